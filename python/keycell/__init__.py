@@ -1,0 +1,89 @@
+"""keycell: secret keys outside the CPython heap.
+
+Keys live in memory the Rust core allocates, guards, locks and wipes; the cryptography
+that uses them runs inside the Rust boundary. Python code holds opaque handles.
+
+>>> from keycell import SecretKey
+>>> with SecretKey.generate(32) as key:
+...     len(key)
+32
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
+
+from . import exceptions
+from ._native import Exposure, Protection, SecretKey, compare_digest, get_policy
+from ._native import set_policy as _set_policy
+from .exceptions import (
+    AlreadyFinalized,
+    ForkedKeyError,
+    InsecureKeyFileError,
+    InvalidSignature,
+    KeycellError,
+    KeyDestroyedError,
+    KeyFileError,
+    KeyInUseError,
+    MemoryLockError,
+    ProtectionError,
+    ProtectionWarning,
+)
+
+try:
+    __version__ = version("keycell")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "AlreadyFinalized",
+    "Exposure",
+    "ForkedKeyError",
+    "InsecureKeyFileError",
+    "InvalidSignature",
+    "KeyDestroyedError",
+    "KeyFileError",
+    "KeyInUseError",
+    "KeycellError",
+    "MemoryLockError",
+    "Protection",
+    "ProtectionError",
+    "ProtectionWarning",
+    "SecretKey",
+    "__version__",
+    "compare_digest",
+    "exceptions",
+    "get_policy",
+    "set_policy",
+]
+
+_POLICY_ENV = "KEYCELL_ON_LOCK_FAILURE"
+
+
+def set_policy(*, on_lock_failure: Literal["warn", "raise"]) -> None:
+    """Set the process-wide policy for keys whose memory cannot be locked.
+
+    ``"warn"`` (the default): the key still works, its ``protection.locked`` is ``False``
+    and a :class:`ProtectionWarning` is emitted once per process. ``"raise"``: creating
+    the key raises :class:`MemoryLockError` (or :class:`ProtectionError` when
+    ``madvise`` fails). Applies to keys created afterwards. The environment variable
+    ``KEYCELL_ON_LOCK_FAILURE`` sets the initial value.
+    """
+    if not isinstance(on_lock_failure, str):
+        raise TypeError("on_lock_failure must be a str: 'warn' or 'raise'")
+    _set_policy(on_lock_failure=on_lock_failure)
+
+
+def _policy_from_environment() -> None:
+    value = os.environ.get(_POLICY_ENV)
+    if value is None or value == "":
+        return
+    if value not in ("warn", "raise"):
+        # A typo must not silently leave the weaker policy in place.
+        raise ValueError(f"{_POLICY_ENV} must be 'warn' or 'raise', not {value!r}")
+    _set_policy(on_lock_failure=value)
+
+
+_policy_from_environment()

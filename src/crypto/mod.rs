@@ -1,0 +1,5 @@
+//! Cryptography over secret bytes held in [`crate::memory`] regions. No Python here.
+
+pub mod ct;
+pub mod hmac;
+pub mod symmetric;

@@ -1,0 +1,20 @@
+//! keycell's native core.
+//!
+//! - [`memory`]: guarded, locked, wiped regions (the only `unsafe` code, apart from the
+//!   buffer-protocol glue in `py/view.rs`).
+//! - [`crypto`]: algorithms over secret bytes held in those regions.
+//! - [`keyfile`]: opening key files safely.
+//! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
+
+pub mod crypto;
+pub mod keyfile;
+pub mod memory;
+#[cfg(feature = "python")]
+mod py;
+
+/// The compiled module `keycell._native`.
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    py::register(m)
+}

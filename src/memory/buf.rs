@@ -1,0 +1,137 @@
+//! [`SecretBuf`]: the safe handle the layers above use.
+
+use super::{Allocator, MemoryError, Protection, Region};
+
+/// A fixed-size buffer of secret bytes in a guarded region.
+///
+/// Read with [`SecretBuf::bytes`]; write only through [`SecretBuf::write`] (the region is
+/// read-only at all other times). Dropping it wipes, unlocks and unmaps the region.
+/// `Debug` never shows the contents; there is no `Clone`.
+pub struct SecretBuf {
+    region: Box<dyn Region>,
+    len: usize,
+}
+
+impl SecretBuf {
+    /// Allocate a zero-filled buffer of `len` bytes from `allocator`.
+    pub fn allocate_in(allocator: &dyn Allocator, len: usize) -> Result<Self, MemoryError> {
+        Ok(SecretBuf {
+            region: allocator.allocate(len)?,
+            len,
+        })
+    }
+
+    /// Allocate a buffer of `len` bytes and fill it with `fill` (which may fail, e.g. a
+    /// file read or a decoder). On failure the region is wiped and freed, and the error of
+    /// `fill` is returned.
+    pub fn new_with<E: From<MemoryError>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut buf = super::allocate(len)?;
+        buf.write(fill)?;
+        Ok(buf)
+    }
+
+    /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.
+    pub fn random(len: usize) -> Result<Self, MemoryError> {
+        Self::new_with(len, |dst| {
+            getrandom::fill(dst).map_err(|e| MemoryError::Random {
+                code: e.raw_os_error().map_or(0, |v| v as u32),
+            })
+        })
+    }
+
+    /// Number of bytes in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: regions hold at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The secret bytes. Fails in a fork child of the allocating process.
+    pub fn bytes(&self) -> Result<&[u8], MemoryError> {
+        self.region.bytes()
+    }
+
+    /// Make the region writable, run `fill`, make it read-only again. The result of
+    /// `fill` is returned after the region is read-only again.
+    pub fn write<E: From<MemoryError>>(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut fill = Some(fill);
+        let mut result: Result<(), E> = Ok(());
+        self.region.write(&mut |dst| {
+            if let Some(f) = fill.take() {
+                result = f(dst);
+            }
+        })?;
+        result
+    }
+
+    /// The protection the region actually has.
+    pub fn protection(&self) -> Protection {
+        self.region.protection()
+    }
+
+    /// Address of the first byte (diagnostics; never dereferenced outside this module).
+    pub fn addr(&self) -> Result<usize, MemoryError> {
+        Ok(self.bytes()?.as_ptr() as usize)
+    }
+}
+
+impl std::fmt::Debug for SecretBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBuf({} bytes, redacted)", self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_is_not_zero_and_differs() {
+        let a = SecretBuf::random(32).expect("a");
+        let b = SecretBuf::random(32).expect("b");
+        assert_ne!(a.bytes().expect("a"), &[0u8; 32]);
+        assert_ne!(a.bytes().expect("a"), b.bytes().expect("b"));
+    }
+
+    #[test]
+    fn failed_fill_returns_error() {
+        #[derive(Debug)]
+        enum E {
+            M,
+            Fill,
+        }
+        impl From<MemoryError> for E {
+            fn from(_: MemoryError) -> Self {
+                E::M
+            }
+        }
+        let r = SecretBuf::new_with(8, |_| Err::<(), E>(E::Fill));
+        assert!(matches!(r, Err(E::Fill)));
+        let _ = E::M;
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let mut b = SecretBuf::new_with::<MemoryError>(4, |d| {
+            d.copy_from_slice(b"abcd");
+            Ok(())
+        })
+        .expect("buf");
+        assert_eq!(format!("{b:?}"), "SecretBuf(4 bytes, redacted)");
+        b.write::<MemoryError>(|d| {
+            d[0] = b'z';
+            Ok(())
+        })
+        .expect("write");
+        assert_eq!(b.bytes().expect("bytes"), b"zbcd");
+    }
+}

@@ -1,0 +1,104 @@
+//! The secure memory layer: guarded regions for secret bytes.
+//!
+//! This is the only module of keycell that contains `unsafe` code. It knows nothing of
+//! cryptography and nothing of Python: it hands out [`SecretBuf`]s, fixed-size byte
+//! buffers that live in memory this module mapped, locked, guarded and will wipe.
+//!
+//! # Layout of one region (backend [`guarded::GuardedMmap`])
+//!
+//! ```text
+//! | guard page | data pages ....... [canary 16][buffer] | guard page |
+//!   PROT_NONE    mlock, MADV_DONTDUMP, MADV_WIPEONFORK     PROT_NONE
+//!                read-only while idle
+//! ```
+//!
+//! The buffer is right-aligned against the trailing guard page, so a write one byte past
+//! its end faults at once; a write before its start lands in the canary, which is checked
+//! when the region is freed (a mismatch aborts the process, as libsodium does).
+//!
+//! # Why our own mapping and not `memsec::malloc`
+//!
+//! `memsec` ports libsodium's helpers. We use its volatile `memzero` and constant-time
+//! `memeq`, which are sound. We do not use its guarded `malloc`: it sits on the global
+//! allocator's conventions and discards the results of `mprotect` and `mlock`, and its
+//! `mlock` helper ignores the result of `madvise` and loses `errno`. A security library
+//! must report exactly which protection failed, so regions are mapped here with `libc`
+//! `mmap` and every system call's result is checked.
+//!
+//! # Backends
+//!
+//! [`Allocator`] is the interface the layers above allocate through; [`allocate`] uses the
+//! process default ([`guarded::GuardedMmap`]). A pooled allocator (many small secrets in
+//! shared locked pages) or a `memfd_secret` backend implements the same two traits and
+//! slots in without touching the crypto or Python layers.
+
+#![allow(unsafe_code)]
+
+mod buf;
+mod error;
+pub mod guarded;
+mod policy;
+pub mod sys;
+
+pub use buf::SecretBuf;
+pub use error::MemoryError;
+pub use policy::{lock_failure_policy, set_lock_failure_policy, LockFailurePolicy};
+
+/// What protection a region actually has. Every field is measured from the result of the
+/// system call that establishes it, never assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protection {
+    /// The data pages are `mlock`ed (not swappable).
+    pub locked: bool,
+    /// `MADV_DONTDUMP` is set: the pages are left out of core dumps.
+    pub dontdump: bool,
+    /// `MADV_WIPEONFORK` is set: a forked child sees zeros instead of the data.
+    pub wipeonfork: bool,
+    /// `PROT_NONE` guard pages sit directly before and after the data pages.
+    pub guard_pages: bool,
+    /// Name of the backend that allocated the region.
+    pub backend: &'static str,
+}
+
+impl Protection {
+    /// True when every protection holds.
+    pub fn complete(&self) -> bool {
+        self.locked && self.dontdump && self.wipeonfork && self.guard_pages
+    }
+}
+
+/// The storage behind one [`SecretBuf`]. Implemented by every backend.
+///
+/// Implementations must keep the bytes in memory that is never handed to the global
+/// allocator, wipe them when dropped, and report their protection truthfully.
+pub trait Region: Send + Sync {
+    /// The buffer, readable. Fails if this process is a fork child of the allocating
+    /// process (the backend may have wiped the data on fork).
+    fn bytes(&self) -> Result<&[u8], MemoryError>;
+    /// Make the buffer writable, run `fill` on it, and make it read-only again.
+    fn write(&mut self, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), MemoryError>;
+    /// The protection the region actually has.
+    fn protection(&self) -> Protection;
+}
+
+/// A source of [`Region`]s.
+pub trait Allocator: Send + Sync {
+    /// Allocate a zero-filled region of exactly `len` bytes (`len >= 1`).
+    fn allocate(&self, len: usize) -> Result<Box<dyn Region>, MemoryError>;
+    /// Short stable name, reported in [`Protection::backend`].
+    fn name(&self) -> &'static str;
+}
+
+/// The largest secret one region may hold (1 MiB): keys are small; a request for more is
+/// almost certainly a mistake, and each region is locked memory.
+pub const MAX_REGION_LEN: usize = 1 << 20;
+
+/// The allocator used by [`allocate`].
+pub fn default_allocator() -> &'static dyn Allocator {
+    &guarded::GuardedMmap
+}
+
+/// Allocate a zero-filled [`SecretBuf`] of `len` bytes from the default allocator.
+pub fn allocate(len: usize) -> Result<SecretBuf, MemoryError> {
+    SecretBuf::allocate_in(default_allocator(), len)
+}

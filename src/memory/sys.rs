@@ -1,0 +1,214 @@
+//! Platform facts and probes: page size, fork detection, resource limits, and live probes
+//! of the protections a region relies on (used by `keycell doctor`).
+//!
+//! Every probe performs the real system call on a scratch mapping and reports its result;
+//! nothing here is guessed from kernel versions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+
+/// The size of one memory page.
+pub fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it only reads a system constant.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v <= 0 {
+            4096
+        } else {
+            v as usize
+        }
+    })
+}
+
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn bump_fork_generation() {
+    // Runs in the child right after fork(): async-signal-safe (an atomic add only).
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A number that changes in a child process after every `fork()`.
+///
+/// Regions record it when they are created; a region whose generation differs from the
+/// current one belongs to an ancestor process. A `pthread_atfork` child handler maintains
+/// it, so checking costs one atomic load and no system call.
+pub fn fork_generation() -> u64 {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a child handler that only performs an atomic increment,
+        // which is async-signal-safe; the function has 'static lifetime.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
+        if rc != 0 {
+            // Without the handler a fork child could not detect inherited regions. That
+            // would silently weaken the fork guarantee, so refuse to continue.
+            eprintln!(
+                "keycell: pthread_atfork failed ({rc}); refusing to run without fork detection"
+            );
+            std::process::abort();
+        }
+    });
+    FORK_GENERATION.load(Ordering::SeqCst)
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// A resource limit as `(soft, hard)`, `None` meaning unlimited.
+pub type Limit = (Option<u64>, Option<u64>);
+
+fn get_rlimit(resource: libc::__rlimit_resource_t) -> Result<Limit, i32> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit struct for the duration of the call.
+    let rc = unsafe { libc::getrlimit(resource, &mut lim) };
+    if rc != 0 {
+        return Err(last_errno());
+    }
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            None
+        } else {
+            Some(v)
+        }
+    };
+    Ok((conv(lim.rlim_cur), conv(lim.rlim_max)))
+}
+
+/// `RLIMIT_MEMLOCK` of this process.
+pub fn rlimit_memlock() -> Result<Limit, i32> {
+    get_rlimit(libc::RLIMIT_MEMLOCK)
+}
+
+/// `RLIMIT_CORE` of this process.
+pub fn rlimit_core() -> Result<Limit, i32> {
+    get_rlimit(libc::RLIMIT_CORE)
+}
+
+/// The `errno` of the last failed system call on this thread.
+pub fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Result of probing one protection: `Ok(())` or the `errno` it failed with.
+pub type Probe = Result<(), i32>;
+
+/// Live probes of every protection, each on its own scratch page.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    pub mlock: Probe,
+    pub dontdump: Probe,
+    pub wipeonfork: Probe,
+    pub memfd_secret: Probe,
+}
+
+struct ScratchPage {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl ScratchPage {
+    fn new() -> Result<Self, i32> {
+        let len = page_size();
+        // SAFETY: anonymous private mapping with no address hint; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(last_errno());
+        }
+        Ok(ScratchPage { ptr, len })
+    }
+}
+
+impl Drop for ScratchPage {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len describe a mapping created in `new` and not unmapped before;
+        // munlock of an unlocked page is harmless. Failure leaks one page, nothing more.
+        unsafe {
+            libc::munlock(self.ptr, self.len);
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+fn probe_advice(advice: libc::c_int) -> Probe {
+    let page = ScratchPage::new()?;
+    // SAFETY: the range is exactly the scratch mapping we own.
+    let rc = unsafe { libc::madvise(page.ptr, page.len, advice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+fn probe_mlock() -> Probe {
+    let page = ScratchPage::new()?;
+    // SAFETY: the range is exactly the scratch mapping we own.
+    let rc = unsafe { libc::mlock(page.ptr, page.len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+fn probe_memfd_secret() -> Probe {
+    // SAFETY: memfd_secret takes one flags argument; on success it returns a new file
+    // descriptor that we close at once.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_long) };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: fd is a descriptor this function just opened and nobody else holds.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// Probe every protection the guarded allocator relies on, plus `memfd_secret`.
+pub fn probe() -> ProbeReport {
+    ProbeReport {
+        mlock: probe_mlock(),
+        dontdump: probe_advice(libc::MADV_DONTDUMP),
+        wipeonfork: probe_advice(libc::MADV_WIPEONFORK),
+        memfd_secret: probe_memfd_secret(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_power_of_two() {
+        assert!(page_size().is_power_of_two());
+        assert!(page_size() >= 4096);
+    }
+
+    #[test]
+    fn probes_run() {
+        let r = probe();
+        // Linux >= 4.14 supports both advices on private anonymous memory.
+        assert_eq!(r.dontdump, Ok(()));
+        assert_eq!(r.wipeonfork, Ok(()));
+    }
+
+    #[test]
+    fn limits_are_readable() {
+        assert!(rlimit_memlock().is_ok());
+        assert!(rlimit_core().is_ok());
+    }
+}

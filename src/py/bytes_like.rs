@@ -1,0 +1,113 @@
+//! The one extractor for bytes-like arguments, and the one helper that releases the GIL.
+//!
+//! `bytes` are borrowed without a copy (immutable, kept alive by the caller's reference,
+//! so the slice stays valid while the GIL is released). Any other contiguous buffer
+//! (`bytearray`, `memoryview`, `array('B')`, ...) is copied once through PyO3's safe
+//! `PyBuffer::to_vec`, so a concurrent mutation from another thread can never race with a
+//! computation running without the GIL. Secret inputs never take that path: they are copied
+//! straight into a guarded region with [`copy_secret_into`].
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use super::errors::{Error, Result};
+
+/// Inputs at least this long are processed with the GIL released.
+pub const GIL_RELEASE_THRESHOLD: usize = 2048;
+
+/// Borrowed or copied bytes of a bytes-like argument (never secret: messages, tags,
+/// signatures, public keys).
+pub enum BytesLike<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Copied(Vec<u8>),
+}
+
+impl BytesLike<'_> {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            BytesLike::Bytes(b) => b.as_bytes(),
+            BytesLike::Copied(v) => v,
+        }
+    }
+}
+
+fn type_error(obj: &Bound<'_, PyAny>, what: &str) -> Error {
+    let tname = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned());
+    Error::Type(format!("{what} must be a bytes-like object, not {tname}"))
+}
+
+fn contiguous_buffer(obj: &Bound<'_, PyAny>, what: &str) -> Result<PyBuffer<u8>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(type_error(obj, what));
+    }
+    let buf = PyBuffer::<u8>::get(obj).map_err(|_| type_error(obj, what))?;
+    if !buf.is_c_contiguous() {
+        return Err(Error::Value(format!("{what} must be a contiguous buffer")));
+    }
+    Ok(buf)
+}
+
+/// Extract a non-secret bytes-like argument named `what`.
+pub fn bytes_like<'py>(obj: &Bound<'py, PyAny>, what: &str) -> Result<BytesLike<'py>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(BytesLike::Bytes(b.clone()));
+    }
+    let buf = contiguous_buffer(obj, what)?;
+    Ok(BytesLike::Copied(buf.to_vec(obj.py())?))
+}
+
+/// A secret bytes-like source: its length, and whether it can be wiped.
+pub struct SecretSource {
+    buf: PyBuffer<u8>,
+}
+
+impl SecretSource {
+    /// Wrap `obj` (any contiguous buffer of bytes).
+    pub fn new(obj: &Bound<'_, PyAny>, what: &str) -> Result<Self> {
+        Ok(SecretSource {
+            buf: contiguous_buffer(obj, what)?,
+        })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.item_count()
+    }
+
+    /// Copy the source straight into `dst` (a guarded region; same length).
+    pub fn copy_into(&self, py: Python<'_>, dst: &mut [u8]) -> Result<()> {
+        self.buf.copy_to_slice(py, dst).map_err(Error::Py)
+    }
+
+    /// Whether the source is writable (and so can be wiped).
+    pub fn writable(&self) -> bool {
+        !self.buf.readonly()
+    }
+
+    /// Overwrite a writable source with zeros.
+    pub fn wipe(&self, py: Python<'_>) -> Result<()> {
+        let zeros = vec![0u8; self.len()];
+        self.buf.copy_from_slice(py, &zeros).map_err(Error::Py)
+    }
+}
+
+/// Copy the secret in `obj` straight into `dst`.
+pub fn copy_secret_into(py: Python<'_>, src: &SecretSource, dst: &mut [u8]) -> Result<()> {
+    src.copy_into(py, dst)
+}
+
+/// Run `f` with the GIL released when `len` reaches [`GIL_RELEASE_THRESHOLD`]. `f` must not
+/// touch Python objects (enforced by the `Send` bound).
+pub fn maybe_detach<T: Send>(py: Python<'_>, len: usize, f: impl FnOnce() -> T + Send) -> T {
+    if len >= GIL_RELEASE_THRESHOLD {
+        py.detach(f)
+    } else {
+        f()
+    }
+}

@@ -1,0 +1,127 @@
+//! The one error type of the bindings and its mapping to the exceptions defined in
+//! `keycell/exceptions.py`. No message carries secret bytes or the length of secret input.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::PyErr;
+
+use crate::crypto::symmetric::KeyError;
+use crate::memory::MemoryError;
+
+pyo3::import_exception!(keycell.exceptions, KeycellError);
+pyo3::import_exception!(keycell.exceptions, KeyDestroyedError);
+pyo3::import_exception!(keycell.exceptions, KeyInUseError);
+pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
+pyo3::import_exception!(keycell.exceptions, MemoryLockError);
+pyo3::import_exception!(keycell.exceptions, ProtectionError);
+pyo3::import_exception!(keycell.exceptions, KeyFileError);
+pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
+pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
+
+/// Every failure the bindings report.
+#[derive(Debug)]
+pub enum Error {
+    /// The handle was destroyed.
+    Destroyed(&'static str),
+    /// A view of the key is still open.
+    InUse(&'static str),
+    /// A failure of the memory layer.
+    Memory(MemoryError),
+    /// A bad argument value.
+    Value(String),
+    /// A bad argument type.
+    Type(String),
+    /// A key file cannot be used (I/O error, wrong size, ...).
+    KeyFile {
+        path: String,
+        reason: String,
+        errno: Option<i32>,
+    },
+    /// A key file is not safe to read (symlink, not regular, foreign owner, loose mode).
+    InsecureKeyFile { path: String, reason: String },
+    /// An exception already raised by Python code (e.g. the buffer protocol).
+    Py(PyErr),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<MemoryError> for Error {
+    fn from(e: MemoryError) -> Self {
+        Error::Memory(e)
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(e: PyErr) -> Self {
+        Error::Py(e)
+    }
+}
+
+impl<E: Into<Error>> From<KeyError<E>> for Error {
+    fn from(e: KeyError<E>) -> Self {
+        match e {
+            KeyError::Length(_) => Error::Value(format!(
+                "key length must be between 1 and {} bytes",
+                crate::crypto::symmetric::MAX_KEY_LEN
+            )),
+            KeyError::Memory(m) => Error::Memory(m),
+            KeyError::Fill(f) => f.into(),
+        }
+    }
+}
+
+impl From<std::convert::Infallible> for Error {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::Destroyed(what) => {
+                KeyDestroyedError::new_err(format!("this {what} has been destroyed"))
+            }
+            Error::InUse(msg) => KeyInUseError::new_err(msg),
+            Error::Memory(m) => match m {
+                MemoryError::Forked => ForkedKeyError::new_err(m.to_string()),
+                MemoryError::LockFailed { errno, .. } => {
+                    let err = MemoryLockError::new_err(m.to_string());
+                    set_errno(&err, errno);
+                    err
+                }
+                MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
+                MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
+                    let err = ProtectionError::new_err(m.to_string());
+                    set_errno(&err, errno);
+                    err
+                }
+                MemoryError::Random { .. } => ProtectionError::new_err(m.to_string()),
+            },
+            Error::Value(msg) => PyValueError::new_err(msg),
+            Error::Type(msg) => PyTypeError::new_err(msg),
+            Error::KeyFile {
+                path,
+                reason,
+                errno,
+            } => {
+                let err = KeyFileError::new_err(format!("key file {path:?}: {reason}"));
+                if let Some(errno) = errno {
+                    set_errno(&err, errno);
+                }
+                err
+            }
+            Error::InsecureKeyFile { path, reason } => {
+                InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
+            }
+            Error::Py(err) => err,
+        }
+    }
+}
+
+/// Attach `errno` to an exception as its `errno` attribute (best effort).
+fn set_errno(err: &PyErr, errno: i32) {
+    pyo3::Python::attach(|py| {
+        use pyo3::types::PyAnyMethods;
+        let _ = err.value(py).as_any().setattr("errno", errno);
+    });
+}

@@ -1,0 +1,95 @@
+//! The PyO3 bindings: argument parsing, GIL release, error mapping. One file per Python
+//! class family; no cryptography or memory management of their own.
+
+mod bytes_like;
+mod errors;
+mod protection;
+mod secret_key;
+mod view;
+
+use pyo3::prelude::*;
+
+use crate::memory::{self, LockFailurePolicy};
+use bytes_like::bytes_like;
+use errors::{Error, Result};
+
+/// Compare two bytes-like objects in constant time (same contract as
+/// `hmac.compare_digest`: the time depends only on the lengths).
+#[pyfunction]
+fn compare_digest(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
+    let a = bytes_like(a, "a")?;
+    let b = bytes_like(b, "b")?;
+    Ok(crate::crypto::ct::ct_eq(a.as_slice(), b.as_slice()))
+}
+
+/// Set the process-wide policy for a failed `mlock`/`madvise`: "warn" or "raise".
+#[pyfunction]
+#[pyo3(signature = (*, on_lock_failure))]
+fn set_policy(on_lock_failure: &str) -> Result<()> {
+    let policy = match on_lock_failure {
+        "warn" => LockFailurePolicy::Warn,
+        "raise" => LockFailurePolicy::Raise,
+        _ => {
+            return Err(Error::Value(
+                "on_lock_failure must be \"warn\" or \"raise\"".to_owned(),
+            ))
+        }
+    };
+    memory::set_lock_failure_policy(policy);
+    Ok(())
+}
+
+/// The current policy, as a dict `{"on_lock_failure": "warn" | "raise"}`.
+#[pyfunction]
+fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    let v = match memory::lock_failure_policy() {
+        LockFailurePolicy::Warn => "warn",
+        LockFailurePolicy::Raise => "raise",
+    };
+    d.set_item("on_lock_failure", v)?;
+    Ok(d)
+}
+
+fn probe_result(r: memory::sys::Probe) -> Option<i32> {
+    r.err()
+}
+
+/// Live probes of the protections (for `keycell doctor`): a dict mapping each protection
+/// to `None` (works) or the errno it failed with, plus the page size and limits.
+#[pyfunction]
+fn _probe(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    let r = memory::sys::probe();
+    d.set_item("mlock", probe_result(r.mlock))?;
+    d.set_item("dontdump", probe_result(r.dontdump))?;
+    d.set_item("wipeonfork", probe_result(r.wipeonfork))?;
+    d.set_item("memfd_secret", probe_result(r.memfd_secret))?;
+    d.set_item("page_size", memory::sys::page_size())?;
+    d.set_item("backend", memory::default_allocator().name())?;
+    Ok(d)
+}
+
+/// Address of the first byte of a key's region (diagnostics: `keycell doctor` matches it
+/// against `/proc/self/smaps`). The address is not secret; the bytes are.
+#[pyfunction]
+fn _key_address(key: &Bound<'_, secret_key::SecretKey>) -> Result<usize> {
+    let live = key.get().live()?;
+    Ok(live.key().bytes()?.as_ptr() as usize)
+}
+
+/// Register the module's classes and functions.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<secret_key::SecretKey>()?;
+    m.add_class::<protection::Protection>()?;
+    m.add_class::<view::Exposure>()?;
+    m.add_class::<view::KeyView>()?;
+    m.add_function(wrap_pyfunction!(compare_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(set_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(get_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(_key_address, m)?)?;
+    m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
+    m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The protection report of a key, and the once-per-process warning when a protection is
+//! missing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::errors::ProtectionWarning;
+use super::errors::Result;
+use crate::memory;
+
+/// What protection a key's memory actually has (measured when it was allocated).
+#[pyclass(frozen, module = "keycell._native", get_all)]
+#[derive(Clone)]
+pub struct Protection {
+    /// The pages are `mlock`ed (kept out of swap).
+    pub locked: bool,
+    /// `MADV_DONTDUMP`: the pages are left out of core dumps.
+    pub dontdump: bool,
+    /// `MADV_WIPEONFORK`: a forked child sees zeros.
+    pub wipeonfork: bool,
+    /// `PROT_NONE` guard pages before and after the data.
+    pub guard_pages: bool,
+    /// The allocator backend.
+    pub backend: String,
+}
+
+impl From<memory::Protection> for Protection {
+    fn from(p: memory::Protection) -> Self {
+        Protection {
+            locked: p.locked,
+            dontdump: p.dontdump,
+            wipeonfork: p.wipeonfork,
+            guard_pages: p.guard_pages,
+            backend: p.backend.to_owned(),
+        }
+    }
+}
+
+#[pymethods]
+impl Protection {
+    /// True when every protection holds.
+    #[getter]
+    fn complete(&self) -> bool {
+        self.locked && self.dontdump && self.wipeonfork && self.guard_pages
+    }
+
+    /// The report as a dict.
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("locked", self.locked)?;
+        d.set_item("dontdump", self.dontdump)?;
+        d.set_item("wipeonfork", self.wipeonfork)?;
+        d.set_item("guard_pages", self.guard_pages)?;
+        d.set_item("backend", &self.backend)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        let b = |v: bool| if v { "True" } else { "False" };
+        format!(
+            "Protection(locked={}, dontdump={}, wipeonfork={}, guard_pages={}, backend={:?})",
+            b(self.locked),
+            b(self.dontdump),
+            b(self.wipeonfork),
+            b(self.guard_pages),
+            self.backend
+        )
+    }
+}
+
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Called for every new region: warns once per process when a protection is missing (the
+/// "warn" policy; under "raise" the allocation has already failed).
+pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
+    if p.complete() || WARNED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if !p.locked {
+        missing.push("mlock failed: key memory may be swapped to disk (RLIMIT_MEMLOCK too low?)");
+    }
+    if !p.dontdump {
+        missing.push("MADV_DONTDUMP failed: keys may appear in core dumps");
+    }
+    if !p.wipeonfork {
+        missing.push("MADV_WIPEONFORK failed: forked children keep a copy of keys");
+    }
+    if !p.guard_pages {
+        missing.push("guard pages missing");
+    }
+    let msg = format!(
+        "keycell: degraded key protection ({}); this warning is shown once per process. \
+         Run `keycell doctor`, or set_policy(on_lock_failure=\"raise\") to fail instead.",
+        missing.join("; ")
+    );
+    let category = py.get_type::<ProtectionWarning>();
+    PyErr::warn(
+        py,
+        &category,
+        &std::ffi::CString::new(msg).unwrap_or_default(),
+        1,
+    )?;
+    Ok(())
+}

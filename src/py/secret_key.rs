@@ -1,0 +1,271 @@
+//! `SecretKey`: the Python handle for a symmetric key in a guarded region.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+
+use pyo3::basic::CompareOp;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
+use crate::keyfile::KeyFile;
+
+use super::bytes_like::{copy_secret_into, SecretSource};
+use super::errors::{Error, Result};
+use super::protection::{report_new_region, Protection};
+use super::view::Exposure;
+
+/// A symmetric secret key (HMAC key, session key) held outside the Python heap.
+///
+/// The bytes live in a guarded region: guard pages on both sides, a canary, `mlock`,
+/// `MADV_DONTDUMP` and `MADV_WIPEONFORK`, read-only while idle, wiped on destroy. Python
+/// code only ever holds this opaque handle.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct SecretKey {
+    state: RwLock<Option<SymmetricKey>>,
+    /// Open buffer exports (views). `destroy()` refuses while it is non-zero.
+    pub(crate) views: AtomicUsize,
+    len: usize,
+}
+
+/// A read guard on a live key.
+pub struct LiveKey<'a>(RwLockReadGuard<'a, Option<SymmetricKey>>);
+
+impl LiveKey<'_> {
+    /// The key.
+    pub fn key(&self) -> &SymmetricKey {
+        // `live()` only builds a LiveKey around `Some`.
+        match self.0.as_ref() {
+            Some(k) => k,
+            None => unreachable!("LiveKey is only built around a live key"),
+        }
+    }
+}
+
+impl SecretKey {
+    pub(crate) fn wrap(py: Python<'_>, key: SymmetricKey) -> Result<SecretKey> {
+        report_new_region(py, &key.protection())?;
+        let len = key.len();
+        Ok(SecretKey {
+            state: RwLock::new(Some(key)),
+            views: AtomicUsize::new(0),
+            len,
+        })
+    }
+
+    /// Read access to the live key, or `KeyDestroyedError`.
+    pub fn live(&self) -> Result<LiveKey<'_>> {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            return Err(Error::Destroyed("SecretKey"));
+        }
+        // Fail early in a fork child, before any caller reads zeros.
+        if let Some(k) = guard.as_ref() {
+            k.bytes()?;
+        }
+        Ok(LiveKey(guard))
+    }
+
+    fn is_destroyed(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+}
+
+fn no_copy(what: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "SecretKey cannot be {what}: its bytes are kept out of Python memory on purpose. \
+         Keep using the handle, or save it explicitly (KeyStore, to_file)"
+    ))
+}
+
+#[pymethods]
+impl SecretKey {
+    /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
+    #[staticmethod]
+    #[pyo3(signature = (length = 32))]
+    fn generate(py: Python<'_>, length: usize) -> Result<SecretKey> {
+        let key = SymmetricKey::generate(length)?;
+        SecretKey::wrap(py, key)
+    }
+
+    /// Copy a key from any bytes-like object. When the source is writable and `wipe` is
+    /// true, the source is overwritten with zeros afterwards.
+    #[staticmethod]
+    #[pyo3(signature = (data, *, wipe = true))]
+    fn from_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, wipe: bool) -> Result<SecretKey> {
+        let src = SecretSource::new(data, "data")?;
+        let key = SymmetricKey::new_with(src.len(), |dst| copy_secret_into(py, &src, dst))?;
+        if wipe && src.writable() {
+            src.wipe(py)?;
+        }
+        SecretKey::wrap(py, key)
+    }
+
+    /// Read a key from a file, straight into a guarded region.
+    ///
+    /// The file is opened with `O_NOFOLLOW | O_CLOEXEC` and checked on the open
+    /// descriptor: it must be a regular file owned by this user with no group or other
+    /// permissions, not empty, and exactly `length` bytes when `length` is given.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, length = None))]
+    fn from_file(py: Python<'_>, path: PathBuf, length: Option<usize>) -> Result<SecretKey> {
+        if let Some(l) = length {
+            if l == 0 || l > MAX_KEY_LEN {
+                return Err(Error::Value(format!(
+                    "length must be between 1 and {MAX_KEY_LEN} bytes"
+                )));
+            }
+        }
+        let shown = path.display().to_string();
+        let key = py.detach(|| -> Result<SymmetricKey> {
+            let mut file =
+                KeyFile::open(&path, MAX_KEY_LEN).map_err(|e| key_file_error(&shown, e))?;
+            if let Some(l) = length {
+                if file.size() != l {
+                    return Err(Error::KeyFile {
+                        path: shown.clone(),
+                        reason: format!("its size does not match the expected length of {l} bytes"),
+                        errno: None,
+                    });
+                }
+            }
+            Ok(SymmetricKey::new_with(file.size(), |dst| {
+                file.read_into(dst).map_err(|e| key_file_error(&shown, e))
+            })?)
+        })?;
+        SecretKey::wrap(py, key)
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// Wipe, unlock and unmap the key. Idempotent. Raises `KeyInUseError` (and frees
+    /// nothing) while a view from `expose()` is open.
+    fn destroy(&self, py: Python<'_>) -> Result<()> {
+        py.detach(|| {
+            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if guard.is_some() && self.views.load(Ordering::SeqCst) != 0 {
+                return Err(Error::InUse(
+                    "cannot destroy a SecretKey while a view from expose() is still open",
+                ));
+            }
+            // Dropping the SymmetricKey wipes, unlocks and unmaps its region.
+            guard.take();
+            Ok(())
+        })
+    }
+
+    /// True once `destroy()` has run.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.is_destroyed()
+    }
+
+    /// The protection the key's memory actually has.
+    #[getter]
+    fn protection(&self) -> Result<Protection> {
+        Ok(Protection::from(self.live()?.key().protection()))
+    }
+
+    /// A context manager yielding a read-only `memoryview` of the key bytes, released at
+    /// the end of the block.
+    fn expose(slf: &Bound<'_, Self>) -> Result<Exposure> {
+        slf.get().live()?;
+        Ok(Exposure::new(slf.clone().unbind()))
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<SecretKey>> {
+        slf.get().live()?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> Result<bool> {
+        self.destroy(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        if self.is_destroyed() {
+            "<SecretKey destroyed>".to_owned()
+        } else {
+            format!("<SecretKey {} bytes>", self.len)
+        }
+    }
+
+    fn __str__(&self) -> String {
+        self.__repr__()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> Result<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<SecretKey>() else {
+            return Ok(py.NotImplemented());
+        };
+        let equal = match op {
+            CompareOp::Eq | CompareOp::Ne => keys_equal(slf.get(), other.get())?,
+            _ => return Ok(py.NotImplemented()),
+        };
+        let result = if matches!(op, CompareOp::Eq) {
+            equal
+        } else {
+            !equal
+        };
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(no_copy("pickled"))
+    }
+
+    fn __copy__(&self) -> PyResult<()> {
+        Err(no_copy("copied"))
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(no_copy("copied"))
+    }
+}
+
+/// Constant-time equality of two keys. Locks are taken in address order so two threads
+/// comparing the same pair in opposite order cannot deadlock against a waiting destroy.
+fn keys_equal(a: &SecretKey, b: &SecretKey) -> Result<bool> {
+    if std::ptr::eq(a, b) {
+        a.live()?;
+        return Ok(true);
+    }
+    let (first, second) = if (a as *const SecretKey) < (b as *const SecretKey) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let g1 = first.live()?;
+    let g2 = second.live()?;
+    Ok(g1.key().ct_eq(g2.key())?)
+}
+
+fn key_file_error(path: &str, e: crate::keyfile::KeyFileError) -> Error {
+    match e {
+        crate::keyfile::KeyFileError::Insecure(reason) => Error::InsecureKeyFile {
+            path: path.to_owned(),
+            reason,
+        },
+        crate::keyfile::KeyFileError::Unusable { reason, errno } => Error::KeyFile {
+            path: path.to_owned(),
+            reason,
+            errno,
+        },
+    }
+}
