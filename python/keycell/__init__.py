@@ -83,7 +83,7 @@ def _policy_from_environment() -> None:
     if value not in ("warn", "raise"):
         # A typo must not silently leave the weaker policy in place.
         raise ValueError(f"{_POLICY_ENV} must be 'warn' or 'raise', not {value!r}")
-    _set_policy(on_lock_failure=value)
+    _set_policy(on_lock_failure="raise" if value == "raise" else "warn")
 
 
 _policy_from_environment()

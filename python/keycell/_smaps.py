@@ -102,6 +102,8 @@ def check_region(addr: int, pid: int | str = "self") -> RegionCheck:
             guard_before=before is not None
             and before.end == m.start
             and before.perms.startswith("---"),
-            guard_after=after is not None and after.start == m.end and after.perms.startswith("---"),
+            guard_after=after is not None
+            and after.start == m.end
+            and after.perms.startswith("---"),
         )
     return RegionCheck(found=False)

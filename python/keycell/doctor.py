@@ -115,9 +115,7 @@ def collect() -> dict[str, Any]:
                     degraded.append(f"/proc/self/smaps does not confirm the key's {name}")
             for name in ("locked", "dontdump", "wipeonfork"):
                 if prot[name] != smaps[name]:
-                    degraded.append(
-                        f"protection report and /proc/self/smaps disagree on {name}"
-                    )
+                    degraded.append(f"protection report and /proc/self/smaps disagree on {name}")
     key_report["warnings"] = [str(w.message) for w in caught]
 
     return {
@@ -199,10 +197,7 @@ def format_report(r: dict[str, Any]) -> str:
             "  test key        "
             + ", ".join(f"{n}={pr[n]}" for n in ("locked", "dontdump", "wipeonfork", "guard_pages"))
         )
-        lines.append(
-            "  /proc/self/smaps "
-            + ", ".join(f"{n}={v}" for n, v in sm.items())
-        )
+        lines.append("  /proc/self/smaps " + ", ".join(f"{n}={v}" for n, v in sm.items()))
     for w in k.get("warnings", []):
         lines.append(f"  warning         {w}")
     if r["ok"]:

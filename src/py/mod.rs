@@ -10,16 +10,19 @@ mod view;
 use pyo3::prelude::*;
 
 use crate::memory::{self, LockFailurePolicy};
-use bytes_like::bytes_like;
+use bytes_like::{bytes_like, maybe_detach};
 use errors::{Error, Result};
 
 /// Compare two bytes-like objects in constant time (same contract as
 /// `hmac.compare_digest`: the time depends only on the lengths).
 #[pyfunction]
-fn compare_digest(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
+fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
     let a = bytes_like(a, "a")?;
     let b = bytes_like(b, "b")?;
-    Ok(crate::crypto::ct::ct_eq(a.as_slice(), b.as_slice()))
+    let (a, b) = (a.as_slice(), b.as_slice());
+    Ok(maybe_detach(py, a.len().max(b.len()), || {
+        crate::crypto::ct::ct_eq(a, b)
+    }))
 }
 
 /// Set the process-wide policy for a failed `mlock`/`madvise`: "warn" or "raise".
