@@ -1,0 +1,169 @@
+"""Memory scan of a child process (invariants 1, 3 and 4).
+
+The parent writes random secrets to files; a child interpreter loads them (it never builds
+a pattern itself) and stops at phases; the parent reads the child's whole memory through
+``/proc/PID/mem`` and counts copies. A deliberate ``bytes`` copy of another secret is the
+positive control, so a scan that sees nothing cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from memscan import PhasedChild, find_all, read_maps, scan_file, scan_process, summarize
+
+pytestmark = pytest.mark.slow
+
+
+def _write_secret(path: Path, n: int = 32) -> bytes:
+    data = secrets.token_bytes(n)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return data
+
+
+FROM_FILE_CHILD = """
+import gc, sys
+from keycell import SecretKey
+
+key = SecretKey.from_file(sys.argv[1])
+# Positive control: a plain bytes copy of another secret, kept on purpose.
+with open(sys.argv[2], "rb") as f:
+    control = f.read()
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+print(len(key), len(control))
+"""
+
+
+def test_from_file_copies_live_only_in_locked_pages_and_vanish_on_destroy(
+    tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    key = _write_secret(tmp_path / "key")
+    control = _write_secret(tmp_path / "control")
+    patterns = {"key": key, "control": control}
+    with PhasedChild(FROM_FILE_CHILD, str(tmp_path / "key"), str(tmp_path / "control")) as child:
+        child.wait_phase("alive")
+        alive = scan_process(child.pid, patterns)
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, patterns)
+        rc, out, err = child.finish()
+    assert rc == 0, err
+    assert out == "32 32\n"
+
+    record_property("copies_alive", len(alive["key"]))
+    record_property("copies_after_destroy", len(after["key"]))
+    record_property("control_alive", len(alive["control"]))
+    # Positive control: the scanner finds a bytes copy, and it is in ordinary memory.
+    assert alive["control"], summarize(alive)
+    assert any(not h.locked and not h.dontdump for h in alive["control"]), summarize(alive)
+    assert after["control"], summarize(after)
+    # The key: found (the scan sees it), and only in locked, dump-excluded, read-only pages.
+    assert alive["key"], summarize(alive)
+    for h in alive["key"]:
+        assert h.locked, summarize(alive)
+        assert h.dontdump, summarize(alive)
+        assert "wf" in h.vmflags, summarize(alive)
+        assert h.perms.startswith("r-"), summarize(alive)
+    # After destroy(): no copy anywhere in the process.
+    assert after["key"] == [], summarize(after)
+
+
+FROM_BUFFER_CHILD = """
+import gc, os, sys
+from keycell import SecretKey
+
+path = sys.argv[1]
+buf = bytearray(os.stat(path).st_size)
+with open(path, "rb", buffering=0) as f:   # unbuffered: straight into the bytearray
+    assert f.readinto(buf) == len(buf)
+phase("loaded")
+key = SecretKey.from_buffer(buf, wipe=True)
+assert buf == bytearray(len(buf))
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_from_buffer_bytearray_wiped_leaves_copies_only_in_locked_pages(tmp_path: Path) -> None:
+    key = _write_secret(tmp_path / "key", 48)
+    patterns = {"key": key}
+    with PhasedChild(FROM_BUFFER_CHILD, str(tmp_path / "key")) as child:
+        child.wait_phase("loaded")
+        loaded = scan_process(child.pid, patterns)
+        child.advance()
+        child.wait_phase("alive")
+        alive = scan_process(child.pid, patterns)
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, patterns)
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    # Control: before from_buffer the bytearray holds the key in unlocked memory.
+    assert any(not h.locked for h in loaded["key"]), summarize(loaded)
+    # After from_buffer(wipe=True): the bytearray is zeroed; the only copy is the region.
+    assert alive["key"], summarize(alive)
+    assert all(h.locked and h.dontdump for h in alive["key"]), summarize(alive)
+    assert after["key"] == [], summarize(after)
+
+
+GENERATE_CHILD = """
+import sys
+from keycell import SecretKey
+
+key = SecretKey.generate(32)
+with key.expose() as view:
+    copy = view.tobytes()  # deliberate copy: the user's own, outside keycell's guarantee
+sys.stdout.write("copy-made\\n")
+phase("alive")
+"""
+
+
+def test_harness_sees_a_user_copy_from_a_view(tmp_path: Path) -> None:
+    """The documented limit: a copy made on purpose from a view is an ordinary bytes."""
+    # The child cannot send us the key without making a copy itself; instead check that
+    # every 32-byte window of the child's locked key region also appears unlocked.
+    child = PhasedChild(GENERATE_CHILD)
+    try:
+        assert child.proc.stdout is not None
+        assert child.proc.stdout.readline() == "copy-made\n"
+        child.wait_phase("alive")
+        locked = [a for a in read_maps(child.pid) if a.locked and a.dontdump and a.wipeonfork]
+        assert locked, "the child has no locked, dump-excluded region"
+        with open(f"/proc/{child.pid}/mem", "rb", buffering=0) as mem:
+            area = locked[-1]
+            mem.seek(area.start)
+            data = mem.read(area.end - area.start)
+        key = data[-32:]
+        hits = scan_process(child.pid, {"key": key})["key"]
+        assert any(h.locked for h in hits), summarize({"key": hits})
+        assert any(not h.locked for h in hits), summarize({"key": hits})
+    finally:
+        child.kill()
+
+
+def test_find_all_and_scan_file(tmp_path: Path) -> None:
+    pattern = secrets.token_bytes(16)
+    assert list(find_all(b"x" + pattern + pattern[:3] + pattern, pattern)) == [1, 20]
+    f = tmp_path / "blob"
+    # Place one copy across the 1 MiB read boundary, one inside, one at the end.
+    blob = bytearray(3 << 20)
+    blob[(1 << 20) - 5 : (1 << 20) + 11] = pattern
+    blob[100:116] = pattern
+    blob[-16:] = pattern
+    f.write_bytes(bytes(blob))
+    assert scan_file(f, {"p": pattern, "absent": secrets.token_bytes(16)}) == {
+        "p": 3,
+        "absent": 0,
+    }
+    with pytest.raises(ValueError):
+        list(find_all(b"abc", b""))
