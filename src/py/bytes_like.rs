@@ -9,7 +9,7 @@
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyMemoryView, PyString};
 
 use super::errors::{Error, Result};
 
@@ -46,7 +46,19 @@ fn contiguous_buffer(obj: &Bound<'_, PyAny>, what: &str) -> Result<PyBuffer<u8>>
     if obj.is_instance_of::<PyString>() {
         return Err(type_error(obj, what));
     }
-    let buf = PyBuffer::<u8>::get(obj).map_err(|_| type_error(obj, what))?;
+    let buf = match PyBuffer::<u8>::get(obj) {
+        Ok(buf) => buf,
+        // Any buffer is bytes-like, whatever its item format (`array('I')`, a 2-D view, ...):
+        // view its raw bytes through `memoryview(obj).cast("B")`, which shares the memory
+        // (no copy, so wiping the view wipes the source) and accepts only C-contiguous data.
+        Err(_) => {
+            let mv = PyMemoryView::from(obj).map_err(|_| type_error(obj, what))?;
+            let raw = mv
+                .call_method1("cast", ("B",))
+                .map_err(|_| Error::Value(format!("{what} must be a contiguous buffer")))?;
+            PyBuffer::<u8>::get(&raw).map_err(|_| type_error(obj, what))?
+        }
+    };
     if !buf.is_c_contiguous() {
         return Err(Error::Value(format!("{what} must be a contiguous buffer")));
     }
