@@ -16,6 +16,7 @@ use errors::{Error, Result};
 /// Compare two bytes-like objects in constant time (same contract as
 /// `hmac.compare_digest`: the time depends only on the lengths).
 #[pyfunction]
+#[pyo3(signature = (a, b, /))]
 fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
     let a = bytes_like(a, "a")?;
     let b = bytes_like(b, "b")?;
