@@ -140,8 +140,13 @@ impl SecretKey {
         SecretKey::wrap(py, key)
     }
 
-    fn __len__(&self) -> usize {
-        self.len
+    /// The key length in bytes. Raises `KeyDestroyedError` after `destroy()`, like every
+    /// other use.
+    fn __len__(&self) -> Result<usize> {
+        if self.is_destroyed() {
+            return Err(Error::Destroyed("SecretKey"));
+        }
+        Ok(self.len)
     }
 
     /// Wipe, unlock and unmap the key. Idempotent. Raises `KeyInUseError` (and frees
