@@ -114,7 +114,13 @@ impl Exposure {
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         let taken = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mv) = taken {
-            mv.bind(py).call_method0("release")?;
+            if let Err(e) = mv.bind(py).call_method0("release") {
+                // Still exported to some consumer (BufferError): keep the view so that a
+                // later __exit__ can release it; dropping it here would leave it open for
+                // good and the key pinned.
+                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(mv);
+                return Err(e);
+            }
         }
         Ok(false)
     }
