@@ -1,0 +1,103 @@
+"""The process-wide policy for a protection that cannot be established (invariant 3).
+
+What the policy does when `mlock` really fails is tested in ``test_isolation.py`` (a child
+with a lowered RLIMIT_MEMLOCK); here: the switch itself and its environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import keycell
+import pytest
+from keycell import SecretKey
+from support import run_python
+
+SHOW_POLICY = "import json, keycell; print(json.dumps(keycell.get_policy()))"
+
+
+def test_default_is_warn_in_a_fresh_process() -> None:
+    r = run_python(SHOW_POLICY)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"on_lock_failure": "warn"}
+
+
+def test_set_and_get_roundtrip() -> None:
+    keycell.set_policy(on_lock_failure="raise")
+    assert keycell.get_policy() == {"on_lock_failure": "raise"}
+    # Under "raise" a key still works where every protection holds (this machine).
+    with SecretKey.generate(16) as key:
+        assert key.protection.complete
+    keycell.set_policy(on_lock_failure="warn")
+    assert keycell.get_policy() == {"on_lock_failure": "warn"}
+
+
+def test_native_setter_roundtrip() -> None:
+    keycell._native.set_policy(on_lock_failure="raise")
+    assert keycell._native.get_policy()["on_lock_failure"] == "raise"
+    keycell._native.set_policy(on_lock_failure="warn")
+    assert keycell.get_policy()["on_lock_failure"] == "warn"
+
+
+def test_get_policy_returns_a_copy() -> None:
+    d = keycell.get_policy()
+    d["on_lock_failure"] = "raise"
+    assert keycell.get_policy() == {"on_lock_failure": "warn"}
+
+
+@pytest.mark.parametrize("value", ["RAISE", "Warn", "ignore", "", "raise ", "strict"])
+def test_invalid_values(value: str) -> None:
+    with pytest.raises(ValueError, match=r"warn.*raise"):
+        keycell.set_policy(on_lock_failure=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"warn.*raise"):
+        keycell._native.set_policy(on_lock_failure=value)  # type: ignore[arg-type]
+    assert keycell.get_policy() == {"on_lock_failure": "warn"}
+
+
+@pytest.mark.parametrize("value", [None, 1, b"raise", True, ["raise"]])
+def test_invalid_types(value: Any) -> None:
+    with pytest.raises(TypeError):
+        keycell.set_policy(on_lock_failure=value)
+    with pytest.raises(TypeError):
+        keycell._native.set_policy(on_lock_failure=value)
+    assert keycell.get_policy() == {"on_lock_failure": "warn"}
+
+
+def test_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        keycell.set_policy("raise")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        keycell.set_policy()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        keycell.set_policy(on_lock_failure="raise", other=1)  # type: ignore[call-arg]
+    assert keycell.get_policy() == {"on_lock_failure": "warn"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("raise", "raise"), ("warn", "warn"), ("", "warn")]
+)
+def test_environment_variable(value: str, expected: str) -> None:
+    r = run_python(SHOW_POLICY, env={"KEYCELL_ON_LOCK_FAILURE": value})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"on_lock_failure": expected}
+
+
+def test_environment_variable_can_be_overridden_by_set_policy() -> None:
+    code = (
+        "import keycell; keycell.set_policy(on_lock_failure='warn'); "
+        "print(keycell.get_policy()['on_lock_failure'])"
+    )
+    r = run_python(code, env={"KEYCELL_ON_LOCK_FAILURE": "raise"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "warn\n"
+
+
+@pytest.mark.parametrize("value", ["RAISE", "strict", "1", "raise,warn", " warn"])
+def test_invalid_environment_variable_fails_import(value: str) -> None:
+    """A typo must not silently leave the weaker policy in place: importing keycell fails."""
+    r = run_python("import keycell", env={"KEYCELL_ON_LOCK_FAILURE": value})
+    assert r.returncode != 0
+    assert "ValueError" in r.stderr
+    assert "KEYCELL_ON_LOCK_FAILURE must be 'warn' or 'raise'" in r.stderr
+    assert repr(value) in r.stderr

@@ -1,0 +1,175 @@
+"""Threads using keys while another thread destroys them (invariants 4 and 5).
+
+The stress runs in a forked child, so a crash shows up as the child's signal instead of
+killing the test run. Every operation may only succeed or raise KeyDestroyedError (the key
+is gone) or KeyInUseError (destroy() while a view is open); a deadlock shows up as a thread
+that never finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from keycell import KeyDestroyedError, KeyInUseError, SecretKey
+from support import run_forked
+
+ALLOWED = {"KeyDestroyedError", "KeyInUseError"}
+
+
+def _stress(rounds: int, workers: int, iterations: int) -> dict[str, Any]:
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    hung = 0
+
+    def record(name: str) -> None:
+        with lock:
+            outcomes[name] += 1
+
+    secret = bytes(range(1, 33))
+    for _ in range(rounds):
+        a = SecretKey.from_buffer(secret)
+        b = SecretKey.from_buffer(secret)
+        start = threading.Barrier(workers + 1)
+
+        def worker(i: int, a: SecretKey = a, b: SecretKey = b, start: Any = start) -> None:
+            start.wait()
+            for j in range(iterations):
+                op = (i + j) % 6
+                try:
+                    if op == 0:
+                        assert (a == b) in (True, False)
+                    elif op == 1:
+                        assert (b == a) in (True, False)  # opposite lock order
+                    elif op == 2:
+                        with a.expose() as view:
+                            data = view.tobytes()
+                            assert data == secret, "a live view must show the key"
+                    elif op == 3:
+                        assert a.protection.locked
+                    elif op == 4:
+                        assert len(a) == 32
+                        repr(a)
+                    else:
+                        with b.expose() as view:
+                            part = view[1:4]
+                        part.tobytes()
+                        part.release()
+                    record("ok")
+                except (KeyDestroyedError, KeyInUseError) as e:
+                    record(type(e).__name__)
+                except BaseException as e:
+                    record(f"UNEXPECTED {type(e).__name__}: {e}")
+
+        def destroyer(a: SecretKey = a, b: SecretKey = b, start: Any = start) -> None:
+            start.wait()
+            # Let the workers get going, so the destroy lands in the middle of their work.
+            target = outcomes["ok"] + workers * iterations // 3
+            deadline = time.monotonic() + 5
+            while outcomes["ok"] < target and time.monotonic() < deadline:
+                time.sleep(0)
+            for key in (a, b):
+                while True:
+                    try:
+                        key.destroy()
+                        break
+                    except KeyInUseError:
+                        record("destroy retried (KeyInUseError)")
+                    except BaseException as e:
+                        record(f"UNEXPECTED destroy {type(e).__name__}: {e}")
+                        break
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+        threads.append(threading.Thread(target=destroyer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+            hung += t.is_alive()
+        if hung:
+            break
+        record("destroyed" if a.destroyed and b.destroyed else "NOT DESTROYED")
+    return {"outcomes": dict(outcomes), "hung": hung}
+
+
+@pytest.mark.slow
+def test_threads_racing_destroy_never_crash() -> None:
+    res = run_forked(_stress, 40, 6, 200, timeout=240)
+    out = res.unwrap()
+    assert out["hung"] == 0, "a thread never finished: deadlock"
+    outcomes = out["outcomes"]
+    unexpected = {k: v for k, v in outcomes.items() if k.startswith(("UNEXPECTED", "NOT"))}
+    assert not unexpected, outcomes
+    assert outcomes["destroyed"] == 40
+    # The race was real: operations succeeded and failed because of the destroyer.
+    assert outcomes.get("ok", 0) > 0, outcomes
+    assert outcomes.get("KeyDestroyedError", 0) > 0, outcomes
+
+
+def _destroy_waits_for_views() -> dict[str, Any]:
+    """One thread holds a view across a sleep-free spin; others destroy repeatedly."""
+    key = SecretKey.generate(64)
+    stop = threading.Event()
+    seen: Counter[str] = Counter()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                with key.expose() as view:
+                    for _ in range(50):
+                        view.tobytes()  # the memory must stay mapped while the view exists
+                seen["read"] += 1
+            except KeyDestroyedError:
+                seen["reader saw destroyed"] += 1
+                return
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for t in readers:
+        t.start()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            key.destroy()
+            break
+        except KeyInUseError:
+            seen["in use"] += 1
+    stop.set()
+    for t in readers:
+        t.join(timeout=60)
+    return {"seen": dict(seen), "destroyed": key.destroyed, "attempts": attempts}
+
+
+@pytest.mark.slow
+def test_destroy_never_frees_under_an_open_view() -> None:
+    out = run_forked(_destroy_waits_for_views, timeout=120).unwrap()
+    assert out["destroyed"] is True
+    assert set(out["seen"]) <= {"read", "in use", "reader saw destroyed"}
+
+
+def test_concurrent_destroy_is_idempotent() -> None:
+    def run() -> dict[str, int]:
+        errors: Counter[str] = Counter()
+        for _ in range(50):
+            key = SecretKey.generate(32)
+            start = threading.Barrier(4)
+
+            def d(key: SecretKey = key, start: Any = start) -> None:
+                start.wait()
+                try:
+                    key.destroy()
+                except BaseException as e:
+                    errors[type(e).__name__] += 1
+
+            ts = [threading.Thread(target=d) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            errors["destroyed"] += key.destroyed
+        return dict(errors)
+
+    assert run_forked(run).unwrap() == {"destroyed": 50}
