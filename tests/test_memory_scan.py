@@ -120,38 +120,84 @@ def test_from_buffer_bytearray_wiped_leaves_copies_only_in_locked_pages(tmp_path
 
 
 GENERATE_CHILD = """
-import sys
+import gc
 from keycell import SecretKey
 
 key = SecretKey.generate(32)
+phase("generated")
 with key.expose() as view:
     copy = view.tobytes()  # deliberate copy: the user's own, outside keycell's guarantee
-sys.stdout.write("copy-made\\n")
-phase("alive")
+phase("copied")
+key.destroy()
+gc.collect()
+phase("destroyed")
 """
 
 
-def test_harness_sees_a_user_copy_from_a_view(tmp_path: Path) -> None:
-    """The documented limit: a copy made on purpose from a view is an ordinary bytes."""
-    # The child cannot send us the key without making a copy itself; instead check that
-    # every 32-byte window of the child's locked key region also appears unlocked.
-    child = PhasedChild(GENERATE_CHILD)
-    try:
-        assert child.proc.stdout is not None
-        assert child.proc.stdout.readline() == "copy-made\n"
+def _read_key_from_region(pid: int, length: int) -> bytes:
+    """The key bytes of the child's only keycell region: the last ``length`` bytes of its
+    locked, dump-excluded, wipe-on-fork data pages (the key is right-aligned)."""
+    regions = [a for a in read_maps(pid) if a.locked and a.dontdump and a.wipeonfork]
+    assert len(regions) == 1, regions
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        mem.seek(regions[0].end - length)
+        return mem.read(length)
+
+
+def test_generate_leaves_one_copy_and_a_view_copy_is_the_users() -> None:
+    """generate() writes the CSPRNG output straight into the region (exactly one copy). The
+    documented limit: a copy made on purpose from a view is an ordinary bytes, unlocked,
+    and outlives destroy()."""
+    with PhasedChild(GENERATE_CHILD) as child:
+        child.wait_phase("generated")
+        key = _read_key_from_region(child.pid, 32)
+        generated = scan_process(child.pid, {"key": key})
+        child.advance()
+        child.wait_phase("copied")
+        copied = scan_process(child.pid, {"key": key})
+        child.advance()
+        child.wait_phase("destroyed")
+        destroyed = scan_process(child.pid, {"key": key})
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    assert len(generated["key"]) == 1, summarize(generated)
+    assert generated["key"][0].locked, summarize(generated)
+    assert any(h.locked for h in copied["key"]), summarize(copied)
+    assert any(not h.locked for h in copied["key"]), summarize(copied)
+    assert destroyed["key"], summarize(destroyed)
+    assert not any(h.locked or h.dontdump for h in destroyed["key"]), summarize(destroyed)
+
+
+BYTES_SOURCE_CHILD = """
+import gc, sys
+from keycell import SecretKey
+
+with open(sys.argv[1], "rb") as f:
+    source = f.read()
+key = SecretKey.from_buffer(source)  # a bytes cannot be wiped
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_bytes_source_is_a_documented_limit(tmp_path: Path) -> None:
+    """A secret that entered Python as ``bytes`` before keycell saw it stays there: the
+    region's copy goes on destroy(), the caller's bytes does not."""
+    key = _write_secret(tmp_path / "key")
+    with PhasedChild(BYTES_SOURCE_CHILD, str(tmp_path / "key")) as child:
         child.wait_phase("alive")
-        locked = [a for a in read_maps(child.pid) if a.locked and a.dontdump and a.wipeonfork]
-        assert locked, "the child has no locked, dump-excluded region"
-        with open(f"/proc/{child.pid}/mem", "rb", buffering=0) as mem:
-            area = locked[-1]
-            mem.seek(area.start)
-            data = mem.read(area.end - area.start)
-        key = data[-32:]
-        hits = scan_process(child.pid, {"key": key})["key"]
-        assert any(h.locked for h in hits), summarize({"key": hits})
-        assert any(not h.locked for h in hits), summarize({"key": hits})
-    finally:
-        child.kill()
+        alive = scan_process(child.pid, {"key": key})
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, {"key": key})
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    assert sum(h.locked for h in alive["key"]) == 1, summarize(alive)
+    assert any(not h.locked for h in alive["key"]), summarize(alive)
+    assert after["key"], summarize(after)
+    assert not any(h.locked for h in after["key"]), summarize(after)
 
 
 def test_find_all_and_scan_file(tmp_path: Path) -> None:
