@@ -17,6 +17,7 @@ The parent scans each core file: the control is found, the keycell secrets are n
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -109,22 +110,10 @@ def _kernel_core_reason() -> str | None:
         return f"core_pattern pipes cores to a handler ({pattern.split()[0]})"
     if "/" in pattern:
         return f"core_pattern writes cores elsewhere ({pattern})"
-    try:
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    except (ImportError, OSError):
-        return "cannot read RLIMIT_CORE"
-    if hard == 0:
-        return "the hard RLIMIT_CORE is 0"
-    return None
-
-
-def _raise_core_limit() -> None:
-    import resource
-
     _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    if hard == 0 and os.geteuid() != 0:
+        return "the hard RLIMIT_CORE is 0 and only root may raise it"
+    return None
 
 
 def _assert_clean(counts: dict[str, int], keycell_names: list[str], what: str) -> None:
@@ -143,24 +132,26 @@ def test_kernel_core_dump_excludes_keys(tmp_path: Path) -> None:
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     child = PhasedChild(code, str(tmp_path / "control.key"), "abort", cwd=workdir)
-    # PhasedChild has no preexec hook: raise the limit through prlimit on the child instead.
-    import resource
-
+    # Raise the child's core limit from outside, once it is running (prlimit).
     try:
         child.wait_phase("alive")
         _, hard = resource.prlimit(child.pid, resource.RLIMIT_CORE)
-        resource.prlimit(child.pid, resource.RLIMIT_CORE, (hard, hard))
+        limit = resource.RLIM_INFINITY if os.geteuid() == 0 else hard
+        resource.prlimit(child.pid, resource.RLIMIT_CORE, (limit, limit))
         child.advance()
         child.proc.wait(timeout=60)
     finally:
         child.kill()
     assert child.proc.returncode == -signal.SIGABRT
     cores = [p for p in workdir.iterdir() if p.name.startswith(_core_pattern().split("%")[0])]
+    if not cores and shutil.which("gdb"):
+        pytest.skip("the kernel wrote no core file here; the gcore test covers this machine")
     assert len(cores) == 1, f"no core file in {workdir}: {list(workdir.iterdir())}"
     counts = scan_file(cores[0], {**patterns, **control})
     print("kernel_core_counts", counts)
     print("kernel_core_size", cores[0].stat().st_size)
     _assert_clean(counts, list(patterns), "kernel core")
+    cores[0].unlink()
 
 
 def _gcore(pid: int, out: Path, *, include_excluded: bool) -> Path:
