@@ -42,6 +42,12 @@ fn main() {
         2000,
         15,
     );
-    println!("guarded mapping (32 B) alloc + free: {:.2} µs", region / 1000.0);
-    println!("SymmetricKey::generate(32) + drop:   {:.2} µs", key / 1000.0);
+    println!(
+        "guarded mapping (32 B) alloc + free: {:.2} µs",
+        region / 1000.0
+    );
+    println!(
+        "SymmetricKey::generate(32) + drop:   {:.2} µs",
+        key / 1000.0
+    );
 }
