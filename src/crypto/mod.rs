@@ -1,5 +1,6 @@
 //! Cryptography over secret bytes held in [`crate::memory`] regions. No Python here.
 
 pub mod ct;
+pub mod hkdf;
 pub mod hmac;
 pub mod symmetric;

@@ -16,6 +16,8 @@ pyo3::import_exception!(keycell.exceptions, ProtectionError);
 pyo3::import_exception!(keycell.exceptions, KeyFileError);
 pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
 pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
+pyo3::import_exception!(keycell.exceptions, InvalidSignature);
+pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -40,6 +42,10 @@ pub enum Error {
     InsecureKeyFile { path: String, reason: String },
     /// An exception already raised by Python code (e.g. the buffer protocol).
     Py(PyErr),
+    /// A signature or MAC tag did not verify.
+    InvalidSignature(&'static str),
+    /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
+    AlreadyFinalized(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -114,6 +120,10 @@ impl From<Error> for PyErr {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
             Error::Py(err) => err,
+            Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
+            Error::AlreadyFinalized(what) => {
+                AlreadyFinalized::new_err(format!("{what} has already been finalized"))
+            }
         }
     }
 }
