@@ -16,6 +16,8 @@ The parent scans each core file: the control is found, the keycell secrets are n
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import resource
 import secrets
@@ -34,30 +36,46 @@ pytestmark = pytest.mark.slow
 
 
 def _hmac_pads(raw: bytes) -> dict[str, bytes]:
-    """The padded key blocks HMAC derives (must never exist outside the region's
-    precomputed states: they are wiped after use)."""
-    return {"ipad": bytes(b ^ 0x36 for b in raw), "opad": bytes(b ^ 0x5C for b in raw)}
+    """The key and the padded key blocks HMAC derives from it (the blocks must never exist
+    outside the region's precomputed states: they are wiped after use)."""
+    return {"": raw, "ipad": bytes(b ^ 0x36 for b in raw), "opad": bytes(b ^ 0x5C for b in raw)}
+
+
+def _hkdf(raw: bytes) -> dict[str, bytes]:
+    """HKDF-SHA256 of the key with the child's salt and info: input, PRK and output."""
+    prk = hmac.new(b"core-salt", raw, hashlib.sha256).digest()
+    okm = hmac.new(prk, b"core-info\x01", hashlib.sha256).digest()
+    return {"": raw, "prk": prk, "okm": okm}
 
 
 @dataclass(frozen=True)
 class Held:
     """A secret the child holds through keycell: ``load`` is child code that evaluates to
-    the live object, with ``{path}`` replaced by the key file's path."""
+    the live object, with ``{path}`` replaced by the path of a file holding ``length``
+    random bytes. ``derive`` maps those bytes to every pattern that must stay out of the
+    core (suffix -> bytes; "" is the raw key); ``live`` names the one held in a region."""
 
     name: str
     length: int
     load: str
-    derived: Callable[[bytes], dict[str, bytes]] = field(default=lambda raw: {})
+    derive: Callable[[bytes], dict[str, bytes]] = field(default=lambda raw: {"": raw})
+    live: str = ""
 
 
-# One line per kind of keycell secret. Issue 3 adds Ed25519 (after signing) and HMAC (after
-# use), e.g.:
-#   Held("ed25519", 32, "use_ed25519(Ed25519PrivateKey.from_file({path!r}))", ed25519_derived),
+# One line per kind of keycell secret. Issue 3 adds Ed25519 (after signing), e.g.:
+#   Held("ed25519", 32, "use_ed25519(Ed25519PrivateKey.from_file({path!r}))", ed25519_derive),
 KEYCELL_SECRETS = [
     Held("secret_key", 32, "SecretKey.from_file({path!r})", _hmac_pads),
     Held("secret_key_large", 5000, "SecretKey.from_file({path!r})"),
     Held("from_buffer", 48, "SecretKey.from_buffer(read_into_bytearray({path!r}))"),
+    Held("hmac_key", 32, "use_hmac(SecretKey.from_file({path!r}))", _hmac_pads),
+    Held("hkdf", 32, "use_hkdf(SecretKey.from_file({path!r}))", _hkdf, live="okm"),
 ]
+
+
+def _pattern_name(held: Held, suffix: str) -> str:
+    return f"{held.name}.{suffix}" if suffix else held.name
+
 
 CHILD = """
 import os, sys
@@ -68,6 +86,20 @@ def read_into_bytearray(path):
     with open(path, "rb", buffering=0) as f:
         f.readinto(buf)
     return buf  # from_buffer wipes it
+
+def use_hmac(key):
+    tag = key.hmac(b"message")
+    key.verify_hmac(b"message", tag)
+    key.hmac(b"m" * 5000, "sha512")  # long input: computed with the GIL released
+    h = HMAC(key, "sha384")
+    h.update(b"streamed")
+    h.finalize()
+    return key
+
+def use_hkdf(key):
+    out = hkdf(key, length=32, salt=b"core-salt", info=b"core-info")
+    key.destroy()
+    return out
 
 held = [{loads}]
 for key in held:  # use every key once
@@ -90,9 +122,8 @@ def _prepare(tmp: Path) -> tuple[dict[str, bytes], dict[str, bytes], str]:
     for h in KEYCELL_SECRETS:
         raw = secrets.token_bytes(h.length)
         path = write_key_file(tmp / f"{h.name}.key", raw)
-        patterns[h.name] = raw
-        for suffix, derived in h.derived(raw).items():
-            patterns[f"{h.name}.{suffix}"] = derived
+        for suffix, pattern in h.derive(raw).items():
+            patterns[_pattern_name(h, suffix)] = pattern
         loads.append(h.load.format(path=str(path)))
     control = secrets.token_bytes(32)
     write_key_file(tmp / "control.key", control)
@@ -198,10 +229,11 @@ def test_gcore_excludes_keys(tmp_path: Path) -> None:
     # Control for the exclusion itself: with dd mappings included, every key is there.
     full_counts = scan_file(full, {**patterns, **control})
     print("gcore_full_counts", full_counts)
-    for h in KEYCELL_SECRETS:
-        assert full_counts[h.name] >= 1, f"{h.name} not in memory at all? {full_counts}"
-    for name, n in full_counts.items():
-        if "." in name:  # derived pad blocks exist nowhere, not even in the region
-            assert n == 0, (name, full_counts)
+    live = {_pattern_name(h, h.live) for h in KEYCELL_SECRETS}
+    for name in live:
+        assert full_counts[name] >= 1, f"{name} not in memory at all? {full_counts}"
+    for name in patterns:
+        if name not in live:  # pads, PRKs, destroyed inputs exist nowhere, not even in regions
+            assert full_counts[name] == 0, (name, full_counts)
     os.unlink(core)
     os.unlink(full)

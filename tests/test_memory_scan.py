@@ -8,6 +8,8 @@ positive control, so a scan that sees nothing cannot pass by accident.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -198,6 +200,60 @@ def test_bytes_source_is_a_documented_limit(tmp_path: Path) -> None:
     assert any(not h.locked for h in alive["key"]), summarize(alive)
     assert after["key"], summarize(after)
     assert not any(h.locked for h in after["key"]), summarize(after)
+
+
+CRYPTO_CHILD = """
+import gc, sys
+from keycell import HMAC, SecretKey, hkdf
+
+key = SecretKey.from_file(sys.argv[1])
+for alg in ("sha256", "sha384", "sha512"):
+    tag = key.hmac(b"message", alg)
+    key.verify_hmac(b"message", tag, alg)
+    key.hmac(b"m" * 10000, alg)  # long input: computed with the GIL released
+    h = HMAC(key, alg)
+    h.update(b"streamed")
+    h.copy().finalize()
+    h.finalize()
+okm = hkdf(key, length=32, salt=b"scan-salt", info=b"scan-info")
+phase("alive")
+key.destroy()
+okm.destroy()
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_hmac_and_hkdf_leave_no_copies(tmp_path: Path) -> None:
+    """After HMAC (one-shot, long, streaming, copied) and HKDF: the key and the HKDF output
+    exist only in locked regions; the padded key blocks and the PRK exist nowhere; after
+    destroy() nothing is left."""
+    key = _write_secret(tmp_path / "key")
+    prk = hmac.new(b"scan-salt", key, hashlib.sha256).digest()
+    okm = hmac.new(prk, b"scan-info\x01", hashlib.sha256).digest()
+    patterns = {
+        "key": key,
+        "ipad": bytes(b ^ 0x36 for b in key),
+        "opad": bytes(b ^ 0x5C for b in key),
+        "prk": prk,
+        "okm": okm,
+    }
+    with PhasedChild(CRYPTO_CHILD, str(tmp_path / "key")) as child:
+        child.wait_phase("alive")
+        alive = scan_process(child.pid, patterns)
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, patterns)
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    print("crypto alive", {n: len(h) for n, h in alive.items()})
+    for name in ("key", "okm"):
+        assert len(alive[name]) == 1, summarize(alive)
+        assert alive[name][0].locked, summarize(alive)
+        assert alive[name][0].dontdump, summarize(alive)
+    for name in ("ipad", "opad", "prk"):
+        assert alive[name] == [], summarize(alive)
+    assert all(h == [] for h in after.values()), summarize(after)
 
 
 def test_find_all_and_scan_file(tmp_path: Path) -> None:
