@@ -17,6 +17,7 @@ from typing import Literal
 
 from . import exceptions
 from ._native import Exposure, Protection, SecretKey, compare_digest, get_policy
+from ._native import KeyStore
 from ._native import set_policy as _set_policy
 from .exceptions import (
     AlreadyFinalized,
@@ -27,9 +28,15 @@ from .exceptions import (
     KeyDestroyedError,
     KeyFileError,
     KeyInUseError,
+    KeyNotExportableError,
+    KeyStoreError,
     MemoryLockError,
     ProtectionError,
     ProtectionWarning,
+    StoreAuthenticationError,
+    StoreCorruptedError,
+    StoreEntryExistsError,
+    StoreEntryNotFoundError,
 )
 
 try:
@@ -46,12 +53,19 @@ __all__ = [
     "KeyDestroyedError",
     "KeyFileError",
     "KeyInUseError",
+    "KeyNotExportableError",
+    "KeyStore",
+    "KeyStoreError",
     "KeycellError",
     "MemoryLockError",
     "Protection",
     "ProtectionError",
     "ProtectionWarning",
     "SecretKey",
+    "StoreAuthenticationError",
+    "StoreCorruptedError",
+    "StoreEntryExistsError",
+    "StoreEntryNotFoundError",
     "__version__",
     "compare_digest",
     "exceptions",

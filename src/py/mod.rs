@@ -3,6 +3,8 @@
 
 mod bytes_like;
 mod errors;
+mod key_io;
+mod keystore;
 mod protection;
 mod secret_key;
 mod view;
@@ -87,6 +89,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<protection::Protection>()?;
     m.add_class::<view::Exposure>()?;
     m.add_class::<view::KeyView>()?;
+    m.add_class::<keystore::KeyStore>()?;
     m.add_function(wrap_pyfunction!(compare_digest, m)?)?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
