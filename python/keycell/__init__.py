@@ -16,8 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from . import exceptions
-from ._native import Exposure, Protection, SecretKey, compare_digest, get_policy
-from ._native import KeyStore
+from ._native import Exposure, KeyStore, Protection, SecretKey, compare_digest, get_policy
 from ._native import set_policy as _set_policy
 from .exceptions import (
     AlreadyFinalized,
