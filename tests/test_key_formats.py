@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from keycell import InsecureKeyFileError, KeyFileError, SecretKey
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from keycell import (
     InsecureKeyFileError,
     KeyDestroyedError,
@@ -64,10 +63,14 @@ def test_basic_operations(tmp_path: Path) -> None:
     assert (path.stat().st_mode & 0o777) == 0o600
     store.put("b", b)
     assert store.names() == ["a", "b"]
-    assert "a" in store and "zz" not in store and 3 not in store  # type: ignore[operator]
+    assert "a" in store
+    assert "zz" not in store
+    assert 3 not in store
     assert len(store) == 2
-    assert store.get("a") == a and store.get("b") == b
-    assert isinstance(store.get("b"), SecretKey) and len(store.get("b")) == 7
+    assert store.get("a") == a
+    assert store.get("b") == b
+    assert isinstance(store.get("b"), SecretKey)
+    assert len(store.get("b")) == 7
     with pytest.raises(StoreEntryExistsError):
         store.put("a", b)
     assert store.get("a") == a
@@ -104,7 +107,8 @@ def test_exportable_flag_survives_the_store(tmp_path: Path) -> None:
     store.put("sealed", sealed)
     store.put("open", SecretKey.generate(32))
     got = store.get("sealed")
-    assert not got.exportable and got == sealed
+    assert not got.exportable
+    assert got == sealed
     assert store.get("open").exportable
 
 

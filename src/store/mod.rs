@@ -85,7 +85,7 @@ impl Master<'_> {
 
     fn check(&self) -> Result<()> {
         match self {
-            Master::Passphrase(p) if p.is_empty() => {
+            Master::Passphrase([]) => {
                 Err(StoreError::Invalid("the passphrase is empty".to_owned()))
             }
             Master::Key(k) if k.len() < MIN_MASTER_KEY_LEN => Err(StoreError::Invalid(format!(
