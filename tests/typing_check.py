@@ -15,5 +15,16 @@ def use() -> None:
         assert data.readonly
     same: bool = keycell.compare_digest(b"a", bytearray(b"a"))
     n: int = len(key)
+    tag: bytes = key.hmac(b"message", "sha384")
+    key.verify_hmac(memoryview(b"message"), tag, algorithm="sha384")
+    ctx: keycell.HMAC = keycell.HMAC(key, "sha512")
+    ctx.update(bytearray(b"part"))
+    ctx2: keycell.HMAC = ctx.copy()
+    size: int = ctx.digest_size + ctx.block_size
+    name: str = ctx.algorithm
+    ctx.verify(ctx2.finalize())
+    derived: SecretKey = keycell.hkdf(key, length=32, salt=None, info=b"ctx")
+    prk: SecretKey = keycell.hkdf_extract(key, salt=b"salt", algorithm="sha512")
+    okm: SecretKey = keycell.hkdf_expand(prk, length=64, info=b"", algorithm="sha512")
     key.destroy()
-    del locked, same, n
+    del locked, same, n, size, name, derived, okm

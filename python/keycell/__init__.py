@@ -16,7 +16,18 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from . import exceptions
-from ._native import Exposure, KeyStore, Protection, SecretKey, compare_digest, get_policy
+from ._native import (
+    HMAC,
+    Exposure,
+    KeyStore,
+    Protection,
+    SecretKey,
+    compare_digest,
+    get_policy,
+    hkdf,
+    hkdf_expand,
+    hkdf_extract,
+)
 from ._native import set_policy as _set_policy
 from .exceptions import (
     AlreadyFinalized,
@@ -44,6 +55,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "HMAC",
     "AlreadyFinalized",
     "Exposure",
     "ForkedKeyError",
@@ -69,6 +81,9 @@ __all__ = [
     "compare_digest",
     "exceptions",
     "get_policy",
+    "hkdf",
+    "hkdf_expand",
+    "hkdf_extract",
     "set_policy",
 ]
 

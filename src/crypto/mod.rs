@@ -2,6 +2,7 @@
 
 pub mod aead;
 pub mod ct;
+pub mod hkdf;
 pub mod hmac;
 pub mod kdf;
 pub mod symmetric;

@@ -23,6 +23,8 @@ pyo3::import_exception!(keycell.exceptions, StoreCorruptedError);
 pyo3::import_exception!(keycell.exceptions, StoreAuthenticationError);
 pyo3::import_exception!(keycell.exceptions, StoreEntryNotFoundError);
 pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
+pyo3::import_exception!(keycell.exceptions, InvalidSignature);
+pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -56,6 +58,10 @@ pub enum Error {
     },
     /// The object was closed.
     Closed(&'static str),
+    /// A signature or MAC tag did not verify.
+    InvalidSignature(&'static str),
+    /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
+    AlreadyFinalized(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -136,6 +142,10 @@ impl From<Error> for PyErr {
             )),
             Error::Closed(what) => KeyDestroyedError::new_err(format!("this {what} is closed")),
             Error::Store { path, err } => store_error(&path, err),
+            Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
+            Error::AlreadyFinalized(what) => {
+                AlreadyFinalized::new_err(format!("{what} has already been finalized"))
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 
 mod bytes_like;
 mod errors;
+mod hkdf;
+mod hmac;
 mod key_io;
 mod keystore;
 mod protection;
@@ -90,6 +92,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::Exposure>()?;
     m.add_class::<view::KeyView>()?;
     m.add_class::<keystore::KeyStore>()?;
+    m.add_class::<hmac::Hmac>()?;
+    m.add_function(wrap_pyfunction!(hkdf::hkdf, m)?)?;
+    m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;
+    m.add_function(wrap_pyfunction!(hkdf::hkdf_expand, m)?)?;
     m.add_function(wrap_pyfunction!(compare_digest, m)?)?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;

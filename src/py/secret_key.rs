@@ -47,7 +47,6 @@ impl LiveKey<'_> {
 }
 
 impl SecretKey {
-    #[allow(dead_code)] // for bindings that return derived keys (HKDF, X25519)
     pub(crate) fn wrap(py: Python<'_>, key: SymmetricKey) -> Result<SecretKey> {
         SecretKey::wrap_with(py, key, true)
     }
@@ -233,6 +232,44 @@ impl SecretKey {
         slf.get().export.check("SecretKey")?;
         Ok(Exposure::new(slf.clone().unbind()))
     }
+
+    // --- HMAC (helpers in py/hmac.rs) ---
+
+    /// HMAC of `data` (any bytes-like object) with this key; returns the tag as `bytes`.
+    ///
+    /// `algorithm` is "sha256" (default), "sha384" or "sha512". The key-derived inner and
+    /// outer hash states are precomputed in the key's guarded region, so a short message
+    /// costs two hash compressions. Inputs of 2 KiB or more are hashed with the GIL
+    /// released.
+    #[pyo3(signature = (data, algorithm = "sha256"))]
+    fn hmac<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        algorithm: &str,
+    ) -> Result<Bound<'py, pyo3::types::PyBytes>> {
+        super::hmac::key_hmac(py, self, data, algorithm)
+    }
+
+    /// Verify an HMAC `tag` over `data` in constant time; raises `InvalidSignature` when it
+    /// does not match.
+    ///
+    /// A tag of the full digest length is compared in full. A shorter (truncated) tag is
+    /// compared with the same number of leading bytes of the HMAC, but only when it is at
+    /// least 16 bytes long; a tag shorter than 16 bytes or longer than the digest never
+    /// verifies.
+    #[pyo3(signature = (data, tag, algorithm = "sha256"))]
+    fn verify_hmac(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        tag: &Bound<'_, PyAny>,
+        algorithm: &str,
+    ) -> Result<()> {
+        super::hmac::key_verify_hmac(py, self, data, tag, algorithm)
+    }
+
+    // --- end HMAC ---
 
     fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<SecretKey>> {
         slf.get().live()?;

@@ -1,0 +1,285 @@
+//! HMAC bindings: the helpers behind `SecretKey.hmac` / `SecretKey.verify_hmac`, and the
+//! streaming `keycell.HMAC` context.
+//!
+//! Locking rules (so a key destroyed on another thread never deadlocks or crashes):
+//! - the key's `RwLock` is only ever taken inside the closure given to
+//!   [`maybe_detach`], and released before it returns, so no thread holds it while it
+//!   waits for the GIL;
+//! - `HMAC` takes its own `Mutex` first and the key's lock second; nothing takes them in
+//!   the other order. When the mutex is contended it is acquired with the GIL released.
+//!
+//! Tag rule for every verification: a tag of the full digest length is compared in full; a
+//! shorter tag of at least [`MIN_TAG_LEN`] bytes is compared with the same number of
+//! leading bytes of the HMAC (truncated tags, RFC 2104 section 5); any other length fails
+//! with `InvalidSignature`. The comparison runs in constant time (`subtle`); the expected
+//! tag is wiped from the stack afterwards.
+
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use zeroize::Zeroize;
+
+use crate::crypto::hmac::{HashAlgorithm, HmacStream, MAX_DIGEST_LEN};
+
+use super::bytes_like::{bytes_like, maybe_detach};
+use super::errors::{Error, Result};
+use super::secret_key::SecretKey;
+
+/// Shortest truncated tag `verify` accepts (bytes).
+pub const MIN_TAG_LEN: usize = 16;
+
+/// Parse an algorithm name, or fail with an "unsupported algorithm" `ValueError`.
+pub fn parse_algorithm(name: &str) -> Result<HashAlgorithm> {
+    HashAlgorithm::from_name(name).ok_or_else(|| {
+        let shown: String = name.chars().take(40).collect();
+        Error::Value(format!(
+            "unsupported hash algorithm {shown:?}: keycell supports \"sha256\", \"sha384\" \
+             and \"sha512\""
+        ))
+    })
+}
+
+/// Check `tag` against the `expected` digest (full length) under the tag rule above.
+fn check_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
+    let ok = tag.len() >= MIN_TAG_LEN
+        && tag.len() <= expected.len()
+        && crate::crypto::ct::ct_eq(&expected[..tag.len()], tag);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSignature("the HMAC tag does not match"))
+    }
+}
+
+/// `SecretKey.hmac`: one-shot HMAC of `data` with the key's precomputed pads.
+pub fn key_hmac<'py>(
+    py: Python<'py>,
+    key: &SecretKey,
+    data: &Bound<'py, PyAny>,
+    algorithm: &str,
+) -> Result<Bound<'py, PyBytes>> {
+    let alg = parse_algorithm(algorithm)?;
+    let data = bytes_like(data, "data")?;
+    let msg = data.as_slice();
+    let out = maybe_detach(py, msg.len(), || -> Result<[u8; MAX_DIGEST_LEN]> {
+        let live = key.live()?;
+        let mut out = [0u8; MAX_DIGEST_LEN];
+        live.key().hmac(alg, msg, &mut out)?;
+        Ok(out)
+    })?;
+    Ok(PyBytes::new(py, &out[..alg.digest_len()]))
+}
+
+/// `SecretKey.verify_hmac`: recompute and compare in constant time.
+pub fn key_verify_hmac(
+    py: Python<'_>,
+    key: &SecretKey,
+    data: &Bound<'_, PyAny>,
+    tag: &Bound<'_, PyAny>,
+    algorithm: &str,
+) -> Result<()> {
+    let alg = parse_algorithm(algorithm)?;
+    let data = bytes_like(data, "data")?;
+    let tag = bytes_like(tag, "tag")?;
+    let (msg, tag) = (data.as_slice(), tag.as_slice());
+    maybe_detach(py, msg.len(), || -> Result<()> {
+        let mut expected = [0u8; MAX_DIGEST_LEN];
+        let result = (|| -> Result<()> {
+            key.live()?.key().hmac(alg, msg, &mut expected)?;
+            check_tag(&expected[..alg.digest_len()], tag)
+        })();
+        expected[..].zeroize();
+        result
+    })
+}
+
+/// The state of an `HMAC` context.
+enum Ctx {
+    /// Accepting data. Boxed: the stream is large and the other states are empty.
+    Active(Box<HmacStream>),
+    /// `finalize()` or `verify()` ran.
+    Finalized,
+    /// The key was found destroyed; the running state has been wiped.
+    KeyDestroyed,
+}
+
+/// A streaming HMAC over a `SecretKey`, with the interface of pyca/cryptography's
+/// `cryptography.hazmat.primitives.hmac.HMAC`.
+///
+/// The context holds a reference to the key and reads the key's precomputed pads from its
+/// guarded region when it needs them; it never copies the key. Until the first full hash
+/// block of data has arrived it holds no key-derived state at all; afterwards it holds the
+/// running inner hash state, which is wiped by `finalize()`, `verify()`, on garbage
+/// collection, and as soon as the context notices its key was destroyed.
+///
+/// After `finalize()` or `verify()` every method raises `AlreadyFinalized`. Once the key is
+/// destroyed every method raises `KeyDestroyedError`. Inputs of 2 KiB or more are hashed
+/// with the GIL released. Methods may be called from several threads; they are serialized.
+#[pyclass(frozen, module = "keycell._native", name = "HMAC")]
+pub struct Hmac {
+    key: Py<SecretKey>,
+    alg: HashAlgorithm,
+    ctx: Mutex<Ctx>,
+}
+
+impl Hmac {
+    /// Lock the context. When another thread holds it (possibly hashing a large input
+    /// without the GIL), wait for it with the GIL released, then try again: a thread never
+    /// blocks on this mutex while holding the GIL.
+    fn lock<'a>(&'a self, py: Python<'_>) -> MutexGuard<'a, Ctx> {
+        loop {
+            match self.ctx.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    py.detach(|| drop(self.ctx.lock()));
+                }
+            }
+        }
+    }
+
+    /// The running stream, or the right exception.
+    fn active(ctx: &mut Ctx) -> Result<&mut HmacStream> {
+        match ctx {
+            Ctx::Active(stream) => Ok(stream),
+            Ctx::Finalized => Err(Error::AlreadyFinalized("this HMAC context")),
+            Ctx::KeyDestroyed => Err(Error::Destroyed("SecretKey used by this HMAC context")),
+        }
+    }
+
+    /// Finish the computation into `out` (full digest) and mark the context finalized.
+    fn finish(&self, py: Python<'_>, out: &mut [u8; MAX_DIGEST_LEN]) -> Result<()> {
+        let mut ctx = self.lock(py);
+        let stream = Self::active(&mut ctx)?;
+        let key = self.key.get();
+        let result = (|| -> Result<()> {
+            let live = key.live()?;
+            stream.finalize(live.key().pads(self.alg)?, out);
+            Ok(())
+        })();
+        // Success or not, the running state is wiped (dropping the stream zeroizes it).
+        *ctx = match &result {
+            Err(Error::Destroyed(_)) => Ctx::KeyDestroyed,
+            _ => Ctx::Finalized,
+        };
+        result
+    }
+}
+
+#[pymethods]
+impl Hmac {
+    /// Start an HMAC with `key` (a `SecretKey`) and `algorithm` ("sha256", "sha384" or
+    /// "sha512").
+    #[new]
+    #[pyo3(signature = (key, algorithm = "sha256"))]
+    fn new(key: &Bound<'_, PyAny>, algorithm: &str) -> Result<Self> {
+        let key = key.cast::<SecretKey>().map_err(|_| {
+            Error::Type(format!(
+                "key must be a keycell.SecretKey, not {}; load raw bytes with \
+                 SecretKey.from_buffer()",
+                type_name(key)
+            ))
+        })?;
+        let alg = parse_algorithm(algorithm)?;
+        key.get().live()?;
+        Ok(Hmac {
+            key: key.clone().unbind(),
+            alg,
+            ctx: Mutex::new(Ctx::Active(Box::new(HmacStream::new(alg)))),
+        })
+    }
+
+    /// The hash algorithm's name: "sha256", "sha384" or "sha512".
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.alg.name()
+    }
+
+    /// Length of the tag `finalize()` returns, in bytes.
+    #[getter]
+    fn digest_size(&self) -> usize {
+        self.alg.digest_len()
+    }
+
+    /// Block size of the hash function, in bytes.
+    #[getter]
+    fn block_size(&self) -> usize {
+        self.alg.block_len()
+    }
+
+    /// Absorb `data` (any bytes-like object).
+    fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> Result<()> {
+        let data = bytes_like(data, "data")?;
+        let msg = data.as_slice();
+        let mut ctx = self.lock(py);
+        let stream = Self::active(&mut ctx)?;
+        let key = self.key.get();
+        let alg = self.alg;
+        let result = maybe_detach(py, msg.len(), || -> Result<()> {
+            let live = key.live()?;
+            if stream.needs_pads(msg.len()) {
+                stream.update(Some(live.key().pads(alg)?), msg);
+            } else {
+                stream.update(None, msg);
+            }
+            Ok(())
+        });
+        if let Err(Error::Destroyed(_)) = result {
+            *ctx = Ctx::KeyDestroyed;
+        }
+        result
+    }
+
+    /// An independent copy of this context (same key, same data absorbed so far).
+    fn copy(&self, py: Python<'_>) -> Result<Self> {
+        let mut ctx = self.lock(py);
+        let stream = Self::active(&mut ctx)?;
+        if let Err(e) = self.key.get().live() {
+            if matches!(e, Error::Destroyed(_)) {
+                *ctx = Ctx::KeyDestroyed;
+            }
+            return Err(e);
+        }
+        // Copied in place into its final allocation (no temporary copy of the state).
+        let mut copy = Box::new(HmacStream::new(self.alg));
+        copy.copy_from(stream);
+        Ok(Hmac {
+            key: self.key.clone_ref(py),
+            alg: self.alg,
+            ctx: Mutex::new(Ctx::Active(copy)),
+        })
+    }
+
+    /// Finish and return the tag (`digest_size` bytes). The context cannot be used again.
+    fn finalize<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyBytes>> {
+        let mut out = [0u8; MAX_DIGEST_LEN];
+        self.finish(py, &mut out)?;
+        Ok(PyBytes::new(py, &out[..self.alg.digest_len()]))
+    }
+
+    /// Finish and compare with `tag` in constant time; raises `InvalidSignature` on a
+    /// mismatch. A tag shorter than `digest_size` is compared with the leading bytes of
+    /// the HMAC only when it is at least 16 bytes long; shorter or longer tags never
+    /// verify. The context cannot be used again.
+    fn verify(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> Result<()> {
+        let tag = bytes_like(tag, "tag")?;
+        let mut expected = [0u8; MAX_DIGEST_LEN];
+        let result = self
+            .finish(py, &mut expected)
+            .and_then(|()| check_tag(&expected[..self.alg.digest_len()], tag.as_slice()));
+        expected[..].zeroize();
+        result
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<keycell.HMAC {}>", self.alg.name())
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned())
+}
