@@ -327,6 +327,13 @@ impl DecodedKeyFile {
         let mut scratch = crate::memory::allocate(file.size())?;
         scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
         let (format, body, key_len) = detect(scratch.bytes()?, kind, format, length)?;
+        let max = crate::crypto::symmetric::MAX_KEY_LEN;
+        if key_len > max {
+            return Err(unusable(format!(
+                "the key it holds is larger than the {max}-byte limit for keys"
+            ))
+            .into());
+        }
         Ok(DecodedKeyFile {
             scratch,
             format,
@@ -496,9 +503,11 @@ fn detect(
     if let Some(f) = format {
         let (body, n) = layout(content, kind, f)?;
         if !length_ok(n) {
-            return Err(unusable(
-                "the key it holds does not have the expected length",
-            ));
+            return Err(unusable(format!(
+                "its size does not match the expected length of {} bytes (as {})",
+                length.unwrap_or(0),
+                f.name()
+            )));
         }
         return Ok((f, body, n));
     }
@@ -538,14 +547,12 @@ fn detect(
                 }
             }
         }
-        return Err(unusable(
-            "it does not hold a key of the expected length as raw bytes, hex or base64 \
-             (pass format= to say which encoding it uses)",
-        ));
+        return Err(unusable(format!(
+            "its size does not match the expected length of {len} bytes (read as raw bytes, \
+             hex or base64; pass format= to name the encoding)"
+        )));
     }
-    // Unknown length (secret keys without length=). Random keys are binary; text is an
-    // encoding, but which one cannot always be told (a base64 text may also be a
-    // human-chosen raw key), so only hex text is taken, and other text must be named.
+    // Unknown length (secret keys without length=): see docs/key-formats.md.
     if !is_text(content) {
         return Ok((Format::Raw, 0..content.len(), content.len()));
     }
@@ -553,9 +560,21 @@ fn detect(
         let (body, n) = layout(content, kind, Format::Hex)?;
         return Ok((Format::Hex, body, n));
     }
+    let encoded_look = content
+        .iter()
+        .any(|&c| c == b'=' || crate::encoding::is_space(c));
+    if !encoded_look {
+        // One token of printable characters, no padding, no line break: raw.
+        return Ok((Format::Raw, 0..content.len(), content.len()));
+    }
+    if crate::encoding::looks_base64(content) {
+        if let Ok((body, n)) = layout(content, kind, Format::Base64) {
+            return Ok((Format::Base64, body, n));
+        }
+    }
     Err(unusable(
-        "it is text but not hex; pass format=\"base64\" (or format=\"raw\" if the key \
-         really is these characters), or length=",
+        "it is text with line breaks or padding but neither hex nor base64; pass \
+         format=\"raw\" if the key really is these characters (or length=)",
     ))
 }
 
@@ -837,11 +856,7 @@ mod tests {
                 // Given format, detected with the length, detected without (secret only).
                 assert_eq!(load(&p, kind, Some(f), None).expect("given"), key);
                 assert_eq!(load(&p, kind, None, Some(32)).expect("len"), key);
-                if kind != KeyKind::Secret || f != Format::Base64 {
-                    assert_eq!(load(&p, kind, None, None).expect("auto"), key);
-                } else {
-                    assert!(load(&p, kind, None, None).is_err());
-                }
+                assert_eq!(load(&p, kind, None, None).expect("auto"), key);
                 // No overwrite; overwrite replaces.
                 assert!(write_key_file(&p, kind, f, &key, false).is_err());
                 write_key_file(&p, kind, f, &key, true).expect("overwrite");
@@ -861,9 +876,12 @@ mod tests {
     fn ambiguity_and_wrong_kinds_are_refused() {
         let d = tmpdir();
         let p = d.join("k");
-        // Printable text that is not hex/base64: refused without length or format.
+        // One printable token (no padding, no line break) is raw.
         write(&p, b"0123456789abcdeg", 0o600);
-        assert!(load(&p, KeyKind::Secret, None, None).is_err());
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, None).expect("raw"),
+            b"0123456789abcdeg"
+        );
         assert_eq!(
             load(&p, KeyKind::Secret, Some(Format::Raw), None).expect("raw"),
             b"0123456789abcdeg"
@@ -891,6 +909,9 @@ mod tests {
                 .len(),
             8
         );
+        // Text with a line break that is neither hex nor base64 is refused.
+        write(&p, b"correct horse battery staple\n", 0o600);
+        assert!(load(&p, KeyKind::Secret, None, None).is_err());
         // Wrong expected length.
         assert!(load(&p, KeyKind::Secret, None, Some(9)).is_err());
         assert!(load(&p, KeyKind::Secret, Some(Format::Hex), Some(9)).is_err());

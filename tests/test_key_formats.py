@@ -35,9 +35,10 @@ def test_round_trip_every_format(tmp_path: Path, fmt: str, length: int) -> None:
     key.to_file(path, format=fmt)
     assert SecretKey.from_file(path, format=fmt) == key  # type: ignore[arg-type]
     assert SecretKey.from_file(path, length=length) == key
-    # Detection without a length: hex text is hex; binary is raw (a short random raw key
-    # may happen to be printable text, which detection refuses rather than guesses).
-    if fmt == "hex" or (fmt == "raw" and length >= 16):
+    # Detection without a length: hex text is hex, base64 with its line break is base64,
+    # binary is raw (a short random raw key may happen to be printable text with a line
+    # break, which detection refuses rather than guesses).
+    if fmt != "raw" or length >= 16:
         assert SecretKey.from_file(path) == key
     # The text formats are the standard encodings, readable by anything.
     data = path.read_bytes()
@@ -105,19 +106,22 @@ def test_detection_rules(tmp_path: Path) -> None:
     # ... binary is raw ...
     write(path, b"\x00\xffkey")
     assert key_bytes(SecretKey.from_file(path)) == b"\x00\xffkey"
-    # ... and other text is refused rather than guessed.
+    # ... one printable token without padding or line break is raw ...
+    write(path, b"Password4Service")
+    assert key_bytes(SecretKey.from_file(path)) == b"Password4Service"
+    # ... base64 text (padding or a line break) is base64 ...
+    raw = os.urandom(24)
+    write(path, base64.b64encode(raw) + b"\n")
+    assert key_bytes(SecretKey.from_file(path)) == raw
+    assert key_bytes(SecretKey.from_file(path, length=24)) == raw
+    assert len(SecretKey.from_file(path, format="raw")) == 33
+    # ... and other text with line breaks is refused rather than guessed.
     write(path, b"correct horse battery staple\n")
     with pytest.raises(KeyFileError, match="format="):
         SecretKey.from_file(path)
     assert key_bytes(SecretKey.from_file(path, format="raw")) == (
         b"correct horse battery staple\n"
     )
-    # base64 text needs format= or length=.
-    raw = os.urandom(24)
-    write(path, base64.b64encode(raw) + b"\n")
-    with pytest.raises(KeyFileError):
-        SecretKey.from_file(path)
-    assert key_bytes(SecretKey.from_file(path, length=24)) == raw
 
 
 @pytest.mark.parametrize(
@@ -184,6 +188,11 @@ def test_file_safety_checks_apply_to_every_format(tmp_path: Path) -> None:
     huge.chmod(0o600)
     with pytest.raises(KeyFileError, match="larger than"):
         SecretKey.from_file(huge)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(65537))
+    big.chmod(0o600)
+    with pytest.raises(KeyFileError, match="larger than the 65536-byte limit"):
+        SecretKey.from_file(big)
     with pytest.raises(KeyFileError) as info:
         SecretKey.from_file(tmp_path / "missing")
     assert info.value.errno == 2
