@@ -132,6 +132,670 @@ impl KeyFile {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Key kinds and file formats
+// ---------------------------------------------------------------------------------------
+
+/// What a key file (or key store entry) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// A symmetric secret key of 1 to [`crate::crypto::symmetric::MAX_KEY_LEN`] bytes.
+    Secret,
+    /// An Ed25519 private key (the 32-byte seed).
+    Ed25519,
+    /// An X25519 private key (the 32-byte scalar).
+    X25519,
+}
+
+impl KeyKind {
+    /// Every kind.
+    pub const ALL: [KeyKind; 3] = [KeyKind::Secret, KeyKind::Ed25519, KeyKind::X25519];
+
+    /// `"secret"`, `"ed25519"` or `"x25519"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Secret => "secret",
+            KeyKind::Ed25519 => "ed25519",
+            KeyKind::X25519 => "x25519",
+        }
+    }
+
+    /// Parse a name from [`Self::name`].
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        KeyKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The fixed length of the key material, or `None` for secret keys (any length).
+    pub fn fixed_len(self) -> Option<usize> {
+        match self {
+            KeyKind::Secret => None,
+            KeyKind::Ed25519 | KeyKind::X25519 => Some(32),
+        }
+    }
+
+    /// The PKCS#8 v1 DER encoding of a private key of this kind is this prefix followed by
+    /// the 32 key bytes (RFC 8410 §7, as `openssl genpkey` writes it).
+    pub fn pkcs8_prefix(self) -> Option<&'static [u8; PKCS8_PREFIX_LEN]> {
+        match self {
+            KeyKind::Secret => None,
+            KeyKind::Ed25519 => Some(&PKCS8_ED25519),
+            KeyKind::X25519 => Some(&PKCS8_X25519),
+        }
+    }
+
+    /// The kind whose PKCS#8 prefix `der` starts with.
+    pub fn from_pkcs8(der: &[u8]) -> Option<KeyKind> {
+        [KeyKind::Ed25519, KeyKind::X25519]
+            .into_iter()
+            .find(|k| k.pkcs8_prefix().is_some_and(|p| der.starts_with(p)))
+    }
+}
+
+/// Length of the PKCS#8 prefix in front of a 32-byte Ed25519/X25519 key.
+pub const PKCS8_PREFIX_LEN: usize = 16;
+/// Length of a PKCS#8 v1 Ed25519/X25519 private key in DER.
+pub const PKCS8_DER_LEN: usize = PKCS8_PREFIX_LEN + 32;
+
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`
+const PKCS8_ED25519: [u8; PKCS8_PREFIX_LEN] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// The same with OID 1.3.101.110 (X25519).
+const PKCS8_X25519: [u8; PKCS8_PREFIX_LEN] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+];
+
+const PEM_BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
+const PEM_END: &[u8] = b"-----END PRIVATE KEY-----";
+
+/// How a key is encoded in a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The key bytes themselves.
+    Raw,
+    /// Hex text (either case; whitespace ignored). Written lowercase with a final newline.
+    Hex,
+    /// Standard padded base64 text (whitespace ignored). Written on one line + newline.
+    Base64,
+    /// Unencrypted PKCS#8 in PEM armor (`BEGIN PRIVATE KEY`); Ed25519/X25519 only.
+    Pem,
+    /// Unencrypted PKCS#8 v1 DER; Ed25519/X25519 only.
+    Der,
+}
+
+impl Format {
+    /// The name used by `format=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Hex => "hex",
+            Format::Base64 => "base64",
+            Format::Pem => "pem",
+            Format::Der => "der",
+        }
+    }
+
+    /// Parse a name from [`Self::name`].
+    pub fn from_name(name: &str) -> Option<Format> {
+        [
+            Format::Raw,
+            Format::Hex,
+            Format::Base64,
+            Format::Pem,
+            Format::Der,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+
+    /// Whether keys of `kind` can use this format.
+    pub fn allowed_for(self, kind: KeyKind) -> bool {
+        match self {
+            Format::Raw | Format::Hex | Format::Base64 => true,
+            Format::Pem | Format::Der => kind != KeyKind::Secret,
+        }
+    }
+}
+
+/// The largest key file read (512 KiB): hex of the largest secret key with generous
+/// whitespace. The whole file is read into a guarded scratch region first.
+pub const MAX_KEY_FILE_LEN: usize = 512 * 1024;
+
+/// A failure reading, decoding or writing a key file.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file was refused or could not be used.
+    File(KeyFileError),
+    /// The memory layer failed (scratch or final region).
+    Memory(crate::memory::MemoryError),
+}
+
+impl From<KeyFileError> for LoadError {
+    fn from(e: KeyFileError) -> Self {
+        LoadError::File(e)
+    }
+}
+
+impl From<crate::memory::MemoryError> for LoadError {
+    fn from(e: crate::memory::MemoryError) -> Self {
+        LoadError::Memory(e)
+    }
+}
+
+fn unusable(reason: impl Into<String>) -> KeyFileError {
+    KeyFileError::Unusable {
+        reason: reason.into(),
+        errno: None,
+    }
+}
+
+/// A key file read into a guarded scratch region, its format found, ready to be decoded
+/// straight into the key's final region with [`DecodedKeyFile::decode_into`]. Dropping it
+/// wipes the scratch region.
+pub struct DecodedKeyFile {
+    scratch: crate::memory::SecretBuf,
+    format: Format,
+    kind: KeyKind,
+    /// The part of the scratch region holding the encoded key (PEM: the base64 body).
+    body: std::ops::Range<usize>,
+    key_len: usize,
+}
+
+impl DecodedKeyFile {
+    /// Open and check `path`, read it into a scratch region, and find its format.
+    ///
+    /// `format = None` detects it (rules in `docs/key-formats.md`); `length` is the
+    /// expected key length (always 32 for Ed25519/X25519).
+    pub fn load(
+        path: &Path,
+        kind: KeyKind,
+        format: Option<Format>,
+        length: Option<usize>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        if let Some(f) = format {
+            if !f.allowed_for(kind) {
+                return Err(unusable(format!(
+                    "format {:?} is not available for {} keys",
+                    f.name(),
+                    kind.name()
+                ))
+                .into());
+            }
+        }
+        let length = length.or(kind.fixed_len());
+        let mut file = KeyFile::open(path, MAX_KEY_FILE_LEN)?;
+        let mut scratch = crate::memory::allocate(file.size())?;
+        scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
+        let (format, body, key_len) = detect(scratch.bytes()?, kind, format, length)?;
+        let max = crate::crypto::symmetric::MAX_KEY_LEN;
+        if key_len > max {
+            return Err(unusable(format!(
+                "the key it holds is larger than the {max}-byte limit for keys"
+            ))
+            .into());
+        }
+        Ok(DecodedKeyFile {
+            scratch,
+            format,
+            kind,
+            body,
+            key_len,
+        })
+    }
+
+    /// The format the file was read as.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Length of the key it holds.
+    pub fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// Decode the key into `dst` (exactly [`Self::key_len`] bytes, a guarded region).
+    pub fn decode_into(&self, dst: &mut [u8]) -> Result<(), LoadError> {
+        if dst.len() != self.key_len {
+            return Err(unusable("internal error: destination size differs from key size").into());
+        }
+        let src = &self.scratch.bytes()?[self.body.clone()];
+        let bad = |what: &str, e: crate::encoding::DecodeError| {
+            LoadError::File(unusable(format!("cannot decode it as {what}: {e}")))
+        };
+        match self.format {
+            Format::Raw => dst.copy_from_slice(src),
+            Format::Hex => crate::encoding::hex_decode_into(src, dst).map_err(|e| bad("hex", e))?,
+            Format::Base64 => {
+                crate::encoding::base64_decode_into(src, dst).map_err(|e| bad("base64", e))?
+            }
+            Format::Der => copy_from_pkcs8(self.kind, src, dst)?,
+            Format::Pem => {
+                let mut der = crate::memory::allocate(PKCS8_DER_LEN)?;
+                der.write(|d| {
+                    crate::encoding::base64_decode_into(src, d).map_err(|e| bad("PEM", e))
+                })?;
+                copy_from_pkcs8(self.kind, der.bytes()?, dst)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn copy_from_pkcs8(kind: KeyKind, der: &[u8], dst: &mut [u8]) -> Result<(), LoadError> {
+    let prefix = kind
+        .pkcs8_prefix()
+        .ok_or_else(|| unusable("PKCS#8 is not for secret keys"))?;
+    if der.len() != PKCS8_DER_LEN || dst.len() != 32 || !der.starts_with(prefix) {
+        let reason = match KeyKind::from_pkcs8(der) {
+            Some(other) if other != kind => format!(
+                "it holds an {} private key, not an {} one",
+                other.name(),
+                kind.name()
+            ),
+            _ => format!(
+                "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
+                kind.name()
+            ),
+        };
+        return Err(unusable(reason).into());
+    }
+    dst.copy_from_slice(&der[PKCS8_PREFIX_LEN..]);
+    Ok(())
+}
+
+fn trim(s: &[u8]) -> std::ops::Range<usize> {
+    let start = s
+        .iter()
+        .position(|&c| !crate::encoding::is_space(c))
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&c| !crate::encoding::is_space(c))
+        .map_or(start, |p| p + 1);
+    start..end
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The base64 body of a PEM `PRIVATE KEY` block (range into `content`).
+fn pem_body(content: &[u8]) -> Result<std::ops::Range<usize>, KeyFileError> {
+    let t = trim(content);
+    let text = &content[t.clone()];
+    if !text.starts_with(PEM_BEGIN) {
+        let what = if find(text, b"ENCRYPTED PRIVATE KEY").is_some() {
+            "it is an encrypted PKCS#8 key, which keycell does not read (decrypt it first: \
+             openssl pkey -in FILE -out PLAIN)"
+        } else if find(text, b"OPENSSH PRIVATE KEY").is_some() {
+            "it is an OpenSSH private key; convert it to PKCS#8 first"
+        } else {
+            "it does not start with -----BEGIN PRIVATE KEY-----"
+        };
+        return Err(unusable(what));
+    }
+    let end = find(text, PEM_END).ok_or_else(|| unusable("its PEM block has no END line"))?;
+    if text.len() != end + PEM_END.len() {
+        return Err(unusable("it has data after the PEM block"));
+    }
+    let start = t.start + PEM_BEGIN.len();
+    Ok(start..t.start + end)
+}
+
+/// Whether `content` is text: printable ASCII and whitespace only.
+fn is_text(content: &[u8]) -> bool {
+    content
+        .iter()
+        .all(|&c| crate::encoding::is_space(c) || (0x21..=0x7e).contains(&c))
+}
+
+/// The key length `content` decodes to as `format` (layout only), and the body range.
+fn layout(
+    content: &[u8],
+    kind: KeyKind,
+    format: Format,
+) -> Result<(std::ops::Range<usize>, usize), KeyFileError> {
+    let all = 0..content.len();
+    let bad = |what: &str, e: crate::encoding::DecodeError| {
+        unusable(format!("cannot decode it as {what}: {e}"))
+    };
+    match format {
+        Format::Raw => Ok((all, content.len())),
+        Format::Hex => crate::encoding::hex_decoded_len(content)
+            .map(|n| (all, n))
+            .map_err(|e| bad("hex", e)),
+        Format::Base64 => crate::encoding::base64_decoded_len(content)
+            .map(|n| (all, n))
+            .map_err(|e| bad("base64", e)),
+        Format::Der => {
+            if content.len() != PKCS8_DER_LEN {
+                return Err(unusable(format!(
+                    "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
+                    kind.name()
+                )));
+            }
+            Ok((all, 32))
+        }
+        Format::Pem => {
+            let body = pem_body(content)?;
+            let n = crate::encoding::base64_decoded_len(&content[body.clone()])
+                .map_err(|e| bad("PEM", e))?;
+            if n != PKCS8_DER_LEN {
+                return Err(unusable(format!(
+                    "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
+                    kind.name()
+                )));
+            }
+            Ok((body, 32))
+        }
+    }
+}
+
+/// Find the format of `content` (see `docs/key-formats.md`). Returns the format, the
+/// range of the encoded body and the key length.
+fn detect(
+    content: &[u8],
+    kind: KeyKind,
+    format: Option<Format>,
+    length: Option<usize>,
+) -> Result<(Format, std::ops::Range<usize>, usize), KeyFileError> {
+    let length_ok = |n: usize| length.map_or(true, |l| l == n);
+    if let Some(f) = format {
+        let (body, n) = layout(content, kind, f)?;
+        if !length_ok(n) {
+            return Err(unusable(format!(
+                "its size does not match the expected length of {} bytes (as {})",
+                length.unwrap_or(0),
+                f.name()
+            )));
+        }
+        return Ok((f, body, n));
+    }
+    let t = trim(content);
+    if content[t.clone()].starts_with(b"-----BEGIN") {
+        if kind == KeyKind::Secret {
+            return Err(unusable(
+                "it is a PEM file; PEM is only read for ed25519 and x25519 keys",
+            ));
+        }
+        let (body, n) = layout(content, kind, Format::Pem)?;
+        return Ok((Format::Pem, body, n));
+    }
+    if let Some(len) = length {
+        // Known length: exactly one candidate can match it.
+        if kind != KeyKind::Secret
+            && content.len() == PKCS8_DER_LEN
+            && KeyKind::from_pkcs8(content).is_some()
+        {
+            return Ok((Format::Der, 0..content.len(), 32));
+        }
+        if content.len() == len {
+            return Ok((Format::Raw, 0..content.len(), len));
+        }
+        if is_text(content) {
+            for f in [Format::Hex, Format::Base64] {
+                let looks = match f {
+                    Format::Hex => crate::encoding::looks_hex(content),
+                    _ => crate::encoding::looks_base64(content),
+                };
+                if looks {
+                    if let Ok((body, n)) = layout(content, kind, f) {
+                        if n == len {
+                            return Ok((f, body, n));
+                        }
+                    }
+                }
+            }
+        }
+        return Err(unusable(format!(
+            "its size does not match the expected length of {len} bytes (read as raw bytes, \
+             hex or base64; pass format= to name the encoding)"
+        )));
+    }
+    // Unknown length (secret keys without length=): see docs/key-formats.md.
+    if !is_text(content) {
+        return Ok((Format::Raw, 0..content.len(), content.len()));
+    }
+    if crate::encoding::looks_hex(content) {
+        let (body, n) = layout(content, kind, Format::Hex)?;
+        return Ok((Format::Hex, body, n));
+    }
+    let encoded_look = content
+        .iter()
+        .any(|&c| c == b'=' || crate::encoding::is_space(c));
+    if !encoded_look {
+        // One token of printable characters, no padding, no line break: raw.
+        return Ok((Format::Raw, 0..content.len(), content.len()));
+    }
+    if crate::encoding::looks_base64(content) {
+        if let Ok((body, n)) = layout(content, kind, Format::Base64) {
+            return Ok((Format::Base64, body, n));
+        }
+    }
+    Err(unusable(
+        "it is text with line breaks or padding but neither hex nor base64; pass \
+         format=\"raw\" if the key really is these characters (or length=)",
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------
+
+/// Encode `key` (of `kind`) as `format` into a guarded scratch region and hand the encoded
+/// bytes to `sink`. Raw keys are handed over directly, without a scratch copy.
+pub fn with_encoded<T>(
+    kind: KeyKind,
+    format: Format,
+    key: &[u8],
+    sink: impl FnOnce(&[u8]) -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    use crate::encoding::{base64_encode_into, base64_encoded_len, hex_encode_into};
+    if !format.allowed_for(kind) {
+        return Err(unusable(format!(
+            "format {:?} is not available for {} keys",
+            format.name(),
+            kind.name()
+        ))
+        .into());
+    }
+    let internal = |_| LoadError::File(unusable("internal error: encoding failed"));
+    let scratch = match format {
+        Format::Raw => return sink(key),
+        Format::Hex => {
+            let n = 2 * key.len();
+            crate::memory::SecretBuf::new_with(n + 1, |d| {
+                hex_encode_into(key, &mut d[..n]).map_err(internal)?;
+                d[n] = b'\n';
+                Ok::<(), LoadError>(())
+            })?
+        }
+        Format::Base64 => {
+            let n = base64_encoded_len(key.len());
+            crate::memory::SecretBuf::new_with(n + 1, |d| {
+                base64_encode_into(key, &mut d[..n]).map_err(internal)?;
+                d[n] = b'\n';
+                Ok::<(), LoadError>(())
+            })?
+        }
+        Format::Der | Format::Pem => {
+            let prefix = kind
+                .pkcs8_prefix()
+                .ok_or_else(|| LoadError::File(unusable("PKCS#8 is not for secret keys")))?;
+            if key.len() != 32 {
+                return Err(unusable("internal error: asymmetric keys are 32 bytes").into());
+            }
+            let der = crate::memory::SecretBuf::new_with(PKCS8_DER_LEN, |d| {
+                d[..PKCS8_PREFIX_LEN].copy_from_slice(prefix);
+                d[PKCS8_PREFIX_LEN..].copy_from_slice(key);
+                Ok::<(), LoadError>(())
+            })?;
+            if format == Format::Der {
+                der
+            } else {
+                // 48 DER bytes are exactly 64 base64 characters: one PEM line.
+                let b = base64_encoded_len(PKCS8_DER_LEN);
+                let total = PEM_BEGIN.len() + 1 + b + 1 + PEM_END.len() + 1;
+                let der_bytes = der.bytes()?;
+                crate::memory::SecretBuf::new_with(total, |d| {
+                    let mut at = 0;
+                    for part in [PEM_BEGIN, b"\n"] {
+                        d[at..at + part.len()].copy_from_slice(part);
+                        at += part.len();
+                    }
+                    base64_encode_into(der_bytes, &mut d[at..at + b]).map_err(internal)?;
+                    at += b;
+                    for part in [&b"\n"[..], PEM_END, b"\n"] {
+                        d[at..at + part.len()].copy_from_slice(part);
+                        at += part.len();
+                    }
+                    Ok::<(), LoadError>(())
+                })?
+            }
+        }
+    };
+    sink(scratch.bytes()?)
+}
+
+/// Write `key` to `path` as `format`, atomically (see [`write_atomic`]).
+pub fn write_key_file(
+    path: &Path,
+    kind: KeyKind,
+    format: Format,
+    key: &[u8],
+    overwrite: bool,
+) -> Result<(), LoadError> {
+    with_encoded(kind, format, key, |data| {
+        write_atomic(path, data, overwrite).map_err(LoadError::File)
+    })
+}
+
+/// Removes a temporary file when dropped, unless disarmed.
+struct TempFile {
+    path: Option<std::path::PathBuf>,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn random_suffix() -> Result<String, KeyFileError> {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).map_err(|_| unusable("the OS random number generator failed"))?;
+    Ok(r.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The directory a path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `fsync` a directory, so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), KeyFileError> {
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| KeyFileError::io("cannot open its directory to fsync it", &e))?;
+    d.sync_all()
+        .map_err(|e| KeyFileError::io("fsync of its directory failed", &e))
+}
+
+/// Write `data` to `path` so that a crash never leaves a partial file under `path`:
+///
+/// 1. create `.NAME.RANDOM.tmp` in the same directory with
+///    `O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`, mode 0600 (then `fchmod` 0600, so the
+///    umask cannot matter);
+/// 2. write, `fsync`;
+/// 3. rename it to `path`: with `overwrite`, `rename(2)` (atomic replace; a symlink at
+///    `path` is replaced, never followed); without, `renameat2(RENAME_NOREPLACE)`, or
+///    `link(2)` + `unlink(2)` where the file system lacks it, so an existing file is never
+///    replaced (`errno` `EEXIST`);
+/// 4. `fsync` the directory.
+///
+/// On any error the temporary file is removed.
+pub fn write_atomic(path: &Path, data: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| unusable("the path does not name a file"))?;
+    let dir = parent_dir(path);
+    if !overwrite && std::fs::symlink_metadata(path).is_ok() {
+        return Err(KeyFileError::Unusable {
+            reason: "it already exists (pass overwrite=True to replace it)".to_owned(),
+            errno: Some(libc::EEXIST),
+        });
+    }
+    let tmp_path = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        random_suffix()?
+    ));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp_path)
+        .map_err(|e| KeyFileError::io("cannot create a temporary file beside it", &e))?;
+    let mut tmp = TempFile {
+        path: Some(tmp_path.clone()),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| KeyFileError::io("fchmod failed", &e))?;
+    file.write_all(data)
+        .map_err(|e| KeyFileError::io("write failed", &e))?;
+    file.sync_all()
+        .map_err(|e| KeyFileError::io("fsync failed", &e))?;
+    drop(file);
+    if overwrite {
+        std::fs::rename(&tmp_path, path).map_err(|e| KeyFileError::io("rename failed", &e))?;
+        tmp.path = None;
+    } else {
+        let exists = || KeyFileError::Unusable {
+            reason: "it already exists (pass overwrite=True to replace it)".to_owned(),
+            errno: Some(libc::EEXIST),
+        };
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp_path,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => tmp.path = None,
+            Err(rustix::io::Errno::EXIST) => return Err(exists()),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                // No RENAME_NOREPLACE here: link() fails with EEXIST just as atomically.
+                std::fs::hard_link(&tmp_path, path).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::EEXIST) {
+                        exists()
+                    } else {
+                        KeyFileError::io("link failed", &e)
+                    }
+                })?;
+                // `tmp` unlinks the temporary name on drop.
+            }
+            Err(e) => {
+                return Err(KeyFileError::io(
+                    "rename failed",
+                    &std::io::Error::from_raw_os_error(e.raw_os_error()),
+                ))
+            }
+        }
+    }
+    drop(tmp);
+    sync_dir(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +818,143 @@ mod tests {
         let mut f = File::create(path).expect("create");
         f.write_all(data).expect("write");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    fn load(
+        path: &Path,
+        kind: KeyKind,
+        f: Option<Format>,
+        l: Option<usize>,
+    ) -> Result<Vec<u8>, String> {
+        let d = DecodedKeyFile::load(path, kind, f, l).map_err(|e| format!("{e:?}"))?;
+        let mut out = vec![0u8; d.key_len()];
+        d.decode_into(&mut out).map_err(|e| format!("{e:?}"))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn formats_detect_and_round_trip() {
+        let d = tmpdir();
+        let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
+        for kind in KeyKind::ALL {
+            for f in [
+                Format::Raw,
+                Format::Hex,
+                Format::Base64,
+                Format::Pem,
+                Format::Der,
+            ] {
+                let p = d.join(format!("{}-{}", kind.name(), f.name()));
+                let r = write_key_file(&p, kind, f, &key, false);
+                if !f.allowed_for(kind) {
+                    assert!(r.is_err());
+                    continue;
+                }
+                r.expect("write");
+                let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600);
+                // Given format, detected with the length, detected without (secret only).
+                assert_eq!(load(&p, kind, Some(f), None).expect("given"), key);
+                assert_eq!(load(&p, kind, None, Some(32)).expect("len"), key);
+                assert_eq!(load(&p, kind, None, None).expect("auto"), key);
+                // No overwrite; overwrite replaces.
+                assert!(write_key_file(&p, kind, f, &key, false).is_err());
+                write_key_file(&p, kind, f, &key, true).expect("overwrite");
+            }
+        }
+        // No temporary files left behind.
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn ambiguity_and_wrong_kinds_are_refused() {
+        let d = tmpdir();
+        let p = d.join("k");
+        // One printable token (no padding, no line break) is raw.
+        write(&p, b"0123456789abcdeg", 0o600);
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, None).expect("raw"),
+            b"0123456789abcdeg"
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, Some(Format::Raw), None).expect("raw"),
+            b"0123456789abcdeg"
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(16)).expect("len"),
+            b"0123456789abcdeg"
+        );
+        // Text that is both hex and base64: hex unless told.
+        write(&p, b"0123456789abcdef\n", 0o600);
+        assert_eq!(load(&p, KeyKind::Secret, None, None).expect("hex").len(), 8);
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(8)).expect("hex").len(),
+            8
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(12))
+                .expect("b64")
+                .len(),
+            12
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, Some(Format::Hex), None)
+                .expect("hex")
+                .len(),
+            8
+        );
+        // Text with a line break that is neither hex nor base64 is refused.
+        write(&p, b"correct horse battery staple\n", 0o600);
+        assert!(load(&p, KeyKind::Secret, None, None).is_err());
+        // Wrong expected length.
+        assert!(load(&p, KeyKind::Secret, None, Some(9)).is_err());
+        assert!(load(&p, KeyKind::Secret, Some(Format::Hex), Some(9)).is_err());
+        // PEM for a secret key; an Ed25519 PEM read as X25519.
+        let key = [7u8; 32];
+        let pem = d.join("pem");
+        write_key_file(&pem, KeyKind::Ed25519, Format::Pem, &key, false).expect("pem");
+        assert!(load(&pem, KeyKind::Secret, None, None).is_err());
+        let e = load(&pem, KeyKind::X25519, None, None).expect_err("kind");
+        assert!(e.contains("ed25519"), "{e}");
+        // Non-canonical or broken encodings.
+        write(&p, b"zz\n", 0o600);
+        assert!(load(&p, KeyKind::Secret, Some(Format::Hex), None).is_err());
+        write(
+            &p,
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            0o600,
+        );
+        let e = load(&p, KeyKind::Ed25519, None, None).expect_err("encrypted");
+        assert!(e.contains("encrypted"), "{e}");
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn openssl_style_pkcs8_loads() {
+        // `openssl genpkey -algorithm ed25519` (RFC 8410 §10.3 example key).
+        let d = tmpdir();
+        let p = d.join("ed.pem");
+        write(
+            &p,
+            b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n",
+            0o600,
+        );
+        let k = load(&p, KeyKind::Ed25519, None, None).expect("pem");
+        assert_eq!(
+            k,
+            [
+                0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1, 0xf7, 0x69,
+                0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97, 0xa8, 0x8f,
+                0x44, 0x75, 0x58, 0x42
+            ]
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 
     #[test]

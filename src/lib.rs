@@ -4,13 +4,17 @@
 //!   buffer-protocol glue in `py/view.rs`).
 //! - [`crypto`]: algorithms over secret bytes held in those regions.
 //! - [`keyfile`]: opening key files safely.
+//! - [`encoding`]: hex and base64 over slices (key file formats).
+//! - [`store`]: the encrypted key store file.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod crypto;
+pub mod encoding;
 pub mod keyfile;
 pub mod memory;
 #[cfg(feature = "python")]
 mod py;
+pub mod store;
 
 /// The compiled module `keycell._native`.
 #[cfg(feature = "python")]

@@ -28,3 +28,29 @@ def use() -> None:
     okm: SecretKey = keycell.hkdf_expand(prk, length=64, info=b"", algorithm="sha512")
     key.destroy()
     del locked, same, n, size, name, derived, okm
+
+
+def use_key_files_and_store(path: str) -> None:
+    """Key files, the export seal and the key store (issue 5)."""
+    key = SecretKey.generate(32, exportable=True)
+    key.to_file(path + ".hex", format="hex", overwrite=False)
+    loaded: SecretKey = SecretKey.from_file(path + ".hex", format="hex", exportable=False)
+    sealed: bool = loaded.exportable
+    key.seal_export()
+    store: keycell.KeyStore = keycell.KeyStore.create(
+        path, master=bytearray(b"passphrase"), kdf_params={"memory_kib": 1024, "iterations": 1}
+    )
+    store.put("k", key, overwrite=True)
+    got: SecretKey = store.get("k")
+    names: list[str] = store.names()
+    present: bool = "k" in store
+    store.rotate_master(SecretKey.generate(32))
+    with keycell.KeyStore.open(path, master=got) as again:
+        again.delete("k")
+    try:
+        store.get("missing")
+    except keycell.StoreEntryNotFoundError:
+        pass
+    except (keycell.StoreCorruptedError, keycell.StoreAuthenticationError, keycell.KeyStoreError):
+        pass
+    del sealed, names, present

@@ -1,8 +1,9 @@
 """Type stubs for the compiled module ``keycell._native`` (checked by ``mypy.stubtest``)."""
 
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, TypedDict, final
 
 from typing_extensions import Buffer
 
@@ -50,11 +51,27 @@ class SecretKey:
     """A symmetric secret key held outside the Python heap, in a guarded region."""
 
     @staticmethod
-    def generate(length: int = 32) -> SecretKey: ...
+    def generate(length: int = 32, *, exportable: bool = True) -> SecretKey: ...
     @staticmethod
-    def from_buffer(data: Buffer, *, wipe: bool = True) -> SecretKey: ...
+    def from_buffer(data: Buffer, *, wipe: bool = True, exportable: bool = True) -> SecretKey: ...
     @staticmethod
-    def from_file(path: str | PathLike[str], *, length: int | None = None) -> SecretKey: ...
+    def from_file(
+        path: str | PathLike[str],
+        *,
+        length: int | None = None,
+        format: Literal["raw", "hex", "base64"] | None = None,
+        exportable: bool = True,
+    ) -> SecretKey: ...
+    def to_file(
+        self,
+        path: str | PathLike[str],
+        *,
+        format: Literal["raw", "hex", "base64"] = "raw",
+        overwrite: bool = False,
+    ) -> None: ...
+    def seal_export(self) -> None: ...
+    @property
+    def exportable(self) -> bool: ...
     def __len__(self) -> int: ...
     def destroy(self) -> None: ...
     @property
@@ -78,6 +95,57 @@ class SecretKey:
     def __reduce__(self) -> Any: ...
     def __copy__(self) -> Any: ...
     def __deepcopy__(self, memo: Any, /) -> Any: ...
+
+class _KdfParams(TypedDict, total=False):
+    """Argon2id parameters of a passphrase key store."""
+
+    memory_kib: int
+    iterations: int
+    lanes: int
+
+@final
+class KeyStore:
+    """An encrypted, crash-safe file of named keys (see docs/keystore-format.md)."""
+
+    @staticmethod
+    def create(
+        path: str | PathLike[str],
+        *,
+        master: SecretKey | bytearray | memoryview,
+        kdf_params: _KdfParams | None = None,
+    ) -> KeyStore: ...
+    @staticmethod
+    def open(
+        path: str | PathLike[str], *, master: SecretKey | bytearray | memoryview
+    ) -> KeyStore: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def kdf_params(self) -> _KdfParams | None: ...
+    def put(self, name: str, key: SecretKey, *, overwrite: bool = False) -> None: ...
+    def get(self, name: str) -> SecretKey: ...
+    def delete(self, name: str) -> None: ...
+    def names(self) -> list[str]: ...
+    def __contains__(self, name: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def rotate_master(
+        self,
+        new_master: SecretKey | bytearray | memoryview,
+        *,
+        kdf_params: _KdfParams | None = None,
+    ) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> KeyStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...
+    def __reduce__(self) -> Any: ...
 
 @final
 class HMAC:

@@ -1,18 +1,332 @@
 """The ``keycell`` command line.
 
-Every command has ``--help``. Exit codes: 0 success, 1 a check failed or protection is
-degraded, 2 usage error. Errors go to stderr; secrets never go to stdout unless a flag asks
-for it explicitly.
+Every command has ``--help``. Exit codes: 0 success, 1 failure (an error, a refused file,
+a wrong passphrase, or for ``doctor`` a degraded protection), 2 usage error, 130
+interrupted. Errors go to stderr; secrets never go to stdout unless a flag asks for it
+explicitly (``store get --print-secret``).
+
+Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``.
+Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
+a ``str``), or from a ``--passphrase-file`` (one trailing newline is dropped); a store can
+also be protected by a master key file (``--master-key-file``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+_KINDS = ("secret", "ed25519", "x25519")
+_FORMATS = ("raw", "hex", "base64", "pem", "der")
+_KIND_CLASSES = {
+    "secret": "SecretKey",
+    "ed25519": "Ed25519PrivateKey",
+    "x25519": "X25519PrivateKey",
+}
+_MAX_PASSPHRASE = 64 * 1024
+
+
+class CliError(Exception):
+    """A command failed; the message goes to stderr and the exit status is 1."""
+
+
+def _key_class(kind: str) -> Any:
+    import keycell
+
+    cls = getattr(keycell, _KIND_CLASSES[kind], None)
+    if cls is None:
+        raise CliError(f"{kind} keys are not available in this build of keycell")
+    return cls
+
+
+def _wipe(buf: bytearray) -> None:
+    buf[:] = bytes(len(buf))
+
+
+def _read_secret_file(path: str) -> tuple[bytearray, int]:
+    """Read a passphrase file into a new bytearray (no intermediate bytes object), with the
+    key file checks: no symlink, a regular file owned by this user, mode without group or
+    other access. Returns the buffer and the passphrase length (one trailing newline, or
+    CRLF, dropped)."""
+    from .exceptions import InsecureKeyFileError, KeyFileError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise InsecureKeyFileError(
+                f"refusing passphrase file {path!r}: it is a symbolic link"
+            ) from None
+        raise KeyFileError(f"passphrase file {path!r}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InsecureKeyFileError(f"refusing passphrase file {path!r}: not a regular file")
+        if st.st_uid != os.geteuid():
+            raise InsecureKeyFileError(
+                f"refusing passphrase file {path!r}: it is owned by another user"
+            )
+        if st.st_mode & 0o077:
+            raise InsecureKeyFileError(
+                f"refusing passphrase file {path!r}: its permissions "
+                f"{stat.S_IMODE(st.st_mode):04o} let group or others access it (use chmod 600)"
+            )
+        if st.st_size == 0 or st.st_size > _MAX_PASSPHRASE:
+            raise KeyFileError(f"passphrase file {path!r} is empty or too large")
+        buf = bytearray(st.st_size)
+        n = 0
+        view = memoryview(buf)
+        while n < len(buf):
+            got = os.readv(fd, [view[n:]])
+            if got == 0:
+                break
+            n += got
+        view.release()
+    finally:
+        os.close(fd)
+    if n > 0 and buf[n - 1] == 0x0A:
+        n -= 1
+        if n > 0 and buf[n - 1] == 0x0D:
+            n -= 1
+    if n == 0:
+        _wipe(buf)
+        raise KeyFileError(f"passphrase file {path!r} holds an empty passphrase")
+    return buf, n
+
+
+def _prompt_tty(prompt: str) -> tuple[bytearray, int]:
+    """Read one line from the controlling terminal with echo off, straight into a
+    bytearray."""
+    import termios
+
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        raise CliError(
+            "no terminal to ask for the passphrase: use --passphrase-file or --master-key-file"
+        ) from None
+    buf = bytearray(4096)
+    n = 0
+    try:
+        old = termios.tcgetattr(fd)
+        new = list(old)
+        new[3] = new[3] & ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        try:
+            os.write(fd, prompt.encode())
+            view = memoryview(buf)
+            while n < len(buf):
+                got = os.readv(fd, [view[n : n + 1]])
+                if got == 0 or buf[n] == 0x0A:
+                    break
+                n += got
+            view.release()
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+            os.write(fd, b"\n")
+    finally:
+        os.close(fd)
+    if n > 0 and buf[n - 1] == 0x0D:
+        n -= 1
+    buf[n:] = bytes(len(buf) - n)
+    if n == 0:
+        _wipe(buf)
+        raise CliError("empty passphrase")
+    return buf, n
+
+
+@contextmanager
+def _master(
+    args: argparse.Namespace, *, new: bool = False, confirm: bool = False
+) -> Iterator[Any]:
+    """The master for a store command: a SecretKey from a key file, or a passphrase
+    (file or prompt) in a bytearray that is wiped on exit."""
+    from ._native import SecretKey
+
+    prefix = "new_" if new else ""
+    key_file = getattr(args, prefix + "master_key_file", None)
+    pass_file = getattr(args, prefix + "passphrase_file", None)
+    if key_file is not None:
+        key = SecretKey.from_file(key_file)
+        try:
+            yield key
+        finally:
+            key.destroy()
+        return
+    if pass_file is not None:
+        buf, n = _read_secret_file(pass_file)
+    else:
+        what = "New passphrase" if new else "Passphrase"
+        buf, n = _prompt_tty(f"{what} for {args.store}: ")
+        if confirm:
+            again, m = _prompt_tty("Repeat it: ")
+            try:
+                same = m == n and again[:m] == buf[:n]
+            finally:
+                _wipe(again)
+            if not same:
+                _wipe(buf)
+                raise CliError("the passphrases do not match")
+    try:
+        with memoryview(buf) as view, view[:n] as passphrase:
+            yield passphrase
+    finally:
+        _wipe(buf)
+
+
+def _kdf_params(args: argparse.Namespace) -> dict[str, int] | None:
+    params = {
+        k: v
+        for k, v in (
+            ("memory_kib", args.kdf_memory_kib),
+            ("iterations", args.kdf_iterations),
+            ("lanes", args.kdf_lanes),
+        )
+        if v is not None
+    }
+    return params or None
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    cls = _key_class(args.kind)
+    fmt = args.format or ("raw" if args.kind == "secret" else "pem")
+    if args.kind == "secret":
+        key = cls.generate(32 if args.length is None else args.length)
+    else:
+        if args.length is not None and args.length != 32:
+            raise CliError(f"{args.kind} keys are 32 bytes; --length does not apply")
+        key = cls.generate()
+    try:
+        key.to_file(args.output, format=fmt, overwrite=args.force)
+    finally:
+        key.destroy()
+    print(f"wrote {args.kind} key to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
+    return 0
+
+
+def _load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any]:
+    from .exceptions import KeyFileError
+
+    if kind is not None:
+        return kind, _key_class(kind).from_file(path, format=fmt)
+    # Without --type only self-describing PKCS#8 files can be told apart.
+    errors = []
+    for k in ("ed25519", "x25519"):
+        for f in ([fmt] if fmt else ["pem", "der"]):
+            try:
+                return k, _key_class(k).from_file(path, format=f)
+            except KeyFileError as exc:
+                if type(exc) is not KeyFileError:
+                    raise
+                errors.append(exc)
+    raise CliError(
+        f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519 key; "
+        "pass --type ed25519 or --type x25519"
+    )
+
+
+def _cmd_pubkey(args: argparse.Namespace) -> int:
+    _, key = _load_private(args.file, args.type, args.format)
+    try:
+        pub = key.public_key()
+        if args.pem:
+            sys.stdout.write(pub.public_bytes_pem().decode("ascii"))
+        else:
+            print(pub.public_bytes_raw().hex())
+    finally:
+        key.destroy()
+    return 0
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from ._native import KeyStore
+
+    with _master(args) as master:
+        return KeyStore.open(args.store, master=master)
+
+
+def _cmd_store_init(args: argparse.Namespace) -> int:
+    from ._native import KeyStore
+
+    with _master(args, confirm=True) as master:
+        params = _kdf_params(args) if not args.master_key_file else None
+        KeyStore.create(args.store, master=master, kdf_params=params).close()  # type: ignore[arg-type]
+    print(f"created key store {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_put(args: argparse.Namespace) -> int:
+    if (args.key_file is None) == (args.generate is None):
+        raise _UsageError("give exactly one of --key-file FILE or --generate TYPE")
+    if args.key_file is not None:
+        kind = args.type or "secret"
+        cls = _key_class(kind)
+        if kind == "secret":
+            key = cls.from_file(args.key_file, format=args.format, length=args.length)
+        else:
+            key = cls.from_file(args.key_file, format=args.format)
+    else:
+        cls = _key_class(args.generate)
+        key = cls.generate(args.length or 32) if args.generate == "secret" else cls.generate()
+    try:
+        with _open_store(args) as store:
+            store.put(args.name, key, overwrite=args.overwrite)
+    finally:
+        key.destroy()
+    print(f"stored {args.name!r} in {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_get(args: argparse.Namespace) -> int:
+    if (args.output is None) == (not args.print_secret):
+        raise _UsageError("give exactly one of -o FILE or --print-secret")
+    with _open_store(args) as store:
+        key = store.get(args.name)
+    try:
+        if args.print_secret:
+            with key.expose() as view:
+                print(view.hex())
+        else:
+            fmt = args.format or "raw"
+            key.to_file(args.output, format=fmt, overwrite=args.force)
+            print(f"wrote {args.name!r} to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
+    finally:
+        key.destroy()
+    return 0
+
+
+def _cmd_store_list(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        for name in store.names():
+            print(name)
+    return 0
+
+
+def _cmd_store_delete(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        store.delete(args.name)
+    print(f"deleted {args.name!r} from {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_rotate(args: argparse.Namespace) -> int:
+    with _open_store(args) as store, _master(args, new=True, confirm=True) as new_master:
+        params = _kdf_params(args) if not args.new_master_key_file else None
+        store.rotate_master(new_master, kdf_params=params)
+    print(f"re-sealed every entry of {args.store} under the new master", file=sys.stderr)
+    return 0
+
+
+class _UsageError(Exception):
+    """Bad combination of arguments: exit status 2."""
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -50,7 +364,124 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=_cmd_doctor)
+    _add_keygen(sub)
+    _add_pubkey(sub)
+    _add_store(sub)
     return parser
+
+
+def _add_keygen(sub: Any) -> None:
+    p = sub.add_parser(
+        "keygen",
+        help="generate a key into a new file (mode 0600)",
+        description=(
+            "Generate a key from the OS CSPRNG into guarded memory and write it to FILE "
+            "atomically (mode 0600; never replaces an existing file unless --force). "
+            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519."
+        ),
+    )
+    p.add_argument("kind", choices=_KINDS, help="key type")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to create")
+    p.add_argument("--length", type=int, metavar="N", help="secret key length in bytes (32)")
+    p.add_argument("--format", choices=_FORMATS, help="file format")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=_cmd_keygen, length=None)
+
+
+def _add_pubkey(sub: Any) -> None:
+    p = sub.add_parser(
+        "pubkey",
+        help="print the public key of an ed25519/x25519 private key file",
+        description=(
+            "Load a private key file into guarded memory and print its public key: raw hex "
+            "(default) or SubjectPublicKeyInfo PEM (--pem). PKCS#8 files carry their type; "
+            "raw, hex and base64 files need --type."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="private key file")
+    p.add_argument("--type", choices=("ed25519", "x25519"), help="key type")
+    p.add_argument("--format", choices=_FORMATS, help="file format (default: detect)")
+    p.add_argument("--pem", action="store_true", help="print PEM instead of hex")
+    p.set_defaults(func=_cmd_pubkey)
+
+
+def _master_options(p: argparse.ArgumentParser, *, new: bool = False) -> None:
+    prefix = "new-" if new else ""
+    what = "new " if new else ""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        f"--{prefix}passphrase-file",
+        metavar="FILE",
+        help=f"read the {what}passphrase from FILE (mode 0600; one trailing newline dropped)",
+    )
+    g.add_argument(
+        f"--{prefix}master-key-file",
+        metavar="FILE",
+        help=f"use the {what}master key in FILE (a secret key file) instead of a passphrase",
+    )
+
+
+def _kdf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kdf-memory-kib",
+        type=int,
+        metavar="KIB",
+        help="Argon2id memory in KiB (default 65536; minimum 1024; low-memory hosts only)",
+    )
+    p.add_argument("--kdf-iterations", type=int, metavar="N", help="Argon2id passes (3)")
+    p.add_argument("--kdf-lanes", type=int, metavar="N", help="Argon2id lanes (1)")
+
+
+def _add_store(sub: Any) -> None:
+    store = sub.add_parser(
+        "store",
+        help="manage an encrypted key store",
+        description=(
+            "An encrypted, crash-safe key store file. The master is a passphrase (asked on "
+            "the terminal, or --passphrase-file) or a master key file (--master-key-file)."
+        ),
+    )
+    ssub = store.add_subparsers(dest="store_command", metavar="ACTION")
+    ssub.required = True
+
+    def action(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        p = ssub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        p.add_argument("store", metavar="STORE", help="key store file")
+        _master_options(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = action("init", "create a new, empty key store", _cmd_store_init)
+    _kdf_options(p)
+
+    p = action("put", "add a key to the store", _cmd_store_put)
+    p.add_argument("name", metavar="NAME", help="entry name")
+    p.add_argument("--key-file", metavar="FILE", help="read the key from FILE")
+    p.add_argument("--type", choices=_KINDS, help="type of the key in --key-file (secret)")
+    p.add_argument("--format", choices=_FORMATS, help="format of --key-file (default: detect)")
+    p.add_argument("--generate", choices=_KINDS, metavar="TYPE", help="generate a new key")
+    p.add_argument("--length", type=int, metavar="N", help="secret key length")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing entry")
+
+    p = action("get", "write a key from the store to a file", _cmd_store_get)
+    p.add_argument("name", metavar="NAME", help="entry name")
+    p.add_argument("-o", "--output", metavar="FILE", help="key file to create (mode 0600)")
+    p.add_argument("--format", choices=_FORMATS, help="key file format (raw)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--print-secret",
+        action="store_true",
+        help="print the secret key as hex on stdout instead (it will be in your terminal)",
+    )
+
+    action("list", "list the entry names", _cmd_store_list)
+
+    p = action("delete", "remove an entry", _cmd_store_delete)
+    p.add_argument("name", metavar="NAME", help="entry name")
+
+    p = action("rotate", "re-seal every entry under a new master", _cmd_store_rotate)
+    _master_options(p, new=True)
+    _kdf_options(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,10 +492,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"keycell: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         from .exceptions import KeycellError
 
-        if isinstance(exc, KeycellError | OSError | ValueError | TypeError):
+        if isinstance(exc, KeycellError | CliError | OSError | ValueError | TypeError):
             print(f"keycell: error: {exc}", file=sys.stderr)
             return 1
         raise

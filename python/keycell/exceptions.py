@@ -15,10 +15,16 @@ __all__ = [
     "KeyDestroyedError",
     "KeyFileError",
     "KeyInUseError",
+    "KeyNotExportableError",
+    "KeyStoreError",
     "KeycellError",
     "MemoryLockError",
     "ProtectionError",
     "ProtectionWarning",
+    "StoreAuthenticationError",
+    "StoreCorruptedError",
+    "StoreEntryExistsError",
+    "StoreEntryNotFoundError",
 ]
 
 
@@ -78,3 +84,39 @@ class AlreadyFinalized(KeycellError):
 
 class ProtectionWarning(UserWarning):
     """A key works but lacks a protection (e.g. ``mlock`` failed); shown once per process."""
+
+
+# Key files and the key store (issue 5).
+
+
+class KeyNotExportableError(KeycellError):
+    """The key is not exportable (created with ``exportable=False`` or sealed with
+    ``seal_export()``): ``expose()`` and ``to_file()`` refuse."""
+
+
+class KeyStoreError(KeycellError):
+    """Base class of key store failures. ``errno`` is set when an OS condition caused it
+    (``EEXIST`` when ``KeyStore.create`` finds a file at the path)."""
+
+    errno: int | None = None
+
+
+class StoreCorruptedError(KeyStoreError):
+    """The key store file is damaged, truncated, was modified, rolled back, or an entry was
+    moved to another name or store. No key is returned from such a file."""
+
+
+class StoreAuthenticationError(KeyStoreError):
+    """The passphrase or master key is wrong for this store (or the store's header, which
+    the master authenticates, was modified; or the master was rotated meanwhile)."""
+
+
+class StoreEntryNotFoundError(KeyStoreError, KeyError):
+    """The key store has no entry of that name (also a :class:`KeyError`)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreEntryExistsError(KeyStoreError):
+    """``put`` found an entry of that name and ``overwrite`` was not given."""

@@ -16,6 +16,13 @@ pyo3::import_exception!(keycell.exceptions, ProtectionError);
 pyo3::import_exception!(keycell.exceptions, KeyFileError);
 pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
 pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
+// Key files and the key store (issue 5).
+pyo3::import_exception!(keycell.exceptions, KeyNotExportableError);
+pyo3::import_exception!(keycell.exceptions, KeyStoreError);
+pyo3::import_exception!(keycell.exceptions, StoreCorruptedError);
+pyo3::import_exception!(keycell.exceptions, StoreAuthenticationError);
+pyo3::import_exception!(keycell.exceptions, StoreEntryNotFoundError);
+pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
 pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
 
@@ -42,6 +49,15 @@ pub enum Error {
     InsecureKeyFile { path: String, reason: String },
     /// An exception already raised by Python code (e.g. the buffer protocol).
     Py(PyErr),
+    /// The key's export is sealed (`seal_export()` or `exportable=False`).
+    NotExportable(&'static str),
+    /// A key store failed; `path` is the store's path.
+    Store {
+        path: String,
+        err: crate::store::StoreError,
+    },
+    /// The object was closed.
+    Closed(&'static str),
     /// A signature or MAC tag did not verify.
     InvalidSignature(&'static str),
     /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
@@ -120,11 +136,54 @@ impl From<Error> for PyErr {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
             Error::Py(err) => err,
+            Error::NotExportable(what) => KeyNotExportableError::new_err(format!(
+                "this {what} is not exportable (exportable=False or seal_export()): its bytes \
+                 cannot be exposed or written to a key file"
+            )),
+            Error::Closed(what) => KeyDestroyedError::new_err(format!("this {what} is closed")),
+            Error::Store { path, err } => store_error(&path, err),
             Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::AlreadyFinalized(what) => {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }
         }
+    }
+}
+
+fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
+    use crate::store::StoreError as S;
+    match err {
+        S::File(crate::keyfile::KeyFileError::Insecure(reason)) => {
+            InsecureKeyFileError::new_err(format!("refusing key store {path:?}: {reason}"))
+        }
+        S::File(crate::keyfile::KeyFileError::Unusable { reason, errno }) => {
+            let err = KeyFileError::new_err(format!("key store {path:?}: {reason}"));
+            if let Some(errno) = errno {
+                set_errno(&err, errno);
+            }
+            err
+        }
+        S::Memory(m) => Error::Memory(m).into(),
+        S::Corrupted(reason) => {
+            StoreCorruptedError::new_err(format!("key store {path:?} is corrupted: {reason}"))
+        }
+        S::Authentication(reason) => {
+            StoreAuthenticationError::new_err(format!("key store {path:?}: {reason}"))
+        }
+        S::Exists => {
+            let err = KeyStoreError::new_err(format!(
+                "cannot create key store {path:?}: a file already exists there"
+            ));
+            set_errno(&err, libc::EEXIST);
+            err
+        }
+        S::EntryExists(name) => StoreEntryExistsError::new_err(format!(
+            "key store {path:?} already has an entry {name:?} (pass overwrite=True to replace it)"
+        )),
+        S::NotFound(name) => {
+            StoreEntryNotFoundError::new_err(format!("key store {path:?} has no entry {name:?}"))
+        }
+        S::Invalid(msg) => PyValueError::new_err(msg),
     }
 }
 

@@ -5,6 +5,8 @@ mod bytes_like;
 mod errors;
 mod hkdf;
 mod hmac;
+mod key_io;
+mod keystore;
 mod protection;
 mod secret_key;
 mod view;
@@ -90,6 +92,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<protection::Protection>()?;
     m.add_class::<view::Exposure>()?;
     m.add_class::<view::KeyView>()?;
+    m.add_class::<keystore::KeyStore>()?;
     m.add_class::<hmac::Hmac>()?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf, m)?)?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;

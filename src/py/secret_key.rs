@@ -9,10 +9,11 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
-use crate::keyfile::KeyFile;
+use crate::keyfile::KeyKind;
 
 use super::bytes_like::{copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
+use super::key_io::{self, ExportSeal};
 use super::protection::{report_new_region, Protection};
 use super::view::Exposure;
 
@@ -27,6 +28,8 @@ pub struct SecretKey {
     /// Open buffer exports (views). `destroy()` refuses while it is non-zero.
     pub(crate) views: AtomicUsize,
     len: usize,
+    /// One-way export seal (`exportable=False`, `seal_export()`).
+    pub(crate) export: ExportSeal,
 }
 
 /// A read guard on a live key.
@@ -45,12 +48,22 @@ impl LiveKey<'_> {
 
 impl SecretKey {
     pub(crate) fn wrap(py: Python<'_>, key: SymmetricKey) -> Result<SecretKey> {
+        SecretKey::wrap_with(py, key, true)
+    }
+
+    /// Wrap `key`, exportable or not.
+    pub(crate) fn wrap_with(
+        py: Python<'_>,
+        key: SymmetricKey,
+        exportable: bool,
+    ) -> Result<SecretKey> {
         report_new_region(py, &key.protection())?;
         let len = key.len();
         Ok(SecretKey {
             state: RwLock::new(Some(key)),
             views: AtomicUsize::new(0),
             len,
+            export: ExportSeal::new(exportable),
         })
     }
 
@@ -85,34 +98,52 @@ fn no_copy(what: &str) -> PyErr {
 #[pymethods]
 impl SecretKey {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
+    /// With `exportable=False` the key can never be exposed or written to a key file.
     #[staticmethod]
-    #[pyo3(signature = (length = 32))]
-    fn generate(py: Python<'_>, length: usize) -> Result<SecretKey> {
+    #[pyo3(signature = (length = 32, *, exportable = true))]
+    fn generate(py: Python<'_>, length: usize, exportable: bool) -> Result<SecretKey> {
         let key = SymmetricKey::generate(length)?;
-        SecretKey::wrap(py, key)
+        SecretKey::wrap_with(py, key, exportable)
     }
 
     /// Copy a key from any bytes-like object. When the source is writable and `wipe` is
     /// true, the source is overwritten with zeros afterwards.
     #[staticmethod]
-    #[pyo3(signature = (data, *, wipe = true))]
-    fn from_buffer(py: Python<'_>, data: &Bound<'_, PyAny>, wipe: bool) -> Result<SecretKey> {
+    #[pyo3(signature = (data, *, wipe = true, exportable = true))]
+    fn from_buffer(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<SecretKey> {
         let src = SecretSource::new(data, "data")?;
         let key = SymmetricKey::new_with(src.len(), |dst| copy_secret_into(py, &src, dst))?;
         if wipe && src.writable() {
             src.wipe(py)?;
         }
-        SecretKey::wrap(py, key)
+        SecretKey::wrap_with(py, key, exportable)
     }
 
     /// Read a key from a file, straight into a guarded region.
     ///
     /// The file is opened with `O_NOFOLLOW | O_CLOEXEC` and checked on the open
     /// descriptor: it must be a regular file owned by this user with no group or other
-    /// permissions, not empty, and exactly `length` bytes when `length` is given.
+    /// permissions, and not empty. It is read into a guarded scratch region and decoded
+    /// from there straight into the key's region.
+    ///
+    /// `format` is `"raw"`, `"hex"` or `"base64"`, or `None` to detect it: with `length`
+    /// given, the one encoding that yields exactly `length` bytes (raw when the file has
+    /// exactly `length` bytes); without it, binary content is raw and hex text is hex, and
+    /// any other text must be named with `format` (see docs/key-formats.md).
     #[staticmethod]
-    #[pyo3(signature = (path, *, length = None))]
-    fn from_file(py: Python<'_>, path: PathBuf, length: Option<usize>) -> Result<SecretKey> {
+    #[pyo3(signature = (path, *, length = None, format = None, exportable = true))]
+    fn from_file(
+        py: Python<'_>,
+        path: PathBuf,
+        length: Option<usize>,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<SecretKey> {
         if let Some(l) = length {
             if l == 0 || l > MAX_KEY_LEN {
                 return Err(Error::Value(format!(
@@ -120,24 +151,46 @@ impl SecretKey {
                 )));
             }
         }
-        let shown = path.display().to_string();
+        let format = key_io::parse_format(KeyKind::Secret, format)?;
         let key = py.detach(|| -> Result<SymmetricKey> {
-            let mut file =
-                KeyFile::open(&path, MAX_KEY_LEN).map_err(|e| key_file_error(&shown, e))?;
-            if let Some(l) = length {
-                if file.size() != l {
-                    return Err(Error::KeyFile {
-                        path: shown.clone(),
-                        reason: format!("its size does not match the expected length of {l} bytes"),
-                        errno: None,
-                    });
-                }
-            }
-            Ok(SymmetricKey::new_with(file.size(), |dst| {
-                file.read_into(dst).map_err(|e| key_file_error(&shown, e))
+            let file = key_io::load(&path, KeyKind::Secret, format, length)?;
+            Ok(SymmetricKey::new_with(file.key_len(), |dst| {
+                file.decode_into(dst)
+                    .map_err(|e| key_io::load_error(&path, e))
             })?)
         })?;
-        SecretKey::wrap(py, key)
+        SecretKey::wrap_with(py, key, exportable)
+    }
+
+    /// Write the key to `path` atomically: a temporary file in the same directory created
+    /// with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, written from the key's region (hex
+    /// and base64 are encoded in a guarded scratch region), `fsync`ed, renamed into place,
+    /// and the directory `fsync`ed. A crash never leaves a partial file under `path`.
+    /// Without `overwrite`, an existing `path` is never replaced (`KeyFileError`, errno
+    /// `EEXIST`). Raises `KeyNotExportableError` for a sealed key.
+    #[pyo3(signature = (path, *, format = "raw", overwrite = false))]
+    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
+        self.export.check("SecretKey")?;
+        let format = key_io::parse_format(KeyKind::Secret, Some(format))?
+            .unwrap_or(crate::keyfile::Format::Raw);
+        let live = self.live()?;
+        let bytes = live.key().bytes()?;
+        py.detach(|| key_io::write(&path, KeyKind::Secret, format, bytes, overwrite))
+    }
+
+    /// Seal the key against export, for good: afterwards `expose()` and `to_file()` raise
+    /// `KeyNotExportableError`. The key still works for everything else (HMAC, key store).
+    fn seal_export(&self) -> Result<()> {
+        self.live()?;
+        self.export.seal();
+        Ok(())
+    }
+
+    /// False once the key was created with `exportable=False` or sealed with
+    /// `seal_export()`.
+    #[getter]
+    fn exportable(&self) -> bool {
+        self.export.exportable()
     }
 
     /// The key length in bytes. Raises `KeyDestroyedError` after `destroy()`, like every
@@ -178,9 +231,10 @@ impl SecretKey {
     }
 
     /// A context manager yielding a read-only `memoryview` of the key bytes, released at
-    /// the end of the block.
+    /// the end of the block. Raises `KeyNotExportableError` for a sealed key.
     fn expose(slf: &Bound<'_, Self>) -> Result<Exposure> {
         slf.get().live()?;
+        slf.get().export.check("SecretKey")?;
         Ok(Exposure::new(slf.clone().unbind()))
     }
 
@@ -297,18 +351,4 @@ fn keys_equal(a: &SecretKey, b: &SecretKey) -> Result<bool> {
     let g1 = first.live()?;
     let g2 = second.live()?;
     Ok(g1.key().ct_eq(g2.key())?)
-}
-
-fn key_file_error(path: &str, e: crate::keyfile::KeyFileError) -> Error {
-    match e {
-        crate::keyfile::KeyFileError::Insecure(reason) => Error::InsecureKeyFile {
-            path: path.to_owned(),
-            reason,
-        },
-        crate::keyfile::KeyFileError::Unusable { reason, errno } => Error::KeyFile {
-            path: path.to_owned(),
-            reason,
-            errno,
-        },
-    }
 }

@@ -98,6 +98,7 @@ impl Exposure {
         if slot.is_some() {
             return Err(PyValueError::new_err("this exposure is already open").into());
         }
+        self.key.get().export.check("SecretKey")?;
         let exporter = Bound::new(
             py,
             KeyView {

@@ -1,0 +1,335 @@
+//! `KeyStore`: the Python handle of an encrypted key store file ([`crate::store`]).
+//!
+//! Every method releases the GIL for its file I/O, locking and key derivation. The
+//! master passphrase is copied from the caller's writable buffer straight into a guarded
+//! region, and the buffer is wiped; a master key is borrowed from its `SecretKey` region.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::symmetric::SymmetricKey;
+use crate::keyfile::KeyKind;
+use crate::memory::SecretBuf;
+use crate::store::{Master, Store, StoreError};
+
+use super::bytes_like::SecretSource;
+use super::errors::{Error, Result};
+use super::secret_key::SecretKey;
+
+/// The master argument: a key handle, or a passphrase copied into a guarded region.
+enum MasterArg {
+    Key(Py<SecretKey>),
+    Passphrase(SecretBuf),
+}
+
+const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey or a passphrase in a writable \
+    buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
+    the buffer. A bytes or str passphrase cannot be wiped and stays in Python memory, so it \
+    is refused";
+
+fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
+    if let Ok(k) = obj.cast::<SecretKey>() {
+        k.get().live()?;
+        return Ok(MasterArg::Key(k.clone().unbind()));
+    }
+    if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
+        return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
+    }
+    let src = SecretSource::new(obj, "master")
+        .map_err(|_| Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()))?;
+    if !src.writable() {
+        return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
+    }
+    if src.len() == 0 {
+        return Err(Error::Value("the passphrase is empty".to_owned()));
+    }
+    if src.len() > crate::crypto::symmetric::MAX_KEY_LEN {
+        src.wipe(py)?;
+        return Err(Error::Value(format!(
+            "a passphrase may be at most {} bytes",
+            crate::crypto::symmetric::MAX_KEY_LEN
+        )));
+    }
+    let copied = SecretBuf::new_with(src.len(), |dst| src.copy_into(py, dst));
+    src.wipe(py)?;
+    Ok(MasterArg::Passphrase(copied?))
+}
+
+/// Run `f` with the master borrowed as [`Master`], without the GIL.
+fn with_master<T: Send>(
+    py: Python<'_>,
+    master: &MasterArg,
+    f: impl FnOnce(Master<'_>) -> Result<T> + Send,
+) -> Result<T> {
+    match master {
+        MasterArg::Key(k) => {
+            let live = k.get().live()?;
+            let bytes = live.key().bytes()?;
+            py.detach(|| f(Master::Key(bytes)))
+        }
+        MasterArg::Passphrase(buf) => {
+            let bytes = buf.bytes()?;
+            py.detach(|| f(Master::Passphrase(bytes)))
+        }
+    }
+}
+
+fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params>> {
+    let Some(d) = d else {
+        return Ok(None);
+    };
+    let mut p = Argon2Params::DEFAULT;
+    for (k, v) in d.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| Error::Type("kdf_params keys must be str".to_owned()))?;
+        let value: u32 = v
+            .extract()
+            .map_err(|_| Error::Value(format!("kdf_params[{key:?}] must be an int >= 0")))?;
+        match key.as_str() {
+            "memory_kib" => p.memory_kib = value,
+            "iterations" => p.iterations = value,
+            "lanes" => p.lanes = value,
+            _ => {
+                return Err(Error::Value(format!(
+                    "unknown kdf_params key {key:?} (expected memory_kib, iterations, lanes)"
+                )))
+            }
+        }
+    }
+    p.check().map_err(Error::Value)?;
+    Ok(Some(p))
+}
+
+/// An encrypted, crash-safe file of named keys.
+///
+/// Create with `KeyStore.create(path, master=...)`, open with `KeyStore.open(path,
+/// master=...)`; `master` is a `SecretKey` (at least 16 bytes) or a passphrase in a
+/// writable buffer (`bytearray`; wiped after use), stretched with Argon2id. Each entry is
+/// sealed with XChaCha20-Poly1305; every change is atomic and durable when the call
+/// returns, and serialised across processes with a lock file (`PATH.lock`). Format:
+/// docs/keystore-format.md.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct KeyStore {
+    inner: Mutex<Option<Store>>,
+    path: PathBuf,
+}
+
+impl KeyStore {
+    fn err(&self, e: StoreError) -> Error {
+        Error::Store {
+            path: self.path.display().to_string(),
+            err: e,
+        }
+    }
+
+    /// Run `f` on the open store without the GIL.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Store) -> std::result::Result<T, Error> + Send,
+    ) -> Result<T> {
+        py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let store = g.as_mut().ok_or(Error::Closed("KeyStore"))?;
+            f(store)
+        })
+    }
+}
+
+fn store_err(path: &std::path::Path, e: StoreError) -> Error {
+    Error::Store {
+        path: path.display().to_string(),
+        err: e,
+    }
+}
+
+#[pymethods]
+impl KeyStore {
+    /// Create a new, empty key store at `path` (refuses an existing file).
+    ///
+    /// `kdf_params` (passphrase only) is a dict with `memory_kib`, `iterations`, `lanes`;
+    /// the default is 64 MiB, 3 iterations, 1 lane. Smaller values are for tests and
+    /// low-memory hosts; the enforced bounds are memory 1 MiB to 1 GiB, 1 to 1000
+    /// iterations, 1 to 16 lanes.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, master, kdf_params = None))]
+    fn create(
+        py: Python<'_>,
+        path: PathBuf,
+        master: &Bound<'_, PyAny>,
+        kdf_params: Option<&Bound<'_, PyDict>>,
+    ) -> Result<KeyStore> {
+        let params = parse_kdf_params(kdf_params)?;
+        let m = master_arg(py, master)?;
+        let store = with_master(py, &m, |m| {
+            Store::create(&path, m, params).map_err(|e| store_err(&path, e))
+        })?;
+        Ok(KeyStore {
+            inner: Mutex::new(Some(store)),
+            path,
+        })
+    }
+
+    /// Open the key store at `path` with its master.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, master))]
+    fn open(py: Python<'_>, path: PathBuf, master: &Bound<'_, PyAny>) -> Result<KeyStore> {
+        let m = master_arg(py, master)?;
+        let store = with_master(py, &m, |m| {
+            Store::open(&path, m).map_err(|e| store_err(&path, e))
+        })?;
+        Ok(KeyStore {
+            inner: Mutex::new(Some(store)),
+            path,
+        })
+    }
+
+    /// The store's path.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// The Argon2id parameters as a dict, or `None` for a store under a master key.
+    #[getter]
+    fn kdf_params<'py>(&self, py: Python<'py>) -> Result<Option<Bound<'py, PyDict>>> {
+        let p = self.with(py, |s| Ok(s.kdf_params()))?;
+        let Some(p) = p else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("memory_kib", p.memory_kib)?;
+        d.set_item("iterations", p.iterations)?;
+        d.set_item("lanes", p.lanes)?;
+        Ok(Some(d))
+    }
+
+    /// Seal `key` into the store under `name` (1 to 255 bytes of UTF-8, no control
+    /// characters). Raises `StoreEntryExistsError` if `name` exists, unless `overwrite`.
+    /// The key's export flag is stored with it: `get` returns a sealed key for a sealed one.
+    #[pyo3(signature = (name, key, *, overwrite = false))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        key: &Bound<'_, PyAny>,
+        overwrite: bool,
+    ) -> Result<()> {
+        let Ok(k) = key.cast::<SecretKey>() else {
+            return Err(Error::Type(format!(
+                "key must be a keycell key handle (SecretKey), not {}",
+                key.get_type().name()?
+            )));
+        };
+        let k = k.get();
+        let exportable = k.export.exportable();
+        let live = k.live()?;
+        let bytes = live.key().bytes()?;
+        self.with(py, |s| {
+            s.put(name, KeyKind::Secret, exportable, bytes, overwrite)
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    /// The key stored under `name`, decrypted straight into a new guarded region, as the
+    /// handle type it was stored as. Raises `StoreEntryNotFoundError` (a `KeyError`).
+    fn get(&self, py: Python<'_>, name: &str) -> Result<Py<PyAny>> {
+        let (key, exportable) = self.with(py, |s| {
+            let entry = s.get(name).map_err(|e| self.err(e))?;
+            match entry.kind() {
+                KeyKind::Secret => {
+                    let key = SymmetricKey::new_with(entry.len(), |dst| {
+                        s.open_entry(&entry, dst).map_err(|e| self.err(e))
+                    })?;
+                    Ok((key, entry.exportable()))
+                }
+                other => Err(Error::Value(format!(
+                    "entry {name:?} holds an {} key, which this build of keycell cannot load",
+                    other.name()
+                ))),
+            }
+        })?;
+        Ok(Py::new(py, SecretKey::wrap_with(py, key, exportable)?)?.into_any())
+    }
+
+    /// Remove the entry `name` (`StoreEntryNotFoundError` if there is none).
+    fn delete(&self, py: Python<'_>, name: &str) -> Result<()> {
+        self.with(py, |s| s.delete(name).map_err(|e| self.err(e)))
+    }
+
+    /// The entry names, sorted.
+    fn names(&self, py: Python<'_>) -> Result<Vec<String>> {
+        self.with(py, |s| s.names().map_err(|e| self.err(e)))
+    }
+
+    fn __contains__(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> Result<bool> {
+        let Ok(name) = name.extract::<String>() else {
+            return Ok(false);
+        };
+        self.with(py, |s| s.contains(&name).map_err(|e| self.err(e)))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> Result<usize> {
+        Ok(self.names(py)?.len())
+    }
+
+    /// Re-seal every entry under `new_master` (a `SecretKey` or a passphrase buffer,
+    /// which is wiped) with a fresh salt, in one atomic replacement of the file. Other
+    /// handles open on the old master then raise `StoreAuthenticationError`.
+    #[pyo3(signature = (new_master, *, kdf_params = None))]
+    fn rotate_master(
+        &self,
+        py: Python<'_>,
+        new_master: &Bound<'_, PyAny>,
+        kdf_params: Option<&Bound<'_, PyDict>>,
+    ) -> Result<()> {
+        let params = parse_kdf_params(kdf_params)?;
+        let m = master_arg(py, new_master)?;
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let store = g.as_mut().ok_or(Error::Closed("KeyStore"))?;
+        with_master(py, &m, |m| store.rotate(m, params).map_err(|e| self.err(e)))
+    }
+
+    /// Forget the derived keys (wiped). Idempotent; later calls raise `KeyDestroyedError`.
+    fn close(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// True once `close()` has run.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<KeyStore>> {
+        if slf.get().closed() {
+            return Err(Error::Closed("KeyStore"));
+        }
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { " closed" } else { "" };
+        format!("<KeyStore {:?}{state}>", self.path.display().to_string())
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "KeyStore cannot be pickled",
+        ))
+    }
+}

@@ -1,0 +1,206 @@
+"""The ``keycell`` command line: keygen, pubkey, store; exit codes; stdout hygiene."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from keycell import KeyStore, SecretKey
+from keycell.cli import build_parser
+
+FAST = ["--kdf-memory-kib", "1024", "--kdf-iterations", "1"]
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keycell", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+def secret_file(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
+def every_command() -> list[list[str]]:
+    cmds = [["doctor"], ["keygen"], ["pubkey"], ["store"]]
+    cmds += [["store", a] for a in ("init", "put", "get", "list", "delete", "rotate")]
+    return cmds
+
+
+@pytest.mark.parametrize("cmd", every_command(), ids=" ".join)
+def test_help_everywhere(cmd: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*cmd, "--help"])
+    assert info.value.code == 0
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    for args in (["frobnicate"], ["keygen", "rsa", "-o", "x"], ["keygen", "secret"], ["store"]):
+        r = run(*args)
+        assert r.returncode == 2, args
+        assert r.stdout == ""
+        assert "usage:" in r.stderr
+    r = run("store", "get", tmp_path / "s", "name", "--passphrase-file", tmp_path / "p")
+    assert r.returncode == 2
+    assert "-o FILE or --print-secret" in r.stderr
+
+
+def test_keygen_and_store_workflow(tmp_path: Path) -> None:
+    pw = secret_file(tmp_path / "pw", b"hunter2 but longer\n")
+    store = tmp_path / "keys.kcs"
+    r = run("keygen", "secret", "-o", tmp_path / "k.hex", "--format", "hex", "--length", "24")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert (tmp_path / "k.hex").stat().st_mode & 0o777 == 0o600
+    original = SecretKey.from_file(tmp_path / "k.hex")
+    assert len(original) == 24
+    # keygen never replaces a file without --force.
+    r = run("keygen", "secret", "-o", tmp_path / "k.hex")
+    assert r.returncode == 1
+    assert "already exists" in r.stderr
+    assert SecretKey.from_file(tmp_path / "k.hex") == original
+
+    assert run("store", "init", store, "--passphrase-file", pw, *FAST).returncode == 0
+    r = run("store", "put", store, "api", "--key-file", tmp_path / "k.hex", "--passphrase-file", pw)
+    assert r.returncode == 0, r.stderr
+    r = run("store", "put", store, "gen", "--generate", "secret", "--passphrase-file", pw)
+    assert r.returncode == 0, r.stderr
+    r = run("store", "list", store, "--passphrase-file", pw)
+    assert (r.returncode, r.stdout) == (0, "api\ngen\n")
+
+    out = tmp_path / "out.key"
+    r = run("store", "get", store, "api", "-o", out, "--passphrase-file", pw)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # the secret never goes to stdout without --print-secret
+    assert SecretKey.from_file(out, format="raw") == original
+    r = run("store", "get", store, "api", "--print-secret", "--passphrase-file", pw)
+    assert r.returncode == 0
+    with original.expose() as view:
+        assert r.stdout == view.hex() + "\n"
+
+    r = run("store", "list", store, "--passphrase-file", secret_file(tmp_path / "bad", b"nope"))
+    assert r.returncode == 1
+    assert "wrong passphrase" in r.stderr
+    assert r.stdout == ""
+
+    master = tmp_path / "master.key"
+    assert run("keygen", "secret", "-o", master).returncode == 0
+    r = run("store", "rotate", store, "--passphrase-file", pw, "--new-master-key-file", master)
+    assert r.returncode == 0, r.stderr
+    assert run("store", "list", store, "--passphrase-file", pw).returncode == 1
+    r = run("store", "delete", store, "gen", "--master-key-file", master)
+    assert r.returncode == 0, r.stderr
+    direct = KeyStore.open(store, master=SecretKey.from_file(master))
+    assert direct.names() == ["api"]
+    assert direct.get("api") == original
+    r = run("store", "delete", store, "gen", "--master-key-file", master)
+    assert r.returncode == 1
+    assert "no entry" in r.stderr
+
+
+def test_passphrase_file_checks(tmp_path: Path) -> None:
+    loose = tmp_path / "pw"
+    loose.write_bytes(b"secret\n")
+    loose.chmod(0o644)
+    r = run("store", "init", tmp_path / "s", "--passphrase-file", loose, *FAST)
+    assert r.returncode == 1
+    assert "permissions" in r.stderr
+    assert not (tmp_path / "s").exists()
+    link = tmp_path / "link"
+    link.symlink_to(loose)
+    loose.chmod(0o600)
+    r = run("store", "init", tmp_path / "s", "--passphrase-file", link, *FAST)
+    assert r.returncode == 1
+    assert "symbolic link" in r.stderr
+    empty = secret_file(tmp_path / "empty", b"\n")
+    r = run("store", "init", tmp_path / "s", "--passphrase-file", empty, *FAST)
+    assert r.returncode == 1
+    assert "empty" in r.stderr
+
+
+def test_no_terminal_for_the_prompt(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "keycell", "store", "init", str(tmp_path / "s"), *FAST],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no controlling terminal
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "--passphrase-file" in r.stderr
+
+
+def test_passphrase_prompt_on_a_terminal(tmp_path: Path) -> None:
+    """`store init` asks twice on the terminal with echo off; the store opens with it."""
+    store = tmp_path / "s"
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "keycell", "store", "init", str(store), *FAST],
+        )
+    output = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 30
+        while marker not in output and time.monotonic() < deadline:
+            try:
+                output += os.read(fd, 1024)
+            except OSError:
+                break
+
+    read_until(b"Passphrase for")
+    os.write(fd, b"typed secret\n")
+    read_until(b"Repeat it")
+    os.write(fd, b"typed secret\n")
+    read_until(b"created key store")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"typed secret" not in output  # echo was off
+    assert KeyStore.open(store, master=bytearray(b"typed secret")).names() == []
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("keycell"), "Ed25519PrivateKey"), reason="needs Ed25519 keys"
+)
+def test_keygen_asymmetric_and_pubkey(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    for kind in ("ed25519", "x25519"):
+        path = tmp_path / f"{kind}.pem"
+        assert run("keygen", kind, "-o", path).returncode == 0
+        theirs = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        r = run("pubkey", path)
+        assert r.returncode == 0, r.stderr
+        raw = theirs.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        assert r.stdout == raw.hex() + "\n"
+        r = run("pubkey", path, "--pem")
+        pem = theirs.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert r.stdout == pem.decode()
+        rawfile = tmp_path / f"{kind}.raw"
+        assert run("keygen", kind, "-o", rawfile, "--format", "raw").returncode == 0
+        r = run("pubkey", rawfile)
+        assert r.returncode == 1
+        assert "--type" in r.stderr
+        assert run("pubkey", rawfile, "--type", kind).returncode == 0
