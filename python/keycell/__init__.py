@@ -18,6 +18,13 @@ from typing import Literal
 from . import exceptions
 from ._native import Exposure, Protection, SecretKey, compare_digest, get_policy
 from ._native import set_policy as _set_policy
+from ._native import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    X25519PrivateKey,
+    X25519PublicKey,
+    ed25519_verify_batch,
+)
 from .exceptions import (
     AlreadyFinalized,
     ForkedKeyError,
@@ -39,6 +46,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AlreadyFinalized",
+    "Ed25519PrivateKey",
+    "Ed25519PublicKey",
     "Exposure",
     "ForkedKeyError",
     "InsecureKeyFileError",
@@ -52,8 +61,11 @@ __all__ = [
     "ProtectionError",
     "ProtectionWarning",
     "SecretKey",
+    "X25519PrivateKey",
+    "X25519PublicKey",
     "__version__",
     "compare_digest",
+    "ed25519_verify_batch",
     "exceptions",
     "get_policy",
     "set_policy",

@@ -1,5 +1,9 @@
 //! Cryptography over secret bytes held in [`crate::memory`] regions. No Python here.
 
 pub mod ct;
+pub mod ed25519;
 pub mod hmac;
+pub mod pkcs8;
+pub mod scrub;
 pub mod symmetric;
+pub mod x25519;

@@ -16,6 +16,7 @@ pyo3::import_exception!(keycell.exceptions, ProtectionError);
 pyo3::import_exception!(keycell.exceptions, KeyFileError);
 pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
 pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
+pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub enum Error {
     },
     /// A key file is not safe to read (symlink, not regular, foreign owner, loose mode).
     InsecureKeyFile { path: String, reason: String },
+    /// A signature did not verify.
+    InvalidSignature(String),
     /// An exception already raised by Python code (e.g. the buffer protocol).
     Py(PyErr),
 }
@@ -113,6 +116,7 @@ impl From<Error> for PyErr {
             Error::InsecureKeyFile { path, reason } => {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
+            Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::Py(err) => err,
         }
     }
