@@ -61,8 +61,7 @@ impl SymmetricKey {
         if len == 0 || len > MAX_KEY_LEN {
             return Err(KeyError::Length(len));
         }
-        let mut buf = crate::memory::allocate(PADS_LEN + len)?;
-        buf.write(|region| -> Result<(), KeyError<E>> {
+        let buf = SecretBuf::new_with(PADS_LEN + len, |region| -> Result<(), KeyError<E>> {
             let (pads, key) = region.split_at_mut(PADS_LEN);
             fill(key).map_err(KeyError::Fill)?;
             for alg in HashAlgorithm::ALL {

@@ -28,9 +28,26 @@ impl SecretBuf {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
-        let mut buf = super::allocate(len)?;
-        buf.write(fill)?;
-        Ok(buf)
+        Self::new_with_in(super::default_allocator(), len, fill)
+    }
+
+    /// [`SecretBuf::new_with`] from a given allocator. The fill runs in the region's
+    /// first writable window (no extra protection changes).
+    pub fn new_with_in<E: From<MemoryError>>(
+        allocator: &dyn Allocator,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut fill = Some(fill);
+        let mut result: Result<(), E> = Ok(());
+        let region = allocator.allocate_with(len, &mut |dst| {
+            if let Some(f) = fill.take() {
+                result = f(dst);
+            }
+        })?;
+        // On failure `region` drops here: wiped and unmapped.
+        result?;
+        Ok(SecretBuf { region, len })
     }
 
     /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.

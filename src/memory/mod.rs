@@ -85,6 +85,13 @@ pub trait Region: Send + Sync {
 pub trait Allocator: Send + Sync {
     /// Allocate a zero-filled region of exactly `len` bytes (`len >= 1`).
     fn allocate(&self, len: usize) -> Result<Box<dyn Region>, MemoryError>;
+    /// Allocate a region of `len` bytes and run `fill` on it before it first becomes
+    /// read-only. Secrets are written here, straight into locked memory.
+    fn allocate_with(
+        &self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Box<dyn Region>, MemoryError>;
     /// Short stable name, reported in [`Protection::backend`].
     fn name(&self) -> &'static str;
 }

@@ -1,0 +1,426 @@
+"""keycell benchmarks against the incumbents, in one run.
+
+Run with ``make bench`` (installs the peers from benches/requirements.txt). Every case
+times keycell and its reference in interleaved rounds (A B A B ...), so machine drift hits
+both alike, and reports the medians and the *paired* ratio: the median over rounds of
+keycell's time divided by the reference's time in the same round. Results go to stdout and
+to ``benches/results/latest.md`` (with date, CPU model and versions).
+
+This is a measurement, not a test: nothing here fails on timing. Targets come from issue 4
+and are printed beside the measured ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hmac as std_hmac
+import os
+import platform
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keycell
+from keycell import SecretKey
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+@dataclass
+class Contender:
+    """One way of doing the case: a statement timed with ``timeit`` in ``env``."""
+
+    name: str
+    stmt: str
+    env: dict[str, Any]
+
+
+@dataclass
+class Case:
+    """A benchmark case: keycell versus one or more references."""
+
+    name: str
+    keycell: Contender
+    references: list[tuple[Contender, float | None]] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Result:
+    case: Case
+    medians: dict[str, float]
+    ratios: dict[str, float]
+
+
+def _calibrate(timer: timeit.Timer, budget_s: float) -> int:
+    n = 1
+    while True:
+        t = timer.timeit(n)
+        if t >= budget_s / 5 or n >= 1 << 22:
+            return max(1, int(n * budget_s / max(t, 1e-9)))
+        n *= 4
+
+
+def run_case(case: Case, rounds: int, budget_s: float) -> Result:
+    """Time every contender of ``case`` in ``rounds`` interleaved rounds."""
+    contenders = [case.keycell] + [c for c, _ in case.references]
+    timers = [timeit.Timer(c.stmt, globals=c.env) for c in contenders]
+    loops = [_calibrate(t, budget_s) for t in timers]
+    per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for r in range(rounds):
+        order = list(range(len(contenders)))
+        if r % 2:
+            order.reverse()  # A B, then B A: neither always runs first
+        for i in order:
+            t = timers[i].timeit(loops[i]) / loops[i]
+            per_round[contenders[i].name].append(t)
+    medians = {name: statistics.median(v) for name, v in per_round.items()}
+    ratios = {}
+    kc = per_round[case.keycell.name]
+    for ref, _ in case.references:
+        paired = [a / b for a, b in zip(kc, per_round[ref.name], strict=True)]
+        ratios[ref.name] = statistics.median(paired)
+    return Result(case, medians, ratios)
+
+
+def _fmt_time(s: float) -> str:
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    if s >= 1e-6:
+        return f"{s * 1e6:.2f} µs"
+    return f"{s * 1e9:.0f} ns"
+
+
+def build_cases(only: str | None) -> list[Case]:
+    """All cases whose APIs exist in this build."""
+    cases: list[Case] = []
+    raw = os.urandom(32)
+    key = SecretKey.from_buffer(bytearray(raw))
+
+    def add(case: Case) -> None:
+        if only is None or only in case.name:
+            cases.append(case)
+
+    have_hmac = hasattr(SecretKey, "hmac")
+    if have_hmac:
+        for alg, sizes, targets in (
+            ("sha256", (32, 1024, 1 << 20), (0.25, 0.45, 1.05)),
+            ("sha512", (32, 1 << 20), (0.30, 1.10)),
+        ):
+            for size, target in zip(sizes, targets, strict=True):
+                msg = os.urandom(size)
+                env = {"key": key, "raw": raw, "m": msg, "alg": alg, "digest": std_hmac.digest}
+                label = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+                if size >= 1 << 20:
+                    label = f"{size >> 20} MiB"
+                add(
+                    Case(
+                        f"HMAC-{alg.upper()} one-shot, {label}",
+                        Contender("keycell", "key.hmac(m, alg)", env),
+                        [(Contender("stdlib hmac.digest", "digest(raw, m, alg)", env), target)],
+                    )
+                )
+        msg = os.urandom(32)
+        tag = std_hmac.digest(raw, msg, "sha256")
+        env = {
+            "key": key,
+            "raw": raw,
+            "m": msg,
+            "tag": tag,
+            "digest": std_hmac.digest,
+            "cd": std_hmac.compare_digest,
+        }
+        add(
+            Case(
+                "verify_hmac, 32 B message",
+                Contender("keycell", "key.verify_hmac(m, tag)", env),
+                [
+                    (
+                        Contender(
+                            "stdlib compare_digest(hmac.digest)",
+                            "cd(digest(raw, m, 'sha256'), tag)",
+                            env,
+                        ),
+                        0.30,
+                    )
+                ],
+            )
+        )
+
+    if hasattr(keycell, "Ed25519PrivateKey"):
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed
+        from nacl.signing import SigningKey, VerifyKey
+
+        seed = os.urandom(32)
+        sk = keycell.Ed25519PrivateKey.from_private_bytes(bytearray(seed))
+        pk = sk.public_key()
+        psk = pyca_ed.Ed25519PrivateKey.from_private_bytes(seed)
+        ppk = psk.public_key()
+        nsk = SigningKey(seed)
+        nvk = VerifyKey(bytes(nsk.verify_key))
+        msg = os.urandom(32)
+        sig = psk.sign(msg)
+        env = {"sk": sk, "pk": pk, "psk": psk, "ppk": ppk, "nsk": nsk, "nvk": nvk}
+        env.update({"m": msg, "sig": sig})
+        add(
+            Case(
+                "Ed25519 sign, 32 B",
+                Contender("keycell", "sk.sign(m)", env),
+                [
+                    (Contender("pyca/cryptography", "psk.sign(m)", env), 0.60),
+                    (Contender("PyNaCl", "nsk.sign(m)", env), 1.0),
+                ],
+            )
+        )
+        add(
+            Case(
+                "Ed25519 verify, 32 B",
+                Contender("keycell", "pk.verify(sig, m)", env),
+                [
+                    (Contender("pyca/cryptography", "ppk.verify(sig, m)", env), 0.50),
+                    (Contender("PyNaCl", "nvk.verify(m, sig)", env), 1.0),
+                ],
+            )
+        )
+        if hasattr(keycell, "ed25519_verify_batch"):
+            items = []
+            singles = []
+            for _ in range(64):
+                k = keycell.Ed25519PrivateKey.generate()
+                m = os.urandom(32)
+                s = k.sign(m)
+                items.append((k.public_key(), s, m))
+                singles.append((k.public_key(), s, m))
+            env = {"items": items, "batch": keycell.ed25519_verify_batch}
+            env["singles"] = singles
+            add(
+                Case(
+                    "Ed25519 batch verify, 64 signatures",
+                    Contender("keycell batch", "batch(items)", env),
+                    [
+                        (
+                            Contender(
+                                "64 single keycell verifies",
+                                "for p, s, m in singles: p.verify(s, m)",
+                                env,
+                            ),
+                            0.55,
+                        )
+                    ],
+                )
+            )
+
+    if hasattr(keycell, "X25519PrivateKey"):
+        from cryptography.hazmat.primitives.asymmetric import x25519 as pyca_x
+
+        a = keycell.X25519PrivateKey.generate()
+        peer = pyca_x.X25519PrivateKey.generate()
+        peer_pub = keycell.X25519PublicKey.from_public_bytes(peer.public_key().public_bytes_raw())
+        pa = pyca_x.X25519PrivateKey.generate()
+        env = {"a": a, "peer_pub": peer_pub, "pa": pa, "ppub": peer.public_key()}
+        add(
+            Case(
+                "X25519 exchange -> guarded SecretKey (keycell) vs bytes (pyca)",
+                Contender("keycell", "a.exchange(peer_pub).destroy()", env),
+                [(Contender("pyca/cryptography", "pa.exchange(ppub)", env), 1.25)],
+                note="keycell's time includes allocating and destroying the guarded result",
+            )
+        )
+
+    if hasattr(keycell, "hkdf"):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        salt, info = os.urandom(16), b"bench"
+        env = {"key": key, "raw": raw, "salt": salt, "info": info, "hkdf": keycell.hkdf}
+        env.update({"HKDF": HKDF, "SHA256": hashes.SHA256})
+        add(
+            Case(
+                "HKDF-SHA256 -> 32-byte SecretKey",
+                Contender("keycell", "hkdf(key, length=32, salt=salt, info=info).destroy()", env),
+                [
+                    (
+                        Contender(
+                            "pyca/cryptography HKDF.derive",
+                            "HKDF(SHA256(), 32, salt, info).derive(raw)",
+                            env,
+                        ),
+                        None,
+                    )
+                ],
+            )
+        )
+
+    env = {"SecretKey": SecretKey}
+    add(
+        Case(
+            "SecretKey.generate(32) + destroy()",
+            Contender("keycell", "SecretKey.generate(32).destroy()", env),
+            [],
+            note="absolute; see the raw guarded-mapping cost below",
+        )
+    )
+    return cases
+
+
+def thread_scaling(seconds: float = 2.0) -> dict[str, float] | None:
+    """Throughput of 2 threads each HMAC-ing 1 MiB messages, relative to 1 thread."""
+    if not hasattr(SecretKey, "hmac"):
+        return None
+    key = SecretKey.generate(32)
+    msg = os.urandom(1 << 20)
+
+    def worker(stop: float, counts: list[int], i: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            key.hmac(msg)
+            n += 1
+        counts[i] = n
+
+    def run(nthreads: int) -> float:
+        counts = [0] * nthreads
+        stop = time.perf_counter() + seconds
+        ts = [threading.Thread(target=worker, args=(stop, counts, i)) for i in range(nthreads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return sum(counts) / seconds
+
+    one, two = [], []
+    for _ in range(3):  # interleaved
+        one.append(run(1))
+        two.append(run(2))
+    key.destroy()
+    r1, r2 = statistics.median(one), statistics.median(two)
+    return {"one_thread_per_s": r1, "two_threads_per_s": r2, "scaling": r2 / r1}
+
+
+def raw_region_cost() -> str | None:
+    """Run the Rust micro-benchmark of one guarded mapping (benches/guarded_region.rs)."""
+    try:
+        out = subprocess.run(
+            [
+                "cargo",
+                "bench",
+                "--quiet",
+                "--no-default-features",
+                "--bench",
+                "guarded_region",
+            ],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(raw mapping benchmark unavailable: {exc})"
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> dict[str, str]:
+    v = {"python": platform.python_version(), "keycell": keycell.__version__}
+    try:
+        import cryptography
+
+        v["cryptography"] = cryptography.__version__
+    except ImportError:
+        pass
+    try:
+        import nacl
+
+        v["pynacl"] = nacl.__version__
+    except ImportError:
+        pass
+    v["openssl (stdlib)"] = ssl.OPENSSL_VERSION
+    return v
+
+
+def render(results: list[Result], threads: dict[str, float] | None, raw: str | None) -> str:
+    """Markdown report."""
+    lines = [
+        f"# keycell benchmarks — {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"CPU: {_cpu_model()} ({os.cpu_count()} cores); kernel {platform.release()}",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in _versions().items()),
+        "",
+        "Paired ratio = median over interleaved rounds of (keycell time / reference time);"
+        " below 1 means keycell is faster.",
+        "",
+        "| case | keycell | reference | reference time | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        kc = _fmt_time(r.medians[r.case.keycell.name])
+        if not r.case.references:
+            lines.append(f"| {r.case.name} | {kc} | — | — | — | report | — |")
+        for ref, target in r.case.references:
+            ratio = r.ratios[ref.name]
+            t = "report" if target is None else f"<= {target:.2f}"
+            met = "—" if target is None else ("yes" if ratio <= target else "**no**")
+            lines.append(
+                f"| {r.case.name} | {kc} | {ref.name} | {_fmt_time(r.medians[ref.name])}"
+                f" | {ratio:.3f} | {t} | {met} |"
+            )
+    if threads is not None:
+        s = threads["scaling"]
+        lines.append(
+            f"| 2 threads x HMAC-SHA256 1 MiB | {threads['two_threads_per_s']:.0f}/s | 1 thread"
+            f" | {threads['one_thread_per_s']:.0f}/s | {s:.2f}x throughput | >= 1.70x |"
+            f" {'yes' if s >= 1.7 else '**no**'} |"
+        )
+    notes = [f"- {r.case.name}: {r.case.note}" for r in results if r.case.note]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    if raw:
+        lines += ["", "Raw cost of guarded memory (Rust, `cargo bench --bench guarded_region`):"]
+        lines += ["", "```", raw, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write the report."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=21, help="interleaved rounds per case")
+    p.add_argument("--budget", type=float, default=0.02, help="seconds per timing batch")
+    p.add_argument("--only", help="run only cases whose name contains this")
+    p.add_argument("--no-write", action="store_true", help="don't write results/latest.md")
+    args = p.parse_args(argv)
+
+    results = []
+    for case in build_cases(args.only):
+        print(f"running: {case.name}", file=sys.stderr, flush=True)
+        results.append(run_case(case, args.rounds, args.budget))
+    threads = thread_scaling() if args.only is None or "thread" in args.only else None
+    raw = raw_region_cost() if args.only is None else None
+    report = render(results, threads, raw)
+    print(report)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "latest.md").write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
