@@ -16,15 +16,19 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from . import exceptions
-from ._native import Exposure, Protection, SecretKey, compare_digest, get_policy
-from ._native import set_policy as _set_policy
 from ._native import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
+    Exposure,
+    Protection,
+    SecretKey,
     X25519PrivateKey,
     X25519PublicKey,
+    compare_digest,
     ed25519_verify_batch,
+    get_policy,
 )
+from ._native import set_policy as _set_policy
 from .exceptions import (
     AlreadyFinalized,
     ForkedKeyError,

@@ -111,9 +111,8 @@ impl<'a> Der<'a> {
             return err(format!("truncated DER: {what} missing"));
         };
         if t != tag {
-            return err(format!(
-                "unexpected DER tag 0x{t:02x} where {what} (tag 0x{tag:02x}) was expected"
-            ));
+            // The found tag is not shown: in a malformed private key it may be a key byte.
+            return err(format!("malformed DER: {what} expected"));
         }
         let Some((&first, after_len)) = after_tag.split_first() else {
             return err(format!("truncated DER: length of {what} missing"));
@@ -139,7 +138,9 @@ impl<'a> Der<'a> {
             _ => return err("DER length too large for a key"),
         };
         if body.len() < len {
-            return err(format!("truncated DER: {what} runs past the end of the data"));
+            return err(format!(
+                "truncated DER: {what} runs past the end of the data"
+            ));
         }
         let (content, rest) = body.split_at(len);
         self.rest = rest;
@@ -627,7 +628,15 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
         }
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
-        for bad in [&b"Zm9v!mFy"[..], b"Zm8", b"Z===", b"Zm8=Zm8=", b"Zm9=", b"", b"Zm-v"] {
+        for bad in [
+            &b"Zm9v!mFy"[..],
+            b"Zm8",
+            b"Z===",
+            b"Zm8=Zm8=",
+            b"Zm9=",
+            b"",
+            b"Zm-v",
+        ] {
             let ok = base64_decoded_len(bad).and_then(|n| {
                 let mut out = vec![0u8; n];
                 base64_decode_into(bad, &mut out)
@@ -642,8 +651,13 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
 
     #[test]
     fn pem_errors() {
-        assert!(pem_body(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", "PRIVATE KEY")
-            .err().expect("enc").0.contains("encrypted"));
+        assert!(pem_body(
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "PRIVATE KEY"
+        )
+        .expect_err("enc")
+        .0
+        .contains("encrypted"));
         assert!(pem_body(
             b"-----BEGIN PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END PRIVATE KEY-----",
             "PRIVATE KEY"
@@ -666,7 +680,10 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
         let der = decode_pem(RFC_PRIV_PEM.as_bytes(), "PRIVATE KEY");
         // Every truncation fails; trailing bytes fail.
         for n in 0..der.len() {
-            assert!(parse_pkcs8_der(Algorithm::Ed25519, &der[..n]).is_err(), "{n}");
+            assert!(
+                parse_pkcs8_der(Algorithm::Ed25519, &der[..n]).is_err(),
+                "{n}"
+            );
         }
         let mut longer = der.clone();
         longer.push(0);

@@ -44,7 +44,11 @@ pub struct PrivateKey {
 
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "x25519::PrivateKey(public={:?}, secret redacted)", self.public)
+        write!(
+            f,
+            "x25519::PrivateKey(public={:?}, secret redacted)",
+            self.public
+        )
     }
 }
 
@@ -210,14 +214,20 @@ mod tests {
         let (depth, _) = stack_after(|| {
             std::hint::black_box(derive_public(secret));
         });
-        assert!(depth < SCRUB_BYTES, "public key derivation used {depth} bytes");
+        assert!(
+            depth < SCRUB_BYTES,
+            "public key derivation used {depth} bytes"
+        );
 
         let mut shared = None;
         let (_, stack) = stack_after(|| {
             shared = Some(a.exchange(b.public()).expect("x"));
         });
         let shared = shared.expect("shared");
-        assert!(!contains(&stack, shared.bytes().expect("bytes")), "shared secret left");
+        assert!(
+            !contains(&stack, shared.bytes().expect("bytes")),
+            "shared secret left"
+        );
         assert!(!contains(&stack, secret), "private key left");
         let mut clamped = [0u8; 32];
         clamped.copy_from_slice(secret);

@@ -131,19 +131,18 @@ impl Ed25519PrivateKey {
     fn from_file(py: Python<'_>, path: PathBuf) -> Result<Self> {
         let shown = path.display().to_string();
         let key = py.detach(|| -> Result<PrivateKey> {
-            let (key, stored) =
-                pkcs8::read_private_key_file(&path, Algorithm::Ed25519, |seed| {
-                    PrivateKey::new_with(|dst: &mut [u8]| -> std::result::Result<(), LoadError> {
-                        if seed.len() != dst.len() {
-                            return Err(LoadError::Format(pkcs8::FormatError(
-                                "an Ed25519 private key must be 32 bytes".to_owned(),
-                            )));
-                        }
-                        dst.copy_from_slice(seed);
-                        Ok(())
-                    })
+            let (key, stored) = pkcs8::read_private_key_file(&path, Algorithm::Ed25519, |seed| {
+                PrivateKey::new_with(|dst: &mut [u8]| -> std::result::Result<(), LoadError> {
+                    if seed.len() != dst.len() {
+                        return Err(LoadError::Format(pkcs8::FormatError(
+                            "an Ed25519 private key must be 32 bytes".to_owned(),
+                        )));
+                    }
+                    dst.copy_from_slice(seed);
+                    Ok(())
                 })
-                .map_err(|e| load_error(&shown, e))?;
+            })
+            .map_err(|e| load_error(&shown, e))?;
             if let Some(public) = stored {
                 if &public != key.public().as_bytes() {
                     return Err(common::public_mismatch(&shown, Algorithm::Ed25519));
@@ -174,10 +173,7 @@ impl Ed25519PrivateKey {
     fn destroy(&self, py: Python<'_>) {
         py.detach(|| {
             // Dropping the PrivateKey wipes, unlocks and unmaps its region.
-            self.state
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            self.state.write().unwrap_or_else(|e| e.into_inner()).take();
         });
     }
 
@@ -306,18 +302,16 @@ impl Ed25519PublicKey {
         })
     }
 
-    fn __richcmp__(
-        slf: &Bound<'_, Self>,
-        other: &Bound<'_, PyAny>,
-        op: CompareOp,
-    ) -> Py<PyAny> {
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
         let py = slf.py();
         let Ok(other) = other.cast::<Ed25519PublicKey>() else {
             return py.NotImplemented();
         };
         let equal = slf.get().key.as_bytes() == other.get().key.as_bytes();
         match op {
-            CompareOp::Eq => equal.into_pyobject(py).map(|b| b.to_owned().into_any().unbind()),
+            CompareOp::Eq => equal
+                .into_pyobject(py)
+                .map(|b| b.to_owned().into_any().unbind()),
             CompareOp::Ne => (!equal)
                 .into_pyobject(py)
                 .map(|b| b.to_owned().into_any().unbind()),
@@ -366,7 +360,9 @@ impl Ed25519PublicKey {
 #[pyfunction]
 pub fn ed25519_verify_batch(py: Python<'_>, items: &Bound<'_, PyAny>) -> Result<()> {
     let iter = items.try_iter().map_err(|_| {
-        Error::Type("items must be an iterable of (public_key, signature, message) triples".to_owned())
+        Error::Type(
+            "items must be an iterable of (public_key, signature, message) triples".to_owned(),
+        )
     })?;
     let mut publics: Vec<VerifyingKey> = Vec::new();
     let mut sigs: Vec<BytesLike<'_>> = Vec::new();
@@ -384,7 +380,9 @@ pub fn ed25519_verify_batch(py: Python<'_>, items: &Bound<'_, PyAny>) -> Result<
             )));
         };
         let pk = pk.cast::<Ed25519PublicKey>().map_err(|_| {
-            Error::Type(format!("item {i}: the public key must be an Ed25519PublicKey"))
+            Error::Type(format!(
+                "item {i}: the public key must be an Ed25519PublicKey"
+            ))
         })?;
         publics.push(pk.get().key);
         sigs.push(bytes_like(&sig, "signature")?);

@@ -136,11 +136,7 @@ impl X25519PrivateKey {
     /// (never as bytes). Raises `ValueError` when the peer key is a low-order point (the
     /// shared secret would be all zeros), as pyca/cryptography does. Derive session keys
     /// from the result with HKDF; do not use it directly.
-    fn exchange(
-        &self,
-        py: Python<'_>,
-        peer_public_key: &Bound<'_, PyAny>,
-    ) -> Result<SecretKey> {
+    fn exchange(&self, py: Python<'_>, peer_public_key: &Bound<'_, PyAny>) -> Result<SecretKey> {
         let peer = peer_public_key.cast::<X25519PublicKey>().map_err(|_| {
             let tname = peer_public_key
                 .get_type()
@@ -170,10 +166,7 @@ impl X25519PrivateKey {
     /// Wipe, unlock and unmap the key. Idempotent.
     fn destroy(&self, py: Python<'_>) {
         py.detach(|| {
-            self.state
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            self.state.write().unwrap_or_else(|e| e.into_inner()).take();
         });
     }
 
@@ -271,18 +264,16 @@ impl X25519PublicKey {
         common::pem_bytes(py, Algorithm::X25519, &self.key)
     }
 
-    fn __richcmp__(
-        slf: &Bound<'_, Self>,
-        other: &Bound<'_, PyAny>,
-        op: CompareOp,
-    ) -> Py<PyAny> {
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
         let py = slf.py();
         let Ok(other) = other.cast::<X25519PublicKey>() else {
             return py.NotImplemented();
         };
         let equal = slf.get().key == other.get().key;
         match op {
-            CompareOp::Eq => equal.into_pyobject(py).map(|b| b.to_owned().into_any().unbind()),
+            CompareOp::Eq => equal
+                .into_pyobject(py)
+                .map(|b| b.to_owned().into_any().unbind()),
             CompareOp::Ne => (!equal)
                 .into_pyobject(py)
                 .map(|b| b.to_owned().into_any().unbind()),
