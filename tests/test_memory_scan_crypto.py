@@ -165,7 +165,8 @@ def _write_secret_file(path: Path, data: bytes) -> None:
 def _assert_alive_only_locked(alive: dict[str, list[Hit]], names: list[str]) -> None:
     for name in names:
         for h in alive[name]:
-            assert h.locked and h.dontdump, f"{name} found unprotected:\n{summarize(alive)}"
+            assert h.locked, f"{name} found in unlocked memory:\n{summarize(alive)}"
+            assert h.dontdump, f"{name} found in dumpable memory:\n{summarize(alive)}"
 
 
 def test_reference_sha2_is_right() -> None:
@@ -218,7 +219,8 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     assert rc == 0, err
     print("hmac alive", {n: len(h) for n, h in alive.items()})
     print("hmac after", {n: len(h) for n, h in after.items()})
-    assert alive["control"] and after["control"], summarize(alive)
+    assert alive["control"], summarize(alive)
+    assert after["control"], summarize(after)
     secret_names = [n for n in patterns if n != "control"]
     _assert_alive_only_locked(alive, secret_names)
     # The stored midstates are found (the scan sees them) exactly once, in the key region.
@@ -276,11 +278,13 @@ def test_ed25519_seed_scalar_prefix_and_nonces_only_in_locked_pages(tmp_path: Pa
     assert rc == 0, err
     print("ed25519 alive", {n: len(h) for n, h in alive.items()})
     print("ed25519 after", {n: len(h) for n, h in after.items()})
-    assert alive["control"] and after["control"], summarize(alive)
+    assert alive["control"], summarize(alive)
+    assert after["control"], summarize(after)
     names = [n for n in patterns if n != "control"]
     _assert_alive_only_locked(alive, names)
     # The region keeps the seed and the expanded key: the scan must see them there.
-    assert alive["seed"] and alive["nonce prefix"], summarize(alive)
+    assert alive["seed"], summarize(alive)
+    assert alive["nonce prefix"], summarize(alive)
     assert alive["scalar mod L"] or alive["clamped scalar"], summarize(alive)
     for name in names:
         if name.startswith("nonce r"):
@@ -338,7 +342,8 @@ def test_x25519_private_and_shared_secret_only_in_locked_pages(tmp_path: Path) -
     assert rc == 0, err
     print("x25519 alive", {n: len(h) for n, h in alive.items()})
     print("x25519 after", {n: len(h) for n, h in after.items()})
-    assert alive["control"] and after["control"], summarize(alive)
+    assert alive["control"], summarize(alive)
+    assert after["control"], summarize(after)
     names = [n for n in patterns if n != "control"]
     _assert_alive_only_locked(alive, names)
     assert alive["private"] or alive["clamped private"], summarize(alive)

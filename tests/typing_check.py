@@ -54,3 +54,27 @@ def use_key_files_and_store(path: str) -> None:
     except (keycell.StoreCorruptedError, keycell.StoreAuthenticationError, keycell.KeyStoreError):
         pass
     del sealed, names, present
+
+
+def use_asymmetric() -> None:
+    from keycell import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+        X25519PrivateKey,
+        X25519PublicKey,
+        ed25519_verify_batch,
+    )
+
+    with Ed25519PrivateKey.generate() as sk:
+        sig: bytes = sk.sign(b"message")
+        pk: Ed25519PublicKey = sk.public_key()
+        pk.verify(sig, bytearray(b"message"))
+        ed25519_verify_batch([(pk, sig, b"message")])
+        raw: bytes = pk.public_bytes_raw()
+        same: bool = Ed25519PublicKey.from_pem(pk.public_bytes_pem()) == pk
+        del raw, same
+    a, b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    peer: X25519PublicKey = b.public_key()
+    shared: SecretKey = a.exchange(peer)
+    shared.destroy()
+    a.destroy()

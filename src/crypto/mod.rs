@@ -2,7 +2,11 @@
 
 pub mod aead;
 pub mod ct;
+pub mod ed25519;
 pub mod hkdf;
 pub mod hmac;
 pub mod kdf;
+pub mod pkcs8;
+pub mod scrub;
 pub mod symmetric;
+pub mod x25519;

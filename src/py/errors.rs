@@ -59,7 +59,7 @@ pub enum Error {
     /// The object was closed.
     Closed(&'static str),
     /// A signature or MAC tag did not verify.
-    InvalidSignature(&'static str),
+    InvalidSignature(String),
     /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
     AlreadyFinalized(&'static str),
 }
@@ -135,6 +135,7 @@ impl From<Error> for PyErr {
             Error::InsecureKeyFile { path, reason } => {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
+            Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::Py(err) => err,
             Error::NotExportable(what) => KeyNotExportableError::new_err(format!(
                 "this {what} is not exportable (exportable=False or seal_export()): its bytes \
@@ -142,7 +143,6 @@ impl From<Error> for PyErr {
             )),
             Error::Closed(what) => KeyDestroyedError::new_err(format!("this {what} is closed")),
             Error::Store { path, err } => store_error(&path, err),
-            Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::AlreadyFinalized(what) => {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }

@@ -48,7 +48,9 @@ fn check_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidSignature("the HMAC tag does not match"))
+        Err(Error::InvalidSignature(
+            "the HMAC tag does not match".to_owned(),
+        ))
     }
 }
 

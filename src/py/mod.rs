@@ -1,7 +1,9 @@
 //! The PyO3 bindings: argument parsing, GIL release, error mapping. One file per Python
 //! class family; no cryptography or memory management of their own.
 
+mod asymmetric;
 mod bytes_like;
+mod ed25519;
 mod errors;
 mod hkdf;
 mod hmac;
@@ -10,6 +12,7 @@ mod keystore;
 mod protection;
 mod secret_key;
 mod view;
+mod x25519;
 
 use pyo3::prelude::*;
 
@@ -98,6 +101,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf_expand, m)?)?;
     m.add_function(wrap_pyfunction!(compare_digest, m)?)?;
+    m.add_class::<ed25519::Ed25519PrivateKey>()?;
+    m.add_class::<ed25519::Ed25519PublicKey>()?;
+    m.add_function(wrap_pyfunction!(ed25519::ed25519_verify_batch, m)?)?;
+    m.add_class::<x25519::X25519PrivateKey>()?;
+    m.add_class::<x25519::X25519PublicKey>()?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
