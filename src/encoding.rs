@@ -381,6 +381,8 @@ mod tests {
         assert_eq!(dec_b64(b"Zm_v"), Err(DecodeError::InvalidCharacter));
         assert_eq!(dec_b64(b"===="), Err(DecodeError::InvalidLength));
         assert_eq!(dec_b64(b"Z==="), Err(DecodeError::InvalidLength));
+        assert_eq!(dec_b64(b"Zm8=Zm8="), Err(DecodeError::InvalidCharacter));
+        assert_eq!(dec_b64(b"Zm9v!mFy"), Err(DecodeError::InvalidCharacter));
         assert!(looks_hex(b"00ff\n"));
         assert!(!looks_hex(b"00fg"));
         assert!(looks_base64(b"Zm9v+/==\n"));

@@ -6,12 +6,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use zeroize::Zeroize;
 
+use crate::crypto::pkcs8::{self, Algorithm};
 use crate::memory::sys::effective_uid;
+use crate::memory::SecretBuf;
 
 /// Why a key file was refused or could not be read. Messages never contain key bytes nor
 /// the size of the file.
@@ -167,46 +170,35 @@ impl KeyKind {
 
     /// The fixed length of the key material, or `None` for secret keys (any length).
     pub fn fixed_len(self) -> Option<usize> {
+        self.algorithm().map(|_| pkcs8::KEY_LEN)
+    }
+
+    /// The RFC 8410 algorithm of an asymmetric kind (`None` for secret keys).
+    pub fn algorithm(self) -> Option<Algorithm> {
         match self {
             KeyKind::Secret => None,
-            KeyKind::Ed25519 | KeyKind::X25519 => Some(32),
+            KeyKind::Ed25519 => Some(Algorithm::Ed25519),
+            KeyKind::X25519 => Some(Algorithm::X25519),
         }
     }
 
-    /// The PKCS#8 v1 DER encoding of a private key of this kind is this prefix followed by
-    /// the 32 key bytes (RFC 8410 §7, as `openssl genpkey` writes it).
-    pub fn pkcs8_prefix(self) -> Option<&'static [u8; PKCS8_PREFIX_LEN]> {
-        match self {
-            KeyKind::Secret => None,
-            KeyKind::Ed25519 => Some(&PKCS8_ED25519),
-            KeyKind::X25519 => Some(&PKCS8_X25519),
+    /// The kind of an asymmetric algorithm's private keys.
+    pub fn from_algorithm(alg: Algorithm) -> KeyKind {
+        match alg {
+            Algorithm::Ed25519 => KeyKind::Ed25519,
+            Algorithm::X25519 => KeyKind::X25519,
         }
     }
 
-    /// The kind whose PKCS#8 prefix `der` starts with.
-    pub fn from_pkcs8(der: &[u8]) -> Option<KeyKind> {
-        [KeyKind::Ed25519, KeyKind::X25519]
-            .into_iter()
-            .find(|k| k.pkcs8_prefix().is_some_and(|p| der.starts_with(p)))
+    /// The largest key file read for this kind: [`MAX_KEY_FILE_LEN`] for secret keys,
+    /// [`MAX_PRIVATE_KEY_FILE_LEN`] for Ed25519/X25519.
+    pub fn max_file_len(self) -> usize {
+        match self {
+            KeyKind::Secret => MAX_KEY_FILE_LEN,
+            KeyKind::Ed25519 | KeyKind::X25519 => MAX_PRIVATE_KEY_FILE_LEN,
+        }
     }
 }
-
-/// Length of the PKCS#8 prefix in front of a 32-byte Ed25519/X25519 key.
-pub const PKCS8_PREFIX_LEN: usize = 16;
-/// Length of a PKCS#8 v1 Ed25519/X25519 private key in DER.
-pub const PKCS8_DER_LEN: usize = PKCS8_PREFIX_LEN + 32;
-
-/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`
-const PKCS8_ED25519: [u8; PKCS8_PREFIX_LEN] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-/// The same with OID 1.3.101.110 (X25519).
-const PKCS8_X25519: [u8; PKCS8_PREFIX_LEN] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
-];
-
-const PEM_BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
-const PEM_END: &[u8] = b"-----END PRIVATE KEY-----";
 
 /// How a key is encoded in a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,13 +209,23 @@ pub enum Format {
     Hex,
     /// Standard padded base64 text (whitespace ignored). Written on one line + newline.
     Base64,
-    /// Unencrypted PKCS#8 in PEM armor (`BEGIN PRIVATE KEY`); Ed25519/X25519 only.
+    /// Unencrypted PKCS#8 in PEM armor (`BEGIN PRIVATE KEY`); Ed25519/X25519 only. Read:
+    /// versions 1 and 2; written: version 1, as OpenSSL writes it.
     Pem,
-    /// Unencrypted PKCS#8 v1 DER; Ed25519/X25519 only.
+    /// Unencrypted PKCS#8 DER; Ed25519/X25519 only. Versions as for [`Format::Pem`].
     Der,
 }
 
 impl Format {
+    /// Every format.
+    pub const ALL: [Format; 5] = [
+        Format::Raw,
+        Format::Hex,
+        Format::Base64,
+        Format::Pem,
+        Format::Der,
+    ];
+
     /// The name used by `format=`.
     pub fn name(self) -> &'static str {
         match self {
@@ -237,29 +239,25 @@ impl Format {
 
     /// Parse a name from [`Self::name`].
     pub fn from_name(name: &str) -> Option<Format> {
-        [
-            Format::Raw,
-            Format::Hex,
-            Format::Base64,
-            Format::Pem,
-            Format::Der,
-        ]
-        .into_iter()
-        .find(|f| f.name() == name)
+        Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// Whether keys of `kind` can use this format.
     pub fn allowed_for(self, kind: KeyKind) -> bool {
         match self {
             Format::Raw | Format::Hex | Format::Base64 => true,
-            Format::Pem | Format::Der => kind != KeyKind::Secret,
+            Format::Pem | Format::Der => kind.algorithm().is_some(),
         }
     }
 }
 
-/// The largest key file read (512 KiB): hex of the largest secret key with generous
-/// whitespace. The whole file is read into a guarded scratch region first.
+/// The largest secret key file read (512 KiB): hex of the largest secret key with
+/// generous whitespace. The whole file is read into a guarded scratch region first.
 pub const MAX_KEY_FILE_LEN: usize = 512 * 1024;
+
+/// The largest Ed25519/X25519 key file read (16 KiB). A PEM PKCS#8 key is 119 bytes;
+/// the limit leaves room for attributes and a public key, and refuses anything absurd.
+pub const MAX_PRIVATE_KEY_FILE_LEN: usize = 16 * 1024;
 
 /// A failure reading, decoding or writing a key file.
 #[derive(Debug)]
@@ -282,6 +280,12 @@ impl From<crate::memory::MemoryError> for LoadError {
     }
 }
 
+impl From<pkcs8::FormatError> for LoadError {
+    fn from(e: pkcs8::FormatError) -> Self {
+        LoadError::File(unusable(e.0))
+    }
+}
+
 fn unusable(reason: impl Into<String>) -> KeyFileError {
     KeyFileError::Unusable {
         reason: reason.into(),
@@ -289,20 +293,26 @@ fn unusable(reason: impl Into<String>) -> KeyFileError {
     }
 }
 
-/// A key file read into a guarded scratch region, its format found, ready to be decoded
-/// straight into the key's final region with [`DecodedKeyFile::decode_into`]. Dropping it
-/// wipes the scratch region.
+/// A key file read into a guarded scratch region, its format found and its structure
+/// checked, ready to be decoded straight into the key's final region with
+/// [`DecodedKeyFile::decode_into`]. Dropping it wipes the scratch regions.
 pub struct DecodedKeyFile {
-    scratch: crate::memory::SecretBuf,
+    /// The file's contents.
+    scratch: SecretBuf,
+    /// PEM only: the DER decoded from the PEM body.
+    der: Option<SecretBuf>,
     format: Format,
-    kind: KeyKind,
-    /// The part of the scratch region holding the encoded key (PEM: the base64 body).
-    body: std::ops::Range<usize>,
+    /// Raw, hex, base64: the encoded key in `scratch`. DER: the key bytes in `scratch`;
+    /// PEM: the key bytes in `der`.
+    body: Range<usize>,
     key_len: usize,
+    /// The public key a PKCS#8 version 2 file carries.
+    public: Option<[u8; pkcs8::KEY_LEN]>,
 }
 
 impl DecodedKeyFile {
-    /// Open and check `path`, read it into a scratch region, and find its format.
+    /// Open and check `path`, read it into a scratch region, find its format and check
+    /// its structure (PKCS#8 is parsed here; PEM is decoded into a second scratch region).
     ///
     /// `format = None` detects it (rules in `docs/key-formats.md`); `length` is the
     /// expected key length (always 32 for Ed25519/X25519).
@@ -323,10 +333,51 @@ impl DecodedKeyFile {
             }
         }
         let length = length.or(kind.fixed_len());
-        let mut file = KeyFile::open(path, MAX_KEY_FILE_LEN)?;
+        let mut file = KeyFile::open(path, kind.max_file_len())?;
         let mut scratch = crate::memory::allocate(file.size())?;
         scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
-        let (format, body, key_len) = detect(scratch.bytes()?, kind, format, length)?;
+        let content = scratch.bytes()?;
+        let format = match format {
+            Some(f) => f,
+            None => detect(content, kind, length)?,
+        };
+        let mut der = None;
+        let (body, key_len, public) = match (format, kind.algorithm()) {
+            (Format::Der, Some(alg)) => {
+                let parsed = pkcs8::parse_pkcs8_der(alg, content)?;
+                (
+                    subrange(content, parsed.key),
+                    parsed.key.len(),
+                    parsed.public,
+                )
+            }
+            (Format::Pem, Some(alg)) => {
+                let body = pkcs8::pem_body(content, pkcs8::PRIVATE_KEY_LABEL)?;
+                let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
+                    pkcs8::pem_der_into(body, d).map_err(LoadError::from)
+                })?;
+                let bytes = decoded.bytes()?;
+                let parsed = pkcs8::parse_pkcs8_der(alg, bytes)?;
+                let found = (subrange(bytes, parsed.key), parsed.key.len(), parsed.public);
+                der = Some(decoded);
+                found
+            }
+            (Format::Der | Format::Pem, None) => {
+                return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
+            }
+            (f, _) => {
+                let (body, n) = layout(content, f)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(unusable(format!(
+                        "its size does not match the expected length of {} bytes (as {})",
+                        length.unwrap_or(0),
+                        f.name()
+                    ))
+                    .into());
+                }
+                (body, n, None)
+            }
+        };
         let max = crate::crypto::symmetric::MAX_KEY_LEN;
         if key_len > max {
             return Err(unusable(format!(
@@ -336,10 +387,11 @@ impl DecodedKeyFile {
         }
         Ok(DecodedKeyFile {
             scratch,
+            der,
             format,
-            kind,
             body,
             key_len,
+            public,
         })
     }
 
@@ -353,93 +405,39 @@ impl DecodedKeyFile {
         self.key_len
     }
 
+    /// The public key stored beside the private key (PKCS#8 version 2), if any. The
+    /// caller checks that it belongs to the private key.
+    pub fn public(&self) -> Option<&[u8; pkcs8::KEY_LEN]> {
+        self.public.as_ref()
+    }
+
     /// Decode the key into `dst` (exactly [`Self::key_len`] bytes, a guarded region).
     pub fn decode_into(&self, dst: &mut [u8]) -> Result<(), LoadError> {
         if dst.len() != self.key_len {
             return Err(unusable("internal error: destination size differs from key size").into());
         }
-        let src = &self.scratch.bytes()?[self.body.clone()];
         let bad = |what: &str, e: crate::encoding::DecodeError| {
             LoadError::File(unusable(format!("cannot decode it as {what}: {e}")))
         };
+        let src = match &self.der {
+            Some(der) => &der.bytes()?[self.body.clone()],
+            None => &self.scratch.bytes()?[self.body.clone()],
+        };
         match self.format {
-            Format::Raw => dst.copy_from_slice(src),
+            Format::Raw | Format::Der | Format::Pem => dst.copy_from_slice(src),
             Format::Hex => crate::encoding::hex_decode_into(src, dst).map_err(|e| bad("hex", e))?,
             Format::Base64 => {
                 crate::encoding::base64_decode_into(src, dst).map_err(|e| bad("base64", e))?
-            }
-            Format::Der => copy_from_pkcs8(self.kind, src, dst)?,
-            Format::Pem => {
-                let mut der = crate::memory::allocate(PKCS8_DER_LEN)?;
-                der.write(|d| {
-                    crate::encoding::base64_decode_into(src, d).map_err(|e| bad("PEM", e))
-                })?;
-                copy_from_pkcs8(self.kind, der.bytes()?, dst)?;
             }
         }
         Ok(())
     }
 }
 
-fn copy_from_pkcs8(kind: KeyKind, der: &[u8], dst: &mut [u8]) -> Result<(), LoadError> {
-    let prefix = kind
-        .pkcs8_prefix()
-        .ok_or_else(|| unusable("PKCS#8 is not for secret keys"))?;
-    if der.len() != PKCS8_DER_LEN || dst.len() != 32 || !der.starts_with(prefix) {
-        let reason = match KeyKind::from_pkcs8(der) {
-            Some(other) if other != kind => format!(
-                "it holds an {} private key, not an {} one",
-                other.name(),
-                kind.name()
-            ),
-            _ => format!(
-                "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
-                kind.name()
-            ),
-        };
-        return Err(unusable(reason).into());
-    }
-    dst.copy_from_slice(&der[PKCS8_PREFIX_LEN..]);
-    Ok(())
-}
-
-fn trim(s: &[u8]) -> std::ops::Range<usize> {
-    let start = s
-        .iter()
-        .position(|&c| !crate::encoding::is_space(c))
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&c| !crate::encoding::is_space(c))
-        .map_or(start, |p| p + 1);
-    start..end
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The base64 body of a PEM `PRIVATE KEY` block (range into `content`).
-fn pem_body(content: &[u8]) -> Result<std::ops::Range<usize>, KeyFileError> {
-    let t = trim(content);
-    let text = &content[t.clone()];
-    if !text.starts_with(PEM_BEGIN) {
-        let what = if find(text, b"ENCRYPTED PRIVATE KEY").is_some() {
-            "it is an encrypted PKCS#8 key, which keycell does not read (decrypt it first: \
-             openssl pkey -in FILE -out PLAIN)"
-        } else if find(text, b"OPENSSH PRIVATE KEY").is_some() {
-            "it is an OpenSSH private key; convert it to PKCS#8 first"
-        } else {
-            "it does not start with -----BEGIN PRIVATE KEY-----"
-        };
-        return Err(unusable(what));
-    }
-    let end = find(text, PEM_END).ok_or_else(|| unusable("its PEM block has no END line"))?;
-    if text.len() != end + PEM_END.len() {
-        return Err(unusable("it has data after the PEM block"));
-    }
-    let start = t.start + PEM_BEGIN.len();
-    Ok(start..t.start + end)
+/// The position of `part`, a sub-slice of `whole`, within it.
+fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    start..start + part.len()
 }
 
 /// Whether `content` is text: printable ASCII and whitespace only.
@@ -449,128 +447,98 @@ fn is_text(content: &[u8]) -> bool {
         .all(|&c| crate::encoding::is_space(c) || (0x21..=0x7e).contains(&c))
 }
 
-/// The key length `content` decodes to as `format` (layout only), and the body range.
-fn layout(
-    content: &[u8],
-    kind: KeyKind,
-    format: Format,
-) -> Result<(std::ops::Range<usize>, usize), KeyFileError> {
+/// The body range and decoded key length of `content` as raw, hex or base64 (layout only;
+/// the characters are checked while decoding).
+fn layout(content: &[u8], format: Format) -> Result<(Range<usize>, usize), KeyFileError> {
     let all = 0..content.len();
     let bad = |what: &str, e: crate::encoding::DecodeError| {
         unusable(format!("cannot decode it as {what}: {e}"))
     };
     match format {
-        Format::Raw => Ok((all, content.len())),
         Format::Hex => crate::encoding::hex_decoded_len(content)
             .map(|n| (all, n))
             .map_err(|e| bad("hex", e)),
         Format::Base64 => crate::encoding::base64_decoded_len(content)
             .map(|n| (all, n))
             .map_err(|e| bad("base64", e)),
-        Format::Der => {
-            if content.len() != PKCS8_DER_LEN {
-                return Err(unusable(format!(
-                    "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
-                    kind.name()
-                )));
-            }
-            Ok((all, 32))
-        }
-        Format::Pem => {
-            let body = pem_body(content)?;
-            let n = crate::encoding::base64_decoded_len(&content[body.clone()])
-                .map_err(|e| bad("PEM", e))?;
-            if n != PKCS8_DER_LEN {
-                return Err(unusable(format!(
-                    "it is not an unencrypted PKCS#8 v1 {} private key (RFC 8410)",
-                    kind.name()
-                )));
-            }
-            Ok((body, 32))
-        }
+        Format::Raw | Format::Pem | Format::Der => Ok((all, content.len())),
     }
 }
 
-/// Find the format of `content` (see `docs/key-formats.md`). Returns the format, the
-/// range of the encoded body and the key length.
-fn detect(
-    content: &[u8],
-    kind: KeyKind,
-    format: Option<Format>,
-    length: Option<usize>,
-) -> Result<(Format, std::ops::Range<usize>, usize), KeyFileError> {
-    let length_ok = |n: usize| length.map_or(true, |l| l == n);
-    if let Some(f) = format {
-        let (body, n) = layout(content, kind, f)?;
-        if !length_ok(n) {
-            return Err(unusable(format!(
-                "its size does not match the expected length of {} bytes (as {})",
-                length.unwrap_or(0),
-                f.name()
-            )));
-        }
-        return Ok((f, body, n));
+/// The hex or base64 reading of text `content` that decodes to exactly `len` bytes.
+fn text_of_len(content: &[u8], len: usize) -> Option<Format> {
+    if !is_text(content) {
+        return None;
     }
-    let t = trim(content);
-    if content[t.clone()].starts_with(b"-----BEGIN") {
-        if kind == KeyKind::Secret {
+    [Format::Hex, Format::Base64].into_iter().find(|&f| {
+        let looks = match f {
+            Format::Hex => crate::encoding::looks_hex(content),
+            _ => crate::encoding::looks_base64(content),
+        };
+        looks && layout(content, f).is_ok_and(|(_, n)| n == len)
+    })
+}
+
+/// Find the format of `content` (see `docs/key-formats.md`).
+fn detect(content: &[u8], kind: KeyKind, length: Option<usize>) -> Result<Format, KeyFileError> {
+    if pkcs8::looks_like_pem(content) {
+        if kind.algorithm().is_none() {
             return Err(unusable(
                 "it is a PEM file; PEM is only read for ed25519 and x25519 keys",
             ));
         }
-        let (body, n) = layout(content, kind, Format::Pem)?;
-        return Ok((Format::Pem, body, n));
+        return Ok(Format::Pem);
+    }
+    if let Some(alg) = kind.algorithm() {
+        // 32 bytes are the raw key, unless they are the start of a PKCS#8 structure (a
+        // truncated DER file must not become a key). Other binary data starting with a
+        // SEQUENCE tag is DER.
+        if content.len() == pkcs8::KEY_LEN {
+            return Ok(if pkcs8::looks_like_pkcs8(content) {
+                Format::Der
+            } else {
+                Format::Raw
+            });
+        }
+        if content.first() == Some(&0x30) && !is_text(content) {
+            return Ok(Format::Der);
+        }
+        return text_of_len(content, pkcs8::KEY_LEN).ok_or_else(|| {
+            unusable(format!(
+                "it is not a raw 32-byte {0} key, nor hex or base64 of one, nor a PKCS#8 {0} \
+                 key in PEM or DER (pass format= to name the encoding)",
+                alg.name()
+            ))
+        });
     }
     if let Some(len) = length {
         // Known length: exactly one candidate can match it.
-        if kind != KeyKind::Secret
-            && content.len() == PKCS8_DER_LEN
-            && KeyKind::from_pkcs8(content).is_some()
-        {
-            return Ok((Format::Der, 0..content.len(), 32));
-        }
         if content.len() == len {
-            return Ok((Format::Raw, 0..content.len(), len));
+            return Ok(Format::Raw);
         }
-        if is_text(content) {
-            for f in [Format::Hex, Format::Base64] {
-                let looks = match f {
-                    Format::Hex => crate::encoding::looks_hex(content),
-                    _ => crate::encoding::looks_base64(content),
-                };
-                if looks {
-                    if let Ok((body, n)) = layout(content, kind, f) {
-                        if n == len {
-                            return Ok((f, body, n));
-                        }
-                    }
-                }
-            }
-        }
-        return Err(unusable(format!(
-            "its size does not match the expected length of {len} bytes (read as raw bytes, \
-             hex or base64; pass format= to name the encoding)"
-        )));
+        return text_of_len(content, len).ok_or_else(|| {
+            unusable(format!(
+                "its size does not match the expected length of {len} bytes (read as raw \
+                 bytes, hex or base64; pass format= to name the encoding)"
+            ))
+        });
     }
     // Unknown length (secret keys without length=): see docs/key-formats.md.
     if !is_text(content) {
-        return Ok((Format::Raw, 0..content.len(), content.len()));
+        return Ok(Format::Raw);
     }
     if crate::encoding::looks_hex(content) {
-        let (body, n) = layout(content, kind, Format::Hex)?;
-        return Ok((Format::Hex, body, n));
+        return Ok(Format::Hex);
     }
     let encoded_look = content
         .iter()
         .any(|&c| c == b'=' || crate::encoding::is_space(c));
     if !encoded_look {
         // One token of printable characters, no padding, no line break: raw.
-        return Ok((Format::Raw, 0..content.len(), content.len()));
+        return Ok(Format::Raw);
     }
-    if crate::encoding::looks_base64(content) {
-        if let Ok((body, n)) = layout(content, kind, Format::Base64) {
-            return Ok((Format::Base64, body, n));
-        }
+    if crate::encoding::looks_base64(content) && layout(content, Format::Base64).is_ok() {
+        return Ok(Format::Base64);
     }
     Err(unusable(
         "it is text with line breaks or padding but neither hex nor base64; pass \
@@ -600,58 +568,38 @@ pub fn with_encoded<T>(
         .into());
     }
     let internal = |_| LoadError::File(unusable("internal error: encoding failed"));
-    let scratch = match format {
-        Format::Raw => return sink(key),
-        Format::Hex => {
-            let n = 2 * key.len();
-            crate::memory::SecretBuf::new_with(n + 1, |d| {
-                hex_encode_into(key, &mut d[..n]).map_err(internal)?;
-                d[n] = b'\n';
-                Ok::<(), LoadError>(())
-            })?
-        }
-        Format::Base64 => {
-            let n = base64_encoded_len(key.len());
-            crate::memory::SecretBuf::new_with(n + 1, |d| {
-                base64_encode_into(key, &mut d[..n]).map_err(internal)?;
-                d[n] = b'\n';
-                Ok::<(), LoadError>(())
-            })?
-        }
-        Format::Der | Format::Pem => {
-            let prefix = kind
-                .pkcs8_prefix()
-                .ok_or_else(|| LoadError::File(unusable("PKCS#8 is not for secret keys")))?;
-            if key.len() != 32 {
-                return Err(unusable("internal error: asymmetric keys are 32 bytes").into());
-            }
-            let der = crate::memory::SecretBuf::new_with(PKCS8_DER_LEN, |d| {
-                d[..PKCS8_PREFIX_LEN].copy_from_slice(prefix);
-                d[PKCS8_PREFIX_LEN..].copy_from_slice(key);
-                Ok::<(), LoadError>(())
+    // Text formats end with a newline.
+    let text = |n: usize, encode: &dyn Fn(&mut [u8]) -> Result<(), LoadError>| {
+        SecretBuf::new_with(n + 1, |d| {
+            encode(&mut d[..n])?;
+            d[n] = b'\n';
+            Ok::<(), LoadError>(())
+        })
+    };
+    let scratch = match (format, kind.algorithm()) {
+        (Format::Raw, _) => return sink(key),
+        (Format::Hex, _) => text(2 * key.len(), &|d| {
+            hex_encode_into(key, d).map_err(internal)
+        })?,
+        (Format::Base64, _) => text(base64_encoded_len(key.len()), &|d| {
+            base64_encode_into(key, d).map_err(internal)
+        })?,
+        (Format::Der | Format::Pem, Some(alg)) => {
+            let der = SecretBuf::new_with(pkcs8::PKCS8_V1_LEN, |d| {
+                pkcs8::pkcs8_v1_der_into(alg, key, d).map_err(LoadError::from)
             })?;
             if format == Format::Der {
                 der
             } else {
-                // 48 DER bytes are exactly 64 base64 characters: one PEM line.
-                let b = base64_encoded_len(PKCS8_DER_LEN);
-                let total = PEM_BEGIN.len() + 1 + b + 1 + PEM_END.len() + 1;
+                let label = pkcs8::PRIVATE_KEY_LABEL;
                 let der_bytes = der.bytes()?;
-                crate::memory::SecretBuf::new_with(total, |d| {
-                    let mut at = 0;
-                    for part in [PEM_BEGIN, b"\n"] {
-                        d[at..at + part.len()].copy_from_slice(part);
-                        at += part.len();
-                    }
-                    base64_encode_into(der_bytes, &mut d[at..at + b]).map_err(internal)?;
-                    at += b;
-                    for part in [&b"\n"[..], PEM_END, b"\n"] {
-                        d[at..at + part.len()].copy_from_slice(part);
-                        at += part.len();
-                    }
-                    Ok::<(), LoadError>(())
+                SecretBuf::new_with(pkcs8::pem_encoded_len(label, der_bytes.len()), |d| {
+                    pkcs8::pem_encode_into(label, der_bytes, d).map_err(LoadError::from)
                 })?
             }
+        }
+        (Format::Der | Format::Pem, None) => {
+            return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
         }
     };
     sink(scratch.bytes()?)
@@ -921,7 +869,7 @@ mod tests {
         write_key_file(&pem, KeyKind::Ed25519, Format::Pem, &key, false).expect("pem");
         assert!(load(&pem, KeyKind::Secret, None, None).is_err());
         let e = load(&pem, KeyKind::X25519, None, None).expect_err("kind");
-        assert!(e.contains("ed25519"), "{e}");
+        assert!(e.contains("Ed25519 key, not an X25519"), "{e}");
         // Non-canonical or broken encodings.
         write(&p, b"zz\n", 0o600);
         assert!(load(&p, KeyKind::Secret, Some(Format::Hex), None).is_err());

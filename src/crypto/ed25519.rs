@@ -33,6 +33,8 @@ use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::curve::CurvePrivateKey;
+use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
@@ -225,15 +227,6 @@ impl PrivateKey {
         Ok(PrivateKey { buf, public })
     }
 
-    /// A new key from the OS CSPRNG.
-    pub fn generate() -> Result<Self, MemoryError> {
-        Self::new_with(|seed| {
-            getrandom::fill(seed).map_err(|e| MemoryError::Random {
-                code: e.raw_os_error().map_or(0, |v| v as u32),
-            })
-        })
-    }
-
     /// A key from a 32-byte seed (copied into the region).
     pub fn from_seed(seed: &[u8; SEED_LEN]) -> Result<Self, MemoryError> {
         Self::new_with(|dst| {
@@ -256,20 +249,33 @@ impl PrivateKey {
         Ok(scrubbed(|| sign_raw(expanded, &compressed, msg)))
     }
 
-    /// Fails in a fork child of the process that created the key.
-    pub fn check(&self) -> Result<(), MemoryError> {
-        self.buf.bytes().map(|_| ())
-    }
-
-    /// The region's protection.
-    pub fn protection(&self) -> Protection {
-        self.buf.protection()
-    }
-
     /// The region (tests and diagnostics).
     #[cfg(test)]
     fn region(&self) -> &[u8] {
         self.buf.bytes().expect("region")
+    }
+}
+
+impl CurvePrivateKey for PrivateKey {
+    const ALGORITHM: Algorithm = Algorithm::Ed25519;
+
+    fn new_with<E: From<MemoryError>>(
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        PrivateKey::new_with(fill)
+    }
+
+    /// The seed.
+    fn private_bytes(&self) -> Result<&[u8], MemoryError> {
+        Ok(&self.buf.bytes()?[SEED])
+    }
+
+    fn public_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        self.public.as_bytes()
+    }
+
+    fn protection(&self) -> Protection {
+        self.buf.protection()
     }
 }
 

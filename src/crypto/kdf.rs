@@ -1,16 +1,14 @@
-//! Key derivation for the key store: Argon2id (the `argon2` crate) for passphrases, and
-//! HKDF-SHA256 (RFC 5869) built on [`super::hmac`].
+//! Passphrase stretching for the key store: Argon2id (the `argon2` crate). The store then
+//! derives its keys from the Argon2id output (or from a master key) with
+//! [`super::hkdf`].
 //!
-//! Outputs are written into caller-provided buffers (guarded regions). Intermediate
-//! secrets (the HKDF PRK, its HMAC pads, the previous output block) live on the stack and
-//! are zeroized before return. Argon2's working memory (`memory_kib` KiB, 64 MiB by
+//! The output is written into a caller-provided buffer (a guarded region). Argon2's
+//! working memory (`memory_kib` KiB, 64 MiB by
 //! default: far above a typical 8 MiB `RLIMIT_MEMLOCK`, so it cannot be a locked region)
 //! is a heap allocation that is zeroized before the call returns; the crate's `zeroize`
 //! feature wipes its initial hash and final block.
 
 use zeroize::Zeroize;
-
-use super::hmac::{self, HashAlgorithm, HmacStream};
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,36 +93,6 @@ pub fn argon2id(
     r.map_err(|e| KdfError(format!("Argon2 failed: {e}")))
 }
 
-/// HKDF-SHA256 (RFC 5869): extract with `salt` from `ikm`, expand with `info` into `out`
-/// (at most 255 * 32 bytes).
-pub fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), KdfError> {
-    const H: usize = 32;
-    let alg = HashAlgorithm::Sha256;
-    if out.is_empty() || out.len() > 255 * H {
-        return Err(KdfError("HKDF output length out of range".to_owned()));
-    }
-    let mut prk = [0u8; H];
-    hmac::hmac(alg, salt, ikm, &mut prk);
-    let mut pads = [0u8; 64];
-    hmac::precompute_pads(alg, &prk, &mut pads);
-    prk.zeroize();
-    let mut t = [0u8; H];
-    let mut t_len = 0usize;
-    for (i, chunk) in out.chunks_mut(H).enumerate() {
-        let mut s = HmacStream::new(alg);
-        for part in [&t[..t_len], info, &[(i + 1) as u8]] {
-            let p = s.needs_pads(part.len()).then_some(&pads[..]);
-            s.update(p, part);
-        }
-        s.finalize(&pads, &mut t);
-        t_len = H;
-        chunk.copy_from_slice(&t[..chunk.len()]);
-    }
-    t.zeroize();
-    pads.zeroize();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,33 +102,6 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
             .collect()
-    }
-
-    /// RFC 5869 A.1 and A.2.
-    #[test]
-    fn hkdf_rfc5869() {
-        let mut okm = [0u8; 42];
-        hkdf_sha256(
-            &unhex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"),
-            &unhex("000102030405060708090a0b0c"),
-            &unhex("f0f1f2f3f4f5f6f7f8f9"),
-            &mut okm,
-        )
-        .expect("hkdf");
-        assert_eq!(
-            okm.to_vec(),
-            unhex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
-        );
-        let ikm: Vec<u8> = (0x00..=0x4fu8).collect();
-        let salt: Vec<u8> = (0x60..=0xafu8).collect();
-        let info: Vec<u8> = (0xb0..=0xffu8).collect();
-        let mut okm = [0u8; 82];
-        hkdf_sha256(&ikm, &salt, &info, &mut okm).expect("hkdf");
-        assert_eq!(
-            okm.to_vec(),
-            unhex("b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87")
-        );
-        assert!(hkdf_sha256(b"k", b"s", b"i", &mut [0u8; 255 * 32 + 1]).is_err());
     }
 
     /// RFC 9106 §5.3 uses a secret and associated data, which the store does not; the

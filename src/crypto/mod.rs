@@ -2,6 +2,7 @@
 
 pub mod aead;
 pub mod ct;
+pub mod curve;
 pub mod ed25519;
 pub mod hkdf;
 pub mod hmac;

@@ -1,20 +1,15 @@
-//! RFC 8410 encodings of Ed25519 and X25519 keys: PKCS#8 private keys (read only) and
-//! SubjectPublicKeyInfo public keys (read and write), in DER and PEM, parsed by hand.
+//! RFC 8410 encodings of Ed25519 and X25519 keys, parsed and written by hand: PKCS#8
+//! private keys (read: versions 1 and 2, RFC 5958; written: version 1, as OpenSSL writes
+//! them) and SubjectPublicKeyInfo public keys, in DER and PEM (RFC 7468).
 //!
-//! Why by hand: the structures are tiny and fixed, and private key material must never
-//! land outside guarded memory. The PEM decoder here writes the decoded DER straight into
-//! a caller-provided buffer (a guarded region), decodes base64 characters with
-//! branch-free, table-free arithmetic (as libsodium's `sodium_base642bin` and RustCrypto's
-//! `base64ct` do), and the DER parser only hands out sub-slices of that buffer. No `Vec`,
-//! `String` or other heap copy of a private key byte is made.
-
-use std::path::Path;
-
-use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
-
-use crate::keyfile::{KeyFile, KeyFileError};
-use crate::memory::{MemoryError, SecretBuf};
+//! This is keycell's one implementation of these formats: key files
+//! ([`crate::keyfile`]) and the public key classes both go through it. Why by hand: the
+//! structures are tiny and fixed, and private key material must never land outside
+//! guarded memory. PEM bodies are decoded with the constant-time base64 decoder of
+//! [`crate::encoding`] straight into a caller-provided buffer (a guarded region), the DER
+//! parser only hands out sub-slices of that buffer, and the writers encode from one
+//! region into another. No `Vec`, `String` or other heap copy of a private key byte is
+//! made.
 
 /// The key type a structure must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,6 +232,10 @@ pub fn parse_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<Pkcs8<'_>, FormatEr
     let body = outer.read(TAG_SEQUENCE, "PrivateKeyInfo")?;
     outer.finish("PrivateKeyInfo")?;
     let mut body = Der::new(body);
+    if body.peek_tag() == Some(TAG_SEQUENCE) {
+        // EncryptedPrivateKeyInfo starts with an AlgorithmIdentifier, not a version.
+        return err("encrypted PKCS#8 keys are not supported: decrypt it first (openssl pkey)");
+    }
     let version = body.read(TAG_INTEGER, "version")?;
     let v2 = match version {
         [0] => false,
@@ -269,12 +268,81 @@ pub fn parse_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<Pkcs8<'_>, FormatEr
 }
 
 // ---------------------------------------------------------------------------------------
-// PEM and base64
+// PKCS#8 writing
+// ---------------------------------------------------------------------------------------
+
+/// Length of a PKCS#8 version 1 private key in DER (RFC 8410 §7).
+pub const PKCS8_V1_LEN: usize = 48;
+
+/// Write the PKCS#8 version 1 DER of the private key `key` into `out` (exactly
+/// [`PKCS8_V1_LEN`] bytes, a guarded region): byte for byte what `openssl genpkey`
+/// writes, `SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING { OCTET STRING (32) } }`.
+pub fn pkcs8_v1_der_into(alg: Algorithm, key: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+    if key.len() != KEY_LEN || out.len() != PKCS8_V1_LEN {
+        return err("internal error: wrong length for a PKCS#8 key");
+    }
+    let (head, body) = out.split_at_mut(PKCS8_V1_LEN - KEY_LEN);
+    head.copy_from_slice(&[
+        TAG_SEQUENCE,
+        0x2e,
+        TAG_INTEGER,
+        0x01,
+        0x00,
+        TAG_SEQUENCE,
+        0x05,
+        TAG_OID,
+        0x03,
+        0,
+        0,
+        0,
+        TAG_OCTET_STRING,
+        0x22,
+        TAG_OCTET_STRING,
+        0x20,
+    ]);
+    head[9..12].copy_from_slice(alg.oid());
+    body.copy_from_slice(key);
+    Ok(())
+}
+
+/// Whether `data` starts like an RFC 8410 PKCS#8 structure (`SEQUENCE`, version 0 or 1,
+/// an id-X25519/id-Ed25519/X448/Ed448 AlgorithmIdentifier). Used by key file detection so
+/// that a truncated DER file is reported as such instead of being read as a raw key; a
+/// random 32-byte key starts like this with probability below 2^-80.
+pub fn looks_like_pkcs8(data: &[u8]) -> bool {
+    matches!(
+        data,
+        [
+            TAG_SEQUENCE,
+            _,
+            TAG_INTEGER,
+            0x01,
+            0x00 | 0x01,
+            TAG_SEQUENCE,
+            0x05,
+            TAG_OID,
+            0x03,
+            0x2b,
+            0x65,
+            ..
+        ]
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// PEM (RFC 7468)
 // ---------------------------------------------------------------------------------------
 
 const BEGIN: &[u8] = b"-----BEGIN ";
 const END: &[u8] = b"-----END ";
 const DASHES: &[u8] = b"-----";
+/// DER bytes per PEM line: 48 bytes are exactly 64 base64 characters.
+const PEM_LINE_BYTES: usize = 48;
+
+/// The PEM label of PKCS#8 private keys.
+pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
+/// The PEM label of SubjectPublicKeyInfo public keys.
+pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
 /// True when `data` starts (after whitespace) with a PEM boundary.
 pub fn looks_like_pem(data: &[u8]) -> bool {
@@ -282,7 +350,8 @@ pub fn looks_like_pem(data: &[u8]) -> bool {
 }
 
 /// The base64 body of the single PEM block labelled `label` that makes up `pem` (only
-/// whitespace may surround it). The label is checked; PEM headers are refused.
+/// whitespace may surround it). The label is checked; PEM headers are refused. The body
+/// is a sub-slice of `pem`; decode it with [`pem_der_len`] and [`pem_der_into`].
 pub fn pem_body<'a>(pem: &'a [u8], label: &str) -> Result<&'a [u8], FormatError> {
     let text = pem.trim_ascii();
     let Some(after_begin) = text.strip_prefix(BEGIN) else {
@@ -299,11 +368,11 @@ pub fn pem_body<'a>(pem: &'a [u8], label: &str) -> Result<&'a [u8], FormatError>
         return err(describe_label(found, label));
     }
     let rest = &after_begin[eol + 1..];
-    let mut end_marker = Vec::with_capacity(END.len() + label.len() + DASHES.len());
-    end_marker.extend_from_slice(END);
-    end_marker.extend_from_slice(label.as_bytes());
-    end_marker.extend_from_slice(DASHES);
-    let Some(body) = rest.strip_suffix(end_marker.as_slice()) else {
+    let Some(body) = rest
+        .strip_suffix(DASHES)
+        .and_then(|r| r.strip_suffix(label.as_bytes()))
+        .and_then(|r| r.strip_suffix(END))
+    else {
         return err(format!(
             "the PEM block must end with \"-----END {label}-----\" and nothing after it"
         ));
@@ -335,222 +404,81 @@ fn describe_label(found: &[u8], wanted: &str) -> String {
     }
 }
 
-/// Decode one base64 character (standard alphabet) without branches or table lookups:
-/// the value `0..=63`, or `-1` if it is not a base64 character.
-#[inline(always)]
-fn decode_6bits(c: u8) -> i16 {
-    let c = c as i16;
-    let mut r: i16 = -1;
-    r += (((0x40 - c) & (c - 0x5b)) >> 8) & (c - 64); // A-Z -> 0..25
-    r += (((0x60 - c) & (c - 0x7b)) >> 8) & (c - 70); // a-z -> 26..51
-    r += (((0x2f - c) & (c - 0x3a)) >> 8) & (c + 5); // 0-9 -> 52..61
-    r += (((0x2a - c) & (c - 0x2c)) >> 8) & 63; // '+' -> 62
-    r += (((0x2e - c) & (c - 0x30)) >> 8) & 64; // '/' -> 63
-    r
+fn pem_base64_error(e: crate::encoding::DecodeError) -> FormatError {
+    FormatError(format!("malformed base64 in the PEM block: {e}"))
 }
 
-/// Number of base64 characters and trailing `=` in `body` (whitespace ignored). Only the
-/// layout is inspected, never the value of a data character.
-fn base64_layout(body: &[u8]) -> Result<(usize, usize), FormatError> {
-    let mut chars = 0usize;
-    let mut pad = 0usize;
-    for &c in body {
-        if c.is_ascii_whitespace() {
-            continue;
-        }
-        if c == b'=' {
-            pad += 1;
-        } else if pad > 0 {
-            return err("base64 padding in the middle of the data");
-        } else {
-            chars += 1;
-        }
-    }
-    if pad > 2 || (chars + pad) % 4 != 0 || chars + pad == 0 {
-        return err("malformed base64: wrong length or padding");
-    }
-    Ok((chars, pad))
+/// Bytes the PEM `body` (from [`pem_body`]) decodes to; looks at the layout only.
+pub fn pem_der_len(body: &[u8]) -> Result<usize, FormatError> {
+    crate::encoding::base64_decoded_len(body).map_err(pem_base64_error)
 }
 
-/// Bytes that `body` decodes to.
-pub fn base64_decoded_len(body: &[u8]) -> Result<usize, FormatError> {
-    let (chars, pad) = base64_layout(body)?;
-    Ok((chars + pad) / 4 * 3 - pad)
+/// Decode the PEM `body` into `out` (exactly [`pem_der_len`] bytes; a guarded region for
+/// a private key), with the constant-time decoder of [`crate::encoding`].
+pub fn pem_der_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+    crate::encoding::base64_decode_into(body, out).map_err(pem_base64_error)
 }
 
-/// Decode the base64 `body` (whitespace ignored) into `out`, which must be exactly
-/// [`base64_decoded_len`] bytes (a guarded region for secret data). Constant time in the
-/// data characters; the accumulator is zeroized before returning. On error `out` may hold
-/// partial output (the caller's region is wiped when dropped).
-pub fn base64_decode_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
-    if out.len() != base64_decoded_len(body)? {
-        return err("internal error: base64 output size mismatch");
-    }
-    let mut acc: u32 = 0;
-    let mut nacc = 0u32;
-    let mut bad: i16 = 0;
-    let mut o = 0usize;
-    for &c in body {
-        if c.is_ascii_whitespace() || c == b'=' {
-            continue;
-        }
-        let v = decode_6bits(c);
-        bad |= v;
-        acc = (acc << 6) | (v as u32 & 0x3f);
-        nacc += 1;
-        if nacc == 4 {
-            out[o] = (acc >> 16) as u8;
-            out[o + 1] = (acc >> 8) as u8;
-            out[o + 2] = acc as u8;
-            o += 3;
-            acc = 0;
-            nacc = 0;
-        }
-    }
-    // A final group of 2 or 3 characters carries 1 or 2 bytes; its unused low bits must be
-    // zero (canonical encoding).
-    let mut leftover: u32 = 0;
-    match nacc {
-        0 => {}
-        2 => {
-            out[o] = (acc >> 4) as u8;
-            leftover = acc & 0x0f;
-        }
-        3 => {
-            out[o] = (acc >> 10) as u8;
-            out[o + 1] = (acc >> 2) as u8;
-            leftover = acc & 0x03;
-        }
-        _ => bad = -1,
-    }
-    let ok = bad >= 0 && bool::from(leftover.ct_eq(&0));
-    acc.zeroize();
-    leftover.zeroize();
-    if ok {
-        Ok(())
-    } else {
-        err("malformed base64: invalid character or non-canonical encoding")
-    }
+/// Length of the PEM block [`pem_encode_into`] writes for `der_len` bytes of DER.
+pub fn pem_encoded_len(label: &str, der_len: usize) -> usize {
+    let lines = der_len.div_ceil(PEM_LINE_BYTES);
+    let b64 = crate::encoding::base64_encoded_len(der_len);
+    BEGIN.len()
+        + label.len()
+        + DASHES.len()
+        + 1
+        + b64
+        + lines
+        + END.len()
+        + label.len()
+        + DASHES.len()
+        + 1
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Base64 (standard alphabet, padded) of public data.
-fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                s.push('=');
-            }
-        }
+/// Write `der` as a PEM block labelled `label` into `out` (exactly [`pem_encoded_len`]
+/// bytes): RFC 7468 strict form, 64-character lines, a final newline, as OpenSSL writes
+/// it. Private keys are encoded from one guarded region into another.
+pub fn pem_encode_into(label: &str, der: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+    if out.len() != pem_encoded_len(label, der.len()) {
+        return err("internal error: wrong length for a PEM block");
     }
-    s
+    let mut at = 0usize;
+    for part in [BEGIN, label.as_bytes(), DASHES, b"\n"] {
+        put(out, &mut at, part);
+    }
+    for chunk in der.chunks(PEM_LINE_BYTES) {
+        let n = crate::encoding::base64_encoded_len(chunk.len());
+        crate::encoding::base64_encode_into(chunk, &mut out[at..at + n])
+            .map_err(|_| FormatError("internal error: base64 encoding failed".to_owned()))?;
+        at += n;
+        put(out, &mut at, b"\n");
+    }
+    for part in [END, label.as_bytes(), DASHES, b"\n"] {
+        put(out, &mut at, part);
+    }
+    Ok(())
 }
 
-/// PEM "PUBLIC KEY" block (RFC 7468, 64-character lines) of a raw public key.
-pub fn spki_pem(alg: Algorithm, public: &[u8; KEY_LEN]) -> String {
-    let b64 = base64_encode(&spki_der(alg, public));
-    let mut s = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        s.push_str(&String::from_utf8_lossy(line));
-        s.push('\n');
-    }
-    s.push_str("-----END PUBLIC KEY-----\n");
-    s
+fn put(out: &mut [u8], at: &mut usize, part: &[u8]) {
+    out[*at..*at + part.len()].copy_from_slice(part);
+    *at += part.len();
+}
+
+/// PEM "PUBLIC KEY" block (RFC 7468) of a raw public key.
+pub fn spki_pem(alg: Algorithm, public: &[u8; KEY_LEN]) -> Vec<u8> {
+    let der = spki_der(alg, public);
+    let mut out = vec![0u8; pem_encoded_len(PUBLIC_KEY_LABEL, der.len())];
+    // The length is the one pem_encode_into expects, so it cannot fail.
+    let _ = pem_encode_into(PUBLIC_KEY_LABEL, &der, &mut out);
+    out
 }
 
 /// The raw public key in a PEM "PUBLIC KEY" block.
 pub fn parse_spki_pem(alg: Algorithm, pem: &[u8]) -> Result<[u8; KEY_LEN], FormatError> {
-    let body = pem_body(pem, "PUBLIC KEY")?;
-    let mut der = vec![0u8; base64_decoded_len(body)?];
-    base64_decode_into(body, &mut der)?;
+    let body = pem_body(pem, PUBLIC_KEY_LABEL)?;
+    let mut der = vec![0u8; pem_der_len(body)?];
+    pem_der_into(body, &mut der)?;
     parse_spki_der(alg, &der)
-}
-
-// ---------------------------------------------------------------------------------------
-// Private key files
-// ---------------------------------------------------------------------------------------
-
-/// Largest private key file accepted. A PEM PKCS#8 Ed25519 key is 119 bytes; the limit
-/// leaves room for attributes and a public key, and refuses anything absurd.
-pub const MAX_PRIVATE_KEY_FILE_LEN: usize = 16 * 1024;
-
-/// Why a private key file could not be loaded. No variant carries key bytes.
-#[derive(Debug)]
-pub enum LoadError {
-    /// The file is unsafe or unreadable (see [`KeyFile::open`]).
-    File(KeyFileError),
-    /// The contents are not a supported key encoding.
-    Format(FormatError),
-    /// The memory layer failed.
-    Memory(MemoryError),
-}
-
-impl From<MemoryError> for LoadError {
-    fn from(e: MemoryError) -> Self {
-        LoadError::Memory(e)
-    }
-}
-
-impl From<FormatError> for LoadError {
-    fn from(e: FormatError) -> Self {
-        LoadError::Format(e)
-    }
-}
-
-/// Read a private key of `alg` from `path`: the raw 32 key bytes, or an unencrypted
-/// PKCS#8 key in PEM (as `openssl genpkey` writes) or DER. The file goes through
-/// [`KeyFile::open`]'s checks and is read straight into a guarded region; PEM is decoded
-/// into a second region; `make` receives the 32 key bytes as a slice of a region and must
-/// copy them into the key's own region. Both scratch regions are wiped when this returns.
-///
-/// Returns what `make` built, and the public key stored in the file, if any (the caller
-/// checks it against the one derived from the private key).
-pub fn read_private_key_file<T, E>(
-    path: &Path,
-    alg: Algorithm,
-    make: impl FnOnce(&[u8]) -> Result<T, E>,
-) -> Result<(T, Option<[u8; KEY_LEN]>), E>
-where
-    E: From<LoadError>,
-{
-    let mut file = KeyFile::open(path, MAX_PRIVATE_KEY_FILE_LEN).map_err(LoadError::File)?;
-    let raw = SecretBuf::new_with(file.size(), |dst| {
-        file.read_into(dst).map_err(LoadError::File)
-    })?;
-    let text = raw.bytes().map_err(LoadError::Memory)?;
-    if text.len() == KEY_LEN {
-        return Ok((make(text)?, None));
-    }
-    let decoded;
-    let der: &[u8] = if looks_like_pem(text) {
-        let body = pem_body(text, "PRIVATE KEY").map_err(LoadError::Format)?;
-        let len = base64_decoded_len(body).map_err(LoadError::Format)?;
-        decoded = SecretBuf::new_with(len, |dst| -> Result<(), LoadError> {
-            Ok(base64_decode_into(body, dst)?)
-        })?;
-        decoded.bytes().map_err(LoadError::Memory)?
-    } else if text.first() == Some(&TAG_SEQUENCE) {
-        text
-    } else {
-        return Err(LoadError::Format(FormatError(format!(
-            "not a raw 32-byte {} key, nor a PKCS#8 key in PEM or DER",
-            alg.name()
-        )))
-        .into());
-    };
-    let parsed = parse_pkcs8_der(alg, der).map_err(LoadError::Format)?;
-    let built = make(parsed.key)?;
-    Ok((built, parsed.public))
 }
 
 #[cfg(test)]
@@ -574,8 +502,8 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
 
     fn decode_pem(pem: &[u8], label: &str) -> Vec<u8> {
         let body = pem_body(pem, label).expect("body");
-        let mut out = vec![0u8; base64_decoded_len(body).expect("len")];
-        base64_decode_into(body, &mut out).expect("decode");
+        let mut out = vec![0u8; pem_der_len(body).expect("len")];
+        pem_der_into(body, &mut out).expect("decode");
         out
     }
 
@@ -602,7 +530,7 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
             pk.to_vec(),
             hex("19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1")
         );
-        assert_eq!(spki_pem(Algorithm::Ed25519, &pk), RFC_PUB_PEM);
+        assert_eq!(spki_pem(Algorithm::Ed25519, &pk), RFC_PUB_PEM.as_bytes());
         let der = spki_der(Algorithm::X25519, &pk);
         assert_eq!(parse_spki_der(Algorithm::X25519, &der).expect("x"), pk);
         assert!(parse_spki_der(Algorithm::Ed25519, &der).is_err());
@@ -613,40 +541,48 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n\
     }
 
     #[test]
-    fn base64_matches_reference_and_rejects_garbage() {
-        // Every length 0..40 and every byte value round-trips through our encoder and
-        // decoder.
-        let data: Vec<u8> = (0..=255u8).collect();
-        for len in 1..40 {
-            for start in [0usize, 100, 216] {
-                let d = &data[start..start + len];
-                let e = base64_encode(d);
-                let mut out = vec![0u8; base64_decoded_len(e.as_bytes()).expect("len")];
-                base64_decode_into(e.as_bytes(), &mut out).expect("decode");
-                assert_eq!(out, d);
-            }
+    fn pem_writer_round_trips_with_64_character_lines() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for len in 1..data.len() {
+            let der = &data[..len];
+            let mut pem = vec![0u8; pem_encoded_len("TEST", len)];
+            pem_encode_into("TEST", der, &mut pem).expect("encode");
+            assert!(pem.starts_with(b"-----BEGIN TEST-----\n"));
+            assert!(pem.ends_with(b"\n-----END TEST-----\n"));
+            assert!(pem.split(|&c| c == b'\n').all(|line| line.len() <= 64));
+            assert_eq!(decode_pem(&pem, "TEST"), der, "{len}");
         }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        for bad in [
-            &b"Zm9v!mFy"[..],
-            b"Zm8",
-            b"Z===",
-            b"Zm8=Zm8=",
-            b"Zm9=",
-            b"",
-            b"Zm-v",
-        ] {
-            let ok = base64_decoded_len(bad).and_then(|n| {
-                let mut out = vec![0u8; n];
-                base64_decode_into(bad, &mut out)
-            });
-            assert!(ok.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        assert!(pem_encode_into("TEST", b"x", &mut [0u8; 10]).is_err());
+    }
+
+    #[test]
+    fn pkcs8_v1_writer_matches_openssl_and_parses() {
+        let der = decode_pem(RFC_PRIV_PEM.as_bytes(), PRIVATE_KEY_LABEL);
+        let mut out = [0u8; PKCS8_V1_LEN];
+        pkcs8_v1_der_into(Algorithm::Ed25519, &der[16..], &mut out).expect("write");
+        assert_eq!(out.as_slice(), der.as_slice());
+        let mut pem = vec![0u8; pem_encoded_len(PRIVATE_KEY_LABEL, PKCS8_V1_LEN)];
+        pem_encode_into(PRIVATE_KEY_LABEL, &out, &mut pem).expect("pem");
+        assert_eq!(pem, RFC_PRIV_PEM.as_bytes());
+        for alg in [Algorithm::Ed25519, Algorithm::X25519] {
+            pkcs8_v1_der_into(alg, &[9u8; 32], &mut out).expect("write");
+            assert!(looks_like_pkcs8(&out));
+            assert_eq!(parse_pkcs8_der(alg, &out).expect("parse").key, [9u8; 32]);
         }
-        for c in 0..=255u8 {
-            let expect = B64.iter().position(|&x| x == c).map_or(-1, |p| p as i16);
-            assert_eq!(decode_6bits(c), expect, "char {c}");
-        }
+        assert!(pkcs8_v1_der_into(Algorithm::X25519, &[9u8; 31], &mut out).is_err());
+        assert!(!looks_like_pkcs8(&[9u8; 32]));
+    }
+
+    #[test]
+    fn encrypted_pkcs8_der_is_named() {
+        // EncryptedPrivateKeyInfo: SEQUENCE { SEQUENCE { OID ... }, OCTET STRING }.
+        let der = [
+            0x30, 0x0c, 0x30, 0x05, 0x06, 0x03, 0x2a, 0x86, 0x48, 0x04, 0x03, 0x01, 0x02, 0x03,
+        ];
+        let e = parse_pkcs8_der(Algorithm::Ed25519, &der)
+            .err()
+            .expect("refused");
+        assert!(e.0.contains("encrypted"), "{}", e.0);
     }
 
     #[test]

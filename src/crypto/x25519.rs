@@ -14,6 +14,8 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use super::curve::CurvePrivateKey;
+use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use super::symmetric::{KeyError, SymmetricKey};
 use crate::memory::{MemoryError, Protection, SecretBuf};
@@ -99,15 +101,6 @@ impl PrivateKey {
         Ok(PrivateKey { buf, public })
     }
 
-    /// A new key from the OS CSPRNG.
-    pub fn generate() -> Result<Self, MemoryError> {
-        Self::new_with(|dst| {
-            getrandom::fill(dst).map_err(|e| MemoryError::Random {
-                code: e.raw_os_error().map_or(0, |v| v as u32),
-            })
-        })
-    }
-
     /// A key copied from `bytes`.
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, MemoryError> {
         Self::new_with(|dst| {
@@ -135,14 +128,26 @@ impl PrivateKey {
             })),
         }
     }
+}
 
-    /// Fails in a fork child of the process that created the key.
-    pub fn check(&self) -> Result<(), MemoryError> {
-        self.buf.bytes().map(|_| ())
+impl CurvePrivateKey for PrivateKey {
+    const ALGORITHM: Algorithm = Algorithm::X25519;
+
+    fn new_with<E: From<MemoryError>>(
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        PrivateKey::new_with(fill)
     }
 
-    /// The region's protection.
-    pub fn protection(&self) -> Protection {
+    fn private_bytes(&self) -> Result<&[u8], MemoryError> {
+        self.buf.bytes()
+    }
+
+    fn public_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.public
+    }
+
+    fn protection(&self) -> Protection {
         self.buf.protection()
     }
 }

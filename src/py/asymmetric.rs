@@ -1,54 +1,198 @@
-//! Helpers shared by the Ed25519 and X25519 bindings.
+//! What the Ed25519 and X25519 bindings share: [`PrivateKeyCell`], the state of a private
+//! key handle (the key behind its lock, the export seal, creation, loading, writing,
+//! destroying), and the public key helpers.
+//!
+//! Locking: a thread never waits for the GIL while it holds a key's lock. When an
+//! operation releases the GIL (long messages, file I/O), the lock is taken and released
+//! inside the GIL-free section; when it keeps the GIL, it never releases it while holding
+//! the lock. `destroy()` takes the write lock with the GIL released. So no thread can hold
+//! the lock while waiting for the GIL that a thread blocked on the lock holds.
 
-use pyo3::exceptions::PyTypeError;
+use std::path::PathBuf;
+use std::sync::{RwLock, RwLockReadGuard};
+
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::crypto::pkcs8::{self, Algorithm, LoadError};
-use crate::keyfile::KeyFileError;
+use crate::crypto::curve::CurvePrivateKey;
+use crate::crypto::pkcs8::{self, Algorithm, KEY_LEN};
+use crate::keyfile::KeyKind;
 
-use super::bytes_like::bytes_like;
+use super::bytes_like::{bytes_like, copy_secret_into, maybe_detach, SecretSource};
 use super::errors::{Error, Result};
+use super::key_io::{self, ExportSeal};
+use super::protection::{report_new_region, Protection};
 
-/// Map a private-key-file failure to the Python error, naming the path.
-pub fn load_error(path: &str, e: LoadError) -> Error {
-    match e {
-        LoadError::File(KeyFileError::Insecure(reason)) => Error::InsecureKeyFile {
-            path: path.to_owned(),
-            reason,
-        },
-        LoadError::File(KeyFileError::Unusable { reason, errno }) => Error::KeyFile {
-            path: path.to_owned(),
-            reason,
-            errno,
-        },
-        LoadError::Format(f) => Error::KeyFile {
-            path: path.to_owned(),
-            reason: f.0,
-            errno: None,
-        },
-        LoadError::Memory(m) => Error::Memory(m),
+/// The state of an Ed25519 or X25519 private key handle.
+pub struct PrivateKeyCell<K> {
+    /// The Python class name, for messages.
+    class: &'static str,
+    state: RwLock<Option<K>>,
+    public: [u8; KEY_LEN],
+    export: ExportSeal,
+}
+
+/// A read guard on a live key.
+pub struct LiveKey<'a, K>(RwLockReadGuard<'a, Option<K>>);
+
+impl<K> LiveKey<'_, K> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        match self.0.as_ref() {
+            Some(k) => k,
+            None => unreachable!("LiveKey is only built around a live key"),
+        }
     }
 }
 
-/// The error when the public key stored in a PKCS#8 file is not the private key's.
-pub fn public_mismatch(path: &str, alg: Algorithm) -> Error {
-    Error::KeyFile {
-        path: path.to_owned(),
-        reason: format!(
-            "the public key stored in the file does not belong to its {} private key",
-            alg.name()
-        ),
-        errno: None,
+impl<K: CurvePrivateKey> PrivateKeyCell<K> {
+    /// Wrap a new key (reporting a missing memory protection as the policy says).
+    pub fn new(py: Python<'_>, class: &'static str, key: K, exportable: bool) -> Result<Self> {
+        report_new_region(py, &key.protection())?;
+        Ok(PrivateKeyCell {
+            class,
+            public: *key.public_bytes(),
+            state: RwLock::new(Some(key)),
+            export: ExportSeal::new(exportable),
+        })
     }
-}
 
-/// The TypeError raised by pickling or copying a private key handle.
-pub fn no_copy(class: &str, what: &str) -> PyErr {
-    PyTypeError::new_err(format!(
-        "{class} cannot be {what}: its secret is kept out of Python memory on purpose. \
-         Keep using the handle (or load it again from its key file)"
-    ))
+    /// Generate a key from the OS CSPRNG.
+    pub fn generate(py: Python<'_>, class: &'static str, exportable: bool) -> Result<Self> {
+        Self::new(py, class, K::generate()?, exportable)
+    }
+
+    /// Copy a key from a bytes-like object (wiped afterwards when writable and `wipe`).
+    pub fn from_private_bytes(
+        py: Python<'_>,
+        class: &'static str,
+        data: &Bound<'_, PyAny>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let src = SecretSource::new(data, "data")?;
+        if src.len() != KEY_LEN {
+            let what = match K::ALGORITHM {
+                Algorithm::Ed25519 => "an Ed25519 private key (seed)",
+                Algorithm::X25519 => "an X25519 private key",
+            };
+            return Err(Error::Value(format!("{what} must be exactly 32 bytes")));
+        }
+        let key = K::new_with(|dst| copy_secret_into(py, &src, dst))?;
+        if wipe && src.writable() {
+            src.wipe(py)?;
+        }
+        Self::new(py, class, key, exportable)
+    }
+
+    /// Load a key file (see [`key_io::load_private_key`]) with the GIL released.
+    pub fn from_file(
+        py: Python<'_>,
+        class: &'static str,
+        path: PathBuf,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<Self> {
+        let format = key_io::parse_format(KeyKind::from_algorithm(K::ALGORITHM), format)?;
+        let key = py.detach(|| key_io::load_private_key::<K>(&path, format))?;
+        Self::new(py, class, key, exportable)
+    }
+
+    /// Read access to the live key, or `KeyDestroyedError` / `ForkedKeyError`.
+    pub fn live(&self) -> Result<LiveKey<'_, K>> {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            None => Err(Error::Destroyed(self.class)),
+            Some(k) => {
+                k.check()?;
+                Ok(LiveKey(guard))
+            }
+        }
+    }
+
+    /// Run `f` on the live key, with the GIL released when `len` reaches the threshold.
+    /// The lock is taken inside the (possibly GIL-free) section; see the module docs.
+    pub fn with_key<T: Send>(
+        &self,
+        py: Python<'_>,
+        len: usize,
+        f: impl FnOnce(&K) -> Result<T> + Send,
+    ) -> Result<T> {
+        maybe_detach(py, len, || {
+            let live = self.live()?;
+            f(live.key())
+        })
+    }
+
+    /// The public key (raises once destroyed).
+    pub fn public(&self) -> Result<&[u8; KEY_LEN]> {
+        self.live()?;
+        Ok(&self.public)
+    }
+
+    /// Write the key to `path` (see `to_file` in the stubs); refuses a sealed key.
+    pub fn to_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        format: &str,
+        overwrite: bool,
+    ) -> Result<()> {
+        self.export.check(self.class)?;
+        let kind = KeyKind::from_algorithm(K::ALGORITHM);
+        py.detach(|| {
+            let live = self.live()?;
+            let bytes = live.key().private_bytes()?;
+            key_io::write(&path, kind, format, bytes, overwrite)
+        })
+    }
+
+    /// Seal the key against export, for good.
+    pub fn seal_export(&self) -> Result<()> {
+        self.live()?;
+        self.export.seal();
+        Ok(())
+    }
+
+    /// Whether the key may still be exported.
+    pub fn exportable(&self) -> bool {
+        self.export.exportable()
+    }
+
+    /// Wipe, unlock and unmap the key. Idempotent; waits for operations in progress.
+    pub fn destroy(&self, py: Python<'_>) {
+        py.detach(|| {
+            // Dropping the key wipes, unlocks and unmaps its region.
+            self.state.write().unwrap_or_else(|e| e.into_inner()).take();
+        });
+    }
+
+    /// True once destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    /// The protection the key's memory actually has.
+    pub fn protection(&self) -> Result<Protection> {
+        Ok(Protection::from(self.live()?.key().protection()))
+    }
+
+    /// `repr()`: the class and the public key, never the secret.
+    pub fn repr(&self) -> String {
+        if self.is_destroyed() {
+            format!("<{} destroyed>", self.class)
+        } else {
+            format!("<{} public={}>", self.class, hex(&self.public))
+        }
+    }
+
+    /// The `TypeError` of pickling (`what = "pickled"`) or copying.
+    pub fn no_copy(&self, what: &str) -> PyErr {
+        key_io::no_copy(self.class, what)
+    }
 }
 
 /// Lowercase hex of public bytes (for `repr`).
@@ -92,5 +236,5 @@ pub fn der_bytes<'py>(py: Python<'py>, alg: Algorithm, raw: &[u8; 32]) -> Bound<
 
 /// `bytes` of the PEM "PUBLIC KEY" block.
 pub fn pem_bytes<'py>(py: Python<'py>, alg: Algorithm, raw: &[u8; 32]) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, pkcs8::spki_pem(alg, raw).as_bytes())
+    PyBytes::new(py, &pkcs8::spki_pem(alg, raw))
 }

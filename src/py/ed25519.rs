@@ -1,14 +1,9 @@
 //! `Ed25519PrivateKey`, `Ed25519PublicKey` and `ed25519_verify_batch`.
 //!
-//! Locking: the private key's state is an `RwLock<Option<..>>` like `SecretKey`'s. A
-//! thread never waits for the GIL while it holds the lock: when an operation releases the
-//! GIL (long messages), the lock is taken and released inside the GIL-free section; when
-//! it keeps the GIL, it never releases it while holding the lock. `destroy()` takes the
-//! write lock with the GIL released. So no thread can hold the lock while waiting for the
-//! GIL that a thread blocked on the lock holds.
+//! The private key's state is a [`PrivateKeyCell`] shared with `X25519PrivateKey`
+//! (locking rules in `asymmetric.rs`).
 
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard};
 
 use ed25519_dalek::VerifyingKey;
 use pyo3::basic::CompareOp;
@@ -16,12 +11,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
-use crate::crypto::pkcs8::{self, Algorithm, LoadError};
+use crate::crypto::pkcs8::Algorithm;
 
-use super::asymmetric::{self as common, hex, load_error, no_copy};
-use super::bytes_like::{bytes_like, copy_secret_into, maybe_detach, BytesLike, SecretSource};
+use super::asymmetric::{self as common, hex, PrivateKeyCell};
+use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
-use super::protection::{report_new_region, Protection};
+use super::protection::Protection;
 
 const CLASS: &str = "Ed25519PrivateKey";
 
@@ -33,124 +28,95 @@ const CLASS: &str = "Ed25519PrivateKey";
 /// `destroy()`. Signing runs in Rust on that region; stack temporaries are wiped.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct Ed25519PrivateKey {
-    state: RwLock<Option<PrivateKey>>,
+    cell: PrivateKeyCell<PrivateKey>,
     public: VerifyingKey,
 }
 
-struct LiveKey<'a>(RwLockReadGuard<'a, Option<PrivateKey>>);
-
-impl LiveKey<'_> {
-    fn key(&self) -> &PrivateKey {
-        match self.0.as_ref() {
-            Some(k) => k,
-            None => unreachable!("LiveKey is only built around a live key"),
-        }
-    }
-}
-
 impl Ed25519PrivateKey {
-    fn wrap(py: Python<'_>, key: PrivateKey) -> Result<Self> {
-        report_new_region(py, &key.protection())?;
-        Ok(Ed25519PrivateKey {
-            public: *key.public(),
-            state: RwLock::new(Some(key)),
-        })
+    fn from_cell(cell: PrivateKeyCell<PrivateKey>) -> Result<Self> {
+        let public = *cell.live()?.key().public();
+        Ok(Ed25519PrivateKey { cell, public })
     }
 
-    /// Read access to the live key, or `KeyDestroyedError` / `ForkedKeyError`.
-    fn live(&self) -> Result<LiveKey<'_>> {
-        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            None => Err(Error::Destroyed(CLASS)),
-            Some(k) => {
-                k.check()?;
-                Ok(LiveKey(guard))
-            }
-        }
+    /// Wrap a key (from the key store), exportable or not.
+    pub(crate) fn wrap(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
+        Self::from_cell(PrivateKeyCell::new(py, CLASS, key, exportable)?)
     }
 
-    /// Run `f` on the live key, with the GIL released when `len` reaches the threshold.
-    /// The lock is taken inside the (possibly GIL-free) section; see the module docs.
-    fn with_key<T: Send>(
-        &self,
-        py: Python<'_>,
-        len: usize,
-        f: impl FnOnce(&PrivateKey) -> Result<T> + Send,
-    ) -> Result<T> {
-        maybe_detach(py, len, || {
-            let live = self.live()?;
-            f(live.key())
-        })
+    /// The key's state (for the key store).
+    pub(crate) fn cell(&self) -> &PrivateKeyCell<PrivateKey> {
+        &self.cell
     }
-
-    fn is_destroyed(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
-    }
-}
-
-fn seed_length_error() -> Error {
-    Error::Value("an Ed25519 private key (seed) must be exactly 32 bytes".to_owned())
 }
 
 #[pymethods]
 impl Ed25519PrivateKey {
     /// Generate a key: the seed comes from the OS CSPRNG straight into a guarded region.
+    /// With `exportable=False` the key can never be written to a key file.
     #[staticmethod]
-    fn generate(py: Python<'_>) -> Result<Self> {
-        let key = PrivateKey::generate()?;
-        Self::wrap(py, key)
+    #[pyo3(signature = (*, exportable = true))]
+    fn generate(py: Python<'_>, exportable: bool) -> Result<Self> {
+        Self::from_cell(PrivateKeyCell::generate(py, CLASS, exportable)?)
     }
 
     /// Load a key from its 32-byte seed (RFC 8032 private key), any bytes-like object.
     /// When the source is writable and `wipe` is true, it is overwritten with zeros
     /// afterwards (a `bytes` object cannot be wiped: avoid holding seeds in `bytes`).
     #[staticmethod]
-    #[pyo3(signature = (data, *, wipe = true))]
-    fn from_private_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, wipe: bool) -> Result<Self> {
-        let src = SecretSource::new(data, "data")?;
-        if src.len() != ed25519::SEED_LEN {
-            return Err(seed_length_error());
-        }
-        let key = PrivateKey::new_with(|dst| copy_secret_into(py, &src, dst))?;
-        if wipe && src.writable() {
-            src.wipe(py)?;
-        }
-        Self::wrap(py, key)
+    #[pyo3(signature = (data, *, wipe = true, exportable = true))]
+    fn from_private_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        Self::from_cell(PrivateKeyCell::from_private_bytes(
+            py, CLASS, data, wipe, exportable,
+        )?)
     }
 
-    /// Load a key from a file: the raw 32-byte seed, or an unencrypted PKCS#8 key in PEM
-    /// (as `openssl genpkey -algorithm ed25519` writes) or DER.
+    /// Load a key from a file: the 32-byte seed raw, in hex or in base64, or an
+    /// unencrypted PKCS#8 key (version 1 or 2) in PEM, as `openssl genpkey -algorithm
+    /// ed25519` writes it, or DER. `format` is "raw", "hex", "base64", "pem" or "der", or
+    /// `None` to detect it (docs/key-formats.md). A public key stored in the file must
+    /// belong to the private key.
     ///
     /// The file is opened with `O_NOFOLLOW` and checked on the open descriptor like
     /// `SecretKey.from_file` (regular file, owned by this user, no group or other
     /// permissions); it is read and decoded in guarded memory only.
     #[staticmethod]
-    fn from_file(py: Python<'_>, path: PathBuf) -> Result<Self> {
-        let shown = path.display().to_string();
-        let key = py.detach(|| -> Result<PrivateKey> {
-            let (key, stored) = pkcs8::read_private_key_file(&path, Algorithm::Ed25519, |seed| {
-                PrivateKey::new_with(|dst: &mut [u8]| -> std::result::Result<(), LoadError> {
-                    if seed.len() != dst.len() {
-                        return Err(LoadError::Format(pkcs8::FormatError(
-                            "an Ed25519 private key must be 32 bytes".to_owned(),
-                        )));
-                    }
-                    dst.copy_from_slice(seed);
-                    Ok(())
-                })
-            })
-            .map_err(|e| load_error(&shown, e))?;
-            if let Some(public) = stored {
-                if &public != key.public().as_bytes() {
-                    return Err(common::public_mismatch(&shown, Algorithm::Ed25519));
-                }
-            }
-            Ok(key)
-        })?;
-        Self::wrap(py, key)
+    #[pyo3(signature = (path, *, format = None, exportable = true))]
+    fn from_file(
+        py: Python<'_>,
+        path: PathBuf,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<Self> {
+        Self::from_cell(PrivateKeyCell::from_file(
+            py, CLASS, path, format, exportable,
+        )?)
+    }
+
+    /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
+    /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`). `format`
+    /// is "pem" (PKCS#8 version 1, byte for byte as OpenSSL writes it), "der", or the seed
+    /// as "raw", "hex" or "base64". Raises `KeyNotExportableError` for a sealed key.
+    #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
+    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
+        self.cell.to_file(py, path, format, overwrite)
+    }
+
+    /// Seal the key against export, for good: afterwards `to_file()` raises
+    /// `KeyNotExportableError`. The key still signs, and can be put in a key store.
+    fn seal_export(&self) -> Result<()> {
+        self.cell.seal_export()
+    }
+
+    /// False once the key was created with `exportable=False` or sealed with
+    /// `seal_export()`.
+    #[getter]
+    fn exportable(&self) -> bool {
+        self.cell.exportable()
     }
 
     /// Sign `data` (any bytes-like object); returns the 64-byte signature. The GIL is
@@ -158,39 +124,38 @@ impl Ed25519PrivateKey {
     fn sign<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>> {
         let msg = bytes_like(data, "data")?;
         let msg = msg.as_slice();
-        let sig = self.with_key(py, msg.len(), |key| Ok(key.sign(msg)?))?;
+        let sig = self
+            .cell
+            .with_key(py, msg.len(), |key| Ok(key.sign(msg)?))?;
         Ok(PyBytes::new(py, &sig))
     }
 
     /// The public key.
     fn public_key(&self) -> Result<Ed25519PublicKey> {
-        self.live()?;
+        self.cell.public()?;
         Ok(Ed25519PublicKey { key: self.public })
     }
 
     /// Wipe, unlock and unmap the key. Idempotent. Waits for signatures in progress on
     /// other threads to finish.
     fn destroy(&self, py: Python<'_>) {
-        py.detach(|| {
-            // Dropping the PrivateKey wipes, unlocks and unmaps its region.
-            self.state.write().unwrap_or_else(|e| e.into_inner()).take();
-        });
+        self.cell.destroy(py);
     }
 
     /// True once `destroy()` has run.
     #[getter]
     fn destroyed(&self) -> bool {
-        self.is_destroyed()
+        self.cell.is_destroyed()
     }
 
     /// The protection the key's memory actually has.
     #[getter]
     fn protection(&self) -> Result<Protection> {
-        Ok(Protection::from(self.live()?.key().protection()))
+        self.cell.protection()
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().live()?;
+        slf.get().cell.live()?;
         Ok(slf.clone().unbind())
     }
 
@@ -201,23 +166,19 @@ impl Ed25519PrivateKey {
     }
 
     fn __repr__(&self) -> String {
-        if self.is_destroyed() {
-            format!("<{CLASS} destroyed>")
-        } else {
-            format!("<{CLASS} public={}>", hex(self.public.as_bytes()))
-        }
+        self.cell.repr()
     }
 
     fn __reduce__(&self) -> PyResult<()> {
-        Err(no_copy(CLASS, "pickled"))
+        Err(self.cell.no_copy("pickled"))
     }
 
     fn __copy__(&self) -> PyResult<()> {
-        Err(no_copy(CLASS, "copied"))
+        Err(self.cell.no_copy("copied"))
     }
 
     fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(no_copy(CLASS, "copied"))
+        Err(self.cell.no_copy("copied"))
     }
 }
 

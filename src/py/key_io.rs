@@ -1,10 +1,15 @@
 //! Shared glue for key files and export policy, used by every key handle class
-//! (`SecretKey`, and the asymmetric keys): parsing `format=`, loading a file straight into
-//! the key's region, writing one from it, and the one-way export seal.
+//! (`SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`): parsing `format=`, loading a
+//! file straight into the key's region, writing one from it, the one-way export seal, and
+//! the refusal to pickle or copy.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use pyo3::exceptions::PyTypeError;
+use pyo3::PyErr;
+
+use crate::crypto::curve::CurvePrivateKey;
 use crate::keyfile::{self, DecodedKeyFile, Format, KeyKind, LoadError};
 
 use super::errors::{Error, Result};
@@ -55,15 +60,41 @@ pub fn load(
     DecodedKeyFile::load(path, kind, format, length).map_err(|e| load_error(path, e))
 }
 
-/// Write `key` (of `kind`) to `path` as `format` (call without the GIL).
-pub fn write(
-    path: &Path,
-    kind: KeyKind,
-    format: Format,
-    key: &[u8],
-    overwrite: bool,
-) -> Result<()> {
+/// Load an Ed25519 or X25519 private key from `path` (call without the GIL): the file is
+/// read and decoded through [`load`] like a secret key file, the key bytes are decoded
+/// straight into the new key's region, and a public key stored in the file (PKCS#8
+/// version 2) must be the one the private key derives.
+pub fn load_private_key<K: CurvePrivateKey>(path: &Path, format: Option<Format>) -> Result<K> {
+    let file = load(path, KeyKind::from_algorithm(K::ALGORITHM), format, None)?;
+    let key = K::new_with(|dst| file.decode_into(dst).map_err(|e| load_error(path, e)))?;
+    if file
+        .public()
+        .is_some_and(|stored| stored != key.public_bytes())
+    {
+        return Err(Error::KeyFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "the public key stored in the file does not belong to its {} private key",
+                K::ALGORITHM.name()
+            ),
+            errno: None,
+        });
+    }
+    Ok(key)
+}
+
+/// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).
+pub fn write(path: &Path, kind: KeyKind, format: &str, key: &[u8], overwrite: bool) -> Result<()> {
+    let format = parse_format(kind, Some(format))?.unwrap_or(Format::Raw);
     keyfile::write_key_file(path, kind, format, key, overwrite).map_err(|e| load_error(path, e))
+}
+
+/// The `TypeError` raised by pickling or copying a key handle.
+pub fn no_copy(class: &str, what: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{class} cannot be {what}: its secret is kept out of Python memory on purpose. Keep \
+         using the handle, or save it explicitly (KeyStore, to_file)"
+    ))
 }
 
 /// The one-way export seal of a key handle.

@@ -10,15 +10,20 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::symmetric::SymmetricKey;
+use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;
 use crate::memory::SecretBuf;
 use crate::store::{Master, Store, StoreError};
 
+use super::asymmetric::PrivateKeyCell;
 use super::bytes_like::SecretSource;
+use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
 use super::secret_key::SecretKey;
+use super::x25519::X25519PrivateKey;
 
 /// The master argument: a key handle, or a passphrase copied into a guarded region.
 enum MasterArg {
@@ -141,6 +146,45 @@ impl KeyStore {
     }
 }
 
+/// A key decrypted from an entry, before it gets its Python handle.
+enum Opened {
+    Secret(SymmetricKey),
+    Ed25519(ed25519::PrivateKey),
+    X25519(x25519::PrivateKey),
+}
+
+impl KeyStore {
+    /// Seal `bytes` (borrowed from the key's region) under `name`, without the GIL.
+    fn put_bytes(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        kind: KeyKind,
+        exportable: bool,
+        bytes: &[u8],
+        overwrite: bool,
+    ) -> Result<()> {
+        self.with(py, |s| {
+            s.put(name, kind, exportable, bytes, overwrite)
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    /// Seal an Ed25519 or X25519 private key under `name`.
+    fn put_curve<K: CurvePrivateKey>(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        cell: &PrivateKeyCell<K>,
+        overwrite: bool,
+    ) -> Result<()> {
+        let live = cell.live()?;
+        let bytes = live.key().private_bytes()?;
+        let kind = KeyKind::from_algorithm(K::ALGORITHM);
+        self.put_bytes(py, name, kind, cell.exportable(), bytes, overwrite)
+    }
+}
+
 fn store_err(path: &std::path::Path, e: StoreError) -> Error {
     Error::Store {
         path: path.display().to_string(),
@@ -209,9 +253,11 @@ impl KeyStore {
         Ok(Some(d))
     }
 
-    /// Seal `key` into the store under `name` (1 to 255 bytes of UTF-8, no control
-    /// characters). Raises `StoreEntryExistsError` if `name` exists, unless `overwrite`.
-    /// The key's export flag is stored with it: `get` returns a sealed key for a sealed one.
+    /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`) into the
+    /// store under `name` (1 to 255 bytes of UTF-8, no control characters). Raises
+    /// `StoreEntryExistsError` if `name` exists, unless `overwrite`. The key's type and
+    /// export flag are stored with it: `get` returns the same handle type, sealed for a
+    /// sealed key.
     #[pyo3(signature = (name, key, *, overwrite = false))]
     fn put(
         &self,
@@ -220,41 +266,55 @@ impl KeyStore {
         key: &Bound<'_, PyAny>,
         overwrite: bool,
     ) -> Result<()> {
-        let Ok(k) = key.cast::<SecretKey>() else {
-            return Err(Error::Type(format!(
-                "key must be a keycell key handle (SecretKey), not {}",
-                key.get_type().name()?
-            )));
-        };
-        let k = k.get();
-        let exportable = k.export.exportable();
-        let live = k.live()?;
-        let bytes = live.key().bytes()?;
-        self.with(py, |s| {
-            s.put(name, KeyKind::Secret, exportable, bytes, overwrite)
-                .map_err(|e| self.err(e))
-        })
+        if let Ok(k) = key.cast::<SecretKey>() {
+            let k = k.get();
+            let live = k.live()?;
+            let bytes = live.key().bytes()?;
+            return self.put_bytes(
+                py,
+                name,
+                KeyKind::Secret,
+                k.export.exportable(),
+                bytes,
+                overwrite,
+            );
+        }
+        if let Ok(k) = key.cast::<Ed25519PrivateKey>() {
+            return self.put_curve(py, name, k.get().cell(), overwrite);
+        }
+        if let Ok(k) = key.cast::<X25519PrivateKey>() {
+            return self.put_curve(py, name, k.get().cell(), overwrite);
+        }
+        Err(Error::Type(format!(
+            "key must be a SecretKey, Ed25519PrivateKey or X25519PrivateKey, not {}",
+            key.get_type().name()?
+        )))
     }
 
     /// The key stored under `name`, decrypted straight into a new guarded region, as the
-    /// handle type it was stored as. Raises `StoreEntryNotFoundError` (a `KeyError`).
+    /// handle type it was stored as (`SecretKey`, `Ed25519PrivateKey` or
+    /// `X25519PrivateKey`), exportable as it was. Raises `StoreEntryNotFoundError` (a
+    /// `KeyError`).
     fn get(&self, py: Python<'_>, name: &str) -> Result<Py<PyAny>> {
         let (key, exportable) = self.with(py, |s| {
             let entry = s.get(name).map_err(|e| self.err(e))?;
-            match entry.kind() {
-                KeyKind::Secret => {
-                    let key = SymmetricKey::new_with(entry.len(), |dst| {
-                        s.open_entry(&entry, dst).map_err(|e| self.err(e))
-                    })?;
-                    Ok((key, entry.exportable()))
-                }
-                other => Err(Error::Value(format!(
-                    "entry {name:?} holds an {} key, which this build of keycell cannot load",
-                    other.name()
-                ))),
-            }
+            let fill = |dst: &mut [u8]| s.open_entry(&entry, dst).map_err(|e| self.err(e));
+            let key = match entry.kind() {
+                KeyKind::Secret => Opened::Secret(SymmetricKey::new_with(entry.len(), fill)?),
+                KeyKind::Ed25519 => Opened::Ed25519(ed25519::PrivateKey::new_with(fill)?),
+                KeyKind::X25519 => Opened::X25519(x25519::PrivateKey::new_with(fill)?),
+            };
+            Ok((key, entry.exportable()))
         })?;
-        Ok(Py::new(py, SecretKey::wrap_with(py, key, exportable)?)?.into_any())
+        Ok(match key {
+            Opened::Secret(k) => Py::new(py, SecretKey::wrap_with(py, k, exportable)?)?.into_any(),
+            Opened::Ed25519(k) => {
+                Py::new(py, Ed25519PrivateKey::wrap(py, k, exportable)?)?.into_any()
+            }
+            Opened::X25519(k) => {
+                Py::new(py, X25519PrivateKey::wrap(py, k, exportable)?)?.into_any()
+            }
+        })
     }
 
     /// Remove the entry `name` (`StoreEntryNotFoundError` if there is none).

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use pyo3::basic::CompareOp;
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
@@ -88,13 +87,6 @@ impl SecretKey {
     }
 }
 
-fn no_copy(what: &str) -> PyErr {
-    PyTypeError::new_err(format!(
-        "SecretKey cannot be {what}: its bytes are kept out of Python memory on purpose. \
-         Keep using the handle, or save it explicitly (KeyStore, to_file)"
-    ))
-}
-
 #[pymethods]
 impl SecretKey {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
@@ -171,8 +163,6 @@ impl SecretKey {
     #[pyo3(signature = (path, *, format = "raw", overwrite = false))]
     fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
         self.export.check("SecretKey")?;
-        let format = key_io::parse_format(KeyKind::Secret, Some(format))?
-            .unwrap_or(crate::keyfile::Format::Raw);
         let live = self.live()?;
         let bytes = live.key().bytes()?;
         py.detach(|| key_io::write(&path, KeyKind::Secret, format, bytes, overwrite))
@@ -324,15 +314,15 @@ impl SecretKey {
     }
 
     fn __reduce__(&self) -> PyResult<()> {
-        Err(no_copy("pickled"))
+        Err(key_io::no_copy("SecretKey", "pickled"))
     }
 
     fn __copy__(&self) -> PyResult<()> {
-        Err(no_copy("copied"))
+        Err(key_io::no_copy("SecretKey", "copied"))
     }
 
     fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(no_copy("copied"))
+        Err(key_io::no_copy("SecretKey", "copied"))
     }
 }
 

@@ -1,20 +1,18 @@
-//! `X25519PrivateKey` and `X25519PublicKey`. Locking as in `ed25519.rs`: the GIL is never
-//! awaited while the key's lock is held.
+//! `X25519PrivateKey` and `X25519PublicKey`. The private key's state is a
+//! [`PrivateKeyCell`] shared with `Ed25519PrivateKey` (locking rules in `asymmetric.rs`).
 
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard};
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::crypto::pkcs8::{self, Algorithm, LoadError};
+use crate::crypto::pkcs8::Algorithm;
 use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
 
-use super::asymmetric::{self as common, hex, load_error, no_copy};
-use super::bytes_like::{copy_secret_into, SecretSource};
+use super::asymmetric::{self as common, hex, PrivateKeyCell};
 use super::errors::{Error, Result};
-use super::protection::{report_new_region, Protection};
+use super::protection::Protection;
 use super::secret_key::SecretKey;
 
 const CLASS: &str = "X25519PrivateKey";
@@ -25,111 +23,95 @@ const CLASS: &str = "X25519PrivateKey";
 /// as Python `bytes`.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct X25519PrivateKey {
-    state: RwLock<Option<PrivateKey>>,
-    public: [u8; x25519::KEY_LEN],
-}
-
-struct LiveKey<'a>(RwLockReadGuard<'a, Option<PrivateKey>>);
-
-impl LiveKey<'_> {
-    fn key(&self) -> &PrivateKey {
-        match self.0.as_ref() {
-            Some(k) => k,
-            None => unreachable!("LiveKey is only built around a live key"),
-        }
-    }
+    cell: PrivateKeyCell<PrivateKey>,
 }
 
 impl X25519PrivateKey {
-    fn wrap(py: Python<'_>, key: PrivateKey) -> Result<Self> {
-        report_new_region(py, &key.protection())?;
+    /// Wrap a key (from the key store), exportable or not.
+    pub(crate) fn wrap(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
         Ok(X25519PrivateKey {
-            public: *key.public(),
-            state: RwLock::new(Some(key)),
+            cell: PrivateKeyCell::new(py, CLASS, key, exportable)?,
         })
     }
 
-    fn live(&self) -> Result<LiveKey<'_>> {
-        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            None => Err(Error::Destroyed(CLASS)),
-            Some(k) => {
-                k.check()?;
-                Ok(LiveKey(guard))
-            }
-        }
+    /// The key's state (for the key store).
+    pub(crate) fn cell(&self) -> &PrivateKeyCell<PrivateKey> {
+        &self.cell
     }
-
-    fn is_destroyed(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
-    }
-}
-
-fn key_length_error() -> Error {
-    Error::Value("an X25519 private key must be exactly 32 bytes".to_owned())
 }
 
 #[pymethods]
 impl X25519PrivateKey {
-    /// Generate a key from the OS CSPRNG, straight into a guarded region.
+    /// Generate a key from the OS CSPRNG, straight into a guarded region. With
+    /// `exportable=False` the key can never be written to a key file.
     #[staticmethod]
-    fn generate(py: Python<'_>) -> Result<Self> {
-        let key = PrivateKey::generate()?;
-        Self::wrap(py, key)
+    #[pyo3(signature = (*, exportable = true))]
+    fn generate(py: Python<'_>, exportable: bool) -> Result<Self> {
+        Ok(X25519PrivateKey {
+            cell: PrivateKeyCell::generate(py, CLASS, exportable)?,
+        })
     }
 
     /// Load a key from its 32 bytes (any bytes-like object). When the source is writable
     /// and `wipe` is true, it is overwritten with zeros afterwards.
     #[staticmethod]
-    #[pyo3(signature = (data, *, wipe = true))]
-    fn from_private_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, wipe: bool) -> Result<Self> {
-        let src = SecretSource::new(data, "data")?;
-        if src.len() != x25519::KEY_LEN {
-            return Err(key_length_error());
-        }
-        let key = PrivateKey::new_with(|dst| copy_secret_into(py, &src, dst))?;
-        if wipe && src.writable() {
-            src.wipe(py)?;
-        }
-        Self::wrap(py, key)
+    #[pyo3(signature = (data, *, wipe = true, exportable = true))]
+    fn from_private_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        Ok(X25519PrivateKey {
+            cell: PrivateKeyCell::from_private_bytes(py, CLASS, data, wipe, exportable)?,
+        })
     }
 
-    /// Load a key from a file: the raw 32 bytes, or an unencrypted PKCS#8 key in PEM (as
-    /// `openssl genpkey -algorithm x25519` writes) or DER. Same file checks as
-    /// `SecretKey.from_file`; read and decoded in guarded memory only.
+    /// Load a key from a file: the 32 bytes raw, in hex or in base64, or an unencrypted
+    /// PKCS#8 key (version 1 or 2) in PEM, as `openssl genpkey -algorithm x25519` writes
+    /// it, or DER. `format` is "raw", "hex", "base64", "pem" or "der", or `None` to detect
+    /// it (docs/key-formats.md). Same file checks as `SecretKey.from_file`; read and
+    /// decoded in guarded memory only.
     #[staticmethod]
-    fn from_file(py: Python<'_>, path: PathBuf) -> Result<Self> {
-        let shown = path.display().to_string();
-        let key = py.detach(|| -> Result<PrivateKey> {
-            let (key, stored) = pkcs8::read_private_key_file(&path, Algorithm::X25519, |raw| {
-                PrivateKey::new_with(|dst: &mut [u8]| -> std::result::Result<(), LoadError> {
-                    if raw.len() != dst.len() {
-                        return Err(LoadError::Format(pkcs8::FormatError(
-                            "an X25519 private key must be 32 bytes".to_owned(),
-                        )));
-                    }
-                    dst.copy_from_slice(raw);
-                    Ok(())
-                })
-            })
-            .map_err(|e| load_error(&shown, e))?;
-            if let Some(public) = stored {
-                if &public != key.public() {
-                    return Err(common::public_mismatch(&shown, Algorithm::X25519));
-                }
-            }
-            Ok(key)
-        })?;
-        Self::wrap(py, key)
+    #[pyo3(signature = (path, *, format = None, exportable = true))]
+    fn from_file(
+        py: Python<'_>,
+        path: PathBuf,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<Self> {
+        Ok(X25519PrivateKey {
+            cell: PrivateKeyCell::from_file(py, CLASS, path, format, exportable)?,
+        })
+    }
+
+    /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
+    /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`). `format`
+    /// is "pem" (PKCS#8 version 1, byte for byte as OpenSSL writes it), "der", or the key
+    /// as "raw", "hex" or "base64". Raises `KeyNotExportableError` for a sealed key.
+    #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
+    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
+        self.cell.to_file(py, path, format, overwrite)
+    }
+
+    /// Seal the key against export, for good: afterwards `to_file()` raises
+    /// `KeyNotExportableError`. The key still works for `exchange()` and the key store.
+    fn seal_export(&self) -> Result<()> {
+        self.cell.seal_export()
+    }
+
+    /// False once the key was created with `exportable=False` or sealed with
+    /// `seal_export()`.
+    #[getter]
+    fn exportable(&self) -> bool {
+        self.cell.exportable()
     }
 
     /// The public key.
     fn public_key(&self) -> Result<X25519PublicKey> {
-        self.live()?;
-        Ok(X25519PublicKey { key: self.public })
+        Ok(X25519PublicKey {
+            key: *self.cell.public()?,
+        })
     }
 
     /// Diffie-Hellman with `peer_public_key`: the 32-byte shared secret, as a `SecretKey`
@@ -149,7 +131,7 @@ impl X25519PrivateKey {
         })?;
         let peer = peer.get().key;
         let shared = {
-            let live = self.live()?;
+            let live = self.cell.live()?;
             live.key().exchange(&peer)
         };
         match shared {
@@ -165,25 +147,23 @@ impl X25519PrivateKey {
 
     /// Wipe, unlock and unmap the key. Idempotent.
     fn destroy(&self, py: Python<'_>) {
-        py.detach(|| {
-            self.state.write().unwrap_or_else(|e| e.into_inner()).take();
-        });
+        self.cell.destroy(py);
     }
 
     /// True once `destroy()` has run.
     #[getter]
     fn destroyed(&self) -> bool {
-        self.is_destroyed()
+        self.cell.is_destroyed()
     }
 
     /// The protection the key's memory actually has.
     #[getter]
     fn protection(&self) -> Result<Protection> {
-        Ok(Protection::from(self.live()?.key().protection()))
+        self.cell.protection()
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().live()?;
+        slf.get().cell.live()?;
         Ok(slf.clone().unbind())
     }
 
@@ -194,23 +174,19 @@ impl X25519PrivateKey {
     }
 
     fn __repr__(&self) -> String {
-        if self.is_destroyed() {
-            format!("<{CLASS} destroyed>")
-        } else {
-            format!("<{CLASS} public={}>", hex(&self.public))
-        }
+        self.cell.repr()
     }
 
     fn __reduce__(&self) -> PyResult<()> {
-        Err(no_copy(CLASS, "pickled"))
+        Err(self.cell.no_copy("pickled"))
     }
 
     fn __copy__(&self) -> PyResult<()> {
-        Err(no_copy(CLASS, "copied"))
+        Err(self.cell.no_copy("copied"))
     }
 
     fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(no_copy(CLASS, "copied"))
+        Err(self.cell.no_copy("copied"))
     }
 }
 

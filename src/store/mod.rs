@@ -2,7 +2,8 @@
 //! `docs/keystore-format.md`, parsing in [`format`]).
 //!
 //! - Keys: the master (a passphrase through Argon2id, or a random master key) and the
-//!   header's salt go through HKDF-SHA256 into 96 bytes in a guarded region: a check value
+//!   header's salt go through HKDF-SHA256 ([`crate::crypto::hkdf`]) into 96 bytes in a
+//!   guarded region: a check value
 //!   (stored in the header, tells a wrong master from a damaged file), an HMAC key for the
 //!   whole file, and the XChaCha20-Poly1305 key for the entries.
 //! - Entries are sealed with the store id, name, kind, export flag and length as
@@ -21,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::aead::{self, NONCE_LEN};
 use crate::crypto::ct::ct_eq;
+use crate::crypto::hkdf;
 use crate::crypto::hmac::{self, HashAlgorithm};
 use crate::crypto::kdf::{self, Argon2Params};
+use crate::crypto::symmetric::SymmetricKey;
 use crate::keyfile::{self, KeyFile, KeyFileError, KeyKind};
 use crate::memory::{MemoryError, SecretBuf};
 
@@ -101,35 +104,47 @@ const MAC_KEY: std::ops::Range<usize> = 32..64;
 const AEAD_KEY: std::ops::Range<usize> = 64..96;
 const DERIVED_LEN: usize = 96;
 
-/// Derive the store keys (check | mac key | aead key) into a guarded region.
-fn derive(master: Master<'_>, id: &Identity) -> Result<SecretBuf> {
+/// Derive the store keys (check | mac key | aead key) into a guarded region, with
+/// [`crate::crypto::hkdf`] (HKDF-SHA256; its PRK lives in a region of its own too).
+fn derive(master: Master<'_>, id: &Identity) -> Result<SymmetricKey> {
     master.check()?;
     let info = format::kdf_info(id);
-    let hkdf = |ikm: &[u8], dst: &mut [u8]| {
-        kdf::hkdf_sha256(ikm, &id.salt, &info, dst).map_err(|e| StoreError::Invalid(e.0))
+    let hkdf = |ikm: &[u8]| {
+        hkdf::derive(
+            HashAlgorithm::Sha256,
+            ikm,
+            Some(&id.salt),
+            &info,
+            DERIVED_LEN,
+        )
+        .map_err(|e| match e {
+            hkdf::HkdfError::Memory(m) => StoreError::Memory(m),
+            hkdf::HkdfError::OutputLength { .. } => {
+                StoreError::Invalid("internal error: HKDF output length".to_owned())
+            }
+        })
     };
     match (master, id.kdf) {
         (Master::Passphrase(pass), Some(params)) => {
             let root = SecretBuf::new_with(32, |d| {
                 kdf::argon2id(pass, &id.salt, params, d).map_err(|e| StoreError::Invalid(e.0))
             })?;
-            let root = root.bytes()?;
-            SecretBuf::new_with(DERIVED_LEN, |d| hkdf(root, d))
+            hkdf(root.bytes()?)
         }
-        (Master::Key(key), None) => SecretBuf::new_with(DERIVED_LEN, |d| hkdf(key, d)),
+        (Master::Key(key), None) => hkdf(key),
         _ => Err(StoreError::Invalid(
             "internal error: master and header disagree".to_owned(),
         )),
     }
 }
 
-fn file_mac(keys: &SecretBuf, data: &[u8]) -> Result<[u8; 32]> {
+fn file_mac(keys: &SymmetricKey, data: &[u8]) -> Result<[u8; 32]> {
     let mut m = [0u8; 32];
     hmac::hmac(HashAlgorithm::Sha256, &keys.bytes()?[MAC_KEY], data, &mut m);
     Ok(m)
 }
 
-fn check_value(keys: &SecretBuf) -> Result<[u8; CHECK_LEN]> {
+fn check_value(keys: &SymmetricKey) -> Result<[u8; CHECK_LEN]> {
     let mut c = [0u8; CHECK_LEN];
     c.copy_from_slice(&keys.bytes()?[CHECK]);
     Ok(c)
@@ -249,7 +264,7 @@ impl SealedEntry {
 pub struct Store {
     path: PathBuf,
     identity: Identity,
-    keys: SecretBuf,
+    keys: SymmetricKey,
     last_generation: u64,
 }
 
@@ -548,7 +563,7 @@ impl Store {
     }
 }
 
-fn open_entry_with(keys: &SecretBuf, entry: &SealedEntry, dst: &mut [u8]) -> Result<()> {
+fn open_entry_with(keys: &SymmetricKey, entry: &SealedEntry, dst: &mut [u8]) -> Result<()> {
     let e = &entry.entry;
     if dst.len() != e.ciphertext.len() {
         return Err(StoreError::Invalid(
@@ -568,7 +583,7 @@ fn open_entry_with(keys: &SecretBuf, entry: &SealedEntry, dst: &mut [u8]) -> Res
 /// Seal one entry of `len` bytes: `fill` writes the plaintext into a guarded scratch
 /// region, which is encrypted in place; only ciphertext leaves it.
 fn seal_entry(
-    keys: &SecretBuf,
+    keys: &SymmetricKey,
     store_id: &[u8; ID_LEN],
     name: &str,
     kind: KeyKind,
