@@ -906,6 +906,68 @@ mod tests {
     }
 
     #[test]
+    fn pkcs8_v2_public_key_and_truncations() {
+        let d = tmpdir();
+        let p = d.join("k");
+        let key = [0x5au8; 32];
+        // Version 2 (RFC 5958) with a public key: the key loads, the public key is handed
+        // to the caller for its check.
+        let mut v2 = vec![0x30, 0x51, 0x02, 0x01, 0x01];
+        v2.extend_from_slice(&[
+            0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        ]);
+        v2.extend_from_slice(&key);
+        v2.extend_from_slice(&[0x81, 0x21, 0x00]);
+        v2.extend_from_slice(&[7u8; 32]);
+        write(&p, &v2, 0o600);
+        let f = DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).expect("v2");
+        assert_eq!((f.format(), f.public()), (Format::Der, Some(&[7u8; 32])));
+        assert_eq!(load(&p, KeyKind::Ed25519, None, None).expect("v2"), key);
+        // Every truncation of a DER or PEM file is refused, never read as another key
+        // (a PEM file only loses its optional final newline).
+        for f in [Format::Der, Format::Pem] {
+            let full = d.join(format!("full-{}", f.name()));
+            write_key_file(&full, KeyKind::X25519, f, &key, false).expect("write");
+            let data = std::fs::read(&full).expect("read");
+            for n in 1..data.len() {
+                write(&p, &data[..n], 0o600);
+                let r = load(&p, KeyKind::X25519, None, None);
+                if f == Format::Pem && n == data.len() - 1 {
+                    assert_eq!(r.expect("no final newline"), key);
+                } else {
+                    assert!(r.is_err(), "{} truncated to {n} loaded", f.name());
+                }
+            }
+        }
+        // Hex and base64 of a 32-byte key are detected; other lengths are refused.
+        for (f, text) in [
+            (Format::Hex, b"5a".repeat(32)),
+            (
+                Format::Base64,
+                b"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=".to_vec(),
+            ),
+        ] {
+            write(&p, &[text.as_slice(), b"\n"].concat(), 0o600);
+            let loaded = DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).expect("text");
+            assert_eq!(loaded.format(), f);
+            assert_eq!(load(&p, KeyKind::Ed25519, None, None).expect("text"), key);
+        }
+        write(&p, &b"5a".repeat(31), 0o600);
+        let e = load(&p, KeyKind::Ed25519, None, None).expect_err("short hex");
+        assert!(e.contains("not a raw 32-byte Ed25519 key"), "{e}");
+        // A format that does not match the contents is refused.
+        write_key_file(&p, KeyKind::Ed25519, Format::Pem, &key, true).expect("pem");
+        for f in [Format::Der, Format::Raw, Format::Hex, Format::Base64] {
+            assert!(
+                load(&p, KeyKind::Ed25519, Some(f), None).is_err(),
+                "{}",
+                f.name()
+            );
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
     fn reads_good_file_and_refuses_bad_ones() {
         let d = tmpdir();
         let good = d.join("good");

@@ -41,7 +41,8 @@ def use_key_files_and_store(path: str) -> None:
         path, master=bytearray(b"passphrase"), kdf_params={"memory_kib": 1024, "iterations": 1}
     )
     store.put("k", key, overwrite=True)
-    got: SecretKey = store.get("k")
+    got = store.get("k")
+    assert isinstance(got, SecretKey)
     names: list[str] = store.names()
     present: bool = "k" in store
     store.rotate_master(SecretKey.generate(32))
@@ -73,6 +74,20 @@ def use_asymmetric() -> None:
         raw: bytes = pk.public_bytes_raw()
         same: bool = Ed25519PublicKey.from_pem(pk.public_bytes_pem()) == pk
         del raw, same
+    signer = Ed25519PrivateKey.generate(exportable=True)
+    signer.to_file("ed.pem", format="pem", overwrite=True)
+    loaded: Ed25519PrivateKey = Ed25519PrivateKey.from_file("ed.pem", format=None)
+    loaded.seal_export()
+    sealed: bool = loaded.exportable
+    xk: X25519PrivateKey = X25519PrivateKey.from_file("x.der", format="der", exportable=False)
+    xk.to_file("x.hex", format="hex")
+    store = keycell.KeyStore.open("store", master=bytearray(b"passphrase"))
+    store.put("signer", signer)
+    got = store.get("signer")
+    if isinstance(got, Ed25519PrivateKey):
+        sig2: bytes = got.sign(b"m")
+        del sig2
+    del sealed
     a, b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
     peer: X25519PublicKey = b.public_key()
     shared: SecretKey = a.exchange(peer)

@@ -218,15 +218,15 @@ def _load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, An
     if kind is not None:
         return kind, _key_class(kind).from_file(path, format=fmt)
     # Without --type only self-describing PKCS#8 files can be told apart.
-    errors = []
+    if fmt not in (None, "pem", "der"):
+        raise _UsageError(f"a {fmt} key file does not say its key type: pass --type")
     for k in ("ed25519", "x25519"):
-        for f in ([fmt] if fmt else ["pem", "der"]):
+        for f in [fmt] if fmt else ["pem", "der"]:
             try:
                 return k, _key_class(k).from_file(path, format=f)
             except KeyFileError as exc:
                 if type(exc) is not KeyFileError:
                     raise
-                errors.append(exc)
     raise CliError(
         f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519 key; "
         "pass --type ed25519 or --type x25519"
@@ -288,14 +288,21 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
 def _cmd_store_get(args: argparse.Namespace) -> int:
     if (args.output is None) == (not args.print_secret):
         raise _UsageError("give exactly one of -o FILE or --print-secret")
+    from ._native import SecretKey
+
     with _open_store(args) as store:
         key = store.get(args.name)
     try:
         if args.print_secret:
+            if not isinstance(key, SecretKey):
+                raise CliError(
+                    f"{args.name!r} holds a private key; --print-secret is for secret keys "
+                    "(write it to a file with -o FILE)"
+                )
             with key.expose() as view:
                 print(view.hex())
         else:
-            fmt = args.format or "raw"
+            fmt = args.format or ("raw" if isinstance(key, SecretKey) else "pem")
             key.to_file(args.output, format=fmt, overwrite=args.force)
             print(f"wrote {args.name!r} to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
     finally:
@@ -466,7 +473,9 @@ def _add_store(sub: Any) -> None:
     p = action("get", "write a key from the store to a file", _cmd_store_get)
     p.add_argument("name", metavar="NAME", help="entry name")
     p.add_argument("-o", "--output", metavar="FILE", help="key file to create (mode 0600)")
-    p.add_argument("--format", choices=_FORMATS, help="key file format (raw)")
+    p.add_argument(
+        "--format", choices=_FORMATS, help="key file format (raw; pem for ed25519/x25519)"
+    )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
         "--print-secret",

@@ -700,6 +700,41 @@ mod tests {
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 
+    /// Stores written before the store used `crypto::hkdf` (tests/vectors/keystore, made
+    /// with keycell's first key store) still open: the derived keys are unchanged.
+    #[test]
+    fn version_1_files_from_earlier_builds_open() {
+        let d = tmpdir();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/keystore");
+        let master: Vec<u8> = (0..32u8).collect();
+        type Entries<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(&str, Master<'_>, Entries<'_>); 2] = [
+            (
+                "v1-master-key.kcs",
+                Master::Key(&master),
+                &[
+                    ("hmac", b"0123456789abcdef0123456789abcdef"),
+                    ("sealed", b"sealed key bytes"),
+                ],
+            ),
+            (
+                "v1-passphrase.kcs",
+                Master::Passphrase(b"correct horse battery staple"),
+                &[("hmac", b"passphrase-protected key")],
+            ),
+        ];
+        for (file, master, entries) in cases {
+            let path = d.join(file);
+            let data = std::fs::read(format!("{dir}/{file}")).expect("vector");
+            keyfile::write_atomic(&path, &data, false).expect("copy");
+            let mut s = Store::open(&path, master).expect("open");
+            for (name, value) in entries {
+                assert_eq!(get(&mut s, name).expect("get"), *value);
+            }
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
     #[test]
     fn every_flip_and_truncation_is_detected() {
         let d = tmpdir();
