@@ -490,15 +490,23 @@ fn detect(content: &[u8], kind: KeyKind, length: Option<usize>) -> Result<Format
         return Ok(Format::Pem);
     }
     if let Some(alg) = kind.algorithm() {
-        // 32 bytes are the raw key, unless they are the start of a PKCS#8 structure (a
-        // truncated DER file must not become a key). Other binary data starting with a
-        // SEQUENCE tag is DER.
+        // 32 bytes are the raw key, unless they are the start of a PKCS#8 structure or
+        // text: a truncated DER, hex or base64 file must not become a key (a random key
+        // is all printable with probability below 2^-45). Other binary data starting
+        // with a SEQUENCE tag is DER.
         if content.len() == pkcs8::KEY_LEN {
-            return Ok(if pkcs8::looks_like_pkcs8(content) {
-                Format::Der
-            } else {
-                Format::Raw
-            });
+            if pkcs8::looks_like_pkcs8(content) {
+                return Ok(Format::Der);
+            }
+            if is_text(content) {
+                return Err(unusable(format!(
+                    "it holds 32 characters of text, not a raw {} key, nor hex or base64 of \
+                     one (a truncated file?); pass format=\"raw\" if these characters \
+                     really are the key",
+                    alg.name()
+                )));
+            }
+            return Ok(Format::Raw);
         }
         if content.first() == Some(&0x30) && !is_text(content) {
             return Ok(Format::Der);

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from asym_support import needs_openssl
 from keycell import KeyStore, SecretKey
 from keycell.cli import build_parser
 
@@ -204,3 +205,60 @@ def test_keygen_asymmetric_and_pubkey(tmp_path: Path) -> None:
         assert r.returncode == 1
         assert "--type" in r.stderr
         assert run("pubkey", rawfile, "--type", kind).returncode == 0
+
+
+@needs_openssl
+def test_store_holds_private_keys(tmp_path: Path) -> None:
+    from keycell import Ed25519PrivateKey, X25519PrivateKey
+
+    master = tmp_path / "master.key"
+    assert run("keygen", "secret", "-o", master).returncode == 0
+    store = tmp_path / "keys.kcs"
+    m = ["--master-key-file", master]
+    assert run("store", "init", store, *m).returncode == 0
+    # An openssl key file goes in with its type named; a generated one by type.
+    ossl = tmp_path / "ossl.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "x25519", "-out", str(ossl)], check=True)
+    ossl.chmod(0o600)
+    r = run("store", "put", store, "dh", "--key-file", ossl, "--type", "x25519", *m)
+    assert r.returncode == 0, r.stderr
+    r = run("store", "put", store, "signer", "--generate", "ed25519", *m)
+    assert r.returncode == 0, r.stderr
+    opened = KeyStore.open(store, master=SecretKey.from_file(master))
+    signer = opened.get("signer")
+    dh = opened.get("dh")
+    assert isinstance(signer, Ed25519PrivateKey)
+    assert isinstance(dh, X25519PrivateKey)
+    assert dh.public_key() == X25519PrivateKey.from_file(ossl).public_key()
+    # store get writes PKCS#8 PEM by default for private keys; pubkey reads it.
+    out = tmp_path / "signer.pem"
+    r = run("store", "get", store, "signer", "-o", out, *m)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    r = run("pubkey", out)
+    assert (r.returncode, r.stdout) == (0, signer.public_key().public_bytes_raw().hex() + "\n")
+    r = run("store", "get", store, "dh", "-o", tmp_path / "dh.der", "--format", "der", *m)
+    assert r.returncode == 0, r.stderr
+    r = run("pubkey", tmp_path / "dh.der", "--pem")
+    assert (r.returncode, r.stdout) == (0, dh.public_key().public_bytes_pem().decode())
+    # A private key is never printed.
+    r = run("store", "get", store, "signer", "--print-secret", *m)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "-o FILE" in r.stderr
+
+
+def test_pubkey_needs_type_for_raw_formats(tmp_path: Path) -> None:
+    path = tmp_path / "k.hex"
+    assert run("keygen", "ed25519", "-o", path, "--format", "hex").returncode == 0
+    for fmt in ("raw", "hex", "base64"):
+        r = run("pubkey", path, "--format", fmt)
+        assert r.returncode == 2, fmt
+        assert "--type" in r.stderr
+    r = run("pubkey", path, "--format", "hex", "--type", "ed25519")
+    assert r.returncode == 0, r.stderr
+    r = run("pubkey", path, "--type", "x25519")  # hex is detected; the type is trusted
+    assert r.returncode == 0, r.stderr
+    r = run("pubkey", path)
+    assert r.returncode == 1
+    assert "--type" in r.stderr

@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from keycell import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
     InsecureKeyFileError,
     KeyDestroyedError,
     KeyFileError,
+    KeyNotExportableError,
     KeyStore,
     KeyStoreError,
     SecretKey,
@@ -29,6 +33,7 @@ from keycell import (
     StoreCorruptedError,
     StoreEntryExistsError,
     StoreEntryNotFoundError,
+    X25519PrivateKey,
 )
 
 # Small Argon2 parameters: the documented test/low-memory setting (the default is 64 MiB).
@@ -40,7 +45,7 @@ def pw(value: bytes = PASS) -> bytearray:
     return bytearray(value)
 
 
-def make(path: Path, *, master: Any = None, **entries: SecretKey) -> KeyStore:
+def make(path: Path, *, master: Any = None, **entries: Any) -> KeyStore:
     if master is None:
         master = pw()
     if isinstance(master, SecretKey):
@@ -110,6 +115,109 @@ def test_exportable_flag_survives_the_store(tmp_path: Path) -> None:
     assert not got.exportable
     assert got == sealed
     assert store.get("open").exportable
+
+
+def test_private_keys_round_trip(tmp_path: Path) -> None:
+    """Ed25519 and X25519 keys come back as the same handle type, the same key, with the
+    export flag they had: through other handles, another master and overwrites."""
+    path = tmp_path / "s"
+    keys: dict[str, Any] = {
+        "ed": Ed25519PrivateKey.generate(),
+        "ed-sealed": Ed25519PrivateKey.generate(exportable=False),
+        "x": X25519PrivateKey.generate(),
+        "x-sealed": X25519PrivateKey.generate(),
+        "secret": SecretKey.generate(24),
+    }
+    keys["x-sealed"].seal_export()
+    store = make(path, **keys)
+    peer = X25519PrivateKey.generate()
+
+    def check(s: KeyStore) -> None:
+        assert s.names() == sorted(keys)
+        for name, key in keys.items():
+            got = s.get(name)
+            assert type(got) is type(key)
+            assert got.exportable == key.exportable == ("sealed" not in name)
+            if isinstance(key, SecretKey):
+                assert got == key
+                continue
+            assert got.public_key() == key.public_key()
+            if isinstance(key, Ed25519PrivateKey):
+                assert got.sign(b"message") == key.sign(b"message")
+            else:
+                shared = got.exchange(peer.public_key())
+                assert shared == key.exchange(peer.public_key())
+            if got.exportable:
+                got.to_file(tmp_path / "out.pem", overwrite=True)
+                loaded = type(key).from_file(tmp_path / "out.pem")
+                assert loaded.public_key() == key.public_key()
+            else:
+                with pytest.raises(KeyNotExportableError):
+                    got.to_file(tmp_path / "sealed.pem")
+            got.destroy()
+
+    check(store)
+    check(KeyStore.open(path, master=pw()))
+    store.rotate_master(SecretKey.from_buffer(bytearray(range(32))))
+    check(KeyStore.open(path, master=SecretKey.from_buffer(bytearray(range(32)))))
+    # An entry can change type on overwrite.
+    keys["secret"] = Ed25519PrivateKey.generate()
+    store.put("secret", keys["secret"], overwrite=True)
+    keys["ed"] = SecretKey.generate(32)
+    store.put("ed", keys["ed"], overwrite=True)
+    check(store)
+    assert not (tmp_path / "sealed.pem").exists()
+
+
+def test_put_refuses_other_objects_and_destroyed_keys(tmp_path: Path) -> None:
+    store = make(tmp_path / "s")
+    ed = Ed25519PrivateKey.generate()
+    pem = ed.public_key().public_bytes_pem()
+    for bad in (ed.public_key(), Ed25519PublicKey.from_pem(pem), b"\x00" * 32, None):
+        with pytest.raises(TypeError, match="SecretKey, Ed25519PrivateKey or X25519PrivateKey"):
+            store.put("k", bad)
+    for key in (ed, X25519PrivateKey.generate()):
+        key.destroy()
+        with pytest.raises(KeyDestroyedError):
+            store.put("k", key)
+    assert store.names() == []
+
+
+def test_private_keys_interoperate_after_the_store(tmp_path: Path) -> None:
+    """A key put in the store and written out afterwards is the standard PKCS#8 that
+    pyca/cryptography reads."""
+    store = make(tmp_path / "s")
+    ed = Ed25519PrivateKey.generate()
+    store.put("ed", ed)
+    got = store.get("ed")
+    assert isinstance(got, Ed25519PrivateKey)
+    got.to_file(tmp_path / "ed.pem")
+    theirs = serialization.load_pem_private_key((tmp_path / "ed.pem").read_bytes(), password=None)
+    ed.public_key().verify(theirs.sign(b"m"), b"m")  # type: ignore[union-attr]
+
+
+VECTORS = Path(__file__).parent / "vectors" / "keystore"
+
+
+def test_version_1_files_from_earlier_builds(tmp_path: Path) -> None:
+    """Stores written by earlier builds (tests/vectors/keystore/README.md) still open and
+    give the same keys and flags."""
+    for name in ("v1-master-key.kcs", "v1-passphrase.kcs"):
+        (tmp_path / name).write_bytes((VECTORS / name).read_bytes())
+        (tmp_path / name).chmod(0o600)
+    store = KeyStore.open(
+        tmp_path / "v1-master-key.kcs", master=SecretKey.from_buffer(bytearray(range(32)))
+    )
+    assert store.names() == ["hmac", "sealed"]
+    assert store.get("hmac") == SecretKey.from_buffer(
+        bytearray(b"0123456789abcdef0123456789abcdef")
+    )
+    sealed = store.get("sealed")
+    assert not sealed.exportable
+    assert sealed == SecretKey.from_buffer(bytearray(b"sealed key bytes"))
+    store = KeyStore.open(tmp_path / "v1-passphrase.kcs", master=pw())
+    assert store.kdf_params == FAST
+    assert store.get("hmac") == SecretKey.from_buffer(bytearray(b"passphrase-protected key"))
 
 
 def test_passphrase_buffer_is_wiped_and_bytes_refused(tmp_path: Path) -> None:
@@ -261,11 +369,16 @@ def test_foreign_owner_is_refused(tmp_path: Path) -> None:
 
 
 def open_everything(path: Path, master: Any) -> list[bytes]:
+    """Every entry's bytes: a secret key's own, a private key's public key."""
     store = KeyStore.open(path, master=master() if callable(master) else master)
     out = []
     for name in store.names():
-        with store.get(name).expose() as view:
-            out.append(bytes(view))
+        key = store.get(name)
+        if isinstance(key, SecretKey):
+            with key.expose() as view:
+                out.append(bytes(view))
+        else:
+            out.append(key.public_key().public_bytes_raw())
     return out
 
 
@@ -279,9 +392,20 @@ def test_every_flipped_byte_is_detected(tmp_path: Path, master_kind: str) -> Non
         master=master() if callable(master) else master,
         alpha=SecretKey.from_buffer(bytearray(expected_key(1, 1))),
         beta=SecretKey.from_buffer(bytearray(expected_key(1, 2, 5))),
+        ed=Ed25519PrivateKey.from_private_bytes(bytearray(expected_key(1, 3))),
+        x=X25519PrivateKey.from_private_bytes(bytearray(expected_key(1, 4)), exportable=False),
     ).close()
     good = path.read_bytes()
-    assert open_everything(path, master) == [expected_key(1, 1), expected_key(1, 2, 5)]
+    assert open_everything(path, master) == [
+        expected_key(1, 1),
+        expected_key(1, 2, 5),
+        Ed25519PrivateKey.from_private_bytes(bytearray(expected_key(1, 3)))
+        .public_key()
+        .public_bytes_raw(),
+        X25519PrivateKey.from_private_bytes(bytearray(expected_key(1, 4)))
+        .public_key()
+        .public_bytes_raw(),
+    ]
     detected = 0
     attempts = 0
     for i in range(len(good)):
