@@ -238,3 +238,192 @@ pub fn der_bytes<'py>(py: Python<'py>, alg: Algorithm, raw: &[u8; 32]) -> Bound<
 pub fn pem_bytes<'py>(py: Python<'py>, alg: Algorithm, raw: &[u8; 32]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &pkcs8::spki_pem(alg, raw))
 }
+
+/// The Python methods every private key class has, generated once for both classes and
+/// delegating to the class's `cell` (a [`PrivateKeyCell`]): creation, key files, the
+/// export seal, destroy, context manager, `repr`, and the refusal to pickle or copy.
+/// `$methods` are the class's own methods (signing, exchange, public key), placed in the
+/// same `#[pymethods]` block. The class provides
+/// `fn from_cell(PrivateKeyCell<$key>) -> Result<Self>`.
+///
+/// `$alg` is the `openssl genpkey -algorithm` name, `$what` what the 32 bytes are called.
+macro_rules! private_key_methods {
+    ($cls:ident, $key:ty, $alg:literal, $what:literal, { $($methods:tt)* }) => {
+        impl $cls {
+            /// Wrap a key (from the key store), exportable or not.
+            pub(crate) fn wrap(
+                py: ::pyo3::Python<'_>,
+                key: $key,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                Self::from_cell($crate::py::asymmetric::PrivateKeyCell::new(
+                    py,
+                    stringify!($cls),
+                    key,
+                    exportable,
+                )?)
+            }
+
+            /// The key's state (for the key store).
+            pub(crate) fn cell(&self) -> &$crate::py::asymmetric::PrivateKeyCell<$key> {
+                &self.cell
+            }
+        }
+
+        #[::pyo3::pymethods]
+        impl $cls {
+            /// Generate a key from the OS CSPRNG, straight into a guarded region. With
+            /// `exportable=False` the key can never be written to a key file.
+            #[staticmethod]
+            #[pyo3(signature = (*, exportable = true))]
+            fn generate(
+                py: ::pyo3::Python<'_>,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                Self::from_cell($crate::py::asymmetric::PrivateKeyCell::generate(
+                    py,
+                    stringify!($cls),
+                    exportable,
+                )?)
+            }
+
+            #[doc = concat!("Load a key from its 32-byte ", $what, ", any bytes-like object. \
+                When the source is writable and `wipe` is true, it is overwritten with zeros \
+                afterwards (a `bytes` object cannot be wiped: avoid holding private keys in \
+                `bytes`).")]
+            #[staticmethod]
+            #[pyo3(signature = (data, *, wipe = true, exportable = true))]
+            fn from_private_bytes(
+                py: ::pyo3::Python<'_>,
+                data: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                wipe: bool,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                Self::from_cell($crate::py::asymmetric::PrivateKeyCell::from_private_bytes(
+                    py,
+                    stringify!($cls),
+                    data,
+                    wipe,
+                    exportable,
+                )?)
+            }
+
+            #[doc = concat!("Load a key from a file: the 32-byte ", $what, " raw, in hex or in \
+                base64, or an unencrypted PKCS#8 key (version 1 or 2) in PEM, as `openssl \
+                genpkey -algorithm ", $alg, "` writes it, or DER. `format` is \"raw\", \"hex\", \
+                \"base64\", \"pem\" or \"der\", or `None` to detect it (docs/key-formats.md). \
+                A public key stored in the file must belong to the private key.")]
+            #[doc = ""]
+            #[doc = "The file is opened with `O_NOFOLLOW` and checked on the open descriptor \
+                like `SecretKey.from_file` (regular file, owned by this user, no group or \
+                other permissions); it is read and decoded in guarded memory only."]
+            #[staticmethod]
+            #[pyo3(signature = (path, *, format = None, exportable = true))]
+            fn from_file(
+                py: ::pyo3::Python<'_>,
+                path: ::std::path::PathBuf,
+                format: Option<&str>,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                Self::from_cell($crate::py::asymmetric::PrivateKeyCell::from_file(
+                    py,
+                    stringify!($cls),
+                    path,
+                    format,
+                    exportable,
+                )?)
+            }
+
+            #[doc = concat!("Write the key to `path` atomically, like `SecretKey.to_file` \
+                (mode 0600, `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory \
+                `fsync`), encoded in guarded memory only. `format` is \"pem\" (PKCS#8 \
+                version 1, byte for byte as OpenSSL writes it), \"der\", or the ", $what,
+                " as \"raw\", \"hex\" or \"base64\". Raises `KeyNotExportableError` for a \
+                sealed key.")]
+            #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
+            fn to_file(
+                &self,
+                py: ::pyo3::Python<'_>,
+                path: ::std::path::PathBuf,
+                format: &str,
+                overwrite: bool,
+            ) -> $crate::py::errors::Result<()> {
+                self.cell.to_file(py, path, format, overwrite)
+            }
+
+            /// Seal the key against export, for good: afterwards `to_file()` raises
+            /// `KeyNotExportableError`. The key still works for everything else, including
+            /// the key store (which keeps it sealed).
+            fn seal_export(&self) -> $crate::py::errors::Result<()> {
+                self.cell.seal_export()
+            }
+
+            /// False once the key was created with `exportable=False` or sealed with
+            /// `seal_export()`.
+            #[getter]
+            fn exportable(&self) -> bool {
+                self.cell.exportable()
+            }
+
+            /// Wipe, unlock and unmap the key. Idempotent. Waits for operations in
+            /// progress on other threads to finish.
+            fn destroy(&self, py: ::pyo3::Python<'_>) {
+                self.cell.destroy(py);
+            }
+
+            /// True once `destroy()` has run.
+            #[getter]
+            fn destroyed(&self) -> bool {
+                self.cell.is_destroyed()
+            }
+
+            /// The protection the key's memory actually has.
+            #[getter]
+            fn protection(
+                &self,
+            ) -> $crate::py::errors::Result<$crate::py::protection::Protection> {
+                self.cell.protection()
+            }
+
+            fn __enter__(
+                slf: &::pyo3::Bound<'_, Self>,
+            ) -> $crate::py::errors::Result<::pyo3::Py<Self>> {
+                slf.get().cell.live()?;
+                Ok(slf.clone().unbind())
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(
+                &self,
+                py: ::pyo3::Python<'_>,
+                _args: &::pyo3::Bound<'_, ::pyo3::types::PyTuple>,
+            ) -> bool {
+                self.cell.destroy(py);
+                false
+            }
+
+            fn __repr__(&self) -> String {
+                self.cell.repr()
+            }
+
+            fn __reduce__(&self) -> ::pyo3::PyResult<()> {
+                Err(self.cell.no_copy("pickled"))
+            }
+
+            fn __copy__(&self) -> ::pyo3::PyResult<()> {
+                Err(self.cell.no_copy("copied"))
+            }
+
+            fn __deepcopy__(
+                &self,
+                _memo: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+            ) -> ::pyo3::PyResult<()> {
+                Err(self.cell.no_copy("copied"))
+            }
+
+            $($methods)*
+        }
+    };
+}
+
+pub(crate) use private_key_methods;

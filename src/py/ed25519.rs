@@ -3,8 +3,6 @@
 //! The private key's state is a [`PrivateKeyCell`] shared with `X25519PrivateKey`
 //! (locking rules in `asymmetric.rs`).
 
-use std::path::PathBuf;
-
 use ed25519_dalek::VerifyingKey;
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -13,12 +11,9 @@ use pyo3::types::{PyBytes, PyTuple};
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
 use crate::crypto::pkcs8::Algorithm;
 
-use super::asymmetric::{self as common, hex, PrivateKeyCell};
+use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyCell};
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
-use super::protection::Protection;
-
-const CLASS: &str = "Ed25519PrivateKey";
 
 /// An Ed25519 private key held outside the Python heap.
 ///
@@ -37,88 +32,9 @@ impl Ed25519PrivateKey {
         let public = *cell.live()?.key().public();
         Ok(Ed25519PrivateKey { cell, public })
     }
-
-    /// Wrap a key (from the key store), exportable or not.
-    pub(crate) fn wrap(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
-        Self::from_cell(PrivateKeyCell::new(py, CLASS, key, exportable)?)
-    }
-
-    /// The key's state (for the key store).
-    pub(crate) fn cell(&self) -> &PrivateKeyCell<PrivateKey> {
-        &self.cell
-    }
 }
 
-#[pymethods]
-impl Ed25519PrivateKey {
-    /// Generate a key: the seed comes from the OS CSPRNG straight into a guarded region.
-    /// With `exportable=False` the key can never be written to a key file.
-    #[staticmethod]
-    #[pyo3(signature = (*, exportable = true))]
-    fn generate(py: Python<'_>, exportable: bool) -> Result<Self> {
-        Self::from_cell(PrivateKeyCell::generate(py, CLASS, exportable)?)
-    }
-
-    /// Load a key from its 32-byte seed (RFC 8032 private key), any bytes-like object.
-    /// When the source is writable and `wipe` is true, it is overwritten with zeros
-    /// afterwards (a `bytes` object cannot be wiped: avoid holding seeds in `bytes`).
-    #[staticmethod]
-    #[pyo3(signature = (data, *, wipe = true, exportable = true))]
-    fn from_private_bytes(
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        wipe: bool,
-        exportable: bool,
-    ) -> Result<Self> {
-        Self::from_cell(PrivateKeyCell::from_private_bytes(
-            py, CLASS, data, wipe, exportable,
-        )?)
-    }
-
-    /// Load a key from a file: the 32-byte seed raw, in hex or in base64, or an
-    /// unencrypted PKCS#8 key (version 1 or 2) in PEM, as `openssl genpkey -algorithm
-    /// ed25519` writes it, or DER. `format` is "raw", "hex", "base64", "pem" or "der", or
-    /// `None` to detect it (docs/key-formats.md). A public key stored in the file must
-    /// belong to the private key.
-    ///
-    /// The file is opened with `O_NOFOLLOW` and checked on the open descriptor like
-    /// `SecretKey.from_file` (regular file, owned by this user, no group or other
-    /// permissions); it is read and decoded in guarded memory only.
-    #[staticmethod]
-    #[pyo3(signature = (path, *, format = None, exportable = true))]
-    fn from_file(
-        py: Python<'_>,
-        path: PathBuf,
-        format: Option<&str>,
-        exportable: bool,
-    ) -> Result<Self> {
-        Self::from_cell(PrivateKeyCell::from_file(
-            py, CLASS, path, format, exportable,
-        )?)
-    }
-
-    /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
-    /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`). `format`
-    /// is "pem" (PKCS#8 version 1, byte for byte as OpenSSL writes it), "der", or the seed
-    /// as "raw", "hex" or "base64". Raises `KeyNotExportableError` for a sealed key.
-    #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
-    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
-        self.cell.to_file(py, path, format, overwrite)
-    }
-
-    /// Seal the key against export, for good: afterwards `to_file()` raises
-    /// `KeyNotExportableError`. The key still signs, and can be put in a key store.
-    fn seal_export(&self) -> Result<()> {
-        self.cell.seal_export()
-    }
-
-    /// False once the key was created with `exportable=False` or sealed with
-    /// `seal_export()`.
-    #[getter]
-    fn exportable(&self) -> bool {
-        self.cell.exportable()
-    }
-
+private_key_methods!(Ed25519PrivateKey, PrivateKey, "ed25519", "seed", {
     /// Sign `data` (any bytes-like object); returns the 64-byte signature. The GIL is
     /// released for messages of 2 KiB and more.
     fn sign<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>> {
@@ -135,52 +51,7 @@ impl Ed25519PrivateKey {
         self.cell.public()?;
         Ok(Ed25519PublicKey { key: self.public })
     }
-
-    /// Wipe, unlock and unmap the key. Idempotent. Waits for signatures in progress on
-    /// other threads to finish.
-    fn destroy(&self, py: Python<'_>) {
-        self.cell.destroy(py);
-    }
-
-    /// True once `destroy()` has run.
-    #[getter]
-    fn destroyed(&self) -> bool {
-        self.cell.is_destroyed()
-    }
-
-    /// The protection the key's memory actually has.
-    #[getter]
-    fn protection(&self) -> Result<Protection> {
-        self.cell.protection()
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().cell.live()?;
-        Ok(slf.clone().unbind())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
-        self.destroy(py);
-        false
-    }
-
-    fn __repr__(&self) -> String {
-        self.cell.repr()
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(self.cell.no_copy("pickled"))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(self.cell.no_copy("copied"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(self.cell.no_copy("copied"))
-    }
-}
+});
 
 /// An Ed25519 public key (not secret: ordinary memory, comparable, hashable, picklable).
 #[pyclass(frozen, module = "keycell._native")]

@@ -1,21 +1,16 @@
 //! `X25519PrivateKey` and `X25519PublicKey`. The private key's state is a
 //! [`PrivateKeyCell`] shared with `Ed25519PrivateKey` (locking rules in `asymmetric.rs`).
 
-use std::path::PathBuf;
-
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::PyBytes;
 
 use crate::crypto::pkcs8::Algorithm;
 use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
 
-use super::asymmetric::{self as common, hex, PrivateKeyCell};
+use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyCell};
 use super::errors::{Error, Result};
-use super::protection::Protection;
 use super::secret_key::SecretKey;
-
-const CLASS: &str = "X25519PrivateKey";
 
 /// An X25519 private key held outside the Python heap, in a guarded region.
 ///
@@ -27,86 +22,12 @@ pub struct X25519PrivateKey {
 }
 
 impl X25519PrivateKey {
-    /// Wrap a key (from the key store), exportable or not.
-    pub(crate) fn wrap(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
-        Ok(X25519PrivateKey {
-            cell: PrivateKeyCell::new(py, CLASS, key, exportable)?,
-        })
-    }
-
-    /// The key's state (for the key store).
-    pub(crate) fn cell(&self) -> &PrivateKeyCell<PrivateKey> {
-        &self.cell
+    fn from_cell(cell: PrivateKeyCell<PrivateKey>) -> Result<Self> {
+        Ok(X25519PrivateKey { cell })
     }
 }
 
-#[pymethods]
-impl X25519PrivateKey {
-    /// Generate a key from the OS CSPRNG, straight into a guarded region. With
-    /// `exportable=False` the key can never be written to a key file.
-    #[staticmethod]
-    #[pyo3(signature = (*, exportable = true))]
-    fn generate(py: Python<'_>, exportable: bool) -> Result<Self> {
-        Ok(X25519PrivateKey {
-            cell: PrivateKeyCell::generate(py, CLASS, exportable)?,
-        })
-    }
-
-    /// Load a key from its 32 bytes (any bytes-like object). When the source is writable
-    /// and `wipe` is true, it is overwritten with zeros afterwards.
-    #[staticmethod]
-    #[pyo3(signature = (data, *, wipe = true, exportable = true))]
-    fn from_private_bytes(
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        wipe: bool,
-        exportable: bool,
-    ) -> Result<Self> {
-        Ok(X25519PrivateKey {
-            cell: PrivateKeyCell::from_private_bytes(py, CLASS, data, wipe, exportable)?,
-        })
-    }
-
-    /// Load a key from a file: the 32 bytes raw, in hex or in base64, or an unencrypted
-    /// PKCS#8 key (version 1 or 2) in PEM, as `openssl genpkey -algorithm x25519` writes
-    /// it, or DER. `format` is "raw", "hex", "base64", "pem" or "der", or `None` to detect
-    /// it (docs/key-formats.md). Same file checks as `SecretKey.from_file`; read and
-    /// decoded in guarded memory only.
-    #[staticmethod]
-    #[pyo3(signature = (path, *, format = None, exportable = true))]
-    fn from_file(
-        py: Python<'_>,
-        path: PathBuf,
-        format: Option<&str>,
-        exportable: bool,
-    ) -> Result<Self> {
-        Ok(X25519PrivateKey {
-            cell: PrivateKeyCell::from_file(py, CLASS, path, format, exportable)?,
-        })
-    }
-
-    /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
-    /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`). `format`
-    /// is "pem" (PKCS#8 version 1, byte for byte as OpenSSL writes it), "der", or the key
-    /// as "raw", "hex" or "base64". Raises `KeyNotExportableError` for a sealed key.
-    #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
-    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
-        self.cell.to_file(py, path, format, overwrite)
-    }
-
-    /// Seal the key against export, for good: afterwards `to_file()` raises
-    /// `KeyNotExportableError`. The key still works for `exchange()` and the key store.
-    fn seal_export(&self) -> Result<()> {
-        self.cell.seal_export()
-    }
-
-    /// False once the key was created with `exportable=False` or sealed with
-    /// `seal_export()`.
-    #[getter]
-    fn exportable(&self) -> bool {
-        self.cell.exportable()
-    }
-
+private_key_methods!(X25519PrivateKey, PrivateKey, "x25519", "private key", {
     /// The public key.
     fn public_key(&self) -> Result<X25519PublicKey> {
         Ok(X25519PublicKey {
@@ -144,51 +65,7 @@ impl X25519PrivateKey {
             Err(ExchangeError::Memory(m)) => Err(Error::Memory(m)),
         }
     }
-
-    /// Wipe, unlock and unmap the key. Idempotent.
-    fn destroy(&self, py: Python<'_>) {
-        self.cell.destroy(py);
-    }
-
-    /// True once `destroy()` has run.
-    #[getter]
-    fn destroyed(&self) -> bool {
-        self.cell.is_destroyed()
-    }
-
-    /// The protection the key's memory actually has.
-    #[getter]
-    fn protection(&self) -> Result<Protection> {
-        self.cell.protection()
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().cell.live()?;
-        Ok(slf.clone().unbind())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
-        self.destroy(py);
-        false
-    }
-
-    fn __repr__(&self) -> String {
-        self.cell.repr()
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(self.cell.no_copy("pickled"))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(self.cell.no_copy("copied"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(self.cell.no_copy("copied"))
-    }
-}
+});
 
 /// An X25519 public key (not secret: ordinary memory, comparable, hashable, picklable).
 ///
