@@ -12,11 +12,11 @@ scratch regions that are wiped); after ``destroy()`` nothing is left.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from pathlib import Path
 
 import pytest
+from asym_support import write_key_file
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from memscan import PhasedChild, scan_process, summarize
@@ -49,12 +49,6 @@ phase("destroyed")
 """
 
 
-def _write_secret_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 @pytest.mark.parametrize(
     ("cls_name", "pyca"),
     [
@@ -77,8 +71,8 @@ def test_key_files_and_store_leave_no_encoding_behind(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_secret_file(tmp_path / "key.pem", pem)
-    _write_secret_file(tmp_path / "control", control)
+    write_key_file(tmp_path / "key.pem", pem)
+    write_key_file(tmp_path / "control", control)
     out = tmp_path / "out"
     out.mkdir()
     patterns = {

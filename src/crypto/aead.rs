@@ -65,13 +65,7 @@ pub fn open_in_place(
 mod tests {
     use super::*;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex;
 
     /// draft-irtf-cfrg-xchacha-03 §A.3.1.
     #[test]

@@ -419,13 +419,7 @@ mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex as hex;
 
     fn seed(s: &str) -> [u8; 32] {
         hex(s).try_into().expect("32 bytes")

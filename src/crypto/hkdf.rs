@@ -127,12 +127,7 @@ pub fn derive(
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex as hex;
 
     struct Case {
         ikm: Vec<u8>,

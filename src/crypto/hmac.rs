@@ -498,12 +498,7 @@ pub fn hmac(alg: HashAlgorithm, key: &[u8], msg: &[u8], out: &mut [u8]) {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex as hex;
 
     fn tag(alg: HashAlgorithm, key: &[u8], msg: &[u8]) -> Vec<u8> {
         let mut out = [0u8; 64];

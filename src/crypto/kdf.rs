@@ -97,12 +97,7 @@ pub fn argon2id(
 mod tests {
     use super::*;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex;
 
     /// RFC 9106 §5.3 uses a secret and associated data, which the store does not; the
     /// expected value was computed with pyca/cryptography's `Argon2id` (OpenSSL), t=1,

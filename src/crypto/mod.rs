@@ -11,3 +11,13 @@ pub mod pkcs8;
 pub mod scrub;
 pub mod symmetric;
 pub mod x25519;
+
+/// Test vectors' hex (whitespace ignored), decoded independently of [`crate::encoding`].
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}

@@ -485,12 +485,7 @@ pub fn parse_spki_pem(alg: Algorithm, pem: &[u8]) -> Result<[u8; KEY_LEN], Forma
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
+    use crate::crypto::unhex as hex;
 
     // RFC 8410 §10.3 example private key and §10.1 public key.
     const RFC_PRIV_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\

@@ -157,11 +157,7 @@ mod tests {
     use super::*;
 
     fn arr(s: &str) -> [u8; 32] {
-        let v: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect();
-        v.try_into().expect("32 bytes")
+        crate::crypto::unhex(s).try_into().expect("32 bytes")
     }
 
     // RFC 7748 §6.1.

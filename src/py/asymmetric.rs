@@ -11,8 +11,9 @@
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard};
 
+use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBool, PyBytes};
 
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::pkcs8::{self, Algorithm, KEY_LEN};
@@ -193,6 +194,16 @@ impl<K: CurvePrivateKey> PrivateKeyCell<K> {
     pub fn no_copy(&self, what: &str) -> PyErr {
         key_io::no_copy(self.class, what)
     }
+}
+
+/// `__richcmp__` of public keys: `==` / `!=` by `equal`, other comparisons unsupported.
+pub fn compare(py: Python<'_>, op: CompareOp, equal: bool) -> Py<PyAny> {
+    let result = match op {
+        CompareOp::Eq => equal,
+        CompareOp::Ne => !equal,
+        _ => return py.NotImplemented(),
+    };
+    PyBool::new(py, result).to_owned().into_any().unbind()
 }
 
 /// Lowercase hex of public bytes (for `repr`).

@@ -139,17 +139,11 @@ impl Ed25519PublicKey {
         let Ok(other) = other.cast::<Ed25519PublicKey>() else {
             return py.NotImplemented();
         };
-        let equal = slf.get().key.as_bytes() == other.get().key.as_bytes();
-        match op {
-            CompareOp::Eq => equal
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind()),
-            CompareOp::Ne => (!equal)
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind()),
-            _ => return py.NotImplemented(),
-        }
-        .unwrap_or_else(|e: std::convert::Infallible| match e {})
+        common::compare(
+            py,
+            op,
+            slf.get().key.as_bytes() == other.get().key.as_bytes(),
+        )
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {

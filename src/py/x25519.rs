@@ -122,17 +122,7 @@ impl X25519PublicKey {
         let Ok(other) = other.cast::<X25519PublicKey>() else {
             return py.NotImplemented();
         };
-        let equal = slf.get().key == other.get().key;
-        match op {
-            CompareOp::Eq => equal
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind()),
-            CompareOp::Ne => (!equal)
-                .into_pyobject(py)
-                .map(|b| b.to_owned().into_any().unbind()),
-            _ => return py.NotImplemented(),
-        }
-        .unwrap_or_else(|e: std::convert::Infallible| match e {})
+        common::compare(py, op, slf.get().key == other.get().key)
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {

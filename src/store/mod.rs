@@ -86,6 +86,28 @@ impl Master<'_> {
         }
     }
 
+    /// Check the master, and choose the Argon2 parameters for a store under it: none for a
+    /// master key (asking for some is an error); for a passphrase `requested`, else
+    /// `current` (the store's, when it already uses a passphrase), else the default.
+    fn kdf_params(
+        &self,
+        requested: Option<Argon2Params>,
+        current: Option<Argon2Params>,
+    ) -> Result<Option<Argon2Params>> {
+        self.check()?;
+        match self {
+            Master::Passphrase(_) => {
+                let p = requested.or(current).unwrap_or(Argon2Params::DEFAULT);
+                p.check().map_err(StoreError::Invalid)?;
+                Ok(Some(p))
+            }
+            Master::Key(_) if requested.is_some() => Err(StoreError::Invalid(
+                "kdf_params apply to a passphrase, not to a master key".to_owned(),
+            )),
+            Master::Key(_) => Ok(None),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         match self {
             Master::Passphrase([]) => {
@@ -278,22 +300,7 @@ impl Store {
     /// Create a new, empty store at `path` (which must not exist). `kdf` applies to a
     /// passphrase master (default [`Argon2Params::DEFAULT`]).
     pub fn create(path: &Path, master: Master<'_>, kdf: Option<Argon2Params>) -> Result<Store> {
-        master.check()?;
-        let kdf = match master {
-            Master::Passphrase(_) => {
-                let p = kdf.unwrap_or(Argon2Params::DEFAULT);
-                p.check().map_err(StoreError::Invalid)?;
-                Some(p)
-            }
-            Master::Key(_) => {
-                if kdf.is_some() {
-                    return Err(StoreError::Invalid(
-                        "kdf_params apply to a passphrase, not to a master key".to_owned(),
-                    ));
-                }
-                None
-            }
-        };
+        let kdf = master.kdf_params(kdf, None)?;
         let identity = Identity {
             master_type: master.master_type(),
             store_id: random()?,
@@ -510,22 +517,7 @@ impl Store {
     /// file replacement. `kdf` applies to a passphrase (default: the current parameters
     /// when the store already uses a passphrase, else [`Argon2Params::DEFAULT`]).
     pub fn rotate(&mut self, new_master: Master<'_>, kdf: Option<Argon2Params>) -> Result<()> {
-        new_master.check()?;
-        let kdf = match new_master {
-            Master::Passphrase(_) => {
-                let p = kdf.or(self.identity.kdf).unwrap_or(Argon2Params::DEFAULT);
-                p.check().map_err(StoreError::Invalid)?;
-                Some(p)
-            }
-            Master::Key(_) => {
-                if kdf.is_some() {
-                    return Err(StoreError::Invalid(
-                        "kdf_params apply to a passphrase, not to a master key".to_owned(),
-                    ));
-                }
-                None
-            }
-        };
+        let kdf = new_master.kdf_params(kdf, self.identity.kdf)?;
         let _lock = lock(&self.path)?;
         let file = self.read()?;
         let identity = Identity {
