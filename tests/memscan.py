@@ -39,6 +39,7 @@ __all__ = [
     "find_all",
     "read_maps",
     "scan_file",
+    "scan_phases",
     "scan_process",
     "summarize",
 ]
@@ -356,3 +357,24 @@ class PhasedChild:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def scan_phases(
+    code: str,
+    *args: str,
+    patterns: Mapping[str, bytes],
+    phases: Sequence[str] = ("alive", "destroyed"),
+) -> tuple[dict[str, dict[str, list[Hit]]], str]:
+    """Run ``code`` in a :class:`PhasedChild` with ``args``, scan it for ``patterns`` at
+    each of ``phases`` in turn, and let it finish. Asserts that it exits with status 0;
+    returns the hits of each phase (``{phase: {pattern name: hits}}``) and its stdout."""
+    scans: dict[str, dict[str, list[Hit]]] = {}
+    with PhasedChild(code, *args) as child:
+        for i, phase in enumerate(phases):
+            if i:
+                child.advance()
+            child.wait_phase(phase)
+            scans[phase] = scan_process(child.pid, patterns)
+        rc, out, err = child.finish()
+    assert rc == 0, err
+    return scans, out

@@ -15,7 +15,15 @@ import secrets
 from pathlib import Path
 
 import pytest
-from memscan import PhasedChild, find_all, read_maps, scan_file, scan_process, summarize
+from memscan import (
+    PhasedChild,
+    find_all,
+    read_maps,
+    scan_file,
+    scan_phases,
+    scan_process,
+    summarize,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +59,10 @@ def test_from_file_copies_live_only_in_locked_pages_and_vanish_on_destroy(tmp_pa
     # nowhere: the region keeps only the compressed states, the blocks are wiped.
     pads = {"ipad": bytes(b ^ 0x36 for b in key), "opad": bytes(b ^ 0x5C for b in key)}
     patterns = {"key": key, "control": control, **pads}
-    with PhasedChild(FROM_FILE_CHILD, str(tmp_path / "key"), str(tmp_path / "control")) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, out, err = child.finish()
-    assert rc == 0, err
+    scans, out = scan_phases(
+        FROM_FILE_CHILD, str(tmp_path / "key"), str(tmp_path / "control"), patterns=patterns
+    )
+    alive, after = scans["alive"], scans["destroyed"]
     assert out == "True 32\n"
 
     print("copies_alive", len(alive["key"]))
@@ -102,17 +106,13 @@ phase("destroyed")
 def test_from_buffer_bytearray_wiped_leaves_copies_only_in_locked_pages(tmp_path: Path) -> None:
     key = _write_secret(tmp_path / "key", 48)
     patterns = {"key": key}
-    with PhasedChild(FROM_BUFFER_CHILD, str(tmp_path / "key")) as child:
-        child.wait_phase("loaded")
-        loaded = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(
+        FROM_BUFFER_CHILD,
+        str(tmp_path / "key"),
+        patterns=patterns,
+        phases=("loaded", "alive", "destroyed"),
+    )
+    loaded, alive, after = scans["loaded"], scans["alive"], scans["destroyed"]
     # Control: before from_buffer the bytearray holds the key in unlocked memory.
     assert any(not h.locked for h in loaded["key"]), summarize(loaded)
     # After from_buffer(wipe=True): the bytearray is zeroed; the only copy is the region.
@@ -188,14 +188,8 @@ def test_bytes_source_is_a_documented_limit(tmp_path: Path) -> None:
     """A secret that entered Python as ``bytes`` before keycell saw it stays there: the
     region's copy goes on destroy(), the caller's bytes does not."""
     key = _write_secret(tmp_path / "key")
-    with PhasedChild(BYTES_SOURCE_CHILD, str(tmp_path / "key")) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, {"key": key})
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, {"key": key})
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(BYTES_SOURCE_CHILD, str(tmp_path / "key"), patterns={"key": key})
+    alive, after = scans["alive"], scans["destroyed"]
     assert sum(h.locked for h in alive["key"]) == 1, summarize(alive)
     assert any(not h.locked for h in alive["key"]), summarize(alive)
     assert after["key"], summarize(after)
@@ -238,14 +232,8 @@ def test_hmac_and_hkdf_leave_no_copies(tmp_path: Path) -> None:
         "prk": prk,
         "okm": okm,
     }
-    with PhasedChild(CRYPTO_CHILD, str(tmp_path / "key")) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(CRYPTO_CHILD, str(tmp_path / "key"), patterns=patterns)
+    alive, after = scans["alive"], scans["destroyed"]
     print("crypto alive", {n: len(h) for n, h in alive.items()})
     for name in ("key", "okm"):
         assert len(alive[name]) == 1, summarize(alive)

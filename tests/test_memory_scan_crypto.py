@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from memscan import Hit, PhasedChild, scan_process, summarize
+from memscan import Hit, scan_phases, summarize
 
 pytestmark = pytest.mark.slow
 
@@ -209,14 +209,10 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     patterns["key ^ opad"] = bytes(b ^ 0x5C for b in key)
     for alg in ("sha256", "sha384", "sha512"):
         patterns.update(hmac_midstates(key, alg))
-    with PhasedChild(HMAC_CHILD, str(tmp_path / "key"), str(tmp_path / "control")) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(
+        HMAC_CHILD, str(tmp_path / "key"), str(tmp_path / "control"), patterns=patterns
+    )
+    alive, after = scans["alive"], scans["destroyed"]
     print("hmac alive", {n: len(h) for n, h in alive.items()})
     print("hmac after", {n: len(h) for n, h in after.items()})
     assert alive["control"], summarize(alive)
@@ -268,14 +264,10 @@ def test_ed25519_seed_scalar_prefix_and_nonces_only_in_locked_pages(tmp_path: Pa
     for i, msg in enumerate((b"message one", b"L" * 5000, b"three")):
         r = int.from_bytes(hashlib.sha512(prefix + msg).digest(), "little") % L
         patterns[f"nonce r of message {i}"] = r.to_bytes(32, "little")
-    with PhasedChild(ED25519_CHILD, str(tmp_path / "seed"), str(tmp_path / "control")) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(
+        ED25519_CHILD, str(tmp_path / "seed"), str(tmp_path / "control"), patterns=patterns
+    )
+    alive, after = scans["alive"], scans["destroyed"]
     print("ed25519 alive", {n: len(h) for n, h in alive.items()})
     print("ed25519 after", {n: len(h) for n, h in after.items()})
     assert alive["control"], summarize(alive)
@@ -330,16 +322,14 @@ def test_x25519_private_and_shared_secret_only_in_locked_pages(tmp_path: Path) -
         "clamped private": _clamp(private),
         "shared secret": shared,
     }
-    with PhasedChild(
-        X25519_CHILD, str(tmp_path / "x25519"), str(tmp_path / "control"), peer_hex
-    ) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(
+        X25519_CHILD,
+        str(tmp_path / "x25519"),
+        str(tmp_path / "control"),
+        peer_hex,
+        patterns=patterns,
+    )
+    alive, after = scans["alive"], scans["destroyed"]
     print("x25519 alive", {n: len(h) for n, h in alive.items()})
     print("x25519 after", {n: len(h) for n, h in after.items()})
     assert alive["control"], summarize(alive)

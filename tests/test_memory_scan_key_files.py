@@ -19,7 +19,7 @@ import pytest
 from asym_support import write_key_file
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from memscan import PhasedChild, scan_process, summarize
+from memscan import scan_phases, summarize
 
 pytestmark = pytest.mark.slow
 
@@ -83,16 +83,15 @@ def test_key_files_and_store_leave_no_encoding_behind(
         "PKCS#8 DER": der,
         "PEM line": base64.b64encode(der),
     }
-    with PhasedChild(
-        CHILD, cls_name, str(tmp_path / "key.pem"), str(tmp_path / "control"), str(out)
-    ) as child:
-        child.wait_phase("alive")
-        alive = scan_process(child.pid, patterns)
-        child.advance()
-        child.wait_phase("destroyed")
-        after = scan_process(child.pid, patterns)
-        rc, _, err = child.finish()
-    assert rc == 0, err
+    scans, _ = scan_phases(
+        CHILD,
+        cls_name,
+        str(tmp_path / "key.pem"),
+        str(tmp_path / "control"),
+        str(out),
+        patterns=patterns,
+    )
+    alive, after = scans["alive"], scans["destroyed"]
     print(cls_name, "alive", {n: len(h) for n, h in alive.items()})
     assert alive["control"], summarize(alive)  # the scan sees what is there
     assert after["control"], summarize(after)
