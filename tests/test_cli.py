@@ -222,6 +222,22 @@ def test_store_holds_private_keys(tmp_path: Path) -> None:
     ossl.chmod(0o600)
     r = run("store", "put", store, "dh", "--key-file", ossl, "--type", "x25519", *m)
     assert r.returncode == 0, r.stderr
+    # Without --type a PKCS#8 file is stored as the type it names, never as a secret key.
+    r = run("store", "put", store, "dh2", "--key-file", ossl, *m)
+    assert r.returncode == 0, r.stderr
+    der = tmp_path / "ossl.der"
+    der.write_bytes(
+        subprocess.run(
+            ["openssl", "pkey", "-in", str(ossl), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    der.chmod(0o600)
+    r = run("store", "put", store, "dh3", "--key-file", der, *m)
+    assert r.returncode == 0, r.stderr
+    r = run("store", "put", store, "dh4", "--key-file", der, "--format", "der", *m)
+    assert r.returncode == 0, r.stderr
     r = run("store", "put", store, "signer", "--generate", "ed25519", *m)
     assert r.returncode == 0, r.stderr
     opened = KeyStore.open(store, master=SecretKey.from_file(master))
@@ -230,6 +246,10 @@ def test_store_holds_private_keys(tmp_path: Path) -> None:
     assert isinstance(signer, Ed25519PrivateKey)
     assert isinstance(dh, X25519PrivateKey)
     assert dh.public_key() == X25519PrivateKey.from_file(ossl).public_key()
+    for name in ("dh2", "dh3", "dh4"):
+        again = opened.get(name)
+        assert isinstance(again, X25519PrivateKey)
+        assert again.public_key() == dh.public_key()
     # store get writes PKCS#8 PEM by default for private keys; pubkey reads it.
     out = tmp_path / "signer.pem"
     r = run("store", "get", store, "signer", "-o", out, *m)

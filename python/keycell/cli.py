@@ -267,12 +267,21 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
     if (args.key_file is None) == (args.generate is None):
         raise _UsageError("give exactly one of --key-file FILE or --generate TYPE")
     if args.key_file is not None:
-        kind = args.type or "secret"
-        cls = _key_class(kind)
-        if kind == "secret":
-            key = cls.from_file(args.key_file, format=args.format, length=args.length)
-        else:
-            key = cls.from_file(args.key_file, format=args.format)
+        key = None
+        if args.type is None and args.format in (None, "pem", "der"):
+            # A PKCS#8 file says its type; anything else without --type is a secret key.
+            try:
+                _, key = _load_private(args.key_file, None, args.format)
+            except CliError:
+                if args.format is not None:
+                    raise
+        if key is None:
+            kind = args.type or "secret"
+            cls = _key_class(kind)
+            if kind == "secret":
+                key = cls.from_file(args.key_file, format=args.format, length=args.length)
+            else:
+                key = cls.from_file(args.key_file, format=args.format)
     else:
         cls = _key_class(args.generate)
         key = cls.generate(args.length or 32) if args.generate == "secret" else cls.generate()
@@ -464,7 +473,11 @@ def _add_store(sub: Any) -> None:
     p = action("put", "add a key to the store", _cmd_store_put)
     p.add_argument("name", metavar="NAME", help="entry name")
     p.add_argument("--key-file", metavar="FILE", help="read the key from FILE")
-    p.add_argument("--type", choices=_KINDS, help="type of the key in --key-file (secret)")
+    p.add_argument(
+        "--type",
+        choices=_KINDS,
+        help="type of the key in --key-file (default: the type a PKCS#8 file names, else secret)",
+    )
     p.add_argument("--format", choices=_FORMATS, help="format of --key-file (default: detect)")
     p.add_argument("--generate", choices=_KINDS, metavar="TYPE", help="generate a new key")
     p.add_argument("--length", type=int, metavar="N", help="secret key length")
