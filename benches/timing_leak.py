@@ -16,6 +16,7 @@ a CI gate.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import random
@@ -31,24 +32,18 @@ PASS_T = 4.5
 CROP_PERCENTILES = (None, 0.99, 0.95, 0.90, 0.80, 0.50)
 
 
-POOL = 256
-CHUNK = 10_000
-
-
 @dataclass
 class Target:
-    """A function of one argument, and for each class (0 and 1) a factory of arguments.
-
-    Each class draws from a pool of POOL distinct objects built by its factory, created
-    in random class order, so that object placement in memory (cache-line splits, page offsets)
-    averages out instead of masquerading as a class difference.
-    """
+    """A function of one argument; the data of each class (0 and 1); ``make`` builds a
+    fresh argument from the data for every measurement, ``release`` disposes of it."""
 
     name: str
     fn: Callable[[object], object]
-    class0: Callable[[], object]
-    class1: Callable[[], object]
+    data0: bytes
+    data1: bytes
+    make: Callable[[bytes], object]
     kind: str = "gate"  # "gate": must pass; "report": shown; "control": must leak
+    release: Callable[[object], object] = lambda x: None
 
 
 def welch_t(a: list[int], b: list[int]) -> float:
@@ -61,46 +56,56 @@ def welch_t(a: list[int], b: list[int]) -> float:
     return 0.0 if denom == 0 else (ma - mb) / denom
 
 
-def _pools(target: Target, rng: random.Random) -> tuple[list[object], list[object]]:
-    pools: tuple[list[object], list[object]] = ([], [])
-    # Create the pool objects in random class order, so that neither class is tied to a
-    # systematic set of addresses (cache sets, page colours).
-    order = [0] * POOL + [1] * POOL
-    rng.shuffle(order)
-    for c in order:
-        pools[c].append(target.class1() if c else target.class0())
-    return pools
-
-
 def measure(target: Target, n: int, seed: int) -> tuple[list[int], list[int]]:
     """``n`` timed calls with the class of each chosen at random (interleaved).
 
-    The input pools are rebuilt every CHUNK measurements: each object has its own fixed
-    placement cost, and fresh pools keep that per-object offset from adding up to a
-    spurious class difference (a null test with identical classes stays below 4.5).
+    The loop has no class-dependent control flow: the only thing that differs between
+    the classes is which data the one input factory copies. Every measurement gets a
+    freshly built input, made just before the clock starts and released right after; the
+    allocators hand the same memory back each time (pymalloc reuses the freed block of the
+    same size class, ``mmap`` the freed hole), so both classes run on inputs at the same
+    addresses. (A fixed pool of inputs gives each object a fixed placement cost, and
+    per-class factory functions or a branch on the class in the loop leave class-dependent
+    interpreter state; each showed up as spurious |t| > 4.5 in null tests.)
     """
     rng = random.Random(seed)
     fn = target.fn
+    make = target.make
+    release = target.release
+    datas = (target.data0, target.data1)
     clock = time.perf_counter_ns
-    t0: list[int] = []
-    t1: list[int] = []
-    done = 0
-    while done < n:
-        m = min(CHUNK, n - done)
-        pools = _pools(target, rng)
-        for c in range(200):  # warm up the fresh pools
-            fn(pools[c & 1][c % POOL])
-        classes = [rng.getrandbits(1) for _ in range(m)]
-        picks = [rng.randrange(POOL) for _ in range(m)]
-        for c, i in zip(classes, picks, strict=True):
-            x = pools[c][i]
-            start = clock()
-            fn(x)
-            elapsed = clock() - start
-            (t1 if c else t0).append(elapsed)
-        done += m
-        del pools
+    for i in range(2000):  # warm up
+        x = make(datas[i & 1])
+        fn(x)
+        release(x)
+    classes = [rng.getrandbits(1) for _ in range(n)]
+    times = [0] * n
+    gc.collect()
+    gc.disable()  # as timeit does: no collector pauses inside the timed calls
+    try:
+        _timed_loop(fn, make, release, datas, classes, times, clock)
+    finally:
+        gc.enable()
+    t0 = [t for t, c in zip(times, classes, strict=True) if not c]
+    t1 = [t for t, c in zip(times, classes, strict=True) if c]
     return t0, t1
+
+
+def _timed_loop(
+    fn: Callable[[object], object],
+    make: Callable[[bytes], object],
+    release: Callable[[object], object],
+    datas: tuple[bytes, bytes],
+    classes: list[int],
+    times: list[int],
+    clock: Callable[[], int],
+) -> None:
+    for i in range(len(classes)):
+        x = make(datas[classes[i]])
+        start = clock()
+        fn(x)
+        times[i] = clock() - start
+        release(x)
 
 
 def analyse(t0: list[int], t1: list[int]) -> list[tuple[str, float]]:
@@ -143,11 +148,14 @@ def build_targets() -> list[Target]:
     differ_first = bytes([secret[0] ^ 1]) + secret[1:]
     differ_last = secret[:-1] + bytes([secret[-1] ^ 1])
 
-    def copy_of(data: bytes) -> Callable[[], object]:
-        return lambda: bytes(bytearray(data))  # a distinct object every time
+    def copy_of(data: bytes) -> object:
+        return bytes(bytearray(data))  # a distinct object every time
 
-    def key_of(data: bytes) -> Callable[[], object]:
-        return lambda: SecretKey.from_buffer(bytearray(data))
+    def destroy(k: object) -> None:
+        k.destroy()  # type: ignore[attr-defined]
+
+    def key_of(data: bytes) -> object:
+        return SecretKey.from_buffer(bytearray(data))
 
     import hmac
 
@@ -159,37 +167,44 @@ def build_targets() -> list[Target]:
         Target(
             "compare_digest: equal vs differs in first byte",
             cd,
-            copy_of(secret),
-            copy_of(differ_first),
+            secret,
+            differ_first,
+            copy_of,
             "report",
         ),
         Target(
             "compare_digest: differs in last vs first byte",
             cd,
-            copy_of(differ_last),
-            copy_of(differ_first),
+            differ_last,
+            differ_first,
+            copy_of,
             "gate",
         ),
         Target(
             "(reference) stdlib hmac.compare_digest: equal vs differs in first byte",
             lambda x: hmac.compare_digest(secret, x),  # type: ignore[arg-type]
-            copy_of(secret),
-            copy_of(differ_first),
+            secret,
+            differ_first,
+            copy_of,
             "report",
         ),
         Target(
             "SecretKey.__eq__: equal vs differs in first byte",
             lambda k: key == k,
-            key_of(secret),
-            key_of(differ_first),
+            secret,
+            differ_first,
+            key_of,
             "report",
+            destroy,
         ),
         Target(
             "SecretKey.__eq__: differs in last vs first byte",
             lambda k: key == k,
-            key_of(differ_last),
-            key_of(differ_first),
+            differ_last,
+            differ_first,
+            key_of,
             "gate",
+            destroy,
         ),
     ]
     if hasattr(SecretKey, "verify_hmac"):
@@ -208,31 +223,45 @@ def build_targets() -> list[Target]:
             Target(
                 "verify_hmac: right tag vs wrong first byte",
                 verify,
-                copy_of(tag),
-                copy_of(bad_first),
+                tag,
+                bad_first,
+                copy_of,
                 "report",
             ),
             Target(
                 "verify_hmac: tag wrong in last vs first byte",
                 verify,
-                copy_of(bad_last),
-                copy_of(bad_first),
+                bad_last,
+                bad_first,
+                copy_of,
                 "gate",
             ),
         ]
+        targets.append(
+            Target(
+                "NULL CONTROL: verify_hmac, both classes the same wrong tag (noise floor)",
+                verify,
+                bad_first,
+                bad_first,
+                copy_of,
+                "report",
+            )
+        )
     targets += [
         Target(
             "POSITIVE CONTROL: naive early-exit compare: equal vs differs in first byte",
             lambda x: naive_equal(secret, x),  # type: ignore[arg-type]
-            copy_of(secret),
-            copy_of(differ_first),
+            secret,
+            differ_first,
+            copy_of,
             "control",
         ),
         Target(
             "POSITIVE CONTROL: naive early-exit compare: differs in last vs first byte",
             lambda x: naive_equal(secret, x),  # type: ignore[arg-type]
-            copy_of(differ_last),
-            copy_of(differ_first),
+            differ_last,
+            differ_first,
+            copy_of,
             "control",
         ),
     ]
@@ -260,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "LEAK" if leak else "pass"
             ok &= not leak
         else:
-            verdict = (
-                "above 4.5 (result-dependent: public outcome; compare the stdlib reference)"
-                if leak
-                else "below 4.5"
-            )
+            verdict = "above 4.5 (reported, not gated)" if leak else "below 4.5"
         detail = ", ".join(f"{name} {t:+.2f}" for name, t in stats)
         m0 = sorted(t0)[len(t0) // 2]
         m1 = sorted(t1)[len(t1) // 2]
@@ -275,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
             f" {time.time() - t_start:.1f} s"
         )
         sys.stdout.flush()
+    print(
+        "\nGated: the outcome-matched pairs (differs in last vs first byte), where the result"
+        "\nis the same for both classes and only the position of the difference changes."
+        "\nReported: pairs whose *result* differs (True/False; None vs InvalidSignature), a"
+        "\npublic outcome that CPython handles at different cost (stdlib hmac.compare_digest"
+        "\nshows the same), and the NULL CONTROL, whose two classes are identical: its |t| is"
+        "\nthe noise floor of this machine in this run. A gated |t| near the null control's is"
+        "\nnoise; a real leak grows with the number of measurements (see the controls)."
+    )
     return 0 if ok else 1
 
 
