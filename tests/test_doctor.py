@@ -87,7 +87,13 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
     assert p["page_size"] == os.sysconf("SC_PAGE_SIZE")
     assert report["policy"]["on_lock_failure"] in ("warn", "raise")
     m = report["rlimit_memlock"]
-    assert set(m) == {"soft", "hard", "in_use", "privileged"}
+    assert set(m) == {"soft", "hard", "in_use", "in_use_with_test_key", "privileged"}
+    # A locked test key's page shows in VmLck while the key is alive.
+    with_key = m["in_use_with_test_key"]
+    if report["key"].get("protection", {}).get("locked"):
+        assert with_key >= m["in_use"] + 4096
+    else:
+        assert with_key is None or with_key >= m["in_use"]
     for v in (m["soft"], m["hard"]):
         assert v is None or (isinstance(v, int) and v >= 0)
     assert isinstance(m["in_use"], int)

@@ -77,6 +77,7 @@ def collect() -> dict[str, Any]:
         "soft": _limit(soft),
         "hard": _limit(hard),
         "in_use": (_status_kb("VmLck") or 0) * 1024,
+        "in_use_with_test_key": None,
         "privileged": os.geteuid() == 0,
     }
     csoft, chard = resource.getrlimit(resource.RLIMIT_CORE)
@@ -93,6 +94,7 @@ def collect() -> dict[str, Any]:
             with SecretKey.generate(32) as key:
                 prot = key.protection.as_dict()
                 check = _smaps.check_region(_native._key_address(key))
+                memlock["in_use_with_test_key"] = (_status_kb("VmLck") or 0) * 1024
         except Exception as exc:  # reported, not raised: doctor explains failures
             key_report = {"error": f"{type(exc).__name__}: {exc}"}
             degraded.append(f"allocating a key failed: {type(exc).__name__}: {exc}")
@@ -163,7 +165,13 @@ def format_report(r: dict[str, Any]) -> str:
     root = " (root: limit not enforced)" if m["privileged"] else ""
     lines.append(
         f"  RLIMIT_MEMLOCK  soft {_bytes(m['soft'])}, hard {_bytes(m['hard'])}, "
-        f"in use {_bytes(m['in_use'])}{root}"
+        f"in use {_bytes(m['in_use'])}"
+        + (
+            ""
+            if m["in_use_with_test_key"] is None
+            else f" ({_bytes(m['in_use_with_test_key'])} with the test key)"
+        )
+        + root
     )
     for name, label in (
         ("mlock", "mlock"),
