@@ -53,23 +53,68 @@ class Held:
     """A secret the child holds through keycell: ``load`` is child code that evaluates to
     the live object, with ``{path}`` replaced by the path of a file holding ``length``
     random bytes. ``derive`` maps those bytes to every pattern that must stay out of the
-    core (suffix -> bytes; "" is the raw key); ``live`` names the one held in a region."""
+    core (suffix -> bytes; "" is the raw key); ``live`` names those held in a region."""
 
     name: str
     length: int
     load: str
     derive: Callable[[bytes], dict[str, bytes]] = field(default=lambda raw: {"": raw})
-    live: str = ""
+    live: tuple[str, ...] = ("",)
 
 
-# One line per kind of keycell secret. Issue 3 adds Ed25519 (after signing), e.g.:
-#   Held("ed25519", 32, "use_ed25519(Ed25519PrivateKey.from_file({path!r}))", ed25519_derive),
+_L = 2**252 + 27742317777372353535851937790883648493
+# A public test peer for X25519 (its private key is not secret: bytes 1..32).
+_PEER_PRIVATE = bytes(range(1, 33))
+
+
+def _clamp(b: bytes) -> bytes:
+    a = bytearray(b)
+    a[0] &= 248
+    a[31] = (a[31] & 127) | 64
+    return bytes(a)
+
+
+def _ed25519(seed: bytes) -> dict[str, bytes]:
+    """The seed and the expanded key Ed25519 derives from it: clamped scalar (and its
+    reduction mod L) and nonce prefix."""
+    h = hashlib.sha512(seed).digest()
+    scalar = _clamp(h[:32])
+    reduced = (int.from_bytes(scalar, "little") % _L).to_bytes(32, "little")
+    return {"": seed, "scalar": scalar, "scalar_mod_l": reduced, "prefix": h[32:]}
+
+
+def _x25519(raw: bytes) -> dict[str, bytes]:
+    """The private key, its clamped form and the shared secret with the test peer."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    peer = X25519PrivateKey.from_private_bytes(_PEER_PRIVATE).public_key()
+    shared = X25519PrivateKey.from_private_bytes(raw).exchange(peer)
+    return {"": raw, "clamped": _clamp(raw), "shared": shared}
+
+
+# One line per kind of keycell secret.
 KEYCELL_SECRETS = [
+    # The region holds the seed, the clamped scalar and the nonce prefix.
+    Held(
+        "ed25519",
+        32,
+        "use_ed25519(Ed25519PrivateKey.from_file({path!r}))",
+        _ed25519,
+        live=("", "scalar", "prefix"),
+    ),
+    # The private key's region, and the shared secret's SecretKey region.
+    Held(
+        "x25519",
+        32,
+        "use_x25519(X25519PrivateKey.from_file({path!r}))",
+        _x25519,
+        live=("", "shared"),
+    ),
     Held("secret_key", 32, "SecretKey.from_file({path!r})", _hmac_pads),
     Held("secret_key_large", 5000, "SecretKey.from_file({path!r})"),
     Held("from_buffer", 48, "SecretKey.from_buffer(read_into_bytearray({path!r}))"),
     Held("hmac_key", 32, "use_hmac(SecretKey.from_file({path!r}))", _hmac_pads),
-    Held("hkdf", 32, "use_hkdf(SecretKey.from_file({path!r}))", _hkdf, live="okm"),
+    Held("hkdf", 32, "use_hkdf(SecretKey.from_file({path!r}))", _hkdf, live=("okm",)),
 ]
 
 
@@ -95,6 +140,18 @@ def use_hmac(key):
     h.update(b"streamed")
     h.finalize()
     return key
+
+def use_ed25519(sk):
+    pk = sk.public_key()
+    for m in (b"one", b"L" * 5000):  # short, and long (GIL released)
+        pk.verify(sk.sign(m), m)
+    return sk
+
+SHARED = []
+def use_x25519(sk):
+    peer = X25519PrivateKey.from_private_bytes(bytearray(range(1, 33))).public_key()
+    SHARED.append(sk.exchange(peer))  # the shared secret stays alive, in its region
+    return sk
 
 def use_hkdf(key):
     out = hkdf(key, length=32, salt=b"core-salt", info=b"core-info")
@@ -229,7 +286,7 @@ def test_gcore_excludes_keys(tmp_path: Path) -> None:
     # Control for the exclusion itself: with dd mappings included, every key is there.
     full_counts = scan_file(full, {**patterns, **control})
     print("gcore_full_counts", full_counts)
-    live = {_pattern_name(h, h.live) for h in KEYCELL_SECRETS}
+    live = {_pattern_name(h, suffix) for h in KEYCELL_SECRETS for suffix in h.live}
     for name in live:
         assert full_counts[name] >= 1, f"{name} not in memory at all? {full_counts}"
     for name in patterns:
