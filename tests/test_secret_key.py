@@ -614,16 +614,19 @@ def test_slices_of_the_view_keep_the_key_pinned() -> None:
 
 
 def test_exporter_cannot_outlive_the_key() -> None:
-    """The view's exporter object (``view.obj``) re-exports only while the key lives."""
+    """The view's exporter object (``view.obj``) exports only inside its block; an export
+    taken inside the block pins the key until it is released."""
     key = SecretKey.generate(16)
     with key.expose() as view:
         exporter = view.obj
-    extra = memoryview(exporter)  # an explicit export also pins the key
+        extra = memoryview(exporter)  # an explicit export also pins the key
     with pytest.raises(KeyInUseError):
         key.destroy()
+    with pytest.raises(BufferError):
+        memoryview(exporter)  # the block has ended: no new exports
     extra.release()
     key.destroy()
-    with pytest.raises(KeyDestroyedError):
+    with pytest.raises(BufferError):
         memoryview(exporter)
 
 

@@ -34,7 +34,11 @@ impl Argon2Params {
     /// Largest memory accepted (1 GiB), so a damaged file cannot make us allocate more.
     pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
     /// Largest number of passes accepted.
-    pub const MAX_ITERATIONS: u32 = 1000;
+    pub const MAX_ITERATIONS: u32 = 64;
+    /// Largest total work accepted, memory x passes (4 GiB-passes, e.g. 1 GiB x 4 or
+    /// 64 MiB x 64): a store file's header is only authenticated *after* the KDF has run,
+    /// so this bounds what a tampered header can make `open` spend (seconds, not minutes).
+    pub const MAX_WORK_KIB_PASSES: u64 = 4 * 1024 * 1024;
     /// Largest number of lanes accepted.
     pub const MAX_LANES: u32 = 16;
 
@@ -62,6 +66,12 @@ impl Argon2Params {
         if self.memory_kib < 8 * self.lanes {
             return Err("Argon2 memory must be at least 8 KiB per lane".to_owned());
         }
+        if u64::from(self.memory_kib) * u64::from(self.iterations) > Self::MAX_WORK_KIB_PASSES {
+            return Err(format!(
+                "Argon2 memory x iterations must be at most {} KiB-passes (e.g. 1 GiB x 4)",
+                Self::MAX_WORK_KIB_PASSES
+            ));
+        }
         Ok(())
     }
 }
@@ -87,7 +97,15 @@ pub fn argon2id(
     .map_err(|e| KdfError(format!("invalid Argon2 parameters: {e}")))?;
     let blocks = p.block_count();
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut memory = vec![argon2::Block::default(); blocks];
+    // Fallible: a failed allocation is an error, not an abort of the process.
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    memory.try_reserve_exact(blocks).map_err(|_| {
+        KdfError(format!(
+            "cannot allocate {} KiB of memory for Argon2",
+            params.memory_kib
+        ))
+    })?;
+    memory.resize(blocks, argon2::Block::default());
     let r = a.hash_password_into_with_memory(password, salt, out, &mut memory[..]);
     memory.zeroize();
     r.map_err(|e| KdfError(format!("Argon2 failed: {e}")))

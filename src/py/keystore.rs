@@ -64,23 +64,26 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     Ok(MasterArg::Passphrase(copied?))
 }
 
+/// Run `f` with the master borrowed as [`Master`]. Call without the GIL: a master key's
+/// lock is taken here and released before returning, so it is never held while waiting for
+/// the GIL (which could deadlock against `destroy()`).
+fn borrow_master<T>(master: &MasterArg, f: impl FnOnce(Master<'_>) -> Result<T>) -> Result<T> {
+    match master {
+        MasterArg::Key(k) => {
+            let live = k.get().live()?;
+            f(Master::Key(live.key().bytes()?))
+        }
+        MasterArg::Passphrase(buf) => f(Master::Passphrase(buf.bytes()?)),
+    }
+}
+
 /// Run `f` with the master borrowed as [`Master`], without the GIL.
 fn with_master<T: Send>(
     py: Python<'_>,
     master: &MasterArg,
     f: impl FnOnce(Master<'_>) -> Result<T> + Send,
 ) -> Result<T> {
-    match master {
-        MasterArg::Key(k) => {
-            let live = k.get().live()?;
-            let bytes = live.key().bytes()?;
-            py.detach(|| f(Master::Key(bytes)))
-        }
-        MasterArg::Passphrase(buf) => {
-            let bytes = buf.bytes()?;
-            py.detach(|| f(Master::Passphrase(bytes)))
-        }
-    }
+    py.detach(|| borrow_master(master, f))
 }
 
 fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params>> {
@@ -154,23 +157,8 @@ enum Opened {
 }
 
 impl KeyStore {
-    /// Seal `bytes` (borrowed from the key's region) under `name`, without the GIL.
-    fn put_bytes(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        kind: KeyKind,
-        exportable: bool,
-        bytes: &[u8],
-        overwrite: bool,
-    ) -> Result<()> {
-        self.with(py, |s| {
-            s.put(name, kind, exportable, bytes, overwrite)
-                .map_err(|e| self.err(e))
-        })
-    }
-
-    /// Seal an Ed25519 or X25519 private key under `name`.
+    /// Seal an Ed25519 or X25519 private key under `name`. The key's lock is taken inside
+    /// the GIL-free section (after the store's mutex: always in that order).
     fn put_curve<K: CurvePrivateKey>(
         &self,
         py: Python<'_>,
@@ -178,10 +166,14 @@ impl KeyStore {
         cell: &PrivateKeyCell<K>,
         overwrite: bool,
     ) -> Result<()> {
-        let live = cell.live()?;
-        let bytes = live.key().private_bytes()?;
         let kind = KeyKind::from_algorithm(K::ALGORITHM);
-        self.put_bytes(py, name, kind, cell.exportable(), bytes, overwrite)
+        let exportable = cell.exportable();
+        self.with(py, |s| {
+            let live = cell.live()?;
+            let bytes = live.key().private_bytes()?;
+            s.put(name, kind, exportable, bytes, overwrite)
+                .map_err(|e| self.err(e))
+        })
     }
 }
 
@@ -268,16 +260,19 @@ impl KeyStore {
     ) -> Result<()> {
         if let Ok(k) = key.cast::<SecretKey>() {
             let k = k.get();
-            let live = k.live()?;
-            let bytes = live.key().bytes()?;
-            return self.put_bytes(
-                py,
-                name,
-                KeyKind::Secret,
-                k.export.exportable(),
-                bytes,
-                overwrite,
-            );
+            let exportable = k.export.exportable();
+            // The key's lock only inside the GIL-free section (see `put_curve`).
+            return self.with(py, |s| {
+                let live = k.live()?;
+                s.put(
+                    name,
+                    KeyKind::Secret,
+                    exportable,
+                    live.key().bytes()?,
+                    overwrite,
+                )
+                .map_err(|e| self.err(e))
+            });
         }
         if let Ok(k) = key.cast::<Ed25519PrivateKey>() {
             return self.put_curve(py, name, k.get().cell(), overwrite);
@@ -350,40 +345,44 @@ impl KeyStore {
     ) -> Result<()> {
         let params = parse_kdf_params(kdf_params)?;
         let m = master_arg(py, new_master)?;
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let store = g.as_mut().ok_or(Error::Closed("KeyStore"))?;
-        with_master(py, &m, |m| store.rotate(m, params).map_err(|e| self.err(e)))
+        // The store's mutex and the master's lock are both taken without the GIL.
+        self.with(py, |store| {
+            borrow_master(&m, |m| store.rotate(m, params).map_err(|e| self.err(e)))
+        })
     }
 
     /// Forget the derived keys (wiped). Idempotent; later calls raise `KeyDestroyedError`.
-    fn close(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    fn close(&self, py: Python<'_>) {
+        // Waits for a running operation without the GIL (it may take the KDF's time).
+        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// True once `close()` has run.
     #[getter]
-    fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            self.inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+        })
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<KeyStore>> {
-        if slf.get().closed() {
+        if slf.get().closed(slf.py()) {
             return Err(Error::Closed("KeyStore"));
         }
         Ok(slf.clone().unbind())
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close();
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
         false
     }
 
-    fn __repr__(&self) -> String {
-        let state = if self.closed() { " closed" } else { "" };
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.closed(py) { " closed" } else { "" };
         format!("<KeyStore {:?}{state}>", self.path.display().to_string())
     }
 

@@ -20,8 +20,9 @@ use crate::memory::{self, LockFailurePolicy};
 use bytes_like::{bytes_like, maybe_detach};
 use errors::{Error, Result};
 
-/// Compare two bytes-like objects in constant time (same contract as
-/// `hmac.compare_digest`: the time depends only on the lengths).
+/// Compare two bytes-like objects in constant time, like `hmac.compare_digest` for
+/// bytes-like arguments: the time depends only on the lengths. Unlike it, `str` arguments
+/// are refused (`TypeError`): secrets and tags are bytes.
 #[pyfunction]
 #[pyo3(signature = (a, b, /))]
 fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {

@@ -163,9 +163,19 @@ impl SecretKey {
     #[pyo3(signature = (path, *, format = "raw", overwrite = false))]
     fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
         self.export.check("SecretKey")?;
-        let live = self.live()?;
-        let bytes = live.key().bytes()?;
-        py.detach(|| key_io::write(&path, KeyKind::Secret, format, bytes, overwrite))
+        // The key's lock is taken inside the GIL-free section and released before the GIL
+        // is taken back: holding it across the wait for the GIL can deadlock against a
+        // destroy() waiting for the write lock and a reader holding the GIL.
+        py.detach(|| {
+            let live = self.live()?;
+            key_io::write(
+                &path,
+                KeyKind::Secret,
+                format,
+                live.key().bytes()?,
+                overwrite,
+            )
+        })
     }
 
     /// Seal the key against export, for good: afterwards `expose()` and `to_file()` raise

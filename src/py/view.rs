@@ -16,10 +16,10 @@
 #![allow(unsafe_code)]
 
 use std::os::raw::c_int;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
@@ -28,9 +28,14 @@ use super::errors::Result;
 use super::secret_key::SecretKey;
 
 /// The buffer exporter behind an exposure's `memoryview`. Not public API.
+///
+/// It exports only while its `with` block is open and the key is exportable: Python can
+/// reach the exporter through `memoryview.obj`, and a retained exporter must not hand out
+/// fresh views after the block (or after `seal_export()`).
 #[pyclass(frozen, module = "keycell._native", name = "_KeyView")]
 pub struct KeyView {
     key: Py<SecretKey>,
+    open: AtomicBool,
 }
 
 #[pymethods]
@@ -42,7 +47,14 @@ impl KeyView {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let key = slf.get().key.get();
+        let this = slf.get();
+        if !this.open.load(Ordering::SeqCst) {
+            return Err(PyBufferError::new_err(
+                "this view's with-block has ended; use key.expose() again",
+            ));
+        }
+        let key = this.key.get();
+        key.export.check("SecretKey")?;
         let live = key.live()?;
         let bytes = live.key().bytes().map_err(super::errors::Error::from)?;
         key.views.fetch_add(1, Ordering::SeqCst);
@@ -79,7 +91,7 @@ impl KeyView {
 #[pyclass(frozen, module = "keycell._native")]
 pub struct Exposure {
     key: Py<SecretKey>,
-    view: Mutex<Option<Py<PyMemoryView>>>,
+    view: Mutex<Option<(Py<PyMemoryView>, Py<KeyView>)>>,
 }
 
 impl Exposure {
@@ -103,10 +115,11 @@ impl Exposure {
             py,
             KeyView {
                 key: self.key.clone_ref(py),
+                open: AtomicBool::new(true),
             },
         )?;
         let mv = PyMemoryView::from(exporter.as_any())?;
-        *slot = Some(mv.clone().unbind());
+        *slot = Some((mv.clone().unbind(), exporter.unbind()));
         Ok(mv.unbind())
     }
 
@@ -114,12 +127,14 @@ impl Exposure {
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         let taken = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mv) = taken {
+        if let Some((mv, exporter)) = taken {
+            // No new exports from here on, whatever happens to the views already out.
+            exporter.get().open.store(false, Ordering::SeqCst);
             if let Err(e) = mv.bind(py).call_method0("release") {
                 // Still exported to some consumer (BufferError): keep the view so that a
                 // later __exit__ can release it; dropping it here would leave it open for
                 // good and the key pinned.
-                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(mv);
+                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some((mv, exporter));
                 return Err(e);
             }
         }
