@@ -381,13 +381,16 @@ fn key_corpus(rng: &mut Rng) -> Vec<Vec<u8>> {
 // Targets
 // ---------------------------------------------------------------------------------------
 
-fn target_encoding(d: &[u8]) {
+fn target_encoding(d: &[u8]) -> usize {
+    let mut accepted = 0;
     if let Ok(out) = unhex(d) {
+        accepted += 1;
         // Accepted hex is the lowercase encoding of its output, up to case and whitespace.
         assert_eq!(hex(&out), strip_ws(d).to_ascii_lowercase(), "hex {d:?}");
         assert!(encoding::looks_hex(d));
     }
     if let Ok(out) = unb64(d) {
+        accepted += 1;
         // Accepted base64 is exactly the canonical encoding, up to whitespace.
         assert_eq!(b64(&out), strip_ws(d), "base64 {d:?}");
         assert!(encoding::looks_base64(d));
@@ -402,20 +405,25 @@ fn target_encoding(d: &[u8]) {
         let mut wrong = vec![0u8; n + 1];
         assert!(encoding::base64_decode_into(d, &mut wrong).is_err());
     }
+    accepted
 }
 
-fn target_pkcs8(d: &[u8]) {
+fn target_pkcs8(d: &[u8]) -> usize {
+    let mut accepted = 0;
     for alg in [Algorithm::Ed25519, Algorithm::X25519] {
         if let Ok(p) = pkcs8::parse_pkcs8_der(alg, d) {
+            accepted += 1;
             assert!(
                 pkcs8_reencodes(alg, d, p.key, p.public.as_ref()),
                 "PKCS#8 {alg:?} accepted a non-canonical structure {d:?}"
             );
         }
         if let Ok(k) = pkcs8::parse_spki_der(alg, d) {
+            accepted += 1;
             assert_eq!(pkcs8::spki_der(alg, &k).as_slice(), d, "SPKI {alg:?}");
         }
         if let Ok(k) = pkcs8::parse_spki_pem(alg, d) {
+            accepted += 1;
             let der = pkcs8::spki_der(alg, &k);
             let body = pkcs8::pem_body(d, pkcs8::PUBLIC_KEY_LABEL).expect("body of parsed PEM");
             assert_eq!(unb64(body).expect("b64 of parsed PEM"), der);
@@ -425,18 +433,20 @@ fn target_pkcs8(d: &[u8]) {
                 let mut der = vec![0u8; n];
                 if pkcs8::pem_der_into(body, &mut der).is_ok() {
                     assert_eq!(b64(&der), strip_ws(body));
-                    let _ = pkcs8::parse_pkcs8_der(alg, &der);
+                    accepted += usize::from(pkcs8::parse_pkcs8_der(alg, &der).is_ok());
                 }
             }
         }
     }
     let _ = pkcs8::looks_like_pkcs8(d);
     let _ = pkcs8::looks_like_pem(d);
+    accepted
 }
 
 /// Load `d` from a key file as every kind and format; a key that loads must be explained
 /// by the format it was read as.
-fn target_keyfile(dir: &Path, d: &[u8]) {
+fn target_keyfile(dir: &Path, d: &[u8]) -> usize {
+    let mut accepted = 0;
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("k");
     std::fs::write(&path, d).expect("write");
@@ -458,6 +468,7 @@ fn target_keyfile(dir: &Path, d: &[u8]) {
                 if f.decode_into(&mut key).is_err() {
                     continue;
                 }
+                accepted += 1;
                 if let Some(l) = length.or(kind.fixed_len()) {
                     assert_eq!(key.len(), l, "{kind:?} {format:?} {d:?}");
                 }
@@ -498,15 +509,18 @@ fn target_keyfile(dir: &Path, d: &[u8]) {
             }
         }
     }
+    accepted
 }
 
-fn target_store(d: &[u8]) {
+fn target_store(d: &[u8]) -> usize {
+    let mut accepted = 0;
     let mut variants = vec![d.to_vec()];
     let mut fixed = d.to_vec();
     fix_store_checksum(&mut fixed);
     variants.push(fixed);
     for v in variants {
         if let Ok(f) = store::parse(&v) {
+            accepted += 1;
             // A parsed file re-serializes to exactly the same bytes (canonical format).
             let again =
                 store::serialize(&f.identity, f.generation, &f.check, &f.entries, |_| f.mac)
@@ -519,6 +533,7 @@ fn target_store(d: &[u8]) {
             }
         }
     }
+    accepted
 }
 
 // ---------------------------------------------------------------------------------------
@@ -543,27 +558,36 @@ fn budget() -> Duration {
     )
 }
 
-fn run(name: &str, corpus: &[Vec<u8>], rng: &mut Rng, mut target: impl FnMut(&[u8])) -> u64 {
+fn run(
+    name: &str,
+    corpus: &[Vec<u8>],
+    rng: &mut Rng,
+    mut target: impl FnMut(&[u8]) -> usize,
+) -> u64 {
     let start = Instant::now();
     let mut iterations = 0u64;
+    let mut accepted = 0usize;
     // The corpus itself first, then mutations until the time budget is spent.
     for item in corpus {
         iterations += 1;
-        if catch_unwind(AssertUnwindSafe(|| target(item))).is_err() {
-            panic!("{name}: finding on corpus input {item:?}");
+        match catch_unwind(AssertUnwindSafe(|| target(item))) {
+            Ok(n) => accepted += n,
+            Err(_) => panic!("{name}: finding on corpus input {item:?}"),
         }
     }
     while start.elapsed() < budget() {
         for _ in 0..256 {
             let d = input(rng, corpus);
             iterations += 1;
-            if catch_unwind(AssertUnwindSafe(|| target(&d))).is_err() {
-                panic!("{name}: finding after {iterations} iterations on input {d:?}");
+            match catch_unwind(AssertUnwindSafe(|| target(&d))) {
+                Ok(n) => accepted += n,
+                Err(_) => panic!("{name}: finding after {iterations} iterations on input {d:?}"),
             }
         }
     }
+    // Accepted inputs show that mutations reach past the first checks.
     println!(
-        "fuzz {name}: {iterations} iterations in {:.0?}",
+        "fuzz {name}: {iterations} iterations in {:.0?}, {accepted} successful parses",
         start.elapsed()
     );
     iterations
