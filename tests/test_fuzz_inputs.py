@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asym_support import pem, pkcs8_der
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519 as c_ed25519
@@ -137,19 +138,42 @@ def ref_decode(content: bytes, fmt: str, kind: str) -> bytes | None:
     try:
         k = loader(content, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        # pyca/cryptography refuses a version 2 (RFC 5958) PKCS#8 key without its optional
-        # public key, which OpenSSL and keycell read: the key is the one the same
-        # structure holds as version 1.
-        v2 = b"\x30\x2e\x02\x01\x01"
-        if fmt == "der" and content.startswith(v2):
-            return ref_decode(content[:4] + b"\x00" + content[5:], fmt, kind)
-        if fmt == "pem" and b"\nMC4CAQEw" in content:
-            return ref_decode(content.replace(b"\nMC4CAQEw", b"\nMC4CAQAw", 1), fmt, kind)
-        return None
+        return _ref_pkcs8_v2(content, fmt, kind)
     want = c_ed25519.Ed25519PrivateKey if kind == "ed25519" else c_x25519.X25519PrivateKey
     if not isinstance(k, want):
         return None
     return k.private_bytes_raw()
+
+
+def _ref_pkcs8_v2(content: bytes, fmt: str, kind: str) -> bytes | None:
+    """pyca/cryptography does not read version 2 (RFC 5958) PKCS#8, which OpenSSL and
+    keycell read: decode it as the version 1 structure it extends, and check that a
+    public key it carries is the private key's."""
+    if fmt == "pem":
+        lines = content.strip().split(b"\n")
+        if len(lines) < 3 or lines[0] != b"-----BEGIN PRIVATE KEY-----":
+            return None
+        if lines[-1] != b"-----END PRIVATE KEY-----":
+            return None
+        try:
+            der = base64.b64decode(b"".join(lines[1:-1]), validate=True)
+        except ValueError:
+            return None
+        return _ref_pkcs8_v2(der, "der", kind)
+    if content.startswith(b"\x30\x2e\x02\x01\x01") and len(content) == 48:
+        return ref_decode(content[:4] + b"\x00" + content[5:], "der", kind)
+    if (
+        content.startswith(b"\x30\x51\x02\x01\x01")
+        and len(content) == 83
+        and content[48:51] == b"\x81\x21\x00"
+    ):
+        key = ref_decode(b"\x30\x2e\x02\x01\x00" + content[5:48], "der", kind)
+        if key is None:
+            return None
+        cls = c_ed25519.Ed25519PrivateKey if kind == "ed25519" else c_x25519.X25519PrivateKey
+        public = cls.from_private_bytes(key).public_key().public_bytes_raw()
+        return key if public == content[51:] else None
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,6 +306,12 @@ def key_files(fdir: Path) -> dict[tuple[str, str], bytes]:
             key.to_file(p, format=fmt)
             out[(kind, fmt)] = p.read_bytes()
             p.unlink()
+        if kind != "secret":
+            # PKCS#8 version 2 (RFC 5958) carrying the public key, which must match.
+            public = key.public_key().public_bytes_raw()
+            der = pkcs8_der(0x70 if kind == "ed25519" else 0x6E, SEED, public)
+            out[(kind, "der_v2")] = der
+            out[(kind, "pem_v2")] = pem("PRIVATE KEY", der)
     return out
 
 
@@ -310,7 +340,9 @@ def check_loaded(
 
 
 @pytest.mark.parametrize(
-    ("kind", "src_fmt"), [(k, f) for k, fs in FORMATS.items() for f in fs]
+    ("kind", "src_fmt"),
+    [(k, f) for k, fs in FORMATS.items() for f in fs]
+    + [(k, f) for k in ("ed25519", "x25519") for f in ("der_v2", "pem_v2")],
 )
 @FUZZ
 @given(data=st.data())
@@ -319,6 +351,7 @@ def test_mutated_key_files(
     key_files: dict[tuple[str, str], bytes],
 ) -> None:
     original = key_files[(kind, src_fmt)]
+    src_fmt = src_fmt.removesuffix("_v2")
     content, truncated = data.draw(mutated(original, src_fmt))
     fmt = data.draw(st.sampled_from([None, *FORMATS[kind]]))
     path = fdir / f"m-{kind}-{src_fmt}"
