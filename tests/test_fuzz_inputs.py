@@ -463,7 +463,16 @@ def _reference_public(kind: str, data: bytes, encoding: str) -> bytes | None:
     try:
         k = loader(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
+        # keycell ignores whitespace anywhere in a PEM body (RFC 7468 lax parsing, as for
+        # key files); pyca/cryptography refuses e.g. a blank line. Re-armor the body in
+        # the strict form and read that.
+        text = data.strip()
+        begin, end = b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----"
+        if encoding != "pem" or not (text.startswith(begin) and text.endswith(end)):
+            return None
+        body = _strip_ws(text[len(begin) : -len(end)])
+        strict = begin + b"\n" + body + b"\n" + end + b"\n"
+        return None if strict == data else _reference_public(kind, strict, encoding)
     want = c_ed25519.Ed25519PublicKey if kind == "ed25519" else c_x25519.X25519PublicKey
     return k.public_bytes_raw() if isinstance(k, want) else None
 
@@ -684,6 +693,7 @@ def test_keystore_odd_arguments(
     name: Any, param: Any, value: Any, fdir: Path,
     stores: dict[str, tuple[bytes, Callable[[], Any]]],
 ) -> None:
+    assume(name not in ("a", "ed", "x" * 40))  # the entries the store already has
     original, master = stores["key"]
     path = put(fdir / "odd-store", original)
     with KeyStore.open(path, master=master()) as s:
