@@ -138,11 +138,27 @@ def ref_decode(content: bytes, fmt: str, kind: str) -> bytes | None:
     try:
         k = loader(content, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
+        strict = _strict_pem(content, b"PRIVATE KEY") if fmt == "pem" else None
+        if strict is not None and strict != content:
+            return ref_decode(strict, fmt, kind)
         return _ref_pkcs8_v2(content, fmt, kind)
     want = c_ed25519.Ed25519PrivateKey if kind == "ed25519" else c_x25519.X25519PrivateKey
     if not isinstance(k, want):
         return None
     return k.private_bytes_raw()
+
+
+def _strict_pem(data: bytes, label: bytes) -> bytes | None:
+    """The strict RFC 7468 form of a single PEM block: keycell ignores whitespace anywhere
+    in the body (as documented for key files), pyca/cryptography refuses e.g. a blank
+    line or a line break inside a line, so references read this form."""
+    text = data.strip()
+    begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
+    if not (text.startswith(begin) and text.endswith(end)):
+        return None
+    body = _strip_ws(text[len(begin) : -len(end)])
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"\n".join([begin, *lines, end]) + b"\n"
 
 
 def _ref_pkcs8_v2(content: bytes, fmt: str, kind: str) -> bytes | None:
@@ -463,16 +479,10 @@ def _reference_public(kind: str, data: bytes, encoding: str) -> bytes | None:
     try:
         k = loader(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        # keycell ignores whitespace anywhere in a PEM body (RFC 7468 lax parsing, as for
-        # key files); pyca/cryptography refuses e.g. a blank line. Re-armor the body in
-        # the strict form and read that.
-        text = data.strip()
-        begin, end = b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----"
-        if encoding != "pem" or not (text.startswith(begin) and text.endswith(end)):
+        strict = _strict_pem(data, b"PUBLIC KEY") if encoding == "pem" else None
+        if strict is None or strict == data:
             return None
-        body = _strip_ws(text[len(begin) : -len(end)])
-        strict = begin + b"\n" + body + b"\n" + end + b"\n"
-        return None if strict == data else _reference_public(kind, strict, encoding)
+        return _reference_public(kind, strict, encoding)
     want = c_ed25519.Ed25519PublicKey if kind == "ed25519" else c_x25519.X25519PublicKey
     return k.public_bytes_raw() if isinstance(k, want) else None
 
