@@ -54,6 +54,12 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert r.returncode == 2, args
         assert r.stdout == ""
         assert "usage:" in r.stderr
+    # A negative or huge --length is an error message, not a traceback.
+    for length in ("-1", str(2**70)):
+        r = run("keygen", "secret", "-o", tmp_path / "k", "--length", length)
+        assert r.returncode in (1, 2), r.stderr
+        assert "Traceback" not in r.stderr
+        assert "between 1 and" in r.stderr
     r = run("store", "get", tmp_path / "s", "name", "--passphrase-file", tmp_path / "p")
     assert r.returncode == 2
     assert "-o FILE or --print-secret" in r.stderr

@@ -105,17 +105,17 @@ def test_length_mismatch(tmp_path: Path) -> None:
         assert_clean_message(e.value, secret, size=33)
 
 
-@pytest.mark.parametrize("length", [0, MAX + 1])
+@pytest.mark.parametrize("length", [0, MAX + 1, -1, 2**64, -(2**70)])
 def test_length_argument_out_of_range(tmp_path: Path, length: int) -> None:
     path = write_key_file(tmp_path / "key", printable_secret())
     with pytest.raises(ValueError, match="between 1 and"):
         SecretKey.from_file(path, length=length)
 
 
-@pytest.mark.parametrize("length", [-1, "32", 32.0])
+@pytest.mark.parametrize("length", ["32", 32.0, b"32"])
 def test_length_argument_type(tmp_path: Path, length: Any) -> None:
     path = write_key_file(tmp_path / "key", printable_secret())
-    with pytest.raises((TypeError, OverflowError)):
+    with pytest.raises(TypeError):
         SecretKey.from_file(path, length=length)
 
 

@@ -268,9 +268,18 @@ def test_kdf_params(tmp_path: Path) -> None:
         {"lanes": 17},
         {"speed": 1},
         {"memory_kib": -1},
+        {"memory_kib": -(2**70)},
+        {"lanes": 2**40},
+        {"iterations": 2**70},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"between|unknown") as info:
             KeyStore.create(tmp_path / "s", master=pw(), kdf_params=bad)  # type: ignore[arg-type]
+        # The range is named, never the misleading "must be an int >= 0" for a huge value.
+        assert ">= 0" not in str(info.value)
+        assert not (tmp_path / "s").exists()
+    for bad_type in ({"memory_kib": "1024"}, {"iterations": 1.0}, {"lanes": None}):
+        with pytest.raises(TypeError, match="must be an int"):
+            KeyStore.create(tmp_path / "s", master=pw(), kdf_params=bad_type)
         assert not (tmp_path / "s").exists()
     with pytest.raises(ValueError, match="passphrase"):
         KeyStore.create(tmp_path / "s", master=SecretKey.generate(32), kdf_params=FAST)

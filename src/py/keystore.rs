@@ -86,6 +86,28 @@ fn with_master<T: Send>(
     py.detach(|| borrow_master(master, f))
 }
 
+/// One `kdf_params` value: a non-int is a `TypeError`; an int outside `u32` is clamped
+/// (negative to 0, huge to `u32::MAX`) so that [`Argon2Params::check`] reports it with the
+/// valid range, as a `ValueError` like any other out-of-range value.
+fn kdf_param_value(key: &str, v: &Bound<'_, PyAny>) -> Result<u32> {
+    match v.extract::<i64>() {
+        Ok(n) => Ok(n.clamp(0, i64::from(u32::MAX)) as u32),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => {
+            let negative = v
+                .lt(0i64)
+                .map_err(|_| Error::Value(format!("kdf_params[{key:?}] is out of range")))?;
+            Ok(if negative { 0 } else { u32::MAX })
+        }
+        Err(_) => Err(Error::Type(format!(
+            "kdf_params[{key:?}] must be an int, not {}",
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "object".to_owned())
+        ))),
+    }
+}
+
 fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params>> {
     let Some(d) = d else {
         return Ok(None);
@@ -95,9 +117,7 @@ fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params
         let key: String = k
             .extract()
             .map_err(|_| Error::Type("kdf_params keys must be str".to_owned()))?;
-        let value: u32 = v
-            .extract()
-            .map_err(|_| Error::Value(format!("kdf_params[{key:?}] must be an int >= 0")))?;
+        let value = kdf_param_value(&key, &v)?;
         match key.as_str() {
             "memory_kib" => p.memory_kib = value,
             "iterations" => p.iterations = value,

@@ -31,6 +31,28 @@ pub struct SecretKey {
     pub(crate) export: ExportSeal,
 }
 
+/// A key length argument: an `int` (anything with `__index__`). A negative or huge value
+/// is a `ValueError` naming the valid range, like every other out-of-range length, not
+/// the `OverflowError` a plain `usize` argument would raise.
+pub struct KeyLength(pub usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for KeyLength {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<usize>() {
+            Ok(n) => Ok(KeyLength(n)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
+                Err(Error::Value(format!(
+                    "key length must be between 1 and {MAX_KEY_LEN} bytes"
+                ))
+                .into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A read guard on a live key.
 pub struct LiveKey<'a>(RwLockReadGuard<'a, Option<SymmetricKey>>);
 
@@ -92,9 +114,12 @@ impl SecretKey {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
     /// With `exportable=False` the key can never be exposed or written to a key file.
     #[staticmethod]
-    #[pyo3(signature = (length = 32, *, exportable = true))]
-    fn generate(py: Python<'_>, length: usize, exportable: bool) -> Result<SecretKey> {
-        let key = SymmetricKey::generate(length)?;
+    #[pyo3(
+        signature = (length = KeyLength(32), *, exportable = true),
+        text_signature = "(length=32, *, exportable=True)"
+    )]
+    fn generate(py: Python<'_>, length: KeyLength, exportable: bool) -> Result<SecretKey> {
+        let key = SymmetricKey::generate(length.0)?;
         SecretKey::wrap_with(py, key, exportable)
     }
 
@@ -132,10 +157,11 @@ impl SecretKey {
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
-        length: Option<usize>,
+        length: Option<KeyLength>,
         format: Option<&str>,
         exportable: bool,
     ) -> Result<SecretKey> {
+        let length = length.map(|l| l.0);
         if let Some(l) = length {
             if l == 0 || l > MAX_KEY_LEN {
                 return Err(Error::Value(format!(
