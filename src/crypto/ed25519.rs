@@ -11,7 +11,7 @@
 //! in which the seed is written. Signing reads the scalar and prefix from the region on
 //! each call and implements RFC 8032 §5.1.6 on `curve25519-dalek` directly:
 //!
-//! - the nonce hash `SHA-512(prefix || M)` uses [`SecretSha512`], our SHA-512 on
+//! - the nonce hash `SHA-512(prefix || M)` uses [`SecretHash`], our SHA-2 (as HMAC uses) on
 //!   `sha2::compress512` whose state and buffer are zeroized on drop (the `sha2` hashers
 //!   cannot be zeroized);
 //! - the nonce `r`, the reduced scalar and every other value we own is zeroized;
@@ -29,11 +29,11 @@
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha512};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 use super::curve::CurvePrivateKey;
+use super::hmac::{HashAlgorithm, SecretHash};
 use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use crate::memory::{MemoryError, Protection, SecretBuf};
@@ -49,82 +49,6 @@ const SCALAR: std::ops::Range<usize> = 0..32;
 const PREFIX: std::ops::Range<usize> = 32..64;
 const SEED: std::ops::Range<usize> = 64..96;
 const REGION_LEN: usize = 96;
-
-const IV512: [u64; 8] = [
-    0x6a09e667f3bcc908,
-    0xbb67ae8584caa73b,
-    0x3c6ef372fe94f82b,
-    0xa54ff53a5f1d36f1,
-    0x510e527fade682d1,
-    0x9b05688c2b3e6c1f,
-    0x1f83d9abfb41bd6b,
-    0x5be0cd19137e2179,
-];
-
-/// SHA-512 for secret input, on `sha2`'s compression function, with state and buffer
-/// zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub(crate) struct SecretSha512 {
-    state: [u64; 8],
-    buf: [u8; 128],
-    buf_len: usize,
-    total: u128,
-}
-
-impl SecretSha512 {
-    pub(crate) fn new() -> Self {
-        SecretSha512 {
-            state: IV512,
-            buf: [0u8; 128],
-            buf_len: 0,
-            total: 0,
-        }
-    }
-
-    fn compress(state: &mut [u64; 8], blocks: &[u8]) {
-        for block in blocks.chunks_exact(128) {
-            sha2::compress512(state, std::slice::from_ref(GenericArray::from_slice(block)));
-        }
-    }
-
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
-        self.total += data.len() as u128;
-        if self.buf_len > 0 {
-            let take = (128 - self.buf_len).min(data.len());
-            self.buf[self.buf_len..self.buf_len + take].copy_from_slice(&data[..take]);
-            self.buf_len += take;
-            data = &data[take..];
-            if self.buf_len < 128 {
-                return;
-            }
-            Self::compress(&mut self.state, &self.buf);
-            self.buf_len = 0;
-        }
-        let whole = data.len() - data.len() % 128;
-        Self::compress(&mut self.state, &data[..whole]);
-        let rest = &data[whole..];
-        self.buf[..rest.len()].copy_from_slice(rest);
-        self.buf_len = rest.len();
-    }
-
-    /// Pad, compress, and write the 64-byte digest into `out` (e.g. a region slice).
-    pub(crate) fn finalize_into(mut self, out: &mut [u8]) {
-        let bits = self.total.wrapping_mul(8).to_be_bytes();
-        let n = self.buf_len;
-        self.buf[n] = 0x80;
-        self.buf[n + 1..].fill(0);
-        if n + 1 + 16 > 128 {
-            Self::compress(&mut self.state, &self.buf);
-            self.buf.fill(0);
-        }
-        self.buf[112..].copy_from_slice(&bits);
-        Self::compress(&mut self.state, &self.buf);
-        for (w, o) in self.state.iter().zip(out.chunks_exact_mut(8)) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
-        // `self` is dropped (and zeroized) here.
-    }
-}
 
 /// An Ed25519 private key: seed and expanded secret key in one guarded region, plus the
 /// (public) verifying key.
@@ -147,7 +71,7 @@ impl std::fmt::Debug for PrivateKey {
 #[inline(never)]
 fn expand(region: &mut [u8]) {
     let (expanded, seed) = region.split_at_mut(SEED.start);
-    let mut h = SecretSha512::new();
+    let mut h = SecretHash::new(HashAlgorithm::Sha512);
     h.update(seed);
     h.finalize_into(expanded);
     // RFC 8032 §5.1.5: clamp the first half.
@@ -170,7 +94,7 @@ fn derive_public(scalar_bytes: &[u8]) -> VerifyingKey {
 #[inline(never)]
 fn sign_raw(expanded: &[u8], public: &CompressedEdwardsY, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
     // r = SHA-512(prefix || M) mod L
-    let mut h = SecretSha512::new();
+    let mut h = SecretHash::new(HashAlgorithm::Sha512);
     h.update(&expanded[PREFIX]);
     h.update(msg);
     let mut digest = [0u8; 64];
@@ -494,7 +418,7 @@ mod tests {
         for len in [0usize, 1, 111, 112, 113, 127, 128, 129, 255, 256, 257, 600] {
             for split in [0usize, 1, 64, 128, len / 2, len] {
                 let split = split.min(len);
-                let mut h = SecretSha512::new();
+                let mut h = SecretHash::new(HashAlgorithm::Sha512);
                 h.update(&data[..split]);
                 h.update(&data[split..len]);
                 let mut out = [0u8; 64];

@@ -316,6 +316,28 @@ impl Running {
     }
 }
 
+/// SHA-2 over secret input (e.g. the Ed25519 seed and nonce hashes): the running state and
+/// buffer are zeroized on drop, unlike the `sha2` hashers. The same core as HMAC.
+pub struct SecretHash(Running);
+
+impl SecretHash {
+    /// A new hash computation for `alg`.
+    pub fn new(alg: HashAlgorithm) -> Self {
+        SecretHash(Running::new(alg))
+    }
+
+    /// Absorb `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// Write the digest (`alg.digest_len()` bytes) into `out` (e.g. a region slice); the
+    /// state is wiped when `self` drops here.
+    pub fn finalize_into(mut self, out: &mut [u8]) {
+        self.0.finalize_into(out);
+    }
+}
+
 /// Compute the pads of `key` for `alg` into `out` (`alg.pads_len()` bytes): the midstate
 /// after `K' ^ ipad`, then the midstate after `K' ^ opad`. Keys longer than a block are
 /// hashed first (RFC 2104).
