@@ -169,6 +169,26 @@ def _assert_alive_only_locked(alive: dict[str, list[Hit]], names: list[str]) -> 
             assert h.dontdump, f"{name} found in dumpable memory:\n{summarize(alive)}"
 
 
+def _scan_alive_and_destroyed(
+    label: str, code: str, args: list[str], patterns: dict[str, bytes]
+) -> dict[str, list[Hit]]:
+    """Run the child, scan it while the keys are alive and after destroy(), and check what
+    holds for every pattern: the control is found in both phases, every copy of a secret
+    alive lies in locked, dump-excluded pages, and none is left after destroy(). Returns
+    the hits while alive, for the test's own checks."""
+    scans, _ = scan_phases(code, *args, patterns=patterns)
+    alive, after = scans["alive"], scans["destroyed"]
+    print(label, "alive", {n: len(h) for n, h in alive.items()})
+    print(label, "after", {n: len(h) for n, h in after.items()})
+    assert alive["control"], summarize(alive)
+    assert after["control"], summarize(after)
+    names = [n for n in patterns if n != "control"]
+    _assert_alive_only_locked(alive, names)
+    for name in names:
+        assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
+    return alive
+
+
 def test_reference_sha2_is_right() -> None:
     _check_compress_against_hashlib()
 
@@ -209,23 +229,14 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     patterns["key ^ opad"] = bytes(b ^ 0x5C for b in key)
     for alg in ("sha256", "sha384", "sha512"):
         patterns.update(hmac_midstates(key, alg))
-    scans, _ = scan_phases(
-        HMAC_CHILD, str(tmp_path / "key"), str(tmp_path / "control"), patterns=patterns
+    alive = _scan_alive_and_destroyed(
+        "hmac", HMAC_CHILD, [str(tmp_path / "key"), str(tmp_path / "control")], patterns
     )
-    alive, after = scans["alive"], scans["destroyed"]
-    print("hmac alive", {n: len(h) for n, h in alive.items()})
-    print("hmac after", {n: len(h) for n, h in after.items()})
-    assert alive["control"], summarize(alive)
-    assert after["control"], summarize(after)
-    secret_names = [n for n in patterns if n != "control"]
-    _assert_alive_only_locked(alive, secret_names)
     # The stored midstates are found (the scan sees them) exactly once, in the key region.
     for alg in ("sha256", "sha384", "sha512"):
         for pad in ("inner", "outer"):
             assert len(alive[f"{alg} {pad} midstate (native)"]) == 1, summarize(alive)
     assert alive["key ^ ipad"] == alive["key ^ opad"] == [], summarize(alive)
-    for name in secret_names:
-        assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
 
 
 ED25519_CHILD = """
@@ -264,24 +275,16 @@ def test_ed25519_seed_scalar_prefix_and_nonces_only_in_locked_pages(tmp_path: Pa
     for i, msg in enumerate((b"message one", b"L" * 5000, b"three")):
         r = int.from_bytes(hashlib.sha512(prefix + msg).digest(), "little") % L
         patterns[f"nonce r of message {i}"] = r.to_bytes(32, "little")
-    scans, _ = scan_phases(
-        ED25519_CHILD, str(tmp_path / "seed"), str(tmp_path / "control"), patterns=patterns
+    alive = _scan_alive_and_destroyed(
+        "ed25519", ED25519_CHILD, [str(tmp_path / "seed"), str(tmp_path / "control")], patterns
     )
-    alive, after = scans["alive"], scans["destroyed"]
-    print("ed25519 alive", {n: len(h) for n, h in alive.items()})
-    print("ed25519 after", {n: len(h) for n, h in after.items()})
-    assert alive["control"], summarize(alive)
-    assert after["control"], summarize(after)
-    names = [n for n in patterns if n != "control"]
-    _assert_alive_only_locked(alive, names)
     # The region keeps the seed and the expanded key: the scan must see them there.
     assert alive["seed"], summarize(alive)
     assert alive["nonce prefix"], summarize(alive)
     assert alive["scalar mod L"] or alive["clamped scalar"], summarize(alive)
-    for name in names:
+    for name in patterns:
         if name.startswith("nonce r"):
             assert alive[name] == [], f"{name} survived the signing call:\n{summarize(alive)}"
-        assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
 
 
 X25519_CHILD = """
@@ -322,21 +325,7 @@ def test_x25519_private_and_shared_secret_only_in_locked_pages(tmp_path: Path) -
         "clamped private": _clamp(private),
         "shared secret": shared,
     }
-    scans, _ = scan_phases(
-        X25519_CHILD,
-        str(tmp_path / "x25519"),
-        str(tmp_path / "control"),
-        peer_hex,
-        patterns=patterns,
-    )
-    alive, after = scans["alive"], scans["destroyed"]
-    print("x25519 alive", {n: len(h) for n, h in alive.items()})
-    print("x25519 after", {n: len(h) for n, h in after.items()})
-    assert alive["control"], summarize(alive)
-    assert after["control"], summarize(after)
-    names = [n for n in patterns if n != "control"]
-    _assert_alive_only_locked(alive, names)
+    args = [str(tmp_path / "x25519"), str(tmp_path / "control"), peer_hex]
+    alive = _scan_alive_and_destroyed("x25519", X25519_CHILD, args, patterns)
     assert alive["private"] or alive["clamped private"], summarize(alive)
     assert len(alive["shared secret"]) == 1, summarize(alive)
-    for name in names:
-        assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
