@@ -1,7 +1,7 @@
 //! keycell's native core.
 //!
 //! - [`memory`]: guarded, locked, wiped regions (the only `unsafe` code, apart from the
-//!   buffer-protocol glue in `py/view.rs`).
+//!   buffer-protocol glue in `py/view.rs` and `py/buffer_in_place.rs`).
 //! - [`crypto`]: algorithms over secret bytes held in those regions.
 //! - [`keyfile`]: opening key files safely.
 //! - [`encoding`]: hex and base64 over slices (key file formats).

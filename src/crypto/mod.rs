@@ -10,6 +10,7 @@ pub mod kdf;
 pub mod pkcs8;
 pub mod scrub;
 pub mod symmetric;
+pub mod tag;
 pub mod x25519;
 
 /// Test vectors' hex (whitespace ignored), decoded independently of [`crate::encoding`].

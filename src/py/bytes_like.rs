@@ -4,23 +4,27 @@
 //! so the slice stays valid while the GIL is released). Any other contiguous buffer
 //! (`bytearray`, `memoryview`, `array('B')`, ...) is copied once through PyO3's safe
 //! `PyBuffer::to_vec`, so a concurrent mutation from another thread can never race with a
-//! computation running without the GIL. Secret inputs never take that path: they are copied
-//! straight into a guarded region with [`copy_secret_into`].
+//! computation running without the GIL; that copy is wiped when it is dropped, because a
+//! caller may pass anything, a view of a key included. Secret inputs never take that path:
+//! they are copied straight into a guarded region with [`copy_secret_into`].
+//! [`ct_eq_in_place`] compares two buffers where they are, without any copy.
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyString};
+use zeroize::Zeroizing;
 
+use super::buffer_in_place::with_bytes_in_place;
 use super::errors::{Error, Result};
 
 /// Inputs at least this long are processed with the GIL released.
 pub const GIL_RELEASE_THRESHOLD: usize = 2048;
 
-/// Borrowed or copied bytes of a bytes-like argument (never secret: messages, tags,
-/// signatures, public keys).
+/// Borrowed or copied bytes of a bytes-like argument (messages, tags, signatures, public
+/// keys). A copy is wiped on drop: the caller's buffer may hold anything.
 pub enum BytesLike<'py> {
     Bytes(Bound<'py, PyBytes>),
-    Copied(Vec<u8>),
+    Copied(Zeroizing<Vec<u8>>),
 }
 
 impl BytesLike<'_> {
@@ -71,7 +75,55 @@ pub fn bytes_like<'py>(obj: &Bound<'py, PyAny>, what: &str) -> Result<BytesLike<
         return Ok(BytesLike::Bytes(b.clone()));
     }
     let buf = contiguous_buffer(obj, what)?;
-    Ok(BytesLike::Copied(buf.to_vec(obj.py())?))
+    Ok(BytesLike::Copied(Zeroizing::new(buf.to_vec(obj.py())?)))
+}
+
+/// A bytes-like argument read where it is: `bytes` borrowed, any other buffer through its
+/// buffer export (no copy).
+enum InPlace<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(PyBuffer<u8>),
+}
+
+impl<'py> InPlace<'py> {
+    fn new(obj: &Bound<'py, PyAny>, what: &str) -> Result<Self> {
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(InPlace::Bytes(b.clone()));
+        }
+        Ok(InPlace::Buffer(contiguous_buffer(obj, what)?))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            InPlace::Bytes(b) => b.as_bytes().len(),
+            InPlace::Buffer(buf) => buf.item_count(),
+        }
+    }
+}
+
+/// Compare two bytes-like arguments in constant time (time depends only on the lengths),
+/// reading both where they are: nothing is copied, so comparing two views of keys leaves
+/// no trace in the heap. Two `bytes` of at least [`GIL_RELEASE_THRESHOLD`] bytes are
+/// compared with the GIL released; other buffers (which Python code could mutate) are read
+/// with the GIL held.
+pub fn ct_eq_in_place(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
+    let (a, b) = (InPlace::new(a, "a")?, InPlace::new(b, "b")?);
+    if a.len() != b.len() {
+        return Ok(false);
+    }
+    let eq = crate::crypto::ct::ct_eq;
+    Ok(match (&a, &b) {
+        (InPlace::Bytes(x), InPlace::Bytes(y)) => {
+            let (x, y) = (x.as_bytes(), y.as_bytes());
+            maybe_detach(py, x.len(), || eq(x, y))
+        }
+        (InPlace::Bytes(x), InPlace::Buffer(y)) | (InPlace::Buffer(y), InPlace::Bytes(x)) => {
+            with_bytes_in_place(py, y, |y| eq(x.as_bytes(), y))
+        }
+        (InPlace::Buffer(x), InPlace::Buffer(y)) => {
+            with_bytes_in_place(py, x, |x| with_bytes_in_place(py, y, |y| eq(x, y)))
+        }
+    })
 }
 
 /// A secret bytes-like source: its length, and whether it can be wiped.

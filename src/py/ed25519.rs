@@ -1,7 +1,7 @@
 //! `Ed25519PrivateKey`, `Ed25519PublicKey` and `ed25519_verify_batch`.
 //!
-//! The private key's state is a [`PrivateKeyCell`] shared with `X25519PrivateKey`
-//! (locking rules in `asymmetric.rs`).
+//! The private key is a thin class over a [`KeyCell`] (life cycle, locking and fork rules
+//! in `key_cell.rs`).
 
 use ed25519_dalek::VerifyingKey;
 use pyo3::basic::CompareOp;
@@ -11,9 +11,12 @@ use pyo3::types::{PyBytes, PyTuple};
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
 use crate::crypto::pkcs8::Algorithm;
 
-use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyCell};
+use std::sync::Arc;
+
+use super::asymmetric::{self as common, hex, private_key_methods};
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
+use super::key_cell::KeyCell;
 
 /// An Ed25519 private key held outside the Python heap.
 ///
@@ -23,13 +26,14 @@ use super::errors::{Error, Result};
 /// `destroy()`. Signing runs in Rust on that region; stack temporaries are wiped.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct Ed25519PrivateKey {
-    cell: PrivateKeyCell<PrivateKey>,
+    cell: Arc<KeyCell<PrivateKey>>,
     public: VerifyingKey,
 }
 
 impl Ed25519PrivateKey {
-    fn from_cell(cell: PrivateKeyCell<PrivateKey>) -> Result<Self> {
-        let public = *cell.live()?.key().public();
+    fn from_key(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
+        let public = *key.public();
+        let cell = common::new_cell(py, "Ed25519PrivateKey", key, exportable)?;
         Ok(Ed25519PrivateKey { cell, public })
     }
 }
@@ -48,7 +52,7 @@ private_key_methods!(Ed25519PrivateKey, PrivateKey, "ed25519", "seed", {
 
     /// The public key.
     fn public_key(&self) -> Result<Ed25519PublicKey> {
-        self.cell.public()?;
+        self.cell.check_live()?;
         Ok(Ed25519PublicKey { key: self.public })
     }
 });

@@ -1,18 +1,20 @@
 //! HKDF bindings: `keycell.hkdf`, `keycell.hkdf_extract`, `keycell.hkdf_expand`.
 //!
 //! Inputs and outputs that are secret (the input keying material, the PRK, the output)
-//! are `SecretKey` handles only; the salt and `info` are ordinary bytes-like values.
+//! are `SecretKey` handles only; the salt and `info` are ordinary bytes-like values. A key
+//! derived from a sealed key (`exportable=False`, `seal_export()`) is sealed too.
 
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
 
-use crate::crypto::hkdf::{self as kdf, HkdfError};
+// The functions are imported by name: `hkdf` here is also the name of the `#[pyfunction]`.
+use crate::crypto::hkdf::{derive, expand, extract, max_output_len, HkdfError};
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::symmetric::SymmetricKey;
 
+use super::args::{handle, parse_algorithm, type_name};
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
-use super::hmac::parse_algorithm;
 use super::secret_key::SecretKey;
 
 impl From<HkdfError> for Error {
@@ -31,29 +33,21 @@ fn secret_key<'a, 'py>(
     obj: &'a Bound<'py, PyAny>,
     what: &str,
 ) -> Result<&'a Bound<'py, SecretKey>> {
-    obj.cast::<SecretKey>().map_err(|_| {
-        let tname = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "object".to_owned());
-        Error::Type(format!(
-            "{what} must be a keycell.SecretKey, not {tname}; load raw bytes with \
-             SecretKey.from_buffer()"
-        ))
-    })
+    handle(
+        obj,
+        what,
+        "SecretKey",
+        "; load raw bytes with SecretKey.from_buffer()",
+    )
 }
 
 /// The requested output length, checked against `1..=255 x HashLen`.
 fn output_length(obj: &Bound<'_, PyAny>, alg: HashAlgorithm) -> Result<usize> {
-    let max = kdf::max_output_len(alg);
+    let max = max_output_len(alg);
     let Ok(int) = obj.cast::<PyInt>() else {
         return Err(Error::Type(format!(
             "length must be an int, not {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "object".to_owned())
+            type_name(obj)
         )));
     };
     match int.extract::<i64>() {
@@ -102,9 +96,9 @@ pub fn hkdf(
     let work = length + info.len() + salt.map_or(0, <[u8]>::len);
     let okm = maybe_detach(py, work, || -> Result<SymmetricKey> {
         let live = key.live()?;
-        Ok(kdf::derive(alg, live.key().bytes()?, salt, info, length)?)
+        Ok(derive(alg, live.key().bytes()?, salt, info, length)?)
     })?;
-    SecretKey::wrap(py, okm)
+    SecretKey::wrap_with(py, okm, key.exportable_now())
 }
 
 /// HKDF-Extract (RFC 5869 section 2.2): the pseudorandom key `HMAC(salt, key)`, as a new
@@ -125,9 +119,9 @@ pub fn hkdf_extract(
     let work = key.live()?.key().len() + salt.map_or(0, <[u8]>::len);
     let prk = maybe_detach(py, work, || -> Result<SymmetricKey> {
         let live = key.live()?;
-        Ok(kdf::extract(alg, salt, live.key().bytes()?)?)
+        Ok(extract(alg, salt, live.key().bytes()?)?)
     })?;
-    SecretKey::wrap(py, prk)
+    SecretKey::wrap_with(py, prk, key.exportable_now())
 }
 
 /// HKDF-Expand (RFC 5869 section 2.3): `length` bytes of output keying material from the
@@ -153,7 +147,7 @@ pub fn hkdf_expand(
     let info = info.as_ref().map_or(&[][..], BytesLike::as_slice);
     let okm = maybe_detach(py, length + info.len(), || -> Result<SymmetricKey> {
         let live = prk.live()?;
-        Ok(kdf::expand(alg, live.key(), info, length)?)
+        Ok(expand(alg, live.key(), info, length)?)
     })?;
-    SecretKey::wrap(py, okm)
+    SecretKey::wrap_with(py, okm, prk.exportable_now())
 }

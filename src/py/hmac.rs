@@ -1,18 +1,14 @@
-//! HMAC bindings: the helpers behind `SecretKey.hmac` / `SecretKey.verify_hmac`, and the
-//! streaming `keycell.HMAC` context.
+//! The streaming `keycell.HMAC` context (the one-shot `SecretKey.hmac` / `verify_hmac` are
+//! methods of the key, in `secret_key.rs`).
 //!
 //! Locking rules (so a key destroyed on another thread never deadlocks or crashes):
-//! - the key's `RwLock` is only ever taken inside the closure given to
-//!   [`maybe_detach`], and released before it returns, so no thread holds it while it
-//!   waits for the GIL;
+//! - the key's lock is only ever taken inside the closure given to [`maybe_detach`], and
+//!   released before it returns, so no thread holds it while it waits for the GIL;
 //! - `HMAC` takes its own `Mutex` first and the key's lock second; nothing takes them in
 //!   the other order. When the mutex is contended it is acquired with the GIL released.
 //!
-//! Tag rule for every verification: a tag of the full digest length is compared in full; a
-//! shorter tag of at least [`MIN_TAG_LEN`] bytes is compared with the same number of
-//! leading bytes of the HMAC (truncated tags, RFC 2104 section 5); any other length fails
-//! with `InvalidSignature`. The comparison runs in constant time (`subtle`); the expected
-//! tag is wiped from the stack afterwards.
+//! `verify()` follows the tag rule of `crate::crypto::tag`; the expected tag is wiped from
+//! the stack afterwards.
 
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -21,80 +17,12 @@ use pyo3::types::PyBytes;
 use zeroize::Zeroize;
 
 use crate::crypto::hmac::{HashAlgorithm, HmacStream, MAX_DIGEST_LEN};
+use crate::crypto::tag::tag_matches;
 
+use super::args::{handle, parse_algorithm};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::secret_key::SecretKey;
-
-/// Shortest truncated tag `verify` accepts (bytes).
-pub const MIN_TAG_LEN: usize = 16;
-
-/// Parse an algorithm name, or fail with an "unsupported algorithm" `ValueError`.
-pub fn parse_algorithm(name: &str) -> Result<HashAlgorithm> {
-    HashAlgorithm::from_name(name).ok_or_else(|| {
-        let shown: String = name.chars().take(40).collect();
-        Error::Value(format!(
-            "unsupported hash algorithm {shown:?}: keycell supports \"sha256\", \"sha384\" \
-             and \"sha512\""
-        ))
-    })
-}
-
-/// Check `tag` against the `expected` digest (full length) under the tag rule above.
-fn check_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
-    let ok = tag.len() >= MIN_TAG_LEN
-        && tag.len() <= expected.len()
-        && crate::crypto::ct::ct_eq(&expected[..tag.len()], tag);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidSignature(
-            "the HMAC tag does not match".to_owned(),
-        ))
-    }
-}
-
-/// `SecretKey.hmac`: one-shot HMAC of `data` with the key's precomputed pads.
-pub fn key_hmac<'py>(
-    py: Python<'py>,
-    key: &SecretKey,
-    data: &Bound<'py, PyAny>,
-    algorithm: &str,
-) -> Result<Bound<'py, PyBytes>> {
-    let alg = parse_algorithm(algorithm)?;
-    let data = bytes_like(data, "data")?;
-    let msg = data.as_slice();
-    let out = maybe_detach(py, msg.len(), || -> Result<[u8; MAX_DIGEST_LEN]> {
-        let live = key.live()?;
-        let mut out = [0u8; MAX_DIGEST_LEN];
-        live.key().hmac(alg, msg, &mut out)?;
-        Ok(out)
-    })?;
-    Ok(PyBytes::new(py, &out[..alg.digest_len()]))
-}
-
-/// `SecretKey.verify_hmac`: recompute and compare in constant time.
-pub fn key_verify_hmac(
-    py: Python<'_>,
-    key: &SecretKey,
-    data: &Bound<'_, PyAny>,
-    tag: &Bound<'_, PyAny>,
-    algorithm: &str,
-) -> Result<()> {
-    let alg = parse_algorithm(algorithm)?;
-    let data = bytes_like(data, "data")?;
-    let tag = bytes_like(tag, "tag")?;
-    let (msg, tag) = (data.as_slice(), tag.as_slice());
-    maybe_detach(py, msg.len(), || -> Result<()> {
-        let mut expected = [0u8; MAX_DIGEST_LEN];
-        let result = (|| -> Result<()> {
-            key.live()?.key().hmac(alg, msg, &mut expected)?;
-            check_tag(&expected[..alg.digest_len()], tag)
-        })();
-        expected[..].zeroize();
-        result
-    })
-}
 
 /// The state of an `HMAC` context.
 enum Ctx {
@@ -176,13 +104,12 @@ impl Hmac {
     #[new]
     #[pyo3(signature = (key, algorithm = "sha256"))]
     fn new(key: &Bound<'_, PyAny>, algorithm: &str) -> Result<Self> {
-        let key = key.cast::<SecretKey>().map_err(|_| {
-            Error::Type(format!(
-                "key must be a keycell.SecretKey, not {}; load raw bytes with \
-                 SecretKey.from_buffer()",
-                type_name(key)
-            ))
-        })?;
+        let key: &Bound<'_, SecretKey> = handle(
+            key,
+            "key",
+            "SecretKey",
+            "; load raw bytes with SecretKey.from_buffer()",
+        )?;
         let alg = parse_algorithm(algorithm)?;
         key.get().live()?;
         Ok(Hmac {
@@ -267,9 +194,15 @@ impl Hmac {
     fn verify(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> Result<()> {
         let tag = bytes_like(tag, "tag")?;
         let mut expected = [0u8; MAX_DIGEST_LEN];
-        let result = self
-            .finish(py, &mut expected)
-            .and_then(|()| check_tag(&expected[..self.alg.digest_len()], tag.as_slice()));
+        let result = self.finish(py, &mut expected).and_then(|()| {
+            if tag_matches(&expected[..self.alg.digest_len()], tag.as_slice()) {
+                Ok(())
+            } else {
+                Err(Error::InvalidSignature(
+                    "the HMAC tag does not match".to_owned(),
+                ))
+            }
+        });
         expected[..].zeroize();
         result
     }
@@ -277,11 +210,4 @@ impl Hmac {
     fn __repr__(&self) -> String {
         format!("<keycell.HMAC {}>", self.alg.name())
     }
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "object".to_owned())
 }

@@ -1,13 +1,8 @@
-//! Shared glue for key files and export policy, used by every key handle class
-//! (`SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`): parsing `format=`, loading a
-//! file straight into the key's region, writing one from it, the one-way export seal, and
-//! the refusal to pickle or copy.
+//! Shared glue for key files, used by every key handle class (`SecretKey`,
+//! `Ed25519PrivateKey`, `X25519PrivateKey`): parsing `format=`, loading a file straight
+//! into the key's region, and writing one from it.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use pyo3::exceptions::PyTypeError;
-use pyo3::PyErr;
 
 use crate::crypto::curve::CurvePrivateKey;
 use crate::keyfile::{self, DecodedKeyFile, Format, KeyKind, LoadError};
@@ -87,42 +82,4 @@ pub fn load_private_key<K: CurvePrivateKey>(path: &Path, format: Option<Format>)
 pub fn write(path: &Path, kind: KeyKind, format: &str, key: &[u8], overwrite: bool) -> Result<()> {
     let format = parse_format(kind, Some(format))?.unwrap_or(Format::Raw);
     keyfile::write_key_file(path, kind, format, key, overwrite).map_err(|e| load_error(path, e))
-}
-
-/// The `TypeError` raised by pickling or copying a key handle.
-pub fn no_copy(class: &str, what: &str) -> PyErr {
-    PyTypeError::new_err(format!(
-        "{class} cannot be {what}: its secret is kept out of Python memory on purpose. Keep \
-         using the handle, or save it explicitly (KeyStore, to_file)"
-    ))
-}
-
-/// The one-way export seal of a key handle.
-#[derive(Debug)]
-pub struct ExportSeal(AtomicBool);
-
-impl ExportSeal {
-    /// A seal, open (exportable) or closed.
-    pub fn new(exportable: bool) -> Self {
-        ExportSeal(AtomicBool::new(exportable))
-    }
-
-    /// Whether the key may still be exported.
-    pub fn exportable(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Close the seal (one way).
-    pub fn seal(&self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-
-    /// `Ok` when exportable, else [`Error::NotExportable`] naming `what`.
-    pub fn check(&self, what: &'static str) -> Result<()> {
-        if self.exportable() {
-            Ok(())
-        } else {
-            Err(Error::NotExportable(what))
-        }
-    }
 }

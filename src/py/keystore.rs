@@ -18,10 +18,10 @@ use crate::keyfile::KeyKind;
 use crate::memory::SecretBuf;
 use crate::store::{Master, Store, StoreError};
 
-use super::asymmetric::PrivateKeyCell;
 use super::bytes_like::SecretSource;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
+use super::key_cell::{CellKey, KeyCell, KeyHandle};
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -179,11 +179,11 @@ enum Opened {
 impl KeyStore {
     /// Seal an Ed25519 or X25519 private key under `name`. The key's lock is taken inside
     /// the GIL-free section (after the store's mutex: always in that order).
-    fn put_curve<K: CurvePrivateKey>(
+    fn put_curve<K: CurvePrivateKey + CellKey>(
         &self,
         py: Python<'_>,
         name: &str,
-        cell: &PrivateKeyCell<K>,
+        cell: &KeyCell<K>,
         overwrite: bool,
     ) -> Result<()> {
         let kind = KeyKind::from_algorithm(K::ALGORITHM);
@@ -280,7 +280,7 @@ impl KeyStore {
     ) -> Result<()> {
         if let Ok(k) = key.cast::<SecretKey>() {
             let k = k.get();
-            let exportable = k.export.exportable();
+            let exportable = k.cell().exportable();
             // The key's lock only inside the GIL-free section (see `put_curve`).
             return self.with(py, |s| {
                 let live = k.live()?;

@@ -1,12 +1,15 @@
 //! The PyO3 bindings: argument parsing, GIL release, error mapping. One file per Python
 //! class family; no cryptography or memory management of their own.
 
+mod args;
 mod asymmetric;
+mod buffer_in_place;
 mod bytes_like;
 mod ed25519;
 mod errors;
 mod hkdf;
 mod hmac;
+mod key_cell;
 mod key_io;
 mod keystore;
 mod protection;
@@ -17,21 +20,16 @@ mod x25519;
 use pyo3::prelude::*;
 
 use crate::memory::{self, LockFailurePolicy};
-use bytes_like::{bytes_like, maybe_detach};
 use errors::{Error, Result};
 
 /// Compare two bytes-like objects in constant time, like `hmac.compare_digest` for
 /// bytes-like arguments: the time depends only on the lengths. Unlike it, `str` arguments
-/// are refused (`TypeError`): secrets and tags are bytes.
+/// are refused (`TypeError`): secrets and tags are bytes. Both arguments are read where
+/// they are, never copied.
 #[pyfunction]
 #[pyo3(signature = (a, b, /))]
 fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Result<bool> {
-    let a = bytes_like(a, "a")?;
-    let b = bytes_like(b, "b")?;
-    let (a, b) = (a.as_slice(), b.as_slice());
-    Ok(maybe_detach(py, a.len().max(b.len()), || {
-        crate::crypto::ct::ct_eq(a, b)
-    }))
+    bytes_like::ct_eq_in_place(py, a, b)
 }
 
 /// Set the process-wide policy for a failed `mlock`/`madvise`: "warn" or "raise".
@@ -82,12 +80,25 @@ fn _probe(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     Ok(d)
 }
 
-/// Address of the first byte of a key's region (diagnostics: `keycell doctor` matches it
-/// against `/proc/self/smaps`). The address is not secret; the bytes are.
+/// Address of the first secret byte of a key handle (`SecretKey`, `Ed25519PrivateKey`,
+/// `X25519PrivateKey`): diagnostics (`keycell doctor` matches it against
+/// `/proc/self/smaps`) and tests. The address is not secret; the bytes are.
 #[pyfunction]
-fn _key_address(key: &Bound<'_, secret_key::SecretKey>) -> Result<usize> {
-    let live = key.get().live()?;
-    Ok(live.key().bytes()?.as_ptr() as usize)
+fn _key_address(key: &Bound<'_, PyAny>) -> Result<usize> {
+    use key_cell::KeyHandle;
+    if let Ok(k) = key.cast::<secret_key::SecretKey>() {
+        return k.get().cell().address();
+    }
+    if let Ok(k) = key.cast::<ed25519::Ed25519PrivateKey>() {
+        return k.get().cell().address();
+    }
+    if let Ok(k) = key.cast::<x25519::X25519PrivateKey>() {
+        return k.get().cell().address();
+    }
+    Err(Error::Type(format!(
+        "expected a keycell key handle, not {}",
+        args::type_name(key)
+    )))
 }
 
 /// Register the module's classes and functions.

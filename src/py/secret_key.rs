@@ -1,19 +1,23 @@
-//! `SecretKey`: the Python handle for a symmetric key in a guarded region.
+//! `SecretKey`: the Python handle for a symmetric key in a guarded region, a thin class
+//! over a [`KeyCell`] (life cycle, locking and fork rules in `key_cell.rs`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
-use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use zeroize::Zeroize;
 
+use crate::crypto::hmac::MAX_DIGEST_LEN;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
+use crate::crypto::tag::tag_matches;
 use crate::keyfile::KeyKind;
 
-use super::bytes_like::{copy_secret_into, SecretSource};
+use super::args::{parse_algorithm, KeyLength};
+use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
-use super::key_io::{self, ExportSeal};
-use super::protection::{report_new_region, Protection};
+use super::key_cell::{key_handle_methods, KeyCell};
+use super::key_io;
 use super::view::Exposure;
 
 /// A symmetric secret key (HMAC key, session key) held outside the Python heap.
@@ -23,94 +27,50 @@ use super::view::Exposure;
 /// code only ever holds this opaque handle.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct SecretKey {
-    state: RwLock<Option<SymmetricKey>>,
-    /// Open buffer exports (views). `destroy()` refuses while it is non-zero.
-    pub(crate) views: AtomicUsize,
-    len: usize,
-    /// One-way export seal (`exportable=False`, `seal_export()`).
-    pub(crate) export: ExportSeal,
-}
-
-/// A key length argument: an `int` (anything with `__index__`). A negative or huge value
-/// is a `ValueError` naming the valid range, like every other out-of-range length, not
-/// the `OverflowError` a plain `usize` argument would raise.
-pub struct KeyLength(pub usize);
-
-impl<'a, 'py> FromPyObject<'a, 'py> for KeyLength {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        match obj.extract::<usize>() {
-            Ok(n) => Ok(KeyLength(n)),
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
-                Err(Error::Value(format!(
-                    "key length must be between 1 and {MAX_KEY_LEN} bytes"
-                ))
-                .into())
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// A read guard on a live key.
-pub struct LiveKey<'a>(RwLockReadGuard<'a, Option<SymmetricKey>>);
-
-impl LiveKey<'_> {
-    /// The key.
-    pub fn key(&self) -> &SymmetricKey {
-        // `live()` only builds a LiveKey around `Some`.
-        match self.0.as_ref() {
-            Some(k) => k,
-            None => unreachable!("LiveKey is only built around a live key"),
-        }
-    }
+    cell: Arc<KeyCell<SymmetricKey>>,
 }
 
 impl SecretKey {
-    pub(crate) fn wrap(py: Python<'_>, key: SymmetricKey) -> Result<SecretKey> {
-        SecretKey::wrap_with(py, key, true)
-    }
-
     /// Wrap `key`, exportable or not.
     pub(crate) fn wrap_with(
         py: Python<'_>,
         key: SymmetricKey,
         exportable: bool,
     ) -> Result<SecretKey> {
-        report_new_region(py, &key.protection())?;
-        let len = key.len();
+        let label = format!("{} bytes", key.len());
         Ok(SecretKey {
-            state: RwLock::new(Some(key)),
-            views: AtomicUsize::new(0),
-            len,
-            export: ExportSeal::new(exportable),
+            cell: Arc::new(KeyCell::new(py, "SecretKey", key, exportable, label)?),
         })
     }
 
-    /// Read access to the live key, or `KeyDestroyedError`.
-    pub fn live(&self) -> Result<LiveKey<'_>> {
-        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            return Err(Error::Destroyed("SecretKey"));
-        }
-        // Fail early in a fork child, before any caller reads zeros.
-        if let Some(k) = guard.as_ref() {
-            k.bytes()?;
-        }
-        Ok(LiveKey(guard))
+    /// Read access to the live key, or `KeyDestroyedError` / `ForkedKeyError`.
+    pub fn live(&self) -> Result<super::key_cell::LiveKey<'_, SymmetricKey>> {
+        self.cell.live()
     }
 
-    fn is_destroyed(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    /// Whether the key may still be exported (keys derived from it inherit this).
+    pub fn exportable_now(&self) -> bool {
+        self.cell.exportable()
+    }
+
+    /// The full HMAC of `msg` into `out` (GIL released for long messages).
+    fn mac(
+        &self,
+        py: Python<'_>,
+        algorithm: &str,
+        msg: &[u8],
+        out: &mut [u8; MAX_DIGEST_LEN],
+    ) -> Result<usize> {
+        let alg = parse_algorithm(algorithm)?;
+        self.cell.with_key(py, msg.len(), |key| {
+            key.hmac(alg, msg, out)?;
+            Ok(())
+        })?;
+        Ok(alg.digest_len())
     }
 }
 
-#[pymethods]
-impl SecretKey {
+key_handle_methods!(SecretKey, SymmetricKey, {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
     /// With `exportable=False` the key can never be exposed or written to a key file.
     #[staticmethod]
@@ -188,83 +148,25 @@ impl SecretKey {
     /// `EEXIST`). Raises `KeyNotExportableError` for a sealed key.
     #[pyo3(signature = (path, *, format = "raw", overwrite = false))]
     fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
-        self.export.check("SecretKey")?;
-        // The key's lock is taken inside the GIL-free section and released before the GIL
-        // is taken back: holding it across the wait for the GIL can deadlock against a
-        // destroy() waiting for the write lock and a reader holding the GIL.
-        py.detach(|| {
-            let live = self.live()?;
-            key_io::write(
-                &path,
-                KeyKind::Secret,
-                format,
-                live.key().bytes()?,
-                overwrite,
-            )
-        })
-    }
-
-    /// Seal the key against export, for good: afterwards `expose()` and `to_file()` raise
-    /// `KeyNotExportableError`. The key still works for everything else (HMAC, key store).
-    fn seal_export(&self) -> Result<()> {
-        self.live()?;
-        self.export.seal();
-        Ok(())
-    }
-
-    /// False once the key was created with `exportable=False` or sealed with
-    /// `seal_export()`.
-    #[getter]
-    fn exportable(&self) -> bool {
-        self.export.exportable()
+        self.cell
+            .to_file(py, &path, KeyKind::Secret, format, overwrite)
     }
 
     /// The key length in bytes. Raises `KeyDestroyedError` after `destroy()`, like every
     /// other use.
     fn __len__(&self) -> Result<usize> {
-        if self.is_destroyed() {
-            return Err(Error::Destroyed("SecretKey"));
-        }
-        Ok(self.len)
+        Ok(self.cell.live()?.key().len())
     }
 
-    /// Wipe, unlock and unmap the key. Idempotent. Raises `KeyInUseError` (and frees
-    /// nothing) while a view from `expose()` is open.
-    fn destroy(&self, py: Python<'_>) -> Result<()> {
-        py.detach(|| {
-            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-            if guard.is_some() && self.views.load(Ordering::SeqCst) != 0 {
-                return Err(Error::InUse(
-                    "cannot destroy a SecretKey while a view from expose() is still open",
-                ));
-            }
-            // Dropping the SymmetricKey wipes, unlocks and unmaps its region.
-            guard.take();
-            Ok(())
-        })
+    /// A context manager yielding a read-only `memoryview` of the key bytes, valid only
+    /// inside the `with` block. Leaving the block while the view, or a slice or cast of
+    /// it, is still referenced raises `BufferError`. Raises `KeyNotExportableError` for a
+    /// sealed key.
+    fn expose(&self) -> Result<Exposure> {
+        self.cell.check_live()?;
+        self.cell.check_exportable()?;
+        Ok(Exposure::new(self.cell.clone()))
     }
-
-    /// True once `destroy()` has run.
-    #[getter]
-    fn destroyed(&self) -> bool {
-        self.is_destroyed()
-    }
-
-    /// The protection the key's memory actually has.
-    #[getter]
-    fn protection(&self) -> Result<Protection> {
-        Ok(Protection::from(self.live()?.key().protection()))
-    }
-
-    /// A context manager yielding a read-only `memoryview` of the key bytes, released at
-    /// the end of the block. Raises `KeyNotExportableError` for a sealed key.
-    fn expose(slf: &Bound<'_, Self>) -> Result<Exposure> {
-        slf.get().live()?;
-        slf.get().export.check("SecretKey")?;
-        Ok(Exposure::new(slf.clone().unbind()))
-    }
-
-    // --- HMAC (helpers in py/hmac.rs) ---
 
     /// HMAC of `data` (any bytes-like object) with this key; returns the tag as `bytes`.
     ///
@@ -278,8 +180,11 @@ impl SecretKey {
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
         algorithm: &str,
-    ) -> Result<Bound<'py, pyo3::types::PyBytes>> {
-        super::hmac::key_hmac(py, self, data, algorithm)
+    ) -> Result<Bound<'py, PyBytes>> {
+        let data = bytes_like(data, "data")?;
+        let mut out = [0u8; MAX_DIGEST_LEN];
+        let n = self.mac(py, algorithm, data.as_slice(), &mut out)?;
+        Ok(PyBytes::new(py, &out[..n]))
     }
 
     /// Verify an HMAC `tag` over `data` in constant time; raises `InvalidSignature` when it
@@ -297,84 +202,21 @@ impl SecretKey {
         tag: &Bound<'_, PyAny>,
         algorithm: &str,
     ) -> Result<()> {
-        super::hmac::key_verify_hmac(py, self, data, tag, algorithm)
+        let data = bytes_like(data, "data")?;
+        let tag = bytes_like(tag, "tag")?;
+        let mut expected = [0u8; MAX_DIGEST_LEN];
+        let result = self
+            .mac(py, algorithm, data.as_slice(), &mut expected)
+            .and_then(|n| {
+                if tag_matches(&expected[..n], tag.as_slice()) {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidSignature(
+                        "the HMAC tag does not match".to_owned(),
+                    ))
+                }
+            });
+        expected[..].zeroize();
+        result
     }
-
-    // --- end HMAC ---
-
-    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<SecretKey>> {
-        slf.get().live()?;
-        Ok(slf.clone().unbind())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> Result<bool> {
-        self.destroy(py)?;
-        Ok(false)
-    }
-
-    fn __repr__(&self) -> String {
-        if self.is_destroyed() {
-            "<SecretKey destroyed>".to_owned()
-        } else {
-            format!("<SecretKey {} bytes>", self.len)
-        }
-    }
-
-    fn __str__(&self) -> String {
-        self.__repr__()
-    }
-
-    fn __richcmp__(
-        slf: &Bound<'_, Self>,
-        other: &Bound<'_, PyAny>,
-        op: CompareOp,
-    ) -> Result<Py<PyAny>> {
-        let py = slf.py();
-        let Ok(other) = other.cast::<SecretKey>() else {
-            return Ok(py.NotImplemented());
-        };
-        let equal = match op {
-            CompareOp::Eq | CompareOp::Ne => keys_equal(slf.get(), other.get())?,
-            _ => return Ok(py.NotImplemented()),
-        };
-        let result = if matches!(op, CompareOp::Eq) {
-            equal
-        } else {
-            !equal
-        };
-        Ok(pyo3::types::PyBool::new(py, result)
-            .to_owned()
-            .into_any()
-            .unbind())
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(key_io::no_copy("SecretKey", "pickled"))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(key_io::no_copy("SecretKey", "copied"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(key_io::no_copy("SecretKey", "copied"))
-    }
-}
-
-/// Constant-time equality of two keys. Locks are taken in address order so two threads
-/// comparing the same pair in opposite order cannot deadlock against a waiting destroy.
-fn keys_equal(a: &SecretKey, b: &SecretKey) -> Result<bool> {
-    if std::ptr::eq(a, b) {
-        a.live()?;
-        return Ok(true);
-    }
-    let (first, second) = if (a as *const SecretKey) < (b as *const SecretKey) {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let g1 = first.live()?;
-    let g2 = second.live()?;
-    Ok(g1.key().ct_eq(g2.key())?)
-}
+});

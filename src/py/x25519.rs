@@ -1,5 +1,5 @@
-//! `X25519PrivateKey` and `X25519PublicKey`. The private key's state is a
-//! [`PrivateKeyCell`] shared with `Ed25519PrivateKey` (locking rules in `asymmetric.rs`).
+//! `X25519PrivateKey` and `X25519PublicKey`. The private key is a thin class over a
+//! [`KeyCell`] (life cycle, locking and fork rules in `key_cell.rs`).
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -8,8 +8,12 @@ use pyo3::types::PyBytes;
 use crate::crypto::pkcs8::Algorithm;
 use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
 
-use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyCell};
+use std::sync::Arc;
+
+use super::args::type_name;
+use super::asymmetric::{self as common, hex, private_key_methods};
 use super::errors::{Error, Result};
+use super::key_cell::KeyCell;
 use super::secret_key::SecretKey;
 
 /// An X25519 private key held outside the Python heap, in a guarded region.
@@ -18,36 +22,35 @@ use super::secret_key::SecretKey;
 /// as Python `bytes`.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct X25519PrivateKey {
-    cell: PrivateKeyCell<PrivateKey>,
+    cell: Arc<KeyCell<PrivateKey>>,
+    public: [u8; x25519::KEY_LEN],
 }
 
 impl X25519PrivateKey {
-    fn from_cell(cell: PrivateKeyCell<PrivateKey>) -> Result<Self> {
-        Ok(X25519PrivateKey { cell })
+    fn from_key(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
+        let public = *key.public();
+        let cell = common::new_cell(py, "X25519PrivateKey", key, exportable)?;
+        Ok(X25519PrivateKey { cell, public })
     }
 }
 
 private_key_methods!(X25519PrivateKey, PrivateKey, "x25519", "private key", {
     /// The public key.
     fn public_key(&self) -> Result<X25519PublicKey> {
-        Ok(X25519PublicKey {
-            key: *self.cell.public()?,
-        })
+        self.cell.check_live()?;
+        Ok(X25519PublicKey { key: self.public })
     }
 
     /// Diffie-Hellman with `peer_public_key`: the 32-byte shared secret, as a `SecretKey`
     /// (never as bytes). Raises `ValueError` when the peer key is a low-order point (the
     /// shared secret would be all zeros), as pyca/cryptography does. Derive session keys
-    /// from the result with HKDF; do not use it directly.
+    /// from the result with HKDF; do not use it directly. A sealed private key gives a
+    /// sealed shared secret.
     fn exchange(&self, py: Python<'_>, peer_public_key: &Bound<'_, PyAny>) -> Result<SecretKey> {
         let peer = peer_public_key.cast::<X25519PublicKey>().map_err(|_| {
-            let tname = peer_public_key
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "object".to_owned());
             Error::Type(format!(
-                "peer_public_key must be an X25519PublicKey, not {tname}"
+                "peer_public_key must be an X25519PublicKey, not {}",
+                type_name(peer_public_key)
             ))
         })?;
         let peer = peer.get().key;
@@ -56,7 +59,7 @@ private_key_methods!(X25519PrivateKey, PrivateKey, "x25519", "private key", {
             live.key().exchange(&peer)
         };
         match shared {
-            Ok(k) => SecretKey::wrap(py, k),
+            Ok(k) => SecretKey::wrap_with(py, k, self.cell.exportable()),
             Err(ExchangeError::LowOrderPoint) => Err(Error::Value(
                 "Error computing shared key: the peer public key is a low-order point \
                  (the shared secret would be all zeros)"

@@ -1,0 +1,459 @@
+//! [`KeyCell`]: the one life cycle every key handle is built on.
+//!
+//! `SecretKey`, `Ed25519PrivateKey` and `X25519PrivateKey` are thin classes over a cell;
+//! the cell owns what they share: the key behind its reader/writer lock, the fork check,
+//! destroy, the export seal, the count of live views, the redacted `repr`, constant-time
+//! equality and the refusal to pickle, copy or hash.
+//!
+//! # Locking
+//!
+//! - A thread never waits for the GIL while it holds a key's lock. Operations that release
+//!   the GIL take the lock inside the GIL-free section and drop it before they return;
+//!   operations that keep the GIL never release it while holding the lock. `destroy()`
+//!   takes the write lock with the GIL released. So no thread can hold the lock while
+//!   waiting for the GIL that a thread blocked on the lock holds.
+//! - The fork check runs before any lock is taken. A child forked while another thread
+//!   held (or waited for) the lock inherits the lock's state but not the thread that would
+//!   release it; in the child every use raises `ForkedKeyError` without touching the lock,
+//!   and `destroy()` abandons the parent's lock instead of waiting on it.
+//! - Two cells are locked in address order ([`KeyCell::ct_eq`]), so two threads comparing
+//!   the same pair in opposite order cannot deadlock against a waiting destroy.
+//!
+//! # Views
+//!
+//! [`ViewSource::open_view`] hands out the address of the secret bytes and counts the view;
+//! `destroy()` refuses (`KeyInUseError`) while the count is non-zero, so the region outlives
+//! every view. The buffer exporter in `view.rs` is the only caller.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::crypto::symmetric::SymmetricKey;
+use crate::crypto::{ed25519, x25519};
+use crate::keyfile::KeyKind;
+use crate::memory::{self, MemoryError};
+
+use super::bytes_like::maybe_detach;
+use super::errors::{Error, Result};
+use super::key_io;
+use super::protection::{report_new_region, Protection};
+
+/// What a cell needs from the key it holds: the secret bytes (for views, key files, the key
+/// store and diagnostics) and the protection of its memory. Both the crypto layer's key
+/// types implement it here, so the crypto layer stays free of the bindings.
+pub trait CellKey: Send + Sync + 'static {
+    /// The secret bytes as stored (symmetric key, Ed25519 seed, X25519 scalar), borrowed
+    /// from the guarded region. Fails in a fork child.
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError>;
+    /// The protection the key's memory actually has.
+    fn protection(&self) -> memory::Protection;
+}
+
+impl CellKey for SymmetricKey {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        self.bytes()
+    }
+    fn protection(&self) -> memory::Protection {
+        SymmetricKey::protection(self)
+    }
+}
+
+impl CellKey for ed25519::PrivateKey {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        crate::crypto::curve::CurvePrivateKey::private_bytes(self)
+    }
+    fn protection(&self) -> memory::Protection {
+        crate::crypto::curve::CurvePrivateKey::protection(self)
+    }
+}
+
+impl CellKey for x25519::PrivateKey {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        crate::crypto::curve::CurvePrivateKey::private_bytes(self)
+    }
+    fn protection(&self) -> memory::Protection {
+        crate::crypto::curve::CurvePrivateKey::protection(self)
+    }
+}
+
+/// The one-way export seal of a key (`exportable=False`, `seal_export()`).
+#[derive(Debug)]
+struct ExportSeal(AtomicBool);
+
+/// The state shared by every key handle. See the module docs.
+pub struct KeyCell<K> {
+    /// The Python class name, for messages and `repr`.
+    class: &'static str,
+    /// What `repr` shows after the class name ("32 bytes", "public=..."): never secret.
+    label: String,
+    state: RwLock<Option<K>>,
+    /// Set by `destroy()` (also in a fork child, which cannot take the lock): read without
+    /// the lock by `repr`, `destroyed` and the fork path.
+    destroyed: AtomicBool,
+    /// [`memory::sys::fork_generation`] when the cell was made.
+    generation: u64,
+    /// Open views (buffer exports). `destroy()` refuses while it is non-zero.
+    views: AtomicUsize,
+    export: ExportSeal,
+}
+
+/// A read guard on a live key.
+pub struct LiveKey<'a, K>(RwLockReadGuard<'a, Option<K>>);
+
+impl<K> LiveKey<'_, K> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        match self.0.as_ref() {
+            Some(k) => k,
+            None => unreachable!("LiveKey is only built around a live key"),
+        }
+    }
+}
+
+/// A handle class built on a [`KeyCell`] (held in an `Arc`, shared with the views of
+/// `expose()`).
+pub trait KeyHandle {
+    /// The key type in the cell.
+    type Key: CellKey;
+    /// The handle's cell.
+    fn cell(&self) -> &KeyCell<Self::Key>;
+}
+
+impl<K: CellKey> KeyCell<K> {
+    /// A cell around a new key (a missing memory protection is reported as the policy
+    /// says). `label` is what `repr` shows besides the class name; it must not be secret.
+    pub fn new(
+        py: Python<'_>,
+        class: &'static str,
+        key: K,
+        exportable: bool,
+        label: String,
+    ) -> Result<Self> {
+        report_new_region(py, &key.protection())?;
+        Ok(KeyCell {
+            class,
+            label,
+            state: RwLock::new(Some(key)),
+            destroyed: AtomicBool::new(false),
+            generation: memory::sys::fork_generation(),
+            views: AtomicUsize::new(0),
+            export: ExportSeal(AtomicBool::new(exportable)),
+        })
+    }
+
+    /// `ForkedKeyError` in a fork child of the process that made the cell. Runs before any
+    /// lock is taken.
+    fn check_process(&self) -> Result<()> {
+        if memory::sys::fork_generation() == self.generation {
+            Ok(())
+        } else {
+            Err(Error::Memory(MemoryError::Forked))
+        }
+    }
+
+    /// Read access to the live key, or `ForkedKeyError` / `KeyDestroyedError`. The key's
+    /// region is checked too (a fork child whose atfork handlers did not run is caught by
+    /// the region itself).
+    pub fn live(&self) -> Result<LiveKey<'_, K>> {
+        self.check_process()?;
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            None => Err(Error::Destroyed(self.class)),
+            Some(k) => {
+                k.secret()?;
+                Ok(LiveKey(guard))
+            }
+        }
+    }
+
+    /// Run `f` on the live key, with the GIL released when `len` reaches the threshold.
+    /// The lock is taken inside the (possibly GIL-free) section.
+    pub fn with_key<T: Send>(
+        &self,
+        py: Python<'_>,
+        len: usize,
+        f: impl FnOnce(&K) -> Result<T> + Send,
+    ) -> Result<T> {
+        maybe_detach(py, len, || {
+            let live = self.live()?;
+            f(live.key())
+        })
+    }
+
+    /// Wipe, unlock and unmap the key. Idempotent. Waits for operations in progress on
+    /// other threads; raises `KeyInUseError` (and frees nothing) while a view is open. In
+    /// a fork child it only marks the handle destroyed: the parent's lock may be held by a
+    /// thread that does not exist here, and the memory was wiped on fork.
+    pub fn destroy(&self, py: Python<'_>) -> Result<()> {
+        if self.check_process().is_err() {
+            self.destroyed.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        py.detach(|| {
+            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if guard.is_some() && self.views.load(Ordering::SeqCst) != 0 {
+                return Err(Error::InUse(
+                    "cannot destroy a key while a view from expose() is still open",
+                ));
+            }
+            // Dropping the key wipes, unlocks and unmaps its region.
+            guard.take();
+            self.destroyed.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+
+    /// True once `destroy()` has run. Never takes the lock.
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// Raise `KeyDestroyedError` / `ForkedKeyError` unless the key is usable.
+    pub fn check_live(&self) -> Result<()> {
+        self.live().map(|_| ())
+    }
+
+    /// The protection the key's memory actually has.
+    pub fn protection(&self) -> Result<Protection> {
+        Ok(Protection::from(self.live()?.key().protection()))
+    }
+
+    /// Whether the key may still be exported.
+    pub fn exportable(&self) -> bool {
+        self.export.0.load(Ordering::SeqCst)
+    }
+
+    /// `Ok` when exportable, else `KeyNotExportableError`.
+    pub fn check_exportable(&self) -> Result<()> {
+        if self.exportable() {
+            Ok(())
+        } else {
+            Err(Error::NotExportable(self.class))
+        }
+    }
+
+    /// Seal the key against export, for good.
+    pub fn seal_export(&self) -> Result<()> {
+        self.check_live()?;
+        self.export.0.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Write the secret bytes to `path` as a key file of `kind` (see `to_file` in the
+    /// stubs); refuses a sealed key. The lock is taken without the GIL.
+    pub fn to_file(
+        &self,
+        py: Python<'_>,
+        path: &Path,
+        kind: KeyKind,
+        format: &str,
+        overwrite: bool,
+    ) -> Result<()> {
+        self.check_exportable()?;
+        py.detach(|| {
+            let live = self.live()?;
+            key_io::write(path, kind, format, live.key().secret()?, overwrite)
+        })
+    }
+
+    /// Constant-time equality of the secret bytes of two cells (lengths are compared
+    /// first, which reveals only the lengths). Locks are taken in address order.
+    pub fn ct_eq(&self, other: &KeyCell<K>) -> Result<bool> {
+        if std::ptr::eq(self, other) {
+            self.check_live()?;
+            return Ok(true);
+        }
+        let (first, second) = if (self as *const Self) < (other as *const Self) {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let g1 = first.live()?;
+        let g2 = second.live()?;
+        Ok(crate::crypto::ct::ct_eq(
+            g1.key().secret()?,
+            g2.key().secret()?,
+        ))
+    }
+
+    /// Address of the first secret byte (diagnostics: `keycell doctor` matches it against
+    /// `/proc/self/smaps`; tests poke the bytes around it). The address is not secret.
+    pub fn address(&self) -> Result<usize> {
+        Ok(self.live()?.key().secret()?.as_ptr() as usize)
+    }
+
+    /// `repr()`: the class and the non-secret label, or "destroyed".
+    pub fn repr(&self) -> String {
+        if self.is_destroyed() {
+            format!("<{} destroyed>", self.class)
+        } else {
+            format!("<{} {}>", self.class, self.label)
+        }
+    }
+
+    /// The `TypeError` raised by pickling (`what = "pickled"`) or copying.
+    pub fn refuse(&self, what: &str) -> PyErr {
+        PyTypeError::new_err(format!(
+            "{} cannot be {what}: its secret is kept out of Python memory on purpose. Keep \
+             using the handle, or save it explicitly (KeyStore, to_file)",
+            self.class
+        ))
+    }
+}
+
+/// What the buffer exporter in `view.rs` needs from a cell, without knowing its key type.
+pub trait ViewSource: Send + Sync {
+    /// `KeyNotExportableError` for a sealed key.
+    fn check_exportable(&self) -> Result<()>;
+    /// Count a new view and return the secret bytes' address and length. The caller must
+    /// call [`ViewSource::close_view`] exactly once when the view is released.
+    fn open_view(&self) -> Result<(*const u8, usize)>;
+    /// Forget a view counted by [`ViewSource::open_view`].
+    fn close_view(&self);
+}
+
+impl<K: CellKey> ViewSource for KeyCell<K> {
+    fn check_exportable(&self) -> Result<()> {
+        KeyCell::check_exportable(self)
+    }
+
+    fn open_view(&self) -> Result<(*const u8, usize)> {
+        self.check_exportable()?;
+        let live = self.live()?;
+        let bytes = live.key().secret()?;
+        self.views.fetch_add(1, Ordering::SeqCst);
+        Ok((bytes.as_ptr(), bytes.len()))
+    }
+
+    fn close_view(&self) {
+        self.views.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The Python methods every key handle has, generated once and delegating to the class's
+/// `cell` (a [`KeyCell`]): the export seal, destroy, context manager, protection report,
+/// constant-time `==` (which also leaves the class unhashable: PyO3 sets `__hash__` to
+/// `None` for a class with `__richcmp__` and no `__hash__`), `repr`, and the refusal to
+/// pickle or copy. `$methods` are the
+/// class's own methods, placed in the same `#[pymethods]` block (PyO3 allows one).
+macro_rules! key_handle_methods {
+    ($cls:ident, $key:ty, { $($methods:tt)* }) => {
+        impl $crate::py::key_cell::KeyHandle for $cls {
+            type Key = $key;
+            fn cell(&self) -> &$crate::py::key_cell::KeyCell<$key> {
+                &self.cell
+            }
+        }
+
+        #[::pyo3::pymethods]
+        impl $cls {
+            /// Seal the key against export, for good: afterwards every export (key files,
+            /// views) raises `KeyNotExportableError`. The key still works for everything
+            /// else, including the key store (which keeps it sealed), and keys derived from
+            /// it inherit the seal.
+            fn seal_export(&self) -> $crate::py::errors::Result<()> {
+                self.cell.seal_export()
+            }
+
+            /// False once the key was created with `exportable=False`, derived from a
+            /// sealed key, or sealed with `seal_export()`.
+            #[getter]
+            fn exportable(&self) -> bool {
+                self.cell.exportable()
+            }
+
+            /// Wipe, unlock and unmap the key. Idempotent. Waits for operations in progress
+            /// on other threads to finish; raises `KeyInUseError` (and frees nothing) while
+            /// a view from `expose()` is open.
+            fn destroy(&self, py: ::pyo3::Python<'_>) -> $crate::py::errors::Result<()> {
+                self.cell.destroy(py)
+            }
+
+            /// True once `destroy()` has run.
+            #[getter]
+            fn destroyed(&self) -> bool {
+                self.cell.is_destroyed()
+            }
+
+            /// The protection the key's memory actually has.
+            #[getter]
+            fn protection(
+                &self,
+            ) -> $crate::py::errors::Result<$crate::py::protection::Protection> {
+                self.cell.protection()
+            }
+
+            fn __enter__(
+                slf: &::pyo3::Bound<'_, Self>,
+            ) -> $crate::py::errors::Result<::pyo3::Py<Self>> {
+                slf.get().cell.check_live()?;
+                Ok(slf.clone().unbind())
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(
+                &self,
+                py: ::pyo3::Python<'_>,
+                _args: &::pyo3::Bound<'_, ::pyo3::types::PyTuple>,
+            ) -> $crate::py::errors::Result<bool> {
+                self.cell.destroy(py)?;
+                Ok(false)
+            }
+
+            fn __repr__(&self) -> String {
+                self.cell.repr()
+            }
+
+            fn __str__(&self) -> String {
+                self.cell.repr()
+            }
+
+            /// Constant-time comparison of the secret bytes with another key of the same
+            /// class (`==`, `!=`); other comparisons are unsupported.
+            fn __richcmp__(
+                slf: &::pyo3::Bound<'_, Self>,
+                other: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                op: ::pyo3::basic::CompareOp,
+            ) -> $crate::py::errors::Result<::pyo3::Py<::pyo3::PyAny>> {
+                let py = slf.py();
+                let Ok(other) = other.cast::<$cls>() else {
+                    return Ok(py.NotImplemented());
+                };
+                let equal = match op {
+                    ::pyo3::basic::CompareOp::Eq | ::pyo3::basic::CompareOp::Ne => {
+                        slf.get().cell.ct_eq(&other.get().cell)?
+                    }
+                    _ => return Ok(py.NotImplemented()),
+                };
+                let result = equal == matches!(op, ::pyo3::basic::CompareOp::Eq);
+                Ok(::pyo3::types::PyBool::new(py, result)
+                    .to_owned()
+                    .into_any()
+                    .unbind())
+            }
+
+            fn __reduce__(&self) -> ::pyo3::PyResult<()> {
+                Err(self.cell.refuse("pickled"))
+            }
+
+            fn __copy__(&self) -> ::pyo3::PyResult<()> {
+                Err(self.cell.refuse("copied"))
+            }
+
+            fn __deepcopy__(
+                &self,
+                _memo: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+            ) -> ::pyo3::PyResult<()> {
+                Err(self.cell.refuse("copied"))
+            }
+
+            $($methods)*
+        }
+    };
+}
+
+pub(crate) use key_handle_methods;
