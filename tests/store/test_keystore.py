@@ -196,7 +196,7 @@ def test_private_keys_interoperate_after_the_store(tmp_path: Path) -> None:
     ed.public_key().verify(theirs.sign(b"m"), b"m")  # type: ignore[union-attr]
 
 
-VECTORS = Path(__file__).parent / "vectors" / "keystore"
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "keystore"
 
 
 def test_version_1_files_from_earlier_builds(tmp_path: Path) -> None:

@@ -176,6 +176,26 @@ def test_a_view_used_only_inside_its_block_is_quiet() -> None:
     key.destroy()
 
 
+def test_retained_exporter_refuses_after_block_and_after_seal() -> None:
+    key = SecretKey.generate(32)
+    with key.expose() as view:
+        exporter = view.obj
+        inner = memoryview(exporter)  # a new export while the block is open: allowed
+        assert inner.tobytes() == view.tobytes()
+        inner.release()
+    with pytest.raises(BufferError, match="ended"):
+        memoryview(exporter)
+    with key.expose() as view:
+        exporter = view.obj
+        key.seal_export()
+        with pytest.raises(keycell.KeyNotExportableError):
+            memoryview(exporter)
+    with pytest.raises(keycell.KeyNotExportableError):
+        key.expose().__enter__()
+    key.destroy()
+
+
+
 # --- a fork child never hangs on a key's lock ----------------------------------------------
 
 FORK_HANG_CHILD = """

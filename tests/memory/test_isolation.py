@@ -47,7 +47,7 @@ from support import (
     view_address,
 )
 
-TESTS_DIR = str(Path(__file__).resolve().parent)
+TESTS_DIR = str(Path(__file__).resolve().parent.parent)
 
 # Layout of a SecretKey region (src/crypto/symmetric.rs, src/memory/guarded.rs):
 # | guard | data pages: zero padding [canary 16][HMAC pads 320][key] | guard |
