@@ -21,6 +21,11 @@ pub enum MemoryError {
 }
 
 impl MemoryError {
+    /// The error of a failed `mmap`/`mprotect`.
+    pub fn system_call(call: &'static str, errno: i32) -> Self {
+        MemoryError::SystemCall { call, errno }
+    }
+
     /// The `errno` of the failed system call, when there is one.
     pub fn errno(&self) -> Option<i32> {
         match self {

@@ -82,10 +82,22 @@ fn _probe(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     Ok(d)
 }
 
-/// Address of the first byte of a key's region (diagnostics: `keycell doctor` matches it
-/// against `/proc/self/smaps`). The address is not secret; the bytes are.
+/// Address of the first byte of a key's secret bytes: a `SecretKey`'s key, an Ed25519
+/// seed, an X25519 scalar (diagnostics: `keycell doctor` matches it against
+/// `/proc/self/smaps`; tests poke the canary in front of it). The address is not secret;
+/// the bytes are.
 #[pyfunction]
-fn _key_address(key: &Bound<'_, secret_key::SecretKey>) -> Result<usize> {
+fn _key_address(key: &Bound<'_, PyAny>) -> Result<usize> {
+    use crate::crypto::curve::CurvePrivateKey;
+    if let Ok(k) = key.cast::<ed25519::Ed25519PrivateKey>() {
+        return Ok(k.get().cell().live()?.key().private_bytes()?.as_ptr() as usize);
+    }
+    if let Ok(k) = key.cast::<x25519::X25519PrivateKey>() {
+        return Ok(k.get().cell().live()?.key().private_bytes()?.as_ptr() as usize);
+    }
+    let key = key.cast::<secret_key::SecretKey>().map_err(|_| {
+        Error::Type("expected a SecretKey, Ed25519PrivateKey or X25519PrivateKey".to_owned())
+    })?;
     let live = key.get().live()?;
     Ok(live.key().bytes()?.as_ptr() as usize)
 }
