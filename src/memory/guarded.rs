@@ -10,6 +10,7 @@ use super::{Allocator, MemoryError, Protection, Region, MAX_PARTS, MAX_REGION_LE
 
 /// Length of the canary that sits directly in front of each part.
 pub const CANARY_LEN: usize = 16;
+const _: () = assert!(CANARY_LEN == std::mem::size_of::<u128>());
 
 static CANARY: OnceLock<[u8; CANARY_LEN]> = OnceLock::new();
 
@@ -286,25 +287,46 @@ impl GuardedRegion {
         self.layout.parts[self.layout.count - 1]
     }
 
-    /// Whether the canary in front of `part` holds the process canary (constant time).
+    /// Whether the canary in front of `part` holds the process canary, in constant time:
+    /// one 128-bit load, XOR and test for zero, no data-dependent branch or early exit.
     /// Only called once the canaries are written (`guard_pages`), on readable pages.
     fn canary_intact(&self, part: Part) -> bool {
         let Some(expected) = CANARY.get() else {
             return false;
         };
-        // SAFETY: the canary slot is inside the readable data pages; memeq reads
-        // CANARY_LEN bytes from both pointers in constant time.
-        unsafe { memsec::memeq(self.canary_ptr(part), expected.as_ptr(), CANARY_LEN) }
+        // SAFETY: the canary slot is CANARY_LEN readable bytes inside the data pages;
+        // read_unaligned has no alignment requirement.
+        let found =
+            unsafe { std::ptr::read_unaligned(self.canary_ptr(part).cast::<[u8; CANARY_LEN]>()) };
+        let diff = u128::from_ne_bytes(found) ^ u128::from_ne_bytes(*expected);
+        std::hint::black_box(diff) == 0
     }
 
-    /// Every access checks that this process allocated the region: a `fork()` child has
-    /// another [`fork_generation`].
+    /// Whether the data pages hold nothing but zeros: what `MADV_WIPEONFORK` leaves in a
+    /// child. The random canaries are never zero in the process that wrote them.
+    fn data_pages_wiped(&self) -> bool {
+        // SAFETY: the data pages are readable (every caller checked `guard_pages`) and
+        // live as long as `self`.
+        let data = unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.layout.data_len) };
+        data.iter().fold(0u8, |acc, b| acc | b) == 0
+    }
+
+    /// The fork and corruption check of every access: this process must be the one that
+    /// allocated the region. A child made by `fork()` has another [`fork_generation`]; a
+    /// child made without atfork handlers (raw `fork` system call, `_Fork()`) has the same
+    /// generation, but `MADV_WIPEONFORK` zeroed its pages, canary included. The common
+    /// path is one atomic load and one 16-byte constant-time compare.
     fn check_access(&self) -> Result<(), MemoryError> {
-        if self.generation == fork_generation() {
-            Ok(())
-        } else {
-            Err(MemoryError::Forked)
+        if self.generation != fork_generation() {
+            return Err(MemoryError::Forked);
         }
+        if self.canary_intact(self.last_part()) {
+            return Ok(());
+        }
+        if self.data_pages_wiped() {
+            return Err(MemoryError::Forked);
+        }
+        canary_failure()
     }
 
     /// Address of the first byte of the last part (for diagnostics and tests).
@@ -353,6 +375,7 @@ impl Drop for GuardedRegion {
         // and its data pages may be inaccessible: unmapping is all there is to do. In a
         // fork child the pages were wiped by MADV_WIPEONFORK (or, if that failed, hold the
         // parent's copy); they are not checked or wiped here. Locks are not inherited.
+        // A corrupted canary aborts inside `check_access`.
         if self.protection.guard_pages && self.check_access().is_ok() {
             // Make the data pages writable to wipe them. If mprotect fails we cannot wipe;
             // unmapping still returns the pages to the kernel, which zeroes them before
@@ -450,6 +473,29 @@ mod tests {
                 Err(MemoryError::InvalidLength { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_zeroed_region_is_refused_as_forked() {
+        // What MADV_WIPEONFORK leaves in a child that ran no atfork handler.
+        let mut r = GuardedRegion::new_with(&[64, 32], &mut |parts| {
+            for p in parts.iter_mut() {
+                p.fill(0);
+            }
+        })
+        .expect("alloc");
+        assert!(
+            r.bytes().is_ok(),
+            "zero key bytes alone are fine: the canary is not"
+        );
+        r.protect(libc::PROT_READ | libc::PROT_WRITE).expect("rw");
+        // SAFETY: the data pages are writable and owned by `r`; nothing borrows them.
+        unsafe { std::ptr::write_bytes(r.data.as_ptr(), 0, r.layout.data_len) };
+        r.protect(libc::PROT_READ).expect("ro");
+        assert_eq!(r.bytes(), Err(MemoryError::Forked));
+        assert_eq!(r.part(0), Err(MemoryError::Forked));
+        assert!(matches!(r.write(&mut |_| {}), Err(MemoryError::Forked)));
+        // Dropping it neither aborts (no canary check) nor needs to wipe.
     }
 
     #[test]

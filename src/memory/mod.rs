@@ -19,6 +19,16 @@
 //! in a canary. All canaries are checked when the region is freed (a mismatch aborts the
 //! process, as libsodium does).
 //!
+//! # Fork detection
+//!
+//! Every access checks that this process allocated the region: the fork generation
+//! ([`sys::fork_generation`], kept by a `pthread_atfork` handler, which also covers a
+//! region whose `MADV_WIPEONFORK` failed) and the canary in front of the last part, in
+//! constant time. A child made without atfork handlers (the raw `fork` system call,
+//! glibc's `_Fork()`) keeps the generation, but `MADV_WIPEONFORK` zeroed its copy of the
+//! pages, canary included; either way the access fails with [`MemoryError::Forked`] and
+//! nothing computes with the zeroed bytes.
+//!
 //! # Why our own mapping and not `memsec::malloc`
 //!
 //! `memsec` ports libsodium's helpers. We use its volatile `memzero` and constant-time
