@@ -54,7 +54,7 @@ mod policy;
 pub mod sys;
 
 pub use buf::SecretBuf;
-pub use error::MemoryError;
+pub use error::{MapCount, MemoryError};
 pub use policy::{lock_failure_policy, set_lock_failure_policy, LockFailurePolicy};
 
 /// What protection a region actually has. Every field is measured from the result of the
