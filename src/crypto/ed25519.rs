@@ -38,9 +38,9 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
 use super::curve::CurvePrivateKey;
-use super::hmac::{HashAlgorithm, SecretHash};
 use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
+use super::sha2_core::{HashAlgorithm, SecretHash};
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
 /// Bytes of a seed (the RFC 8032 private key).
