@@ -65,7 +65,10 @@ struct Layout {
 
 impl Layout {
     fn new(lens: &[usize]) -> Result<Self, MemoryError> {
-        let total: usize = lens.iter().sum();
+        let total = lens
+            .iter()
+            .try_fold(0usize, |sum, &len| sum.checked_add(len))
+            .unwrap_or(usize::MAX);
         if lens.is_empty() || lens.len() > MAX_PARTS || lens.contains(&0) || total > MAX_REGION_LEN
         {
             return Err(MemoryError::InvalidLength { len: total });
@@ -74,7 +77,7 @@ impl Layout {
         let data_len = (total + lens.len() * CANARY_LEN).div_ceil(page) * page;
         let mut parts = [Part::default(); MAX_PARTS];
         let mut end = data_len;
-        for (part, &len) in parts.iter_mut().zip(lens).rev() {
+        for (part, &len) in parts[..lens.len()].iter_mut().zip(lens).rev() {
             *part = Part {
                 offset: end - len,
                 len,
@@ -467,6 +470,7 @@ mod tests {
             &[1, 0],
             &[MAX_REGION_LEN, 1],
             &[1; MAX_PARTS + 1],
+            &[usize::MAX, 2],
         ] {
             assert!(matches!(
                 GuardedRegion::new_with(parts, &mut |_| {}),
