@@ -1,11 +1,16 @@
 //! Ed25519 (RFC 8032) signing with the key in a guarded region, and verification.
 //!
-//! Region layout of a private key (one region, written once, read-only afterwards):
+//! Region layout of a private key (one region of two parts, see
+//! [`crate::memory::Region`], written once, read-only afterwards):
 //!
 //! ```text
-//! [ clamped scalar s (32) | nonce prefix (32) | seed (32) ] | guard page
-//!   \______ SHA-512(seed), s clamped ______/
+//! [canary][ clamped scalar s (32) | nonce prefix (32) ][canary][ seed (32) ] | guard page
+//!          \______ SHA-512(seed), s clamped ______/
 //! ```
+//!
+//! The seed ends at the guard page and has its own canary directly in front, so a
+//! one-byte underflow out of the seed, or overflow out of the expanded key, aborts the
+//! process when the key is freed.
 //!
 //! The expansion is computed once, when the key is created, in the same writable window
 //! in which the seed is written. Signing reads the scalar and prefix from the region on
@@ -33,9 +38,9 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
 use super::curve::CurvePrivateKey;
-use super::hmac::{HashAlgorithm, SecretHash};
 use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
+use super::sha2_core::{HashAlgorithm, SecretHash};
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
 /// Bytes of a seed (the RFC 8032 private key).
@@ -45,10 +50,13 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 /// Bytes of a signature.
 pub const SIGNATURE_LEN: usize = 64;
 
+/// Ranges in the expanded part.
 const SCALAR: std::ops::Range<usize> = 0..32;
 const PREFIX: std::ops::Range<usize> = 32..64;
-const SEED: std::ops::Range<usize> = 64..96;
-const REGION_LEN: usize = 96;
+const EXPANDED_LEN: usize = 64;
+/// Part indices in the region.
+const EXPANDED: usize = 0;
+const SEED: usize = 1;
 
 /// An Ed25519 private key: seed and expanded secret key in one guarded region, plus the
 /// (public) verifying key.
@@ -67,10 +75,9 @@ impl std::fmt::Debug for PrivateKey {
     }
 }
 
-/// Derive the expanded key from the seed already in `region[SEED]`, in place.
+/// Derive the expanded key from the seed, into the region's expanded part.
 #[inline(never)]
-fn expand(region: &mut [u8]) {
-    let (expanded, seed) = region.split_at_mut(SEED.start);
+fn expand(seed: &[u8], expanded: &mut [u8]) {
     let mut h = SecretHash::new(HashAlgorithm::Sha512);
     h.update(seed);
     h.finalize_into(expanded);
@@ -132,9 +139,9 @@ fn sign_raw(expanded: &[u8], public: &CompressedEdwardsY, msg: &[u8]) -> [u8; SI
 fn create_region<E: From<MemoryError>>(
     fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
 ) -> Result<SecretBuf, E> {
-    SecretBuf::new_with(REGION_LEN, |region| -> Result<(), E> {
-        fill(&mut region[SEED])?;
-        expand(region);
+    SecretBuf::new_parts_with([EXPANDED_LEN, SEED_LEN], |[expanded, seed]| {
+        fill(seed)?;
+        expand(seed, expanded);
         Ok(())
     })
 }
@@ -146,8 +153,8 @@ impl PrivateKey {
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
         let buf = scrubbed(|| create_region(fill))?;
-        let bytes = buf.bytes()?;
-        let public = scrubbed(|| derive_public(&bytes[SCALAR]));
+        let expanded = buf.part(EXPANDED)?;
+        let public = scrubbed(|| derive_public(&expanded[SCALAR]));
         Ok(PrivateKey { buf, public })
     }
 
@@ -166,17 +173,22 @@ impl PrivateKey {
 
     /// Sign `msg` (RFC 8032 Ed25519, deterministic).
     pub fn sign(&self, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], MemoryError> {
-        let region = self.buf.bytes()?;
-        let expanded = &region[..SEED.start];
+        let expanded = self.buf.part(EXPANDED)?;
         let public = self.public.as_bytes();
         let compressed = CompressedEdwardsY(*public);
         Ok(scrubbed(|| sign_raw(expanded, &compressed, msg)))
     }
 
-    /// The region (tests and diagnostics).
+    /// Where the seed is in [`PrivateKey::region`]'s copy.
     #[cfg(test)]
-    fn region(&self) -> &[u8] {
-        self.buf.bytes().expect("region")
+    const SEED_IN_COPY: std::ops::Range<usize> = EXPANDED_LEN..EXPANDED_LEN + SEED_LEN;
+
+    /// A copy of the region's parts, `[scalar | prefix | seed]` (tests only).
+    #[cfg(test)]
+    fn region(&self) -> Vec<u8> {
+        let mut v = self.buf.part(EXPANDED).expect("expanded").to_vec();
+        v.extend_from_slice(self.buf.part(SEED).expect("seed"));
+        v
     }
 }
 
@@ -191,7 +203,7 @@ impl CurvePrivateKey for PrivateKey {
 
     /// The seed.
     fn private_bytes(&self) -> Result<&[u8], MemoryError> {
-        Ok(&self.buf.bytes()?[SEED])
+        self.buf.part(SEED)
     }
 
     fn public_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
@@ -393,7 +405,7 @@ mod tests {
         let sd = [42u8; 32];
         let key = PrivateKey::from_seed(&sd).expect("key");
         let region = key.region();
-        assert_eq!(&region[SEED], &sd);
+        assert_eq!(&region[PrivateKey::SEED_IN_COPY], &sd);
         let h: [u8; 64] = Sha512::digest(sd).into();
         let mut clamped = [0u8; 32];
         clamped.copy_from_slice(&h[..32]);
@@ -579,7 +591,7 @@ mod tests {
         sb.copy_from_slice(&region[SCALAR]);
         let reduced = Scalar::from_bytes_mod_order(sb);
         vec![
-            ("seed", region[SEED].to_vec()),
+            ("seed", region[PrivateKey::SEED_IN_COPY].to_vec()),
             ("clamped scalar", region[SCALAR].to_vec()),
             ("nonce prefix", region[PREFIX].to_vec()),
             ("scalar mod L", reduced.to_bytes().to_vec()),

@@ -9,6 +9,7 @@ pub mod hmac;
 pub mod kdf;
 pub mod pkcs8;
 pub mod scrub;
+pub mod sha2_core;
 pub mod symmetric;
 pub mod tag;
 pub mod x25519;

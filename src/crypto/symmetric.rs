@@ -1,10 +1,14 @@
 //! A symmetric secret key in a guarded region, with its HMAC pads beside it.
 //!
-//! Region layout (the key is last, so it ends at the trailing guard page):
+//! Region layout: two parts (see [`crate::memory::Region`]), the key last, so it ends at
+//! the trailing guard page and its canary sits directly in front of it:
 //!
 //! ```text
-//! [ pads sha256 (64) | pads sha384 (128) | pads sha512 (128) | key bytes (len) ] | guard
+//! [canary][ pads sha256 (64) | pads sha384 (128) | pads sha512 (128) ][canary][ key (len) ] | guard
 //! ```
+//!
+//! A one-byte underflow out of the key, or overflow out of the pads, lands in the key's
+//! canary and aborts the process when the key is freed.
 //!
 //! The pads are computed once, in the same writable window in which the key is written,
 //! so the region is never made writable again afterwards.
@@ -15,6 +19,10 @@ use super::hmac::{self, HashAlgorithm};
 
 /// Total bytes of precomputed pads in front of the key.
 const PADS_LEN: usize = 64 + 128 + 128;
+
+/// Part indices in the region.
+const PADS: usize = 0;
+const KEY: usize = 1;
 
 /// Largest symmetric key accepted (64 KiB).
 pub const MAX_KEY_LEN: usize = 64 * 1024;
@@ -61,13 +69,12 @@ impl SymmetricKey {
         if len == 0 || len > MAX_KEY_LEN {
             return Err(KeyError::Length(len));
         }
-        let buf = SecretBuf::new_with(PADS_LEN + len, |region| -> Result<(), KeyError<E>> {
-            let (pads, key) = region.split_at_mut(PADS_LEN);
+        let buf = SecretBuf::new_parts_with([PADS_LEN, len], |[pads, key]| {
             fill(key).map_err(KeyError::Fill)?;
             for alg in HashAlgorithm::ALL {
                 hmac::precompute_pads(alg, key, &mut pads[pads_range(alg)]);
             }
-            Ok(())
+            Ok::<(), KeyError<E>>(())
         })?;
         Ok(SymmetricKey { buf, len })
     }
@@ -101,12 +108,12 @@ impl SymmetricKey {
 
     /// The key bytes.
     pub fn bytes(&self) -> Result<&[u8], MemoryError> {
-        Ok(&self.buf.bytes()?[PADS_LEN..])
+        self.buf.part(KEY)
     }
 
     /// The precomputed HMAC pads for `alg`.
     pub fn pads(&self, alg: HashAlgorithm) -> Result<&[u8], MemoryError> {
-        Ok(&self.buf.bytes()?[pads_range(alg)])
+        Ok(&self.buf.part(PADS)?[pads_range(alg)])
     }
 
     /// One-shot HMAC of `msg`; writes `alg.digest_len()` bytes into `out`.

@@ -7,6 +7,10 @@ use super::{Allocator, MemoryError, Protection, Region};
 /// Read with [`SecretBuf::bytes`]; write only through [`SecretBuf::write`] (the region is
 /// read-only at all other times). Dropping it wipes, unlocks and unmaps the region.
 /// `Debug` never shows the contents; there is no `Clone`.
+///
+/// A buffer may have several parts ([`SecretBuf::new_parts_with`], [`SecretBuf::part`]),
+/// each behind its own canary: a secret in the last part and state derived from it in
+/// the parts before. [`SecretBuf::bytes`] and [`SecretBuf::len`] are the last part's.
 pub struct SecretBuf {
     region: Box<dyn Region>,
     len: usize,
@@ -38,16 +42,40 @@ impl SecretBuf {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
+        Self::new_parts_with_in(allocator, [len], |[buf]| fill(buf))
+    }
+
+    /// Allocate a buffer of `N` parts of the given lengths (each `>= 1`; `N` from 1 to
+    /// [`super::MAX_PARTS`]), each behind its own canary, the last one against the
+    /// trailing guard page, and fill them with `fill` in their first writable window.
+    /// On failure the region is wiped and freed, and the error of `fill` is returned.
+    pub fn new_parts_with<const N: usize, E: From<MemoryError>>(
+        lens: [usize; N],
+        fill: impl FnOnce([&mut [u8]; N]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        Self::new_parts_with_in(super::default_allocator(), lens, fill)
+    }
+
+    /// [`SecretBuf::new_parts_with`] from a given allocator.
+    pub fn new_parts_with_in<const N: usize, E: From<MemoryError>>(
+        allocator: &dyn Allocator,
+        lens: [usize; N],
+        fill: impl FnOnce([&mut [u8]; N]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        const { assert!(N >= 1 && N <= super::MAX_PARTS) };
         let mut fill = Some(fill);
         let mut result: Result<(), E> = Ok(());
-        let region = allocator.allocate_with(len, &mut |dst| {
+        let region = allocator.allocate_with(&lens, &mut |parts| {
             if let Some(f) = fill.take() {
-                result = f(dst);
+                result = f(std::array::from_fn(|i| std::mem::take(&mut parts[i])));
             }
         })?;
         // On failure `region` drops here: wiped and unmapped.
         result?;
-        Ok(SecretBuf { region, len })
+        Ok(SecretBuf {
+            region,
+            len: lens[N - 1],
+        })
     }
 
     /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.
@@ -59,7 +87,7 @@ impl SecretBuf {
         })
     }
 
-    /// Number of bytes in the buffer.
+    /// Number of bytes in the buffer (its last part).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -69,22 +97,28 @@ impl SecretBuf {
         self.len == 0
     }
 
-    /// The secret bytes. Fails in a fork child of the allocating process.
+    /// The secret bytes (the last part). Fails in a fork child of the allocating process.
     pub fn bytes(&self) -> Result<&[u8], MemoryError> {
         self.region.bytes()
     }
 
-    /// Make the region writable, run `fill`, make it read-only again. The result of
-    /// `fill` is returned after the region is read-only again.
+    /// Part `index` of a buffer made by [`SecretBuf::new_parts_with`] (panics if out of
+    /// range, like slice indexing). Fails in a fork child of the allocating process.
+    pub fn part(&self, index: usize) -> Result<&[u8], MemoryError> {
+        self.region.part(index)
+    }
+
+    /// Make the region writable, run `fill` on the last part, make it read-only again.
+    /// The result of `fill` is returned after the region is read-only again.
     pub fn write<E: From<MemoryError>>(
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut fill = Some(fill);
         let mut result: Result<(), E> = Ok(());
-        self.region.write(&mut |dst| {
-            if let Some(f) = fill.take() {
-                result = f(dst);
+        self.region.write(&mut |parts| {
+            if let (Some(f), Some(last)) = (fill.take(), parts.last_mut()) {
+                result = f(last);
             }
         })?;
         result
@@ -150,5 +184,26 @@ mod tests {
         })
         .expect("write");
         assert_eq!(b.bytes().expect("bytes"), b"zbcd");
+    }
+
+    #[test]
+    fn parts_are_separate_and_last_is_bytes() {
+        let mut b = SecretBuf::new_parts_with::<2, MemoryError>([3, 4], |[a, k]| {
+            a.copy_from_slice(b"abc");
+            k.copy_from_slice(b"wxyz");
+            Ok(())
+        })
+        .expect("buf");
+        assert_eq!(b.len(), 4);
+        assert_eq!(b.part(0).expect("part"), b"abc");
+        assert_eq!(b.part(1).expect("part"), b"wxyz");
+        assert_eq!(b.bytes().expect("bytes"), b"wxyz");
+        b.write::<MemoryError>(|d| {
+            d[0] = b'W';
+            Ok(())
+        })
+        .expect("write");
+        assert_eq!(b.part(0).expect("part"), b"abc");
+        assert_eq!(b.bytes().expect("bytes"), b"Wxyz");
     }
 }

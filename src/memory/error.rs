@@ -8,7 +8,13 @@ pub enum MemoryError {
     /// A region of this size cannot be allocated (zero, or above [`super::MAX_REGION_LEN`]).
     InvalidLength { len: usize },
     /// A system call that the region cannot exist without failed (`mmap`, `mprotect`).
-    SystemCall { call: &'static str, errno: i32 },
+    /// `maps` is filled in when it failed with `ENOMEM`, the error of a process that
+    /// reached `vm.max_map_count`.
+    SystemCall {
+        call: &'static str,
+        errno: i32,
+        maps: Option<MapCount>,
+    },
     /// `mlock` failed and the process policy is to raise.
     LockFailed { errno: i32, bytes: usize },
     /// `madvise` failed and the process policy is to raise.
@@ -20,7 +26,28 @@ pub enum MemoryError {
     Random { code: u32 },
 }
 
+/// How many memory mappings this process has, and how many it may have, read on the error
+/// path only (`None` where the file could not be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapCount {
+    /// Lines of `/proc/self/maps`.
+    pub used: Option<u64>,
+    /// `/proc/sys/vm/max_map_count`.
+    pub max: Option<u64>,
+}
+
 impl MemoryError {
+    /// The error of a failed `mmap`/`mprotect`; on `ENOMEM`, with the process's mapping
+    /// count and `vm.max_map_count`, the limit a process with many live keys reaches first
+    /// (each key is its own mapping of three areas).
+    pub fn system_call(call: &'static str, errno: i32) -> Self {
+        let maps = (errno == libc::ENOMEM).then(|| MapCount {
+            used: super::sys::map_count(),
+            max: super::sys::max_map_count(),
+        });
+        MemoryError::SystemCall { call, errno, maps }
+    }
+
     /// The `errno` of the failed system call, when there is one.
     pub fn errno(&self) -> Option<i32> {
         match self {
@@ -44,8 +71,12 @@ impl fmt::Display for MemoryError {
                 "cannot allocate a secret region of {len} bytes (allowed: 1 to {})",
                 super::MAX_REGION_LEN
             ),
-            MemoryError::SystemCall { call, errno } => {
-                write!(f, "{call} failed: {}", errno_name(*errno))
+            MemoryError::SystemCall { call, errno, maps } => {
+                write!(f, "{call} failed: {}", errno_name(*errno))?;
+                if let Some(maps) = maps {
+                    write_map_limit_hint(f, maps)?;
+                }
+                Ok(())
             }
             MemoryError::LockFailed { errno, bytes } => write!(
                 f,
@@ -66,4 +97,35 @@ impl fmt::Display for MemoryError {
     }
 }
 
+fn write_map_limit_hint(f: &mut fmt::Formatter<'_>, maps: &MapCount) -> fmt::Result {
+    let show = |v: Option<u64>| v.map_or_else(|| "unknown".to_owned(), |v| v.to_string());
+    write!(
+        f,
+        " (this process has {} memory mappings, and vm.max_map_count is {}; every live key \
+         is a separate guarded mapping, so a process with tens of thousands of keys reaches \
+         that limit: raise it, e.g. `sysctl -w vm.max_map_count=262144`, or keep fewer keys \
+         alive)",
+        show(maps.used),
+        show(maps.max)
+    )
+}
+
 impl std::error::Error for MemoryError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enomem_names_the_map_limit() {
+        let m = MemoryError::system_call("mprotect", libc::ENOMEM).to_string();
+        assert!(
+            m.starts_with("mprotect failed: Cannot allocate memory"),
+            "{m}"
+        );
+        assert!(m.contains("vm.max_map_count is "), "{m}");
+        assert!(m.contains("sysctl -w vm.max_map_count="), "{m}");
+        let m = MemoryError::system_call("mprotect", libc::EACCES).to_string();
+        assert!(!m.contains("max_map_count"), "{m}");
+    }
+}

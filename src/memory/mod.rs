@@ -7,14 +7,27 @@
 //! # Layout of one region (backend [`guarded::GuardedMmap`])
 //!
 //! ```text
-//! | guard page | data pages ....... [canary 16][buffer] | guard page |
-//!   PROT_NONE    mlock, MADV_DONTDUMP, MADV_WIPEONFORK     PROT_NONE
+//! | guard page | data pages ... [canary 16][part 0] ... [canary 16][last part] | guard page |
+//!   PROT_NONE    mlock, MADV_DONTDUMP, MADV_WIPEONFORK                          PROT_NONE
 //!                read-only while idle
 //! ```
 //!
-//! The buffer is right-aligned against the trailing guard page, so a write one byte past
-//! its end faults at once; a write before its start lands in the canary, which is checked
-//! when the region is freed (a mismatch aborts the process, as libsodium does).
+//! A region has one or more parts (see [`Region`]); the last part, where the layers above
+//! keep the secret itself, is right-aligned against the trailing guard page, so a write
+//! one byte past its end faults at once. Every part has a canary directly in front of it:
+//! a write one byte before any part, or one byte past a part other than the last, lands
+//! in a canary. All canaries are checked when the region is freed (a mismatch aborts the
+//! process, as libsodium does).
+//!
+//! # Fork detection
+//!
+//! Every access checks that this process allocated the region: the fork generation
+//! ([`sys::fork_generation`], kept by a `pthread_atfork` handler, which also covers a
+//! region whose `MADV_WIPEONFORK` failed) and the canary in front of the last part, in
+//! constant time. A child made without atfork handlers (the raw `fork` system call,
+//! glibc's `_Fork()`) keeps the generation, but `MADV_WIPEONFORK` zeroed its copy of the
+//! pages, canary included; either way the access fails with [`MemoryError::Forked`] and
+//! nothing computes with the zeroed bytes.
 //!
 //! # Why our own mapping and not `memsec::malloc`
 //!
@@ -41,7 +54,7 @@ mod policy;
 pub mod sys;
 
 pub use buf::SecretBuf;
-pub use error::MemoryError;
+pub use error::{MapCount, MemoryError};
 pub use policy::{lock_failure_policy, set_lock_failure_policy, LockFailurePolicy};
 
 /// What protection a region actually has. Every field is measured from the result of the
@@ -69,32 +82,52 @@ impl Protection {
 
 /// The storage behind one [`SecretBuf`]. Implemented by every backend.
 ///
+/// A region holds one or more *parts*: byte buffers, each with a canary directly in
+/// front of it, the last one right-aligned against the end of the region (the trailing
+/// guard page). The layers above keep a secret in the last part and state derived from it
+/// in the parts before, so an underflow out of the secret lands in its canary and an
+/// overflow out of a derived part lands in the next part's canary.
+///
 /// Implementations must keep the bytes in memory that is never handed to the global
-/// allocator, wipe them when dropped, and report their protection truthfully.
+/// allocator, wipe them when dropped, check every canary when dropped (aborting on a
+/// mismatch), and report their protection truthfully.
 pub trait Region: Send + Sync {
-    /// The buffer, readable. Fails if this process is a fork child of the allocating
-    /// process (the backend may have wiped the data on fork).
-    fn bytes(&self) -> Result<&[u8], MemoryError>;
-    /// Make the buffer writable, run `fill` on it, and make it read-only again.
-    fn write(&mut self, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), MemoryError>;
+    /// Number of parts (at least 1, at most [`MAX_PARTS`]).
+    fn parts(&self) -> usize;
+    /// Part `index` (`< self.parts()`), readable. Fails if this process is a fork child
+    /// of the allocating process (the backend may have wiped the data on fork).
+    fn part(&self, index: usize) -> Result<&[u8], MemoryError>;
+    /// The last part: the buffer of a one-part region, the secret of a multi-part one.
+    fn bytes(&self) -> Result<&[u8], MemoryError> {
+        self.part(self.parts() - 1)
+    }
+    /// Make the parts writable, run `fill` on them (in order), and make them read-only
+    /// again.
+    fn write(&mut self, fill: &mut dyn FnMut(&mut [&mut [u8]])) -> Result<(), MemoryError>;
     /// The protection the region actually has.
     fn protection(&self) -> Protection;
 }
 
 /// A source of [`Region`]s.
 pub trait Allocator: Send + Sync {
-    /// Allocate a zero-filled region of exactly `len` bytes (`len >= 1`).
-    fn allocate(&self, len: usize) -> Result<Box<dyn Region>, MemoryError>;
-    /// Allocate a region of `len` bytes and run `fill` on it before it first becomes
+    /// Allocate a region of parts of the given lengths (each `>= 1`, at most
+    /// [`MAX_PARTS`] parts) and run `fill` on the parts before the region first becomes
     /// read-only. Secrets are written here, straight into locked memory.
     fn allocate_with(
         &self,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        parts: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
     ) -> Result<Box<dyn Region>, MemoryError>;
+    /// Allocate a zero-filled region of one part of exactly `len` bytes (`len >= 1`).
+    fn allocate(&self, len: usize) -> Result<Box<dyn Region>, MemoryError> {
+        self.allocate_with(&[len], &mut |_| {})
+    }
     /// Short stable name, reported in [`Protection::backend`].
     fn name(&self) -> &'static str;
 }
+
+/// The most parts one region may have.
+pub const MAX_PARTS: usize = 4;
 
 /// The largest secret one region may hold (1 MiB): keys are small; a request for more is
 /// almost certainly a mistake, and each region is locked memory.

@@ -90,6 +90,33 @@ pub fn rlimit_core() -> Result<Limit, i32> {
     get_rlimit(libc::RLIMIT_CORE)
 }
 
+/// `vm.max_map_count`: how many memory mappings a process may have (`None` if unreadable).
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many memory mappings this process has: the lines of `/proc/self/maps` (`None` if
+/// unreadable). Reads through a fixed stack buffer, since it runs when the process may be
+/// out of mappings (a large heap allocation would need one).
+pub fn map_count() -> Option<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/self/maps").ok()?;
+    let mut chunk = [0u8; 8192];
+    let mut lines = 0u64;
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Some(lines),
+            Ok(n) => lines += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 /// The `errno` of the last failed system call on this thread.
 pub fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -204,6 +231,13 @@ mod tests {
         // Linux >= 4.14 supports both advices on private anonymous memory.
         assert_eq!(r.dontdump, Ok(()));
         assert_eq!(r.wipeonfork, Ok(()));
+    }
+
+    #[test]
+    fn map_counts_are_readable() {
+        let used = map_count().expect("maps");
+        assert!(used > 3);
+        assert!(max_map_count().expect("max_map_count") > used);
     }
 
     #[test]
