@@ -49,6 +49,7 @@
 
 mod buf;
 mod error;
+pub mod fork;
 pub mod guarded;
 mod policy;
 pub mod sys;

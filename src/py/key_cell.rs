@@ -15,7 +15,9 @@
 //! - The fork check runs before any lock is taken. A child forked while another thread
 //!   held (or waited for) the lock inherits the lock's state but not the thread that would
 //!   release it; in the child every use raises `ForkedKeyError` without touching the lock,
-//!   and `destroy()` abandons the parent's lock instead of waiting on it.
+//!   and `destroy()` abandons the parent's lock instead of waiting on it. The check
+//!   ([`ProcessStamp`]) also catches a child made by a raw `fork` system call, which runs
+//!   no atfork handlers (`src/memory/fork.rs`).
 //! - Two cells are locked in address order ([`KeyCell::ct_eq`]), so two threads comparing
 //!   the same pair in opposite order cannot deadlock against a waiting destroy.
 //!
@@ -35,6 +37,7 @@ use pyo3::prelude::*;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;
+use crate::memory::fork::ProcessStamp;
 use crate::memory::{self, MemoryError};
 
 use super::bytes_like::maybe_detach;
@@ -94,8 +97,8 @@ pub struct KeyCell<K> {
     /// Set by `destroy()` (also in a fork child, which cannot take the lock): read without
     /// the lock by `repr`, `destroyed` and the fork path.
     destroyed: AtomicBool,
-    /// [`memory::sys::fork_generation`] when the cell was made.
-    generation: u64,
+    /// The process the cell was made in (checked before any lock is taken).
+    made_in: ProcessStamp,
     /// Open views (buffer exports). `destroy()` refuses while it is non-zero.
     views: AtomicUsize,
     export: ExportSeal,
@@ -139,7 +142,7 @@ impl<K: CellKey> KeyCell<K> {
             label,
             state: RwLock::new(Some(key)),
             destroyed: AtomicBool::new(false),
-            generation: memory::sys::fork_generation(),
+            made_in: ProcessStamp::current(),
             views: AtomicUsize::new(0),
             export: ExportSeal(AtomicBool::new(exportable)),
         })
@@ -148,7 +151,7 @@ impl<K: CellKey> KeyCell<K> {
     /// `ForkedKeyError` in a fork child of the process that made the cell. Runs before any
     /// lock is taken.
     fn check_process(&self) -> Result<()> {
-        if memory::sys::fork_generation() == self.generation {
+        if self.made_in.is_current() {
             Ok(())
         } else {
             Err(Error::Memory(MemoryError::Forked))
