@@ -135,7 +135,7 @@ def naive_equal(a: bytes, b: bytes) -> bool:
 
 
 def build_targets() -> list[Target]:
-    """The targets of issue 4, outcome-matched variants, a stdlib reference, the control.
+    """The timing targets, outcome-matched variants, a stdlib reference, the control.
 
     "equal vs differs in the first byte" also changes the *result* (True/False, or None vs
     an exception for verify_hmac), which is public and costs CPython different work. The

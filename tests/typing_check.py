@@ -31,7 +31,7 @@ def use() -> None:
 
 
 def use_key_files_and_store(path: str) -> None:
-    """Key files, the export seal and the key store (issue 5)."""
+    """Key files, the export seal and the key store."""
     key = SecretKey.generate(32, exportable=True)
     key.to_file(path + ".hex", format="hex", overwrite=False)
     loaded: SecretKey = SecretKey.from_file(path + ".hex", format="hex", exportable=False)

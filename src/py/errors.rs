@@ -16,7 +16,7 @@ pyo3::import_exception!(keycell.exceptions, ProtectionError);
 pyo3::import_exception!(keycell.exceptions, KeyFileError);
 pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
 pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
-// Key files and the key store (issue 5).
+// Key files and the key store.
 pyo3::import_exception!(keycell.exceptions, KeyNotExportableError);
 pyo3::import_exception!(keycell.exceptions, KeyStoreError);
 pyo3::import_exception!(keycell.exceptions, StoreCorruptedError);

@@ -1,4 +1,4 @@
-"""Memory scan of derived secrets (issue 3, invariant 6).
+"""Memory scan of derived secrets (docs/invariants.md, invariant 6).
 
 A child loads keys from files the parent wrote and uses them: HMAC (SHA-256/384/512,
 one-shot, long, streaming, verify), Ed25519 signing, X25519 exchange. The parent computes

@@ -1,6 +1,6 @@
 """Fuzzing every parser reachable from Python with random and mutated inputs.
 
-The contract checked here (see DESIGN.md, invariants 5 and 7): bad input gets a typed
+The contract checked here (docs/invariants.md, invariants 5 and 7): bad input gets a typed
 exception (a :class:`KeycellError` subclass, or ``TypeError``/``ValueError`` for argument
 errors) whose message contains no secret bytes; never another exception type, never a
 crash, and never a wrong key loaded silently. When a mutated valid key file does load, the

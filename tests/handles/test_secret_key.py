@@ -62,7 +62,7 @@ def test_generate_lengths(length: int) -> None:
 def test_generate_rejects_bad_lengths(length: int) -> None:
     with pytest.raises(ValueError, match="between 1 and") as e:
         SecretKey.generate(length)
-    # Invariant 7: the rejected length is not echoed back.
+    # docs/invariants.md, invariant 7: the rejected length is not echoed back.
     if length:
         assert str(length) not in str(e.value)
 

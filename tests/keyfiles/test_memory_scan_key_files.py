@@ -1,4 +1,4 @@
-"""Memory scan of private key files and the key store (issue 5).
+"""Memory scan of private key files and the key store.
 
 A child loads an Ed25519 or X25519 key from a PKCS#8 PEM file the parent wrote, writes
 it back in every format (PEM, DER, raw, hex, base64), reads each file again, and puts the

@@ -1,11 +1,12 @@
-"""Memory isolation, in child processes where a test must crash or change its identity.
+"""Memory isolation, in child processes where a test must crash or change its identity
+(invariants as numbered in docs/invariants.md).
 
 - guard pages: a write or read one byte past the end of a key (or before its data pages)
   dies by SIGSEGV; the key's own bytes are read-only while idle (invariants 2, 5);
 - canary: a write in front of the key's region that corrupts the canary makes destroy()
   (or garbage collection) abort with a message, and nothing else does (invariant 5);
 - fork: a key inherited by a child raises ForkedKeyError, its memory reads as zeros, and
-  destroying it there does not abort; the parent is unaffected (invariant 3);
+  destroying it there does not abort; the parent is unaffected (invariant 8);
 - /proc/self/smaps: the kernel's view of a key's pages (invariants 2, 3);
 - RLIMIT_MEMLOCK lowered as an unprivileged user: the "warn" and "raise" policies
   (invariant 3).
