@@ -14,7 +14,9 @@ import ctypes.util
 import encodings.ascii
 import encodings.latin_1
 import faulthandler
+import gc
 import json
+import mmap
 import os
 import pwd
 import resource
@@ -66,6 +68,26 @@ def mprotect(addr: int, length: int, prot: int) -> None:
     if libc.mprotect(start, end - start, prot) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"mprotect: {os.strerror(e)}")
+
+
+def flip_bytes(addr: int, count: int = 1) -> None:
+    """Invert ``count`` bytes at ``addr`` of a key region (made writable for the write and
+    read-only again): the memory corruption the canary and fork tests simulate."""
+    mprotect(addr, count, mmap.PROT_READ | mmap.PROT_WRITE)
+    for i in range(count):
+        b = ctypes.c_ubyte.from_address(addr + i)
+        b.value ^= 0xFF
+    mprotect(addr, count, mmap.PROT_READ)
+
+
+def free_key(key: Any, how: str) -> None:
+    """Free ``key`` by ``destroy()`` (``how == "destroy"``) or by dropping the last
+    reference and collecting."""
+    if how == "destroy":
+        key.destroy()
+    else:
+        del key
+        gc.collect()
 
 
 class _PyBuffer(ctypes.Structure):

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::sys::{fork_generation, page_size};
+use super::sys::{fork_generation, map_page, page_size};
 
 /// The last token this process (or, in a child, its parent) armed the sentinel with.
 /// Ordinary memory: a child inherits it, which is how it picks a token of its own.
@@ -36,21 +36,7 @@ fn sentinel() -> Option<&'static AtomicU64> {
     static PAGE: OnceLock<Option<Page>> = OnceLock::new();
     let page = PAGE.get_or_init(|| {
         let len = page_size();
-        // SAFETY: a fresh anonymous private mapping with no address hint; the result is
-        // checked against MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
+        let ptr = map_page().ok()?;
         // SAFETY: the range is exactly the mapping made above.
         let advised = unsafe { libc::madvise(ptr, len, libc::MADV_WIPEONFORK) } == 0;
         if !advised {

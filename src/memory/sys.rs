@@ -139,24 +139,33 @@ struct ScratchPage {
     len: usize,
 }
 
+/// Map one private, anonymous, read-write page; `Err(errno)` when `mmap` fails. The caller
+/// owns the page (`page_size()` bytes) and unmaps it, or keeps it for the process's life.
+pub(super) fn map_page() -> Result<*mut libc::c_void, i32> {
+    // SAFETY: anonymous private mapping with no address hint; the result is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        Err(last_errno())
+    } else {
+        Ok(ptr)
+    }
+}
+
 impl ScratchPage {
     fn new() -> Result<Self, i32> {
-        let len = page_size();
-        // SAFETY: anonymous private mapping with no address hint; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(last_errno());
-        }
-        Ok(ScratchPage { ptr, len })
+        Ok(ScratchPage {
+            ptr: map_page()?,
+            len: page_size(),
+        })
     }
 }
 

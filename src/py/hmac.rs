@@ -17,12 +17,11 @@ use pyo3::types::PyBytes;
 use zeroize::Zeroize;
 
 use crate::crypto::hmac::{HashAlgorithm, HmacStream, MAX_DIGEST_LEN};
-use crate::crypto::tag::tag_matches;
 
 use super::args::{handle, parse_algorithm};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
-use super::secret_key::SecretKey;
+use super::secret_key::{check_hmac_tag, SecretKey};
 
 /// The state of an `HMAC` context.
 enum Ctx {
@@ -194,15 +193,9 @@ impl Hmac {
     fn verify(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> Result<()> {
         let tag = bytes_like(tag, "tag")?;
         let mut expected = [0u8; MAX_DIGEST_LEN];
-        let result = self.finish(py, &mut expected).and_then(|()| {
-            if tag_matches(&expected[..self.alg.digest_len()], tag.as_slice()) {
-                Ok(())
-            } else {
-                Err(Error::InvalidSignature(
-                    "the HMAC tag does not match".to_owned(),
-                ))
-            }
-        });
+        let result = self
+            .finish(py, &mut expected)
+            .and_then(|()| check_hmac_tag(&expected[..self.alg.digest_len()], tag.as_slice()));
         expected[..].zeroize();
         result
     }

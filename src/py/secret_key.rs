@@ -70,6 +70,18 @@ impl SecretKey {
     }
 }
 
+/// `InvalidSignature` unless `tag` matches the full HMAC `expected` under the tag rule of
+/// `crate::crypto::tag` (full length, or truncated to at least 16 bytes).
+pub(crate) fn check_hmac_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
+    if tag_matches(expected, tag) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSignature(
+            "the HMAC tag does not match".to_owned(),
+        ))
+    }
+}
+
 key_handle_methods!(SecretKey, SymmetricKey, {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
     /// With `exportable=False` the key can never be exposed or written to a key file.
@@ -207,15 +219,7 @@ key_handle_methods!(SecretKey, SymmetricKey, {
         let mut expected = [0u8; MAX_DIGEST_LEN];
         let result = self
             .mac(py, algorithm, data.as_slice(), &mut expected)
-            .and_then(|n| {
-                if tag_matches(&expected[..n], tag.as_slice()) {
-                    Ok(())
-                } else {
-                    Err(Error::InvalidSignature(
-                        "the HMAC tag does not match".to_owned(),
-                    ))
-                }
-            });
+            .and_then(|n| check_hmac_tag(&expected[..n], tag.as_slice()));
         expected[..].zeroize();
         result
     }

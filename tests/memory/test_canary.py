@@ -16,15 +16,13 @@ read-only while idle), flips one byte, and destroys the key.
 from __future__ import annotations
 
 import ctypes
-import gc
-import mmap
 import os
 import signal
 from typing import Any
 
 import pytest
 from keycell import Ed25519PrivateKey, SecretKey, X25519PrivateKey, _native
-from support import mprotect, run_forked
+from support import flip_bytes, free_key, run_forked
 
 CANARY_LEN = 16
 
@@ -39,17 +37,9 @@ MAKERS: dict[str, Any] = {
 
 def _flip_byte_and_free(kind: str, offset_from_key: int, free: str) -> str:
     key = MAKERS[kind]()
-    target = _native._key_address(key) + offset_from_key
-    mprotect(target, 1, mmap.PROT_READ | mmap.PROT_WRITE)
-    b = ctypes.c_ubyte.from_address(target)
-    b.value ^= 0xFF
-    mprotect(target, 1, mmap.PROT_READ)
+    flip_bytes(_native._key_address(key) + offset_from_key)
     os.write(2, b"corrupted\n")
-    if free == "destroy":
-        key.destroy()
-    else:
-        del key
-        gc.collect()
+    free_key(key, free)
     return "returned"
 
 

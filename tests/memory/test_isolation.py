@@ -18,7 +18,6 @@ import ctypes
 import errno
 import gc
 import json
-import mmap
 import os
 import signal
 import warnings
@@ -41,7 +40,8 @@ from memscan import MapArea, read_maps
 from support import (
     PAGE,
     drop_privileges,
-    mprotect,
+    flip_bytes,
+    free_key,
     privilege_drop_reason,
     run_forked,
     run_python,
@@ -167,20 +167,9 @@ def test_in_bounds_read_is_fine(length: int) -> None:
 
 def _corrupt(length: int, offset_from_canary: int, count: int, free: str) -> str:
     key = SecretKey.generate(length)
-    start = canary_addr(key) + offset_from_canary
-    mprotect(start, count, mmap.PROT_READ | mmap.PROT_WRITE)
-    for i in range(count):
-        b = ctypes.c_ubyte.from_address(start + i)
-        b.value ^= 0xFF
-    mprotect(start, count, mmap.PROT_READ)
+    flip_bytes(canary_addr(key) + offset_from_canary, count)
     os.write(2, b"corrupted\n")
-    if free == "destroy":
-        key.destroy()
-    else:
-        del key
-        import gc
-
-        gc.collect()
+    free_key(key, free)
     return "returned"
 
 

@@ -1,4 +1,5 @@
-"""The process-wide policy for a protection that cannot be established (docs/invariants.md, invariant 3).
+"""The process-wide policy for a protection that cannot be established (invariant 3 of
+docs/invariants.md).
 
 What the policy does when `mlock` really fails is tested in ``test_isolation.py`` (a child
 with a lowered RLIMIT_MEMLOCK); here: the switch itself and its environment variable.
