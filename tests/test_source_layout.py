@@ -1,0 +1,130 @@
+"""The layering of ``src/`` holds: no two Rust files need each other (directly or around a
+longer circle), ``unsafe`` stays in the memory layer and the two buffer-protocol glue files,
+and nothing below ``src/py`` imports PyO3."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+# Files allowed to contain `unsafe` besides src/memory/.
+UNSAFE_GLUE = {"py/view.rs", "py/buffer_in_place.rs"}
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(SRC).with_suffix("").as_posix()
+    rel = re.sub(r"(^|/)mod$", "", rel)
+    return "" if rel == "lib" else rel.replace("/", "::")
+
+
+def _code(path: Path) -> str:
+    """The file without comments and without its unit tests."""
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"^\s*//.*$", "", text, flags=re.M)
+    return re.sub(r"#\[cfg\(test\)\]\s*mod tests \{.*", "", text, flags=re.S)
+
+
+def _imports() -> dict[str, set[str]]:
+    files = {_module_of(p): p for p in SRC.rglob("*.rs")}
+    mods = set(files)
+
+    def resolve(cur: str, path: str) -> str | None:
+        parts = path.split("::")
+        if parts[0] == "crate":
+            base: list[str] = []
+        elif parts[0] in ("super", "self"):
+            base = cur.split("::") if cur else []
+            if parts[0] == "super":
+                base = base[:-1]
+            while len(parts) > 1 and parts[1] == "super":
+                base = base[:-1]
+                parts = parts[1:]
+        else:
+            return None
+        parts = parts[1:]
+        for i in range(len(parts), -1, -1):
+            m = "::".join(base + parts[:i])
+            if m in mods:
+                return m
+        return None
+
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in files.items():
+        code = _code(path)
+        paths = re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", code)
+        for prefix, items in re.findall(r"\b((?:crate|super)(?:::\w+)*)::\{([^}]*)\}", code):
+            paths += [f"{prefix}::{i.strip().split()[0]}" for i in items.split(",") if i.strip()]
+        for p in paths:
+            t = resolve(m, p)
+            if t and t != m and not m.startswith(t + "::") and not t.startswith(m + "::"):
+                edges[m].add(t)
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_circles() -> None:
+    edges = _imports()
+    assert edges["py::key_cell"], "the parser must see imports (sanity check)"
+    assert _cycles(edges) == []
+
+
+def test_the_checker_sees_a_circle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_unsafe_only_in_the_memory_layer_and_buffer_glue() -> None:
+    offenders = []
+    for path in SRC.rglob("*.rs"):
+        rel = path.relative_to(SRC).as_posix()
+        if rel.startswith("memory/") or rel in UNSAFE_GLUE:
+            continue
+        if re.search(r"\bunsafe\b", _code(path)):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_no_pyo3_below_the_bindings() -> None:
+    offenders = [
+        p.relative_to(SRC).as_posix()
+        for p in SRC.rglob("*.rs")
+        if not p.relative_to(SRC).as_posix().startswith("py/")
+        and p.name != "lib.rs"
+        and re.search(r"\bpyo3\b", _code(p))
+    ]
+    assert offenders == []
