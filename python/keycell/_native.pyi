@@ -116,10 +116,14 @@ class KeyStore:
         *,
         master: SecretKey | bytearray | memoryview,
         kdf_params: _KdfParams | None = None,
+        lock_timeout: float | None = None,
     ) -> KeyStore: ...
     @staticmethod
     def open(
-        path: str | PathLike[str], *, master: SecretKey | bytearray | memoryview
+        path: str | PathLike[str],
+        *,
+        master: SecretKey | bytearray | memoryview,
+        lock_timeout: float | None = None,
     ) -> KeyStore: ...
     @property
     def path(self) -> Path: ...
