@@ -7,7 +7,6 @@ instead of hanging the suite.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
