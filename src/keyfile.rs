@@ -666,7 +666,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), KeyFileError> {
 
 /// Write `data` to `path` so that a crash never leaves a partial file under `path`:
 ///
-/// 1. create `.NAME.RANDOM.tmp` in the same directory with
+/// 1. create `.keycell-RANDOM.tmp` (16 random hex digits: a fixed length, so any valid
+///    target name works, up to `NAME_MAX`) in the same directory with
 ///    `O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`, mode 0600 (then `fchmod` 0600, so the
 ///    umask cannot matter);
 /// 2. write, `fsync`;
@@ -680,9 +681,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), KeyFileError> {
 pub fn write_atomic(path: &Path, data: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let name = path
-        .file_name()
-        .ok_or_else(|| unusable("the path does not name a file"))?;
+    if path.file_name().is_none() {
+        return Err(unusable("the path does not name a file"));
+    }
     let dir = parent_dir(path);
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(KeyFileError::Unusable {
@@ -690,11 +691,9 @@ pub fn write_atomic(path: &Path, data: &[u8], overwrite: bool) -> Result<(), Key
             errno: Some(libc::EEXIST),
         });
     }
-    let tmp_path = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        random_suffix()?
-    ));
+    // Not derived from the target's name: `.NAME.RANDOM.tmp` would exceed NAME_MAX for
+    // target names of 234 bytes and more.
+    let tmp_path = dir.join(format!(".keycell-{}.tmp", random_suffix()?));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
