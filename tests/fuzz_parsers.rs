@@ -529,7 +529,7 @@ fn target_store(d: &[u8]) -> usize {
             assert_eq!(f.mac_covered, v.len() - 32);
             for e in &f.entries {
                 assert!(store::valid_key_len(e.kind, e.ciphertext.len()));
-                assert!(store::check_name(&e.name).is_ok());
+                assert!(store::check_stored_name(&e.name).is_ok());
             }
         }
     }

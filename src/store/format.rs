@@ -112,13 +112,47 @@ pub fn valid_key_len(kind: KeyKind, len: usize) -> bool {
     }
 }
 
-/// Check an entry name: 1 to 255 bytes of UTF-8, no control characters.
+/// Check a new entry name: 1 to 255 bytes of UTF-8, and no character of the Unicode
+/// general categories Cc (controls), Cf (format: bidirectional controls such as U+202E,
+/// zero-width characters such as U+200B, the BOM U+FEFF), Zl or Zp (line and paragraph
+/// separators): such names can look like another name, or like nothing, in a listing.
+/// The message names the first such code point.
 pub fn check_name(name: &str) -> Result<(), String> {
+    check_name_len(name)?;
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    for c in name.chars() {
+        let what = match get_general_category(c) {
+            G::Control => "a control character",
+            G::Format => {
+                "an invisible formatting character (bidirectional control, zero-width or BOM)"
+            }
+            G::LineSeparator => "a line separator",
+            G::ParagraphSeparator => "a paragraph separator",
+            _ => continue,
+        };
+        return Err(format!(
+            "entry names must not contain U+{:04X}, {what} (Unicode category Cc, Cf, Zl and Zp \
+             characters are refused so that a listing shows every name as it is)",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+fn check_name_len(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!(
             "entry names must be 1 to {MAX_NAME_LEN} bytes of UTF-8"
         ));
     }
+    Ok(())
+}
+
+/// Check a name read from a store file: 1 to 255 bytes of UTF-8, no control characters.
+/// Laxer than [`check_name`] so that stores written by earlier builds, which allowed the
+/// other invisible characters, still open (their entries can be read and deleted).
+pub fn check_stored_name(name: &str) -> Result<(), String> {
+    check_name_len(name)?;
     if name.chars().any(char::is_control) {
         return Err("entry names must not contain control characters".to_owned());
     }
@@ -273,7 +307,7 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
         let name = std::str::from_utf8(r.take(name_len)?)
             .map_err(|_| FormatError("an entry name is not UTF-8".to_owned()))?
             .to_owned();
-        check_name(&name).map_err(|e| FormatError(format!("invalid entry name: {e}")))?;
+        check_stored_name(&name).map_err(|e| FormatError(format!("invalid entry name: {e}")))?;
         let kind = kind_from_code(r.u8()?)
             .ok_or_else(|| FormatError("an entry has an unknown key type".to_owned()))?;
         let flags = r.u8()?;
@@ -425,6 +459,34 @@ mod tests {
             let mut d = data.clone();
             d[i] ^= 0x01;
             assert!(parse(&d).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn names_with_invisible_characters_are_refused() {
+        for c in [
+            '\u{202E}',
+            '\u{202A}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{0085}',
+            '\u{E0001}',
+        ] {
+            let name = format!("pay{c}roll");
+            let e = check_name(&name).expect_err("refused");
+            assert!(e.contains(&format!("U+{:04X}", u32::from(c))), "{e}");
+            if !c.is_control() {
+                assert!(check_stored_name(&name).is_ok());
+            }
+        }
+        for ok in ["clé", "鍵", "ключ", "a b", "e\u{301}", "🔑", "ﬁle"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
         }
     }
 }
