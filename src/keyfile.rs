@@ -554,6 +554,42 @@ fn detect(content: &[u8], kind: KeyKind, length: Option<usize>) -> Result<Format
     ))
 }
 
+/// The largest passphrase file read: the longest passphrase
+/// ([`crate::crypto::symmetric::MAX_KEY_LEN`]) and a CRLF.
+pub const MAX_PASSPHRASE_FILE_LEN: usize = crate::crypto::symmetric::MAX_KEY_LEN + 2;
+
+/// Read a passphrase file into a guarded region, with the key file checks of
+/// [`KeyFile::open`] (so a FIFO is refused without blocking, and a symlink, a file of
+/// another user or one that group or others can access is refused as insecure). One
+/// trailing newline (LF or CRLF) is dropped; an empty passphrase is refused. The file is
+/// read into a guarded scratch region and the passphrase copied from it into its own.
+pub fn read_passphrase_file(path: &Path) -> Result<SecretBuf, LoadError> {
+    let mut file = KeyFile::open(path, MAX_PASSPHRASE_FILE_LEN)?;
+    let scratch = SecretBuf::new_with(file.size(), |d| file.read_into(d).map_err(LoadError::File))?;
+    let content = scratch.bytes()?;
+    let mut n = content.len();
+    if content[..n].ends_with(b"\n") {
+        n -= 1;
+        if content[..n].ends_with(b"\r") {
+            n -= 1;
+        }
+    }
+    if n == 0 {
+        return Err(unusable("it holds an empty passphrase").into());
+    }
+    if n > crate::crypto::symmetric::MAX_KEY_LEN {
+        return Err(unusable(format!(
+            "a passphrase may be at most {} bytes",
+            crate::crypto::symmetric::MAX_KEY_LEN
+        ))
+        .into());
+    }
+    SecretBuf::new_with(n, |d| {
+        d.copy_from_slice(&content[..n]);
+        Ok::<(), LoadError>(())
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Writing
 // ---------------------------------------------------------------------------------------

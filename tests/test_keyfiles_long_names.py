@@ -62,7 +62,8 @@ def test_store_under_a_long_name(tmp_path: Path, length: int) -> None:
     assert leftovers(tmp_path) == []
     # Beside the store: its lock file only, whose name fits NAME_MAX as well.
     others = [n for n in os.listdir(tmp_path) if n != path.name]
-    assert len(others) == 1 and others[0].endswith(".lock")
+    assert len(others) == 1
+    assert others[0].endswith(".lock")
     assert len(others[0].encode()) <= 255
     if length + len(".lock") <= 255:
         assert others[0] == path.name + ".lock"

@@ -107,6 +107,19 @@ class _KdfParams(TypedDict, total=False):
     lanes: int
 
 @final
+class Passphrase:
+    """A passphrase in guarded memory, for ``KeyStore`` (``master=``, ``new_master``)."""
+
+    @staticmethod
+    def from_file(path: str | PathLike[str]) -> Passphrase: ...
+    def destroy(self) -> None: ...
+    @property
+    def destroyed(self) -> bool: ...
+    def __enter__(self) -> Passphrase: ...
+    def __exit__(self, *args: object) -> bool: ...
+    def __reduce__(self) -> Any: ...
+
+@final
 class KeyStore:
     """An encrypted, crash-safe file of named keys (see docs/keystore-format.md)."""
 
@@ -114,7 +127,7 @@ class KeyStore:
     def create(
         path: str | PathLike[str],
         *,
-        master: SecretKey | bytearray | memoryview,
+        master: SecretKey | Passphrase | bytearray | memoryview,
         kdf_params: _KdfParams | None = None,
         lock_timeout: float | None = None,
     ) -> KeyStore: ...
@@ -122,7 +135,7 @@ class KeyStore:
     def open(
         path: str | PathLike[str],
         *,
-        master: SecretKey | bytearray | memoryview,
+        master: SecretKey | Passphrase | bytearray | memoryview,
         lock_timeout: float | None = None,
     ) -> KeyStore: ...
     @property
@@ -143,7 +156,7 @@ class KeyStore:
     def __len__(self) -> int: ...
     def rotate_master(
         self,
-        new_master: SecretKey | bytearray | memoryview,
+        new_master: SecretKey | Passphrase | bytearray | memoryview,
         *,
         kdf_params: _KdfParams | None = None,
     ) -> None: ...

@@ -30,6 +30,7 @@ use super::asymmetric::PrivateKeyCell;
 use super::bytes_like::SecretSource;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
+use super::key_io;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -42,8 +43,8 @@ enum MasterArg {
     Passphrase(SecretBuf),
 }
 
-const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey or a passphrase in a writable \
-    buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
+const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey, a Passphrase or a passphrase \
+    in a writable buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
     the buffer. A bytes or str passphrase cannot be wiped and stays in Python memory, so it \
     is refused";
 
@@ -51,6 +52,17 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     if let Ok(k) = obj.cast::<SecretKey>() {
         k.get().live()?;
         return Ok(MasterArg::Key(k.clone().unbind()));
+    }
+    if let Ok(p) = obj.cast::<Passphrase>() {
+        // Guarded region to guarded region.
+        let p = p.get();
+        let g = p.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let src = g.as_ref().ok_or(Error::Destroyed("Passphrase"))?.bytes()?;
+        let copied = SecretBuf::new_with(src.len(), |d| {
+            d.copy_from_slice(src);
+            Ok::<(), Error>(())
+        })?;
+        return Ok(MasterArg::Passphrase(copied));
     }
     if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
         return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
@@ -142,6 +154,68 @@ fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params
     }
     p.check().map_err(Error::Value)?;
     Ok(Some(p))
+}
+
+/// A passphrase held in guarded memory, for `KeyStore` (as `master=` or `new_master`).
+///
+/// `Passphrase.from_file(path)` reads a passphrase file straight into a guarded region,
+/// with the checks key files get (no symlink, no FIFO or other non-regular file, owned by
+/// this user, no group/other permission bits; `InsecureKeyFileError` / `KeyFileError`
+/// otherwise). One trailing newline (LF or CRLF) is dropped. `destroy()` (or leaving a
+/// `with` block) wipes it; it is never readable from Python.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Passphrase {
+    buf: Mutex<Option<SecretBuf>>,
+}
+
+#[pymethods]
+impl Passphrase {
+    /// Read the passphrase file at `path` into guarded memory.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> Result<Passphrase> {
+        let buf = py.detach(|| {
+            crate::keyfile::read_passphrase_file(&path).map_err(|e| key_io::load_error(&path, e))
+        })?;
+        Ok(Passphrase {
+            buf: Mutex::new(Some(buf)),
+        })
+    }
+
+    /// Wipe the passphrase. Idempotent; later use raises `KeyDestroyedError`.
+    fn destroy(&self) {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// True once `destroy()` has run.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Passphrase>> {
+        if slf.get().destroyed() {
+            return Err(Error::Destroyed("Passphrase"));
+        }
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.destroy();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        if self.destroyed() {
+            "<Passphrase destroyed>".to_owned()
+        } else {
+            "<Passphrase>".to_owned()
+        }
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(key_io::no_copy("Passphrase", "pickled"))
+    }
 }
 
 /// An encrypted, crash-safe file of named keys.
