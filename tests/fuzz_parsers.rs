@@ -21,8 +21,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use _native::crypto::kdf::Argon2Params;
-use _native::crypto::pkcs8::{self, Algorithm};
+use _native::crypto::argon2::Argon2Params;
+use _native::crypto::curve::Algorithm;
+use _native::crypto::pkcs8;
 use _native::encoding;
 use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
 use _native::store::format::{self as store, Entry, Identity, MasterType};

@@ -1,5 +1,5 @@
 """``--passphrase-file`` goes through the Rust secure opener (``Passphrase.from_file``,
-src/keyfile.rs ``read_passphrase_file``): the key file checks and typed errors, no blocking
+src/keyfile/load.rs ``read_passphrase_file``): the key file checks and typed errors, no blocking
 on a FIFO, and the passphrase read straight into guarded memory."""
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
+use super::curve::Algorithm;
 use super::curve::CurvePrivateKey;
 use super::hmac::{HashAlgorithm, SecretHash};
-use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use crate::memory::{MemoryError, Protection, SecretBuf};
 

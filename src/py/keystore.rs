@@ -16,8 +16,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+use crate::crypto::argon2::Argon2Params;
 use crate::crypto::curve::CurvePrivateKey;
-use crate::crypto::kdf::Argon2Params;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;

@@ -1,12 +1,12 @@
 //! The key store file format, version 1 (documented in `docs/keystore-format.md`).
 //!
 //! Parsing is total: every length and count is bounds-checked with checked arithmetic, so
-//! a damaged or hostile file yields [`FormatError`], never a panic.
+//! a damaged or hostile file yields [`StoreFormatError`], never a panic.
 
 use sha2::{Digest, Sha256};
 
 use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
-use crate::crypto::kdf::Argon2Params;
+use crate::crypto::argon2::Argon2Params;
 use crate::keyfile::KeyKind;
 
 /// First bytes of every store file. The non-ASCII first byte catches text-mode transfers.
@@ -85,10 +85,10 @@ pub struct StoreFile {
 
 /// The file is not a well-formed store. The message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError(pub String);
+pub struct StoreFormatError(pub String);
 
-fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError(msg.into()))
+fn err<T>(msg: impl Into<String>) -> Result<T, StoreFormatError> {
+    Err(StoreFormatError(msg.into()))
 }
 
 /// The code of a key kind in the file.
@@ -194,38 +194,38 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreFormatError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| FormatError("the file is truncated".to_owned()))?;
+            .ok_or_else(|| StoreFormatError("the file is truncated".to_owned()))?;
         let s = &self.data[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreFormatError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, FormatError> {
+    fn u8(&mut self) -> Result<u8, StoreFormatError> {
         Ok(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, FormatError> {
+    fn u16(&mut self) -> Result<u16, StoreFormatError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, FormatError> {
+    fn u32(&mut self) -> Result<u32, StoreFormatError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, FormatError> {
+    fn u64(&mut self) -> Result<u64, StoreFormatError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 }
 
 /// Parse and structurally validate a store file (everything that needs no key: magic,
 /// version, the SHA-256 checksum, field ranges, entry layout and order).
-pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
+pub fn parse(data: &[u8]) -> Result<StoreFile, StoreFormatError> {
     if data.len() > MAX_FILE_LEN {
         return err("the file is larger than the key store limit");
     }
@@ -275,7 +275,7 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
     let kdf = match master_type {
         MasterType::Passphrase => {
             params.check().map_err(|e| {
-                FormatError(format!(
+                StoreFormatError(format!(
                     "the header's Argon2 parameters are out of range: {e}"
                 ))
             })?;
@@ -305,11 +305,12 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
     for _ in 0..count {
         let name_len = usize::from(r.u16()?);
         let name = std::str::from_utf8(r.take(name_len)?)
-            .map_err(|_| FormatError("an entry name is not UTF-8".to_owned()))?
+            .map_err(|_| StoreFormatError("an entry name is not UTF-8".to_owned()))?
             .to_owned();
-        check_stored_name(&name).map_err(|e| FormatError(format!("invalid entry name: {e}")))?;
+        check_stored_name(&name)
+            .map_err(|e| StoreFormatError(format!("invalid entry name: {e}")))?;
         let kind = kind_from_code(r.u8()?)
-            .ok_or_else(|| FormatError("an entry has an unknown key type".to_owned()))?;
+            .ok_or_else(|| StoreFormatError("an entry has an unknown key type".to_owned()))?;
         let flags = r.u8()?;
         if flags & !1 != 0 {
             return err("an entry has unknown flags");
@@ -362,7 +363,7 @@ pub fn serialize(
     check: &[u8; CHECK_LEN],
     entries: &[Entry],
     mac: impl FnOnce(&[u8]) -> [u8; 32],
-) -> Result<Vec<u8>, FormatError> {
+) -> Result<Vec<u8>, StoreFormatError> {
     if entries.len() > MAX_ENTRIES as usize {
         return err("too many entries for one key store");
     }

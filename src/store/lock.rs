@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::keyfile::KeyFileError;
+use crate::keyfile::FileError;
 use crate::memory::sys::fork_generation;
 
 /// How long a writer waits for the lock by default.
@@ -67,7 +67,7 @@ impl std::fmt::Display for LockBusy {
 #[derive(Debug)]
 pub enum LockError {
     /// The lock file was refused or could not be used.
-    File(KeyFileError),
+    File(FileError),
     /// Another writer held it past the deadline.
     Busy(LockBusy),
 }
@@ -168,7 +168,7 @@ pub struct StoreLock {
     _claim: Claim,
 }
 
-fn open_lock_file(lp: &Path) -> Result<File, KeyFileError> {
+fn open_lock_file(lp: &Path) -> Result<File, FileError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -178,20 +178,20 @@ fn open_lock_file(lp: &Path) -> Result<File, KeyFileError> {
         .open(lp)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
-                KeyFileError::Insecure("its lock file is a symbolic link".to_owned())
+                FileError::Insecure("its lock file is a symbolic link".to_owned())
             } else {
-                KeyFileError::Unusable {
+                FileError::Unusable {
                     reason: format!("cannot open its lock file: {e}"),
                     errno: e.raw_os_error(),
                 }
             }
         })?;
-    let meta = file.metadata().map_err(|e| KeyFileError::Unusable {
+    let meta = file.metadata().map_err(|e| FileError::Unusable {
         reason: format!("fstat of its lock file failed: {e}"),
         errno: e.raw_os_error(),
     })?;
     if !meta.is_file() || meta.uid() != crate::memory::sys::effective_uid() {
-        return Err(KeyFileError::Insecure(
+        return Err(FileError::Insecure(
             "its lock file is not a regular file owned by this user".to_owned(),
         ));
     }
@@ -221,7 +221,7 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<StoreLock, LockError> {
                 None
             }
             Err(e) => {
-                failure = Some(KeyFileError::Unusable {
+                failure = Some(FileError::Unusable {
                     reason: format!("cannot lock its lock file: {e}"),
                     errno: Some(e.raw_os_error()),
                 });

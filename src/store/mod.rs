@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::crypto::aead::{self, NONCE_LEN};
+use crate::crypto::argon2::{self, Argon2Params};
 use crate::crypto::ct::ct_eq;
 use crate::crypto::hkdf;
 use crate::crypto::hmac::{self, HashAlgorithm};
-use crate::crypto::kdf::{self, Argon2Params};
 use crate::crypto::symmetric::SymmetricKey;
-use crate::keyfile::{self, KeyFile, KeyFileError, KeyKind};
+use crate::keyfile::{self, FileError, KeyFile, KeyKind};
 use crate::memory::{MemoryError, SecretBuf};
 
 use format::{Entry, Identity, MasterType, StoreFile, CHECK_LEN, ID_LEN};
@@ -41,7 +41,7 @@ pub const MIN_MASTER_KEY_LEN: usize = 16;
 #[derive(Debug)]
 pub enum StoreError {
     /// The store file (or its lock file) could not be opened or was refused.
-    File(KeyFileError),
+    File(FileError),
     /// The memory layer failed.
     Memory(MemoryError),
     /// The file is damaged, was modified, or is not a key store.
@@ -64,8 +64,8 @@ impl From<MemoryError> for StoreError {
     }
 }
 
-impl From<format::FormatError> for StoreError {
-    fn from(e: format::FormatError) -> Self {
+impl From<format::StoreFormatError> for StoreError {
+    fn from(e: format::StoreFormatError) -> Self {
         StoreError::Corrupted(e.0)
     }
 }
@@ -181,7 +181,7 @@ fn derive(master: Master<'_>, id: &Identity) -> Result<SymmetricKey> {
     match (master, id.kdf) {
         (Master::Passphrase(pass), Some(params)) => {
             let root = SecretBuf::new_with(32, |d| {
-                kdf::argon2id(pass, &id.salt, params, d).map_err(|e| StoreError::Invalid(e.0))
+                argon2::argon2id(pass, &id.salt, params, d).map_err(|e| StoreError::Invalid(e.0))
             })?;
             hkdf(root.bytes()?)
         }
@@ -217,9 +217,9 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 /// Read the whole store file (with the key file checks: no symlink, regular, owned by us,
 /// no group/other access, bounded size).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let refine = |e: KeyFileError| match e {
+    let refine = |e: FileError| match e {
         // Empty, too large, shrank/grew: the file is not a usable store.
-        KeyFileError::Unusable {
+        FileError::Unusable {
             reason,
             errno: None,
         } => StoreError::Corrupted(reason),
@@ -300,7 +300,7 @@ impl Store {
         };
         let _lock = lock(path, lock_timeout)?;
         store.write(1, &[], false).map_err(|e| match e {
-            StoreError::File(KeyFileError::Unusable {
+            StoreError::File(FileError::Unusable {
                 errno: Some(libc::EEXIST),
                 ..
             }) => StoreError::Exists,
