@@ -151,7 +151,7 @@ def test_lock_wait_times_out_with_a_typed_error(tmp_path: Path) -> None:
     assert store.names() == ["a", "b"]
 
 
-def test_lock_timeout_is_validated_and_defaults_to_30_s(tmp_path: Path) -> None:
+def test_lock_timeout_is_validated(tmp_path: Path) -> None:
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="lock_timeout"):
             KeyStore.create(tmp_path / "s.kcs", master=SecretKey.generate(32), lock_timeout=bad)
