@@ -407,7 +407,8 @@ impl KeyStore {
     }
 
     /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`) into the
-    /// store under `name` (1 to 255 bytes of UTF-8, no control characters). Raises
+    /// store under `name` (1 to 255 bytes of UTF-8; no character of Unicode categories Cc,
+    /// Cf, Zl or Zp: controls, bidirectional and zero-width characters, BOM). Raises
     /// `StoreEntryExistsError` if `name` exists, unless `overwrite`. The key's type and
     /// export flag are stored with it: `get` returns the same handle type, sealed for a
     /// sealed key.
