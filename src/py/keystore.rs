@@ -214,7 +214,9 @@ impl Passphrase {
     }
 
     fn __reduce__(&self) -> PyResult<()> {
-        Err(key_io::no_copy("Passphrase", "pickled"))
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "Passphrase cannot be pickled: it is kept out of Python memory on purpose",
+        ))
     }
 }
 
