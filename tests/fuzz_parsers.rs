@@ -21,8 +21,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use _native::crypto::kdf::Argon2Params;
-use _native::crypto::pkcs8::{self, Algorithm};
+use _native::crypto::argon2::Argon2Params;
+use _native::crypto::curve::Algorithm;
+use _native::crypto::pkcs8;
 use _native::encoding;
 use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
 use _native::store::format::{self as store, Entry, Identity, MasterType};
@@ -529,7 +530,7 @@ fn target_store(d: &[u8]) -> usize {
             assert_eq!(f.mac_covered, v.len() - 32);
             for e in &f.entries {
                 assert!(store::valid_key_len(e.kind, e.ciphertext.len()));
-                assert!(store::check_name(&e.name).is_ok());
+                assert!(store::check_stored_name(&e.name).is_ok());
             }
         }
     }

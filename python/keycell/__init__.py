@@ -22,6 +22,7 @@ from ._native import (
     Ed25519PublicKey,
     Exposure,
     KeyStore,
+    Passphrase,
     Protection,
     SecretKey,
     X25519PrivateKey,
@@ -52,6 +53,7 @@ from .exceptions import (
     StoreCorruptedError,
     StoreEntryExistsError,
     StoreEntryNotFoundError,
+    StoreLockedError,
 )
 
 try:
@@ -76,6 +78,7 @@ __all__ = [
     "KeyStoreError",
     "KeycellError",
     "MemoryLockError",
+    "Passphrase",
     "Protection",
     "ProtectionError",
     "ProtectionWarning",
@@ -84,6 +87,7 @@ __all__ = [
     "StoreCorruptedError",
     "StoreEntryExistsError",
     "StoreEntryNotFoundError",
+    "StoreLockedError",
     "X25519PrivateKey",
     "X25519PublicKey",
     "__version__",

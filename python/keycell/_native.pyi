@@ -107,6 +107,35 @@ class _KdfParams(TypedDict, total=False):
     lanes: int
 
 @final
+class Passphrase:
+    """A passphrase in guarded memory, for ``KeyStore`` (``master=``, ``new_master``)."""
+
+    @staticmethod
+    def from_file(path: str | PathLike[str]) -> Passphrase: ...
+    def seal_export(self) -> None: ...
+    @property
+    def exportable(self) -> bool: ...
+    def destroy(self) -> None: ...
+    @property
+    def destroyed(self) -> bool: ...
+    @property
+    def protection(self) -> Protection: ...
+    def __enter__(self) -> Passphrase: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
+    def __reduce__(self) -> Any: ...
+    def __copy__(self) -> Any: ...
+    def __deepcopy__(self, memo: Any, /) -> Any: ...
+
+@final
 class KeyStore:
     """An encrypted, crash-safe file of named keys (see docs/keystore-format.md)."""
 
@@ -114,12 +143,16 @@ class KeyStore:
     def create(
         path: str | PathLike[str],
         *,
-        master: SecretKey | bytearray | memoryview,
+        master: SecretKey | Passphrase | bytearray | memoryview,
         kdf_params: _KdfParams | None = None,
+        lock_timeout: float | None = None,
     ) -> KeyStore: ...
     @staticmethod
     def open(
-        path: str | PathLike[str], *, master: SecretKey | bytearray | memoryview
+        path: str | PathLike[str],
+        *,
+        master: SecretKey | Passphrase | bytearray | memoryview,
+        lock_timeout: float | None = None,
     ) -> KeyStore: ...
     @property
     def path(self) -> Path: ...
@@ -139,7 +172,7 @@ class KeyStore:
     def __len__(self) -> int: ...
     def rotate_master(
         self,
-        new_master: SecretKey | bytearray | memoryview,
+        new_master: SecretKey | Passphrase | bytearray | memoryview,
         *,
         kdf_params: _KdfParams | None = None,
     ) -> None: ...

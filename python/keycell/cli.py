@@ -7,8 +7,9 @@ explicitly (``store get --print-secret``).
 
 Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``.
 Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
-a ``str``), or from a ``--passphrase-file`` (one trailing newline is dropped); a store can
-also be protected by a master key file (``--master-key-file``).
+a ``str``, compared in place and wiped), or from a ``--passphrase-file`` (read by the Rust
+core straight into guarded memory, with the key file checks; one trailing newline is
+dropped); a store can also be protected by a master key file (``--master-key-file``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
+import termios
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+import keycell
+
+from . import __version__
+from ._native import KeyStore, Passphrase, SecretKey, compare_digest
+from .doctor import collect, format_report
+from .exceptions import KeycellError, KeyFileError
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +40,6 @@ _KIND_CLASSES = {
     "ed25519": "Ed25519PrivateKey",
     "x25519": "X25519PrivateKey",
 }
-_MAX_PASSPHRASE = 64 * 1024
 
 
 class CliError(Exception):
@@ -39,8 +47,6 @@ class CliError(Exception):
 
 
 def _key_class(kind: str) -> Any:
-    import keycell
-
     cls = getattr(keycell, _KIND_CLASSES[kind], None)
     if cls is None:
         raise CliError(f"{kind} keys are not available in this build of keycell")
@@ -51,62 +57,9 @@ def _wipe(buf: bytearray) -> None:
     buf[:] = bytes(len(buf))
 
 
-def _read_secret_file(path: str) -> tuple[bytearray, int]:
-    """Read a passphrase file into a new bytearray (no intermediate bytes object), with the
-    key file checks: no symlink, a regular file owned by this user, mode without group or
-    other access. Returns the buffer and the passphrase length (one trailing newline, or
-    CRLF, dropped)."""
-    from .exceptions import InsecureKeyFileError, KeyFileError
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        if exc.errno == 40:  # ELOOP
-            raise InsecureKeyFileError(
-                f"refusing passphrase file {path!r}: it is a symbolic link"
-            ) from None
-        raise KeyFileError(f"passphrase file {path!r}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InsecureKeyFileError(f"refusing passphrase file {path!r}: not a regular file")
-        if st.st_uid != os.geteuid():
-            raise InsecureKeyFileError(
-                f"refusing passphrase file {path!r}: it is owned by another user"
-            )
-        if st.st_mode & 0o077:
-            raise InsecureKeyFileError(
-                f"refusing passphrase file {path!r}: its permissions "
-                f"{stat.S_IMODE(st.st_mode):04o} let group or others access it (use chmod 600)"
-            )
-        if st.st_size == 0 or st.st_size > _MAX_PASSPHRASE:
-            raise KeyFileError(f"passphrase file {path!r} is empty or too large")
-        buf = bytearray(st.st_size)
-        n = 0
-        view = memoryview(buf)
-        while n < len(buf):
-            got = os.readv(fd, [view[n:]])
-            if got == 0:
-                break
-            n += got
-        view.release()
-    finally:
-        os.close(fd)
-    if n > 0 and buf[n - 1] == 0x0A:
-        n -= 1
-        if n > 0 and buf[n - 1] == 0x0D:
-            n -= 1
-    if n == 0:
-        _wipe(buf)
-        raise KeyFileError(f"passphrase file {path!r} holds an empty passphrase")
-    return buf, n
-
-
 def _prompt_tty(prompt: str) -> tuple[bytearray, int]:
     """Read one line from the controlling terminal with echo off, straight into a
     bytearray."""
-    import termios
-
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
@@ -147,10 +100,9 @@ def _prompt_tty(prompt: str) -> tuple[bytearray, int]:
 def _master(
     args: argparse.Namespace, *, new: bool = False, confirm: bool = False
 ) -> Iterator[Any]:
-    """The master for a store command: a SecretKey from a key file, or a passphrase
-    (file or prompt) in a bytearray that is wiped on exit."""
-    from ._native import SecretKey
-
+    """The master for a store command: a SecretKey from a key file, a Passphrase (guarded
+    memory) from a passphrase file, or a passphrase from the terminal in a bytearray that is
+    wiped on exit."""
     prefix = "new_" if new else ""
     key_file = getattr(args, prefix + "master_key_file", None)
     pass_file = getattr(args, prefix + "passphrase_file", None)
@@ -162,19 +114,30 @@ def _master(
             key.destroy()
         return
     if pass_file is not None:
-        buf, n = _read_secret_file(pass_file)
-    else:
-        what = "New passphrase" if new else "Passphrase"
-        buf, n = _prompt_tty(f"{what} for {args.store}: ")
-        if confirm:
+        from_file = Passphrase.from_file(pass_file)
+        try:
+            yield from_file
+        finally:
+            from_file.destroy()
+        return
+    what = "New passphrase" if new else "Passphrase"
+    buf, n = _prompt_tty(f"{what} for {args.store}: ")
+    if confirm:
+        try:
             again, m = _prompt_tty("Repeat it: ")
-            try:
-                same = m == n and again[:m] == buf[:n]
-            finally:
-                _wipe(again)
-            if not same:
-                _wipe(buf)
-                raise CliError("the passphrases do not match")
+        except BaseException:
+            _wipe(buf)
+            raise
+        try:
+            # In place: slicing the bytearrays would make two copies nobody wipes.
+            with memoryview(buf) as v1, memoryview(again) as v2:
+                with v1[:n] as first, v2[:m] as second:
+                    same = compare_digest(first, second)
+        finally:
+            _wipe(again)
+        if not same:
+            _wipe(buf)
+            raise CliError("the passphrases do not match")
     try:
         with memoryview(buf) as view, view[:n] as passphrase:
             yield passphrase
@@ -213,8 +176,6 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any]:
-    from .exceptions import KeyFileError
-
     if kind is not None:
         return kind, _key_class(kind).from_file(path, format=fmt)
     # Without --type only self-describing PKCS#8 files can be told apart.
@@ -247,15 +208,11 @@ def _cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace) -> Any:
-    from ._native import KeyStore
-
     with _master(args) as master:
         return KeyStore.open(args.store, master=master)
 
 
 def _cmd_store_init(args: argparse.Namespace) -> int:
-    from ._native import KeyStore
-
     with _master(args, confirm=True) as master:
         params = _kdf_params(args) if not args.master_key_file else None
         KeyStore.create(args.store, master=master, kdf_params=params).close()  # type: ignore[arg-type]
@@ -297,8 +254,6 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
 def _cmd_store_get(args: argparse.Namespace) -> int:
     if (args.output is None) == (not args.print_secret):
         raise _UsageError("give exactly one of -o FILE or --print-secret")
-    from ._native import SecretKey
-
     with _open_store(args) as store:
         key = store.get(args.name)
     try:
@@ -319,10 +274,23 @@ def _cmd_store_get(args: argparse.Namespace) -> int:
     return 0
 
 
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _shown_name(name: str) -> str:
+    """An entry name with every control, format (bidi, zero-width) and line/paragraph
+    separator character shown as ``\\uXXXX``: new names cannot hold them, but stores
+    written by earlier versions may."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in _INVISIBLE or c == "\\" else c
+        for c in name
+    )
+
+
 def _cmd_store_list(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         for name in store.names():
-            print(name)
+            print(_shown_name(name))
     return 0
 
 
@@ -346,8 +314,6 @@ class _UsageError(Exception):
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import collect, format_report
-
     report = collect()
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -358,8 +324,6 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``keycell`` command."""
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="keycell",
         description="Secret keys outside the Python heap: guarded, locked, wiped memory.",
@@ -519,8 +483,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"keycell: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from .exceptions import KeycellError
-
         if isinstance(exc, KeycellError | CliError | OSError | ValueError | TypeError):
             print(f"keycell: error: {exc}", file=sys.stderr)
             return 1

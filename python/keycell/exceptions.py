@@ -25,6 +25,7 @@ __all__ = [
     "StoreCorruptedError",
     "StoreEntryExistsError",
     "StoreEntryNotFoundError",
+    "StoreLockedError",
 ]
 
 
@@ -86,7 +87,7 @@ class ProtectionWarning(UserWarning):
     """A key works but lacks a protection (e.g. ``mlock`` failed); shown once per process."""
 
 
-# Key files and the key store (issue 5).
+# Key files and the key store.
 
 
 class KeyNotExportableError(KeycellError):
@@ -120,3 +121,9 @@ class StoreEntryNotFoundError(KeyStoreError, KeyError):
 
 class StoreEntryExistsError(KeyStoreError):
     """``put`` found an entry of that name and ``overwrite`` was not given."""
+
+
+class StoreLockedError(KeyStoreError):
+    """A change to the key store waited for its writer lock (``PATH.lock``) longer than the
+    store's ``lock_timeout`` (default 30 s): another thread or process is writing, or holds
+    the lock. The message names the lock file and the timeout. Nothing was changed."""

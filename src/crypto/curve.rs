@@ -5,7 +5,26 @@
 
 use crate::memory::{MemoryError, Protection};
 
-use super::pkcs8::{Algorithm, KEY_LEN};
+/// Length of a raw Ed25519 / X25519 key (private or public).
+pub const KEY_LEN: usize = 32;
+
+/// The curve algorithm of a key (names it in messages; PKCS#8 and key files tell the two
+/// apart by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Ed25519,
+    X25519,
+}
+
+impl Algorithm {
+    /// Name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "Ed25519",
+            Algorithm::X25519 => "X25519",
+        }
+    }
+}
 
 /// An Ed25519 or X25519 private key held in a guarded region.
 pub trait CurvePrivateKey: Sized + Send + Sync {

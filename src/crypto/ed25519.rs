@@ -37,8 +37,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
+use super::curve::Algorithm;
 use super::curve::CurvePrivateKey;
-use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use super::sha2_core::{HashAlgorithm, SecretHash};
 use crate::memory::{MemoryError, Protection, SecretBuf};

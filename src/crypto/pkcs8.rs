@@ -2,8 +2,8 @@
 //! private keys (read: versions 1 and 2, RFC 5958; written: version 1, as OpenSSL writes
 //! them) and SubjectPublicKeyInfo public keys, in DER and PEM (RFC 7468).
 //!
-//! This is keycell's one implementation of these formats: key files
-//! ([`crate::keyfile`]) and the public key classes both go through it. Why by hand: the
+//! This is keycell's one implementation of these formats: key files and the public key
+//! classes (layers above) both go through it. Why by hand: the
 //! structures are tiny and fixed, and private key material must never land outside
 //! guarded memory. PEM bodies are decoded with the constant-time base64 decoder of
 //! [`crate::encoding`] straight into a caller-provided buffer (a guarded region), the DER
@@ -11,59 +11,42 @@
 //! region into another. No `Vec`, `String` or other heap copy of a private key byte is
 //! made.
 
-/// The key type a structure must hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Ed25519,
-    X25519,
-}
+use super::curve::{Algorithm, KEY_LEN};
 
-impl Algorithm {
-    /// DER content of the algorithm's OBJECT IDENTIFIER (RFC 8410: 1.3.101.112 / .110).
-    fn oid(self) -> &'static [u8] {
-        match self {
-            Algorithm::Ed25519 => &[0x2b, 0x65, 0x70],
-            Algorithm::X25519 => &[0x2b, 0x65, 0x6e],
-        }
-    }
-
-    /// Name used in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Ed25519 => "Ed25519",
-            Algorithm::X25519 => "X25519",
-        }
-    }
-
-    fn from_oid(oid: &[u8]) -> Option<&'static str> {
-        match oid {
-            [0x2b, 0x65, 0x70] => Some("Ed25519"),
-            [0x2b, 0x65, 0x6e] => Some("X25519"),
-            [0x2b, 0x65, 0x71] => Some("Ed448"),
-            [0x2b, 0x65, 0x6f] => Some("X448"),
-            [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01] => Some("RSA"),
-            [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01] => Some("EC"),
-            _ => None,
-        }
+/// DER content of the algorithm's OBJECT IDENTIFIER (RFC 8410: 1.3.101.112 / .110).
+fn oid_of(alg: Algorithm) -> &'static [u8] {
+    match alg {
+        Algorithm::Ed25519 => &[0x2b, 0x65, 0x70],
+        Algorithm::X25519 => &[0x2b, 0x65, 0x6e],
     }
 }
 
-/// Length of a raw Ed25519 / X25519 key (private or public).
-pub const KEY_LEN: usize = 32;
+/// The name of a well-known algorithm OID, for messages about keys of another type.
+fn algorithm_name_of_oid(oid: &[u8]) -> Option<&'static str> {
+    match oid {
+        [0x2b, 0x65, 0x70] => Some("Ed25519"),
+        [0x2b, 0x65, 0x6e] => Some("X25519"),
+        [0x2b, 0x65, 0x71] => Some("Ed448"),
+        [0x2b, 0x65, 0x6f] => Some("X448"),
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01] => Some("RSA"),
+        [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01] => Some("EC"),
+        _ => None,
+    }
+}
 
 /// A malformed or unsupported encoding. The message names the problem; it never contains
 /// key bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError(pub String);
+pub struct Pkcs8Error(pub String);
 
-impl std::fmt::Display for FormatError {
+impl std::fmt::Display for Pkcs8Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError(msg.into()))
+fn err<T>(msg: impl Into<String>) -> Result<T, Pkcs8Error> {
+    Err(Pkcs8Error(msg.into()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -100,7 +83,7 @@ impl<'a> Der<'a> {
     }
 
     /// Read the next element; its tag must be `tag`. Returns the content.
-    fn read(&mut self, tag: u8, what: &str) -> Result<&'a [u8], FormatError> {
+    fn read(&mut self, tag: u8, what: &str) -> Result<&'a [u8], Pkcs8Error> {
         let data = self.rest;
         let Some((&t, after_tag)) = data.split_first() else {
             return err(format!("truncated DER: {what} missing"));
@@ -142,7 +125,7 @@ impl<'a> Der<'a> {
         Ok(content)
     }
 
-    fn finish(&self, what: &str) -> Result<(), FormatError> {
+    fn finish(&self, what: &str) -> Result<(), Pkcs8Error> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -153,12 +136,12 @@ impl<'a> Der<'a> {
 
 /// Check an AlgorithmIdentifier: exactly `SEQUENCE { OID }` with the algorithm's OID and no
 /// parameters (RFC 8410 §3).
-fn check_algorithm(der: &mut Der<'_>, alg: Algorithm) -> Result<(), FormatError> {
+fn check_algorithm(der: &mut Der<'_>, alg: Algorithm) -> Result<(), Pkcs8Error> {
     let ai = der.read(TAG_SEQUENCE, "AlgorithmIdentifier")?;
     let mut ai = Der::new(ai);
     let oid = ai.read(TAG_OID, "algorithm OID")?;
-    if oid != alg.oid() {
-        return match Algorithm::from_oid(oid) {
+    if oid != oid_of(alg) {
+        return match algorithm_name_of_oid(oid) {
             Some(other) => err(format!("this is an {other} key, not an {} key", alg.name())),
             None => err(format!("not an {} key (unknown algorithm OID)", alg.name())),
         };
@@ -189,13 +172,13 @@ pub fn spki_der(alg: Algorithm, public: &[u8; KEY_LEN]) -> [u8; 44] {
         0x21,
         0x00,
     ]);
-    out[6..9].copy_from_slice(alg.oid());
+    out[6..9].copy_from_slice(oid_of(alg));
     out[12..].copy_from_slice(public);
     out
 }
 
 /// The raw public key in a DER SubjectPublicKeyInfo.
-pub fn parse_spki_der(alg: Algorithm, der: &[u8]) -> Result<[u8; KEY_LEN], FormatError> {
+pub fn parse_spki_der(alg: Algorithm, der: &[u8]) -> Result<[u8; KEY_LEN], Pkcs8Error> {
     let mut outer = Der::new(der);
     let spki = outer.read(TAG_SEQUENCE, "SubjectPublicKeyInfo")?;
     outer.finish("SubjectPublicKeyInfo")?;
@@ -206,7 +189,7 @@ pub fn parse_spki_der(alg: Algorithm, der: &[u8]) -> Result<[u8; KEY_LEN], Forma
     bit_string_key(bits, alg)
 }
 
-fn bit_string_key(bits: &[u8], alg: Algorithm) -> Result<[u8; KEY_LEN], FormatError> {
+fn bit_string_key(bits: &[u8], alg: Algorithm) -> Result<[u8; KEY_LEN], Pkcs8Error> {
     match bits.split_first() {
         Some((0, key)) if key.len() == KEY_LEN => {
             let mut out = [0u8; KEY_LEN];
@@ -227,7 +210,7 @@ pub struct Pkcs8<'a> {
 
 /// Parse an unencrypted PKCS#8 (RFC 5208 / RFC 5958 OneAsymmetricKey) private key of
 /// `alg` from DER. The returned key slice points into `der`.
-pub fn parse_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<Pkcs8<'_>, FormatError> {
+pub fn parse_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<Pkcs8<'_>, Pkcs8Error> {
     let mut outer = Der::new(der);
     let body = outer.read(TAG_SEQUENCE, "PrivateKeyInfo")?;
     outer.finish("PrivateKeyInfo")?;
@@ -277,7 +260,7 @@ pub const PKCS8_V1_LEN: usize = 48;
 /// Write the PKCS#8 version 1 DER of the private key `key` into `out` (exactly
 /// [`PKCS8_V1_LEN`] bytes, a guarded region): byte for byte what `openssl genpkey`
 /// writes, `SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING { OCTET STRING (32) } }`.
-pub fn pkcs8_v1_der_into(alg: Algorithm, key: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+pub fn pkcs8_v1_der_into(alg: Algorithm, key: &[u8], out: &mut [u8]) -> Result<(), Pkcs8Error> {
     if key.len() != KEY_LEN || out.len() != PKCS8_V1_LEN {
         return err("internal error: wrong length for a PKCS#8 key");
     }
@@ -300,7 +283,7 @@ pub fn pkcs8_v1_der_into(alg: Algorithm, key: &[u8], out: &mut [u8]) -> Result<(
         TAG_OCTET_STRING,
         0x20,
     ]);
-    head[9..12].copy_from_slice(alg.oid());
+    head[9..12].copy_from_slice(oid_of(alg));
     body.copy_from_slice(key);
     Ok(())
 }
@@ -352,7 +335,7 @@ pub fn looks_like_pem(data: &[u8]) -> bool {
 /// The base64 body of the single PEM block labelled `label` that makes up `pem` (only
 /// whitespace may surround it). The label is checked; PEM headers are refused. The body
 /// is a sub-slice of `pem`; decode it with [`pem_der_len`] and [`pem_der_into`].
-pub fn pem_body<'a>(pem: &'a [u8], label: &str) -> Result<&'a [u8], FormatError> {
+pub fn pem_body<'a>(pem: &'a [u8], label: &str) -> Result<&'a [u8], Pkcs8Error> {
     let text = pem.trim_ascii();
     let Some(after_begin) = text.strip_prefix(BEGIN) else {
         return err("not PEM: no \"-----BEGIN\" line");
@@ -404,18 +387,18 @@ fn describe_label(found: &[u8], wanted: &str) -> String {
     }
 }
 
-fn pem_base64_error(e: crate::encoding::DecodeError) -> FormatError {
-    FormatError(format!("malformed base64 in the PEM block: {e}"))
+fn pem_base64_error(e: crate::encoding::DecodeError) -> Pkcs8Error {
+    Pkcs8Error(format!("malformed base64 in the PEM block: {e}"))
 }
 
 /// Bytes the PEM `body` (from [`pem_body`]) decodes to; looks at the layout only.
-pub fn pem_der_len(body: &[u8]) -> Result<usize, FormatError> {
+pub fn pem_der_len(body: &[u8]) -> Result<usize, Pkcs8Error> {
     crate::encoding::base64_decoded_len(body).map_err(pem_base64_error)
 }
 
 /// Decode the PEM `body` into `out` (exactly [`pem_der_len`] bytes; a guarded region for
 /// a private key), with the constant-time decoder of [`crate::encoding`].
-pub fn pem_der_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+pub fn pem_der_into(body: &[u8], out: &mut [u8]) -> Result<(), Pkcs8Error> {
     crate::encoding::base64_decode_into(body, out).map_err(pem_base64_error)
 }
 
@@ -438,7 +421,7 @@ pub fn pem_encoded_len(label: &str, der_len: usize) -> usize {
 /// Write `der` as a PEM block labelled `label` into `out` (exactly [`pem_encoded_len`]
 /// bytes): RFC 7468 strict form, 64-character lines, a final newline, as OpenSSL writes
 /// it. Private keys are encoded from one guarded region into another.
-pub fn pem_encode_into(label: &str, der: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+pub fn pem_encode_into(label: &str, der: &[u8], out: &mut [u8]) -> Result<(), Pkcs8Error> {
     if out.len() != pem_encoded_len(label, der.len()) {
         return err("internal error: wrong length for a PEM block");
     }
@@ -449,7 +432,7 @@ pub fn pem_encode_into(label: &str, der: &[u8], out: &mut [u8]) -> Result<(), Fo
     for chunk in der.chunks(PEM_LINE_BYTES) {
         let n = crate::encoding::base64_encoded_len(chunk.len());
         crate::encoding::base64_encode_into(chunk, &mut out[at..at + n])
-            .map_err(|_| FormatError("internal error: base64 encoding failed".to_owned()))?;
+            .map_err(|_| Pkcs8Error("internal error: base64 encoding failed".to_owned()))?;
         at += n;
         put(out, &mut at, b"\n");
     }
@@ -474,7 +457,7 @@ pub fn spki_pem(alg: Algorithm, public: &[u8; KEY_LEN]) -> Vec<u8> {
 }
 
 /// The raw public key in a PEM "PUBLIC KEY" block.
-pub fn parse_spki_pem(alg: Algorithm, pem: &[u8]) -> Result<[u8; KEY_LEN], FormatError> {
+pub fn parse_spki_pem(alg: Algorithm, pem: &[u8]) -> Result<[u8; KEY_LEN], Pkcs8Error> {
     let body = pem_body(pem, PUBLIC_KEY_LABEL)?;
     let mut der = vec![0u8; pem_der_len(body)?];
     pem_der_into(body, &mut der)?;

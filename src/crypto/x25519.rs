@@ -14,8 +14,8 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use super::curve::Algorithm;
 use super::curve::CurvePrivateKey;
-use super::pkcs8::Algorithm;
 use super::scrub::scrubbed;
 use super::symmetric::{KeyError, SymmetricKey};
 use crate::memory::{MemoryError, Protection, SecretBuf};

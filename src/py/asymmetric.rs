@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes};
 
 use crate::crypto::curve::CurvePrivateKey;
-use crate::crypto::pkcs8::{self, Algorithm, KEY_LEN};
+use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::pkcs8;
 use crate::keyfile::KeyKind;
 
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};

@@ -8,8 +8,8 @@ use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
+use crate::crypto::curve::Algorithm;
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
-use crate::crypto::pkcs8::Algorithm;
 
 use std::sync::Arc;
 

@@ -153,10 +153,10 @@ impl From<Error> for PyErr {
 fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
     use crate::store::StoreError as S;
     match err {
-        S::File(crate::keyfile::KeyFileError::Insecure(reason)) => {
+        S::File(crate::keyfile::FileError::Insecure(reason)) => {
             InsecureKeyFileError::new_err(format!("refusing key store {path:?}: {reason}"))
         }
-        S::File(crate::keyfile::KeyFileError::Unusable { reason, errno }) => {
+        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => {
             let err = KeyFileError::new_err(format!("key store {path:?}: {reason}"));
             if let Some(errno) = errno {
                 set_errno(&err, errno);

@@ -38,7 +38,7 @@ use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;
 use crate::memory::fork::ProcessStamp;
-use crate::memory::{self, MemoryError};
+use crate::memory::{self, MemoryError, SecretBuf};
 
 use super::bytes_like::maybe_detach;
 use super::errors::{Error, Result};
@@ -62,6 +62,15 @@ impl CellKey for SymmetricKey {
     }
     fn protection(&self) -> memory::Protection {
         SymmetricKey::protection(self)
+    }
+}
+
+impl CellKey for SecretBuf {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        self.bytes()
+    }
+    fn protection(&self) -> memory::Protection {
+        SecretBuf::protection(self)
     }
 }
 
@@ -91,7 +100,8 @@ struct ExportSeal(AtomicBool);
 pub struct KeyCell<K> {
     /// The Python class name, for messages and `repr`.
     class: &'static str,
-    /// What `repr` shows after the class name ("32 bytes", "public=..."): never secret.
+    /// What `repr` shows after the class name ("32 bytes", "public=...", or nothing):
+    /// never secret.
     label: String,
     state: RwLock<Option<K>>,
     /// Set by `destroy()` (also in a fork child, which cannot take the lock): read without
@@ -293,6 +303,8 @@ impl<K: CellKey> KeyCell<K> {
     pub fn repr(&self) -> String {
         if self.is_destroyed() {
             format!("<{} destroyed>", self.class)
+        } else if self.label.is_empty() {
+            format!("<{}>", self.class)
         } else {
             format!("<{} {}>", self.class, self.label)
         }

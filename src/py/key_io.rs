@@ -32,11 +32,11 @@ pub fn load_error(path: &Path, e: LoadError) -> Error {
     let shown = path.display().to_string();
     match e {
         LoadError::Memory(m) => Error::Memory(m),
-        LoadError::File(keyfile::KeyFileError::Insecure(reason)) => Error::InsecureKeyFile {
+        LoadError::File(keyfile::FileError::Insecure(reason)) => Error::InsecureKeyFile {
             path: shown,
             reason,
         },
-        LoadError::File(keyfile::KeyFileError::Unusable { reason, errno }) => Error::KeyFile {
+        LoadError::File(keyfile::FileError::Unusable { reason, errno }) => Error::KeyFile {
             path: shown,
             reason,
             errno,

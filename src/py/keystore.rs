@@ -3,27 +3,40 @@
 //! Every method releases the GIL for its file I/O, locking and key derivation. The
 //! master passphrase is copied from the caller's writable buffer straight into a guarded
 //! region, and the buffer is wiped; a master key is borrowed from its `SecretKey` region.
+//!
+//! Fork: a handle records the process it was made in ([`ProcessStamp`], which also
+//! catches a child made by a raw `fork` system call) and compares it before taking any
+//! lock, so a child forked while another thread of the parent held the handle's
+//! mutex never waits for it: every method raises `ForkedKeyError`, `close()` abandons the
+//! handle without locking, `closed` is true and `repr()` says "forked".
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+use crate::crypto::argon2::Argon2Params;
 use crate::crypto::curve::CurvePrivateKey;
-use crate::crypto::kdf::Argon2Params;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;
+use crate::memory::fork::ProcessStamp;
 use crate::memory::SecretBuf;
-use crate::store::{Master, Store, StoreError};
+use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
+use crate::store::{ChangeError, Master, Store, StoreError};
 
 use super::bytes_like::SecretSource;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
-use super::key_cell::{CellKey, KeyCell, KeyHandle};
+use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
+use super::key_io;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
+
+pyo3::import_exception!(keycell.exceptions, StoreLockedError);
+pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
 
 /// The master argument: a key handle, or a passphrase copied into a guarded region.
 enum MasterArg {
@@ -31,8 +44,8 @@ enum MasterArg {
     Passphrase(SecretBuf),
 }
 
-const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey or a passphrase in a writable \
-    buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
+const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey, a Passphrase or a passphrase \
+    in a writable buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
     the buffer. A bytes or str passphrase cannot be wiped and stays in Python memory, so it \
     is refused";
 
@@ -40,6 +53,16 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     if let Ok(k) = obj.cast::<SecretKey>() {
         k.get().live()?;
         return Ok(MasterArg::Key(k.clone().unbind()));
+    }
+    if let Ok(p) = obj.cast::<Passphrase>() {
+        // Guarded region to guarded region.
+        let live = p.get().cell.live()?;
+        let src = live.key().bytes()?;
+        let copied = SecretBuf::new_with(src.len(), |d| {
+            d.copy_from_slice(src);
+            Ok::<(), Error>(())
+        })?;
+        return Ok(MasterArg::Passphrase(copied));
     }
     if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
         return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
@@ -133,6 +156,33 @@ fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params
     Ok(Some(p))
 }
 
+/// A passphrase held in guarded memory, for `KeyStore` (as `master=` or `new_master`).
+///
+/// `Passphrase.from_file(path)` reads a passphrase file straight into a guarded region,
+/// with the checks key files get (no symlink, no FIFO or other non-regular file, owned by
+/// this user, no group/other permission bits; `InsecureKeyFileError` / `KeyFileError`
+/// otherwise). One trailing newline (LF or CRLF) is dropped. It is never readable from
+/// Python (never exportable); `destroy()` (or leaving a `with` block) wipes it. Its life
+/// cycle is every key handle's (`key_cell.rs`).
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Passphrase {
+    cell: Arc<KeyCell<SecretBuf>>,
+}
+
+key_handle_methods!(Passphrase, SecretBuf, {
+    /// Read the passphrase file at `path` into guarded memory.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> Result<Passphrase> {
+        let buf = py.detach(|| {
+            crate::keyfile::read_passphrase_file(&path).map_err(|e| key_io::load_error(&path, e))
+        })?;
+        // No length in the repr: a passphrase's length is a hint to its guesser.
+        Ok(Passphrase {
+            cell: Arc::new(KeyCell::new(py, "Passphrase", buf, false, String::new())?),
+        })
+    }
+});
+
 /// An encrypted, crash-safe file of named keys.
 ///
 /// Create with `KeyStore.create(path, master=...)`, open with `KeyStore.open(path,
@@ -145,14 +195,41 @@ fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params
 pub struct KeyStore {
     inner: Mutex<Option<Store>>,
     path: PathBuf,
+    /// The process the handle was made in (see the module comment).
+    made_in: ProcessStamp,
 }
 
 impl KeyStore {
-    fn err(&self, e: StoreError) -> Error {
-        Error::Store {
-            path: self.path.display().to_string(),
-            err: e,
+    fn new(store: Store, path: PathBuf) -> KeyStore {
+        KeyStore {
+            inner: Mutex::new(Some(store)),
+            path,
+            made_in: ProcessStamp::current(),
         }
+    }
+
+    /// Whether this is a fork child of the process that made the handle.
+    fn forked(&self) -> bool {
+        !self.made_in.is_current()
+    }
+
+    /// `ForkedKeyError` in a fork child. Call before taking any lock.
+    fn check_fork(&self) -> Result<()> {
+        if self.forked() {
+            return Err(Error::Py(ForkedKeyError::new_err(format!(
+                "this KeyStore ({:?}) was opened by the parent process before fork();                  open the store again in this process",
+                self.path.display().to_string()
+            ))));
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: StoreError) -> Error {
+        store_err(&self.path, e)
+    }
+
+    fn change_err(&self, e: ChangeError) -> Error {
+        change_err(&self.path, e)
     }
 
     /// Run `f` on the open store without the GIL.
@@ -161,6 +238,7 @@ impl KeyStore {
         py: Python<'_>,
         f: impl FnOnce(&mut Store) -> std::result::Result<T, Error> + Send,
     ) -> Result<T> {
+        self.check_fork()?;
         py.detach(|| {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let store = g.as_mut().ok_or(Error::Closed("KeyStore"))?;
@@ -192,7 +270,7 @@ impl KeyStore {
             let live = cell.live()?;
             let bytes = live.key().private_bytes()?;
             s.put(name, kind, exportable, bytes, overwrite)
-                .map_err(|e| self.err(e))
+                .map_err(|e| self.change_err(e))
         })
     }
 }
@@ -204,6 +282,28 @@ fn store_err(path: &std::path::Path, e: StoreError) -> Error {
     }
 }
 
+/// A failed change: a busy writer lock is `StoreLockedError`, naming the lock file and
+/// the timeout.
+fn change_err(path: &std::path::Path, e: ChangeError) -> Error {
+    match e {
+        ChangeError::Store(e) => store_err(path, e),
+        ChangeError::Busy(b) => Error::Py(StoreLockedError::new_err(format!(
+            "key store {:?}: {b}",
+            path.display().to_string()
+        ))),
+    }
+}
+
+/// `lock_timeout=` in seconds: finite and not negative.
+fn parse_lock_timeout(t: Option<f64>) -> Result<Duration> {
+    match t {
+        None => Ok(DEFAULT_LOCK_TIMEOUT),
+        Some(t) => Duration::try_from_secs_f64(t).map_err(|_| {
+            Error::Value("lock_timeout must be a finite number of seconds >= 0".to_owned())
+        }),
+    }
+}
+
 #[pymethods]
 impl KeyStore {
     /// Create a new, empty key store at `path` (refuses an existing file).
@@ -212,37 +312,43 @@ impl KeyStore {
     /// the default is 64 MiB, 3 iterations, 1 lane. Smaller values are for tests and
     /// low-memory hosts; the enforced bounds are memory 1 MiB to 1 GiB, 1 to 1000
     /// iterations, 1 to 16 lanes.
+    ///
+    /// `lock_timeout` (seconds, default 30) bounds every wait for the writer lock
+    /// (`PATH.lock`); past it a change raises `StoreLockedError`.
     #[staticmethod]
-    #[pyo3(signature = (path, *, master, kdf_params = None))]
+    #[pyo3(signature = (path, *, master, kdf_params = None, lock_timeout = None))]
     fn create(
         py: Python<'_>,
         path: PathBuf,
         master: &Bound<'_, PyAny>,
         kdf_params: Option<&Bound<'_, PyDict>>,
+        lock_timeout: Option<f64>,
     ) -> Result<KeyStore> {
         let params = parse_kdf_params(kdf_params)?;
+        let timeout = parse_lock_timeout(lock_timeout)?;
         let m = master_arg(py, master)?;
         let store = with_master(py, &m, |m| {
-            Store::create(&path, m, params).map_err(|e| store_err(&path, e))
+            Store::create(&path, m, params, timeout).map_err(|e| change_err(&path, e))
         })?;
-        Ok(KeyStore {
-            inner: Mutex::new(Some(store)),
-            path,
-        })
+        Ok(KeyStore::new(store, path))
     }
 
-    /// Open the key store at `path` with its master.
+    /// Open the key store at `path` with its master. `lock_timeout` as for `create`.
     #[staticmethod]
-    #[pyo3(signature = (path, *, master))]
-    fn open(py: Python<'_>, path: PathBuf, master: &Bound<'_, PyAny>) -> Result<KeyStore> {
+    #[pyo3(signature = (path, *, master, lock_timeout = None))]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        master: &Bound<'_, PyAny>,
+        lock_timeout: Option<f64>,
+    ) -> Result<KeyStore> {
+        let timeout = parse_lock_timeout(lock_timeout)?;
         let m = master_arg(py, master)?;
-        let store = with_master(py, &m, |m| {
+        let mut store = with_master(py, &m, |m| {
             Store::open(&path, m).map_err(|e| store_err(&path, e))
         })?;
-        Ok(KeyStore {
-            inner: Mutex::new(Some(store)),
-            path,
-        })
+        store.set_lock_timeout(timeout);
+        Ok(KeyStore::new(store, path))
     }
 
     /// The store's path.
@@ -266,7 +372,8 @@ impl KeyStore {
     }
 
     /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`) into the
-    /// store under `name` (1 to 255 bytes of UTF-8, no control characters). Raises
+    /// store under `name` (1 to 255 bytes of UTF-8; no character of Unicode categories Cc,
+    /// Cf, Zl or Zp: controls, bidirectional and zero-width characters, BOM). Raises
     /// `StoreEntryExistsError` if `name` exists, unless `overwrite`. The key's type and
     /// export flag are stored with it: `get` returns the same handle type, sealed for a
     /// sealed key.
@@ -291,7 +398,7 @@ impl KeyStore {
                     live.key().bytes()?,
                     overwrite,
                 )
-                .map_err(|e| self.err(e))
+                .map_err(|e| self.change_err(e))
             });
         }
         if let Ok(k) = key.cast::<Ed25519PrivateKey>() {
@@ -334,7 +441,7 @@ impl KeyStore {
 
     /// Remove the entry `name` (`StoreEntryNotFoundError` if there is none).
     fn delete(&self, py: Python<'_>, name: &str) -> Result<()> {
-        self.with(py, |s| s.delete(name).map_err(|e| self.err(e)))
+        self.with(py, |s| s.delete(name).map_err(|e| self.change_err(e)))
     }
 
     /// The entry names, sorted.
@@ -363,23 +470,35 @@ impl KeyStore {
         new_master: &Bound<'_, PyAny>,
         kdf_params: Option<&Bound<'_, PyDict>>,
     ) -> Result<()> {
+        self.check_fork()?;
         let params = parse_kdf_params(kdf_params)?;
         let m = master_arg(py, new_master)?;
         // The store's mutex and the master's lock are both taken without the GIL.
         self.with(py, |store| {
-            borrow_master(&m, |m| store.rotate(m, params).map_err(|e| self.err(e)))
+            borrow_master(&m, |m| {
+                store.rotate(m, params).map_err(|e| self.change_err(e))
+            })
         })
     }
 
     /// Forget the derived keys (wiped). Idempotent; later calls raise `KeyDestroyedError`.
+    /// In a fork child it does nothing and never waits for the handle's lock (a thread of
+    /// the parent may have held it at the fork); the handle counts as closed there.
     fn close(&self, py: Python<'_>) {
+        if self.forked() {
+            return;
+        }
         // Waits for a running operation without the GIL (it may take the KDF's time).
         py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
-    /// True once `close()` has run.
+    /// True once `close()` has run; always true in a fork child (the handle is the
+    /// parent's and cannot be used there).
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
+        if self.forked() {
+            return true;
+        }
         py.detach(|| {
             self.inner
                 .lock()
@@ -389,6 +508,7 @@ impl KeyStore {
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<KeyStore>> {
+        slf.get().check_fork()?;
         if slf.get().closed(slf.py()) {
             return Err(Error::Closed("KeyStore"));
         }
@@ -402,7 +522,13 @@ impl KeyStore {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.closed(py) { " closed" } else { "" };
+        let state = if self.forked() {
+            " forked"
+        } else if self.closed(py) {
+            " closed"
+        } else {
+            ""
+        };
         format!("<KeyStore {:?}{state}>", self.path.display().to_string())
     }
 

@@ -108,6 +108,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::Exposure>()?;
     m.add_class::<view::KeyView>()?;
     m.add_class::<keystore::KeyStore>()?;
+    m.add_class::<keystore::Passphrase>()?;
     m.add_class::<hmac::Hmac>()?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf, m)?)?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;

@@ -5,7 +5,7 @@ use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::crypto::pkcs8::Algorithm;
+use crate::crypto::curve::Algorithm;
 use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
 
 use std::sync::Arc;

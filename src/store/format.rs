@@ -1,12 +1,12 @@
 //! The key store file format, version 1 (documented in `docs/keystore-format.md`).
 //!
 //! Parsing is total: every length and count is bounds-checked with checked arithmetic, so
-//! a damaged or hostile file yields [`FormatError`], never a panic.
+//! a damaged or hostile file yields [`StoreFormatError`], never a panic.
 
 use sha2::{Digest, Sha256};
 
 use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
-use crate::crypto::kdf::Argon2Params;
+use crate::crypto::argon2::Argon2Params;
 use crate::keyfile::KeyKind;
 
 /// First bytes of every store file. The non-ASCII first byte catches text-mode transfers.
@@ -85,10 +85,10 @@ pub struct StoreFile {
 
 /// The file is not a well-formed store. The message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError(pub String);
+pub struct StoreFormatError(pub String);
 
-fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError(msg.into()))
+fn err<T>(msg: impl Into<String>) -> Result<T, StoreFormatError> {
+    Err(StoreFormatError(msg.into()))
 }
 
 /// The code of a key kind in the file.
@@ -112,13 +112,47 @@ pub fn valid_key_len(kind: KeyKind, len: usize) -> bool {
     }
 }
 
-/// Check an entry name: 1 to 255 bytes of UTF-8, no control characters.
+/// Check a new entry name: 1 to 255 bytes of UTF-8, and no character of the Unicode
+/// general categories Cc (controls), Cf (format: bidirectional controls such as U+202E,
+/// zero-width characters such as U+200B, the BOM U+FEFF), Zl or Zp (line and paragraph
+/// separators): such names can look like another name, or like nothing, in a listing.
+/// The message names the first such code point.
 pub fn check_name(name: &str) -> Result<(), String> {
+    check_name_len(name)?;
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    for c in name.chars() {
+        let what = match get_general_category(c) {
+            G::Control => "a control character",
+            G::Format => {
+                "an invisible formatting character (bidirectional control, zero-width or BOM)"
+            }
+            G::LineSeparator => "a line separator",
+            G::ParagraphSeparator => "a paragraph separator",
+            _ => continue,
+        };
+        return Err(format!(
+            "entry names must not contain U+{:04X}, {what} (Unicode category Cc, Cf, Zl and Zp \
+             characters are refused so that a listing shows every name as it is)",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+fn check_name_len(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!(
             "entry names must be 1 to {MAX_NAME_LEN} bytes of UTF-8"
         ));
     }
+    Ok(())
+}
+
+/// Check a name read from a store file: 1 to 255 bytes of UTF-8, no control characters.
+/// Laxer than [`check_name`] so that stores written by earlier builds, which allowed the
+/// other invisible characters, still open (their entries can be read and deleted).
+pub fn check_stored_name(name: &str) -> Result<(), String> {
+    check_name_len(name)?;
     if name.chars().any(char::is_control) {
         return Err("entry names must not contain control characters".to_owned());
     }
@@ -160,38 +194,38 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreFormatError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| FormatError("the file is truncated".to_owned()))?;
+            .ok_or_else(|| StoreFormatError("the file is truncated".to_owned()))?;
         let s = &self.data[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreFormatError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, FormatError> {
+    fn u8(&mut self) -> Result<u8, StoreFormatError> {
         Ok(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, FormatError> {
+    fn u16(&mut self) -> Result<u16, StoreFormatError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, FormatError> {
+    fn u32(&mut self) -> Result<u32, StoreFormatError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, FormatError> {
+    fn u64(&mut self) -> Result<u64, StoreFormatError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 }
 
 /// Parse and structurally validate a store file (everything that needs no key: magic,
 /// version, the SHA-256 checksum, field ranges, entry layout and order).
-pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
+pub fn parse(data: &[u8]) -> Result<StoreFile, StoreFormatError> {
     if data.len() > MAX_FILE_LEN {
         return err("the file is larger than the key store limit");
     }
@@ -241,7 +275,7 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
     let kdf = match master_type {
         MasterType::Passphrase => {
             params.check().map_err(|e| {
-                FormatError(format!(
+                StoreFormatError(format!(
                     "the header's Argon2 parameters are out of range: {e}"
                 ))
             })?;
@@ -271,11 +305,12 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, FormatError> {
     for _ in 0..count {
         let name_len = usize::from(r.u16()?);
         let name = std::str::from_utf8(r.take(name_len)?)
-            .map_err(|_| FormatError("an entry name is not UTF-8".to_owned()))?
+            .map_err(|_| StoreFormatError("an entry name is not UTF-8".to_owned()))?
             .to_owned();
-        check_name(&name).map_err(|e| FormatError(format!("invalid entry name: {e}")))?;
+        check_stored_name(&name)
+            .map_err(|e| StoreFormatError(format!("invalid entry name: {e}")))?;
         let kind = kind_from_code(r.u8()?)
-            .ok_or_else(|| FormatError("an entry has an unknown key type".to_owned()))?;
+            .ok_or_else(|| StoreFormatError("an entry has an unknown key type".to_owned()))?;
         let flags = r.u8()?;
         if flags & !1 != 0 {
             return err("an entry has unknown flags");
@@ -328,7 +363,7 @@ pub fn serialize(
     check: &[u8; CHECK_LEN],
     entries: &[Entry],
     mac: impl FnOnce(&[u8]) -> [u8; 32],
-) -> Result<Vec<u8>, FormatError> {
+) -> Result<Vec<u8>, StoreFormatError> {
     if entries.len() > MAX_ENTRIES as usize {
         return err("too many entries for one key store");
     }
@@ -425,6 +460,34 @@ mod tests {
             let mut d = data.clone();
             d[i] ^= 0x01;
             assert!(parse(&d).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn names_with_invisible_characters_are_refused() {
+        for c in [
+            '\u{202E}',
+            '\u{202A}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{0085}',
+            '\u{E0001}',
+        ] {
+            let name = format!("pay{c}roll");
+            let e = check_name(&name).expect_err("refused");
+            assert!(e.contains(&format!("U+{:04X}", u32::from(c))), "{e}");
+            if !c.is_control() {
+                assert!(check_stored_name(&name).is_ok());
+            }
+        }
+        for ok in ["clé", "鍵", "ключ", "a b", "e\u{301}", "🔑", "ﬁle"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
         }
     }
 }

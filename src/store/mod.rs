@@ -8,28 +8,31 @@
 //!   whole file, and the XChaCha20-Poly1305 key for the entries.
 //! - Entries are sealed with the store id, name, kind, export flag and length as
 //!   associated data, so an entry moved to another name or store does not open.
-//! - Every change: take an exclusive `flock` on `PATH.lock`, re-read and verify the file,
-//!   change it, write a new file beside it, `fsync`, `rename`, `fsync` the directory
-//!   ([`crate::keyfile::write_atomic`]). Readers need no lock: renames are atomic.
+//! - Every change: take the writer lock on `PATH.lock` ([`lock`]: a POSIX record lock a
+//!   fork child does not inherit, waited for at most [`Store::set_lock_timeout`]), re-read
+//!   and verify the file, change it, write a new file beside it, `fsync`, `rename`,
+//!   `fsync` the directory ([`crate::keyfile::write_atomic`]). Readers need no lock:
+//!   renames are atomic.
 //! - Plaintext keys exist only in guarded regions: the caller's key region, the scratch
 //!   region an entry is sealed or re-sealed in, and the region `get` decrypts into.
 
 pub mod format;
+pub mod lock;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::crypto::aead::{self, NONCE_LEN};
+use crate::crypto::argon2::{self, Argon2Params};
 use crate::crypto::ct::ct_eq;
 use crate::crypto::hkdf;
 use crate::crypto::hmac::{self, HashAlgorithm};
-use crate::crypto::kdf::{self, Argon2Params};
 use crate::crypto::symmetric::SymmetricKey;
-use crate::keyfile::{self, KeyFile, KeyFileError, KeyKind};
+use crate::keyfile::{self, FileError, KeyFile, KeyKind};
 use crate::memory::{MemoryError, SecretBuf};
 
 use format::{Entry, Identity, MasterType, StoreFile, CHECK_LEN, ID_LEN};
+use lock::{LockBusy, LockError, StoreLock};
 
 /// Smallest master key accepted, in bytes.
 pub const MIN_MASTER_KEY_LEN: usize = 16;
@@ -38,7 +41,7 @@ pub const MIN_MASTER_KEY_LEN: usize = 16;
 #[derive(Debug)]
 pub enum StoreError {
     /// The store file (or its lock file) could not be opened or was refused.
-    File(KeyFileError),
+    File(FileError),
     /// The memory layer failed.
     Memory(MemoryError),
     /// The file is damaged, was modified, or is not a key store.
@@ -61,13 +64,42 @@ impl From<MemoryError> for StoreError {
     }
 }
 
-impl From<format::FormatError> for StoreError {
-    fn from(e: format::FormatError) -> Self {
+impl From<format::StoreFormatError> for StoreError {
+    fn from(e: format::StoreFormatError) -> Self {
         StoreError::Corrupted(e.0)
     }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// Why a change (create, put, delete, rotate) failed: the store refused it, or its writer
+/// lock was held by another writer past the lock timeout.
+#[derive(Debug)]
+pub enum ChangeError {
+    /// The store refused the change.
+    Store(StoreError),
+    /// The writer lock stayed busy.
+    Busy(LockBusy),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> Self {
+        ChangeError::Store(e)
+    }
+}
+
+impl From<MemoryError> for ChangeError {
+    fn from(e: MemoryError) -> Self {
+        ChangeError::Store(StoreError::Memory(e))
+    }
+}
+
+fn lock(path: &Path, timeout: Duration) -> std::result::Result<StoreLock, ChangeError> {
+    lock::lock(path, timeout).map_err(|e| match e {
+        LockError::File(f) => ChangeError::Store(StoreError::File(f)),
+        LockError::Busy(b) => ChangeError::Busy(b),
+    })
+}
 
 /// The master secret, borrowed from a guarded region.
 #[derive(Clone, Copy)]
@@ -149,7 +181,7 @@ fn derive(master: Master<'_>, id: &Identity) -> Result<SymmetricKey> {
     match (master, id.kdf) {
         (Master::Passphrase(pass), Some(params)) => {
             let root = SecretBuf::new_with(32, |d| {
-                kdf::argon2id(pass, &id.salt, params, d).map_err(|e| StoreError::Invalid(e.0))
+                argon2::argon2id(pass, &id.salt, params, d).map_err(|e| StoreError::Invalid(e.0))
             })?;
             hkdf(root.bytes()?)
         }
@@ -182,68 +214,12 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(r)
 }
 
-/// An exclusive `flock` on `STORE.lock`, released when dropped (the descriptor closes).
-struct StoreLock {
-    _file: File,
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-fn lock(path: &Path) -> Result<StoreLock> {
-    let lp = lock_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lp)
-        .map_err(|e| {
-            StoreError::File(if e.raw_os_error() == Some(libc::ELOOP) {
-                KeyFileError::Insecure("its lock file is a symbolic link".to_owned())
-            } else {
-                KeyFileError::Unusable {
-                    reason: format!("cannot open its lock file: {e}"),
-                    errno: e.raw_os_error(),
-                }
-            })
-        })?;
-    let meta = file.metadata().map_err(|e| {
-        StoreError::File(KeyFileError::Unusable {
-            reason: format!("fstat of its lock file failed: {e}"),
-            errno: e.raw_os_error(),
-        })
-    })?;
-    if !meta.is_file() || meta.uid() != crate::memory::sys::effective_uid() {
-        return Err(StoreError::File(KeyFileError::Insecure(
-            "its lock file is not a regular file owned by this user".to_owned(),
-        )));
-    }
-    loop {
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-            Ok(()) => break,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                return Err(StoreError::File(KeyFileError::Unusable {
-                    reason: format!("cannot lock it: {e}"),
-                    errno: Some(e.raw_os_error()),
-                }))
-            }
-        }
-    }
-    Ok(StoreLock { _file: file })
-}
-
 /// Read the whole store file (with the key file checks: no symlink, regular, owned by us,
 /// no group/other access, bounded size).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let refine = |e: KeyFileError| match e {
+    let refine = |e: FileError| match e {
         // Empty, too large, shrank/grew: the file is not a usable store.
-        KeyFileError::Unusable {
+        FileError::Unusable {
             reason,
             errno: None,
         } => StoreError::Corrupted(reason),
@@ -288,6 +264,7 @@ pub struct Store {
     identity: Identity,
     keys: SymmetricKey,
     last_generation: u64,
+    lock_timeout: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -299,7 +276,13 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Create a new, empty store at `path` (which must not exist). `kdf` applies to a
     /// passphrase master (default [`Argon2Params::DEFAULT`]).
-    pub fn create(path: &Path, master: Master<'_>, kdf: Option<Argon2Params>) -> Result<Store> {
+    /// Waits at most `lock_timeout` for the writer lock.
+    pub fn create(
+        path: &Path,
+        master: Master<'_>,
+        kdf: Option<Argon2Params>,
+        lock_timeout: Duration,
+    ) -> std::result::Result<Store, ChangeError> {
         let kdf = master.kdf_params(kdf, None)?;
         let identity = Identity {
             master_type: master.master_type(),
@@ -313,10 +296,11 @@ impl Store {
             identity,
             keys,
             last_generation: 0,
+            lock_timeout,
         };
-        let _lock = lock(path)?;
+        let _lock = lock(path, lock_timeout)?;
         store.write(1, &[], false).map_err(|e| match e {
-            StoreError::File(KeyFileError::Unusable {
+            StoreError::File(FileError::Unusable {
                 errno: Some(libc::EEXIST),
                 ..
             }) => StoreError::Exists,
@@ -343,6 +327,7 @@ impl Store {
             identity: file.identity,
             keys,
             last_generation: 0,
+            lock_timeout: lock::DEFAULT_LOCK_TIMEOUT,
         };
         store.verify(&data, &file)?;
         Ok(store)
@@ -351,6 +336,12 @@ impl Store {
     /// The store's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long a change waits for the writer lock (default
+    /// [`lock::DEFAULT_LOCK_TIMEOUT`]) before it fails with [`ChangeError::Busy`].
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
     }
 
     /// The Argon2 parameters (None for a master-key store).
@@ -465,21 +456,22 @@ impl Store {
         exportable: bool,
         key: &[u8],
         overwrite: bool,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), ChangeError> {
         format::check_name(name).map_err(StoreError::Invalid)?;
         if !format::valid_key_len(kind, key.len()) {
             return Err(StoreError::Invalid(format!(
                 "invalid key length for a {} key",
                 kind.name()
-            )));
+            ))
+            .into());
         }
-        let _lock = lock(&self.path)?;
+        let _lock = lock(&self.path, self.lock_timeout)?;
         let mut file = self.read()?;
         let pos = file
             .entries
             .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()));
         if pos.is_ok() && !overwrite {
-            return Err(StoreError::EntryExists(name.to_owned()));
+            return Err(StoreError::EntryExists(name.to_owned()).into());
         }
         let entry = seal_entry(
             &self.keys,
@@ -497,12 +489,12 @@ impl Store {
             Ok(i) => file.entries[i] = entry,
             Err(i) => file.entries.insert(i, entry),
         }
-        self.write(Self::next_generation(&file)?, &file.entries, true)
+        Ok(self.write(Self::next_generation(&file)?, &file.entries, true)?)
     }
 
     /// Remove entry `name`.
-    pub fn delete(&mut self, name: &str) -> Result<()> {
-        let _lock = lock(&self.path)?;
+    pub fn delete(&mut self, name: &str) -> std::result::Result<(), ChangeError> {
+        let _lock = lock(&self.path, self.lock_timeout)?;
         let mut file = self.read()?;
         let i = file
             .entries
@@ -510,15 +502,19 @@ impl Store {
             .position(|e| e.name == name)
             .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
         file.entries.remove(i);
-        self.write(Self::next_generation(&file)?, &file.entries, true)
+        Ok(self.write(Self::next_generation(&file)?, &file.entries, true)?)
     }
 
     /// Re-seal every entry under `new_master` (a fresh salt; same store id), in one atomic
     /// file replacement. `kdf` applies to a passphrase (default: the current parameters
     /// when the store already uses a passphrase, else [`Argon2Params::DEFAULT`]).
-    pub fn rotate(&mut self, new_master: Master<'_>, kdf: Option<Argon2Params>) -> Result<()> {
+    pub fn rotate(
+        &mut self,
+        new_master: Master<'_>,
+        kdf: Option<Argon2Params>,
+    ) -> std::result::Result<(), ChangeError> {
         let kdf = new_master.kdf_params(kdf, self.identity.kdf)?;
-        let _lock = lock(&self.path)?;
+        let _lock = lock(&self.path, self.lock_timeout)?;
         let file = self.read()?;
         let identity = Identity {
             master_type: new_master.master_type(),
@@ -549,7 +545,7 @@ impl Store {
         if let Err(e) = self.write(generation, &entries, true) {
             self.identity = old_identity;
             self.keys = old_keys;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(())
     }
@@ -638,10 +634,11 @@ mod tests {
         let d = tmpdir();
         let path = d.join("s.kcs");
         let pass = Master::Passphrase(b"correct horse");
-        let mut s = Store::create(&path, pass, Some(FAST)).expect("create");
+        let mut s =
+            Store::create(&path, pass, Some(FAST), lock::DEFAULT_LOCK_TIMEOUT).expect("create");
         assert!(matches!(
-            Store::create(&path, pass, Some(FAST)),
-            Err(StoreError::Exists)
+            Store::create(&path, pass, Some(FAST), lock::DEFAULT_LOCK_TIMEOUT),
+            Err(ChangeError::Store(StoreError::Exists))
         ));
         s.put("a", KeyKind::Secret, true, b"key-a", false)
             .expect("put");
@@ -649,15 +646,15 @@ mod tests {
             .expect("put");
         assert!(matches!(
             s.put("a", KeyKind::Secret, true, b"x", false),
-            Err(StoreError::EntryExists(_))
+            Err(ChangeError::Store(StoreError::EntryExists(_)))
         ));
         assert!(matches!(
             s.put("c", KeyKind::X25519, true, b"short", false),
-            Err(StoreError::Invalid(_))
+            Err(ChangeError::Store(StoreError::Invalid(_)))
         ));
         assert!(matches!(
             s.put("", KeyKind::Secret, true, b"x", false),
-            Err(StoreError::Invalid(_))
+            Err(ChangeError::Store(StoreError::Invalid(_)))
         ));
         s.put("a", KeyKind::Secret, true, b"key-a2", true)
             .expect("overwrite");
@@ -677,7 +674,10 @@ mod tests {
             Err(StoreError::Authentication(_))
         ));
         other.delete("a").expect("delete");
-        assert!(matches!(s.delete("a"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.delete("a"),
+            Err(ChangeError::Store(StoreError::NotFound(_)))
+        ));
         assert!(!s.contains("a").expect("contains"));
 
         let master = [5u8; 32];
@@ -732,7 +732,13 @@ mod tests {
         let d = tmpdir();
         let path = d.join("s.kcs");
         let master = [3u8; 32];
-        let mut s = Store::create(&path, Master::Key(&master), None).expect("create");
+        let mut s = Store::create(
+            &path,
+            Master::Key(&master),
+            None,
+            lock::DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("create");
         s.put("k", KeyKind::Secret, true, b"0123456789", false)
             .expect("put");
         let good = std::fs::read(&path).expect("read");
@@ -766,8 +772,10 @@ mod tests {
         let master = [4u8; 32];
         let p1 = d.join("one");
         let p2 = d.join("two");
-        let mut s1 = Store::create(&p1, Master::Key(&master), None).expect("s1");
-        let mut s2 = Store::create(&p2, Master::Key(&master), None).expect("s2");
+        let mut s1 =
+            Store::create(&p1, Master::Key(&master), None, lock::DEFAULT_LOCK_TIMEOUT).expect("s1");
+        let mut s2 =
+            Store::create(&p2, Master::Key(&master), None, lock::DEFAULT_LOCK_TIMEOUT).expect("s2");
         s1.put("x", KeyKind::Secret, true, b"secret-x", false)
             .expect("put");
         s2.put("x", KeyKind::Secret, true, b"other-x", false)

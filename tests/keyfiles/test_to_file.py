@@ -145,4 +145,4 @@ def test_killed_writer_never_leaves_a_partial_file(tmp_path: Path) -> None:
     assert kills == 12
     # Temporary files of killed writers may remain (never under the final name).
     for name in leftovers(tmp_path):
-        assert name.startswith(".k.")
+        assert name.startswith(".keycell-")

@@ -88,7 +88,7 @@ pub fn argon2id(
     out: &mut [u8],
 ) -> Result<(), KdfError> {
     params.check().map_err(KdfError)?;
-    let p = argon2::Params::new(
+    let p = ::argon2::Params::new(
         params.memory_kib,
         params.iterations,
         params.lanes,
@@ -96,16 +96,16 @@ pub fn argon2id(
     )
     .map_err(|e| KdfError(format!("invalid Argon2 parameters: {e}")))?;
     let blocks = p.block_count();
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let a = ::argon2::Argon2::new(::argon2::Algorithm::Argon2id, ::argon2::Version::V0x13, p);
     // Fallible: a failed allocation is an error, not an abort of the process.
-    let mut memory: Vec<argon2::Block> = Vec::new();
+    let mut memory: Vec<::argon2::Block> = Vec::new();
     memory.try_reserve_exact(blocks).map_err(|_| {
         KdfError(format!(
             "cannot allocate {} KiB of memory for Argon2",
             params.memory_kib
         ))
     })?;
-    memory.resize(blocks, argon2::Block::default());
+    memory.resize(blocks, ::argon2::Block::default());
     let r = a.hash_password_into_with_memory(password, salt, out, &mut memory[..]);
     memory.zeroize();
     r.map_err(|e| KdfError(format!("Argon2 failed: {e}")))

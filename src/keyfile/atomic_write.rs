@@ -1,0 +1,132 @@
+//! Atomic, durable file replacement (key files and the key store).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::open::{unusable, FileError};
+
+/// Removes a temporary file when dropped, unless disarmed.
+struct TempFile {
+    path: Option<std::path::PathBuf>,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn random_suffix() -> Result<String, FileError> {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).map_err(|_| unusable("the OS random number generator failed"))?;
+    Ok(r.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The directory a path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `fsync` a directory, so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| FileError::io("cannot open its directory to fsync it", &e))?;
+    d.sync_all()
+        .map_err(|e| FileError::io("fsync of its directory failed", &e))
+}
+
+/// Write `data` to `path` so that a crash never leaves a partial file under `path`:
+///
+/// 1. create `.keycell-RANDOM.tmp` (16 random hex digits: a fixed length, so any valid
+///    target name works, up to `NAME_MAX`) in the same directory with
+///    `O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`, mode 0600 (then `fchmod` 0600, so the
+///    umask cannot matter);
+/// 2. write, `fsync`;
+/// 3. rename it to `path`: with `overwrite`, `rename(2)` (atomic replace; a symlink at
+///    `path` is replaced, never followed); without, `renameat2(RENAME_NOREPLACE)`, or
+///    `link(2)` + `unlink(2)` where the file system lacks it, so an existing file is never
+///    replaced (`errno` `EEXIST`);
+/// 4. `fsync` the directory.
+///
+/// On any error the temporary file is removed.
+pub fn write_atomic(path: &Path, data: &[u8], overwrite: bool) -> Result<(), FileError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    if path.file_name().is_none() {
+        return Err(unusable("the path does not name a file"));
+    }
+    let dir = parent_dir(path);
+    if !overwrite && std::fs::symlink_metadata(path).is_ok() {
+        return Err(FileError::Unusable {
+            reason: "it already exists (pass overwrite=True to replace it)".to_owned(),
+            errno: Some(libc::EEXIST),
+        });
+    }
+    // Not derived from the target's name: `.NAME.RANDOM.tmp` would exceed NAME_MAX for
+    // target names of 234 bytes and more.
+    let tmp_path = dir.join(format!(".keycell-{}.tmp", random_suffix()?));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp_path)
+        .map_err(|e| FileError::io("cannot create a temporary file beside it", &e))?;
+    let mut tmp = TempFile {
+        path: Some(tmp_path.clone()),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| FileError::io("fchmod failed", &e))?;
+    file.write_all(data)
+        .map_err(|e| FileError::io("write failed", &e))?;
+    file.sync_all()
+        .map_err(|e| FileError::io("fsync failed", &e))?;
+    drop(file);
+    if overwrite {
+        std::fs::rename(&tmp_path, path).map_err(|e| FileError::io("rename failed", &e))?;
+        tmp.path = None;
+    } else {
+        let exists = || FileError::Unusable {
+            reason: "it already exists (pass overwrite=True to replace it)".to_owned(),
+            errno: Some(libc::EEXIST),
+        };
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp_path,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => tmp.path = None,
+            Err(rustix::io::Errno::EXIST) => return Err(exists()),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                // No RENAME_NOREPLACE here: link() fails with EEXIST just as atomically.
+                std::fs::hard_link(&tmp_path, path).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::EEXIST) {
+                        exists()
+                    } else {
+                        FileError::io("link failed", &e)
+                    }
+                })?;
+                // `tmp` unlinks the temporary name on drop.
+            }
+            Err(e) => {
+                return Err(FileError::io(
+                    "rename failed",
+                    &std::io::Error::from_raw_os_error(e.raw_os_error()),
+                ))
+            }
+        }
+    }
+    drop(tmp);
+    sync_dir(dir)
+}

@@ -1,0 +1,127 @@
+//! Finding the format of a key file's contents (rules in `docs/key-formats.md`).
+
+use std::ops::Range;
+
+use crate::crypto::curve::KEY_LEN;
+use crate::crypto::pkcs8;
+
+use super::format::{Format, KeyKind};
+use super::open::{unusable, FileError};
+
+/// Whether `content` is text: printable ASCII and whitespace only.
+fn is_text(content: &[u8]) -> bool {
+    content
+        .iter()
+        .all(|&c| crate::encoding::is_space(c) || (0x21..=0x7e).contains(&c))
+}
+
+/// The body range and decoded key length of `content` as raw, hex or base64 (layout only;
+/// the characters are checked while decoding).
+pub(super) fn layout(content: &[u8], format: Format) -> Result<(Range<usize>, usize), FileError> {
+    let all = 0..content.len();
+    let bad = |what: &str, e: crate::encoding::DecodeError| {
+        unusable(format!("cannot decode it as {what}: {e}"))
+    };
+    match format {
+        Format::Hex => crate::encoding::hex_decoded_len(content)
+            .map(|n| (all, n))
+            .map_err(|e| bad("hex", e)),
+        Format::Base64 => crate::encoding::base64_decoded_len(content)
+            .map(|n| (all, n))
+            .map_err(|e| bad("base64", e)),
+        Format::Raw | Format::Pem | Format::Der => Ok((all, content.len())),
+    }
+}
+
+/// The hex or base64 reading of text `content` that decodes to exactly `len` bytes.
+fn text_of_len(content: &[u8], len: usize) -> Option<Format> {
+    if !is_text(content) {
+        return None;
+    }
+    [Format::Hex, Format::Base64].into_iter().find(|&f| {
+        let looks = match f {
+            Format::Hex => crate::encoding::looks_hex(content),
+            _ => crate::encoding::looks_base64(content),
+        };
+        looks && layout(content, f).is_ok_and(|(_, n)| n == len)
+    })
+}
+
+/// Find the format of `content` (see `docs/key-formats.md`).
+pub(super) fn detect(
+    content: &[u8],
+    kind: KeyKind,
+    length: Option<usize>,
+) -> Result<Format, FileError> {
+    if pkcs8::looks_like_pem(content) {
+        if kind.algorithm().is_none() {
+            return Err(unusable(
+                "it is a PEM file; PEM is only read for ed25519 and x25519 keys",
+            ));
+        }
+        return Ok(Format::Pem);
+    }
+    if let Some(alg) = kind.algorithm() {
+        // 32 bytes are the raw key, unless they are the start of a PKCS#8 structure or
+        // text: a truncated DER, hex or base64 file must not become a key (a random key
+        // is all printable with probability below 2^-45). Other binary data starting
+        // with a SEQUENCE tag is DER.
+        if content.len() == KEY_LEN {
+            if pkcs8::looks_like_pkcs8(content) {
+                return Ok(Format::Der);
+            }
+            if is_text(content) {
+                return Err(unusable(format!(
+                    "it holds 32 characters of text, not a raw {} key, nor hex or base64 of \
+                     one (a truncated file?); pass format=\"raw\" if these characters \
+                     really are the key",
+                    alg.name()
+                )));
+            }
+            return Ok(Format::Raw);
+        }
+        if content.first() == Some(&0x30) && !is_text(content) {
+            return Ok(Format::Der);
+        }
+        return text_of_len(content, KEY_LEN).ok_or_else(|| {
+            unusable(format!(
+                "it is not a raw 32-byte {0} key, nor hex or base64 of one, nor a PKCS#8 {0} \
+                 key in PEM or DER (pass format= to name the encoding)",
+                alg.name()
+            ))
+        });
+    }
+    if let Some(len) = length {
+        // Known length: exactly one candidate can match it.
+        if content.len() == len {
+            return Ok(Format::Raw);
+        }
+        return text_of_len(content, len).ok_or_else(|| {
+            unusable(format!(
+                "its size does not match the expected length of {len} bytes (read as raw \
+                 bytes, hex or base64; pass format= to name the encoding)"
+            ))
+        });
+    }
+    // Unknown length (secret keys without length=): see docs/key-formats.md.
+    if !is_text(content) {
+        return Ok(Format::Raw);
+    }
+    if crate::encoding::looks_hex(content) {
+        return Ok(Format::Hex);
+    }
+    let encoded_look = content
+        .iter()
+        .any(|&c| c == b'=' || crate::encoding::is_space(c));
+    if !encoded_look {
+        // One token of printable characters, no padding, no line break: raw.
+        return Ok(Format::Raw);
+    }
+    if crate::encoding::looks_base64(content) && layout(content, Format::Base64).is_ok() {
+        return Ok(Format::Base64);
+    }
+    Err(unusable(
+        "it is text with line breaks or padding but neither hex nor base64; pass \
+         format=\"raw\" if the key really is these characters (or length=)",
+    ))
+}

@@ -1,0 +1,224 @@
+//! Reading a key file into guarded memory: the file into a scratch region, its format
+//! found and its structure checked, then decoded straight into the key's region; and
+//! passphrase files.
+
+use std::ops::Range;
+use std::path::Path;
+
+use crate::crypto::curve::KEY_LEN;
+use crate::crypto::pkcs8;
+use crate::memory::SecretBuf;
+
+use super::detect::{detect, layout};
+use super::format::{Format, KeyKind};
+use super::open::{unusable, FileError, KeyFile};
+
+/// A failure reading, decoding or writing a key file.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file was refused or could not be used.
+    File(FileError),
+    /// The memory layer failed (scratch or final region).
+    Memory(crate::memory::MemoryError),
+}
+
+impl From<FileError> for LoadError {
+    fn from(e: FileError) -> Self {
+        LoadError::File(e)
+    }
+}
+
+impl From<crate::memory::MemoryError> for LoadError {
+    fn from(e: crate::memory::MemoryError) -> Self {
+        LoadError::Memory(e)
+    }
+}
+
+impl From<pkcs8::Pkcs8Error> for LoadError {
+    fn from(e: pkcs8::Pkcs8Error) -> Self {
+        LoadError::File(unusable(e.0))
+    }
+}
+
+/// A key file read into a guarded scratch region, its format found and its structure
+/// checked, ready to be decoded straight into the key's final region with
+/// [`DecodedKeyFile::decode_into`]. Dropping it wipes the scratch regions.
+pub struct DecodedKeyFile {
+    /// The file's contents.
+    scratch: SecretBuf,
+    /// PEM only: the DER decoded from the PEM body.
+    der: Option<SecretBuf>,
+    format: Format,
+    /// Raw, hex, base64: the encoded key in `scratch`. DER: the key bytes in `scratch`;
+    /// PEM: the key bytes in `der`.
+    body: Range<usize>,
+    key_len: usize,
+    /// The public key a PKCS#8 version 2 file carries.
+    public: Option<[u8; KEY_LEN]>,
+}
+
+impl DecodedKeyFile {
+    /// Open and check `path`, read it into a scratch region, find its format and check
+    /// its structure (PKCS#8 is parsed here; PEM is decoded into a second scratch region).
+    ///
+    /// `format = None` detects it (rules in `docs/key-formats.md`); `length` is the
+    /// expected key length (always 32 for Ed25519/X25519).
+    pub fn load(
+        path: &Path,
+        kind: KeyKind,
+        format: Option<Format>,
+        length: Option<usize>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        if let Some(f) = format {
+            if !f.allowed_for(kind) {
+                return Err(unusable(format!(
+                    "format {:?} is not available for {} keys",
+                    f.name(),
+                    kind.name()
+                ))
+                .into());
+            }
+        }
+        let length = length.or(kind.fixed_len());
+        let mut file = KeyFile::open(path, kind.max_file_len())?;
+        let mut scratch = crate::memory::allocate(file.size())?;
+        scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
+        let content = scratch.bytes()?;
+        let format = match format {
+            Some(f) => f,
+            None => detect(content, kind, length)?,
+        };
+        let mut der = None;
+        let (body, key_len, public) = match (format, kind.algorithm()) {
+            (Format::Der, Some(alg)) => {
+                let parsed = pkcs8::parse_pkcs8_der(alg, content)?;
+                (
+                    subrange(content, parsed.key),
+                    parsed.key.len(),
+                    parsed.public,
+                )
+            }
+            (Format::Pem, Some(alg)) => {
+                let body = pkcs8::pem_body(content, pkcs8::PRIVATE_KEY_LABEL)?;
+                let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
+                    pkcs8::pem_der_into(body, d).map_err(LoadError::from)
+                })?;
+                let bytes = decoded.bytes()?;
+                let parsed = pkcs8::parse_pkcs8_der(alg, bytes)?;
+                let found = (subrange(bytes, parsed.key), parsed.key.len(), parsed.public);
+                der = Some(decoded);
+                found
+            }
+            (Format::Der | Format::Pem, None) => {
+                return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
+            }
+            (f, _) => {
+                let (body, n) = layout(content, f)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(unusable(format!(
+                        "its size does not match the expected length of {} bytes (as {})",
+                        length.unwrap_or(0),
+                        f.name()
+                    ))
+                    .into());
+                }
+                (body, n, None)
+            }
+        };
+        let max = crate::crypto::symmetric::MAX_KEY_LEN;
+        if key_len > max {
+            return Err(unusable(format!(
+                "the key it holds is larger than the {max}-byte limit for keys"
+            ))
+            .into());
+        }
+        Ok(DecodedKeyFile {
+            scratch,
+            der,
+            format,
+            body,
+            key_len,
+            public,
+        })
+    }
+
+    /// The format the file was read as.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Length of the key it holds.
+    pub fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// The public key stored beside the private key (PKCS#8 version 2), if any. The
+    /// caller checks that it belongs to the private key.
+    pub fn public(&self) -> Option<&[u8; KEY_LEN]> {
+        self.public.as_ref()
+    }
+
+    /// Decode the key into `dst` (exactly [`Self::key_len`] bytes, a guarded region).
+    pub fn decode_into(&self, dst: &mut [u8]) -> Result<(), LoadError> {
+        if dst.len() != self.key_len {
+            return Err(unusable("internal error: destination size differs from key size").into());
+        }
+        let bad = |what: &str, e: crate::encoding::DecodeError| {
+            LoadError::File(unusable(format!("cannot decode it as {what}: {e}")))
+        };
+        let src = match &self.der {
+            Some(der) => &der.bytes()?[self.body.clone()],
+            None => &self.scratch.bytes()?[self.body.clone()],
+        };
+        match self.format {
+            Format::Raw | Format::Der | Format::Pem => dst.copy_from_slice(src),
+            Format::Hex => crate::encoding::hex_decode_into(src, dst).map_err(|e| bad("hex", e))?,
+            Format::Base64 => {
+                crate::encoding::base64_decode_into(src, dst).map_err(|e| bad("base64", e))?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The position of `part`, a sub-slice of `whole`, within it.
+fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// The largest passphrase file read: the longest passphrase
+/// ([`crate::crypto::symmetric::MAX_KEY_LEN`]) and a CRLF.
+pub const MAX_PASSPHRASE_FILE_LEN: usize = crate::crypto::symmetric::MAX_KEY_LEN + 2;
+
+/// Read a passphrase file into a guarded region, with the key file checks of
+/// [`KeyFile::open`] (so a FIFO is refused without blocking, and a symlink, a file of
+/// another user or one that group or others can access is refused as insecure). One
+/// trailing newline (LF or CRLF) is dropped; an empty passphrase is refused. The file is
+/// read into a guarded scratch region and the passphrase copied from it into its own.
+pub fn read_passphrase_file(path: &Path) -> Result<SecretBuf, LoadError> {
+    let mut file = KeyFile::open(path, MAX_PASSPHRASE_FILE_LEN)?;
+    let scratch = SecretBuf::new_with(file.size(), |d| file.read_into(d).map_err(LoadError::File))?;
+    let content = scratch.bytes()?;
+    let mut n = content.len();
+    if content[..n].ends_with(b"\n") {
+        n -= 1;
+        if content[..n].ends_with(b"\r") {
+            n -= 1;
+        }
+    }
+    if n == 0 {
+        return Err(unusable("it holds an empty passphrase").into());
+    }
+    if n > crate::crypto::symmetric::MAX_KEY_LEN {
+        return Err(unusable(format!(
+            "a passphrase may be at most {} bytes",
+            crate::crypto::symmetric::MAX_KEY_LEN
+        ))
+        .into());
+    }
+    SecretBuf::new_with(n, |d| {
+        d.copy_from_slice(&content[..n]);
+        Ok::<(), LoadError>(())
+    })
+}

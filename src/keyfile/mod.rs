@@ -1,0 +1,291 @@
+//! Key files: safe open ([`open`]), what a file holds and how it is encoded ([`format`],
+//! [`detect`]), reading into guarded memory ([`load`]), encoding ([`encode`]) and atomic
+//! writes ([`atomic_write`]). Formats: `docs/key-formats.md`.
+
+mod atomic_write;
+mod detect;
+mod encode;
+mod format;
+mod load;
+mod open;
+
+pub use atomic_write::{parent_dir, sync_dir, write_atomic};
+pub use encode::{with_encoded, write_key_file};
+pub use format::{Format, KeyKind, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
+pub use load::{read_passphrase_file, DecodedKeyFile, LoadError, MAX_PASSPHRASE_FILE_LEN};
+pub use open::{FileError, KeyFile};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    fn tmpdir() -> std::path::PathBuf {
+        let mut p = std::env::temp_dir();
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).expect("random");
+        p.push(format!(
+            "keycell-test-{}",
+            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        std::fs::create_dir(&p).expect("mkdir");
+        p
+    }
+
+    fn write(path: &Path, data: &[u8], mode: u32) {
+        let mut f = File::create(path).expect("create");
+        f.write_all(data).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    fn load(
+        path: &Path,
+        kind: KeyKind,
+        f: Option<Format>,
+        l: Option<usize>,
+    ) -> Result<Vec<u8>, String> {
+        let d = DecodedKeyFile::load(path, kind, f, l).map_err(|e| format!("{e:?}"))?;
+        let mut out = vec![0u8; d.key_len()];
+        d.decode_into(&mut out).map_err(|e| format!("{e:?}"))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn formats_detect_and_round_trip() {
+        let d = tmpdir();
+        let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
+        for kind in KeyKind::ALL {
+            for f in [
+                Format::Raw,
+                Format::Hex,
+                Format::Base64,
+                Format::Pem,
+                Format::Der,
+            ] {
+                let p = d.join(format!("{}-{}", kind.name(), f.name()));
+                let r = write_key_file(&p, kind, f, &key, false);
+                if !f.allowed_for(kind) {
+                    assert!(r.is_err());
+                    continue;
+                }
+                r.expect("write");
+                let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600);
+                // Given format, detected with the length, detected without (secret only).
+                assert_eq!(load(&p, kind, Some(f), None).expect("given"), key);
+                assert_eq!(load(&p, kind, None, Some(32)).expect("len"), key);
+                assert_eq!(load(&p, kind, None, None).expect("auto"), key);
+                // No overwrite; overwrite replaces.
+                assert!(write_key_file(&p, kind, f, &key, false).is_err());
+                write_key_file(&p, kind, f, &key, true).expect("overwrite");
+            }
+        }
+        // No temporary files left behind.
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn ambiguity_and_wrong_kinds_are_refused() {
+        let d = tmpdir();
+        let p = d.join("k");
+        // One printable token (no padding, no line break) is raw.
+        write(&p, b"0123456789abcdeg", 0o600);
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, None).expect("raw"),
+            b"0123456789abcdeg"
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, Some(Format::Raw), None).expect("raw"),
+            b"0123456789abcdeg"
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(16)).expect("len"),
+            b"0123456789abcdeg"
+        );
+        // Text that is both hex and base64: hex unless told.
+        write(&p, b"0123456789abcdef\n", 0o600);
+        assert_eq!(load(&p, KeyKind::Secret, None, None).expect("hex").len(), 8);
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(8)).expect("hex").len(),
+            8
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, None, Some(12))
+                .expect("b64")
+                .len(),
+            12
+        );
+        assert_eq!(
+            load(&p, KeyKind::Secret, Some(Format::Hex), None)
+                .expect("hex")
+                .len(),
+            8
+        );
+        // Text with a line break that is neither hex nor base64 is refused.
+        write(&p, b"correct horse battery staple\n", 0o600);
+        assert!(load(&p, KeyKind::Secret, None, None).is_err());
+        // Wrong expected length.
+        assert!(load(&p, KeyKind::Secret, None, Some(9)).is_err());
+        assert!(load(&p, KeyKind::Secret, Some(Format::Hex), Some(9)).is_err());
+        // PEM for a secret key; an Ed25519 PEM read as X25519.
+        let key = [7u8; 32];
+        let pem = d.join("pem");
+        write_key_file(&pem, KeyKind::Ed25519, Format::Pem, &key, false).expect("pem");
+        assert!(load(&pem, KeyKind::Secret, None, None).is_err());
+        let e = load(&pem, KeyKind::X25519, None, None).expect_err("kind");
+        assert!(e.contains("Ed25519 key, not an X25519"), "{e}");
+        // Non-canonical or broken encodings.
+        write(&p, b"zz\n", 0o600);
+        assert!(load(&p, KeyKind::Secret, Some(Format::Hex), None).is_err());
+        write(
+            &p,
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            0o600,
+        );
+        let e = load(&p, KeyKind::Ed25519, None, None).expect_err("encrypted");
+        assert!(e.contains("encrypted"), "{e}");
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn openssl_style_pkcs8_loads() {
+        // `openssl genpkey -algorithm ed25519` (RFC 8410 §10.3 example key).
+        let d = tmpdir();
+        let p = d.join("ed.pem");
+        write(
+            &p,
+            b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n",
+            0o600,
+        );
+        let k = load(&p, KeyKind::Ed25519, None, None).expect("pem");
+        assert_eq!(
+            k,
+            [
+                0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1, 0xf7, 0x69,
+                0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97, 0xa8, 0x8f,
+                0x44, 0x75, 0x58, 0x42
+            ]
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn pkcs8_v2_public_key_and_truncations() {
+        let d = tmpdir();
+        let p = d.join("k");
+        let key = [0x5au8; 32];
+        // Version 2 (RFC 5958) with a public key: the key loads, the public key is handed
+        // to the caller for its check.
+        let mut v2 = vec![0x30, 0x51, 0x02, 0x01, 0x01];
+        v2.extend_from_slice(&[
+            0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        ]);
+        v2.extend_from_slice(&key);
+        v2.extend_from_slice(&[0x81, 0x21, 0x00]);
+        v2.extend_from_slice(&[7u8; 32]);
+        write(&p, &v2, 0o600);
+        let f = DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).expect("v2");
+        assert_eq!((f.format(), f.public()), (Format::Der, Some(&[7u8; 32])));
+        assert_eq!(load(&p, KeyKind::Ed25519, None, None).expect("v2"), key);
+        // Every truncation of a DER or PEM file is refused, never read as another key
+        // (a PEM file only loses its optional final newline).
+        for f in [Format::Der, Format::Pem] {
+            let full = d.join(format!("full-{}", f.name()));
+            write_key_file(&full, KeyKind::X25519, f, &key, false).expect("write");
+            let data = std::fs::read(&full).expect("read");
+            for n in 1..data.len() {
+                write(&p, &data[..n], 0o600);
+                let r = load(&p, KeyKind::X25519, None, None);
+                if f == Format::Pem && n == data.len() - 1 {
+                    assert_eq!(r.expect("no final newline"), key);
+                } else {
+                    assert!(r.is_err(), "{} truncated to {n} loaded", f.name());
+                }
+            }
+        }
+        // Hex and base64 of a 32-byte key are detected; other lengths are refused.
+        for (f, text) in [
+            (Format::Hex, b"5a".repeat(32)),
+            (
+                Format::Base64,
+                b"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=".to_vec(),
+            ),
+        ] {
+            write(&p, &[text.as_slice(), b"\n"].concat(), 0o600);
+            let loaded = DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).expect("text");
+            assert_eq!(loaded.format(), f);
+            assert_eq!(load(&p, KeyKind::Ed25519, None, None).expect("text"), key);
+        }
+        write(&p, &b"5a".repeat(31), 0o600);
+        let e = load(&p, KeyKind::Ed25519, None, None).expect_err("short hex");
+        assert!(e.contains("not a raw 32-byte Ed25519 key"), "{e}");
+        // A format that does not match the contents is refused.
+        write_key_file(&p, KeyKind::Ed25519, Format::Pem, &key, true).expect("pem");
+        for f in [Format::Der, Format::Raw, Format::Hex, Format::Base64] {
+            assert!(
+                load(&p, KeyKind::Ed25519, Some(f), None).is_err(),
+                "{}",
+                f.name()
+            );
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn reads_good_file_and_refuses_bad_ones() {
+        let d = tmpdir();
+        let good = d.join("good");
+        write(&good, b"0123456789abcdef", 0o600);
+        let mut kf = KeyFile::open(&good, 1024).expect("open");
+        let mut out = vec![0u8; kf.size()];
+        kf.read_into(&mut out).expect("read");
+        assert_eq!(out, b"0123456789abcdef");
+
+        let loose = d.join("loose");
+        write(&loose, b"x", 0o644);
+        assert!(matches!(
+            KeyFile::open(&loose, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&good, &link).expect("symlink");
+        assert!(matches!(
+            KeyFile::open(&link, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        assert!(matches!(
+            KeyFile::open(&d, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        let empty = d.join("empty");
+        write(&empty, b"", 0o600);
+        assert!(matches!(
+            KeyFile::open(&empty, 1024),
+            Err(FileError::Unusable { .. })
+        ));
+        assert!(matches!(
+            KeyFile::open(&good, 4),
+            Err(FileError::Unusable { .. })
+        ));
+        assert!(matches!(
+            KeyFile::open(&d.join("missing"), 4),
+            Err(FileError::Unusable {
+                errno: Some(libc::ENOENT),
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
