@@ -6,11 +6,13 @@
 //! - [`keyfile`]: opening key files safely.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`store`]: the encrypted key store file.
+//! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod crypto;
 pub mod encoding;
 pub mod keyfile;
+pub mod keyring;
 pub mod memory;
 #[cfg(feature = "python")]
 mod py;

@@ -15,7 +15,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions
+from . import exceptions, keyring
 from ._native import (
     HMAC,
     Ed25519PrivateKey,
@@ -45,6 +45,12 @@ from .exceptions import (
     KeyFileError,
     KeyInUseError,
     KeyNotExportableError,
+    KeyringError,
+    KeyringKeyExpiredError,
+    KeyringKeyNotFoundError,
+    KeyringPermissionError,
+    KeyringQuotaError,
+    KeyringUnavailableError,
     KeyStoreError,
     MemoryLockError,
     ProtectionError,
@@ -77,6 +83,12 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "KeycellError",
+    "KeyringError",
+    "KeyringKeyExpiredError",
+    "KeyringKeyNotFoundError",
+    "KeyringPermissionError",
+    "KeyringQuotaError",
+    "KeyringUnavailableError",
     "MemoryLockError",
     "Passphrase",
     "Protection",
@@ -98,6 +110,7 @@ __all__ = [
     "hkdf",
     "hkdf_expand",
     "hkdf_extract",
+    "keyring",
     "set_policy",
 ]
 

@@ -92,6 +92,15 @@ class SecretKey(_KeyHandle):
         format: Literal["raw", "hex", "base64"] | None = None,
         exportable: bool = True,
     ) -> SecretKey: ...
+    @staticmethod
+    def from_keyring(
+        key: str | int,
+        *,
+        keyring: str | int = "session",
+        consume: bool = False,
+        length: int | None = None,
+        exportable: bool = True,
+    ) -> SecretKey: ...
     def to_file(
         self,
         path: str | PathLike[str],
@@ -208,6 +217,26 @@ def get_policy() -> dict[str, str]: ...
 def _probe() -> dict[str, Any]: ...
 def _key_address(key: SecretKey | Ed25519PrivateKey | X25519PrivateKey) -> int: ...
 
+class _KeyringDescription(TypedDict):
+    serial: int
+    type: str
+    uid: int
+    gid: int
+    perm: int
+    description: str
+
+def keyring_store(
+    key: SecretKey | Ed25519PrivateKey | X25519PrivateKey,
+    description: str,
+    *,
+    keyring: str | int = "session",
+    timeout: int | None = None,
+) -> int: ...
+def keyring_invalidate(key: str | int, *, keyring: str | int = "session") -> None: ...
+def keyring_describe(key: str | int, *, keyring: str | int = "session") -> _KeyringDescription: ...
+def keyring_list(keyring: str | int = "session") -> list[_KeyringDescription]: ...
+def _keyring_probe() -> dict[str, Any] | None: ...
+
 @final
 class Ed25519PrivateKey(_KeyHandle):
     """An Ed25519 private key held outside the Python heap, in a guarded region."""
@@ -223,6 +252,14 @@ class Ed25519PrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _PrivateKeyFormat | None = None,
+        exportable: bool = True,
+    ) -> Ed25519PrivateKey: ...
+    @staticmethod
+    def from_keyring(
+        key: str | int,
+        *,
+        keyring: str | int = "session",
+        consume: bool = False,
         exportable: bool = True,
     ) -> Ed25519PrivateKey: ...
     def to_file(
@@ -274,6 +311,14 @@ class X25519PrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _PrivateKeyFormat | None = None,
+        exportable: bool = True,
+    ) -> X25519PrivateKey: ...
+    @staticmethod
+    def from_keyring(
+        key: str | int,
+        *,
+        keyring: str | int = "session",
+        consume: bool = False,
         exportable: bool = True,
     ) -> X25519PrivateKey: ...
     def to_file(

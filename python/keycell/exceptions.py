@@ -18,6 +18,12 @@ __all__ = [
     "KeyNotExportableError",
     "KeyStoreError",
     "KeycellError",
+    "KeyringError",
+    "KeyringKeyExpiredError",
+    "KeyringKeyNotFoundError",
+    "KeyringPermissionError",
+    "KeyringQuotaError",
+    "KeyringUnavailableError",
     "MemoryLockError",
     "ProtectionError",
     "ProtectionWarning",
@@ -127,3 +133,46 @@ class StoreLockedError(KeyStoreError):
     """A change to the key store waited for its writer lock (``PATH.lock``) longer than the
     store's ``lock_timeout`` (default 30 s): another thread or process is writing, or holds
     the lock. The message names the lock file and the timeout. Nothing was changed."""
+
+
+# The Linux kernel keyring.
+
+
+class KeyringError(KeycellError):
+    """Base class of kernel keyring failures (``keycell.keyring``, ``from_keyring``).
+
+    ``errno`` holds the error number the kernel returned, when there is one. Messages
+    never contain payload bytes.
+    """
+
+    errno: int | None = None
+
+
+class KeyringKeyNotFoundError(KeyringError):
+    """No such key or keyring (``ENOKEY``): nothing of that description is reachable from
+    the keyring searched, or no key has that serial."""
+
+
+class KeyringKeyExpiredError(KeyringError):
+    """The key expired (``EKEYEXPIRED``, its timeout passed) or was revoked
+    (``EKEYREVOKED``)."""
+
+
+class KeyringPermissionError(KeyringError):
+    """The key or keyring does not grant this process the permission (``EACCES``).
+
+    Keys stored by keycell are possessor-only (``0x3f000000``): only a process that
+    reaches the key through its own thread, process or session keyring can read it. A key
+    in the user keyring is possessed only through a session keyring that links the user
+    keyring.
+    """
+
+
+class KeyringQuotaError(KeyringError):
+    """The user's key quota is exceeded (``EDQUOT``): by default 200 keys and 20,000
+    bytes per user (``/proc/sys/kernel/keys/maxkeys`` and ``maxbytes``)."""
+
+
+class KeyringUnavailableError(KeyringError):
+    """The keyring system calls are blocked (``EPERM``/``ENOSYS`` from a container's
+    seccomp profile, e.g. Docker's default) or the kernel lacks ``CONFIG_KEYS``."""

@@ -186,6 +186,27 @@ macro_rules! private_key_methods {
                 Self::from_key(py, key, exportable)
             }
 
+            #[doc = concat!("Read the 32-byte ", $what, " from the Linux kernel keyring straight \
+                into a guarded region, like `SecretKey.from_keyring`: `key` is a description \
+                or a serial, the payload size is checked first, and `consume=True` \
+                invalidates the kernel key after the read.")]
+            #[staticmethod]
+            #[pyo3(
+                signature = (key, *, keyring = None, consume = false, exportable = true),
+                text_signature = "(key, *, keyring='session', consume=False, exportable=True)"
+            )]
+            fn from_keyring(
+                py: ::pyo3::Python<'_>,
+                key: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                keyring: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
+                consume: bool,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                let name = $crate::py::keyring::KeyName::parse_default(key, keyring)?;
+                let key = $crate::py::keyring::load_private::<$key>(py, &name, consume)?;
+                Self::from_key(py, key, exportable)
+            }
+
             #[doc = concat!("Write the key to `path` atomically, like `SecretKey.to_file` \
                 (mode 0600, `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory \
                 `fsync`), encoded in guarded memory only. `format` is \"pem\" (PKCS#8 \

@@ -25,6 +25,13 @@ pyo3::import_exception!(keycell.exceptions, StoreEntryNotFoundError);
 pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
 pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
+// The kernel keyring.
+pyo3::import_exception!(keycell.exceptions, KeyringError);
+pyo3::import_exception!(keycell.exceptions, KeyringKeyNotFoundError);
+pyo3::import_exception!(keycell.exceptions, KeyringKeyExpiredError);
+pyo3::import_exception!(keycell.exceptions, KeyringPermissionError);
+pyo3::import_exception!(keycell.exceptions, KeyringQuotaError);
+pyo3::import_exception!(keycell.exceptions, KeyringUnavailableError);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -62,6 +69,8 @@ pub enum Error {
     InvalidSignature(String),
     /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
     AlreadyFinalized(&'static str),
+    /// A kernel keyring operation failed.
+    Keyring(crate::keyring::KeyringError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -146,6 +155,7 @@ impl From<Error> for PyErr {
             Error::AlreadyFinalized(what) => {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }
+            Error::Keyring(e) => keyring_error(e),
         }
     }
 }
@@ -185,6 +195,23 @@ fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
         }
         S::Invalid(msg) => PyValueError::new_err(msg),
     }
+}
+
+fn keyring_error(e: crate::keyring::KeyringError) -> PyErr {
+    use crate::keyring::KeyringErrorKind as K;
+    let msg = format!("kernel keyring: {e}");
+    let err = match e.kind {
+        K::NotFound => KeyringKeyNotFoundError::new_err(msg),
+        K::Expired => KeyringKeyExpiredError::new_err(msg),
+        K::PermissionDenied => KeyringPermissionError::new_err(msg),
+        K::QuotaExceeded => KeyringQuotaError::new_err(msg),
+        K::Unavailable => KeyringUnavailableError::new_err(msg),
+        K::Changed | K::Other => KeyringError::new_err(msg),
+    };
+    if let Some(errno) = e.errno {
+        set_errno(&err, errno);
+    }
+    err
 }
 
 /// Attach `errno` to an exception as its `errno` attribute (best effort).

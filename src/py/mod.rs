@@ -11,6 +11,7 @@ mod hkdf;
 mod hmac;
 mod key_cell;
 mod key_io;
+mod keyring;
 mod keystore;
 mod protection;
 mod secret_key;
@@ -101,6 +102,39 @@ fn _key_address(key: &Bound<'_, PyAny>) -> Result<usize> {
     )))
 }
 
+/// Store a key handle's bytes in the kernel keyring as a `user` key with possessor-only
+/// permissions (0x3f000000) set before it is linked into `keyring`; returns the serial.
+/// See `keycell.keyring.store` (the dispatch over the handle classes lives here, beside
+/// `_key_address`, so that `keyring.rs` does not import the classes that import it).
+#[pyfunction]
+#[pyo3(
+    signature = (key, description, *, keyring = None, timeout = None),
+    text_signature = "(key, description, *, keyring='session', timeout=None)"
+)]
+fn keyring_store(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    description: &str,
+    keyring: Option<&Bound<'_, PyAny>>,
+    timeout: Option<u32>,
+) -> Result<i32> {
+    use key_cell::KeyHandle;
+    let target = keyring::store_args(description, keyring, timeout)?;
+    if let Ok(k) = key.cast::<secret_key::SecretKey>() {
+        return keyring::store_cell(py, k.get().cell(), description, target, timeout);
+    }
+    if let Ok(k) = key.cast::<ed25519::Ed25519PrivateKey>() {
+        return keyring::store_cell(py, k.get().cell(), description, target, timeout);
+    }
+    if let Ok(k) = key.cast::<x25519::X25519PrivateKey>() {
+        return keyring::store_cell(py, k.get().cell(), description, target, timeout);
+    }
+    Err(Error::Type(format!(
+        "expected a keycell key handle (SecretKey, Ed25519PrivateKey, X25519PrivateKey), not {}",
+        args::type_name(key)
+    )))
+}
+
 /// Register the module's classes and functions.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<secret_key::SecretKey>()?;
@@ -123,6 +157,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
     m.add_function(wrap_pyfunction!(_key_address, m)?)?;
+    m.add_function(wrap_pyfunction!(keyring_store, m)?)?;
+    m.add_function(wrap_pyfunction!(keyring::keyring_invalidate, m)?)?;
+    m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;
+    m.add_function(wrap_pyfunction!(keyring::keyring_list, m)?)?;
+    m.add_function(wrap_pyfunction!(keyring::_keyring_probe, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())

@@ -152,6 +152,33 @@ key_handle_methods!(SecretKey, SymmetricKey, {
         SecretKey::wrap_with(py, key, exportable)
     }
 
+    /// Read a key from the Linux kernel keyring straight into a guarded region.
+    ///
+    /// `key` is a description (a `user` key searched for from `keyring` and the keyrings
+    /// it links to) or a key serial (`int`). The payload size is asked first
+    /// (`KEYCTL_READ` with an empty buffer) and checked against `length` when given;
+    /// then the payload is read into a new region of exactly that size (a payload that
+    /// changes size in between is read again). With `consume=True` the kernel key is
+    /// invalidated after the read: a one-shot hand-off between processes. Raises the
+    /// `KeyringError` subclasses (not found, expired, permission, quota, unavailable).
+    #[staticmethod]
+    #[pyo3(
+        signature = (key, *, keyring = None, consume = false, length = None, exportable = true),
+        text_signature = "(key, *, keyring='session', consume=False, length=None, exportable=True)"
+    )]
+    fn from_keyring(
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        keyring: Option<&Bound<'_, PyAny>>,
+        consume: bool,
+        length: Option<KeyLength>,
+        exportable: bool,
+    ) -> Result<SecretKey> {
+        let name = super::keyring::KeyName::parse_default(key, keyring)?;
+        let key = super::keyring::load_symmetric(py, &name, consume, length.map(|l| l.0))?;
+        SecretKey::wrap_with(py, key, exportable)
+    }
+
     /// Write the key to `path` atomically: a temporary file in the same directory created
     /// with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, written from the key's region (hex
     /// and base64 are encoded in a guarded scratch region), `fsync`ed, renamed into place,
