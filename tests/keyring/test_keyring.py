@@ -1,0 +1,239 @@
+"""keycell.keyring and from_keyring against the kernel, with keyctl as the independent
+client. Every test body runs in its own new session keyring (keyring_session.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+
+import pytest
+from keyring_session import in_session, requires_keyring
+
+pytestmark = requires_keyring
+
+
+def test_stored_key_is_possessor_only_and_keyctl_pipe_returns_it() -> None:
+    data = secrets.token_bytes(32)
+    seed = secrets.token_bytes(32)
+    r = in_session(
+        """
+        data, seed = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])
+        s1 = keyring.store(SecretKey.from_buffer(bytearray(data)), "kc:sym")
+        s2 = keyring.store(Ed25519PrivateKey.from_private_bytes(bytearray(seed)), "kc:ed")
+        done({
+            "rdescribe": [keyctl("rdescribe", str(s)).stdout.decode() for s in (s1, s2)],
+            "pipe": [keyctl("pipe", str(s)).stdout.hex() for s in (s1, s2)],
+            "describe": keyring.describe("kc:sym"),
+            "by_serial": keyring.describe(s1),
+            "list": sorted(d["description"] for d in keyring.list_keys()),
+            "s1": s1,
+        })
+        """,
+        data.hex(),
+        seed.hex(),
+    )
+    for line in r["rdescribe"]:
+        key_type, _uid, _gid, perm, _desc = line.strip().split(";", 4)
+        assert (key_type, perm) == ("user", "3f000000")
+    assert r["pipe"] == [data.hex(), seed.hex()]
+    d = r["describe"]
+    assert d == r["by_serial"]
+    assert d["type"] == "user"
+    assert d["perm"] == 0x3F000000
+    assert d["description"] == "kc:sym"
+    assert d["uid"] == os.geteuid()
+    assert d["serial"] == r["s1"]
+    assert r["list"] == ["kc:ed", "kc:sym"]
+
+
+def test_store_displaces_a_wider_key_instead_of_updating_it() -> None:
+    # add_key into a keyring that holds a key of the same description would update that
+    # key in place and keep its permissions; store must link a new key instead.
+    r = in_session(
+        """
+        old = int(keyctl("padd", "user", "kc:x", "@s", input=b"old").stdout)
+        keyctl("setperm", str(old), "0x3f3f0000")
+        new = keyring.store(SecretKey.generate(32), "kc:x")
+        done({"old": old, "new": new, "old_perm": keyctl("rdescribe", str(old)).stdout.decode(),
+              "old_payload": keyctl("pipe", str(old)).stdout.decode(),
+              "linked": keyctl("rlist", "@s").stdout.decode().split()})
+        """
+    )
+    assert r["new"] != r["old"]
+    assert r["old_payload"] == "old"  # untouched
+    assert ";3f3f0000;" in r["old_perm"]
+    assert r["linked"] == [str(r["new"])]
+
+
+def test_store_in_each_named_keyring() -> None:
+    r = in_session(
+        """
+        out = {}
+        # A key in the user keyring is possessed only through a session keyring that links
+        # the user keyring: without that link, even its owner cannot read it.
+        s = keyring.store(SecretKey.generate(16), "kc:unpossessed", keyring="user")
+        unpossessed = error(SecretKey.from_keyring, s)
+        keyctl("link", "@u", "@s")
+        readable = len(SecretKey.from_keyring(s))
+        keyring.invalidate(s)
+        keyctl("link", "@us", "@s")
+        for ring in ("session", "process", "thread", "user", "user-session"):
+            s = keyring.store(SecretKey.generate(16), "kc:" + ring, keyring=ring, timeout=60)
+            # The process and thread keyrings are this process's own: keyctl (another
+            # process) cannot see them, so keycell lists and describes them here.
+            out[ring] = [s, [str(d["serial"]) for d in keyring.list_keys(ring)],
+                         "user;;;%08x;" % keyring.describe(s)["perm"]]
+            keyring.invalidate(s)
+        ring_serial = int(keyctl("newring", "kc:ring", "@s").stdout)
+        s = keyring.store(SecretKey.generate(16), "kc:nested", keyring=ring_serial)
+        out["serial"] = [s, keyctl("rlist", str(ring_serial)).stdout.decode().split(),
+                         keyctl("rdescribe", str(s)).stdout.decode()]
+        done({"rings": out, "unpossessed": unpossessed, "readable": readable})
+        """
+    )
+    assert r["unpossessed"]["type"] == "KeyringPermissionError"
+    assert r["unpossessed"]["errno"] == 13
+    assert "possessed only through" in r["unpossessed"]["message"]
+    assert r["readable"] == 16
+    r = r["rings"]
+    for ring, (serial, linked, desc) in r.items():
+        assert str(serial) in linked, ring
+        assert ";3f000000;" in desc, ring
+
+
+def test_keyctl_padd_key_loads_and_hmacs() -> None:
+    data = secrets.token_bytes(48)
+    seed = secrets.token_bytes(32)
+    msg = b"keyring message"
+    r = in_session(
+        """
+        data, seed, msg = (bytes.fromhex(a) for a in sys.argv[1:4])
+        s = int(keyctl("padd", "user", "kc:hmac", "@s", input=data).stdout)
+        keyctl("padd", "user", "kc:seed", "@s", input=seed)
+        by_name = SecretKey.from_keyring("kc:hmac", length=48)
+        by_serial = SecretKey.from_keyring(s)
+        ed = Ed25519PrivateKey.from_keyring("kc:seed")
+        x = X25519PrivateKey.from_keyring("kc:seed", exportable=False)
+        done({"tag": by_name.hmac(msg, "sha512").hex(), "tag2": by_serial.hmac(msg).hex(),
+              "len": len(by_name), "protection": by_name.protection.locked,
+              "ed_pub": ed.public_key().public_bytes_raw().hex(),
+              "ed_ref": Ed25519PrivateKey.from_private_bytes(bytearray(seed))
+                  .public_key().public_bytes_raw().hex(),
+              "x_pub": x.public_key().public_bytes_raw().hex(),
+              "x_ref": X25519PrivateKey.from_private_bytes(bytearray(seed))
+                  .public_key().public_bytes_raw().hex(),
+              "x_exportable": x.exportable,
+              "still_there": keyctl("pipe", str(s)).stdout.hex()})
+        """,
+        data.hex(),
+        seed.hex(),
+        msg.hex(),
+    )
+    assert r["tag"] == hmac.new(data, msg, hashlib.sha512).hexdigest()
+    assert r["tag2"] == hmac.new(data, msg, hashlib.sha256).hexdigest()
+    assert r["len"] == 48
+    assert r["ed_pub"] == r["ed_ref"]
+    assert r["x_pub"] == r["x_ref"]
+    assert r["x_exportable"] is False
+    assert r["still_there"] == data.hex()  # without consume the kernel key stays
+
+
+def test_consume_leaves_nothing_behind() -> None:
+    r = in_session(
+        """
+        import time
+        s = int(keyctl("padd", "user", "kc:once", "@s", input=b"k" * 32).stdout)
+        key = SecretKey.from_keyring("kc:once", consume=True)
+        linked = keyctl("rlist", "@s").stdout.decode().split()
+        search = keyctl("search", "@s", "user", "kc:once").returncode
+        # The garbage collector removes the invalidated key soon after.
+        for _ in range(100):
+            with open("/proc/keys") as f:
+                gone = not any(line.split()[0] == format(s, "x") for line in f)
+            if gone:
+                break
+            time.sleep(0.05)
+        again = error(SecretKey.from_keyring, "kc:once")
+        done({"linked": linked, "search": search, "gone": gone, "again": again,
+              "len": len(key), "pipe": keyctl("pipe", str(s)).returncode})
+        """
+    )
+    assert r["len"] == 32
+    assert r["linked"] == []
+    assert r["search"] != 0
+    assert r["pipe"] != 0
+    assert r["gone"], "the invalidated key is still in /proc/keys"
+    assert r["again"]["type"] == "KeyringKeyNotFoundError"
+
+
+def test_timeout_expires() -> None:
+    r = in_session(
+        """
+        import time
+        s = keyring.store(SecretKey.generate(32), "kc:short", timeout=1)
+        before = SecretKey.from_keyring(s).destroy()
+        time.sleep(2.5)
+        done({"load": error(SecretKey.from_keyring, s),
+              "by_name": error(SecretKey.from_keyring, "kc:short"),
+              "pipe": keyctl("pipe", str(s)).stderr.decode()})
+        """
+    )
+    assert r["load"]["type"] == "KeyringKeyExpiredError"
+    assert r["load"]["errno"] == 127  # EKEYEXPIRED
+    assert r["by_name"]["type"] in ("KeyringKeyExpiredError", "KeyringKeyNotFoundError")
+    assert "expired" in r["pipe"].lower()
+
+
+def test_same_uid_outside_the_session_cannot_read_or_view() -> None:
+    r = in_session(
+        """
+        s = keyring.store(SecretKey.generate(32), "kc:private")
+        # keyctl in a new session keyring of its own: same uid, not a possessor.
+        other = subprocess.run(["keyctl", "session", "-", "sh", "-c",
+                                "keyctl pipe %d; echo rc=$?; keyctl rdescribe %d; echo rc=$?"
+                                % (s, s)], capture_output=True)
+        done({"out": other.stdout.decode(), "err": other.stderr.decode(),
+              "inside": len(keyctl("pipe", str(s)).stdout)})
+        """
+    )
+    assert r["inside"] == 32
+    assert r["out"].splitlines() == ["rc=1", "rc=1"]
+    assert r["err"].count("Permission denied") == 2
+
+
+def test_nobody_cannot_read_a_stored_key() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become nobody (uid 65534)")
+    r = in_session(
+        """
+        import ctypes, os, pwd
+        sys.path.insert(0, sys.argv[1])
+        from support import drop_privileges
+        key = SecretKey.generate(32)
+        s = keyring.store(key, "kc:root")
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                drop_privileges()
+                # A process of another user has its own session keyring.
+                if libc.syscall(250, 1, None) < 0:  # keyctl(KEYCTL_JOIN_SESSION_KEYRING)
+                    os._exit(3)
+                e = error(SecretKey.from_keyring, s)
+                d = error(keyring.describe, s)
+                os.write(1, ("\\nRESULT " + json.dumps({"uid": os.getuid(), "read": e,
+                                                       "view": d}) + "\\n").encode())
+                os._exit(0)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """,
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert r["uid"] == 65534
+    assert r["read"]["type"] in ("KeyringPermissionError", "KeyringKeyNotFoundError")
+    assert r["read"]["keycell"]
+    assert r["view"]["type"] in ("KeyringPermissionError", "KeyringKeyNotFoundError")
