@@ -119,3 +119,45 @@ impl std::fmt::Display for KeyringError {
 }
 
 impl std::error::Error for KeyringError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names_the_cause() {
+        let kind = |e| KeyringError::from_errno(e).kind;
+        assert_eq!(kind(libc::ENOKEY), KeyringErrorKind::NotFound);
+        assert_eq!(kind(libc::EKEYEXPIRED), KeyringErrorKind::Expired);
+        assert_eq!(kind(libc::EKEYREVOKED), KeyringErrorKind::Expired);
+        assert_eq!(kind(libc::EACCES), KeyringErrorKind::PermissionDenied);
+        assert_eq!(kind(libc::EDQUOT), KeyringErrorKind::QuotaExceeded);
+        assert_eq!(kind(libc::ENOSYS), KeyringErrorKind::Unavailable);
+        assert_eq!(kind(libc::EPERM), KeyringErrorKind::Unavailable);
+        assert_eq!(kind(libc::EINVAL), KeyringErrorKind::Other);
+    }
+
+    #[test]
+    fn the_crate_errors_keep_their_errno() {
+        assert_eq!(
+            KeyringError::from(KeyError::Unknown(libc::ENOSYS)).errno,
+            Some(libc::ENOSYS)
+        );
+        assert_eq!(
+            KeyringError::from(KeyError::KeyRevoked).errno,
+            Some(libc::EKEYREVOKED)
+        );
+        assert_eq!(
+            KeyringError::from(KeyError::PermissionDenied).kind,
+            KeyringErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn messages_explain_possession_and_quota() {
+        let msg = KeyringError::of(KeyringErrorKind::PermissionDenied).to_string();
+        assert!(msg.contains("possessed only through"), "{msg}");
+        let msg = KeyringError::of(KeyringErrorKind::QuotaExceeded).to_string();
+        assert!(msg.contains("200 keys and 20,000 bytes"), "{msg}");
+    }
+}

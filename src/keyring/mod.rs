@@ -232,3 +232,32 @@ pub fn probe() -> Option<KeyringError> {
         .err()
         .map(KeyringError::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyring_names() {
+        assert_eq!(Target::from_name("session"), Some(Target::Session));
+        assert_eq!(Target::from_name("user-session"), Some(Target::UserSession));
+        assert_eq!(Target::from_name("@s"), None);
+    }
+
+    #[test]
+    fn descriptions() {
+        assert!(check_description("kc:a").is_ok());
+        assert!(check_description("").is_err());
+        assert!(check_description("a\0b").is_err());
+        assert!(check_description(&"x".repeat(MAX_DESCRIPTION_LEN)).is_ok());
+        assert!(check_description(&"x".repeat(MAX_DESCRIPTION_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_keyring_handle_shows_its_serial() {
+        // `ring_serial` reads the crate's Debug form; pin it.
+        if let Ok(ring) = KeyRing::from_special_id(KeyRingIdentifier::Session, false) {
+            assert!(ring_serial(&ring).is_some_and(|s| s > 0));
+        }
+    }
+}
