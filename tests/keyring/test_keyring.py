@@ -146,18 +146,20 @@ def test_consume_leaves_nothing_behind() -> None:
         import time
         s = int(keyctl("padd", "user", "kc:once", "@s", input=b"k" * 32).stdout)
         key = SecretKey.from_keyring("kc:once", consume=True)
-        linked = keyctl("rlist", "@s").stdout.decode().split()
+        # Invalidated at once (no read, search or link succeeds); the garbage collector
+        # unlinks and frees it soon after.
         search = keyctl("search", "@s", "user", "kc:once").returncode
-        # The garbage collector removes the invalidated key soon after.
-        for _ in range(100):
+        pipe_now = keyctl("pipe", str(s)).returncode
+        for _ in range(200):
             with open("/proc/keys") as f:
                 gone = not any(line.split()[0] == format(s, "x") for line in f)
             if gone:
                 break
             time.sleep(0.05)
+        linked = keyctl("rlist", "@s").stdout.decode().split()
         again = error(SecretKey.from_keyring, "kc:once")
         done({"linked": linked, "search": search, "gone": gone, "again": again,
-              "len": len(key), "pipe": keyctl("pipe", str(s)).returncode})
+              "len": len(key), "pipe": pipe_now})
         """
     )
     assert r["len"] == 32
