@@ -17,6 +17,8 @@ pub enum KeyringErrorKind {
     Unavailable,
     /// The payload changed size between the size query and the read.
     Changed,
+    /// The serial names a keyring or a key of another type, not a `user` key.
+    NotUserKey,
     /// Any other failure (`EINVAL`, `ENOMEM`, ...).
     Other,
 }
@@ -39,7 +41,9 @@ impl KeyringError {
             KeyringErrorKind::PermissionDenied => Some(libc::EACCES),
             KeyringErrorKind::QuotaExceeded => Some(libc::EDQUOT),
             KeyringErrorKind::Unavailable => Some(libc::ENOSYS),
-            KeyringErrorKind::Changed | KeyringErrorKind::Other => None,
+            KeyringErrorKind::Changed | KeyringErrorKind::NotUserKey | KeyringErrorKind::Other => {
+                None
+            }
         };
         KeyringError { kind, errno }
     }
@@ -108,6 +112,9 @@ impl std::fmt::Display for KeyringError {
             }
             KeyringErrorKind::Changed => {
                 "the key's payload changed size while it was being read; try again"
+            }
+            KeyringErrorKind::NotUserKey => {
+                "the serial names a keyring or a key of another type, not a user key"
             }
             KeyringErrorKind::Other => "the keyring operation failed",
         };

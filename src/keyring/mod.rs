@@ -17,7 +17,7 @@ mod store;
 pub use error::{KeyringError, KeyringErrorKind};
 pub use store::store;
 
-use linux_keyutils::{Key, KeyRing, KeyRingIdentifier, KeySerialId, LinkNode};
+use linux_keyutils::{Key, KeyRing, KeyRingIdentifier, KeySerialId, KeyType, LinkNode};
 
 /// Possessor: view, read, write, search, link, setattr; nobody else anything.
 pub const POSSESSOR_ONLY: u32 = 0x3f00_0000;
@@ -145,10 +145,17 @@ pub fn check_description(description: &str) -> Result<(), &'static str> {
     }
 }
 
-/// The key `lookup` names.
+/// The key `lookup` names; a serial must name a `user` key.
 pub fn find(lookup: Lookup<'_>) -> Result<Key, KeyringError> {
     match lookup {
-        Lookup::Serial(serial) => Ok(Key::from_id(KeySerialId::new(serial))),
+        Lookup::Serial(serial) => {
+            // A keyring's payload is its list of links: only a `user` key is a key.
+            let key = Key::from_id(KeySerialId::new(serial));
+            match key.metadata()?.get_type() {
+                KeyType::User => Ok(key),
+                _ => Err(KeyringError::of(KeyringErrorKind::NotUserKey)),
+            }
+        }
         Lookup::Description(description, target) => {
             let ring = target.resolve(false)?;
             ring.search(description).map_err(KeyringError::from)

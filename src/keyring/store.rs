@@ -47,7 +47,13 @@ pub fn store(
             });
     }
     std::thread::scope(|s| {
-        s.spawn(|| stage_and_link(ring, description, payload, timeout))
+        std::thread::Builder::new()
+            .name("keycell-keyring".to_owned())
+            .spawn_scoped(s, || stage_and_link(ring, description, payload, timeout))
+            .map_err(|e| match e.raw_os_error() {
+                Some(errno) => KeyringError::from_errno(errno),
+                None => KeyringError::of(KeyringErrorKind::Other),
+            })?
             .join()
             .unwrap_or(Err(KeyringError::of(KeyringErrorKind::Other)))
     })

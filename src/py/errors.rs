@@ -206,7 +206,7 @@ fn keyring_error(e: crate::keyring::KeyringError) -> PyErr {
         K::PermissionDenied => KeyringPermissionError::new_err(msg),
         K::QuotaExceeded => KeyringQuotaError::new_err(msg),
         K::Unavailable => KeyringUnavailableError::new_err(msg),
-        K::Changed | K::Other => KeyringError::new_err(msg),
+        K::Changed | K::NotUserKey | K::Other => KeyringError::new_err(msg),
     };
     if let Some(errno) = e.errno {
         set_errno(&err, errno);

@@ -147,3 +147,20 @@ def test_quota_exceeded_is_typed() -> None:
     assert r["type"] == "KeyringQuotaError"
     assert r["errno"] == errno.EDQUOT
     assert "20,000 bytes" in r["message"]
+
+
+def test_a_keyring_serial_is_not_a_key() -> None:
+    # KEYCTL_READ on a keyring returns its links; they must never become a key.
+    r = in_session(
+        """
+        ring = int(keyctl("newring", "kc:ring", "@s").stdout)
+        keyctl("padd", "user", "kc:in", str(ring), input=b"k" * 32)
+        done({"read": error(SecretKey.from_keyring, ring),
+              "ed": error(Ed25519PrivateKey.from_keyring, ring),
+              "nested": len(SecretKey.from_keyring("kc:in"))})
+        """
+    )
+    for what in ("read", "ed"):
+        assert r[what]["type"] == "KeyringError", what
+        assert "not a user key" in r[what]["message"], what
+    assert r["nested"] == 32  # a description is searched for in nested keyrings too
