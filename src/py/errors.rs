@@ -104,34 +104,17 @@ impl From<Error> for PyErr {
                 KeyDestroyedError::new_err(format!("this {what} has been destroyed"))
             }
             Error::InUse(msg) => KeyInUseError::new_err(msg),
-            Error::Memory(m) => match m {
-                MemoryError::Forked => ForkedKeyError::new_err(m.to_string()),
-                MemoryError::LockFailed { errno, .. } => {
-                    let err = MemoryLockError::new_err(m.to_string());
-                    set_errno(&err, errno);
-                    err
-                }
-                MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
-                MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
-                    let err = ProtectionError::new_err(m.to_string());
-                    set_errno(&err, errno);
-                    err
-                }
-                MemoryError::Random { .. } => ProtectionError::new_err(m.to_string()),
-            },
+            Error::Memory(m) => memory_error(m),
             Error::Value(msg) => PyValueError::new_err(msg),
             Error::Type(msg) => PyTypeError::new_err(msg),
             Error::KeyFile {
                 path,
                 reason,
                 errno,
-            } => {
-                let err = KeyFileError::new_err(format!("key file {path:?}: {reason}"));
-                if let Some(errno) = errno {
-                    set_errno(&err, errno);
-                }
-                err
-            }
+            } => with_errno(
+                KeyFileError::new_err(format!("key file {path:?}: {reason}")),
+                errno,
+            ),
             Error::InsecureKeyFile { path, reason } => {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
@@ -150,19 +133,36 @@ impl From<Error> for PyErr {
     }
 }
 
+/// The exception for a failure of the memory layer.
+fn memory_error(m: MemoryError) -> PyErr {
+    match m {
+        MemoryError::Forked => ForkedKeyError::new_err(m.to_string()),
+        MemoryError::LockFailed { errno, .. } => {
+            let err = MemoryLockError::new_err(m.to_string());
+            set_errno(&err, errno);
+            err
+        }
+        MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
+        MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
+            let err = ProtectionError::new_err(m.to_string());
+            set_errno(&err, errno);
+            err
+        }
+        MemoryError::Random { .. } => ProtectionError::new_err(m.to_string()),
+    }
+}
+
+/// The exception for a key store failure (`path` is the store's path).
 fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
     use crate::store::StoreError as S;
     match err {
         S::File(crate::keyfile::FileError::Insecure(reason)) => {
             InsecureKeyFileError::new_err(format!("refusing key store {path:?}: {reason}"))
         }
-        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => {
-            let err = KeyFileError::new_err(format!("key store {path:?}: {reason}"));
-            if let Some(errno) = errno {
-                set_errno(&err, errno);
-            }
-            err
-        }
+        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => with_errno(
+            KeyFileError::new_err(format!("key store {path:?}: {reason}")),
+            errno,
+        ),
         S::Memory(m) => Error::Memory(m).into(),
         S::Corrupted(reason) => {
             StoreCorruptedError::new_err(format!("key store {path:?} is corrupted: {reason}"))
@@ -185,6 +185,14 @@ fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
         }
         S::Invalid(msg) => PyValueError::new_err(msg),
     }
+}
+
+/// `err` with `errno`, if any, attached (see [`set_errno`]).
+fn with_errno(err: PyErr, errno: Option<i32>) -> PyErr {
+    if let Some(errno) = errno {
+        set_errno(&err, errno);
+    }
+    err
 }
 
 /// Attach `errno` to an exception as its `errno` attribute (best effort).
