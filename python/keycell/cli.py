@@ -491,7 +491,7 @@ def _cmd_keygen_otp(args: argparse.Namespace) -> int:
 
     if args.format not in (None, "raw", "hex", "base64"):
         raise _UsageError("otp secrets are written as raw, hex or base64")
-    fmt = args.format or "raw"
+    fmt: Any = args.format or "raw"
     key = SecretKey.generate(20 if args.length is None else args.length)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)

@@ -51,9 +51,7 @@ class TotpVerifier:
     ) -> None:
         if not isinstance(totp, TOTP):
             raise TypeError(f"totp must be a keycell.otp.TOTP, not {type(totp).__name__}")
-        if last_counter is not None and (
-            not isinstance(last_counter, int) or last_counter < 0
-        ):
+        if last_counter is not None and (not isinstance(last_counter, int) or last_counter < 0):
             raise ValueError("last_counter must be None or a non-negative int")
         if not isinstance(drift, int) or abs(drift) > 1000:
             raise ValueError("drift must be an int between -1000 and 1000 (time steps)")

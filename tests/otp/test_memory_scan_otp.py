@@ -70,7 +70,8 @@ def test_base32_secret_only_in_locked_pages(tmp_path: Path, algorithm: str) -> N
         patterns=patterns,
     )
     alive, after = scans["alive"], scans["destroyed"]
-    assert alive["control"] and after["control"], summarize(alive)
+    assert alive["control"], summarize(alive)
+    assert after["control"], summarize(after)
     for name in ("base32 as written", "base32 first group", "base32 upper", "base32 lower"):
         assert alive[name] == [], f"{name} found:\n{summarize(alive)}"
         assert after[name] == [], f"{name} found:\n{summarize(after)}"

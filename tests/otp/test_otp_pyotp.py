@@ -69,6 +69,8 @@ def test_provisioning_uri_parses_in_pyotp(secret: bytes, algorithm: str, digits:
     assert "=" not in uri.split("secret=")[1].split("&")[0]  # unpadded base32
     ref = pyotp.parse_uri(uri)
     assert isinstance(ref, pyotp.TOTP)
-    assert ref.name == "alice@example.com" and ref.issuer == "ACME Co"
-    assert ref.digits == digits and ref.interval == 60
+    assert ref.name == "alice@example.com"
+    assert ref.issuer == "ACME Co"
+    assert ref.digits == digits
+    assert ref.interval == 60
     assert ref.at(1_700_000_000) == totp.at(1_700_000_000)

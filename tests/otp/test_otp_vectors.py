@@ -43,10 +43,14 @@ def test_rfc4226_appendix_d(counter: int) -> None:
 def test_rfc6238_appendix_b(algorithm: str, t: int, codes: dict[str, str]) -> None:
     seed = RFC6238_SEEDS[algorithm]
     from_key = TOTP(
-        SecretKey.from_buffer(bytearray(seed)), digits=8, algorithm=algorithm  # type: ignore[arg-type]
+        SecretKey.from_buffer(bytearray(seed)),
+        digits=8,
+        algorithm=algorithm,  # type: ignore[arg-type]
     )
     from_b32 = TOTP.from_base32(
-        bytearray(base64.b32encode(seed)), digits=8, algorithm=algorithm  # type: ignore[arg-type]
+        bytearray(base64.b32encode(seed)),
+        digits=8,
+        algorithm=algorithm,  # type: ignore[arg-type]
     )
     for totp in (from_key, from_b32):
         assert totp.at(t) == codes[algorithm]

@@ -9,8 +9,13 @@ import copy
 import pickle
 
 import pytest
-from keycell import InvalidCode, InvalidSignature, KeyDestroyedError, KeyNotExportableError
-from keycell import SecretKey
+from keycell import (
+    InvalidCode,
+    InvalidSignature,
+    KeyDestroyedError,
+    KeyNotExportableError,
+    SecretKey,
+)
 from keycell.otp import HOTP, TOTP, TotpVerifier
 
 SECRET = b"12345678901234567890"
@@ -51,7 +56,12 @@ def test_replay_is_refused() -> None:
     assert t.verify(t.at(T + 30), at=T, last_counter=step) == step + 1
 
 
-@pytest.mark.parametrize("bad", ["", "12345", "1234567", "12345a", " 123456", "１２３４５６", "-12345"])
+FULLWIDTH_DIGITS = "\uff11\uff12\uff13\uff14\uff15\uff16"
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "12345", "1234567", "12345a", " 123456", FULLWIDTH_DIGITS, "-12345"]
+)
 def test_malformed_codes_are_value_errors(bad: str) -> None:
     with pytest.raises(ValueError, match="exactly 6 ASCII digits"):
         totp().verify(bad, at=T)
@@ -85,7 +95,8 @@ def test_hotp_look_ahead_and_64_bit_counters() -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [{"digits": 5}, {"digits": 11}, {"period": 0}, {"algorithm": "sha384"}, {"algorithm": "md5"}]
+    "kw",
+    [{"digits": 5}, {"digits": 11}, {"period": 0}, {"algorithm": "sha384"}, {"algorithm": "md5"}],
 )
 def test_bad_parameters(kw: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -113,7 +124,8 @@ def test_digits_six_to_ten() -> None:
     for digits in range(6, 11):
         t = totp(digits=digits)
         code = t.at(T)
-        assert len(code) == digits and code.isdigit()
+        assert len(code) == digits
+        assert code.isdigit()
         assert t.verify(code, at=T) == T // 30
 
 
@@ -142,7 +154,9 @@ def test_from_base32_formats_and_wipe() -> None:
     assert TOTP.from_base32(text.encode()).at(T) == ref  # read-only: used, not wiped
 
 
-@pytest.mark.parametrize("bad", ["GEZDGNBVGY3TQOJ1", "GEZD=GNBVGY3TQOJQ", "GEZDGNBVGY3TQOJQA", "GEZ_"])
+@pytest.mark.parametrize(
+    "bad", ["GEZDGNBVGY3TQOJ1", "GEZD=GNBVGY3TQOJQ", "GEZDGNBVGY3TQOJQA", "GEZ_"]
+)
 def test_invalid_base32_is_refused_and_wiped(bad: str) -> None:
     buf = bytearray(bad.encode())
     with pytest.raises(ValueError, match="not valid base32"):
