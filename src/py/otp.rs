@@ -141,15 +141,15 @@ fn key_from_secret_key(
     Ok((otp, sk.exportable_now()))
 }
 
-/// An OTP key decoded from the base32 text in `buf` (read where it is, not copied) straight
-/// into a guarded region; a writable `buf` is then zeroed when `wipe` is true.
-fn key_from_base32(
+/// Run `f` on the bytes of `buf` where they are (not copied); a writable `buf` is then
+/// zeroed when `wipe` is true, whether or not `f` succeeded (the text may be a secret with
+/// a typo). `str` is refused: it cannot be wiped.
+fn read_in_place<T>(
     py: Python<'_>,
     buf: &Bound<'_, PyAny>,
     wipe: bool,
-    alg: OtpAlgorithm,
-    allow_short: bool,
-) -> Result<OtpKey> {
+    f: impl FnOnce(&[u8]) -> std::result::Result<T, OtpError>,
+) -> Result<T> {
     if buf.is_instance_of::<PyString>() {
         return Err(Error::Type(
             "buf must be a bytearray (or another bytes-like object), not str: a str cannot \
@@ -159,15 +159,64 @@ fn key_from_base32(
     }
     let source = SecretSource::new(buf, "buf")?;
     let view = PyBuffer::<u8>::get(buf)?;
-    let result = with_bytes_in_place(py, &view, |text| {
-        OtpKey::from_base32(alg, text, allow_short)
-    });
+    let result = with_bytes_in_place(py, &view, f);
     drop(view);
-    // Wiped whether or not it decoded: the text may be a secret with a typo.
     if wipe && source.writable() {
         source.wipe(py)?;
     }
     Ok(result?)
+}
+
+/// An OTP key decoded from the base32 text in `buf` straight into a guarded region.
+fn key_from_base32(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    alg: OtpAlgorithm,
+    allow_short: bool,
+) -> Result<OtpKey> {
+    read_in_place(py, buf, wipe, |text| {
+        OtpKey::from_base32(alg, text, allow_short)
+    })
+}
+
+/// The parameters of an `otpauth://` URI besides its secret.
+struct UriConfig {
+    digits: Digits,
+    period: Option<u64>,
+    counter: Option<u64>,
+}
+
+/// An OTP key from the `otpauth://` URI of `kind` in `buf`, its secret decoded straight
+/// into a guarded region, and the URI's other parameters.
+fn key_from_uri(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    kind: uri::OtpKind,
+    allow_short: bool,
+) -> Result<(OtpKey, UriConfig)> {
+    read_in_place(py, buf, wipe, |text| {
+        let p = uri::parse(text)?;
+        if p.kind != kind {
+            return Err(OtpError::Uri(match kind {
+                uri::OtpKind::Totp => "an otpauth://hotp URI (use HOTP.from_uri)",
+                uri::OtpKind::Hotp => "an otpauth://totp URI (use TOTP.from_uri)",
+            }));
+        }
+        let digits = Digits::new(p.digits.unwrap_or(6))
+            .ok_or(OtpError::Uri("digits must be between 6 and 10"))?;
+        let alg = p.algorithm.unwrap_or(OtpAlgorithm::Sha1);
+        let key = OtpKey::from_base32(alg, p.secret, allow_short)?;
+        Ok((
+            key,
+            UriConfig {
+                digits,
+                period: p.period,
+                counter: p.counter,
+            },
+        ))
+    })
 }
 
 fn provisioning_uri(
@@ -229,6 +278,7 @@ fn label(alg: OtpAlgorithm, digits: Digits, period: Option<u64>) -> String {
 pub struct Hotp {
     cell: KeyCell<OtpKey>,
     digits: Digits,
+    initial_count: u64,
 }
 
 impl Hotp {
@@ -237,6 +287,7 @@ impl Hotp {
         Ok(Hotp {
             cell: KeyCell::new(py, "HOTP", key, exportable, label)?,
             digits,
+            initial_count: 0,
         })
     }
 }
@@ -284,6 +335,31 @@ key_handle_methods!(Hotp, OtpKey, {
         let alg = parse_otp_algorithm(algorithm)?;
         let otp = key_from_base32(py, buf, wipe, alg, allow_short_secret)?;
         Hotp::wrap(py, otp, digits, exportable)
+    }
+
+    /// HOTP from an `otpauth://hotp/...` URI in `buf` (algorithm, digits and counter from
+    /// the URI; the counter becomes `initial_count`), its secret decoded straight into a
+    /// guarded region. When `wipe` is true and `buf` is writable, it is zeroed afterwards,
+    /// also on failure. `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (buf, *, wipe = true, allow_short_secret = false, exportable = true))]
+    fn from_uri(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Hotp, allow_short_secret)?;
+        let mut hotp = Hotp::wrap(py, otp, config.digits, exportable)?;
+        hotp.initial_count = config.counter.unwrap_or(0);
+        Ok(hotp)
+    }
+
+    /// The `counter` parameter of the URI this object was loaded from (`from_uri`), else 0.
+    #[getter]
+    fn initial_count(&self) -> u64 {
+        self.initial_count
     }
 
     /// The code for `counter` (0 to 2**64 - 1), zero-padded to `digits` digits.
@@ -445,6 +521,25 @@ key_handle_methods!(Totp, OtpKey, {
         let alg = parse_otp_algorithm(algorithm)?;
         let otp = key_from_base32(py, buf, wipe, alg, allow_short_secret)?;
         Totp::wrap(py, otp, digits, period, t0, exportable)
+    }
+
+    /// TOTP from an `otpauth://totp/...` URI in `buf` (algorithm, digits and period from
+    /// the URI, else the defaults), its secret decoded straight into a guarded region.
+    /// When `wipe` is true and `buf` is writable, it is zeroed afterwards, also on failure.
+    /// `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (buf, *, wipe = true, allow_short_secret = false, exportable = true))]
+    fn from_uri(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Totp, allow_short_secret)?;
+        let period = i64::try_from(config.period.unwrap_or(30))
+            .map_err(|_| Error::Value("invalid otpauth URI: period out of range".into()))?;
+        Totp::wrap(py, otp, config.digits, period, 0, exportable)
     }
 
     /// The time step (counter) of `timestamp` (seconds since the epoch, `int` or `float`):
