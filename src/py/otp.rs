@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyString};
+use zeroize::Zeroizing;
 
 use crate::memory;
 use crate::otp::{base32, uri, Digits, OtpAlgorithm, OtpError, OtpKey};
@@ -219,34 +220,42 @@ fn key_from_uri(
     })
 }
 
-fn provisioning_uri(
+fn provisioning_uri<'py>(
+    py: Python<'py>,
     cell: &KeyCell<OtpKey>,
     kind: &str,
     account: &str,
     issuer: Option<&str>,
     digits: Digits,
     extra: &str,
-) -> Result<String> {
+) -> Result<Bound<'py, PyString>> {
     cell.check_exportable()?;
     let live = cell.live()?;
     let key = live.key();
-    let secret = base32::encode(key.secret()?);
+    // Everything but the secret first, so the one string that holds the secret is
+    // allocated once at its final size (no reallocation leaves a copy behind) and wiped.
     let mut label = uri::percent_encode(account);
-    let mut query = format!("secret={}", secret.as_str());
+    let mut params = String::new();
     if let Some(issuer) = issuer {
         label = format!("{}:{label}", uri::percent_encode(issuer));
-        query.push_str(&format!("&issuer={}", uri::percent_encode(issuer)));
+        params.push_str(&format!("&issuer={}", uri::percent_encode(issuer)));
     }
     if key.algorithm() != OtpAlgorithm::Sha1 {
-        query.push_str(&format!("&algorithm={}", key.algorithm().uri_name()));
+        params.push_str(&format!("&algorithm={}", key.algorithm().uri_name()));
     }
     if digits.get() != 6 {
-        query.push_str(&format!("&digits={}", digits.get()));
+        params.push_str(&format!("&digits={}", digits.get()));
     }
-    query.push_str(extra);
-    let out = format!("otpauth://{kind}/{label}?{query}");
-    zeroize::Zeroize::zeroize(&mut query);
-    Ok(out)
+    params.push_str(extra);
+    let secret = base32::encode(key.secret()?);
+    let head = format!("otpauth://{kind}/{label}?secret=");
+    let mut out = Zeroizing::new(String::with_capacity(
+        head.len() + secret.len() + params.len(),
+    ));
+    out.push_str(&head);
+    out.push_str(&secret);
+    out.push_str(&params);
+    Ok(PyString::new(py, &out))
 }
 
 fn verify_in_window(
@@ -407,15 +416,16 @@ key_handle_methods!(Hotp, OtpKey, {
     /// Raises `KeyNotExportableError` unless the object is exportable: the URI is the
     /// secret.
     #[pyo3(signature = (account, *, issuer = None, initial_count = 0))]
-    fn provisioning_uri(
+    fn provisioning_uri<'py>(
         &self,
+        py: Python<'py>,
         account: &str,
         issuer: Option<&str>,
         initial_count: i128,
-    ) -> Result<String> {
+    ) -> Result<Bound<'py, PyString>> {
         let count = parse_u64(initial_count, "initial_count")?;
         let extra = format!("&counter={count}");
-        provisioning_uri(&self.cell, "hotp", account, issuer, self.digits, &extra)
+        provisioning_uri(py, &self.cell, "hotp", account, issuer, self.digits, &extra)
     }
 });
 
@@ -624,12 +634,17 @@ key_handle_methods!(Totp, OtpKey, {
     /// `algorithm`, `digits` and `period` only when not the defaults). Raises
     /// `KeyNotExportableError` unless the object is exportable: the URI is the secret.
     #[pyo3(signature = (account, *, issuer = None))]
-    fn provisioning_uri(&self, account: &str, issuer: Option<&str>) -> Result<String> {
+    fn provisioning_uri<'py>(
+        &self,
+        py: Python<'py>,
+        account: &str,
+        issuer: Option<&str>,
+    ) -> Result<Bound<'py, PyString>> {
         let extra = if self.period != 30 {
             format!("&period={}", self.period)
         } else {
             String::new()
         };
-        provisioning_uri(&self.cell, "totp", account, issuer, self.digits, &extra)
+        provisioning_uri(py, &self.cell, "totp", account, issuer, self.digits, &extra)
     }
 });
