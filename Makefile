@@ -13,6 +13,7 @@ test: deps install test-rust test-python lint
 
 deps:
 	$(PIP) install -q -r requirements-test.txt
+	sh scripts/install-test-tools.sh
 
 install:
 	$(PIP) install -q --force-reinstall --no-deps .

@@ -6,12 +6,14 @@
 //! - [`keyfile`]: opening key files safely.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`store`]: the encrypted key store file.
+//! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod crypto;
 pub mod encoding;
 pub mod keyfile;
 pub mod memory;
+pub mod otp;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;

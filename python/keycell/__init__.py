@@ -15,9 +15,11 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions
+from . import exceptions, otp
 from ._native import (
     HMAC,
+    HOTP,
+    TOTP,
     Ed25519PrivateKey,
     Ed25519PublicKey,
     Exposure,
@@ -39,6 +41,7 @@ from .exceptions import (
     AlreadyFinalized,
     ForkedKeyError,
     InsecureKeyFileError,
+    InvalidCode,
     InvalidSignature,
     KeycellError,
     KeyDestroyedError,
@@ -63,12 +66,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "HMAC",
+    "HOTP",
+    "TOTP",
     "AlreadyFinalized",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "Exposure",
     "ForkedKeyError",
     "InsecureKeyFileError",
+    "InvalidCode",
     "InvalidSignature",
     "KeyDestroyedError",
     "KeyFileError",
@@ -98,6 +104,7 @@ __all__ = [
     "hkdf",
     "hkdf_expand",
     "hkdf_extract",
+    "otp",
     "set_policy",
 ]
 

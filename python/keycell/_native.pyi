@@ -104,6 +104,96 @@ class SecretKey(_KeyHandle):
     def hmac(self, data: Buffer, algorithm: str = "sha256") -> bytes: ...
     def verify_hmac(self, data: Buffer, tag: Buffer, algorithm: str = "sha256") -> None: ...
 
+@final
+class HOTP(_KeyHandle):
+    """HOTP (RFC 4226) one-time passwords over a secret held in a guarded region."""
+
+    def __new__(
+        cls,
+        key: SecretKey,
+        *,
+        digits: int = 6,
+        algorithm: Literal["sha1", "sha256", "sha512"] = "sha1",
+        allow_short_secret: bool = False,
+    ) -> HOTP: ...
+    @staticmethod
+    def from_base32(
+        buf: Buffer,
+        *,
+        wipe: bool = True,
+        digits: int = 6,
+        algorithm: Literal["sha1", "sha256", "sha512"] = "sha1",
+        allow_short_secret: bool = False,
+        exportable: bool = True,
+    ) -> HOTP: ...
+    @staticmethod
+    def from_uri(
+        buf: Buffer, *, wipe: bool = True, allow_short_secret: bool = False, exportable: bool = True
+    ) -> HOTP: ...
+    @property
+    def initial_count(self) -> int: ...
+    def at(self, counter: int) -> str: ...
+    def verify(self, code: str, counter: int, *, look_ahead: int = 0) -> int: ...
+    @property
+    def digits(self) -> int: ...
+    @property
+    def algorithm(self) -> str: ...
+    def provisioning_uri(
+        self, account: str, *, issuer: str | None = None, initial_count: int = 0
+    ) -> str: ...
+
+@final
+class TOTP(_KeyHandle):
+    """TOTP (RFC 6238) one-time passwords over a secret held in a guarded region."""
+
+    def __new__(
+        cls,
+        key: SecretKey,
+        *,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: Literal["sha1", "sha256", "sha512"] = "sha1",
+        t0: int = 0,
+        allow_short_secret: bool = False,
+    ) -> TOTP: ...
+    @staticmethod
+    def from_base32(
+        buf: Buffer,
+        *,
+        wipe: bool = True,
+        digits: int = 6,
+        period: int = 30,
+        algorithm: Literal["sha1", "sha256", "sha512"] = "sha1",
+        t0: int = 0,
+        allow_short_secret: bool = False,
+        exportable: bool = True,
+    ) -> TOTP: ...
+    @staticmethod
+    def from_uri(
+        buf: Buffer, *, wipe: bool = True, allow_short_secret: bool = False, exportable: bool = True
+    ) -> TOTP: ...
+    def counter(self, timestamp: float) -> int: ...
+    def at(self, timestamp: float) -> str: ...
+    def now(self) -> str: ...
+    def verify(
+        self,
+        code: str,
+        *,
+        at: float | None = None,
+        past: int = 1,
+        future: int = 1,
+        last_counter: int | None = None,
+    ) -> int: ...
+    @property
+    def digits(self) -> int: ...
+    @property
+    def period(self) -> int: ...
+    @property
+    def t0(self) -> int: ...
+    @property
+    def algorithm(self) -> str: ...
+    def provisioning_uri(self, account: str, *, issuer: str | None = None) -> str: ...
+
 class _KdfParams(TypedDict, total=False):
     """Argon2id parameters of a passphrase key store."""
 

@@ -25,6 +25,7 @@ pyo3::import_exception!(keycell.exceptions, StoreEntryNotFoundError);
 pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
 pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
+pyo3::import_exception!(keycell.exceptions, InvalidCode);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -62,6 +63,8 @@ pub enum Error {
     InvalidSignature(String),
     /// A context (e.g. `HMAC`) was used after `finalize()`/`verify()`.
     AlreadyFinalized(&'static str),
+    /// A one-time code is wrong, expired or already used.
+    InvalidCode(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -129,6 +132,7 @@ impl From<Error> for PyErr {
             Error::AlreadyFinalized(what) => {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }
+            Error::InvalidCode(msg) => InvalidCode::new_err(msg),
         }
     }
 }

@@ -12,6 +12,7 @@ mod hmac;
 mod key_cell;
 mod key_io;
 mod keystore;
+mod otp;
 mod protection;
 mod secret_key;
 mod view;
@@ -119,6 +120,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ed25519::ed25519_verify_batch, m)?)?;
     m.add_class::<x25519::X25519PrivateKey>()?;
     m.add_class::<x25519::X25519PublicKey>()?;
+    m.add_class::<otp::Hotp>()?;
+    m.add_class::<otp::Totp>()?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;

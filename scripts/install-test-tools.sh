@@ -1,0 +1,13 @@
+#!/bin/sh
+# System tools some tests use as independent references (each test skips when its tool is
+# missing). Idempotent: installs only what is missing, and only as root.
+set -eu
+
+need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+missing=""
+need oathtool oathtool
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $missing >/dev/null; } \
+        || echo "install-test-tools: could not install$missing (tests using it skip)" >&2
+fi
