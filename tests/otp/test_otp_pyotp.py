@@ -23,7 +23,7 @@ digits_ = st.integers(min_value=6, max_value=10)
     secret=secrets_,
     algorithm=algorithms,
     digits=digits_,
-    period=st.integers(min_value=1, max_value=600),
+    period=st.integers(min_value=1, max_value=120),  # pyotp >= 2.10 refuses longer periods
     t=st.integers(min_value=0, max_value=2**35),
 )
 def test_totp_agrees_with_pyotp(
