@@ -127,7 +127,12 @@ pub fn stats() -> PoolStats {
     let p = pool();
     PoolStats {
         arenas: p.arenas.load(Ordering::Relaxed),
-        live_slots: p.live_slots.load(Ordering::Relaxed),
+        live_slots: p
+            .shards
+            .iter()
+            .flatten()
+            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).live_slots)
+            .sum(),
         locked_bytes: p.locked_bytes.load(Ordering::Relaxed),
         mapped_bytes: p.mapped_bytes.load(Ordering::Relaxed),
     }
@@ -319,6 +324,8 @@ struct Shard {
     empty: usize,
     /// Arenas ever mapped and still mapped here (for the growth schedule).
     live_arenas: usize,
+    /// Slots in use.
+    live_slots: usize,
 }
 
 /// A slot handed out by a shard.
@@ -359,6 +366,7 @@ impl Shard {
             protection: arena.protection,
         };
         let now_full = arena.free.is_empty();
+        self.live_slots += 1;
         if was_empty {
             self.empty -= 1;
         }
@@ -400,6 +408,7 @@ impl Shard {
             unreachable!("a live slot's arena is mapped")
         };
         arena.free.push(index);
+        self.live_slots -= 1;
         let (n, total) = (arena.free.len(), arena.nslots);
         if n == 1 {
             self.push_partial(id);
@@ -444,13 +453,18 @@ impl Shard {
     }
 }
 
+/// A shard's mutex on a cache line of its own (no false sharing between shards).
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedShard(Mutex<Shard>);
+
 /// All shards of one process. A fork child starts a new one (the parent's is leaked in
-/// the child: its locks may be held by threads that do not exist there).
+/// the child: its locks may be held by threads that do not exist there). The counters
+/// change only when arenas are mapped or unmapped; live slots are counted per shard.
 struct Pool {
     generation: u64,
-    shards: [[Mutex<Shard>; SHARDS]; SLOT_CLASSES.len()],
+    shards: [[PaddedShard; SHARDS]; SLOT_CLASSES.len()],
     arenas: AtomicUsize,
-    live_slots: AtomicUsize,
     locked_bytes: AtomicUsize,
     mapped_bytes: AtomicUsize,
 }
@@ -459,9 +473,8 @@ impl Pool {
     fn new(generation: u64) -> Self {
         Pool {
             generation,
-            shards: std::array::from_fn(|_| std::array::from_fn(|_| Mutex::default())),
+            shards: std::array::from_fn(|_| std::array::from_fn(|_| PaddedShard::default())),
             arenas: AtomicUsize::new(0),
-            live_slots: AtomicUsize::new(0),
             locked_bytes: AtomicUsize::new(0),
             mapped_bytes: AtomicUsize::new(0),
         }
@@ -469,6 +482,7 @@ impl Pool {
 
     fn shard(&self, class: usize, shard: usize) -> MutexGuard<'_, Shard> {
         self.shards[class][shard]
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -582,7 +596,6 @@ impl PoolRegion {
                 }
             }
         };
-        pool.live_slots.fetch_add(1, Ordering::Relaxed);
         let mut parts = [Part::default(); MAX_PARTS];
         let mut offset = CANARY_LEN;
         for (part, &len) in parts.iter_mut().zip(lens) {
@@ -754,7 +767,6 @@ impl Drop for PoolRegion {
         self.pool
             .shard(self.class as usize, self.shard as usize)
             .give_back(self.arena, self.index, self.pool);
-        self.pool.live_slots.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -132,3 +132,30 @@ def test_scoped_override_validates() -> None:
 def test_auto_page_share_is_reported() -> None:
     stats = keycell._native._pool_stats()
     assert 0 <= stats["page_share"] <= 1 << 20
+
+
+@pytest.mark.parametrize("isolation", ["page", "pool"])
+def test_curve_keys_and_shared_secrets_follow_the_policy(isolation: str) -> None:
+    keycell.set_policy(isolation=isolation)  # type: ignore[arg-type]
+    ed = keycell.Ed25519PrivateKey.generate()
+    xk = keycell.X25519PrivateKey.generate()
+    shared = xk.exchange(keycell.X25519PrivateKey.generate().public_key())
+    for key in (ed, xk, shared):
+        assert key.protection.isolation == isolation
+        assert key.protection.locked
+    sig = ed.sign(b"m")
+    ed.public_key().verify(sig, b"m")
+    for key in (ed, xk, shared):
+        key.destroy()
+
+
+def test_pads_follow_the_key_not_the_current_policy() -> None:
+    """HMAC pads are computed on first use, into a region isolated like the key."""
+    with keycell.policy(isolation="pool"):
+        pooled = SecretKey.generate(32)
+    before = keycell._native._pool_stats()["live_slots"]
+    with keycell.policy(isolation="page"):
+        pooled.hmac(b"x", "sha384")
+    assert keycell._native._pool_stats()["live_slots"] == before + 1
+    pooled.destroy()
+    assert keycell._native._pool_stats()["live_slots"] == before - 1
