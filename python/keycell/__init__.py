@@ -104,6 +104,7 @@ __all__ = [
 
 _POLICY_ENV = "KEYCELL_ON_LOCK_FAILURE"
 _ISOLATION_ENV = "KEYCELL_ISOLATION"
+_BACKEND_ENV = "KEYCELL_BACKEND"
 _ISOLATIONS = ("page", "pool", "auto")
 
 _Isolation = Literal["page", "pool", "auto"]
@@ -113,6 +114,7 @@ def set_policy(
     *,
     on_lock_failure: Literal["warn", "raise"] | None = None,
     isolation: _Isolation | None = None,
+    backend: Literal["mmap", "memfd_secret"] | None = None,
 ) -> None:
     """Set the process-wide policies for keys created afterwards; a keyword not given
     keeps its current value.
@@ -132,12 +134,23 @@ def set_policy(
     256 keys of one page), the pool after that. Keys too large for the pool (more than
     about 1 KiB) are always page-isolated. The environment variable ``KEYCELL_ISOLATION``
     sets the initial value. See also :func:`policy` for a scoped override.
+
+    ``backend``: what backs pool arenas. ``"mmap"`` (the default): private anonymous
+    memory, ``mlock``ed. ``"memfd_secret"``: ``memfd_secret(2)`` memory, removed from the
+    kernel's direct map and unreadable through ``/proc/PID/mem`` and ``process_vm_readv``
+    even by root; implicitly locked; not mapped in fork children. While such memory
+    exists the kernel refuses to hibernate. Under ``"memfd_secret"``, ``"auto"`` isolation
+    pools every key that fits a slot (page-isolated keys stay anonymous memory). Refused
+    (:class:`ProtectionError`) where the kernel lacks it. ``KEYCELL_BACKEND`` sets the
+    initial value.
     """
     if on_lock_failure is not None and not isinstance(on_lock_failure, str):
         raise TypeError("on_lock_failure must be a str: 'warn' or 'raise'")
     if isolation is not None and not isinstance(isolation, str):
         raise TypeError("isolation must be a str: 'page', 'pool' or 'auto'")
-    _set_policy(on_lock_failure=on_lock_failure, isolation=isolation)
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError("backend must be a str: 'mmap' or 'memfd_secret'")
+    _set_policy(on_lock_failure=on_lock_failure, isolation=isolation, backend=backend)
 
 
 _scoped_isolation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -186,6 +199,11 @@ def _policy_from_environment() -> None:
                 f"{_ISOLATION_ENV} must be 'page', 'pool' or 'auto', not {value!r}"
             )
         _set_policy(isolation=value)  # type: ignore[arg-type]  # checked above
+    value = os.environ.get(_BACKEND_ENV)
+    if value is not None and value != "":
+        if value not in ("mmap", "memfd_secret"):
+            raise ValueError(f"{_BACKEND_ENV} must be 'mmap' or 'memfd_secret', not {value!r}")
+        _set_policy(backend=value)  # type: ignore[arg-type]  # checked above
 
 
 _policy_from_environment()

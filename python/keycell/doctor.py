@@ -176,7 +176,7 @@ def format_report(r: dict[str, Any]) -> str:
     )
     lines.append(
         f"  policy          on_lock_failure={r['policy']['on_lock_failure']}, "
-        f"isolation={r['policy']['isolation']}"
+        f"isolation={r['policy']['isolation']}, backend={r['policy']['backend']}"
     )
     pool = r["pool"]
     lines.append(
@@ -205,7 +205,7 @@ def format_report(r: dict[str, Any]) -> str:
         e = r["probes"][name]
         status = ok if e["ok"] else f"FAILED: {e['error']}"
         if name == "memfd_secret" and not e["ok"]:
-            status = f"unavailable ({e['error']}); not used by the default backend"
+            status = f"unavailable ({e['error']}); set_policy(backend='memfd_secret') refused"
         lines.append(f"  {label:<15} {status}")
     c = r["core_dumps"]
     lines.append(

@@ -49,6 +49,9 @@
 //! of all live page-isolated regions, this one included, stay within [`page_share`] of
 //! the lock budget, and pooled after that. A region too large for the pool (a slot of
 //! more than [`pool::MAX_SLOT`] bytes) is always page-isolated.
+//!
+//! Pool arenas are anonymous memory or, under [`Backend::MemfdSecret`], `memfd_secret(2)`
+//! memory (one descriptor per arena, closed once mapped; not mapped in fork children).
 
 #![allow(unsafe_code)]
 
@@ -64,8 +67,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use buf::SecretBuf;
 pub use error::{MapCount, MemoryError};
 pub use policy::{
-    effective_isolation, isolation_policy, lock_failure_policy, set_isolation_policy,
-    set_lock_failure_policy, set_thread_isolation, Isolation, LockFailurePolicy,
+    backend_policy, effective_isolation, isolation_policy, lock_failure_policy, set_backend_policy,
+    set_isolation_policy, set_lock_failure_policy, set_thread_isolation, Backend, Isolation,
+    LockFailurePolicy,
 };
 
 /// What protection a region actually has. Every field is measured from the result of the
@@ -227,7 +231,10 @@ impl Allocator for ByPolicy {
         let page = match effective_isolation() {
             Isolation::Page => true,
             Isolation::Pool => pool::class_for(parts).is_none(),
-            Isolation::Auto => auto_chooses_page(parts),
+            Isolation::Auto => match backend_policy() {
+                Backend::Mmap => auto_chooses_page(parts),
+                Backend::MemfdSecret => pool::class_for(parts).is_none(),
+            },
         };
         if page {
             guarded::GuardedMmap.allocate_with(parts, fill)

@@ -115,6 +115,58 @@ pub fn effective_isolation() -> Isolation {
         .unwrap_or_else(isolation_policy)
 }
 
+/// What backs pool arenas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Private anonymous memory (`mmap`), locked with `mlock`, `MADV_WIPEONFORK`.
+    Mmap,
+    /// `memfd_secret(2)` memory: removed from the kernel's direct map, unreadable through
+    /// `/proc/PID/mem` and `process_vm_readv` (even by root), implicitly locked; not
+    /// mapped in fork children (`MADV_DONTFORK`). While any exists, the kernel refuses to
+    /// hibernate. One descriptor per arena, closed once mapped.
+    MemfdSecret,
+}
+
+impl Backend {
+    /// The name used by the Python API, `KEYCELL_BACKEND` and [`super::Protection::backend`]
+    /// ("mmap" is reported there as the allocator's name, "guarded-mmap").
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mmap => "mmap",
+            Backend::MemfdSecret => "memfd_secret",
+        }
+    }
+
+    /// Parse a name of [`Backend::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "mmap" => Some(Backend::Mmap),
+            "memfd_secret" => Some(Backend::MemfdSecret),
+            _ => None,
+        }
+    }
+}
+
+static BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// The process-wide backend of pool arenas (default [`Backend::Mmap`]).
+pub fn backend_policy() -> Backend {
+    match BACKEND.load(Ordering::Acquire) {
+        0 => Backend::Mmap,
+        _ => Backend::MemfdSecret,
+    }
+}
+
+/// Set the backend of pool arenas allocated from now on. Under
+/// [`Backend::MemfdSecret`], [`Isolation::Auto`] pools every key that fits a slot.
+pub fn set_backend_policy(backend: Backend) {
+    let v = match backend {
+        Backend::Mmap => 0,
+        Backend::MemfdSecret => 1,
+    };
+    BACKEND.store(v, Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::policy::{lock_failure_policy, LockFailurePolicy};
+use super::policy::{backend_policy, lock_failure_policy, Backend, LockFailurePolicy};
 use super::sys::{fork_generation, last_errno, page_size};
 use super::{Allocator, Isolation, MemoryError, Protection, Region, MAX_PARTS};
 
@@ -131,6 +131,7 @@ pub fn stats() -> PoolStats {
             .shards
             .iter()
             .flatten()
+            .flatten()
             .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).live_slots)
             .sum(),
         locked_bytes: p.locked_bytes.load(Ordering::Relaxed),
@@ -153,6 +154,10 @@ struct Arena {
     nslots: usize,
     canary: [u8; CANARY_LEN],
     protection: Protection,
+    /// For a `memfd_secret` arena: the fork sentinel's value when it was mapped (a raw
+    /// fork child does not have the arena mapped at all, so it must never touch it); 0 for
+    /// anonymous arenas, whose wiped marker tells the same.
+    sentinel: u64,
     /// Indices of free slots (a stack).
     free: Vec<u32>,
     /// Position in the shard's `partial` list, when the arena has free slots.
@@ -165,9 +170,14 @@ unsafe impl Send for Arena {}
 
 impl Arena {
     /// Map, guard, advise and lock a new arena of `pages` data pages for slots of
-    /// `slot_size` bytes, and write its marker. Every result is checked; a failed `mlock`
-    /// or `madvise` follows `policy`.
-    fn new(slot_size: usize, pages: usize, policy: LockFailurePolicy) -> Result<Self, MemoryError> {
+    /// `slot_size` bytes, backed by `backend`, and write its marker. Every result is
+    /// checked; a failed `mlock` or `madvise` follows `policy`.
+    fn new(
+        slot_size: usize,
+        pages: usize,
+        policy: LockFailurePolicy,
+        backend: Backend,
+    ) -> Result<Self, MemoryError> {
         let page = page_size();
         let data_len = pages * page;
         let map_len = data_len + 2 * page;
@@ -213,48 +223,134 @@ impl Arena {
                 isolation: Isolation::Pool,
                 backend: BACKEND_NAME,
             },
+            sentinel: 0,
             free: (0..nslots as u32).rev().collect(),
             partial_pos: None,
         };
+        match backend {
+            Backend::Mmap => arena.open_anonymous(policy)?,
+            Backend::MemfdSecret => arena.open_secret(policy)?,
+        }
+        // SAFETY: the marker is the first MARKER_LEN bytes of the writable data pages.
+        unsafe { std::ptr::copy_nonoverlapping(canary.as_ptr(), data.as_ptr(), MARKER_LEN) };
+        Ok(arena)
+    }
+
+    /// Anonymous data pages: writable, dump-excluded, wiped on fork, locked.
+    fn open_anonymous(&mut self, policy: LockFailurePolicy) -> Result<(), MemoryError> {
         // SAFETY: data/data_len are page-aligned and inside our own mapping.
         let rc = unsafe {
             libc::mprotect(
-                data.as_ptr().cast(),
-                data_len,
+                self.data.as_ptr().cast(),
+                self.data_len,
                 libc::PROT_READ | libc::PROT_WRITE,
             )
         };
         if rc != 0 {
             return Err(MemoryError::system_call("mprotect", last_errno()));
         }
-        arena.protection.guard_pages = true;
-        arena.protection.dontdump = advise(
-            base.as_ptr(),
-            map_len,
+        self.protection.guard_pages = true;
+        self.protection.dontdump = advise(
+            self.base.as_ptr(),
+            self.map_len,
             libc::MADV_DONTDUMP,
             "MADV_DONTDUMP",
             policy,
         )?;
-        arena.protection.wipeonfork = advise(
-            data.as_ptr(),
-            data_len,
+        self.protection.wipeonfork = advise(
+            self.data.as_ptr(),
+            self.data_len,
             libc::MADV_WIPEONFORK,
             "MADV_WIPEONFORK",
             policy,
         )?;
+        self.lock(policy)
+    }
+
+    /// `memfd_secret` data pages mapped over the reserved range (one descriptor, closed
+    /// once mapped), left out of fork children (`MADV_DONTFORK`) and of core dumps. The
+    /// kernel charges them to `RLIMIT_MEMLOCK`: a failed `mmap` is a lock failure.
+    fn open_secret(&mut self, policy: LockFailurePolicy) -> Result<(), MemoryError> {
+        let sentinel = fork_sentinel()?;
+        // SAFETY: memfd_secret takes one flags argument and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_long) };
+        if fd < 0 {
+            return Err(MemoryError::system_call("memfd_secret", last_errno()));
+        }
+        let fd = fd as libc::c_int;
+        let mapped = self.map_secret(fd);
+        // SAFETY: fd is the descriptor opened above; the mapping keeps the memory alive.
+        unsafe { libc::close(fd) };
+        mapped?;
+        self.protection.backend = "memfd_secret";
+        self.protection.guard_pages = true;
+        self.protection.dontdump = advise(
+            self.base.as_ptr(),
+            self.map_len,
+            libc::MADV_DONTDUMP,
+            "MADV_DONTDUMP",
+            policy,
+        )?;
+        // A child has no copy at all: reported as `wipeonfork` (the child cannot read it).
+        self.protection.wipeonfork = advise(
+            self.data.as_ptr(),
+            self.data_len,
+            libc::MADV_DONTFORK,
+            "MADV_DONTFORK",
+            LockFailurePolicy::Raise,
+        )?;
+        self.sentinel = sentinel;
+        // The kernel maps memfd_secret memory locked (VM_LOCKED, charged to
+        // RLIMIT_MEMLOCK); the successful mmap above is the lock (mlock itself is refused
+        // on such a mapping).
+        self.protection.locked = true;
+        Ok(())
+    }
+
+    fn map_secret(&mut self, fd: libc::c_int) -> Result<(), MemoryError> {
+        // SAFETY: fd is a memfd_secret descriptor we own.
+        if unsafe { libc::ftruncate(fd, self.data_len as libc::off_t) } != 0 {
+            return Err(MemoryError::system_call("ftruncate", last_errno()));
+        }
+        // SAFETY: MAP_FIXED over the data pages of our own reserved mapping (between the
+        // guard pages); nothing else lives there.
+        let p = unsafe {
+            libc::mmap(
+                self.data.as_ptr().cast(),
+                self.data_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let errno = last_errno();
+            return Err(if errno == libc::EAGAIN || errno == libc::ENOMEM {
+                MemoryError::LockFailed {
+                    errno,
+                    bytes: self.data_len,
+                }
+            } else {
+                MemoryError::system_call("mmap", errno)
+            });
+        }
+        Ok(())
+    }
+
+    /// Lock the data pages (or report that they are not, by policy).
+    fn lock(&mut self, policy: LockFailurePolicy) -> Result<(), MemoryError> {
         // SAFETY: data/data_len describe the data pages of our own mapping.
-        let rc = unsafe { libc::mlock(data.as_ptr().cast(), data_len) };
+        let rc = unsafe { libc::mlock(self.data.as_ptr().cast(), self.data_len) };
         if rc == 0 {
-            arena.protection.locked = true;
+            self.protection.locked = true;
         } else if policy == LockFailurePolicy::Raise {
             return Err(MemoryError::LockFailed {
                 errno: last_errno(),
-                bytes: data_len,
+                bytes: self.data_len,
             });
         }
-        // SAFETY: the marker is the first MARKER_LEN bytes of the writable data pages.
-        unsafe { std::ptr::copy_nonoverlapping(canary.as_ptr(), data.as_ptr(), MARKER_LEN) };
-        Ok(arena)
+        Ok(())
     }
 
     fn slot_ptr(&self, index: u32) -> NonNull<u8> {
@@ -285,6 +381,87 @@ impl Drop for Arena {
         // SAFETY: base/map_len describe the mapping created in `new`, unmapped only here.
         let rc = unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
         debug_assert_eq!(rc, 0, "munmap of our own arena failed");
+    }
+}
+
+/// The fork sentinel: eight random bytes in a private page with `MADV_WIPEONFORK`, made
+/// on first use. Every fork child reads zero there (until it re-arms it): how a child
+/// made by the raw `fork` system call (no atfork handlers) knows that `memfd_secret`
+/// arenas, which are not mapped in it, are not its own.
+static SENTINEL: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The sentinel's value in this process (arming it on first use, and again in a fork
+/// child, where it reads zero).
+fn fork_sentinel() -> Result<u64, MemoryError> {
+    let mut page = SENTINEL.load(Ordering::Acquire);
+    if page.is_null() {
+        page = map_sentinel()?;
+    }
+    // SAFETY: the sentinel page is mapped for the life of the process and readable.
+    let value = unsafe { std::ptr::read_volatile(page) };
+    if value != 0 {
+        return Ok(value);
+    }
+    let mut fresh = [0u8; 8];
+    getrandom::fill(&mut fresh).map_err(|e| MemoryError::Random {
+        code: e.raw_os_error().map_or(0, |v| v as u32),
+    })?;
+    let fresh = u64::from_ne_bytes(fresh) | 1;
+    // SAFETY: as above, and writable; only a fork child (whose other threads are gone)
+    // or the thread that just mapped it writes here.
+    unsafe { std::ptr::write_volatile(page, fresh) };
+    Ok(fresh)
+}
+
+/// The sentinel's current value without arming it (0 in a fork child, or before any
+/// `memfd_secret` arena exists).
+fn sentinel_now() -> u64 {
+    let page = SENTINEL.load(Ordering::Acquire);
+    if page.is_null() {
+        return 0;
+    }
+    // SAFETY: the sentinel page is mapped for the life of the process and readable.
+    unsafe { std::ptr::read_volatile(page) }
+}
+
+#[cold]
+fn map_sentinel() -> Result<*mut u64, MemoryError> {
+    // SAFETY: a fresh anonymous private page with no address hint; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(MemoryError::system_call("mmap", last_errno()));
+    }
+    // SAFETY: the page we just mapped.
+    if unsafe { libc::madvise(p, page_size(), libc::MADV_WIPEONFORK) } != 0 {
+        let errno = last_errno();
+        // SAFETY: unmapping the page we just mapped, never published.
+        unsafe { libc::munmap(p, page_size()) };
+        return Err(MemoryError::AdviseFailed {
+            advice: "MADV_WIPEONFORK",
+            errno,
+        });
+    }
+    match SENTINEL.compare_exchange(
+        std::ptr::null_mut(),
+        p.cast(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Ok(p.cast()),
+        Err(existing) => {
+            // SAFETY: another thread published its page first; ours was never shared.
+            unsafe { libc::munmap(p, page_size()) };
+            Ok(existing)
+        }
     }
 }
 
@@ -335,6 +512,7 @@ struct Slot {
     ptr: NonNull<u8>,
     canary: [u8; CANARY_LEN],
     protection: Protection,
+    sentinel: u64,
 }
 
 /// Why a shard could not hand out a slot.
@@ -345,14 +523,19 @@ enum TakeError {
 }
 
 impl Shard {
-    fn take(&mut self, class: usize, pool: &Pool) -> Result<Slot, TakeError> {
+    fn take(&mut self, class: usize, backend: Backend, pool: &Pool) -> Result<Slot, TakeError> {
         let id = match self.partial.last() {
             Some(&id) => id,
-            None => self.add_arena(class, pool).map_err(TakeError::Memory)?,
+            None => self
+                .add_arena(class, backend, pool)
+                .map_err(TakeError::Memory)?,
         };
         let Some(arena) = self.arenas[id].as_mut() else {
             unreachable!("partial arenas exist")
         };
+        if arena.sentinel != 0 && arena.sentinel != sentinel_now() {
+            return Err(TakeError::Inherited);
+        }
         arena.check_marker().map_err(|()| TakeError::Inherited)?;
         let was_empty = arena.free.len() == arena.nslots;
         let Some(index) = arena.free.pop() else {
@@ -364,6 +547,7 @@ impl Shard {
             ptr: arena.slot_ptr(index),
             canary: arena.canary,
             protection: arena.protection,
+            sentinel: arena.sentinel,
         };
         let now_full = arena.free.is_empty();
         self.live_slots += 1;
@@ -376,9 +560,25 @@ impl Shard {
         Ok(slot)
     }
 
-    fn add_arena(&mut self, class: usize, pool: &Pool) -> Result<usize, MemoryError> {
+    fn add_arena(
+        &mut self,
+        class: usize,
+        backend: Backend,
+        pool: &Pool,
+    ) -> Result<usize, MemoryError> {
         let pages = MAX_ARENA_PAGES.min(1 << self.live_arenas.min(4));
-        let arena = Arena::new(SLOT_CLASSES[class], pages, lock_failure_policy())?;
+        let policy = lock_failure_policy();
+        let arena = match Arena::new(SLOT_CLASSES[class], pages, policy, backend) {
+            // Under "warn", an arena the lock budget cannot hold as memfd_secret memory is
+            // made of anonymous memory instead: its slots report backend "guarded-mmap"
+            // and, if it cannot be locked either, locked=False.
+            Err(MemoryError::LockFailed { .. })
+                if backend == Backend::MemfdSecret && policy == LockFailurePolicy::Warn =>
+            {
+                Arena::new(SLOT_CLASSES[class], pages, policy, Backend::Mmap)?
+            }
+            other => other?,
+        };
         pool.arenas.fetch_add(1, Ordering::Relaxed);
         pool.mapped_bytes
             .fetch_add(arena.data_len, Ordering::Relaxed);
@@ -463,7 +663,8 @@ struct PaddedShard(Mutex<Shard>);
 /// change only when arenas are mapped or unmapped; live slots are counted per shard.
 struct Pool {
     generation: u64,
-    shards: [[PaddedShard; SHARDS]; SLOT_CLASSES.len()],
+    /// By backend ([`backend_index`]), size class and shard.
+    shards: [[[PaddedShard; SHARDS]; SLOT_CLASSES.len()]; 2],
     arenas: AtomicUsize,
     locked_bytes: AtomicUsize,
     mapped_bytes: AtomicUsize,
@@ -473,18 +674,27 @@ impl Pool {
     fn new(generation: u64) -> Self {
         Pool {
             generation,
-            shards: std::array::from_fn(|_| std::array::from_fn(|_| PaddedShard::default())),
+            shards: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| PaddedShard::default()))
+            }),
             arenas: AtomicUsize::new(0),
             locked_bytes: AtomicUsize::new(0),
             mapped_bytes: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, class: usize, shard: usize) -> MutexGuard<'_, Shard> {
-        self.shards[class][shard]
+    fn shard(&self, backend: Backend, class: usize, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[backend_index(backend)][class][shard]
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn backend_index(backend: Backend) -> usize {
+    match backend {
+        Backend::Mmap => 0,
+        Backend::MemfdSecret => 1,
     }
 }
 
@@ -554,6 +764,7 @@ struct Part {
 /// A slot in an arena, holding the parts of one region.
 pub struct PoolRegion {
     pool: &'static Pool,
+    backend: Backend,
     class: u8,
     shard: u8,
     arena: usize,
@@ -564,6 +775,8 @@ pub struct PoolRegion {
     canary: [u8; CANARY_LEN],
     protection: Protection,
     generation: u64,
+    /// The fork sentinel of a `memfd_secret` arena (0 otherwise).
+    sentinel: u64,
 }
 
 // SAFETY: the region owns its slot exclusively; reads go through `&self` and writes need
@@ -580,6 +793,15 @@ impl PoolRegion {
         lens: &[usize],
         fill: &mut dyn FnMut(&mut [&mut [u8]]),
     ) -> Result<Self, MemoryError> {
+        Self::new_in(lens, backend_policy(), fill)
+    }
+
+    /// [`PoolRegion::new_with`] in arenas of a given backend.
+    pub fn new_in(
+        lens: &[usize],
+        backend: Backend,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<Self, MemoryError> {
         let Some(class) = class_for(lens) else {
             let total = lens.iter().fold(0usize, |s, &l| s.saturating_add(l));
             return Err(MemoryError::InvalidLength { len: total });
@@ -587,7 +809,7 @@ impl PoolRegion {
         let shard = my_shard();
         let mut pool = pool();
         let slot = loop {
-            let taken = pool.shard(class, shard).take(class, pool);
+            let taken = pool.shard(backend, class, shard).take(class, backend, pool);
             match taken {
                 Ok(slot) => break slot,
                 Err(TakeError::Memory(e)) => return Err(e),
@@ -604,6 +826,7 @@ impl PoolRegion {
         }
         let mut region = PoolRegion {
             pool,
+            backend,
             class: class as u8,
             shard: shard as u8,
             arena: slot.arena,
@@ -614,6 +837,7 @@ impl PoolRegion {
             canary: slot.canary,
             protection: slot.protection,
             generation: fork_generation(),
+            sentinel: slot.sentinel,
         };
         region.write_canaries();
         region.with_parts_mut(fill);
@@ -701,6 +925,10 @@ impl PoolRegion {
         if self.generation != fork_generation() {
             return Err(MemoryError::Forked);
         }
+        // A memfd_secret arena is not mapped in a fork child at all: never touch it there.
+        if self.sentinel != 0 && self.sentinel != sentinel_now() {
+            return Err(MemoryError::Forked);
+        }
         let last = self.parts[self.count - 1];
         if std::hint::black_box(self.canary_diff(last.offset - CANARY_LEN)) == 0 {
             return Ok(());
@@ -765,7 +993,7 @@ impl Drop for PoolRegion {
         // volatile write the compiler cannot elide.
         unsafe { memsec::memzero(self.slot.as_ptr(), self.slot_size()) };
         self.pool
-            .shard(self.class as usize, self.shard as usize)
+            .shard(self.backend, self.class as usize, self.shard as usize)
             .give_back(self.arena, self.index, self.pool);
     }
 }
@@ -883,7 +1111,7 @@ mod tests {
             let class = class_for(&[900]).expect("class");
             let shard = my_shard();
             let count = |p: &Pool| {
-                let s = p.shard(class, shard);
+                let s = p.shard(Backend::Mmap, class, shard);
                 s.arenas.iter().filter(|a| a.is_some()).count()
             };
             let p = pool();
@@ -898,6 +1126,30 @@ mod tests {
         })
         .join()
         .expect("thread");
+    }
+
+    #[test]
+    fn memfd_secret_arenas() {
+        if super::super::sys::probe().memfd_secret.is_err() {
+            return; // not available on this kernel
+        }
+        let keep =
+            PoolRegion::new_in(&[32], Backend::MemfdSecret, &mut |p| p[0].fill(1)).expect("alloc");
+        let r =
+            PoolRegion::new_in(&[13], Backend::MemfdSecret, &mut |p| p[0].fill(9)).expect("alloc");
+        let p = r.protection();
+        assert_eq!(p.backend, "memfd_secret");
+        assert_eq!(
+            (p.locked, p.dontdump, p.wipeonfork, p.guard_pages),
+            (true, true, true, true)
+        );
+        assert_ne!(r.sentinel, 0);
+        assert_eq!(r.bytes().expect("bytes"), &[9u8; 13]);
+        assert!(r.all_canaries_intact());
+        let (slot, size) = (r.slot.as_ptr() as usize, r.slot_size());
+        drop(r);
+        assert!((0..size).all(|i| peek(slot + i) == 0));
+        drop(keep);
     }
 
     #[test]

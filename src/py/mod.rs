@@ -34,10 +34,15 @@ fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) ->
 
 /// Set the process-wide policies; a keyword not given keeps its value.
 /// `on_lock_failure`: "warn" or "raise" (a failed `mlock`/`madvise`). `isolation`:
-/// "page", "pool" or "auto" (how new keys are isolated).
+/// "page", "pool" or "auto" (how new keys are isolated). `backend`: "mmap" or
+/// "memfd_secret" (what backs pool arenas; refused where the kernel lacks it).
 #[pyfunction]
-#[pyo3(signature = (*, on_lock_failure = None, isolation = None))]
-fn set_policy(on_lock_failure: Option<&str>, isolation: Option<&str>) -> Result<()> {
+#[pyo3(signature = (*, on_lock_failure = None, isolation = None, backend = None))]
+fn set_policy(
+    on_lock_failure: Option<&str>,
+    isolation: Option<&str>,
+    backend: Option<&str>,
+) -> Result<()> {
     let lock = on_lock_failure
         .map(|v| match v {
             "warn" => Ok(LockFailurePolicy::Warn),
@@ -48,6 +53,24 @@ fn set_policy(on_lock_failure: Option<&str>, isolation: Option<&str>) -> Result<
         })
         .transpose()?;
     let isolation = isolation.map(parse_isolation).transpose()?;
+    let backend = backend
+        .map(|v| {
+            memory::Backend::from_name(v).ok_or_else(|| {
+                Error::Value("backend must be \"mmap\" or \"memfd_secret\"".to_owned())
+            })
+        })
+        .transpose()?;
+    if backend == Some(memory::Backend::MemfdSecret) {
+        if let Err(errno) = memory::sys::probe().memfd_secret {
+            return Err(Error::Memory(memory::MemoryError::system_call(
+                "memfd_secret",
+                errno,
+            )));
+        }
+    }
+    if let Some(b) = backend {
+        memory::set_backend_policy(b);
+    }
     if let Some(p) = lock {
         memory::set_lock_failure_policy(p);
     }
@@ -62,8 +85,8 @@ fn parse_isolation(v: &str) -> Result<memory::Isolation> {
         .ok_or_else(|| Error::Value("isolation must be \"page\", \"pool\" or \"auto\"".to_owned()))
 }
 
-/// The current process-wide policies, as a dict
-/// `{"on_lock_failure": "warn" | "raise", "isolation": "page" | "pool" | "auto"}`.
+/// The current process-wide policies, as a dict `{"on_lock_failure": "warn" | "raise",
+/// "isolation": "page" | "pool" | "auto", "backend": "mmap" | "memfd_secret"}`.
 #[pyfunction]
 fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let d = pyo3::types::PyDict::new(py);
@@ -73,6 +96,7 @@ fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     };
     d.set_item("on_lock_failure", v)?;
     d.set_item("isolation", memory::isolation_policy().name())?;
+    d.set_item("backend", memory::backend_policy().name())?;
     Ok(d)
 }
 

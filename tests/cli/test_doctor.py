@@ -156,7 +156,7 @@ def test_doctor_json(cmd: list[str]) -> None:
     assert report["key"]["warnings"] == []
     with open("/proc/sys/kernel/core_pattern") as f:
         assert report["core_dumps"]["core_pattern"] == f.read().strip()
-    assert report["policy"] == {"on_lock_failure": "warn", "isolation": "auto"}
+    assert report["policy"] == {"on_lock_failure": "warn", "isolation": "auto", "backend": "mmap"}
 
 
 def test_doctor_reports_the_policy() -> None:
@@ -170,7 +170,11 @@ def test_doctor_reports_the_policy() -> None:
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["policy"] == {"on_lock_failure": "raise", "isolation": "auto"}
+    assert json.loads(r.stdout)["policy"] == {
+        "on_lock_failure": "raise",
+        "isolation": "auto",
+        "backend": "mmap",
+    }
 
 
 def test_cli_usage() -> None:
@@ -245,6 +249,6 @@ def test_doctor_degraded_under_raise_policy_reports_the_failure() -> None:
     if report["probes"]["mlock"]["ok"]:
         pytest.skip("mlock still works with RLIMIT_MEMLOCK=0 (CAP_IPC_LOCK?)")
     assert res["rc"] == 1
-    assert report["policy"] == {"on_lock_failure": "raise", "isolation": "auto"}
+    assert report["policy"] == {"on_lock_failure": "raise", "isolation": "auto", "backend": "mmap"}
     assert report["key"]["error"].startswith("MemoryLockError: mlock of")
     assert any(d.startswith("allocating a key failed: MemoryLockError") for d in report["degraded"])

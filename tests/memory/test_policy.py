@@ -20,7 +20,11 @@ SHOW_POLICY = "import json, keycell; print(json.dumps(keycell.get_policy()))"
 def test_default_is_warn_in_a_fresh_process() -> None:
     r = run_python(SHOW_POLICY)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"on_lock_failure": "warn", "isolation": "auto"}
+    assert json.loads(r.stdout) == {
+        "on_lock_failure": "warn",
+        "isolation": "auto",
+        "backend": "mmap",
+    }
 
 
 def test_set_and_get_roundtrip() -> None:
@@ -79,7 +83,11 @@ def test_keyword_only() -> None:
 def test_environment_variable(value: str, expected: str) -> None:
     r = run_python(SHOW_POLICY, env={"KEYCELL_ON_LOCK_FAILURE": value})
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"on_lock_failure": expected, "isolation": "auto"}
+    assert json.loads(r.stdout) == {
+        "on_lock_failure": expected,
+        "isolation": "auto",
+        "backend": "mmap",
+    }
 
 
 def test_environment_variable_can_be_overridden_by_set_policy() -> None:

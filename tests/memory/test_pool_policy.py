@@ -23,9 +23,14 @@ def _restore_policy() -> object:
 
 
 def test_defaults_in_a_fresh_process() -> None:
-    r = run_python(SHOW, drop_env=("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_ISOLATION"))
+    envs = ("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_ISOLATION", "KEYCELL_BACKEND")
+    r = run_python(SHOW, drop_env=envs)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"on_lock_failure": "warn", "isolation": "auto"}
+    assert json.loads(r.stdout) == {
+        "on_lock_failure": "warn",
+        "isolation": "auto",
+        "backend": "mmap",
+    }
 
 
 @pytest.mark.parametrize("value", ["page", "pool", "auto"])
@@ -44,14 +49,30 @@ def test_invalid_environment_variable_fails_the_import(value: str) -> None:
 
 def test_keywords_are_optional_and_independent() -> None:
     keycell.set_policy(isolation="pool")
-    assert keycell.get_policy() == {"on_lock_failure": "warn", "isolation": "pool"}
+    assert keycell.get_policy() == {
+        "on_lock_failure": "warn",
+        "isolation": "pool",
+        "backend": "mmap",
+    }
     keycell.set_policy(on_lock_failure="raise")
-    assert keycell.get_policy() == {"on_lock_failure": "raise", "isolation": "pool"}
+    assert keycell.get_policy() == {
+        "on_lock_failure": "raise",
+        "isolation": "pool",
+        "backend": "mmap",
+    }
     keycell.set_policy()
-    assert keycell.get_policy() == {"on_lock_failure": "raise", "isolation": "pool"}
+    assert keycell.get_policy() == {
+        "on_lock_failure": "raise",
+        "isolation": "pool",
+        "backend": "mmap",
+    }
     with pytest.raises(ValueError, match=r"page.*pool.*auto"):
         keycell.set_policy(on_lock_failure="warn", isolation="strict")  # type: ignore[arg-type]
-    assert keycell.get_policy() == {"on_lock_failure": "raise", "isolation": "pool"}, (
+    assert keycell.get_policy() == {
+        "on_lock_failure": "raise",
+        "isolation": "pool",
+        "backend": "mmap",
+    }, (
         "a rejected call changes nothing"
     )
     with pytest.raises(TypeError):
