@@ -178,9 +178,9 @@ pub const PAGE_SHARE_MAX: usize = 1 << 20;
 /// pages; 256 keys of an 8 MiB limit, 2 keys of a 64 KiB one). The rest of the budget is
 /// left to the pool, which holds some 16,000 32-byte keys per MiB.
 ///
-/// The limit is read again in a fork child, whenever a region would be page-isolated and
-/// whenever the pool maps an arena (both make system calls anyway), never on the pooled
-/// hot path.
+/// The limit is read on first use, again in a fork child, and again whenever a region
+/// would be page-isolated (which makes several system calls anyway), never on the pooled
+/// hot path: a process that raises its own limit later keeps pooling until then.
 pub fn page_share() -> usize {
     page_share_cached(false)
 }
