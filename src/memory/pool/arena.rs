@@ -2,8 +2,8 @@
 
 use std::ptr::NonNull;
 
-use super::sentinel::fork_sentinel;
 use super::{canary_failure, BACKEND_NAME, CANARY_LEN, MARKER_LEN};
+use crate::memory::fork::sentinel_token;
 use crate::memory::policy::{Backend, LockFailurePolicy};
 use crate::memory::sys::{last_errno, page_size};
 use crate::memory::{Isolation, MemoryError, Protection};
@@ -137,7 +137,10 @@ impl Arena {
     /// once mapped), left out of fork children (`MADV_DONTFORK`) and of core dumps. The
     /// kernel charges them to `RLIMIT_MEMLOCK`: a failed `mmap` is a lock failure.
     fn open_secret(&mut self, policy: LockFailurePolicy) -> Result<(), MemoryError> {
-        let sentinel = fork_sentinel()?;
+        let sentinel = sentinel_token().map_err(|errno| MemoryError::AdviseFailed {
+            advice: "MADV_WIPEONFORK",
+            errno,
+        })?;
         // SAFETY: memfd_secret takes one flags argument and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_long) };
         if fd < 0 {

@@ -43,7 +43,6 @@
 
 mod arena;
 mod region;
-mod sentinel;
 mod shard;
 
 pub use region::PoolRegion;

@@ -2,9 +2,9 @@
 
 use std::ptr::NonNull;
 
-use super::sentinel::sentinel_now;
 use super::shard::{my_shard, pool, replace_pool, Pool, TakeError};
 use super::{canary_failure, class_for, CANARY_LEN, SLOT_CLASSES};
+use crate::memory::fork::sentinel_token;
 use crate::memory::policy::{backend_policy, Backend};
 use crate::memory::sys::fork_generation;
 use crate::memory::{MemoryError, Protection, Region, MAX_PARTS};
@@ -181,7 +181,7 @@ impl PoolRegion {
             return Err(MemoryError::Forked);
         }
         // A memfd_secret arena is not mapped in a fork child at all: never touch it there.
-        if self.sentinel != 0 && self.sentinel != sentinel_now() {
+        if self.sentinel != 0 && self.sentinel != sentinel_token().unwrap_or(0) {
             return Err(MemoryError::Forked);
         }
         let last = self.parts[self.count - 1];

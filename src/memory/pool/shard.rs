@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::arena::Arena;
-use super::sentinel::sentinel_now;
 use super::{PoolStats, CANARY_LEN, MAX_ARENA_PAGES, SHARDS, SLOT_CLASSES};
+use crate::memory::fork::sentinel_token;
 use crate::memory::policy::{lock_failure_policy, Backend, LockFailurePolicy};
 use crate::memory::sys::fork_generation;
 use crate::memory::{MemoryError, Protection};
@@ -61,7 +61,7 @@ impl Shard {
         let Some(arena) = self.arenas[id].as_mut() else {
             unreachable!("partial arenas exist")
         };
-        if arena.sentinel != 0 && arena.sentinel != sentinel_now() {
+        if arena.sentinel != 0 && arena.sentinel != sentinel_token().unwrap_or(0) {
             return Err(TakeError::Inherited);
         }
         arena.check_marker().map_err(|()| TakeError::Inherited)?;
