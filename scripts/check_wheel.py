@@ -41,7 +41,7 @@ def main() -> int:
     for tag in plat.split("."):
         for legacy, pep600 in LEGACY.items():
             if tag.startswith(legacy + "_"):
-                tag = pep600 + tag[len(legacy):]
+                tag = pep600 + tag[len(legacy) :]
         claimed.add(tag)
     if len(claimed) != 1:
         fail(f"{wheel.name}: platform tags name different policies: {sorted(claimed)}")

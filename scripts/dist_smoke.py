@@ -3,7 +3,7 @@
 Run by ``scripts/dist.sh test`` with the Python of a fresh virtual environment, from a
 directory outside the checkout:
 
-    python dist_smoke.py EXPECTED_VERSION
+    python dist_smoke.py EXPECTED_VERSION [--expect-degraded]
 
 It checks that keycell is imported from that environment's site-packages, that the version
 is the one Cargo.toml names, known-answer HMAC-SHA256 (RFC 4231) and Ed25519 (RFC 8032)
@@ -11,7 +11,8 @@ results, a streaming HMAC, an X25519 exchange + HKDF, a key store round trip, an
 ``keycell doctor --json`` through the installed console script. The doctor exits 1 on a
 machine where some protection is degraded (a container without mlock rights, say); that
 is reported, not failed: the check is that its JSON parses, every probe ran and the exit
-status matches the report's ``ok``.
+status matches the report's ``ok``. With ``--expect-degraded`` (run where mlock is denied)
+the doctor must say so: exit status 1 and the mlock probe failed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def check(cond: bool, what: str) -> None:
 
 def main() -> int:
     expected_version = sys.argv[1]
+    expect_degraded = sys.argv[2:] == ["--expect-degraded"]
     import keycell
     from keycell import (
         HMAC,
@@ -126,8 +128,13 @@ def main() -> int:
     )
     check("protection" in report["key"], "doctor allocated and checked a test key")
     check((doc.returncode == 0) == report["ok"], "doctor exit status matches its verdict")
-    verdict = "all protections hold" if report["ok"] else "DEGRADED: " + "; ".join(
-        report["degraded"]
+    if expect_degraded:
+        check(
+            doc.returncode == 1 and not probes["mlock"]["ok"],
+            "doctor reports the denied mlock (exit status 1)",
+        )
+    verdict = (
+        "all protections hold" if report["ok"] else "DEGRADED: " + "; ".join(report["degraded"])
     )
     print(f"  doctor: {verdict}")
     print(
