@@ -11,7 +11,7 @@ PIP := $(PYTHON) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: test deps install test-rust test-python lint bench wheel sdist test-dist
+.PHONY: test deps install test-rust test-python lint bench dist-tools wheel sdist test-dist
 
 test: deps install test-rust test-python lint
 
@@ -41,11 +41,15 @@ bench: install
 
 # Release artifacts: scripts/dist.sh installs its tools (scripts/dist-requirements.txt) into
 # its own venv under build/dist; README "Install" says what each artifact is.
-wheel:
-	PYTHON=$(PYTHON) scripts/dist.sh wheel
+# dist-tools first, so that `make -j test-dist` does not make the tool venv twice at once.
+dist-tools:
+	PYTHON=$(PYTHON) scripts/dist.sh tools
 
-sdist:
-	PYTHON=$(PYTHON) scripts/dist.sh sdist
+wheel: dist-tools
+	PYTHON=$(PYTHON) DIST_TOOLS_READY=1 scripts/dist.sh wheel
+
+sdist: dist-tools
+	PYTHON=$(PYTHON) DIST_TOOLS_READY=1 scripts/dist.sh sdist
 
 test-dist: wheel sdist
 	PYTHON=$(PYTHON) scripts/dist.sh test

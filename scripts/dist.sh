@@ -13,7 +13,7 @@
 #
 # Environment: PYTHON (the Python that makes the tool venv and the sdist venv; python3),
 # DIST_PYTHONS (space-separated interpreters to test the wheel with, instead of the search),
-# DIST_WORK (scratch folder, build/dist).
+# DIST_WORK (scratch folder, build/dist), DIST_TOOLS_READY (set by make after `dist.sh tools`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,6 +31,7 @@ SDIST=dist/keycell-$VERSION.tar.gz
 step() { printf '\n== %s\n' "$*"; }
 
 tools() {
+    [ -z "${DIST_TOOLS_READY:-}" ] || return 0  # make ran `dist.sh tools` already
     if [ ! -x "$TOOLS/bin/python" ]; then
         "$PYTHON" -m venv "$TOOLS"
     fi
