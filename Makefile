@@ -32,7 +32,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --no-default-features -- -D warnings
-	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m ruff check python tests benches scripts
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest keycell._native --allowlist stubtest-allowlist.txt
 
