@@ -260,6 +260,38 @@ def build_cases(only: str | None) -> list[Case]:
             )
         )
 
+    try:
+        import pyotp
+    except ImportError:  # pragma: no cover - pyotp comes with benches/requirements.txt
+        pyotp = None
+    if pyotp is not None and hasattr(keycell, "TOTP"):
+        import base64
+
+        secret = os.urandom(20)
+        now = 1_700_000_000
+        ours = keycell.TOTP(SecretKey.from_buffer(bytearray(secret)))
+        ref = pyotp.TOTP(base64.b32encode(secret).decode())
+        # A code from the previous step: both check the whole +-1 window (keycell always
+        # does; pyotp stops at the first match, which here is the first candidate).
+        code = ref.at(now - 30)
+        env = {"ours": ours, "ref": ref, "code": code, "now": now}
+        add(
+            Case(
+                "TOTP.verify, +-1 window",
+                Contender("keycell", "ours.verify(code, at=now)", env),
+                [
+                    (
+                        Contender(
+                            "pyotp verify(valid_window=1)",
+                            "ref.verify(code, for_time=now, valid_window=1)",
+                            env,
+                        ),
+                        0.25,
+                    )
+                ],
+            )
+        )
+
     env = {"SecretKey": SecretKey}
     add(
         Case(

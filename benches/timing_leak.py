@@ -247,6 +247,46 @@ def build_targets() -> list[Target]:
                 "report",
             )
         )
+    if hasattr(keycell, "TOTP"):
+        totp = keycell.TOTP(SecretKey.from_buffer(bytearray(secret[:20])))
+        now = 1_700_000_000
+        code = totp.at(now)
+
+        def wrong_digit(i: int) -> bytes:
+            # Wrong at digit i only, and not a code of the other steps in the window.
+            for d in range(1, 10):
+                c = code[:i] + str((int(code[i]) + d) % 10) + code[i + 1 :]
+                if c not in {totp.at(now - 30), totp.at(now + 30)}:
+                    return c.encode()
+            raise AssertionError("no wrong code")
+
+        def totp_verify(c: object) -> None:
+            try:
+                totp.verify(c, at=now)  # type: ignore[arg-type]
+            except keycell.InvalidCode:
+                pass
+
+        def as_str(d: bytes) -> object:
+            return d.decode()
+
+        targets += [
+            Target(
+                "TOTP.verify (+-1 window): code wrong in last vs first digit",
+                totp_verify,
+                wrong_digit(5),
+                wrong_digit(0),
+                as_str,
+                "gate",
+            ),
+            Target(
+                "TOTP.verify (+-1 window): code of step -1 vs step +1 (match position)",
+                totp_verify,
+                totp.at(now - 30).encode(),
+                totp.at(now + 30).encode(),
+                as_str,
+                "gate",
+            ),
+        ]
     targets += [
         Target(
             "POSITIVE CONTROL: naive early-exit compare: equal vs differs in first byte",

@@ -1,29 +1,18 @@
 #!/bin/sh
-# Install the system tools the tests use as independent clients: keyctl (Debian keyutils)
-# for the kernel keyring tests. Idempotent: does nothing when keyctl is already there.
+# System tools some tests use as independent references (each test skips when its tool is
+# missing). Idempotent: installs only what is missing, and only as root.
 set -eu
 
-if command -v keyctl >/dev/null 2>&1; then
-    exit 0
+need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+missing=""
+need oathtool oathtool
+need keyctl keyutils  # the kernel keyring tests' independent client
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $missing >/dev/null; } \
+        || echo "install-test-tools: could not install$missing (tests using it skip)" >&2
 fi
-
-if [ "$(id -u)" -ne 0 ]; then
-    echo "install-test-tools: keyctl is missing and this is not root; install it with" >&2
-    echo "    sudo apt-get install keyutils" >&2
-    echo "(the kernel keyring tests skip without it)" >&2
-    exit 0
+if [ -n "$missing" ] && [ "$(id -u)" != 0 ]; then
+    echo "install-test-tools: missing$missing and not root: install with" \
+        "'sudo apt-get install$missing' (tests using them skip)" >&2
 fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-test-tools: keyctl is missing and apt-get is not available; install the" >&2
-    echo "keyutils package by hand (the kernel keyring tests skip without it)" >&2
-    exit 0
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y --no-install-recommends keyutils; then
-    # A fresh machine may have no package lists yet.
-    apt-get update
-    apt-get install -y --no-install-recommends keyutils
-fi
-command -v keyctl >/dev/null 2>&1

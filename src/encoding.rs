@@ -238,33 +238,53 @@ pub fn base64_decode_into(src: &[u8], dst: &mut [u8]) -> Result<(), DecodeError>
         q += 1;
         seen += 1;
         if q == 4 || seen == data_chars {
-            let bytes = [
-                (quad[0] << 2) | (quad[1] >> 4),
-                (quad[1] << 4) | (quad[2] >> 2),
-                (quad[2] << 6) | quad[3],
-            ];
-            let n = if q == 4 { 3 } else { q - 1 };
-            for &b in bytes.iter().take(n) {
-                if let Some(d) = dst.get_mut(out) {
-                    *d = b;
-                }
-                out += 1;
-            }
-            let mut bytes = bytes;
-            bytes.zeroize();
-            quad.zeroize();
+            b64_flush_group(&mut quad, q, dst, &mut out);
             q = 0;
         }
     }
     // Canonical: the bits of the last character that fall beyond the output are zero.
-    let unused_mask: i16 = match pad {
+    let noncanonical = last & b64_unused_bits_mask(pad);
+    last.zeroize();
+    quad.zeroize();
+    b64_verdict(bad, noncanonical)
+}
+
+/// Write the bytes of a group of `q` sextets (4, or 2 or 3 for the last group) to `dst`
+/// at `*out` and advance `*out`, without branching on their values; then wipe the group
+/// and the bytes made from it.
+#[inline]
+fn b64_flush_group(quad: &mut [u8; 4], q: usize, dst: &mut [u8], out: &mut usize) {
+    let mut bytes = [
+        (quad[0] << 2) | (quad[1] >> 4),
+        (quad[1] << 4) | (quad[2] >> 2),
+        (quad[2] << 6) | quad[3],
+    ];
+    let n = if q == 4 { 3 } else { q - 1 };
+    for &b in bytes.iter().take(n) {
+        if let Some(d) = dst.get_mut(*out) {
+            *d = b;
+        }
+        *out += 1;
+    }
+    bytes.zeroize();
+    quad.zeroize();
+}
+
+/// The bits of the last base64 character that fall beyond the output, for `pad`
+/// padding characters (they must be zero in a canonical encoding).
+#[inline]
+fn b64_unused_bits_mask(pad: usize) -> i16 {
+    match pad {
         1 => 0x03,
         2 => 0x0f,
         _ => 0,
-    };
-    let noncanonical = last & unused_mask;
-    last.zeroize();
-    quad.zeroize();
+    }
+}
+
+/// The outcome of a base64 decode from its accumulated error flag (negative if any
+/// character was invalid) and its unused trailing bits (non-zero if not canonical).
+#[inline]
+fn b64_verdict(bad: i16, noncanonical: i16) -> Result<(), DecodeError> {
     if bad < 0 {
         return Err(DecodeError::InvalidCharacter);
     }

@@ -7,6 +7,7 @@
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`store`]: the encrypted key store file.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
+//! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod crypto;
@@ -14,6 +15,7 @@ pub mod encoding;
 pub mod keyfile;
 pub mod keyring;
 pub mod memory;
+pub mod otp;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;

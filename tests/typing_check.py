@@ -26,8 +26,15 @@ def use() -> None:
     derived: SecretKey = keycell.hkdf(key, length=32, salt=None, info=b"ctx")
     prk: SecretKey = keycell.hkdf_extract(key, salt=b"salt", algorithm="sha512")
     okm: SecretKey = keycell.hkdf_expand(prk, length=64, info=b"", algorithm="sha512")
+    totp: keycell.TOTP = keycell.otp.TOTP(key, digits=8, algorithm="sha256")
+    step: int = totp.verify(totp.at(1_700_000_000), at=1_700_000_000, last_counter=None)
+    verifier = keycell.otp.TotpVerifier(totp, last_counter=step)
+    last: int | None = verifier.last_counter
+    hotp: keycell.HOTP = keycell.HOTP.from_base32(bytearray(b"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"))
+    uri: str = hotp.provisioning_uri("alice", issuer=None)
+    totp.destroy()
     key.destroy()
-    del locked, same, n, size, name, derived, okm
+    del locked, last, uri, same, n, size, name, derived, okm
 
 
 def use_key_files_and_store(path: str) -> None:

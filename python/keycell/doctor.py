@@ -15,6 +15,17 @@ from typing import Any
 from . import _native, _smaps
 from ._native import SecretKey
 
+
+class _page_isolation:
+    """Page isolation for allocations on this thread inside the block (what
+    ``keycell.policy(isolation="page")`` does, without importing the package root)."""
+
+    def __enter__(self) -> None:
+        self._previous = _native._set_thread_isolation("page")
+
+    def __exit__(self, *_: object) -> None:
+        _native._set_thread_isolation(self._previous)
+
 __all__ = ["collect", "format_report"]
 
 
@@ -91,7 +102,9 @@ def collect() -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with SecretKey.generate(32) as key:
+            # The test key is page-isolated, whatever the policy: smaps can confirm every
+            # protection of a mapping of its own. Pooled keys are reported under "pool".
+            with _page_isolation(), SecretKey.generate(32) as key:
                 prot = key.protection.as_dict()
                 check = _smaps.check_region(_native._key_address(key))
                 memlock["in_use_with_test_key"] = (_status_kb("VmLck") or 0) * 1024
@@ -133,6 +146,7 @@ def collect() -> dict[str, Any]:
             "backend": probes_raw["backend"],
         },
         "policy": dict(_native.get_policy()),
+        "pool": dict(_native._pool_stats()),
         "rlimit_memlock": memlock,
         "probes": probes,
         "core_dumps": core,
@@ -160,7 +174,16 @@ def format_report(r: dict[str, Any]) -> str:
         f"  platform        {p['system']} {p['release']} {p['machine']}, "
         f"Python {p['python']}, page {p['page_size']} B, backend {p['backend']}"
     )
-    lines.append(f"  policy          on_lock_failure={r['policy']['on_lock_failure']}")
+    lines.append(
+        f"  policy          on_lock_failure={r['policy']['on_lock_failure']}, "
+        f"isolation={r['policy']['isolation']}, backend={r['policy']['backend']}"
+    )
+    pool = r["pool"]
+    lines.append(
+        f"  key pool        {pool['arenas']} arenas, {pool['live_slots']} live keys, "
+        f"{_bytes(pool['locked_bytes'])} locked; page-isolated keys "
+        f"{_bytes(pool['page_locked_bytes'])} of a {_bytes(pool['page_share'])} share"
+    )
     m = r["rlimit_memlock"]
     root = " (root: limit not enforced)" if m["privileged"] else ""
     lines.append(
@@ -182,7 +205,7 @@ def format_report(r: dict[str, Any]) -> str:
         e = r["probes"][name]
         status = ok if e["ok"] else f"FAILED: {e['error']}"
         if name == "memfd_secret" and not e["ok"]:
-            status = f"unavailable ({e['error']}); not used by the default backend"
+            status = f"unavailable ({e['error']}); set_policy(backend='memfd_secret') refused"
         lines.append(f"  {label:<15} {status}")
     c = r["core_dumps"]
     lines.append(

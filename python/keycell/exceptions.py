@@ -11,6 +11,7 @@ __all__ = [
     "AlreadyFinalized",
     "ForkedKeyError",
     "InsecureKeyFileError",
+    "InvalidCode",
     "InvalidSignature",
     "KeyDestroyedError",
     "KeyFileError",
@@ -83,6 +84,12 @@ class InsecureKeyFileError(KeyFileError):
 
 class InvalidSignature(KeycellError):
     """A signature or MAC tag did not verify."""
+
+
+class InvalidCode(InvalidSignature):
+    """A one-time password (``keycell.otp``) is wrong, expired (outside the window) or was
+    already used (its counter is not above ``last_counter``). The message does not say which.
+    """
 
 
 class AlreadyFinalized(KeycellError):

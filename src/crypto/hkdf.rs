@@ -6,9 +6,10 @@
 //! (it is a key as secret as the input), and each output block `T(i)` to be written
 //! straight into the output key's region. So:
 //!
-//! - **extract** writes `PRK = HMAC(salt, IKM)` directly into a new [`SymmetricKey`];
-//!   like every `SymmetricKey`, its HMAC pads are precomputed in the same region, so
-//!   expand costs two compressions per output block (for short `info`);
+//! - **extract** writes `PRK = HMAC(salt, IKM)` directly into a new [`SymmetricKey`]
+//!   (for `hkdf_extract`); **derive** (extract then expand in one call) keeps only the
+//!   PRK's HMAC pads, in one guarded region, so expand costs two compressions per output
+//!   block (for short `info`);
 //! - **expand** allocates the output [`SymmetricKey`] and computes
 //!   `T(i) = HMAC(PRK, T(i-1) | info | i)` straight into its region, reading `T(i-1)`
 //!   back from the region; only the last, partial block passes through a stack buffer,
@@ -18,7 +19,7 @@
 
 use zeroize::Zeroize;
 
-use crate::memory::MemoryError;
+use crate::memory::{MemoryError, SecretBuf};
 
 use super::hmac::{self, HashAlgorithm, MAX_DIGEST_LEN};
 use super::symmetric::{KeyError, SymmetricKey};
@@ -78,11 +79,26 @@ pub fn expand(
     info: &[u8],
     length: usize,
 ) -> Result<SymmetricKey, HkdfError> {
+    check_output_len(alg, length)?;
+    expand_with_pads(alg, prk.pads(alg)?, info, length)
+}
+
+/// `Ok` when `length` is in `1..=255 * HashLen`.
+fn check_output_len(alg: HashAlgorithm, length: usize) -> Result<(), HkdfError> {
     let max = max_output_len(alg);
     if length == 0 || length > max {
         return Err(HkdfError::OutputLength { max });
     }
-    let pads = prk.pads(alg)?;
+    Ok(())
+}
+
+/// HKDF-Expand with the PRK's HMAC `pads` (its inner and outer midstates).
+fn expand_with_pads(
+    alg: HashAlgorithm,
+    pads: &[u8],
+    info: &[u8],
+    length: usize,
+) -> Result<SymmetricKey, HkdfError> {
     let dl = alg.digest_len();
     SymmetricKey::new_with(length, |okm| {
         let mut last = [0u8; MAX_DIGEST_LEN];
@@ -103,11 +119,13 @@ pub fn expand(
         last[..].zeroize();
         Ok(())
     })
-    .map_err(key_error(max))
+    .map_err(key_error(max_output_len(alg)))
 }
 
-/// Extract then expand (RFC 5869 section 2). The PRK lives in its own guarded region and
-/// is wiped before this returns.
+/// Extract then expand (RFC 5869 section 2). Only the PRK's HMAC pads are kept, in one
+/// guarded region wiped before this returns: the PRK itself passes through a stack buffer
+/// that is wiped as soon as the pads are computed. One region besides the output, not two
+/// (the PRK key and its pads).
 pub fn derive(
     alg: HashAlgorithm,
     ikm: &[u8],
@@ -115,12 +133,17 @@ pub fn derive(
     info: &[u8],
     length: usize,
 ) -> Result<SymmetricKey, HkdfError> {
-    let max = max_output_len(alg);
-    if length == 0 || length > max {
-        return Err(HkdfError::OutputLength { max });
-    }
-    let prk = extract(alg, salt, ikm)?;
-    expand(alg, &prk, info, length)
+    check_output_len(alg, length)?;
+    let zeros = [0u8; MAX_DIGEST_LEN];
+    let salt = salt.unwrap_or(&zeros[..alg.digest_len()]);
+    let pads = SecretBuf::new_with(alg.pads_len(), |pads| {
+        let mut prk = [0u8; MAX_DIGEST_LEN];
+        hmac::hmac(alg, salt, ikm, &mut prk[..alg.digest_len()]);
+        hmac::precompute_pads(alg, &prk[..alg.digest_len()], pads);
+        prk.zeroize();
+        Ok::<(), MemoryError>(())
+    })?;
+    expand_with_pads(alg, pads.bytes()?, info, length)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod hkdf;
 pub mod hmac;
 pub mod pkcs8;
 pub mod scrub;
+pub mod sha1_core;
 pub mod sha2_core;
 pub mod symmetric;
 pub mod tag;

@@ -1,37 +1,33 @@
-//! A symmetric secret key in a guarded region, with its HMAC pads beside it.
+//! A symmetric secret key in a guarded region, with its HMAC pads computed on first use.
 //!
-//! Region layout: two parts (see [`crate::memory::Region`]), the key last, so it ends at
-//! the trailing guard page and its canary sits directly in front of it:
-//!
-//! ```text
-//! [canary][ pads sha256 (64) | pads sha384 (128) | pads sha512 (128) ][canary][ key (len) ] | guard
-//! ```
-//!
-//! A one-byte underflow out of the key, or overflow out of the pads, lands in the key's
-//! canary and aborts the process when the key is freed.
-//!
-//! The pads are computed once, in the same writable window in which the key is written,
-//! so the region is never made writable again afterwards.
+//! The key has a region of its own (one part, behind its canary). The HMAC pads of an
+//! algorithm (the inner and outer hash states: 64 bytes for SHA-256, 128 for SHA-384 and
+//! SHA-512) are computed the first time the key is used with that algorithm, into a
+//! region of their own with the same isolation as the key (page or pool), and kept until
+//! the key is dropped. A key never used for HMAC costs only its own region: 64 bytes of
+//! locked memory for a pooled 32-byte key.
+
+use std::sync::OnceLock;
 
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
 use super::hmac::{self, HashAlgorithm};
 
-/// Total bytes of precomputed pads in front of the key.
-const PADS_LEN: usize = 64 + 128 + 128;
-
-/// Part indices in the region.
-const PADS: usize = 0;
-const KEY: usize = 1;
-
 /// Largest symmetric key accepted (64 KiB).
 pub const MAX_KEY_LEN: usize = 64 * 1024;
 
-fn pads_range(alg: HashAlgorithm) -> std::ops::Range<usize> {
+fn pads_len(alg: HashAlgorithm) -> usize {
     match alg {
-        HashAlgorithm::Sha256 => 0..64,
-        HashAlgorithm::Sha384 => 64..192,
-        HashAlgorithm::Sha512 => 192..320,
+        HashAlgorithm::Sha256 => 64,
+        HashAlgorithm::Sha384 | HashAlgorithm::Sha512 => 128,
+    }
+}
+
+fn pads_index(alg: HashAlgorithm) -> usize {
+    match alg {
+        HashAlgorithm::Sha256 => 0,
+        HashAlgorithm::Sha384 => 1,
+        HashAlgorithm::Sha512 => 2,
     }
 }
 
@@ -57,11 +53,13 @@ impl<E> From<MemoryError> for KeyError<E> {
 pub struct SymmetricKey {
     buf: SecretBuf,
     len: usize,
+    /// HMAC pads per algorithm ([`pads_index`]), computed on first use.
+    pads: [OnceLock<SecretBuf>; 3],
 }
 
 impl SymmetricKey {
-    /// Allocate a key of `len` bytes, let `fill` write the key bytes directly into the
-    /// region, then derive the HMAC pads.
+    /// Allocate a key of `len` bytes and let `fill` write the key bytes directly into the
+    /// region.
     pub fn new_with<E>(
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
@@ -69,14 +67,12 @@ impl SymmetricKey {
         if len == 0 || len > MAX_KEY_LEN {
             return Err(KeyError::Length(len));
         }
-        let buf = SecretBuf::new_parts_with([PADS_LEN, len], |[pads, key]| {
-            fill(key).map_err(KeyError::Fill)?;
-            for alg in HashAlgorithm::ALL {
-                hmac::precompute_pads(alg, key, &mut pads[pads_range(alg)]);
-            }
-            Ok::<(), KeyError<E>>(())
-        })?;
-        Ok(SymmetricKey { buf, len })
+        let buf = SecretBuf::new_with(len, |key| fill(key).map_err(KeyError::Fill))?;
+        Ok(SymmetricKey {
+            buf,
+            len,
+            pads: Default::default(),
+        })
     }
 
     /// A key of `len` bytes from the OS CSPRNG.
@@ -108,12 +104,27 @@ impl SymmetricKey {
 
     /// The key bytes.
     pub fn bytes(&self) -> Result<&[u8], MemoryError> {
-        self.buf.part(KEY)
+        self.buf.bytes()
     }
 
-    /// The precomputed HMAC pads for `alg`.
+    /// The HMAC pads for `alg`, computed into a region beside the key on first use (two
+    /// threads racing here both compute them; one copy is kept, the other wiped).
     pub fn pads(&self, alg: HashAlgorithm) -> Result<&[u8], MemoryError> {
-        Ok(&self.buf.part(PADS)?[pads_range(alg)])
+        let cell = &self.pads[pads_index(alg)];
+        if let Some(pads) = cell.get() {
+            return pads.bytes();
+        }
+        let key = self.bytes()?;
+        let pads = self.buf.new_beside::<MemoryError>(pads_len(alg), |dst| {
+            hmac::precompute_pads(alg, key, dst);
+            Ok(())
+        })?;
+        // A buffer that lost the race is dropped (wiped) here.
+        let _ = cell.set(pads);
+        match cell.get() {
+            Some(pads) => pads.bytes(),
+            None => unreachable!("the cell was just set"),
+        }
     }
 
     /// One-shot HMAC of `msg`; writes `alg.digest_len()` bytes into `out`.

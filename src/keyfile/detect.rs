@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use crate::crypto::curve::KEY_LEN;
+use crate::crypto::curve::{Algorithm, KEY_LEN};
 use crate::crypto::pkcs8;
 
 use super::format::{Format, KeyKind};
@@ -62,48 +62,68 @@ pub(super) fn detect(
         return Ok(Format::Pem);
     }
     if let Some(alg) = kind.algorithm() {
-        // 32 bytes are the raw key, unless they are the start of a PKCS#8 structure or
-        // text: a truncated DER, hex or base64 file must not become a key (a random key
-        // is all printable with probability below 2^-45). Other binary data starting
-        // with a SEQUENCE tag is DER.
-        if content.len() == KEY_LEN {
-            if pkcs8::looks_like_pkcs8(content) {
-                return Ok(Format::Der);
-            }
-            if is_text(content) {
-                return Err(unusable(format!(
-                    "it holds 32 characters of text, not a raw {} key, nor hex or base64 of \
-                     one (a truncated file?); pass format=\"raw\" if these characters \
-                     really are the key",
-                    alg.name()
-                )));
-            }
-            return Ok(Format::Raw);
-        }
-        if content.first() == Some(&0x30) && !is_text(content) {
-            return Ok(Format::Der);
-        }
-        return text_of_len(content, KEY_LEN).ok_or_else(|| {
-            unusable(format!(
-                "it is not a raw 32-byte {0} key, nor hex or base64 of one, nor a PKCS#8 {0} \
-                 key in PEM or DER (pass format= to name the encoding)",
-                alg.name()
-            ))
-        });
+        return detect_private_key(content, alg);
     }
     if let Some(len) = length {
-        // Known length: exactly one candidate can match it.
-        if content.len() == len {
-            return Ok(Format::Raw);
-        }
-        return text_of_len(content, len).ok_or_else(|| {
-            unusable(format!(
-                "its size does not match the expected length of {len} bytes (read as raw \
-                 bytes, hex or base64; pass format= to name the encoding)"
-            ))
-        });
+        return detect_of_len(content, len);
     }
-    // Unknown length (secret keys without length=): see docs/key-formats.md.
+    detect_of_unknown_len(content)
+}
+
+/// The format of an Ed25519/X25519 private key file that is not PEM: raw, DER, hex or
+/// base64 of a 32-byte key.
+fn detect_private_key(content: &[u8], alg: Algorithm) -> Result<Format, FileError> {
+    if content.len() == KEY_LEN {
+        return detect_32_bytes(content, alg);
+    }
+    if content.first() == Some(&0x30) && !is_text(content) {
+        return Ok(Format::Der);
+    }
+    text_of_len(content, KEY_LEN).ok_or_else(|| {
+        unusable(format!(
+            "it is not a raw 32-byte {0} key, nor hex or base64 of one, nor a PKCS#8 {0} \
+             key in PEM or DER (pass format= to name the encoding)",
+            alg.name()
+        ))
+    })
+}
+
+/// The format of a 32-byte Ed25519/X25519 private key file: the raw key, unless the
+/// bytes are the start of a PKCS#8 structure or text. A truncated DER, hex or base64 file
+/// must not become a key (a random key is all printable with probability below 2^-45).
+/// Other binary data starting with a SEQUENCE tag is DER (see [`detect_private_key`]).
+fn detect_32_bytes(content: &[u8], alg: Algorithm) -> Result<Format, FileError> {
+    if pkcs8::looks_like_pkcs8(content) {
+        return Ok(Format::Der);
+    }
+    if is_text(content) {
+        return Err(unusable(format!(
+            "it holds 32 characters of text, not a raw {} key, nor hex or base64 of \
+             one (a truncated file?); pass format=\"raw\" if these characters \
+             really are the key",
+            alg.name()
+        )));
+    }
+    Ok(Format::Raw)
+}
+
+/// The format of a secret key file of known key length `len`: exactly one candidate (raw,
+/// hex, base64) can match it.
+fn detect_of_len(content: &[u8], len: usize) -> Result<Format, FileError> {
+    if content.len() == len {
+        return Ok(Format::Raw);
+    }
+    text_of_len(content, len).ok_or_else(|| {
+        unusable(format!(
+            "its size does not match the expected length of {len} bytes (read as raw \
+             bytes, hex or base64; pass format= to name the encoding)"
+        ))
+    })
+}
+
+/// The format of a secret key file of unknown length (secret keys without `length=`):
+/// binary data or one token of printable characters is raw; see `docs/key-formats.md`.
+fn detect_of_unknown_len(content: &[u8]) -> Result<Format, FileError> {
     if !is_text(content) {
         return Ok(Format::Raw);
     }

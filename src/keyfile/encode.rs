@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
+use crate::crypto::curve::Algorithm;
 use crate::crypto::pkcs8;
+use crate::encoding::DecodeError;
 use crate::memory::SecretBuf;
 
 use super::atomic_write::write_atomic;
 use super::format::{Format, KeyKind};
-use super::load::LoadError;
+use super::load::{check_format_allowed, LoadError};
 use super::open::unusable;
 
 /// Encode `key` (of `kind`) as `format` into a guarded scratch region and hand the encoded
@@ -19,50 +21,55 @@ pub fn with_encoded<T>(
     sink: impl FnOnce(&[u8]) -> Result<T, LoadError>,
 ) -> Result<T, LoadError> {
     use crate::encoding::{base64_encode_into, base64_encoded_len, hex_encode_into};
-    if !format.allowed_for(kind) {
-        return Err(unusable(format!(
-            "format {:?} is not available for {} keys",
-            format.name(),
-            kind.name()
-        ))
-        .into());
-    }
-    let internal = |_| LoadError::File(unusable("internal error: encoding failed"));
-    // Text formats end with a newline.
-    let text = |n: usize, encode: &dyn Fn(&mut [u8]) -> Result<(), LoadError>| {
-        SecretBuf::new_with(n + 1, |d| {
-            encode(&mut d[..n])?;
-            d[n] = b'\n';
-            Ok::<(), LoadError>(())
-        })
-    };
+    check_format_allowed(format, kind)?;
     let scratch = match (format, kind.algorithm()) {
         (Format::Raw, _) => return sink(key),
-        (Format::Hex, _) => text(2 * key.len(), &|d| {
-            hex_encode_into(key, d).map_err(internal)
+        (Format::Hex, _) => encode_text(2 * key.len(), |d| {
+            hex_encode_into(key, d).map_err(encoding_failed)
         })?,
-        (Format::Base64, _) => text(base64_encoded_len(key.len()), &|d| {
-            base64_encode_into(key, d).map_err(internal)
+        (Format::Base64, _) => encode_text(base64_encoded_len(key.len()), |d| {
+            base64_encode_into(key, d).map_err(encoding_failed)
         })?,
-        (Format::Der | Format::Pem, Some(alg)) => {
-            let der = SecretBuf::new_with(pkcs8::PKCS8_V1_LEN, |d| {
-                pkcs8::pkcs8_v1_der_into(alg, key, d).map_err(LoadError::from)
-            })?;
-            if format == Format::Der {
-                der
-            } else {
-                let label = pkcs8::PRIVATE_KEY_LABEL;
-                let der_bytes = der.bytes()?;
-                SecretBuf::new_with(pkcs8::pem_encoded_len(label, der_bytes.len()), |d| {
-                    pkcs8::pem_encode_into(label, der_bytes, d).map_err(LoadError::from)
-                })?
-            }
-        }
+        (Format::Der | Format::Pem, Some(alg)) => encode_pkcs8(alg, format, key)?,
         (Format::Der | Format::Pem, None) => {
             return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
         }
     };
     sink(scratch.bytes()?)
+}
+
+/// The error for an encoder that refused its input (a bug: the sizes are computed here).
+fn encoding_failed(_: DecodeError) -> LoadError {
+    LoadError::File(unusable("internal error: encoding failed"))
+}
+
+/// Encode `n` bytes of text with `encode` into a guarded scratch region of `n + 1` bytes,
+/// followed by a newline (text formats end with one).
+fn encode_text(
+    n: usize,
+    encode: impl FnOnce(&mut [u8]) -> Result<(), LoadError>,
+) -> Result<SecretBuf, LoadError> {
+    SecretBuf::new_with(n + 1, |d| {
+        encode(&mut d[..n])?;
+        d[n] = b'\n';
+        Ok::<(), LoadError>(())
+    })
+}
+
+/// Encode `key` as PKCS#8 version 1 DER into a guarded scratch region; for
+/// [`Format::Pem`], armor that into a second one (the DER region is wiped on drop).
+fn encode_pkcs8(alg: Algorithm, format: Format, key: &[u8]) -> Result<SecretBuf, LoadError> {
+    let der = SecretBuf::new_with(pkcs8::PKCS8_V1_LEN, |d| {
+        pkcs8::pkcs8_v1_der_into(alg, key, d).map_err(LoadError::from)
+    })?;
+    if format == Format::Der {
+        return Ok(der);
+    }
+    let label = pkcs8::PRIVATE_KEY_LABEL;
+    let der_bytes = der.bytes()?;
+    SecretBuf::new_with(pkcs8::pem_encoded_len(label, der_bytes.len()), |d| {
+        pkcs8::pem_encode_into(label, der_bytes, d).map_err(LoadError::from)
+    })
 }
 
 /// Write `key` to `path` as `format`, atomically (see [`write_atomic`]).

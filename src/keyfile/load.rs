@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::crypto::curve::KEY_LEN;
+use crate::crypto::curve::{Algorithm, KEY_LEN};
 use crate::crypto::pkcs8;
 use crate::memory::SecretBuf;
 
@@ -70,75 +70,24 @@ impl DecodedKeyFile {
         length: Option<usize>,
     ) -> Result<DecodedKeyFile, LoadError> {
         if let Some(f) = format {
-            if !f.allowed_for(kind) {
-                return Err(unusable(format!(
-                    "format {:?} is not available for {} keys",
-                    f.name(),
-                    kind.name()
-                ))
-                .into());
-            }
+            check_format_allowed(f, kind)?;
         }
         let length = length.or(kind.fixed_len());
-        let mut file = KeyFile::open(path, kind.max_file_len())?;
-        let mut scratch = crate::memory::allocate(file.size())?;
-        scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
+        let scratch = read_into_scratch(path, kind)?;
         let content = scratch.bytes()?;
         let format = match format {
             Some(f) => f,
             None => detect(content, kind, length)?,
         };
-        let mut der = None;
-        let (body, key_len, public) = match (format, kind.algorithm()) {
-            (Format::Der, Some(alg)) => {
-                let parsed = pkcs8::parse_pkcs8_der(alg, content)?;
-                (
-                    subrange(content, parsed.key),
-                    parsed.key.len(),
-                    parsed.public,
-                )
-            }
-            (Format::Pem, Some(alg)) => {
-                let body = pkcs8::pem_body(content, pkcs8::PRIVATE_KEY_LABEL)?;
-                let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
-                    pkcs8::pem_der_into(body, d).map_err(LoadError::from)
-                })?;
-                let bytes = decoded.bytes()?;
-                let parsed = pkcs8::parse_pkcs8_der(alg, bytes)?;
-                let found = (subrange(bytes, parsed.key), parsed.key.len(), parsed.public);
-                der = Some(decoded);
-                found
-            }
-            (Format::Der | Format::Pem, None) => {
-                return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
-            }
-            (f, _) => {
-                let (body, n) = layout(content, f)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(unusable(format!(
-                        "its size does not match the expected length of {} bytes (as {})",
-                        length.unwrap_or(0),
-                        f.name()
-                    ))
-                    .into());
-                }
-                (body, n, None)
-            }
-        };
-        let max = crate::crypto::symmetric::MAX_KEY_LEN;
-        if key_len > max {
-            return Err(unusable(format!(
-                "the key it holds is larger than the {max}-byte limit for keys"
-            ))
-            .into());
-        }
+        let body = locate_key(content, format, kind, length)?;
+        check_key_len(body.key_len)?;
         Ok(DecodedKeyFile {
             scratch,
-            der,
+            der: body.der,
             format,
-            body,
-            key_len,
-            public,
+            body: body.range,
+            key_len: body.key_len,
+            public: body.public,
         })
     }
 
@@ -179,6 +128,120 @@ impl DecodedKeyFile {
         }
         Ok(())
     }
+}
+
+/// Refuse `format` for keys of `kind` unless [`Format::allowed_for`] allows it.
+pub(super) fn check_format_allowed(format: Format, kind: KeyKind) -> Result<(), FileError> {
+    if !format.allowed_for(kind) {
+        return Err(unusable(format!(
+            "format {:?} is not available for {} keys",
+            format.name(),
+            kind.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Open and check `path` (with the size limit of `kind`) and read it into a new guarded
+/// scratch region.
+fn read_into_scratch(path: &Path, kind: KeyKind) -> Result<SecretBuf, LoadError> {
+    let mut file = KeyFile::open(path, kind.max_file_len())?;
+    let mut scratch = crate::memory::allocate(file.size())?;
+    scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
+    Ok(scratch)
+}
+
+/// Where the key is in a file's contents, as found by [`locate_key`].
+struct KeyBody {
+    /// The encoded key (raw, hex, base64) or the key bytes (PKCS#8), in the file's
+    /// contents or, for PEM, in `der`.
+    range: Range<usize>,
+    key_len: usize,
+    /// The public key a PKCS#8 version 2 file carries.
+    public: Option<[u8; KEY_LEN]>,
+    /// PEM only: the DER decoded from the PEM body (a guarded scratch region).
+    der: Option<SecretBuf>,
+}
+
+/// Find the key in `content` read as `format` and check the structure around it: PKCS#8
+/// is parsed (PEM decoded into a guarded scratch region first); for raw, hex and base64
+/// the layout gives the key length, which must match `length` if given.
+fn locate_key(
+    content: &[u8],
+    format: Format,
+    kind: KeyKind,
+    length: Option<usize>,
+) -> Result<KeyBody, LoadError> {
+    match (format, kind.algorithm()) {
+        (Format::Der, Some(alg)) => {
+            let parsed = pkcs8::parse_pkcs8_der(alg, content)?;
+            Ok(KeyBody {
+                range: subrange(content, parsed.key),
+                key_len: parsed.key.len(),
+                public: parsed.public,
+                der: None,
+            })
+        }
+        (Format::Pem, Some(alg)) => locate_pem_key(content, alg),
+        (Format::Der | Format::Pem, None) => {
+            Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
+        }
+        (f, _) => locate_encoded_key(content, f, length),
+    }
+}
+
+/// Decode the PEM body of `content` into a guarded scratch region and parse the PKCS#8
+/// structure in it.
+fn locate_pem_key(content: &[u8], alg: Algorithm) -> Result<KeyBody, LoadError> {
+    let body = pkcs8::pem_body(content, pkcs8::PRIVATE_KEY_LABEL)?;
+    let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
+        pkcs8::pem_der_into(body, d).map_err(LoadError::from)
+    })?;
+    let bytes = decoded.bytes()?;
+    let parsed = pkcs8::parse_pkcs8_der(alg, bytes)?;
+    let (range, key_len, public) = (subrange(bytes, parsed.key), parsed.key.len(), parsed.public);
+    Ok(KeyBody {
+        range,
+        key_len,
+        public,
+        der: Some(decoded),
+    })
+}
+
+/// The layout of raw, hex or base64 `content`; its key length must match `length` if
+/// given.
+fn locate_encoded_key(
+    content: &[u8],
+    format: Format,
+    length: Option<usize>,
+) -> Result<KeyBody, LoadError> {
+    let (range, key_len) = layout(content, format)?;
+    if length.is_some_and(|l| l != key_len) {
+        return Err(unusable(format!(
+            "its size does not match the expected length of {} bytes (as {})",
+            length.unwrap_or(0),
+            format.name()
+        ))
+        .into());
+    }
+    Ok(KeyBody {
+        range,
+        key_len,
+        public: None,
+        der: None,
+    })
+}
+
+/// Refuse a key larger than [`crate::crypto::symmetric::MAX_KEY_LEN`].
+fn check_key_len(key_len: usize) -> Result<(), LoadError> {
+    let max = crate::crypto::symmetric::MAX_KEY_LEN;
+    if key_len > max {
+        return Err(unusable(format!(
+            "the key it holds is larger than the {max}-byte limit for keys"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The position of `part`, a sub-slice of `whole`, within it.

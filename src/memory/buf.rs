@@ -78,6 +78,18 @@ impl SecretBuf {
         })
     }
 
+    /// Allocate a buffer of `len` bytes with the same isolation as `self` (page or pool,
+    /// whatever the policy says now) and fill it with `fill`: state derived from a key
+    /// later (e.g. HMAC pads on first use) is isolated like the key.
+    pub fn new_beside<E: From<MemoryError>>(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let allocator = super::allocator_for(self.protection().isolation);
+        Self::new_parts_with_in(allocator, [len], |[buf]| fill(buf))
+    }
+
     /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.
     pub fn random(len: usize) -> Result<Self, MemoryError> {
         Self::new_with(len, |dst| {

@@ -17,15 +17,15 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::sys::{fork_generation, map_page, page_size};
+use super::sys::{fork_generation, last_errno, map_page, page_size};
 
 /// The last token this process (or, in a child, its parent) armed the sentinel with.
 /// Ordinary memory: a child inherits it, which is how it picks a token of its own.
 static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
 
-/// The sentinel page, or `None` when it could not be mapped or advised (then only the
-/// atfork generation witnesses a fork).
-fn sentinel() -> Option<&'static AtomicU64> {
+/// The sentinel page, or the `errno` with which mapping or advising it failed (then only
+/// the atfork generation witnesses a fork).
+fn sentinel() -> Result<&'static AtomicU64, i32> {
     struct Page(NonNull<AtomicU64>);
     // SAFETY: the page is mapped once, never unmapped, and only accessed through the
     // atomic it holds.
@@ -33,42 +33,44 @@ fn sentinel() -> Option<&'static AtomicU64> {
     // SAFETY: see `Send`: all access is atomic.
     unsafe impl Sync for Page {}
 
-    static PAGE: OnceLock<Option<Page>> = OnceLock::new();
+    static PAGE: OnceLock<Result<Page, i32>> = OnceLock::new();
     let page = PAGE.get_or_init(|| {
         let len = page_size();
-        let ptr = map_page().ok()?;
+        let ptr = map_page()?;
         // SAFETY: the range is exactly the mapping made above.
-        let advised = unsafe { libc::madvise(ptr, len, libc::MADV_WIPEONFORK) } == 0;
-        if !advised {
+        if unsafe { libc::madvise(ptr, len, libc::MADV_WIPEONFORK) } != 0 {
+            let errno = last_errno();
             // SAFETY: unmapping the page made above, which nothing references yet.
             unsafe { libc::munmap(ptr, len) };
-            return None;
+            return Err(errno);
         }
-        NonNull::new(ptr.cast::<AtomicU64>()).map(Page)
+        NonNull::new(ptr.cast::<AtomicU64>()).map(Page).ok_or(0)
     });
+    let page = page.as_ref().map_err(|e| *e)?;
     // SAFETY: the page is mapped for the life of the process, zero-filled (a valid
     // AtomicU64), page-aligned (aligned for u64), and only ever accessed atomically.
-    page.as_ref().map(|p| unsafe { p.0.as_ref() })
+    Ok(unsafe { page.0.as_ref() })
 }
 
-/// The sentinel's token, arming it first if it reads zero (a fresh process, or a child
-/// whose copy was wiped on fork). `0` when there is no sentinel.
-fn token() -> u64 {
-    let Some(cell) = sentinel() else {
-        return 0;
-    };
+/// This process's sentinel token (never zero), arming the sentinel first if it reads zero
+/// (a fresh process, or a child whose copy was wiped on fork). Memory that a fork child
+/// must never touch (e.g. `memfd_secret` arenas, which `MADV_DONTFORK` leaves unmapped in
+/// it) records the token and compares it before every access. `Err(errno)` when the
+/// sentinel page is unavailable.
+pub fn sentinel_token() -> Result<u64, i32> {
+    let cell = sentinel()?;
     let current = cell.load(Ordering::Acquire);
     if current != 0 {
-        return current;
+        return Ok(current);
     }
     let fresh = LAST_TOKEN.load(Ordering::Acquire).wrapping_add(1).max(1);
     match cell.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             LAST_TOKEN.store(fresh, Ordering::Release);
-            fresh
+            Ok(fresh)
         }
         // Another thread of this process armed it first.
-        Err(armed) => armed,
+        Err(armed) => Ok(armed),
     }
 }
 
@@ -84,7 +86,8 @@ impl ProcessStamp {
     pub fn current() -> Self {
         ProcessStamp {
             generation: fork_generation(),
-            token: token(),
+            // Without the sentinel page only the generation witnesses a fork.
+            token: sentinel_token().unwrap_or(0),
         }
     }
 

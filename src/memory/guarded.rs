@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use super::policy::{lock_failure_policy, LockFailurePolicy};
 use super::sys::{fork_generation, last_errno, page_size};
-use super::{Allocator, MemoryError, Protection, Region, MAX_PARTS, MAX_REGION_LEN};
+use super::{Allocator, Isolation, MemoryError, Protection, Region, MAX_PARTS, MAX_REGION_LEN};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Length of the canary that sits directly in front of each part.
 pub const CANARY_LEN: usize = 16;
@@ -24,6 +25,20 @@ fn canary() -> Result<&'static [u8; CANARY_LEN], MemoryError> {
         code: e.raw_os_error().map_or(0, |v| v as u32),
     })?;
     Ok(CANARY.get_or_init(|| c))
+}
+
+/// Bytes of data pages of the live regions of this process (the share of the lock
+/// budget that page isolation uses; see [`super::page_share`]).
+static LIVE_DATA_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of data pages of the live page-isolated regions of this process.
+pub fn live_data_bytes() -> usize {
+    LIVE_DATA_BYTES.load(Ordering::Relaxed)
+}
+
+/// Bytes of data pages a region of parts of these lengths takes (`None` if invalid).
+pub fn data_len_for(parts: &[usize]) -> Option<usize> {
+    Layout::new(parts).ok().map(|l| l.data_len)
 }
 
 /// Allocator of [`GuardedRegion`]s.
@@ -166,6 +181,7 @@ impl GuardedRegion {
             NonNull::new(base.cast::<u8>()).ok_or_else(|| MemoryError::system_call("mmap", 0))?;
         // SAFETY: one page < map_len, so the offset stays inside the mapping.
         let data = unsafe { base.add(page_size()) };
+        LIVE_DATA_BYTES.fetch_add(layout.data_len, Ordering::Relaxed);
         Ok(GuardedRegion {
             base,
             data,
@@ -175,6 +191,8 @@ impl GuardedRegion {
                 dontdump: false,
                 wipeonfork: false,
                 guard_pages: false,
+                read_only_idle: true,
+                isolation: Isolation::Page,
                 backend: BACKEND_NAME,
             },
             generation: fork_generation(),
@@ -397,6 +415,7 @@ impl Drop for GuardedRegion {
         // SAFETY: base/map_len describe the mapping created in `map`, unmapped only here.
         let rc = unsafe { libc::munmap(self.base.as_ptr().cast(), self.layout.map_len) };
         debug_assert_eq!(rc, 0, "munmap of our own mapping failed");
+        LIVE_DATA_BYTES.fetch_sub(self.layout.data_len, Ordering::Relaxed);
     }
 }
 

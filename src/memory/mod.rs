@@ -38,12 +38,20 @@
 //! must report exactly which protection failed, so regions are mapped here with `libc`
 //! `mmap` and every system call's result is checked.
 //!
-//! # Backends
+//! # Isolation
 //!
-//! [`Allocator`] is the interface the layers above allocate through; [`allocate`] uses the
-//! process default ([`guarded::GuardedMmap`]). A pooled allocator (many small secrets in
-//! shared locked pages) or a `memfd_secret` backend implements the same two traits and
-//! slots in without touching the crypto or Python layers.
+//! [`Allocator`] is the interface the layers above allocate through. Two implement it:
+//! page isolation ([`guarded::GuardedMmap`], the layout above) and the pool
+//! ([`pool::Pooled`]: a slot with a canary on both sides in a shared guarded, locked
+//! arena; see its module docs). [`default_allocator`] picks one per region by the
+//! isolation policy ([`Isolation`]): the thread's override, else the process policy.
+//! Under [`Isolation::Auto`] (the default) a region is page-isolated while the data pages
+//! of all live page-isolated regions, this one included, stay within [`page_share`] of
+//! the lock budget, and pooled after that. A region too large for the pool (a slot of
+//! more than [`pool::MAX_SLOT`] bytes) is always page-isolated.
+//!
+//! Pool arenas are anonymous memory or, under [`Backend::MemfdSecret`], `memfd_secret(2)`
+//! memory (one descriptor per arena, closed once mapped; not mapped in fork children).
 
 #![allow(unsafe_code)]
 
@@ -52,11 +60,18 @@ mod error;
 pub mod fork;
 pub mod guarded;
 mod policy;
+pub mod pool;
 pub mod sys;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use buf::SecretBuf;
 pub use error::{MapCount, MemoryError};
-pub use policy::{lock_failure_policy, set_lock_failure_policy, LockFailurePolicy};
+pub use policy::{
+    backend_policy, effective_isolation, isolation_policy, lock_failure_policy, set_backend_policy,
+    set_isolation_policy, set_lock_failure_policy, set_thread_isolation, Backend, Isolation,
+    LockFailurePolicy,
+};
 
 /// What protection a region actually has. Every field is measured from the result of the
 /// system call that establishes it, never assumed.
@@ -68,8 +83,14 @@ pub struct Protection {
     pub dontdump: bool,
     /// `MADV_WIPEONFORK` is set: a forked child sees zeros instead of the data.
     pub wipeonfork: bool,
-    /// `PROT_NONE` guard pages sit directly before and after the data pages.
+    /// `PROT_NONE` guard pages sit directly before and after the data pages (for a pooled
+    /// region: around its arena, not around each key).
     pub guard_pages: bool,
+    /// The memory is read-only while no write is in progress (page isolation). Pool
+    /// arenas stay read-write.
+    pub read_only_idle: bool,
+    /// [`Isolation::Page`] or [`Isolation::Pool`]: how the region was allocated.
+    pub isolation: Isolation,
     /// Name of the backend that allocated the region.
     pub backend: &'static str,
 }
@@ -134,9 +155,119 @@ pub const MAX_PARTS: usize = 4;
 /// almost certainly a mistake, and each region is locked memory.
 pub const MAX_REGION_LEN: usize = 1 << 20;
 
-/// The allocator used by [`allocate`].
+/// The allocator used by [`allocate`] and [`SecretBuf::new_with`]: page isolation or the
+/// pool, per region, by the isolation policy (see the module docs).
 pub fn default_allocator() -> &'static dyn Allocator {
-    &guarded::GuardedMmap
+    &ByPolicy
+}
+
+/// The allocator for regions of the given isolation ([`Isolation::Auto`] decides per
+/// region, like [`default_allocator`]).
+pub fn allocator_for(isolation: Isolation) -> &'static dyn Allocator {
+    match isolation {
+        Isolation::Page => &guarded::GuardedMmap,
+        Isolation::Pool => &PoolOrPage,
+        Isolation::Auto => &ByPolicy,
+    }
+}
+
+/// The most bytes of page-isolated data pages [`Isolation::Auto`] keeps alive: 1 MiB.
+pub const PAGE_SHARE_MAX: usize = 1 << 20;
+
+/// The share of the lock budget that [`Isolation::Auto`] gives page isolation: an eighth
+/// of the soft `RLIMIT_MEMLOCK`, at most [`PAGE_SHARE_MAX`] (256 one-page keys with 4 KiB
+/// pages; 256 keys of an 8 MiB limit, 2 keys of a 64 KiB one). The rest of the budget is
+/// left to the pool, which holds some 16,000 32-byte keys per MiB.
+///
+/// The limit is read on first use, again in a fork child, and again whenever a region
+/// would be page-isolated (which makes several system calls anyway), never on the pooled
+/// hot path: a process that raises its own limit later keeps pooling until then.
+pub fn page_share() -> usize {
+    page_share_cached(false)
+}
+
+/// The cached share and the fork generation (plus one, so zero means "never read") it
+/// was read in.
+static SHARE_GENERATION: AtomicU64 = AtomicU64::new(0);
+static SHARE: AtomicU64 = AtomicU64::new(0);
+
+fn page_share_cached(refresh: bool) -> usize {
+    let g = sys::fork_generation() + 1;
+    if refresh || SHARE_GENERATION.load(Ordering::Acquire) != g {
+        let budget = match sys::rlimit_memlock() {
+            Ok((Some(soft), _)) => soft,
+            Ok((None, _)) => u64::MAX,
+            Err(_) => 0,
+        };
+        let share = (budget / 8).min(PAGE_SHARE_MAX as u64);
+        SHARE.store(share, Ordering::Release);
+        SHARE_GENERATION.store(g, Ordering::Release);
+    }
+    SHARE.load(Ordering::Acquire) as usize
+}
+
+/// Whether [`Isolation::Auto`] gives a region of these parts page isolation.
+fn auto_chooses_page(parts: &[usize]) -> bool {
+    if pool::class_for(parts).is_none() {
+        return true;
+    }
+    let Some(need) = guarded::data_len_for(parts) else {
+        return true;
+    };
+    let within = |share: usize| guarded::live_data_bytes().saturating_add(need) <= share;
+    // Check against the cached share first; confirm a "page" answer with a fresh read of
+    // the limit (a page-isolated region costs several system calls anyway).
+    within(page_share_cached(false)) && within(page_share_cached(true))
+}
+
+/// Page isolation or the pool, by [`effective_isolation`].
+struct ByPolicy;
+
+impl Allocator for ByPolicy {
+    fn allocate_with(
+        &self,
+        parts: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<Box<dyn Region>, MemoryError> {
+        let page = match effective_isolation() {
+            Isolation::Page => true,
+            Isolation::Pool => pool::class_for(parts).is_none(),
+            Isolation::Auto => match backend_policy() {
+                Backend::Mmap => auto_chooses_page(parts),
+                Backend::MemfdSecret => pool::class_for(parts).is_none(),
+            },
+        };
+        if page {
+            guarded::GuardedMmap.allocate_with(parts, fill)
+        } else {
+            pool::Pooled.allocate_with(parts, fill)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        guarded::BACKEND_NAME
+    }
+}
+
+/// The pool, or page isolation for a region too large for it.
+struct PoolOrPage;
+
+impl Allocator for PoolOrPage {
+    fn allocate_with(
+        &self,
+        parts: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<Box<dyn Region>, MemoryError> {
+        if pool::class_for(parts).is_some() {
+            pool::Pooled.allocate_with(parts, fill)
+        } else {
+            guarded::GuardedMmap.allocate_with(parts, fill)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        guarded::BACKEND_NAME
+    }
 }
 
 /// Allocate a zero-filled [`SecretBuf`] of `len` bytes from the default allocator.

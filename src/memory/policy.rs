@@ -1,8 +1,10 @@
-//! The process-wide policy for a protection that cannot be established.
+//! The process-wide policies: what to do when a protection cannot be established, and
+//! which isolation new regions get.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// What to do when `mlock` (or `madvise`) fails for a new region.
+/// What to do when `mlock` (or `madvise`) fails for a new region (or pool arena).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockFailurePolicy {
     /// Keep the region, report the missing protection in [`super::Protection`]; the layer
@@ -29,4 +31,162 @@ pub fn set_lock_failure_policy(policy: LockFailurePolicy) {
         LockFailurePolicy::Raise => 1,
     };
     POLICY.store(v, Ordering::Release);
+}
+
+/// How a new region is isolated from other memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// One guarded mapping per region ([`super::guarded`]): guard pages directly around
+    /// the secret, read-only while idle. Costs a locked page and three mappings per key.
+    Page,
+    /// A slot in a shared, locked, guarded arena ([`super::pool`]): canaries on both sides
+    /// of the secret, read-write while idle. Costs 64 bytes for a 32-byte key.
+    Pool,
+    /// Page isolation while the live page-isolated regions stay within a small share of
+    /// the lock budget ([`super::page_share`]), the pool after that.
+    Auto,
+}
+
+impl Isolation {
+    /// The name used by the Python API and `KEYCELL_ISOLATION`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Page => "page",
+            Isolation::Pool => "pool",
+            Isolation::Auto => "auto",
+        }
+    }
+
+    /// Parse a name of [`Isolation::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "page" => Some(Isolation::Page),
+            "pool" => Some(Isolation::Pool),
+            "auto" => Some(Isolation::Auto),
+            _ => None,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Isolation::Auto => 0,
+            Isolation::Page => 1,
+            Isolation::Pool => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Isolation::Page,
+            2 => Isolation::Pool,
+            _ => Isolation::Auto,
+        }
+    }
+}
+
+static ISOLATION: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// A scoped override for allocations made on this thread ([`set_thread_isolation`]).
+    static THREAD_ISOLATION: Cell<Option<Isolation>> = const { Cell::new(None) };
+}
+
+/// The process-wide isolation policy (default [`Isolation::Auto`]).
+pub fn isolation_policy() -> Isolation {
+    Isolation::from_u8(ISOLATION.load(Ordering::Acquire))
+}
+
+/// Set the process-wide isolation policy for regions allocated from now on.
+pub fn set_isolation_policy(isolation: Isolation) {
+    ISOLATION.store(isolation.to_u8(), Ordering::Release);
+}
+
+/// Override the isolation of regions allocated on this thread (`None`: follow the process
+/// policy). Returns the previous override, for the caller to restore.
+pub fn set_thread_isolation(isolation: Option<Isolation>) -> Option<Isolation> {
+    THREAD_ISOLATION.with(|c| c.replace(isolation))
+}
+
+/// The isolation new regions on this thread get: the thread's override, else the process
+/// policy. One thread-local read and one atomic load.
+pub fn effective_isolation() -> Isolation {
+    THREAD_ISOLATION
+        .with(Cell::get)
+        .unwrap_or_else(isolation_policy)
+}
+
+/// What backs pool arenas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Private anonymous memory (`mmap`), locked with `mlock`, `MADV_WIPEONFORK`.
+    Mmap,
+    /// `memfd_secret(2)` memory: removed from the kernel's direct map, unreadable through
+    /// `/proc/PID/mem` and `process_vm_readv` (even by root), implicitly locked; not
+    /// mapped in fork children (`MADV_DONTFORK`). While any exists, the kernel refuses to
+    /// hibernate. One descriptor per arena, closed once mapped.
+    MemfdSecret,
+}
+
+impl Backend {
+    /// The name used by the Python API, `KEYCELL_BACKEND` and [`super::Protection::backend`]
+    /// ("mmap" is reported there as the allocator's name, "guarded-mmap").
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mmap => "mmap",
+            Backend::MemfdSecret => "memfd_secret",
+        }
+    }
+
+    /// Parse a name of [`Backend::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "mmap" => Some(Backend::Mmap),
+            "memfd_secret" => Some(Backend::MemfdSecret),
+            _ => None,
+        }
+    }
+}
+
+static BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// The process-wide backend of pool arenas (default [`Backend::Mmap`]).
+pub fn backend_policy() -> Backend {
+    match BACKEND.load(Ordering::Acquire) {
+        0 => Backend::Mmap,
+        _ => Backend::MemfdSecret,
+    }
+}
+
+/// Set the backend of pool arenas allocated from now on. Under
+/// [`Backend::MemfdSecret`], [`Isolation::Auto`] pools every key that fits a slot.
+pub fn set_backend_policy(backend: Backend) {
+    let v = match backend {
+        Backend::Mmap => 0,
+        Backend::MemfdSecret => 1,
+    };
+    BACKEND.store(v, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for i in [Isolation::Page, Isolation::Pool, Isolation::Auto] {
+            assert_eq!(Isolation::from_name(i.name()), Some(i));
+            assert_eq!(Isolation::from_u8(i.to_u8()), i);
+        }
+        assert_eq!(Isolation::from_name("Page"), None);
+    }
+
+    #[test]
+    fn thread_override_is_per_thread() {
+        let prev = set_thread_isolation(Some(Isolation::Pool));
+        assert_eq!(effective_isolation(), Isolation::Pool);
+        std::thread::spawn(|| assert_eq!(THREAD_ISOLATION.with(Cell::get), None))
+            .join()
+            .expect("thread");
+        set_thread_isolation(prev);
+    }
 }

@@ -32,6 +32,7 @@ pyo3::import_exception!(keycell.exceptions, KeyringKeyExpiredError);
 pyo3::import_exception!(keycell.exceptions, KeyringPermissionError);
 pyo3::import_exception!(keycell.exceptions, KeyringQuotaError);
 pyo3::import_exception!(keycell.exceptions, KeyringUnavailableError);
+pyo3::import_exception!(keycell.exceptions, InvalidCode);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -71,6 +72,8 @@ pub enum Error {
     AlreadyFinalized(&'static str),
     /// A kernel keyring operation failed.
     Keyring(crate::keyring::KeyringError),
+    /// A one-time code is wrong, expired or already used.
+    InvalidCode(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -113,34 +116,17 @@ impl From<Error> for PyErr {
                 KeyDestroyedError::new_err(format!("this {what} has been destroyed"))
             }
             Error::InUse(msg) => KeyInUseError::new_err(msg),
-            Error::Memory(m) => match m {
-                MemoryError::Forked => ForkedKeyError::new_err(m.to_string()),
-                MemoryError::LockFailed { errno, .. } => {
-                    let err = MemoryLockError::new_err(m.to_string());
-                    set_errno(&err, errno);
-                    err
-                }
-                MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
-                MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
-                    let err = ProtectionError::new_err(m.to_string());
-                    set_errno(&err, errno);
-                    err
-                }
-                MemoryError::Random { .. } => ProtectionError::new_err(m.to_string()),
-            },
+            Error::Memory(m) => memory_error(m),
             Error::Value(msg) => PyValueError::new_err(msg),
             Error::Type(msg) => PyTypeError::new_err(msg),
             Error::KeyFile {
                 path,
                 reason,
                 errno,
-            } => {
-                let err = KeyFileError::new_err(format!("key file {path:?}: {reason}"));
-                if let Some(errno) = errno {
-                    set_errno(&err, errno);
-                }
-                err
-            }
+            } => with_errno(
+                KeyFileError::new_err(format!("key file {path:?}: {reason}")),
+                errno,
+            ),
             Error::InsecureKeyFile { path, reason } => {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
@@ -156,23 +142,41 @@ impl From<Error> for PyErr {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }
             Error::Keyring(e) => keyring_error(e),
+            Error::InvalidCode(msg) => InvalidCode::new_err(msg),
         }
     }
 }
 
+/// The exception for a failure of the memory layer.
+fn memory_error(m: MemoryError) -> PyErr {
+    match m {
+        MemoryError::Forked => ForkedKeyError::new_err(m.to_string()),
+        MemoryError::LockFailed { errno, .. } => {
+            let err = MemoryLockError::new_err(m.to_string());
+            set_errno(&err, errno);
+            err
+        }
+        MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
+        MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
+            let err = ProtectionError::new_err(m.to_string());
+            set_errno(&err, errno);
+            err
+        }
+        MemoryError::Random { .. } => ProtectionError::new_err(m.to_string()),
+    }
+}
+
+/// The exception for a key store failure (`path` is the store's path).
 fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
     use crate::store::StoreError as S;
     match err {
         S::File(crate::keyfile::FileError::Insecure(reason)) => {
             InsecureKeyFileError::new_err(format!("refusing key store {path:?}: {reason}"))
         }
-        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => {
-            let err = KeyFileError::new_err(format!("key store {path:?}: {reason}"));
-            if let Some(errno) = errno {
-                set_errno(&err, errno);
-            }
-            err
-        }
+        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => with_errno(
+            KeyFileError::new_err(format!("key store {path:?}: {reason}")),
+            errno,
+        ),
         S::Memory(m) => Error::Memory(m).into(),
         S::Corrupted(reason) => {
             StoreCorruptedError::new_err(format!("key store {path:?} is corrupted: {reason}"))
@@ -197,6 +201,7 @@ fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
     }
 }
 
+/// The exception for a keyring failure, by its cause, with its errno.
 fn keyring_error(e: crate::keyring::KeyringError) -> PyErr {
     use crate::keyring::KeyringErrorKind as K;
     let msg = format!("kernel keyring: {e}");
@@ -208,7 +213,12 @@ fn keyring_error(e: crate::keyring::KeyringError) -> PyErr {
         K::Unavailable => KeyringUnavailableError::new_err(msg),
         K::Changed | K::NotUserKey | K::Other => KeyringError::new_err(msg),
     };
-    if let Some(errno) = e.errno {
+    with_errno(err, e.errno)
+}
+
+/// `err` with `errno`, if any, attached (see [`set_errno`]).
+fn with_errno(err: PyErr, errno: Option<i32>) -> PyErr {
+    if let Some(errno) = errno {
         set_errno(&err, errno);
     }
     err

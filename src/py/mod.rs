@@ -13,6 +13,7 @@ mod key_cell;
 mod key_io;
 mod keyring;
 mod keystore;
+mod otp;
 mod protection;
 mod secret_key;
 mod view;
@@ -33,24 +34,61 @@ fn compare_digest(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) ->
     bytes_like::ct_eq_in_place(py, a, b)
 }
 
-/// Set the process-wide policy for a failed `mlock`/`madvise`: "warn" or "raise".
+/// Set the process-wide policies; a keyword not given keeps its value.
+/// `on_lock_failure`: "warn" or "raise" (a failed `mlock`/`madvise`). `isolation`:
+/// "page", "pool" or "auto" (how new keys are isolated). `backend`: "mmap" or
+/// "memfd_secret" (what backs pool arenas; refused where the kernel lacks it).
 #[pyfunction]
-#[pyo3(signature = (*, on_lock_failure))]
-fn set_policy(on_lock_failure: &str) -> Result<()> {
-    let policy = match on_lock_failure {
-        "warn" => LockFailurePolicy::Warn,
-        "raise" => LockFailurePolicy::Raise,
-        _ => {
-            return Err(Error::Value(
+#[pyo3(signature = (*, on_lock_failure = None, isolation = None, backend = None))]
+fn set_policy(
+    on_lock_failure: Option<&str>,
+    isolation: Option<&str>,
+    backend: Option<&str>,
+) -> Result<()> {
+    let lock = on_lock_failure
+        .map(|v| match v {
+            "warn" => Ok(LockFailurePolicy::Warn),
+            "raise" => Ok(LockFailurePolicy::Raise),
+            _ => Err(Error::Value(
                 "on_lock_failure must be \"warn\" or \"raise\"".to_owned(),
-            ))
+            )),
+        })
+        .transpose()?;
+    let isolation = isolation.map(parse_isolation).transpose()?;
+    let backend = backend
+        .map(|v| {
+            memory::Backend::from_name(v).ok_or_else(|| {
+                Error::Value("backend must be \"mmap\" or \"memfd_secret\"".to_owned())
+            })
+        })
+        .transpose()?;
+    if backend == Some(memory::Backend::MemfdSecret) {
+        if let Err(errno) = memory::sys::probe().memfd_secret {
+            return Err(Error::Memory(memory::MemoryError::system_call(
+                "memfd_secret",
+                errno,
+            )));
         }
-    };
-    memory::set_lock_failure_policy(policy);
+    }
+    if let Some(b) = backend {
+        memory::set_backend_policy(b);
+    }
+    if let Some(p) = lock {
+        memory::set_lock_failure_policy(p);
+    }
+    if let Some(i) = isolation {
+        memory::set_isolation_policy(i);
+    }
     Ok(())
 }
 
-/// The current policy, as a dict `{"on_lock_failure": "warn" | "raise"}`.
+fn parse_isolation(v: &str) -> Result<memory::Isolation> {
+    memory::Isolation::from_name(v)
+        .ok_or_else(|| Error::Value("isolation must be \"page\", \"pool\" or \"auto\"".to_owned()))
+}
+
+/// The current process-wide policies, as a dict `{"on_lock_failure": "warn" | "raise",
+/// "isolation": "page" | "pool" | "auto", "backend": "mmap" | "memfd_secret"}`.
 #[pyfunction]
 fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let d = pyo3::types::PyDict::new(py);
@@ -59,6 +97,39 @@ fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
         LockFailurePolicy::Raise => "raise",
     };
     d.set_item("on_lock_failure", v)?;
+    d.set_item("isolation", memory::isolation_policy().name())?;
+    d.set_item("backend", memory::backend_policy().name())?;
+    Ok(d)
+}
+
+/// Set this thread's isolation override (`None`: follow the process policy) and return
+/// the previous one. Used by `keycell.policy()`, which keeps it in step with a context
+/// variable.
+#[pyfunction]
+#[pyo3(signature = (isolation, /))]
+fn _set_thread_isolation(isolation: Option<&str>) -> Result<Option<&'static str>> {
+    let new = isolation.map(parse_isolation).transpose()?;
+    Ok(memory::set_thread_isolation(new).map(memory::Isolation::name))
+}
+
+/// The isolation new keys get on this thread now ("page", "pool" or "auto").
+#[pyfunction]
+fn _effective_isolation() -> &'static str {
+    memory::effective_isolation().name()
+}
+
+/// Statistics of the key pool: arenas, live slots, locked and mapped bytes, and the
+/// share of the lock budget that automatic isolation gives page-isolated keys.
+#[pyfunction]
+fn _pool_stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    let s = memory::pool::stats();
+    d.set_item("arenas", s.arenas)?;
+    d.set_item("live_slots", s.live_slots)?;
+    d.set_item("locked_bytes", s.locked_bytes)?;
+    d.set_item("mapped_bytes", s.mapped_bytes)?;
+    d.set_item("page_locked_bytes", memory::guarded::live_data_bytes())?;
+    d.set_item("page_share", memory::page_share())?;
     Ok(d)
 }
 
@@ -153,9 +224,14 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ed25519::ed25519_verify_batch, m)?)?;
     m.add_class::<x25519::X25519PrivateKey>()?;
     m.add_class::<x25519::X25519PublicKey>()?;
+    m.add_class::<otp::Hotp>()?;
+    m.add_class::<otp::Totp>()?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_thread_isolation, m)?)?;
+    m.add_function(wrap_pyfunction!(_effective_isolation, m)?)?;
+    m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
     m.add_function(wrap_pyfunction!(_key_address, m)?)?;
     m.add_function(wrap_pyfunction!(keyring_store, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_invalidate, m)?)?;

@@ -20,8 +20,14 @@ pub struct Protection {
     pub dontdump: bool,
     /// `MADV_WIPEONFORK`: a forked child sees zeros.
     pub wipeonfork: bool,
-    /// `PROT_NONE` guard pages before and after the data.
+    /// `PROT_NONE` guard pages before and after the data (page isolation), or around the
+    /// shared arena (pool isolation).
     pub guard_pages: bool,
+    /// The memory is read-only while idle (page isolation); pool arenas stay read-write.
+    pub read_only_idle: bool,
+    /// "page" (a guarded mapping of its own) or "pool" (a slot with canaries on both
+    /// sides in a shared guarded arena).
+    pub isolation: String,
     /// The allocator backend.
     pub backend: String,
 }
@@ -33,6 +39,8 @@ impl From<memory::Protection> for Protection {
             dontdump: p.dontdump,
             wipeonfork: p.wipeonfork,
             guard_pages: p.guard_pages,
+            read_only_idle: p.read_only_idle,
+            isolation: p.isolation.name().to_owned(),
             backend: p.backend.to_owned(),
         }
     }
@@ -53,6 +61,8 @@ impl Protection {
         d.set_item("dontdump", self.dontdump)?;
         d.set_item("wipeonfork", self.wipeonfork)?;
         d.set_item("guard_pages", self.guard_pages)?;
+        d.set_item("read_only_idle", self.read_only_idle)?;
+        d.set_item("isolation", &self.isolation)?;
         d.set_item("backend", &self.backend)?;
         Ok(d)
     }
@@ -60,11 +70,14 @@ impl Protection {
     fn __repr__(&self) -> String {
         let b = |v: bool| if v { "True" } else { "False" };
         format!(
-            "Protection(locked={}, dontdump={}, wipeonfork={}, guard_pages={}, backend={:?})",
+            "Protection(locked={}, dontdump={}, wipeonfork={}, guard_pages={}, \
+             read_only_idle={}, isolation={:?}, backend={:?})",
             b(self.locked),
             b(self.dontdump),
             b(self.wipeonfork),
             b(self.guard_pages),
+            b(self.read_only_idle),
+            self.isolation,
             self.backend
         )
     }

@@ -223,9 +223,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Argon2 parameters as stored for a master-key store (all zero: no KDF).
+const NO_KDF_PARAMS: Argon2Params = Argon2Params {
+    memory_kib: 0,
+    iterations: 0,
+    lanes: 0,
+};
+
 /// Parse and structurally validate a store file (everything that needs no key: magic,
 /// version, the SHA-256 checksum, field ranges, entry layout and order).
 pub fn parse(data: &[u8]) -> Result<StoreFile, StoreFormatError> {
+    let body_len = check_envelope(data)?;
+    let mut r = Reader {
+        data: &data[..body_len],
+        at: 8,
+    };
+    let header = read_header(&mut r)?;
+    debug_assert_eq!(r.at, HEADER_LEN);
+    let entries = read_entries(&mut r, header.count)?;
+    if r.at != body_len {
+        return err("the file has unexpected bytes after its entries");
+    }
+    let mut mac = [0u8; 32];
+    mac.copy_from_slice(&data[body_len + 32..]);
+    Ok(StoreFile {
+        identity: header.identity,
+        generation: header.generation,
+        check: header.check,
+        entries,
+        mac,
+        mac_covered: body_len + 32,
+    })
+}
+
+/// Check the envelope of a store file: its size, the magic bytes, room for the header
+/// and trailer, and the SHA-256 checksum (on a mismatch, an unsupported version is
+/// reported first). Returns the length of the body (everything before the trailer).
+fn check_envelope(data: &[u8]) -> Result<usize, StoreFormatError> {
     if data.len() > MAX_FILE_LEN {
         return err("the file is larger than the key store limit");
     }
@@ -239,24 +273,34 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, StoreFormatError> {
     let digest = Sha256::digest(&data[..body_len]);
     if digest.as_slice() != &data[body_len..body_len + 32] {
         // Version first: a future version may use another trailer.
-        let v = u16::from_be_bytes([data[8], data[9]]);
-        if v != VERSION {
-            return err(format!(
-                "unsupported key store format version {v} (this keycell reads version {VERSION})"
-            ));
-        }
+        check_version(u16::from_be_bytes([data[8], data[9]]))?;
         return err("the file is damaged or was modified (checksum mismatch)");
     }
-    let mut r = Reader {
-        data: &data[..body_len],
-        at: 8,
-    };
-    let version = r.u16()?;
+    Ok(body_len)
+}
+
+/// Refuse a format version other than [`VERSION`].
+fn check_version(version: u16) -> Result<(), StoreFormatError> {
     if version != VERSION {
         return err(format!(
             "unsupported key store format version {version} (this keycell reads version {VERSION})"
         ));
     }
+    Ok(())
+}
+
+/// The fixed header, as read by [`read_header`].
+struct Header {
+    identity: Identity,
+    generation: u64,
+    /// Number of entries that follow the header.
+    count: u32,
+    check: [u8; CHECK_LEN],
+}
+
+/// Read and check the fixed header, from the version field on.
+fn read_header(r: &mut Reader<'_>) -> Result<Header, StoreFormatError> {
+    check_version(r.u16()?)?;
     let master_type = match r.u8()? {
         1 => MasterType::Passphrase,
         2 => MasterType::Key,
@@ -267,93 +311,103 @@ pub fn parse(data: &[u8]) -> Result<StoreFile, StoreFormatError> {
     }
     let store_id = r.array::<ID_LEN>()?;
     let salt = r.array::<ID_LEN>()?;
-    let params = Argon2Params {
-        memory_kib: r.u32()?,
-        iterations: r.u32()?,
-        lanes: r.u32()?,
-    };
-    let kdf = match master_type {
-        MasterType::Passphrase => {
-            params.check().map_err(|e| {
-                StoreFormatError(format!(
-                    "the header's Argon2 parameters are out of range: {e}"
-                ))
-            })?;
-            Some(params)
-        }
-        MasterType::Key => {
-            if params
-                != (Argon2Params {
-                    memory_kib: 0,
-                    iterations: 0,
-                    lanes: 0,
-                })
-            {
-                return err("the header has KDF parameters for a master-key store");
-            }
-            None
-        }
-    };
+    let kdf = read_kdf_params(r, master_type)?;
     let generation = r.u64()?;
     let count = r.u32()?;
     if count > MAX_ENTRIES {
         return err("the header's entry count is out of range");
     }
     let check = r.array::<CHECK_LEN>()?;
-    debug_assert_eq!(r.at, HEADER_LEN);
+    let identity = Identity {
+        master_type,
+        store_id,
+        salt,
+        kdf,
+    };
+    Ok(Header {
+        identity,
+        generation,
+        count,
+        check,
+    })
+}
+
+/// Read the header's Argon2 parameters: in range for a passphrase store, all zero (and
+/// then `None`) for a master-key store.
+fn read_kdf_params(
+    r: &mut Reader<'_>,
+    master_type: MasterType,
+) -> Result<Option<Argon2Params>, StoreFormatError> {
+    let params = Argon2Params {
+        memory_kib: r.u32()?,
+        iterations: r.u32()?,
+        lanes: r.u32()?,
+    };
+    match master_type {
+        MasterType::Passphrase => {
+            params.check().map_err(|e| {
+                StoreFormatError(format!(
+                    "the header's Argon2 parameters are out of range: {e}"
+                ))
+            })?;
+            Ok(Some(params))
+        }
+        MasterType::Key if params != NO_KDF_PARAMS => {
+            err("the header has KDF parameters for a master-key store")
+        }
+        MasterType::Key => Ok(None),
+    }
+}
+
+/// Read `count` entries, checking that their names are in strictly increasing order.
+fn read_entries(r: &mut Reader<'_>, count: u32) -> Result<Vec<Entry>, StoreFormatError> {
     let mut entries: Vec<Entry> = Vec::new();
     for _ in 0..count {
-        let name_len = usize::from(r.u16()?);
-        let name = std::str::from_utf8(r.take(name_len)?)
-            .map_err(|_| StoreFormatError("an entry name is not UTF-8".to_owned()))?
-            .to_owned();
-        check_stored_name(&name)
-            .map_err(|e| StoreFormatError(format!("invalid entry name: {e}")))?;
-        let kind = kind_from_code(r.u8()?)
-            .ok_or_else(|| StoreFormatError("an entry has an unknown key type".to_owned()))?;
-        let flags = r.u8()?;
-        if flags & !1 != 0 {
-            return err("an entry has unknown flags");
-        }
-        let key_len = r.u32()? as usize;
-        if !valid_key_len(kind, key_len) {
-            return err("an entry has an invalid key length");
-        }
-        let nonce = r.array::<NONCE_LEN>()?;
-        let ciphertext = r.take(key_len)?.to_vec();
-        let tag = r.array::<TAG_LEN>()?;
+        let entry = read_entry(r)?;
         if let Some(prev) = entries.last() {
-            if prev.name.as_bytes() >= name.as_bytes() {
+            if prev.name.as_bytes() >= entry.name.as_bytes() {
                 return err("entries are not in strictly increasing name order");
             }
         }
-        entries.push(Entry {
-            name,
-            kind,
-            exportable: flags & 1 == 1,
-            nonce,
-            ciphertext,
-            tag,
-        });
+        entries.push(entry);
     }
-    if r.at != body_len {
-        return err("the file has unexpected bytes after its entries");
+    Ok(entries)
+}
+
+/// Read one entry and check its name, key type, flags and key length.
+fn read_entry(r: &mut Reader<'_>) -> Result<Entry, StoreFormatError> {
+    let name = read_entry_name(r)?;
+    let kind = kind_from_code(r.u8()?)
+        .ok_or_else(|| StoreFormatError("an entry has an unknown key type".to_owned()))?;
+    let flags = r.u8()?;
+    if flags & !1 != 0 {
+        return err("an entry has unknown flags");
     }
-    let mut mac = [0u8; 32];
-    mac.copy_from_slice(&data[body_len + 32..]);
-    Ok(StoreFile {
-        identity: Identity {
-            master_type,
-            store_id,
-            salt,
-            kdf,
-        },
-        generation,
-        check,
-        entries,
-        mac,
-        mac_covered: body_len + 32,
+    let key_len = r.u32()? as usize;
+    if !valid_key_len(kind, key_len) {
+        return err("an entry has an invalid key length");
+    }
+    let nonce = r.array::<NONCE_LEN>()?;
+    let ciphertext = r.take(key_len)?.to_vec();
+    let tag = r.array::<TAG_LEN>()?;
+    Ok(Entry {
+        name,
+        kind,
+        exportable: flags & 1 == 1,
+        nonce,
+        ciphertext,
+        tag,
     })
+}
+
+/// Read an entry's name (length-prefixed UTF-8) and check it with [`check_stored_name`].
+fn read_entry_name(r: &mut Reader<'_>) -> Result<String, StoreFormatError> {
+    let name_len = usize::from(r.u16()?);
+    let name = std::str::from_utf8(r.take(name_len)?)
+        .map_err(|_| StoreFormatError("an entry name is not UTF-8".to_owned()))?
+        .to_owned();
+    check_stored_name(&name).map_err(|e| StoreFormatError(format!("invalid entry name: {e}")))?;
+    Ok(name)
 }
 
 /// Serialize a store file; `mac` computes the HMAC over the bytes it is given.
@@ -368,32 +422,9 @@ pub fn serialize(
         return err("too many entries for one key store");
     }
     let mut out = Vec::with_capacity(HEADER_LEN + TRAILER_LEN + entries.len() * 96);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.push(identity.master_type as u8);
-    out.push(0);
-    out.extend_from_slice(&identity.store_id);
-    out.extend_from_slice(&identity.salt);
-    let p = identity.kdf.unwrap_or(Argon2Params {
-        memory_kib: 0,
-        iterations: 0,
-        lanes: 0,
-    });
-    for v in [p.memory_kib, p.iterations, p.lanes] {
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    out.extend_from_slice(&generation.to_be_bytes());
-    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-    out.extend_from_slice(check);
+    write_header(&mut out, identity, generation, entries.len() as u32, check);
     for e in entries {
-        out.extend_from_slice(&(e.name.len() as u16).to_be_bytes());
-        out.extend_from_slice(e.name.as_bytes());
-        out.push(kind_code(e.kind));
-        out.push(u8::from(e.exportable));
-        out.extend_from_slice(&(e.ciphertext.len() as u32).to_be_bytes());
-        out.extend_from_slice(&e.nonce);
-        out.extend_from_slice(&e.ciphertext);
-        out.extend_from_slice(&e.tag);
+        write_entry(&mut out, e);
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
@@ -403,6 +434,41 @@ pub fn serialize(
         return err("the key store would exceed its size limit");
     }
     Ok(out)
+}
+
+/// Append the fixed header (magic bytes included) to `out`.
+fn write_header(
+    out: &mut Vec<u8>,
+    identity: &Identity,
+    generation: u64,
+    count: u32,
+    check: &[u8; CHECK_LEN],
+) {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.push(identity.master_type as u8);
+    out.push(0);
+    out.extend_from_slice(&identity.store_id);
+    out.extend_from_slice(&identity.salt);
+    let p = identity.kdf.unwrap_or(NO_KDF_PARAMS);
+    for v in [p.memory_kib, p.iterations, p.lanes] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(check);
+}
+
+/// Append one entry to `out`.
+fn write_entry(out: &mut Vec<u8>, e: &Entry) {
+    out.extend_from_slice(&(e.name.len() as u16).to_be_bytes());
+    out.extend_from_slice(e.name.as_bytes());
+    out.push(kind_code(e.kind));
+    out.push(u8::from(e.exportable));
+    out.extend_from_slice(&(e.ciphertext.len() as u32).to_be_bytes());
+    out.extend_from_slice(&e.nonce);
+    out.extend_from_slice(&e.ciphertext);
+    out.extend_from_slice(&e.tag);
 }
 
 #[cfg(test)]

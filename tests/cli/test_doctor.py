@@ -72,6 +72,7 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
         "degraded",
         "platform",
         "policy",
+        "pool",
         "rlimit_memlock",
         "probes",
         "core_dumps",
@@ -114,6 +115,8 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
             "dontdump",
             "wipeonfork",
             "guard_pages",
+            "read_only_idle",
+            "isolation",
             "backend",
         }
         assert set(k["smaps"]) == {
@@ -145,13 +148,15 @@ def test_doctor_json(cmd: list[str]) -> None:
         "dontdump": True,
         "wipeonfork": True,
         "guard_pages": True,
+        "read_only_idle": True,
+        "isolation": "page",
         "backend": "guarded-mmap",
     }
     assert all(report["key"]["smaps"].values())
     assert report["key"]["warnings"] == []
     with open("/proc/sys/kernel/core_pattern") as f:
         assert report["core_dumps"]["core_pattern"] == f.read().strip()
-    assert report["policy"] == {"on_lock_failure": "warn"}
+    assert report["policy"] == {"on_lock_failure": "warn", "isolation": "auto", "backend": "mmap"}
 
 
 def test_doctor_reports_the_policy() -> None:
@@ -165,7 +170,11 @@ def test_doctor_reports_the_policy() -> None:
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["policy"] == {"on_lock_failure": "raise"}
+    assert json.loads(r.stdout)["policy"] == {
+        "on_lock_failure": "raise",
+        "isolation": "auto",
+        "backend": "mmap",
+    }
 
 
 def test_cli_usage() -> None:
@@ -240,6 +249,6 @@ def test_doctor_degraded_under_raise_policy_reports_the_failure() -> None:
     if report["probes"]["mlock"]["ok"]:
         pytest.skip("mlock still works with RLIMIT_MEMLOCK=0 (CAP_IPC_LOCK?)")
     assert res["rc"] == 1
-    assert report["policy"] == {"on_lock_failure": "raise"}
+    assert report["policy"] == {"on_lock_failure": "raise", "isolation": "auto", "backend": "mmap"}
     assert report["key"]["error"].startswith("MemoryLockError: mlock of")
     assert any(d.startswith("allocating a key failed: MemoryLockError") for d in report["degraded"])

@@ -242,7 +242,8 @@ def test_repr_redacted_for_any_key(data: bytes) -> None:
     assert repr(key) == str(key) == f"<SecretKey {len(data)} bytes>"
     assert repr(key.protection) == (
         "Protection(locked=True, dontdump=True, wipeonfork=True, guard_pages=True, "
-        'backend="guarded-mmap")'
+        f'read_only_idle={key.protection.isolation == "page"}, '
+        f'isolation="{key.protection.isolation}", backend="guarded-mmap")'
     )
     assert re.fullmatch(r"<keycell\._native\.Exposure object at 0x[0-9a-f]+>", repr(key.expose()))
     key.destroy()
@@ -324,6 +325,8 @@ def test_protection_report() -> None:
         "dontdump": True,
         "wipeonfork": True,
         "guard_pages": True,
+        "read_only_idle": prot.isolation == "page",
+        "isolation": prot.isolation,
         "backend": "guarded-mmap",
     }
     assert repr(prot).startswith("Protection(locked=True")

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,18 @@ from support import (
 
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
 
-# Layout of a SecretKey region (src/crypto/symmetric.rs, src/memory/guarded.rs):
-# | guard | data pages: zero padding [canary 16][HMAC pads 320][canary 16][key] | guard |
-PADS_LEN = 64 + 128 + 128
+# Layout of a page-isolated SecretKey region (src/crypto/symmetric.rs,
+# src/memory/guarded.rs; HMAC pads get a region of their own on first use):
+# | guard | data pages: zero padding [canary 16][key] | guard |
 CANARY_LEN = 16
-LENGTHS = [1, 32, PAGE - PADS_LEN - 2 * CANARY_LEN, PAGE, 5000]
+LENGTHS = [1, 32, PAGE - CANARY_LEN, PAGE, 5000]
+
+
+@pytest.fixture(autouse=True)
+def _page_isolation() -> Iterator[None]:
+    """Everything here is about page isolation (forked children inherit the override)."""
+    with keycell.policy(isolation="page"):
+        yield
 
 
 def key_area(key: SecretKey) -> MapArea:
@@ -67,13 +75,13 @@ def key_area(key: SecretKey) -> MapArea:
 
 
 def canary_addr(key: SecretKey) -> int:
-    """The first canary of the region (in front of the pads)."""
-    return _native._key_address(key) - PADS_LEN - 2 * CANARY_LEN
+    """The canary of the region (in front of the key)."""
+    return _native._key_address(key) - CANARY_LEN
 
 
 def test_layout_assumptions_hold() -> None:
     """Guards the constants above: the canary is the same 16 random bytes in front of the
-    pads and in front of the key in every region of this process, preceded by zero padding;
+    key in every region of this process, preceded by zero padding;
     the key ends at the guard page."""
     keys = [SecretKey.generate(n) for n in (1, 32, 1000)]
     canaries = {ctypes.string_at(canary_addr(k), CANARY_LEN) for k in keys}
@@ -178,9 +186,9 @@ def _corrupt(length: int, offset_from_canary: int, count: int, free: str) -> str
 @pytest.mark.parametrize(
     ("offset", "count"),
     [
-        (CANARY_LEN - 1, 1),  # the byte right in front of the pads: one-byte underflow
+        (CANARY_LEN - 1, 1),  # the byte right in front of the key: one-byte underflow
         (0, 1),  # first canary byte
-        (0, 2 * CANARY_LEN + PADS_LEN),  # a long underflow from the key back over both canaries
+        (0, CANARY_LEN),  # a long underflow from the key back over the whole canary
     ],
 )
 def test_canary_corruption_aborts(length: int, free: str, offset: int, count: int) -> None:
@@ -340,7 +348,7 @@ def test_smaps_shows_locked_dontdump_readonly_guarded_pages(length: int) -> None
     i = next(i for i, a in enumerate(maps) if a.start <= addr < a.end)
     area, prev, nxt = maps[i], maps[i - 1], maps[i + 1]
     size = area.end - area.start
-    assert size == -(-(length + PADS_LEN + 2 * CANARY_LEN) // PAGE) * PAGE
+    assert size == -(-(length + CANARY_LEN) // PAGE) * PAGE
     assert addr + length == area.end, "the key is right-aligned against the guard page"
     assert area.perms == "r--p", "read-only while idle"
     assert {"lo", "dd", "wf"} <= area.vmflags, area.vmflags

@@ -1,10 +1,11 @@
 """Running out of memory mappings names the limit.
 
-Every live key is its own guarded mapping (data pages between two guard pages,
-`src/memory/guarded.rs`), so a process holding some 30,000 keys reaches `vm.max_map_count`
-(65,530 by default) and `mmap`/`mprotect` fail with ENOMEM. The error must say so, with the
-process's mapping count and the limit, and how to fix it, instead of a bare "Cannot allocate
-memory". Runs in a fresh interpreter that allocates keys until the allocation fails.
+Under page isolation every live key is its own guarded mapping (data pages between two
+guard pages, `src/memory/guarded.rs`), so a process holding some 30,000 keys reaches
+`vm.max_map_count` (65,530 by default) and `mmap`/`mprotect` fail with ENOMEM. The error
+must say so, with the process's mapping count and the limit, and how to fix it, instead of
+a bare "Cannot allocate memory". Runs in a fresh interpreter (with `KEYCELL_ISOLATION=page`;
+the default policy pools keys long before) that allocates keys until the allocation fails.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ print(json.dumps(result))
     MAX_MAP_COUNT > 70_000, reason="vm.max_map_count is raised: too many keys to exhaust"
 )
 def test_running_out_of_mappings_names_vm_max_map_count() -> None:
-    res = run_python(_CHILD, str(MAX_MAP_COUNT), timeout=120)
+    res = run_python(
+        _CHILD, str(MAX_MAP_COUNT), env={"KEYCELL_ISOLATION": "page"}, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["error"] is not None, "the mapping limit was never reached"

@@ -1,0 +1,650 @@
+//! `HOTP` and `TOTP`: one-time passwords over a secret in a guarded region, thin classes
+//! over a [`KeyCell`] (life cycle, locking and fork rules in `key_cell.rs`). The codes and
+//! the constant-time window check are `crate::otp`.
+//!
+//! The object owns its own region (`crate::otp::OtpKey`: the HMAC pads of its algorithm and
+//! a copy of the secret), filled either from a `SecretKey`'s bytes, borrowed under that
+//! key's lock, or by decoding a caller's base32 buffer straight into it. So the secret never
+//! becomes a Python `str`, `bytes` or `int`, and destroying the `SecretKey` afterwards does
+//! not affect the OTP object (destroy it too).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyString};
+use zeroize::Zeroizing;
+
+use crate::memory;
+use crate::otp::{base32, uri, Digits, OtpAlgorithm, OtpError, OtpKey};
+
+use super::args::{handle, type_name};
+use super::buffer_in_place::with_bytes_in_place;
+use super::bytes_like::SecretSource;
+use super::errors::{Error, Result};
+use super::key_cell::{key_handle_methods, CellKey, KeyCell};
+use super::secret_key::SecretKey;
+
+/// Largest `look_ahead`, `past` or `future`: a bound on the work one `verify` call does.
+const MAX_WINDOW: u64 = 1000;
+
+impl CellKey for OtpKey {
+    fn secret(&self) -> std::result::Result<&[u8], memory::MemoryError> {
+        OtpKey::secret(self)
+    }
+    fn protection(&self) -> memory::Protection {
+        OtpKey::protection(self)
+    }
+}
+
+impl From<OtpError> for Error {
+    fn from(e: OtpError) -> Self {
+        match e {
+            OtpError::ShortSecret => Error::Value(
+                "the OTP secret is shorter than 128 bits; pass allow_short_secret=True only \
+                 to interoperate with old (80-bit) secrets"
+                    .to_owned(),
+            ),
+            OtpError::SecretLength => Error::Value(format!(
+                "the OTP secret must be between 1 and {} bytes",
+                crate::otp::MAX_SECRET_LEN
+            )),
+            OtpError::Base32 => Error::Value("the OTP secret is not valid base32".to_owned()),
+            OtpError::Uri(what) => Error::Value(format!("invalid otpauth URI: {what}")),
+            OtpError::Memory(m) => Error::Memory(m),
+        }
+    }
+}
+
+fn parse_otp_algorithm(name: &str) -> Result<OtpAlgorithm> {
+    OtpAlgorithm::from_name(name).ok_or_else(|| {
+        let shown: String = name.chars().take(40).collect();
+        Error::Value(format!(
+            "unsupported OTP algorithm {shown:?}: \"sha1\", \"sha256\" or \"sha512\""
+        ))
+    })
+}
+
+fn parse_digits(digits: i64) -> Result<Digits> {
+    u32::try_from(digits)
+        .ok()
+        .and_then(Digits::new)
+        .ok_or_else(|| Error::Value("digits must be between 6 and 10".to_owned()))
+}
+
+/// A non-negative 64-bit integer argument (counters, window sizes): out of range is a
+/// `ValueError`, not the `OverflowError` of a plain `u64` argument.
+fn parse_u64(value: i128, what: &str) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| Error::Value(format!("{what} must be an integer between 0 and 2**64 - 1")))
+}
+
+fn window(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|&v| v <= MAX_WINDOW)
+        .ok_or_else(|| Error::Value(format!("{what} must be between 0 and {MAX_WINDOW}")))
+}
+
+/// The code argument: exactly `digits` ASCII digits (`ValueError` otherwise; the message
+/// does not echo the code).
+fn parse_code(code: &Bound<'_, PyAny>, digits: Digits) -> Result<u64> {
+    let s = code
+        .cast::<PyString>()
+        .map_err(|_| Error::Type(format!("code must be a str, not {}", type_name(code))))?;
+    digits.parse(s.to_str()?).ok_or_else(|| {
+        Error::Value(format!(
+            "a code must be exactly {} ASCII digits",
+            digits.get()
+        ))
+    })
+}
+
+/// Seconds since the epoch from an `int` or a finite `float` (rounded down).
+fn timestamp(obj: &Bound<'_, PyAny>) -> Result<i64> {
+    let out_of_range = || Error::Value("timestamp out of range".to_owned());
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let f = f.value().floor();
+        if !f.is_finite() || f < i64::MIN as f64 || f >= i64::MAX as f64 {
+            return Err(out_of_range());
+        }
+        return Ok(f as i64);
+    }
+    match obj.extract::<i64>() {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
+            Err(out_of_range())
+        }
+        Err(_) => Err(Error::Type(format!(
+            "timestamp must be an int or float (seconds since the epoch), not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+fn now() -> Result<i64> {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::Value("the system clock is before 1970".to_owned()))?;
+    i64::try_from(d.as_secs()).map_err(|_| Error::Value("timestamp out of range".to_owned()))
+}
+
+/// An OTP key from a `SecretKey`'s bytes, borrowed under its lock; and whether that key is
+/// exportable (the OTP object inherits it).
+fn key_from_secret_key(
+    key: &Bound<'_, PyAny>,
+    alg: OtpAlgorithm,
+    allow_short: bool,
+) -> Result<(OtpKey, bool)> {
+    let sk = handle::<SecretKey>(key, "key", "SecretKey", " (or use from_base32)")?.get();
+    let live = sk.live()?;
+    let otp = OtpKey::from_secret(alg, live.key().bytes()?, allow_short)?;
+    Ok((otp, sk.exportable_now()))
+}
+
+/// Run `f` on the bytes of `buf` where they are (not copied); a writable `buf` is then
+/// zeroed when `wipe` is true, whether or not `f` succeeded (the text may be a secret with
+/// a typo). `str` is refused: it cannot be wiped.
+fn read_in_place<T>(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    f: impl FnOnce(&[u8]) -> std::result::Result<T, OtpError>,
+) -> Result<T> {
+    if buf.is_instance_of::<PyString>() {
+        return Err(Error::Type(
+            "buf must be a bytearray (or another bytes-like object), not str: a str cannot \
+             be wiped"
+                .to_owned(),
+        ));
+    }
+    let source = SecretSource::new(buf, "buf")?;
+    let view = PyBuffer::<u8>::get(buf)?;
+    let result = with_bytes_in_place(py, &view, f);
+    drop(view);
+    if wipe && source.writable() {
+        source.wipe(py)?;
+    }
+    Ok(result?)
+}
+
+/// An OTP key decoded from the base32 text in `buf` straight into a guarded region.
+fn key_from_base32(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    alg: OtpAlgorithm,
+    allow_short: bool,
+) -> Result<OtpKey> {
+    read_in_place(py, buf, wipe, |text| {
+        OtpKey::from_base32(alg, text, allow_short)
+    })
+}
+
+/// The parameters of an `otpauth://` URI besides its secret.
+struct UriConfig {
+    digits: Digits,
+    period: Option<u64>,
+    counter: Option<u64>,
+}
+
+/// An OTP key from the `otpauth://` URI of `kind` in `buf`, its secret decoded straight
+/// into a guarded region, and the URI's other parameters.
+fn key_from_uri(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    kind: uri::OtpKind,
+    allow_short: bool,
+) -> Result<(OtpKey, UriConfig)> {
+    read_in_place(py, buf, wipe, |text| {
+        let p = uri::parse(text)?;
+        if p.kind != kind {
+            return Err(OtpError::Uri(match kind {
+                uri::OtpKind::Totp => "an otpauth://hotp URI (use HOTP.from_uri)",
+                uri::OtpKind::Hotp => "an otpauth://totp URI (use TOTP.from_uri)",
+            }));
+        }
+        let digits = Digits::new(p.digits.unwrap_or(6))
+            .ok_or(OtpError::Uri("digits must be between 6 and 10"))?;
+        let alg = p.algorithm.unwrap_or(OtpAlgorithm::Sha1);
+        let key = OtpKey::from_base32(alg, p.secret, allow_short)?;
+        Ok((
+            key,
+            UriConfig {
+                digits,
+                period: p.period,
+                counter: p.counter,
+            },
+        ))
+    })
+}
+
+fn provisioning_uri<'py>(
+    py: Python<'py>,
+    cell: &KeyCell<OtpKey>,
+    kind: &str,
+    account: &str,
+    issuer: Option<&str>,
+    digits: Digits,
+    extra: &str,
+) -> Result<Bound<'py, PyString>> {
+    cell.check_exportable()?;
+    let live = cell.live()?;
+    let key = live.key();
+    // Everything but the secret first, so the one string that holds the secret is
+    // allocated once at its final size (no reallocation leaves a copy behind) and wiped.
+    let mut label = uri::percent_encode(account);
+    let mut params = String::new();
+    if let Some(issuer) = issuer {
+        label = format!("{}:{label}", uri::percent_encode(issuer));
+        params.push_str(&format!("&issuer={}", uri::percent_encode(issuer)));
+    }
+    if key.algorithm() != OtpAlgorithm::Sha1 {
+        params.push_str(&format!("&algorithm={}", key.algorithm().uri_name()));
+    }
+    if digits.get() != 6 {
+        params.push_str(&format!("&digits={}", digits.get()));
+    }
+    params.push_str(extra);
+    let secret = base32::encode(key.secret()?);
+    let head = format!("otpauth://{kind}/{label}?secret=");
+    let mut out = Zeroizing::new(String::with_capacity(
+        head.len() + secret.len() + params.len(),
+    ));
+    out.push_str(&head);
+    out.push_str(&secret);
+    out.push_str(&params);
+    Ok(PyString::new(py, &out))
+}
+
+fn verify_in_window(
+    py: Python<'_>,
+    cell: &KeyCell<OtpKey>,
+    code: u64,
+    digits: Digits,
+    (first, last): (u64, u64),
+    floor: Option<u64>,
+) -> Result<u64> {
+    let found = cell.with_key(py, 0, |key| {
+        Ok(key.verify(code, digits, first, last, floor)?)
+    })?;
+    found.ok_or(Error::InvalidCode(
+        "the one-time code is wrong, expired or already used",
+    ))
+}
+
+fn label(alg: OtpAlgorithm, digits: Digits, period: Option<u64>) -> String {
+    match period {
+        Some(p) => format!("{}, {} digits, {p} s", alg.name(), digits.get()),
+        None => format!("{}, {} digits", alg.name(), digits.get()),
+    }
+}
+
+/// HOTP (RFC 4226): counter-based one-time passwords whose secret stays in a guarded
+/// region.
+#[pyclass(frozen, module = "keycell._native", name = "HOTP")]
+pub struct Hotp {
+    cell: KeyCell<OtpKey>,
+    digits: Digits,
+    initial_count: u64,
+}
+
+impl Hotp {
+    fn wrap(py: Python<'_>, key: OtpKey, digits: Digits, exportable: bool) -> Result<Self> {
+        let label = label(key.algorithm(), digits, None);
+        Ok(Hotp {
+            cell: KeyCell::new(py, "HOTP", key, exportable, label)?,
+            digits,
+            initial_count: 0,
+        })
+    }
+}
+
+key_handle_methods!(Hotp, OtpKey, {
+    /// HOTP over the bytes of `key` (a `SecretKey`, read under its lock and copied into
+    /// this object's own guarded region with the HMAC pads). `digits` is 6 to 10;
+    /// `algorithm` is "sha1" (default), "sha256" or "sha512". Secrets shorter than 128 bits
+    /// raise `ValueError` unless `allow_short_secret=True` (for old 80-bit secrets). The
+    /// object is exportable (`provisioning_uri`) only while `key` is.
+    #[new]
+    #[pyo3(signature = (key, *, digits = 6, algorithm = "sha1", allow_short_secret = false))]
+    fn new(
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        digits: i64,
+        algorithm: &str,
+        allow_short_secret: bool,
+    ) -> Result<Self> {
+        let digits = parse_digits(digits)?;
+        let alg = parse_otp_algorithm(algorithm)?;
+        let (otp, exportable) = key_from_secret_key(key, alg, allow_short_secret)?;
+        Hotp::wrap(py, otp, digits, exportable)
+    }
+
+    /// HOTP over a base32 secret (upper or lower case, padding optional, whitespace
+    /// ignored) read from `buf` where it is and decoded straight into a guarded region.
+    /// When `wipe` is true and `buf` is writable (a `bytearray`), it is zeroed afterwards,
+    /// also when decoding fails. `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (
+        buf, *, wipe = true, digits = 6, algorithm = "sha1", allow_short_secret = false,
+        exportable = true
+    ))]
+    fn from_base32(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        digits: i64,
+        algorithm: &str,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let digits = parse_digits(digits)?;
+        let alg = parse_otp_algorithm(algorithm)?;
+        let otp = key_from_base32(py, buf, wipe, alg, allow_short_secret)?;
+        Hotp::wrap(py, otp, digits, exportable)
+    }
+
+    /// HOTP from an `otpauth://hotp/...` URI in `buf` (algorithm, digits and counter from
+    /// the URI; the counter becomes `initial_count`), its secret decoded straight into a
+    /// guarded region. When `wipe` is true and `buf` is writable, it is zeroed afterwards,
+    /// also on failure. `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (buf, *, wipe = true, allow_short_secret = false, exportable = true))]
+    fn from_uri(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Hotp, allow_short_secret)?;
+        let mut hotp = Hotp::wrap(py, otp, config.digits, exportable)?;
+        hotp.initial_count = config.counter.unwrap_or(0);
+        Ok(hotp)
+    }
+
+    /// The `counter` parameter of the URI this object was loaded from (`from_uri`), else 0.
+    #[getter]
+    fn initial_count(&self) -> u64 {
+        self.initial_count
+    }
+
+    /// The code for `counter` (0 to 2**64 - 1), zero-padded to `digits` digits.
+    fn at(&self, py: Python<'_>, counter: i128) -> Result<String> {
+        let counter = parse_u64(counter, "counter")?;
+        let code = self
+            .cell
+            .with_key(py, 0, |k| Ok(k.code(counter, self.digits)?))?;
+        Ok(self.digits.format(code))
+    }
+
+    /// Verify `code` against the counters `counter` to `counter + look_ahead` (at most
+    /// 1000); returns the counter that matched (store it plus one as the next `counter`).
+    /// Every candidate is computed and compared in constant time, without an early exit.
+    /// Raises `InvalidCode` when none matches, `ValueError` when `code` is not exactly
+    /// `digits` ASCII digits.
+    #[pyo3(signature = (code, counter, *, look_ahead = 0))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        code: &Bound<'_, PyAny>,
+        counter: i128,
+        look_ahead: i64,
+    ) -> Result<u64> {
+        let counter = parse_u64(counter, "counter")?;
+        let look_ahead = window(look_ahead, "look_ahead")?;
+        let code = parse_code(code, self.digits)?;
+        let last = counter.saturating_add(look_ahead);
+        verify_in_window(py, &self.cell, code, self.digits, (counter, last), None)
+    }
+
+    /// The number of digits of a code.
+    #[getter]
+    fn digits(&self) -> u32 {
+        self.digits.get()
+    }
+
+    /// The HMAC hash: "sha1", "sha256" or "sha512".
+    #[getter]
+    fn algorithm(&self, py: Python<'_>) -> Result<&'static str> {
+        self.cell.with_key(py, 0, |k| Ok(k.algorithm().name()))
+    }
+
+    /// An `otpauth://hotp/...` URI for authenticator apps (the secret as unpadded base32).
+    /// Raises `KeyNotExportableError` unless the object is exportable: the URI is the
+    /// secret.
+    #[pyo3(signature = (account, *, issuer = None, initial_count = 0))]
+    fn provisioning_uri<'py>(
+        &self,
+        py: Python<'py>,
+        account: &str,
+        issuer: Option<&str>,
+        initial_count: i128,
+    ) -> Result<Bound<'py, PyString>> {
+        let count = parse_u64(initial_count, "initial_count")?;
+        let extra = format!("&counter={count}");
+        provisioning_uri(py, &self.cell, "hotp", account, issuer, self.digits, &extra)
+    }
+});
+
+/// TOTP (RFC 6238): time-based one-time passwords whose secret stays in a guarded region,
+/// with a constant-time window check and replay refusal.
+#[pyclass(frozen, module = "keycell._native", name = "TOTP")]
+pub struct Totp {
+    cell: KeyCell<OtpKey>,
+    digits: Digits,
+    period: u64,
+    t0: i64,
+}
+
+impl Totp {
+    fn wrap(
+        py: Python<'_>,
+        key: OtpKey,
+        digits: Digits,
+        period: i64,
+        t0: i64,
+        exportable: bool,
+    ) -> Result<Self> {
+        let period = u64::try_from(period)
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| Error::Value("period must be a positive number of seconds".into()))?;
+        let label = label(key.algorithm(), digits, Some(period));
+        Ok(Totp {
+            cell: KeyCell::new(py, "TOTP", key, exportable, label)?,
+            digits,
+            period,
+            t0,
+        })
+    }
+
+    /// The time step of `t` seconds since the epoch.
+    fn step(&self, t: i64) -> Result<u64> {
+        let elapsed = i128::from(t) - i128::from(self.t0);
+        if elapsed < 0 {
+            return Err(Error::Value("timestamp is before t0".to_owned()));
+        }
+        // elapsed < 2**64 and period >= 1, so the quotient fits.
+        Ok((elapsed / i128::from(self.period)) as u64)
+    }
+
+    fn step_at(&self, at: Option<&Bound<'_, PyAny>>) -> Result<u64> {
+        let t = match at {
+            Some(obj) => timestamp(obj)?,
+            None => now()?,
+        };
+        self.step(t)
+    }
+}
+
+key_handle_methods!(Totp, OtpKey, {
+    /// TOTP over the bytes of `key` (a `SecretKey`, read under its lock and copied into
+    /// this object's own guarded region with the HMAC pads). `digits` is 6 to 10, `period`
+    /// the time step in seconds, `t0` the Unix time of step 0; `algorithm` is "sha1"
+    /// (default), "sha256" or "sha512". Secrets shorter than 128 bits raise `ValueError`
+    /// unless `allow_short_secret=True` (for old 80-bit secrets). The object is exportable
+    /// (`provisioning_uri`) only while `key` is.
+    #[new]
+    #[pyo3(signature = (
+        key, *, digits = 6, period = 30, algorithm = "sha1", t0 = 0, allow_short_secret = false
+    ))]
+    fn new(
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        digits: i64,
+        period: i64,
+        algorithm: &str,
+        t0: i64,
+        allow_short_secret: bool,
+    ) -> Result<Self> {
+        let digits = parse_digits(digits)?;
+        let alg = parse_otp_algorithm(algorithm)?;
+        let (otp, exportable) = key_from_secret_key(key, alg, allow_short_secret)?;
+        Totp::wrap(py, otp, digits, period, t0, exportable)
+    }
+
+    /// TOTP over a base32 secret (upper or lower case, padding optional, whitespace
+    /// ignored) read from `buf` where it is and decoded straight into a guarded region.
+    /// When `wipe` is true and `buf` is writable (a `bytearray`), it is zeroed afterwards,
+    /// also when decoding fails. `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (
+        buf, *, wipe = true, digits = 6, period = 30, algorithm = "sha1", t0 = 0,
+        allow_short_secret = false, exportable = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_base32(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        digits: i64,
+        period: i64,
+        algorithm: &str,
+        t0: i64,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let digits = parse_digits(digits)?;
+        let alg = parse_otp_algorithm(algorithm)?;
+        let otp = key_from_base32(py, buf, wipe, alg, allow_short_secret)?;
+        Totp::wrap(py, otp, digits, period, t0, exportable)
+    }
+
+    /// TOTP from an `otpauth://totp/...` URI in `buf` (algorithm, digits and period from
+    /// the URI, else the defaults), its secret decoded straight into a guarded region.
+    /// When `wipe` is true and `buf` is writable, it is zeroed afterwards, also on failure.
+    /// `str` is refused: it cannot be wiped.
+    #[staticmethod]
+    #[pyo3(signature = (buf, *, wipe = true, allow_short_secret = false, exportable = true))]
+    fn from_uri(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        wipe: bool,
+        allow_short_secret: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Totp, allow_short_secret)?;
+        let period = i64::try_from(config.period.unwrap_or(30))
+            .map_err(|_| Error::Value("invalid otpauth URI: period out of range".into()))?;
+        Totp::wrap(py, otp, config.digits, period, 0, exportable)
+    }
+
+    /// The time step (counter) of `timestamp` (seconds since the epoch, `int` or `float`):
+    /// `(timestamp - t0) // period`.
+    fn counter(&self, timestamp: &Bound<'_, PyAny>) -> Result<u64> {
+        self.step_at(Some(timestamp))
+    }
+
+    /// The code at `timestamp` (seconds since the epoch, `int` or `float`).
+    fn at(&self, py: Python<'_>, timestamp: &Bound<'_, PyAny>) -> Result<String> {
+        let step = self.step_at(Some(timestamp))?;
+        let code = self
+            .cell
+            .with_key(py, 0, |k| Ok(k.code(step, self.digits)?))?;
+        Ok(self.digits.format(code))
+    }
+
+    /// The code now (system clock).
+    fn now(&self, py: Python<'_>) -> Result<String> {
+        let step = self.step_at(None)?;
+        let code = self
+            .cell
+            .with_key(py, 0, |k| Ok(k.code(step, self.digits)?))?;
+        Ok(self.digits.format(code))
+    }
+
+    /// Verify `code` at `at` (default: now) within `past` steps before and `future` steps
+    /// after (each at most 1000); returns the time step (counter) that matched.
+    ///
+    /// Every candidate in the window is computed and compared in constant time, without an
+    /// early exit. A step `<= last_counter` is refused: store the returned counter and pass
+    /// it back as `last_counter` next time, and a code can never be used twice
+    /// (`keycell.otp.TotpVerifier` does this for you). Raises `InvalidCode` for a wrong,
+    /// expired or replayed code, `ValueError` when `code` is not exactly `digits` ASCII
+    /// digits.
+    #[pyo3(signature = (code, *, at = None, past = 1, future = 1, last_counter = None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        code: &Bound<'_, PyAny>,
+        at: Option<&Bound<'_, PyAny>>,
+        past: i64,
+        future: i64,
+        last_counter: Option<i128>,
+    ) -> Result<u64> {
+        let past = window(past, "past")?;
+        let future = window(future, "future")?;
+        let floor = last_counter
+            .map(|c| parse_u64(c, "last_counter"))
+            .transpose()?;
+        let code = parse_code(code, self.digits)?;
+        let step = self.step_at(at)?;
+        let span = (step.saturating_sub(past), step.saturating_add(future));
+        verify_in_window(py, &self.cell, code, self.digits, span, floor)
+    }
+
+    /// The number of digits of a code.
+    #[getter]
+    fn digits(&self) -> u32 {
+        self.digits.get()
+    }
+
+    /// The time step in seconds.
+    #[getter]
+    fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// The Unix time of step 0.
+    #[getter]
+    fn t0(&self) -> i64 {
+        self.t0
+    }
+
+    /// The HMAC hash: "sha1", "sha256" or "sha512".
+    #[getter]
+    fn algorithm(&self, py: Python<'_>) -> Result<&'static str> {
+        self.cell.with_key(py, 0, |k| Ok(k.algorithm().name()))
+    }
+
+    /// An `otpauth://totp/...` URI for authenticator apps (the secret as unpadded base32;
+    /// `algorithm`, `digits` and `period` only when not the defaults). Raises
+    /// `KeyNotExportableError` unless the object is exportable: the URI is the secret.
+    #[pyo3(signature = (account, *, issuer = None))]
+    fn provisioning_uri<'py>(
+        &self,
+        py: Python<'py>,
+        account: &str,
+        issuer: Option<&str>,
+    ) -> Result<Bound<'py, PyString>> {
+        let extra = if self.period != 30 {
+            format!("&period={}", self.period)
+        } else {
+            String::new()
+        };
+        provisioning_uri(py, &self.cell, "totp", account, issuer, self.digits, &extra)
+    }
+});
