@@ -12,7 +12,7 @@ import resource
 import warnings
 from typing import Any
 
-from . import _native, _smaps
+from . import _native, _smaps, keyring
 from ._native import SecretKey
 
 
@@ -147,6 +147,8 @@ def collect() -> dict[str, Any]:
         },
         "policy": dict(_native.get_policy()),
         "pool": dict(_native._pool_stats()),
+        # Not a key protection: a blocked keyring only limits keycell.keyring.
+        "keyring": keyring.probe(),
         "rlimit_memlock": memlock,
         "probes": probes,
         "core_dumps": core,
@@ -207,6 +209,9 @@ def format_report(r: dict[str, Any]) -> str:
         if name == "memfd_secret" and not e["ok"]:
             status = f"unavailable ({e['error']}); set_policy(backend='memfd_secret') refused"
         lines.append(f"  {label:<15} {status}")
+    k = r["keyring"]
+    status = ok if k["available"] else f"unavailable: {k['message']}"
+    lines.append(f"  kernel keyring  {status}")
     c = r["core_dumps"]
     lines.append(
         f"  core dumps      RLIMIT_CORE soft {_bytes(c['rlimit_core']['soft'])}, "

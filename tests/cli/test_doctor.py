@@ -73,6 +73,7 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
         "platform",
         "policy",
         "pool",
+        "keyring",
         "rlimit_memlock",
         "probes",
         "core_dumps",
@@ -80,6 +81,7 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
         "key",
     }
     assert isinstance(report["ok"], bool)
+    assert isinstance(report["keyring"]["available"], bool)
     assert isinstance(report["degraded"], list)
     assert all(isinstance(d, str) for d in report["degraded"])
     assert report["ok"] is (report["degraded"] == [])
