@@ -24,6 +24,8 @@ install:
 
 test-rust:
 	cargo test --no-default-features --locked
+	# A short run of the parser fuzzer (the long campaign: see tests/fuzz_parsers.rs).
+	FUZZ_SECS=2 cargo test --no-default-features --locked --test fuzz_parsers -- --ignored
 
 test-python:
 	$(PYTHON) -m pytest -q tests

@@ -5,7 +5,8 @@
 //! finding, and so is a broken invariant (a decoder accepting what re-encodes differently,
 //! a parser returning a key for input that is not the canonical encoding of that key).
 //!
-//! Not part of the normal test run (it is `#[ignore]`d). Run it with
+//! `#[ignore]`d in a plain `cargo test`; `make test` runs it for 2 seconds per target group
+//! (`FUZZ_SECS=2`). A real campaign:
 //!
 //! ```text
 //! FUZZ_SECS=600 cargo test --no-default-features --release --test fuzz_parsers -- --ignored --nocapture
