@@ -284,7 +284,7 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 def _shown_name(name: str) -> str:
     """An entry name with every control, format (bidi, zero-width) and line/paragraph
-    separator character shown as ``\\uXXXX``: new names cannot hold them, but stores
+    separator character shown as ``\\u`` and four hex digits: new names cannot hold them, but stores
     written by earlier versions may."""
     return "".join(
         f"\\u{ord(c):04x}" if unicodedata.category(c) in _INVISIBLE or c == "\\" else c
