@@ -213,6 +213,11 @@ MODE = sys.argv[1]
 keys = {"secret": SecretKey.generate(32), "ed25519": Ed25519PrivateKey.generate()}
 key = keys[sys.argv[2]]
 big = b"m" * (256 << 20)
+# A thread that waits for the GIL asks its holder to drop it (after the switch interval),
+# and the holder then waits until another thread has taken it. A child made by a raw fork
+# has no other threads: with such a request pending at the fork it would wait forever in
+# the interpreter, whatever keycell does. A long interval means no request is ever made.
+sys.setswitchinterval(1000)
 started = threading.Event()
 
 def busy():                       # holds the key's read lock with the GIL released
