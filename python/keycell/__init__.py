@@ -19,9 +19,12 @@ from typing import Literal
 
 from . import exceptions, otp
 from ._native import (
+    AESGCM,
+    AESGCMSIV,
     HMAC,
     HOTP,
     TOTP,
+    ChaCha20Poly1305,
     Ed25519PrivateKey,
     Ed25519PublicKey,
     Exposure,
@@ -31,6 +34,7 @@ from ._native import (
     SecretKey,
     X25519PrivateKey,
     X25519PublicKey,
+    XChaCha20Poly1305,
     _set_thread_isolation,
     compare_digest,
     ed25519_verify_batch,
@@ -46,6 +50,7 @@ from .exceptions import (
     InsecureKeyFileError,
     InvalidCode,
     InvalidSignature,
+    InvalidTag,
     KeycellError,
     KeyDestroyedError,
     KeyFileError,
@@ -68,10 +73,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AESGCM",
+    "AESGCMSIV",
     "HMAC",
     "HOTP",
     "TOTP",
     "AlreadyFinalized",
+    "ChaCha20Poly1305",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "Exposure",
@@ -79,6 +87,7 @@ __all__ = [
     "InsecureKeyFileError",
     "InvalidCode",
     "InvalidSignature",
+    "InvalidTag",
     "KeyDestroyedError",
     "KeyFileError",
     "KeyInUseError",
@@ -99,6 +108,7 @@ __all__ = [
     "StoreLockedError",
     "X25519PrivateKey",
     "X25519PublicKey",
+    "XChaCha20Poly1305",
     "__version__",
     "compare_digest",
     "ed25519_verify_batch",

@@ -26,6 +26,7 @@ pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
 pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
 pyo3::import_exception!(keycell.exceptions, InvalidCode);
+pyo3::import_exception!(keycell.exceptions, InvalidTag);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -65,6 +66,8 @@ pub enum Error {
     AlreadyFinalized(&'static str),
     /// A one-time code is wrong, expired or already used.
     InvalidCode(&'static str),
+    /// An AEAD tag did not verify (forged, truncated, wrong key, nonce or associated data).
+    InvalidTag,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -133,6 +136,10 @@ impl From<Error> for PyErr {
                 AlreadyFinalized::new_err(format!("{what} has already been finalized"))
             }
             Error::InvalidCode(msg) => InvalidCode::new_err(msg),
+            Error::InvalidTag => InvalidTag::new_err(
+                "the authentication tag does not verify (wrong key, nonce or associated data, \
+                 or the data was modified or truncated)",
+            ),
         }
     }
 }
