@@ -12,6 +12,11 @@
 //! Building it costs tens of nanoseconds with AES-NI (`benches/run.py`, docs/aead.md),
 //! which is cheaper than keeping a second guarded region per key.
 //!
+//! Moving a cipher value (the crates return it by value) leaves copies of its key material
+//! on the stack that its own `Drop` cannot reach, so every call runs outlined and the stack
+//! it used is scrubbed afterwards (`scrub.rs`); `tests/aead/test_memory_scan_aead.py`
+//! checks that no key, round key or GHASH key is left anywhere outside the key's region.
+//!
 //! # No partial plaintext
 //!
 //! AES-GCM and (X)ChaCha20-Poly1305 authenticate before they decrypt, so a forged message
@@ -22,6 +27,8 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::AesGcm;
 use zeroize::Zeroize;
+
+use super::scrub::scrubbed;
 
 /// Tag length in bytes (every algorithm here).
 pub const TAG_LEN: usize = 16;
@@ -121,7 +128,19 @@ macro_rules! with_cipher {
 }
 
 /// Encrypt `buf` in place under `key` and `nonce`, authenticating `aad`; returns the tag.
+/// The stack the cipher used is scrubbed before this returns (`scrub.rs`).
 pub fn seal(
+    alg: AeadAlgorithm,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    scrubbed(|| seal_outlined(alg, key, nonce, aad, buf))
+}
+
+#[inline(never)]
+fn seal_outlined(
     alg: AeadAlgorithm,
     key: &[u8],
     nonce: &[u8],
@@ -142,8 +161,21 @@ pub fn seal(
 }
 
 /// Authenticate and decrypt `buf` in place. On failure `buf` holds no plaintext (the
-/// ciphertext, or zeros for AES-GCM-SIV).
+/// ciphertext, or zeros for AES-GCM-SIV). The stack the cipher used is scrubbed before
+/// this returns (`scrub.rs`).
 pub fn open(
+    alg: AeadAlgorithm,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadFailure> {
+    scrubbed(|| open_outlined(alg, key, nonce, aad, buf, tag))
+}
+
+#[inline(never)]
+fn open_outlined(
     alg: AeadAlgorithm,
     key: &[u8],
     nonce: &[u8],
