@@ -42,6 +42,8 @@ from ._native import (
     hkdf,
     hkdf_expand,
     hkdf_extract,
+    unwrap_key,
+    wrap_key,
 )
 from ._native import set_policy as _set_policy
 from .exceptions import (
@@ -120,6 +122,8 @@ __all__ = [
     "otp",
     "policy",
     "set_policy",
+    "unwrap_key",
+    "wrap_key",
 ]
 
 _POLICY_ENV = "KEYCELL_ON_LOCK_FAILURE"

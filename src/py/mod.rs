@@ -13,6 +13,7 @@ mod hkdf;
 mod hmac;
 mod key_cell;
 mod key_io;
+mod key_wrap;
 mod keystore;
 mod otp;
 mod protection;
@@ -198,6 +199,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aead::ChaCha20Poly1305>()?;
     m.add_class::<aead::XChaCha20Poly1305>()?;
     m.add_class::<aead::AesGcmSiv>()?;
+    m.add_function(wrap_pyfunction!(key_wrap::wrap_key, m)?)?;
+    m.add_function(wrap_pyfunction!(key_wrap::unwrap_key, m)?)?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
