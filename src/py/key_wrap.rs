@@ -69,6 +69,10 @@ pub fn wrap_key<'py>(
     key: &Bound<'py, PyAny>,
 ) -> Result<Bound<'py, PyBytes>> {
     let wk = wrapping_cell(wrapping_key)?;
+    if key.is(wrapping_key) {
+        // Also keeps one cell's lock from being read-locked twice by this thread.
+        return Err(Error::Value("a key cannot wrap itself".to_owned()));
+    }
     let wk = wk.bind(py).get();
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| {

@@ -68,6 +68,8 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError):
         keycell.wrap_key(b"k" * 32, SecretKey.generate(16))  # type: ignore[arg-type]
     kek = SecretKey.generate(32)
+    with pytest.raises(ValueError, match="cannot wrap itself"):
+        keycell.wrap_key(kek, kek)
     key = SecretKey.generate(16)
     blob = keycell.wrap_key(kek, key)
     key.destroy()
