@@ -292,6 +292,52 @@ def build_cases(only: str | None) -> list[Case]:
             )
         )
 
+    if hasattr(keycell, "AESGCM"):
+        from cryptography.hazmat.primitives.ciphers import aead as pyca_aead
+
+        for kc_cls, ref_cls, title, sizes in (
+            (keycell.AESGCM, pyca_aead.AESGCM, "AES-256-GCM", ((64, 0.6), (1 << 20, 1.25))),
+            (keycell.ChaCha20Poly1305, pyca_aead.ChaCha20Poly1305, "ChaCha20-Poly1305",
+             ((64, None), (1 << 20, 1.5))),
+        ):  # fmt: skip
+            for size, target in sizes:
+                env = {
+                    "ours": kc_cls(key),
+                    "ref": ref_cls(raw),
+                    "n": os.urandom(12),
+                    "m": os.urandom(size),
+                }
+                label = f"{size} B" if size < 1024 else f"{size >> 20} MiB"
+                add(
+                    Case(
+                        f"{title} encrypt, {label}",
+                        Contender("keycell", "ours.encrypt(n, m, None)", env),
+                        [(Contender("pyca", "ref.encrypt(n, m, None)", env), target)],
+                    )
+                )
+        env = {
+            "key": key,
+            "ref": pyca_aead.AESGCM(raw),
+            "m": os.urandom(64),
+            "urandom": os.urandom,
+        }
+        refs = [
+            (
+                Contender("pyca AESGCM + os.urandom(12)", "ref.encrypt(urandom(12), m, None)", env),
+                None,
+            )
+        ]
+        if hasattr(pyca_aead, "XChaCha20Poly1305"):  # pragma: no cover - newer pyca only
+            env["xref"] = pyca_aead.XChaCha20Poly1305(raw)
+            refs.insert(
+                0,
+                (
+                    Contender("pyca XChaCha20Poly1305", "xref.encrypt(urandom(24), m, None)", env),
+                    None,
+                ),
+            )
+        add(Case("easy key.encrypt, 64 B", Contender("keycell", "key.encrypt(m)", env), refs))
+
     env = {"SecretKey": SecretKey}
     add(
         Case(

@@ -100,3 +100,20 @@ def use_asymmetric() -> None:
     shared: SecretKey = a.exchange(peer)
     shared.destroy()
     a.destroy()
+
+
+def aead_use() -> None:
+    key = keycell.AESGCM.generate_key(256)
+    gcm = keycell.AESGCM(key)
+    ct: bytes = gcm.encrypt(bytes(12), b"data", None)
+    pt: bytes = gcm.decrypt(bytearray(12), memoryview(ct), b"")
+    siv = keycell.AESGCMSIV(keycell.AESGCMSIV.generate_key())
+    chacha = keycell.ChaCha20Poly1305(keycell.SecretKey.generate(32))
+    xchacha = keycell.XChaCha20Poly1305(chacha.key)
+    blob: bytes = key.encrypt(b"m", associated_data=b"ad")
+    back: bytes = key.decrypt(blob)
+    try:
+        siv.decrypt(bytes(12), ct, None)
+    except keycell.InvalidTag:
+        pass
+    del pt, back, xchacha

@@ -19,9 +19,12 @@ from typing import Literal
 
 from . import exceptions, keyring, otp
 from ._native import (
+    AESGCM,
+    AESGCMSIV,
     HMAC,
     HOTP,
     TOTP,
+    ChaCha20Poly1305,
     Ed25519PrivateKey,
     Ed25519PublicKey,
     Exposure,
@@ -31,6 +34,7 @@ from ._native import (
     SecretKey,
     X25519PrivateKey,
     X25519PublicKey,
+    XChaCha20Poly1305,
     _set_thread_isolation,
     compare_digest,
     ed25519_verify_batch,
@@ -38,6 +42,8 @@ from ._native import (
     hkdf,
     hkdf_expand,
     hkdf_extract,
+    unwrap_key,
+    wrap_key,
 )
 from ._native import set_policy as _set_policy
 from .exceptions import (
@@ -46,6 +52,7 @@ from .exceptions import (
     InsecureKeyFileError,
     InvalidCode,
     InvalidSignature,
+    InvalidTag,
     KeycellError,
     KeyDestroyedError,
     KeyFileError,
@@ -74,10 +81,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AESGCM",
+    "AESGCMSIV",
     "HMAC",
     "HOTP",
     "TOTP",
     "AlreadyFinalized",
+    "ChaCha20Poly1305",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "Exposure",
@@ -85,6 +95,7 @@ __all__ = [
     "InsecureKeyFileError",
     "InvalidCode",
     "InvalidSignature",
+    "InvalidTag",
     "KeyDestroyedError",
     "KeyFileError",
     "KeyInUseError",
@@ -111,6 +122,7 @@ __all__ = [
     "StoreLockedError",
     "X25519PrivateKey",
     "X25519PublicKey",
+    "XChaCha20Poly1305",
     "__version__",
     "compare_digest",
     "ed25519_verify_batch",
@@ -123,6 +135,8 @@ __all__ = [
     "otp",
     "policy",
     "set_policy",
+    "unwrap_key",
+    "wrap_key",
 ]
 
 _POLICY_ENV = "KEYCELL_ON_LOCK_FAILURE"

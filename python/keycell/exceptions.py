@@ -13,6 +13,7 @@ __all__ = [
     "InsecureKeyFileError",
     "InvalidCode",
     "InvalidSignature",
+    "InvalidTag",
     "KeyDestroyedError",
     "KeyFileError",
     "KeyInUseError",
@@ -90,6 +91,11 @@ class InvalidCode(InvalidSignature):
     """A one-time password (``keycell.otp``) is wrong, expired (outside the window) or was
     already used (its counter is not above ``last_counter``). The message does not say which.
     """
+
+
+class InvalidTag(KeycellError):
+    """An AEAD tag did not verify: wrong key, nonce or associated data, or the ciphertext
+    was modified or truncated. No plaintext, partial or whole, is returned."""
 
 
 class AlreadyFinalized(KeycellError):

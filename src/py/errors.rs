@@ -33,6 +33,7 @@ pyo3::import_exception!(keycell.exceptions, KeyringPermissionError);
 pyo3::import_exception!(keycell.exceptions, KeyringQuotaError);
 pyo3::import_exception!(keycell.exceptions, KeyringUnavailableError);
 pyo3::import_exception!(keycell.exceptions, InvalidCode);
+pyo3::import_exception!(keycell.exceptions, InvalidTag);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -74,6 +75,8 @@ pub enum Error {
     Keyring(crate::keyring::KeyringError),
     /// A one-time code is wrong, expired or already used.
     InvalidCode(&'static str),
+    /// An AEAD tag did not verify (forged, truncated, wrong key, nonce or associated data).
+    InvalidTag,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -143,6 +146,10 @@ impl From<Error> for PyErr {
             }
             Error::Keyring(e) => keyring_error(e),
             Error::InvalidCode(msg) => InvalidCode::new_err(msg),
+            Error::InvalidTag => InvalidTag::new_err(
+                "the authentication tag does not verify (wrong key, nonce or associated data, \
+                 or the data was modified or truncated)",
+            ),
         }
     }
 }

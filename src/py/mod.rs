@@ -1,6 +1,8 @@
 //! The PyO3 bindings: argument parsing, GIL release, error mapping. One file per Python
 //! class family; no cryptography or memory management of their own.
 
+mod aead;
+mod aead_calls;
 mod args;
 mod asymmetric;
 mod buffer_in_place;
@@ -11,6 +13,7 @@ mod hkdf;
 mod hmac;
 mod key_cell;
 mod key_io;
+mod key_wrap;
 mod keyring;
 mod keystore;
 mod otp;
@@ -226,6 +229,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<x25519::X25519PublicKey>()?;
     m.add_class::<otp::Hotp>()?;
     m.add_class::<otp::Totp>()?;
+    m.add_class::<aead::AesGcm>()?;
+    m.add_class::<aead::ChaCha20Poly1305>()?;
+    m.add_class::<aead::XChaCha20Poly1305>()?;
+    m.add_class::<aead::AesGcmSiv>()?;
+    m.add_function(wrap_pyfunction!(key_wrap::wrap_key, m)?)?;
+    m.add_function(wrap_pyfunction!(key_wrap::unwrap_key, m)?)?;
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;

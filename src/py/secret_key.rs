@@ -250,4 +250,31 @@ key_handle_methods!(SecretKey, SymmetricKey, {
         expected[..].zeroize();
         result
     }
+
+    /// Encrypt `plaintext` with XChaCha20-Poly1305 under a fresh random 24-byte nonce
+    /// (this key must be 32 bytes), authenticating `associated_data` too. Returns
+    /// `nonce (24) || ciphertext || tag (16)`, the layout of libsodium's
+    /// `crypto_aead_xchacha20poly1305_ietf` (docs/aead.md). A random 192-bit nonce never
+    /// repeats in practice, so this cannot reuse a nonce.
+    #[pyo3(signature = (plaintext, *, associated_data = None))]
+    fn encrypt<'py>(
+        &self,
+        py: Python<'py>,
+        plaintext: &Bound<'py, PyAny>,
+        associated_data: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        super::aead_calls::easy_encrypt(py, &self.cell, plaintext, associated_data)
+    }
+
+    /// Decrypt a blob made by `encrypt()` with this key and the same `associated_data`;
+    /// raises `keycell.InvalidTag` for anything else (no partial plaintext).
+    #[pyo3(signature = (blob, *, associated_data = None))]
+    fn decrypt<'py>(
+        &self,
+        py: Python<'py>,
+        blob: &Bound<'py, PyAny>,
+        associated_data: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        super::aead_calls::easy_decrypt(py, &self.cell, blob, associated_data)
+    }
 });

@@ -1,0 +1,163 @@
+//! `AESGCM`, `ChaCha20Poly1305`, `XChaCha20Poly1305` and `AESGCMSIV`: pyca-shaped AEAD
+//! objects over a `SecretKey`. The calls are `aead_calls.rs`; the cipher itself is
+//! `crate::crypto::aead_suite` (where the key schedule lives is explained there).
+//!
+//! An AEAD object holds a reference to its `SecretKey`, not a copy of the key: every call
+//! borrows the key under its cell's lock, so destroying the key makes the object raise
+//! `KeyDestroyedError`, and a fork child gets `ForkedKeyError`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::crypto::aead_suite::AeadAlgorithm;
+use crate::crypto::symmetric::SymmetricKey;
+
+use super::aead_calls::{check_key, key_len_message, optional_bytes, Sealer};
+use super::args::handle;
+use super::bytes_like::bytes_like;
+use super::errors::{Error, Result};
+use super::key_cell::KeyHandle;
+use super::secret_key::SecretKey;
+
+/// One pyca-shaped AEAD class over a `SecretKey`.
+macro_rules! aead_class {
+    ($cls:ident, $name:literal, $alg:expr, $gen_sig:literal, $default_bits:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[pyclass(frozen, name = $name, module = "keycell._native")]
+        pub struct $cls {
+            key: Py<SecretKey>,
+        }
+
+        impl $cls {
+            fn sealer<'a>(&'a self, py: Python<'a>) -> Sealer<'a> {
+                Sealer {
+                    cell: self.key.bind(py).get().cell(),
+                    alg: $alg,
+                    class: $name,
+                }
+            }
+        }
+
+        #[pymethods]
+        impl $cls {
+            #[new]
+            #[pyo3(signature = (key, /))]
+            fn new(key: &Bound<'_, PyAny>) -> Result<Self> {
+                let key = handle::<SecretKey>(key, "key", "SecretKey", "")?;
+                check_key(key.get().cell(), $alg, $name)?;
+                Ok($cls {
+                    key: key.clone().unbind(),
+                })
+            }
+
+            /// Generate a new key of `bit_length` bits from the OS CSPRNG, straight into a
+            /// guarded region, as a `SecretKey`.
+            #[staticmethod]
+            #[pyo3(signature = (bit_length = $default_bits), text_signature = $gen_sig)]
+            fn generate_key(py: Python<'_>, bit_length: i64) -> Result<SecretKey> {
+                let bytes = usize::try_from(bit_length / 8).unwrap_or(0);
+                if bit_length % 8 != 0 || !$alg.key_len_ok(bytes) {
+                    return Err(Error::Value(key_len_message($alg, $name)));
+                }
+                let key = SymmetricKey::generate(bytes)?;
+                SecretKey::wrap_with(py, key, true)
+            }
+
+            /// Encrypt and authenticate `data`, authenticating `associated_data` too;
+            /// returns `ciphertext || tag` (16-byte tag), as pyca/cryptography does. Never
+            /// reuse a nonce with the same key. Inputs of 2 KiB or more run with the GIL
+            /// released.
+            #[pyo3(signature = (nonce, data, associated_data))]
+            fn encrypt<'py>(
+                &self,
+                py: Python<'py>,
+                nonce: &Bound<'py, PyAny>,
+                data: &Bound<'py, PyAny>,
+                associated_data: Option<&Bound<'py, PyAny>>,
+            ) -> Result<Bound<'py, PyBytes>> {
+                let nonce = bytes_like(nonce, "nonce")?;
+                let data = bytes_like(data, "data")?;
+                let aad = optional_bytes(associated_data, "associated_data")?;
+                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
+                self.sealer(py)
+                    .encrypt(py, nonce.as_slice(), data.as_slice(), aad, &[])
+            }
+
+            /// Authenticate and decrypt `data` (`ciphertext || tag`); raises
+            /// `keycell.InvalidTag` when the tag does not verify (wrong key, nonce or
+            /// associated data, forged or truncated data). No plaintext is returned or
+            /// left behind on failure.
+            #[pyo3(signature = (nonce, data, associated_data))]
+            fn decrypt<'py>(
+                &self,
+                py: Python<'py>,
+                nonce: &Bound<'py, PyAny>,
+                data: &Bound<'py, PyAny>,
+                associated_data: Option<&Bound<'py, PyAny>>,
+            ) -> Result<Bound<'py, PyBytes>> {
+                let nonce = bytes_like(nonce, "nonce")?;
+                let data = bytes_like(data, "data")?;
+                let aad = optional_bytes(associated_data, "associated_data")?;
+                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
+                self.sealer(py)
+                    .decrypt(py, nonce.as_slice(), data.as_slice(), aad)
+            }
+
+            /// The `SecretKey` this object encrypts with.
+            #[getter]
+            fn key(&self, py: Python<'_>) -> Py<SecretKey> {
+                self.key.clone_ref(py)
+            }
+
+            fn __repr__(&self) -> String {
+                format!("<{}>", $name)
+            }
+
+            fn __reduce__(&self) -> PyResult<()> {
+                Err(pyo3::exceptions::PyTypeError::new_err(concat!(
+                    $name,
+                    " cannot be pickled: its key is kept out of Python memory on purpose"
+                )))
+            }
+        }
+    };
+}
+
+aead_class!(
+    AesGcm,
+    "AESGCM",
+    AeadAlgorithm::AesGcm,
+    "(bit_length=256)",
+    256,
+    "AES-GCM (128, 192 or 256-bit key, 12-byte nonce, 16-byte tag) with a `SecretKey`,\n\
+     shaped like pyca/cryptography's `AESGCM`. The key stays in its guarded region; the\n\
+     key schedule is built per call and wiped when the call returns."
+);
+aead_class!(
+    ChaCha20Poly1305,
+    "ChaCha20Poly1305",
+    AeadAlgorithm::ChaCha20Poly1305,
+    "(bit_length=256)",
+    256,
+    "ChaCha20-Poly1305 (RFC 8439: 256-bit key, 12-byte nonce, 16-byte tag) with a\n\
+     `SecretKey`, shaped like pyca/cryptography's `ChaCha20Poly1305`."
+);
+aead_class!(
+    XChaCha20Poly1305,
+    "XChaCha20Poly1305",
+    AeadAlgorithm::XChaCha20Poly1305,
+    "(bit_length=256)",
+    256,
+    "XChaCha20-Poly1305 (256-bit key, 24-byte nonce, safe to pick at random; 16-byte tag)\n\
+     with a `SecretKey`. Same methods as `ChaCha20Poly1305`."
+);
+aead_class!(
+    AesGcmSiv,
+    "AESGCMSIV",
+    AeadAlgorithm::AesGcmSiv,
+    "(bit_length=256)",
+    256,
+    "AES-GCM-SIV (RFC 8452: 128 or 256-bit key, 12-byte nonce, 16-byte tag) with a\n\
+     `SecretKey`, shaped like pyca/cryptography's `AESGCMSIV`. A repeated nonce reveals\n\
+     only whether two messages (with their associated data) are equal."
+);

@@ -1,0 +1,80 @@
+"""``keycell.wrap_key``/``unwrap_key``: every handle type round-trips to the same type with
+the same secret and export seal; the blob's header (type, seal, length) is authenticated;
+a wrong wrapping key, a flipped bit or a truncated blob is refused with a typed error."""
+
+from __future__ import annotations
+
+import keycell
+import pytest
+from keycell import Ed25519PrivateKey, SecretKey, X25519PrivateKey
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, SecretKey):
+        return a == b
+    assert isinstance(a, (Ed25519PrivateKey, X25519PrivateKey))
+    assert isinstance(b, type(a))
+    return a.public_key() == b.public_key()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SecretKey.generate(1),
+        lambda: SecretKey.generate(32),
+        lambda: SecretKey.generate(1000, exportable=False),
+        lambda: Ed25519PrivateKey.generate(),
+        lambda: X25519PrivateKey.generate(exportable=False),
+    ],
+    ids=["secret-1", "secret-32", "secret-sealed", "ed25519", "x25519-sealed"],
+)
+def test_roundtrip_keeps_type_secret_and_seal(make: object) -> None:
+    key = make()  # type: ignore[operator]
+    kek = SecretKey.generate(32)
+    blob = keycell.wrap_key(kek, key)
+    back = keycell.unwrap_key(kek, blob)
+    assert type(back) is type(key)
+    assert back.exportable == key.exportable
+    assert _same(key, back)
+    for i in range(len(blob)):
+        bad = bytearray(blob)
+        bad[i] ^= 1
+        with pytest.raises((keycell.InvalidTag, ValueError)):
+            keycell.unwrap_key(kek, bytes(bad))
+    with pytest.raises(keycell.InvalidTag):
+        keycell.unwrap_key(SecretKey.generate(32), blob)
+    for n in (0, 9, 10, 33, len(blob) - 1):
+        with pytest.raises(ValueError, match="not a wrapped key"):
+            keycell.unwrap_key(kek, blob[:n])
+
+
+def test_header_is_authenticated() -> None:
+    kek = SecretKey.generate(32)
+    blob = bytearray(keycell.wrap_key(kek, SecretKey.generate(32, exportable=False)))
+    blob[5] = 1  # claim "exportable"
+    with pytest.raises(keycell.InvalidTag):
+        keycell.unwrap_key(kek, bytes(blob))
+    blob[5] = 0
+    blob[4] = 3  # claim X25519 (same length)
+    with pytest.raises(keycell.InvalidTag):
+        keycell.unwrap_key(kek, bytes(blob))
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="256 bits"):
+        keycell.wrap_key(SecretKey.generate(16), SecretKey.generate(16))
+    with pytest.raises(TypeError):
+        keycell.wrap_key(SecretKey.generate(32), b"raw key bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        keycell.wrap_key(b"k" * 32, SecretKey.generate(16))  # type: ignore[arg-type]
+    kek = SecretKey.generate(32)
+    with pytest.raises(ValueError, match="cannot wrap itself"):
+        keycell.wrap_key(kek, kek)
+    key = SecretKey.generate(16)
+    blob = keycell.wrap_key(kek, key)
+    key.destroy()
+    with pytest.raises(keycell.KeyDestroyedError):
+        keycell.wrap_key(kek, key)
+    kek.destroy()
+    with pytest.raises(keycell.KeyDestroyedError):
+        keycell.unwrap_key(kek, blob)
