@@ -54,10 +54,6 @@ pub trait CurvePrivateKey: Sized + Send + Sync {
 
     /// A new key from the OS CSPRNG, straight into the region.
     fn generate() -> Result<Self, MemoryError> {
-        Self::new_with(|dst| {
-            getrandom::fill(dst).map_err(|e| MemoryError::Random {
-                code: e.raw_os_error().map_or(0, |v| v as u32),
-            })
-        })
+        Self::new_with(crate::memory::fill_random)
     }
 }

@@ -77,11 +77,7 @@ impl SymmetricKey {
 
     /// A key of `len` bytes from the OS CSPRNG.
     pub fn generate(len: usize) -> Result<Self, KeyError<MemoryError>> {
-        Self::new_with(len, |dst| {
-            getrandom::fill(dst).map_err(|e| MemoryError::Random {
-                code: e.raw_os_error().map_or(0, |v| v as u32),
-            })
-        })
+        Self::new_with(len, crate::memory::fill_random)
     }
 
     /// A key copied from `src`.

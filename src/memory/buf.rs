@@ -92,11 +92,7 @@ impl SecretBuf {
 
     /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.
     pub fn random(len: usize) -> Result<Self, MemoryError> {
-        Self::new_with(len, |dst| {
-            getrandom::fill(dst).map_err(|e| MemoryError::Random {
-                code: e.raw_os_error().map_or(0, |v| v as u32),
-            })
-        })
+        Self::new_with(len, super::fill_random)
     }
 
     /// Number of bytes in the buffer (its last part).

@@ -21,9 +21,7 @@ fn canary() -> Result<&'static [u8; CANARY_LEN], MemoryError> {
         return Ok(c);
     }
     let mut c = [0u8; CANARY_LEN];
-    getrandom::fill(&mut c).map_err(|e| MemoryError::Random {
-        code: e.raw_os_error().map_or(0, |v| v as u32),
-    })?;
+    super::fill_random(&mut c)?;
     Ok(CANARY.get_or_init(|| c))
 }
 
@@ -162,23 +160,7 @@ impl GuardedRegion {
     /// Step 1: reserve the whole mapping, inaccessible. From here on the mapping is owned
     /// by the returned region: its `Drop` unmaps it on every early return.
     fn map(layout: Layout) -> Result<Self, MemoryError> {
-        // SAFETY: a fresh anonymous private mapping with no address hint; the result is
-        // checked against MAP_FAILED before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                layout.map_len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(MemoryError::system_call("mmap", last_errno()));
-        }
-        let base =
-            NonNull::new(base.cast::<u8>()).ok_or_else(|| MemoryError::system_call("mmap", 0))?;
+        let base = super::sys::reserve(layout.map_len)?;
         // SAFETY: one page < map_len, so the offset stays inside the mapping.
         let data = unsafe { base.add(page_size()) };
         LIVE_DATA_BYTES.fetch_add(layout.data_len, Ordering::Relaxed);

@@ -151,6 +151,13 @@ pub trait Allocator: Send + Sync {
 /// The most parts one region may have.
 pub const MAX_PARTS: usize = 4;
 
+/// Fill `dst` from the OS CSPRNG (`getrandom`), with a failure as [`MemoryError::Random`].
+pub fn fill_random(dst: &mut [u8]) -> Result<(), MemoryError> {
+    getrandom::fill(dst).map_err(|e| MemoryError::Random {
+        code: e.raw_os_error().map_or(0, |v| v as u32),
+    })
+}
+
 /// The largest secret one region may hold (1 MiB): keys are small; a request for more is
 /// almost certainly a mistake, and each region is locked memory.
 pub const MAX_REGION_LEN: usize = 1 << 20;

@@ -139,6 +139,29 @@ struct ScratchPage {
     len: usize,
 }
 
+/// Reserve `len` bytes of address space as one private, anonymous `PROT_NONE` mapping (no
+/// swap reserved): the guard pages and the not-yet-opened data pages of a region or an
+/// arena. The caller owns the mapping and unmaps it.
+pub(super) fn reserve(len: usize) -> Result<std::ptr::NonNull<u8>, super::MemoryError> {
+    // SAFETY: a fresh anonymous private mapping with no address hint; the result is
+    // checked against MAP_FAILED before use.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(super::MemoryError::system_call("mmap", last_errno()));
+    }
+    std::ptr::NonNull::new(base.cast::<u8>())
+        .ok_or_else(|| super::MemoryError::system_call("mmap", 0))
+}
+
 /// Map one private, anonymous, read-write page; `Err(errno)` when `mmap` fails. The caller
 /// owns the page (`page_size()` bytes) and unmaps it, or keeps it for the process's life.
 pub(super) fn map_page() -> Result<*mut libc::c_void, i32> {

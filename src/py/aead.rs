@@ -12,9 +12,9 @@ use pyo3::types::PyBytes;
 use crate::crypto::aead_suite::AeadAlgorithm;
 use crate::crypto::symmetric::SymmetricKey;
 
-use super::aead_calls::{check_key, key_len_message, optional_bytes, Sealer};
+use super::aead_calls::{check_key, key_len_message, Sealer};
 use super::args::handle;
-use super::bytes_like::bytes_like;
+use super::bytes_like::{bytes_like, optional_bytes};
 use super::errors::{Error, Result};
 use super::key_cell::KeyHandle;
 use super::secret_key::SecretKey;

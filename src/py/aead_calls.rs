@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
 use crate::crypto::symmetric::SymmetricKey;
 
-use super::bytes_like::{bytes_like, BytesLike};
+use super::bytes_like::{bytes_like, optional_bytes};
 use super::errors::{Error, Result};
 use super::key_cell::KeyCell;
 
@@ -34,16 +34,6 @@ pub(crate) fn key_len_message(alg: AeadAlgorithm, class: &str) -> String {
         _ => "256 bits",
     };
     format!("{class} key must be {sizes}")
-}
-
-pub(crate) fn optional_bytes<'py>(
-    obj: Option<&Bound<'py, PyAny>>,
-    what: &str,
-) -> Result<Option<BytesLike<'py>>> {
-    match obj {
-        Some(o) if !o.is_none() => Ok(Some(bytes_like(o, what)?)),
-        _ => Ok(None),
-    }
 }
 
 /// One AEAD algorithm over the key in a cell; `class` names it in messages.
@@ -136,11 +126,7 @@ pub(crate) fn easy_encrypt<'py>(
     let aad = optional_bytes(associated_data, "associated_data")?;
     check_key(cell, alg, "SecretKey.encrypt")?;
     let mut nonce = [0u8; EASY_NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| {
-        Error::Memory(crate::memory::MemoryError::Random {
-            code: e.raw_os_error().map_or(0, |v| v as u32),
-        })
-    })?;
+    crate::memory::fill_random(&mut nonce).map_err(Error::Memory)?;
     let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
     let sealer = Sealer {
         cell,

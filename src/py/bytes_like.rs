@@ -78,6 +78,16 @@ pub fn bytes_like<'py>(obj: &Bound<'py, PyAny>, what: &str) -> Result<BytesLike<
     Ok(BytesLike::Copied(Zeroizing::new(buf.to_vec(obj.py())?)))
 }
 
+/// Extract an optional non-secret bytes-like argument named `what` (`None` is absent).
+pub fn optional_bytes<'py>(
+    obj: Option<&Bound<'py, PyAny>>,
+    what: &str,
+) -> Result<Option<BytesLike<'py>>> {
+    obj.filter(|o| !o.is_none())
+        .map(|o| bytes_like(o, what))
+        .transpose()
+}
+
 /// A bytes-like argument read where it is: `bytes` borrowed, any other buffer through its
 /// buffer export (no copy).
 enum InPlace<'py> {

@@ -13,7 +13,7 @@ use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::symmetric::SymmetricKey;
 
 use super::args::{handle, parse_algorithm, type_name};
-use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
+use super::bytes_like::{maybe_detach, optional_bytes, BytesLike};
 use super::errors::{Error, Result};
 use super::secret_key::SecretKey;
 
@@ -54,15 +54,6 @@ fn output_length(obj: &Bound<'_, PyAny>, alg: HashAlgorithm) -> Result<usize> {
         Ok(n) if n >= 1 && (n as u64) <= max as u64 => Ok(n as usize),
         _ => Err(HkdfError::OutputLength { max }.into()),
     }
-}
-
-fn optional_bytes<'py>(
-    obj: Option<&Bound<'py, PyAny>>,
-    what: &str,
-) -> Result<Option<BytesLike<'py>>> {
-    obj.filter(|o| !o.is_none())
-        .map(|o| bytes_like(o, what))
-        .transpose()
 }
 
 /// Derive a new key with HKDF (RFC 5869): extract with `salt`, then expand with `info`

@@ -75,11 +75,7 @@ pub fn wrap_key<'py>(
     }
     let wk = wk.bind(py).get();
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| {
-        Error::Memory(crate::memory::MemoryError::Random {
-            code: e.raw_os_error().map_or(0, |v| v as u32),
-        })
-    })?;
+    crate::memory::fill_random(&mut nonce).map_err(Error::Memory)?;
     let seal = |kind: u8, exportable: bool, secret: &[u8]| -> Result<Bound<'py, PyBytes>> {
         let h = header(kind, exportable, secret.len())?;
         let n = secret.len();

@@ -206,11 +206,7 @@ fn check_value(keys: &SymmetricKey) -> Result<[u8; CHECK_LEN]> {
 
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut r = [0u8; N];
-    getrandom::fill(&mut r).map_err(|e| {
-        StoreError::Memory(MemoryError::Random {
-            code: e.raw_os_error().map_or(0, |v| v as u32),
-        })
-    })?;
+    crate::memory::fill_random(&mut r).map_err(StoreError::Memory)?;
     Ok(r)
 }
 

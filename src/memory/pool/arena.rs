@@ -48,26 +48,8 @@ impl Arena {
         let data_len = pages * page;
         let map_len = data_len + 2 * page;
         let mut canary = [0u8; CANARY_LEN];
-        getrandom::fill(&mut canary).map_err(|e| MemoryError::Random {
-            code: e.raw_os_error().map_or(0, |v| v as u32),
-        })?;
-        // SAFETY: a fresh anonymous private mapping with no address hint; the result is
-        // checked against MAP_FAILED before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(MemoryError::system_call("mmap", last_errno()));
-        }
-        let base =
-            NonNull::new(base.cast::<u8>()).ok_or_else(|| MemoryError::system_call("mmap", 0))?;
+        crate::memory::fill_random(&mut canary)?;
+        let base = crate::memory::sys::reserve(map_len)?;
         // SAFETY: one page < map_len, so the offset stays inside the mapping.
         let data = unsafe { base.add(page) };
         let nslots = (data_len - MARKER_LEN) / slot_size;
