@@ -8,8 +8,10 @@
 //! - [`store`]: the encrypted key store file.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
+//! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
+pub mod agent;
 pub mod crypto;
 pub mod encoding;
 pub mod keyfile;
