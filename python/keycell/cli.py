@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(sub)
     _add_keyring(sub)
     _add_otp(sub)
+    from .cli_agent import register as _register_agent
+
+    _register_agent(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 //! class family; no cryptography or memory management of their own.
 
 mod aead;
+mod agent;
 mod aead_calls;
 mod args;
 mod asymmetric;
@@ -247,6 +248,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_list, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::_keyring_probe, m)?)?;
+    m.add_class::<agent::AgentServer>()?;
+    m.add_function(wrap_pyfunction!(agent::agent_harden, m)?)?;
+    m.add_function(wrap_pyfunction!(agent::agent_check_policy, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())

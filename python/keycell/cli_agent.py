@@ -1,0 +1,423 @@
+"""``keycell agent serve`` and ``keycell policy sign|verify`` (docs/agent.md).
+
+The agent holds a key store's Ed25519 and secret keys in guarded memory and serves them
+over a Unix socket in the SSH agent protocol; the server itself is Rust
+(``keycell._native.AgentServer``, its own threads, no GIL). This module owns the process:
+hardening, signals, the policy signature, logging to stderr and the audit log.
+
+Signals are blocked in every thread before the server starts and taken synchronously by
+the main thread with ``sigwait``: SIGTERM and SIGINT stop the agent (every key wiped, the
+socket removed, exit status 0); SIGHUP reloads the store and the policy, keeping the old
+ones when the new ones fail (a policy whose signature does not verify, a store that does
+not open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ._native import AgentServer, Ed25519PrivateKey, Ed25519PublicKey, KeyStore
+from ._native import agent_check_policy, agent_harden
+from .cli import CliError, _master_options, _open_store
+from .exceptions import AgentPolicyError, KeycellError
+
+__all__ = [
+    "POLICY_SIGNATURE_CONTEXT",
+    "load_public_key",
+    "read_verified_policy",
+    "register",
+    "sign_policy",
+    "signature_path",
+]
+
+#: Prefix of the message a policy signature covers (domain separation: a policy signature
+#: is never a valid signature over anything else, nor the other way round).
+POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
+_SIG_HEADER = "keycell-policy-signature-v1 ed25519 "
+_STOP = {signal.SIGTERM, signal.SIGINT}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _log(msg: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"{stamp} keycell agent[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def signature_path(policy: str | os.PathLike[str]) -> Path:
+    """Where the detached signature of a policy file lives: ``FILE.sig``."""
+    return Path(os.fspath(policy) + ".sig")
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
+    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line."""
+    data = Path(path).read_bytes()
+    text = data.decode("ascii", "replace").strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            return Ed25519PublicKey.from_pem(data)
+        if text.startswith("ssh-ed25519 "):
+            blob = base64.b64decode(text.split()[1], validate=True)
+            # string "ssh-ed25519", string key (32 bytes)
+            if len(blob) != 4 + 11 + 4 + 32 or blob[4:15] != b"ssh-ed25519":
+                raise ValueError("not an ssh-ed25519 public key")
+            return Ed25519PublicKey.from_public_bytes(blob[19:])
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except (ValueError, binascii.Error, KeycellError) as exc:
+        raise AgentPolicyError(
+            f"{path}: not an Ed25519 public key (PEM, hex or ssh-ed25519): {exc}"
+        ) from None
+
+
+def sign_policy(policy: bytes, signer: Ed25519PrivateKey) -> str:
+    """The signature file's text for the policy text ``policy``."""
+    sig = signer.sign(POLICY_SIGNATURE_CONTEXT + policy)
+    return _SIG_HEADER + base64.b64encode(sig).decode("ascii") + "\n"
+
+
+def read_verified_policy(
+    path: str | os.PathLike[str],
+    public_key: Ed25519PublicKey,
+    signature: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Read a policy file and its detached signature (``FILE.sig`` unless ``signature``),
+    verify the signature and the rules, and return the exact bytes verified. Raises
+    :class:`AgentPolicyError` when the signature is missing, malformed or wrong, or the
+    rules are invalid."""
+    sig_path = Path(signature) if signature is not None else signature_path(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AgentPolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        sig_text = sig_path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise AgentPolicyError(
+            f"policy {path} has no signature ({sig_path} is missing): sign it with "
+            "`keycell policy sign`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentPolicyError(f"cannot read policy signature {sig_path}: {exc}") from None
+    if not sig_text.startswith(_SIG_HEADER) or not sig_text.endswith("\n"):
+        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature")
+    try:
+        sig = base64.b64decode(sig_text[len(_SIG_HEADER) : -1], validate=True)
+    except binascii.Error:
+        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature") from None
+    try:
+        public_key.verify(sig, POLICY_SIGNATURE_CONTEXT + data)
+    except KeycellError:
+        raise AgentPolicyError(
+            f"the signature of policy {path} does not verify with the policy public key: "
+            "the policy was modified or signed by another key"
+        ) from None
+    agent_check_policy(data)
+    return data
+
+
+def _cmd_policy_sign(args: argparse.Namespace) -> int:
+    data = Path(args.file).read_bytes()
+    agent_check_policy(data)
+    signer = Ed25519PrivateKey.from_file(args.key_file)
+    try:
+        text = sign_policy(data, signer)
+    finally:
+        signer.destroy()
+    out = Path(args.output) if args.output else signature_path(args.file)
+    out.write_text(text, encoding="ascii")
+    print(f"wrote the signature of {args.file} to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_policy_verify(args: argparse.Namespace) -> int:
+    read_verified_policy(args.file, load_public_key(args.public_key), args.signature)
+    print(f"policy {args.file}: signature good, rules valid", file=sys.stderr)
+    return 0
+
+
+def _uid_list(args: argparse.Namespace) -> list[int]:
+    uids = [os.geteuid()]
+    for u in args.allow_uid or []:
+        if u < 0 or u > 0xFFFFFFFF:
+            raise CliError(f"--allow-uid {u} is not a uid")
+        if u not in uids:
+            uids.append(u)
+    return uids
+
+
+def _socket_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if mode & ~0o777 or not mode & 0o600 == 0o600:
+        raise argparse.ArgumentTypeError("the mode must be within 0777 and include 0600")
+    return mode
+
+
+class _Audit:
+    """The audit log the agent records every request to (``--audit-log``)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        try:
+            from . import audit  # type: ignore[attr-defined]
+        except ImportError:
+            raise CliError(
+                "--audit-log needs keycell.audit, which this build of keycell lacks"
+            ) from None
+        self.module: Any = audit
+        raise CliError("--audit-log needs keycell.audit, which this build of keycell lacks")
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record."""
+
+    def close(self) -> None:
+        """Close the log."""
+
+
+def _record(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "agent." + event["operation"],
+        "result": event["result"],
+        "uid": event["uid"],
+        "gid": event["gid"],
+        "pid": event["pid"],
+        "pid_pinned": event["pid_pinned"],
+        "key": event["key"],
+        "reason": event["reason"],
+        "connection": event["connection"],
+    }
+
+
+def _drain(server: AgentServer, audit: _Audit | None, verbose: bool, failed: list[str]) -> None:
+    """Take the server's events until it stops: every one to the audit log, refusals (and
+    everything with --verbose) to stderr."""
+    warned_pidfd = False
+    while True:
+        events, dropped = server.next_events(0.5)
+        if dropped:
+            _log(f"{dropped} request records were dropped: the event queue was full")
+        for e in events:
+            if not e["pid_pinned"] and not warned_pidfd:
+                warned_pidfd = True
+                _log(
+                    f"SO_PEERPIDFD unavailable (errno {e['pidfd_errno']}): peers are "
+                    "identified by the pid from SO_PEERCRED only, which can be reused"
+                )
+            if audit is not None:
+                try:
+                    audit.append(_record(e))
+                except Exception as exc:  # the log is broken: stop serving (fail closed)
+                    failed.append(f"audit log failed: {exc}")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+            if verbose or e["result"] != "allowed":
+                key = f" key {e['key']!r}" if e["key"] is not None else ""
+                why = f": {e['reason']}" if e["reason"] else ""
+                _log(
+                    f"{e['operation']}{key} by uid {e['uid']} pid {e['pid']}: "
+                    f"{e['result']}{why}"
+                )
+        if not events and server.stopped:
+            return
+
+
+def _load_policy(args: argparse.Namespace) -> bytes | None:
+    if args.policy is None:
+        return None
+    return read_verified_policy(args.policy, load_public_key(args.policy_public_key))
+
+
+def _detach() -> None:
+    """Fork: the parent waits until the child is serving (or failed), prints the socket
+    variables and exits; the child goes on in a new session."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            status = f.read()
+        if status.startswith(b"ready"):
+            path = status[6:].decode()
+            print(f"SSH_AUTH_SOCK={path}; export SSH_AUTH_SOCK;")
+            print(f"KEYCELL_AGENT_SOCK={path}; export KEYCELL_AGENT_SOCK;")
+            print(f"KEYCELL_AGENT_PID={pid}; export KEYCELL_AGENT_PID;")
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        os._exit(1)
+    os.close(r)
+    os.setsid()
+    os.environ["_KEYCELL_AGENT_READY_FD"] = str(w)
+
+
+def _announce_ready(path: str) -> None:
+    fd = os.environ.pop("_KEYCELL_AGENT_READY_FD", None)
+    if fd is not None:
+        os.write(int(fd), b"ready " + path.encode())
+        os.close(int(fd))
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if (args.policy is None) != (args.policy_public_key is None):
+        raise CliError("--policy and --policy-public-key go together")
+    uids = _uid_list(args)
+    policy = _load_policy(args)
+    if args.detach:
+        _detach()
+    hardening = agent_harden()
+    failed_steps = [f"{k} (errno {v})" for k, v in hardening.items() if v is not None]
+    if failed_steps:
+        raise CliError("cannot harden the process: " + ", ".join(failed_steps))
+    audit = _Audit(args) if args.audit_log else None
+    store = _open_store(args)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        server = AgentServer(
+            args.socket,
+            store,
+            allowed_uids=uids,
+            mode=args.socket_mode,
+            policy=policy,
+            max_connections=args.max_connections,
+            frame_timeout=args.frame_timeout,
+            audit_required=audit is not None,
+        )
+    except BaseException:
+        store.close()
+        raise
+    failed: list[str] = []
+    drain = threading.Thread(
+        target=_drain, args=(server, audit, args.verbose, failed), name="keycell-agent-log"
+    )
+    drain.start()
+    names = ", ".join(f"{n} ({k})" for n, k in server.keys()) or "none"
+    _log(
+        f"serving on {args.socket} for uids {', '.join(map(str, uids))}"
+        f"{'; policy ' + args.policy if args.policy else ''}; keys: {names}"
+    )
+    _announce_ready(str(args.socket))
+    try:
+        while True:
+            sig = signal.sigwait(_SIGNALS)
+            if sig in _STOP:
+                break
+            _reload(args, server, store)
+    finally:
+        removed = server.stop()
+        drain.join()
+        store.close()
+        if audit is not None:
+            audit.close()
+        _log(
+            "stopped: keys wiped, socket "
+            + ("removed" if removed else "already gone or replaced (left alone)")
+        )
+    if failed:
+        raise CliError(failed[0])
+    return 0
+
+
+def _reload(args: argparse.Namespace, server: AgentServer, store: KeyStore) -> None:
+    try:
+        server.set_policy(_load_policy(args))
+        if args.policy:
+            _log(f"reloaded policy {args.policy}")
+    except (KeycellError, OSError) as exc:
+        _log(f"policy reload failed, keeping the old policy: {exc}")
+    try:
+        server.set_keys(store)
+        _log("reloaded keys: " + (", ".join(n for n, _ in server.keys()) or "none"))
+    except (KeycellError, OSError) as exc:
+        _log(f"store reload failed, keeping the old keys: {exc}")
+
+
+def register(sub: Any) -> None:
+    """Add the ``agent`` and ``policy`` commands to the ``keycell`` parser."""
+    agent = sub.add_parser(
+        "agent",
+        help="serve a key store's keys over a Unix socket (SSH agent protocol)",
+        description="A hardened key agent speaking the SSH agent protocol (docs/agent.md).",
+    )
+    asub = agent.add_subparsers(dest="agent_command", metavar="ACTION")
+    asub.required = True
+    p = asub.add_parser(
+        "serve",
+        help="serve until SIGTERM/SIGINT; SIGHUP reloads the store and the policy",
+        description=(
+            "Load the Ed25519 and secret keys of STORE into guarded memory and serve them on "
+            "a Unix socket in the SSH agent protocol (ssh-add -L, ssh, ssh-keygen -Y sign "
+            "work unchanged). SIGTERM/SIGINT: wipe every key, remove the socket, exit 0. "
+            "SIGHUP: reload the store and the policy (a policy that fails verification is "
+            "not taken; the old one stays)."
+        ),
+    )
+    p.add_argument("--socket", required=True, metavar="PATH", help="socket to create")
+    p.add_argument("--store", required=True, metavar="STORE", help="key store file")
+    _master_options(p)
+    p.add_argument(
+        "--socket-mode",
+        type=_socket_mode,
+        default=0o600,
+        metavar="MODE",
+        help="socket file mode, octal (default 0600)",
+    )
+    p.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        metavar="UID",
+        help="also allow this uid to connect (default: only this process's uid); repeatable",
+    )
+    p.add_argument("--policy", metavar="FILE", help="per-key rules (JSON), signed")
+    p.add_argument(
+        "--policy-public-key",
+        metavar="PUB",
+        help="the Ed25519 public key the policy's signature (FILE.sig) must verify with",
+    )
+    p.add_argument(
+        "--audit-log", metavar="LOG", help="record every request to this keycell.audit log"
+    )
+    p.add_argument(
+        "--max-connections", type=int, default=64, metavar="N", help="connections at once (64)"
+    )
+    p.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a request may take to arrive once it started (10)",
+    )
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=_cmd_serve)
+
+    policy = sub.add_parser(
+        "policy",
+        help="sign or verify an agent policy file",
+        description="Detached Ed25519 signatures of agent policy files (docs/agent.md).",
+    )
+    psub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
+    psub.required = True
+    s = psub.add_parser("sign", help="sign a policy file (writes FILE.sig)")
+    s.add_argument("file", metavar="FILE", help="policy file (JSON)")
+    s.add_argument("--key-file", required=True, metavar="SIGNER", help="Ed25519 private key")
+    s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
+    s.set_defaults(func=_cmd_policy_sign)
+    v = psub.add_parser("verify", help="verify a policy file's signature and rules")
+    v.add_argument("file", metavar="FILE", help="policy file (JSON)")
+    v.add_argument("--public-key", required=True, metavar="PUB", help="Ed25519 public key")
+    v.add_argument("--signature", metavar="SIG", help="signature file (default FILE.sig)")
+    v.set_defaults(func=_cmd_policy_verify)
