@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions, keyring, otp
+from . import agent, exceptions, keyring, otp
 from ._native import (
     AESGCM,
     AESGCMSIV,
@@ -47,6 +47,11 @@ from ._native import (
 )
 from ._native import set_policy as _set_policy
 from .exceptions import (
+    AgentError,
+    AgentPolicyError,
+    AgentProtocolError,
+    AgentRefusedError,
+    AgentUnavailableError,
     AlreadyFinalized,
     ForkedKeyError,
     InsecureKeyFileError,
@@ -81,6 +86,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AgentError",
+    "AgentPolicyError",
+    "AgentProtocolError",
+    "AgentRefusedError",
+    "AgentUnavailableError",
     "AESGCM",
     "AESGCMSIV",
     "HMAC",
@@ -124,6 +134,7 @@ __all__ = [
     "X25519PublicKey",
     "XChaCha20Poly1305",
     "__version__",
+    "agent",
     "compare_digest",
     "ed25519_verify_batch",
     "exceptions",
