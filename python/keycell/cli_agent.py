@@ -265,8 +265,13 @@ def _announce_ready(path: str) -> None:
     if fd is not None:
         os.write(int(fd), b"ready " + path.encode())
         os.close(int(fd))
+        # Like ssh-agent: a detached agent lets go of the terminal and of the caller's
+        # pipes; its log goes nowhere (run it in the foreground under a supervisor to keep
+        # the log).
+        _log("detached: logging stops here")
         devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
+        for std in (0, 1, 2):
+            os.dup2(devnull, std)
         os.close(devnull)
 
 
