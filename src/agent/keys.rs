@@ -47,9 +47,7 @@ impl Entry {
     /// The protection of the key's region.
     pub fn protection(&self) -> Protection {
         match &self.key {
-            AgentKey::Ed25519 { key, .. } => {
-                crate::crypto::curve::CurvePrivateKey::protection(key)
-            }
+            AgentKey::Ed25519 { key, .. } => crate::crypto::curve::CurvePrivateKey::protection(key),
             AgentKey::Secret(k) => k.protection(),
         }
     }
@@ -74,15 +72,15 @@ impl KeySet {
                     let blob = wire::ed25519_blob(key.public().as_bytes());
                     AgentKey::Ed25519 { key, blob }
                 }
-                KeyKind::Secret => AgentKey::Secret(SymmetricKey::new_with(sealed.len(), fill).map_err(
-                    |e| match e {
+                KeyKind::Secret => AgentKey::Secret(
+                    SymmetricKey::new_with(sealed.len(), fill).map_err(|e| match e {
                         KeyError::Fill(e) => e,
                         KeyError::Memory(m) => StoreError::Memory(m),
                         KeyError::Length(_) => {
                             StoreError::Corrupted(format!("entry {name:?} has an invalid length"))
                         }
-                    },
-                )?),
+                    })?,
+                ),
                 KeyKind::X25519 => continue,
             };
             entries.push(Entry { name, key });

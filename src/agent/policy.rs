@@ -98,7 +98,10 @@ fn err<T>(msg: impl Into<String>) -> Result<T, PolicyError> {
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a [(String, Value)], PolicyError> {
     match v {
         Value::Object(m) => Ok(m),
-        other => err(format!("{what} must be an object, not {}", other.type_name())),
+        other => err(format!(
+            "{what} must be an object, not {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -116,7 +119,10 @@ fn int(v: &Value, what: &str, min: i64, max: i64) -> Result<i64, PolicyError> {
 fn array<'a>(v: &'a Value, what: &str) -> Result<&'a [Value], PolicyError> {
     match v {
         Value::Array(a) => Ok(a),
-        other => err(format!("{what} must be an array, not {}", other.type_name())),
+        other => err(format!(
+            "{what} must be an array, not {}",
+            other.type_name()
+        )),
     }
 }
 

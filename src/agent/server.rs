@@ -261,11 +261,7 @@ impl Shared {
                         AgentKey::Secret(_) => None,
                     })
                     .collect();
-                Outcome::allowed(
-                    wire::identities_answer(ids.into_iter()),
-                    None,
-                    "identities",
-                )
+                Outcome::allowed(wire::identities_answer(ids.into_iter()), None, "identities")
             }
             Request::Sign { key_blob, data, .. } => {
                 // Flags select RSA hashes; they do not apply to Ed25519 and are ignored.
@@ -274,13 +270,19 @@ impl Shared {
                     return Ok(Outcome::refused(None, "sign", "no such key"));
                 };
                 let AgentKey::Ed25519 { key, .. } = &entry.key else {
-                    return Ok(Outcome::refused(Some(&entry.name), "sign", "not a signing key"));
+                    return Ok(Outcome::refused(
+                        Some(&entry.name),
+                        "sign",
+                        "not a signing key",
+                    ));
                 };
                 if let Err(r) = self.decide(entry, Operation::Sign, uid) {
                     return Ok(Outcome::refused(Some(&entry.name), "sign", r));
                 }
                 match key.sign(data) {
-                    Ok(sig) => Outcome::allowed(wire::sign_response(&sig), Some(&entry.name), "sign"),
+                    Ok(sig) => {
+                        Outcome::allowed(wire::sign_response(&sig), Some(&entry.name), "sign")
+                    }
                     Err(e) => Outcome::refused(Some(&entry.name), "sign", format!("{e}")),
                 }
             }
@@ -607,7 +609,11 @@ impl Server {
 
     /// Replace the policy (`None`: no per-key rules).
     pub fn set_policy(&self, policy: Option<Policy>) {
-        *self.shared.policy.write().unwrap_or_else(|e| e.into_inner()) = policy.map(Arc::new);
+        *self
+            .shared
+            .policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = policy.map(Arc::new);
     }
 
     /// Names and kinds of the keys served.

@@ -429,7 +429,10 @@ mod tests {
             (ADD_IDENTITY, Refused::AddIdentity),
             (ADD_ID_CONSTRAINED, Refused::AddIdConstrained),
             (ADD_SMARTCARD_KEY, Refused::AddSmartcardKey),
-            (ADD_SMARTCARD_KEY_CONSTRAINED, Refused::AddSmartcardKeyConstrained),
+            (
+                ADD_SMARTCARD_KEY_CONSTRAINED,
+                Refused::AddSmartcardKeyConstrained,
+            ),
             (REMOVE_IDENTITY, Refused::RemoveIdentity),
             (REMOVE_ALL_IDENTITIES, Refused::RemoveAllIdentities),
             (REMOVE_SMARTCARD_KEY, Refused::RemoveSmartcardKey),

@@ -130,9 +130,7 @@ const SO_PEERPIDFD: libc::c_int = 77;
 /// mistaken for it. `Err(errno)` where the kernel lacks it (`ENOPROTOOPT`) or the call
 /// fails; the caller falls back to the pid of `SO_PEERCRED` and says so. For the agent
 /// (`crate::agent::peer`); it lives here because it needs a raw `getsockopt`.
-pub fn peer_pidfd(
-    socket: std::os::fd::BorrowedFd<'_>,
-) -> Result<std::os::fd::OwnedFd, i32> {
+pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, i32> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut fd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

@@ -122,7 +122,9 @@ impl AgentServer {
             return Err(Error::Value("allowed_uids must not be empty".to_owned()));
         }
         if max_connections == 0 {
-            return Err(Error::Value("max_connections must be at least 1".to_owned()));
+            return Err(Error::Value(
+                "max_connections must be at least 1".to_owned(),
+            ));
         }
         let policy = parse_policy(policy.map(|p| p.as_bytes()))?;
         let config = Config {

@@ -2,8 +2,8 @@
 //! class family; no cryptography or memory management of their own.
 
 mod aead;
-mod agent;
 mod aead_calls;
+mod agent;
 mod args;
 mod asymmetric;
 mod buffer_in_place;
