@@ -493,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = thread_scaling() if args.only is None or "thread" in args.only else None
     raw = raw_region_cost() if args.only is None else None
     report = render(results, threads, raw)
+    if args.only is None or "agent" in args.only:
+        from agent import bench as agent_bench  # benches/agent.py: keycell agent vs ssh-agent
+
+        report += agent_bench()
     print(report)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
