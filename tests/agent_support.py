@@ -210,7 +210,9 @@ class Agent:
         s.connect(str(self.socket))
         return s
 
-    def ssh(self, *cmd: str, user: tuple[int, int] | None = None) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, *cmd: str, user: tuple[int, int] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run an OpenSSH tool with ``SSH_AUTH_SOCK`` set to the agent."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSH_AUTH_SOCK": str(self.socket)}
         prefix = as_user(*user) if user is not None else []

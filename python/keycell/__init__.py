@@ -86,16 +86,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "AgentError",
-    "AgentPolicyError",
-    "AgentProtocolError",
-    "AgentRefusedError",
-    "AgentUnavailableError",
     "AESGCM",
     "AESGCMSIV",
     "HMAC",
     "HOTP",
     "TOTP",
+    "AgentError",
+    "AgentPolicyError",
+    "AgentProtocolError",
+    "AgentRefusedError",
+    "AgentUnavailableError",
     "AlreadyFinalized",
     "ChaCha20Poly1305",
     "Ed25519PrivateKey",

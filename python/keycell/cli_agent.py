@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._native import AgentServer, Ed25519PrivateKey, Ed25519PublicKey, KeyStore
-from ._native import agent_check_policy, agent_harden
+from ._native import (
+    AgentServer,
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    KeyStore,
+    agent_check_policy,
+    agent_harden,
+)
 from .cli import CliError, _master_options, _open_store
 from .exceptions import AgentPolicyError, KeycellError
 

@@ -26,7 +26,8 @@ def test_remote_handles_behave_like_local_ones(tmp_path: Path) -> None:
     with Agent(st) as agent, agent.client() as c:
         infos = {k.name: k for k in c.keys()}
         assert set(infos) == {"deploy", "mac"}
-        assert infos["deploy"].kind == "ed25519" and infos["mac"].kind == "secret"
+        assert infos["deploy"].kind == "ed25519"
+        assert infos["mac"].kind == "secret"
         key = c.ed25519("deploy")
         pub = key.public_key()
         assert isinstance(pub, Ed25519PublicKey)
@@ -36,7 +37,9 @@ def test_remote_handles_behave_like_local_ones(tmp_path: Path) -> None:
         with pytest.raises(InvalidSignature):
             pub.verify(sig, b"other")
         assert key.protection.backend == "agent"
-        assert key.protection.locked and key.protection.dontdump and key.protection.complete
+        assert key.protection.locked
+        assert key.protection.dontdump
+        assert key.protection.complete
         mac = c.secret("mac")
         assert mac.protection.backend == "agent"
         local = SecretKey.from_buffer(bytearray(st.secrets["mac"]))

@@ -49,7 +49,7 @@ def works(agent: Agent) -> bool:
         frame(b"\x1b" + string(b"\xff\xfe")),  # extension name not UTF-8
     ],
     ids=["empty", "oversized", "huge", "trailing", "string-overrun", "truncated-sign",
-         "bad-extension", "non-utf8-name"],  # fmt: skip
+         "bad-extension", "non-utf8-name"],
 )
 def test_malformed_frames_close_the_connection(agent: Agent, data: bytes) -> None:
     with agent.raw() as bystander, agent.raw() as bad:
@@ -58,7 +58,8 @@ def test_malformed_frames_close_the_connection(agent: Agent, data: bytes) -> Non
         # The bystander's connection was not affected, and new ones work.
         bystander.sendall(frame(b"\x0b"))
         reply = recv_reply(bystander)
-        assert reply is not None and reply[0] == IDENTITIES_ANSWER
+        assert reply is not None
+        assert reply[0] == IDENTITIES_ANSWER
     assert works(agent)
     agent.wait_log("frame by uid 0")
     assert "closed" in agent.stderr()
@@ -71,7 +72,8 @@ def test_unknown_requests_fail_but_keep_the_connection(agent: Agent) -> None:
             assert recv_reply(s) == bytes([FAILURE])
         s.sendall(sign_request(agent))
         reply = recv_reply(s)
-        assert reply is not None and reply[0] == SIGN_RESPONSE
+        assert reply is not None
+        assert reply[0] == SIGN_RESPONSE
 
 
 def test_a_slow_client_stalls_nobody(agent: Agent) -> None:
@@ -92,7 +94,8 @@ def test_an_idle_connection_stays_open(agent: Agent) -> None:
         time.sleep(2.5)  # longer than the frame timeout, but no frame was started
         idle.sendall(frame(b"\x0b"))
         reply = recv_reply(idle)
-        assert reply is not None and reply[0] == IDENTITIES_ANSWER
+        assert reply is not None
+        assert reply[0] == IDENTITIES_ANSWER
 
 
 def test_the_connection_cap(tmp_path: Path) -> None:
