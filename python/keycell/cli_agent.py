@@ -171,23 +171,74 @@ def _socket_mode(text: str) -> int:
 
 
 class _Audit:
-    """The audit log the agent records every request to (``--audit-log``)."""
+    """The audit log the agent records every request to (``--audit-log``).
+
+    An existing log is opened and continued. A new one is created when
+    ``--audit-key-file K0`` is given (a secret key of at least 32 bytes that verifies the
+    whole log: keep it off this host once the log exists). ``--audit-signer-key-file``
+    (Ed25519) signs a checkpoint when the agent stops and on each SIGHUP.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         try:
-            from . import audit  # type: ignore[attr-defined]
+            from . import audit  # type: ignore[attr-defined,unused-ignore]
         except ImportError:
             raise CliError(
                 "--audit-log needs keycell.audit, which this build of keycell lacks"
             ) from None
-        self.module: Any = audit
-        raise CliError("--audit-log needs keycell.audit, which this build of keycell lacks")
+        from ._native import SecretKey
+
+        self.signer: Ed25519PrivateKey | None = None
+        if args.audit_signer_key_file:
+            self.signer = Ed25519PrivateKey.from_file(args.audit_signer_key_file)
+        self.lock = threading.Lock()
+        try:
+            if os.path.exists(args.audit_log):
+                self.log: Any = audit.AuditLog.open(args.audit_log, signer=self.signer)
+            elif args.audit_key_file:
+                with SecretKey.from_file(args.audit_key_file) as k0:
+                    self.log = audit.AuditLog.create(
+                        args.audit_log,
+                        key=k0,
+                        signer=self.signer,
+                        origin=args.audit_origin,
+                    )
+                _log(f"created audit log {args.audit_log} (origin {args.audit_origin})")
+            else:
+                raise CliError(
+                    f"audit log {args.audit_log} does not exist: give --audit-key-file K0 "
+                    "to create it"
+                )
+        except BaseException:
+            if self.signer is not None:
+                self.signer.destroy()
+            raise
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record."""
+        """Append one record (raises if the log cannot be written)."""
+        self.log.append(record)
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint, if there is a signer."""
+        if self.signer is not None:
+            with self.lock:
+                self.log.checkpoint()
 
     def close(self) -> None:
-        """Close the log."""
+        """A final checkpoint (with a signer), then close the log and wipe the signer."""
+        try:
+            self.checkpoint()
+        finally:
+            self.log.close()
+            if self.signer is not None:
+                self.signer.destroy()
+
+
+def _hostname() -> str:
+    import socket
+
+    name = "".join(c for c in socket.gethostname() if (c.isascii() and c.isalnum()) or c in ".-")
+    return name or "localhost"
 
 
 def _record(event: dict[str, Any]) -> dict[str, Any]:
@@ -292,8 +343,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     failed_steps = [f"{k} (errno {v})" for k, v in hardening.items() if v is not None]
     if failed_steps:
         raise CliError("cannot harden the process: " + ", ".join(failed_steps))
+    if (args.audit_key_file or args.audit_signer_key_file) and not args.audit_log:
+        raise CliError("--audit-key-file and --audit-signer-key-file need --audit-log")
     audit = _Audit(args) if args.audit_log else None
-    store = _open_store(args)
+    try:
+        store = _open_store(args)
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         server = AgentServer(
@@ -308,6 +366,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     except BaseException:
         store.close()
+        if audit is not None:
+            audit.close()
         raise
     failed: list[str] = []
     drain = threading.Thread(
@@ -326,6 +386,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if sig in _STOP:
                 break
             _reload(args, server, store)
+            if audit is not None:
+                try:
+                    audit.checkpoint()
+                    _log("signed an audit checkpoint")
+                except (KeycellError, OSError) as exc:
+                    _log(f"audit checkpoint failed: {exc}")
     finally:
         removed = server.stop()
         drain.join()
@@ -400,6 +466,22 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--audit-log", metavar="LOG", help="record every request to this keycell.audit log"
+    )
+    p.add_argument(
+        "--audit-key-file",
+        metavar="K0",
+        help="create --audit-log if it does not exist, with this key (K0; keep it elsewhere)",
+    )
+    p.add_argument(
+        "--audit-signer-key-file",
+        metavar="SIGNER",
+        help="Ed25519 key that signs audit checkpoints (at stop and on SIGHUP)",
+    )
+    p.add_argument(
+        "--audit-origin",
+        default="keycell.agent/" + _hostname(),
+        metavar="ORIGIN",
+        help="the log's origin in its checkpoints, when it is created (keycell.agent/HOST)",
     )
     p.add_argument(
         "--max-connections", type=int, default=64, metavar="N", help="connections at once (64)"
