@@ -240,6 +240,13 @@ class Agent:
 
 def recv_reply(s: socket.socket) -> bytes | None:
     """One reply frame's contents, or ``None`` if the agent closed the connection."""
+    try:
+        return _recv_reply(s)
+    except ConnectionResetError:
+        return None
+
+
+def _recv_reply(s: socket.socket) -> bytes | None:
     header = b""
     while len(header) < 4:
         chunk = s.recv(4 - len(header))

@@ -688,3 +688,109 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyfile::KeyKind;
+    use crate::store::{lock::DEFAULT_LOCK_TIMEOUT, Master, Store};
+    use std::path::PathBuf;
+
+    fn tmpdir() -> PathBuf {
+        let mut r = [0u8; 8];
+        crate::memory::fill_random(&mut r).expect("random");
+        let p = std::env::temp_dir().join(format!(
+            "keycell-agent-test-{}",
+            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        std::fs::create_dir(&p).expect("mkdir");
+        p
+    }
+
+    fn request(s: &mut UnixStream, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut f = (msg.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(msg);
+        s.write_all(&f).ok()?;
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(h) as usize];
+        s.read_exact(&mut body).ok()?;
+        Some(body)
+    }
+
+    fn string(b: &[u8]) -> Vec<u8> {
+        let mut v = (b.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(b);
+        v
+    }
+
+    #[test]
+    fn serves_signs_refuses_and_stops() {
+        let d = tmpdir();
+        let master = [6u8; 32];
+        let mut store = Store::create(
+            &d.join("s.kcs"),
+            Master::Key(&master),
+            None,
+            DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("store");
+        store
+            .put("k", KeyKind::Ed25519, false, &[9u8; 32], false)
+            .expect("put");
+        let keys = KeySet::load(&mut store).expect("load");
+        let public = *keys.entries()[0].public().first_chunk::<32>().expect("32");
+        let path = d.join("a.sock");
+        let me = rustix::process::geteuid().as_raw();
+        let config = Config {
+            allowed_uids: vec![me],
+            max_connections: 4,
+            frame_timeout: Duration::from_secs(5),
+            audit_required: false,
+        };
+        let server = Server::start(
+            BoundSocket::bind(&path, 0o600).expect("bind"),
+            config,
+            keys,
+            None,
+        )
+        .expect("start");
+        let mut s = UnixStream::connect(&path).expect("connect");
+        let ids = request(&mut s, &[wire::REQUEST_IDENTITIES]).expect("ids");
+        assert_eq!(ids[0], wire::IDENTITIES_ANSWER);
+        let blob = wire::ed25519_blob(&public);
+        let msg = [
+            &[wire::SIGN_REQUEST][..],
+            &string(&blob),
+            &string(b"hello"),
+            &[0, 0, 0, 0],
+        ]
+        .concat();
+        let reply = request(&mut s, &msg).expect("sign");
+        assert_eq!(reply[0], wire::SIGN_RESPONSE);
+        let sig = &reply[reply.len() - 64..];
+        let vk = crate::crypto::ed25519::public_key_from_bytes(&public).expect("pk");
+        assert!(crate::crypto::ed25519::verify(&vk, b"hello", sig).is_ok());
+        assert_eq!(
+            request(&mut s, &[wire::ADD_IDENTITY, 1, 2]).expect("add"),
+            [wire::FAILURE]
+        );
+        let (events, dropped) = server.next_events(Duration::from_millis(10), 100);
+        assert_eq!(dropped, 0);
+        let ops: Vec<_> = events.iter().map(|e| (e.operation, e.result)).collect();
+        assert_eq!(
+            ops,
+            [
+                ("identities", "allowed"),
+                ("sign", "allowed"),
+                ("add-identity", "refused")
+            ]
+        );
+        assert!(events.iter().all(|e| e.uid == me));
+        assert!(server.stop());
+        assert!(!path.exists());
+        assert!(request(&mut s, &[wire::REQUEST_IDENTITIES]).is_none());
+        assert!(server.key_names().is_empty());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}

@@ -105,3 +105,30 @@ def test_detach(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert not sock.exists()
+
+
+@pytest.mark.parametrize(
+    "cmd", [["agent"], ["agent", "serve"], ["policy"], ["policy", "sign"], ["policy", "verify"]]
+)
+def test_help(cmd: list[str]) -> None:
+    from keycell.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*cmd, "--help"])
+    assert info.value.code == 0
+
+
+def test_no_key_bytes_in_the_log(tmp_path: Path) -> None:
+    import base64
+
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=("mac",))
+    with Agent(st, "-v") as agent:
+        with agent.client() as c:
+            c.ed25519("deploy").sign(b"m")
+            c.secret("mac").hmac(b"m")
+        assert agent.stop() == 0
+        log = agent.stderr().encode()
+    assert b"sign key 'deploy' by uid" in log  # -v logs allowed requests
+    for secret in [*st.seeds.values(), *st.secrets.values()]:
+        for form in (secret, secret.hex().encode(), base64.b64encode(secret)):
+            assert form not in log
