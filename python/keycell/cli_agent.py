@@ -277,6 +277,7 @@ def _drain(server: AgentServer, audit: _Audit | None, verbose: bool, failed: lis
                     failed.append(f"audit log failed: {exc}")
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
+                server.ack(e["seq"])  # releases the reply (audit_required)
             if verbose or e["result"] != "allowed":
                 key = f" key {e['key']!r}" if e["key"] is not None else ""
                 why = f": {e['reason']}" if e["reason"] else ""

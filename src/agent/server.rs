@@ -8,8 +8,11 @@
 //!   between frames has no deadline (an `ssh` session keeps its agent connection open).
 //! - Every request, allowed or refused, becomes one [`Event`] in a bounded queue that the
 //!   embedding program drains ([`Server::next_events`]) to its log and audit log. The event
-//!   is queued before the reply is sent. With [`Config::audit_required`], a full queue
-//!   refuses requests instead of dropping their records.
+//!   is queued before the reply is sent. With [`Config::audit_required`] the reply waits
+//!   until the drainer acknowledges that the event's record is written
+//!   ([`Server::ack`]); a record not acknowledged within the frame timeout, or a full
+//!   queue, turns the reply into `SSH_AGENT_FAILURE`: no signature or MAC leaves the agent
+//!   without its record.
 //! - Keys and policy are swapped as a whole ([`Server::set_keys`], [`Server::set_policy`]);
 //!   a request in flight finishes with the set it started with. Use counts live for the
 //!   server's life ([`super::policy::Usage`]).
@@ -50,13 +53,15 @@ pub struct Config {
     /// How long a frame may take to arrive once its first byte came (also the write
     /// timeout of a reply).
     pub frame_timeout: Duration,
-    /// Refuse requests whose record cannot be queued.
+    /// Release a reply only once its event is acknowledged as recorded ([`Server::ack`]).
     pub audit_required: bool,
 }
 
 /// What happened, for the log and the audit log. Carries no key bytes.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// Position in the event stream (1, 2, ...), for [`Server::ack`].
+    pub seq: u64,
     pub time: SystemTime,
     pub connection: u64,
     pub uid: u32,
@@ -79,6 +84,13 @@ pub struct Event {
 struct Queue {
     events: VecDeque<Event>,
     dropped: u64,
+    last_seq: u64,
+}
+
+/// The highest event sequence number the drainer acknowledged.
+#[derive(Default)]
+struct Acked {
+    seq: u64,
 }
 
 #[derive(Default)]
@@ -106,6 +118,8 @@ struct Shared {
     conns: Mutex<Conns>,
     queue: Mutex<Queue>,
     queue_cv: Condvar,
+    acked: Mutex<Acked>,
+    acked_cv: Condvar,
     next_id: AtomicU64,
     stats: Stats,
 }
@@ -160,6 +174,7 @@ fn protection_bits(e: &Entry) -> u32 {
 impl Shared {
     fn event(&self, peer: &Peer, connection: u64, o: &Outcome, closed: bool) -> Event {
         Event {
+            seq: 0,
             time: SystemTime::now(),
             connection,
             uid: peer.uid,
@@ -181,16 +196,38 @@ impl Shared {
         }
     }
 
-    /// Queue an event; `false` when the queue is full (the event is dropped).
-    fn record(&self, e: Event) -> bool {
+    /// Queue an event; its sequence number, or `None` when the queue is full (the event
+    /// is dropped).
+    fn record(&self, mut e: Event) -> Option<u64> {
         let mut q = lock(&self.queue);
         if q.events.len() >= EVENT_QUEUE_CAP {
             q.dropped += 1;
-            return false;
+            return None;
         }
+        q.last_seq += 1;
+        e.seq = q.last_seq;
+        let seq = e.seq;
         q.events.push_back(e);
         drop(q);
         self.queue_cv.notify_one();
+        Some(seq)
+    }
+
+    /// Wait until event `seq` is acknowledged, at most `timeout` (or until stopping).
+    fn wait_acked(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut a = lock(&self.acked);
+        while a.seq < seq {
+            let now = Instant::now();
+            if now >= deadline || self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            a = self
+                .acked_cv
+                .wait_timeout(a, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
         true
     }
 
@@ -491,7 +528,10 @@ fn serve_connection(shared: Arc<Shared>, mut stream: UnixStream, peer: Peer, id:
         if outcome.refused.is_some() {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
-        if !shared.record(event) && shared.config.audit_required {
+        let recorded = shared.record(event);
+        if shared.config.audit_required
+            && !recorded.is_some_and(|seq| shared.wait_acked(seq, timeout))
+        {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             reply = wire::status(wire::FAILURE);
         }
@@ -588,6 +628,8 @@ impl Server {
             conns: Mutex::new(Conns::default()),
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
+            acked: Mutex::new(Acked::default()),
+            acked_cv: Condvar::new(),
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
         });
@@ -654,6 +696,17 @@ impl Server {
         (events, dropped)
     }
 
+    /// Acknowledge that every event up to `seq` is recorded (releases the replies that
+    /// wait for it under [`Config::audit_required`]).
+    pub fn ack(&self, seq: u64) {
+        let mut a = lock(&self.shared.acked);
+        if seq > a.seq {
+            a.seq = seq;
+        }
+        drop(a);
+        self.shared.acked_cv.notify_all();
+    }
+
     /// Whether [`Server::stop`] ran.
     pub fn stopped(&self) -> bool {
         self.shared.stopping.load(Ordering::SeqCst)
@@ -663,6 +716,7 @@ impl Server {
     /// keys, remove the socket. Idempotent. Returns whether the socket file was removed.
     pub fn stop(&self) -> bool {
         let first = !self.shared.stopping.swap(true, Ordering::SeqCst);
+        self.shared.acked_cv.notify_all();
         let _ = rustix::net::shutdown(&self.shared.socket.listener, Shutdown::Both);
         if let Some(t) = lock(&self.accept).take() {
             let _ = t.join();
@@ -791,6 +845,55 @@ mod tests {
         assert!(!path.exists());
         assert!(request(&mut s, &[wire::REQUEST_IDENTITIES]).is_none());
         assert!(server.key_names().is_empty());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn audit_required_releases_replies_only_when_acknowledged() {
+        let d = tmpdir();
+        let mut store = Store::create(
+            &d.join("s.kcs"),
+            Master::Key(&[7u8; 32]),
+            None,
+            DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("store");
+        store
+            .put("k", KeyKind::Ed25519, false, &[3u8; 32], false)
+            .expect("put");
+        let keys = KeySet::load(&mut store).expect("load");
+        let path = d.join("a.sock");
+        let config = Config {
+            allowed_uids: vec![rustix::process::geteuid().as_raw()],
+            max_connections: 4,
+            frame_timeout: Duration::from_millis(300),
+            audit_required: true,
+        };
+        let server = Server::start(
+            BoundSocket::bind(&path, 0o600).expect("bind"),
+            config,
+            keys,
+            None,
+        )
+        .expect("start");
+        let mut s = UnixStream::connect(&path).expect("connect");
+        // Nobody acknowledges: the reply becomes FAILURE once the wait times out.
+        assert_eq!(
+            request(&mut s, &[wire::REQUEST_IDENTITIES]).expect("reply"),
+            [wire::FAILURE]
+        );
+        let (events, _) = server.next_events(Duration::from_millis(10), 100);
+        assert_eq!(events.len(), 1);
+        // A drainer that acknowledges: the answer goes out.
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let (ev, _) = server.next_events(Duration::from_secs(30), 100);
+                server.ack(ev.last().expect("event").seq);
+            });
+            let reply = request(&mut s, &[wire::REQUEST_IDENTITIES]).expect("reply");
+            assert_eq!(reply[0], wire::IDENTITIES_ANSWER);
+        });
+        assert!(server.stop());
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

@@ -58,6 +58,7 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
+    d.set_item("seq", e.seq)?;
     d.set_item("time", t)?;
     d.set_item("connection", e.connection)?;
     d.set_item("uid", e.uid)?;
@@ -176,7 +177,7 @@ impl AgentServer {
 
     /// Wait up to `timeout` seconds for request events; returns `(events, dropped)`: up
     /// to `max` event dicts (time, connection, uid, gid, pid, pid_pinned, pid_exited,
-    /// pidfd_errno, key, operation, result, reason) and how many events were dropped
+    /// pidfd_errno, key, operation, result, reason, seq) and how many events were dropped
     /// because the queue was full.
     #[pyo3(signature = (timeout = 1.0, max = 1000))]
     fn next_events<'py>(
@@ -194,6 +195,14 @@ impl AgentServer {
             .map(|e| event_dict(py, e))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((dicts, dropped))
+    }
+
+    /// Acknowledge that the events up to `seq` are recorded: with `audit_required`, a
+    /// reply is released only once its event is acknowledged (within `frame_timeout`,
+    /// else it becomes `SSH_AGENT_FAILURE`).
+    #[pyo3(signature = (seq, /))]
+    fn ack(&self, seq: u64) {
+        self.server.ack(seq);
     }
 
     /// Counters: connections, requests, refused.
