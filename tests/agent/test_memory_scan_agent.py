@@ -97,3 +97,23 @@ def test_stop_wipes_every_key(tmp_path: Path) -> None:
         assert all(not hs for hs in after.values()), summarize(after)
         rc, _, err = child.finish()
         assert rc == 0, err
+
+
+def test_a_refused_add_identity_leaves_no_copy_of_its_key(tmp_path: Path) -> None:
+    import os
+
+    from agent_support import frame, recv_reply, string
+
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    with Agent(st) as agent:
+        private = os.urandom(64)  # the "private key" a client tries to add
+        msg = b"\x11" + string(b"ssh-ed25519") + string(os.urandom(32)) + string(private)
+        with agent.raw() as s:
+            s.sendall(frame(msg + string(b"comment")))
+            assert recv_reply(s) == b"\x05"
+            # A normal request on the same connection, through the same buffer.
+            s.sendall(frame(b"\x0b"))
+            assert recv_reply(s) is not None
+            hits = scan_process(agent.pid, {"private": private})
+        assert hits["private"] == [], summarize(hits)
+        assert agent.stop() == 0
