@@ -124,3 +124,18 @@ def test_the_connection_cap(tmp_path: Path) -> None:
         c.close()
         assert agent.stop() == 0
         assert "refused: too many connections" in agent.stderr()
+
+
+def test_query_lists_the_extensions(agent: Agent) -> None:
+    with agent.raw() as s:
+        s.sendall(frame(b"\x1b" + string(b"query")))
+        reply = recv_reply(s)
+        assert reply is not None and reply[0] == 29
+        body = reply[1:]
+        names = []
+        while body:
+            (n,) = struct.unpack(">I", body[:4])
+            names.append(body[4 : 4 + n])
+            body = body[4 + n :]
+        assert names == [b"query", b"query", b"list@keycell", b"hmac@keycell",
+                         b"verify-hmac@keycell"]  # fmt: skip

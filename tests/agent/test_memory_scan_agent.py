@@ -51,7 +51,10 @@ def test_agent_process_keeps_keys_in_guarded_memory(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy", "ci"), secrets=("mac",))
     with Agent(st) as agent:
         exercise(agent.socket, st)
-        hits = scan_process(agent.pid, patterns(st))
+        # The store's master key: wiped once the store is open (the store keeps only its
+        # derived keys, in guarded memory).
+        hits = scan_process(agent.pid, {**patterns(st), "master": st.master.read_bytes()})
+        assert hits.pop("master") == []
         for name in ("deploy.seed", "ci.seed", "mac.secret", "deploy.scalar"):
             assert hits[name], f"{name} not found: the scan would miss keys\n{summarize(hits)}"
         bad = {n: [h for h in hs if not (h.locked and h.dontdump)] for n, hs in hits.items()}
