@@ -130,7 +130,8 @@ def test_query_lists_the_extensions(agent: Agent) -> None:
     with agent.raw() as s:
         s.sendall(frame(b"\x1b" + string(b"query")))
         reply = recv_reply(s)
-        assert reply is not None and reply[0] == 29
+        assert reply is not None
+        assert reply[0] == 29
         body = reply[1:]
         names = []
         while body:
