@@ -113,11 +113,18 @@ def svg(rows: list[dict[str, Any]]) -> str:
         lv, llo, lhi = math.log10(v), math.log10(lo), math.log10(hi)
         return a + (lv - llo) / (lhi - llo) * (b - a)
 
-    x = lambda v: scale(v, 1, x_max, left, w - right)  # noqa: E731
     y1lo, y1hi = 10 ** math.floor(math.log10(min(y1))), 10 ** math.ceil(math.log10(max(y1)))
     y2lo, y2hi = 10 ** math.floor(math.log10(min(y2))), 10 ** math.ceil(math.log10(max(y2)))
-    ya = lambda v: scale(v, y1lo, y1hi, h - bottom, top)  # noqa: E731
-    yb = lambda v: scale(v, y2lo, y2hi, h - bottom, top)  # noqa: E731
+
+    def x(v: float) -> float:
+        return scale(v, 1, x_max, left, w - right)
+
+    def ya(v: float) -> float:
+        return scale(v, y1lo, y1hi, h - bottom, top)
+
+    def yb(v: float) -> float:
+        return scale(v, y2lo, y2hi, h - bottom, top)
+
     colors = {"page": "#c0392b", "pool": "#2471a3"}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
