@@ -28,8 +28,18 @@ fn main() {
     let mut ratios = Vec::new();
     let (mut ladder_ns, mut edwards_ns) = (Vec::new(), Vec::new());
     for _ in 0..15 {
-        let l = per_op_ns(|| drop(black_box(black_box(peer).mul_clamped(k))), 2000);
-        let e = per_op_ns(|| drop(black_box(edwards(black_box(peer)))), 2000);
+        let l = per_op_ns(
+            || {
+                black_box(black_box(peer).mul_clamped(k));
+            },
+            2000,
+        );
+        let e = per_op_ns(
+            || {
+                black_box(edwards(black_box(peer)));
+            },
+            2000,
+        );
         ratios.push(e / l);
         ladder_ns.push(l);
         edwards_ns.push(e);
