@@ -128,3 +128,12 @@ def test_no_pyo3_below_the_bindings() -> None:
         and re.search(r"\bpyo3\b", _code(p))
     ]
     assert offenders == []
+
+
+def test_the_gil_is_released_in_one_place() -> None:
+    """Only ``src/py/isolation_scope.rs`` calls ``py.detach``: it carries the caller's
+    scoped isolation into the closure, so allocations made without the GIL follow it."""
+    callers = sorted(
+        str(p.relative_to(SRC)) for p in SRC.rglob("*.rs") if ".detach(" in p.read_text()
+    )
+    assert callers == ["py/isolation_scope.rs"]

@@ -11,13 +11,13 @@ that uses them runs inside the Rust boundary. Python code holds opaque handles.
 
 from __future__ import annotations
 
-import contextvars
 import os
 from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from . import agent, exceptions, keyring, otp
+from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
     AESGCMSIV,
@@ -35,7 +35,6 @@ from ._native import (
     X25519PrivateKey,
     X25519PublicKey,
     XChaCha20Poly1305,
-    _set_thread_isolation,
     compare_digest,
     ed25519_verify_batch,
     get_policy,
@@ -201,47 +200,26 @@ def set_policy(
     _set_policy(on_lock_failure=on_lock_failure, isolation=isolation, backend=backend)
 
 
-_scoped_isolation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "keycell_isolation", default=None
-)
-
-
-class _IsolationScope(AbstractContextManager[None]):
-    """The context manager returned by :func:`policy` (a class, not a generator: entering
-    and leaving costs two native calls and a context variable set/reset)."""
-
-    __slots__ = ("_isolation", "_previous", "_token")
-
-    def __init__(self, isolation: str) -> None:
-        self._isolation = isolation
-
-    def __enter__(self) -> None:
-        self._token = _scoped_isolation.set(self._isolation)
-        self._previous = _set_thread_isolation(self._isolation)
-
-    def __exit__(self, *exc: object) -> None:
-        _set_thread_isolation(self._previous)
-        _scoped_isolation.reset(self._token)
-
-
 def policy(*, isolation: _Isolation) -> AbstractContextManager[None]:
-    """Override the isolation of keys created inside the ``with`` block, on this thread.
+    """Override the isolation of keys created inside the ``with`` block.
 
     >>> with policy(isolation="page"):
     ...     key = SecretKey.generate(32)
     >>> key.protection.isolation
     'page'
 
-    The override is kept in a context variable (so nested blocks restore the outer value,
-    and other threads are never affected) and mirrored into the allocator's per-thread
-    state for the duration of the block. Keep ``await`` out of the block in asyncio code:
-    other tasks that run on the same thread while it is suspended would see the override.
+    The override is kept in a context variable: nested blocks restore the outer value,
+    other threads are never affected, and in asyncio code each task sees its own (a task
+    created inside the block keeps the override, as context variables are inherited;
+    another task that runs while this one awaits inside the block does not see it). Every
+    secret allocated in the block follows it, derived ones (HKDF output, shared secrets,
+    HMAC midstates computed on first use) included.
     """
     if not isinstance(isolation, str):
         raise TypeError("isolation must be a str: 'page', 'pool' or 'auto'")
     if isolation not in _ISOLATIONS:
         raise ValueError(f"isolation must be 'page', 'pool' or 'auto', not {isolation!r}")
-    return _IsolationScope(isolation)
+    return IsolationScope(isolation)
 
 
 def _policy_from_environment() -> None:

@@ -13,18 +13,8 @@ import warnings
 from typing import Any
 
 from . import _native, _smaps, keyring
+from ._isolation_scope import IsolationScope
 from ._native import SecretKey
-
-
-class _page_isolation:
-    """Page isolation for allocations on this thread inside the block (what
-    ``keycell.policy(isolation="page")`` does, without importing the package root)."""
-
-    def __enter__(self) -> None:
-        self._previous = _native._set_thread_isolation("page")
-
-    def __exit__(self, *_: object) -> None:
-        _native._set_thread_isolation(self._previous)
 
 __all__ = ["collect", "format_report"]
 
@@ -104,7 +94,7 @@ def collect() -> dict[str, Any]:
         try:
             # The test key is page-isolated, whatever the policy: smaps can confirm every
             # protection of a mapping of its own. Pooled keys are reported under "pool".
-            with _page_isolation(), SecretKey.generate(32) as key:
+            with IsolationScope("page"), SecretKey.generate(32) as key:
                 prot = key.protection.as_dict()
                 check = _smaps.check_region(_native._key_address(key))
                 memlock["in_use_with_test_key"] = (_status_kb("VmLck") or 0) * 1024

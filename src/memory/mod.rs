@@ -68,9 +68,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use buf::SecretBuf;
 pub use error::{MapCount, MemoryError};
 pub use policy::{
-    backend_policy, effective_isolation, isolation_policy, lock_failure_policy, set_backend_policy,
-    set_isolation_policy, set_lock_failure_policy, set_thread_isolation, Backend, Isolation,
-    LockFailurePolicy,
+    backend_policy, effective_isolation, isolation_policy, lock_failure_policy, scope_used,
+    set_backend_policy, set_isolation_policy, set_lock_failure_policy, set_scope_source, Backend,
+    Isolation, LockFailurePolicy,
 };
 
 /// What protection a region actually has. Every field is measured from the result of the

@@ -1,8 +1,8 @@
 //! The process-wide policies: what to do when a protection cannot be established, and
 //! which isolation new regions get.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 /// What to do when `mlock` (or `madvise`) fails for a new region (or pool arena).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +86,16 @@ impl Isolation {
 
 static ISOLATION: AtomicU8 = AtomicU8::new(0);
 
-thread_local! {
-    /// A scoped override for allocations made on this thread ([`set_thread_isolation`]).
-    static THREAD_ISOLATION: Cell<Option<Isolation>> = const { Cell::new(None) };
-}
+/// Where a scoped override of the isolation lives: a function the layer above registers
+/// once ([`set_scope_source`]). The memory layer knows nothing of where the override is
+/// kept (the Python layer keeps it in a context variable, so asyncio tasks and threads
+/// each see their own); it only asks, and only once a scope has ever been entered.
+static SCOPE_SOURCE: OnceLock<fn() -> Option<Isolation>> = OnceLock::new();
+
+/// Set once the first scope is entered ([`scope_used`]); until then no allocation pays
+/// for asking [`SCOPE_SOURCE`]. Never reset: a task or thread that inherited a scope may
+/// outlive the block that opened it.
+static SCOPE_USED: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide isolation policy (default [`Isolation::Auto`]).
 pub fn isolation_policy() -> Isolation {
@@ -101,18 +107,41 @@ pub fn set_isolation_policy(isolation: Isolation) {
     ISOLATION.store(isolation.to_u8(), Ordering::Release);
 }
 
-/// Override the isolation of regions allocated on this thread (`None`: follow the process
-/// policy). Returns the previous override, for the caller to restore.
-pub fn set_thread_isolation(isolation: Option<Isolation>) -> Option<Isolation> {
-    THREAD_ISOLATION.with(|c| c.replace(isolation))
+/// Register where scoped overrides are kept. The first registration wins (returns
+/// `false` for a later one). `source` returns the override in force for the caller (or
+/// `None`: follow the process policy); it is called on the allocating thread.
+pub fn set_scope_source(source: fn() -> Option<Isolation>) -> bool {
+    SCOPE_SOURCE.set(source).is_ok()
 }
 
-/// The isolation new regions on this thread get: the thread's override, else the process
-/// policy. One thread-local read and one atomic load.
+/// Note that a scoped override has been entered somewhere: from now on every allocation
+/// asks the scope source.
+pub fn scope_used() {
+    SCOPE_USED.store(true, Ordering::Release);
+}
+
+/// The isolation a region allocated now gets: the caller's scoped override, else the
+/// process policy. One atomic load while no scope was ever entered.
 pub fn effective_isolation() -> Isolation {
-    THREAD_ISOLATION
-        .with(Cell::get)
-        .unwrap_or_else(isolation_policy)
+    resolve(
+        SCOPE_USED.load(Ordering::Acquire),
+        SCOPE_SOURCE.get().copied(),
+        isolation_policy,
+    )
+}
+
+/// A scoped override if a scope was ever used and the source names one, else `policy()`.
+fn resolve(
+    scope_used: bool,
+    source: Option<fn() -> Option<Isolation>>,
+    policy: fn() -> Isolation,
+) -> Isolation {
+    if scope_used {
+        if let Some(isolation) = source.and_then(|source| source()) {
+            return isolation;
+        }
+    }
+    policy()
 }
 
 /// What backs pool arenas.
@@ -180,13 +209,31 @@ mod tests {
         assert_eq!(Isolation::from_name("Page"), None);
     }
 
+    fn pool_scope() -> Option<Isolation> {
+        Some(Isolation::Pool)
+    }
+
+    fn no_scope() -> Option<Isolation> {
+        None
+    }
+
+    fn page_policy() -> Isolation {
+        Isolation::Page
+    }
+
+    // Pure: registering a source in this test binary would change every other test's
+    // allocations.
     #[test]
-    fn thread_override_is_per_thread() {
-        let prev = set_thread_isolation(Some(Isolation::Pool));
-        assert_eq!(effective_isolation(), Isolation::Pool);
-        std::thread::spawn(|| assert_eq!(THREAD_ISOLATION.with(Cell::get), None))
-            .join()
-            .expect("thread");
-        set_thread_isolation(prev);
+    fn scope_source_is_asked_only_once_a_scope_was_used() {
+        assert_eq!(
+            resolve(false, Some(pool_scope), page_policy),
+            Isolation::Page
+        );
+        assert_eq!(
+            resolve(true, Some(pool_scope), page_policy),
+            Isolation::Pool
+        );
+        assert_eq!(resolve(true, Some(no_scope), page_policy), Isolation::Page);
+        assert_eq!(resolve(true, None, page_policy), Isolation::Page);
     }
 }

@@ -65,3 +65,24 @@ impl<'a, 'py> FromPyObject<'a, 'py> for KeyLength {
         }
     }
 }
+
+/// An integer argument whose valid range the callee checks (counters, windows): the value
+/// as an `i128`, or `None` when it does not even fit one, so that the callee reports every
+/// out-of-range value as the same `ValueError` instead of the conversion's `OverflowError`.
+/// A non-integer is a `TypeError`.
+#[derive(Clone, Copy)]
+pub struct IntArg(pub Option<i128>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for IntArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i128>() {
+            Ok(n) => Ok(IntArg(Some(n))),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
+                Ok(IntArg(None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::keyfile::KeyKind;
 
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_cell::{CellKey, KeyCell};
 use super::key_io;
 
@@ -60,7 +61,7 @@ pub fn key_from_file<K: CurvePrivateKey>(
     format: Option<&str>,
 ) -> Result<K> {
     let format = key_io::parse_format(KeyKind::from_algorithm(K::ALGORITHM), format)?;
-    py.detach(|| key_io::load_private_key::<K>(path, format))
+    detach(py, || key_io::load_private_key::<K>(path, format))
 }
 
 /// `__richcmp__` of public keys: `==` / `!=` by `equal`, other comparisons unsupported.

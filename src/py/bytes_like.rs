@@ -1,4 +1,5 @@
-//! The one extractor for bytes-like arguments, and the one helper that releases the GIL.
+//! The one extractor for bytes-like arguments, and the size rule for releasing the GIL
+//! ([`maybe_detach`], over [`detach`]).
 //!
 //! `bytes` are borrowed without a copy (immutable, kept alive by the caller's reference,
 //! so the slice stays valid while the GIL is released). Any other contiguous buffer
@@ -16,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::buffer_in_place::with_bytes_in_place;
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 
 /// Inputs at least this long are processed with the GIL released.
 pub const GIL_RELEASE_THRESHOLD: usize = 2048;
@@ -180,7 +182,7 @@ pub fn copy_secret_into(py: Python<'_>, src: &SecretSource, dst: &mut [u8]) -> R
 /// touch Python objects (enforced by the `Send` bound).
 pub fn maybe_detach<T: Send>(py: Python<'_>, len: usize, f: impl FnOnce() -> T + Send) -> T {
     if len >= GIL_RELEASE_THRESHOLD {
-        py.detach(f)
+        detach(py, f)
     } else {
         f()
     }

@@ -21,6 +21,7 @@ use crate::crypto::hmac::{HashAlgorithm, HmacStream, MAX_DIGEST_LEN};
 use super::args::{handle, parse_algorithm};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::secret_key::{check_hmac_tag, SecretKey};
 
 /// The state of an `HMAC` context.
@@ -62,7 +63,7 @@ impl Hmac {
                 Ok(guard) => return guard,
                 Err(TryLockError::Poisoned(e)) => return e.into_inner(),
                 Err(TryLockError::WouldBlock) => {
-                    py.detach(|| drop(self.ctx.lock()));
+                    detach(py, || drop(self.ctx.lock()));
                 }
             }
         }

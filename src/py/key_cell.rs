@@ -42,6 +42,7 @@ use crate::memory::{self, MemoryError, SecretBuf};
 
 use super::bytes_like::maybe_detach;
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_io;
 use super::protection::{report_new_region, Protection};
 
@@ -206,7 +207,7 @@ impl<K: CellKey> KeyCell<K> {
             self.destroyed.store(true, Ordering::SeqCst);
             return Ok(());
         }
-        py.detach(|| {
+        detach(py, || {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
             if guard.is_some() && self.views.load(Ordering::SeqCst) != 0 {
                 return Err(Error::InUse(
@@ -267,7 +268,7 @@ impl<K: CellKey> KeyCell<K> {
         overwrite: bool,
     ) -> Result<()> {
         self.check_exportable()?;
-        py.detach(|| {
+        detach(py, || {
             let live = self.live()?;
             key_io::write(path, kind, format, live.key().secret()?, overwrite)
         })

@@ -17,6 +17,7 @@ use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::{ed25519, x25519};
+use crate::memory::SecretBuf;
 
 use super::args::{handle, type_name};
 use super::bytes_like::bytes_like;
@@ -56,6 +57,31 @@ fn aead_err(e: AeadFailure) -> Error {
     }
 }
 
+/// `key.wrap_key(other)` / `key.unwrap_key(blob)`: the same operations as methods of the
+/// wrapping key. A second `#[pymethods]` block (PyO3's `multiple-pymethods`) keeps them
+/// here, next to the format, so `secret_key.rs` need not know the other handle types.
+#[pymethods]
+impl SecretKey {
+    /// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey` or
+    /// `X25519PrivateKey`) under this 32-byte key; the same as
+    /// `keycell.wrap_key(self, key)`. `SecretKey.unwrap_key` returns the same handle type.
+    #[pyo3(signature = (key, /))]
+    fn wrap_key<'py>(
+        slf: &Bound<'py, Self>,
+        key: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        wrap_key(slf.py(), slf.as_any(), key)
+    }
+
+    /// Decrypt a blob made by `wrap_key` under this key, straight into a new guarded
+    /// region, as the handle type that was wrapped; the same as
+    /// `keycell.unwrap_key(self, blob)`.
+    #[pyo3(signature = (blob, /))]
+    fn unwrap_key(slf: &Bound<'_, Self>, blob: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
+        unwrap_key(slf.py(), slf.as_any(), blob)
+    }
+}
+
 /// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`)
 /// under `wrapping_key` (a 32-byte `SecretKey`) with XChaCha20-Poly1305 and a random
 /// nonce. The blob records and authenticates the key's type, length and export seal;
@@ -79,16 +105,24 @@ pub fn wrap_key<'py>(
     let seal = |kind: u8, exportable: bool, secret: &[u8]| -> Result<Bound<'py, PyBytes>> {
         let h = header(kind, exportable, secret.len())?;
         let n = secret.len();
+        // Encrypted in place in a guarded scratch region, so the plaintext never touches
+        // the output `bytes` (not even on an error path, where it would be freed unwiped).
+        let mut tag = [0u8; TAG_LEN];
+        let sealed = SecretBuf::new_with(n, |body| -> Result<()> {
+            body.copy_from_slice(secret);
+            let live = wk.cell().live()?;
+            let wkey = live.key().bytes()?;
+            tag = aead_suite::seal(ALG, wkey, &nonce, &h, body).map_err(aead_err)?;
+            Ok(())
+        })?;
+        let ciphertext = sealed.bytes()?;
         let out = PyBytes::new_with(py, HEADER_LEN + NONCE_LEN + n + TAG_LEN, |out| {
-            let live = wk.cell().live().map_err(PyErr::from)?;
             let (head, rest) = out.split_at_mut(HEADER_LEN);
             head.copy_from_slice(&h);
             let (nonce_out, rest) = rest.split_at_mut(NONCE_LEN);
             nonce_out.copy_from_slice(&nonce);
             let (body, tag_out) = rest.split_at_mut(n);
-            body.copy_from_slice(secret);
-            let wkey = live.key().bytes().map_err(Error::from)?;
-            let tag = aead_suite::seal(ALG, wkey, &nonce, &h, body).map_err(aead_err)?;
+            body.copy_from_slice(ciphertext);
             tag_out.copy_from_slice(&tag);
             Ok(())
         })?;

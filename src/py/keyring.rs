@@ -12,6 +12,7 @@ use crate::keyring::{self, KeyringError, KeyringErrorKind, Lookup, Target};
 
 use super::args::type_name;
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_cell::{CellKey, KeyCell};
 
 /// How often a read is retried when the payload changes size under it.
@@ -135,7 +136,7 @@ pub fn load_symmetric(
     consume: bool,
     length: Option<usize>,
 ) -> Result<SymmetricKey> {
-    py.detach(|| {
+    detach(py, || {
         load(
             name,
             consume,
@@ -161,7 +162,7 @@ pub fn load_private<K: CurvePrivateKey>(
     name: &KeyName,
     consume: bool,
 ) -> Result<K> {
-    py.detach(|| {
+    detach(py, || {
         load(
             name,
             consume,
@@ -210,7 +211,7 @@ pub fn store_cell<K: CellKey>(
     timeout: Option<u32>,
 ) -> Result<i32> {
     cell.check_exportable()?;
-    py.detach(|| {
+    detach(py, || {
         let live = cell.live()?;
         Ok(keyring::store(
             target,
@@ -233,7 +234,7 @@ pub fn keyring_invalidate(
     keyring: Option<&Bound<'_, PyAny>>,
 ) -> Result<()> {
     let name = KeyName::parse_default(key, keyring)?;
-    py.detach(|| Ok(keyring::invalidate(&name.find()?)?))
+    detach(py, || Ok(keyring::invalidate(&name.find()?)?))
 }
 
 fn description_dict<'py>(
@@ -262,7 +263,7 @@ pub fn keyring_describe<'py>(
     keyring: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyDict>> {
     let name = KeyName::parse_default(key, keyring)?;
-    let d = py.detach(|| Ok::<_, Error>(keyring::describe(&name.find()?)?))?;
+    let d = detach(py, || Ok::<_, Error>(keyring::describe(&name.find()?)?))?;
     Ok(description_dict(py, &d)?)
 }
 
@@ -277,7 +278,7 @@ pub fn keyring_list<'py>(
         Some(k) => parse_target(k)?,
         None => Target::Session,
     };
-    let keys = py.detach(|| keyring::list(target))?;
+    let keys = detach(py, || keyring::list(target))?;
     let out = PyList::empty(py);
     for d in &keys {
         out.append(description_dict(py, d)?)?;
@@ -289,7 +290,7 @@ pub fn keyring_list<'py>(
 /// errno and the message.
 #[pyfunction]
 pub fn _keyring_probe(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    match py.detach(keyring::probe) {
+    match detach(py, keyring::probe) {
         None => Ok(None),
         Some(e) => {
             let d = PyDict::new(py);

@@ -30,6 +30,7 @@ use crate::store::{ChangeError, Master, Store, StoreError};
 use super::bytes_like::SecretSource;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
 use super::key_io;
 use super::secret_key::SecretKey;
@@ -106,7 +107,7 @@ fn with_master<T: Send>(
     master: &MasterArg,
     f: impl FnOnce(Master<'_>) -> Result<T> + Send,
 ) -> Result<T> {
-    py.detach(|| borrow_master(master, f))
+    detach(py, || borrow_master(master, f))
 }
 
 /// One `kdf_params` value: a non-int is a `TypeError`; an int outside `u32` is clamped
@@ -173,7 +174,7 @@ key_handle_methods!(Passphrase, SecretBuf, {
     /// Read the passphrase file at `path` into guarded memory.
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> Result<Passphrase> {
-        let buf = py.detach(|| {
+        let buf = detach(py, || {
             crate::keyfile::read_passphrase_file(&path).map_err(|e| key_io::load_error(&path, e))
         })?;
         // No length in the repr: a passphrase's length is a hint to its guesser.
@@ -239,7 +240,7 @@ impl KeyStore {
         f: impl FnOnce(&mut Store) -> std::result::Result<T, Error> + Send,
     ) -> Result<T> {
         self.check_fork()?;
-        py.detach(|| {
+        detach(py, || {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let store = g.as_mut().ok_or(Error::Closed("KeyStore"))?;
             f(store)
@@ -489,7 +490,9 @@ impl KeyStore {
             return;
         }
         // Waits for a running operation without the GIL (it may take the KDF's time).
-        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
+        detach(py, || {
+            self.inner.lock().unwrap_or_else(|e| e.into_inner()).take()
+        });
     }
 
     /// True once `close()` has run; always true in a fork child (the handle is the
@@ -499,7 +502,7 @@ impl KeyStore {
         if self.forked() {
             return true;
         }
-        py.detach(|| {
+        detach(py, || {
             self.inner
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -12,6 +12,7 @@ mod ed25519;
 mod errors;
 mod hkdf;
 mod hmac;
+mod isolation_scope;
 mod key_cell;
 mod key_io;
 mod key_wrap;
@@ -106,17 +107,16 @@ fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     Ok(d)
 }
 
-/// Set this thread's isolation override (`None`: follow the process policy) and return
-/// the previous one. Used by `keycell.policy()`, which keeps it in step with a context
-/// variable.
+/// Start honouring scoped isolation overrides kept in `var` (the context variable that
+/// `keycell.policy()` sets). Called once, by the first `keycell.policy()` block.
 #[pyfunction]
-#[pyo3(signature = (isolation, /))]
-fn _set_thread_isolation(isolation: Option<&str>) -> Result<Option<&'static str>> {
-    let new = isolation.map(parse_isolation).transpose()?;
-    Ok(memory::set_thread_isolation(new).map(memory::Isolation::name))
+#[pyo3(signature = (var, /))]
+fn _use_isolation_scopes(py: Python<'_>, var: Bound<'_, PyAny>) {
+    isolation_scope::use_scopes(py, var);
 }
 
-/// The isolation new keys get on this thread now ("page", "pool" or "auto").
+/// The isolation a key created here now gets ("page", "pool" or "auto"): the scoped
+/// override of the running context, else the process policy.
 #[pyfunction]
 fn _effective_isolation() -> &'static str {
     memory::effective_isolation().name()
@@ -239,7 +239,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_policy, m)?)?;
     m.add_function(wrap_pyfunction!(get_policy, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
-    m.add_function(wrap_pyfunction!(_set_thread_isolation, m)?)?;
+    m.add_function(wrap_pyfunction!(_use_isolation_scopes, m)?)?;
     m.add_function(wrap_pyfunction!(_effective_isolation, m)?)?;
     m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
     m.add_function(wrap_pyfunction!(_key_address, m)?)?;

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::memory;
 use crate::otp::{base32, uri, Digits, OtpAlgorithm, OtpError, OtpKey};
 
-use super::args::{handle, type_name};
+use super::args::{handle, type_name, IntArg};
 use super::buffer_in_place::with_bytes_in_place;
 use super::bytes_like::SecretSource;
 use super::errors::{Error, Result};
@@ -74,14 +74,17 @@ fn parse_digits(digits: i64) -> Result<Digits> {
 
 /// A non-negative 64-bit integer argument (counters, window sizes): out of range is a
 /// `ValueError`, not the `OverflowError` of a plain `u64` argument.
-fn parse_u64(value: i128, what: &str) -> Result<u64> {
-    u64::try_from(value)
-        .map_err(|_| Error::Value(format!("{what} must be an integer between 0 and 2**64 - 1")))
+fn parse_u64(value: IntArg, what: &str) -> Result<u64> {
+    value
+        .0
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| Error::Value(format!("{what} must be an integer between 0 and 2**64 - 1")))
 }
 
-fn window(value: i64, what: &str) -> Result<u64> {
-    u64::try_from(value)
-        .ok()
+fn window(value: IntArg, what: &str) -> Result<u64> {
+    value
+        .0
+        .and_then(|v| u64::try_from(v).ok())
         .filter(|&v| v <= MAX_WINDOW)
         .ok_or_else(|| Error::Value(format!("{what} must be between 0 and {MAX_WINDOW}")))
 }
@@ -372,7 +375,7 @@ key_handle_methods!(Hotp, OtpKey, {
     }
 
     /// The code for `counter` (0 to 2**64 - 1), zero-padded to `digits` digits.
-    fn at(&self, py: Python<'_>, counter: i128) -> Result<String> {
+    fn at(&self, py: Python<'_>, counter: IntArg) -> Result<String> {
         let counter = parse_u64(counter, "counter")?;
         let code = self
             .cell
@@ -385,13 +388,16 @@ key_handle_methods!(Hotp, OtpKey, {
     /// Every candidate is computed and compared in constant time, without an early exit.
     /// Raises `InvalidCode` when none matches, `ValueError` when `code` is not exactly
     /// `digits` ASCII digits.
-    #[pyo3(signature = (code, counter, *, look_ahead = 0))]
+    #[pyo3(
+        signature = (code, counter, *, look_ahead = IntArg(Some(0))),
+        text_signature = "($self, code, counter, *, look_ahead=0)"
+    )]
     fn verify(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        counter: i128,
-        look_ahead: i64,
+        counter: IntArg,
+        look_ahead: IntArg,
     ) -> Result<u64> {
         let counter = parse_u64(counter, "counter")?;
         let look_ahead = window(look_ahead, "look_ahead")?;
@@ -415,13 +421,16 @@ key_handle_methods!(Hotp, OtpKey, {
     /// An `otpauth://hotp/...` URI for authenticator apps (the secret as unpadded base32).
     /// Raises `KeyNotExportableError` unless the object is exportable: the URI is the
     /// secret.
-    #[pyo3(signature = (account, *, issuer = None, initial_count = 0))]
+    #[pyo3(
+        signature = (account, *, issuer = None, initial_count = IntArg(Some(0))),
+        text_signature = "($self, account, *, issuer=None, initial_count=0)"
+    )]
     fn provisioning_uri<'py>(
         &self,
         py: Python<'py>,
         account: &str,
         issuer: Option<&str>,
-        initial_count: i128,
+        initial_count: IntArg,
     ) -> Result<Bound<'py, PyString>> {
         let count = parse_u64(initial_count, "initial_count")?;
         let extra = format!("&counter={count}");
@@ -585,15 +594,18 @@ key_handle_methods!(Totp, OtpKey, {
     /// (`keycell.otp.TotpVerifier` does this for you). Raises `InvalidCode` for a wrong,
     /// expired or replayed code, `ValueError` when `code` is not exactly `digits` ASCII
     /// digits.
-    #[pyo3(signature = (code, *, at = None, past = 1, future = 1, last_counter = None))]
+    #[pyo3(
+        signature = (code, *, at = None, past = IntArg(Some(1)), future = IntArg(Some(1)), last_counter = None),
+        text_signature = "($self, code, *, at=None, past=1, future=1, last_counter=None)"
+    )]
     fn verify(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
         at: Option<&Bound<'_, PyAny>>,
-        past: i64,
-        future: i64,
-        last_counter: Option<i128>,
+        past: IntArg,
+        future: IntArg,
+        last_counter: Option<IntArg>,
     ) -> Result<u64> {
         let past = window(past, "past")?;
         let future = window(future, "future")?;

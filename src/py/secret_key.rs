@@ -16,6 +16,7 @@ use crate::keyfile::KeyKind;
 use super::args::{parse_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, KeyCell};
 use super::key_io;
 use super::view::Exposure;
@@ -142,7 +143,7 @@ key_handle_methods!(SecretKey, SymmetricKey, {
             }
         }
         let format = key_io::parse_format(KeyKind::Secret, format)?;
-        let key = py.detach(|| -> Result<SymmetricKey> {
+        let key = detach(py, || -> Result<SymmetricKey> {
             let file = key_io::load(&path, KeyKind::Secret, format, length)?;
             Ok(SymmetricKey::new_with(file.key_len(), |dst| {
                 file.decode_into(dst)

@@ -78,3 +78,32 @@ def test_bad_arguments() -> None:
     kek.destroy()
     with pytest.raises(keycell.KeyDestroyedError):
         keycell.unwrap_key(kek, blob)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: SecretKey.generate(32), Ed25519PrivateKey.generate, X25519PrivateKey.generate],
+    ids=["secret", "ed25519", "x25519"],
+)
+def test_methods_on_the_wrapping_key(make: object) -> None:
+    """``kek.wrap_key(key)`` / ``kek.unwrap_key(blob)`` are the module functions as methods:
+    each unwraps the other's blob."""
+    key = make()  # type: ignore[operator]
+    kek = SecretKey.generate(32)
+    blob = kek.wrap_key(key)
+    back = kek.unwrap_key(blob)
+    assert type(back) is type(key)
+    assert _same(key, back)
+    assert _same(key, keycell.unwrap_key(kek, blob))
+    assert _same(key, kek.unwrap_key(keycell.wrap_key(kek, key)))
+    with pytest.raises(keycell.InvalidTag):
+        SecretKey.generate(32).unwrap_key(blob)
+    with pytest.raises(ValueError, match="itself"):
+        kek.wrap_key(kek)
+    with pytest.raises(ValueError, match="256 bits"):
+        SecretKey.generate(16).wrap_key(key)
+    with pytest.raises(TypeError):
+        kek.wrap_key(b"\x00" * 32)  # type: ignore[arg-type]
+    kek.destroy()
+    with pytest.raises(keycell.KeyDestroyedError):
+        kek.wrap_key(key)

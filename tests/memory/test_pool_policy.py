@@ -1,11 +1,13 @@
 """Isolation as policy: ``set_policy(isolation=...)``, ``KEYCELL_ISOLATION``, and the
-scoped ``keycell.policy(isolation=...)`` override, which affects only the ``with`` block on
-its own thread."""
+scoped ``keycell.policy(isolation=...)`` override, which affects only the ``with`` block in
+its own context: its thread, its asyncio task (and tasks created inside it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from pathlib import Path
 
 import keycell
 import pytest
@@ -140,6 +142,58 @@ def test_scoped_override_does_not_leak_across_threads() -> None:
         seen["inside"] = SecretKey.generate(32).protection.isolation
     t.join()
     assert seen == {"other": "pool", "inside": "page"}
+
+
+def test_scoped_override_is_per_asyncio_task() -> None:
+    """A task suspended inside a scope does not lend its override to the task that runs
+    meanwhile on the same thread; a task created inside the scope inherits it."""
+    keycell.set_policy(isolation="pool")
+    seen: dict[str, str] = {}
+
+    async def scoped(entered: asyncio.Event, release: asyncio.Event) -> None:
+        with keycell.policy(isolation="page"):
+            entered.set()
+            await release.wait()  # the other task runs now, on this thread
+            seen["scoped, after await"] = SecretKey.generate(32).protection.isolation
+            child = asyncio.create_task(make("child task"))
+        await child
+
+    async def make(name: str) -> None:
+        await asyncio.sleep(0)
+        seen[name] = SecretKey.generate(32).protection.isolation
+
+    async def other(entered: asyncio.Event, release: asyncio.Event) -> None:
+        await entered.wait()
+        seen["other task"] = SecretKey.generate(32).protection.isolation
+        release.set()
+
+    async def main() -> None:
+        entered, release = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(scoped(entered, release), other(entered, release))
+
+    asyncio.run(main())
+    assert seen == {
+        "other task": "pool",
+        "scoped, after await": "page",
+        "child task": "page",
+    }
+
+
+def test_scoped_override_reaches_work_done_without_the_gil(tmp_path: Path) -> None:
+    """Calls that release the GIL (large HKDF input, key file reads) allocate with the
+    override of the Python code that made them."""
+    keycell.set_policy(isolation="pool")
+    path = tmp_path / "k.key"
+    SecretKey.generate(32).to_file(path)
+    ikm = SecretKey.generate(32)
+    big_info = b"i" * 1000  # with the salt, past the 2 KiB GIL release threshold
+    with keycell.policy(isolation="page"):
+        derived = keycell.hkdf(ikm, length=32, salt=b"s" * 2048, info=big_info)
+        loaded = SecretKey.from_file(path)
+    assert derived.protection.isolation == "page"
+    assert loaded.protection.isolation == "page"
+    outside = keycell.hkdf(ikm, length=32, salt=b"s" * 2048, info=big_info)
+    assert outside.protection.isolation == "pool"
 
 
 def test_scoped_override_validates() -> None:

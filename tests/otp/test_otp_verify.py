@@ -94,6 +94,31 @@ def test_hotp_look_ahead_and_64_bit_counters() -> None:
             h.at(bad)
 
 
+HUGE = (2**64, 2**200, -(2**200))  # past 64 bits, and past what fits a C integer at all
+
+
+@pytest.mark.parametrize("bad", HUGE)
+def test_huge_integers_are_value_errors_not_overflow(bad: int) -> None:
+    """Every out-of-range counter or window is the same ValueError, however far out."""
+    h = HOTP(SecretKey.from_buffer(bytearray(SECRET)))
+    t = totp()
+    calls = [
+        lambda: h.at(bad),
+        lambda: h.verify("123456", bad),
+        lambda: h.verify("123456", 0, look_ahead=bad),
+        lambda: h.provisioning_uri("a", initial_count=bad),
+        lambda: t.verify("123456", at=T, past=bad),
+        lambda: t.verify("123456", at=T, future=bad),
+        lambda: t.verify("123456", at=T, last_counter=bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert not isinstance(info.value, OverflowError)
+    with pytest.raises(TypeError):
+        h.at("1")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "kw",
     [{"digits": 5}, {"digits": 11}, {"period": 0}, {"algorithm": "sha384"}, {"algorithm": "md5"}],
