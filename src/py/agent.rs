@@ -1,7 +1,8 @@
 //! `AgentServer`: the Python handle of the key agent's server ([`crate::agent::server`]).
 //!
 //! Binding the socket, loading the keys, stopping and waiting for events all run with the
-//! GIL released; the server's own threads never touch Python. The command line
+//! GIL released (through `isolation_scope::detach`, the one place that releases it); the
+//! server's own threads never touch Python. The command line
 //! (`python/keycell/cli_agent.py`) owns signals, logging and the audit log.
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use crate::agent::socket::BoundSocket;
 use crate::memory::fork::ProcessStamp;
 
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::keystore::KeyStore;
 
 pyo3::import_exception!(keycell.exceptions, AgentError);
@@ -135,9 +137,7 @@ impl AgentServer {
             audit_required,
         };
         let keys = load_keys(py, store)?;
-        let socket = py
-            .detach(|| BoundSocket::bind(&path, mode))
-            .map_err(|e| agent_error(e.0))?;
+        let socket = detach(py, || BoundSocket::bind(&path, mode)).map_err(|e| agent_error(e.0))?;
         let server = Server::start(socket, config, keys, policy).map_err(|e| agent_error(e.0))?;
         Ok(AgentServer {
             server,
@@ -189,7 +189,7 @@ impl AgentServer {
         self.check_fork()?;
         let t = Duration::try_from_secs_f64(timeout)
             .map_err(|_| Error::Value("timeout must be a finite number >= 0".to_owned()))?;
-        let (events, dropped) = py.detach(|| self.server.next_events(t, max.max(1)));
+        let (events, dropped) = detach(py, || self.server.next_events(t, max.max(1)));
         let dicts = events
             .iter()
             .map(|e| event_dict(py, e))
@@ -226,7 +226,7 @@ impl AgentServer {
     /// remove the socket file. Idempotent; returns whether this call removed the socket.
     fn stop(&self, py: Python<'_>) -> Result<bool> {
         self.check_fork()?;
-        Ok(py.detach(|| self.server.stop()))
+        Ok(detach(py, || self.server.stop()))
     }
 
     fn __repr__(&self) -> String {
