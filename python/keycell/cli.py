@@ -6,7 +6,8 @@ interrupted. Errors go to stderr; secrets never go to stdout unless a flag asks 
 explicitly (``store get --print-secret``).
 
 Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``,
-``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``.
+``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``, ``agent serve``
+and ``policy sign|verify`` (the key agent, ``cli_agent.py``).
 Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
 a ``str``, compared in place and wiped), or from a ``--passphrase-file`` (read by the Rust
 core straight into guarded memory, with the key file checks; one trailing newline is
