@@ -132,3 +132,46 @@ def test_no_key_bytes_in_the_log(tmp_path: Path) -> None:
     for secret in [*st.seeds.values(), *st.secrets.values()]:
         for form in (secret, secret.hex().encode(), base64.b64encode(secret)):
             assert form not in log
+
+
+def test_reloads_under_load_lose_no_request(tmp_path: Path) -> None:
+    import threading
+
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=("mac",))
+    with Agent(st) as agent:
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        counts = [0] * 4
+
+        def work(i: int) -> None:
+            try:
+                with agent.client() as c:
+                    key = c.ed25519("deploy")
+                    pub = key.public_key()
+                    while not stop.is_set():
+                        m = b"%d-%d" % (i, counts[i])
+                        pub.verify(key.sign(m), m)
+                        counts[i] += 1
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(1200):  # every client is signing before the first reload
+            if all(counts) or errors:
+                break
+            time.sleep(0.05)
+        for n in range(1, 6):
+            agent.signal(signal.SIGHUP)
+            for _ in range(1200):
+                if agent.stderr().count("reloaded keys") >= n:
+                    break
+                time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert all(counts)
+        assert agent.stderr().count("reloaded keys") == 5
+        assert agent.stop() == 0
