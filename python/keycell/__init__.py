@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions, keyring, otp
+from . import exceptions, keyring, otp, pkcs11
 from ._native import (
     AESGCM,
     AESGCMSIV,
@@ -66,6 +66,7 @@ from .exceptions import (
     KeyringUnavailableError,
     KeyStoreError,
     MemoryLockError,
+    Pkcs11Error,
     ProtectionError,
     ProtectionWarning,
     StoreAuthenticationError,
@@ -110,6 +111,7 @@ __all__ = [
     "KeyringQuotaError",
     "KeyringUnavailableError",
     "MemoryLockError",
+    "Pkcs11Error",
     "Passphrase",
     "Protection",
     "ProtectionError",
@@ -133,6 +135,7 @@ __all__ = [
     "hkdf_extract",
     "keyring",
     "otp",
+    "pkcs11",
     "policy",
     "set_policy",
     "unwrap_key",
