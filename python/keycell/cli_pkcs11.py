@@ -71,7 +71,9 @@ def _common(p: argparse.ArgumentParser, *, pin_required: bool) -> None:
     p.add_argument("--token", metavar="LABEL", required=pin_required, help="token label")
     p.add_argument("--slot", type=int, help="slot id (instead of or besides --token)")
     p.add_argument(
-        "--pin-file", required=pin_required, metavar="FILE",
+        "--pin-file",
+        required=pin_required,
+        metavar="FILE",
         help="file holding the user PIN (mode 0600; one trailing newline is ignored)",
     )
 
@@ -97,8 +99,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(json.dumps(tokens, indent=2))
         else:
             for t in tokens:
-                print(f"slot {t['slot']}: {t['label']!r} ({t['manufacturer']} {t['model']}, "
-                      f"serial {t['serial']})")
+                print(
+                    f"slot {t['slot']}: {t['label']!r} ({t['manufacturer']} {t['model']}, "
+                    f"serial {t['serial']})"
+                )
         return 0
     with _open(args) as token:
         objects = token.objects()

@@ -42,8 +42,9 @@ class Hsm:
     conf: Path
     dir: Path
 
-    def tool(self, *args: str, token: str | None = None, login: bool = True,
-             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def tool(
+        self, *args: str, token: str | None = None, login: bool = True, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run ``pkcs11-tool`` on a token (the main one by default)."""
         cmd = ["pkcs11-tool", "--module", self.module, "--token-label", token or self.label]
         if login:
@@ -82,9 +83,20 @@ def hsm() -> Iterator[Hsm]:
     os.environ["SOFTHSM2_CONF"] = str(conf)
     for label in ("kc-test", "kc-other"):
         subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", label,
-             "--pin", PIN, "--so-pin", SO_PIN],
-            check=True, capture_output=True, timeout=60,
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                PIN,
+                "--so-pin",
+                SO_PIN,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     pin_file = d / "pin"
     fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -14,13 +14,26 @@ from pkcs11_support import Hsm
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "keycell", "pkcs11", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_keygen_and_list(hsm: Hsm) -> None:
-    r = _cli("keygen", "ed25519", "--module", hsm.module, "--token", hsm.label,
-             "--pin-file", str(hsm.pin_file), "--label", "kc-cli-ed")
+    r = _cli(
+        "keygen",
+        "ed25519",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-ed",
+    )
     assert r.returncode == 0, r.stderr
     lines = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
     assert lines["label"] == "kc-cli-ed"
@@ -35,14 +48,25 @@ def test_keygen_and_list(hsm: Hsm) -> None:
 
     r = _cli("list", "--module", hsm.module)
     assert r.returncode == 0, r.stderr
-    assert repr(hsm.label) in r.stdout and repr(hsm.other) in r.stdout
+    assert repr(hsm.label) in r.stdout
+    assert repr(hsm.other) in r.stdout
 
-    r = _cli("list", "--module", hsm.module, "--token", hsm.label,
-             "--pin-file", str(hsm.pin_file), "--json")
+    r = _cli(
+        "list",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     objects = json.loads(r.stdout)
     mine = [o for o in objects if o["label"] == "kc-cli-ed" and o["class"] == "private"]
-    assert mine and mine[0]["sensitive"] and mine[0]["never_extractable"]
+    assert mine
+    assert mine[0]["sensitive"]
+    assert mine[0]["never_extractable"]
     assert hsm.pin not in r.stdout
 
     r = _cli("list", "--module", hsm.module, "--token", hsm.label)
@@ -52,14 +76,40 @@ def test_keygen_and_list(hsm: Hsm) -> None:
 
 
 def test_keygen_secret_and_errors(hsm: Hsm) -> None:
-    r = _cli("keygen", "secret", "--module", hsm.module, "--token", hsm.label,
-             "--pin-file", str(hsm.pin_file), "--label", "kc-cli-mac", "--length", "48")
+    r = _cli(
+        "keygen",
+        "secret",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-mac",
+        "--length",
+        "48",
+    )
     assert r.returncode == 0, r.stderr
-    assert "type=secret-key" in r.stdout and "public key" not in r.stdout
-    r = _cli("keygen", "secret", "--module", hsm.module, "--token", hsm.label,
-             "--pin-file", str(hsm.pin_file), "--label", "kc-cli-mac")
-    assert r.returncode == 1 and "already has" in r.stderr
+    assert "type=secret-key" in r.stdout
+    assert "public key" not in r.stdout
+    r = _cli(
+        "keygen",
+        "secret",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-mac",
+    )
+    assert r.returncode == 1
+    assert "already has" in r.stderr
     r = _cli("list", "--module", "/nonexistent/module.so")
-    assert r.returncode == 1 and "keycell: error:" in r.stderr
+    assert r.returncode == 1
+    assert "keycell: error:" in r.stderr
     r = _cli("list", "--module", hsm.module, "--token", "no-such-token")
-    assert r.returncode == 1 and "no-such-token" in r.stderr
+    assert r.returncode == 1
+    assert "no-such-token" in r.stderr

@@ -98,7 +98,8 @@ def test_a_child_that_exits_normally_does_not_crash(hsm: Hsm, how: str) -> None:
     """A child that lets the interpreter finalise (dropping the parent's token and keys)
     exits cleanly: nothing is closed on the parent's behalf."""
     fork = (
-        "os.fork()" if how == "os.fork"
+        "os.fork()"
+        if how == "os.fork"
         else "ctypes.CDLL(None, use_errno=True).syscall(57)"  # SYS_fork on x86_64
     )
     code = (

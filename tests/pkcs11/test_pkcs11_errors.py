@@ -16,7 +16,6 @@ from keycell.exceptions import (
     Pkcs11PinIncorrectError,
     Pkcs11TokenNotFoundError,
 )
-
 from pkcs11_support import Hsm
 from support import run_python
 
@@ -27,7 +26,8 @@ def test_the_pin_buffer_is_wiped(hsm: Hsm) -> None:
     assert pin == bytearray(len(pin))
     assert token.logged_in
     token.close()
-    assert token.closed and not token.logged_in
+    assert token.closed
+    assert not token.logged_in
 
 
 def test_a_wrong_pin_is_typed_and_not_echoed(hsm: Hsm) -> None:
@@ -35,20 +35,22 @@ def test_a_wrong_pin_is_typed_and_not_echoed(hsm: Hsm) -> None:
     with pytest.raises(Pkcs11PinIncorrectError) as info:
         pkcs11.Token.open(module=hsm.module, token_label=hsm.other, pin=wrong)
     assert wrong == bytearray(len(wrong))  # wiped on failure too
-    assert "9999-wrong-pin" not in str(info.value) and hsm.pin not in str(info.value)
-    assert isinstance(info.value, keycell.KeycellError) and isinstance(info.value, Pkcs11Error)
+    assert "9999-wrong-pin" not in str(info.value)
+    assert hsm.pin not in str(info.value)
+    assert isinstance(info.value, keycell.KeycellError)
+    assert isinstance(info.value, Pkcs11Error)
     assert info.value.code == 0xA0  # CKR_PIN_INCORRECT
 
 
 def test_a_wrong_pin_while_logged_in_is_refused_too(hsm: Hsm) -> None:
     with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()):
         with pytest.raises(Pkcs11PinIncorrectError) as info:
-            pkcs11.Token.open(module=hsm.module, token_label=hsm.label,
-                              pin=bytearray(b"other-pin"))
+            pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=bytearray(b"other-pin"))
         assert "other-pin" not in str(info.value)
         # The right PIN joins the login.
-        with pkcs11.Token.open(module=hsm.module, token_label=hsm.label,
-                               pin=hsm.pin_buf()) as second:
+        with pkcs11.Token.open(
+            module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()
+        ) as second:
             assert second.logged_in
 
 
@@ -143,8 +145,12 @@ def test_token_keys_refuse_pickling_and_copying(hsm: Hsm) -> None:
 
     with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as token:
         key = token.generate_secret("kc-pickle", 32)
-        for attempt in (lambda: pickle.dumps(key), lambda: copy.copy(key),
-                        lambda: copy.deepcopy(key), lambda: pickle.dumps(token)):
+        for attempt in (
+            lambda: pickle.dumps(key),
+            lambda: copy.copy(key),
+            lambda: copy.deepcopy(key),
+            lambda: pickle.dumps(token),
+        ):
             with pytest.raises(TypeError):
                 attempt()
         key.delete_from_token()

@@ -13,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as PycaPublic
 from keycell import pkcs11
 from keycell.exceptions import InvalidSignature
-
 from pkcs11_support import Hsm
 
 
@@ -57,25 +56,39 @@ def test_a_key_made_by_pkcs11_tool_signs_through_keycell(hsm: Hsm) -> None:
 def test_a_key_keycell_generates_is_sensitive_and_signs_in_pkcs11_tool(
     hsm: Hsm, tmp_path: Path
 ) -> None:
-    with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin_file=hsm.pin_file) as token:
+    with pkcs11.Token.open(
+        module=hsm.module, token_label=hsm.label, pin_file=hsm.pin_file
+    ) as token:
         key = token.generate_ed25519(label="kc-ed")
         public = key.public_key()
         with pytest.raises(ValueError, match="already has"):
             token.generate_ed25519(label="kc-ed")
         listed = _find(hsm, "Private Key Object; EC_EDWARDS", "kc-ed")
         access = [a.strip() for a in listed["Access"].split(",")]
-        assert "sensitive" in access and "never extractable" in access, listed
+        assert "sensitive" in access, listed
+        assert "never extractable" in access, listed
         assert "extractable" not in access
         assert "sign" in listed["Usage"]
         mine = [o for o in token.objects() if o["label"] == "kc-ed" and o["class"] == "private"]
-        assert mine and mine[0]["sensitive"] and mine[0]["never_extractable"]
+        assert mine
+        assert mine[0]["sensitive"]
+        assert mine[0]["never_extractable"]
         assert mine[0]["extractable"] is False
         msg = tmp_path / "msg"
         msg.write_bytes(b"signed by pkcs11-tool with a key keycell made")
         sig = tmp_path / "sig"
         # pkcs11-tool --sign picks its key by --id (with --label alone it takes the first).
-        hsm.tool("--sign", "--mechanism", "EDDSA", "--id", key.id.hex(),
-                 "--input-file", str(msg), "--output-file", str(sig))
+        hsm.tool(
+            "--sign",
+            "--mechanism",
+            "EDDSA",
+            "--id",
+            key.id.hex(),
+            "--input-file",
+            str(msg),
+            "--output-file",
+            str(sig),
+        )
         public.verify(sig.read_bytes(), msg.read_bytes())
         PycaPublic.from_public_bytes(public.public_bytes_raw()).verify(
             sig.read_bytes(), msg.read_bytes()
@@ -88,11 +101,23 @@ def test_hmac_in_the_token_equals_pkcs11_tool(hsm: Hsm, tmp_path: Path) -> None:
         key = token.generate_secret("kc-hmac", 64)
         data = tmp_path / "data"
         data.write_bytes(b"message authenticated in the token" * 3)
-        for alg, mech in (("sha256", "SHA256-HMAC"), ("sha384", "SHA384-HMAC"),
-                          ("sha512", "SHA512-HMAC")):
+        for alg, mech in (
+            ("sha256", "SHA256-HMAC"),
+            ("sha384", "SHA384-HMAC"),
+            ("sha512", "SHA512-HMAC"),
+        ):
             out = tmp_path / f"tag-{alg}"
-            hsm.tool("--sign", "--mechanism", mech, "--id", key.id.hex(),
-                     "--input-file", str(data), "--output-file", str(out))
+            hsm.tool(
+                "--sign",
+                "--mechanism",
+                mech,
+                "--id",
+                key.id.hex(),
+                "--input-file",
+                str(data),
+                "--output-file",
+                str(out),
+            )
             tag = key.hmac(data.read_bytes(), alg)
             assert tag == out.read_bytes()
             key.verify_hmac(data.read_bytes(), tag, alg)
@@ -118,13 +143,16 @@ def test_code_written_for_a_local_key_takes_a_token_key(hsm: Hsm) -> None:
         for signer in (local, token_key):
             sign_release(signer, b"release 1.0")  # type: ignore[arg-type]
         p = token_key.protection
-        assert p.backend == "pkcs11" and p.isolation == "token"
+        assert p.backend == "pkcs11"
+        assert p.isolation == "token"
         assert not token_key.exportable
         with pytest.raises(keycell.KeyNotExportableError):
             token_key.to_file("/tmp/never-written.pem")
-        assert "kc-duck" in repr(token_key) and hsm.pin not in repr(token_key)
+        assert "kc-duck" in repr(token_key)
+        assert hsm.pin not in repr(token_key)
         token_key.destroy()
-        assert token_key.destroyed and "destroyed" in repr(token_key)
+        assert token_key.destroyed
+        assert "destroyed" in repr(token_key)
         with pytest.raises(keycell.KeyDestroyedError):
             token_key.sign(b"x")
         # destroy() forgets the handle; the key is still in the token.
@@ -147,7 +175,8 @@ def test_an_uri_opens_the_key(hsm: Hsm) -> None:
         key.public_key().verify(key.sign(b"m"), b"m")
         skey = pkcs11.open_uri(
             f"pkcs11:token={hsm.label};object=kc-uri-secret;type=secret-key",
-            module=hsm.module, pin=hsm.pin_buf(),
+            module=hsm.module,
+            pin=hsm.pin_buf(),
         )
         assert isinstance(skey, pkcs11.Pkcs11SecretKey)
         assert skey.hmac(b"q") == sec.hmac(b"q")

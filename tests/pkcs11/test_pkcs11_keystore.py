@@ -8,7 +8,11 @@ from pathlib import Path
 import keycell
 import pytest
 from keycell import KeyStore, SecretKey, pkcs11
-from keycell.exceptions import Pkcs11ClosedError, Pkcs11ObjectNotFoundError, StoreAuthenticationError
+from keycell.exceptions import (
+    Pkcs11ClosedError,
+    Pkcs11ObjectNotFoundError,
+    StoreAuthenticationError,
+)
 from pkcs11_support import Hsm
 
 
@@ -26,7 +30,9 @@ def test_a_token_wrapped_store_round_trips(hsm: Hsm, tmp_path: Path) -> None:
             store.put("signer", signer)
             assert store.kdf_params is None
     # A new process-level login, a new handle of the same token key.
-    with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin_file=hsm.pin_file) as token:
+    with pkcs11.Token.open(
+        module=hsm.module, token_label=hsm.label, pin_file=hsm.pin_file
+    ) as token:
         with KeyStore.open(path, master=token.wrapping_key("kc-store")) as store:
             assert store.get("api") == secret
             assert store.get("signer").public_key() == signer.public_key()
