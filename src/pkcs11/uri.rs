@@ -173,12 +173,7 @@ pub fn parse(uri: &str) -> Result<Pkcs11Uri, UriError> {
             n if n.starts_with("x-") => {
                 percent_decode(value)?;
             }
-            _ => {
-                return err(format!(
-                    "unknown PKCS#11 URI path attribute {:?}",
-                    clip(name)
-                ))
-            }
+            _ => return err(format!("unknown PKCS#11 URI path attribute {}", clip(name))),
         }
     }
     for attr in query.unwrap_or("").split('&').filter(|a| !a.is_empty()) {
@@ -210,7 +205,7 @@ pub fn parse(uri: &str) -> Result<Pkcs11Uri, UriError> {
             }
             _ => {
                 return err(format!(
-                    "unknown PKCS#11 URI query attribute {:?}",
+                    "unknown PKCS#11 URI query attribute {}",
                     clip(name)
                 ))
             }
@@ -219,9 +214,14 @@ pub fn parse(uri: &str) -> Result<Pkcs11Uri, UriError> {
     Ok(u)
 }
 
-/// At most 40 characters of an attribute name, for messages.
+/// An unknown attribute name as a message shows it: quoted only when it looks like a name
+/// (at most 40 of `a-z` and `-`), so that a mangled URI never echoes a PIN or other value.
 fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
+    if s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+        format!("{s:?}")
+    } else {
+        "(not shown)".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +274,10 @@ mod tests {
         }
         let e = parse("pkcs11:token=a?pin-value=123456").expect_err("pin-value");
         assert!(!e.0.contains("123456"), "{}", e.0);
+        let e = parse("pkcs11:object=a?pin-vahue\u{d5}1234&pin-value=1234").expect_err("mangled");
+        assert!(!e.0.contains("1234"), "{}", e.0);
+        let e = parse("pkcs11:tokne=a").expect_err("typo");
+        assert!(e.0.contains("\"tokne\""), "{}", e.0);
         assert!(parse(&format!("pkcs11:object={}", "a".repeat(MAX_URI_LEN))).is_err());
     }
 }
