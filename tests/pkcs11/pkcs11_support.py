@@ -26,7 +26,7 @@ MODULE_CANDIDATES = (
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
 MODULE = next((p for p in MODULE_CANDIDATES if Path(p).exists()), None)
-PIN = "1234-kc"
+PIN = "kc-pin-7391-test"
 SO_PIN = "5678-so"
 
 

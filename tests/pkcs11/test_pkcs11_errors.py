@@ -16,7 +16,7 @@ from keycell.exceptions import (
     Pkcs11PinIncorrectError,
     Pkcs11TokenNotFoundError,
 )
-from pkcs11_support import Hsm
+from pkcs11_support import PIN, Hsm
 from support import run_python
 
 
@@ -54,7 +54,7 @@ def test_a_wrong_pin_while_logged_in_is_refused_too(hsm: Hsm) -> None:
             assert second.logged_in
 
 
-@pytest.mark.parametrize("pin", [b"1234-kc", "1234-kc", memoryview(b"1234-kc")])
+@pytest.mark.parametrize("pin", [PIN.encode(), PIN, memoryview(PIN.encode())])
 def test_an_unwipeable_pin_is_refused(hsm: Hsm, pin: object) -> None:
     with pytest.raises(TypeError, match="bytearray") as info:
         pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=pin)  # type: ignore[arg-type]
