@@ -146,6 +146,16 @@ struct Login {
 
 static LOGINS: Mutex<Vec<Login>> = Mutex::new(Vec::new());
 
+/// A read-write session on `slot`, or a read-only one on a write-protected token (which
+/// can still sign; generating or deleting keys there fails with the module's error).
+fn open_session(module: &Module, slot: Slot) -> Result<Session> {
+    match module.ctx().open_rw_session(slot) {
+        Err(CkError::Pkcs11(RvError::TokenWriteProtected, _)) => module.ctx().open_ro_session(slot),
+        other => other,
+    }
+    .map_err(|e| Pkcs11Error::from_cryptoki("opening a session", e))
+}
+
 /// Log in to `slot` with `pin`, or join this process's login there (after checking the
 /// PIN against it).
 fn join_login(module: &Module, slot: Slot, pin: SecretBuf) -> Result<()> {
@@ -170,10 +180,7 @@ fn join_login(module: &Module, slot: Slot, pin: SecretBuf) -> Result<()> {
         l.users += 1;
         return Ok(());
     }
-    let anchor = module
-        .ctx()
-        .open_rw_session(slot)
-        .map_err(|e| Pkcs11Error::from_cryptoki("opening a session", e))?;
+    let anchor = open_session(module, slot)?;
     let raw: RawAuthPin = RawAuthPin::new(Box::new(pin.bytes()?.to_vec()));
     let login = match anchor.login_with_raw(UserType::User, &raw) {
         Ok(()) => Ok(()),
@@ -360,11 +367,7 @@ impl Token {
         };
         let session = match idle {
             Some(s) => s,
-            None => self
-                .module
-                .ctx()
-                .open_rw_session(self.slot)
-                .map_err(|e| Pkcs11Error::from_cryptoki("opening a session", e))?,
+            None => open_session(&self.module, self.slot)?,
         };
         let result = f(&session);
         if !matches!(&result, Err(e) if e.session_broken()) {
