@@ -66,11 +66,15 @@ impl Pkcs11Error {
     /// The error for a failed call to the module, `what` naming the operation.
     pub fn from_cryptoki(what: &str, e: CkError) -> Self {
         match e {
-            CkError::Pkcs11(rv, function) => Pkcs11Error {
-                kind: kind_of(rv),
-                code: rv_code(rv),
-                message: format!("{what}: {function} returned {rv}"),
-            },
+            CkError::Pkcs11(rv, function) => {
+                let code = rv_code(rv);
+                let shown = code.map(|c| format!(" (0x{c:x})")).unwrap_or_default();
+                Pkcs11Error {
+                    kind: kind_of(rv),
+                    code,
+                    message: format!("{what}: C_{function:?} returned {}{shown}", ckr_name(rv)),
+                }
+            }
             CkError::LibraryLoading(le) => Pkcs11Error::new(
                 Pkcs11ErrorKind::ModuleNotFound,
                 format!("{what}: cannot load the PKCS#11 module ({le})"),
@@ -103,6 +107,18 @@ impl Pkcs11Error {
 /// standard codes are all below 0x200).
 fn rv_code(rv: RvError) -> Option<u64> {
     (0..0x200u64).find(|c| Rv::from(*c as std::os::raw::c_ulong) == Rv::Error(rv))
+}
+
+/// The `CKR_*` name of an [`RvError`]: `PinIncorrect` -> `CKR_PIN_INCORRECT`.
+fn ckr_name(rv: RvError) -> String {
+    let mut name = String::from("CKR");
+    for c in format!("{rv:?}").chars() {
+        if c.is_ascii_uppercase() {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 fn kind_of(rv: RvError) -> Pkcs11ErrorKind {
@@ -168,5 +184,11 @@ mod tests {
         );
         assert_eq!(e.kind, Pkcs11ErrorKind::MechanismNotSupported);
         assert!(e.message.contains("sign"), "{}", e.message);
+        assert!(
+            e.message
+                .ends_with("C_SignInit returned CKR_MECHANISM_INVALID (0x70)"),
+            "{}",
+            e.message
+        );
     }
 }

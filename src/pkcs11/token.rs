@@ -93,11 +93,12 @@ pub struct TokenInfo {
     pub user_pin_initialized: bool,
 }
 
-/// The tokens present in the module's slots.
+/// The initialised tokens present in the module's slots (an empty slot, such as the one
+/// SoftHSM2 keeps free for `--init-token`, is left out).
 pub fn list_tokens(module: &Module) -> Result<Vec<TokenInfo>> {
     let ctx = module.ctx();
     let slots = ctx
-        .get_slots_with_token()
+        .get_slots_with_initialized_token()
         .map_err(|e| Pkcs11Error::from_cryptoki("listing slots", e))?;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {

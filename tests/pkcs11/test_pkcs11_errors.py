@@ -154,3 +154,17 @@ def test_token_keys_refuse_pickling_and_copying(hsm: Hsm) -> None:
             with pytest.raises(TypeError):
                 attempt()
         key.delete_from_token()
+
+
+def test_a_token_opens_by_slot_and_messages_name_the_ckr_code(hsm: Hsm) -> None:
+    slot = next(t["slot"] for t in pkcs11.list_tokens(hsm.module) if t["label"] == hsm.label)
+    assert isinstance(slot, int)
+    with pkcs11.Token.open(module=hsm.module, slot=slot, pin=hsm.pin_buf()) as token:
+        assert token.info["label"] == hsm.label
+        assert token.info["slot"] == slot
+    with pytest.raises(ValueError, match="2 tokens match"):
+        pkcs11.Token.open(module=hsm.module)
+    with pytest.raises(
+        Pkcs11PinIncorrectError, match=r"C_Login returned CKR_PIN_INCORRECT \(0xa0\)"
+    ):
+        pkcs11.Token.open(module=hsm.module, token_label=hsm.other, pin=bytearray(b"wrong-pin"))
