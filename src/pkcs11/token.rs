@@ -184,13 +184,12 @@ fn join_login(module: &Module, slot: Slot, pin: SecretBuf) -> Result<()> {
     let anchor = open_session(module, slot)?;
     let raw: RawAuthPin = RawAuthPin::new(Box::new(pin.bytes()?.to_vec()));
     let login = match anchor.login_with_raw(UserType::User, &raw) {
-        Ok(()) => Ok(()),
-        // Logged in by code outside keycell in this process: log out and in again, so
-        // the PIN is checked by the token.
-        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => anchor
-            .logout()
-            .and_then(|()| anchor.login_with_raw(UserType::User, &raw)),
-        Err(e) => Err(e),
+        // Other code in this process (another PKCS#11 library, or the state a fork child
+        // inherited) is logged in already: join that login. Logging it out to have the
+        // token check this PIN would invalidate that code's private object handles, and
+        // the process can use the keys anyway (docs/pkcs11.md).
+        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        other => other,
     };
     drop(raw);
     login.map_err(|e| Pkcs11Error::from_cryptoki("logging in to the token", e))?;
