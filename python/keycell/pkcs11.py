@@ -62,7 +62,8 @@ def open_uri(
 
     ``type=private`` (or no type) opens an Ed25519 private key, ``type=secret-key`` a
     generic secret. The PIN comes from ``pin-source`` (a file) or ``pin`` (a
-    ``bytearray``, wiped); ``pin-value`` is refused. ``module`` overrides ``module-path``.
+    ``bytearray``, wiped); ``pin-value`` is refused. ``module`` overrides ``module-path``,
+    which overrides ``module-name`` (looked for in the usual library directories).
     The token stays open while the key is referenced.
     """
     _token, key = _native.pkcs11_open_uri(uri, module=module, pin=pin)

@@ -109,9 +109,75 @@ pub fn load(path: &Path) -> Result<Arc<Module>> {
     Ok(module)
 }
 
+/// Where [`find_by_name`] looks for a module named in a URI (`module-name=`), in order.
+pub const MODULE_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/pkcs11",
+    "/usr/lib64/pkcs11",
+    "/usr/lib/pkcs11",
+    "/usr/local/lib/pkcs11",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// The module an RFC 7512 `module-name` names (the library's name without directory and
+/// suffix, with or without `lib`: `softhsm2` finds `libsofthsm2.so`), searched in
+/// [`MODULE_DIRS`] and in a subdirectory of each named after it (Debian keeps SoftHSM2
+/// in `/usr/lib/softhsm/`). A name with a `/` or starting with `.` is refused.
+pub fn find_by_name(name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+        return Err(Pkcs11Error::invalid(
+            "module-name must be a library name, without directory",
+        ));
+    }
+    let stem = name.strip_prefix("lib").unwrap_or(name);
+    let stem = stem.strip_suffix(".so").unwrap_or(stem);
+    let files = [format!("lib{stem}.so"), format!("{stem}.so")];
+    let short = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    for dir in MODULE_DIRS {
+        for sub in ["", short] {
+            for file in &files {
+                let p = Path::new(dir).join(sub).join(file);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+        }
+    }
+    Err(Pkcs11Error::new(
+        Pkcs11ErrorKind::ModuleNotFound,
+        format!(
+            "no PKCS#11 module named {:?} in {} (give module-path instead)",
+            name.chars().take(64).collect::<String>(),
+            MODULE_DIRS.join(", ")
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_names() {
+        assert!(find_by_name("../etc/x").is_err());
+        assert!(find_by_name("a/b").is_err());
+        assert_eq!(
+            find_by_name("no-such-module-xyz")
+                .expect_err("missing")
+                .kind,
+            Pkcs11ErrorKind::ModuleNotFound
+        );
+        if Path::new("/usr/lib/softhsm/libsofthsm2.so").exists() {
+            let found = find_by_name("softhsm2").expect("softhsm2");
+            assert_eq!(
+                std::fs::canonicalize(found).expect("canonical"),
+                std::fs::canonicalize("/usr/lib/softhsm/libsofthsm2.so").expect("canonical")
+            );
+            assert!(find_by_name("libsofthsm2.so").is_ok());
+        }
+    }
 
     #[test]
     fn a_missing_module_is_typed() {

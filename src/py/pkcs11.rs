@@ -702,7 +702,7 @@ pub fn pkcs11_list_tokens(py: Python<'_>, module: PathBuf) -> Result<Bound<'_, P
 /// Open the key an RFC 7512 `pkcs11:` URI names: its token (by `token`, `serial`,
 /// `manufacturer`, `model`, `slot-id`), logged in with the PIN from `pin-source` (a
 /// file) or `pin` (a `bytearray`, wiped), and the object by `object` (label) and/or `id`.
-/// `type=private` (the default when the key is found as one) gives a
+/// `module-name` is looked for in the usual library directories. `type=private` (the default) gives a
 /// `Pkcs11Ed25519PrivateKey`, `type=secret-key` a `Pkcs11SecretKey`. `module` overrides
 /// `module-path`. Returns `(token, key)`.
 #[pyfunction]
@@ -714,15 +714,16 @@ pub fn pkcs11_open_uri<'py>(
     pin: Option<&Bound<'py, PyAny>>,
 ) -> Result<(Pkcs11Token, Py<PyAny>)> {
     let u = uri::parse(uri).map_err(|e| Error::Value(format!("invalid PKCS#11 URI: {e}")))?;
-    let module = module
-        .or_else(|| u.module_path.as_ref().map(PathBuf::from))
-        .ok_or_else(|| {
-            Error::Value(
-                "the URI names no module-path and no module= was given (module-name lookup is \
-                 not supported)"
+    let module =
+        match (module, &u.module_path, &u.module_name) {
+            (Some(m), _, _) => m,
+            (None, Some(p), _) => PathBuf::from(p),
+            (None, None, Some(name)) => crate::pkcs11::module::find_by_name(name)?,
+            (None, None, None) => return Err(Error::Value(
+                "the URI names no module (module-path= or module-name=) and no module= was given"
                     .to_owned(),
-            )
-        })?;
+            )),
+        };
     if u.object.label.is_none() && u.object.id.is_none() {
         return Err(Error::Value(
             "the URI names no object (object= or id=)".to_owned(),

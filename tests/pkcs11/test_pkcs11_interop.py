@@ -180,6 +180,13 @@ def test_an_uri_opens_the_key(hsm: Hsm) -> None:
         )
         assert isinstance(skey, pkcs11.Pkcs11SecretKey)
         assert skey.hmac(b"q") == sec.hmac(b"q")
+        by_name = pkcs11.open_uri(
+            f"pkcs11:token={hsm.label};object=kc%20uri%3Bkey?module-name=softhsm2",
+            pin=hsm.pin_buf(),
+        )
+        assert by_name.public_key() == made.public_key()  # type: ignore[union-attr]
+        with pytest.raises(keycell.exceptions.Pkcs11ModuleNotFoundError):
+            pkcs11.open_uri("pkcs11:object=x?module-name=no-such-module", pin=hsm.pin_buf())
         with pytest.raises(ValueError, match="pin-value"):
             pkcs11.open_uri(f"pkcs11:object=x?module-path={hsm.module}&pin-value={hsm.pin}")
         with pytest.raises(ValueError) as info:
