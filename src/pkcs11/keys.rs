@@ -294,7 +294,8 @@ pub fn check_label(label: &str) -> Result<()> {
 }
 
 /// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`): the private
-/// key is a token object, private, sensitive and never extractable, usable only to sign.
+/// key is a token object, private, sensitive and never extractable, usable only to sign
+/// (decrypt, unwrap and derive are switched off explicitly).
 /// Returns the private key's handle and the public key.
 pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8; 32])> {
     check_new_label(token, ObjectKind::Ed25519Private, label)?;
@@ -303,6 +304,9 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
         Attribute::EcParams(ED25519_OID_DER.to_vec()),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.clone()),
@@ -314,6 +318,8 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
         Attribute::Extractable(false),
         Attribute::Sign(true),
         Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id),
     ];
@@ -340,7 +346,7 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
 }
 
 /// Generate a generic secret of `length` bytes in the token (`CKM_GENERIC_SECRET_KEY_GEN`):
-/// a private, sensitive, never extractable token object usable for HMAC (sign/verify).
+/// a private, sensitive, never extractable token object usable for HMAC (sign/verify) only.
 pub fn generate_secret(token: &Token, label: &str, length: usize) -> Result<ObjectHandle> {
     check_new_label(token, ObjectKind::Secret, label)?;
     if !(1..=1024).contains(&length) {
@@ -357,6 +363,10 @@ pub fn generate_secret(token: &Token, label: &str, length: usize) -> Result<Obje
         Attribute::Sign(true),
         Attribute::Verify(true),
         Attribute::Derive(false),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(random_id()?),
     ];

@@ -68,7 +68,7 @@ def test_a_key_keycell_generates_is_sensitive_and_signs_in_pkcs11_tool(
         assert "sensitive" in access, listed
         assert "never extractable" in access, listed
         assert "extractable" not in access
-        assert "sign" in listed["Usage"]
+        assert listed["Usage"] == "sign", listed  # no decrypt, unwrap or derive
         mine = [o for o in token.objects() if o["label"] == "kc-ed" and o["class"] == "private"]
         assert mine
         assert mine[0]["sensitive"]
@@ -129,6 +129,9 @@ def test_hmac_in_the_token_equals_pkcs11_tool(hsm: Hsm, tmp_path: Path) -> None:
         assert token.secret_key("kc-hmac").hmac(b"abc") == key.hmac(b"abc")
         listed = _find(hsm, "Secret Key Object", "kc-hmac")
         assert "never extractable" in listed["Access"]
+        # pkcs11-tool does not print CKA_SIGN for secret keys; the others must be off.
+        for usage in ("encrypt", "decrypt", "wrap", "unwrap"):
+            assert usage not in listed["Usage"], listed
 
 
 def test_code_written_for_a_local_key_takes_a_token_key(hsm: Hsm) -> None:
