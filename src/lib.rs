@@ -8,6 +8,7 @@
 //! - [`store`]: the encrypted key store file.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
+//! - [`pkcs11`]: keys in a PKCS#11 token (HSM), used through the token.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod crypto;
@@ -16,6 +17,7 @@ pub mod keyfile;
 pub mod keyring;
 pub mod memory;
 pub mod otp;
+pub mod pkcs11;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;

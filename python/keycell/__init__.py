@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions, keyring, otp
+from . import exceptions, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -65,6 +65,7 @@ from .exceptions import (
     KeyringUnavailableError,
     KeyStoreError,
     MemoryLockError,
+    Pkcs11Error,
     ProtectionError,
     ProtectionWarning,
     StoreAuthenticationError,
@@ -110,6 +111,7 @@ __all__ = [
     "KeyringUnavailableError",
     "MemoryLockError",
     "Passphrase",
+    "Pkcs11Error",
     "Protection",
     "ProtectionError",
     "ProtectionWarning",
@@ -132,6 +134,7 @@ __all__ = [
     "hkdf_extract",
     "keyring",
     "otp",
+    "pkcs11",
     "policy",
     "set_policy",
     "unwrap_key",

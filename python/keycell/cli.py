@@ -27,7 +27,7 @@ from typing import Any
 
 import keycell
 
-from . import __version__
+from . import __version__, cli_pkcs11
 from ._native import KeyStore, Passphrase, SecretKey, compare_digest
 from .doctor import collect, format_report
 from .exceptions import KeycellError, KeyFileError
@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(sub)
     _add_keyring(sub)
     _add_otp(sub)
+    cli_pkcs11.register(sub)
     return parser
 
 
