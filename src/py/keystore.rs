@@ -61,7 +61,7 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     }
     if let Ok(k) = obj.cast::<Pkcs11SecretKey>() {
         let k = k.get();
-        return Ok(MasterArg::Token(py.detach(|| k.store_root())?));
+        return Ok(MasterArg::Token(detach(py, || k.store_root())?));
     }
     if let Ok(p) = obj.cast::<Passphrase>() {
         // Guarded region to guarded region.

@@ -27,6 +27,7 @@ use super::args::parse_algorithm;
 use super::bytes_like::{bytes_like, SecretSource};
 use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 use super::key_io;
 use super::protection::Protection;
 use super::secret_key::check_hmac_tag;
@@ -90,8 +91,7 @@ fn read_pin(
     match (pin, pin_file) {
         (Some(_), Some(_)) => Err(Error::Value("give pin or pin_file, not both".to_owned())),
         (None, None) => Ok(None),
-        (None, Some(path)) => py
-            .detach(|| crate::keyfile::read_passphrase_file(&path))
+        (None, Some(path)) => detach(py, || crate::keyfile::read_passphrase_file(&path))
             .map(Some)
             .map_err(|e| key_io::load_error(&path, e)),
         (Some(obj), None) => {
@@ -139,7 +139,7 @@ struct TokenObject {
 impl TokenObject {
     fn new(py: Python<'_>, token: Arc<Token>, handle: ObjectHandle) -> Result<Self> {
         let t = Arc::clone(&token);
-        let names = py.detach(|| keys::names(&t, handle))?;
+        let names = detach(py, || keys::names(&t, handle))?;
         Ok(TokenObject {
             token,
             handle,
@@ -174,7 +174,7 @@ impl TokenObject {
     fn delete(&self, py: Python<'_>, class: &'static str) -> Result<()> {
         self.check(class)?;
         let (t, h) = (Arc::clone(&self.token), self.handle);
-        py.detach(|| keys::delete(&t, h))?;
+        detach(py, || keys::delete(&t, h))?;
         self.destroyed.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -203,7 +203,7 @@ impl Pkcs11Ed25519PrivateKey {
     fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
         let obj = TokenObject::new(py, Arc::clone(token), handle)?;
         let t = Arc::clone(token);
-        let public = py.detach(|| keys::ed25519_public(&t, handle))?;
+        let public = detach(py, || keys::ed25519_public(&t, handle))?;
         Ok(Pkcs11Ed25519PrivateKey { obj, public })
     }
 }
@@ -219,7 +219,7 @@ impl Pkcs11Ed25519PrivateKey {
         let msg = bytes_like(data, "data")?;
         let msg = msg.as_slice();
         let (t, h) = (Arc::clone(&self.obj.token), self.obj.handle);
-        let sig = py.detach(|| keys::sign_ed25519(&t, h, msg))?;
+        let sig = detach(py, || keys::sign_ed25519(&t, h, msg))?;
         Ok(PyBytes::new(py, &sig))
     }
 
@@ -333,7 +333,7 @@ impl Pkcs11SecretKey {
         self.obj.check(SK_CLASS)?;
         let alg = parse_algorithm(algorithm)?;
         let (t, h) = (Arc::clone(&self.obj.token), self.obj.handle);
-        let tag = py.detach(|| keys::hmac(&t, h, alg, data))?;
+        let tag = detach(py, || keys::hmac(&t, h, alg, data))?;
         if tag.len() > MAX_DIGEST_LEN {
             return Err(Error::Value(
                 "the token returned an oversized HMAC".to_owned(),
@@ -483,7 +483,7 @@ fn open_token(
     spec: TokenSpec,
     pin: Option<SecretBuf>,
 ) -> Result<Arc<Token>> {
-    Ok(Arc::new(py.detach(|| Token::open(&module, &spec, pin))?))
+    Ok(Arc::new(detach(py, || Token::open(&module, &spec, pin))?))
 }
 
 fn info_dict<'py>(py: Python<'py>, t: &token::TokenInfo) -> PyResult<Bound<'py, PyDict>> {
@@ -501,7 +501,7 @@ fn info_dict<'py>(py: Python<'py>, t: &token::TokenInfo) -> PyResult<Bound<'py, 
 impl Pkcs11Token {
     fn find(&self, py: Python<'_>, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
         let t = Arc::clone(&self.token);
-        Ok(py.detach(|| keys::find(&t, kind, spec))?)
+        Ok(detach(py, || keys::find(&t, kind, spec))?)
     }
 }
 
@@ -552,7 +552,7 @@ impl Pkcs11Token {
     #[pyo3(signature = (*, label))]
     fn generate_ed25519(&self, py: Python<'_>, label: String) -> Result<Pkcs11Ed25519PrivateKey> {
         let t = Arc::clone(&self.token);
-        let (h, _) = py.detach(|| keys::generate_ed25519(&t, &label))?;
+        let (h, _) = detach(py, || keys::generate_ed25519(&t, &label))?;
         Pkcs11Ed25519PrivateKey::open(py, &self.token, h)
     }
 
@@ -575,7 +575,7 @@ impl Pkcs11Token {
         length: usize,
     ) -> Result<Pkcs11SecretKey> {
         let t = Arc::clone(&self.token);
-        let h = py.detach(|| keys::generate_secret(&t, &label, length))?;
+        let h = detach(py, || keys::generate_secret(&t, &label, length))?;
         Ok(Pkcs11SecretKey {
             obj: TokenObject::new(py, Arc::clone(&self.token), h)?,
         })
@@ -600,7 +600,7 @@ impl Pkcs11Token {
     /// names and flags; never a key value.
     fn objects<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyList>> {
         let t = Arc::clone(&self.token);
-        let objects = py.detach(|| keys::list_objects(&t))?;
+        let objects = detach(py, || keys::list_objects(&t))?;
         let out = PyList::empty(py);
         for o in objects {
             let d = PyDict::new(py);
@@ -640,7 +640,7 @@ impl Pkcs11Token {
     /// child it does nothing.
     fn close(&self, py: Python<'_>) {
         let t = Arc::clone(&self.token);
-        py.detach(|| t.close());
+        detach(py, || t.close());
     }
 
     /// True once `close()` has run (always in a fork child).
@@ -688,7 +688,7 @@ impl Pkcs11Token {
 /// manufacturer, model, serial, login_required, user_pin_initialized.
 #[pyfunction]
 pub fn pkcs11_list_tokens(py: Python<'_>, module: PathBuf) -> Result<Bound<'_, PyList>> {
-    let tokens = py.detach(|| {
+    let tokens = detach(py, || {
         let m = crate::pkcs11::module::load(&module)?;
         token::list_tokens(&m)
     })?;
