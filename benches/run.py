@@ -92,6 +92,19 @@ def run_case(case: Case, rounds: int, budget_s: float) -> Result:
     return Result(case, medians, ratios)
 
 
+def add_pkcs11_cases(add: Any) -> None:
+    """The PKCS#11 token cases of benches/pkcs11.py (nothing without SoftHSM2)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pkcs11", HERE / "pkcs11.py")
+    if spec is None or spec.loader is None:
+        return
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for case in mod.build_cases(Case, Contender):
+        add(case)
+
+
 def _fmt_time(s: float) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
@@ -347,6 +360,7 @@ def build_cases(only: str | None) -> list[Case]:
             note="absolute; see the raw guarded-mapping cost below",
         )
     )
+    add_pkcs11_cases(add)
     return cases
 
 

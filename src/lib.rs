@@ -9,6 +9,7 @@
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
 //! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
+//! - [`pkcs11`]: keys in a PKCS#11 token (HSM), used through the token.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod agent;
@@ -18,6 +19,7 @@ pub mod keyfile;
 pub mod keyring;
 pub mod memory;
 pub mod otp;
+pub mod pkcs11;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;

@@ -1,8 +1,9 @@
 //! A deterministic mutation fuzzer for the pure-Rust parsers (cargo-fuzz needs nightly):
 //! the hex/base64 decoders of `encoding`, the PKCS#8/SPKI/PEM code of `crypto::pkcs8`,
 //! key file loading with format detection (`keyfile::DecodedKeyFile`), and the key store
-//! file parser (`store::format`), and the key agent's request parser and policy file
-//! (`agent::wire`, `agent::json`, `agent::policy`). Every call runs under `catch_unwind`: a panic is a
+//! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), and the key
+//! agent's request parser and policy file (`agent::wire`, `agent::json`, `agent::policy`).
+//! Every call runs under `catch_unwind`: a panic is a
 //! finding, and so is a broken invariant (a decoder accepting what re-encodes differently,
 //! a parser returning a key for input that is not the canonical encoding of that key).
 //!
@@ -31,6 +32,7 @@ use _native::crypto::curve::Algorithm;
 use _native::crypto::pkcs8;
 use _native::encoding;
 use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
+use _native::pkcs11::uri as pkcs11_uri;
 use _native::store::format::{self as store, Entry, Identity, MasterType};
 
 /// xorshift64*: small, deterministic, good enough to pick mutations.
@@ -635,6 +637,120 @@ fn target_agent(d: &[u8]) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// PKCS#11 URIs (RFC 7512)
+// ---------------------------------------------------------------------------------------
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+fn pct(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A URI that names exactly what `u` holds.
+fn uri_of(u: &pkcs11_uri::Pkcs11Uri) -> String {
+    let mut path = Vec::new();
+    let mut text = |name: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            path.push(format!("{name}={}", pct(v.as_bytes())));
+        }
+    };
+    text("token", &u.token.label);
+    text("manufacturer", &u.token.manufacturer);
+    text("serial", &u.token.serial);
+    text("model", &u.token.model);
+    text("object", &u.object.label);
+    if let Some(s) = u.token.slot {
+        path.push(format!("slot-id={s}"));
+    }
+    if let Some(id) = &u.object.id {
+        path.push(format!("id={}", pct(id)));
+    }
+    if let Some(t) = u.object_type {
+        let name = match t {
+            pkcs11_uri::ObjectType::Private => "private",
+            pkcs11_uri::ObjectType::Public => "public",
+            pkcs11_uri::ObjectType::SecretKey => "secret-key",
+            pkcs11_uri::ObjectType::Cert => "cert",
+            pkcs11_uri::ObjectType::Data => "data",
+        };
+        path.push(format!("type={name}"));
+    }
+    let mut query = Vec::new();
+    if let Some(m) = &u.module_path {
+        query.push(format!("module-path={}", pct(m.as_bytes())));
+    }
+    if let Some(m) = &u.module_name {
+        query.push(format!("module-name={}", pct(m.as_bytes())));
+    }
+    if let Some(p) = &u.pin_source {
+        let scheme = if p.starts_with('/') {
+            "file://"
+        } else {
+            "file:"
+        };
+        query.push(format!(
+            "pin-source={}",
+            pct(format!("{scheme}{p}").as_bytes())
+        ));
+    }
+    let mut out = format!("pkcs11:{}", path.join(";"));
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query.join("&"));
+    }
+    out
+}
+
+fn uri_corpus() -> Vec<Vec<u8>> {
+    [
+        "pkcs11:token=kc-test;object=signer;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin",
+        "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;manufacturer=Snake%20Oil,%20Inc.;model=1.0;object=my-certificate;type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=?pin-source=file:/etc/token_pin",
+        "pkcs11:slot-id=5;object=k;type=secret-key?module-name=softhsm2",
+        "pkcs11:x-vendor=%00;library-version=1.0;slot-description=a",
+        "pkcs11:object=a?pin-value=1234",
+        "pkcs11:",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+/// A URI either parses or is refused, never panics; what parses re-encodes to a URI that
+/// parses to the same value; and no refusal quotes a `pin-value` (checked with a marker
+/// put in as the value, in the input as mutated around it).
+fn target_pkcs11_uri(data: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(data);
+    let accepted = match pkcs11_uri::parse(&text) {
+        Ok(u) => {
+            let again = pkcs11_uri::parse(&uri_of(&u)).expect("a re-encoded URI parses");
+            assert_eq!(again, u, "re-encoding changed the URI's meaning");
+            1
+        }
+        Err(_) => 0,
+    };
+    const MARKER: &str = "QZXJ7319";
+    if text.contains("pin-value=") {
+        let marked = text.replacen("pin-value=", &format!("pin-value={MARKER}"), 1);
+        if let Err(e) = pkcs11_uri::parse(&marked) {
+            assert!(
+                !e.0.contains(MARKER),
+                "an error quotes the pin-value: {}",
+                e.0
+            );
+        }
+    }
+    accepted
+}
+
+// ---------------------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------------------
 
@@ -705,6 +821,7 @@ fn fuzz_parsers() {
         store_file(&mut rng, MasterType::Passphrase, 0),
         store_file(&mut rng, MasterType::Passphrase, 3),
         store_file(&mut rng, MasterType::Key, 5),
+        store_file(&mut rng, MasterType::Token, 2),
     ];
     stores.push(stores[1][..stores[1].len() / 2].to_vec());
 
@@ -717,6 +834,7 @@ fn fuzz_parsers() {
     total += run("store", &stores, &mut rng, target_store);
     let agent = agent_corpus(&mut rng);
     total += run("agent", &agent, &mut rng, target_agent);
+    total += run("pkcs11-uri", &uri_corpus(), &mut rng, target_pkcs11_uri);
     std::fs::remove_dir_all(&dir).expect("cleanup");
     println!("fuzz total: {total} iterations, no findings");
 }

@@ -134,3 +134,28 @@ def agent_use(path: str) -> None:
         except keycell.AgentRefusedError:
             pass
         del infos, backend
+
+
+def pkcs11_use(module: str) -> None:
+    from keycell import KeyStore, pkcs11
+
+    with pkcs11.Token.open(module=module, token_label="t", pin=bytearray(b"1234")) as token:
+        signer: pkcs11.Pkcs11Ed25519PrivateKey = token.ed25519_private_key(label="k", id=b"\x01")
+        public: keycell.Ed25519PublicKey = signer.public_key()
+        public.verify(signer.sign(b"m"), b"m")
+        backend: str = signer.protection.backend
+        mac: pkcs11.Pkcs11SecretKey = token.generate_secret("h", 32)
+        mac.verify_hmac(b"m", mac.hmac(b"m", "sha512"), "sha512")
+        store = KeyStore.create("s.kcs", master=token.wrapping_key("w", create=True))
+        store.close()
+        label: str = token.info["label"]
+        slot: int = token.info["slot"]
+    key = pkcs11.open_uri("pkcs11:object=k", module=module, pin=bytearray(b"1234"))
+    key.destroy()
+    tokens: list[dict[str, object]] = pkcs11.list_tokens(module)
+    try:
+        pkcs11.Token.open(module=module, pin_file="pin")
+    except keycell.Pkcs11Error as e:
+        code: int | None = e.code
+        del code
+    del backend, label, slot, tokens

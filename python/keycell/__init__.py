@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import agent, exceptions, keyring, otp
+from . import agent, exceptions, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -70,6 +70,7 @@ from .exceptions import (
     KeyringUnavailableError,
     KeyStoreError,
     MemoryLockError,
+    Pkcs11Error,
     ProtectionError,
     ProtectionWarning,
     StoreAuthenticationError,
@@ -120,6 +121,7 @@ __all__ = [
     "KeyringUnavailableError",
     "MemoryLockError",
     "Passphrase",
+    "Pkcs11Error",
     "Protection",
     "ProtectionError",
     "ProtectionWarning",
@@ -143,6 +145,7 @@ __all__ = [
     "hkdf_extract",
     "keyring",
     "otp",
+    "pkcs11",
     "policy",
     "set_policy",
     "unwrap_key",

@@ -28,7 +28,7 @@ from typing import Any
 
 import keycell
 
-from . import __version__
+from . import __version__, cli_pkcs11
 from ._native import KeyStore, Passphrase, SecretKey, compare_digest
 from .doctor import collect, format_report
 from .exceptions import KeycellError, KeyFileError
@@ -358,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_agent import register as _register_agent
 
     _register_agent(sub)
+    cli_pkcs11.register(sub)
     return parser
 
 

@@ -32,6 +32,16 @@ __all__ = [
     "KeyringQuotaError",
     "KeyringUnavailableError",
     "MemoryLockError",
+    "Pkcs11ClosedError",
+    "Pkcs11Error",
+    "Pkcs11ForkedError",
+    "Pkcs11MechanismNotSupportedError",
+    "Pkcs11ModuleNotFoundError",
+    "Pkcs11NotLoggedInError",
+    "Pkcs11ObjectNotFoundError",
+    "Pkcs11PinIncorrectError",
+    "Pkcs11PinLockedError",
+    "Pkcs11TokenNotFoundError",
     "ProtectionError",
     "ProtectionWarning",
     "StoreAuthenticationError",
@@ -223,3 +233,55 @@ class AgentPolicyError(AgentError):
     """A policy file is invalid (not JSON, an unknown member, a wrong type or range), or its
     signature is missing or does not verify. An agent never starts with such a policy, and
     keeps its old policy when a reload meets one."""
+
+
+# PKCS#11 tokens (keycell.pkcs11).
+
+
+class Pkcs11Error(KeycellError):
+    """Base class of PKCS#11 token failures (``keycell.pkcs11``).
+
+    ``code`` holds the ``CKR_*`` value the module returned, when there is one. Messages
+    never contain a PIN or key bytes.
+    """
+
+    code: int | None = None
+
+
+class Pkcs11ModuleNotFoundError(Pkcs11Error):
+    """The PKCS#11 module (shared library) does not exist, cannot be loaded, or is not a
+    PKCS#11 module (no ``C_GetFunctionList``)."""
+
+
+class Pkcs11TokenNotFoundError(Pkcs11Error):
+    """No token with that label or slot is present in the module's slots."""
+
+
+class Pkcs11PinIncorrectError(Pkcs11Error):
+    """The PIN is wrong (``CKR_PIN_INCORRECT``). The token may lock it after a few tries."""
+
+
+class Pkcs11PinLockedError(Pkcs11Error):
+    """The PIN is locked or expired (``CKR_PIN_LOCKED``, ``CKR_PIN_EXPIRED``)."""
+
+
+class Pkcs11ObjectNotFoundError(Pkcs11Error):
+    """No key object matches the label or id (or its public key object is missing)."""
+
+
+class Pkcs11MechanismNotSupportedError(Pkcs11Error):
+    """The token does not offer the operation (``CKR_MECHANISM_INVALID`` and relatives,
+    e.g. HMAC-SHA256 with a key under 32 bytes on SoftHSM2)."""
+
+
+class Pkcs11NotLoggedInError(Pkcs11Error):
+    """The session is not logged in (``CKR_USER_NOT_LOGGED_IN``)."""
+
+
+class Pkcs11ForkedError(Pkcs11Error, ForkedKeyError):
+    """The token (or a key from it) was opened by the parent before ``fork()``: PKCS#11
+    sessions are not inherited. Open the token again in the child."""
+
+
+class Pkcs11ClosedError(Pkcs11Error, KeyDestroyedError):
+    """The token was closed; its key handles cannot be used any more."""

@@ -64,7 +64,7 @@ pub struct Ed25519PublicKey {
 }
 
 impl Ed25519PublicKey {
-    fn from_raw(raw: &[u8; 32]) -> Result<Self> {
+    pub(crate) fn from_raw(raw: &[u8; 32]) -> Result<Self> {
         ed25519::public_key_from_bytes(raw)
             .map(|key| Ed25519PublicKey { key })
             .map_err(|_| {

@@ -33,6 +33,7 @@ use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
 use super::key_io;
+use super::pkcs11::Pkcs11SecretKey;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -43,9 +44,12 @@ pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
 enum MasterArg {
     Key(Py<SecretKey>),
     Passphrase(SecretBuf),
+    /// The root a PKCS#11 token key derived (in a guarded region).
+    Token(SecretBuf),
 }
 
-const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey, a Passphrase or a passphrase \
+const PASSPHRASE_TYPE_ERROR: &str = "master must be a SecretKey, a Passphrase, a PKCS#11 \
+    token key (token.wrapping_key(...)) or a passphrase \
     in a writable buffer (bytearray or memoryview of one): keycell copies it into guarded memory and wipes \
     the buffer. A bytes or str passphrase cannot be wiped and stays in Python memory, so it \
     is refused";
@@ -54,6 +58,10 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     if let Ok(k) = obj.cast::<SecretKey>() {
         k.get().live()?;
         return Ok(MasterArg::Key(k.clone().unbind()));
+    }
+    if let Ok(k) = obj.cast::<Pkcs11SecretKey>() {
+        let k = k.get();
+        return Ok(MasterArg::Token(detach(py, || k.store_root())?));
     }
     if let Ok(p) = obj.cast::<Passphrase>() {
         // Guarded region to guarded region.
@@ -98,6 +106,7 @@ fn borrow_master<T>(master: &MasterArg, f: impl FnOnce(Master<'_>) -> Result<T>)
             f(Master::Key(live.key().bytes()?))
         }
         MasterArg::Passphrase(buf) => f(Master::Passphrase(buf.bytes()?)),
+        MasterArg::Token(buf) => f(Master::Token(buf.bytes()?)),
     }
 }
 

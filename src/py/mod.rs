@@ -19,6 +19,7 @@ mod key_wrap;
 mod keyring;
 mod keystore;
 mod otp;
+mod pkcs11;
 mod protection;
 mod secret_key;
 mod view;
@@ -251,6 +252,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<agent::AgentServer>()?;
     m.add_function(wrap_pyfunction!(agent::agent_harden, m)?)?;
     m.add_function(wrap_pyfunction!(agent::agent_check_policy, m)?)?;
+    m.add_class::<pkcs11::Pkcs11Token>()?;
+    m.add_class::<pkcs11::Pkcs11Ed25519PrivateKey>()?;
+    m.add_class::<pkcs11::Pkcs11SecretKey>()?;
+    m.add_function(wrap_pyfunction!(pkcs11::pkcs11_list_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(pkcs11::pkcs11_open_uri, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())

@@ -35,6 +35,9 @@ pub enum MasterType {
     Passphrase = 1,
     /// A random key (a `SecretKey` of at least 16 bytes), used with HKDF directly.
     Key = 2,
+    /// A key held in a PKCS#11 token (`keycell.pkcs11`): the root is HMAC-SHA256 of a
+    /// fixed challenge under a token secret, computed in the token; then as [`Self::Key`].
+    Token = 3,
 }
 
 impl MasterType {
@@ -43,6 +46,7 @@ impl MasterType {
         match self {
             MasterType::Passphrase => "passphrase",
             MasterType::Key => "master key",
+            MasterType::Token => "PKCS#11 token key",
         }
     }
 }
@@ -304,6 +308,7 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, StoreFormatError> {
     let master_type = match r.u8()? {
         1 => MasterType::Passphrase,
         2 => MasterType::Key,
+        3 => MasterType::Token,
         _ => return err("unknown master type in the header"),
     };
     if r.u8()? != 0 {
@@ -352,10 +357,10 @@ fn read_kdf_params(
             })?;
             Ok(Some(params))
         }
-        MasterType::Key if params != NO_KDF_PARAMS => {
+        MasterType::Key | MasterType::Token if params != NO_KDF_PARAMS => {
             err("the header has KDF parameters for a master-key store")
         }
-        MasterType::Key => Ok(None),
+        MasterType::Key | MasterType::Token => Ok(None),
     }
 }
 

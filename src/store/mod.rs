@@ -108,6 +108,9 @@ pub enum Master<'a> {
     Passphrase(&'a [u8]),
     /// A random master key of at least [`MIN_MASTER_KEY_LEN`] bytes.
     Key(&'a [u8]),
+    /// The root a PKCS#11 token derived (see [`MasterType::Token`]); used like a key, but
+    /// recorded as type 3 so that the store asks for its token.
+    Token(&'a [u8]),
 }
 
 impl Master<'_> {
@@ -115,6 +118,7 @@ impl Master<'_> {
         match self {
             Master::Passphrase(_) => MasterType::Passphrase,
             Master::Key(_) => MasterType::Key,
+            Master::Token(_) => MasterType::Token,
         }
     }
 
@@ -133,10 +137,10 @@ impl Master<'_> {
                 p.check().map_err(StoreError::Invalid)?;
                 Ok(Some(p))
             }
-            Master::Key(_) if requested.is_some() => Err(StoreError::Invalid(
+            Master::Key(_) | Master::Token(_) if requested.is_some() => Err(StoreError::Invalid(
                 "kdf_params apply to a passphrase, not to a master key".to_owned(),
             )),
-            Master::Key(_) => Ok(None),
+            Master::Key(_) | Master::Token(_) => Ok(None),
         }
     }
 
@@ -145,9 +149,11 @@ impl Master<'_> {
             Master::Passphrase([]) => {
                 Err(StoreError::Invalid("the passphrase is empty".to_owned()))
             }
-            Master::Key(k) if k.len() < MIN_MASTER_KEY_LEN => Err(StoreError::Invalid(format!(
-                "a master key must be at least {MIN_MASTER_KEY_LEN} bytes"
-            ))),
+            Master::Key(k) | Master::Token(k) if k.len() < MIN_MASTER_KEY_LEN => {
+                Err(StoreError::Invalid(format!(
+                    "a master key must be at least {MIN_MASTER_KEY_LEN} bytes"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -185,7 +191,7 @@ fn derive(master: Master<'_>, id: &Identity) -> Result<SymmetricKey> {
             })?;
             hkdf(root.bytes()?)
         }
-        (Master::Key(key), None) => hkdf(key),
+        (Master::Key(key) | Master::Token(key), None) => hkdf(key),
         _ => Err(StoreError::Invalid(
             "internal error: master and header disagree".to_owned(),
         )),
@@ -311,8 +317,14 @@ impl Store {
         let data = read_file(path)?;
         let file = format::parse(&data)?;
         if file.identity.master_type != master.master_type() {
+            let hint = if file.identity.master_type == MasterType::Token {
+                " (open it with master=token.wrapping_key(LABEL) from the PKCS#11 token that \
+                 created it)"
+            } else {
+                ""
+            };
             return Err(StoreError::Authentication(format!(
-                "this store is protected by a {}, not a {}",
+                "this store is protected by a {}, not a {}{hint}",
                 file.identity.master_type.name(),
                 master.master_type().name()
             )));
@@ -685,6 +697,36 @@ mod tests {
         ));
         let mut again = Store::open(&path, Master::Key(&master)).expect("open");
         assert_eq!(get(&mut again, "b").expect("b"), [9u8; 32]);
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn a_token_master_is_recorded_and_required() {
+        let d = tmpdir();
+        let path = d.join("t.kcs");
+        let root = [6u8; 32];
+        let mut s = Store::create(
+            &path,
+            Master::Token(&root),
+            None,
+            lock::DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("create");
+        s.put("k", KeyKind::Secret, true, b"0123456789", false)
+            .expect("put");
+        let file = format::parse(&std::fs::read(&path).expect("read")).expect("parse");
+        assert_eq!(file.identity.master_type, MasterType::Token);
+        // The same bytes as a plain master key do not open it: the header asks for a token.
+        match Store::open(&path, Master::Key(&root)) {
+            Err(StoreError::Authentication(m)) => assert!(m.contains("PKCS#11"), "{m}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            Store::open(&path, Master::Token(&[7u8; 32])),
+            Err(StoreError::Authentication(_))
+        ));
+        let mut again = Store::open(&path, Master::Token(&root)).expect("open");
+        assert_eq!(get(&mut again, "k").expect("k"), b"0123456789");
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 

@@ -1,0 +1,513 @@
+//! Key objects in a token: finding them, generating them (sensitive, never extractable),
+//! and the operations keycell runs inside the token: Ed25519 signatures (`CKM_EDDSA`),
+//! HMAC (`CKM_SHA256_HMAC` etc.), and the derivation of a key store master.
+
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use zeroize::Zeroizing;
+
+use super::error::{Pkcs11Error, Pkcs11ErrorKind, Result};
+use super::token::Token;
+use crate::crypto::hmac::HashAlgorithm;
+
+/// DER of the Ed25519 curve OID 1.3.101.112 (RFC 8410), `CKA_EC_PARAMS` for new keys.
+pub const ED25519_OID_DER: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// The kinds of key object keycell uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An Ed25519 private key (`CKO_PRIVATE_KEY`, `CKK_EC_EDWARDS`).
+    Ed25519Private,
+    /// An Ed25519 public key.
+    Ed25519Public,
+    /// A generic secret (`CKO_SECRET_KEY`, `CKK_GENERIC_SECRET`): HMAC keys and store masters.
+    Secret,
+}
+
+impl ObjectKind {
+    fn template(self) -> Vec<Attribute> {
+        match self {
+            ObjectKind::Ed25519Private => vec![
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+            ],
+            ObjectKind::Ed25519Public => vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+            ],
+            ObjectKind::Secret => vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+            ],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Ed25519Private => "Ed25519 private key",
+            ObjectKind::Ed25519Public => "Ed25519 public key",
+            ObjectKind::Secret => "secret key",
+        }
+    }
+}
+
+/// How a key object is named: by `CKA_LABEL`, `CKA_ID`, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// `CKA_LABEL`.
+    pub label: Option<String>,
+    /// `CKA_ID`.
+    pub id: Option<Vec<u8>>,
+}
+
+impl ObjectSpec {
+    /// By label.
+    pub fn label(label: &str) -> Self {
+        ObjectSpec {
+            label: Some(label.to_owned()),
+            id: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.label, &self.id) {
+            (Some(l), Some(i)) => format!("label {l:?} and id {}", hex(i)),
+            (Some(l), None) => format!("label {l:?}"),
+            (None, Some(i)) => format!("id {}", hex(i)),
+            (None, None) => "any name".to_owned(),
+        }
+    }
+
+    fn attributes(&self) -> Vec<Attribute> {
+        let mut a = Vec::new();
+        if let Some(l) = &self.label {
+            a.push(Attribute::Label(l.as_bytes().to_vec()));
+        }
+        if let Some(i) = &self.id {
+            a.push(Attribute::Id(i.clone()));
+        }
+        a
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ck(what: &'static str) -> impl Fn(cryptoki::error::Error) -> Pkcs11Error {
+    move |e| Pkcs11Error::from_cryptoki(what, e)
+}
+
+/// The handles of every object of `kind` named by `spec`.
+fn find_all(s: &Session, kind: ObjectKind, spec: &ObjectSpec) -> Result<Vec<ObjectHandle>> {
+    let mut template = kind.template();
+    template.extend(spec.attributes());
+    s.find_objects(&template).map_err(ck("searching the token"))
+}
+
+/// The one object of `kind` named by `spec`.
+pub fn find(token: &Token, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
+    if spec.label.is_none() && spec.id.is_none() {
+        return Err(Pkcs11Error::invalid("name the key by label or id"));
+    }
+    let found = token.with_session(|s| find_all(s, kind, spec))?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let hint = if token.logged_in() {
+                ""
+            } else {
+                " (the token was opened without a PIN: private objects are not visible)"
+            };
+            Err(Pkcs11Error::new(
+                Pkcs11ErrorKind::ObjectNotFound,
+                format!(
+                    "no {} with {} on token {:?}{hint}",
+                    kind.name(),
+                    spec.describe(),
+                    token.info().label
+                ),
+            ))
+        }
+        many => Err(Pkcs11Error::new(
+            Pkcs11ErrorKind::ObjectAmbiguous,
+            format!(
+                "{} objects ({}) with {} on token {:?}: name the key by id too",
+                many.len(),
+                kind.name(),
+                spec.describe(),
+                token.info().label
+            ),
+        )),
+    }
+}
+
+/// The label and id of an object.
+pub fn names(token: &Token, h: ObjectHandle) -> Result<ObjectSpec> {
+    token.with_session(|s| {
+        let attrs = s
+            .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+            .map_err(ck("reading key attributes"))?;
+        let mut spec = ObjectSpec::default();
+        for a in attrs {
+            match a {
+                Attribute::Label(l) => spec.label = Some(String::from_utf8_lossy(&l).into_owned()),
+                Attribute::Id(i) => spec.id = Some(i),
+                _ => {}
+            }
+        }
+        Ok(spec)
+    })
+}
+
+/// The 32-byte key from a `CKA_EC_POINT`: the DER OCTET STRING PKCS#11 prescribes
+/// (`04 20 || key`), or the raw 32 bytes some modules store.
+pub fn ec_point_to_ed25519(point: &[u8]) -> Option<[u8; 32]> {
+    match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest.try_into().ok(),
+        raw if raw.len() == 32 => raw.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// The public key of the Ed25519 private key `h`: from its public key object (same
+/// `CKA_ID` when it has one, else the same label).
+pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
+    let spec = names(token, h)?;
+    let by = match (&spec.id, &spec.label) {
+        (Some(id), _) if !id.is_empty() => ObjectSpec {
+            label: None,
+            id: Some(id.clone()),
+        },
+        (_, Some(l)) => ObjectSpec::label(l),
+        _ => {
+            return Err(Pkcs11Error::new(
+                Pkcs11ErrorKind::ObjectNotFound,
+                "the private key has neither id nor label to find its public key by",
+            ))
+        }
+    };
+    let public = find(token, ObjectKind::Ed25519Public, &by).map_err(|e| match e.kind {
+        Pkcs11ErrorKind::ObjectNotFound => Pkcs11Error::new(
+            Pkcs11ErrorKind::ObjectNotFound,
+            format!(
+                "the Ed25519 private key with {} has no public key object on the token \
+                 (keycell reads the public key from it)",
+                spec.describe()
+            ),
+        ),
+        _ => e,
+    })?;
+    let point = token.with_session(|s| {
+        s.get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(ck("reading the public key"))
+    })?;
+    point
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcPoint(p) => ec_point_to_ed25519(&p),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Pkcs11Error::new(
+                Pkcs11ErrorKind::Other,
+                "the token's public key object holds no 32-byte Ed25519 point",
+            )
+        })
+}
+
+/// Sign `data` with the Ed25519 key `h` in the token (`CKM_EDDSA`, pure Ed25519).
+pub fn sign_ed25519(token: &Token, h: ObjectHandle, data: &[u8]) -> Result<[u8; 64]> {
+    let mech = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+    let sig = token.with_session(|s| s.sign(&mech, h, data).map_err(ck("signing (CKM_EDDSA)")))?;
+    sig.as_slice().try_into().map_err(|_| {
+        Pkcs11Error::new(
+            Pkcs11ErrorKind::Other,
+            "the token returned a signature that is not 64 bytes",
+        )
+    })
+}
+
+fn hmac_mechanism(alg: HashAlgorithm) -> Mechanism<'static> {
+    match alg {
+        HashAlgorithm::Sha256 => Mechanism::Sha256Hmac,
+        HashAlgorithm::Sha384 => Mechanism::Sha384Hmac,
+        HashAlgorithm::Sha512 => Mechanism::Sha512Hmac,
+    }
+}
+
+/// HMAC of `data` under the secret key `h`, computed in the token. The tag is not secret.
+pub fn hmac(token: &Token, h: ObjectHandle, alg: HashAlgorithm, data: &[u8]) -> Result<Vec<u8>> {
+    let mech = hmac_mechanism(alg);
+    token.with_session(|s| {
+        s.sign(&mech, h, data)
+            .map_err(ck("computing an HMAC in the token"))
+    })
+}
+
+/// HMAC-SHA256 of `challenge` under the secret key `h`, written into `dst` (32 bytes of
+/// a guarded region): the store master. The module returns it in a vector of the
+/// `cryptoki` crate, which is zeroized as soon as it is copied.
+pub fn derive_into(token: &Token, h: ObjectHandle, challenge: &[u8], dst: &mut [u8]) -> Result<()> {
+    let out = Zeroizing::new(hmac(token, h, HashAlgorithm::Sha256, challenge)?);
+    if out.len() != dst.len() {
+        return Err(Pkcs11Error::new(
+            Pkcs11ErrorKind::Other,
+            "the token returned an HMAC-SHA256 of the wrong length",
+        ));
+    }
+    dst.copy_from_slice(&out);
+    Ok(())
+}
+
+fn random_id() -> Result<Vec<u8>> {
+    let mut id = vec![0u8; 16];
+    crate::memory::fill_random(&mut id)?;
+    Ok(id)
+}
+
+/// Refuse to create a second key under a label (keys are looked up by label).
+fn check_new_label(token: &Token, kind: ObjectKind, label: &str) -> Result<()> {
+    check_label(label)?;
+    let existing = token.with_session(|s| find_all(s, kind, &ObjectSpec::label(label)))?;
+    if existing.is_empty() {
+        Ok(())
+    } else {
+        Err(Pkcs11Error::invalid(format!(
+            "the token already has a {} labelled {label:?}",
+            kind.name()
+        )))
+    }
+}
+
+/// A label must be 1 to 255 bytes of UTF-8 without NUL.
+pub fn check_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.len() > 255 || label.contains('\0') {
+        return Err(Pkcs11Error::invalid(
+            "a key label must be 1 to 255 bytes of UTF-8 without NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`): the private
+/// key is a token object, private, sensitive and never extractable, usable only to sign
+/// (decrypt, unwrap and derive are switched off explicitly).
+/// Returns the private key's handle and the public key.
+pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8; 32])> {
+    check_new_label(token, ObjectKind::Ed25519Private, label)?;
+    let id = random_id()?;
+    let public_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
+        Attribute::EcParams(ED25519_OID_DER.to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.clone()),
+    ];
+    let private_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ];
+    let (public, private) = token.with_session(|s| {
+        s.generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public_t, &private_t)
+            .map_err(ck(
+                "generating an Ed25519 key pair (CKM_EC_EDWARDS_KEY_PAIR_GEN)",
+            ))
+    })?;
+    let point = token.with_session(|s| {
+        s.get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(ck("reading the public key"))
+    })?;
+    let pk = point
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcPoint(p) => ec_point_to_ed25519(&p),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Pkcs11Error::new(Pkcs11ErrorKind::Other, "no Ed25519 point in the new key")
+        })?;
+    Ok((private, pk))
+}
+
+/// Generate a generic secret of `length` bytes in the token (`CKM_GENERIC_SECRET_KEY_GEN`):
+/// a private, sensitive, never extractable token object usable for HMAC (sign/verify) only.
+pub fn generate_secret(token: &Token, label: &str, length: usize) -> Result<ObjectHandle> {
+    check_new_label(token, ObjectKind::Secret, label)?;
+    if !(1..=1024).contains(&length) {
+        return Err(Pkcs11Error::invalid("length must be 1 to 1024 bytes"));
+    }
+    let template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen((length as u64).into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Verify(true),
+        Attribute::Derive(false),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(random_id()?),
+    ];
+    token.with_session(|s| {
+        s.generate_key(&Mechanism::GenericSecretKeyGen, &template)
+            .map_err(ck("generating a secret key (CKM_GENERIC_SECRET_KEY_GEN)"))
+    })
+}
+
+/// Delete object `h` from the token.
+pub fn delete(token: &Token, h: ObjectHandle) -> Result<()> {
+    token.with_session(|s| s.destroy_object(h).map_err(ck("deleting the key object")))
+}
+
+/// What `list` shows of an object: names and flags, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// "private", "public" or "secret".
+    pub class: &'static str,
+    /// "ec-edwards", "generic-secret", "aes", "rsa", "ec" or "other".
+    pub key_type: &'static str,
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID`, hex.
+    pub id: String,
+    /// `CKA_SENSITIVE` (None for a public key).
+    pub sensitive: Option<bool>,
+    /// `CKA_EXTRACTABLE`.
+    pub extractable: Option<bool>,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: Option<bool>,
+    /// `CKA_ALWAYS_SENSITIVE`.
+    pub always_sensitive: Option<bool>,
+}
+
+/// The key objects visible in the token (private ones only when logged in).
+pub fn list_objects(token: &Token) -> Result<Vec<ObjectInfo>> {
+    token.with_session(|s| {
+        let mut out = Vec::new();
+        for (class, name) in [
+            (ObjectClass::PRIVATE_KEY, "private"),
+            (ObjectClass::PUBLIC_KEY, "public"),
+            (ObjectClass::SECRET_KEY, "secret"),
+        ] {
+            let handles = s
+                .find_objects(&[Attribute::Class(class)])
+                .map_err(ck("searching the token"))?;
+            for h in handles {
+                out.push(object_info(s, h, name)?);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The protection flags of a key object: (sensitive, never extractable).
+pub fn flags(token: &Token, h: ObjectHandle) -> Result<(bool, bool)> {
+    token.with_session(|s| {
+        let i = object_info(s, h, "private")?;
+        Ok((
+            i.sensitive.unwrap_or(false),
+            i.never_extractable.unwrap_or(false) && !i.extractable.unwrap_or(true),
+        ))
+    })
+}
+
+fn object_info(s: &Session, h: ObjectHandle, class: &'static str) -> Result<ObjectInfo> {
+    let mut wanted = vec![
+        AttributeType::Label,
+        AttributeType::Id,
+        AttributeType::KeyType,
+    ];
+    if class != "public" {
+        wanted.extend([
+            AttributeType::Sensitive,
+            AttributeType::Extractable,
+            AttributeType::NeverExtractable,
+            AttributeType::AlwaysSensitive,
+        ]);
+    }
+    let attrs = s
+        .get_attributes(h, &wanted)
+        .map_err(ck("reading key attributes"))?;
+    let mut info = ObjectInfo {
+        class,
+        key_type: "other",
+        label: String::new(),
+        id: String::new(),
+        sensitive: None,
+        extractable: None,
+        never_extractable: None,
+        always_sensitive: None,
+    };
+    for a in attrs {
+        match a {
+            Attribute::Label(l) => info.label = String::from_utf8_lossy(&l).into_owned(),
+            Attribute::Id(i) => info.id = hex(&i),
+            Attribute::KeyType(t) => {
+                info.key_type = if t == KeyType::EC_EDWARDS {
+                    "ec-edwards"
+                } else if t == KeyType::GENERIC_SECRET {
+                    "generic-secret"
+                } else if t == KeyType::AES {
+                    "aes"
+                } else if t == KeyType::RSA {
+                    "rsa"
+                } else if t == KeyType::EC {
+                    "ec"
+                } else {
+                    "other"
+                }
+            }
+            Attribute::Sensitive(b) => info.sensitive = Some(b),
+            Attribute::Extractable(b) => info.extractable = Some(b),
+            Attribute::NeverExtractable(b) => info.never_extractable = Some(b),
+            Attribute::AlwaysSensitive(b) => info.always_sensitive = Some(b),
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec_points() {
+        let mut der = vec![0x04, 0x20];
+        der.extend([7u8; 32]);
+        assert_eq!(ec_point_to_ed25519(&der), Some([7u8; 32]));
+        assert_eq!(ec_point_to_ed25519(&[9u8; 32]), Some([9u8; 32]));
+        assert_eq!(ec_point_to_ed25519(&der[..33]), None);
+        assert_eq!(ec_point_to_ed25519(&[]), None);
+    }
+
+    #[test]
+    fn labels() {
+        assert!(check_label("a").is_ok());
+        assert!(check_label("").is_err());
+        assert!(check_label("a\0b").is_err());
+        assert!(check_label(&"x".repeat(256)).is_err());
+    }
+}

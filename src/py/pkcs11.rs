@@ -1,0 +1,758 @@
+//! `Pkcs11Token`, `Pkcs11Ed25519PrivateKey`, `Pkcs11SecretKey`: keys in a PKCS#11 token
+//! ([`crate::pkcs11`]), with the method names of the local handles (`sign`,
+//! `public_key`, `hmac`, `verify_hmac`, `destroy`, `destroyed`, `protection`, `exportable`)
+//! so that code written for an `Ed25519PrivateKey` or a `SecretKey` works unchanged.
+//!
+//! These handles hold no secret bytes, so they are not built on `KeyCell` (whose life
+//! cycle is that of a guarded region): each holds the shared token, the object handle
+//! and a `destroyed` flag. `destroy()` forgets the handle; it never deletes the key from
+//! the token (`delete_from_token()` does). Every token call runs with the GIL released;
+//! the fork check runs before any lock (in `Token::with_session`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cryptoki::object::ObjectHandle;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use crate::crypto::hmac::MAX_DIGEST_LEN;
+use crate::memory::SecretBuf;
+use crate::pkcs11::keys::{self, ObjectKind, ObjectSpec};
+use crate::pkcs11::uri::{self, ObjectType};
+use crate::pkcs11::{token, Pkcs11Error, Pkcs11ErrorKind, Token, TokenSpec};
+
+use super::args::parse_algorithm;
+use super::bytes_like::{bytes_like, SecretSource};
+use super::ed25519::Ed25519PublicKey;
+use super::errors::{Error, Result};
+use super::isolation_scope::detach;
+use super::key_io;
+use super::protection::Protection;
+use super::secret_key::check_hmac_tag;
+
+/// The base exception, in a module of its own (its name is the Rust error type's).
+mod base {
+    pyo3::import_exception!(keycell.exceptions, Pkcs11Error);
+}
+use base::Pkcs11Error as PyPkcs11Error;
+pyo3::import_exception!(keycell.exceptions, Pkcs11ModuleNotFoundError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11TokenNotFoundError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11PinIncorrectError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11PinLockedError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11ObjectNotFoundError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11MechanismNotSupportedError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11ForkedError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11ClosedError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11NotLoggedInError);
+
+/// The exception for a PKCS#11 failure, with its `CK_RV` as `code`.
+pub(crate) fn pkcs11_error(e: Pkcs11Error) -> Error {
+    use Pkcs11ErrorKind as K;
+    let msg = e.message.clone();
+    let err = match e.kind {
+        K::ModuleNotFound => Pkcs11ModuleNotFoundError::new_err(msg),
+        K::TokenNotFound => Pkcs11TokenNotFoundError::new_err(msg),
+        K::PinIncorrect => Pkcs11PinIncorrectError::new_err(msg),
+        K::PinLocked => Pkcs11PinLockedError::new_err(msg),
+        K::ObjectNotFound => Pkcs11ObjectNotFoundError::new_err(msg),
+        K::MechanismNotSupported => Pkcs11MechanismNotSupportedError::new_err(msg),
+        K::Forked => Pkcs11ForkedError::new_err(msg),
+        K::Closed => Pkcs11ClosedError::new_err(msg),
+        K::NotLoggedIn => Pkcs11NotLoggedInError::new_err(msg),
+        K::SignatureInvalid => return Error::InvalidSignature(msg),
+        K::Invalid => return Error::Value(msg),
+        K::ObjectAmbiguous | K::Other => PyPkcs11Error::new_err(msg),
+    };
+    Python::attach(|py| {
+        let _ = err.value(py).setattr("code", e.code);
+    });
+    Error::Py(err)
+}
+
+impl From<Pkcs11Error> for Error {
+    fn from(e: Pkcs11Error) -> Self {
+        pkcs11_error(e)
+    }
+}
+
+const PIN_TYPE_ERROR: &str = "pin must be a bytearray (or a writable memoryview): keycell \
+    copies it into guarded memory and wipes it. A bytes or str PIN cannot be wiped and stays \
+    in Python memory, so it is refused; or pass pin_file=";
+
+/// The PIN from `pin` (a writable buffer, copied into a guarded region and wiped) or
+/// `pin_file` (read straight into a guarded region).
+fn read_pin(
+    py: Python<'_>,
+    pin: Option<&Bound<'_, PyAny>>,
+    pin_file: Option<PathBuf>,
+) -> Result<Option<SecretBuf>> {
+    match (pin, pin_file) {
+        (Some(_), Some(_)) => Err(Error::Value("give pin or pin_file, not both".to_owned())),
+        (None, None) => Ok(None),
+        (None, Some(path)) => detach(py, || crate::keyfile::read_passphrase_file(&path))
+            .map(Some)
+            .map_err(|e| key_io::load_error(&path, e)),
+        (Some(obj), None) => {
+            if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
+                return Err(Error::Type(PIN_TYPE_ERROR.to_owned()));
+            }
+            let src = SecretSource::new(obj, "pin")
+                .map_err(|_| Error::Type(PIN_TYPE_ERROR.to_owned()))?;
+            if !src.writable() {
+                return Err(Error::Type(PIN_TYPE_ERROR.to_owned()));
+            }
+            if src.len() == 0 || src.len() > 256 {
+                src.wipe(py)?;
+                return Err(Error::Value("a PIN must be 1 to 256 bytes".to_owned()));
+            }
+            let copied = SecretBuf::new_with(src.len(), |dst| src.copy_into(py, dst));
+            src.wipe(py)?;
+            Ok(Some(copied?))
+        }
+    }
+}
+
+/// A token object's protection: no key byte is in this process, so every memory field
+/// holds vacuously; `backend` is "pkcs11" and `isolation` "token".
+fn token_protection() -> Protection {
+    Protection {
+        locked: true,
+        dontdump: true,
+        wipeonfork: true,
+        guard_pages: true,
+        read_only_idle: true,
+        isolation: "token".to_owned(),
+        backend: "pkcs11".to_owned(),
+    }
+}
+
+/// What the token handles share: the token, the object, the names and the flag.
+struct TokenObject {
+    token: Arc<Token>,
+    handle: ObjectHandle,
+    names: ObjectSpec,
+    destroyed: AtomicBool,
+}
+
+impl TokenObject {
+    fn new(py: Python<'_>, token: Arc<Token>, handle: ObjectHandle) -> Result<Self> {
+        let t = Arc::clone(&token);
+        let names = detach(py, || keys::names(&t, handle))?;
+        Ok(TokenObject {
+            token,
+            handle,
+            names,
+            destroyed: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self, class: &'static str) -> Result<()> {
+        if self.destroyed.load(Ordering::SeqCst) {
+            Err(Error::Destroyed(class))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn label(&self) -> String {
+        self.names.label.clone().unwrap_or_default()
+    }
+
+    fn repr(&self, class: &str, extra: &str) -> String {
+        if self.destroyed.load(Ordering::SeqCst) {
+            return format!("<{class} destroyed>");
+        }
+        format!(
+            "<{class} label={:?} token={:?}{extra}>",
+            self.label(),
+            self.token.info().label
+        )
+    }
+
+    fn delete(&self, py: Python<'_>, class: &'static str) -> Result<()> {
+        self.check(class)?;
+        let (t, h) = (Arc::clone(&self.token), self.handle);
+        detach(py, || keys::delete(&t, h))?;
+        self.destroyed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn refuse(class: &str, what: &str) -> PyErr {
+    pyo3::exceptions::PyTypeError::new_err(format!(
+        "{class} cannot be {what}: it names a key inside a PKCS#11 token; open it again from \
+         the token"
+    ))
+}
+
+fn not_exportable(class: &'static str) -> Error {
+    Error::NotExportable(class)
+}
+
+/// An Ed25519 private key inside a PKCS#11 token: signs there (`CKM_EDDSA`); the key
+/// never enters this process. Same methods as `Ed25519PrivateKey`.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Pkcs11Ed25519PrivateKey {
+    obj: TokenObject,
+    public: [u8; 32],
+}
+
+impl Pkcs11Ed25519PrivateKey {
+    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
+        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
+        let t = Arc::clone(token);
+        let public = detach(py, || keys::ed25519_public(&t, handle))?;
+        Ok(Pkcs11Ed25519PrivateKey { obj, public })
+    }
+}
+
+const ED_CLASS: &str = "Pkcs11Ed25519PrivateKey";
+
+#[pymethods]
+impl Pkcs11Ed25519PrivateKey {
+    /// Sign `data` in the token (`CKM_EDDSA`, pure Ed25519); returns the 64-byte
+    /// signature. The GIL is released for the call.
+    fn sign<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>> {
+        self.obj.check(ED_CLASS)?;
+        let msg = bytes_like(data, "data")?;
+        let msg = msg.as_slice();
+        let (t, h) = (Arc::clone(&self.obj.token), self.obj.handle);
+        let sig = detach(py, || keys::sign_ed25519(&t, h, msg))?;
+        Ok(PyBytes::new(py, &sig))
+    }
+
+    /// The public key, an ordinary `Ed25519PublicKey` (read from the token's public key
+    /// object when the handle was opened).
+    fn public_key(&self) -> Result<Ed25519PublicKey> {
+        self.obj.check(ED_CLASS)?;
+        Ed25519PublicKey::from_raw(&self.public)
+    }
+
+    /// The key's `CKA_LABEL`.
+    #[getter]
+    fn label(&self) -> String {
+        self.obj.label()
+    }
+
+    /// The key's `CKA_ID`.
+    #[getter]
+    fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
+    }
+
+    /// Always False: a token key is never exported by keycell.
+    #[getter]
+    fn exportable(&self) -> bool {
+        false
+    }
+
+    /// Does nothing: a token key is sealed already.
+    fn seal_export(&self) -> Result<()> {
+        self.obj.check(ED_CLASS)
+    }
+
+    /// Refuses with `KeyNotExportableError`: the key stays in the token.
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn to_file(
+        &self,
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> Result<()> {
+        Err(not_exportable(ED_CLASS))
+    }
+
+    /// Forget this handle (the key stays in the token). Idempotent.
+    fn destroy(&self) {
+        self.obj.destroyed.store(true, Ordering::SeqCst);
+    }
+
+    /// True once `destroy()` or `delete_from_token()` has run.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.obj.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// Delete the key pair's private key from the token (`C_DestroyObject`), for good.
+    fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
+        self.obj.delete(py, ED_CLASS)
+    }
+
+    /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
+    #[getter]
+    fn protection(&self) -> Result<Protection> {
+        self.obj.check(ED_CLASS)?;
+        Ok(token_protection())
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
+        slf.get().obj.check(ED_CLASS)?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.destroy();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let public: String = self.public.iter().map(|b| format!("{b:02x}")).collect();
+        self.obj.repr(ED_CLASS, &format!(" public={public}"))
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(refuse(ED_CLASS, "pickled"))
+    }
+
+    fn __copy__(&self) -> PyResult<()> {
+        Err(refuse(ED_CLASS, "copied"))
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(refuse(ED_CLASS, "copied"))
+    }
+}
+
+/// A generic secret inside a PKCS#11 token: HMAC is computed there (`CKM_SHA256_HMAC`,
+/// `CKM_SHA384_HMAC`, `CKM_SHA512_HMAC`). Same HMAC methods as `SecretKey`; as a
+/// `KeyStore` master (`token.wrapping_key(...)`) it derives the store's root key.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Pkcs11SecretKey {
+    obj: TokenObject,
+}
+
+const SK_CLASS: &str = "Pkcs11SecretKey";
+
+/// The HMAC-SHA256 challenge a token master answers (docs/keystore-format.md).
+pub const STORE_MASTER_CHALLENGE: &[u8] = b"keycell-store v1 pkcs11 master\0";
+
+impl Pkcs11SecretKey {
+    fn mac(&self, py: Python<'_>, algorithm: &str, data: &[u8]) -> Result<Vec<u8>> {
+        self.obj.check(SK_CLASS)?;
+        let alg = parse_algorithm(algorithm)?;
+        let (t, h) = (Arc::clone(&self.obj.token), self.obj.handle);
+        let tag = detach(py, || keys::hmac(&t, h, alg, data))?;
+        if tag.len() > MAX_DIGEST_LEN {
+            return Err(Error::Value(
+                "the token returned an oversized HMAC".to_owned(),
+            ));
+        }
+        Ok(tag)
+    }
+
+    /// The key store root: HMAC-SHA256 of [`STORE_MASTER_CHALLENGE`] under this key,
+    /// computed in the token, into a guarded region. Call without the GIL.
+    pub(crate) fn store_root(&self) -> Result<SecretBuf> {
+        self.obj.check(SK_CLASS)?;
+        let (t, h) = (&self.obj.token, self.obj.handle);
+        SecretBuf::new_with(32, |dst| {
+            keys::derive_into(t, h, STORE_MASTER_CHALLENGE, dst).map_err(Error::from)
+        })
+    }
+}
+
+#[pymethods]
+impl Pkcs11SecretKey {
+    /// HMAC of `data` computed in the token; `algorithm` is "sha256", "sha384" or
+    /// "sha512". The tag is ordinary bytes.
+    #[pyo3(signature = (data, algorithm = "sha256"))]
+    fn hmac<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        algorithm: &str,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let data = bytes_like(data, "data")?;
+        let tag = self.mac(py, algorithm, data.as_slice())?;
+        Ok(PyBytes::new(py, &tag))
+    }
+
+    /// Verify an HMAC `tag` over `data`: the token computes the HMAC, keycell compares in
+    /// constant time (full length, or truncated to at least 16 bytes, like
+    /// `SecretKey.verify_hmac`); raises `InvalidSignature` when it does not match.
+    #[pyo3(signature = (data, tag, algorithm = "sha256"))]
+    fn verify_hmac(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        tag: &Bound<'_, PyAny>,
+        algorithm: &str,
+    ) -> Result<()> {
+        let data = bytes_like(data, "data")?;
+        let tag = bytes_like(tag, "tag")?;
+        let expected = self.mac(py, algorithm, data.as_slice())?;
+        check_hmac_tag(&expected, tag.as_slice())
+    }
+
+    /// The key's `CKA_LABEL`.
+    #[getter]
+    fn label(&self) -> String {
+        self.obj.label()
+    }
+
+    /// The key's `CKA_ID`.
+    #[getter]
+    fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
+    }
+
+    /// Always False: a token key is never exported by keycell.
+    #[getter]
+    fn exportable(&self) -> bool {
+        false
+    }
+
+    /// Does nothing: a token key is sealed already.
+    fn seal_export(&self) -> Result<()> {
+        self.obj.check(SK_CLASS)
+    }
+
+    /// Forget this handle (the key stays in the token). Idempotent.
+    fn destroy(&self) {
+        self.obj.destroyed.store(true, Ordering::SeqCst);
+    }
+
+    /// True once `destroy()` or `delete_from_token()` has run.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.obj.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// Delete the key from the token (`C_DestroyObject`), for good.
+    fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
+        self.obj.delete(py, SK_CLASS)
+    }
+
+    /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
+    #[getter]
+    fn protection(&self) -> Result<Protection> {
+        self.obj.check(SK_CLASS)?;
+        Ok(token_protection())
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
+        slf.get().obj.check(SK_CLASS)?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.destroy();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        self.obj.repr(SK_CLASS, "")
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(refuse(SK_CLASS, "pickled"))
+    }
+
+    fn __copy__(&self) -> PyResult<()> {
+        Err(refuse(SK_CLASS, "copied"))
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(refuse(SK_CLASS, "copied"))
+    }
+}
+
+/// An open PKCS#11 token (see `keycell.pkcs11.Token`).
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Pkcs11Token {
+    token: Arc<Token>,
+}
+
+fn object_spec(label: Option<String>, id: Option<&Bound<'_, PyAny>>) -> Result<ObjectSpec> {
+    let id = match id {
+        None => None,
+        Some(obj) => Some(bytes_like(obj, "id")?.as_slice().to_vec()),
+    };
+    if label.is_none() && id.is_none() {
+        return Err(Error::Type("give label= or id=".to_owned()));
+    }
+    Ok(ObjectSpec { label, id })
+}
+
+fn open_token(
+    py: Python<'_>,
+    module: PathBuf,
+    spec: TokenSpec,
+    pin: Option<SecretBuf>,
+) -> Result<Arc<Token>> {
+    Ok(Arc::new(detach(py, || Token::open(&module, &spec, pin))?))
+}
+
+fn info_dict<'py>(py: Python<'py>, t: &token::TokenInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("slot", t.slot)?;
+    d.set_item("label", &t.label)?;
+    d.set_item("manufacturer", &t.manufacturer)?;
+    d.set_item("model", &t.model)?;
+    d.set_item("serial", &t.serial)?;
+    d.set_item("login_required", t.login_required)?;
+    d.set_item("user_pin_initialized", t.user_pin_initialized)?;
+    Ok(d)
+}
+
+impl Pkcs11Token {
+    fn find(&self, py: Python<'_>, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
+        let t = Arc::clone(&self.token);
+        Ok(detach(py, || keys::find(&t, kind, spec))?)
+    }
+}
+
+#[pymethods]
+impl Pkcs11Token {
+    /// Load the PKCS#11 `module` (a shared library path), find the token by
+    /// `token_label` or `slot` (or the only token present), and log in with the PIN:
+    /// `pin` is a `bytearray` (copied into guarded memory, then wiped), `pin_file` a
+    /// 0600 file read straight into guarded memory. Without a PIN only public objects
+    /// are visible.
+    #[staticmethod]
+    #[pyo3(signature = (*, module, token_label = None, slot = None, pin = None, pin_file = None))]
+    fn open(
+        py: Python<'_>,
+        module: PathBuf,
+        token_label: Option<String>,
+        slot: Option<u64>,
+        pin: Option<&Bound<'_, PyAny>>,
+        pin_file: Option<PathBuf>,
+    ) -> Result<Pkcs11Token> {
+        let pin = read_pin(py, pin, pin_file)?;
+        let spec = TokenSpec {
+            label: token_label,
+            slot,
+            ..TokenSpec::default()
+        };
+        Ok(Pkcs11Token {
+            token: open_token(py, module, spec, pin)?,
+        })
+    }
+
+    /// The Ed25519 private key named by `label` and/or `id` (its public key object must
+    /// be on the token too).
+    #[pyo3(signature = (*, label = None, id = None))]
+    fn ed25519_private_key(
+        &self,
+        py: Python<'_>,
+        label: Option<String>,
+        id: Option<&Bound<'_, PyAny>>,
+    ) -> Result<Pkcs11Ed25519PrivateKey> {
+        let spec = object_spec(label, id)?;
+        let h = self.find(py, ObjectKind::Ed25519Private, &spec)?;
+        Pkcs11Ed25519PrivateKey::open(py, &self.token, h)
+    }
+
+    /// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`), the
+    /// private key sensitive and never extractable, under `label` (which must be new).
+    #[pyo3(signature = (*, label))]
+    fn generate_ed25519(&self, py: Python<'_>, label: String) -> Result<Pkcs11Ed25519PrivateKey> {
+        let t = Arc::clone(&self.token);
+        let (h, _) = detach(py, || keys::generate_ed25519(&t, &label))?;
+        Pkcs11Ed25519PrivateKey::open(py, &self.token, h)
+    }
+
+    /// The generic secret (HMAC key) labelled `label`.
+    fn secret_key(&self, py: Python<'_>, label: String) -> Result<Pkcs11SecretKey> {
+        let h = self.find(py, ObjectKind::Secret, &ObjectSpec::label(&label))?;
+        Ok(Pkcs11SecretKey {
+            obj: TokenObject::new(py, Arc::clone(&self.token), h)?,
+        })
+    }
+
+    /// Generate a generic secret of `length` bytes in the token
+    /// (`CKM_GENERIC_SECRET_KEY_GEN`), sensitive and never extractable, for HMAC.
+    /// SoftHSM2 refuses HMAC-SHA256 with a key under 32 bytes.
+    #[pyo3(signature = (label, length = 32))]
+    fn generate_secret(
+        &self,
+        py: Python<'_>,
+        label: String,
+        length: usize,
+    ) -> Result<Pkcs11SecretKey> {
+        let t = Arc::clone(&self.token);
+        let h = detach(py, || keys::generate_secret(&t, &label, length))?;
+        Ok(Pkcs11SecretKey {
+            obj: TokenObject::new(py, Arc::clone(&self.token), h)?,
+        })
+    }
+
+    /// The key that protects a `KeyStore` master in this token: a 32-byte generic secret
+    /// labelled `label`, generated first when `create` is true and it does not exist.
+    /// Pass it as `KeyStore.create/open(path, master=...)`: the store's root key is
+    /// HMAC-SHA256 of a fixed challenge under it, computed in the token
+    /// (docs/pkcs11.md).
+    #[pyo3(signature = (label, create = false))]
+    fn wrapping_key(&self, py: Python<'_>, label: String, create: bool) -> Result<Pkcs11SecretKey> {
+        match self.secret_key(py, label.clone()) {
+            Err(Error::Py(e)) if create && e.is_instance_of::<Pkcs11ObjectNotFoundError>(py) => {
+                self.generate_secret(py, label, 32)
+            }
+            other => other,
+        }
+    }
+
+    /// The key objects on the token (private ones only when logged in), as dicts of
+    /// names and flags; never a key value.
+    fn objects<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyList>> {
+        let t = Arc::clone(&self.token);
+        let objects = detach(py, || keys::list_objects(&t))?;
+        let out = PyList::empty(py);
+        for o in objects {
+            let d = PyDict::new(py);
+            d.set_item("class", o.class)?;
+            d.set_item("key_type", o.key_type)?;
+            d.set_item("label", &o.label)?;
+            d.set_item("id", &o.id)?;
+            d.set_item("sensitive", o.sensitive)?;
+            d.set_item("extractable", o.extractable)?;
+            d.set_item("never_extractable", o.never_extractable)?;
+            d.set_item("always_sensitive", o.always_sensitive)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// What the token says about itself: slot, label, manufacturer, model, serial.
+    #[getter]
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        info_dict(py, self.token.info())
+    }
+
+    /// The module's path.
+    #[getter]
+    fn module(&self) -> PathBuf {
+        self.token.module_path().to_owned()
+    }
+
+    /// Whether the token was opened with a PIN and is still open.
+    #[getter]
+    fn logged_in(&self) -> bool {
+        self.token.logged_in()
+    }
+
+    /// Close the sessions; the last open token of the process on this slot logs out.
+    /// Key handles from it raise `Pkcs11ClosedError` afterwards. Idempotent; in a fork
+    /// child it does nothing.
+    fn close(&self, py: Python<'_>) {
+        let t = Arc::clone(&self.token);
+        detach(py, || t.close());
+    }
+
+    /// True once `close()` has run (always in a fork child).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.token.is_closed()
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
+        if slf.get().token.is_closed() {
+            return Err(Pkcs11Error::new(Pkcs11ErrorKind::Closed, "this token is closed").into());
+        }
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.token.forked() {
+            " forked"
+        } else if self.token.is_closed() {
+            " closed"
+        } else {
+            ""
+        };
+        format!(
+            "<Pkcs11Token {:?} slot={}{state}>",
+            self.token.info().label,
+            self.token.info().slot
+        )
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "Pkcs11Token cannot be pickled",
+        ))
+    }
+}
+
+/// The tokens present in `module`'s slots (no login): a list of dicts with slot, label,
+/// manufacturer, model, serial, login_required, user_pin_initialized.
+#[pyfunction]
+pub fn pkcs11_list_tokens(py: Python<'_>, module: PathBuf) -> Result<Bound<'_, PyList>> {
+    let tokens = detach(py, || {
+        let m = crate::pkcs11::module::load(&module)?;
+        token::list_tokens(&m)
+    })?;
+    let out = PyList::empty(py);
+    for t in &tokens {
+        out.append(info_dict(py, t)?)?;
+    }
+    Ok(out)
+}
+
+/// Open the key an RFC 7512 `pkcs11:` URI names: its token (by `token`, `serial`,
+/// `manufacturer`, `model`, `slot-id`), logged in with the PIN from `pin-source` (a
+/// file) or `pin` (a `bytearray`, wiped), and the object by `object` (label) and/or `id`.
+/// `module-name` is looked for in the usual library directories. `type=private` (the default) gives a
+/// `Pkcs11Ed25519PrivateKey`, `type=secret-key` a `Pkcs11SecretKey`. `module` overrides
+/// `module-path`. Returns `(token, key)`.
+#[pyfunction]
+#[pyo3(signature = (uri, *, module = None, pin = None))]
+pub fn pkcs11_open_uri<'py>(
+    py: Python<'py>,
+    uri: &str,
+    module: Option<PathBuf>,
+    pin: Option<&Bound<'py, PyAny>>,
+) -> Result<(Pkcs11Token, Py<PyAny>)> {
+    let u = uri::parse(uri).map_err(|e| Error::Value(format!("invalid PKCS#11 URI: {e}")))?;
+    let module =
+        match (module, &u.module_path, &u.module_name) {
+            (Some(m), _, _) => m,
+            (None, Some(p), _) => PathBuf::from(p),
+            (None, None, Some(name)) => crate::pkcs11::module::find_by_name(name)?,
+            (None, None, None) => return Err(Error::Value(
+                "the URI names no module (module-path= or module-name=) and no module= was given"
+                    .to_owned(),
+            )),
+        };
+    if u.object.label.is_none() && u.object.id.is_none() {
+        return Err(Error::Value(
+            "the URI names no object (object= or id=)".to_owned(),
+        ));
+    }
+    let pin = read_pin(py, pin, u.pin_source.as_ref().map(PathBuf::from))?;
+    let token = Pkcs11Token {
+        token: open_token(py, module, u.token.clone(), pin)?,
+    };
+    let key: Py<PyAny> = match u.object_type {
+        Some(ObjectType::SecretKey) => {
+            let h = token.find(py, ObjectKind::Secret, &u.object)?;
+            Py::new(
+                py,
+                Pkcs11SecretKey {
+                    obj: TokenObject::new(py, Arc::clone(&token.token), h)?,
+                },
+            )?
+            .into_any()
+        }
+        None | Some(ObjectType::Private) => {
+            let h = token.find(py, ObjectKind::Ed25519Private, &u.object)?;
+            Py::new(py, Pkcs11Ed25519PrivateKey::open(py, &token.token, h)?)?.into_any()
+        }
+        Some(_) => {
+            return Err(Error::Value(
+                "keycell opens type=private (Ed25519) and type=secret-key objects".to_owned(),
+            ))
+        }
+    };
+    Ok((token, key))
+}

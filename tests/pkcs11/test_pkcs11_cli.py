@@ -1,0 +1,115 @@
+"""``keycell pkcs11 list`` and ``keycell pkcs11 keygen`` against SoftHSM2, cross-checked
+with pkcs11-tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from keycell import pkcs11
+from pkcs11_support import Hsm
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keycell", "pkcs11", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_keygen_and_list(hsm: Hsm) -> None:
+    r = _cli(
+        "keygen",
+        "ed25519",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-ed",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    assert lines["label"] == "kc-cli-ed"
+    # The key is in the token, sensitive, and pkcs11-tool sees it with that id.
+    listing = hsm.tool("--list-objects").stdout.decode()
+    assert f"ID:         {lines['id']}" in listing
+    with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as t:
+        key = t.ed25519_private_key(label="kc-cli-ed")
+        assert key.public_key().public_bytes_raw().hex() == lines["public key"]
+        uri_key = pkcs11.open_uri(lines["uri"] + f"&pin-source=file:{hsm.pin_file}")
+        assert uri_key.public_key() == key.public_key()  # type: ignore[union-attr]
+
+    r = _cli("list", "--module", hsm.module)
+    assert r.returncode == 0, r.stderr
+    assert repr(hsm.label) in r.stdout
+    assert repr(hsm.other) in r.stdout
+
+    r = _cli(
+        "list",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    objects = json.loads(r.stdout)
+    mine = [o for o in objects if o["label"] == "kc-cli-ed" and o["class"] == "private"]
+    assert mine
+    assert mine[0]["sensitive"]
+    assert mine[0]["never_extractable"]
+    assert hsm.pin not in r.stdout
+
+    r = _cli("list", "--module", hsm.module, "--token", hsm.label)
+    assert r.returncode == 0, r.stderr
+    assert "kc-cli-ed" in r.stdout  # the public key object is visible without a PIN
+    assert "private" not in r.stdout
+
+
+def test_keygen_secret_and_errors(hsm: Hsm) -> None:
+    r = _cli(
+        "keygen",
+        "secret",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-mac",
+        "--length",
+        "48",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "type=secret-key" in r.stdout
+    assert "public key" not in r.stdout
+    r = _cli(
+        "keygen",
+        "secret",
+        "--module",
+        hsm.module,
+        "--token",
+        hsm.label,
+        "--pin-file",
+        str(hsm.pin_file),
+        "--label",
+        "kc-cli-mac",
+    )
+    assert r.returncode == 1
+    assert "already has" in r.stderr
+    r = _cli("list", "--module", "/nonexistent/module.so")
+    assert r.returncode == 1
+    assert "keycell: error:" in r.stderr
+    r = _cli("list", "--module", hsm.module, "--token", "no-such-token")
+    assert r.returncode == 1
+    assert "no-such-token" in r.stderr
