@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyFinalized",
+    "AuditError",
+    "AuditTamperedError",
     "ForkedKeyError",
     "InsecureKeyFileError",
     "InvalidCode",
@@ -189,3 +191,24 @@ class KeyringQuotaError(KeyringError):
 class KeyringUnavailableError(KeyringError):
     """The keyring system calls are blocked (``EPERM``/``ENOSYS`` from a container's
     seccomp profile, e.g. Docker's default) or the kernel lacks ``CONFIG_KEYS``."""
+
+
+# The audit log.
+
+
+class AuditError(KeycellError):
+    """Base class of audit log failures (``keycell.audit``): the log, its state file, lock
+    file or checkpoint cannot be used, another writer held the lock too long, or the log is
+    closed. ``errno`` holds the OS error number when an OS call failed."""
+
+    errno: int | None = None
+
+
+class AuditTamperedError(AuditError):
+    """The log is not what its writer expects: a line another process appended, or the
+    lines after the state file's snapshot, fail their checks. ``kind`` names the failure
+    (``"modified"``, ``"deleted"``, ... as in :func:`keycell.audit.verify`) and ``line``
+    its 1-based line number."""
+
+    kind: str = ""
+    line: int = 0

@@ -351,6 +351,11 @@ impl Writer {
         self.key.epoch()
     }
 
+    /// The fork generation of the process that opened this writer.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.path

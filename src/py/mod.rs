@@ -5,6 +5,7 @@ mod aead;
 mod aead_calls;
 mod args;
 mod asymmetric;
+mod audit;
 mod buffer_in_place;
 mod bytes_like;
 mod ed25519;
@@ -247,6 +248,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_list, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::_keyring_probe, m)?)?;
+    m.add_class::<audit::AuditWriter>()?;
+    m.add_function(wrap_pyfunction!(audit::audit_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_prove, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_verify_inclusion, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())
