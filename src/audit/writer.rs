@@ -294,9 +294,13 @@ impl Writer {
             .ok_or_else(|| AuditError::Invalid("the archive path must name a file".to_owned()))?
             .to_owned();
         if std::fs::symlink_metadata(archive).is_ok() {
-            return Err(AuditError::Invalid(
-                "the archive path already exists".to_owned(),
-            ));
+            return Err(AuditError::File {
+                what: "archive",
+                err: crate::keyfile::FileError::Unusable {
+                    reason: "it already exists".to_owned(),
+                    errno: Some(libc::EEXIST),
+                },
+            });
         }
         self.locked(|w| {
             w.catch_up()?;
