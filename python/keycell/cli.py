@@ -6,7 +6,8 @@ interrupted. Errors go to stderr; secrets never go to stdout unless a flag asks 
 explicitly (``store get --print-secret``).
 
 Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``,
-``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``.
+``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``, ``audit
+verify|prove`` (``keycell.audit`` logs; see ``cli_audit.py``).
 Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
 a ``str``, compared in place and wiped), or from a ``--passphrase-file`` (read by the Rust
 core straight into guarded memory, with the key file checks; one trailing newline is
@@ -27,7 +28,7 @@ from typing import Any
 
 import keycell
 
-from . import __version__
+from . import __version__, cli_audit
 from ._native import KeyStore, Passphrase, SecretKey, compare_digest
 from .doctor import collect, format_report
 from .exceptions import KeycellError, KeyFileError
@@ -354,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(sub)
     _add_keyring(sub)
     _add_otp(sub)
+    cli_audit.register(sub)
     return parser
 
 
