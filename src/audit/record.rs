@@ -20,6 +20,8 @@ use super::json::is_json_value;
 pub const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
 /// The longest line accepted (without its `\n`): 1 MiB.
 pub const MAX_LINE_LEN: usize = 1 << 20;
+/// The start of the `"audit"` body of the last record of a rotated file.
+pub const END_PREFIX: &[u8] = b"{\"type\":\"end\",";
 /// Length of a timestamp `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub const TS_LEN: usize = 27;
 

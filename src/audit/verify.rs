@@ -152,6 +152,7 @@ pub fn verify_file(
         range: CompactRange::new(),
     };
     let mut n: u64 = 0;
+    let mut ended = false;
     let failure = loop {
         let Some((_, line)) = reader.next_line().map_err(io)? else {
             break None;
@@ -221,6 +222,13 @@ pub fn verify_file(
             if !ok {
                 break Some(unauthentic(&mut reader, &st, n, Some(&rec), &l)?);
             }
+            if ended {
+                break Some(fail(
+                    FailureKind::Inserted,
+                    n,
+                    format!("line {n} follows the record that ended this file (it was rotated)"),
+                ));
+            }
             if let Some(f) = authentic_out_of_place(path, &mut reader, &st, n, &rec, &l)? {
                 break Some(f);
             }
@@ -228,6 +236,7 @@ pub fn verify_file(
                 st.key = Some(k);
             }
         }
+        ended = rec.internal && rec.body.starts_with(record::END_PREFIX);
         let leaf = leaf_hash(&l);
         st.range.push(leaf);
         st.last = leaf;

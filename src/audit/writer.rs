@@ -24,7 +24,7 @@ use super::epoch::{EpochKey, MIN_K0_LEN};
 use super::lock::{LockFile, DEFAULT_LOCK_TIMEOUT};
 use super::merkle::{leaf_hash, CompactRange};
 use super::reader::{Line, LineReader};
-use super::record::{self, begin_line, check_body, finish_line};
+use super::record::{self, begin_line, check_body, finish_line, END_PREFIX};
 use super::state::{self, Snapshot, StateError};
 use super::{AuditError, FailureKind};
 
@@ -88,6 +88,12 @@ fn json_str(s: &str) -> String {
     out
 }
 
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// What `open` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repair {
@@ -106,6 +112,8 @@ pub struct Writer {
     timeout: Duration,
     generation: u64,
     line: Vec<u8>,
+    /// The last line read was another writer's "end" record (it rotated the log).
+    ended: bool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -171,6 +179,7 @@ impl Writer {
             timeout: DEFAULT_LOCK_TIMEOUT,
             generation: fork_generation(),
             line: Vec::new(),
+            ended: false,
         };
         let body = format!(
             "{{\"type\":\"genesis\",\"origin\":{},\"version\":1,\"epoch_records\":{},\
@@ -206,6 +215,7 @@ impl Writer {
             timeout: DEFAULT_LOCK_TIMEOUT,
             generation: fork_generation(),
             line: Vec::new(),
+            ended: false,
         };
         let repair = w.catch_up()?;
         Ok((w, repair))
@@ -304,6 +314,11 @@ impl Writer {
         }
         self.locked(|w| {
             w.catch_up()?;
+            // The last line of the old file: writers of other processes that find it
+            // reopen the log's path (no per-append stat needed to notice a rotation).
+            let end = format!("{{\"type\":\"end\",\"next_file\":{}}}", json_str(&file_name(&w.path)));
+            w.maybe_step()?;
+            w.write_record(true, end.as_bytes())?;
             let note = w.signed_note(public, sign)?;
             write_atomic(&checkpoint_path(archive), note.as_bytes(), false).map_err(|err| {
                 AuditError::File {
@@ -447,26 +462,33 @@ impl Writer {
     /// Under the lock: follow a rotation by another writer, then read and check the lines
     /// other writers appended since this one's last write, and repair a torn tail.
     fn catch_up(&mut self) -> Result<Option<Repair>, AuditError> {
-        let fmeta = self
-            .log
-            .metadata()
-            .map_err(|e| AuditError::io("log", "fstat failed", &e))?;
-        let rotated = match std::fs::symlink_metadata(&self.path) {
-            Ok(m) => m.ino() != fmeta.ino() || m.dev() != fmeta.dev(),
-            Err(e) => return Err(AuditError::io("log", "cannot stat it", &e)),
-        };
-        if rotated {
-            self.read_new(fmeta.len())?;
-            self.log = open_log(&self.path, false)?;
+        loop {
+            let meta = self
+                .log
+                .metadata()
+                .map_err(|e| AuditError::io("log", "fstat failed", &e))?;
+            let repair = self.read_new(meta.len())?;
+            if !self.ended {
+                return Ok(repair);
+            }
+            // Another writer rotated: this file ends with its "end" record and the log's
+            // path names the new file, which continues the chain.
+            let log = open_log(&self.path, false)?;
+            let new = log
+                .metadata()
+                .map_err(|e| AuditError::io("log", "fstat failed", &e))?;
+            if new.ino() == meta.ino() && new.dev() == meta.dev() {
+                return Err(AuditError::State(
+                    "the log ends with an \"end\" record but was not replaced: a rotation was \
+                     interrupted; move the file away to start a new one"
+                        .to_owned(),
+                ));
+            }
+            self.log = log;
             self.snap.offset = 0;
             self.snap.range = CompactRange::new();
+            self.ended = false;
         }
-        let size = self
-            .log
-            .metadata()
-            .map_err(|e| AuditError::io("log", "fstat failed", &e))?
-            .len();
-        self.read_new(size)
     }
 
     fn tampered(&self, kind: FailureKind, detail: &str) -> AuditError {
@@ -560,6 +582,7 @@ impl Writer {
             }
             self.snap.epoch_count += 1;
         }
+        self.ended = rec.internal && rec.body.starts_with(END_PREFIX);
         // Lines of an earlier epoch (a writer that had not stepped yet) cannot be checked
         // here: that key is gone. The verifier, which holds K0, checks them.
         let leaf = leaf_hash(l);

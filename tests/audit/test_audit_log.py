@@ -202,17 +202,33 @@ def test_torn_tail_is_repaired_on_open(tmp_path: Path, keys: tuple[SecretKey, Ed
 
 
 def test_on_error_warn_and_raise(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+    import fcntl
+
     k0, signer = keys
     p = tmp_path / "a.log"
     strict = AuditLog.create(p, key=k0, signer=signer, origin="o")
     lenient = AuditLog.open(p, on_error="warn")
-    os.unlink(p)  # every append now fails: the log is gone
-    with pytest.raises(AuditError):
-        strict.append("x")
-    with pytest.warns(AuditWriteWarning, match="not recorded"):
-        assert lenient.append("x") is None
-    with pytest.raises(TypeError):  # a bad event raises in both modes
-        lenient.append(3)  # type: ignore[arg-type]
+    for log in (strict, lenient):
+        log.set_lock_timeout(0.05)
+    # Another writer holds the lock: appends cannot proceed.
+    fd = os.open(str(p) + ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(AuditError, match="lock file"):
+            strict.append("x")
+        with pytest.warns(AuditWriteWarning, match="not recorded"):
+            assert lenient.append("x") is None
+        with pytest.raises(TypeError):  # a bad event raises in both modes
+            lenient.append(3)  # type: ignore[arg-type]
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert lenient.append("y") == 1
+    with pytest.raises(ValueError):
+        lenient.set_lock_timeout(-1)
+    strict.close()
+    lenient.close()
+    assert events(p) == ["y"]
 
 
 def test_closed_log_raises(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
@@ -309,6 +325,29 @@ def test_rotation_continues_the_chain(tmp_path: Path, keys: tuple[SecretKey, Ed2
     assert r.valid and r.first_seq == first.seq
     with pytest.raises(AuditError):
         AuditLog.open(p, signer=signer).rotate(archive)
+
+
+def test_another_writer_follows_a_rotation(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
+    k0, signer = keys
+    p = tmp_path / "a.log"
+    a = AuditLog.create(p, key=k0, signer=signer, origin="o", epoch_records=4)
+    b = AuditLog.open(p, signer=signer)  # its own descriptors, like another process
+    for i in range(5):
+        a.append({"w": "a", "i": i})
+        b.append({"w": "b", "i": i})
+    a.rotate(tmp_path / "a.log.1")
+    b.append({"w": "b", "i": 5})  # lands in the new file, after the rotate record
+    a.append({"w": "a", "i": 5})
+    a.close()
+    b.close()
+    old, new = read_lines(tmp_path / "a.log.1"), read_lines(p)
+    assert b'"type":"end"' in old[-1] and b'"type":"rotate"' in new[0]
+    assert [json.loads(parse(x).body) for x in new[1:]] == [{"w": "b", "i": 5}, {"w": "a", "i": 5}]
+    pub = signer.public_key()
+    assert verify(tmp_path / "a.log.1", key=k0, public_key=pub).valid
+    assert verify(p, key=k0, public_key=pub).valid
 
 
 def test_inclusion_proofs(tmp_path: Path) -> None:
