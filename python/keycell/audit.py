@@ -74,14 +74,27 @@ class AuditWriteWarning(UserWarning):
     not recorded, the program goes on."""
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _encode(event: dict[str, Any] | str) -> bytes:
-    if not isinstance(event, dict | str):
-        raise TypeError(f"an audit event must be a dict or a str, not {type(event).__name__}")
+    """``event`` as compact JSON (what :meth:`AuditLog.append` stores): the Rust encoder
+    writes the same bytes for the plain JSON types; this one handles the rest."""
     try:
-        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(event)
     except ValueError as exc:
         raise ValueError(f"the audit event is not JSON-serialisable: {exc}") from None
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the audit event holds a lone surrogate (not UTF-8)") from None
+
+
+def _append(native: _native.AuditWriter, event: dict[str, Any] | str) -> int:
+    if not isinstance(event, dict | str):
+        raise TypeError(f"an audit event must be a dict or a str, not {type(event).__name__}")
+    seq = native.append_event(event)
+    return native.append(_encode(event)) if seq is None else seq
 
 
 def _check_on_error(on_error: str) -> OnError:
@@ -114,7 +127,7 @@ class AuditLog:
         key: SecretKey,
         signer: Ed25519PrivateKey | None = None,
         origin: str,
-        epoch_records: int = 1000,
+        epoch_records: int = 10_000,
         epoch_seconds: int = 3600,
         on_error: OnError = "raise",
         sync: bool = False,
@@ -167,9 +180,11 @@ class AuditLog:
         so a crash of this process after the return loses nothing. With
         ``on_error="warn"``, a failure warns (:class:`AuditWriteWarning`) and returns
         ``None``; a bad event raises ``TypeError``/``ValueError`` in both modes."""
-        body = _encode(event)
         if self._on_error == "raise":
-            return self._native.append(body)
+            return _append(self._native, event)
+        if not isinstance(event, dict | str):
+            raise TypeError(f"an audit event must be a dict or a str, not {type(event).__name__}")
+        body = _encode(event)  # a bad event raises in both modes
         try:
             return self._native.append(body)
         except (KeycellError, OSError) as exc:

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::audit::writer::Writer;
 use crate::audit::{verify, AuditError};
@@ -107,6 +107,20 @@ impl AuditWriter {
         self.with(py, |w| w.append(body))
     }
 
+    /// Append `event` (a dict or str), encoded in Rust exactly as
+    /// `json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`
+    /// would, for the JSON types (dict with str keys, list, tuple, str, int, float, bool,
+    /// None). Returns the sequence number, or `None` (nothing written) when the event holds
+    /// anything else: the caller then encodes it with `json` and calls `append`.
+    fn append_event(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> Result<Option<u64>> {
+        let mut body = Vec::with_capacity(256);
+        if !write_json(event, &mut body, 0)? {
+            return Ok(None);
+        }
+        let body = &body[..];
+        self.with(py, |w| w.append(body)).map(Some)
+    }
+
     /// Sign a checkpoint of the whole log with `signer` (an `Ed25519PrivateKey`), write it
     /// to `<path>.checkpoint` atomically, start a new epoch; returns the signed note.
     fn checkpoint(&self, signer: &Bound<'_, PyAny>) -> Result<String> {
@@ -187,6 +201,109 @@ impl AuditWriter {
     fn path(&self, py: Python<'_>) -> Result<PathBuf> {
         self.with(py, |w| Ok(w.path().to_owned()))
     }
+}
+
+/// Write `obj` as compact JSON, byte for byte as `json.dumps(obj, ensure_ascii=False,
+/// separators=(",", ":"), allow_nan=False)` does. `Ok(false)` (output unusable) for
+/// anything this does not handle exactly the same way: subclasses, non-str keys,
+/// non-finite floats, strings with lone surrogates, nesting deeper than 100.
+fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<bool> {
+    if depth > 100 {
+        return Ok(false);
+    }
+    if obj.is_none() {
+        out.extend_from_slice(b"null");
+    } else if obj.is_exact_instance_of::<PyBool>() {
+        out.extend_from_slice(if obj.is_truthy()? { b"true" } else { b"false" });
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+        let Ok(text) = s.to_str() else {
+            return Ok(false);
+        };
+        write_json_str(text, out);
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        out.extend_from_slice(obj.str()?.to_str()?.as_bytes());
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        if !f.value().is_finite() {
+            return Ok(false);
+        }
+        out.extend_from_slice(obj.repr()?.to_str()?.as_bytes());
+    } else if let Ok(d) = obj.cast_exact::<PyDict>() {
+        out.push(b'{');
+        for (i, (k, v)) in d.iter().enumerate() {
+            let Ok(k) = k.cast_exact::<PyString>() else {
+                return Ok(false);
+            };
+            let Ok(key) = k.to_str() else {
+                return Ok(false);
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_str(key, out);
+            out.push(b':');
+            if !write_json(&v, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        out.push(b'}');
+    } else if let Ok(l) = obj.cast_exact::<PyList>() {
+        out.push(b'[');
+        for (i, v) in l.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if !write_json(&v, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        out.push(b']');
+    } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        out.push(b'[');
+        for (i, v) in t.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if !write_json(&v, out, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        out.push(b']');
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// A JSON string as `json.dumps(..., ensure_ascii=False)` writes it.
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &c in s.as_bytes() {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            c if c < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+/// The JSON encoding of `event` as `AuditWriter.append_event` writes it, or `None` when
+/// it would fall back to Python's `json` (for tests).
+#[pyfunction]
+pub fn _audit_encode<'py>(py: Python<'py>, event: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let mut out = Vec::new();
+    Ok(write_json(event, &mut out, 0)?.then(|| PyBytes::new(py, &out)))
 }
 
 fn w_generation(w: &Writer) -> u64 {

@@ -252,6 +252,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(audit::audit_verify, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_prove, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_verify_inclusion, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::_audit_encode, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())

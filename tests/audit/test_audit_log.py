@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from audit_support import epoch_key, events, leaf, make_log, mth, parse, read_lines, verify_note
 
 import keycell
@@ -388,3 +390,46 @@ def test_fork_child_cannot_append(tmp_path: Path, keys: tuple[SecretKey, Ed25519
     log.append("parent")
     log.close()
     assert events(p) == ["parent"]
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+def test_rust_encoder_matches_json_dumps(value: object) -> None:
+    from keycell import _native
+
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        want: bytes | None = expected.encode("utf-8")
+    except UnicodeEncodeError:
+        want = None  # a lone surrogate: the Rust encoder leaves it to Python (which refuses)
+    assert _native._audit_encode(value) == want
+
+
+def test_events_the_rust_encoder_leaves_to_json(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    k0, signer = keys
+    p = tmp_path / "a.log"
+    with AuditLog.create(p, key=k0, signer=signer, origin="o") as log:
+        log.append({1: "int key", None: "none key", "t": (1, 2), "e": Color.RED})
+        with pytest.raises(ValueError, match="surrogate"):
+            log.append({"s": "\ud800"})
+        with pytest.raises(ValueError):
+            log.append({"x": float("inf")})
+    assert events(p) == [{"1": "int key", "null": "none key", "t": [1, 2], "e": 1}]
