@@ -83,13 +83,46 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// The first `\n` in `s`: eight bytes at a time (a word has a zero byte after XOR with
+/// `0x0a0a...` exactly when it holds a newline), then byte by byte in that word.
 fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| c == b'\n')
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        let x = u64::from_le_bytes(w) ^ NL;
+        if x.wrapping_sub(LO) & !x & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| c == b'\n').map(|p| p + i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memchr_finds_the_first_newline() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut v = vec![b'x'; len];
+                if at < len {
+                    v[at] = b'\n';
+                    if at + 3 < len {
+                        v[at + 3] = b'\n';
+                    }
+                }
+                let want = v.iter().position(|&c| c == b'\n');
+                assert_eq!(memchr(&v), want, "{len} {at}");
+            }
+        }
+        assert_eq!(memchr(&[0x8a, 0x0b, 0x09, 0xff, 0, 0, 0, 0, 0x0a]), Some(8));
+    }
 
     #[test]
     fn lines_torn_and_overlong() {
