@@ -445,3 +445,52 @@ pub fn prove(path: &Path, line: u64, size: u64) -> Result<(Vec<u8>, Hash, Vec<Ha
     let proof = partial.iter().map(CompactRange::root).collect();
     Ok((target.clone(), leaf_hash(&target), proof, all.root()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::writer::{checkpoint_path, Writer};
+    use crate::crypto::ed25519::PrivateKey;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("keycell-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn writer_and_verifier_agree_and_mutations_are_classified() {
+        let d = temp_dir("verify");
+        let path = d.join("a.log");
+        let k0 = [5u8; 32];
+        let sk = PrivateKey::from_seed(&[1u8; 32]).expect("key");
+        let public = *sk.public().as_bytes();
+        let mut w = Writer::create(&path, &k0, "t/log", 4, 3600, false).expect("create");
+        for i in 0..20 {
+            w.append(format!("{{\"i\":{i}}}").as_bytes()).expect("append");
+        }
+        w.checkpoint(&public, |b| Ok(sk.sign(b)?)).expect("checkpoint");
+        assert!(w.append(b"{\"a\":\n1}").is_err());
+        drop(w);
+        let cp = std::fs::read(checkpoint_path(&path)).expect("cp");
+        let good = std::fs::read(&path).expect("log");
+        let run = |data: &[u8], key: &[u8]| {
+            std::fs::write(&path, data).expect("write");
+            verify_file(&path, key, sk.public(), Some(&cp)).expect("verify")
+        };
+        let r = run(&good, &k0);
+        assert!(r.failure.is_none(), "{:?}", r.failure);
+        assert_eq!((r.lines, r.epochs, r.checkpoint.map(|c| c.size)), (21, 6, Some(21)));
+        let kind = |r: Report| r.failure.map(|f| (f.kind, f.line));
+        let mut flipped = good.clone();
+        let at = good.len() / 2;
+        flipped[at] ^= 1;
+        assert!(matches!(kind(run(&flipped, &k0)), Some((FailureKind::Modified, _))));
+        let cut = &good[..good.len() - 5];
+        assert_eq!(kind(run(cut, &k0)), Some((FailureKind::Truncated, 21)));
+        assert_eq!(kind(run(&good, &[6u8; 32])), Some((FailureKind::WrongKey, 1)));
+        assert!(verify_file(&path, &[1u8; 16], sk.public(), None).is_err());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
