@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -47,7 +46,9 @@ def handler(records: int = 5000, rounds: int = 11) -> dict[str, float]:
     d = Path(tempfile.mkdtemp(prefix="keycell-bench-"))
     try:
         log = AuditLog.create(
-            d / "audit.log", key=SecretKey.generate(32), signer=Ed25519PrivateKey.generate(),
+            d / "audit.log",
+            key=SecretKey.generate(32),
+            signer=Ed25519PrivateKey.generate(),
             origin="bench.example/audit",
         )
         fh = logging.FileHandler(d / "plain.log")
@@ -84,7 +85,9 @@ def handler(records: int = 5000, rounds: int = 11) -> dict[str, float]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def build_log(path: Path, size_bytes: int, payload: int) -> tuple[SecretKey, Ed25519PrivateKey, int]:
+def build_log(
+    path: Path, size_bytes: int, payload: int
+) -> tuple[SecretKey, Ed25519PrivateKey, int]:
     """Append events with a ``payload``-byte field until the log reaches ``size_bytes``."""
     k0, signer = SecretKey.generate(32), Ed25519PrivateKey.generate()
     filler = "x" * payload
@@ -110,7 +113,7 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 r = verify(sys.argv[1], key=k0, public_key=pub)
 dt = time.perf_counter() - t
-print(json.dumps({"valid": r.valid, "records": r.records, "bytes": r.bytes, "seconds": dt,
+print(json.dumps({"valid": r.valid, "records": r.records, "bytes": r.byte_count, "seconds": dt,
                   "rss_before_kib": base,
                   "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
@@ -130,7 +133,10 @@ def verify_throughput(size_mb: int, payload: int) -> dict[str, float]:
         pub.write_bytes(signer.public_key().public_bytes_pem())
         out = subprocess.run(
             [sys.executable, "-c", CHILD, str(path), str(key_file), str(pub)],
-            capture_output=True, text=True, check=True, timeout=3600,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=3600,
         )
         r = json.loads(out.stdout)
         assert r["valid"], "the benchmark log must verify"
@@ -173,8 +179,11 @@ def report(sections: tuple[str, ...] = ("handler", "verify"), size_mb: int = 102
             "|---|---|---|---|---|---|",
         ]
         for size, payload in ((size_mb, 800), (max(16, size_mb // 8), 20)):
-            print(f"audit: building and verifying a {size} MiB log ({payload}-byte payloads)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"audit: building and verifying a {size} MiB log ({payload}-byte payloads)",
+                file=sys.stderr,
+                flush=True,
+            )
             v = verify_throughput(size, payload)
             lines.append(
                 f"| {v['size_mb']:.0f} MiB, ~{v['size_mb'] * MIB / v['records']:.0f} B/line | "

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keycell
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as PycaPublic
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-import keycell
 from keycell import Ed25519PrivateKey, SecretKey
 from keycell.audit import AuditLog
 
@@ -69,7 +68,8 @@ def parse(line: bytes) -> Parsed:
     """Parse a record line (without ``\\n``) with regular expressions."""
     m = RECORD.match(line)
     s = MAC_SUFFIX.search(line)
-    assert m and s, line
+    assert m, line
+    assert s, line
     return Parsed(
         seq=int(m.group(1)),
         epoch=int(m.group(2)),
@@ -90,7 +90,9 @@ def remac(line: bytes, key: bytes) -> bytes:
 
 def set_prev(line: bytes, prev: bytes) -> bytes:
     """``line`` with its ``prev`` field replaced (MAC not updated)."""
-    return re.sub(rb'"prev":"[0-9a-f]{64}"', b'"prev":"' + prev.hex().encode() + b'"', line, count=1)
+    return re.sub(
+        rb'"prev":"[0-9a-f]{64}"', b'"prev":"' + prev.hex().encode() + b'"', line, count=1
+    )
 
 
 def set_epoch(line: bytes, epoch: int) -> bytes:

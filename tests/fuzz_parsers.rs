@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use _native::audit::{checkpoint as audit_cp, json as audit_json, record as audit_record};
 use _native::audit::{state as audit_state, verify as audit_verify, writer::Writer};
 use _native::crypto::argon2::Argon2Params;
-use _native::crypto::ed25519::PrivateKey;
 use _native::crypto::curve::Algorithm;
+use _native::crypto::ed25519::PrivateKey;
 use _native::crypto::pkcs8;
 use _native::encoding;
 use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
@@ -553,12 +553,14 @@ fn audit_corpus(dir: &Path) -> Vec<Vec<u8>> {
     let path = dir.join("corpus.log");
     let sk = PrivateKey::from_seed(&[7u8; 32]).expect("key");
     let public = *sk.public().as_bytes();
-    let mut w = Writer::create(&path, &AUDIT_K0, "fuzz.example/log", 3, 3600, false).expect("create");
+    let mut w =
+        Writer::create(&path, &AUDIT_K0, "fuzz.example/log", 3, 3600, false).expect("create");
     for i in 0..8 {
         let body = format!("{{\"i\":{i},\"s\":\"a\\nb \u{e9}\",\"l\":[1,2.5,null,true]}}");
         w.append(body.as_bytes()).expect("append");
         if i == 4 {
-            w.checkpoint(&public, |b| Ok(sk.sign(b)?)).expect("checkpoint");
+            w.checkpoint(&public, |b| Ok(sk.sign(b)?))
+                .expect("checkpoint");
         }
     }
     w.save_state().expect("state");
@@ -598,7 +600,11 @@ fn target_audit_parsers(d: &[u8]) -> usize {
     if let Ok((snap, key)) = audit_state::decode(d) {
         accepted += 1;
         let again = audit_state::encode(&snap, &key).expect("encode");
-        assert_eq!(again.bytes().expect("bytes"), d, "state file did not round-trip");
+        assert_eq!(
+            again.bytes().expect("bytes"),
+            d,
+            "state file did not round-trip"
+        );
     }
     accepted
 }
@@ -623,7 +629,10 @@ fn target_audit_verify(dir: &Path, d: &[u8]) -> usize {
             assert!(d.ends_with(b"\n"));
             assert!(audit_record::parse(d.split(|&c| c == b'\n').next().expect("line")).is_ok());
         } else if let Some(f) = &r.failure {
-            assert!(f.line <= r.lines + 1, "failure line beyond the verified prefix");
+            assert!(
+                f.line <= r.lines + 1,
+                "failure line beyond the verified prefix"
+            );
         }
     }
     accepted
@@ -712,8 +721,14 @@ fn fuzz_parsers() {
     total += run("store", &stores, &mut rng, target_store);
     let audit = audit_corpus(&dir);
     total += run("audit parsers", &audit, &mut rng, target_audit_parsers);
-    let logs: Vec<Vec<u8>> = audit.iter().filter(|c| c.starts_with(b"{\"seq\":0,")).cloned().collect();
-    total += run("audit verify", &logs, &mut rng, |d| target_audit_verify(&dir, d));
+    let logs: Vec<Vec<u8>> = audit
+        .iter()
+        .filter(|c| c.starts_with(b"{\"seq\":0,"))
+        .cloned()
+        .collect();
+    total += run("audit verify", &logs, &mut rng, |d| {
+        target_audit_verify(&dir, d)
+    });
     std::fs::remove_dir_all(&dir).expect("cleanup");
     println!("fuzz total: {total} iterations, no findings");
 }

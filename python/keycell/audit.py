@@ -39,12 +39,12 @@ from ._native import Ed25519PrivateKey, Ed25519PublicKey, SecretKey
 from .exceptions import AuditError, AuditTamperedError, KeycellError
 
 __all__ = [
+    "FAILURE_KINDS",
     "AuditError",
     "AuditHandler",
     "AuditLog",
     "AuditTamperedError",
     "AuditWriteWarning",
-    "FAILURE_KINDS",
     "InclusionProof",
     "VerifyResult",
     "prove",
@@ -114,7 +114,9 @@ class AuditLog:
 
     __slots__ = ("_native", "_on_error", "_signer")
 
-    def __init__(self, native: _native.AuditWriter, signer: Ed25519PrivateKey | None, on_error: str):
+    def __init__(
+        self, native: _native.AuditWriter, signer: Ed25519PrivateKey | None, on_error: str
+    ):
         self._native = native
         self._signer = signer
         self._on_error = _check_on_error(on_error)
@@ -269,9 +271,7 @@ class AuditLog:
 
 def _check_signer(signer: object) -> None:
     if signer is not None and not isinstance(signer, Ed25519PrivateKey):
-        raise TypeError(
-            f"signer must be a keycell.Ed25519PrivateKey, not {type(signer).__name__}"
-        )
+        raise TypeError(f"signer must be a keycell.Ed25519PrivateKey, not {type(signer).__name__}")
 
 
 class AuditHandler(logging.Handler):
@@ -303,7 +303,7 @@ class AuditHandler(logging.Handler):
 class VerifyResult:
     """What :func:`verify` found.
 
-    ``valid`` is true when every line verified (and the checkpoint, if any, signed and
+    ``byte_count`` is the size of the lines that verified. ``valid`` is true when every line verified (and the checkpoint, if any, signed and
     matched). Otherwise ``kind`` (one of :data:`FAILURE_KINDS`) and ``line`` (1-based;
     ``0`` for the checkpoint itself) describe the first failure and ``detail`` explains
     it. ``records`` counts the lines that verified before it.
@@ -311,7 +311,7 @@ class VerifyResult:
 
     valid: bool
     records: int
-    bytes: int
+    byte_count: int
     epochs: int
     first_seq: int | None
     last_seq: int | None
@@ -333,7 +333,7 @@ class VerifyResult:
             "valid": self.valid,
             "tampered": self.tampered,
             "records": self.records,
-            "bytes": self.bytes,
+            "bytes": self.byte_count,
             "epochs": self.epochs,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
@@ -387,7 +387,7 @@ def verify(
     return VerifyResult(
         valid=r["valid"],
         records=r["records"],
-        bytes=r["bytes"],
+        byte_count=r["bytes"],
         epochs=r["epochs"],
         first_seq=r["first_seq"],
         last_seq=r["last_seq"],
@@ -402,11 +402,12 @@ def verify(
 
 @dataclass(frozen=True)
 class InclusionProof:
-    """An RFC 6962 inclusion proof of one line in the first ``size`` lines of a log."""
+    """An RFC 6962 inclusion proof of line ``line`` (1-based; its bytes: ``record``) in
+    the first ``size`` lines of a log."""
 
     line: int
     size: int
-    bytes: bytes
+    record: bytes
     leaf_hash: bytes
     proof: list[bytes]
     root: bytes
@@ -415,7 +416,11 @@ class InclusionProof:
         """Check the proof against ``root`` (default: the root it was made for), without
         the log: e.g. against the root of a signed checkpoint of ``size`` lines."""
         return _native.audit_verify_inclusion(
-            self.leaf_hash, self.line - 1, self.size, self.proof, self.root if root is None else root
+            self.leaf_hash,
+            self.line - 1,
+            self.size,
+            self.proof,
+            self.root if root is None else root,
         )
 
 
@@ -432,7 +437,7 @@ def prove(path: str | os.PathLike[str], line: int, size: int | None = None) -> I
     return InclusionProof(
         line=r["line"],
         size=r["size"],
-        bytes=r["bytes"],
+        record=r["bytes"],
         leaf_hash=r["leaf_hash"],
         proof=list(r["proof"]),
         root=r["root"],

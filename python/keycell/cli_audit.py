@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from . import audit
 from ._native import Ed25519PublicKey, SecretKey
@@ -45,7 +45,10 @@ def register(sub: Any) -> None:
     v.add_argument("path", metavar="PATH", help="the log")
     v.add_argument("--key-file", required=True, metavar="K0", help="the verification key K0")
     v.add_argument(
-        "--public-key", required=True, metavar="PUB.pem", help="the checkpoint signer's public key (PEM)"
+        "--public-key",
+        required=True,
+        metavar="PUB.pem",
+        help="the checkpoint signer's public key (PEM)",
     )
     cp = v.add_mutually_exclusive_group()
     cp.add_argument(
@@ -86,7 +89,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             public = Ed25519PublicKey.from_pem(f.read())
     except (KeycellError, OSError, ValueError) as exc:
         return _usage(f"cannot read the public key: {exc}")
-    checkpoint: str | bool | None = False if args.no_checkpoint else args.checkpoint
+    checkpoint: str | Literal[False] | None = False if args.no_checkpoint else args.checkpoint
     try:
         with key:
             result = audit.verify(args.path, key=key, public_key=public, checkpoint=checkpoint)
@@ -115,20 +118,21 @@ def _cmd_prove(args: argparse.Namespace) -> int:
         proof = audit.prove(args.path, args.line, args.size)
     except (KeycellError, OSError, ValueError) as exc:
         return _usage(str(exc))
-    doc = {
+    hashes = [h.hex() for h in proof.proof]
+    doc: dict[str, Any] = {
         "line": proof.line,
         "index": proof.line - 1,
         "size": proof.size,
         "leaf_hash": proof.leaf_hash.hex(),
-        "proof": [h.hex() for h in proof.proof],
+        "proof": hashes,
         "root": proof.root.hex(),
-        "record": proof.bytes.decode("utf-8", "replace"),
+        "record": proof.record.decode("utf-8", "replace"),
     }
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"line {proof.line} of {proof.size}: leaf {doc['leaf_hash']}")
-        for i, h in enumerate(doc["proof"]):
+        for i, h in enumerate(hashes):
             print(f"  proof[{i}] {h}")
         print(f"root {doc['root']}")
     return EXIT_VALID

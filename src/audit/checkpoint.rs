@@ -75,7 +75,10 @@ pub fn b64(data: &[u8]) -> String {
 
 /// Decode canonical padded base64 (no whitespace, re-encodes to the same text).
 pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    if text.bytes().any(|c| !(c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')) {
+    if text
+        .bytes()
+        .any(|c| !(c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'='))
+    {
         return None;
     }
     let n = base64_decoded_len(text.as_bytes()).ok()?;
@@ -113,7 +116,9 @@ pub fn note(origin: &str, size: u64, root: &Hash, public: &[u8; 32], sig: &[u8; 
 /// Split a signed note into its body and its signature lines `(name, key hash, signature)`
 /// and parse the body as a checkpoint.
 #[allow(clippy::type_complexity)]
-pub fn parse(text: &[u8]) -> Result<(Checkpoint, &[u8], Vec<(String, [u8; 4], Vec<u8>)>), CheckpointError> {
+pub fn parse(
+    text: &[u8],
+) -> Result<(Checkpoint, &[u8], Vec<(String, [u8; 4], Vec<u8>)>), CheckpointError> {
     use CheckpointError::Malformed;
     if text.len() > MAX_CHECKPOINT_LEN {
         return Err(Malformed("too long"));
@@ -122,7 +127,9 @@ pub fn parse(text: &[u8]) -> Result<(Checkpoint, &[u8], Vec<(String, [u8; 4], Ve
     if !s.ends_with('\n') {
         return Err(Malformed("does not end with a newline"));
     }
-    let split = s.find("\n\n").ok_or(Malformed("no blank line before the signatures"))?;
+    let split = s
+        .find("\n\n")
+        .ok_or(Malformed("no blank line before the signatures"))?;
     let body_text = &s[..split + 1];
     let sig_text = &s[split + 2..];
     let mut lines = body_text.lines();

@@ -80,7 +80,10 @@ impl EpochKey {
 
     /// The key of the next epoch. `self` stays valid; drop it to destroy it.
     pub fn next(&self) -> Result<EpochKey, MemoryError> {
-        let epoch = self.epoch.checked_add(1).ok_or(MemoryError::InvalidLength { len: 0 })?;
+        let epoch = self
+            .epoch
+            .checked_add(1)
+            .ok_or(MemoryError::InvalidLength { len: 0 })?;
         Ok(EpochKey {
             epoch,
             key: derive(self.key.bytes()?, epoch)?,

@@ -81,7 +81,10 @@ pub enum AuditError {
     /// The memory layer failed (including use in a fork child).
     Memory(MemoryError),
     /// Another writer held the lock past the deadline.
-    Busy { lock_path: PathBuf, timeout: Duration },
+    Busy {
+        lock_path: PathBuf,
+        timeout: Duration,
+    },
     /// The log is not what this writer expects: tampering found while appending or opening.
     Tampered {
         line: u64,

@@ -139,7 +139,13 @@ mod tests {
         let at = 5 + MAX_LINE_LEN as u64 + 6;
         assert_eq!(
             r.next_line().expect("io"),
-            Some((at, Line::Torn { bytes: b"end", len: 3 }))
+            Some((
+                at,
+                Line::Torn {
+                    bytes: b"end",
+                    len: 3
+                }
+            ))
         );
         assert_eq!(r.next_line().expect("io"), None);
         assert_eq!(r.offset, data.len() as u64);

@@ -160,7 +160,10 @@ pub fn read(path: &Path) -> Result<(Snapshot, EpochKey), StateError> {
     decode(buf.bytes()?)
 }
 
-fn field<'a>(lines: &mut impl Iterator<Item = &'a [u8]>, name: &str) -> Result<&'a str, StateError> {
+fn field<'a>(
+    lines: &mut impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Result<&'a str, StateError> {
     let line = lines.next().ok_or(StateError::Malformed("missing field"))?;
     let s = std::str::from_utf8(line).map_err(|_| StateError::Malformed("not UTF-8"))?;
     if s == name {
@@ -255,11 +258,10 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::merkle::leaf_hash;
+    use super::*;
 
     #[test]
     fn round_trip() {

@@ -87,7 +87,11 @@ struct State<'k> {
 impl State<'_> {
     /// Whether `rec`'s MAC verifies under the key of its epoch; `Some(key)` when that key is
     /// the next one (to keep if the line is accepted).
-    fn mac_ok(&self, rec: &Record<'_>, line: &[u8]) -> Result<(bool, Option<EpochKey>), AuditError> {
+    fn mac_ok(
+        &self,
+        rec: &Record<'_>,
+        line: &[u8],
+    ) -> Result<(bool, Option<EpochKey>), AuditError> {
         let signed = &line[..rec.signed_len];
         match &self.key {
             Some(k) if k.epoch() == rec.epoch => Ok((k.check(signed, &rec.mac)?, None)),
@@ -135,7 +139,10 @@ pub fn verify_file(
         )));
     }
     let mut report = Report::default();
-    let cp = match checkpoint.map(|c| checkpoint::verify(c, public)).transpose() {
+    let cp = match checkpoint
+        .map(|c| checkpoint::verify(c, public))
+        .transpose()
+    {
         Ok(cp) => cp,
         Err(CheckpointError::BadSignature(m)) => {
             report.failure = Some(fail(FailureKind::BadCheckpointSignature, 0, m));
@@ -379,14 +386,15 @@ fn authentic_out_of_place<R: std::io::Read>(
         )));
     }
     let leaf = leaf_hash(l);
-    if rec.seq < st.expected {
-        if leaf == st.last || appears_before(path, n, &leaf)? {
-            return Ok(Some(fail(
-                FailureKind::Duplicated,
-                n,
-                format!("line {n} repeats the record with sequence number {}", rec.seq),
-            )));
-        }
+    if rec.seq < st.expected && (leaf == st.last || appears_before(path, n, &leaf)?) {
+        return Ok(Some(fail(
+            FailureKind::Duplicated,
+            n,
+            format!(
+                "line {n} repeats the record with sequence number {}",
+                rec.seq
+            ),
+        )));
     }
     Ok(Some(fail(
         FailureKind::Inserted,
@@ -412,7 +420,11 @@ fn appears_before(path: &Path, n: u64, leaf: &Hash) -> Result<bool, AuditError> 
 /// An inclusion proof of line `line` (1-based) in the first `size` lines of the log at
 /// `path`: the line's bytes, its leaf hash, the proof hashes and the root. One pass, memory
 /// `O(log size)`.
-pub fn prove(path: &Path, line: u64, size: u64) -> Result<(Vec<u8>, Hash, Vec<Hash>, Hash), AuditError> {
+pub fn prove(
+    path: &Path,
+    line: u64,
+    size: u64,
+) -> Result<(Vec<u8>, Hash, Vec<Hash>, Hash), AuditError> {
     if line == 0 || line > size {
         return Err(AuditError::Invalid(
             "the line must be between 1 and the tree size".to_owned(),
@@ -468,9 +480,11 @@ mod tests {
         let public = *sk.public().as_bytes();
         let mut w = Writer::create(&path, &k0, "t/log", 4, 3600, false).expect("create");
         for i in 0..20 {
-            w.append(format!("{{\"i\":{i}}}").as_bytes()).expect("append");
+            w.append(format!("{{\"i\":{i}}}").as_bytes())
+                .expect("append");
         }
-        w.checkpoint(&public, |b| Ok(sk.sign(b)?)).expect("checkpoint");
+        w.checkpoint(&public, |b| Ok(sk.sign(b)?))
+            .expect("checkpoint");
         assert!(w.append(b"{\"a\":\n1}").is_err());
         drop(w);
         let cp = std::fs::read(checkpoint_path(&path)).expect("cp");
@@ -481,15 +495,24 @@ mod tests {
         };
         let r = run(&good, &k0);
         assert!(r.failure.is_none(), "{:?}", r.failure);
-        assert_eq!((r.lines, r.epochs, r.checkpoint.map(|c| c.size)), (21, 6, Some(21)));
+        assert_eq!(
+            (r.lines, r.epochs, r.checkpoint.map(|c| c.size)),
+            (21, 6, Some(21))
+        );
         let kind = |r: Report| r.failure.map(|f| (f.kind, f.line));
         let mut flipped = good.clone();
         let at = good.len() / 2;
         flipped[at] ^= 1;
-        assert!(matches!(kind(run(&flipped, &k0)), Some((FailureKind::Modified, _))));
+        assert!(matches!(
+            kind(run(&flipped, &k0)),
+            Some((FailureKind::Modified, _))
+        ));
         let cut = &good[..good.len() - 5];
         assert_eq!(kind(run(cut, &k0)), Some((FailureKind::Truncated, 21)));
-        assert_eq!(kind(run(&good, &[6u8; 32])), Some((FailureKind::WrongKey, 1)));
+        assert_eq!(
+            kind(run(&good, &[6u8; 32])),
+            Some((FailureKind::WrongKey, 1))
+        );
         assert!(verify_file(&path, &[1u8; 16], sk.public(), None).is_err());
         std::fs::remove_dir_all(&d).expect("cleanup");
     }

@@ -118,7 +118,12 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Writer({:?}, {} lines)", self.path, self.snap.range.size())
+        write!(
+            f,
+            "Writer({:?}, {} lines)",
+            self.path,
+            self.snap.range.size()
+        )
     }
 }
 
@@ -246,7 +251,10 @@ impl Writer {
     }
 
     /// Run `f` under the lock.
-    fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, AuditError>) -> Result<T, AuditError> {
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
         let lock = Arc::clone(&self.lock);
         let _held = lock.lock(self.timeout)?;
         f(self)
@@ -282,7 +290,11 @@ impl Writer {
         public: &[u8; 32],
         sign: impl FnOnce(&[u8]) -> Result<[u8; 64], AuditError>,
     ) -> Result<String, AuditError> {
-        let (origin, size, root) = (&self.snap.origin, self.snap.range.size(), self.snap.range.root());
+        let (origin, size, root) = (
+            &self.snap.origin,
+            self.snap.range.size(),
+            self.snap.range.root(),
+        );
         let sig = sign(checkpoint::body(origin, size, &root).as_bytes())?;
         Ok(checkpoint::note(origin, size, &root, public, &sig))
     }
@@ -316,7 +328,10 @@ impl Writer {
             w.catch_up()?;
             // The last line of the old file: writers of other processes that find it
             // reopen the log's path (no per-append stat needed to notice a rotation).
-            let end = format!("{{\"type\":\"end\",\"next_file\":{}}}", json_str(&file_name(&w.path)));
+            let end = format!(
+                "{{\"type\":\"end\",\"next_file\":{}}}",
+                json_str(&file_name(&w.path))
+            );
             w.maybe_step()?;
             w.write_record(true, end.as_bytes())?;
             let note = w.signed_note(public, sign)?;
@@ -433,7 +448,15 @@ impl Writer {
         let (ts, _) = record::now();
         let seq = self.snap.next_seq;
         let mut line = std::mem::take(&mut self.line);
-        begin_line(&mut line, seq, &ts, self.key.epoch(), &self.snap.last, internal, body);
+        begin_line(
+            &mut line,
+            seq,
+            &ts,
+            self.key.epoch(),
+            &self.snap.last,
+            internal,
+            body,
+        );
         let mac = self.key.mac(&line)?;
         finish_line(&mut line, &mac);
         let leaf = leaf_hash(&line);
@@ -515,7 +538,10 @@ impl Writer {
             .map_err(|e| AuditError::io("log", "dup failed", &e))?;
         f.seek(SeekFrom::Start(self.snap.offset))
             .map_err(|e| AuditError::io("log", "seek failed", &e))?;
-        let mut reader = LineReader::new(std::io::Read::take(f, size - self.snap.offset), self.snap.offset);
+        let mut reader = LineReader::new(
+            std::io::Read::take(f, size - self.snap.offset),
+            self.snap.offset,
+        );
         let mut torn = None;
         loop {
             let next = reader

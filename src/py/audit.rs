@@ -43,7 +43,11 @@ impl AuditWriter {
     fn with_signer<T>(
         &self,
         signer: &Bound<'_, PyAny>,
-        f: impl FnOnce(&mut Writer, &[u8; 32], &crate::crypto::ed25519::PrivateKey) -> std::result::Result<T, AuditError>,
+        f: impl FnOnce(
+            &mut Writer,
+            &[u8; 32],
+            &crate::crypto::ed25519::PrivateKey,
+        ) -> std::result::Result<T, AuditError>,
     ) -> Result<T> {
         let signer = handle::<Ed25519PrivateKey>(signer, "signer", "Ed25519PrivateKey", "")?;
         let sk = signer.get();
@@ -103,6 +107,7 @@ impl AuditWriter {
 
     /// Append one event, given as the UTF-8 bytes of one JSON value without line breaks.
     /// Returns its sequence number once the line is in the file.
+    #[pyo3(signature = (body, /))]
     fn append(&self, py: Python<'_>, body: &[u8]) -> Result<u64> {
         self.with(py, |w| w.append(body))
     }
@@ -112,6 +117,7 @@ impl AuditWriter {
     /// would, for the JSON types (dict with str keys, list, tuple, str, int, float, bool,
     /// None). Returns the sequence number, or `None` (nothing written) when the event holds
     /// anything else: the caller then encodes it with `json` and calls `append`.
+    #[pyo3(signature = (event, /))]
     fn append_event(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> Result<Option<u64>> {
         let mut body = Vec::with_capacity(256);
         if !write_json(event, &mut body, 0)? {
@@ -123,6 +129,7 @@ impl AuditWriter {
 
     /// Sign a checkpoint of the whole log with `signer` (an `Ed25519PrivateKey`), write it
     /// to `<path>.checkpoint` atomically, start a new epoch; returns the signed note.
+    #[pyo3(signature = (signer, /))]
     fn checkpoint(&self, signer: &Bound<'_, PyAny>) -> Result<String> {
         self.with_signer(signer, |w, public, sk| {
             w.checkpoint(public, |body| Ok(sk.sign(body)?))
@@ -130,6 +137,7 @@ impl AuditWriter {
     }
 
     /// Rotate the log to `archive` (see `keycell.audit.AuditLog.rotate`).
+    #[pyo3(signature = (archive, signer, /))]
     fn rotate(&self, archive: PathBuf, signer: &Bound<'_, PyAny>) -> Result<String> {
         self.with_signer(signer, |w, public, sk| {
             w.rotate(&archive, public, |body| Ok(sk.sign(body)?))
@@ -150,9 +158,12 @@ impl AuditWriter {
     }
 
     /// Set how long (seconds) appends wait for another writer's lock.
+    #[pyo3(signature = (seconds, /))]
     fn set_lock_timeout(&self, py: Python<'_>, seconds: f64) -> Result<()> {
         if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(Error::Value("lock_timeout must be a non-negative number".to_owned()));
+            return Err(Error::Value(
+                "lock_timeout must be a non-negative number".to_owned(),
+            ));
         }
         self.with(py, |w| {
             w.set_lock_timeout(std::time::Duration::from_secs_f64(seconds));
@@ -163,7 +174,10 @@ impl AuditWriter {
     /// True once `close()` ran.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Bytes of a torn tail `open()` cut off and recorded, or `None`.
@@ -301,7 +315,11 @@ fn write_json_str(s: &str, out: &mut Vec<u8>) {
 /// The JSON encoding of `event` as `AuditWriter.append_event` writes it, or `None` when
 /// it would fall back to Python's `json` (for tests).
 #[pyfunction]
-pub fn _audit_encode<'py>(py: Python<'py>, event: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+#[pyo3(signature = (event, /))]
+pub fn _audit_encode<'py>(
+    py: Python<'py>,
+    event: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let mut out = Vec::new();
     Ok(write_json(event, &mut out, 0)?.then(|| PyBytes::new(py, &out)))
 }
@@ -364,7 +382,12 @@ pub fn audit_verify<'py>(
 /// a dict with the line's bytes, its leaf index and hash, the proof hashes and the root.
 #[pyfunction]
 #[pyo3(signature = (path, line, size))]
-pub fn audit_prove(py: Python<'_>, path: PathBuf, line: u64, size: u64) -> Result<Bound<'_, PyDict>> {
+pub fn audit_prove(
+    py: Python<'_>,
+    path: PathBuf,
+    line: u64,
+    size: u64,
+) -> Result<Bound<'_, PyDict>> {
     let (bytes, leaf, proof, root) = py.detach(|| verify::prove(&path, line, size))?;
     let d = PyDict::new(py);
     d.set_item("line", line)?;

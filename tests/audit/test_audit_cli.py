@@ -40,11 +40,15 @@ def test_valid_log(log: Log, files: tuple[str, str]) -> None:
     k, pub = files
     p = run("verify", str(log.path), "--key-file", k, "--public-key", pub)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("valid: 21 records") and "checkpoint of 21 lines" in p.stdout
+    assert p.stdout.startswith("valid: 21 records")
+    assert "checkpoint of 21 lines" in p.stdout
     p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
     doc = json.loads(p.stdout)
-    assert p.returncode == 0 and doc["valid"] and doc["failure"] is None
-    assert doc["records"] == 21 and doc["checkpoint_size"] == 21
+    assert p.returncode == 0
+    assert doc["valid"]
+    assert doc["failure"] is None
+    assert doc["records"] == 21
+    assert doc["checkpoint_size"] == 21
 
 
 def test_tampered_log(log: Log, files: tuple[str, str]) -> None:
@@ -56,9 +60,11 @@ def test_tampered_log(log: Log, files: tuple[str, str]) -> None:
     doc = json.loads(p.stdout)
     assert p.returncode == 1
     assert doc["failure"] == {"kind": "deleted", "line": 6, "detail": doc["failure"]["detail"]}
-    assert doc["tampered"] and not doc["valid"]
+    assert doc["tampered"]
+    assert not doc["valid"]
     p = run("verify", str(log.path), "--key-file", k, "--public-key", pub)
-    assert p.returncode == 1 and p.stdout.startswith("INVALID: deleted at line 6")
+    assert p.returncode == 1
+    assert p.stdout.startswith("INVALID: deleted at line 6")
 
 
 def test_torn_tail_and_checkpoint_choice(log: Log, files: tuple[str, str], tmp_path: Path) -> None:
@@ -66,14 +72,22 @@ def test_torn_tail_and_checkpoint_choice(log: Log, files: tuple[str, str], tmp_p
     data = log.path.read_bytes()
     log.path.write_bytes(data[:-30])
     p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
-    assert p.returncode == 1 and json.loads(p.stdout)["failure"]["kind"] == "truncated"
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--no-checkpoint", "--json")
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["failure"]["kind"] == "truncated"
+    p = run(
+        "verify", str(log.path), "--key-file", k, "--public-key", pub, "--no-checkpoint", "--json"
+    )
     doc = json.loads(p.stdout)
-    assert p.returncode == 1 and doc["failure"]["kind"] == "torn_tail" and not doc["tampered"]
+    assert p.returncode == 1
+    assert doc["failure"]["kind"] == "torn_tail"
+    assert not doc["tampered"]
     other = tmp_path / "other.checkpoint"
     other.write_text("forged\n1\n" + "A" * 43 + "=\n\n\u2014 forged AAAAAAAA\n")
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--checkpoint", str(other))
-    assert p.returncode == 1 and "bad_checkpoint_signature at the checkpoint" in p.stdout
+    p = run(
+        "verify", str(log.path), "--key-file", k, "--public-key", pub, "--checkpoint", str(other)
+    )
+    assert p.returncode == 1
+    assert "bad_checkpoint_signature at the checkpoint" in p.stdout
 
 
 def test_usage_errors(log: Log, files: tuple[str, str], tmp_path: Path) -> None:
@@ -87,7 +101,17 @@ def test_usage_errors(log: Log, files: tuple[str, str], tmp_path: Path) -> None:
         ("verify", str(tmp_path / "missing.log"), "--key-file", k, "--public-key", pub),
         ("verify", str(log.path), "--key-file", str(short), "--public-key", pub),
         ("verify", str(log.path), "--public-key", pub),
-        ("verify", str(log.path), "--key-file", k, "--public-key", pub, "--checkpoint", "x", "--no-checkpoint"),
+        (
+            "verify",
+            str(log.path),
+            "--key-file",
+            k,
+            "--public-key",
+            pub,
+            "--checkpoint",
+            "x",
+            "--no-checkpoint",
+        ),
         ("prove", str(log.path), "0"),
         ("prove", str(log.path), "x"),
     ]
@@ -104,7 +128,8 @@ def test_prove(log: Log) -> None:
     p = run("prove", str(log.path), "7", "--size", str(size), "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["record"].encode() == lines[6] and bytes.fromhex(doc["leaf_hash"]) == leaf(lines[6])
+    assert doc["record"].encode() == lines[6]
+    assert bytes.fromhex(doc["leaf_hash"]) == leaf(lines[6])
     # Check the proof independently (RFC 9162 2.1.3.2) against the signed root.
     fn, sn, r = doc["index"], size - 1, leaf(lines[6])
     for h in map(bytes.fromhex, doc["proof"]):
@@ -115,6 +140,8 @@ def test_prove(log: Log) -> None:
         else:
             r = hashlib.sha256(b"\x01" + r + h).digest()
         fn, sn = fn >> 1, sn >> 1
-    assert sn == 0 and r == root
+    assert sn == 0
+    assert r == root
     p = run("prove", str(log.path), "3")
-    assert p.returncode == 0 and p.stdout.startswith("line 3 of 21")
+    assert p.returncode == 0
+    assert p.stdout.startswith("line 3 of 21")

@@ -52,19 +52,23 @@ def test_old_epoch_keys_are_gone_from_the_writer(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     keys = {f"E{e}": epoch_key(k0, e) for e in range(5)}
     scans, _ = scan_phases(
-        CREATE, str(key_file), str(log),
+        CREATE,
+        str(key_file),
+        str(log),
         patterns={"K0": k0, **keys},
         phases=("epoch0", "advanced", "closed"),
     )
     first = scans["epoch0"]
     assert first["K0"] == [], summarize(first)
-    assert first["E0"] and all(h.locked and h.dontdump for h in first["E0"]), summarize(first)
+    assert first["E0"], summarize(first)
+    assert all(h.locked and h.dontdump for h in first["E0"]), summarize(first)
     # Epochs 0-2 filled by count (3 records each, genesis included), the checkpoint ended
     # epoch 2, record 8 opened epoch 3.
     later = scans["advanced"]
     for name in ("K0", "E0", "E1", "E2"):
         assert later[name] == [], summarize(later)
-    assert later["E3"] and all(h.locked and h.dontdump for h in later["E3"]), summarize(later)
+    assert later["E3"], summarize(later)
+    assert all(h.locked and h.dontdump for h in later["E3"]), summarize(later)
     closed = scans["closed"]
     assert all(closed[n] == [] for n in keys), summarize(closed)
 
@@ -74,13 +78,15 @@ def test_a_reopened_writer_drops_the_state_key(tmp_path: Path) -> None:
     key_file = write_key_file(tmp_path / "k0.key", k0)
     log = tmp_path / "a.log"
     scan_phases(
-        CREATE, str(key_file), str(log), patterns={"K0": k0}, phases=("epoch0", "advanced", "closed")
+        CREATE,
+        str(key_file),
+        str(log),
+        patterns={"K0": k0},
+        phases=("epoch0", "advanced", "closed"),
     )
     state_epoch = int(Path(str(log) + ".state").read_text().splitlines()[4].split()[1])
     keys = {f"E{e}": epoch_key(k0, e) for e in range(state_epoch, state_epoch + 3)}
-    scans, _ = scan_phases(
-        REOPEN, str(log), patterns=keys, phases=("opened", "advanced")
-    )
+    scans, _ = scan_phases(REOPEN, str(log), patterns=keys, phases=("opened", "advanced"))
     now = f"E{state_epoch}"
     assert scans["opened"][now], summarize(scans["opened"])
     after = scans["advanced"]

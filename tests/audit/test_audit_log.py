@@ -11,12 +11,11 @@ import stat
 import threading
 from pathlib import Path
 
+import keycell
 import pytest
+from audit_support import epoch_key, events, leaf, make_log, mth, parse, read_lines, verify_note
 from hypothesis import given
 from hypothesis import strategies as st
-from audit_support import epoch_key, events, leaf, make_log, mth, parse, read_lines, verify_note
-
-import keycell
 from keycell import Ed25519PrivateKey, SecretKey
 from keycell.audit import AuditHandler, AuditLog, AuditWriteWarning, prove, verify
 from keycell.exceptions import AuditError, KeycellError
@@ -27,7 +26,9 @@ def keys() -> tuple[SecretKey, Ed25519PrivateKey]:
     return SecretKey.generate(32), Ed25519PrivateKey.generate()
 
 
-def test_events_are_stored_exactly(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_events_are_stored_exactly(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     evs: list[object] = [
@@ -41,7 +42,8 @@ def test_events_are_stored_exactly(tmp_path: Path, keys: tuple[SecretKey, Ed2551
     assert seqs == [1, 2, 3, 4]
     assert events(p) == evs
     data = p.read_bytes()
-    assert data.count(b"\n") == 5 and data.endswith(b"\n")
+    assert data.count(b"\n") == 5
+    assert data.endswith(b"\n")
     assert verify(p, key=k0, public_key=signer.public_key()).valid
 
 
@@ -131,7 +133,8 @@ def test_epochs_advance_by_count_and_at_checkpoints(tmp_path: Path) -> None:
     state = Path(str(p) + ".state").read_text().splitlines()
     assert state[-1] == "key " + epoch_key(k0b, 3).hex()
     r = verify(p, key=k0, public_key=signer.public_key())
-    assert r.valid and r.epochs == 4
+    assert r.valid
+    assert r.epochs == 4
 
 
 def test_epochs_advance_by_time(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
@@ -146,7 +149,9 @@ def test_epochs_advance_by_time(tmp_path: Path, keys: tuple[SecretKey, Ed25519Pr
     assert verify(p, key=k0, public_key=signer.public_key()).valid
 
 
-def test_open_continues_after_restart(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_open_continues_after_restart(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     log = AuditLog.create(p, key=k0, signer=signer, origin="o", epoch_records=3)
@@ -154,7 +159,8 @@ def test_open_continues_after_restart(tmp_path: Path, keys: tuple[SecretKey, Ed2
         log.append({"i": i})
     del log  # no close(): the state file holds the snapshot of the last epoch step
     log2 = AuditLog.open(p, signer=signer)
-    assert log2.next_seq == 11 and log2.repaired_bytes is None
+    assert log2.next_seq == 11
+    assert log2.repaired_bytes is None
     log2.append({"i": 10})
     log2.checkpoint()
     log2.close()
@@ -165,7 +171,9 @@ def test_open_continues_after_restart(tmp_path: Path, keys: tuple[SecretKey, Ed2
     assert verify(p, key=k0, public_key=signer.public_key()).valid
 
 
-def test_open_refuses_a_tampered_tail(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_open_refuses_a_tampered_tail(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     with AuditLog.create(p, key=k0, signer=signer, origin="o", epoch_records=1000) as log:
@@ -182,10 +190,13 @@ def test_open_refuses_a_tampered_tail(tmp_path: Path, keys: tuple[SecretKey, Ed2
     p.write_bytes(data[:offset] + data[offset:].replace(b'"b"', b'"c"'))
     with pytest.raises(keycell.AuditTamperedError) as ei:
         AuditLog.open(p)
-    assert ei.value.kind == "modified" and ei.value.line == 3
+    assert ei.value.kind == "modified"
+    assert ei.value.line == 3
 
 
-def test_torn_tail_is_repaired_on_open(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_torn_tail_is_repaired_on_open(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     with AuditLog.create(p, key=k0, signer=signer, origin="o") as log:
@@ -244,14 +255,18 @@ def test_closed_log_raises(tmp_path: Path, keys: tuple[SecretKey, Ed25519Private
     assert "closed" in repr(log)
 
 
-def test_checkpoint_needs_a_signer(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_checkpoint_needs_a_signer(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, _ = keys
     with AuditLog.create(tmp_path / "a.log", key=k0, origin="o") as log:
         with pytest.raises(AuditError, match="signer"):
             log.checkpoint()
 
 
-def test_threads_append_concurrently(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_threads_append_concurrently(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     log = AuditLog.create(p, key=k0, signer=signer, origin="o", epoch_records=50)
@@ -260,7 +275,9 @@ def test_threads_append_concurrently(tmp_path: Path, keys: tuple[SecretKey, Ed25
 
     def work(t: int) -> None:
         for i in range(200):
-            s = log.append({"op": "sign", "key": f"k{t}", "uid": 1000, "pid": t, "result": "ok", "i": i})
+            s = log.append(
+                {"op": "sign", "key": f"k{t}", "uid": 1000, "pid": t, "result": "ok", "i": i}
+            )
             assert s is not None
             with lock:
                 seqs.append(s)
@@ -275,7 +292,8 @@ def test_threads_append_concurrently(tmp_path: Path, keys: tuple[SecretKey, Ed25
     log.close()
     assert sorted(seqs) == list(range(1, 1601))
     r = verify(p, key=k0, public_key=signer.public_key())
-    assert r.valid and r.records == 1601
+    assert r.valid
+    assert r.records == 1601
 
 
 def test_audit_handler(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
@@ -297,13 +315,20 @@ def test_audit_handler(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
         finally:
             logger.removeHandler(handler)
     ev = events(p)
-    assert ev[0] == {"logger": "keycell.test.audit", "level": "WARNING", "message": "key deploy used by uid 1000"}
-    assert ev[1]["message"] == "failed" and "RuntimeError: boom" in ev[1]["exc"]
+    assert ev[0] == {
+        "logger": "keycell.test.audit",
+        "level": "WARNING",
+        "message": "key deploy used by uid 1000",
+    }
+    assert ev[1]["message"] == "failed"
+    assert "RuntimeError: boom" in ev[1]["exc"]
     assert ev[2]["message"] == "ERROR:formatted"
     assert verify(p, key=k0, public_key=signer.public_key()).valid
 
 
-def test_rotation_continues_the_chain(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_rotation_continues_the_chain(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     archive = tmp_path / "a.log.1"
@@ -316,15 +341,19 @@ def test_rotation_continues_the_chain(tmp_path: Path, keys: tuple[SecretKey, Ed2
         log.checkpoint()
     old, new = read_lines(archive), read_lines(p)
     _, size, root = verify_note(note.encode(), signer.public_key().public_bytes_raw())
-    assert size == len(old) and root == mth([leaf(x) for x in old])
+    assert size == len(old)
+    assert root == mth([leaf(x) for x in old])
     first = parse(new[0])
-    assert first.seq == parse(old[-1]).seq + 1 and first.prev == leaf(old[-1])
+    assert first.seq == parse(old[-1]).seq + 1
+    assert first.prev == leaf(old[-1])
     body = json.loads(first.body)
-    assert body["type"] == "rotate" and body["previous_size"] == len(old)
+    assert body["type"] == "rotate"
+    assert body["previous_size"] == len(old)
     pub = signer.public_key()
     assert verify(archive, key=k0, public_key=pub).valid
     r = verify(p, key=k0, public_key=pub)
-    assert r.valid and r.first_seq == first.seq
+    assert r.valid
+    assert r.first_seq == first.seq
     with pytest.raises(AuditError):
         AuditLog.open(p, signer=signer).rotate(archive)
 
@@ -345,7 +374,8 @@ def test_another_writer_follows_a_rotation(
     a.close()
     b.close()
     old, new = read_lines(tmp_path / "a.log.1"), read_lines(p)
-    assert b'"type":"end"' in old[-1] and b'"type":"rotate"' in new[0]
+    assert b'"type":"end"' in old[-1]
+    assert b'"type":"rotate"' in new[0]
     assert [json.loads(parse(x).body) for x in new[1:]] == [{"w": "b", "i": 5}, {"w": "a", "i": 5}]
     pub = signer.public_key()
     assert verify(tmp_path / "a.log.1", key=k0, public_key=pub).valid
@@ -359,15 +389,19 @@ def test_inclusion_proofs(tmp_path: Path) -> None:
     lines = read_lines(log.path)
     for line in (1, 2, 11, size):
         pr = prove(log.path, line, size)
-        assert pr.bytes == lines[line - 1] and pr.leaf_hash == leaf(lines[line - 1])
-        assert pr.root == root and pr.verify(root)
+        assert pr.record == lines[line - 1]
+        assert pr.leaf_hash == leaf(lines[line - 1])
+        assert pr.root == root
+        assert pr.verify(root)
         assert not pr.verify(bytes(32))
     assert prove(log.path, 3).size == len(lines)
     with pytest.raises(ValueError):
         prove(log.path, 0, size)
 
 
-def test_fork_child_cannot_append(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+def test_fork_child_cannot_append(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
     log = AuditLog.create(p, key=k0, signer=signer, origin="o")
@@ -398,8 +432,9 @@ JSON = st.recursive(
     | st.integers(min_value=-(10**40), max_value=10**40)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 

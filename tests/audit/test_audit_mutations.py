@@ -19,7 +19,6 @@ from audit_support import (
     set_epoch,
     write_lines,
 )
-
 from keycell import Ed25519PrivateKey, SecretKey
 from keycell.audit import AuditLog, verify
 
@@ -43,9 +42,14 @@ def flip(data: bytes, at: int) -> bytes:
 
 def test_intact_log_verifies(log: Log) -> None:
     r = log.verify()
-    assert r.valid and r.records == N + 1 and r.checkpoint_size == N + 1
-    assert r.epochs >= 4 and r.first_seq == 0 and r.last_seq == N
-    assert r.origin == "test.example/audit" and not r.tampered
+    assert r.valid
+    assert r.records == N + 1
+    assert r.checkpoint_size == N + 1
+    assert r.epochs >= 4
+    assert r.first_seq == 0
+    assert r.last_seq == N
+    assert r.origin == "test.example/audit"
+    assert not r.tampered
 
 
 @pytest.mark.parametrize("field", [b'"text":"event 1', b'"seq":1', b'"ts":"', b'"mac":"'])
@@ -159,7 +163,8 @@ def test_truncate_after_the_checkpoint_at_a_line_boundary_is_not_detectable(
     log = make_log(tmp_path, N, after=5)
     write_lines(log.path, read_lines(log.path)[:-2])
     r = log.verify()
-    assert r.valid and r.records == N + 4
+    assert r.valid
+    assert r.records == N + 4
 
 
 def test_truncate_after_the_checkpoint_mid_line_is_a_torn_tail(tmp_path: Path) -> None:
@@ -168,7 +173,8 @@ def test_truncate_after_the_checkpoint_mid_line_is_a_torn_tail(tmp_path: Path) -
     log.path.write_bytes(data[: len(data) - 40])
     r = log.verify()
     assert (r.kind, r.line) == ("torn_tail", N + 6)
-    assert not r.valid and not r.tampered
+    assert not r.valid
+    assert not r.tampered
 
 
 def test_splice_two_logs_with_different_keys(tmp_path: Path) -> None:
@@ -206,11 +212,13 @@ def test_reseal_with_a_newer_epoch_key(log: Log) -> None:
     # record and seals it with that key, claiming the later epoch.
     lines = read_lines(log.path)
     last_epoch = parse(lines[-1]).epoch
-    assert parse(lines[3]).epoch == 0 and last_epoch >= 3
+    assert parse(lines[3]).epoch == 0
+    assert last_epoch >= 3
     newer = epoch_key(log.k0_bytes, last_epoch)
     lines[3] = set_epoch(lines[3].replace(b'"op":"sign"', b'"op":"nope"'), last_epoch)
     write_lines(
-        log.path, rechain(lines, 3, lambda e: epoch_key(log.k0_bytes, e) if e != last_epoch else newer)
+        log.path,
+        rechain(lines, 3, lambda e: epoch_key(log.k0_bytes, e) if e != last_epoch else newer),
     )
     check(log, "wrong_key", 4, checkpoint=False)
 
@@ -261,7 +269,8 @@ def test_state_file_key_cannot_remac_earlier_epochs(log: Log) -> None:
     state = Path(str(log.path) + ".state").read_text().splitlines()
     state_key = bytes.fromhex(state[-1].split()[1])
     epoch = int(state[4].split()[1])
-    assert epoch > 0 and state_key == epoch_key(log.k0_bytes, epoch)
+    assert epoch > 0
+    assert state_key == epoch_key(log.k0_bytes, epoch)
     assert state_key not in {epoch_key(log.k0_bytes, e) for e in range(epoch)}
     r = verify(log.path, key=SecretKey.from_buffer(state_key), public_key=log.public)
     assert (r.kind, r.line) == ("wrong_key", 1)
@@ -282,7 +291,8 @@ def test_verified_leaves_match_an_independent_reading(log: Log) -> None:
     prev = bytes(32)
     for i, line in enumerate(lines):
         p = parse(line)
-        assert p.seq == i and p.prev == prev
+        assert p.seq == i
+        assert p.prev == prev
         assert remac(line, epoch_key(log.k0_bytes, p.epoch)) == line
         prev = leaf(line)
     assert AuditLog  # the writer is the library; everything above is independent

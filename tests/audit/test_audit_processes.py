@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from audit_support import events, make_log, parse, read_lines
-
 from keycell.audit import AuditLog, verify
 
 pytestmark = pytest.mark.slow
@@ -107,7 +106,8 @@ def test_processes_append_concurrently(tmp_path: Path) -> None:
         for k in range(3)
     ]
     for c in children:
-        assert c.stdout is not None and c.stdout.readline() == "ready\n"
+        assert c.stdout is not None
+        assert c.stdout.readline() == "ready\n"
     for c in children:
         assert c.stdin is not None
         c.stdin.write("go\n")
