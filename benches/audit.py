@@ -198,10 +198,12 @@ def report(sections: tuple[str, ...] = ("handler", "verify"), size_mb: int = 102
 def main(argv: list[str] | None = None) -> int:
     """Run from the command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sections", nargs="*", choices=("handler", "verify"), default=[])
+    p.add_argument("sections", nargs="*", help="handler and/or verify (default: both)")
     p.add_argument("--size-mb", type=int, default=1024, help="size of the large log (MiB)")
     args = p.parse_args(argv)
     sections = tuple(args.sections) or ("handler", "verify")
+    if not set(sections) <= {"handler", "verify"}:
+        p.error("sections are: handler, verify")
     print(report(sections, args.size_mb))
     return 0
 

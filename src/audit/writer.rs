@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keyfile::write_atomic;
-use crate::memory::sys::fork_generation;
+use crate::memory::fork::ProcessStamp;
 use crate::memory::MemoryError;
 
 use super::checkpoint::{self, valid_origin};
@@ -110,7 +110,7 @@ pub struct Writer {
     snap: Snapshot,
     sync: bool,
     timeout: Duration,
-    generation: u64,
+    made_in: ProcessStamp,
     line: Vec<u8>,
     /// The last line read was another writer's "end" record (it rotated the log).
     ended: bool,
@@ -182,7 +182,7 @@ impl Writer {
             snap,
             sync,
             timeout: DEFAULT_LOCK_TIMEOUT,
-            generation: fork_generation(),
+            made_in: ProcessStamp::current(),
             line: Vec::new(),
             ended: false,
         };
@@ -218,7 +218,7 @@ impl Writer {
             snap,
             sync,
             timeout: DEFAULT_LOCK_TIMEOUT,
-            generation: fork_generation(),
+            made_in: ProcessStamp::current(),
             line: Vec::new(),
             ended: false,
         };
@@ -232,7 +232,7 @@ impl Writer {
     }
 
     fn check_process(&self) -> Result<(), AuditError> {
-        if fork_generation() != self.generation {
+        if !self.made_in.is_current() {
             return Err(AuditError::Memory(MemoryError::Forked));
         }
         Ok(())
@@ -385,9 +385,9 @@ impl Writer {
         self.key.epoch()
     }
 
-    /// The fork generation of the process that opened this writer.
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Whether this is the process that opened the writer (not a fork child).
+    pub fn in_own_process(&self) -> bool {
+        self.made_in.is_current()
     }
 
     /// The log's path.

@@ -10,6 +10,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 use crate::audit::writer::Writer;
 use crate::audit::{verify, AuditError};
+use crate::memory::fork::ProcessStamp;
+use crate::memory::MemoryError;
 
 use super::args::handle;
 use super::ed25519::{Ed25519PrivateKey, Ed25519PublicKey};
@@ -23,6 +25,9 @@ use super::secret_key::SecretKey;
 pub struct AuditWriter {
     inner: Mutex<Option<Writer>>,
     repaired: Option<u64>,
+    /// Checked before the mutex is touched: a fork child must not wait for a mutex that a
+    /// thread of its parent held at the fork.
+    made_in: ProcessStamp,
 }
 
 impl AuditWriter {
@@ -31,6 +36,7 @@ impl AuditWriter {
         py: Python<'_>,
         f: impl FnOnce(&mut Writer) -> std::result::Result<T, AuditError> + Send,
     ) -> Result<T> {
+        self.check_process()?;
         py.detach(|| {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let w = g.as_mut().ok_or(AuditError::Closed)?;
@@ -49,6 +55,7 @@ impl AuditWriter {
             &crate::crypto::ed25519::PrivateKey,
         ) -> std::result::Result<T, AuditError>,
     ) -> Result<T> {
+        self.check_process()?;
         let signer = handle::<Ed25519PrivateKey>(signer, "signer", "Ed25519PrivateKey", "")?;
         let sk = signer.get();
         let public = sk.public_raw();
@@ -56,6 +63,24 @@ impl AuditWriter {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let w = g.as_mut().ok_or(AuditError::Closed)?;
         Ok(f(w, &public, live.key())?)
+    }
+}
+
+impl AuditWriter {
+    fn new(w: Writer, repaired: Option<u64>) -> Self {
+        AuditWriter {
+            inner: Mutex::new(Some(w)),
+            repaired,
+            made_in: ProcessStamp::current(),
+        }
+    }
+
+    fn check_process(&self) -> Result<()> {
+        if self.made_in.is_current() {
+            Ok(())
+        } else {
+            Err(Error::Memory(MemoryError::Forked))
+        }
     }
 }
 
@@ -88,10 +113,7 @@ impl AuditWriter {
             epoch_seconds,
             sync,
         )?;
-        Ok(AuditWriter {
-            inner: Mutex::new(Some(w)),
-            repaired: None,
-        })
+        Ok(AuditWriter::new(w, None))
     }
 
     /// Open an existing log to continue it (repairing a torn tail).
@@ -99,10 +121,7 @@ impl AuditWriter {
     #[pyo3(signature = (path, *, sync = false))]
     fn open(py: Python<'_>, path: PathBuf, sync: bool) -> Result<Self> {
         let (w, repair) = py.detach(|| Writer::open(&path, sync))?;
-        Ok(AuditWriter {
-            inner: Mutex::new(Some(w)),
-            repaired: repair.map(|r| r.torn_bytes),
-        })
+        Ok(AuditWriter::new(w, repair.map(|r| r.torn_bytes)))
     }
 
     /// Append one event, given as the UTF-8 bytes of one JSON value without line breaks.
@@ -146,10 +165,15 @@ impl AuditWriter {
 
     /// Write the state file and close the writer (its epoch key is wiped). Idempotent.
     fn close(&self, py: Python<'_>) -> Result<()> {
+        if !self.made_in.is_current() {
+            // A fork child: the parent's writer is not ours to close (and its mutex may be
+            // held by a thread that does not exist here).
+            return Ok(());
+        }
         py.detach(|| {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(mut w) = g.take() {
-                if crate::memory::sys::fork_generation() == w_generation(&w) {
+                if w.in_own_process() {
                     w.save_state()?;
                 }
             }
@@ -322,10 +346,6 @@ pub fn _audit_encode<'py>(
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let mut out = Vec::new();
     Ok(write_json(event, &mut out, 0)?.then(|| PyBytes::new(py, &out)))
-}
-
-fn w_generation(w: &Writer) -> u64 {
-    w.generation()
 }
 
 /// Verify the log at `path`: MACs under `key` (K0, a `SecretKey`), the chain, the
