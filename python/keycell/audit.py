@@ -303,10 +303,10 @@ class AuditHandler(logging.Handler):
 class VerifyResult:
     """What :func:`verify` found.
 
-    ``byte_count`` is the size of the lines that verified. ``valid`` is true when every line verified (and the checkpoint, if any, signed and
+    ``valid`` is true when every line verified (and the checkpoint, if any, signed and
     matched). Otherwise ``kind`` (one of :data:`FAILURE_KINDS`) and ``line`` (1-based;
     ``0`` for the checkpoint itself) describe the first failure and ``detail`` explains
-    it. ``records`` counts the lines that verified before it.
+    it. ``records`` counts the lines that verified before it, ``byte_count`` their size.
     """
 
     valid: bool
