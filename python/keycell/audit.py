@@ -26,6 +26,9 @@ True
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +53,7 @@ __all__ = [
     "prove",
     "verify",
     "verify_inclusion",
+    "verify_rotated",
 ]
 
 #: Every failure kind :func:`verify` reports.
@@ -397,6 +401,63 @@ def verify(
         kind=r["kind"],
         line=r["line"],
         detail=r["detail"],
+    )
+
+
+def _last_line(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos, tail = end, b""
+        while pos > 0 and tail.count(b"\n") < 2:
+            step = min(pos, 64 * 1024)
+            pos -= step
+            f.seek(pos)
+            tail = f.read(step) + tail
+    lines = tail.split(b"\n")
+    return lines[-2] if len(lines) >= 2 else b""
+
+
+def verify_rotated(
+    archive: str | os.PathLike[str],
+    current: str | os.PathLike[str],
+    *,
+    key: SecretKey,
+    public_key: Ed25519PublicKey,
+) -> VerifyResult:
+    """Verify a rotated log: the ``archive`` (against ``<archive>.checkpoint``), then the
+    ``current`` file, and the link between them: the current file's first record (a
+    ``rotate`` record) must continue the archive's sequence and hash chain and name the
+    archive's size and Merkle root. Returns the first failing result (a broken link is
+    reported as ``modified`` at line 1 of ``current``), else the current file's result."""
+    old = verify(archive, key=key, public_key=public_key)
+    if not old.valid:
+        return old
+    new = verify(current, key=key, public_key=public_key)
+    if not new.valid:
+        return new
+    with open(current, "rb") as f:
+        first = f.readline().rstrip(b"\n")
+    head, _, rest = first.partition(b',"audit":')
+    body = json.loads(rest[: rest.rindex(b',"mac":"')]) if rest else {}
+    prev = json.loads(head + b"}")["prev"] if rest else ""
+    last = _last_line(archive)
+    checks = (
+        isinstance(body, dict)
+        and body.get("type") == "rotate"
+        and body.get("previous_size") == old.records
+        and body.get("previous_root") == base64.b64encode(old.root).decode()
+        and new.first_seq == (old.last_seq or 0) + 1
+        and prev == hashlib.sha256(b"\x00" + last).hexdigest()
+    )
+    if checks:
+        return new
+    return dataclasses.replace(
+        new,
+        valid=False,
+        kind="modified",
+        line=1,
+        detail="the first record does not continue the archived file (sequence, hash chain, "
+        "size or Merkle root differ)",
     )
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import keycell
 import pytest
-from audit_support import epoch_key, events, leaf, make_log, mth, parse, read_lines, verify_note
+from audit_support import (
+    epoch_key,
+    events,
+    leaf,
+    make_log,
+    mth,
+    parse,
+    read_lines,
+    verify_note,
+    write_lines,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from keycell import Ed25519PrivateKey, SecretKey
@@ -356,6 +366,31 @@ def test_rotation_continues_the_chain(
     assert r.first_seq == first.seq
     with pytest.raises(AuditError):
         AuditLog.open(p, signer=signer).rotate(archive)
+
+
+def test_verify_rotated_checks_the_link(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
+    from keycell.audit import verify_rotated
+
+    k0, signer = keys
+    p, archive = tmp_path / "a.log", tmp_path / "a.log.1"
+    with AuditLog.create(p, key=k0, signer=signer, origin="o", epoch_records=4) as log:
+        for i in range(9):
+            log.append({"i": i})
+        log.rotate(archive)
+        log.append("next")
+    pub = signer.public_key()
+    assert verify_rotated(archive, p, key=k0, public_key=pub).valid
+    # Another log's file is not the continuation of this archive.
+    other = tmp_path / "b.log"
+    with AuditLog.create(other, key=k0, signer=signer, origin="o") as log:
+        log.rotate(tmp_path / "b.log.1")
+    r = verify_rotated(archive, other, key=k0, public_key=pub)
+    assert (r.kind, r.line, r.valid) == ("modified", 1, False)
+    # A truncated archive fails against its own checkpoint.
+    write_lines(archive, read_lines(archive)[:-2])
+    assert verify_rotated(archive, p, key=k0, public_key=pub).kind == "truncated"
 
 
 def test_another_writer_follows_a_rotation(
