@@ -206,7 +206,8 @@ class AuditLog:
         """Move the current file to ``archive`` (never replacing a file) with its final
         checkpoint in ``<archive>.checkpoint``, and continue in a new file at the log's
         path whose first record commits to the archived file's size, Merkle root and last
-        line hash (the chain and the sequence continue). Returns the archive's checkpoint."""
+        line hash (the chain and the sequence continue); ``<path>.checkpoint`` then holds a
+        checkpoint of the new file. Returns the archive's checkpoint."""
         return self._native.rotate(os.fspath(archive), self._require_signer())
 
     def close(self) -> None:

@@ -57,6 +57,12 @@ def register(sub: Any) -> None:
         help="a signed checkpoint (default: PATH.checkpoint when it exists)",
     )
     cp.add_argument("--no-checkpoint", action="store_true", help="check no checkpoint")
+    cp.add_argument(
+        "--previous",
+        metavar="ARCHIVE",
+        help="PATH was rotated from ARCHIVE: verify both (each against its .checkpoint) and "
+        "the link between them",
+    )
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=_cmd_verify)
     pr = asub.add_parser(
@@ -92,7 +98,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     checkpoint: str | Literal[False] | None = False if args.no_checkpoint else args.checkpoint
     try:
         with key:
-            result = audit.verify(args.path, key=key, public_key=public, checkpoint=checkpoint)
+            if args.previous:
+                result = audit.verify_rotated(args.previous, args.path, key=key, public_key=public)
+            else:
+                result = audit.verify(args.path, key=key, public_key=public, checkpoint=checkpoint)
     except (KeycellError, OSError, ValueError) as exc:
         return _usage(str(exc))
     if args.json:

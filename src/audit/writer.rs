@@ -94,6 +94,9 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Signs a checkpoint body: returns the 64-byte Ed25519 signature.
+pub type Signer<'a> = dyn Fn(&[u8]) -> Result<[u8; 64], AuditError> + 'a;
+
 /// What `open` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repair {
@@ -266,12 +269,12 @@ impl Writer {
     pub fn checkpoint(
         &mut self,
         public: &[u8; 32],
-        sign: impl FnOnce(&[u8]) -> Result<[u8; 64], AuditError>,
+        sign: impl Fn(&[u8]) -> Result<[u8; 64], AuditError>,
     ) -> Result<String, AuditError> {
         self.check_process()?;
         self.locked(|w| {
             w.catch_up()?;
-            let note = w.signed_note(public, sign)?;
+            let note = w.signed_note(public, &sign)?;
             write_atomic(&checkpoint_path(&w.path), note.as_bytes(), true).map_err(|err| {
                 AuditError::File {
                     what: "checkpoint",
@@ -285,11 +288,7 @@ impl Writer {
         })
     }
 
-    fn signed_note(
-        &self,
-        public: &[u8; 32],
-        sign: impl FnOnce(&[u8]) -> Result<[u8; 64], AuditError>,
-    ) -> Result<String, AuditError> {
+    fn signed_note(&self, public: &[u8; 32], sign: &Signer<'_>) -> Result<String, AuditError> {
         let (origin, size, root) = (
             &self.snap.origin,
             self.snap.range.size(),
@@ -302,12 +301,14 @@ impl Writer {
     /// Rotate: checkpoint this file into `<archive>.checkpoint`, rename it to `archive`
     /// (never replacing a file), and start a new file at the log's path whose first record
     /// (`"type":"rotate"`) continues the sequence and the hash chain and commits to the
-    /// archived file's size and Merkle root. A new epoch starts with it.
+    /// archived file's size and Merkle root. A new epoch starts with it, and a checkpoint
+    /// of the new file replaces `<log>.checkpoint` (which would otherwise still describe
+    /// the archived file).
     pub fn rotate(
         &mut self,
         archive: &Path,
         public: &[u8; 32],
-        sign: impl FnOnce(&[u8]) -> Result<[u8; 64], AuditError>,
+        sign: impl Fn(&[u8]) -> Result<[u8; 64], AuditError>,
     ) -> Result<String, AuditError> {
         self.check_process()?;
         let name = archive
@@ -334,7 +335,7 @@ impl Writer {
             );
             w.maybe_step()?;
             w.write_record(true, end.as_bytes())?;
-            let note = w.signed_note(public, sign)?;
+            let note = w.signed_note(public, &sign)?;
             write_atomic(&checkpoint_path(archive), note.as_bytes(), false).map_err(|err| {
                 AuditError::File {
                     what: "checkpoint",
@@ -345,6 +346,14 @@ impl Writer {
                 .map_err(|e| AuditError::io("log", "cannot link the archive", &e))?;
             std::fs::remove_file(&w.path)
                 .map_err(|e| AuditError::io("log", "cannot unlink the old file", &e))?;
+            // The old file's checkpoint now describes the archive (a copy is beside it):
+            // gone before the new file exists, so a crash here never pairs them.
+            match std::fs::remove_file(checkpoint_path(&w.path)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(AuditError::io("checkpoint", "cannot remove it", &e))
+                }
+                _ => {}
+            }
             let size = w.snap.range.size();
             let root = w.snap.range.root();
             w.log = open_log(&w.path, true)?;
@@ -361,6 +370,13 @@ impl Writer {
             );
             w.write_record(true, body.as_bytes())?;
             w.save_state()?;
+            let fresh = w.signed_note(public, &sign)?;
+            write_atomic(&checkpoint_path(&w.path), fresh.as_bytes(), true).map_err(|err| {
+                AuditError::File {
+                    what: "checkpoint",
+                    err,
+                }
+            })?;
             Ok(note)
         })
     }

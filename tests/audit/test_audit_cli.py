@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from audit_support import Log, leaf, make_log, read_lines, verify_note, write_lines
+from keycell.audit import AuditLog
 from support import write_key_file
 
 
@@ -145,3 +146,22 @@ def test_prove(log: Log) -> None:
     p = run("prove", str(log.path), "3")
     assert p.returncode == 0
     assert p.stdout.startswith("line 3 of 21")
+
+
+def test_verify_previous(tmp_path: Path, files: tuple[str, str], log: Log) -> None:
+    k, pub = files
+    archive = tmp_path / "audit.log.1"
+    with AuditLog.open(log.path, signer=log.signer) as w:
+        w.append("before rotation")
+        w.rotate(archive)
+        w.append("after rotation")
+    p = run(
+        "verify", str(log.path), "--key-file", k, "--public-key", pub, "--previous", str(archive)
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    other = make_log(tmp_path, 2, name="other.log", k0_bytes=log.k0_bytes, checkpoint=False)
+    p = run(
+        "verify", str(other.path), "--key-file", k, "--public-key", pub, "--previous", str(archive)
+    )
+    assert p.returncode == 1
+    assert "at line 1" in p.stdout
