@@ -278,6 +278,11 @@ pub fn verify_file(
             return Some(fail(FailureKind::Truncated, 1, "the log is empty"));
         }
         match &cp {
+            Some(c) if c.size == 0 && c.root != CompactRange::new().root() => Some(fail(
+                FailureKind::CheckpointMismatch,
+                0,
+                "a checkpoint of size 0 must carry the empty tree's root",
+            )),
             Some(c) if report.lines < c.size => Some(fail(
                 FailureKind::Truncated,
                 report.lines + 1,
