@@ -210,6 +210,13 @@ class AuditLog:
         checkpoint of the new file. Returns the archive's checkpoint."""
         return self._native.rotate(os.fspath(archive), self._require_signer())
 
+    def advance_epoch(self) -> int:
+        """Start a new epoch now (if the current one has records): the key that MACed the
+        records so far is destroyed, in memory and in the state file. Epochs also advance
+        by count, by age (checked at the next append) and at each checkpoint; call this
+        from a timer when the writer may stay idle. Returns the current epoch."""
+        return self._native.advance_epoch()
+
     def close(self) -> None:
         """Save the state file and wipe the epoch key. Idempotent."""
         self._native.close()

@@ -288,6 +288,20 @@ impl Writer {
         })
     }
 
+    /// Start a new epoch now if the current one has records (and catch up with other
+    /// writers first): for a writer that may stay idle, so the key of its last records
+    /// does not wait for the next append to be destroyed. Returns the current epoch.
+    pub fn advance(&mut self) -> Result<u64, AuditError> {
+        self.check_process()?;
+        self.locked(|w| {
+            w.catch_up()?;
+            if w.snap.epoch_count > 0 {
+                w.step()?;
+            }
+            Ok(w.key.epoch())
+        })
+    }
+
     fn signed_note(&self, public: &[u8; 32], sign: &Signer<'_>) -> Result<String, AuditError> {
         let (origin, size, root) = (
             &self.snap.origin,

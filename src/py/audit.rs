@@ -163,6 +163,11 @@ impl AuditWriter {
         })
     }
 
+    /// Start a new epoch now if the current one has records; returns the current epoch.
+    fn advance_epoch(&self, py: Python<'_>) -> Result<u64> {
+        self.with(py, |w| w.advance())
+    }
+
     /// Write the state file and close the writer (its epoch key is wiped). Idempotent.
     fn close(&self, py: Python<'_>) -> Result<()> {
         if !self.made_in.is_current() {

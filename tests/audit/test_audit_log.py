@@ -147,6 +147,21 @@ def test_epochs_advance_by_count_and_at_checkpoints(tmp_path: Path) -> None:
     assert r.epochs == 4
 
 
+def test_advance_epoch(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
+    k0, signer = keys
+    p = tmp_path / "a.log"
+    with AuditLog.create(p, key=k0, signer=signer, origin="o") as log:
+        assert log.advance_epoch() == 1  # the genesis record is in epoch 0
+        assert log.advance_epoch() == 1  # no records in epoch 1: nothing to protect
+        log.append("x")
+        assert log.advance_epoch() == 2
+        state = Path(str(p) + ".state").read_text().splitlines()
+        assert state[4] == "epoch 2"
+        log.append("y")
+    assert [parse(x).epoch for x in read_lines(p)] == [0, 1, 2]
+    assert verify(p, key=k0, public_key=signer.public_key()).valid
+
+
 def test_epochs_advance_by_time(tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]) -> None:
     k0, signer = keys
     p = tmp_path / "a.log"
