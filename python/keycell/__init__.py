@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import exceptions, keyring, otp, pkcs11
+from . import audit, exceptions, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -47,6 +47,8 @@ from ._native import (
 from ._native import set_policy as _set_policy
 from .exceptions import (
     AlreadyFinalized,
+    AuditError,
+    AuditTamperedError,
     ForkedKeyError,
     InsecureKeyFileError,
     InvalidCode,
@@ -87,6 +89,8 @@ __all__ = [
     "HOTP",
     "TOTP",
     "AlreadyFinalized",
+    "AuditError",
+    "AuditTamperedError",
     "ChaCha20Poly1305",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
@@ -125,6 +129,7 @@ __all__ = [
     "X25519PublicKey",
     "XChaCha20Poly1305",
     "__version__",
+    "audit",
     "compare_digest",
     "ed25519_verify_batch",
     "exceptions",
