@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=0.02, help="seconds per timing batch")
     p.add_argument("--only", help="run only cases whose name contains this")
     p.add_argument("--no-write", action="store_true", help="don't write results/latest.md")
+    p.add_argument("--audit-mb", type=int, default=1024, help="size of the audit verify log")
     args = p.parse_args(argv)
 
     results = []
@@ -511,6 +512,13 @@ def main(argv: list[str] | None = None) -> int:
         from agent import bench as agent_bench  # benches/agent.py: keycell agent vs ssh-agent
 
         report += agent_bench()
+    if args.only is None or "audit" in args.only:
+        # The audit log's own benchmarks (benches/audit.py).
+        sys.path.insert(0, str(HERE))
+        import audit as audit_bench
+
+        print("running: audit log", file=sys.stderr, flush=True)
+        report += audit_bench.report(size_mb=args.audit_mb)
     print(report)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)

@@ -3,6 +3,7 @@
 //! - [`memory`]: guarded, locked, wiped regions (the only `unsafe` code, apart from the
 //!   buffer-protocol glue in `py/view.rs` and `py/buffer_in_place.rs`).
 //! - [`crypto`]: algorithms over secret bytes held in those regions.
+//! - [`audit`]: the tamper-evident, forward-secure audit log.
 //! - [`keyfile`]: opening key files safely.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`store`]: the encrypted key store file.
@@ -13,6 +14,7 @@
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
 pub mod agent;
+pub mod audit;
 pub mod crypto;
 pub mod encoding;
 pub mod keyfile;

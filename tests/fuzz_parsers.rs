@@ -1,8 +1,10 @@
 //! A deterministic mutation fuzzer for the pure-Rust parsers (cargo-fuzz needs nightly):
 //! the hex/base64 decoders of `encoding`, the PKCS#8/SPKI/PEM code of `crypto::pkcs8`,
 //! key file loading with format detection (`keyfile::DecodedKeyFile`), and the key store
-//! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), and the key
-//! agent's request parser and policy file (`agent::wire`, `agent::json`, `agent::policy`).
+//! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), the audit
+//! log's record, checkpoint and state file parsers and its whole-file verifier (`audit`),
+//! and the key agent's request parser and policy file (`agent::wire`, `agent::json`,
+//! `agent::policy`).
 //! Every call runs under `catch_unwind`: a panic is a
 //! finding, and so is a broken invariant (a decoder accepting what re-encodes differently,
 //! a parser returning a key for input that is not the canonical encoding of that key).
@@ -27,8 +29,11 @@ use std::time::{Duration, Instant};
 use _native::agent::json as agent_json;
 use _native::agent::policy as agent_policy;
 use _native::agent::wire as agent_wire;
+use _native::audit::{checkpoint as audit_cp, json as audit_json, record as audit_record};
+use _native::audit::{state as audit_state, verify as audit_verify, writer::Writer};
 use _native::crypto::argon2::Argon2Params;
 use _native::crypto::curve::Algorithm;
+use _native::crypto::ed25519::PrivateKey;
 use _native::crypto::pkcs8;
 use _native::encoding;
 use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
@@ -751,6 +756,102 @@ fn target_pkcs11_uri(data: &[u8]) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// The audit log
+// ---------------------------------------------------------------------------------------
+
+const AUDIT_K0: [u8; 32] = [0x42; 32];
+
+/// A real log (lines, checkpoint note, state file) as the audit corpus.
+fn audit_corpus(dir: &Path) -> Vec<Vec<u8>> {
+    let path = dir.join("corpus.log");
+    let sk = PrivateKey::from_seed(&[7u8; 32]).expect("key");
+    let public = *sk.public().as_bytes();
+    let mut w =
+        Writer::create(&path, &AUDIT_K0, "fuzz.example/log", 3, 3600, false).expect("create");
+    for i in 0..8 {
+        let body = format!("{{\"i\":{i},\"s\":\"a\\nb \u{e9}\",\"l\":[1,2.5,null,true]}}");
+        w.append(body.as_bytes()).expect("append");
+        if i == 4 {
+            w.checkpoint(&public, |b| Ok(sk.sign(b)?))
+                .expect("checkpoint");
+        }
+    }
+    w.save_state().expect("state");
+    let log = std::fs::read(&path).expect("log");
+    let mut corpus: Vec<Vec<u8>> = log.split(|&c| c == b'\n').map(<[u8]>::to_vec).collect();
+    corpus.push(log);
+    corpus.push(std::fs::read(dir.join("corpus.log.checkpoint")).expect("checkpoint"));
+    corpus.push(std::fs::read(dir.join("corpus.log.state")).expect("state"));
+    corpus
+}
+
+fn target_audit_parsers(d: &[u8]) -> usize {
+    let mut accepted = 0;
+    let _ = audit_json::is_json_value(d);
+    if let Ok(r) = audit_record::parse(d) {
+        accepted += 1;
+        // A parsed record re-encodes to exactly the same bytes (one canonical layout).
+        let mut again = Vec::new();
+        let ts: [u8; audit_record::TS_LEN] = r.ts.try_into().expect("ts length");
+        audit_record::begin_line(&mut again, r.seq, &ts, r.epoch, &r.prev, r.internal, r.body);
+        assert_eq!(again.len(), r.signed_len);
+        audit_record::finish_line(&mut again, &r.mac);
+        assert_eq!(again, d, "record did not round-trip");
+        assert!(audit_json::is_json_value(r.body));
+    }
+    if let Ok((cp, body, _)) = audit_cp::parse(d) {
+        accepted += 1;
+        assert!(audit_cp::valid_origin(&cp.origin));
+        let canonical = audit_cp::body(&cp.origin, cp.size, &cp.root);
+        assert!(body.starts_with(canonical.as_bytes()), "checkpoint body");
+        let sk = PrivateKey::from_seed(&[7u8; 32]).expect("key");
+        if audit_cp::verify(d, sk.public()).is_ok() {
+            // Only the corpus note (or one differing in unsigned lines) verifies.
+            assert!(body.ends_with(b"\n"));
+        }
+    }
+    if let Ok((snap, key)) = audit_state::decode(d) {
+        accepted += 1;
+        let again = audit_state::encode(&snap, &key).expect("encode");
+        assert_eq!(
+            again.bytes().expect("bytes"),
+            d,
+            "state file did not round-trip"
+        );
+    }
+    accepted
+}
+
+fn target_audit_verify(dir: &Path, d: &[u8]) -> usize {
+    // A first line claiming a huge epoch makes the verifier step K0 that far (bounded by
+    // `MAX_EPOCH_DERIVE`, seconds in a debug build): keep the iterations quick.
+    let first = d.split(|&c| c == b'\n').next().unwrap_or_default();
+    if audit_record::parse(first).is_ok_and(|r| r.epoch > 64) {
+        return 0;
+    }
+    let path = dir.join("mutated.log");
+    std::fs::write(&path, d).expect("write");
+    let sk = PrivateKey::from_seed(&[7u8; 32]).expect("key");
+    let cp = std::fs::read(dir.join("corpus.log.checkpoint")).expect("checkpoint");
+    let mut accepted = 0;
+    for note in [None, Some(&cp[..])] {
+        let r = audit_verify::verify_file(&path, &AUDIT_K0, sk.public(), note).expect("verify");
+        if r.failure.is_none() {
+            accepted += 1;
+            // A log that verifies has no partial line and starts with its genesis record.
+            assert!(d.ends_with(b"\n"));
+            assert!(audit_record::parse(d.split(|&c| c == b'\n').next().expect("line")).is_ok());
+        } else if let Some(f) = &r.failure {
+            assert!(
+                f.line <= r.lines + 1,
+                "failure line beyond the verified prefix"
+            );
+        }
+    }
+    accepted
+}
+
+// ---------------------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------------------
 
@@ -835,6 +936,16 @@ fn fuzz_parsers() {
     let agent = agent_corpus(&mut rng);
     total += run("agent", &agent, &mut rng, target_agent);
     total += run("pkcs11-uri", &uri_corpus(), &mut rng, target_pkcs11_uri);
+    let audit = audit_corpus(&dir);
+    total += run("audit parsers", &audit, &mut rng, target_audit_parsers);
+    let logs: Vec<Vec<u8>> = audit
+        .iter()
+        .filter(|c| c.starts_with(b"{\"seq\":0,"))
+        .cloned()
+        .collect();
+    total += run("audit verify", &logs, &mut rng, |d| {
+        target_audit_verify(&dir, d)
+    });
     std::fs::remove_dir_all(&dir).expect("cleanup");
     println!("fuzz total: {total} iterations, no findings");
 }

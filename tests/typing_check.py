@@ -159,3 +159,23 @@ def pkcs11_use(module: str) -> None:
         code: int | None = e.code
         del code
     del backend, label, slot, tokens
+def use_audit_log(path: str) -> None:
+    import logging
+
+    from keycell import Ed25519PrivateKey
+    from keycell.audit import AuditHandler, AuditLog, InclusionProof, VerifyResult, prove, verify
+
+    k0 = SecretKey.generate(32)
+    signer = Ed25519PrivateKey.generate()
+    with AuditLog.create(path, key=k0, signer=signer, origin="o", epoch_records=10) as log:
+        seq: int | None = log.append({"op": "sign", "uid": 1000})
+        note: str = log.checkpoint()
+        logging.getLogger("x").addHandler(AuditHandler(log))
+    reopened = AuditLog.open(path, signer=signer, on_error="warn")
+    reopened.close()
+    result: VerifyResult = verify(path, key=k0, public_key=signer.public_key(), checkpoint=False)
+    kind: str | None = result.kind
+    ok: bool = result.valid and not result.tampered
+    proof: InclusionProof = prove(path, 1)
+    good: bool = proof.verify()
+    del seq, note, kind, ok, good

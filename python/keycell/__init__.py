@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import agent, exceptions, keyring, otp, pkcs11
+from . import agent, audit, exceptions, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -52,6 +52,8 @@ from .exceptions import (
     AgentRefusedError,
     AgentUnavailableError,
     AlreadyFinalized,
+    AuditError,
+    AuditTamperedError,
     ForkedKeyError,
     InsecureKeyFileError,
     InvalidCode,
@@ -97,6 +99,8 @@ __all__ = [
     "AgentRefusedError",
     "AgentUnavailableError",
     "AlreadyFinalized",
+    "AuditError",
+    "AuditTamperedError",
     "ChaCha20Poly1305",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
@@ -136,6 +140,7 @@ __all__ = [
     "XChaCha20Poly1305",
     "__version__",
     "agent",
+    "audit",
     "compare_digest",
     "ed25519_verify_batch",
     "exceptions",

@@ -6,8 +6,9 @@ interrupted. Errors go to stderr; secrets never go to stdout unless a flag asks 
 explicitly (``store get --print-secret``).
 
 Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``,
-``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``, ``agent serve``
-and ``policy sign|verify`` (the key agent, ``cli_agent.py``).
+``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``, ``audit
+verify|prove`` (``keycell.audit`` logs; see ``cli_audit.py``), ``agent serve`` and ``policy
+sign|verify`` (the key agent, ``cli_agent.py``).
 Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
 a ``str``, compared in place and wiped), or from a ``--passphrase-file`` (read by the Rust
 core straight into guarded memory, with the key file checks; one trailing newline is
@@ -28,7 +29,7 @@ from typing import Any
 
 import keycell
 
-from . import __version__, cli_pkcs11
+from . import __version__, cli_audit, cli_pkcs11
 from ._native import KeyStore, Passphrase, SecretKey, compare_digest
 from .doctor import collect, format_report
 from .exceptions import KeycellError, KeyFileError
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _register_agent(sub)
     cli_pkcs11.register(sub)
+    cli_audit.register(sub)
     return parser
 
 

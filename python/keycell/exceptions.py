@@ -14,6 +14,8 @@ __all__ = [
     "AgentRefusedError",
     "AgentUnavailableError",
     "AlreadyFinalized",
+    "AuditError",
+    "AuditTamperedError",
     "ForkedKeyError",
     "InsecureKeyFileError",
     "InvalidCode",
@@ -285,3 +287,22 @@ class Pkcs11ForkedError(Pkcs11Error, ForkedKeyError):
 
 class Pkcs11ClosedError(Pkcs11Error, KeyDestroyedError):
     """The token was closed; its key handles cannot be used any more."""
+# The audit log.
+
+
+class AuditError(KeycellError):
+    """Base class of audit log failures (``keycell.audit``): the log, its state file, lock
+    file or checkpoint cannot be used, another writer held the lock too long, or the log is
+    closed. ``errno`` holds the OS error number when an OS call failed."""
+
+    errno: int | None = None
+
+
+class AuditTamperedError(AuditError):
+    """The log is not what its writer expects: a line another process appended, or the
+    lines after the state file's snapshot, fail their checks. ``kind`` names the failure
+    (``"modified"``, ``"deleted"``, ... as in :func:`keycell.audit.verify`) and ``line``
+    its 1-based line number."""
+
+    kind: str = ""
+    line: int = 0

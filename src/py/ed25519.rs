@@ -31,6 +31,11 @@ pub struct Ed25519PrivateKey {
 }
 
 impl Ed25519PrivateKey {
+    /// The public key (not secret; used by the audit log to name its checkpoint signer).
+    pub(crate) fn public_raw(&self) -> [u8; 32] {
+        self.public.to_bytes()
+    }
+
     fn from_key(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
         let public = *key.public();
         let cell = common::new_cell(py, "Ed25519PrivateKey", key, exportable)?;
@@ -64,6 +69,11 @@ pub struct Ed25519PublicKey {
 }
 
 impl Ed25519PublicKey {
+    /// The verifying key (used by the audit log's verifier).
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     pub(crate) fn from_raw(raw: &[u8; 32]) -> Result<Self> {
         ed25519::public_key_from_bytes(raw)
             .map(|key| Ed25519PublicKey { key })

@@ -34,6 +34,9 @@ pyo3::import_exception!(keycell.exceptions, KeyringQuotaError);
 pyo3::import_exception!(keycell.exceptions, KeyringUnavailableError);
 pyo3::import_exception!(keycell.exceptions, InvalidCode);
 pyo3::import_exception!(keycell.exceptions, InvalidTag);
+// The audit log.
+pyo3::import_exception!(keycell.exceptions, AuditError);
+pyo3::import_exception!(keycell.exceptions, AuditTamperedError);
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -77,6 +80,8 @@ pub enum Error {
     InvalidCode(&'static str),
     /// An AEAD tag did not verify (forged, truncated, wrong key, nonce or associated data).
     InvalidTag,
+    /// The audit log failed.
+    Audit(crate::audit::AuditError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -84,6 +89,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<MemoryError> for Error {
     fn from(e: MemoryError) -> Self {
         Error::Memory(e)
+    }
+}
+
+impl From<crate::audit::AuditError> for Error {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Error::Audit(e)
     }
 }
 
@@ -146,6 +157,7 @@ impl From<Error> for PyErr {
             }
             Error::Keyring(e) => keyring_error(e),
             Error::InvalidCode(msg) => InvalidCode::new_err(msg),
+            Error::Audit(e) => audit_error(e),
             Error::InvalidTag => InvalidTag::new_err(
                 "the authentication tag does not verify (wrong key, nonce or associated data, \
                  or the data was modified or truncated)",
@@ -205,6 +217,32 @@ fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
             StoreEntryNotFoundError::new_err(format!("key store {path:?} has no entry {name:?}"))
         }
         S::Invalid(msg) => PyValueError::new_err(msg),
+    }
+}
+
+/// The exception for an audit log failure.
+fn audit_error(e: crate::audit::AuditError) -> PyErr {
+    use crate::audit::AuditError as A;
+    let msg = format!("audit log: {e}");
+    match e {
+        A::Memory(m) => memory_error(m),
+        A::Invalid(m) => PyValueError::new_err(m),
+        A::Tampered { line, kind, .. } => {
+            let err = AuditTamperedError::new_err(msg);
+            pyo3::Python::attach(|py| {
+                use pyo3::types::PyAnyMethods;
+                let v = err.value(py).as_any();
+                let _ = v.setattr("kind", kind.name());
+                let _ = v.setattr("line", line);
+            });
+            err
+        }
+        A::File {
+            err: crate::keyfile::FileError::Unusable { errno, .. },
+            ..
+        } => with_errno(AuditError::new_err(msg), errno),
+        A::Exists => with_errno(AuditError::new_err(msg), Some(libc::EEXIST)),
+        _ => AuditError::new_err(msg),
     }
 }
 

@@ -6,6 +6,7 @@ mod aead_calls;
 mod agent;
 mod args;
 mod asymmetric;
+mod audit;
 mod buffer_in_place;
 mod bytes_like;
 mod ed25519;
@@ -257,6 +258,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pkcs11::Pkcs11SecretKey>()?;
     m.add_function(wrap_pyfunction!(pkcs11::pkcs11_list_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(pkcs11::pkcs11_open_uri, m)?)?;
+    m.add_class::<audit::AuditWriter>()?;
+    m.add_function(wrap_pyfunction!(audit::audit_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_prove, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_verify_inclusion, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::_audit_encode, m)?)?;
     m.add("GIL_RELEASE_THRESHOLD", bytes_like::GIL_RELEASE_THRESHOLD)?;
     m.add("MAX_KEY_LEN", crate::crypto::symmetric::MAX_KEY_LEN)?;
     Ok(())

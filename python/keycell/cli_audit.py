@@ -1,0 +1,147 @@
+"""``keycell audit``: verify an audit log, prove a line's inclusion.
+
+``keycell audit verify PATH --key-file K0 --public-key PUB.pem [--checkpoint FILE]
+[--json]`` exits 0 when the log verifies, 1 when it does not (tampered, or a torn tail),
+2 on a usage error (bad arguments, unreadable key or log files). ``keycell audit prove PATH
+LINE`` prints an RFC 6962 inclusion proof of a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Literal
+
+from . import audit
+from ._native import Ed25519PublicKey, SecretKey
+from .exceptions import KeycellError
+
+__all__ = ["register"]
+
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def register(sub: Any) -> None:
+    """Add the ``audit`` command and its actions to the ``keycell`` parser's subparsers."""
+    p = sub.add_parser(
+        "audit",
+        help="verify a keycell audit log, prove a line's inclusion",
+        description="Verify a keycell audit log (keycell.audit) or prove a line's inclusion.",
+    )
+    asub = p.add_subparsers(dest="audit_command", metavar="ACTION")
+    asub.required = True
+    v = asub.add_parser(
+        "verify",
+        help="verify a log: MACs, chain, sequence, signed checkpoint",
+        description=(
+            "Stream the log in constant memory and check every MAC under its epoch's key "
+            "(derived from K0), the hash chain, the sequence and the Merkle root against a "
+            "signed checkpoint. Exit 0 valid, 1 tampered or torn, 2 usage error."
+        ),
+    )
+    v.add_argument("path", metavar="PATH", help="the log")
+    v.add_argument("--key-file", required=True, metavar="K0", help="the verification key K0")
+    v.add_argument(
+        "--public-key",
+        required=True,
+        metavar="PUB.pem",
+        help="the checkpoint signer's public key (PEM)",
+    )
+    cp = v.add_mutually_exclusive_group()
+    cp.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a signed checkpoint (default: PATH.checkpoint when it exists)",
+    )
+    cp.add_argument("--no-checkpoint", action="store_true", help="check no checkpoint")
+    cp.add_argument(
+        "--previous",
+        metavar="ARCHIVE",
+        help="PATH was rotated from ARCHIVE: verify both (each against its .checkpoint) and "
+        "the link between them",
+    )
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=_cmd_verify)
+    pr = asub.add_parser(
+        "prove",
+        help="print an inclusion proof of a line",
+        description=(
+            "Print an RFC 6962 inclusion proof of line LINE (1-based) in the first SIZE lines "
+            "of the log (default: all), to check against a signed checkpoint's root."
+        ),
+    )
+    pr.add_argument("path", metavar="PATH", help="the log")
+    pr.add_argument("line", metavar="LINE", type=int, help="1-based line number")
+    pr.add_argument("--size", type=int, help="tree size (default: all complete lines)")
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    pr.set_defaults(func=_cmd_prove)
+
+
+def _usage(msg: str) -> int:
+    print(f"keycell audit: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        key = SecretKey.from_file(args.key_file)
+    except (KeycellError, OSError, ValueError) as exc:
+        return _usage(f"cannot read the key file: {exc}")
+    try:
+        with open(args.public_key, "rb") as f:
+            public = Ed25519PublicKey.from_pem(f.read())
+    except (KeycellError, OSError, ValueError) as exc:
+        return _usage(f"cannot read the public key: {exc}")
+    checkpoint: str | Literal[False] | None = False if args.no_checkpoint else args.checkpoint
+    try:
+        with key:
+            if args.previous:
+                result = audit.verify_rotated(args.previous, args.path, key=key, public_key=public)
+            else:
+                result = audit.verify(args.path, key=key, public_key=public, checkpoint=checkpoint)
+    except (KeycellError, OSError, ValueError) as exc:
+        return _usage(str(exc))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif result.valid:
+        cp = (
+            f", checkpoint of {result.checkpoint_size} lines verified"
+            if result.checkpoint_size is not None
+            else ", no checkpoint"
+        )
+        print(
+            f"valid: {result.records} records (seq {result.first_seq}..{result.last_seq}), "
+            f"{result.epochs} epochs{cp}"
+        )
+    else:
+        where = "the checkpoint" if result.line == 0 else f"line {result.line}"
+        print(f"INVALID: {result.kind} at {where}: {result.detail}")
+    return EXIT_VALID if result.valid else EXIT_INVALID
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    try:
+        proof = audit.prove(args.path, args.line, args.size)
+    except (KeycellError, OSError, ValueError) as exc:
+        return _usage(str(exc))
+    hashes = [h.hex() for h in proof.proof]
+    doc: dict[str, Any] = {
+        "line": proof.line,
+        "index": proof.line - 1,
+        "size": proof.size,
+        "leaf_hash": proof.leaf_hash.hex(),
+        "proof": hashes,
+        "root": proof.root.hex(),
+        "record": proof.record.decode("utf-8", "replace"),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"line {proof.line} of {proof.size}: leaf {doc['leaf_hash']}")
+        for i, h in enumerate(hashes):
+            print(f"  proof[{i}] {h}")
+        print(f"root {doc['root']}")
+    return EXIT_VALID
