@@ -180,12 +180,7 @@ class _Audit:
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
-        try:
-            from . import audit  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            raise CliError(
-                "--audit-log needs keycell.audit, which this build of keycell lacks"
-            ) from None
+        from . import audit
         from ._native import SecretKey
 
         self.signer: Ed25519PrivateKey | None = None

@@ -4,7 +4,6 @@ uid and pid, the key's name, the operation and the result; the log verifies."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,25 +11,31 @@ from pathlib import Path
 
 import pytest
 from agent_support import Agent, frame, make_store, recv_reply
-from keycell import Ed25519PrivateKey, SecretKey
+from keycell import Ed25519PrivateKey, SecretKey, audit
 from keycell.exceptions import AgentRefusedError
 
-HAVE_AUDIT = importlib.util.find_spec("keycell.audit") is not None
 
-
-@pytest.mark.skipif(HAVE_AUDIT, reason="keycell.audit is in this build (see the next test)")
-def test_audit_log_without_keycell_audit_is_refused(tmp_path: Path) -> None:
+def test_audit_options_are_checked_before_serving(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy",), secrets=())
-    with Agent(st, "--audit-log", str(st.dir / "audit.log"), expect_start=False) as agent:
+    log = st.dir / "audit.log"
+    with Agent(st, "--audit-log", str(log), expect_start=False) as agent:
         assert agent.wait_exit() == 1
-        assert "--audit-log needs keycell.audit" in agent.stderr()
+        assert "does not exist: give --audit-key-file K0 to create it" in agent.stderr()
         assert not agent.socket.exists()
+    with Agent(st, "--audit-key-file", str(st.master), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "need --audit-log" in agent.stderr()
+    short = st.dir / "short.key"
+    with SecretKey.generate(16) as k:
+        k.to_file(short, format="raw")
+    args = ("--audit-log", str(log), "--audit-key-file", str(short))
+    with Agent(st, *args, expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "at least 32 bytes" in agent.stderr()
+        assert not log.exists()
 
 
-@pytest.mark.skipif(not HAVE_AUDIT, reason="keycell.audit is not in this build")
 def test_every_request_is_one_audit_record(tmp_path: Path) -> None:
-    from keycell import audit  # type: ignore[attr-defined,unused-ignore]
-
     st = make_store(tmp_path, ed25519=("deploy",), secrets=("mac",))
     k0 = st.dir / "k0.key"
     with SecretKey.generate(32) as k:
