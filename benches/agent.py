@@ -4,9 +4,10 @@ Both agents hold one Ed25519 key and are driven by the same minimal SSH-agent-pr
 client below (one connection, ``SIGN_REQUEST``, read the ``SIGN_RESPONSE``), so the client's
 cost is the same on both sides. Two measurements, in one run:
 
-- sequential: rounds of ``--batch`` sign requests, alternating keycell / ssh-agent; the
-  paired ratio is the median over rounds of keycell's time per request divided by
-  ssh-agent's in the same round (target <= 0.2);
+- sequential: rounds of ``--batch`` sign requests, alternating keycell / ssh-agent /
+  keycell with ``--audit-log`` (each reply waits for its record); the paired ratio is the
+  median over rounds of keycell's time per request divided by ssh-agent's in the same round
+  (target <= 0.2, without the audit log);
 - concurrent: 8 clients (threads, one connection each) x 500 signs at once, every signature
   verified afterwards; throughput in signatures per second, for both agents.
 
@@ -94,10 +95,20 @@ class Agents:
                 s.put("bench", key)
         key.destroy()
         self.keycell_sock = d / "keycell.sock"
+        serve = [sys.executable, "-m", "keycell", "agent", "serve", "--store",
+                 str(d / "store.kcs"), "--master-key-file", str(d / "master.key")]  # fmt: skip
         self.keycell = subprocess.Popen(
-            [sys.executable, "-m", "keycell", "agent", "serve", "--socket",
-             str(self.keycell_sock), "--store", str(d / "store.kcs"), "--master-key-file",
-             str(d / "master.key")],
+            [*serve, "--socket", str(self.keycell_sock)],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # The same store behind a second agent that records every request in an audit log.
+        with SecretKey.generate(32) as k0:
+            k0.to_file(d / "k0.key", format="raw")
+        self.audited_sock = d / "audited.sock"
+        self.audited = subprocess.Popen(
+            [*serve, "--socket", str(self.audited_sock), "--audit-log", str(d / "audit.log"),
+             "--audit-key-file", str(d / "k0.key")],
             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         subprocess.run(
@@ -114,6 +125,7 @@ class Agents:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         _wait_socket(self.keycell_sock, self.keycell)
+        _wait_socket(self.audited_sock, self.audited)
         _wait_socket(self.ssh_sock, self.ssh)
         subprocess.run(
             ["ssh-add", "-q", str(d / "id")],
@@ -125,7 +137,7 @@ class Agents:
         self.keycell_blob = _string(b"ssh-ed25519") + _string(raw_pub)
 
     def close(self) -> None:
-        for p in (self.keycell, self.ssh):
+        for p in (self.keycell, self.audited, self.ssh):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(30)
@@ -187,13 +199,16 @@ def bench(rounds: int = 15, batch: int = 200, clients: int = 8, per: int = 500) 
         return "\n## keycell agent vs ssh-agent\n\n(skipped: OpenSSH client tools missing)\n"
     a = Agents()
     try:
-        kc, ssh, ratios = [], [], []
+        kc, ssh, audited, ratios, audit_ratios = [], [], [], [], []
         for _ in range(rounds):
             k = _sequential(a.keycell_sock, a.keycell_blob, a.keycell_pub, batch)
             s = _sequential(a.ssh_sock, a.ssh_blob, a.ssh_pub, batch)
+            au = _sequential(a.audited_sock, a.keycell_blob, a.keycell_pub, batch)
             kc.append(k)
             ssh.append(s)
+            audited.append(au)
             ratios.append(k / s)
+            audit_ratios.append(au / s)
         tk = [_concurrent(a.keycell_sock, a.keycell_blob, a.keycell_pub, clients, per)]
         ts = [_concurrent(a.ssh_sock, a.ssh_blob, a.ssh_pub, clients, per)]
         tk.append(_concurrent(a.keycell_sock, a.keycell_blob, a.keycell_pub, clients, per))
@@ -211,6 +226,8 @@ def bench(rounds: int = 15, batch: int = 200, clients: int = 8, per: int = 500) 
         "|---|---|---|---|",
         f"| keycell agent | {statistics.median(kc) * 1e6:.1f} us | {ratio:.3f} | "
         f"<= {TARGET} ({'met' if ratio <= TARGET else 'NOT met'}) |",
+        f"| keycell agent, --audit-log | {statistics.median(audited) * 1e6:.1f} us | "
+        f"{statistics.median(audit_ratios):.3f} | |",
         f"| ssh-agent | {statistics.median(ssh) * 1e6:.1f} us | 1 | |",
         "",
         f"Concurrent: {clients} clients x {per} signs, every signature verified "
