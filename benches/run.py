@@ -508,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = thread_scaling() if args.only is None or "thread" in args.only else None
     raw = raw_region_cost() if args.only is None else None
     report = render(results, threads, raw)
+    if args.only is None or "agent" in args.only:
+        from agent import bench as agent_bench  # benches/agent.py: keycell agent vs ssh-agent
+
+        report += agent_bench()
     if args.only is None or "audit" in args.only:
         # The audit log's own benchmarks (benches/audit.py).
         sys.path.insert(0, str(HERE))

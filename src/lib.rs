@@ -9,9 +9,11 @@
 //! - [`store`]: the encrypted key store file.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
+//! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
 //! - [`pkcs11`]: keys in a PKCS#11 token (HSM), used through the token.
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 
+pub mod agent;
 pub mod audit;
 pub mod crypto;
 pub mod encoding;

@@ -1,8 +1,10 @@
 //! A deterministic mutation fuzzer for the pure-Rust parsers (cargo-fuzz needs nightly):
 //! the hex/base64 decoders of `encoding`, the PKCS#8/SPKI/PEM code of `crypto::pkcs8`,
 //! key file loading with format detection (`keyfile::DecodedKeyFile`), and the key store
-//! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), and the audit
-//! log's record, checkpoint and state file parsers and its whole-file verifier (`audit`).
+//! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), the audit
+//! log's record, checkpoint and state file parsers and its whole-file verifier (`audit`),
+//! and the key agent's request parser and policy file (`agent::wire`, `agent::json`,
+//! `agent::policy`).
 //! Every call runs under `catch_unwind`: a panic is a
 //! finding, and so is a broken invariant (a decoder accepting what re-encodes differently,
 //! a parser returning a key for input that is not the canonical encoding of that key).
@@ -24,6 +26,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use _native::agent::json as agent_json;
+use _native::agent::policy as agent_policy;
+use _native::agent::wire as agent_wire;
 use _native::audit::{checkpoint as audit_cp, json as audit_json, record as audit_record};
 use _native::audit::{state as audit_state, verify as audit_verify, writer::Writer};
 use _native::crypto::argon2::Argon2Params;
@@ -545,6 +550,98 @@ fn target_store(d: &[u8]) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// The key agent: SSH agent requests (agent::wire) and the policy file (agent::json, policy)
+// ---------------------------------------------------------------------------------------
+
+fn ssh_string(b: &[u8]) -> Vec<u8> {
+    let mut v = (b.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+fn agent_corpus(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let blob = agent_wire::ed25519_blob(&rng.bytes(32).try_into().expect("32"));
+    let sign = [
+        &[agent_wire::SIGN_REQUEST][..],
+        &ssh_string(&blob),
+        &ssh_string(b"data to sign"),
+        &4u32.to_be_bytes(),
+    ]
+    .concat();
+    let ext = |name: &[u8], body: &[&[u8]]| {
+        let mut v = vec![agent_wire::EXTENSION];
+        v.extend(ssh_string(name));
+        for b in body {
+            v.extend(ssh_string(b));
+        }
+        v
+    };
+    vec![
+        vec![agent_wire::REQUEST_IDENTITIES],
+        sign,
+        ext(b"query", &[]),
+        ext(b"list@keycell", &[]),
+        ext(b"hmac@keycell", &[b"mac", b"sha256", b"payload"]),
+        ext(b"verify-hmac@keycell", &[b"mac", b"sha512", b"payload", &[7u8; 32]]),
+        ext(b"session-bind@openssh.com", &[b"opaque"]),
+        [&[agent_wire::ADD_IDENTITY][..], &ssh_string(b"ssh-ed25519"), &rng.bytes(64)].concat(),
+        vec![agent_wire::LOCK, 0, 0, 0, 1, b'x'],
+        br#"{"keycell_policy": 1, "keys": {"deploy": {"uids": [0, 1000], "operations": ["sign"], "lifetime_seconds": 60, "max_uses": 5, "rate": {"count": 2, "per_seconds": 10}}}, "default": {"operations": ["hmac", "verify-hmac"]}}"#.to_vec(),
+        br#"{"keycell_policy": 1, "keys": {"\u00e9\ud83d\ude00": {}}, "default": null}"#.to_vec(),
+        br#"[1, -2, true, false, null, "a\"b\\c\n", {"x": []}]"#.to_vec(),
+    ]
+}
+
+fn target_agent(d: &[u8]) -> usize {
+    let mut accepted = 0;
+    if d.len() >= 4 {
+        let header: [u8; 4] = d[..4].try_into().expect("4");
+        if let Ok(n) = agent_wire::frame_len(header) {
+            assert!((1..=agent_wire::MAX_MESSAGE_LEN).contains(&n));
+        }
+    }
+    if let Ok(req) = agent_wire::parse_request(d) {
+        accepted += 1;
+        match req {
+            // Fixed-layout requests are canonical: re-encoding gives the input back.
+            agent_wire::Request::Sign {
+                key_blob,
+                data,
+                flags,
+            } => {
+                let again = [
+                    &[agent_wire::SIGN_REQUEST][..],
+                    &ssh_string(key_blob),
+                    &ssh_string(data),
+                    &flags.to_be_bytes(),
+                ]
+                .concat();
+                assert_eq!(again, d, "sign request did not round-trip");
+                if let Some(k) = agent_wire::parse_ed25519_blob(key_blob) {
+                    assert_eq!(agent_wire::ed25519_blob(&k), key_blob);
+                }
+            }
+            agent_wire::Request::RequestIdentities => {
+                assert_eq!(d, [agent_wire::REQUEST_IDENTITIES])
+            }
+            agent_wire::Request::Extension(agent_wire::Extension::Hmac { name, data, .. }) => {
+                assert!(d.len() > name.len() + data.len())
+            }
+            _ => {}
+        }
+    }
+    if let Ok(v) = agent_json::parse(d) {
+        accepted += 1;
+        let _ = v.type_name();
+    }
+    if agent_policy::Policy::parse(d).is_ok() {
+        accepted += 1;
+        assert!(agent_json::parse(d).is_ok(), "a policy that is not JSON");
+    }
+    accepted
+}
+
+// ---------------------------------------------------------------------------------------
 // PKCS#11 URIs (RFC 7512)
 // ---------------------------------------------------------------------------------------
 
@@ -836,6 +933,8 @@ fn fuzz_parsers() {
     total += run("pkcs8", &keys, &mut rng, target_pkcs8);
     total += run("keyfile", &keys, &mut rng, |d| target_keyfile(&dir, d));
     total += run("store", &stores, &mut rng, target_store);
+    let agent = agent_corpus(&mut rng);
+    total += run("agent", &agent, &mut rng, target_agent);
     total += run("pkcs11-uri", &uri_corpus(), &mut rng, target_pkcs11_uri);
     let audit = audit_corpus(&dir);
     total += run("audit parsers", &audit, &mut rng, target_audit_parsers);

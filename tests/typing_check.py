@@ -119,6 +119,23 @@ def aead_use() -> None:
     del pt, back, xchacha
 
 
+def agent_use(path: str) -> None:
+    with keycell.agent.connect(path) as client:
+        infos: list[keycell.agent.AgentKeyInfo] = client.keys()
+        key = client.ed25519("deploy")
+        sig: bytes = key.sign(b"m")
+        key.public_key().verify(sig, b"m")
+        mac = client.secret("mac")
+        tag: bytes = mac.hmac(b"m", algorithm="sha384")
+        mac.verify_hmac(b"m", tag, algorithm="sha384")
+        backend: str = key.protection.backend
+        try:
+            client.secret("nope")
+        except keycell.AgentRefusedError:
+            pass
+        del infos, backend
+
+
 def pkcs11_use(module: str) -> None:
     from keycell import KeyStore, pkcs11
 

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import audit, exceptions, keyring, otp, pkcs11
+from . import agent, audit, exceptions, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -46,6 +46,11 @@ from ._native import (
 )
 from ._native import set_policy as _set_policy
 from .exceptions import (
+    AgentError,
+    AgentPolicyError,
+    AgentProtocolError,
+    AgentRefusedError,
+    AgentUnavailableError,
     AlreadyFinalized,
     AuditError,
     AuditTamperedError,
@@ -88,6 +93,11 @@ __all__ = [
     "HMAC",
     "HOTP",
     "TOTP",
+    "AgentError",
+    "AgentPolicyError",
+    "AgentProtocolError",
+    "AgentRefusedError",
+    "AgentUnavailableError",
     "AlreadyFinalized",
     "AuditError",
     "AuditTamperedError",
@@ -129,6 +139,7 @@ __all__ = [
     "X25519PublicKey",
     "XChaCha20Poly1305",
     "__version__",
+    "agent",
     "audit",
     "compare_digest",
     "ed25519_verify_batch",

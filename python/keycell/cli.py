@@ -7,7 +7,8 @@ explicitly (``store get --print-secret``).
 
 Commands: ``doctor``, ``keygen``, ``pubkey``, ``store init|put|get|list|delete|rotate``,
 ``keyring put|get|list`` (the Linux kernel keyring), ``otp code|verify``, ``audit
-verify|prove`` (``keycell.audit`` logs; see ``cli_audit.py``).
+verify|prove`` (``keycell.audit`` logs; see ``cli_audit.py``), ``agent serve`` and ``policy
+sign|verify`` (the key agent, ``cli_agent.py``).
 Passphrases are read from the terminal with echo off (straight into a ``bytearray``, never
 a ``str``, compared in place and wiped), or from a ``--passphrase-file`` (read by the Rust
 core straight into guarded memory, with the key file checks; one trailing newline is
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(sub)
     _add_keyring(sub)
     _add_otp(sub)
+    from .cli_agent import register as _register_agent
+
+    _register_agent(sub)
     cli_pkcs11.register(sub)
     cli_audit.register(sub)
     return parser

@@ -8,6 +8,11 @@ bytes, nor the length of secret input that was rejected.
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
+    "AgentPolicyError",
+    "AgentProtocolError",
+    "AgentRefusedError",
+    "AgentUnavailableError",
     "AlreadyFinalized",
     "AuditError",
     "AuditTamperedError",
@@ -201,6 +206,35 @@ class KeyringQuotaError(KeyringError):
 class KeyringUnavailableError(KeyringError):
     """The keyring system calls are blocked (``EPERM``/``ENOSYS`` from a container's
     seccomp profile, e.g. Docker's default) or the kernel lacks ``CONFIG_KEYS``."""
+
+
+# The key agent (keycell agent, keycell.agent).
+
+
+class AgentError(KeycellError):
+    """Base class of key agent failures: the agent server could not start (socket,
+    directory, hardening), or a client request failed."""
+
+
+class AgentUnavailableError(AgentError):
+    """The agent cannot be reached: no socket path (``$KEYCELL_AGENT_SOCK`` unset), no
+    socket there, the connection was refused or closed."""
+
+
+class AgentRefusedError(AgentError):
+    """The agent answered ``SSH_AGENT_FAILURE``: the key does not exist, is not of that
+    kind, or the agent's policy refuses this peer the operation (uid, lifetime, uses,
+    rate). The agent does not say which, so a peer cannot probe for key names."""
+
+
+class AgentProtocolError(AgentError):
+    """The agent's reply did not follow the protocol (truncated, wrong type or length)."""
+
+
+class AgentPolicyError(AgentError):
+    """A policy file is invalid (not JSON, an unknown member, a wrong type or range), or its
+    signature is missing or does not verify. An agent never starts with such a policy, and
+    keeps its old policy when a reload meets one."""
 
 
 # PKCS#11 tokens (keycell.pkcs11).

@@ -243,7 +243,7 @@ impl KeyStore {
     }
 
     /// Run `f` on the open store without the GIL.
-    fn with<T: Send>(
+    pub(super) fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut Store) -> std::result::Result<T, Error> + Send,

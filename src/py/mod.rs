@@ -3,6 +3,7 @@
 
 mod aead;
 mod aead_calls;
+mod agent;
 mod args;
 mod asymmetric;
 mod audit;
@@ -249,6 +250,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_list, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::_keyring_probe, m)?)?;
+    m.add_class::<agent::AgentServer>()?;
+    m.add_function(wrap_pyfunction!(agent::agent_harden, m)?)?;
+    m.add_function(wrap_pyfunction!(agent::agent_check_policy, m)?)?;
     m.add_class::<pkcs11::Pkcs11Token>()?;
     m.add_class::<pkcs11::Pkcs11Ed25519PrivateKey>()?;
     m.add_class::<pkcs11::Pkcs11SecretKey>()?;

@@ -1,0 +1,371 @@
+"""A client of ``keycell agent`` (docs/agent.md): keys that stay in the agent's process.
+
+>>> import keycell.agent                                  # doctest: +SKIP
+>>> client = keycell.agent.connect()                      # $KEYCELL_AGENT_SOCK
+>>> key = client.ed25519("deploy")
+>>> key.public_key().verify(key.sign(b"msg"), b"msg")
+>>> tag = client.secret("webhook").hmac(b"payload")
+
+Remote handles have the methods of local handles (``Ed25519PrivateKey.sign`` and
+``public_key``; ``SecretKey.hmac`` and ``verify_hmac``), so code can take either;
+``key.protection.backend == "agent"``. A client is thread-safe (one request at a time on
+its connection), reconnects once when the agent closed the connection, and raises
+:class:`~keycell.exceptions.AgentUnavailableError` (cannot reach the agent),
+:class:`~keycell.exceptions.AgentRefusedError` (the agent said no) or
+:class:`~keycell.exceptions.AgentProtocolError` (a reply that breaks the protocol).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._native import Ed25519PublicKey
+from .exceptions import (
+    AgentProtocolError,
+    AgentRefusedError,
+    AgentUnavailableError,
+    InvalidSignature,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "AgentClient",
+    "AgentEd25519Key",
+    "AgentKeyInfo",
+    "AgentProtection",
+    "AgentSecretKey",
+    "connect",
+]
+
+_MAX_REPLY = 256 * 1024
+_FAILURE, _IDENTITIES_ANSWER, _SIGN_RESPONSE = 5, 12, 14
+_REQUEST_IDENTITIES, _SIGN_REQUEST, _EXTENSION = 11, 13, 27
+_EXTENSION_FAILURE, _EXTENSION_RESPONSE = 28, 29
+_ALGORITHMS = ("sha256", "sha384", "sha512")
+
+
+def _string(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise AgentProtocolError("truncated reply from the agent")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u32(self) -> int:
+        value: int = struct.unpack(">I", self.take(4))[0]
+        return value
+
+    def string(self) -> bytes:
+        return self.take(self.u32())
+
+    def text(self) -> str:
+        try:
+            return self.string().decode("utf-8")
+        except UnicodeDecodeError:
+            raise AgentProtocolError("a name in the agent's reply is not UTF-8") from None
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise AgentProtocolError("trailing bytes in the agent's reply")
+
+
+@dataclass(frozen=True)
+class AgentProtection:
+    """The protection of a key held by the agent, as the agent measured it (the same
+    fields as :class:`keycell.Protection`); ``backend`` is always ``"agent"``, and
+    ``agent_backend`` names the allocator in the agent."""
+
+    locked: bool
+    dontdump: bool
+    wipeonfork: bool
+    guard_pages: bool
+    read_only_idle: bool
+    isolation: str
+    agent_backend: str
+    backend: str = "agent"
+
+    @property
+    def complete(self) -> bool:
+        """True when every protection holds in the agent."""
+        return self.locked and self.dontdump and self.wipeonfork and self.guard_pages
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as a dict."""
+        return {
+            "locked": self.locked,
+            "dontdump": self.dontdump,
+            "wipeonfork": self.wipeonfork,
+            "guard_pages": self.guard_pages,
+            "read_only_idle": self.read_only_idle,
+            "isolation": self.isolation,
+            "backend": self.backend,
+            "agent_backend": self.agent_backend,
+        }
+
+
+@dataclass(frozen=True)
+class AgentKeyInfo:
+    """A key the agent lets this peer use: its name, kind (``"ed25519"`` or ``"secret"``),
+    public key (Ed25519 only) and protection."""
+
+    name: str
+    kind: str
+    public_key: Ed25519PublicKey | None
+    protection: AgentProtection
+
+
+class AgentClient:
+    """A connection to a keycell agent (see :func:`connect`)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"<keycell.agent.AgentClient {self.path!r}>"
+
+    def _connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.path)
+        except OSError as exc:
+            s.close()
+            raise AgentUnavailableError(
+                f"cannot connect to the keycell agent at {self.path}: {exc.strerror or exc}"
+            ) from None
+        return s
+
+    def _exchange(self, s: socket.socket, frame: bytes) -> bytes | None:
+        """Send a frame, read the reply; ``None`` if the agent closed the connection."""
+        try:
+            s.sendall(frame)
+            header = _recv_exact(s, 4)
+            if header is None:
+                return None
+            (n,) = struct.unpack(">I", header)
+            if n == 0 or n > _MAX_REPLY:
+                raise AgentProtocolError(f"the agent sent a reply of invalid length {n}")
+            body = _recv_exact(s, n)
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        except TimeoutError:
+            raise AgentUnavailableError(
+                f"the keycell agent at {self.path} did not answer within {self.timeout} s"
+            ) from None
+        except OSError as exc:
+            raise AgentUnavailableError(f"keycell agent at {self.path}: {exc}") from None
+        if body is None:
+            raise AgentProtocolError("the agent closed the connection in the middle of a reply")
+        return body
+
+    def request(self, message: bytes) -> bytes:
+        """Send one message (type byte and contents) and return the reply's (type byte and
+        contents). Reconnects once if the agent had closed the connection."""
+        frame = struct.pack(">I", len(message)) + message
+        with self._lock:
+            if self._pid != os.getpid():  # a fork child never shares the parent's socket
+                self._sock, self._pid = None, os.getpid()
+            for attempt in (0, 1):
+                fresh = self._sock is None
+                if self._sock is None:
+                    self._sock = self._connect()
+                reply = self._exchange(self._sock, frame)
+                if reply is not None:
+                    return reply
+                self._sock.close()
+                self._sock = None
+                if fresh or attempt:
+                    break
+        raise AgentUnavailableError(f"the keycell agent at {self.path} closed the connection")
+
+    def _extension(self, name: str, body: bytes) -> _Reader:
+        reply = self.request(bytes([_EXTENSION]) + _string(name.encode()) + body)
+        if reply[0] in (_FAILURE, _EXTENSION_FAILURE):
+            raise AgentRefusedError(f"the agent refused {name}")
+        if reply[0] != _EXTENSION_RESPONSE:
+            raise AgentProtocolError(f"unexpected reply type {reply[0]} to {name}")
+        r = _Reader(reply[1:])
+        if r.text() != name:
+            raise AgentProtocolError(f"the agent answered {name} for another extension")
+        return r
+
+    def identities(self) -> list[tuple[bytes, str]]:
+        """``REQUEST_IDENTITIES``: ``(SSH public key blob, comment)`` pairs."""
+        reply = self.request(bytes([_REQUEST_IDENTITIES]))
+        if reply[0] != _IDENTITIES_ANSWER:
+            raise AgentRefusedError("the agent refused to list identities")
+        r = _Reader(reply[1:])
+        out = [(r.string(), r.text()) for _ in range(r.u32())]
+        r.end()
+        return out
+
+    def keys(self) -> list[AgentKeyInfo]:
+        """Every key the agent lets this peer use (``list@keycell``)."""
+        r = self._extension("list@keycell", b"")
+        out = []
+        for _ in range(r.u32()):
+            name, kind, public, bits = r.text(), r.text(), r.string(), r.u32()
+            isolation, backend = r.text(), r.text()
+            prot = AgentProtection(
+                locked=bool(bits & 1),
+                dontdump=bool(bits & 2),
+                wipeonfork=bool(bits & 4),
+                guard_pages=bool(bits & 8),
+                read_only_idle=bool(bits & 16),
+                isolation=isolation,
+                agent_backend=backend,
+            )
+            pub = Ed25519PublicKey.from_public_bytes(public) if kind == "ed25519" else None
+            out.append(AgentKeyInfo(name, kind, pub, prot))
+        r.end()
+        return out
+
+    def _info(self, name: str, kind: str) -> AgentKeyInfo:
+        for k in self.keys():
+            if k.name == name:
+                if k.kind != kind:
+                    raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not {kind}")
+                return k
+        raise AgentRefusedError(f"the agent has no {kind} key {name!r} this process may use")
+
+    def ed25519(self, name: str) -> AgentEd25519Key:
+        """A handle of the agent's Ed25519 key ``name`` (``AgentRefusedError`` if the agent
+        has none this process may use)."""
+        return AgentEd25519Key(self, self._info(name, "ed25519"))
+
+    def secret(self, name: str) -> AgentSecretKey:
+        """A handle of the agent's secret key ``name``."""
+        return AgentSecretKey(self, self._info(name, "secret"))
+
+    def close(self) -> None:
+        """Close the connection (a later request opens a new one)."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+class AgentEd25519Key:
+    """An Ed25519 private key held by the agent: ``sign`` and ``public_key`` as
+    :class:`keycell.Ed25519PrivateKey`."""
+
+    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+        assert info.public_key is not None
+        self._client = client
+        self.name = info.name
+        self._public = info.public_key
+        self._blob = _string(b"ssh-ed25519") + _string(info.public_key.public_bytes_raw())
+        self.protection = info.protection
+
+    def __repr__(self) -> str:
+        return f"<AgentEd25519Key {self.name!r} at {self._client.path!r}>"
+
+    def public_key(self) -> Ed25519PublicKey:
+        """The public key."""
+        return self._public
+
+    def sign(self, data: Buffer) -> bytes:
+        """Sign ``data`` (Ed25519, RFC 8032) in the agent; returns the 64-byte signature."""
+        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data)) + b"\0\0\0\0"
+        reply = self._client.request(msg)
+        if reply[0] == _FAILURE:
+            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
+        if reply[0] != _SIGN_RESPONSE:
+            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
+        r = _Reader(reply[1:])
+        inner = _Reader(r.string())
+        r.end()
+        if inner.string() != b"ssh-ed25519":
+            raise AgentProtocolError("the agent's signature is not an ssh-ed25519 signature")
+        sig = inner.string()
+        inner.end()
+        if len(sig) != 64:
+            raise AgentProtocolError("the agent's Ed25519 signature is not 64 bytes")
+        return sig
+
+
+class AgentSecretKey:
+    """A secret key held by the agent: ``hmac`` and ``verify_hmac`` as
+    :class:`keycell.SecretKey`."""
+
+    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+        self._client = client
+        self.name = info.name
+        self.protection = info.protection
+
+    def __repr__(self) -> str:
+        return f"<AgentSecretKey {self.name!r} at {self._client.path!r}>"
+
+    @staticmethod
+    def _algorithm(algorithm: str) -> bytes:
+        if algorithm not in _ALGORITHMS:
+            raise ValueError("algorithm must be 'sha256', 'sha384' or 'sha512'")
+        return algorithm.encode()
+
+    def hmac(self, data: Buffer, algorithm: str = "sha256") -> bytes:
+        """HMAC of ``data`` computed in the agent (``hmac@keycell``)."""
+        body = _string(self.name.encode()) + _string(self._algorithm(algorithm))
+        r = self._client._extension("hmac@keycell", body + _string(bytes(data)))
+        tag = r.string()
+        r.end()
+        return tag
+
+    def verify_hmac(self, data: Buffer, tag: Buffer, algorithm: str = "sha256") -> None:
+        """Check ``tag`` over ``data`` in the agent, in constant time there
+        (``verify-hmac@keycell``); raises :class:`~keycell.exceptions.InvalidSignature`."""
+        body = _string(self.name.encode()) + _string(self._algorithm(algorithm))
+        body += _string(bytes(data)) + _string(bytes(tag))
+        r = self._client._extension("verify-hmac@keycell", body)
+        ok = r.take(1)
+        r.end()
+        if ok != b"\x01":
+            raise InvalidSignature("the HMAC tag does not verify")
+
+
+def connect(path: str | os.PathLike[str] | None = None, *, timeout: float = 10.0) -> AgentClient:
+    """A client of the keycell agent at ``path`` (default ``$KEYCELL_AGENT_SOCK``). The
+    connection is opened by the first request. Raises
+    :class:`~keycell.exceptions.AgentUnavailableError` without a path."""
+    if path is None:
+        path = os.environ.get("KEYCELL_AGENT_SOCK")
+        if not path:
+            raise AgentUnavailableError(
+                "no agent socket: pass a path or set KEYCELL_AGENT_SOCK"
+            )
+    return AgentClient(path, timeout=timeout)

@@ -1,0 +1,512 @@
+"""``keycell agent serve`` and ``keycell policy sign|verify`` (docs/agent.md).
+
+The agent holds a key store's Ed25519 and secret keys in guarded memory and serves them
+over a Unix socket in the SSH agent protocol; the server itself is Rust
+(``keycell._native.AgentServer``, its own threads, no GIL). This module owns the process:
+hardening, signals, the policy signature, logging to stderr and the audit log.
+
+Signals are blocked in every thread before the server starts and taken synchronously by
+the main thread with ``sigwait``: SIGTERM and SIGINT stop the agent (every key wiped, the
+socket removed, exit status 0); SIGHUP reloads the store and the policy, keeping the old
+ones when the new ones fail (a policy whose signature does not verify, a store that does
+not open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ._native import (
+    AgentServer,
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    KeyStore,
+    agent_check_policy,
+    agent_harden,
+)
+from .cli import CliError, _master_options, _open_store
+from .exceptions import AgentPolicyError, KeycellError
+
+__all__ = [
+    "POLICY_SIGNATURE_CONTEXT",
+    "load_public_key",
+    "read_verified_policy",
+    "register",
+    "sign_policy",
+    "signature_path",
+]
+
+#: Prefix of the message a policy signature covers (domain separation: a policy signature
+#: is never a valid signature over anything else, nor the other way round).
+POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
+_SIG_HEADER = "keycell-policy-signature-v1 ed25519 "
+_STOP = {signal.SIGTERM, signal.SIGINT}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _log(msg: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"{stamp} keycell agent[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def signature_path(policy: str | os.PathLike[str]) -> Path:
+    """Where the detached signature of a policy file lives: ``FILE.sig``."""
+    return Path(os.fspath(policy) + ".sig")
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
+    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line."""
+    data = Path(path).read_bytes()
+    text = data.decode("ascii", "replace").strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            return Ed25519PublicKey.from_pem(data)
+        if text.startswith("ssh-ed25519 "):
+            blob = base64.b64decode(text.split()[1], validate=True)
+            # string "ssh-ed25519", string key (32 bytes)
+            if len(blob) != 4 + 11 + 4 + 32 or blob[4:15] != b"ssh-ed25519":
+                raise ValueError("not an ssh-ed25519 public key")
+            return Ed25519PublicKey.from_public_bytes(blob[19:])
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except (ValueError, binascii.Error, KeycellError) as exc:
+        raise AgentPolicyError(
+            f"{path}: not an Ed25519 public key (PEM, hex or ssh-ed25519): {exc}"
+        ) from None
+
+
+def sign_policy(policy: bytes, signer: Ed25519PrivateKey) -> str:
+    """The signature file's text for the policy text ``policy``."""
+    sig = signer.sign(POLICY_SIGNATURE_CONTEXT + policy)
+    return _SIG_HEADER + base64.b64encode(sig).decode("ascii") + "\n"
+
+
+def read_verified_policy(
+    path: str | os.PathLike[str],
+    public_key: Ed25519PublicKey,
+    signature: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Read a policy file and its detached signature (``FILE.sig`` unless ``signature``),
+    verify the signature and the rules, and return the exact bytes verified. Raises
+    :class:`AgentPolicyError` when the signature is missing, malformed or wrong, or the
+    rules are invalid."""
+    sig_path = Path(signature) if signature is not None else signature_path(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AgentPolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        sig_text = sig_path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise AgentPolicyError(
+            f"policy {path} has no signature ({sig_path} is missing): sign it with "
+            "`keycell policy sign`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentPolicyError(f"cannot read policy signature {sig_path}: {exc}") from None
+    if not sig_text.startswith(_SIG_HEADER) or not sig_text.endswith("\n"):
+        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature")
+    try:
+        sig = base64.b64decode(sig_text[len(_SIG_HEADER) : -1], validate=True)
+    except binascii.Error:
+        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature") from None
+    try:
+        public_key.verify(sig, POLICY_SIGNATURE_CONTEXT + data)
+    except KeycellError:
+        raise AgentPolicyError(
+            f"the signature of policy {path} does not verify with the policy public key: "
+            "the policy was modified or signed by another key"
+        ) from None
+    agent_check_policy(data)
+    return data
+
+
+def _cmd_policy_sign(args: argparse.Namespace) -> int:
+    data = Path(args.file).read_bytes()
+    agent_check_policy(data)
+    signer = Ed25519PrivateKey.from_file(args.key_file)
+    try:
+        text = sign_policy(data, signer)
+    finally:
+        signer.destroy()
+    out = Path(args.output) if args.output else signature_path(args.file)
+    out.write_text(text, encoding="ascii")
+    print(f"wrote the signature of {args.file} to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_policy_verify(args: argparse.Namespace) -> int:
+    read_verified_policy(args.file, load_public_key(args.public_key), args.signature)
+    print(f"policy {args.file}: signature good, rules valid", file=sys.stderr)
+    return 0
+
+
+def _uid_list(args: argparse.Namespace) -> list[int]:
+    uids = [os.geteuid()]
+    for u in args.allow_uid or []:
+        if u < 0 or u > 0xFFFFFFFF:
+            raise CliError(f"--allow-uid {u} is not a uid")
+        if u not in uids:
+            uids.append(u)
+    return uids
+
+
+def _socket_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if mode & ~0o777 or not mode & 0o600 == 0o600:
+        raise argparse.ArgumentTypeError("the mode must be within 0777 and include 0600")
+    return mode
+
+
+class _Audit:
+    """The audit log the agent records every request to (``--audit-log``).
+
+    An existing log is opened and continued. A new one is created when
+    ``--audit-key-file K0`` is given (a secret key of at least 32 bytes that verifies the
+    whole log: keep it off this host once the log exists). ``--audit-signer-key-file``
+    (Ed25519) signs a checkpoint when the agent stops and on each SIGHUP.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from . import audit
+        from ._native import SecretKey
+
+        self.signer: Ed25519PrivateKey | None = None
+        if args.audit_signer_key_file:
+            self.signer = Ed25519PrivateKey.from_file(args.audit_signer_key_file)
+        self.lock = threading.Lock()
+        try:
+            if os.path.exists(args.audit_log):
+                self.log: Any = audit.AuditLog.open(args.audit_log, signer=self.signer)
+            elif args.audit_key_file:
+                with SecretKey.from_file(args.audit_key_file) as k0:
+                    self.log = audit.AuditLog.create(
+                        args.audit_log,
+                        key=k0,
+                        signer=self.signer,
+                        origin=args.audit_origin,
+                    )
+                _log(f"created audit log {args.audit_log} (origin {args.audit_origin})")
+            else:
+                raise CliError(
+                    f"audit log {args.audit_log} does not exist: give --audit-key-file K0 "
+                    "to create it"
+                )
+        except BaseException:
+            if self.signer is not None:
+                self.signer.destroy()
+            raise
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record (raises if the log cannot be written)."""
+        self.log.append(record)
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint, if there is a signer."""
+        if self.signer is not None:
+            with self.lock:
+                self.log.checkpoint()
+
+    def close(self) -> None:
+        """A final checkpoint (with a signer), then close the log and wipe the signer."""
+        try:
+            self.checkpoint()
+        finally:
+            self.log.close()
+            if self.signer is not None:
+                self.signer.destroy()
+
+
+def _hostname() -> str:
+    import socket
+
+    name = "".join(c for c in socket.gethostname() if (c.isascii() and c.isalnum()) or c in ".-")
+    return name or "localhost"
+
+
+def _record(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "agent." + event["operation"],
+        "result": event["result"],
+        "uid": event["uid"],
+        "gid": event["gid"],
+        "pid": event["pid"],
+        "pid_pinned": event["pid_pinned"],
+        "key": event["key"],
+        "reason": event["reason"],
+        "connection": event["connection"],
+    }
+
+
+def _drain(server: AgentServer, audit: _Audit | None, verbose: bool, failed: list[str]) -> None:
+    """Take the server's events until it stops: every one to the audit log, refusals (and
+    everything with --verbose) to stderr."""
+    warned_pidfd = False
+    while True:
+        events, dropped = server.next_events(0.5)
+        if dropped:
+            _log(f"{dropped} request records were dropped: the event queue was full")
+        for e in events:
+            if not e["pid_pinned"] and not warned_pidfd:
+                warned_pidfd = True
+                _log(
+                    f"SO_PEERPIDFD unavailable (errno {e['pidfd_errno']}): peers are "
+                    "identified by the pid from SO_PEERCRED only, which can be reused"
+                )
+            if audit is not None:
+                try:
+                    audit.append(_record(e))
+                except Exception as exc:  # the log is broken: stop serving (fail closed)
+                    failed.append(f"audit log failed: {exc}")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                server.ack(e["seq"])  # releases the reply (audit_required)
+            if verbose or e["result"] != "allowed":
+                key = f" key {e['key']!r}" if e["key"] is not None else ""
+                why = f": {e['reason']}" if e["reason"] else ""
+                _log(
+                    f"{e['operation']}{key} by uid {e['uid']} pid {e['pid']}: "
+                    f"{e['result']}{why}"
+                )
+        if not events and server.stopped:
+            return
+
+
+def _load_policy(args: argparse.Namespace) -> bytes | None:
+    if args.policy is None:
+        return None
+    return read_verified_policy(args.policy, load_public_key(args.policy_public_key))
+
+
+def _detach() -> None:
+    """Fork: the parent waits until the child is serving (or failed), prints the socket
+    variables and exits; the child goes on in a new session."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            status = f.read()
+        if status.startswith(b"ready"):
+            path = status[6:].decode()
+            print(f"SSH_AUTH_SOCK={path}; export SSH_AUTH_SOCK;")
+            print(f"KEYCELL_AGENT_SOCK={path}; export KEYCELL_AGENT_SOCK;")
+            print(f"KEYCELL_AGENT_PID={pid}; export KEYCELL_AGENT_PID;")
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        os._exit(1)
+    os.close(r)
+    os.setsid()
+    os.environ["_KEYCELL_AGENT_READY_FD"] = str(w)
+
+
+def _announce_ready(path: str) -> None:
+    fd = os.environ.pop("_KEYCELL_AGENT_READY_FD", None)
+    if fd is not None:
+        os.write(int(fd), b"ready " + path.encode())
+        os.close(int(fd))
+        # Like ssh-agent: a detached agent lets go of the terminal and of the caller's
+        # pipes; its log goes nowhere (run it in the foreground under a supervisor to keep
+        # the log).
+        _log("detached: logging stops here")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(devnull, std)
+        os.close(devnull)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if (args.policy is None) != (args.policy_public_key is None):
+        raise CliError("--policy and --policy-public-key go together")
+    uids = _uid_list(args)
+    policy = _load_policy(args)
+    if args.detach:
+        _detach()
+    hardening = agent_harden()
+    failed_steps = [f"{k} (errno {v})" for k, v in hardening.items() if v is not None]
+    if failed_steps:
+        raise CliError("cannot harden the process: " + ", ".join(failed_steps))
+    if (args.audit_key_file or args.audit_signer_key_file) and not args.audit_log:
+        raise CliError("--audit-key-file and --audit-signer-key-file need --audit-log")
+    audit = _Audit(args) if args.audit_log else None
+    try:
+        store = _open_store(args)
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        server = AgentServer(
+            args.socket,
+            store,
+            allowed_uids=uids,
+            mode=args.socket_mode,
+            policy=policy,
+            max_connections=args.max_connections,
+            frame_timeout=args.frame_timeout,
+            audit_required=audit is not None,
+        )
+    except BaseException:
+        store.close()
+        if audit is not None:
+            audit.close()
+        raise
+    failed: list[str] = []
+    drain = threading.Thread(
+        target=_drain, args=(server, audit, args.verbose, failed), name="keycell-agent-log"
+    )
+    drain.start()
+    names = ", ".join(f"{n} ({k})" for n, k in server.keys()) or "none"
+    _log(
+        f"serving on {args.socket} for uids {', '.join(map(str, uids))}"
+        f"{'; policy ' + args.policy if args.policy else ''}; keys: {names}"
+    )
+    _announce_ready(str(args.socket))
+    try:
+        while True:
+            sig = signal.sigwait(_SIGNALS)
+            if sig in _STOP:
+                break
+            _reload(args, server, store)
+            if audit is not None:
+                try:
+                    audit.checkpoint()
+                    _log("signed an audit checkpoint")
+                except (KeycellError, OSError) as exc:
+                    _log(f"audit checkpoint failed: {exc}")
+    finally:
+        removed = server.stop()
+        drain.join()
+        store.close()
+        if audit is not None:
+            audit.close()
+        _log(
+            "stopped: keys wiped, socket "
+            + ("removed" if removed else "already gone or replaced (left alone)")
+        )
+    if failed:
+        raise CliError(failed[0])
+    return 0
+
+
+def _reload(args: argparse.Namespace, server: AgentServer, store: KeyStore) -> None:
+    try:
+        server.set_policy(_load_policy(args))
+        if args.policy:
+            _log(f"reloaded policy {args.policy}")
+    except (KeycellError, OSError) as exc:
+        _log(f"policy reload failed, keeping the old policy: {exc}")
+    try:
+        server.set_keys(store)
+        _log("reloaded keys: " + (", ".join(n for n, _ in server.keys()) or "none"))
+    except (KeycellError, OSError) as exc:
+        _log(f"store reload failed, keeping the old keys: {exc}")
+
+
+def register(sub: Any) -> None:
+    """Add the ``agent`` and ``policy`` commands to the ``keycell`` parser."""
+    agent = sub.add_parser(
+        "agent",
+        help="serve a key store's keys over a Unix socket (SSH agent protocol)",
+        description="A hardened key agent speaking the SSH agent protocol (docs/agent.md).",
+    )
+    asub = agent.add_subparsers(dest="agent_command", metavar="ACTION")
+    asub.required = True
+    p = asub.add_parser(
+        "serve",
+        help="serve until SIGTERM/SIGINT; SIGHUP reloads the store and the policy",
+        description=(
+            "Load the Ed25519 and secret keys of STORE into guarded memory and serve them on "
+            "a Unix socket in the SSH agent protocol (ssh-add -L, ssh, ssh-keygen -Y sign "
+            "work unchanged). SIGTERM/SIGINT: wipe every key, remove the socket, exit 0. "
+            "SIGHUP: reload the store and the policy (a policy that fails verification is "
+            "not taken; the old one stays)."
+        ),
+    )
+    p.add_argument("--socket", required=True, metavar="PATH", help="socket to create")
+    p.add_argument("--store", required=True, metavar="STORE", help="key store file")
+    _master_options(p)
+    p.add_argument(
+        "--socket-mode",
+        type=_socket_mode,
+        default=0o600,
+        metavar="MODE",
+        help="socket file mode, octal (default 0600)",
+    )
+    p.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        metavar="UID",
+        help="also allow this uid to connect (default: only this process's uid); repeatable",
+    )
+    p.add_argument("--policy", metavar="FILE", help="per-key rules (JSON), signed")
+    p.add_argument(
+        "--policy-public-key",
+        metavar="PUB",
+        help="the Ed25519 public key the policy's signature (FILE.sig) must verify with",
+    )
+    p.add_argument(
+        "--audit-log", metavar="LOG", help="record every request to this keycell.audit log"
+    )
+    p.add_argument(
+        "--audit-key-file",
+        metavar="K0",
+        help="create --audit-log if it does not exist, with this key (K0; keep it elsewhere)",
+    )
+    p.add_argument(
+        "--audit-signer-key-file",
+        metavar="SIGNER",
+        help="Ed25519 key that signs audit checkpoints (at stop and on SIGHUP)",
+    )
+    p.add_argument(
+        "--audit-origin",
+        default="keycell.agent/" + _hostname(),
+        metavar="ORIGIN",
+        help="the log's origin in its checkpoints, when it is created (keycell.agent/HOST)",
+    )
+    p.add_argument(
+        "--max-connections", type=int, default=64, metavar="N", help="connections at once (64)"
+    )
+    p.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a request may take to arrive once it started (10)",
+    )
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=_cmd_serve)
+
+    policy = sub.add_parser(
+        "policy",
+        help="sign or verify an agent policy file",
+        description="Detached Ed25519 signatures of agent policy files (docs/agent.md).",
+    )
+    psub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
+    psub.required = True
+    s = psub.add_parser("sign", help="sign a policy file (writes FILE.sig)")
+    s.add_argument("file", metavar="FILE", help="policy file (JSON)")
+    s.add_argument("--key-file", required=True, metavar="SIGNER", help="Ed25519 private key")
+    s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
+    s.set_defaults(func=_cmd_policy_sign)
+    v = psub.add_parser("verify", help="verify a policy file's signature and rules")
+    v.add_argument("file", metavar="FILE", help="policy file (JSON)")
+    v.add_argument("--public-key", required=True, metavar="PUB", help="Ed25519 public key")
+    v.add_argument("--signature", metavar="SIG", help="signature file (default FILE.sig)")
+    v.set_defaults(func=_cmd_policy_verify)

@@ -1,0 +1,264 @@
+//! `AgentServer`: the Python handle of the key agent's server ([`crate::agent::server`]).
+//!
+//! Binding the socket, loading the keys, stopping and waiting for events all run with the
+//! GIL released (through `isolation_scope::detach`, the one place that releases it); the
+//! server's own threads never touch Python. The command line
+//! (`python/keycell/cli_agent.py`) owns signals, logging and the audit log.
+
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::agent::harden;
+use crate::agent::keys::KeySet;
+use crate::agent::policy::Policy;
+use crate::agent::server::{Config, Event, Server};
+use crate::agent::socket::BoundSocket;
+use crate::memory::fork::ProcessStamp;
+
+use super::errors::{Error, Result};
+use super::isolation_scope::detach;
+use super::keystore::KeyStore;
+
+pyo3::import_exception!(keycell.exceptions, AgentError);
+pyo3::import_exception!(keycell.exceptions, AgentPolicyError);
+pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
+
+fn agent_error(msg: impl Into<String>) -> Error {
+    Error::Py(AgentError::new_err(msg.into()))
+}
+
+fn parse_policy(data: Option<&[u8]>) -> Result<Option<Policy>> {
+    data.map(|d| {
+        Policy::parse(d).map_err(|e| Error::Py(AgentPolicyError::new_err(format!("policy: {e}"))))
+    })
+    .transpose()
+}
+
+fn load_keys(py: Python<'_>, store: &KeyStore) -> Result<KeySet> {
+    store.with(py, |s| {
+        KeySet::load(s).map_err(|err| Error::Store {
+            path: s.path().display().to_string(),
+            err,
+        })
+    })
+}
+
+fn timeout(seconds: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::Value(format!("{what} must be a finite number of seconds > 0")))
+}
+
+fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let t = e
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    d.set_item("seq", e.seq)?;
+    d.set_item("time", t)?;
+    d.set_item("connection", e.connection)?;
+    d.set_item("uid", e.uid)?;
+    d.set_item("gid", e.gid)?;
+    d.set_item("pid", e.pid)?;
+    d.set_item("pid_pinned", e.pid_pinned)?;
+    d.set_item("pid_exited", e.pid_exited)?;
+    d.set_item("pidfd_errno", e.pidfd_errno)?;
+    d.set_item("key", e.key.as_deref())?;
+    d.set_item("operation", e.operation)?;
+    d.set_item("result", e.result)?;
+    d.set_item("reason", e.reason.as_deref())?;
+    Ok(d)
+}
+
+/// A key agent serving the Ed25519 and secret keys of a `KeyStore` over a Unix socket,
+/// in the SSH agent protocol (docs/agent.md).
+///
+/// The constructor binds `path` (mode `mode`, created under a umask; the directory must not
+/// be writable by group or others), loads every Ed25519 and secret key of `store` into
+/// guarded memory and starts serving at once, on threads of its own. `allowed_uids` may
+/// connect; `policy` is the text of a policy file whose signature the caller has checked.
+/// `stop()` closes every connection, wipes the keys and removes the socket.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct AgentServer {
+    server: Server,
+    made_in: ProcessStamp,
+}
+
+impl AgentServer {
+    fn check_fork(&self) -> Result<()> {
+        if self.made_in.is_current() {
+            Ok(())
+        } else {
+            Err(Error::Py(ForkedKeyError::new_err(
+                "this AgentServer belongs to the parent process",
+            )))
+        }
+    }
+}
+
+#[pymethods]
+impl AgentServer {
+    #[new]
+    #[pyo3(signature = (
+        path, store, *, allowed_uids, mode = 0o600, policy = None, max_connections = 64,
+        frame_timeout = 10.0, audit_required = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        store: &KeyStore,
+        allowed_uids: Vec<u32>,
+        mode: u32,
+        policy: Option<&Bound<'_, PyBytes>>,
+        max_connections: usize,
+        frame_timeout: f64,
+        audit_required: bool,
+    ) -> Result<AgentServer> {
+        if allowed_uids.is_empty() {
+            return Err(Error::Value("allowed_uids must not be empty".to_owned()));
+        }
+        if max_connections == 0 {
+            return Err(Error::Value(
+                "max_connections must be at least 1".to_owned(),
+            ));
+        }
+        let policy = parse_policy(policy.map(|p| p.as_bytes()))?;
+        let config = Config {
+            allowed_uids,
+            max_connections,
+            frame_timeout: timeout(frame_timeout, "frame_timeout")?,
+            audit_required,
+        };
+        let keys = load_keys(py, store)?;
+        let socket = detach(py, || BoundSocket::bind(&path, mode)).map_err(|e| agent_error(e.0))?;
+        let server = Server::start(socket, config, keys, policy).map_err(|e| agent_error(e.0))?;
+        Ok(AgentServer {
+            server,
+            made_in: ProcessStamp::current(),
+        })
+    }
+
+    /// The socket's path.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.server.path().to_owned()
+    }
+
+    /// `(name, kind)` of every key served ("ed25519" or "secret").
+    fn keys(&self) -> Vec<(String, &'static str)> {
+        self.server.key_names()
+    }
+
+    /// Replace every key with those of `store` (the old keys are wiped once no request in
+    /// flight uses them). On failure the old keys stay.
+    fn set_keys(&self, py: Python<'_>, store: &KeyStore) -> Result<()> {
+        self.check_fork()?;
+        let keys = load_keys(py, store)?;
+        self.server.set_keys(keys);
+        Ok(())
+    }
+
+    /// Replace the policy with the text of a (verified) policy file, or remove it
+    /// (`None`). Raises `AgentPolicyError` and keeps the old policy if it does not parse.
+    #[pyo3(signature = (policy, /))]
+    fn set_policy(&self, policy: Option<&Bound<'_, PyBytes>>) -> Result<()> {
+        self.check_fork()?;
+        let p = parse_policy(policy.map(|p| p.as_bytes()))?;
+        self.server.set_policy(p);
+        Ok(())
+    }
+
+    /// Wait up to `timeout` seconds for request events; returns `(events, dropped)`: up
+    /// to `max` event dicts (time, connection, uid, gid, pid, pid_pinned, pid_exited,
+    /// pidfd_errno, key, operation, result, reason, seq) and how many events were dropped
+    /// because the queue was full.
+    #[pyo3(signature = (timeout = 1.0, max = 1000))]
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+        max: usize,
+    ) -> Result<(Vec<Bound<'py, PyDict>>, u64)> {
+        self.check_fork()?;
+        let t = Duration::try_from_secs_f64(timeout)
+            .map_err(|_| Error::Value("timeout must be a finite number >= 0".to_owned()))?;
+        let (events, dropped) = detach(py, || self.server.next_events(t, max.max(1)));
+        let dicts = events
+            .iter()
+            .map(|e| event_dict(py, e))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((dicts, dropped))
+    }
+
+    /// Acknowledge that the events up to `seq` are recorded: with `audit_required`, a
+    /// reply is released only once its event is acknowledged (within `frame_timeout`,
+    /// else it becomes `SSH_AGENT_FAILURE`).
+    #[pyo3(signature = (seq, /))]
+    fn ack(&self, seq: u64) {
+        self.server.ack(seq);
+    }
+
+    /// Counters: connections, requests, refused.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.server.stats();
+        let d = PyDict::new(py);
+        d.set_item("connections", s.connections.load(Relaxed))?;
+        d.set_item("requests", s.requests.load(Relaxed))?;
+        d.set_item("refused", s.refused.load(Relaxed))?;
+        Ok(d)
+    }
+
+    /// True once `stop()` ran.
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.server.stopped()
+    }
+
+    /// Stop serving: close every connection, wait for every thread, wipe every key,
+    /// remove the socket file. Idempotent; returns whether this call removed the socket.
+    fn stop(&self, py: Python<'_>) -> Result<bool> {
+        self.check_fork()?;
+        Ok(detach(py, || self.server.stop()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<AgentServer {:?}{}>",
+            self.server.path().display().to_string(),
+            if self.server.stopped() {
+                " stopped"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Harden this process for serving keys: `PR_SET_DUMPABLE` 0, `RLIMIT_CORE` 0,
+/// `PR_SET_NO_NEW_PRIVS`. Returns `{step: None | errno}` for "not_dumpable",
+/// "no_core_dumps", "no_new_privs". Irreversible for the process.
+#[pyfunction]
+pub fn agent_harden(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let h = harden::harden();
+    let d = PyDict::new(py);
+    d.set_item("not_dumpable", h.not_dumpable.err())?;
+    d.set_item("no_core_dumps", h.no_core_dumps.err())?;
+    d.set_item("no_new_privs", h.no_new_privs.err())?;
+    Ok(d)
+}
+
+/// Check the text of a policy file (the rules only; the signature is checked by the
+/// caller). Raises `AgentPolicyError` naming the first problem.
+#[pyfunction]
+#[pyo3(signature = (policy, /))]
+pub fn agent_check_policy(policy: &Bound<'_, PyBytes>) -> Result<()> {
+    parse_policy(Some(policy.as_bytes())).map(|_| ())
+}

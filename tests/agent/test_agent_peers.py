@@ -1,0 +1,103 @@
+"""Peer authentication and process hardening of ``keycell agent``.
+
+- A client of another uid is refused (``SO_PEERCRED``) even when the socket's file mode lets
+  it connect, and the refusal is logged; ``--allow-uid`` lets it in.
+- An agent run as an unprivileged user cannot have its memory read by another process of
+  that same user (``PR_SET_DUMPABLE`` 0), while an ordinary process of that user can (the
+  positive control); core dumps are off and ``NoNewPrivs`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from agent_support import Agent, as_user, make_store, nobody, openssh_line
+from support import NOBODY
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or NOBODY is None,
+    reason="needs root to run processes as another uid (nobody)",
+)
+
+READER = r"""
+import sys
+pid = int(sys.argv[1])
+try:
+    with open(f"/proc/{pid}/maps") as m:
+        start = int(m.readline().split("-")[0], 16)
+    with open(f"/proc/{pid}/mem", "rb") as f:
+        f.seek(start)
+        print("READ", len(f.read(16)))
+except PermissionError as e:
+    print("DENIED", e.errno)
+"""
+
+
+def read_memory_as(pid: int, user: tuple[int, int]) -> str:
+    r = subprocess.run(
+        [*as_user(*user), sys.executable, "-c", READER, str(pid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_other_uid_is_refused_even_with_an_open_socket_mode(world_dir: Path) -> None:
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    st.dir.chmod(0o755)  # nobody may reach the socket; the agent allows it (not writable)
+    with Agent(st, "--socket-mode", "0666") as agent:
+        assert (agent.socket.stat().st_mode & 0o777) == 0o666
+        r = agent.ssh("ssh-add", "-L", user=nobody())
+        assert r.returncode != 0
+        assert "deploy" not in r.stdout
+        # The owner is served on the same socket.
+        ok = agent.ssh("ssh-add", "-L")
+        assert ok.stdout.strip() == openssh_line(st.ed25519["deploy"], "deploy")
+        assert agent.stop() == 0
+        assert f"connect by uid {nobody()[0]} pid" in agent.stderr()
+        assert "refused: uid not allowed to connect" in agent.stderr()
+
+
+def test_allow_uid_lets_another_uid_in(world_dir: Path) -> None:
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    st.dir.chmod(0o755)
+    with Agent(st, "--socket-mode", "0666", "--allow-uid", str(nobody()[0])) as agent:
+        r = agent.ssh("ssh-add", "-L", user=nobody())
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == openssh_line(st.ed25519["deploy"], "deploy")
+        assert agent.stop() == 0
+
+
+def test_agent_memory_is_unreadable_by_its_own_uid(world_dir: Path) -> None:
+    st = make_store(world_dir, ed25519=("deploy",), secrets=("mac",))
+    st.chown(*nobody())
+    control = subprocess.Popen(
+        [*as_user(*nobody()), sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        with Agent(st, user=nobody()) as agent:
+            # It serves its own uid, and refuses root (not in its allowed uids).
+            listed = agent.ssh("ssh-add", "-L", user=nobody())
+            assert listed.stdout.strip() == openssh_line(st.ed25519["deploy"], "deploy")
+            assert agent.ssh("ssh-add", "-L").returncode != 0
+            assert read_memory_as(agent.pid, nobody()).startswith("DENIED")
+            # Positive control: the same reader reads an ordinary process of that uid.
+            assert read_memory_as(control.pid, nobody()) == "READ 16"
+            status = Path(f"/proc/{agent.pid}/status").read_text()
+            assert "NoNewPrivs:\t1" in status
+            limits = Path(f"/proc/{agent.pid}/limits").read_text()
+            core = next(line for line in limits.splitlines() if line.startswith("Max core"))
+            assert core.split()[4:6] == ["0", "0"], core
+            assert agent.stop() == 0
+    finally:
+        assert control.stdin is not None
+        control.stdin.close()
+        control.wait(60)

@@ -1,0 +1,216 @@
+"""The signed policy of ``keycell agent``: ``keycell policy sign``/``verify``; the agent
+starts with a good signature and refuses to start with a bad or missing one; a failed
+SIGHUP reload keeps the old policy; per-key rules (uids, operations, lifetime, maximum
+uses, rate) are enforced and every refusal is logged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_support import Agent, Store, as_user, make_store, nobody, openssh_line
+from keycell import Ed25519PrivateKey
+from keycell.exceptions import AgentRefusedError
+from support import NOBODY
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keycell", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class Signer:
+    """A policy signing key in files: the private key and its PEM public key."""
+
+    def __init__(self, d: Path, name: str = "signer") -> None:
+        self.key = d / f"{name}.pem"
+        self.pub = d / f"{name}.pub"
+        k = Ed25519PrivateKey.generate()
+        k.to_file(self.key)
+        self.pub.write_bytes(k.public_key().public_bytes_pem())
+        k.destroy()
+
+    def sign(self, policy: Path) -> None:
+        r = cli("policy", "sign", policy, "--key-file", self.key)
+        assert r.returncode == 0, r.stderr
+
+
+def write_policy(st: Store, rules: dict[str, Any], name: str = "policy.json") -> Path:
+    p = st.dir / name
+    p.write_text(json.dumps({"keycell_policy": 1, **rules}))
+    return p
+
+
+def policy_args(policy: Path, signer: Signer) -> tuple[str, ...]:
+    return ("--policy", str(policy), "--policy-public-key", str(signer.pub))
+
+
+def test_sign_and_verify_cli(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    signer, other = Signer(st.dir), Signer(st.dir, "other")
+    policy = write_policy(st, {"keys": {"deploy": {"max_uses": 3}}})
+    signer.sign(policy)
+    assert Path(f"{policy}.sig").read_text().startswith("keycell-policy-signature-v1 ed25519 ")
+    assert cli("policy", "verify", policy, "--public-key", signer.pub).returncode == 0
+    r = cli("policy", "verify", policy, "--public-key", other.pub)
+    assert r.returncode == 1
+    assert "does not verify" in r.stderr
+    policy.write_text(policy.read_text().replace("3", "30"))
+    r = cli("policy", "verify", policy, "--public-key", signer.pub)
+    assert r.returncode == 1
+    assert "does not verify" in r.stderr
+    # Rules that do not parse are not signed.
+    bad = write_policy(st, {"keys": {"deploy": {"max_use": 3}}}, "bad.json")
+    r = cli("policy", "sign", bad, "--key-file", signer.key)
+    assert r.returncode == 1
+    assert "unknown member" in r.stderr
+    assert not Path(f"{bad}.sig").exists()
+
+
+def test_good_signature_starts_bad_or_missing_refuses(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    signer, other = Signer(st.dir), Signer(st.dir, "other")
+    policy = write_policy(st, {"keys": {"deploy": {}}})
+    with Agent(st, *policy_args(policy, signer), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "has no signature" in agent.stderr()
+        assert not agent.socket.exists()
+    other.sign(policy)
+    with Agent(st, *policy_args(policy, signer), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "does not verify" in agent.stderr()
+        assert not agent.socket.exists()
+    signer.sign(policy)
+    with Agent(st, *policy_args(policy, signer)) as agent:
+        assert agent.ssh("ssh-add", "-L").returncode == 0
+        assert agent.stop() == 0
+    with Agent(st, "--policy", str(policy), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "--policy and --policy-public-key go together" in agent.stderr()
+
+
+def test_failed_reload_keeps_the_old_policy(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("deploy", "ci"), secrets=())
+    signer = Signer(st.dir)
+    policy = write_policy(st, {"keys": {"deploy": {}}})  # ci: no rule, unusable
+    signer.sign(policy)
+    with Agent(st, *policy_args(policy, signer)) as agent:
+        assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
+            openssh_line(st.ed25519["deploy"], "deploy")
+        ]
+        # Tampered (signature no longer matches): refused, the old policy stays.
+        policy.write_text(json.dumps({"keycell_policy": 1, "default": {}}))
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("policy reload failed, keeping the old policy")
+        assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
+            openssh_line(st.ed25519["deploy"], "deploy")
+        ]
+        # Signed properly: taken.
+        signer.sign(policy)
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("reloaded policy")
+        assert len(agent.ssh("ssh-add", "-L").stdout.splitlines()) == 2
+        assert agent.stop() == 0
+
+
+def test_max_uses_rate_lifetime_operations(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("twice", "rated", "expired", "forever"), secrets=("mac",))
+    signer = Signer(st.dir)
+    policy = write_policy(
+        st,
+        {
+            "keys": {
+                "twice": {"max_uses": 2},
+                "rated": {"rate": {"count": 3, "per_seconds": 3600}},
+                "expired": {"lifetime_seconds": 0},
+                "forever": {"lifetime_seconds": 3600, "operations": ["sign"]},
+                "mac": {"operations": ["verify-hmac"]},
+            }
+        },
+    )
+    signer.sign(policy)
+    with Agent(st, *policy_args(policy, signer)) as agent, agent.client() as c:
+        names = {k.name for k in c.keys()}
+        assert names == {"twice", "rated", "forever", "mac"}  # "expired" is not offered
+        twice = c.ed25519("twice")
+        for _ in range(2):
+            twice.public_key().verify(twice.sign(b"m"), b"m")
+        with pytest.raises(AgentRefusedError):
+            twice.sign(b"m")
+        rated = c.ed25519("rated")
+        for _ in range(3):
+            rated.sign(b"m")
+        with pytest.raises(AgentRefusedError):
+            rated.sign(b"m")
+        forever = c.ed25519("forever")
+        for _ in range(5):
+            forever.sign(b"m")
+        with pytest.raises(AgentRefusedError):
+            c.ed25519("expired")
+        mac = c.secret("mac")
+        with pytest.raises(AgentRefusedError):
+            mac.hmac(b"data")
+        import hmac as std_hmac
+
+        tag = std_hmac.new(st.secrets["mac"], b"data", "sha256").digest()
+        mac.verify_hmac(b"data", tag)
+        # A refused use does not count: the limits persist across a reload.
+        signer.sign(policy)
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("reloaded policy")
+        with pytest.raises(AgentRefusedError):
+            twice.sign(b"m")
+        assert agent.stop() == 0
+        log = agent.stderr()
+        assert "sign key 'twice' by uid 0" in log
+        assert "refused: maximum number of uses reached" in log
+        assert "refused: rate limit reached" in log
+        assert "refused: operation not allowed for this key" in log
+
+
+@pytest.mark.skipif(NOBODY is None, reason="no nobody user")
+def test_per_key_uids(world_dir: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as nobody")
+    st = make_store(world_dir, ed25519=("root-only", "shared"), secrets=())
+    st.dir.chmod(0o755)
+    signer = Signer(st.dir)
+    policy = write_policy(
+        st, {"keys": {"root-only": {"uids": [0]}, "shared": {"uids": [0, nobody()[0]]}}}
+    )
+    signer.sign(policy)
+    args = ("--socket-mode", "0666", "--allow-uid", str(nobody()[0]))
+    with Agent(st, *args, *policy_args(policy, signer)) as agent:
+        as_nobody = agent.ssh("ssh-add", "-L", user=nobody()).stdout.splitlines()
+        assert as_nobody == [openssh_line(st.ed25519["shared"], "shared")]
+        as_root = agent.ssh("ssh-add", "-L").stdout.splitlines()
+        assert len(as_root) == 2
+        # nobody asks for a signature with root's key anyway (it is not listed to it,
+        # but a client may know the public key): refused; with the shared key: signed.
+        code = (
+            "import sys, keycell.agent as a\n"
+            "c = a.connect(sys.argv[1])\n"
+            "for pub in sys.argv[2:]:\n"
+            "    blob = a._string(b'ssh-ed25519') + a._string(bytes.fromhex(pub))\n"
+            "    m = bytes([13]) + a._string(blob) + a._string(b'msg') + bytes(4)\n"
+            "    print(c.request(m)[0])\n"
+        )
+        r = subprocess.run(
+            [*as_user(*nobody()), sys.executable, "-c", code, str(agent.socket),
+             st.ed25519["root-only"].hex(), st.ed25519["shared"].hex()],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.stdout.split() == ["5", "14"], r.stderr
+        assert agent.stop() == 0

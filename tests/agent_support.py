@@ -1,0 +1,271 @@
+"""Helpers of the agent tests (tests/agent): a key store with known keys, a running
+``keycell agent serve`` process, raw frames, and running commands as another uid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keycell
+from keycell import Ed25519PrivateKey, KeyStore, SecretKey
+from support import NOBODY
+
+
+def string(b: bytes) -> bytes:
+    """An SSH wire ``string``."""
+    return struct.pack(">I", len(b)) + b
+
+
+def frame(msg: bytes) -> bytes:
+    """A framed message."""
+    return struct.pack(">I", len(msg)) + msg
+
+
+def ssh_blob(public: bytes) -> bytes:
+    """The SSH public key blob of a raw Ed25519 public key."""
+    return string(b"ssh-ed25519") + string(public)
+
+
+def openssh_line(public: bytes, comment: str = "") -> str:
+    """``ssh-ed25519 AAAA... comment``."""
+    import base64
+
+    line = "ssh-ed25519 " + base64.b64encode(ssh_blob(public)).decode()
+    return f"{line} {comment}".rstrip()
+
+
+@dataclass
+class Store:
+    """A key store made for a test, with the key material the test needs to check."""
+
+    dir: Path
+    path: Path
+    master: Path
+    ed25519: dict[str, bytes] = field(default_factory=dict)  # name -> raw public key
+    seeds: dict[str, bytes] = field(default_factory=dict)  # name -> seed (memory scans)
+    secrets: dict[str, bytes] = field(default_factory=dict)  # name -> key bytes
+
+    def add_ed25519(self, name: str) -> bytes:
+        """Add a new Ed25519 key; returns its raw public key."""
+        seed = os.urandom(32)
+        self.seeds[name] = seed
+        key = Ed25519PrivateKey.from_private_bytes(bytearray(seed))
+        with self.open() as s:
+            s.put(name, key)
+        self.ed25519[name] = key.public_key().public_bytes_raw()
+        key.destroy()
+        return self.ed25519[name]
+
+    def add_secret(self, name: str, length: int = 32) -> bytes:
+        """Add a new secret key; returns its bytes."""
+        key = SecretKey.generate(length)
+        with key.expose() as view:
+            self.secrets[name] = bytes(view)
+        with self.open() as s:
+            s.put(name, key)
+        key.destroy()
+        return self.secrets[name]
+
+    def open(self) -> KeyStore:
+        """The store, opened."""
+        with SecretKey.from_file(self.master) as m:
+            return KeyStore.open(self.path, master=m)
+
+    def chown(self, uid: int, gid: int) -> None:
+        """Give the directory and files to ``uid`` (an agent running as that user)."""
+        for p in (self.dir, self.path, self.master, Path(f"{self.path}.lock")):
+            if p.exists():
+                os.chown(p, uid, gid)
+
+
+def make_store(
+    root: Path, ed25519: Sequence[str] = ("deploy", "ci"), secrets: Sequence[str] = ("mac",)
+) -> Store:
+    """A store in a new private directory ``root/agent`` (mode 0700) under a random
+    32-byte master key file."""
+    d = root / "agent"
+    d.mkdir(mode=0o700)
+    master = d / "master.key"
+    with SecretKey.generate(32) as m:
+        m.to_file(master, format="raw")
+        KeyStore.create(d / "store.kcs", master=m).close()
+    st = Store(dir=d, path=d / "store.kcs", master=master)
+    for n in ed25519:
+        st.add_ed25519(n)
+    for n in secrets:
+        st.add_secret(n)
+    return st
+
+
+def as_user(uid: int, gid: int) -> list[str]:
+    """A command prefix that runs a program as ``uid``/``gid`` with no supplementary
+    groups and no capabilities (``setpriv`` execs it: same pid)."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def nobody() -> tuple[int, int]:
+    """The uid and gid of ``nobody``."""
+    assert NOBODY is not None, "no nobody user"
+    return NOBODY
+
+
+class Agent:
+    """A running ``keycell agent serve``; stops it (SIGTERM) on exit."""
+
+    def __init__(
+        self,
+        store: Store,
+        *args: str,
+        socket_path: Path | None = None,
+        user: tuple[int, int] | None = None,
+        expect_start: bool = True,
+    ) -> None:
+        self.store = store
+        self.socket = socket_path or store.dir / "agent.sock"
+        self.log = store.dir / f"agent-{time.monotonic_ns()}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "keycell",
+            "agent",
+            "serve",
+            "--socket",
+            str(self.socket),
+            "--store",
+            str(store.path),
+            "--master-key-file",
+            str(store.master),
+            *args,
+        ]
+        with open(self.log, "wb") as log:
+            if user is not None:
+                os.chown(self.log, *user)
+            prefix = as_user(*user) if user is not None else []
+            self.proc = subprocess.Popen(
+                [*prefix, *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
+            )
+        if expect_start:
+            self.wait_ready()
+
+    @property
+    def pid(self) -> int:
+        """The agent's pid."""
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        """What the agent logged so far."""
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the agent logged that it serves."""
+        deadline = time.monotonic() + timeout
+        while "serving on" not in self.stderr():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent did not start:\n{self.stderr()}")
+            time.sleep(0.02)
+
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Wait until ``text`` appears in the agent's log."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"{text!r} not logged:\n{self.stderr()}")
+            time.sleep(0.02)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        """Wait for the agent to exit; its status."""
+        return self.proc.wait(timeout)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the agent."""
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int:
+        """SIGTERM and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(60)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return rc
+
+    def client(self) -> keycell.agent.AgentClient:
+        """A Python client."""
+        return keycell.agent.connect(self.socket)
+
+    def raw(self) -> socket.socket:
+        """A raw connection."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(str(self.socket))
+        return s
+
+    def ssh(
+        self, *cmd: str, user: tuple[int, int] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run an OpenSSH tool with ``SSH_AUTH_SOCK`` set to the agent."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSH_AUTH_SOCK": str(self.socket)}
+        prefix = as_user(*user) if user is not None else []
+        return subprocess.run(
+            [*prefix, *cmd],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            cwd=self.store.dir if user is None else "/",
+        )
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(60)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def recv_reply(s: socket.socket) -> bytes | None:
+    """One reply frame's contents, or ``None`` if the agent closed the connection."""
+    try:
+        return _recv_reply(s)
+    except ConnectionResetError:
+        return None
+
+
+def _recv_reply(s: socket.socket) -> bytes | None:
+    header = b""
+    while len(header) < 4:
+        chunk = s.recv(4 - len(header))
+        if not chunk:
+            return None
+        header += chunk
+    (n,) = struct.unpack(">I", header)
+    body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    """Whether the agent closed ``s`` (reads until EOF or a reset)."""
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
