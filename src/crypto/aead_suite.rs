@@ -24,10 +24,15 @@
 //! leaves the buffer holding ciphertext. AES-GCM-SIV must decrypt to authenticate; on a
 //! tag mismatch this module wipes the buffer before it returns the error.
 
+use std::sync::OnceLock;
+
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::AesGcm;
+use ring::aead as ring_aead;
 use zeroize::Zeroize;
+
+use crate::memory::{GuardedValue, MemoryError, SecretBuf};
 
 /// Bytes of stack overwritten after each call. Measured by
 /// `stack_depth_is_covered_and_nothing_is_left` (x86-64, release): 7.2 to 8.8 KiB, more
@@ -78,8 +83,10 @@ pub enum AeadAlgorithm {
 }
 
 /// Why an AEAD call failed. Carries no secret detail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AeadFailure {
+    /// The memory layer failed (the key's region, or the region for the cipher state).
+    Memory(MemoryError),
     /// The key length does not suit the algorithm.
     KeyLength,
     /// The nonce length does not suit the algorithm.
@@ -88,6 +95,12 @@ pub enum AeadFailure {
     InvalidTag,
     /// The input is too long for the algorithm.
     TooLong,
+}
+
+impl From<MemoryError> for AeadFailure {
+    fn from(e: MemoryError) -> Self {
+        AeadFailure::Memory(e)
+    }
 }
 
 impl AeadAlgorithm {
@@ -156,6 +169,203 @@ macro_rules! with_cipher {
             }
         }
     }};
+}
+
+/// Bytes of stack overwritten after a call on a cached cipher (`ring`'s assembly reads the
+/// key state from its guarded region; what it leaves on the stack is counter blocks,
+/// GHASH/Poly1305 accumulators and spilled registers). Measured by
+/// `cached_stack_depth_is_covered` (x86-64, release): under 1 KiB; building the cipher
+/// state reaches deeper and uses [`AEAD_SCRUB_BYTES`].
+#[cfg(not(debug_assertions))]
+const CACHED_SCRUB_BYTES: usize = 4 * 1024;
+/// Bytes of stack overwritten after a call on a cached cipher (unoptimized build).
+#[cfg(debug_assertions)]
+const CACHED_SCRUB_BYTES: usize = 32 * 1024;
+
+#[inline(never)]
+fn scrub_cached_stack() {
+    let mut area = [0u64; CACHED_SCRUB_BYTES / 8];
+    std::hint::black_box(&mut area);
+    area.fill(0);
+    std::hint::black_box(&area);
+}
+
+/// Run `f` outlined, then scrub [`CACHED_SCRUB_BYTES`] of the stack it used.
+#[inline(always)]
+fn scrubbed_cached<T>(f: impl FnOnce() -> T) -> T {
+    let out = run_outlined(f);
+    scrub_cached_stack();
+    out
+}
+
+/// The expanded cipher state of one key (AES round keys and GHASH key powers, or the
+/// ChaCha20-Poly1305 key), built on first use into a [`GuardedValue`] with the key's own
+/// isolation and kept until the key is dropped, so a call does not rebuild it.
+///
+/// Held for AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305, whose cipher is `ring`'s
+/// (BoringSSL's assembly: AES-NI/CLMUL or VAES/VPCLMULQDQ with AVX2, AVX2 ChaCha20,
+/// chosen at run time by CPU detection). AES-192-GCM (which `ring` lacks), AES-GCM-SIV and
+/// XChaCha20-Poly1305 use the per-call RustCrypto path ([`seal`], [`open`]).
+#[derive(Debug, Default)]
+pub struct CipherCache {
+    /// Slot 0: AES-GCM (the key's length picks 128 or 256); slot 1: ChaCha20-Poly1305.
+    slots: [OnceLock<GuardedValue<ring_aead::LessSafeKey>>; 2],
+}
+
+/// The `ring` algorithm and cache slot for `alg` with a key of `key_len` bytes.
+fn ring_algorithm(
+    alg: AeadAlgorithm,
+    key_len: usize,
+) -> Option<(usize, &'static ring_aead::Algorithm)> {
+    match (alg, key_len) {
+        (AeadAlgorithm::AesGcm, 16) => Some((0, &ring_aead::AES_128_GCM)),
+        (AeadAlgorithm::AesGcm, 32) => Some((0, &ring_aead::AES_256_GCM)),
+        (AeadAlgorithm::ChaCha20Poly1305, 32) => Some((1, &ring_aead::CHACHA20_POLY1305)),
+        _ => None,
+    }
+}
+
+/// Build `ring`'s key for `key` straight into a guarded value beside it. Outlined and
+/// scrubbed: the value is built on the stack and moved into its region.
+#[inline(never)]
+fn build_ring_key(
+    ralg: &'static ring_aead::Algorithm,
+    key: &SecretBuf,
+) -> Result<GuardedValue<ring_aead::LessSafeKey>, AeadFailure> {
+    let bytes = key.bytes()?;
+    GuardedValue::new_beside(key, || {
+        let unbound =
+            ring_aead::UnboundKey::new(ralg, bytes).map_err(|_| AeadFailure::KeyLength)?;
+        Ok(ring_aead::LessSafeKey::new(unbound))
+    })
+}
+
+impl CipherCache {
+    /// The cached cipher for `alg` over `key`, built on first use (two threads racing
+    /// here both build one; one is kept, the other dropped and wiped). `None` when `alg`
+    /// with this key length has no cached cipher.
+    fn cipher(
+        &self,
+        alg: AeadAlgorithm,
+        key: &SecretBuf,
+    ) -> Result<Option<&ring_aead::LessSafeKey>, AeadFailure> {
+        let Some((slot, ralg)) = ring_algorithm(alg, key.len()) else {
+            return Ok(None);
+        };
+        let cell = &self.slots[slot];
+        if let Some(v) = cell.get() {
+            return Ok(Some(v.get()?));
+        }
+        let built = scrubbed(|| build_ring_key(ralg, key))?;
+        // A value that lost the race is dropped (its destructor run in place, wiped) here.
+        let _ = cell.set(built);
+        match cell.get() {
+            Some(v) => Ok(Some(v.get()?)),
+            None => unreachable!("the cell was just set"),
+        }
+    }
+
+    /// Whether a cipher state is held for `alg` (tests and diagnostics).
+    pub fn holds(&self, alg: AeadAlgorithm, key_len: usize) -> bool {
+        ring_algorithm(alg, key_len).is_some_and(|(slot, _)| self.slots[slot].get().is_some())
+    }
+
+    /// Protection of the region holding the cipher state for `alg`, if one is held.
+    pub fn protection(
+        &self,
+        alg: AeadAlgorithm,
+        key_len: usize,
+    ) -> Option<crate::memory::Protection> {
+        let (slot, _) = ring_algorithm(alg, key_len)?;
+        self.slots[slot].get().map(GuardedValue::protection)
+    }
+}
+
+fn ring_nonce(alg: AeadAlgorithm, nonce: &[u8]) -> Result<ring_aead::Nonce, AeadFailure> {
+    if nonce.len() != alg.nonce_len() {
+        return Err(AeadFailure::NonceLength);
+    }
+    ring_aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| AeadFailure::NonceLength)
+}
+
+/// [`seal`] with the key in its guarded region and the cipher state kept in `cache`
+/// (built on first use): `ring` for AES-128/256-GCM and ChaCha20-Poly1305, the per-call
+/// path for the rest. The stack the cipher used is scrubbed before this returns.
+pub fn seal_cached(
+    alg: AeadAlgorithm,
+    key: &SecretBuf,
+    cache: &CipherCache,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    if nonce.len() != alg.nonce_len() {
+        return Err(AeadFailure::NonceLength);
+    }
+    match cache.cipher(alg, key)? {
+        Some(cipher) => scrubbed_cached(|| ring_seal(cipher, alg, nonce, aad, buf)),
+        None => seal(alg, key.bytes()?, nonce, aad, buf),
+    }
+}
+
+#[inline(never)]
+fn ring_seal(
+    cipher: &ring_aead::LessSafeKey,
+    alg: AeadAlgorithm,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    let nonce = ring_nonce(alg, nonce)?;
+    let tag = cipher
+        .seal_in_place_separate_tag(nonce, ring_aead::Aad::from(aad), buf)
+        .map_err(|_| AeadFailure::TooLong)?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// [`open`] with the key in its guarded region and the cipher state kept in `cache`. On
+/// failure `buf` holds no plaintext: `ring` decrypts while it authenticates and zeroes
+/// the buffer when the tag does not match (and so does this function, again). The stack
+/// the cipher used is scrubbed before this returns.
+pub fn open_cached(
+    alg: AeadAlgorithm,
+    key: &SecretBuf,
+    cache: &CipherCache,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadFailure> {
+    if nonce.len() != alg.nonce_len() {
+        return Err(AeadFailure::NonceLength);
+    }
+    match cache.cipher(alg, key)? {
+        Some(cipher) => scrubbed_cached(|| ring_open(cipher, alg, nonce, aad, buf, tag)),
+        None => open(alg, key.bytes()?, nonce, aad, buf, tag),
+    }
+}
+
+#[inline(never)]
+fn ring_open(
+    cipher: &ring_aead::LessSafeKey,
+    alg: AeadAlgorithm,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadFailure> {
+    let nonce = ring_nonce(alg, nonce)?;
+    let tag = ring_aead::Tag::from(*tag);
+    let result = cipher
+        .open_in_place_separate_tag(nonce, ring_aead::Aad::from(aad), tag, buf, 0..)
+        .map(|_| ())
+        .map_err(|_| AeadFailure::InvalidTag);
+    if result.is_err() {
+        buf.zeroize();
+    }
+    result
 }
 
 /// Encrypt `buf` in place under `key` and `nonce`, authenticating `aad`; returns the tag.

@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
+use crate::crypto::aead_suite::{AeadAlgorithm, AeadFailure, TAG_LEN};
 use crate::crypto::symmetric::SymmetricKey;
 
 use super::bytes_like::{bytes_like, optional_bytes};
@@ -24,6 +24,7 @@ pub(crate) fn failure(alg: AeadAlgorithm, class: &str, e: AeadFailure) -> Error 
             Error::Value(format!("{class} nonce must be {} bytes", alg.nonce_len()))
         }
         AeadFailure::TooLong => Error::Value(format!("data is too long for {class}")),
+        AeadFailure::Memory(e) => Error::Memory(e),
     }
 }
 
@@ -70,7 +71,8 @@ impl Sealer<'_> {
                     head.copy_from_slice(prefix);
                     let (body, tag_out) = rest.split_at_mut(n);
                     body.copy_from_slice(data);
-                    let tag = aead_suite::seal(alg, key.bytes()?, nonce, aad, body)
+                    let tag = key
+                        .aead_seal(alg, nonce, aad, body)
                         .map_err(|e| failure(alg, class, e))?;
                     tag_out.copy_from_slice(&tag);
                     Ok(())
@@ -104,7 +106,7 @@ impl Sealer<'_> {
             self.cell
                 .with_key(py, n, |key| {
                     out.copy_from_slice(ct);
-                    aead_suite::open(alg, key.bytes()?, nonce, aad, out, &tag_arr)
+                    key.aead_open(alg, nonce, aad, out, &tag_arr)
                         .map_err(|e| failure(alg, class, e))
                 })
                 .map_err(PyErr::from)
