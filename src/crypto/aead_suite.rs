@@ -34,32 +34,7 @@ use zeroize::Zeroize;
 
 use crate::memory::{GuardedValue, MemoryError, SecretBuf};
 
-/// Bytes of stack overwritten after each call. Measured by
-/// `stack_depth_is_covered_and_nothing_is_left` (x86-64, release): 7.2 to 8.8 KiB, more
-/// than the curve operations' 8 KiB in `scrub.rs`, hence a scrub of its own.
-#[cfg(not(debug_assertions))]
-const AEAD_SCRUB_BYTES: usize = 16 * 1024;
-/// Bytes of stack overwritten after each call (unoptimized build).
-#[cfg(debug_assertions)]
-const AEAD_SCRUB_BYTES: usize = 96 * 1024;
-
-/// Overwrite [`AEAD_SCRUB_BYTES`] of stack below the caller's frame with zeros: a plain
-/// `memset` (fast) that `black_box` keeps the compiler from removing.
-#[inline(never)]
-fn scrub_aead_stack() {
-    let mut area = [0u64; AEAD_SCRUB_BYTES / 8];
-    std::hint::black_box(&mut area);
-    area.fill(0);
-    std::hint::black_box(&area);
-}
-
-/// Run `f` outlined, then scrub the stack it used (the technique of `scrub.rs`).
-#[inline(always)]
-fn scrubbed<T>(f: impl FnOnce() -> T) -> T {
-    let out = run_outlined(f);
-    scrub_aead_stack();
-    out
-}
+use super::scrub::scrubbed_deep as scrubbed;
 
 #[inline(never)]
 fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
@@ -174,10 +149,11 @@ macro_rules! with_cipher {
 /// Bytes of stack overwritten after a call on a cached cipher (`ring`'s assembly reads the
 /// key state from its guarded region; what it leaves on the stack is counter blocks,
 /// GHASH/Poly1305 accumulators and spilled registers). Measured by
-/// `cached_stack_depth_is_covered` (x86-64, release): under 1 KiB; building the cipher
-/// state reaches deeper and uses [`AEAD_SCRUB_BYTES`].
+/// `cached_stack_depth_is_covered` (x86-64, release): about 750 bytes for AES-GCM, 1.2 KiB
+/// for ChaCha20-Poly1305; building the cipher state reaches deeper (3.9 KiB) and uses
+/// `scrub::DEEP_SCRUB_BYTES`.
 #[cfg(not(debug_assertions))]
-const CACHED_SCRUB_BYTES: usize = 4 * 1024;
+const CACHED_SCRUB_BYTES: usize = 2 * 1024;
 /// Bytes of stack overwritten after a call on a cached cipher (unoptimized build).
 #[cfg(debug_assertions)]
 const CACHED_SCRUB_BYTES: usize = 32 * 1024;
@@ -535,7 +511,7 @@ mod tests {
     #[test]
     fn stack_depth_is_covered_and_nothing_is_left() {
         use crate::crypto::scrub::probe::{contains, stack_after};
-        const SCRUB_BYTES: usize = AEAD_SCRUB_BYTES;
+        const SCRUB_BYTES: usize = crate::crypto::scrub::DEEP_SCRUB_BYTES;
         let key: Vec<u8> = (1..=32).collect();
         for alg in [
             AeadAlgorithm::AesGcm,
@@ -564,6 +540,83 @@ mod tests {
             });
             assert!(!contains(&stack, &key[..16]), "{alg:?} left the key");
             assert!(!contains(&stack, &key[16..]), "{alg:?} left the key");
+        }
+    }
+
+    /// The cached (`ring`) path stays within its scrubbed depth, building the cipher state
+    /// stays within the deep scrub, and neither leaves the key on the stack. The cipher
+    /// state lives in a guarded value beside the key, with the key's isolation.
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn cached_stack_depth_is_covered() {
+        use crate::crypto::scrub::probe::{contains, stack_after};
+        use crate::crypto::scrub::DEEP_SCRUB_BYTES;
+        let raw: Vec<u8> = (41..=72).collect();
+        for (alg, len) in [
+            (AeadAlgorithm::AesGcm, 16),
+            (AeadAlgorithm::AesGcm, 32),
+            (AeadAlgorithm::ChaCha20Poly1305, 32),
+        ] {
+            let key = SecretBuf::new_with::<MemoryError>(len, |d| {
+                d.copy_from_slice(&raw[..len]);
+                Ok(())
+            })
+            .expect("key");
+            let cache = CipherCache::default();
+            assert!(!cache.holds(alg, len));
+            let (depth, _) = stack_after(|| {
+                std::hint::black_box(build_ring_key(ring_algorithm(alg, len).expect("r").1, &key))
+                    .expect("build");
+            });
+            println!("{alg:?}/{len}: building the cipher uses {depth} bytes of stack");
+            assert!(depth < DEEP_SCRUB_BYTES, "{alg:?} build used {depth} bytes");
+            let nonce = [0u8; 12];
+            let mut buf = vec![0u8; 1000];
+            let mut tag = [0u8; TAG_LEN];
+            let (_, stack) = stack_after(|| {
+                tag = seal_cached(alg, &key, &cache, &nonce, b"ad", &mut buf).expect("seal");
+            });
+            assert!(cache.holds(alg, len));
+            assert_eq!(
+                cache.protection(alg, len).expect("held").isolation,
+                key.protection().isolation
+            );
+            assert!(!contains(&stack, &raw[..16]), "{alg:?} left the key");
+            let cipher = cache.cipher(alg, &key).expect("c").expect("cached");
+            let (depth, _) = stack_after(|| {
+                tag = std::hint::black_box(ring_seal(cipher, alg, &nonce, b"ad", &mut buf))
+                    .expect("s");
+            });
+            println!("{alg:?}/{len}: a cached seal uses {depth} bytes of stack");
+            assert!(
+                depth < CACHED_SCRUB_BYTES,
+                "{alg:?} seal used {depth} bytes"
+            );
+            let (depth, _) = stack_after(|| {
+                std::hint::black_box(ring_open(cipher, alg, &nonce, b"ad", &mut buf, &tag))
+                    .expect("o");
+            });
+            println!("{alg:?}/{len}: a cached open uses {depth} bytes of stack");
+            assert!(
+                depth < CACHED_SCRUB_BYTES,
+                "{alg:?} open used {depth} bytes"
+            );
+            // The cached cipher agrees with the per-call RustCrypto one.
+            let mut a = b"interop".to_vec();
+            let mut b = a.clone();
+            let ta = seal_cached(alg, &key, &cache, &nonce, b"x", &mut a).expect("a");
+            let tb = seal(alg, &raw[..len], &nonce, b"x", &mut b).expect("b");
+            assert_eq!((a.clone(), ta), (b, tb));
+            let mut bad = ta;
+            bad[0] ^= 1;
+            assert_eq!(
+                open_cached(alg, &key, &cache, &nonce, b"x", &mut a, &bad),
+                Err(AeadFailure::InvalidTag)
+            );
+            assert!(
+                a.iter().all(|&x| x == 0),
+                "no plaintext after a failed open"
+            );
         }
     }
 }
