@@ -87,6 +87,16 @@ impl AeadAlgorithm {
         }
     }
 
+    /// Whether `len` is a nonce length the algorithm accepts: 8 to 128 bytes for AES-GCM
+    /// (as pyca/cryptography; 12 is the fast, recommended one), [`Self::nonce_len`] for
+    /// the others.
+    pub fn nonce_len_ok(self, len: usize) -> bool {
+        match self {
+            AeadAlgorithm::AesGcm => (GCM_NONCE_MIN..=GCM_NONCE_MAX).contains(&len),
+            _ => len == self.nonce_len(),
+        }
+    }
+
     /// Whether `len` is a key length the algorithm accepts.
     pub fn key_len_ok(self, len: usize) -> bool {
         match self {
@@ -98,6 +108,200 @@ impl AeadAlgorithm {
 }
 
 type Aes192Gcm = AesGcm<aes::Aes192, U12>;
+
+/// Shortest AES-GCM nonce accepted (as pyca/cryptography's `AESGCM`).
+pub const GCM_NONCE_MIN: usize = 8;
+/// Longest AES-GCM nonce accepted (as pyca/cryptography's `AESGCM`).
+pub const GCM_NONCE_MAX: usize = 128;
+
+/// Run `$m!(N)` with `N` the `typenum` length of a nonce of `$len` bytes (8 to 128, not 12);
+/// `None` for any other length. `aes-gcm` takes the nonce length as a type, and computes
+/// `J0 = GHASH_H(nonce || 0-pad || [0]_64 || [8 * len]_64)` for every length but 12
+/// (NIST SP 800-38D section 7.1).
+macro_rules! with_gcm_nonce_size {
+    ($len:expr, $m:ident) => {{
+        #[allow(unused_imports)]
+        use aes_gcm::aead::consts::*;
+        match $len {
+            8 => $m!(U8),
+            9 => $m!(U9),
+            10 => $m!(U10),
+            11 => $m!(U11),
+            13 => $m!(U13),
+            14 => $m!(U14),
+            15 => $m!(U15),
+            16 => $m!(U16),
+            17 => $m!(U17),
+            18 => $m!(U18),
+            19 => $m!(U19),
+            20 => $m!(U20),
+            21 => $m!(U21),
+            22 => $m!(U22),
+            23 => $m!(U23),
+            24 => $m!(U24),
+            25 => $m!(U25),
+            26 => $m!(U26),
+            27 => $m!(U27),
+            28 => $m!(U28),
+            29 => $m!(U29),
+            30 => $m!(U30),
+            31 => $m!(U31),
+            32 => $m!(U32),
+            33 => $m!(U33),
+            34 => $m!(U34),
+            35 => $m!(U35),
+            36 => $m!(U36),
+            37 => $m!(U37),
+            38 => $m!(U38),
+            39 => $m!(U39),
+            40 => $m!(U40),
+            41 => $m!(U41),
+            42 => $m!(U42),
+            43 => $m!(U43),
+            44 => $m!(U44),
+            45 => $m!(U45),
+            46 => $m!(U46),
+            47 => $m!(U47),
+            48 => $m!(U48),
+            49 => $m!(U49),
+            50 => $m!(U50),
+            51 => $m!(U51),
+            52 => $m!(U52),
+            53 => $m!(U53),
+            54 => $m!(U54),
+            55 => $m!(U55),
+            56 => $m!(U56),
+            57 => $m!(U57),
+            58 => $m!(U58),
+            59 => $m!(U59),
+            60 => $m!(U60),
+            61 => $m!(U61),
+            62 => $m!(U62),
+            63 => $m!(U63),
+            64 => $m!(U64),
+            65 => $m!(U65),
+            66 => $m!(U66),
+            67 => $m!(U67),
+            68 => $m!(U68),
+            69 => $m!(U69),
+            70 => $m!(U70),
+            71 => $m!(U71),
+            72 => $m!(U72),
+            73 => $m!(U73),
+            74 => $m!(U74),
+            75 => $m!(U75),
+            76 => $m!(U76),
+            77 => $m!(U77),
+            78 => $m!(U78),
+            79 => $m!(U79),
+            80 => $m!(U80),
+            81 => $m!(U81),
+            82 => $m!(U82),
+            83 => $m!(U83),
+            84 => $m!(U84),
+            85 => $m!(U85),
+            86 => $m!(U86),
+            87 => $m!(U87),
+            88 => $m!(U88),
+            89 => $m!(U89),
+            90 => $m!(U90),
+            91 => $m!(U91),
+            92 => $m!(U92),
+            93 => $m!(U93),
+            94 => $m!(U94),
+            95 => $m!(U95),
+            96 => $m!(U96),
+            97 => $m!(U97),
+            98 => $m!(U98),
+            99 => $m!(U99),
+            100 => $m!(U100),
+            101 => $m!(U101),
+            102 => $m!(U102),
+            103 => $m!(U103),
+            104 => $m!(U104),
+            105 => $m!(U105),
+            106 => $m!(U106),
+            107 => $m!(U107),
+            108 => $m!(U108),
+            109 => $m!(U109),
+            110 => $m!(U110),
+            111 => $m!(U111),
+            112 => $m!(U112),
+            113 => $m!(U113),
+            114 => $m!(U114),
+            115 => $m!(U115),
+            116 => $m!(U116),
+            117 => $m!(U117),
+            118 => $m!(U118),
+            119 => $m!(U119),
+            120 => $m!(U120),
+            121 => $m!(U121),
+            122 => $m!(U122),
+            123 => $m!(U123),
+            124 => $m!(U124),
+            125 => $m!(U125),
+            126 => $m!(U126),
+            127 => $m!(U127),
+            128 => $m!(U128),
+            _ => None,
+        }
+    }};
+}
+
+/// AES-GCM with a nonce of 8 to 128 bytes other than 12, per call (RustCrypto's `aes-gcm`
+/// with the nonce length as a type): seal when `tag` is `None` (returns the tag), else
+/// open (returns the tag it checked). Run under the deep stack scrub by the callers.
+#[inline(never)]
+fn gcm_other_nonce(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: Option<&[u8; TAG_LEN]>,
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    fn run<N: aes_gcm::aead::generic_array::ArrayLength<u8>>(
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: Option<&[u8; TAG_LEN]>,
+    ) -> Result<[u8; TAG_LEN], AeadFailure> {
+        macro_rules! go {
+            ($aes:ty) => {{
+                let c =
+                    AesGcm::<$aes, N>::new_from_slice(key).map_err(|_| AeadFailure::KeyLength)?;
+                let nonce = aes_gcm::aead::generic_array::GenericArray::from_slice(nonce);
+                match tag {
+                    None => {
+                        let t = c
+                            .encrypt_in_place_detached(nonce, aad, buf)
+                            .map_err(|_| AeadFailure::TooLong)?;
+                        let mut out = [0u8; TAG_LEN];
+                        out.copy_from_slice(&t);
+                        Ok(out)
+                    }
+                    Some(t) => {
+                        c.decrypt_in_place_detached(nonce, aad, buf, t.into())
+                            .map_err(|_| AeadFailure::InvalidTag)?;
+                        Ok(*t)
+                    }
+                }
+            }};
+        }
+        match key.len() {
+            16 => go!(aes::Aes128),
+            24 => go!(aes::Aes192),
+            32 => go!(aes::Aes256),
+            _ => Err(AeadFailure::KeyLength),
+        }
+    }
+    macro_rules! call {
+        ($n:ty) => {
+            Some(run::<$n>(key, nonce, aad, buf, tag))
+        };
+    }
+    with_gcm_nonce_size!(nonce.len(), call).unwrap_or(Err(AeadFailure::NonceLength))
+}
 
 /// Run `$body` with `$c` bound to the cipher for `$alg` and `$key` (built per call, wiped
 /// when dropped at the end of the call).
@@ -275,10 +479,16 @@ pub fn seal_cached(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
     }
-    match cache.cipher(alg, key)? {
+    // `ring` takes 12-byte nonces only; other AES-GCM nonces take the per-call path.
+    let cached = if nonce.len() == alg.nonce_len() {
+        cache.cipher(alg, key)?
+    } else {
+        None
+    };
+    match cached {
         Some(cipher) => scrubbed_cached(|| ring_seal(cipher, alg, nonce, aad, buf)),
         None => seal(alg, key.bytes()?, nonce, aad, buf),
     }
@@ -314,10 +524,16 @@ pub fn open_cached(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
     }
-    match cache.cipher(alg, key)? {
+    // `ring` takes 12-byte nonces only; other AES-GCM nonces take the per-call path.
+    let cached = if nonce.len() == alg.nonce_len() {
+        cache.cipher(alg, key)?
+    } else {
+        None
+    };
+    match cached {
         Some(cipher) => scrubbed_cached(|| ring_open(cipher, alg, nonce, aad, buf, tag)),
         None => open(alg, key.bytes()?, nonce, aad, buf, tag),
     }
@@ -364,8 +580,14 @@ fn seal_outlined(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
+    }
+    if alg == AeadAlgorithm::AesGcm && nonce.len() != alg.nonce_len() {
+        if !alg.key_len_ok(key.len()) {
+            return Err(AeadFailure::KeyLength);
+        }
+        return gcm_other_nonce(key, nonce, aad, buf, None);
     }
     let mut out = [0u8; TAG_LEN];
     with_cipher!(alg, key, |c| {
@@ -400,8 +622,18 @@ fn open_outlined(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
+    }
+    if alg == AeadAlgorithm::AesGcm && nonce.len() != alg.nonce_len() {
+        if !alg.key_len_ok(key.len()) {
+            return Err(AeadFailure::KeyLength);
+        }
+        let result = gcm_other_nonce(key, nonce, aad, buf, Some(tag)).map(|_| ());
+        if result.is_err() {
+            buf.zeroize();
+        }
+        return result;
     }
     let result = with_cipher!(alg, key, |c| c
         .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())

@@ -6,7 +6,9 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::crypto::aead_suite::{AeadAlgorithm, AeadFailure, TAG_LEN};
+use crate::crypto::aead_suite::{
+    AeadAlgorithm, AeadFailure, GCM_NONCE_MAX, GCM_NONCE_MIN, TAG_LEN,
+};
 use crate::crypto::symmetric::SymmetricKey;
 
 use zeroize::Zeroize;
@@ -23,9 +25,12 @@ pub(crate) fn failure(alg: AeadAlgorithm, class: &str, e: AeadFailure) -> Error 
     match e {
         AeadFailure::InvalidTag => Error::InvalidTag,
         AeadFailure::KeyLength => Error::Value(key_len_message(alg, class)),
-        AeadFailure::NonceLength => {
-            Error::Value(format!("{class} nonce must be {} bytes", alg.nonce_len()))
-        }
+        AeadFailure::NonceLength => match alg {
+            AeadAlgorithm::AesGcm => Error::Value(format!(
+                "{class} nonce must be between {GCM_NONCE_MIN} and {GCM_NONCE_MAX} bytes"
+            )),
+            _ => Error::Value(format!("{class} nonce must be {} bytes", alg.nonce_len())),
+        },
         AeadFailure::TooLong => Error::Value(format!("data is too long for {class}")),
         AeadFailure::Memory(e) => Error::Memory(e),
     }
@@ -49,7 +54,7 @@ pub(crate) struct Sealer<'a> {
 
 impl Sealer<'_> {
     fn check_nonce(&self, nonce: &[u8]) -> Result<()> {
-        if nonce.len() == self.alg.nonce_len() {
+        if self.alg.nonce_len_ok(nonce.len()) {
             Ok(())
         } else {
             Err(failure(self.alg, self.class, AeadFailure::NonceLength))

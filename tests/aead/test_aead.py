@@ -76,7 +76,8 @@ def test_forgeries_and_bad_sizes_are_typed(
         a.decrypt(bytes(nlen), ct, b"ad")
     with pytest.raises(keycell.InvalidTag):
         cls(SecretKey.generate(sizes[-1])).decrypt(nonce, ct, b"ad")
-    for n in (0, nlen - 1, nlen + 1, 64):
+    bad_sizes = (0, 7, 129, 1000) if cls is keycell.AESGCM else (0, nlen - 1, nlen + 1, 64)
+    for n in bad_sizes:
         with pytest.raises(ValueError, match="nonce must be"):
             a.encrypt(bytes(n), b"x", None)
         with pytest.raises(ValueError, match="nonce must be"):
@@ -258,7 +259,7 @@ def test_into_buffer_errors_are_typed(
     with pytest.raises(TypeError):
         a.encrypt_into(nonce, b"hello", None, "not a buffer")
     with pytest.raises(ValueError, match="nonce must be"):
-        a.encrypt_into(bytes(nlen + 1), b"hello", None, bytearray(64))
+        a.encrypt_into(bytes(0), b"hello", None, bytearray(64))
     # A non-contiguous writable view is refused, not written around.
     with pytest.raises(ValueError, match="contiguous"):
         a.encrypt_into(nonce, b"hello", None, memoryview(bytearray(64))[::2])
@@ -294,3 +295,36 @@ def test_encrypt_into_in_threads() -> None:
     for t in ts:
         t.join()
     assert errors == []
+
+
+@given(data=st.data())
+def test_aesgcm_nonces_of_8_to_128_bytes_interoperate_with_pyca(data: st.DataObject) -> None:
+    """AES-GCM nonces other than 12 bytes (J0 derived with GHASH, NIST SP 800-38D 7.1), as
+    pyca/cryptography takes them: 8 to 128 bytes, every key size, both directions, and the
+    ``_into`` calls."""
+    raw = data.draw(st.sampled_from((16, 24, 32)).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+    nonce = data.draw(st.binary(min_size=8, max_size=128))
+    msg = data.draw(st.binary(max_size=3000))
+    aad = data.draw(st.none() | st.binary(max_size=64))
+    ours = keycell.AESGCM(SecretKey.from_buffer(bytearray(raw)))
+    theirs = pyca.AESGCM(raw)
+    ct = ours.encrypt(nonce, msg, aad)
+    assert ct == theirs.encrypt(nonce, msg, aad)
+    assert ours.decrypt(nonce, ct, aad) == msg
+    buf = bytearray(len(ct))
+    assert ours.encrypt_into(nonce, msg, aad, buf) == len(ct)
+    assert buf == ct
+    out = bytearray(len(msg))
+    assert ours.decrypt_into(nonce, ct, aad, out) == len(msg)
+    assert out == msg
+    forged = bytearray(ct)
+    forged[-1] ^= 1
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt(nonce, bytes(forged), aad)
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt_into(nonce, bytes(forged), aad, out)
+    assert out == bytes(len(msg))
+    # The same key with a different nonce length is a different nonce.
+    other = nonce + b"\x00" if len(nonce) < 128 else nonce[:-1]
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt(other, ct, aad)
