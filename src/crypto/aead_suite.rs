@@ -4,25 +4,29 @@
 //!
 //! # Where the key schedule lives
 //!
-//! The cipher value (AES round keys, GHASH/POLYVAL key, or the ChaCha20 key copy) is
-//! built per call from the key bytes in the guarded region and dropped at the end of the
-//! call; the RustCrypto types zeroize it on drop (`aes` and `aes-gcm` with their `zeroize`
-//! features, `chacha20poly1305` always). So no expanded key outlives a call anywhere but
-//! in the key's own region, and destroying the key leaves nothing derived from it behind.
-//! Building it costs about 160 ns for AES-256-GCM (round keys and GHASH key) and almost
-//! nothing for ChaCha20-Poly1305 (docs/aead.md); caching it would need a guarded container
-//! for the cipher's own type, which this module does without.
+//! AES-128/256-GCM (12-byte nonces) and ChaCha20-Poly1305 run on `ring` (BoringSSL's
+//! assembly, CPU features detected at run time). Their cipher value (`LessSafeKey`: AES
+//! round keys and GHASH key powers, or the ChaCha20-Poly1305 key) is built on first use
+//! into a [`GuardedValue`] beside the key ([`CipherCache`], held by the `SymmetricKey`) and
+//! kept until the key is dropped, when it is dropped in place and wiped. The rest
+//! (AES-192-GCM, AES-GCM with nonces other than 12 bytes, AES-GCM-SIV,
+//! XChaCha20-Poly1305) builds its RustCrypto cipher per call from the key bytes in the
+//! guarded region; those types zeroize on drop (`aes` and `aes-gcm` with their `zeroize`
+//! features, `chacha20poly1305` always).
 //!
-//! Moving a cipher value (the crates return it by value) leaves copies of its key material
+//! Moving a cipher value (the crates build it by value) leaves copies of its key material
 //! on the stack that its own `Drop` cannot reach, so every call runs outlined and the stack
-//! it used is scrubbed afterwards (the technique of `scrub.rs`); `tests/aead/test_memory_scan_aead.py`
-//! checks that no key, round key or GHASH key is left anywhere outside the key's region.
+//! it used is scrubbed afterwards (the technique of `scrub.rs`; depths measured by the
+//! tests below); `tests/aead/test_memory_scan_aead.py` checks that the key, the round keys
+//! and the GHASH key are found only in locked memory, and nowhere after the key is
+//! destroyed.
 //!
 //! # No partial plaintext
 //!
-//! AES-GCM and (X)ChaCha20-Poly1305 authenticate before they decrypt, so a forged message
-//! leaves the buffer holding ciphertext. AES-GCM-SIV must decrypt to authenticate; on a
-//! tag mismatch this module wipes the buffer before it returns the error.
+//! RustCrypto's AES-GCM and (X)ChaCha20-Poly1305 authenticate before they decrypt, so a
+//! forged message leaves the buffer holding ciphertext. `ring` decrypts while it
+//! authenticates and AES-GCM-SIV must decrypt to authenticate; on a tag mismatch the
+//! buffer is wiped before the error is returned (every path here wipes it).
 
 use std::sync::OnceLock;
 

@@ -173,9 +173,10 @@ aead_class!(
     AeadAlgorithm::AesGcm,
     "(bit_length=256)",
     256,
-    "AES-GCM (128, 192 or 256-bit key, 12-byte nonce, 16-byte tag) with a `SecretKey`,\n\
-     shaped like pyca/cryptography's `AESGCM`. The key stays in its guarded region; the\n\
-     key schedule is built per call and wiped when the call returns."
+    "AES-GCM (128, 192 or 256-bit key, 8 to 128-byte nonce, 12 recommended; 16-byte tag)\n\
+     with a `SecretKey`, shaped like pyca/cryptography's `AESGCM`. The key stays in its\n\
+     guarded region; the key schedule is kept in a guarded region beside it and wiped\n\
+     with the key."
 );
 aead_class!(
     ChaCha20Poly1305,
