@@ -66,6 +66,16 @@ pub fn with_writable_in_place<T>(
     f(bytes)
 }
 
+/// Copy `src` into `dst` (same length; `MaybeUninit::write_copy_of_slice` needs Rust 1.93).
+fn write_copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: `dst` is `src.len()` writable bytes (`MaybeUninit<u8>` has the layout of
+    // `u8`), and the two cannot overlap: `dst` is borrowed mutably while `src` is borrowed.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len())
+    };
+}
+
 /// A new `bytes` of `head || body || zeros(tail)`, then `f` run on all of it (to encrypt or
 /// decrypt it in place) before anyone else can see it. Unlike `PyBytes::new_with`, the
 /// buffer is not zero-filled first (a 1 MiB `memset` is a tenth of a 1 MiB AES-GCM call):
@@ -110,11 +120,11 @@ pub fn new_bytes_from<'py>(
     };
     let (h, rest) = out.split_at_mut(head.len());
     let (b, t) = rest.split_at_mut(body.len());
-    h.write_copy_of_slice(head);
+    write_copy(h, head);
     if detach {
-        py.detach(|| b.write_copy_of_slice(body));
+        py.detach(|| write_copy(b, body));
     } else {
-        b.write_copy_of_slice(body);
+        write_copy(b, body);
     }
     t.fill(MaybeUninit::new(0));
     // SAFETY: `head.len() + body.len() + tail == len` bytes were all written just above,
