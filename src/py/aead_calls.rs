@@ -14,7 +14,7 @@ use crate::crypto::symmetric::SymmetricKey;
 use zeroize::Zeroize;
 
 use super::buffer_in_place::{new_bytes_from, with_writable_in_place};
-use super::bytes_like::{bytes_like, optional_bytes, writable_buffer, GIL_RELEASE_THRESHOLD};
+use super::bytes_like::{bytes_like, maybe_detach, optional_bytes, writable_buffer};
 use super::errors::{Error, Result};
 use super::key_cell::KeyCell;
 
@@ -86,8 +86,8 @@ impl Sealer<'_> {
             .ok_or_else(|| Error::Value(format!("data is too long for {class}")))?;
         // The output is `prefix || data || zeros(16)` first (no zero-fill before the copy),
         // then `data` is encrypted in place and the tag written after it.
-        let detach = n >= GIL_RELEASE_THRESHOLD;
-        let out = new_bytes_from(py, prefix, data, TAG_LEN, detach, |out| {
+        let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
+        let out = new_bytes_from(py, prefix, data, TAG_LEN, copy, |out| {
             self.cell
                 .with_key(py, n, |key| {
                     let (body, tag_out) = out[p..].split_at_mut(n);
@@ -120,8 +120,8 @@ impl Sealer<'_> {
         let (ct, tag) = data.split_at(n);
         let mut tag_arr = [0u8; TAG_LEN];
         tag_arr.copy_from_slice(tag);
-        let detach = n >= GIL_RELEASE_THRESHOLD;
-        let out = new_bytes_from(py, &[], ct, 0, detach, |out| {
+        let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
+        let out = new_bytes_from(py, &[], ct, 0, copy, |out| {
             self.cell
                 .with_key(py, n, |key| {
                     key.aead_open(alg, nonce, aad, out, &tag_arr)

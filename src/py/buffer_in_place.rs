@@ -80,14 +80,15 @@ fn write_copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
 /// decrypt it in place) before anyone else can see it. Unlike `PyBytes::new_with`, the
 /// buffer is not zero-filled first (a 1 MiB `memset` is a tenth of a 1 MiB AES-GCM call):
 /// every byte is written exactly once by the copies below before `f` sees it. The copy of
-/// `body` runs with the GIL released when `detach` is set. If `f` fails, the object is
-/// released unseen.
+/// `body` is handed to `run_copy`, which runs it (the caller releases the GIL there for
+/// large inputs, through its one GIL-release helper). If `f` fails, the object is released
+/// unseen.
 pub fn new_bytes_from<'py>(
     py: Python<'py>,
     head: &[u8],
     body: &[u8],
     tail: usize,
-    detach: bool,
+    run_copy: impl FnOnce(&mut (dyn FnMut() + Send)),
     f: impl FnOnce(&mut [u8]) -> PyResult<()>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let len = head
@@ -121,9 +122,15 @@ pub fn new_bytes_from<'py>(
     let (h, rest) = out.split_at_mut(head.len());
     let (b, t) = rest.split_at_mut(body.len());
     write_copy(h, head);
-    if detach {
-        py.detach(|| write_copy(b, body));
-    } else {
+    let mut copied = false;
+    run_copy(&mut || {
+        if !copied {
+            write_copy(b, body);
+            copied = true;
+        }
+    });
+    if !copied {
+        // `run_copy` did not run the copy: never hand out the uninitialised bytes.
         write_copy(b, body);
     }
     t.fill(MaybeUninit::new(0));
