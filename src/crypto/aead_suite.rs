@@ -4,57 +4,42 @@
 //!
 //! # Where the key schedule lives
 //!
-//! The cipher value (AES round keys, GHASH/POLYVAL key, or the ChaCha20 key copy) is
-//! built per call from the key bytes in the guarded region and dropped at the end of the
-//! call; the RustCrypto types zeroize it on drop (`aes` and `aes-gcm` with their `zeroize`
-//! features, `chacha20poly1305` always). So no expanded key outlives a call anywhere but
-//! in the key's own region, and destroying the key leaves nothing derived from it behind.
-//! Building it costs about 160 ns for AES-256-GCM (round keys and GHASH key) and almost
-//! nothing for ChaCha20-Poly1305 (docs/aead.md); caching it would need a guarded container
-//! for the cipher's own type, which this module does without.
+//! AES-128/256-GCM (12-byte nonces) and ChaCha20-Poly1305 run on `ring` (BoringSSL's
+//! assembly, CPU features detected at run time). Their cipher value (`LessSafeKey`: AES
+//! round keys and GHASH key powers, or the ChaCha20-Poly1305 key) is built on first use
+//! into a [`GuardedValue`] beside the key ([`CipherCache`], held by the `SymmetricKey`) and
+//! kept until the key is dropped, when it is dropped in place and wiped.
+//! XChaCha20-Poly1305 derives a subkey per nonce (HChaCha20, RustCrypto `chacha20`) and
+//! runs `ring`'s ChaCha20-Poly1305 with it, per call. The rest (AES-192-GCM, AES-GCM with
+//! nonces other than 12 bytes, AES-GCM-SIV) builds its RustCrypto cipher per call from the
+//! key bytes in the guarded region; those types zeroize on drop (`aes` and `aes-gcm` with
+//! their `zeroize` features).
 //!
-//! Moving a cipher value (the crates return it by value) leaves copies of its key material
+//! Moving a cipher value (the crates build it by value) leaves copies of its key material
 //! on the stack that its own `Drop` cannot reach, so every call runs outlined and the stack
-//! it used is scrubbed afterwards (the technique of `scrub.rs`); `tests/aead/test_memory_scan_aead.py`
-//! checks that no key, round key or GHASH key is left anywhere outside the key's region.
+//! it used is scrubbed afterwards (the technique of `scrub.rs`; depths measured by the
+//! tests below); `tests/aead/test_memory_scan_aead.py` checks that the key, the round keys
+//! and the GHASH key are found only in locked memory, and nowhere after the key is
+//! destroyed.
 //!
 //! # No partial plaintext
 //!
-//! AES-GCM and (X)ChaCha20-Poly1305 authenticate before they decrypt, so a forged message
-//! leaves the buffer holding ciphertext. AES-GCM-SIV must decrypt to authenticate; on a
-//! tag mismatch this module wipes the buffer before it returns the error.
+//! RustCrypto's AES-GCM and (X)ChaCha20-Poly1305 authenticate before they decrypt, so a
+//! forged message leaves the buffer holding ciphertext. `ring` decrypts while it
+//! authenticates and AES-GCM-SIV must decrypt to authenticate; on a tag mismatch the
+//! buffer is wiped before the error is returned (every path here wipes it).
+
+use std::sync::OnceLock;
 
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::AesGcm;
+use ring::aead as ring_aead;
 use zeroize::Zeroize;
 
-/// Bytes of stack overwritten after each call. Measured by
-/// `stack_depth_is_covered_and_nothing_is_left` (x86-64, release): 7.2 to 8.8 KiB, more
-/// than the curve operations' 8 KiB in `scrub.rs`, hence a scrub of its own.
-#[cfg(not(debug_assertions))]
-const AEAD_SCRUB_BYTES: usize = 16 * 1024;
-/// Bytes of stack overwritten after each call (unoptimized build).
-#[cfg(debug_assertions)]
-const AEAD_SCRUB_BYTES: usize = 96 * 1024;
+use crate::memory::{GuardedValue, MemoryError, SecretBuf};
 
-/// Overwrite [`AEAD_SCRUB_BYTES`] of stack below the caller's frame with zeros: a plain
-/// `memset` (fast) that `black_box` keeps the compiler from removing.
-#[inline(never)]
-fn scrub_aead_stack() {
-    let mut area = [0u64; AEAD_SCRUB_BYTES / 8];
-    std::hint::black_box(&mut area);
-    area.fill(0);
-    std::hint::black_box(&area);
-}
-
-/// Run `f` outlined, then scrub the stack it used (the technique of `scrub.rs`).
-#[inline(always)]
-fn scrubbed<T>(f: impl FnOnce() -> T) -> T {
-    let out = run_outlined(f);
-    scrub_aead_stack();
-    out
-}
+use super::scrub::scrubbed_aead as scrubbed;
 
 #[inline(never)]
 fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
@@ -78,8 +63,10 @@ pub enum AeadAlgorithm {
 }
 
 /// Why an AEAD call failed. Carries no secret detail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AeadFailure {
+    /// The memory layer failed (the key's region, or the region for the cipher state).
+    Memory(MemoryError),
     /// The key length does not suit the algorithm.
     KeyLength,
     /// The nonce length does not suit the algorithm.
@@ -90,12 +77,28 @@ pub enum AeadFailure {
     TooLong,
 }
 
+impl From<MemoryError> for AeadFailure {
+    fn from(e: MemoryError) -> Self {
+        AeadFailure::Memory(e)
+    }
+}
+
 impl AeadAlgorithm {
     /// The nonce length in bytes.
     pub fn nonce_len(self) -> usize {
         match self {
             AeadAlgorithm::XChaCha20Poly1305 => 24,
             _ => 12,
+        }
+    }
+
+    /// Whether `len` is a nonce length the algorithm accepts: 8 to 128 bytes for AES-GCM
+    /// (as pyca/cryptography; 12 is the fast, recommended one), [`Self::nonce_len`] for
+    /// the others.
+    pub fn nonce_len_ok(self, len: usize) -> bool {
+        match self {
+            AeadAlgorithm::AesGcm => (GCM_NONCE_MIN..=GCM_NONCE_MAX).contains(&len),
+            _ => len == self.nonce_len(),
         }
     }
 
@@ -110,6 +113,200 @@ impl AeadAlgorithm {
 }
 
 type Aes192Gcm = AesGcm<aes::Aes192, U12>;
+
+/// Shortest AES-GCM nonce accepted (as pyca/cryptography's `AESGCM`).
+pub const GCM_NONCE_MIN: usize = 8;
+/// Longest AES-GCM nonce accepted (as pyca/cryptography's `AESGCM`).
+pub const GCM_NONCE_MAX: usize = 128;
+
+/// Run `$m!(N)` with `N` the `typenum` length of a nonce of `$len` bytes (8 to 128, not 12);
+/// `None` for any other length. `aes-gcm` takes the nonce length as a type, and computes
+/// `J0 = GHASH_H(nonce || 0-pad || [0]_64 || [8 * len]_64)` for every length but 12
+/// (NIST SP 800-38D section 7.1).
+macro_rules! with_gcm_nonce_size {
+    ($len:expr, $m:ident) => {{
+        #[allow(unused_imports)]
+        use aes_gcm::aead::consts::*;
+        match $len {
+            8 => $m!(U8),
+            9 => $m!(U9),
+            10 => $m!(U10),
+            11 => $m!(U11),
+            13 => $m!(U13),
+            14 => $m!(U14),
+            15 => $m!(U15),
+            16 => $m!(U16),
+            17 => $m!(U17),
+            18 => $m!(U18),
+            19 => $m!(U19),
+            20 => $m!(U20),
+            21 => $m!(U21),
+            22 => $m!(U22),
+            23 => $m!(U23),
+            24 => $m!(U24),
+            25 => $m!(U25),
+            26 => $m!(U26),
+            27 => $m!(U27),
+            28 => $m!(U28),
+            29 => $m!(U29),
+            30 => $m!(U30),
+            31 => $m!(U31),
+            32 => $m!(U32),
+            33 => $m!(U33),
+            34 => $m!(U34),
+            35 => $m!(U35),
+            36 => $m!(U36),
+            37 => $m!(U37),
+            38 => $m!(U38),
+            39 => $m!(U39),
+            40 => $m!(U40),
+            41 => $m!(U41),
+            42 => $m!(U42),
+            43 => $m!(U43),
+            44 => $m!(U44),
+            45 => $m!(U45),
+            46 => $m!(U46),
+            47 => $m!(U47),
+            48 => $m!(U48),
+            49 => $m!(U49),
+            50 => $m!(U50),
+            51 => $m!(U51),
+            52 => $m!(U52),
+            53 => $m!(U53),
+            54 => $m!(U54),
+            55 => $m!(U55),
+            56 => $m!(U56),
+            57 => $m!(U57),
+            58 => $m!(U58),
+            59 => $m!(U59),
+            60 => $m!(U60),
+            61 => $m!(U61),
+            62 => $m!(U62),
+            63 => $m!(U63),
+            64 => $m!(U64),
+            65 => $m!(U65),
+            66 => $m!(U66),
+            67 => $m!(U67),
+            68 => $m!(U68),
+            69 => $m!(U69),
+            70 => $m!(U70),
+            71 => $m!(U71),
+            72 => $m!(U72),
+            73 => $m!(U73),
+            74 => $m!(U74),
+            75 => $m!(U75),
+            76 => $m!(U76),
+            77 => $m!(U77),
+            78 => $m!(U78),
+            79 => $m!(U79),
+            80 => $m!(U80),
+            81 => $m!(U81),
+            82 => $m!(U82),
+            83 => $m!(U83),
+            84 => $m!(U84),
+            85 => $m!(U85),
+            86 => $m!(U86),
+            87 => $m!(U87),
+            88 => $m!(U88),
+            89 => $m!(U89),
+            90 => $m!(U90),
+            91 => $m!(U91),
+            92 => $m!(U92),
+            93 => $m!(U93),
+            94 => $m!(U94),
+            95 => $m!(U95),
+            96 => $m!(U96),
+            97 => $m!(U97),
+            98 => $m!(U98),
+            99 => $m!(U99),
+            100 => $m!(U100),
+            101 => $m!(U101),
+            102 => $m!(U102),
+            103 => $m!(U103),
+            104 => $m!(U104),
+            105 => $m!(U105),
+            106 => $m!(U106),
+            107 => $m!(U107),
+            108 => $m!(U108),
+            109 => $m!(U109),
+            110 => $m!(U110),
+            111 => $m!(U111),
+            112 => $m!(U112),
+            113 => $m!(U113),
+            114 => $m!(U114),
+            115 => $m!(U115),
+            116 => $m!(U116),
+            117 => $m!(U117),
+            118 => $m!(U118),
+            119 => $m!(U119),
+            120 => $m!(U120),
+            121 => $m!(U121),
+            122 => $m!(U122),
+            123 => $m!(U123),
+            124 => $m!(U124),
+            125 => $m!(U125),
+            126 => $m!(U126),
+            127 => $m!(U127),
+            128 => $m!(U128),
+            _ => None,
+        }
+    }};
+}
+
+/// AES-GCM with a nonce of 8 to 128 bytes other than 12, per call (RustCrypto's `aes-gcm`
+/// with the nonce length as a type): seal when `tag` is `None` (returns the tag), else
+/// open (returns the tag it checked). Run under the deep stack scrub by the callers.
+#[inline(never)]
+fn gcm_other_nonce(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: Option<&[u8; TAG_LEN]>,
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    fn run<N: aes_gcm::aead::generic_array::ArrayLength<u8>>(
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: Option<&[u8; TAG_LEN]>,
+    ) -> Result<[u8; TAG_LEN], AeadFailure> {
+        macro_rules! go {
+            ($aes:ty) => {{
+                let c =
+                    AesGcm::<$aes, N>::new_from_slice(key).map_err(|_| AeadFailure::KeyLength)?;
+                let nonce = aes_gcm::aead::generic_array::GenericArray::from_slice(nonce);
+                match tag {
+                    None => {
+                        let t = c
+                            .encrypt_in_place_detached(nonce, aad, buf)
+                            .map_err(|_| AeadFailure::TooLong)?;
+                        let mut out = [0u8; TAG_LEN];
+                        out.copy_from_slice(&t);
+                        Ok(out)
+                    }
+                    Some(t) => {
+                        c.decrypt_in_place_detached(nonce, aad, buf, t.into())
+                            .map_err(|_| AeadFailure::InvalidTag)?;
+                        Ok(*t)
+                    }
+                }
+            }};
+        }
+        match key.len() {
+            16 => go!(aes::Aes128),
+            24 => go!(aes::Aes192),
+            32 => go!(aes::Aes256),
+            _ => Err(AeadFailure::KeyLength),
+        }
+    }
+    macro_rules! call {
+        ($n:ty) => {
+            Some(run::<$n>(key, nonce, aad, buf, tag))
+        };
+    }
+    with_gcm_nonce_size!(nonce.len(), call).unwrap_or(Err(AeadFailure::NonceLength))
+}
 
 /// Run `$body` with `$c` bound to the cipher for `$alg` and `$key` (built per call, wiped
 /// when dropped at the end of the call).
@@ -158,6 +355,278 @@ macro_rules! with_cipher {
     }};
 }
 
+/// Bytes of stack overwritten after a call on a cached cipher (`ring`'s assembly reads the
+/// key state from its guarded region; what it leaves on the stack is counter blocks,
+/// GHASH/Poly1305 accumulators and spilled registers). Measured by
+/// `cached_stack_depth_is_covered` (x86-64, release): about 750 bytes for AES-GCM, 1.2 KiB
+/// for ChaCha20-Poly1305; building the cipher state reaches deeper (3.9 KiB) and uses
+/// `scrub::AEAD_SCRUB_BYTES`.
+#[cfg(not(debug_assertions))]
+const CACHED_SCRUB_BYTES: usize = 2 * 1024;
+/// Bytes of stack overwritten after a call on a cached cipher (unoptimized build).
+#[cfg(debug_assertions)]
+const CACHED_SCRUB_BYTES: usize = 32 * 1024;
+
+/// Bytes of stack overwritten after an XChaCha20-Poly1305 call on `ring` (HChaCha20, a
+/// per-call `ring` key on the stack, the seal or open). Measured by
+/// `xchacha_stack_depth_is_covered` (x86-64, release): about 4.4 KiB.
+#[cfg(not(debug_assertions))]
+const XCHACHA_SCRUB_BYTES: usize = 8 * 1024;
+/// Bytes of stack overwritten after an XChaCha20-Poly1305 call (unoptimized build).
+#[cfg(debug_assertions)]
+const XCHACHA_SCRUB_BYTES: usize = 48 * 1024;
+
+/// Overwrite `BYTES` of stack below the caller's frame with zeros: a plain `memset` that
+/// `black_box` keeps the compiler from removing.
+#[inline(never)]
+fn scrub_stack_bytes<const WORDS: usize>() {
+    let mut area = [0u64; WORDS];
+    std::hint::black_box(&mut area);
+    area.fill(0);
+    std::hint::black_box(&area);
+}
+
+/// Run `f` outlined, then scrub [`CACHED_SCRUB_BYTES`] of the stack it used.
+#[inline(always)]
+fn scrubbed_cached<T>(f: impl FnOnce() -> T) -> T {
+    let out = run_outlined(f);
+    scrub_stack_bytes::<{ CACHED_SCRUB_BYTES / 8 }>();
+    out
+}
+
+/// Run `f` outlined, then scrub [`XCHACHA_SCRUB_BYTES`] of the stack it used.
+#[inline(always)]
+fn scrubbed_xchacha<T>(f: impl FnOnce() -> T) -> T {
+    let out = run_outlined(f);
+    scrub_stack_bytes::<{ XCHACHA_SCRUB_BYTES / 8 }>();
+    out
+}
+
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 of the key and the first 16
+/// nonce bytes (RustCrypto `chacha20::hchacha`) gives a subkey, used with `ring`'s
+/// ChaCha20-Poly1305 and the nonce `0^4 || nonce[16..24]`. Seals when `tag` is `None`
+/// (returns the tag), else opens (returns the tag it checked; on failure the buffer is
+/// zeroed). The subkey and the per-call `ring` key live on this call's stack, which the
+/// callers scrub ([`scrubbed_xchacha`]); the subkey is also zeroized when dropped.
+#[inline(never)]
+fn xchacha_ring(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: Option<&[u8; TAG_LEN]>,
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    use aes_gcm::aead::consts::U10;
+    use aes_gcm::aead::generic_array::GenericArray;
+    if key.len() != 32 {
+        return Err(AeadFailure::KeyLength);
+    }
+    if nonce.len() != 24 {
+        return Err(AeadFailure::NonceLength);
+    }
+    // The subkey in a zeroized array; the temporary the crate returns is on this call's
+    // stack, which the caller scrubs.
+    let mut subkey = zeroize::Zeroizing::new([0u8; 32]);
+    subkey.copy_from_slice(&chacha20::hchacha::<U10>(
+        GenericArray::from_slice(key),
+        GenericArray::from_slice(&nonce[..16]),
+    ));
+    let mut n12 = [0u8; 12];
+    n12[4..].copy_from_slice(&nonce[16..]);
+    let cipher = ring_aead::LessSafeKey::new(
+        ring_aead::UnboundKey::new(&ring_aead::CHACHA20_POLY1305, &subkey[..])
+            .map_err(|_| AeadFailure::KeyLength)?,
+    );
+    let alg = AeadAlgorithm::ChaCha20Poly1305;
+    match tag {
+        None => ring_seal(&cipher, alg, &n12, aad, buf),
+        Some(t) => ring_open(&cipher, alg, &n12, aad, buf, t).map(|()| *t),
+    }
+}
+
+/// The expanded cipher state of one key (AES round keys and GHASH key powers, or the
+/// ChaCha20-Poly1305 key), built on first use into a [`GuardedValue`] with the key's own
+/// isolation and kept until the key is dropped, so a call does not rebuild it.
+///
+/// Held for AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305, whose cipher is `ring`'s
+/// (BoringSSL's assembly: AES-NI/CLMUL or VAES/VPCLMULQDQ with AVX2, AVX2 ChaCha20,
+/// chosen at run time by CPU detection). AES-192-GCM (which `ring` lacks), other AES-GCM
+/// nonce lengths, AES-GCM-SIV and XChaCha20-Poly1305 use the per-call path ([`seal`],
+/// [`open`]).
+#[derive(Debug, Default)]
+pub struct CipherCache {
+    /// Slot 0: AES-GCM (the key's length picks 128 or 256); slot 1: ChaCha20-Poly1305.
+    slots: [OnceLock<GuardedValue<ring_aead::LessSafeKey>>; 2],
+}
+
+/// The `ring` algorithm and cache slot for `alg` with a key of `key_len` bytes.
+fn ring_algorithm(
+    alg: AeadAlgorithm,
+    key_len: usize,
+) -> Option<(usize, &'static ring_aead::Algorithm)> {
+    match (alg, key_len) {
+        (AeadAlgorithm::AesGcm, 16) => Some((0, &ring_aead::AES_128_GCM)),
+        (AeadAlgorithm::AesGcm, 32) => Some((0, &ring_aead::AES_256_GCM)),
+        (AeadAlgorithm::ChaCha20Poly1305, 32) => Some((1, &ring_aead::CHACHA20_POLY1305)),
+        _ => None,
+    }
+}
+
+/// Build `ring`'s key for `key` straight into a guarded value beside it. Outlined and
+/// scrubbed: the value is built on the stack and moved into its region.
+#[inline(never)]
+fn build_ring_key(
+    ralg: &'static ring_aead::Algorithm,
+    key: &SecretBuf,
+) -> Result<GuardedValue<ring_aead::LessSafeKey>, AeadFailure> {
+    let bytes = key.bytes()?;
+    GuardedValue::new_beside(key, || {
+        let unbound =
+            ring_aead::UnboundKey::new(ralg, bytes).map_err(|_| AeadFailure::KeyLength)?;
+        Ok(ring_aead::LessSafeKey::new(unbound))
+    })
+}
+
+impl CipherCache {
+    /// The cached cipher for `alg` over `key`, built on first use (two threads racing
+    /// here both build one; one is kept, the other dropped and wiped). `None` when `alg`
+    /// with this key length has no cached cipher.
+    fn cipher(
+        &self,
+        alg: AeadAlgorithm,
+        key: &SecretBuf,
+    ) -> Result<Option<&ring_aead::LessSafeKey>, AeadFailure> {
+        let Some((slot, ralg)) = ring_algorithm(alg, key.len()) else {
+            return Ok(None);
+        };
+        let cell = &self.slots[slot];
+        if let Some(v) = cell.get() {
+            return Ok(Some(v.get()?));
+        }
+        let built = scrubbed(|| build_ring_key(ralg, key))?;
+        // A value that lost the race is dropped (its destructor run in place, wiped) here.
+        let _ = cell.set(built);
+        match cell.get() {
+            Some(v) => Ok(Some(v.get()?)),
+            None => unreachable!("the cell was just set"),
+        }
+    }
+
+    /// Whether a cipher state is held for `alg` (tests and diagnostics).
+    pub fn holds(&self, alg: AeadAlgorithm, key_len: usize) -> bool {
+        ring_algorithm(alg, key_len).is_some_and(|(slot, _)| self.slots[slot].get().is_some())
+    }
+
+    /// Protection of the region holding the cipher state for `alg`, if one is held.
+    pub fn protection(
+        &self,
+        alg: AeadAlgorithm,
+        key_len: usize,
+    ) -> Option<crate::memory::Protection> {
+        let (slot, _) = ring_algorithm(alg, key_len)?;
+        self.slots[slot].get().map(GuardedValue::protection)
+    }
+}
+
+fn ring_nonce(alg: AeadAlgorithm, nonce: &[u8]) -> Result<ring_aead::Nonce, AeadFailure> {
+    if nonce.len() != alg.nonce_len() {
+        return Err(AeadFailure::NonceLength);
+    }
+    ring_aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| AeadFailure::NonceLength)
+}
+
+/// [`seal`] with the key in its guarded region and the cipher state kept in `cache`
+/// (built on first use): `ring` for AES-128/256-GCM and ChaCha20-Poly1305, the per-call
+/// path for the rest. The stack the cipher used is scrubbed before this returns.
+pub fn seal_cached(
+    alg: AeadAlgorithm,
+    key: &SecretBuf,
+    cache: &CipherCache,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    if !alg.nonce_len_ok(nonce.len()) {
+        return Err(AeadFailure::NonceLength);
+    }
+    // `ring` takes 12-byte nonces only; other AES-GCM nonces take the per-call path.
+    let cached = if nonce.len() == alg.nonce_len() {
+        cache.cipher(alg, key)?
+    } else {
+        None
+    };
+    match cached {
+        Some(cipher) => scrubbed_cached(|| ring_seal(cipher, alg, nonce, aad, buf)),
+        None => seal(alg, key.bytes()?, nonce, aad, buf),
+    }
+}
+
+#[inline(never)]
+fn ring_seal(
+    cipher: &ring_aead::LessSafeKey,
+    alg: AeadAlgorithm,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], AeadFailure> {
+    let nonce = ring_nonce(alg, nonce)?;
+    let tag = cipher
+        .seal_in_place_separate_tag(nonce, ring_aead::Aad::from(aad), buf)
+        .map_err(|_| AeadFailure::TooLong)?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// [`open`] with the key in its guarded region and the cipher state kept in `cache`. On
+/// failure `buf` holds no plaintext: `ring` decrypts while it authenticates and zeroes
+/// the buffer when the tag does not match (and so does this function, again). The stack
+/// the cipher used is scrubbed before this returns.
+pub fn open_cached(
+    alg: AeadAlgorithm,
+    key: &SecretBuf,
+    cache: &CipherCache,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadFailure> {
+    if !alg.nonce_len_ok(nonce.len()) {
+        return Err(AeadFailure::NonceLength);
+    }
+    // `ring` takes 12-byte nonces only; other AES-GCM nonces take the per-call path.
+    let cached = if nonce.len() == alg.nonce_len() {
+        cache.cipher(alg, key)?
+    } else {
+        None
+    };
+    match cached {
+        Some(cipher) => scrubbed_cached(|| ring_open(cipher, alg, nonce, aad, buf, tag)),
+        None => open(alg, key.bytes()?, nonce, aad, buf, tag),
+    }
+}
+
+#[inline(never)]
+fn ring_open(
+    cipher: &ring_aead::LessSafeKey,
+    alg: AeadAlgorithm,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadFailure> {
+    let nonce = ring_nonce(alg, nonce)?;
+    let tag = ring_aead::Tag::from(*tag);
+    let result = cipher
+        .open_in_place_separate_tag(nonce, ring_aead::Aad::from(aad), tag, buf, 0..)
+        .map(|_| ())
+        .map_err(|_| AeadFailure::InvalidTag);
+    if result.is_err() {
+        buf.zeroize();
+    }
+    result
+}
+
 /// Encrypt `buf` in place under `key` and `nonce`, authenticating `aad`; returns the tag.
 /// The stack the cipher used is scrubbed before this returns (`scrub.rs`).
 pub fn seal(
@@ -167,6 +636,10 @@ pub fn seal(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], AeadFailure> {
+    if alg == AeadAlgorithm::XChaCha20Poly1305 {
+        // `ring` underneath: a shallower stack than the RustCrypto ciphers.
+        return scrubbed_xchacha(|| seal_outlined(alg, key, nonce, aad, buf));
+    }
     scrubbed(|| seal_outlined(alg, key, nonce, aad, buf))
 }
 
@@ -178,8 +651,17 @@ fn seal_outlined(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
+    }
+    if alg == AeadAlgorithm::AesGcm && nonce.len() != alg.nonce_len() {
+        if !alg.key_len_ok(key.len()) {
+            return Err(AeadFailure::KeyLength);
+        }
+        return gcm_other_nonce(key, nonce, aad, buf, None);
+    }
+    if alg == AeadAlgorithm::XChaCha20Poly1305 {
+        return xchacha_ring(key, nonce, aad, buf, None);
     }
     let mut out = [0u8; TAG_LEN];
     with_cipher!(alg, key, |c| {
@@ -202,6 +684,9 @@ pub fn open(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadFailure> {
+    if alg == AeadAlgorithm::XChaCha20Poly1305 {
+        return scrubbed_xchacha(|| open_outlined(alg, key, nonce, aad, buf, tag));
+    }
     scrubbed(|| open_outlined(alg, key, nonce, aad, buf, tag))
 }
 
@@ -214,8 +699,25 @@ fn open_outlined(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadFailure> {
-    if nonce.len() != alg.nonce_len() {
+    if !alg.nonce_len_ok(nonce.len()) {
         return Err(AeadFailure::NonceLength);
+    }
+    if alg == AeadAlgorithm::AesGcm && nonce.len() != alg.nonce_len() {
+        if !alg.key_len_ok(key.len()) {
+            return Err(AeadFailure::KeyLength);
+        }
+        let result = gcm_other_nonce(key, nonce, aad, buf, Some(tag)).map(|_| ());
+        if result.is_err() {
+            buf.zeroize();
+        }
+        return result;
+    }
+    if alg == AeadAlgorithm::XChaCha20Poly1305 {
+        let result = xchacha_ring(key, nonce, aad, buf, Some(tag)).map(|_| ());
+        if result.is_err() {
+            buf.zeroize();
+        }
+        return result;
     }
     let result = with_cipher!(alg, key, |c| c
         .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())
@@ -325,7 +827,7 @@ mod tests {
     #[test]
     fn stack_depth_is_covered_and_nothing_is_left() {
         use crate::crypto::scrub::probe::{contains, stack_after};
-        const SCRUB_BYTES: usize = AEAD_SCRUB_BYTES;
+        const SCRUB_BYTES: usize = crate::crypto::scrub::AEAD_SCRUB_BYTES;
         let key: Vec<u8> = (1..=32).collect();
         for alg in [
             AeadAlgorithm::AesGcm,
@@ -355,5 +857,131 @@ mod tests {
             assert!(!contains(&stack, &key[..16]), "{alg:?} left the key");
             assert!(!contains(&stack, &key[16..]), "{alg:?} left the key");
         }
+    }
+
+    /// The cached (`ring`) path stays within its scrubbed depth, building the cipher state
+    /// stays within the deep scrub, and neither leaves the key on the stack. The cipher
+    /// state lives in a guarded value beside the key, with the key's isolation.
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn cached_stack_depth_is_covered() {
+        use crate::crypto::scrub::probe::{contains, stack_after};
+        use crate::crypto::scrub::AEAD_SCRUB_BYTES;
+        let raw: Vec<u8> = (41..=72).collect();
+        for (alg, len) in [
+            (AeadAlgorithm::AesGcm, 16),
+            (AeadAlgorithm::AesGcm, 32),
+            (AeadAlgorithm::ChaCha20Poly1305, 32),
+        ] {
+            let key = SecretBuf::new_with::<MemoryError>(len, |d| {
+                d.copy_from_slice(&raw[..len]);
+                Ok(())
+            })
+            .expect("key");
+            let cache = CipherCache::default();
+            assert!(!cache.holds(alg, len));
+            let (depth, _) = stack_after(|| {
+                std::hint::black_box(build_ring_key(ring_algorithm(alg, len).expect("r").1, &key))
+                    .expect("build");
+            });
+            println!("{alg:?}/{len}: building the cipher uses {depth} bytes of stack");
+            assert!(depth < AEAD_SCRUB_BYTES, "{alg:?} build used {depth} bytes");
+            let nonce = [0u8; 12];
+            let mut buf = vec![0u8; 1000];
+            let mut tag = [0u8; TAG_LEN];
+            let (_, stack) = stack_after(|| {
+                tag = seal_cached(alg, &key, &cache, &nonce, b"ad", &mut buf).expect("seal");
+            });
+            assert!(cache.holds(alg, len));
+            assert_eq!(
+                cache.protection(alg, len).expect("held").isolation,
+                key.protection().isolation
+            );
+            assert!(!contains(&stack, &raw[..16]), "{alg:?} left the key");
+            let cipher = cache.cipher(alg, &key).expect("c").expect("cached");
+            let (depth, _) = stack_after(|| {
+                tag = std::hint::black_box(ring_seal(cipher, alg, &nonce, b"ad", &mut buf))
+                    .expect("s");
+            });
+            println!("{alg:?}/{len}: a cached seal uses {depth} bytes of stack");
+            assert!(
+                depth < CACHED_SCRUB_BYTES,
+                "{alg:?} seal used {depth} bytes"
+            );
+            let (depth, _) = stack_after(|| {
+                std::hint::black_box(ring_open(cipher, alg, &nonce, b"ad", &mut buf, &tag))
+                    .expect("o");
+            });
+            println!("{alg:?}/{len}: a cached open uses {depth} bytes of stack");
+            assert!(
+                depth < CACHED_SCRUB_BYTES,
+                "{alg:?} open used {depth} bytes"
+            );
+            // The cached cipher agrees with the per-call RustCrypto one.
+            let mut a = b"interop".to_vec();
+            let mut b = a.clone();
+            let ta = seal_cached(alg, &key, &cache, &nonce, b"x", &mut a).expect("a");
+            let tb = seal(alg, &raw[..len], &nonce, b"x", &mut b).expect("b");
+            assert_eq!((a.clone(), ta), (b, tb));
+            let mut bad = ta;
+            bad[0] ^= 1;
+            assert_eq!(
+                open_cached(alg, &key, &cache, &nonce, b"x", &mut a, &bad),
+                Err(AeadFailure::InvalidTag)
+            );
+            assert!(
+                a.iter().all(|&x| x == 0),
+                "no plaintext after a failed open"
+            );
+        }
+    }
+
+    /// XChaCha20-Poly1305 on `ring` stays within its scrub, leaves neither the key nor the
+    /// HChaCha20 subkey on the stack, and agrees with RustCrypto's `XChaCha20Poly1305`.
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn xchacha_stack_depth_is_covered() {
+        use crate::crypto::scrub::probe::{contains, stack_after};
+        use aes_gcm::aead::consts::U10;
+        use aes_gcm::aead::generic_array::GenericArray;
+        let key: Vec<u8> = (201..=232).collect();
+        let nonce: Vec<u8> = (0..24).collect();
+        let subkey = chacha20::hchacha::<U10>(
+            GenericArray::from_slice(&key),
+            GenericArray::from_slice(&nonce[..16]),
+        );
+        let alg = AeadAlgorithm::XChaCha20Poly1305;
+        let mut buf = vec![0u8; 500];
+        let mut tag = [0u8; TAG_LEN];
+        let (depth, _) = stack_after(|| {
+            tag = std::hint::black_box(seal_outlined(alg, &key, &nonce, b"a", &mut buf))
+                .expect("seal");
+        });
+        println!("XChaCha20Poly1305 (ring): seal uses {depth} bytes of stack");
+        assert!(depth < XCHACHA_SCRUB_BYTES, "seal used {depth} bytes");
+        let (depth, _) = stack_after(|| {
+            std::hint::black_box(open_outlined(alg, &key, &nonce, b"a", &mut buf, &tag))
+                .expect("open");
+        });
+        println!("XChaCha20Poly1305 (ring): open uses {depth} bytes of stack");
+        assert!(depth < XCHACHA_SCRUB_BYTES, "open used {depth} bytes");
+        let (_, stack) = stack_after(|| {
+            let t = std::hint::black_box(seal(alg, &key, &nonce, b"a", &mut buf)).expect("s");
+            std::hint::black_box(open(alg, &key, &nonce, b"a", &mut buf, &t)).expect("o");
+        });
+        for secret in [&key[..16], &key[16..], &subkey[..16], &subkey[16..]] {
+            assert!(
+                !contains(&stack, secret),
+                "a key or subkey was left on the stack"
+            );
+        }
+        let mut a = b"agree with RustCrypto".to_vec();
+        let mut b = a.clone();
+        let ta = seal(alg, &key, &nonce, b"x", &mut a).expect("ring");
+        let c = chacha20poly1305::XChaCha20Poly1305::new_from_slice(&key).expect("key");
+        let tb = c
+            .encrypt_in_place_detached(nonce.as_slice().into(), b"x", &mut b)
+            .expect("rustcrypto");
+        assert_eq!((a, ta.to_vec()), (b, tb.to_vec()));
     }
 }

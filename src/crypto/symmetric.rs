@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
+use super::aead_suite::{self, AeadAlgorithm, AeadFailure, CipherCache, TAG_LEN};
 use super::hmac::{self, HashAlgorithm};
 
 /// Largest symmetric key accepted (64 KiB).
@@ -55,6 +56,9 @@ pub struct SymmetricKey {
     len: usize,
     /// HMAC pads per algorithm ([`pads_index`]), computed on first use.
     pads: [OnceLock<SecretBuf>; 3],
+    /// AEAD cipher state (AES round keys and GHASH key, ChaCha20-Poly1305 key), built on
+    /// first use into a guarded value beside the key; dropped and wiped with the key.
+    ciphers: CipherCache,
 }
 
 impl SymmetricKey {
@@ -72,6 +76,7 @@ impl SymmetricKey {
             buf,
             len,
             pads: Default::default(),
+            ciphers: CipherCache::default(),
         })
     }
 
@@ -127,6 +132,36 @@ impl SymmetricKey {
     pub fn hmac(&self, alg: HashAlgorithm, msg: &[u8], out: &mut [u8]) -> Result<(), MemoryError> {
         hmac::hmac_with_pads(alg, self.pads(alg)?, msg, out);
         Ok(())
+    }
+
+    /// Encrypt `buf` in place with `alg` (cipher state kept beside the key; see
+    /// [`aead_suite::seal_cached`]); returns the tag.
+    pub fn aead_seal(
+        &self,
+        alg: AeadAlgorithm,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadFailure> {
+        aead_suite::seal_cached(alg, &self.buf, &self.ciphers, nonce, aad, buf)
+    }
+
+    /// Authenticate and decrypt `buf` in place with `alg`; on failure `buf` holds no
+    /// plaintext ([`aead_suite::open_cached`]).
+    pub fn aead_open(
+        &self,
+        alg: AeadAlgorithm,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AeadFailure> {
+        aead_suite::open_cached(alg, &self.buf, &self.ciphers, nonce, aad, buf, tag)
+    }
+
+    /// The AEAD cipher state kept beside the key (tests and diagnostics).
+    pub fn ciphers(&self) -> &CipherCache {
+        &self.ciphers
     }
 
     /// Constant-time equality of the key bytes (lengths are compared first, which

@@ -59,6 +59,7 @@ mod buf;
 mod error;
 pub mod fork;
 pub mod guarded;
+mod guarded_value;
 mod policy;
 pub mod pool;
 pub mod sys;
@@ -67,6 +68,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use buf::SecretBuf;
 pub use error::{MapCount, MemoryError};
+pub use guarded_value::GuardedValue;
 pub use policy::{
     backend_policy, effective_isolation, isolation_policy, lock_failure_policy, scope_used,
     set_backend_policy, set_isolation_policy, set_lock_failure_policy, set_scope_source, Backend,

@@ -103,6 +103,50 @@ macro_rules! aead_class {
                     .decrypt(py, nonce.as_slice(), data.as_slice(), aad)
             }
 
+            /// Like `encrypt`, but writes `ciphertext || tag` to the start of the writable
+            /// buffer `buf` (a `bytearray` or writable `memoryview` of at least
+            /// `len(data) + 16` bytes) and returns the number of bytes written.
+            /// `ValueError` when `buf` is too small, `TypeError` when it is read-only.
+            /// Runs with the GIL held.
+            #[pyo3(signature = (nonce, data, associated_data, buf))]
+            fn encrypt_into(
+                &self,
+                py: Python<'_>,
+                nonce: &Bound<'_, PyAny>,
+                data: &Bound<'_, PyAny>,
+                associated_data: Option<&Bound<'_, PyAny>>,
+                buf: &Bound<'_, PyAny>,
+            ) -> Result<usize> {
+                let nonce = bytes_like(nonce, "nonce")?;
+                let data = bytes_like(data, "data")?;
+                let aad = optional_bytes(associated_data, "associated_data")?;
+                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
+                self.sealer(py)
+                    .encrypt_into(py, nonce.as_slice(), data.as_slice(), aad, buf)
+            }
+
+            /// Like `decrypt`, but writes the plaintext to the start of the writable
+            /// buffer `buf` (at least `len(data) - 16` bytes) and returns the number of
+            /// bytes written. On `InvalidTag` (or any other failure) the plaintext area
+            /// of `buf` is zeroed: it never holds partial or unauthenticated plaintext
+            /// once the call returns. Runs with the GIL held.
+            #[pyo3(signature = (nonce, data, associated_data, buf))]
+            fn decrypt_into(
+                &self,
+                py: Python<'_>,
+                nonce: &Bound<'_, PyAny>,
+                data: &Bound<'_, PyAny>,
+                associated_data: Option<&Bound<'_, PyAny>>,
+                buf: &Bound<'_, PyAny>,
+            ) -> Result<usize> {
+                let nonce = bytes_like(nonce, "nonce")?;
+                let data = bytes_like(data, "data")?;
+                let aad = optional_bytes(associated_data, "associated_data")?;
+                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
+                self.sealer(py)
+                    .decrypt_into(py, nonce.as_slice(), data.as_slice(), aad, buf)
+            }
+
             /// The `SecretKey` this object encrypts with.
             #[getter]
             fn key(&self, py: Python<'_>) -> Py<SecretKey> {
@@ -129,9 +173,10 @@ aead_class!(
     AeadAlgorithm::AesGcm,
     "(bit_length=256)",
     256,
-    "AES-GCM (128, 192 or 256-bit key, 12-byte nonce, 16-byte tag) with a `SecretKey`,\n\
-     shaped like pyca/cryptography's `AESGCM`. The key stays in its guarded region; the\n\
-     key schedule is built per call and wiped when the call returns."
+    "AES-GCM (128, 192 or 256-bit key, 8 to 128-byte nonce, 12 recommended; 16-byte tag)\n\
+     with a `SecretKey`, shaped like pyca/cryptography's `AESGCM`. The key stays in its\n\
+     guarded region; the key schedule is kept in a guarded region beside it and wiped\n\
+     with the key."
 );
 aead_class!(
     ChaCha20Poly1305,

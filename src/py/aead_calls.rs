@@ -6,10 +6,15 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
+use crate::crypto::aead_suite::{
+    AeadAlgorithm, AeadFailure, GCM_NONCE_MAX, GCM_NONCE_MIN, TAG_LEN,
+};
 use crate::crypto::symmetric::SymmetricKey;
 
-use super::bytes_like::{bytes_like, optional_bytes};
+use zeroize::Zeroize;
+
+use super::buffer_in_place::{new_bytes_from, with_writable_in_place};
+use super::bytes_like::{bytes_like, maybe_detach, optional_bytes, writable_buffer};
 use super::errors::{Error, Result};
 use super::key_cell::KeyCell;
 
@@ -20,10 +25,14 @@ pub(crate) fn failure(alg: AeadAlgorithm, class: &str, e: AeadFailure) -> Error 
     match e {
         AeadFailure::InvalidTag => Error::InvalidTag,
         AeadFailure::KeyLength => Error::Value(key_len_message(alg, class)),
-        AeadFailure::NonceLength => {
-            Error::Value(format!("{class} nonce must be {} bytes", alg.nonce_len()))
-        }
+        AeadFailure::NonceLength => match alg {
+            AeadAlgorithm::AesGcm => Error::Value(format!(
+                "{class} nonce must be between {GCM_NONCE_MIN} and {GCM_NONCE_MAX} bytes"
+            )),
+            _ => Error::Value(format!("{class} nonce must be {} bytes", alg.nonce_len())),
+        },
         AeadFailure::TooLong => Error::Value(format!("data is too long for {class}")),
+        AeadFailure::Memory(e) => Error::Memory(e),
     }
 }
 
@@ -44,6 +53,21 @@ pub(crate) struct Sealer<'a> {
 }
 
 impl Sealer<'_> {
+    fn check_nonce(&self, nonce: &[u8]) -> Result<()> {
+        if self.alg.nonce_len_ok(nonce.len()) {
+            Ok(())
+        } else {
+            Err(failure(self.alg, self.class, AeadFailure::NonceLength))
+        }
+    }
+
+    /// `n + TAG_LEN`, or `ValueError` when it overflows.
+    fn sealed_len(&self, n: usize) -> Result<usize> {
+        n.checked_add(TAG_LEN)
+            .filter(|&v| isize::try_from(v).is_ok())
+            .ok_or_else(|| Error::Value(format!("data is too long for {}", self.class)))
+    }
+
     /// `prefix || ciphertext || tag` of `data`.
     pub fn encrypt<'py>(
         &self,
@@ -54,23 +78,21 @@ impl Sealer<'_> {
         prefix: &[u8],
     ) -> Result<Bound<'py, PyBytes>> {
         let (alg, class) = (self.alg, self.class);
-        if nonce.len() != alg.nonce_len() {
-            return Err(failure(alg, class, AeadFailure::NonceLength));
-        }
+        self.check_nonce(nonce)?;
         let n = data.len();
         let p = prefix.len();
-        let total = p
-            .checked_add(n)
-            .and_then(|v| v.checked_add(TAG_LEN))
+        self.sealed_len(n)?
+            .checked_add(p)
             .ok_or_else(|| Error::Value(format!("data is too long for {class}")))?;
-        let out = PyBytes::new_with(py, total, |out| {
+        // The output is `prefix || data || zeros(16)` first (no zero-fill before the copy),
+        // then `data` is encrypted in place and the tag written after it.
+        let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
+        let out = new_bytes_from(py, prefix, data, TAG_LEN, copy, |out| {
             self.cell
                 .with_key(py, n, |key| {
-                    let (head, rest) = out.split_at_mut(p);
-                    head.copy_from_slice(prefix);
-                    let (body, tag_out) = rest.split_at_mut(n);
-                    body.copy_from_slice(data);
-                    let tag = aead_suite::seal(alg, key.bytes()?, nonce, aad, body)
+                    let (body, tag_out) = out[p..].split_at_mut(n);
+                    let tag = key
+                        .aead_seal(alg, nonce, aad, body)
                         .map_err(|e| failure(alg, class, e))?;
                     tag_out.copy_from_slice(&tag);
                     Ok(())
@@ -90,9 +112,7 @@ impl Sealer<'_> {
         aad: &[u8],
     ) -> Result<Bound<'py, PyBytes>> {
         let (alg, class) = (self.alg, self.class);
-        if nonce.len() != alg.nonce_len() {
-            return Err(failure(alg, class, AeadFailure::NonceLength));
-        }
+        self.check_nonce(nonce)?;
         let Some(n) = data.len().checked_sub(TAG_LEN) else {
             self.cell.check_live()?;
             return Err(Error::InvalidTag);
@@ -100,16 +120,91 @@ impl Sealer<'_> {
         let (ct, tag) = data.split_at(n);
         let mut tag_arr = [0u8; TAG_LEN];
         tag_arr.copy_from_slice(tag);
-        let out = PyBytes::new_with(py, n, |out| {
+        let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
+        let out = new_bytes_from(py, &[], ct, 0, copy, |out| {
             self.cell
                 .with_key(py, n, |key| {
-                    out.copy_from_slice(ct);
-                    aead_suite::open(alg, key.bytes()?, nonce, aad, out, &tag_arr)
+                    key.aead_open(alg, nonce, aad, out, &tag_arr)
                         .map_err(|e| failure(alg, class, e))
                 })
                 .map_err(PyErr::from)
         })?;
         Ok(out)
+    }
+
+    /// Write `ciphertext || tag` of `data` to the start of the writable buffer `buf` (at
+    /// least `len(data) + 16` bytes); returns the bytes written. Runs with the GIL held:
+    /// the caller's buffer is written in place.
+    pub fn encrypt_into(
+        &self,
+        py: Python<'_>,
+        nonce: &[u8],
+        data: &[u8],
+        aad: &[u8],
+        buf: &Bound<'_, PyAny>,
+    ) -> Result<usize> {
+        let (alg, class) = (self.alg, self.class);
+        self.check_nonce(nonce)?;
+        let n = data.len();
+        let need = self.sealed_len(n)?;
+        let target = writable_buffer(buf, "buf")?;
+        if target.item_count() < need {
+            return Err(Error::Value(format!("buf must be at least {need} bytes")));
+        }
+        let live = self.cell.live()?;
+        with_writable_in_place(py, &target, |dst| {
+            let (body, tag_out) = dst[..need].split_at_mut(n);
+            body.copy_from_slice(data);
+            match live.key().aead_seal(alg, nonce, aad, body) {
+                Ok(tag) => {
+                    tag_out.copy_from_slice(&tag);
+                    Ok(need)
+                }
+                Err(e) => {
+                    body.zeroize();
+                    Err(failure(alg, class, e))
+                }
+            }
+        })
+    }
+
+    /// Authenticate `data` (`ciphertext || tag`) and write its plaintext to the start of
+    /// the writable buffer `buf` (at least `len(data) - 16` bytes); returns the bytes
+    /// written. On any failure the plaintext area of `buf` is zeroed: it never holds
+    /// partial or unauthenticated plaintext after the call. Runs with the GIL held.
+    pub fn decrypt_into(
+        &self,
+        py: Python<'_>,
+        nonce: &[u8],
+        data: &[u8],
+        aad: &[u8],
+        buf: &Bound<'_, PyAny>,
+    ) -> Result<usize> {
+        let (alg, class) = (self.alg, self.class);
+        self.check_nonce(nonce)?;
+        let target = writable_buffer(buf, "buf")?;
+        let Some(n) = data.len().checked_sub(TAG_LEN) else {
+            self.cell.check_live()?;
+            return Err(Error::InvalidTag);
+        };
+        if target.item_count() < n {
+            return Err(Error::Value(format!("buf must be at least {n} bytes")));
+        }
+        let (ct, tag) = data.split_at(n);
+        let mut tag_arr = [0u8; TAG_LEN];
+        tag_arr.copy_from_slice(tag);
+        let live = self.cell.live()?;
+        with_writable_in_place(py, &target, |dst| {
+            let out = &mut dst[..n];
+            out.copy_from_slice(ct);
+            match live.key().aead_open(alg, nonce, aad, out, &tag_arr) {
+                Ok(()) => Ok(n),
+                Err(e) => {
+                    out.zeroize();
+                    Err(failure(alg, class, e))
+                }
+            }
+        })
     }
 }
 

@@ -80,6 +80,23 @@ pub fn bytes_like<'py>(obj: &Bound<'py, PyAny>, what: &str) -> Result<BytesLike<
     Ok(BytesLike::Copied(Zeroizing::new(buf.to_vec(obj.py())?)))
 }
 
+/// A writable, C-contiguous buffer argument named `what` (`bytearray`, a writable
+/// `memoryview`, ...), to be written in place; `TypeError` for anything read-only.
+pub fn writable_buffer(obj: &Bound<'_, PyAny>, what: &str) -> Result<PyBuffer<u8>> {
+    let buf = contiguous_buffer(obj, what)?;
+    if buf.readonly() {
+        let tname = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "object".to_owned());
+        return Err(Error::Type(format!(
+            "{what} must be a writable buffer (e.g. a bytearray), not a read-only {tname}"
+        )));
+    }
+    Ok(buf)
+}
+
 /// Extract an optional non-secret bytes-like argument named `what` (`None` is absent).
 pub fn optional_bytes<'py>(
     obj: Option<&Bound<'py, PyAny>>,

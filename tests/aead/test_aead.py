@@ -76,7 +76,8 @@ def test_forgeries_and_bad_sizes_are_typed(
         a.decrypt(bytes(nlen), ct, b"ad")
     with pytest.raises(keycell.InvalidTag):
         cls(SecretKey.generate(sizes[-1])).decrypt(nonce, ct, b"ad")
-    for n in (0, nlen - 1, nlen + 1, 64):
+    bad_sizes = (0, 7, 129, 1000) if cls is keycell.AESGCM else (0, nlen - 1, nlen + 1, 64)
+    for n in bad_sizes:
         with pytest.raises(ValueError, match="nonce must be"):
             a.encrypt(bytes(n), b"x", None)
         with pytest.raises(ValueError, match="nonce must be"):
@@ -186,3 +187,145 @@ def test_gil_is_released_for_large_inputs() -> None:
         t.join()
     lo, hi = t0 + (t1 - t0) / 4, t1 - (t1 - t0) / 4
     assert any(lo < s < hi for s in stamps)
+
+
+@pytest.mark.parametrize(("cls", "ref", "sizes", "nlen"), ALGS, ids=IDS)
+@given(data=st.data())
+def test_encrypt_into_and_decrypt_into_match_bytes_calls(
+    cls: Any, ref: Any, sizes: tuple[int, ...], nlen: int, data: st.DataObject
+) -> None:
+    raw = data.draw(st.sampled_from(sizes).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+    nonce = data.draw(st.binary(min_size=nlen, max_size=nlen))
+    msg = data.draw(st.binary(max_size=5000))
+    aad = data.draw(st.none() | st.binary(max_size=64))
+    extra = data.draw(st.integers(0, 40))
+    ours = cls(SecretKey.from_buffer(bytearray(raw)))
+    buf = bytearray(b"\xee" * (len(msg) + 16 + extra))
+    assert ours.encrypt_into(nonce, msg, aad, buf) == len(msg) + 16
+    ct = ours.encrypt(nonce, msg, aad)
+    assert bytes(buf[: len(msg) + 16]) == ct
+    assert buf[len(msg) + 16 :] == b"\xee" * extra  # nothing written past the result
+    out = bytearray(len(msg) + extra)
+    assert ours.decrypt_into(nonce, memoryview(bytearray(ct)), aad, memoryview(out)) == len(msg)
+    assert bytes(out[: len(msg)]) == msg
+    if ref is not None and hasattr(ref, "decrypt_into"):
+        theirs = _pyca(ref, raw)
+        exact = bytearray(len(msg))
+        assert theirs.decrypt_into(nonce, bytes(buf[: len(msg) + 16]), aad, exact) == len(msg)
+        assert exact == msg
+
+
+@pytest.mark.parametrize(("cls", "ref", "sizes", "nlen"), ALGS, ids=IDS)
+@pytest.mark.parametrize("size", [0, 1, 100, 4096, 70_000])
+def test_decrypt_into_leaves_no_plaintext_on_failure(
+    cls: Any, ref: Any, sizes: tuple[int, ...], nlen: int, size: int
+) -> None:
+    a = cls(SecretKey.generate(sizes[-1]))
+    nonce = bytes(nlen)
+    msg = b"P" * size
+    ct = a.encrypt(nonce, msg, b"ad")
+    forged = bytearray(ct)
+    forged[-1] ^= 1
+    for data, aad in ((bytes(forged), b"ad"), (ct, b"other"), (ct, None)):
+        out = bytearray(b"\xaa" * (size + 8))
+        with pytest.raises(keycell.InvalidTag):
+            a.decrypt_into(nonce, data, aad, out)
+        assert out[:size] == bytes(size), "plaintext area not zeroed"
+        assert out[size:] == b"\xaa" * 8
+    # A truncated message: InvalidTag, nothing written.
+    out = bytearray(b"\xaa" * 8)
+    with pytest.raises(keycell.InvalidTag):
+        a.decrypt_into(nonce, ct[:15], b"ad", out)
+    assert out == b"\xaa" * 8
+
+
+@pytest.mark.parametrize(("cls", "ref", "sizes", "nlen"), ALGS, ids=IDS)
+def test_into_buffer_errors_are_typed(
+    cls: Any, ref: Any, sizes: tuple[int, ...], nlen: int
+) -> None:
+    key = SecretKey.generate(sizes[-1])
+    a = cls(key)
+    nonce = bytes(nlen)
+    ct = a.encrypt(nonce, b"hello", None)
+    with pytest.raises(ValueError, match="at least 21 bytes"):
+        a.encrypt_into(nonce, b"hello", None, bytearray(20))
+    with pytest.raises(ValueError, match="at least 5 bytes"):
+        a.decrypt_into(nonce, ct, None, bytearray(4))
+    for ro in (bytes(64), memoryview(bytearray(64)).toreadonly()):
+        with pytest.raises(TypeError, match="writable"):
+            a.encrypt_into(nonce, b"hello", None, ro)
+        with pytest.raises(TypeError, match="writable"):
+            a.decrypt_into(nonce, ct, None, ro)
+    with pytest.raises(TypeError):
+        a.encrypt_into(nonce, b"hello", None, "not a buffer")
+    with pytest.raises(ValueError, match="nonce must be"):
+        a.encrypt_into(bytes(0), b"hello", None, bytearray(64))
+    # A non-contiguous writable view is refused, not written around.
+    with pytest.raises(ValueError, match="contiguous"):
+        a.encrypt_into(nonce, b"hello", None, memoryview(bytearray(64))[::2])
+    key.destroy()
+    buf = bytearray(b"\x01" * 64)
+    with pytest.raises(keycell.KeyDestroyedError):
+        a.encrypt_into(nonce, b"hello", None, buf)
+    with pytest.raises(keycell.KeyDestroyedError):
+        a.decrypt_into(nonce, ct, None, buf)
+    assert buf == b"\x01" * 64
+
+
+def test_encrypt_into_in_threads() -> None:
+    a = keycell.AESGCM(SecretKey.generate(32))
+    msg = bytes(range(256)) * 64
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(50):
+                nonce = (i * 1000 + j).to_bytes(12, "big")
+                buf = bytearray(len(msg) + 16)
+                a.encrypt_into(nonce, msg, b"t", buf)
+                out = bytearray(len(msg))
+                a.decrypt_into(nonce, bytes(buf), b"t", out)
+                assert out == msg
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+
+
+@given(data=st.data())
+def test_aesgcm_nonces_of_8_to_128_bytes_interoperate_with_pyca(data: st.DataObject) -> None:
+    """AES-GCM nonces other than 12 bytes (J0 derived with GHASH, NIST SP 800-38D 7.1), as
+    pyca/cryptography takes them: 8 to 128 bytes, every key size, both directions, and the
+    ``_into`` calls."""
+    size = data.draw(st.sampled_from((16, 24, 32)))
+    raw = data.draw(st.binary(min_size=size, max_size=size))
+    nonce = data.draw(st.binary(min_size=8, max_size=128))
+    msg = data.draw(st.binary(max_size=3000))
+    aad = data.draw(st.none() | st.binary(max_size=64))
+    ours = keycell.AESGCM(SecretKey.from_buffer(bytearray(raw)))
+    theirs = pyca.AESGCM(raw)
+    ct = ours.encrypt(nonce, msg, aad)
+    assert ct == theirs.encrypt(nonce, msg, aad)
+    assert ours.decrypt(nonce, ct, aad) == msg
+    buf = bytearray(len(ct))
+    assert ours.encrypt_into(nonce, msg, aad, buf) == len(ct)
+    assert buf == ct
+    out = bytearray(len(msg))
+    assert ours.decrypt_into(nonce, ct, aad, out) == len(msg)
+    assert out == msg
+    forged = bytearray(ct)
+    forged[-1] ^= 1
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt(nonce, bytes(forged), aad)
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt_into(nonce, bytes(forged), aad, out)
+    assert out == bytes(len(msg))
+    # The same key with a different nonce length is a different nonce.
+    other = nonce + b"\x00" if len(nonce) < 128 else nonce[:-1]
+    with pytest.raises(keycell.InvalidTag):
+        ours.decrypt(other, ct, aad)
