@@ -13,13 +13,13 @@
 //!
 //! Moving the cipher value and the crate's own temporaries leave key material on the
 //! stack that no `Drop` reaches, so both calls run outlined and scrub the stack they used
-//! afterwards (`scrub::scrubbed_aead`, as the AEAD classes do); the key store's entries go
+//! afterwards (`scrub::scrubbed_deep`, as the AEAD classes do); the key store's entries go
 //! through here.
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
-use super::scrub::scrubbed_aead;
+use super::scrub::scrubbed_deep;
 
 /// Key length in bytes.
 pub const KEY_LEN: usize = 32;
@@ -47,7 +47,7 @@ pub fn seal_in_place(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], AeadError> {
-    scrubbed_aead(|| seal_outlined(key, nonce, aad, buf))
+    scrubbed_deep(|| seal_outlined(key, nonce, aad, buf))
 }
 
 #[inline(never)]
@@ -75,7 +75,7 @@ pub fn open_in_place(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadError> {
-    scrubbed_aead(|| open_outlined(key, nonce, aad, buf, tag))
+    scrubbed_deep(|| open_outlined(key, nonce, aad, buf, tag))
 }
 
 #[inline(never)]
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn seal_and_open_leave_no_key_on_the_stack() {
         use crate::crypto::scrub::probe::{contains, stack_after};
-        use crate::crypto::scrub::AEAD_SCRUB_BYTES;
+        use crate::crypto::scrub::SCRUB_DEEP_BYTES;
         let key: Vec<u8> = (101..=132).collect();
         let nonce = [4u8; NONCE_LEN];
         let mut buf = vec![0u8; 300];
@@ -137,11 +137,11 @@ mod tests {
         let (depth, _) = stack_after(|| {
             tag = std::hint::black_box(seal_outlined(&key, &nonce, b"", &mut buf)).expect("s");
         });
-        assert!(depth < AEAD_SCRUB_BYTES, "seal used {depth} bytes");
+        assert!(depth < SCRUB_DEEP_BYTES, "seal used {depth} bytes");
         let (depth, _) = stack_after(|| {
             std::hint::black_box(open_outlined(&key, &nonce, b"", &mut buf, &tag)).expect("o");
         });
-        assert!(depth < AEAD_SCRUB_BYTES, "open used {depth} bytes");
+        assert!(depth < SCRUB_DEEP_BYTES, "open used {depth} bytes");
         let (_, stack) = stack_after(|| {
             let t = std::hint::black_box(seal_in_place(&key, &nonce, b"", &mut buf)).expect("s");
             std::hint::black_box(open_in_place(&key, &nonce, b"", &mut buf, &t)).expect("o");

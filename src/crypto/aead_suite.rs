@@ -39,7 +39,7 @@ use zeroize::Zeroize;
 
 use crate::memory::{GuardedValue, MemoryError, SecretBuf};
 
-use super::scrub::scrubbed_aead as scrubbed;
+use super::scrub::scrubbed_deep as scrubbed;
 
 #[inline(never)]
 fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
@@ -360,7 +360,7 @@ macro_rules! with_cipher {
 /// GHASH/Poly1305 accumulators and spilled registers). Measured by
 /// `cached_stack_depth_is_covered` (x86-64, release): about 750 bytes for AES-GCM, 1.2 KiB
 /// for ChaCha20-Poly1305; building the cipher state reaches deeper (3.9 KiB) and uses
-/// `scrub::AEAD_SCRUB_BYTES`.
+/// `scrub::SCRUB_DEEP_BYTES`.
 #[cfg(not(debug_assertions))]
 const CACHED_SCRUB_BYTES: usize = 2 * 1024;
 /// Bytes of stack overwritten after a call on a cached cipher (unoptimized build).
@@ -827,7 +827,7 @@ mod tests {
     #[test]
     fn stack_depth_is_covered_and_nothing_is_left() {
         use crate::crypto::scrub::probe::{contains, stack_after};
-        const SCRUB_BYTES: usize = crate::crypto::scrub::AEAD_SCRUB_BYTES;
+        const SCRUB_BYTES: usize = crate::crypto::scrub::SCRUB_DEEP_BYTES;
         let key: Vec<u8> = (1..=32).collect();
         for alg in [
             AeadAlgorithm::AesGcm,
@@ -866,7 +866,7 @@ mod tests {
     #[test]
     fn cached_stack_depth_is_covered() {
         use crate::crypto::scrub::probe::{contains, stack_after};
-        use crate::crypto::scrub::AEAD_SCRUB_BYTES;
+        use crate::crypto::scrub::SCRUB_DEEP_BYTES;
         let raw: Vec<u8> = (41..=72).collect();
         for (alg, len) in [
             (AeadAlgorithm::AesGcm, 16),
@@ -885,7 +885,7 @@ mod tests {
                     .expect("build");
             });
             println!("{alg:?}/{len}: building the cipher uses {depth} bytes of stack");
-            assert!(depth < AEAD_SCRUB_BYTES, "{alg:?} build used {depth} bytes");
+            assert!(depth < SCRUB_DEEP_BYTES, "{alg:?} build used {depth} bytes");
             let nonce = [0u8; 12];
             let mut buf = vec![0u8; 1000];
             let mut tag = [0u8; TAG_LEN];

@@ -15,8 +15,6 @@
 //!
 //! This is the technique of `clear_on_drop::clear_stack_on_return`, in safe code.
 
-use zeroize::Zeroize;
-
 /// Bytes of stack overwritten after each secret operation. Measured (tests
 /// `*_stack_depth_is_covered` in `ed25519.rs` and `x25519.rs`, x86-64, AVX2 backend): in
 /// release builds signing reaches about 2.8 KiB below its caller, key creation and
@@ -27,13 +25,16 @@ pub const SCRUB_BYTES: usize = 8 * 1024;
 #[cfg(debug_assertions)]
 pub const SCRUB_BYTES: usize = 48 * 1024;
 
-/// Bytes of stack overwritten after an X25519 exchange on the Edwards route
-/// (`x25519.rs`): the AVX2 backend's variable-base multiplication keeps its table of
-/// eight vectorised points on the stack and reaches about 11.3 KiB in release builds.
-/// Separate from [`SCRUB_BYTES`] so that signing does not pay for it.
+/// Bytes of stack overwritten by [`scrubbed_deep`], for operations that reach deeper than
+/// the curve operations' [`SCRUB_BYTES`]: an X25519 exchange on the Edwards route
+/// (`x25519.rs`; the AVX2 backend's table of eight vectorised points, about 11.3 KiB in
+/// release builds) and the RustCrypto AEADs (7.2 to 8.8 KiB; tests
+/// `stack_depth_is_covered_and_nothing_is_left` in `aead_suite.rs`,
+/// `seal_and_open_leave_no_key_on_the_stack` in `aead.rs`). Separate from [`SCRUB_BYTES`] so
+/// that signing does not pay for it.
 #[cfg(not(debug_assertions))]
 pub const SCRUB_DEEP_BYTES: usize = 16 * 1024;
-/// Bytes of stack overwritten after an X25519 exchange (unoptimized build).
+/// Bytes of stack overwritten by [`scrubbed_deep`] (unoptimized build).
 #[cfg(debug_assertions)]
 pub const SCRUB_DEEP_BYTES: usize = 96 * 1024;
 
@@ -43,12 +44,14 @@ pub fn scrub_stack() {
     scrub::<{ SCRUB_BYTES / 8 }>();
 }
 
-/// Overwrite `WORDS` words of stack below the caller's frame with zeros.
+/// Overwrite `WORDS` words of stack below the caller's frame with zeros: a plain `memset`
+/// (fast, vectorised) that `black_box` keeps the compiler from removing, since it must
+/// assume the zeroed area is read afterwards.
 #[inline(never)]
 fn scrub<const WORDS: usize>() {
     let mut area = [0u64; WORDS];
-    // Volatile writes: the compiler cannot drop them even though `area` is dead afterwards.
-    area.zeroize();
+    std::hint::black_box(&mut area);
+    area.fill(0);
     std::hint::black_box(&area);
 }
 
@@ -73,34 +76,6 @@ pub fn scrubbed_deep<T>(f: impl FnOnce() -> T) -> T {
 #[inline(never)]
 fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
     f()
-}
-
-/// Bytes of stack overwritten by [`scrubbed_aead`]: the RustCrypto AEADs reach 7.2 to
-/// 8.8 KiB below their caller in release builds (`stack_depth_is_covered_and_nothing_is_left`
-/// in `aead_suite.rs`, `seal_and_open_leave_no_key_on_the_stack` in `aead.rs`), more than
-/// the curve operations' [`SCRUB_BYTES`].
-#[cfg(not(debug_assertions))]
-pub const AEAD_SCRUB_BYTES: usize = 16 * 1024;
-/// Bytes of stack overwritten by [`scrubbed_aead`] (unoptimized build).
-#[cfg(debug_assertions)]
-pub const AEAD_SCRUB_BYTES: usize = 96 * 1024;
-
-/// Overwrite [`AEAD_SCRUB_BYTES`] of stack below the caller's frame with zeros: a plain
-/// `memset` (fast) that `black_box` keeps the compiler from removing.
-#[inline(never)]
-pub fn scrub_stack_aead() {
-    let mut area = [0u64; AEAD_SCRUB_BYTES / 8];
-    std::hint::black_box(&mut area);
-    area.fill(0);
-    std::hint::black_box(&area);
-}
-
-/// [`scrubbed`] with [`AEAD_SCRUB_BYTES`]: for the AEAD ciphers.
-#[inline(always)]
-pub fn scrubbed_aead<T>(f: impl FnOnce() -> T) -> T {
-    let out = run_outlined(f);
-    scrub_stack_aead();
-    out
 }
 
 /// Test support: measure how deep an operation reaches into the stack and what it leaves
