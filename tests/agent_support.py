@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,10 +108,37 @@ def make_store(
     return st
 
 
+_READABLE_PACKAGE: Path | None = None
+
+
+def _readable_package_dir() -> Path:
+    """A directory that holds a copy of the installed ``keycell`` package, readable by every
+    user: the interpreter's own site-packages may sit where another uid cannot read (a
+    Python under ``/root``, as on the CI machine), so processes run as ``nobody`` import
+    keycell from here (``PYTHONPATH``). Made once per test run, removed at exit."""
+    global _READABLE_PACKAGE
+    if _READABLE_PACKAGE is None:
+        root = Path(tempfile.mkdtemp(prefix="keycell-pkg-"))
+        root.chmod(0o755)
+        shutil.copytree(Path(keycell.__file__).parent, root / "keycell")
+        for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            d.chmod(0o755)
+        atexit.register(shutil.rmtree, root, True)
+        _READABLE_PACKAGE = root
+    return _READABLE_PACKAGE
+
+
 def as_user(uid: int, gid: int) -> list[str]:
     """A command prefix that runs a program as ``uid``/``gid`` with no supplementary
-    groups and no capabilities (``setpriv`` execs it: same pid)."""
+    groups and no capabilities (``setpriv`` execs it: same pid). Run it with
+    ``env=user_env()`` so that a Python started this way finds keycell."""
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def user_env() -> dict[str, str]:
+    """This process's environment with ``PYTHONPATH`` at a copy of keycell that every user
+    can read (for programs run through :func:`as_user`)."""
+    return {**os.environ, "PYTHONPATH": str(_readable_package_dir())}
 
 
 def nobody() -> tuple[int, int]:
@@ -150,10 +180,21 @@ class Agent:
                 os.chown(self.log, *user)
             prefix = as_user(*user) if user is not None else []
             self.proc = subprocess.Popen(
-                [*prefix, *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
+                [*prefix, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=user_env() if user is not None else None,
             )
         if expect_start:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                # No caller will get this object to stop: kill it and close its pipe here.
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.stop()
+                raise
 
     @property
     def pid(self) -> int:

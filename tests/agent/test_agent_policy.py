@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_support import Agent, Store, as_user, make_store, nobody, openssh_line
+from agent_support import Agent, Store, as_user, make_store, nobody, openssh_line, user_env
 from keycell import Ed25519PrivateKey
 from keycell.exceptions import AgentRefusedError
 from support import NOBODY
@@ -210,7 +210,7 @@ def test_per_key_uids(world_dir: Path) -> None:
         r = subprocess.run(
             [*as_user(*nobody()), sys.executable, "-c", code, str(agent.socket),
              st.ed25519["root-only"].hex(), st.ed25519["shared"].hex()],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True, text=True, timeout=60, check=False, env=user_env(),
         )  # fmt: skip
         assert r.stdout.split() == ["5", "14"], r.stderr
         assert agent.stop() == 0
