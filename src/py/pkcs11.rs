@@ -230,29 +230,6 @@ impl Pkcs11Ed25519PrivateKey {
         Ed25519PublicKey::from_raw(&self.public)
     }
 
-    /// The key's `CKA_LABEL`.
-    #[getter]
-    fn label(&self) -> String {
-        self.obj.label()
-    }
-
-    /// The key's `CKA_ID`.
-    #[getter]
-    fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
-    }
-
-    /// Always False: a token key is never exported by keycell.
-    #[getter]
-    fn exportable(&self) -> bool {
-        false
-    }
-
-    /// Does nothing: a token key is sealed already.
-    fn seal_export(&self) -> Result<()> {
-        self.obj.check(ED_CLASS)
-    }
-
     /// Refuses with `KeyNotExportableError`: the key stays in the token.
     #[pyo3(signature = (*_args, **_kwargs))]
     fn to_file(
@@ -263,55 +240,9 @@ impl Pkcs11Ed25519PrivateKey {
         Err(not_exportable(ED_CLASS))
     }
 
-    /// Forget this handle (the key stays in the token). Idempotent.
-    fn destroy(&self) {
-        self.obj.destroyed.store(true, Ordering::SeqCst);
-    }
-
-    /// True once `destroy()` or `delete_from_token()` has run.
-    #[getter]
-    fn destroyed(&self) -> bool {
-        self.obj.destroyed.load(Ordering::SeqCst)
-    }
-
-    /// Delete the key pair's private key from the token (`C_DestroyObject`), for good.
-    fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
-        self.obj.delete(py, ED_CLASS)
-    }
-
-    /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
-    #[getter]
-    fn protection(&self) -> Result<Protection> {
-        self.obj.check(ED_CLASS)?;
-        Ok(token_protection())
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().obj.check(ED_CLASS)?;
-        Ok(slf.clone().unbind())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.destroy();
-        false
-    }
-
     fn __repr__(&self) -> String {
         let public: String = self.public.iter().map(|b| format!("{b:02x}")).collect();
         self.obj.repr(ED_CLASS, &format!(" public={public}"))
-    }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(refuse(ED_CLASS, "pickled"))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(refuse(ED_CLASS, "copied"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(refuse(ED_CLASS, "copied"))
     }
 }
 
@@ -386,79 +317,100 @@ impl Pkcs11SecretKey {
         check_hmac_tag(&expected, tag.as_slice())
     }
 
-    /// The key's `CKA_LABEL`.
-    #[getter]
-    fn label(&self) -> String {
-        self.obj.label()
-    }
-
-    /// The key's `CKA_ID`.
-    #[getter]
-    fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
-    }
-
-    /// Always False: a token key is never exported by keycell.
-    #[getter]
-    fn exportable(&self) -> bool {
-        false
-    }
-
-    /// Does nothing: a token key is sealed already.
-    fn seal_export(&self) -> Result<()> {
-        self.obj.check(SK_CLASS)
-    }
-
-    /// Forget this handle (the key stays in the token). Idempotent.
-    fn destroy(&self) {
-        self.obj.destroyed.store(true, Ordering::SeqCst);
-    }
-
-    /// True once `destroy()` or `delete_from_token()` has run.
-    #[getter]
-    fn destroyed(&self) -> bool {
-        self.obj.destroyed.load(Ordering::SeqCst)
-    }
-
-    /// Delete the key from the token (`C_DestroyObject`), for good.
-    fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
-        self.obj.delete(py, SK_CLASS)
-    }
-
-    /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
-    #[getter]
-    fn protection(&self) -> Result<Protection> {
-        self.obj.check(SK_CLASS)?;
-        Ok(token_protection())
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-        slf.get().obj.check(SK_CLASS)?;
-        Ok(slf.clone().unbind())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.destroy();
-        false
-    }
-
     fn __repr__(&self) -> String {
         self.obj.repr(SK_CLASS, "")
     }
-
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(refuse(SK_CLASS, "pickled"))
-    }
-
-    fn __copy__(&self) -> PyResult<()> {
-        Err(refuse(SK_CLASS, "copied"))
-    }
-
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(refuse(SK_CLASS, "copied"))
-    }
 }
+
+/// The methods both token handle classes share (as `key_handle_methods!` writes them for
+/// local keys): names, the export seal, destroy, protection, context manager, and the
+/// refusal to pickle or copy. A second `#[pymethods]` block per class.
+macro_rules! token_handle_methods {
+    ($class:ty, $name:expr, $delete_doc:literal) => {
+        #[pymethods]
+        impl $class {
+            /// The key's `CKA_LABEL`.
+            #[getter]
+            fn label(&self) -> String {
+                self.obj.label()
+            }
+
+            /// The key's `CKA_ID`.
+            #[getter]
+            fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+                PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
+            }
+
+            /// Always False: a token key is never exported by keycell.
+            #[getter]
+            fn exportable(&self) -> bool {
+                false
+            }
+
+            /// Does nothing: a token key is sealed already.
+            fn seal_export(&self) -> Result<()> {
+                self.obj.check($name)
+            }
+
+            /// Forget this handle (the key stays in the token). Idempotent.
+            fn destroy(&self) {
+                self.obj.destroyed.store(true, Ordering::SeqCst);
+            }
+
+            /// True once `destroy()` or `delete_from_token()` has run.
+            #[getter]
+            fn destroyed(&self) -> bool {
+                self.obj.destroyed.load(Ordering::SeqCst)
+            }
+
+            #[doc = $delete_doc]
+            fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
+                self.obj.delete(py, $name)
+            }
+
+            /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
+            #[getter]
+            fn protection(&self) -> Result<Protection> {
+                self.obj.check($name)?;
+                Ok(token_protection())
+            }
+
+            fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
+                slf.get().obj.check($name)?;
+                Ok(slf.clone().unbind())
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+                self.destroy();
+                false
+            }
+
+            fn __reduce__(&self) -> PyResult<()> {
+                Err(refuse($name, "pickled"))
+            }
+
+            fn __copy__(&self) -> PyResult<()> {
+                Err(refuse($name, "copied"))
+            }
+
+            fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+                Err(refuse($name, "copied"))
+            }
+        }
+    };
+}
+
+token_handle_methods!(
+    Pkcs11Ed25519PrivateKey,
+    ED_CLASS,
+    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
+);
+token_handle_methods!(
+    Pkcs11SecretKey,
+    SK_CLASS,
+    "Delete the key from the token (`C_DestroyObject`), for good."
+);
 
 /// An open PKCS#11 token (see `keycell.pkcs11.Token`).
 #[pyclass(frozen, module = "keycell._native")]
