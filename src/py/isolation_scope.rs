@@ -14,14 +14,16 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
 use crate::memory::{self, Isolation};
 
-/// The context variable `keycell.policy()` sets (registered on the first scope).
-static SCOPE_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The bound `get` method of the context variable `keycell.policy()` sets (registered on
+/// the first scope; kept bound so that each allocation makes one call, no lookup).
+static SCOPE_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Set with the first registration: from then on [`detach`] captures the override.
 static SCOPES_USED: AtomicBool = AtomicBool::new(false);
@@ -33,11 +35,13 @@ thread_local! {
 
 /// Register the context variable that holds scoped overrides and tell the memory layer
 /// to ask for it. Called by the first `keycell.policy()` block; later calls do nothing.
-pub fn use_scopes(py: Python<'_>, var: Bound<'_, PyAny>) {
-    let _ = SCOPE_VAR.set(py, var.unbind());
+pub fn use_scopes(py: Python<'_>, var: Bound<'_, PyAny>) -> PyResult<()> {
+    let get = var.getattr(intern!(py, "get"))?;
+    let _ = SCOPE_GET.set(py, get.unbind());
     memory::set_scope_source(current);
     SCOPES_USED.store(true, Ordering::Release);
     memory::scope_used();
+    Ok(())
 }
 
 /// The override in force for the caller on this thread (the memory layer's scope source).
@@ -51,7 +55,7 @@ fn current() -> Option<Isolation> {
 /// The context variable's value in the running context: `None` outside any scope, or
 /// when the value is not an isolation name (the Python side only ever sets valid ones).
 fn read(py: Python<'_>) -> Option<Isolation> {
-    let value = SCOPE_VAR.get(py)?.bind(py).call_method0("get").ok()?;
+    let value = SCOPE_GET.get(py)?.bind(py).call0().ok()?;
     let name = value.cast::<PyString>().ok()?;
     Isolation::from_name(name.to_str().ok()?)
 }

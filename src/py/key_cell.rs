@@ -29,7 +29,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, TryLockError};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -38,7 +38,7 @@ use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
 use crate::keyfile::KeyKind;
 use crate::memory::fork::ProcessStamp;
-use crate::memory::{self, MemoryError, SecretBuf};
+use crate::memory::{self, Isolation, MemoryError, SecretBuf};
 
 use super::bytes_like::maybe_detach;
 use super::errors::{Error, Result};
@@ -93,6 +93,28 @@ impl CellKey for x25519::PrivateKey {
     }
 }
 
+/// What `repr` shows after the class name: never secret. A length is kept as a number
+/// and formatted only by `repr`, so making a key allocates no string.
+#[derive(Debug, Clone)]
+pub enum Label {
+    /// Nothing besides the class name.
+    None,
+    /// "N bytes".
+    Length(usize),
+    /// Any other non-secret text (e.g. "public=...").
+    Text(String),
+}
+
+impl From<String> for Label {
+    fn from(text: String) -> Self {
+        if text.is_empty() {
+            Label::None
+        } else {
+            Label::Text(text)
+        }
+    }
+}
+
 /// The one-way export seal of a key (`exportable=False`, `seal_export()`).
 #[derive(Debug)]
 struct ExportSeal(AtomicBool);
@@ -101,9 +123,8 @@ struct ExportSeal(AtomicBool);
 pub struct KeyCell<K> {
     /// The Python class name, for messages and `repr`.
     class: &'static str,
-    /// What `repr` shows after the class name ("32 bytes", "public=...", or nothing):
-    /// never secret.
-    label: String,
+    /// What `repr` shows after the class name ("32 bytes", "public=...", or nothing).
+    label: Label,
     state: RwLock<Option<K>>,
     /// Set by `destroy()` (also in a fork child, which cannot take the lock): read without
     /// the lock by `repr`, `destroyed` and the fork path.
@@ -145,12 +166,12 @@ impl<K: CellKey> KeyCell<K> {
         class: &'static str,
         key: K,
         exportable: bool,
-        label: String,
+        label: impl Into<Label>,
     ) -> Result<Self> {
         report_new_region(py, &key.protection())?;
         Ok(KeyCell {
             class,
-            label,
+            label: label.into(),
             state: RwLock::new(Some(key)),
             destroyed: AtomicBool::new(false),
             made_in: ProcessStamp::current(),
@@ -207,18 +228,40 @@ impl<K: CellKey> KeyCell<K> {
             self.destroyed.store(true, Ordering::SeqCst);
             return Ok(());
         }
+        // An uncontended pooled key is wiped and freed with the GIL held: that is a canary
+        // check, a wipe of its slot and a free-list push, no system call, so releasing and
+        // retaking the GIL would cost more than the work. Page-isolated keys (unlock and
+        // unmap) and a lock another thread holds go through `detach`.
+        let uncontended = match self.state.try_write() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut guard) = uncontended {
+            let pooled = guard
+                .as_ref()
+                .is_none_or(|k| k.protection().isolation == Isolation::Pool);
+            if pooled {
+                return self.take_key(&mut guard);
+            }
+        }
         detach(py, || {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-            if guard.is_some() && self.views.load(Ordering::SeqCst) != 0 {
-                return Err(Error::InUse(
-                    "cannot destroy a key while a view from expose() is still open",
-                ));
-            }
-            // Dropping the key wipes, unlocks and unmaps its region.
-            guard.take();
-            self.destroyed.store(true, Ordering::SeqCst);
-            Ok(())
+            self.take_key(&mut guard)
         })
+    }
+
+    /// Under the write lock: drop the key (which wipes and frees its memory) unless a view
+    /// from `expose()` is open.
+    fn take_key(&self, slot: &mut Option<K>) -> Result<()> {
+        if slot.is_some() && self.views.load(Ordering::SeqCst) != 0 {
+            return Err(Error::InUse(
+                "cannot destroy a key while a view from expose() is still open",
+            ));
+        }
+        slot.take();
+        self.destroyed.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// True once `destroy()` has run. Never takes the lock.
@@ -303,11 +346,12 @@ impl<K: CellKey> KeyCell<K> {
     /// `repr()`: the class and the non-secret label, or "destroyed".
     pub fn repr(&self) -> String {
         if self.is_destroyed() {
-            format!("<{} destroyed>", self.class)
-        } else if self.label.is_empty() {
-            format!("<{}>", self.class)
-        } else {
-            format!("<{} {}>", self.class, self.label)
+            return format!("<{} destroyed>", self.class);
+        }
+        match &self.label {
+            Label::None => format!("<{}>", self.class),
+            Label::Length(n) => format!("<{} {n} bytes>", self.class),
+            Label::Text(text) => format!("<{} {text}>", self.class),
         }
     }
 

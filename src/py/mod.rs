@@ -113,8 +113,8 @@ fn get_policy(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
 /// `keycell.policy()` sets). Called once, by the first `keycell.policy()` block.
 #[pyfunction]
 #[pyo3(signature = (var, /))]
-fn _use_isolation_scopes(py: Python<'_>, var: Bound<'_, PyAny>) {
-    isolation_scope::use_scopes(py, var);
+fn _use_isolation_scopes(py: Python<'_>, var: Bound<'_, PyAny>) -> PyResult<()> {
+    isolation_scope::use_scopes(py, var)
 }
 
 /// The isolation a key created here now gets ("page", "pool" or "auto"): the scoped

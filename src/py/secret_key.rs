@@ -17,7 +17,7 @@ use super::args::{parse_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_cell::{key_handle_methods, KeyCell};
+use super::key_cell::{key_handle_methods, KeyCell, Label};
 use super::key_io;
 use super::view::Exposure;
 
@@ -38,7 +38,7 @@ impl SecretKey {
         key: SymmetricKey,
         exportable: bool,
     ) -> Result<SecretKey> {
-        let label = format!("{} bytes", key.len());
+        let label = Label::Length(key.len());
         Ok(SecretKey {
             cell: Arc::new(KeyCell::new(py, "SecretKey", key, exportable, label)?),
         })

@@ -3,7 +3,9 @@
 The stress runs in a forked child, so a crash shows up as the child's signal instead of
 killing the test run. Every operation may only succeed or raise KeyDestroyedError (the key
 is gone) or KeyInUseError (destroy() while a view is open); a deadlock shows up as a thread
-that never finishes.
+that never finishes. Each runs with page-isolated and with pooled keys: destroy() frees a
+pooled key without releasing the GIL when nobody holds its lock, and through the GIL-free
+path otherwise.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import time
 from collections import Counter
 from typing import Any
 
+import keycell
 import pytest
 from keycell import KeyDestroyedError, KeyInUseError, SecretKey
 from support import run_forked
 
 ALLOWED = {"KeyDestroyedError", "KeyInUseError"}
+ISOLATIONS = pytest.mark.parametrize("isolation", ["page", "pool"])
 
 
-def _stress(rounds: int, workers: int, iterations: int) -> dict[str, Any]:
+def _stress(isolation: str, rounds: int, workers: int, iterations: int) -> dict[str, Any]:
+    keycell.set_policy(isolation=isolation)  # type: ignore[arg-type]
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     hung = 0
@@ -33,6 +38,7 @@ def _stress(rounds: int, workers: int, iterations: int) -> dict[str, Any]:
     for _ in range(rounds):
         a = SecretKey.from_buffer(secret)
         b = SecretKey.from_buffer(secret)
+        assert a.protection.isolation == b.protection.isolation == isolation
         start = threading.Barrier(workers + 1)
 
         def worker(i: int, a: SecretKey = a, b: SecretKey = b, start: Any = start) -> None:
@@ -101,8 +107,9 @@ def _stress(rounds: int, workers: int, iterations: int) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_threads_racing_destroy_never_crash() -> None:
-    res = run_forked(_stress, 40, 6, 200, timeout=240)
+@ISOLATIONS
+def test_threads_racing_destroy_never_crash(isolation: str) -> None:
+    res = run_forked(_stress, isolation, 40, 6, 200, timeout=240)
     out = res.unwrap()
     assert out["hung"] == 0, "a thread never finished: deadlock"
     outcomes = out["outcomes"]
@@ -114,9 +121,11 @@ def test_threads_racing_destroy_never_crash() -> None:
     assert outcomes.get("KeyDestroyedError", 0) > 0, outcomes
 
 
-def _destroy_waits_for_views() -> dict[str, Any]:
+def _destroy_waits_for_views(isolation: str) -> dict[str, Any]:
     """One thread holds a view across a sleep-free spin; others destroy repeatedly."""
+    keycell.set_policy(isolation=isolation)  # type: ignore[arg-type]
     key = SecretKey.generate(64)
+    assert key.protection.isolation == isolation
     stop = threading.Event()
     seen: Counter[str] = Counter()
 
@@ -149,14 +158,17 @@ def _destroy_waits_for_views() -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_destroy_never_frees_under_an_open_view() -> None:
-    out = run_forked(_destroy_waits_for_views, timeout=120).unwrap()
+@ISOLATIONS
+def test_destroy_never_frees_under_an_open_view(isolation: str) -> None:
+    out = run_forked(_destroy_waits_for_views, isolation, timeout=120).unwrap()
     assert out["destroyed"] is True
     assert set(out["seen"]) <= {"read", "in use", "reader saw destroyed"}
 
 
-def test_concurrent_destroy_is_idempotent() -> None:
+@ISOLATIONS
+def test_concurrent_destroy_is_idempotent(isolation: str) -> None:
     def run() -> dict[str, int]:
+        keycell.set_policy(isolation=isolation)  # type: ignore[arg-type]
         errors: Counter[str] = Counter()
         for _ in range(50):
             key = SecretKey.generate(32)
