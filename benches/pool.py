@@ -9,6 +9,7 @@ that lowers RLIMIT_MEMLOCK to 8 MiB (and becomes ``nobody`` when run as root).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import statistics
@@ -79,35 +80,81 @@ def _drop(memlock: int) -> None:
         os.setuid(65534)
 
 
-def scale() -> None:
+def population(n: int, isolation: str | None = None, unprivileged: bool = False) -> dict[str, Any]:
+    """Hold ``n`` live 32-byte keys in a forked child and report how they are protected.
+
+    ``isolation=None`` keeps the default policy ("auto"). ``unprivileged`` lowers
+    RLIMIT_MEMLOCK to 8 MiB and, when run as root, becomes ``nobody`` first (root ignores
+    the limit). Returns the number of keys made, how many are locked, the index of the first
+    unlocked key (or None), the isolations seen, the process's mappings and locked bytes
+    (``VmLck``), the seconds it took and the pool statistics; or ``{"error": ...}``.
+    """
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        out: dict[str, Any]
         try:
-            _drop(8 * MIB)
+            os.close(r)
+            if unprivileged:
+                _drop(8 * MIB)
+            if isolation is not None:
+                keycell.set_policy(isolation=isolation)  # type: ignore[arg-type]
             warnings.simplefilter("ignore")
             keys = []
+            locked = 0
             first_unlocked = None
+            isolations: set[str] = set()
             t0 = time.perf_counter()
-            for i in range(400_000):
+            for i in range(n):
                 k = SecretKey.generate(32)
                 keys.append(k)
-                if first_unlocked is None and not k.protection.locked:
+                prot = k.protection
+                if prot.locked:
+                    locked += 1
+                elif first_unlocked is None:
                     first_unlocked = i
-                    break
-                if i + 1 == 100_000:
-                    at_100k = (_maps(), time.perf_counter() - t0, keycell._native._pool_stats())
-            msg = (
-                f"100k keys: {at_100k[0]} mappings, {at_100k[1]:.2f} s, {at_100k[2]}\n"
-                f"locked keys before the first unlocked one (8 MiB, default policy): "
-                f"{first_unlocked if first_unlocked is not None else '>= 400000'}\n"
-            )
-            os.write(w, msg.encode())
+                isolations.add(prot.isolation)
+            seconds = time.perf_counter() - t0
+            out = {
+                "keys": len(keys),
+                "locked": locked,
+                "first_unlocked": first_unlocked,
+                "isolations": sorted(isolations),
+                "maps": _maps(),
+                "vmlck": _vmlck(),
+                "seconds": seconds,
+                "pool": dict(keycell._native._pool_stats()),
+            }
+            code = 0
+        except BaseException as exc:  # reported to the parent
+            out = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
-            os._exit(0)
+            with os.fdopen(w, "w") as f:
+                f.write(json.dumps(out))
+            os._exit(code)
     os.close(w)
+    with os.fdopen(r) as f:
+        data = f.read()
     os.waitpid(pid, 0)
-    print(os.read(r, 65536).decode(), end="")
+    result: dict[str, Any] = json.loads(data) if data else {"error": "child wrote nothing"}
+    return result
+
+
+def _vmlck() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmLck:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def scale() -> None:
+    row = population(100_000, unprivileged=True)
+    print(f"100k keys, default policy, 8 MiB limit as nobody: {row}")
+    if os.geteuid() == 0:
+        row = population(1_000_000, isolation="pool")
+        print(f"1M keys, pool, root: {row}")
 
 
 def threads() -> None:

@@ -52,6 +52,8 @@ class Case:
     keycell: Contender
     references: list[tuple[Contender, float | None]] = field(default_factory=list)
     note: str = ""
+    #: keycell's isolation for the whole case ("page" or "pool"; None: the default policy).
+    isolation: str | None = None
 
 
 @dataclass
@@ -72,6 +74,13 @@ def _calibrate(timer: timeit.Timer, budget_s: float) -> int:
 
 def run_case(case: Case, rounds: int, budget_s: float) -> Result:
     """Time every contender of ``case`` in ``rounds`` interleaved rounds."""
+    if case.isolation is None:
+        return _run_case(case, rounds, budget_s)
+    with keycell.policy(isolation=case.isolation):  # type: ignore[arg-type]
+        return _run_case(case, rounds, budget_s)
+
+
+def _run_case(case: Case, rounds: int, budget_s: float) -> Result:
     contenders = [case.keycell] + [c for c, _ in case.references]
     timers = [timeit.Timer(c.stmt, globals=c.env) for c in contenders]
     loops = [_calibrate(t, budget_s) for t in timers]
@@ -240,14 +249,16 @@ def build_cases(only: str | None) -> list[Case]:
         peer_pub = keycell.X25519PublicKey.from_public_bytes(peer.public_key().public_bytes_raw())
         pa = pyca_x.X25519PrivateKey.generate()
         env = {"a": a, "peer_pub": peer_pub, "pa": pa, "ppub": peer.public_key()}
-        add(
-            Case(
-                "X25519 exchange -> guarded SecretKey (keycell) vs bytes (pyca)",
-                Contender("keycell", "a.exchange(peer_pub).destroy()", env),
-                [(Contender("pyca/cryptography", "pa.exchange(ppub)", env), 1.25)],
-                note="keycell's time includes allocating and destroying the guarded result",
+        for iso, target in (("page", None), ("pool", 1.25)):
+            add(
+                Case(
+                    f"X25519 exchange -> SecretKey ({iso}) vs bytes (pyca)",
+                    Contender("keycell", "a.exchange(peer_pub).destroy()", env),
+                    [(Contender("pyca/cryptography", "pa.exchange(ppub)", env), target)],
+                    note="keycell's time includes allocating and destroying the guarded result",
+                    isolation=iso,
+                )
             )
-        )
 
     if hasattr(keycell, "hkdf"):
         from cryptography.hazmat.primitives import hashes
@@ -256,22 +267,26 @@ def build_cases(only: str | None) -> list[Case]:
         salt, info = os.urandom(16), b"bench"
         env = {"key": key, "raw": raw, "salt": salt, "info": info, "hkdf": keycell.hkdf}
         env.update({"HKDF": HKDF, "SHA256": hashes.SHA256})
-        add(
-            Case(
-                "HKDF-SHA256 -> 32-byte SecretKey",
-                Contender("keycell", "hkdf(key, length=32, salt=salt, info=info).destroy()", env),
-                [
-                    (
-                        Contender(
-                            "pyca/cryptography HKDF.derive",
-                            "HKDF(SHA256(), 32, salt, info).derive(raw)",
-                            env,
-                        ),
-                        None,
-                    )
-                ],
+        for iso, target in (("page", None), ("pool", 0.75)):
+            add(
+                Case(
+                    f"HKDF-SHA256 -> 32-byte SecretKey ({iso}) + destroy",
+                    Contender(
+                        "keycell", "hkdf(key, length=32, salt=salt, info=info).destroy()", env
+                    ),
+                    [
+                        (
+                            Contender(
+                                "pyca/cryptography HKDF.derive",
+                                "HKDF(SHA256(), 32, salt, info).derive(raw)",
+                                env,
+                            ),
+                            target,
+                        )
+                    ],
+                    isolation=iso,
+                )
             )
-        )
 
     try:
         import pyotp
@@ -351,15 +366,25 @@ def build_cases(only: str | None) -> list[Case]:
             )
         add(Case("easy key.encrypt, 64 B", Contender("keycell", "key.encrypt(m)", env), refs))
 
-    env = {"SecretKey": SecretKey}
-    add(
-        Case(
-            "SecretKey.generate(32) + destroy()",
-            Contender("keycell", "SecretKey.generate(32).destroy()", env),
-            [],
-            note="absolute; see the raw guarded-mapping cost below",
+    env = {"SecretKey": SecretKey, "urandom": os.urandom, "zero": bytes(32)}
+    for iso, target in (("page", None), ("pool", 1.5)):
+        add(
+            Case(
+                f"SecretKey.generate(32) + destroy() ({iso})",
+                Contender("keycell", "SecretKey.generate(32).destroy()", env),
+                [
+                    (
+                        Contender(
+                            "bytearray(os.urandom(32)) + wipe",
+                            "b = bytearray(urandom(32)); b[:] = zero",
+                            env,
+                        ),
+                        target,
+                    )
+                ],
+                isolation=iso,
+            )
         )
-    )
     add_pkcs11_cases(add)
     return cases
 
@@ -397,8 +422,75 @@ def thread_scaling(seconds: float = 2.0) -> dict[str, float] | None:
     return {"one_thread_per_s": r1, "two_threads_per_s": r2, "scaling": r2 / r1}
 
 
-def raw_region_cost() -> str | None:
-    """Run the Rust micro-benchmark of one guarded mapping (benches/guarded_region.rs)."""
+def pool_thread_scaling(seconds: float = 1.0) -> dict[int, float]:
+    """Pooled ``generate(32)`` + ``destroy()`` per second from 1, 2 and 4 Python threads.
+
+    Each thread holds the GIL while it calls in, so Python threads cannot add throughput
+    here; the number shows that they do not lose it to a lock convoy in the pool either
+    (the Rust bench, benches/pool_threads.rs, shows the allocator without the GIL).
+    """
+
+    def churn(stop: threading.Event, counts: list[int], i: int) -> None:
+        n = 0
+        with keycell.policy(isolation="pool"):
+            while not stop.is_set():
+                for _ in range(100):
+                    SecretKey.generate(32).destroy()
+                n += 100
+        counts[i] = n
+
+    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    for _ in range(3):  # interleaved rounds
+        for nthreads in rates:
+            stop = threading.Event()
+            counts = [0] * nthreads
+            ts = [threading.Thread(target=churn, args=(stop, counts, i)) for i in range(nthreads)]
+            t0 = time.perf_counter()
+            for t in ts:
+                t.start()
+            time.sleep(seconds)
+            stop.set()
+            for t in ts:
+                t.join()
+            rates[nthreads].append(sum(counts) / (time.perf_counter() - t0))
+    return {n: statistics.median(v) for n, v in rates.items()}
+
+
+def scale_targets() -> list[tuple[str, dict[str, Any], int, int]]:
+    """Live-key populations of issue 9, each in a forked child (benches/pool.py).
+
+    Returns (case, result, keys wanted, mapping ceiling) rows: 100,000 default-policy keys
+    as an unprivileged user under an 8 MiB RLIMIT_MEMLOCK, and (as root only, since only
+    root has the lock budget) 1,000,000 pooled keys.
+    """
+    sys.path.insert(0, str(HERE))
+    import pool as pool_bench
+
+    rows = []
+    print("running: 100,000 keys as nobody, 8 MiB lock limit", file=sys.stderr, flush=True)
+    rows.append(
+        (
+            "100,000 live 32-byte keys, unprivileged, 8 MiB limit, default policy",
+            pool_bench.population(100_000, unprivileged=True),
+            100_000,
+            3_000,
+        )
+    )
+    if os.geteuid() == 0:
+        print("running: 1,000,000 pooled keys as root", file=sys.stderr, flush=True)
+        rows.append(
+            (
+                "1,000,000 live 32-byte keys, root, pool",
+                pool_bench.population(1_000_000, isolation="pool"),
+                1_000_000,
+                5_000,
+            )
+        )
+    return rows
+
+
+def cargo_bench(name: str) -> str | None:
+    """Run one of the Rust micro-benchmarks in benches/*.rs and return what it printed."""
     try:
         out = subprocess.run(
             [
@@ -407,7 +499,7 @@ def raw_region_cost() -> str | None:
                 "--quiet",
                 "--no-default-features",
                 "--bench",
-                "guarded_region",
+                name,
             ],
             cwd=HERE.parent,
             capture_output=True,
@@ -416,7 +508,7 @@ def raw_region_cost() -> str | None:
             check=True,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"(raw mapping benchmark unavailable: {exc})"
+        return f"(cargo bench --bench {name} unavailable: {exc})"
     return out.stdout.strip()
 
 
@@ -449,7 +541,14 @@ def _versions() -> dict[str, str]:
     return v
 
 
-def render(results: list[Result], threads: dict[str, float] | None, raw: str | None) -> str:
+def render(
+    results: list[Result],
+    threads: dict[str, float] | None,
+    raw: str | None,
+    pool_threads: dict[int, float] | None = None,
+    scale: list[tuple[str, dict[str, Any], int, int]] | None = None,
+    rust_pool: str | None = None,
+) -> str:
     """Markdown report."""
     lines = [
         f"# keycell benchmarks — {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC",
@@ -482,12 +581,42 @@ def render(results: list[Result], threads: dict[str, float] | None, raw: str | N
             f" | {threads['one_thread_per_s']:.0f}/s | {s:.2f}x throughput | >= 1.70x |"
             f" {'yes' if s >= 1.7 else '**no**'} |"
         )
+    if pool_threads is not None:
+        one = pool_threads[1]
+        for n, rate in pool_threads.items():
+            lines.append(
+                f"| {n} thread(s) x pooled generate(32) + destroy() | {rate:,.0f}/s | 1 thread"
+                f" | {one:,.0f}/s | {rate / one:.2f}x throughput | report | — |"
+            )
+    if scale:
+        lines += [
+            "",
+            "Live keys (each population in a forked child; `benches/pool.py`):",
+            "",
+            "| case | keys made | locked | first unlocked | mappings | locked bytes | isolation"
+            " | target | met |",
+            "|---|---:|---:|---:|---:|---:|---|---|---|",
+        ]
+        for name, row, want, max_maps in scale:
+            if "error" in row:
+                lines.append(f"| {name} | {row['error']} | | | | | | | **no** |")
+                continue
+            met = row["locked"] == want and row["maps"] < max_maps
+            first = "—" if row["first_unlocked"] is None else f"{row['first_unlocked']:,}"
+            lines.append(
+                f"| {name} | {row['keys']:,} | {row['locked']:,} | {first} | {row['maps']:,}"
+                f" | {row['vmlck'] / (1 << 20):.1f} MiB | {', '.join(row['isolations'])}"
+                f" | {want:,} locked, < {max_maps:,} mappings | {'yes' if met else '**no**'} |"
+            )
     notes = [f"- {r.case.name}: {r.case.note}" for r in results if r.case.note]
     if notes:
         lines += ["", "Notes:", *notes]
     if raw:
         lines += ["", "Raw cost of guarded memory (Rust, `cargo bench --bench guarded_region`):"]
         lines += ["", "```", raw, "```"]
+    if rust_pool:
+        lines += ["", "The pool without Python (`cargo bench --bench pool_threads`):"]
+        lines += ["", "```", rust_pool, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -505,9 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     for case in build_cases(args.only):
         print(f"running: {case.name}", file=sys.stderr, flush=True)
         results.append(run_case(case, args.rounds, args.budget))
-    threads = thread_scaling() if args.only is None or "thread" in args.only else None
-    raw = raw_region_cost() if args.only is None else None
-    report = render(results, threads, raw)
+    everything = args.only is None
+    threads = thread_scaling() if everything or "thread" in args.only else None
+    pool_threads = pool_thread_scaling() if everything or "thread" in args.only else None
+    scale = scale_targets() if everything or "keys" in args.only else None
+    raw = cargo_bench("guarded_region") if everything else None
+    rust_pool = cargo_bench("pool_threads") if everything else None
+    report = render(results, threads, raw, pool_threads, scale, rust_pool)
     if args.only is None or "agent" in args.only:
         from agent import bench as agent_bench  # benches/agent.py: keycell agent vs ssh-agent
 
