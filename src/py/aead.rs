@@ -12,9 +12,8 @@ use pyo3::types::PyBytes;
 use crate::crypto::aead_suite::AeadAlgorithm;
 use crate::crypto::symmetric::SymmetricKey;
 
-use super::aead_calls::{check_key, key_len_message, Sealer};
+use super::aead_calls::{check_key, key_len_message, AeadArgs, Sealer};
 use super::args::handle;
-use super::bytes_like::{bytes_like, optional_bytes};
 use super::errors::{Error, Result};
 use super::key_cell::KeyHandle;
 use super::secret_key::SecretKey;
@@ -75,12 +74,9 @@ macro_rules! aead_class {
                 data: &Bound<'py, PyAny>,
                 associated_data: Option<&Bound<'py, PyAny>>,
             ) -> Result<Bound<'py, PyBytes>> {
-                let nonce = bytes_like(nonce, "nonce")?;
-                let data = bytes_like(data, "data")?;
-                let aad = optional_bytes(associated_data, "associated_data")?;
-                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
-                self.sealer(py)
-                    .encrypt(py, nonce.as_slice(), data.as_slice(), aad, &[])
+                let args = AeadArgs::parse(nonce, data, associated_data)?;
+                let (nonce, data, aad) = args.slices();
+                self.sealer(py).encrypt(py, nonce, data, aad, &[])
             }
 
             /// Authenticate and decrypt `data` (`ciphertext || tag`); raises
@@ -95,12 +91,9 @@ macro_rules! aead_class {
                 data: &Bound<'py, PyAny>,
                 associated_data: Option<&Bound<'py, PyAny>>,
             ) -> Result<Bound<'py, PyBytes>> {
-                let nonce = bytes_like(nonce, "nonce")?;
-                let data = bytes_like(data, "data")?;
-                let aad = optional_bytes(associated_data, "associated_data")?;
-                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
-                self.sealer(py)
-                    .decrypt(py, nonce.as_slice(), data.as_slice(), aad)
+                let args = AeadArgs::parse(nonce, data, associated_data)?;
+                let (nonce, data, aad) = args.slices();
+                self.sealer(py).decrypt(py, nonce, data, aad)
             }
 
             /// Like `encrypt`, but writes `ciphertext || tag` to the start of the writable
@@ -117,12 +110,9 @@ macro_rules! aead_class {
                 associated_data: Option<&Bound<'_, PyAny>>,
                 buf: &Bound<'_, PyAny>,
             ) -> Result<usize> {
-                let nonce = bytes_like(nonce, "nonce")?;
-                let data = bytes_like(data, "data")?;
-                let aad = optional_bytes(associated_data, "associated_data")?;
-                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
-                self.sealer(py)
-                    .encrypt_into(py, nonce.as_slice(), data.as_slice(), aad, buf)
+                let args = AeadArgs::parse(nonce, data, associated_data)?;
+                let (nonce, data, aad) = args.slices();
+                self.sealer(py).encrypt_into(py, nonce, data, aad, buf)
             }
 
             /// Like `decrypt`, but writes the plaintext to the start of the writable
@@ -139,12 +129,9 @@ macro_rules! aead_class {
                 associated_data: Option<&Bound<'_, PyAny>>,
                 buf: &Bound<'_, PyAny>,
             ) -> Result<usize> {
-                let nonce = bytes_like(nonce, "nonce")?;
-                let data = bytes_like(data, "data")?;
-                let aad = optional_bytes(associated_data, "associated_data")?;
-                let aad = aad.as_ref().map_or(&[][..], |a| a.as_slice());
-                self.sealer(py)
-                    .decrypt_into(py, nonce.as_slice(), data.as_slice(), aad, buf)
+                let args = AeadArgs::parse(nonce, data, associated_data)?;
+                let (nonce, data, aad) = args.slices();
+                self.sealer(py).decrypt_into(py, nonce, data, aad, buf)
             }
 
             /// The `SecretKey` this object encrypts with.

@@ -14,7 +14,7 @@ use crate::crypto::symmetric::SymmetricKey;
 use zeroize::Zeroize;
 
 use super::buffer_in_place::{new_bytes_from, with_writable_in_place};
-use super::bytes_like::{bytes_like, maybe_detach, optional_bytes, writable_buffer};
+use super::bytes_like::{bytes_like, maybe_detach, optional_bytes, writable_buffer, BytesLike};
 use super::errors::{Error, Result};
 use super::key_cell::KeyCell;
 
@@ -45,6 +45,45 @@ pub(crate) fn key_len_message(alg: AeadAlgorithm, class: &str) -> String {
     format!("{class} key must be {sizes}")
 }
 
+/// The byte arguments of a pyca-shaped AEAD call (`nonce`, `data`, `associated_data`),
+/// each any bytes-like object; a missing `associated_data` is empty.
+pub(crate) struct AeadArgs<'py> {
+    nonce: BytesLike<'py>,
+    data: BytesLike<'py>,
+    aad: Option<BytesLike<'py>>,
+}
+
+impl<'py> AeadArgs<'py> {
+    /// Check and borrow the arguments (`TypeError` naming the one that is not bytes-like).
+    pub fn parse(
+        nonce: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+        associated_data: Option<&Bound<'py, PyAny>>,
+    ) -> Result<Self> {
+        Ok(AeadArgs {
+            nonce: bytes_like(nonce, "nonce")?,
+            data: bytes_like(data, "data")?,
+            aad: optional_bytes(associated_data, "associated_data")?,
+        })
+    }
+
+    /// `(nonce, data, associated_data)` as slices.
+    pub fn slices(&self) -> (&[u8], &[u8], &[u8]) {
+        let aad = self.aad.as_ref().map_or(&[][..], |a| a.as_slice());
+        (self.nonce.as_slice(), self.data.as_slice(), aad)
+    }
+}
+
+/// `data` (`ciphertext || tag`) split into the ciphertext and the tag, or `None` when it
+/// is shorter than a tag.
+fn split_tag(data: &[u8]) -> Option<(&[u8], [u8; TAG_LEN])> {
+    let n = data.len().checked_sub(TAG_LEN)?;
+    let (ct, tag) = data.split_at(n);
+    let mut tag_arr = [0u8; TAG_LEN];
+    tag_arr.copy_from_slice(tag);
+    Some((ct, tag_arr))
+}
+
 /// One AEAD algorithm over the key in a cell; `class` names it in messages.
 pub(crate) struct Sealer<'a> {
     pub cell: &'a KeyCell<SymmetricKey>,
@@ -59,6 +98,45 @@ impl Sealer<'_> {
         } else {
             Err(failure(self.alg, self.class, AeadFailure::NonceLength))
         }
+    }
+
+    /// Encrypt `sealed[..n]` in place and write the tag to `sealed[n..n + TAG_LEN]`; on
+    /// failure the body is zeroed (it may hold plaintext).
+    fn seal_in_place(
+        &self,
+        key: &SymmetricKey,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &mut [u8],
+        n: usize,
+    ) -> Result<()> {
+        let (body, tag_out) = sealed[..n + TAG_LEN].split_at_mut(n);
+        match key.aead_seal(self.alg, nonce, aad, body) {
+            Ok(tag) => {
+                tag_out.copy_from_slice(&tag);
+                Ok(())
+            }
+            Err(e) => {
+                body.zeroize();
+                Err(failure(self.alg, self.class, e))
+            }
+        }
+    }
+
+    /// Authenticate and decrypt `out` (the ciphertext, copied there) in place; on failure
+    /// `out` is zeroed: it never holds partial or unauthenticated plaintext.
+    fn open_in_place(
+        &self,
+        key: &SymmetricKey,
+        nonce: &[u8],
+        aad: &[u8],
+        out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<()> {
+        key.aead_open(self.alg, nonce, aad, out, tag).map_err(|e| {
+            out.zeroize();
+            failure(self.alg, self.class, e)
+        })
     }
 
     /// `n + TAG_LEN`, or `ValueError` when it overflows.
@@ -77,25 +155,19 @@ impl Sealer<'_> {
         aad: &[u8],
         prefix: &[u8],
     ) -> Result<Bound<'py, PyBytes>> {
-        let (alg, class) = (self.alg, self.class);
         self.check_nonce(nonce)?;
         let n = data.len();
         let p = prefix.len();
         self.sealed_len(n)?
             .checked_add(p)
-            .ok_or_else(|| Error::Value(format!("data is too long for {class}")))?;
+            .ok_or_else(|| Error::Value(format!("data is too long for {}", self.class)))?;
         // The output is `prefix || data || zeros(16)` first (no zero-fill before the copy),
         // then `data` is encrypted in place and the tag written after it.
         let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
         let out = new_bytes_from(py, prefix, data, TAG_LEN, copy, |out| {
             self.cell
                 .with_key(py, n, |key| {
-                    let (body, tag_out) = out[p..].split_at_mut(n);
-                    let tag = key
-                        .aead_seal(alg, nonce, aad, body)
-                        .map_err(|e| failure(alg, class, e))?;
-                    tag_out.copy_from_slice(&tag);
-                    Ok(())
+                    self.seal_in_place(key, nonce, aad, &mut out[p..], n)
                 })
                 .map_err(PyErr::from)
         })?;
@@ -111,22 +183,16 @@ impl Sealer<'_> {
         data: &[u8],
         aad: &[u8],
     ) -> Result<Bound<'py, PyBytes>> {
-        let (alg, class) = (self.alg, self.class);
         self.check_nonce(nonce)?;
-        let Some(n) = data.len().checked_sub(TAG_LEN) else {
+        let Some((ct, tag)) = split_tag(data) else {
             self.cell.check_live()?;
             return Err(Error::InvalidTag);
         };
-        let (ct, tag) = data.split_at(n);
-        let mut tag_arr = [0u8; TAG_LEN];
-        tag_arr.copy_from_slice(tag);
+        let n = ct.len();
         let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
         let out = new_bytes_from(py, &[], ct, 0, copy, |out| {
             self.cell
-                .with_key(py, n, |key| {
-                    key.aead_open(alg, nonce, aad, out, &tag_arr)
-                        .map_err(|e| failure(alg, class, e))
-                })
+                .with_key(py, n, |key| self.open_in_place(key, nonce, aad, out, &tag))
                 .map_err(PyErr::from)
         })?;
         Ok(out)
@@ -143,7 +209,6 @@ impl Sealer<'_> {
         aad: &[u8],
         buf: &Bound<'_, PyAny>,
     ) -> Result<usize> {
-        let (alg, class) = (self.alg, self.class);
         self.check_nonce(nonce)?;
         let n = data.len();
         let need = self.sealed_len(n)?;
@@ -153,18 +218,9 @@ impl Sealer<'_> {
         }
         let live = self.cell.live()?;
         with_writable_in_place(py, &target, |dst| {
-            let (body, tag_out) = dst[..need].split_at_mut(n);
-            body.copy_from_slice(data);
-            match live.key().aead_seal(alg, nonce, aad, body) {
-                Ok(tag) => {
-                    tag_out.copy_from_slice(&tag);
-                    Ok(need)
-                }
-                Err(e) => {
-                    body.zeroize();
-                    Err(failure(alg, class, e))
-                }
-            }
+            dst[..n].copy_from_slice(data);
+            self.seal_in_place(live.key(), nonce, aad, dst, n)?;
+            Ok(need)
         })
     }
 
@@ -180,30 +236,22 @@ impl Sealer<'_> {
         aad: &[u8],
         buf: &Bound<'_, PyAny>,
     ) -> Result<usize> {
-        let (alg, class) = (self.alg, self.class);
         self.check_nonce(nonce)?;
         let target = writable_buffer(buf, "buf")?;
-        let Some(n) = data.len().checked_sub(TAG_LEN) else {
+        let Some((ct, tag)) = split_tag(data) else {
             self.cell.check_live()?;
             return Err(Error::InvalidTag);
         };
+        let n = ct.len();
         if target.item_count() < n {
             return Err(Error::Value(format!("buf must be at least {n} bytes")));
         }
-        let (ct, tag) = data.split_at(n);
-        let mut tag_arr = [0u8; TAG_LEN];
-        tag_arr.copy_from_slice(tag);
         let live = self.cell.live()?;
         with_writable_in_place(py, &target, |dst| {
             let out = &mut dst[..n];
             out.copy_from_slice(ct);
-            match live.key().aead_open(alg, nonce, aad, out, &tag_arr) {
-                Ok(()) => Ok(n),
-                Err(e) => {
-                    out.zeroize();
-                    Err(failure(alg, class, e))
-                }
-            }
+            self.open_in_place(live.key(), nonce, aad, out, &tag)?;
+            Ok(n)
         })
     }
 }
