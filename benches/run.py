@@ -33,6 +33,9 @@ from keycell import SecretKey
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))  # the benches beside this one (pool.py, audit.py, agent.py)
+
+import pool as pool_bench  # noqa: E402
 
 
 @dataclass
@@ -422,40 +425,6 @@ def thread_scaling(seconds: float = 2.0) -> dict[str, float] | None:
     return {"one_thread_per_s": r1, "two_threads_per_s": r2, "scaling": r2 / r1}
 
 
-def pool_thread_scaling(seconds: float = 1.0) -> dict[int, float]:
-    """Pooled ``generate(32)`` + ``destroy()`` per second from 1, 2 and 4 Python threads.
-
-    Each thread holds the GIL while it calls in, so Python threads cannot add throughput
-    here; the number shows that they do not lose it to a lock convoy in the pool either
-    (the Rust bench, benches/pool_threads.rs, shows the allocator without the GIL).
-    """
-
-    def churn(stop: threading.Event, counts: list[int], i: int) -> None:
-        n = 0
-        with keycell.policy(isolation="pool"):
-            while not stop.is_set():
-                for _ in range(100):
-                    SecretKey.generate(32).destroy()
-                n += 100
-        counts[i] = n
-
-    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
-    for _ in range(3):  # interleaved rounds
-        for nthreads in rates:
-            stop = threading.Event()
-            counts = [0] * nthreads
-            ts = [threading.Thread(target=churn, args=(stop, counts, i)) for i in range(nthreads)]
-            t0 = time.perf_counter()
-            for t in ts:
-                t.start()
-            time.sleep(seconds)
-            stop.set()
-            for t in ts:
-                t.join()
-            rates[nthreads].append(sum(counts) / (time.perf_counter() - t0))
-    return {n: statistics.median(v) for n, v in rates.items()}
-
-
 def scale_targets() -> list[tuple[str, dict[str, Any], int, int]]:
     """Live-key populations of issue 9, each in a forked child (benches/pool.py).
 
@@ -463,9 +432,6 @@ def scale_targets() -> list[tuple[str, dict[str, Any], int, int]]:
     as an unprivileged user under an 8 MiB RLIMIT_MEMLOCK, and (as root only, since only
     root has the lock budget) 1,000,000 pooled keys.
     """
-    sys.path.insert(0, str(HERE))
-    import pool as pool_bench
-
     rows = []
     print("running: 100,000 keys as nobody, 8 MiB lock limit", file=sys.stderr, flush=True)
     rows.append(
@@ -636,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_case(case, args.rounds, args.budget))
     everything = args.only is None
     threads = thread_scaling() if everything or "thread" in args.only else None
-    pool_threads = pool_thread_scaling() if everything or "thread" in args.only else None
+    pool_threads = pool_bench.churn_rates() if everything or "thread" in args.only else None
     scale = scale_targets() if everything or "keys" in args.only else None
     raw = cargo_bench("guarded_region") if everything else None
     rust_pool = cargo_bench("pool_threads") if everything else None
@@ -647,7 +613,6 @@ def main(argv: list[str] | None = None) -> int:
         report += agent_bench()
     if args.only is None or "audit" in args.only:
         # The audit log's own benchmarks (benches/audit.py).
-        sys.path.insert(0, str(HERE))
         import audit as audit_bench
 
         print("running: audit log", file=sys.stderr, flush=True)
