@@ -1,9 +1,11 @@
 """Helpers of the agent tests (tests/agent): a key store with known keys, a running
-``keycell agent serve`` process, raw frames, and running commands as another uid."""
+``keycell agent serve`` process, raw frames, running commands as another uid, signed
+policies and the agent's audit log."""
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -16,9 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import keycell
-from keycell import Ed25519PrivateKey, KeyStore, SecretKey
+from audit_support import events
+from keycell import Ed25519PrivateKey, KeyStore, SecretKey, audit
 from support import NOBODY
 
 
@@ -310,3 +314,77 @@ def closed_by_peer(s: socket.socket) -> bool:
         return s.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m keycell ARGS``."""
+    return subprocess.run(
+        [sys.executable, "-m", "keycell", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class Signer:
+    """A policy signing key in files: the private key and its PEM public key."""
+
+    def __init__(self, d: Path, name: str = "signer") -> None:
+        self.key = d / f"{name}.pem"
+        self.pub = d / f"{name}.pub"
+        k = Ed25519PrivateKey.generate()
+        k.to_file(self.key)
+        self.pub.write_bytes(k.public_key().public_bytes_pem())
+        k.destroy()
+
+    def sign(self, policy: Path) -> None:
+        """``keycell policy sign POLICY``: writes ``POLICY.sig``."""
+        r = cli("policy", "sign", policy, "--key-file", self.key)
+        assert r.returncode == 0, r.stderr
+
+
+def write_policy(st: Store, rules: dict[str, Any], name: str = "policy.json") -> Path:
+    """A policy file (version 1, ``rules``) in the store's directory, not signed yet."""
+    p = st.dir / name
+    p.write_text(json.dumps({"keycell_policy": 1, **rules}))
+    return p
+
+
+def policy_args(policy: Path, signer: Signer) -> tuple[str, ...]:
+    """The agent's options for ``policy`` signed by ``signer``."""
+    return ("--policy", str(policy), "--policy-public-key", str(signer.pub))
+
+
+class AuditFiles:
+    """A new agent audit log in ``d``: its path, its K0 key file and its checkpoint
+    signer's key file."""
+
+    def __init__(self, d: Path) -> None:
+        self.log = d / "audit.log"
+        self.k0 = d / "k0.key"
+        with SecretKey.generate(32) as k:
+            k.to_file(self.k0, format="raw")
+        self.signer_file = d / "audit-signer.pem"
+        signer = Ed25519PrivateKey.generate()
+        signer.to_file(self.signer_file)
+        self.public = signer.public_key()
+        signer.destroy()
+
+    def args(self) -> tuple[str, ...]:
+        """The agent's options that create the log and sign its checkpoints."""
+        return ("--audit-log", str(self.log), "--audit-key-file", str(self.k0),
+                "--audit-signer-key-file", str(self.signer_file))  # fmt: skip
+
+    def verify(self, checkpoint: Literal[False] | None = False) -> audit.VerifyResult:
+        """``keycell.audit.verify`` of the log under K0 and the signer's public key."""
+        with SecretKey.from_file(self.k0) as k:
+            return audit.verify(self.log, key=k, public_key=self.public, checkpoint=checkpoint)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The agent's events in the log (``agent.*``), in order."""
+        return [
+            ev
+            for ev in events(self.log)
+            if isinstance(ev, dict) and str(ev.get("type", "")).startswith("agent.")
+        ]

@@ -4,14 +4,13 @@ uid and pid, the key's name, the operation and the result; the log verifies."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
-from agent_support import Agent, frame, make_store, recv_reply
-from keycell import Ed25519PrivateKey, SecretKey, audit
+from agent_support import Agent, AuditFiles, frame, make_store, recv_reply
+from keycell import SecretKey
 from keycell.exceptions import AgentRefusedError
 
 
@@ -37,15 +36,9 @@ def test_audit_options_are_checked_before_serving(tmp_path: Path) -> None:
 
 def test_every_request_is_one_audit_record(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy",), secrets=("mac",))
-    k0 = st.dir / "k0.key"
-    with SecretKey.generate(32) as k:
-        k.to_file(k0, format="raw")
-    signer_file = st.dir / "audit-signer.pem"
-    signer = Ed25519PrivateKey.generate()
-    signer.to_file(signer_file)
-    log = st.dir / "audit.log"
-    args = ("--audit-log", str(log), "--audit-key-file", str(k0),
-            "--audit-signer-key-file", str(signer_file))  # fmt: skip
+    audited = AuditFiles(st.dir)
+    log = audited.log
+    args = audited.args()
     with Agent(st, *args) as agent:
         with agent.client() as c:
             key = c.ed25519("deploy")  # list@keycell
@@ -65,15 +58,9 @@ def test_every_request_is_one_audit_record(tmp_path: Path) -> None:
         with agent.client() as c:
             c.ed25519("deploy").sign(b"two")
         assert agent.stop() == 0
-    with SecretKey.from_file(k0) as k:
-        r = audit.verify(log, key=k, public_key=signer.public_key(), checkpoint=False)
+    r = audited.verify()
     assert r.valid, r
-    events = []
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        ev = rec.get("event")
-        if isinstance(ev, dict) and str(ev.get("type", "")).startswith("agent."):
-            events.append(ev)
+    events = audited.events()
     ops = [(e["type"], e["key"], e["result"]) for e in events]
     assert ops == [
         ("agent.list", None, "allowed"),
@@ -88,4 +75,3 @@ def test_every_request_is_one_audit_record(tmp_path: Path) -> None:
     ]
     assert all(e["uid"] == os.geteuid() and e["pid"] > 0 for e in events)
     assert events[5]["reason"] == "not allowed over the socket"
-    signer.destroy()

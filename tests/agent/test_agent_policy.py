@@ -10,49 +10,22 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from agent_support import Agent, Store, as_user, make_store, nobody, openssh_line, user_env
-from keycell import Ed25519PrivateKey
+from agent_support import (
+    Agent,
+    Signer,
+    as_user,
+    cli,
+    make_store,
+    nobody,
+    openssh_line,
+    policy_args,
+    user_env,
+    write_policy,
+)
 from keycell.exceptions import AgentRefusedError
 from support import NOBODY
-
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-class Signer:
-    """A policy signing key in files: the private key and its PEM public key."""
-
-    def __init__(self, d: Path, name: str = "signer") -> None:
-        self.key = d / f"{name}.pem"
-        self.pub = d / f"{name}.pub"
-        k = Ed25519PrivateKey.generate()
-        k.to_file(self.key)
-        self.pub.write_bytes(k.public_key().public_bytes_pem())
-        k.destroy()
-
-    def sign(self, policy: Path) -> None:
-        r = cli("policy", "sign", policy, "--key-file", self.key)
-        assert r.returncode == 0, r.stderr
-
-
-def write_policy(st: Store, rules: dict[str, Any], name: str = "policy.json") -> Path:
-    p = st.dir / name
-    p.write_text(json.dumps({"keycell_policy": 1, **rules}))
-    return p
-
-
-def policy_args(policy: Path, signer: Signer) -> tuple[str, ...]:
-    return ("--policy", str(policy), "--policy-public-key", str(signer.pub))
 
 
 def test_sign_and_verify_cli(tmp_path: Path) -> None:
