@@ -152,7 +152,9 @@ def nobody() -> tuple[int, int]:
 
 
 class Agent:
-    """A running ``keycell agent serve``; stops it (SIGTERM) on exit."""
+    """A running ``keycell agent serve``; stops it (SIGTERM) on exit. It serves ``store``
+    unless ``serve_store`` is false (a token-only agent: ``args`` name the token; the
+    store's directory still holds the socket and the log)."""
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class Agent:
         socket_path: Path | None = None,
         user: tuple[int, int] | None = None,
         expect_start: bool = True,
+        serve_store: bool = True,
     ) -> None:
         self.store = store
         self.socket = socket_path or store.dir / "agent.sock"
@@ -173,12 +176,10 @@ class Agent:
             "serve",
             "--socket",
             str(self.socket),
-            "--store",
-            str(store.path),
-            "--master-key-file",
-            str(store.master),
+            *(("--store", str(store.path), "--master-key-file", str(store.master))
+              if serve_store else ()),
             *args,
-        ]
+        ]  # fmt: skip
         with open(self.log, "wb") as log:
             if user is not None:
                 os.chown(self.log, *user)

@@ -1,5 +1,7 @@
 """Shared fixtures of the keycell test suite (helpers for child processes, ctypes and key
-files live in ``support.py``, the memory scanner in ``memscan.py``)."""
+files live in ``support.py``, the memory scanner in ``memscan.py``; the ``hsm`` fixture, a
+throwaway SoftHSM2 token directory for tests/pkcs11 and tests/agent, in
+``pkcs11_support.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from pathlib import Path
 import keycell
 import pytest
 from hypothesis import HealthCheck, settings
+from pkcs11_support import hsm
+
+__all__ = ["hsm"]
 
 # Tests never assert on timing: no hypothesis deadline (the machine is shared).
 settings.register_profile(

@@ -540,13 +540,15 @@ class X25519PublicKey:
 
 @final
 class AgentServer:
-    """A key agent serving a KeyStore's Ed25519 and secret keys over a Unix socket."""
+    """A key agent serving the Ed25519 and secret keys of a KeyStore and/or a PKCS#11
+    token over a Unix socket."""
 
     def __new__(
         cls,
         path: str | PathLike[str],
-        store: KeyStore,
+        store: KeyStore | None = None,
         *,
+        token: Pkcs11Token | None = None,
         allowed_uids: list[int],
         mode: int = 0o600,
         policy: bytes | None = None,
@@ -556,8 +558,10 @@ class AgentServer:
     ) -> AgentServer: ...
     @property
     def path(self) -> Path: ...
-    def keys(self) -> list[tuple[str, str]]: ...
-    def set_keys(self, store: KeyStore) -> None: ...
+    def keys(self) -> list[tuple[str, str, str]]: ...
+    def set_keys(
+        self, store: KeyStore | None = None, *, token: Pkcs11Token | None = None
+    ) -> None: ...
     def set_policy(self, policy: bytes | None, /) -> None: ...
     def next_events(
         self, timeout: float = 1.0, max: int = 1000

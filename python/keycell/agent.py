@@ -122,12 +122,15 @@ class AgentProtection:
 @dataclass(frozen=True)
 class AgentKeyInfo:
     """A key the agent lets this peer use: its name, kind (``"ed25519"`` or ``"secret"``),
-    public key (Ed25519 only) and protection."""
+    public key (Ed25519 only), protection and source: ``"store"`` (in the agent's guarded
+    memory) or ``"pkcs11"`` (in a PKCS#11 token the agent uses; ``protection.agent_backend``
+    is ``"pkcs11"`` and ``protection.isolation`` ``"token"`` then)."""
 
     name: str
     kind: str
     public_key: Ed25519PublicKey | None
     protection: AgentProtection
+    source: str = "store"
 
 
 class AgentClient:
@@ -236,7 +239,8 @@ class AgentClient:
                 agent_backend=backend,
             )
             pub = Ed25519PublicKey.from_public_bytes(public) if kind == "ed25519" else None
-            out.append(AgentKeyInfo(name, kind, pub, prot))
+            source = "pkcs11" if backend == "pkcs11" else "store"
+            out.append(AgentKeyInfo(name, kind, pub, prot, source))
         r.end()
         return out
 

@@ -1,15 +1,16 @@
 """``keycell agent serve`` and ``keycell policy sign|verify`` (docs/agent.md).
 
-The agent holds a key store's Ed25519 and secret keys in guarded memory and serves them
-over a Unix socket in the SSH agent protocol; the server itself is Rust
+The agent holds a key store's Ed25519 and secret keys in guarded memory, and/or uses the
+Ed25519 and secret keys of a PKCS#11 token (``--pkcs11-token``; they stay in the token),
+and serves them over a Unix socket in the SSH agent protocol; the server itself is Rust
 (``keycell._native.AgentServer``, its own threads, no GIL). This module owns the process:
 hardening, signals, the policy signature, logging to stderr and the audit log.
 
 Signals are blocked in every thread before the server starts and taken synchronously by
 the main thread with ``sigwait``: SIGTERM and SIGINT stop the agent (every key wiped, the
-socket removed, exit status 0); SIGHUP reloads the store and the policy, keeping the old
-ones when the new ones fail (a policy whose signature does not verify, a store that does
-not open).
+socket removed, exit status 0); SIGHUP reloads the policy and the keys (the store's entries, the
+token's key objects), keeping the old ones when the new ones fail (a policy whose
+signature does not verify, a store that does not open, a token that fails).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from ._native import (
     agent_check_policy,
     agent_harden,
 )
-from .cli import CliError, _master_options, _open_store
+from .cli import CliError, _master_options, _open_store, _UsageError
+from .cli_pkcs11 import open_token, token_options
 from .exceptions import AgentPolicyError, KeycellError
+from .pkcs11 import Token
 
 __all__ = [
     "POLICY_SIGNATURE_CONTEXT",
@@ -245,6 +248,7 @@ def _record(event: dict[str, Any]) -> dict[str, Any]:
         "pid": event["pid"],
         "pid_pinned": event["pid_pinned"],
         "key": event["key"],
+        "key_source": event["key_source"],
         "reason": event["reason"],
         "connection": event["connection"],
     }
@@ -275,6 +279,8 @@ def _drain(server: AgentServer, audit: _Audit | None, verbose: bool, failed: lis
                 server.ack(e["seq"])  # releases the reply (audit_required)
             if verbose or e["result"] != "allowed":
                 key = f" key {e['key']!r}" if e["key"] is not None else ""
+                if e["key_source"] == "pkcs11":
+                    key += " (pkcs11)"
                 why = f": {e['reason']}" if e["reason"] else ""
                 _log(
                     f"{e['operation']}{key} by uid {e['uid']} pid {e['pid']}: "
@@ -328,9 +334,50 @@ def _announce_ready(path: str) -> None:
         os.close(devnull)
 
 
+_TOKEN_OPTIONS = ("pkcs11_module", "pkcs11_token", "pkcs11_slot", "pkcs11_pin_file")
+
+
+def _check_sources(args: argparse.Namespace) -> bool:
+    """Check which key sources the options name; whether a token is served."""
+    token = any(getattr(args, o) is not None for o in _TOKEN_OPTIONS)
+    if args.store is None and not token:
+        raise _UsageError(
+            "give --store STORE, a token (--pkcs11-token LABEL --pkcs11-pin-file FILE), or both"
+        )
+    if args.store is None and (args.passphrase_file or args.master_key_file):
+        raise _UsageError("--passphrase-file and --master-key-file need --store")
+    if token and args.pkcs11_pin_file is None:
+        raise _UsageError(
+            "a token needs --pkcs11-pin-file FILE (the user PIN: the agent signs with "
+            "private key objects)"
+        )
+    return token
+
+
+def _open_sources(args: argparse.Namespace, token_wanted: bool) -> tuple[Any, Token | None]:
+    """Open the token (first: a wrong PIN or a missing token fails before the store's KDF
+    runs) and the store; either may be ``None``."""
+    token = open_token(args, "pkcs11-") if token_wanted else None
+    try:
+        store = _open_store(args) if args.store is not None else None
+    except BaseException:
+        if token is not None:
+            token.close()
+        raise
+    return store, token
+
+
+def _close_sources(store: Any, token: Token | None) -> None:
+    if store is not None:
+        store.close()
+    if token is not None:
+        token.close()  # C_Logout when this was the process's last use of the token
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if (args.policy is None) != (args.policy_public_key is None):
         raise CliError("--policy and --policy-public-key go together")
+    token_wanted = _check_sources(args)
     uids = _uid_list(args)
     policy = _load_policy(args)
     if args.detach:
@@ -343,7 +390,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--audit-key-file and --audit-signer-key-file need --audit-log")
     audit = _Audit(args) if args.audit_log else None
     try:
-        store = _open_store(args)
+        # After --detach's fork: the PKCS#11 module is initialised and logged in to in the
+        # process that serves (a fork child cannot use its parent's sessions). A failure
+        # here still reaches the caller: stderr is its terminal until the agent is ready,
+        # and the waiting parent exits 1.
+        store, token = _open_sources(args, token_wanted)
     except BaseException:
         if audit is not None:
             audit.close()
@@ -353,6 +404,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server = AgentServer(
             args.socket,
             store,
+            token=token,
             allowed_uids=uids,
             mode=args.socket_mode,
             policy=policy,
@@ -361,7 +413,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             audit_required=audit is not None,
         )
     except BaseException:
-        store.close()
+        _close_sources(store, token)
         if audit is not None:
             audit.close()
         raise
@@ -370,10 +422,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         target=_drain, args=(server, audit, args.verbose, failed), name="keycell-agent-log"
     )
     drain.start()
-    names = ", ".join(f"{n} ({k})" for n, k in server.keys()) or "none"
+    where = f"; token {token.info['label']!r} (slot {token.info['slot']})" if token else ""
     _log(
         f"serving on {args.socket} for uids {', '.join(map(str, uids))}"
-        f"{'; policy ' + args.policy if args.policy else ''}; keys: {names}"
+        f"{'; policy ' + args.policy if args.policy else ''}{where}; keys: {_names(server)}"
     )
     _announce_ready(str(args.socket))
     try:
@@ -381,7 +433,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             sig = signal.sigwait(_SIGNALS)
             if sig in _STOP:
                 break
-            _reload(args, server, store)
+            _reload(args, server, store, token)
             if audit is not None:
                 try:
                     audit.checkpoint()
@@ -391,7 +443,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         removed = server.stop()
         drain.join()
-        store.close()
+        _close_sources(store, token)
         if audit is not None:
             audit.close()
         _log(
@@ -403,7 +455,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reload(args: argparse.Namespace, server: AgentServer, store: KeyStore) -> None:
+def _names(server: AgentServer) -> str:
+    """The served keys for the log: ``name (kind)``, ``name (kind, pkcs11)`` for a token key."""
+    return (
+        ", ".join(
+            f"{n} ({k}{', pkcs11' if src == 'pkcs11' else ''})" for n, k, src in server.keys()
+        )
+        or "none"
+    )
+
+
+def _reload(
+    args: argparse.Namespace, server: AgentServer, store: KeyStore | None, token: Token | None
+) -> None:
     try:
         server.set_policy(_load_policy(args))
         if args.policy:
@@ -411,35 +475,47 @@ def _reload(args: argparse.Namespace, server: AgentServer, store: KeyStore) -> N
     except (KeycellError, OSError) as exc:
         _log(f"policy reload failed, keeping the old policy: {exc}")
     try:
-        server.set_keys(store)
-        _log("reloaded keys: " + (", ".join(n for n, _ in server.keys()) or "none"))
+        server.set_keys(store, token=token)
+        _log("reloaded keys: " + _names(server))
     except (KeycellError, OSError) as exc:
-        _log(f"store reload failed, keeping the old keys: {exc}")
+        what = "store" if token is None else "token" if store is None else "store/token"
+        _log(f"{what} reload failed, keeping the old keys: {exc}")
 
 
 def register(sub: Any) -> None:
     """Add the ``agent`` and ``policy`` commands to the ``keycell`` parser."""
     agent = sub.add_parser(
         "agent",
-        help="serve a key store's keys over a Unix socket (SSH agent protocol)",
+        help="serve a key store's or a PKCS#11 token's keys over a Unix socket (SSH agent "
+        "protocol)",
         description="A hardened key agent speaking the SSH agent protocol (docs/agent.md).",
     )
     asub = agent.add_subparsers(dest="agent_command", metavar="ACTION")
     asub.required = True
     p = asub.add_parser(
         "serve",
-        help="serve until SIGTERM/SIGINT; SIGHUP reloads the store and the policy",
+        help="serve until SIGTERM/SIGINT; SIGHUP reloads the keys and the policy",
         description=(
-            "Load the Ed25519 and secret keys of STORE into guarded memory and serve them on "
-            "a Unix socket in the SSH agent protocol (ssh-add -L, ssh, ssh-keygen -Y sign "
-            "work unchanged). SIGTERM/SIGINT: wipe every key, remove the socket, exit 0. "
-            "SIGHUP: reload the store and the policy (a policy that fails verification is "
-            "not taken; the old one stays)."
+            "Load the Ed25519 and secret keys of STORE into guarded memory, and/or use the "
+            "Ed25519 private keys and generic secrets of a PKCS#11 token (they never leave "
+            "it: the token signs and MACs), and serve them on a Unix socket in the SSH agent "
+            "protocol (ssh-add -L, ssh, ssh-keygen -Y sign work unchanged). Give --store, a "
+            "token, or both. A key's name is its store entry name or its token object's "
+            "CKA_LABEL; a name found twice (store and token, or twice in the token) refuses "
+            "the start. SIGTERM/SIGINT: wipe every key, log out of the token, remove the "
+            "socket, exit 0. SIGHUP: reload the keys (store entries, token objects) and the "
+            "policy (what fails to load is not taken; the old one stays)."
         ),
     )
     p.add_argument("--socket", required=True, metavar="PATH", help="socket to create")
-    p.add_argument("--store", required=True, metavar="STORE", help="key store file")
+    p.add_argument("--store", metavar="STORE", help="key store file (optional with a token)")
     _master_options(p)
+    tok = p.add_argument_group(
+        "PKCS#11 token",
+        "serve a token's Ed25519 private keys and generic secrets by CKA_LABEL (the options "
+        "of `keycell pkcs11`, prefixed; a token is served when any of them is given)",
+    )
+    token_options(tok, pin_required=True, prefix="pkcs11-", optional=True)
     p.add_argument(
         "--socket-mode",
         type=_socket_mode,

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import pkcs11
 
-__all__ = ["register"]
+__all__ = ["MODULE_ENV", "open_token", "register", "token_options"]
 
 MODULE_ENV = "KEYCELL_PKCS11_MODULE"
 
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
             "with --pin-file."
         ),
     )
-    _common(ls, pin_required=False)
+    token_options(ls, pin_required=False)
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=_cmd_list)
 
@@ -55,32 +55,63 @@ def register(sub: Any) -> None:
         ),
     )
     kg.add_argument("kind", choices=("ed25519", "secret"), help="key type")
-    _common(kg, pin_required=True)
+    token_options(kg, pin_required=True)
     kg.add_argument("--label", required=True, help="CKA_LABEL of the new key (must be new)")
     kg.add_argument("--length", type=int, default=32, help="secret: length in bytes (32)")
     kg.set_defaults(func=_cmd_keygen)
 
 
-def _common(p: argparse.ArgumentParser, *, pin_required: bool) -> None:
+def token_options(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    pin_required: bool,
+    prefix: str = "",
+    optional: bool = False,
+) -> None:
+    """Add the token options ``--{prefix}module``, ``--{prefix}token``, ``--{prefix}slot``
+    and ``--{prefix}pin-file`` to ``p`` (``keycell pkcs11`` uses no prefix, ``keycell agent
+    serve`` the prefix ``pkcs11-``). With ``optional`` nothing is required and the module
+    has no default here: :func:`open_token` takes ``$KEYCELL_PKCS11_MODULE`` then."""
+    module_default = None if optional else os.environ.get(MODULE_ENV)
     p.add_argument(
-        "--module",
-        default=os.environ.get(MODULE_ENV),
-        required=MODULE_ENV not in os.environ,
+        f"--{prefix}module",
+        metavar="PATH",
+        default=module_default,
+        required=not optional and MODULE_ENV not in os.environ,
         help=f"the PKCS#11 module (shared library); default ${MODULE_ENV}",
     )
-    p.add_argument("--token", metavar="LABEL", required=pin_required, help="token label")
-    p.add_argument("--slot", type=int, help="slot id (instead of or besides --token)")
     p.add_argument(
-        "--pin-file",
-        required=pin_required,
+        f"--{prefix}token",
+        metavar="LABEL",
+        required=pin_required and not optional,
+        help="token label",
+    )
+    p.add_argument(
+        f"--{prefix}slot",
+        type=int,
+        metavar="ID",
+        help=f"slot id (instead of or besides --{prefix}token)",
+    )
+    p.add_argument(
+        f"--{prefix}pin-file",
+        required=pin_required and not optional,
         metavar="FILE",
         help="file holding the user PIN (mode 0600; one trailing newline is ignored)",
     )
 
 
-def _open(args: argparse.Namespace) -> pkcs11.Token:
+def open_token(args: argparse.Namespace, prefix: str = "") -> pkcs11.Token:
+    """Open the token the options of :func:`token_options` (with ``prefix``) name; the
+    PIN file is read straight into guarded memory by ``pkcs11.Token.open``."""
+    dest = prefix.replace("-", "_")
+    module = getattr(args, dest + "module") or os.environ.get(MODULE_ENV)
+    if not module:
+        raise ValueError(f"name the PKCS#11 module: --{prefix}module PATH or ${MODULE_ENV}")
     return pkcs11.Token.open(
-        module=args.module, token_label=args.token, slot=args.slot, pin_file=args.pin_file
+        module=module,
+        token_label=getattr(args, dest + "token"),
+        slot=getattr(args, dest + "slot"),
+        pin_file=getattr(args, dest + "pin_file"),
     )
 
 
@@ -104,7 +135,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     f"serial {t['serial']})"
                 )
         return 0
-    with _open(args) as token:
+    with open_token(args) as token:
         objects = token.objects()
     if args.json:
         print(json.dumps(objects, indent=2))
@@ -123,7 +154,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    with _open(args) as token:
+    with open_token(args) as token:
         if args.kind == "ed25519":
             key: pkcs11.Pkcs11Ed25519PrivateKey | pkcs11.Pkcs11SecretKey = token.generate_ed25519(
                 label=args.label

@@ -1,24 +1,60 @@
-//! The agent's keys: every Ed25519 and secret entry of a key store, decrypted straight into
-//! guarded regions ([`crate::store::Store::open_entry`] into the key's own region).
-//! X25519 entries are not loaded: the agent has no operation for them.
+//! The agent's keys, from two sources (docs/agent.md, "Keys"):
+//!
+//! - a key store: every Ed25519 and secret entry, decrypted straight into guarded regions
+//!   ([`crate::store::Store::open_entry`] into the key's own region). X25519 entries are
+//!   not loaded: the agent has no operation for them.
+//! - a PKCS#11 token: every Ed25519 private key and generic secret, named by its
+//!   `CKA_LABEL`; the agent keeps the object handle and asks the token to sign or MAC
+//!   ([`crate::pkcs11::keys`]); no key byte enters the process.
+//!
+//! Names are unique in a [`KeySet`]: a name found twice (in the store and the token, or
+//! twice in the token) refuses the whole set, so one key never silently shadows another.
+
+use std::sync::Arc;
+
+use cryptoki::object::ObjectHandle;
 
 use crate::crypto::ed25519;
+use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
 use crate::keyfile::KeyKind;
-use crate::memory::Protection;
+use crate::pkcs11::keys::{self as token_keys, ObjectKind, STORE_MASTER_CHALLENGE};
+use crate::pkcs11::{Pkcs11Error, Token};
 use crate::store::{Store, StoreError};
 
 use super::wire;
 
 /// One loaded key.
 pub enum AgentKey {
-    /// An Ed25519 private key and its SSH public key blob.
+    /// An Ed25519 private key (guarded memory) and its SSH public key blob.
     Ed25519 {
         key: ed25519::PrivateKey,
         blob: Vec<u8>,
     },
-    /// A secret key (HMAC).
+    /// A secret key (HMAC), in guarded memory.
     Secret(SymmetricKey),
+    /// An Ed25519 private key object in a token, its public key and SSH blob.
+    TokenEd25519 {
+        token: Arc<Token>,
+        handle: ObjectHandle,
+        public: [u8; 32],
+        blob: Vec<u8>,
+    },
+    /// A generic secret object in a token (HMAC in the token).
+    TokenSecret {
+        token: Arc<Token>,
+        handle: ObjectHandle,
+    },
+}
+
+/// What `list@keycell` reports of a key's protection: the protection bits (1 locked,
+/// 2 dontdump, 4 wipeonfork, 8 guard pages, 16 read-only idle), the isolation and the
+/// backend. A token key reports every bit (no byte of it is in this process), isolation
+/// "token" and backend "pkcs11", as `keycell.pkcs11` handles do.
+pub struct Report {
+    pub bits: u32,
+    pub isolation: &'static str,
+    pub backend: &'static str,
 }
 
 /// A named key.
@@ -31,8 +67,16 @@ impl Entry {
     /// "ed25519" or "secret".
     pub fn kind(&self) -> &'static str {
         match self.key {
-            AgentKey::Ed25519 { .. } => "ed25519",
-            AgentKey::Secret(_) => "secret",
+            AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => "ed25519",
+            AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => "secret",
+        }
+    }
+
+    /// Where the key lives: "store" or "pkcs11" (the `key_source` of events).
+    pub fn source(&self) -> &'static str {
+        match self.key {
+            AgentKey::Ed25519 { .. } | AgentKey::Secret(_) => "store",
+            AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => "pkcs11",
         }
     }
 
@@ -40,16 +84,97 @@ impl Entry {
     pub fn public(&self) -> &[u8] {
         match &self.key {
             AgentKey::Ed25519 { key, .. } => key.public().as_bytes(),
-            AgentKey::Secret(_) => &[],
+            AgentKey::TokenEd25519 { public, .. } => public,
+            AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => &[],
         }
     }
 
-    /// The protection of the key's region.
-    pub fn protection(&self) -> Protection {
+    /// The SSH public key blob of an Ed25519 key.
+    pub fn blob(&self) -> Option<&[u8]> {
         match &self.key {
+            AgentKey::Ed25519 { blob, .. } | AgentKey::TokenEd25519 { blob, .. } => Some(blob),
+            AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => None,
+        }
+    }
+
+    /// The protection report of the key.
+    pub fn report(&self) -> Report {
+        let p = match &self.key {
             AgentKey::Ed25519 { key, .. } => crate::crypto::curve::CurvePrivateKey::protection(key),
             AgentKey::Secret(k) => k.protection(),
+            AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => {
+                return Report {
+                    bits: 0b11111,
+                    isolation: "token",
+                    backend: "pkcs11",
+                }
+            }
+        };
+        Report {
+            bits: u32::from(p.locked)
+                | u32::from(p.dontdump) << 1
+                | u32::from(p.wipeonfork) << 2
+                | u32::from(p.guard_pages) << 3
+                | u32::from(p.read_only_idle) << 4,
+            isolation: p.isolation.name(),
+            backend: p.backend,
         }
+    }
+
+    /// Sign `data` with an Ed25519 key (in guarded memory or in the token). The error
+    /// names the failure, never a key byte.
+    pub fn sign(&self, data: &[u8]) -> Result<[u8; 64], String> {
+        match &self.key {
+            AgentKey::Ed25519 { key, .. } => key.sign(data).map_err(|e| e.to_string()),
+            AgentKey::TokenEd25519 { token, handle, .. } => {
+                token_keys::sign_ed25519(token, *handle, data).map_err(token_error)
+            }
+            AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => {
+                Err("not a signing key".to_owned())
+            }
+        }
+    }
+
+    /// The HMAC of `data` with a secret key, into `out` (the digest's length). A token
+    /// key refuses the key store master challenge ([`STORE_MASTER_CHALLENGE`]): its MAC
+    /// is the root key of any key store whose master is that token key.
+    pub fn hmac(&self, alg: HashAlgorithm, data: &[u8], out: &mut [u8]) -> Result<(), String> {
+        match &self.key {
+            AgentKey::Secret(k) => k.hmac(alg, data, out).map_err(|e| e.to_string()),
+            AgentKey::TokenSecret { .. } if data == STORE_MASTER_CHALLENGE => {
+                Err("the data is the key store master challenge".to_owned())
+            }
+            AgentKey::TokenSecret { token, handle } => {
+                let tag = token_keys::hmac(token, *handle, alg, data).map_err(token_error)?;
+                if tag.len() != out.len() {
+                    return Err("the token returned an HMAC of the wrong length".to_owned());
+                }
+                out.copy_from_slice(&tag);
+                Ok(())
+            }
+            AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => {
+                Err("not a secret key".to_owned())
+            }
+        }
+    }
+}
+
+fn token_error(e: Pkcs11Error) -> String {
+    format!("token error: {}", e.message)
+}
+
+/// Why a token's keys could not be served.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The token failed.
+    Token(Pkcs11Error),
+    /// A name is used twice; the message names it and where.
+    Duplicate(String),
+}
+
+impl From<Pkcs11Error> for LoadError {
+    fn from(e: Pkcs11Error) -> Self {
+        LoadError::Token(e)
     }
 }
 
@@ -88,6 +213,64 @@ impl KeySet {
         Ok(KeySet { entries })
     }
 
+    /// Every Ed25519 private key and generic secret of `token`, named by `CKA_LABEL`
+    /// (sorted by name). An object without a label is skipped (it has no name to ask
+    /// for); an Ed25519 key without its public key object, or a label used twice, fails.
+    pub fn load_token(token: &Arc<Token>) -> Result<KeySet, LoadError> {
+        let mut entries = Vec::new();
+        for (handle, names) in token_keys::find_every(token, ObjectKind::Ed25519Private)? {
+            let Some(name) = names.label.filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let public = token_keys::ed25519_public(token, handle)?;
+            let key = AgentKey::TokenEd25519 {
+                token: Arc::clone(token),
+                handle,
+                public,
+                blob: wire::ed25519_blob(&public),
+            };
+            entries.push(Entry { name, key });
+        }
+        for (handle, names) in token_keys::find_every(token, ObjectKind::Secret)? {
+            let Some(name) = names.label.filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let key = AgentKey::TokenSecret {
+                token: Arc::clone(token),
+                handle,
+            };
+            entries.push(Entry { name, key });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let set = KeySet { entries };
+        set.check_unique(&format!("token {:?}", token.info().label))?;
+        Ok(set)
+    }
+
+    /// The keys of `self` and `other` together; a name in both is [`LoadError::Duplicate`].
+    pub fn join(mut self, other: KeySet, what: &str) -> Result<KeySet, LoadError> {
+        self.entries.extend(other.entries);
+        self.check_unique(what)?;
+        Ok(self)
+    }
+
+    fn check_unique(&self, what: &str) -> Result<(), LoadError> {
+        let mut names: Vec<(&str, &str)> = self
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.source()))
+            .collect();
+        names.sort_unstable();
+        match names.windows(2).find(|w| w[0].0 == w[1].0) {
+            None => Ok(()),
+            Some(w) => Err(LoadError::Duplicate(format!(
+                "the key name {:?} is used twice ({} and {}; {what}): rename one of them, \
+                 the agent never lets one key shadow another",
+                w[0].0, w[0].1, w[1].1
+            ))),
+        }
+    }
+
     /// All entries.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -95,9 +278,7 @@ impl KeySet {
 
     /// The Ed25519 entry whose SSH key blob is `blob`.
     pub fn by_blob(&self, blob: &[u8]) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| matches!(&e.key, AgentKey::Ed25519 { blob: b, .. } if b == blob))
+        self.entries.iter().find(|e| e.blob() == Some(blob))
     }
 
     /// The entry named `name`.

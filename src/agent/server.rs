@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::net::Shutdown;
 use zeroize::Zeroize;
 
-use super::keys::{AgentKey, Entry, KeySet};
+use super::keys::{Entry, KeySet};
 use super::peer::Peer;
 use super::policy::{self, Operation, Policy, Usage};
 use super::socket::BoundSocket;
@@ -74,6 +74,8 @@ pub struct Event {
     /// Why no pidfd (errno), when not pinned.
     pub pidfd_errno: Option<i32>,
     pub key: Option<String>,
+    /// Where the key lives: "store" or "pkcs11" (`None` when no served key is named).
+    pub key_source: Option<&'static str>,
     pub operation: &'static str,
     /// "allowed", "refused" or "closed" (the connection was closed: malformed, stalled).
     pub result: &'static str,
@@ -138,6 +140,7 @@ pub struct Server {
 struct Outcome {
     reply: Vec<u8>,
     key: Option<String>,
+    key_source: Option<&'static str>,
     operation: &'static str,
     refused: Option<String>,
 }
@@ -147,6 +150,7 @@ impl Outcome {
         Outcome {
             reply,
             key: key.map(str::to_owned),
+            key_source: None,
             operation,
             refused: None,
         }
@@ -156,19 +160,17 @@ impl Outcome {
         Outcome {
             reply: wire::status(wire::FAILURE),
             key: key.map(str::to_owned),
+            key_source: None,
             operation,
             refused: Some(reason.into()),
         }
     }
-}
 
-fn protection_bits(e: &Entry) -> u32 {
-    let p = e.protection();
-    u32::from(p.locked)
-        | u32::from(p.dontdump) << 1
-        | u32::from(p.wipeonfork) << 2
-        | u32::from(p.guard_pages) << 3
-        | u32::from(p.read_only_idle) << 4
+    /// The outcome of a request for the served key `e`.
+    fn of(mut self, e: &Entry) -> Self {
+        self.key_source = Some(e.source());
+        self
+    }
 }
 
 impl Shared {
@@ -184,6 +186,7 @@ impl Shared {
             pid_exited: peer.exited(),
             pidfd_errno: peer.pidfd_errno,
             key: o.key.clone(),
+            key_source: o.key_source,
             operation: o.operation,
             result: if closed {
                 "closed"
@@ -293,10 +296,7 @@ impl Shared {
                     .entries()
                     .iter()
                     .filter(|e| self.permitted(policy.as_deref(), e, Operation::Sign, uid))
-                    .filter_map(|e| match &e.key {
-                        AgentKey::Ed25519 { blob, .. } => Some((blob.as_slice(), e.name.as_str())),
-                        AgentKey::Secret(_) => None,
-                    })
+                    .filter_map(|e| Some((e.blob()?, e.name.as_str())))
                     .collect();
                 Outcome::allowed(wire::identities_answer(ids.into_iter()), None, "identities")
             }
@@ -306,22 +306,16 @@ impl Shared {
                 let Some(entry) = keys.by_blob(key_blob) else {
                     return Ok(Outcome::refused(None, "sign", "no such key"));
                 };
-                let AgentKey::Ed25519 { key, .. } = &entry.key else {
-                    return Ok(Outcome::refused(
-                        Some(&entry.name),
-                        "sign",
-                        "not a signing key",
-                    ));
-                };
                 if let Err(r) = self.decide(entry, Operation::Sign, uid) {
-                    return Ok(Outcome::refused(Some(&entry.name), "sign", r));
+                    return Ok(Outcome::refused(Some(&entry.name), "sign", r).of(entry));
                 }
-                match key.sign(data) {
+                match entry.sign(data) {
                     Ok(sig) => {
                         Outcome::allowed(wire::sign_response(&sig), Some(&entry.name), "sign")
                     }
-                    Err(e) => Outcome::refused(Some(&entry.name), "sign", format!("{e}")),
+                    Err(e) => Outcome::refused(Some(&entry.name), "sign", e),
                 }
+                .of(entry)
             }
             Request::Extension(ext) => self.extension(peer, ext),
             Request::Refused(r) => Outcome::refused(None, r.name(), "not allowed over the socket"),
@@ -358,13 +352,13 @@ impl Shared {
                 let reply = wire::extension_response(wire::EXT_LIST, |w| {
                     w.u32(visible.len() as u32);
                     for e in &visible {
-                        let p = e.protection();
+                        let r = e.report();
                         w.string(e.name.as_bytes())
                             .string(e.kind().as_bytes())
                             .string(e.public())
-                            .u32(protection_bits(e))
-                            .string(p.isolation.name().as_bytes())
-                            .string(p.backend.as_bytes());
+                            .u32(r.bits)
+                            .string(r.isolation.as_bytes())
+                            .string(r.backend.as_bytes());
                     }
                 });
                 Outcome::allowed(reply, None, "list")
@@ -402,16 +396,16 @@ impl Shared {
         let Some(entry) = keys.by_name(name) else {
             return Outcome::refused(Some(name), opname, "no such key");
         };
-        let AgentKey::Secret(key) = &entry.key else {
-            return Outcome::refused(Some(name), opname, "not a secret key");
-        };
+        if entry.kind() != "secret" {
+            return Outcome::refused(Some(name), opname, "not a secret key").of(entry);
+        }
         if let Err(r) = self.decide(entry, op, uid) {
-            return Outcome::refused(Some(name), opname, r);
+            return Outcome::refused(Some(name), opname, r).of(entry);
         }
         let mut mac = [0u8; 64];
         let n = alg.digest_len();
-        if let Err(e) = key.hmac(alg, data, &mut mac[..n]) {
-            return Outcome::refused(Some(name), opname, format!("{e}"));
+        if let Err(e) = entry.hmac(alg, data, &mut mac[..n]) {
+            return Outcome::refused(Some(name), opname, e).of(entry);
         }
         let reply = wire::extension_response(ext, |w| match tag {
             None => {
@@ -421,7 +415,7 @@ impl Shared {
                 w.u8(u8::from(tag_matches(&mac[..n], t)));
             }
         });
-        Outcome::allowed(reply, Some(name), opname)
+        Outcome::allowed(reply, Some(name), opname).of(entry)
     }
 }
 
@@ -485,6 +479,7 @@ fn serve_connection(shared: Arc<Shared>, mut stream: UnixStream, peer: Peer, id:
         let closed = |reason: &str| Outcome {
             reply: Vec::new(),
             key: None,
+            key_source: None,
             operation: "frame",
             refused: Some(reason.to_owned()),
         };
@@ -658,13 +653,13 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner()) = policy.map(Arc::new);
     }
 
-    /// Names and kinds of the keys served.
-    pub fn key_names(&self) -> Vec<(String, &'static str)> {
+    /// Names, kinds and sources ("store" or "pkcs11") of the keys served.
+    pub fn key_names(&self) -> Vec<(String, &'static str, &'static str)> {
         self.shared
             .keys()
             .entries()
             .iter()
-            .map(|e| (e.name.clone(), e.kind()))
+            .map(|e| (e.name.clone(), e.kind(), e.source()))
             .collect()
     }
 

@@ -12,6 +12,11 @@ use super::error::{Pkcs11Error, Pkcs11ErrorKind, Result};
 use super::token::Token;
 use crate::crypto::hmac::HashAlgorithm;
 
+/// The HMAC-SHA256 challenge a token key store master answers (docs/keystore-format.md):
+/// the store's root key is the token's HMAC of it, so whoever may MAC this exact message
+/// with the token key holds the store's root key.
+pub const STORE_MASTER_CHALLENGE: &[u8] = b"keycell-store v1 pkcs11 master\0";
+
 /// DER of the Ed25519 curve OID 1.3.101.112 (RFC 8410), `CKA_EC_PARAMS` for new keys.
 pub const ED25519_OID_DER: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
 
@@ -143,6 +148,16 @@ pub fn find(token: &Token, kind: ObjectKind, spec: &ObjectSpec) -> Result<Object
             ),
         )),
     }
+}
+
+/// Every object of `kind` on the token (the private ones only when logged in), with its
+/// label and id.
+pub fn find_every(token: &Token, kind: ObjectKind) -> Result<Vec<(ObjectHandle, ObjectSpec)>> {
+    let found = token.with_session(|s| find_all(s, kind, &ObjectSpec::default()))?;
+    found
+        .into_iter()
+        .map(|h| names(token, h).map(|n| (h, n)))
+        .collect()
 }
 
 /// The label and id of an object.

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::agent::harden;
-use crate::agent::keys::KeySet;
+use crate::agent::keys::{KeySet, LoadError};
 use crate::agent::policy::Policy;
 use crate::agent::server::{Config, Event, Server};
 use crate::agent::socket::BoundSocket;
@@ -21,6 +21,7 @@ use crate::memory::fork::ProcessStamp;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::keystore::KeyStore;
+use super::pkcs11::{pkcs11_error, Pkcs11Token};
 
 pyo3::import_exception!(keycell.exceptions, AgentError);
 pyo3::import_exception!(keycell.exceptions, AgentPolicyError);
@@ -37,13 +38,44 @@ fn parse_policy(data: Option<&[u8]>) -> Result<Option<Policy>> {
     .transpose()
 }
 
-fn load_keys(py: Python<'_>, store: &KeyStore) -> Result<KeySet> {
-    store.with(py, |s| {
-        KeySet::load(s).map_err(|err| Error::Store {
-            path: s.path().display().to_string(),
-            err,
+/// The keys of `store` and/or `token` (at least one), as one set: a name in both is an
+/// `AgentError` naming it.
+fn load_keys(
+    py: Python<'_>,
+    store: Option<&KeyStore>,
+    token: Option<&Pkcs11Token>,
+) -> Result<KeySet> {
+    let from_store = match store {
+        Some(store) => Some(store.with(py, |s| {
+            KeySet::load(s).map_err(|err| Error::Store {
+                path: s.path().display().to_string(),
+                err,
+            })
+        })?),
+        None => None,
+    };
+    let Some(token) = token else {
+        return from_store.ok_or_else(|| Error::Value("give a store, a token or both".to_owned()));
+    };
+    let t = token.shared();
+    let from_token = detach(py, || KeySet::load_token(t)).map_err(load_error)?;
+    match from_store {
+        None => Ok(from_token),
+        Some(keys) => detach(py, || {
+            keys.join(
+                from_token,
+                &format!("the store and token {:?}", t.info().label),
+            )
         })
-    })
+        .map_err(load_error),
+    }
+}
+
+fn load_error(e: LoadError) -> Error {
+    match e {
+        LoadError::Token(e) => pkcs11_error(e),
+        LoadError::Duplicate(msg) => agent_error(msg),
+    }
 }
 
 fn timeout(seconds: f64, what: &str) -> Result<Duration> {
@@ -70,18 +102,21 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("pid_exited", e.pid_exited)?;
     d.set_item("pidfd_errno", e.pidfd_errno)?;
     d.set_item("key", e.key.as_deref())?;
+    d.set_item("key_source", e.key_source)?;
     d.set_item("operation", e.operation)?;
     d.set_item("result", e.result)?;
     d.set_item("reason", e.reason.as_deref())?;
     Ok(d)
 }
 
-/// A key agent serving the Ed25519 and secret keys of a `KeyStore` over a Unix socket,
-/// in the SSH agent protocol (docs/agent.md).
+/// A key agent serving the Ed25519 and secret keys of a `KeyStore` and/or a PKCS#11
+/// token over a Unix socket, in the SSH agent protocol (docs/agent.md).
 ///
 /// The constructor binds `path` (mode `mode`, created under a umask; the directory must not
 /// be writable by group or others), loads every Ed25519 and secret key of `store` into
-/// guarded memory and starts serving at once, on threads of its own. `allowed_uids` may
+/// guarded memory and every Ed25519 private key and generic secret of `token` (an open,
+/// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
+/// once, on threads of its own. A name in both is an `AgentError`. `allowed_uids` may
 /// connect; `policy` is the text of a policy file whose signature the caller has checked.
 /// `stop()` closes every connection, wipes the keys and removes the socket.
 #[pyclass(frozen, module = "keycell._native")]
@@ -106,14 +141,15 @@ impl AgentServer {
 impl AgentServer {
     #[new]
     #[pyo3(signature = (
-        path, store, *, allowed_uids, mode = 0o600, policy = None, max_connections = 64,
-        frame_timeout = 10.0, audit_required = false
+        path, store = None, *, token = None, allowed_uids, mode = 0o600, policy = None,
+        max_connections = 64, frame_timeout = 10.0, audit_required = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        store: &KeyStore,
+        store: Option<&KeyStore>,
+        token: Option<&Pkcs11Token>,
         allowed_uids: Vec<u32>,
         mode: u32,
         policy: Option<&Bound<'_, PyBytes>>,
@@ -136,7 +172,7 @@ impl AgentServer {
             frame_timeout: timeout(frame_timeout, "frame_timeout")?,
             audit_required,
         };
-        let keys = load_keys(py, store)?;
+        let keys = load_keys(py, store, token)?;
         let socket = detach(py, || BoundSocket::bind(&path, mode)).map_err(|e| agent_error(e.0))?;
         let server = Server::start(socket, config, keys, policy).map_err(|e| agent_error(e.0))?;
         Ok(AgentServer {
@@ -151,16 +187,24 @@ impl AgentServer {
         self.server.path().to_owned()
     }
 
-    /// `(name, kind)` of every key served ("ed25519" or "secret").
-    fn keys(&self) -> Vec<(String, &'static str)> {
+    /// `(name, kind, source)` of every key served: kind "ed25519" or "secret", source
+    /// "store" or "pkcs11".
+    fn keys(&self) -> Vec<(String, &'static str, &'static str)> {
         self.server.key_names()
     }
 
-    /// Replace every key with those of `store` (the old keys are wiped once no request in
-    /// flight uses them). On failure the old keys stay.
-    fn set_keys(&self, py: Python<'_>, store: &KeyStore) -> Result<()> {
+    /// Replace every key with those of `store` and/or `token`, read again (a key made in
+    /// the token since appears, a deleted one goes; the old store keys are wiped once no
+    /// request in flight uses them). On failure the old keys stay.
+    #[pyo3(signature = (store = None, *, token = None))]
+    fn set_keys(
+        &self,
+        py: Python<'_>,
+        store: Option<&KeyStore>,
+        token: Option<&Pkcs11Token>,
+    ) -> Result<()> {
         self.check_fork()?;
-        let keys = load_keys(py, store)?;
+        let keys = load_keys(py, store, token)?;
         self.server.set_keys(keys);
         Ok(())
     }
@@ -177,7 +221,7 @@ impl AgentServer {
 
     /// Wait up to `timeout` seconds for request events; returns `(events, dropped)`: up
     /// to `max` event dicts (time, connection, uid, gid, pid, pid_pinned, pid_exited,
-    /// pidfd_errno, key, operation, result, reason, seq) and how many events were dropped
+    /// pidfd_errno, key, key_source, operation, result, reason, seq) and how many events were dropped
     /// because the queue was full.
     #[pyo3(signature = (timeout = 1.0, max = 1000))]
     fn next_events<'py>(

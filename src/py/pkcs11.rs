@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::crypto::hmac::MAX_DIGEST_LEN;
 use crate::memory::SecretBuf;
-use crate::pkcs11::keys::{self, ObjectKind, ObjectSpec};
+use crate::pkcs11::keys::{self, ObjectKind, ObjectSpec, STORE_MASTER_CHALLENGE};
 use crate::pkcs11::uri::{self, ObjectType};
 use crate::pkcs11::{token, Pkcs11Error, Pkcs11ErrorKind, Token, TokenSpec};
 
@@ -256,9 +256,6 @@ pub struct Pkcs11SecretKey {
 
 const SK_CLASS: &str = "Pkcs11SecretKey";
 
-/// The HMAC-SHA256 challenge a token master answers (docs/keystore-format.md).
-pub const STORE_MASTER_CHALLENGE: &[u8] = b"keycell-store v1 pkcs11 master\0";
-
 impl Pkcs11SecretKey {
     fn mac(&self, py: Python<'_>, algorithm: &str, data: &[u8]) -> Result<Vec<u8>> {
         self.obj.check(SK_CLASS)?;
@@ -451,6 +448,11 @@ fn info_dict<'py>(py: Python<'py>, t: &token::TokenInfo) -> PyResult<Bound<'py, 
 }
 
 impl Pkcs11Token {
+    /// The token itself, shared (the agent serves its keys).
+    pub(crate) fn shared(&self) -> &Arc<Token> {
+        &self.token
+    }
+
     fn find(&self, py: Python<'_>, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
         let t = Arc::clone(&self.token);
         Ok(detach(py, || keys::find(&t, kind, spec))?)

@@ -1,5 +1,5 @@
-"""A throwaway SoftHSM2 token directory for the PKCS#11 tests (the session-scoped
-``hsm`` fixture, registered in conftest.py).
+"""A throwaway SoftHSM2 token directory for the PKCS#11 tests and the agent's token tests
+(the session-scoped ``hsm`` fixture, registered in tests/conftest.py).
 
 ``SOFTHSM2_CONF`` must point at the configuration before the module is first loaded in
 this process (SoftHSM2 reads it in ``C_Initialize``, and keycell initialises a module once
@@ -32,11 +32,13 @@ SO_PIN = "5678-so"
 
 @dataclass(frozen=True)
 class Hsm:
-    """The test tokens: ``label`` (the main one) and ``other`` (same PIN, other token)."""
+    """The test tokens: ``label`` (the main one), ``other`` (same PIN, other token) and
+    ``agent`` (the agent tests' token, same PIN)."""
 
     module: str
     label: str
     other: str
+    agent: str
     pin: str
     pin_file: Path
     conf: Path
@@ -50,6 +52,12 @@ class Hsm:
         if login:
             cmd += ["--login", "--pin", self.pin]
         return subprocess.run(cmd + list(args), capture_output=True, check=check, timeout=60)
+
+    def agent_args(self, token: str | None = None) -> tuple[str, ...]:
+        """The options of ``keycell agent serve`` that serve a token (``agent`` by
+        default)."""
+        return ("--pkcs11-module", self.module, "--pkcs11-token", token or self.agent,
+                "--pkcs11-pin-file", str(self.pin_file))  # fmt: skip
 
     def pin_buf(self) -> bytearray:
         """The PIN as a fresh bytearray (keycell wipes it)."""
@@ -81,7 +89,9 @@ def hsm() -> Iterator[Hsm]:
     )
     old = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
-    for label in ("kc-test", "kc-other"):
+    # SoftHSM2 finds its tokens when a process initialises it: every token is made here,
+    # before any test loads the module.
+    for label in ("kc-test", "kc-other", "kc-agent"):
         subprocess.run(
             [
                 "softhsm2-util",
@@ -103,7 +113,7 @@ def hsm() -> Iterator[Hsm]:
     os.write(fd, PIN.encode() + b"\n")
     os.close(fd)
     try:
-        yield Hsm(MODULE, "kc-test", "kc-other", PIN, pin_file, conf, d)
+        yield Hsm(MODULE, "kc-test", "kc-other", "kc-agent", PIN, pin_file, conf, d)
     finally:
         if old is None:
             os.environ.pop("SOFTHSM2_CONF", None)
