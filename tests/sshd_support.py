@@ -146,6 +146,17 @@ def login(agent: Agent, server: Sshd) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def assert_login_refused(agent: Agent, d: Path, authorized_keys: str) -> None:
+    """Start an sshd in ``d`` accepting ``authorized_keys``; the login through the agent
+    must fail (sshd denies it, accepts no key) and ssh must not run the command."""
+    with sshd(d, authorized_keys) as server:
+        r = login(agent, server)
+        assert r.returncode != 0
+        assert "logged-in" not in r.stdout
+        assert "Permission denied" in r.stderr
+    assert "Accepted publickey" not in server.stderr()
+
+
 def fingerprint(public: bytes) -> str:
     """OpenSSH's ``SHA256:...`` fingerprint of a raw Ed25519 public key."""
     digest = hashlib.sha256(ssh_blob(public)).digest()

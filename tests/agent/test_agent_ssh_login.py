@@ -18,7 +18,14 @@ from agent_support import (
     write_policy,
 )
 from keycell import Ed25519PrivateKey
-from sshd_support import NEEDS_SSHD, agent_key_line, fingerprint, login, sshd
+from sshd_support import (
+    NEEDS_SSHD,
+    agent_key_line,
+    assert_login_refused,
+    fingerprint,
+    login,
+    sshd,
+)
 
 pytestmark = NEEDS_SSHD
 
@@ -64,12 +71,7 @@ def test_ssh_login_fails_with_a_key_the_agent_does_not_serve(tmp_path: Path) -> 
     stranger.destroy()
     audited = AuditFiles(st.dir)
     with Agent(st, *audited.args()) as agent:
-        with sshd(tmp_path / "sshd", authorized) as server:
-            r = login(agent, server)
-            assert r.returncode != 0
-            assert "logged-in" not in r.stdout
-            assert "Permission denied" in r.stderr
-        assert "Accepted publickey" not in server.stderr()
+        assert_login_refused(agent, tmp_path / "sshd", authorized)
         assert agent.stop() == 0
     assert audited.verify().valid
     # sshd turned the offered key down before any signature was asked for.
@@ -90,12 +92,7 @@ def test_ssh_login_fails_when_the_policy_does_not_let_the_key_sign(tmp_path: Pat
         # The agent withholds the key from ssh: it lists only keys the peer may sign with.
         assert agent_key_line(agent, "ci") == openssh_line(st.ed25519["ci"], "ci") + "\n"
         assert " deploy" not in agent.ssh("ssh-add", "-L").stdout
-        with sshd(tmp_path / "sshd", authorized) as server:
-            r = login(agent, server)
-            assert r.returncode != 0
-            assert "logged-in" not in r.stdout
-            assert "Permission denied" in r.stderr
-        assert "Accepted publickey" not in server.stderr()
+        assert_login_refused(agent, tmp_path / "sshd", authorized)
         assert agent.stop() == 0
     assert audited.verify().valid
     # ssh only had "ci" to offer, which sshd turned down: no signature was made.
@@ -115,12 +112,7 @@ def test_ssh_login_fails_when_the_policy_refuses_the_signature(tmp_path: Path) -
         # Still listed (a rate limit is only checked when a key is used), so ssh offers
         # it, sshd accepts it, and the agent refuses the signature.
         authorized = agent_key_line(agent, "deploy")
-        with sshd(tmp_path / "sshd", authorized) as server:
-            r = login(agent, server)
-            assert r.returncode != 0
-            assert "logged-in" not in r.stdout
-            assert "Permission denied" in r.stderr
-        assert "Accepted publickey" not in server.stderr()
+        assert_login_refused(agent, tmp_path / "sshd", authorized)
         assert agent.stop() == 0
         assert "refused: rate limit reached" in agent.stderr()
     assert audited.verify().valid
