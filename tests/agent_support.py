@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -154,7 +154,8 @@ def nobody() -> tuple[int, int]:
 class Agent:
     """A running ``keycell agent serve``; stops it (SIGTERM) on exit. It serves ``store``
     unless ``serve_store`` is false (a token-only agent: ``args`` name the token; the
-    store's directory still holds the socket and the log)."""
+    store's directory still holds the socket and the log). ``env`` adds variables to the
+    agent's environment (an ``LD_PRELOAD`` shim)."""
 
     def __init__(
         self,
@@ -164,6 +165,7 @@ class Agent:
         user: tuple[int, int] | None = None,
         expect_start: bool = True,
         serve_store: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.socket = socket_path or store.dir / "agent.sock"
@@ -180,6 +182,9 @@ class Agent:
               if serve_store else ()),
             *args,
         ]  # fmt: skip
+        environ = user_env() if user is not None else None
+        if env:
+            environ = {**(environ or os.environ), **env}
         with open(self.log, "wb") as log:
             if user is not None:
                 os.chown(self.log, *user)
@@ -189,7 +194,7 @@ class Agent:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                env=user_env() if user is not None else None,
+                env=environ,
             )
         if expect_start:
             try:
