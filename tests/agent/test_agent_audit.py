@@ -75,3 +75,31 @@ def test_every_request_is_one_audit_record(tmp_path: Path) -> None:
     ]
     assert all(e["uid"] == os.geteuid() and e["pid"] > 0 for e in events)
     assert events[5]["reason"] == "not allowed over the socket"
+
+
+def test_a_failing_audit_log_stops_the_agent(tmp_path: Path) -> None:
+    """Fail closed: when a record cannot be appended (here another writer put a forged line
+    in the log, which the agent's writer refuses to chain onto), the request whose record
+    failed gets SSH_AGENT_FAILURE instead of its signature (its record was never
+    acknowledged), and the agent stops with exit status 1 and says why."""
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    audited = AuditFiles(st.dir)
+    with Agent(st, *audited.args()) as agent:
+        with agent.client() as c:
+            key = c.ed25519("deploy")
+            key.sign(b"before")
+            with open(audited.log, "ab") as f:
+                f.write(b'{"seq":999,"type":"agent.sign","result":"allowed"}\n')
+            with pytest.raises(AgentRefusedError):
+                key.sign(b"after")
+        assert agent.wait_exit() == 1
+        err = agent.stderr()
+        # The first failure is the one reported, and the stop still wipes and cleans up.
+        assert "error: audit log failed: audit log: line 4: modified" in err
+        assert "stopped: keys wiped, socket removed" in err
+        assert not agent.socket.exists()
+    # The log ends at the forged line: nothing was written after it (the refused second
+    # signature has no record), and the verifier names that line.
+    result = audited.verify()
+    assert (result.valid, result.kind, result.line) == (False, "modified", 4), result
+    assert audited.log.read_bytes().endswith(b'"result":"allowed"}\n')
