@@ -179,3 +179,22 @@ def use_audit_log(path: str) -> None:
     proof: InclusionProof = prove(path, 1)
     good: bool = proof.verify()
     del seq, note, kind, ok, good
+
+
+def use_key_protocols(token: keycell.pkcs11.Token, client: keycell.agent.AgentClient) -> None:
+    """Local, token and agent keys all satisfy the protocols of keycell.key_protocols."""
+    signers: list[keycell.Ed25519Signer] = [
+        keycell.Ed25519PrivateKey.generate(),
+        token.ed25519_private_key(label="deploy"),
+        client.ed25519("deploy"),
+    ]
+    macs: list[keycell.HmacKey] = [
+        SecretKey.generate(32),
+        token.secret_key("webhook"),
+        client.secret("webhook"),
+    ]
+    public: keycell.Ed25519PublicKey = signers[0].public_key()
+    sig: bytes = signers[1].sign(b"m")
+    tag: bytes = macs[2].hmac(b"m", "sha512")
+    macs[0].verify_hmac(b"m", tag, algorithm="sha512")
+    del public, sig

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import agent, audit, exceptions, keyring, otp, pkcs11
+from . import agent, audit, exceptions, key_protocols, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._native import (
     AESGCM,
@@ -81,6 +81,7 @@ from .exceptions import (
     StoreEntryNotFoundError,
     StoreLockedError,
 )
+from .key_protocols import Ed25519Signer, HmacKey
 
 try:
     __version__ = version("keycell")
@@ -104,8 +105,10 @@ __all__ = [
     "ChaCha20Poly1305",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
+    "Ed25519Signer",
     "Exposure",
     "ForkedKeyError",
+    "HmacKey",
     "InsecureKeyFileError",
     "InvalidCode",
     "InvalidSignature",
@@ -148,6 +151,7 @@ __all__ = [
     "hkdf",
     "hkdf_expand",
     "hkdf_extract",
+    "key_protocols",
     "keyring",
     "otp",
     "pkcs11",
