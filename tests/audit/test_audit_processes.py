@@ -38,25 +38,26 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
     rng = random.Random(1234)
     acked: dict[int, tuple[int, int]] = {}
     for run in range(12):
-        child = subprocess.Popen(
+        # A record is acknowledged once its whole line "seq n\n" was printed: a line the
+        # kill cut short (no newline) acknowledges nothing.
+        with subprocess.Popen(
             [sys.executable, "-c", WRITER, str(log.path), str(run)],
             stdout=subprocess.PIPE,
             text=True,
-        )
-        assert child.stdout is not None
-        for _ in range(rng.randrange(1, 150)):
-            line = child.stdout.readline()
-            if not line:
-                break
-            seq, n = map(int, line.split())
-            acked[seq] = (run, n)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        # Whatever the child printed after we stopped reading was acknowledged too.
-        for line in child.stdout.read().splitlines():
-            seq, n = map(int, line.split())
-            acked[seq] = (run, n)
-        child.stdout.close()
+        ) as child:
+            assert child.stdout is not None
+            for _ in range(rng.randrange(1, 150)):
+                line = child.stdout.readline()
+                if not line.endswith("\n"):
+                    break
+                seq, n = map(int, line.split())
+                acked[seq] = (run, n)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            # Whatever the child printed after we stopped reading was acknowledged too.
+            for line in child.stdout.read().split("\n")[:-1]:
+                seq, n = map(int, line.split())
+                acked[seq] = (run, n)
         if run % 4 == 3:
             # Also a crash in the middle of a write: half a line at the end.
             with open(log.path, "ab") as f:
