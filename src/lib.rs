@@ -6,6 +6,7 @@
 //! - [`audit`]: the tamper-evident, forward-secure audit log.
 //! - [`keyfile`]: opening key files safely.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
+//! - [`json`]: strict JSON (RFC 8259): one scanner, a validator and a tree reader.
 //! - [`store`]: the encrypted key store file.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
@@ -17,6 +18,7 @@ pub mod agent;
 pub mod audit;
 pub mod crypto;
 pub mod encoding;
+pub mod json;
 pub mod keyfile;
 pub mod keyring;
 pub mod memory;

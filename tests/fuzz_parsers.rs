@@ -4,7 +4,7 @@
 //! file parser (`store::format`), `pkcs11:` URIs (`pkcs11::uri`, RFC 7512), the audit
 //! log's record, checkpoint and state file parsers and its whole-file verifier (`audit`),
 //! and the key agent's request parser and policy file (`agent::wire`, `agent::json`,
-//! `agent::policy`).
+//! `agent::policy`); both JSON users run on the shared `json` module.
 //! Every call runs under `catch_unwind`: a panic is a
 //! finding, and so is a broken invariant (a decoder accepting what re-encodes differently,
 //! a parser returning a key for input that is not the canonical encoding of that key).

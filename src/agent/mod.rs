@@ -2,8 +2,9 @@
 //! authenticated peers, speaking the SSH agent protocol (docs/agent.md).
 //!
 //! - [`wire`]: the protocol subset (framing, requests, replies, keycell's extensions);
-//! - [`json`] and [`policy`]: the signed policy's rules (the signature is checked by the
-//!   caller before the text reaches [`policy::Policy::parse`]);
+//! - [`json`] (the policy file's limits over [`crate::json::value`]) and [`policy`]: the
+//!   signed policy's rules (the signature is checked by the caller before the text reaches
+//!   [`policy::Policy::parse`]);
 //! - [`keys`]: the store's keys, decrypted into guarded regions;
 //! - [`peer`]: peer credentials (`SO_PEERCRED`, `SO_PEERPIDFD`);
 //! - [`socket`]: the listening socket (umask, directory checks, removal);

@@ -1,7 +1,7 @@
 //! The tamper-evident, forward-secure audit log (`keycell.audit`). No Python here.
 //!
-//! - [`record`]: the exact bytes of one line, written and parsed (and [`json`], the strict
-//!   validator of the event value);
+//! - [`record`]: the exact bytes of one line, written and parsed (and [`json`], what an event
+//!   value may be, checked by [`crate::json::validate`]);
 //! - [`epoch`]: the per-epoch MAC key and its one-way HKDF step, in guarded memory;
 //! - [`merkle`]: the RFC 6962 tree as a compact range, inclusion proofs;
 //! - [`checkpoint`]: C2SP `tlog-checkpoint` bodies in C2SP `signed-note`s (Ed25519);

@@ -1,0 +1,35 @@
+//! Strict JSON (RFC 8259), hand-written: small, fuzzed and readable, with no dependency.
+//!
+//! - [`scan`]: the lexical grammar, in one place: whitespace, the literals, strings (escapes,
+//!   `\uXXXX` and surrogate pairs, no raw control characters) and the number grammar;
+//! - [`validate`]: whether bytes are exactly one JSON value, checked without allocating
+//!   (any RFC 8259 number; the caller bounds the depth);
+//! - [`value`]: a [`value::Value`] tree of a whole document, for configuration: integers
+//!   only (`i64`), no repeated member names, UTF-8, the caller's size and depth limits, and
+//!   a byte offset in every error.
+//!
+//! Callers choose the limits (and the validator's callers check UTF-8 if they need it);
+//! nothing here knows who they are.
+
+pub mod scan;
+pub mod validate;
+pub mod value;
+
+/// Why a document was refused, with the byte offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.reason, self.offset)
+    }
+}
+
+/// A refusal of `reason` at `offset`.
+#[inline]
+pub(crate) fn err<T>(offset: usize, reason: &'static str) -> Result<T, Error> {
+    Err(Error { offset, reason })
+}
