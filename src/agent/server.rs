@@ -743,7 +743,7 @@ mod tests {
     use super::*;
     use crate::keyfile::KeyKind;
     use crate::store::{lock::DEFAULT_LOCK_TIMEOUT, Master, Store};
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     fn tmpdir() -> PathBuf {
         let mut r = [0u8; 8];
@@ -765,6 +765,18 @@ mod tests {
         let mut body = vec![0u8; u32::from_be_bytes(h) as usize];
         s.read_exact(&mut body).ok()?;
         Some(body)
+    }
+
+    /// A server on `path` for this process's uid, with no policy.
+    fn start(path: &Path, keys: KeySet, frame_timeout: Duration, audit_required: bool) -> Server {
+        let config = Config {
+            allowed_uids: vec![rustix::process::geteuid().as_raw()],
+            max_connections: 4,
+            frame_timeout,
+            audit_required,
+        };
+        let socket = BoundSocket::bind(path, 0o600).expect("bind");
+        Server::start(socket, config, keys, None).expect("start")
     }
 
     fn string(b: &[u8]) -> Vec<u8> {
@@ -790,20 +802,7 @@ mod tests {
         let keys = KeySet::load(&mut store).expect("load");
         let public = *keys.entries()[0].public().first_chunk::<32>().expect("32");
         let path = d.join("a.sock");
-        let me = rustix::process::geteuid().as_raw();
-        let config = Config {
-            allowed_uids: vec![me],
-            max_connections: 4,
-            frame_timeout: Duration::from_secs(5),
-            audit_required: false,
-        };
-        let server = Server::start(
-            BoundSocket::bind(&path, 0o600).expect("bind"),
-            config,
-            keys,
-            None,
-        )
-        .expect("start");
+        let server = start(&path, keys, Duration::from_secs(5), false);
         let mut s = UnixStream::connect(&path).expect("connect");
         let ids = request(&mut s, &[wire::REQUEST_IDENTITIES]).expect("ids");
         assert_eq!(ids[0], wire::IDENTITIES_ANSWER);
@@ -835,7 +834,9 @@ mod tests {
                 ("add-identity", "refused")
             ]
         );
-        assert!(events.iter().all(|e| e.uid == me));
+        assert!(events
+            .iter()
+            .all(|e| e.uid == rustix::process::geteuid().as_raw()));
         assert!(server.stop());
         assert!(!path.exists());
         assert!(request(&mut s, &[wire::REQUEST_IDENTITIES]).is_none());
@@ -858,19 +859,7 @@ mod tests {
             .expect("put");
         let keys = KeySet::load(&mut store).expect("load");
         let path = d.join("a.sock");
-        let config = Config {
-            allowed_uids: vec![rustix::process::geteuid().as_raw()],
-            max_connections: 4,
-            frame_timeout: Duration::from_millis(300),
-            audit_required: true,
-        };
-        let server = Server::start(
-            BoundSocket::bind(&path, 0o600).expect("bind"),
-            config,
-            keys,
-            None,
-        )
-        .expect("start");
+        let server = start(&path, keys, Duration::from_millis(300), true);
         let mut s = UnixStream::connect(&path).expect("connect");
         // Nobody acknowledges: the reply becomes FAILURE once the wait times out.
         assert_eq!(

@@ -177,18 +177,7 @@ impl Writer {
             last: [0; 32],
             range: CompactRange::new(),
         };
-        let mut w = Writer {
-            path: path.to_owned(),
-            log,
-            lock,
-            key,
-            snap,
-            sync,
-            timeout: DEFAULT_LOCK_TIMEOUT,
-            made_in: ProcessStamp::current(),
-            line: Vec::new(),
-            ended: false,
-        };
+        let mut w = Writer::new(path, log, lock, key, snap, sync);
         let body = format!(
             "{{\"type\":\"genesis\",\"origin\":{},\"version\":1,\"epoch_records\":{},\
              \"epoch_seconds\":{}}}",
@@ -202,6 +191,29 @@ impl Writer {
         Ok(w)
     }
 
+    /// A writer of this process over an open log, its lock, epoch key and snapshot.
+    fn new(
+        path: &Path,
+        log: File,
+        lock: Arc<LockFile>,
+        key: EpochKey,
+        snap: Snapshot,
+        sync: bool,
+    ) -> Writer {
+        Writer {
+            path: path.to_owned(),
+            log,
+            lock,
+            key,
+            snap,
+            sync,
+            timeout: DEFAULT_LOCK_TIMEOUT,
+            made_in: ProcessStamp::current(),
+            line: Vec::new(),
+            ended: false,
+        }
+    }
+
     /// Open an existing log to continue it: read the state file (the current epoch key and
     /// a snapshot), read the lines written after the snapshot, and repair a torn tail.
     pub fn open(path: &Path, sync: bool) -> Result<(Writer, Option<Repair>), AuditError> {
@@ -213,18 +225,7 @@ impl Writer {
             return Err(AuditError::State("epoch mismatch".to_owned()));
         }
         let log = open_log(path, false)?;
-        let mut w = Writer {
-            path: path.to_owned(),
-            log,
-            lock,
-            key,
-            snap,
-            sync,
-            timeout: DEFAULT_LOCK_TIMEOUT,
-            made_in: ProcessStamp::current(),
-            line: Vec::new(),
-            ended: false,
-        };
+        let mut w = Writer::new(path, log, lock, key, snap, sync);
         let repair = w.catch_up()?;
         Ok((w, repair))
     }
