@@ -7,7 +7,7 @@
 //!   [`policy::Policy::parse`]);
 //! - [`keys`]: the store's keys, decrypted into guarded regions;
 //! - [`peer`]: peer credentials (`SO_PEERCRED`, `SO_PEERPIDFD`);
-//! - [`socket`]: the listening socket (umask, directory checks, removal);
+//! - [`socket`]: the listening socket (private staging bind, directory checks, removal);
 //! - [`harden`]: not dumpable, no core dumps, no new privileges;
 //! - [`server`]: the accept loop and one thread per connection.
 //!

@@ -112,7 +112,7 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
 /// A key agent serving the Ed25519 and secret keys of a `KeyStore` and/or a PKCS#11
 /// token over a Unix socket, in the SSH agent protocol (docs/agent.md).
 ///
-/// The constructor binds `path` (mode `mode`, created under a umask; the directory must not
+/// The constructor binds `path` (mode `mode`, set before the socket is reachable; the directory must not
 /// be writable by group or others), loads every Ed25519 and secret key of `store` into
 /// guarded memory and every Ed25519 private key and generic secret of `token` (an open,
 /// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
