@@ -27,6 +27,8 @@ pub mod pkcs11;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;
+#[cfg(test)]
+mod test_dir;
 
 /// The compiled module `keycell._native`.
 #[cfg(feature = "python")]

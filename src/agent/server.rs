@@ -743,18 +743,7 @@ mod tests {
     use super::*;
     use crate::keyfile::KeyKind;
     use crate::store::{lock::DEFAULT_LOCK_TIMEOUT, Master, Store};
-    use std::path::{Path, PathBuf};
-
-    fn tmpdir() -> PathBuf {
-        let mut r = [0u8; 8];
-        crate::memory::fill_random(&mut r).expect("random");
-        let p = std::env::temp_dir().join(format!(
-            "keycell-agent-test-{}",
-            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir(&p).expect("mkdir");
-        p
-    }
+    use std::path::Path;
 
     fn request(s: &mut UnixStream, msg: &[u8]) -> Option<Vec<u8>> {
         let mut f = (msg.len() as u32).to_be_bytes().to_vec();
@@ -787,7 +776,7 @@ mod tests {
 
     #[test]
     fn serves_signs_refuses_and_stops() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("agent-test");
         let master = [6u8; 32];
         let mut store = Store::create(
             &d.join("s.kcs"),
@@ -846,7 +835,7 @@ mod tests {
 
     #[test]
     fn audit_required_releases_replies_only_when_acknowledged() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("agent-test");
         let mut store = Store::create(
             &d.join("s.kcs"),
             Master::Key(&[7u8; 32]),

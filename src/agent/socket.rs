@@ -203,15 +203,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(mode: u32) -> PathBuf {
-        let mut r = [0u8; 8];
-        crate::memory::fill_random(&mut r).expect("random");
-        let p = std::env::temp_dir().join(format!(
-            "keycell-sock-{}",
-            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir(&p).expect("mkdir");
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .expect("chmod");
+        let p = crate::test_dir::fresh("sock");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
         p
     }
 

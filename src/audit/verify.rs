@@ -469,16 +469,9 @@ mod tests {
     use crate::audit::writer::{checkpoint_path, Writer};
     use crate::crypto::ed25519::PrivateKey;
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("keycell-audit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("mkdir");
-        d
-    }
-
     #[test]
     fn writer_and_verifier_agree_and_mutations_are_classified() {
-        let d = temp_dir("verify");
+        let d = crate::test_dir::fresh("audit-verify");
         let path = d.join("a.log");
         let k0 = [5u8; 32];
         let sk = PrivateKey::from_seed(&[1u8; 32]).expect("key");

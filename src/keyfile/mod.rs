@@ -23,18 +23,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    fn tmpdir() -> std::path::PathBuf {
-        let mut p = std::env::temp_dir();
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).expect("random");
-        p.push(format!(
-            "keycell-test-{}",
-            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir(&p).expect("mkdir");
-        p
-    }
-
     fn write(path: &Path, data: &[u8], mode: u32) {
         let mut f = File::create(path).expect("create");
         f.write_all(data).expect("write");
@@ -55,7 +43,7 @@ mod tests {
 
     #[test]
     fn formats_detect_and_round_trip() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("keyfile-test");
         let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
         for kind in KeyKind::ALL {
             for f in [
@@ -95,7 +83,7 @@ mod tests {
 
     #[test]
     fn ambiguity_and_wrong_kinds_are_refused() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("keyfile-test");
         let p = d.join("k");
         // One printable token (no padding, no line break) is raw.
         write(&p, b"0123456789abcdeg", 0o600);
@@ -159,7 +147,7 @@ mod tests {
     #[test]
     fn openssl_style_pkcs8_loads() {
         // `openssl genpkey -algorithm ed25519` (RFC 8410 §10.3 example key).
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("keyfile-test");
         let p = d.join("ed.pem");
         write(
             &p,
@@ -180,7 +168,7 @@ mod tests {
 
     #[test]
     fn pkcs8_v2_public_key_and_truncations() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("keyfile-test");
         let p = d.join("k");
         let key = [0x5au8; 32];
         // Version 2 (RFC 5958) with a public key: the key loads, the public key is handed
@@ -242,7 +230,7 @@ mod tests {
 
     #[test]
     fn reads_good_file_and_refuses_bad_ones() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("keyfile-test");
         let good = d.join("good");
         write(&good, b"0123456789abcdef", 0o600);
         let mut kf = KeyFile::open(&good, 1024).expect("open");

@@ -258,8 +258,7 @@ mod tests {
 
     #[test]
     fn threads_wait_and_time_out() {
-        let d = std::env::temp_dir().join(format!("keycell-lock-test-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("mkdir");
+        let d = crate::test_dir::fresh("lock-test");
         let p = d.join("s.kcs");
         let held = lock(&p, Duration::from_secs(1)).expect("first");
         let t = Instant::now();

@@ -620,16 +620,6 @@ mod tests {
         lanes: 1,
     };
 
-    fn tmpdir() -> PathBuf {
-        let r: [u8; 8] = random().expect("random");
-        let p = std::env::temp_dir().join(format!(
-            "keycell-store-test-{}",
-            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir(&p).expect("mkdir");
-        p
-    }
-
     fn get(store: &mut Store, name: &str) -> Result<Vec<u8>> {
         let e = store.get(name)?;
         let mut out = vec![0u8; e.len()];
@@ -639,7 +629,7 @@ mod tests {
 
     #[test]
     fn lifecycle() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("store-test");
         let path = d.join("s.kcs");
         let pass = Master::Passphrase(b"correct horse");
         let mut s =
@@ -702,7 +692,7 @@ mod tests {
 
     #[test]
     fn a_token_master_is_recorded_and_required() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("store-test");
         let path = d.join("t.kcs");
         let root = [6u8; 32];
         let mut s = Store::create(
@@ -734,7 +724,7 @@ mod tests {
     /// with keycell's first key store) still open: the derived keys are unchanged.
     #[test]
     fn version_1_files_from_earlier_builds_open() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("store-test");
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/keystore");
         let master: Vec<u8> = (0..32u8).collect();
         type Entries<'a> = &'a [(&'a str, &'a [u8])];
@@ -767,7 +757,7 @@ mod tests {
 
     #[test]
     fn every_flip_and_truncation_is_detected() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("store-test");
         let path = d.join("s.kcs");
         let master = [3u8; 32];
         let mut s = Store::create(
@@ -806,7 +796,7 @@ mod tests {
 
     #[test]
     fn entry_moved_to_another_name_or_store_does_not_open() {
-        let d = tmpdir();
+        let d = crate::test_dir::fresh("store-test");
         let master = [4u8; 32];
         let p1 = d.join("one");
         let p2 = d.join("two");
