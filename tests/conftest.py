@@ -27,10 +27,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "keycell"))
 
 @pytest.fixture(autouse=True)
 def _restore_policy() -> Iterator[None]:
-    """Every test starts and ends with the process policy it found."""
-    before = keycell.get_policy()["on_lock_failure"]
+    """Every test starts and ends with the process policy it found (lock-failure policy,
+    isolation and backend)."""
+    before = keycell.get_policy()
     yield
-    keycell.set_policy(on_lock_failure=before)  # type: ignore[arg-type]
+    keycell.set_policy(**before)  # type: ignore[arg-type]
 
 
 @pytest.fixture

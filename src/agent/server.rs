@@ -16,8 +16,8 @@
 //! - Keys and policy are swapped as a whole ([`Server::set_keys`], [`Server::set_policy`]);
 //!   a request in flight finishes with the set it started with. Use counts live for the
 //!   server's life ([`super::policy::Usage`]).
-//! - [`Server::stop`] wakes the accept thread (`shutdown` of the listening socket), shuts
-//!   down every connection, joins every thread, drops (wipes) the keys and removes the
+//! - [`Server::stop`] wakes the accept thread (`shutdown` of the listening socket), lets
+//!   replies that wait for their records go out (as failures), shuts down every connection, joins every thread, drops (wipes) the keys and removes the
 //!   socket file.
 
 use std::collections::{HashMap, VecDeque};
@@ -93,7 +93,31 @@ struct Queue {
 #[derive(Default)]
 struct Acked {
     seq: u64,
+    /// Replies that wait for their record's acknowledgement or are being written after it:
+    /// [`Server::stop`] lets them go out (as `SSH_AGENT_FAILURE` when not acknowledged)
+    /// before it closes the connections.
+    replies_waiting: usize,
 }
+
+/// One reply counted in [`Acked::replies_waiting`] until dropped.
+struct WaitingReply<'a>(&'a Shared);
+
+impl<'a> WaitingReply<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        lock(&shared.acked).replies_waiting += 1;
+        WaitingReply(shared)
+    }
+}
+
+impl Drop for WaitingReply<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.acked).replies_waiting -= 1;
+        self.0.acked_cv.notify_all();
+    }
+}
+
+/// How long [`Server::stop`] lets replies that waited for their records go out.
+const STOP_REPLY_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Conns {
@@ -523,14 +547,20 @@ fn serve_connection(shared: Arc<Shared>, mut stream: UnixStream, peer: Peer, id:
         if outcome.refused.is_some() {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
+        // Counted before the event is queued: a stop caused by its record (a failing audit
+        // log) finds it waiting.
+        let waiting = shared
+            .config
+            .audit_required
+            .then(|| WaitingReply::new(&shared));
         let recorded = shared.record(event);
-        if shared.config.audit_required
-            && !recorded.is_some_and(|seq| shared.wait_acked(seq, timeout))
-        {
+        if waiting.is_some() && !recorded.is_some_and(|seq| shared.wait_acked(seq, timeout)) {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             reply = wire::status(wire::FAILURE);
         }
-        if stream.write_all(&reply).is_err() {
+        let written = stream.write_all(&reply);
+        drop(waiting);
+        if written.is_err() {
             break;
         }
     }
@@ -707,11 +737,32 @@ impl Server {
         self.shared.stopping.load(Ordering::SeqCst)
     }
 
-    /// Stop: no new connections, close every connection, join every thread, wipe the
+    /// Wait (at most [`STOP_REPLY_GRACE`]) until the replies that waited for their records
+    /// are written: woken by `stopping`, those not acknowledged go out as failures.
+    fn let_waiting_replies_out(&self) {
+        let deadline = Instant::now() + STOP_REPLY_GRACE;
+        let mut a = lock(&self.shared.acked);
+        while a.replies_waiting > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            a = self
+                .shared
+                .acked_cv
+                .wait_timeout(a, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Stop: no new connections, let replies that waited for their records go out (as
+    /// failures when not acknowledged), close every connection, join every thread, wipe the
     /// keys, remove the socket. Idempotent. Returns whether the socket file was removed.
     pub fn stop(&self) -> bool {
         let first = !self.shared.stopping.swap(true, Ordering::SeqCst);
         self.shared.acked_cv.notify_all();
+        self.let_waiting_replies_out();
         let _ = rustix::net::shutdown(&self.shared.socket.listener, Shutdown::Both);
         if let Some(t) = lock(&self.accept).take() {
             let _ = t.join();
@@ -867,6 +918,32 @@ mod tests {
             assert_eq!(reply[0], wire::IDENTITIES_ANSWER);
         });
         assert!(server.stop());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn a_reply_waiting_for_its_record_at_stop_is_a_failure_not_a_closed_connection() {
+        // The CLI stops the agent when its audit log fails: a request whose record was
+        // never acknowledged must still get its SSH_AGENT_FAILURE, however the threads of
+        // stop() and of the connection are scheduled.
+        let d = crate::test_dir::fresh("agent-test");
+        for round in 0..100 {
+            let path = d.join(format!("a{round}.sock"));
+            let server = start(&path, KeySet::default(), Duration::from_secs(30), true);
+            let mut s = UnixStream::connect(&path).expect("connect");
+            std::thread::scope(|t| {
+                let client = t.spawn(move || request(&mut s, &[wire::REQUEST_IDENTITIES]));
+                // The request is queued (and its reply waits for an ack nobody gives).
+                let (events, _) = server.next_events(Duration::from_secs(30), 100);
+                assert_eq!(events.len(), 1);
+                assert!(server.stop());
+                assert_eq!(
+                    client.join().expect("client"),
+                    Some(vec![wire::FAILURE]),
+                    "round {round}"
+                );
+            });
+        }
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

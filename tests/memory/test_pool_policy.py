@@ -17,13 +17,6 @@ from support import run_python
 SHOW = "import json, keycell; print(json.dumps(keycell.get_policy()))"
 
 
-@pytest.fixture(autouse=True)
-def _restore_policy() -> object:
-    before = keycell.get_policy()
-    yield None
-    keycell.set_policy(**before)  # type: ignore[arg-type]
-
-
 def test_defaults_in_a_fresh_process() -> None:
     envs = ("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_ISOLATION", "KEYCELL_BACKEND")
     r = run_python(SHOW, drop_env=envs)
