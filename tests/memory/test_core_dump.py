@@ -172,14 +172,26 @@ phase("done")
 """
 
 
+def _distinct_draw(h: Held) -> tuple[bytes, dict[str, bytes]]:
+    """Random key bytes whose patterns that must exist nowhere differ from those held live.
+    (One X25519 key in 32 is already clamped: its clamped form *is* the live key, which the
+    full dump then rightly contains; such a draw would test nothing and fail.)"""
+    while True:
+        raw = secrets.token_bytes(h.length)
+        derived = h.derive(raw)
+        live = {derived[s] for s in h.live}
+        if all(v not in live for s, v in derived.items() if s not in h.live):
+            return raw, derived
+
+
 def _prepare(tmp: Path) -> tuple[dict[str, bytes], dict[str, bytes], str]:
     """Write the key files; return (keycell patterns, control pattern, child code)."""
     patterns: dict[str, bytes] = {}
     loads = []
     for h in KEYCELL_SECRETS:
-        raw = secrets.token_bytes(h.length)
+        raw, derived = _distinct_draw(h)
         path = write_key_file(tmp / f"{h.name}.key", raw)
-        for suffix, pattern in h.derive(raw).items():
+        for suffix, pattern in derived.items():
             patterns[_pattern_name(h, suffix)] = pattern
         loads.append(h.load.format(path=str(path)))
     control = secrets.token_bytes(32)
