@@ -242,11 +242,27 @@ impl Shared {
 
     /// Wait until event `seq` is acknowledged, at most `timeout` (or until stopping).
     fn wait_acked(&self, seq: u64, timeout: Duration) -> bool {
+        self.wait_for_acked(timeout, |a| {
+            if a.seq >= seq {
+                Some(true)
+            } else if self.stopping.load(Ordering::SeqCst) {
+                Some(false)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Wait on [`Shared::acked`] until `done` answers, or `timeout` passes (`false`).
+    fn wait_for_acked(&self, timeout: Duration, done: impl Fn(&Acked) -> Option<bool>) -> bool {
         let deadline = Instant::now() + timeout;
         let mut a = lock(&self.acked);
-        while a.seq < seq {
+        loop {
+            if let Some(answer) = done(&a) {
+                return answer;
+            }
             let now = Instant::now();
-            if now >= deadline || self.stopping.load(Ordering::SeqCst) {
+            if now >= deadline {
                 return false;
             }
             a = self
@@ -255,7 +271,6 @@ impl Shared {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        true
     }
 
     /// Check `op` on `entry` for `uid` against the policy, counting the use.
@@ -740,20 +755,9 @@ impl Server {
     /// Wait (at most [`STOP_REPLY_GRACE`]) until the replies that waited for their records
     /// are written: woken by `stopping`, those not acknowledged go out as failures.
     fn let_waiting_replies_out(&self) {
-        let deadline = Instant::now() + STOP_REPLY_GRACE;
-        let mut a = lock(&self.shared.acked);
-        while a.replies_waiting > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            a = self
-                .shared
-                .acked_cv
-                .wait_timeout(a, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        self.shared.wait_for_acked(STOP_REPLY_GRACE, |a| {
+            (a.replies_waiting == 0).then_some(true)
+        });
     }
 
     /// Stop: no new connections, let replies that waited for their records go out (as
