@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._native import Ed25519PublicKey
+from ._text_refusal import RefusesText
 from .exceptions import (
     AgentProtocolError,
     AgentRefusedError,
@@ -285,7 +286,7 @@ def _recv_exact(s: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-class AgentEd25519Key:
+class AgentEd25519Key(RefusesText):
     """An Ed25519 private key held by the agent: ``sign`` and ``public_key`` as
     :class:`keycell.Ed25519PrivateKey`."""
 
@@ -324,7 +325,7 @@ class AgentEd25519Key:
         return sig
 
 
-class AgentSecretKey:
+class AgentSecretKey(RefusesText):
     """A secret key held by the agent: ``hmac`` and ``verify_hmac`` as
     :class:`keycell.SecretKey`."""
 

@@ -23,12 +23,13 @@ import threading
 import time
 
 from ._native import HOTP, TOTP
+from ._text_refusal import RefusesText
 from .exceptions import InvalidCode
 
 __all__ = ["HOTP", "TOTP", "InvalidCode", "TotpVerifier"]
 
 
-class TotpVerifier:
+class TotpVerifier(RefusesText):
     """A TOTP verifier that remembers the last accepted time step, so no code is accepted
     twice (and no code older than an accepted one).
 

@@ -27,6 +27,8 @@ macro_rules! aead_class {
             key: Py<SecretKey>,
         }
 
+        $crate::py::text_refusal::text_refusing!($cls);
+
         impl $cls {
             fn sealer<'a>(&'a self, py: Python<'a>) -> Sealer<'a> {
                 Sealer {

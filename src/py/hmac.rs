@@ -205,3 +205,5 @@ impl Hmac {
         format!("<keycell.HMAC {}>", self.alg.name())
     }
 }
+
+crate::py::text_refusal::text_refusing!(Hmac);

@@ -398,7 +398,7 @@ impl<K: CellKey> ViewSource for KeyCell<K> {
 /// `cell` (a [`KeyCell`]): the export seal, destroy, context manager, protection report,
 /// constant-time `==` (which also leaves the class unhashable: PyO3 sets `__hash__` to
 /// `None` for a class with `__richcmp__` and no `__hash__`), `repr`, and the refusal to
-/// pickle or copy. `$methods` are the
+/// pickle, copy or become text (`text_refusing!`). `$methods` are the
 /// class's own methods, placed in the same `#[pymethods]` block (PyO3 allows one).
 macro_rules! key_handle_methods {
     ($cls:ident, $key:ty, { $($methods:tt)* }) => {
@@ -408,6 +408,8 @@ macro_rules! key_handle_methods {
                 &self.cell
             }
         }
+
+        $crate::py::text_refusal::text_refusing!($cls);
 
         #[::pyo3::pymethods]
         impl $cls {
@@ -465,10 +467,6 @@ macro_rules! key_handle_methods {
             }
 
             fn __repr__(&self) -> String {
-                self.cell.repr()
-            }
-
-            fn __str__(&self) -> String {
                 self.cell.repr()
             }
 

@@ -23,6 +23,7 @@ mod otp;
 mod pkcs11;
 mod protection;
 mod secret_key;
+mod text_refusal;
 mod view;
 mod x25519;
 

@@ -321,9 +321,11 @@ impl Pkcs11SecretKey {
 
 /// The methods both token handle classes share (as `key_handle_methods!` writes them for
 /// local keys): names, the export seal, destroy, protection, context manager, and the
-/// refusal to pickle or copy. A second `#[pymethods]` block per class.
+/// refusal to pickle, copy or become text. A second `#[pymethods]` block per class.
 macro_rules! token_handle_methods {
     ($class:ty, $name:expr, $delete_doc:literal) => {
+        $crate::py::text_refusal::text_refusing!($class);
+
         #[pymethods]
         impl $class {
             /// The key's `CKA_LABEL`.
