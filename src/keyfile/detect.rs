@@ -121,6 +121,25 @@ fn detect_of_len(content: &[u8], len: usize) -> Result<Format, FileError> {
     })
 }
 
+/// Below this many bytes in both readings, text that is hex and base64 at once is refused
+/// rather than read as hex: a random 3-byte key's 4 base64 characters are all hex digits
+/// one time in 70, and reading them as hex gives a different, 2-byte key. From 16 bytes
+/// on, base64 text of unpadded length is all hex digits with probability below 2^-30 per
+/// key (22 of the 64 characters, 20 or more of them), and hex keeps its precedence.
+const AMBIGUOUS_BELOW: usize = 16;
+
+/// True when `content` (hex digits and whitespace) also reads as base64, and both readings
+/// give a key shorter than [`AMBIGUOUS_BELOW`] bytes.
+fn ambiguous_short_text(content: &[u8]) -> bool {
+    let len_as = |f| layout(content, f).ok().map(|(_, n)| n);
+    match (len_as(Format::Hex), len_as(Format::Base64)) {
+        (Some(hex), Some(b64)) => {
+            crate::encoding::looks_base64(content) && hex < AMBIGUOUS_BELOW && b64 < AMBIGUOUS_BELOW
+        }
+        _ => false,
+    }
+}
+
 /// The format of a secret key file of unknown length (secret keys without `length=`):
 /// binary data or one token of printable characters is raw; see `docs/key-formats.md`.
 fn detect_of_unknown_len(content: &[u8]) -> Result<Format, FileError> {
@@ -128,6 +147,13 @@ fn detect_of_unknown_len(content: &[u8]) -> Result<Format, FileError> {
         return Ok(Format::Raw);
     }
     if crate::encoding::looks_hex(content) {
+        if ambiguous_short_text(content) {
+            return Err(unusable(format!(
+                "it is ambiguous: the text reads both as hex and as base64 of a key shorter \
+                 than {AMBIGUOUS_BELOW} bytes, and the two readings are different keys; pass \
+                 format=\"hex\" or format=\"base64\" (or length=)"
+            )));
+        }
         return Ok(Format::Hex);
     }
     let encoded_look = content
@@ -144,4 +170,42 @@ fn detect_of_unknown_len(content: &[u8]) -> Result<Format, FileError> {
         "it is text with line breaks or padding but neither hex nor base64; pass \
          format=\"raw\" if the key really is these characters (or length=)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown(text: &str) -> Result<Format, String> {
+        detect_of_unknown_len(text.as_bytes()).map_err(|e| match e {
+            FileError::Unusable { reason, .. } | FileError::Insecure(reason) => reason,
+        })
+    }
+
+    #[test]
+    fn short_text_that_is_hex_and_base64_is_refused() {
+        // "abcd" is hex of ab cd and base64 of 69 b7 1d: two different keys.
+        for text in [
+            "abcd\n",
+            "abcd",
+            "0123456789abcdef\n",
+            "12345678\n12345678\n",
+        ] {
+            let err = unknown(text).expect_err(text);
+            assert!(
+                err.contains("ambiguous") && err.contains("format="),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_that_is_not_base64_or_long_enough_stays_hex() {
+        // 6 digits: not a base64 length; 32 digits: base64 would be 24 bytes.
+        for text in ["abcdef\n", "0123456789abcdef0123456789abcdef\n"] {
+            assert_eq!(unknown(text), Ok(Format::Hex), "{text}");
+        }
+        // Base64 with a character that is not a hex digit stays base64.
+        assert_eq!(unknown("abcz\n"), Ok(Format::Base64));
+    }
 }
