@@ -145,6 +145,22 @@ pub fn check_description(description: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Check a description for a key keycell stores: [`check_description`], and no `;`. The
+/// kernel describes a key as `type;uid;gid;perm;description` and `linux-keyutils` splits
+/// that on every `;`, so a stored `prod;x` would describe and list as `prod`. Keys made by
+/// other tools with a `;` can still be read by description or serial.
+pub fn check_new_description(description: &str) -> Result<(), &'static str> {
+    check_description(description)?;
+    if description.contains(';') {
+        Err(
+            "the key description must not contain ';' (the kernel's key descriptions use it \
+             as a separator, so the name would list cut at the ';')",
+        )
+    } else {
+        Ok(())
+    }
+}
+
 /// The key `lookup` names; a serial must name a `user` key.
 pub fn find(lookup: Lookup<'_>) -> Result<Key, KeyringError> {
     match lookup {
@@ -258,6 +274,10 @@ mod tests {
         assert!(check_description("a\0b").is_err());
         assert!(check_description(&"x".repeat(MAX_DESCRIPTION_LEN)).is_ok());
         assert!(check_description(&"x".repeat(MAX_DESCRIPTION_LEN + 1)).is_err());
+        assert!(check_description("prod;x").is_ok());
+        assert!(check_new_description("prod;x").is_err());
+        assert!(check_new_description("kc:a").is_ok());
+        assert!(check_new_description("").is_err());
     }
 
     #[test]

@@ -190,7 +190,7 @@ pub fn store_args(
     keyring: Option<&Bound<'_, PyAny>>,
     timeout: Option<u32>,
 ) -> Result<Target> {
-    keyring::check_description(description).map_err(|m| Error::Value(m.to_owned()))?;
+    keyring::check_new_description(description).map_err(|m| Error::Value(m.to_owned()))?;
     if timeout == Some(0) {
         return Err(Error::Value(
             "timeout must be at least 1 second (None: no expiry)".to_owned(),

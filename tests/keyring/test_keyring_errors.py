@@ -65,6 +65,7 @@ def test_bad_arguments() -> None:
             "ring_bool": error(SecretKey.from_keyring, "kc:a", keyring=True),
             "empty": error(keyring.store, key, ""),
             "nul": error(keyring.store, key, "a\\0b"),
+            "semicolon": error(keyring.store, key, "prod;x"),
             "long": error(keyring.store, key, "x" * 257),
             "timeout0": error(keyring.store, key, "kc:a", timeout=0),
             "timeout_neg": error(keyring.store, key, "kc:a", timeout=-1),
@@ -83,6 +84,7 @@ def test_bad_arguments() -> None:
         "ring_bool": "TypeError",
         "empty": "ValueError",
         "nul": "ValueError",
+        "semicolon": "ValueError",
         "long": "ValueError",
         "timeout0": "ValueError",
         "timeout_neg": "OverflowError",
@@ -94,6 +96,21 @@ def test_bad_arguments() -> None:
     }
     assert {k: r[k]["type"] for k in expected} == expected
     assert r["left"] == []  # nothing was stored by any refused call
+    assert "';'" in r["semicolon"]["message"]
+
+
+def test_a_key_made_elsewhere_with_a_semicolon_is_still_read() -> None:
+    """keyctl may store `prod;x`; keycell refuses to make such a name (it would list cut
+    at the `;`) but still reads the key by its full description."""
+    r = in_session(
+        """
+        keyctl("padd", "user", "prod;x", "@s", input=bytes(range(32)))
+        key = SecretKey.from_keyring("prod;x", length=32)
+        with key.expose() as view:
+            done({"read": bytes(view) == bytes(range(32))})
+        """
+    )
+    assert r["read"] is True
 
 
 def test_exception_hierarchy() -> None:
