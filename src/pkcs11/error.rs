@@ -32,6 +32,9 @@ pub enum Pkcs11ErrorKind {
     SignatureInvalid,
     /// A bad argument (label, length, URI).
     Invalid,
+    /// A key object keycell will not use: made without the PIN, readable out of the
+    /// token, or (for a store master) not generated there.
+    Untrusted,
     /// Any other failure the module reported.
     Other,
 }

@@ -49,6 +49,12 @@ impl ObjectKind {
         }
     }
 
+    /// Whether objects of this kind hold a secret (searched for with `CKA_PRIVATE=true`
+    /// and checked by [`check_trust`] before use).
+    fn is_secret(self) -> bool {
+        !matches!(self, ObjectKind::Ed25519Public)
+    }
+
     fn name(self) -> &'static str {
         match self {
             ObjectKind::Ed25519Private => "Ed25519 private key",
@@ -106,15 +112,125 @@ fn ck(what: &'static str) -> impl Fn(cryptoki::error::Error) -> Pkcs11Error {
     move |e| Pkcs11Error::from_cryptoki(what, e)
 }
 
-/// The handles of every object of `kind` named by `spec`.
+/// The handles of every object of `kind` named by `spec`. Secret kinds are searched with
+/// `CKA_PRIVATE=true`: a session without the PIN can create public objects with any
+/// label, and a key keycell uses must never be one of those.
 fn find_all(s: &Session, kind: ObjectKind, spec: &ObjectSpec) -> Result<Vec<ObjectHandle>> {
     let mut template = kind.template();
+    if kind.is_secret() {
+        template.push(Attribute::Private(true));
+    }
     template.extend(spec.attributes());
     s.find_objects(&template).map_err(ck("searching the token"))
 }
 
-/// The one object of `kind` named by `spec`.
-pub fn find(token: &Token, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
+/// What a secret key object must be before keycell uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// A signing or HMAC key: private (made by someone who had the PIN), sensitive and
+    /// not extractable (its value cannot be read out).
+    Key,
+    /// A key store master: also always sensitive and never extractable, and generated on
+    /// the token (`CKA_LOCAL`, where the token reports it): a value nobody ever saw. A key
+    /// imported with `C_CreateObject`, whose value its maker knows, is none of these.
+    StoreMaster,
+}
+
+/// The reasons the object `h` falls short of `trust`, empty when it does not.
+fn trust_failures(token: &Token, h: ObjectHandle, trust: Trust) -> Result<Vec<&'static str>> {
+    use AttributeType as T;
+    let wanted = [
+        T::Private,
+        T::Sensitive,
+        T::Extractable,
+        T::AlwaysSensitive,
+        T::NeverExtractable,
+        T::Local,
+    ];
+    let attrs = token.with_session(|s| {
+        s.get_attributes(h, &wanted)
+            .map_err(ck("reading key attributes"))
+    })?;
+    let (mut private, mut sensitive, mut extractable) = (false, false, true);
+    let (mut always_sensitive, mut never_extractable, mut local) = (false, false, None);
+    for a in attrs {
+        match a {
+            Attribute::Private(b) => private = b,
+            Attribute::Sensitive(b) => sensitive = b,
+            Attribute::Extractable(b) => extractable = b,
+            Attribute::AlwaysSensitive(b) => always_sensitive = b,
+            Attribute::NeverExtractable(b) => never_extractable = b,
+            Attribute::Local(b) => local = Some(b),
+            _ => {}
+        }
+    }
+    let mut failures = Vec::new();
+    if !private {
+        failures.push("not private (CKA_PRIVATE false: made without the PIN?)");
+    }
+    if !sensitive {
+        failures.push("not sensitive");
+    }
+    if extractable {
+        failures.push("extractable");
+    }
+    if trust == Trust::StoreMaster {
+        if !always_sensitive {
+            failures.push("not always sensitive");
+        }
+        if !never_extractable {
+            failures.push("not never-extractable");
+        }
+        if local == Some(false) {
+            failures.push("not generated on the token (CKA_LOCAL false: imported)");
+        }
+    }
+    Ok(failures)
+}
+
+/// Refuse the object `h` of `kind` named by `spec` unless it meets `trust`.
+pub fn check_trust(
+    token: &Token,
+    h: ObjectHandle,
+    kind: ObjectKind,
+    spec: &ObjectSpec,
+    trust: Trust,
+) -> Result<()> {
+    let failures = trust_failures(token, h, trust)?;
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(Pkcs11Error::new(
+        Pkcs11ErrorKind::Untrusted,
+        format!(
+            "the {} with {} on token {:?} is not safe to use: {}; its value may be known \
+             to whoever made it. Generate keys in the token (generate_secret, \
+             generate_ed25519, wrapping_key(create=True))",
+            kind.name(),
+            spec.describe(),
+            token.info().label,
+            failures.join(", ")
+        ),
+    ))
+}
+
+/// The one object of `kind` named by `spec`; a secret kind must meet `trust`
+/// ([`check_trust`]).
+pub fn find(
+    token: &Token,
+    kind: ObjectKind,
+    spec: &ObjectSpec,
+    trust: Trust,
+) -> Result<ObjectHandle> {
+    let h = find_unchecked(token, kind, spec)?;
+    if kind.is_secret() {
+        check_trust(token, h, kind, spec, trust)?;
+    }
+    Ok(h)
+}
+
+/// The one object of `kind` named by `spec`, not checked.
+fn find_unchecked(token: &Token, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
     if spec.label.is_none() && spec.id.is_none() {
         return Err(Pkcs11Error::invalid("name the key by label or id"));
     }
@@ -151,13 +267,18 @@ pub fn find(token: &Token, kind: ObjectKind, spec: &ObjectSpec) -> Result<Object
 }
 
 /// Every object of `kind` on the token (the private ones only when logged in), with its
-/// label and id.
+/// label and id. Secret kinds are only those that meet [`Trust::Key`]: an extractable or
+/// non-sensitive key is left out, as an object made without the PIN is.
 pub fn find_every(token: &Token, kind: ObjectKind) -> Result<Vec<(ObjectHandle, ObjectSpec)>> {
     let found = token.with_session(|s| find_all(s, kind, &ObjectSpec::default()))?;
-    found
-        .into_iter()
-        .map(|h| names(token, h).map(|n| (h, n)))
-        .collect()
+    let mut out = Vec::new();
+    for h in found {
+        if kind.is_secret() && !trust_failures(token, h, Trust::Key)?.is_empty() {
+            continue;
+        }
+        out.push((h, names(token, h)?));
+    }
+    Ok(out)
 }
 
 /// The label and id of an object.
@@ -205,17 +326,18 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
             ))
         }
     };
-    let public = find(token, ObjectKind::Ed25519Public, &by).map_err(|e| match e.kind {
-        Pkcs11ErrorKind::ObjectNotFound => Pkcs11Error::new(
-            Pkcs11ErrorKind::ObjectNotFound,
-            format!(
-                "the Ed25519 private key with {} has no public key object on the token \
+    let public =
+        find_unchecked(token, ObjectKind::Ed25519Public, &by).map_err(|e| match e.kind {
+            Pkcs11ErrorKind::ObjectNotFound => Pkcs11Error::new(
+                Pkcs11ErrorKind::ObjectNotFound,
+                format!(
+                    "the Ed25519 private key with {} has no public key object on the token \
                  (keycell reads the public key from it)",
-                spec.describe()
+                    spec.describe()
+                ),
             ),
-        ),
-        _ => e,
-    })?;
+            _ => e,
+        })?;
     let point = token.with_session(|s| {
         s.get_attributes(public, &[AttributeType::EcPoint])
             .map_err(ck("reading the public key"))

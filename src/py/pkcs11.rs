@@ -63,7 +63,7 @@ pub(crate) fn pkcs11_error(e: Pkcs11Error) -> Error {
         K::NotLoggedIn => Pkcs11NotLoggedInError::new_err(msg),
         K::SignatureInvalid => return Error::InvalidSignature(msg),
         K::Invalid => return Error::Value(msg),
-        K::ObjectAmbiguous | K::Other => PyPkcs11Error::new_err(msg),
+        K::ObjectAmbiguous | K::Untrusted | K::Other => PyPkcs11Error::new_err(msg),
     };
     Python::attach(|py| {
         let _ = err.value(py).setattr("code", e.code);
@@ -457,7 +457,7 @@ impl Pkcs11Token {
 
     fn find(&self, py: Python<'_>, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
         let t = Arc::clone(&self.token);
-        Ok(detach(py, || keys::find(&t, kind, spec))?)
+        Ok(detach(py, || keys::find(&t, kind, spec, keys::Trust::Key))?)
     }
 }
 
@@ -542,13 +542,24 @@ impl Pkcs11Token {
     /// Pass it as `KeyStore.create/open(path, master=...)`: the store's root key is
     /// HMAC-SHA256 of a fixed challenge under it, computed in the token
     /// (docs/pkcs11.md).
+    /// The key must be private, sensitive, always sensitive, never extractable and
+    /// generated on the token (`Pkcs11Error` otherwise): `create=True` never adopts an
+    /// object whose value someone else may know (docs/pkcs11.md).
     #[pyo3(signature = (label, create = false))]
     fn wrapping_key(&self, py: Python<'_>, label: String, create: bool) -> Result<Pkcs11SecretKey> {
-        match self.secret_key(py, label.clone()) {
-            Err(Error::Py(e)) if create && e.is_instance_of::<Pkcs11ObjectNotFoundError>(py) => {
+        let t = Arc::clone(&self.token);
+        let spec = ObjectSpec::label(&label);
+        let found = detach(py, || {
+            keys::find(&t, ObjectKind::Secret, &spec, keys::Trust::StoreMaster)
+        });
+        match found {
+            Ok(h) => Ok(Pkcs11SecretKey {
+                obj: TokenObject::new(py, Arc::clone(&self.token), h)?,
+            }),
+            Err(e) if create && e.kind == Pkcs11ErrorKind::ObjectNotFound => {
                 self.generate_secret(py, label, 32)
             }
-            other => other,
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -78,7 +78,7 @@ def test_short_keys_without_length(tmp_path: Path, length: int) -> None:
     write(path, hexable.hex().encode() + b"\n")
     hex_is_base64 = (2 * length) % 4 == 0 and (2 * length) // 4 * 3 < 16
     if hex_is_base64:
-        with pytest.raises(KeyFileError, match='ambiguous.*format="hex" or format="base64"'):
+        with pytest.raises(KeyFileError, match=r'ambiguous.*format="hex" or format="base64"'):
             SecretKey.from_file(path)
     else:
         assert key_bytes(SecretKey.from_file(path)) == hexable
