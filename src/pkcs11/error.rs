@@ -35,6 +35,8 @@ pub enum Pkcs11ErrorKind {
     /// A key object keycell will not use: made without the PIN, readable out of the
     /// token, or (for a store master) not generated there.
     Untrusted,
+    /// The module file or a directory above it could be written by someone else.
+    UnsafeModule,
     /// Any other failure the module reported.
     Other,
 }

@@ -75,7 +75,69 @@ pub(crate) fn lock_registry<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     }
 }
 
-/// The module at `path`, loaded and initialised in this process.
+/// The environment variable that lets [`load`] load a module whose path fails
+/// [`check_module_path`] (value `1`), for a deliberate setup the check cannot judge.
+pub const ALLOW_UNSAFE_MODULE_ENV: &str = "KEYCELL_PKCS11_ALLOW_UNSAFE_MODULE";
+
+/// Refuse a module whoever else could have written: loading it runs its code (its
+/// constructors, then every call) in this process, which holds keys, so the file and every
+/// directory above it must be owned by root or by this process's effective user and not
+/// writable by group or others, as OpenSSH's `safe_path` asks of what it runs. `canonical`
+/// has no symlinks (the path that is then loaded), so no component can be swapped.
+pub fn check_module_path(canonical: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = rustix::process::geteuid().as_raw();
+    let mut current = Some(canonical);
+    while let Some(p) = current {
+        let meta = std::fs::metadata(p).map_err(|e| {
+            Pkcs11Error::new(
+                Pkcs11ErrorKind::ModuleNotFound,
+                format!("PKCS#11 module path {:?}: {e}", p.display().to_string()),
+            )
+        })?;
+        let what = if p == canonical {
+            "module"
+        } else {
+            "directory"
+        };
+        let mut problems = Vec::new();
+        if meta.uid() != 0 && meta.uid() != euid {
+            problems.push(format!(
+                "owned by uid {}, not root or this user",
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            problems.push(format!(
+                "writable by {} (mode {:o})",
+                if meta.mode() & 0o002 != 0 {
+                    "others"
+                } else {
+                    "its group"
+                },
+                meta.mode() & 0o7777
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(Pkcs11Error::new(
+                Pkcs11ErrorKind::UnsafeModule,
+                format!(
+                    "refusing to load PKCS#11 module {:?}: the {what} {:?} is {}, so \
+                     someone else could replace the code this process would run; fix \
+                     the owner or mode, or set {ALLOW_UNSAFE_MODULE_ENV}=1 to load it anyway",
+                    canonical.display().to_string(),
+                    p.display().to_string(),
+                    problems.join(" and ")
+                ),
+            ));
+        }
+        current = p.parent();
+    }
+    Ok(())
+}
+
+/// The module at `path`, loaded and initialised in this process. Its path must pass
+/// [`check_module_path`] unless [`ALLOW_UNSAFE_MODULE_ENV`] is `1`.
 pub fn load(path: &Path) -> Result<Arc<Module>> {
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Pkcs11Error::new(
@@ -83,6 +145,9 @@ pub fn load(path: &Path) -> Result<Arc<Module>> {
             format!("PKCS#11 module {:?}: {e}", path.display().to_string()),
         )
     })?;
+    if std::env::var_os(ALLOW_UNSAFE_MODULE_ENV).is_none_or(|v| v != "1") {
+        check_module_path(&canonical)?;
+    }
     let mut modules = lock_registry(&MODULES)?;
     // A fork child leaks the parent's contexts: dropping them could call into the module.
     let (current, stale): (Vec<_>, Vec<_>) = modules.drain(..).partition(|m| m.is_current());

@@ -63,7 +63,9 @@ pub(crate) fn pkcs11_error(e: Pkcs11Error) -> Error {
         K::NotLoggedIn => Pkcs11NotLoggedInError::new_err(msg),
         K::SignatureInvalid => return Error::InvalidSignature(msg),
         K::Invalid => return Error::Value(msg),
-        K::ObjectAmbiguous | K::Untrusted | K::Other => PyPkcs11Error::new_err(msg),
+        K::ObjectAmbiguous | K::Untrusted | K::UnsafeModule | K::Other => {
+            PyPkcs11Error::new_err(msg)
+        }
     };
     Python::attach(|py| {
         let _ = err.value(py).setattr("code", e.code);
