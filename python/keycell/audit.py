@@ -319,6 +319,8 @@ class VerifyResult:
     matched). Otherwise ``kind`` (one of :data:`FAILURE_KINDS`) and ``line`` (1-based;
     ``0`` for the checkpoint itself) describe the first failure and ``detail`` explains
     it. ``records`` counts the lines that verified before it, ``byte_count`` their size.
+    ``unchecked_before`` is set for a file verified with ``rotated_ok=True`` that begins
+    with a rotate record: the sequence number before which nothing was checked.
     """
 
     valid: bool
@@ -333,6 +335,7 @@ class VerifyResult:
     kind: str | None
     line: int | None
     detail: str | None
+    unchecked_before: int | None = None
 
     @property
     def tampered(self) -> bool:
@@ -352,6 +355,7 @@ class VerifyResult:
             "origin": self.origin,
             "checkpoint_size": self.checkpoint_size,
             "root": self.root.hex(),
+            "unchecked_before": self.unchecked_before,
             "failure": None
             if self.kind is None
             else {"kind": self.kind, "line": self.line, "detail": self.detail},
@@ -371,10 +375,17 @@ def verify(
     key: SecretKey,
     public_key: Ed25519PublicKey,
     checkpoint: str | os.PathLike[str] | bytes | Literal[False] | None = None,
+    rotated_ok: bool = False,
 ) -> VerifyResult:
     """Verify the log at ``path`` in one streaming pass (constant memory): every MAC under
     its epoch's key derived from ``key`` (``K0``), the hash chain, the sequence, the epoch
     order, and the Merkle root against a signed checkpoint.
+
+    A log must begin with its genesis record. A file that begins with a ``rotate`` record
+    (the file after a rotation) is ``deleted`` at line 1 unless ``rotated_ok=True``
+    declares it so; then ``unchecked_before`` gives the sequence number from which it was
+    checked. Whoever holds a later epoch key can write such a file, so prefer
+    :func:`verify_rotated`, which also checks the archive and the link.
 
     ``checkpoint`` is a signed note (``bytes``) or the path of one; ``None`` uses
     ``<path>.checkpoint`` when it exists; ``False`` checks none. A checkpoint kept apart
@@ -395,7 +406,9 @@ def verify(
             note = _read_checkpoint(default)
     elif checkpoint is not False:
         note = _read_checkpoint(checkpoint)
-    r = _native.audit_verify(os.fspath(path), key=key, public_key=public_key, checkpoint=note)
+    r = _native.audit_verify(
+        os.fspath(path), key=key, public_key=public_key, checkpoint=note, rotated_ok=rotated_ok
+    )
     return VerifyResult(
         valid=r["valid"],
         records=r["records"],
@@ -409,6 +422,7 @@ def verify(
         kind=r["kind"],
         line=r["line"],
         detail=r["detail"],
+        unchecked_before=r["unchecked_before"],
     )
 
 
@@ -431,16 +445,19 @@ def verify_rotated(
     *,
     key: SecretKey,
     public_key: Ed25519PublicKey,
+    rotated_ok: bool = False,
 ) -> VerifyResult:
     """Verify a rotated log: the ``archive`` (against ``<archive>.checkpoint``), then the
     ``current`` file, and the link between them: the current file's first record (a
     ``rotate`` record) must continue the archive's sequence and hash chain and name the
     archive's size and Merkle root. Returns the first failing result (a broken link is
-    reported as ``modified`` at line 1 of ``current``), else the current file's result."""
-    old = verify(archive, key=key, public_key=public_key)
+    reported as ``modified`` at line 1 of ``current``), else the current file's result.
+    The archive must begin with its genesis unless ``rotated_ok`` (it was itself rotated
+    from an earlier archive: verify that pair too)."""
+    old = verify(archive, key=key, public_key=public_key, rotated_ok=rotated_ok)
     if not old.valid:
         return old
-    new = verify(current, key=key, public_key=public_key)
+    new = verify(current, key=key, public_key=public_key, rotated_ok=True)
     if not new.valid:
         return new
     with open(current, "rb") as f:

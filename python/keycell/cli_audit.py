@@ -63,6 +63,13 @@ def register(sub: Any) -> None:
         help="PATH was rotated from ARCHIVE: verify both (each against its .checkpoint) and "
         "the link between them",
     )
+    cp.add_argument(
+        "--rotated",
+        action="store_true",
+        help="PATH is a file after a rotation (it begins with a rotate record): check it from "
+        "that record on (against PATH.checkpoint when it exists); without this or --previous, "
+        "a log must begin with its genesis",
+    )
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=_cmd_verify)
     pr = asub.add_parser(
@@ -101,7 +108,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             if args.previous:
                 result = audit.verify_rotated(args.previous, args.path, key=key, public_key=public)
             else:
-                result = audit.verify(args.path, key=key, public_key=public, checkpoint=checkpoint)
+                result = audit.verify(
+                    args.path,
+                    key=key,
+                    public_key=public,
+                    checkpoint=checkpoint,
+                    rotated_ok=args.rotated,
+                )
     except (KeycellError, OSError, ValueError) as exc:
         return _usage(str(exc))
     if args.json:
@@ -112,9 +125,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             if result.checkpoint_size is not None
             else ", no checkpoint"
         )
+        since = (
+            f"; checked from seq {result.unchecked_before} (a file after a rotation: the "
+            "history before it was not checked)"
+            if result.unchecked_before is not None
+            else ""
+        )
         print(
             f"valid: {result.records} records (seq {result.first_seq}..{result.last_seq}), "
-            f"{result.epochs} epochs{cp}"
+            f"{result.epochs} epochs{cp}{since}"
         )
     else:
         where = "the checkpoint" if result.line == 0 else f"line {result.line}"

@@ -56,6 +56,9 @@ pub struct Report {
     pub checkpoint: Option<Checkpoint>,
     /// The Merkle root of the verified lines.
     pub root: Hash,
+    /// For a file after a rotation, declared so (`rotated_ok`): the sequence number of its
+    /// first record, before which nothing was checked.
+    pub unchecked_before: Option<u64>,
     /// The first failure; `None` when the log verified.
     pub failure: Option<Failure>,
 }
@@ -127,11 +130,19 @@ fn open(path: &Path) -> Result<File, AuditError> {
 
 /// Verify the log at `path` under `K0` = `k0` and, when `checkpoint` is given, the signed
 /// checkpoint under `public`. I/O errors are `Err`; findings are in the report.
+///
+/// A log must begin with its genesis record: a first line that is a `rotate` record is
+/// [`FailureKind::Deleted`] unless `rotated_ok` declares the file one that follows a
+/// rotation, and then [`Report::unchecked_before`] says from which sequence number it was
+/// checked. Whoever holds a later epoch key (the state file on the host) can write a
+/// `rotate` line and records after it that verify under `K0`, so a file that starts there
+/// proves nothing about the history before it unless its archive is verified with it.
 pub fn verify_file(
     path: &Path,
     k0: &[u8],
     public: &VerifyingKey,
     checkpoint: Option<&[u8]>,
+    rotated_ok: bool,
 ) -> Result<Report, AuditError> {
     if k0.len() < MIN_K0_LEN {
         return Err(AuditError::Invalid(format!(
@@ -220,6 +231,19 @@ pub fn verify_file(
             };
             if genesis && (rec.seq != 0 || rec.epoch != 0 || rec.prev != [0; 32]) {
                 break Some(fail(FailureKind::Modified, 1, "a malformed genesis record"));
+            }
+            if !genesis {
+                if !rotated_ok {
+                    break Some(fail(
+                        FailureKind::Deleted,
+                        1,
+                        "the log begins with a rotate record, not its genesis: alone, a file \
+                         after a rotation proves nothing about the history before it; verify \
+                         it with its archive (verify_rotated, --previous) or declare it \
+                         rotated (rotated_ok=True, --rotated)",
+                    ));
+                }
+                report.unchecked_before = Some(rec.seq);
             }
             if let Some(c) = &cp {
                 if c.origin != origin {
@@ -489,7 +513,7 @@ mod tests {
         let good = std::fs::read(&path).expect("log");
         let run = |data: &[u8], key: &[u8]| {
             std::fs::write(&path, data).expect("write");
-            verify_file(&path, key, sk.public(), Some(&cp)).expect("verify")
+            verify_file(&path, key, sk.public(), Some(&cp), false).expect("verify")
         };
         let r = run(&good, &k0);
         assert!(r.failure.is_none(), "{:?}", r.failure);
@@ -511,7 +535,7 @@ mod tests {
             kind(run(&good, &[6u8; 32])),
             Some((FailureKind::WrongKey, 1))
         );
-        assert!(verify_file(&path, &[1u8; 16], sk.public(), None).is_err());
+        assert!(verify_file(&path, &[1u8; 16], sk.public(), None, false).is_err());
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

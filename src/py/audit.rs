@@ -356,15 +356,17 @@ pub fn _audit_encode<'py>(
 
 /// Verify the log at `path`: MACs under `key` (K0, a `SecretKey`), the chain, the
 /// sequence, and, with `checkpoint` (the signed note's bytes), its signature under
-/// `public_key` and the Merkle root. Returns a dict (see `keycell.audit.verify`).
+/// `public_key` and the Merkle root; a file that begins with a rotate record only with
+/// `rotated_ok`. Returns a dict (see `keycell.audit.verify`).
 #[pyfunction]
-#[pyo3(signature = (path, *, key, public_key, checkpoint = None))]
+#[pyo3(signature = (path, *, key, public_key, checkpoint = None, rotated_ok = false))]
 pub fn audit_verify<'py>(
     py: Python<'py>,
     path: PathBuf,
     key: &Bound<'py, PyAny>,
     public_key: &Bound<'py, PyAny>,
     checkpoint: Option<&[u8]>,
+    rotated_ok: bool,
 ) -> Result<Bound<'py, PyDict>> {
     let k = k0_of(key)?;
     let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", "")?;
@@ -376,7 +378,13 @@ pub fn audit_verify<'py>(
         crate::crypto::symmetric::SymmetricKey::from_slice(live.key().bytes()?)?
     };
     let report = detach(py, || -> Result<_> {
-        Ok(verify::verify_file(&path, k0.bytes()?, &vk, cp.as_deref())?)
+        Ok(verify::verify_file(
+            &path,
+            k0.bytes()?,
+            &vk,
+            cp.as_deref(),
+            rotated_ok,
+        )?)
     })?;
     drop(k0);
     let d = PyDict::new(py);
@@ -389,6 +397,7 @@ pub fn audit_verify<'py>(
     d.set_item("origin", report.origin)?;
     d.set_item("checkpoint_size", report.checkpoint.map(|c| c.size))?;
     d.set_item("root", PyBytes::new(py, &report.root))?;
+    d.set_item("unchecked_before", report.unchecked_before)?;
     match report.failure {
         Some(f) => {
             d.set_item("kind", f.kind.name())?;

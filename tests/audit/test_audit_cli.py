@@ -165,3 +165,38 @@ def test_verify_previous(tmp_path: Path, files: tuple[str, str], log: Log) -> No
     )
     assert p.returncode == 1
     assert "at line 1" in p.stdout
+
+
+def test_a_rotated_file_alone_is_not_a_whole_history(
+    tmp_path: Path, files: tuple[str, str], log: Log
+) -> None:
+    """A file whose first line is a rotate record verifies only when declared (--rotated),
+    and then says from which seq it was checked; before, it was 'valid' as it was, so whoever
+    held the current epoch key could replace the whole history with one rotate line and
+    records after it."""
+    k, pub = files
+    archive = tmp_path / "audit.log.1"
+    with AuditLog.open(log.path, signer=log.signer) as w:
+        w.append("before rotation")
+        w.rotate(archive)
+        first_seq = w.next_seq
+        w.append("after rotation")
+    base = ("verify", str(log.path), "--key-file", k, "--public-key", pub)
+    p = run(*base)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "INVALID: deleted at line 1" in p.stdout
+    assert "--rotated" in p.stdout
+    p = run(*base, "--rotated")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"checked from seq {first_seq - 1}" in p.stdout
+    p = run(*base, "--rotated", "--json")
+    assert p.returncode == 0
+    assert json.loads(p.stdout)["unchecked_before"] == first_seq - 1
+    p = run(*base, "--json")
+    doc = json.loads(p.stdout)
+    assert (doc["valid"], doc["unchecked_before"]) == (False, None)
+    assert doc["failure"]["kind"] == "deleted"
+    # --rotated is one of the ways to choose what is checked, like --previous.
+    p = run(*base, "--rotated", "--previous", str(archive))
+    assert p.returncode == 2
+    assert "not allowed with" in p.stderr

@@ -376,9 +376,19 @@ def test_rotation_continues_the_chain(
     assert body["previous_size"] == len(old)
     pub = signer.public_key()
     assert verify(archive, key=k0, public_key=pub).valid
+    # Alone, the file after the rotation is not a whole history: refused unless declared.
     r = verify(p, key=k0, public_key=pub)
+    assert not r.valid
+    assert (r.kind, r.line) == ("deleted", 1)
+    assert "rotated_ok=True" in (r.detail or "")
+    assert r.unchecked_before is None
+    r = verify(p, key=k0, public_key=pub, rotated_ok=True)
     assert r.valid
     assert r.first_seq == first.seq
+    assert r.unchecked_before == first.seq
+    assert r.to_dict()["unchecked_before"] == first.seq
+    # The genesis file has nothing unchecked.
+    assert verify(archive, key=k0, public_key=pub, rotated_ok=True).unchecked_before is None
     with pytest.raises(AuditError):
         AuditLog.open(p, signer=signer).rotate(archive)
 
@@ -429,7 +439,7 @@ def test_another_writer_follows_a_rotation(
     assert [json.loads(parse(x).body) for x in new[1:]] == [{"w": "b", "i": 5}, {"w": "a", "i": 5}]
     pub = signer.public_key()
     assert verify(tmp_path / "a.log.1", key=k0, public_key=pub).valid
-    assert verify(p, key=k0, public_key=pub).valid
+    assert verify(p, key=k0, public_key=pub, rotated_ok=True).valid
 
 
 def test_inclusion_proofs(tmp_path: Path) -> None:
