@@ -46,6 +46,9 @@ def test_django_signing_refuses_a_handle_as_secret_key() -> None:
         with pytest.raises(TypeError, match="SecretKey cannot be converted to text"):
             produced.append(sign())
     assert produced == []
+    # The settings keep the handle for the life of the process: free its key now (tests
+    # that fork count the locked pages the child inherits).
+    key.destroy()
 
 
 def test_starlette_session_middleware_refuses_a_handle_as_secret_key() -> None:
@@ -64,9 +67,10 @@ def test_starlette_session_middleware_refuses_a_handle_as_secret_key() -> None:
         served.append("login")
         return PlainTextResponse("ok")
 
+    key = handle()
     app = Starlette(
         routes=[Route("/login", login)],
-        middleware=[Middleware(SessionMiddleware, secret_key=handle())],  # type: ignore[arg-type]
+        middleware=[Middleware(SessionMiddleware, secret_key=key)],  # type: ignore[arg-type]
     )
     responses = []
     with pytest.raises(TypeError, match="SecretKey cannot be converted to text"):
@@ -76,4 +80,5 @@ def test_starlette_session_middleware_refuses_a_handle_as_secret_key() -> None:
     assert responses == []
     # Constructed directly, the middleware refuses at once.
     with pytest.raises(TypeError, match="SecretKey cannot be converted to text"):
-        SessionMiddleware(app, secret_key=handle())  # type: ignore[arg-type]
+        SessionMiddleware(app, secret_key=key)  # type: ignore[arg-type]
+    key.destroy()
