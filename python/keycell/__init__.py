@@ -226,6 +226,12 @@ def policy(*, isolation: _Isolation) -> AbstractContextManager[None]:
     another task that runs while this one awaits inside the block does not see it). Every
     secret allocated in the block follows it, derived ones (HKDF output, shared secrets,
     HMAC midstates computed on first use) included.
+
+    A generator (or a ``@contextmanager`` function) has no context of its own: a block
+    entered inside a generator that then yields stays in force in the *caller* until the
+    generator resumes and leaves it, so keys the caller creates meanwhile follow the
+    override. Enter the block around the code that creates the keys, not across a
+    ``yield``.
     """
     if not isinstance(isolation, str):
         raise TypeError("isolation must be a str: 'page', 'pool' or 'auto'")

@@ -7,7 +7,9 @@ with a lowered RLIMIT_MEMLOCK); here: the switch itself and its environment vari
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import keycell
@@ -109,3 +111,21 @@ def test_invalid_environment_variable_fails_import(value: str) -> None:
     assert "ValueError" in r.stderr
     assert "KEYCELL_ON_LOCK_FAILURE must be 'warn' or 'raise'" in r.stderr
     assert repr(value) in r.stderr
+
+
+def test_a_scope_entered_in_a_suspended_generator_is_seen_by_the_caller() -> None:
+    """Documented (keycell.policy's docstring): generators share the caller's context, so a
+    block left open across a ``yield`` applies to the caller's keys until it resumes."""
+
+    def gen() -> Iterator[None]:
+        with keycell.policy(isolation="pool"):
+            yield
+
+    with keycell.policy(isolation="page"):
+        g = gen()
+        next(g)
+        inside = keycell.SecretKey.generate(16)
+        with contextlib.suppress(StopIteration):
+            next(g)
+        after = keycell.SecretKey.generate(16)
+    assert (inside.protection.isolation, after.protection.isolation) == ("pool", "page")
