@@ -64,7 +64,7 @@ pub fn extract(
 ) -> Result<SymmetricKey, HkdfError> {
     let zeros = [0u8; MAX_DIGEST_LEN];
     let salt = salt.unwrap_or(&zeros[..alg.digest_len()]);
-    SymmetricKey::new_with(alg.digest_len(), |prk| {
+    SymmetricKey::new_derived_with(alg.digest_len(), |prk| {
         hmac::hmac(alg, salt, ikm, prk);
         Ok(())
     })
@@ -100,7 +100,7 @@ fn expand_with_pads(
     length: usize,
 ) -> Result<SymmetricKey, HkdfError> {
     let dl = alg.digest_len();
-    SymmetricKey::new_with(length, |okm| {
+    SymmetricKey::new_derived_with(length, |okm| {
         let mut last = [0u8; MAX_DIGEST_LEN];
         for (i, start) in (0..length).step_by(dl).enumerate() {
             // i < 255 because length <= 255 * dl.

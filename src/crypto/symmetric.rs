@@ -68,10 +68,28 @@ impl SymmetricKey {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, KeyError<E>> {
+        Self::new_with_in(crate::memory::default_allocator(), len, fill)
+    }
+
+    /// [`Self::new_with`] for a key derived in an operation (HKDF output, a shared
+    /// secret): allocated by [`crate::memory::derived_allocator`] (pooled unless page
+    /// isolation is asked for).
+    pub fn new_derived_with<E>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, KeyError<E>> {
+        Self::new_with_in(crate::memory::derived_allocator(), len, fill)
+    }
+
+    fn new_with_in<E>(
+        allocator: &dyn crate::memory::Allocator,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, KeyError<E>> {
         if len == 0 || len > MAX_KEY_LEN {
             return Err(KeyError::Length(len));
         }
-        let buf = SecretBuf::new_with(len, |key| fill(key).map_err(KeyError::Fill))?;
+        let buf = SecretBuf::new_with_in(allocator, len, |key| fill(key).map_err(KeyError::Fill))?;
         Ok(SymmetricKey {
             buf,
             len,

@@ -95,7 +95,7 @@ fn exchange_into_key(
     secret: &[u8],
     peer: &[u8; KEY_LEN],
 ) -> Result<SymmetricKey, KeyError<ExchangeError>> {
-    SymmetricKey::new_with(KEY_LEN, |dst| {
+    SymmetricKey::new_derived_with(KEY_LEN, |dst| {
         if diffie_hellman_into(secret, peer, dst) {
             Ok(())
         } else {

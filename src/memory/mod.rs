@@ -180,6 +180,18 @@ pub fn allocator_for(isolation: Isolation) -> &'static dyn Allocator {
     }
 }
 
+/// The allocator for secrets derived in an operation (HKDF output, Diffie-Hellman shared
+/// secrets): the pool under [`Isolation::Auto`], where [`default_allocator`] would give the
+/// first keys page isolation. A server derives one such key per connection or message and
+/// drops it soon: page isolation would cost each a fresh mapping, a locked page and
+/// several system calls (some 10 µs), the pool well under one (docs: SECURITY.md, "What
+/// each kind of key gets"). An explicit policy or scoped override is followed as for
+/// every region: `page` gives page isolation, `pool` the pool; a region too large for the
+/// pool is page-isolated.
+pub fn derived_allocator() -> &'static dyn Allocator {
+    &DerivedByPolicy
+}
+
 /// The most bytes of page-isolated data pages [`Isolation::Auto`] keeps alive: 1 MiB.
 pub const PAGE_SHARE_MAX: usize = 1 << 20;
 
@@ -250,6 +262,26 @@ impl Allocator for ByPolicy {
             guarded::GuardedMmap.allocate_with(parts, fill)
         } else {
             pool::Pooled.allocate_with(parts, fill)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        guarded::BACKEND_NAME
+    }
+}
+
+/// [`derived_allocator`]: page isolation only when asked for.
+struct DerivedByPolicy;
+
+impl Allocator for DerivedByPolicy {
+    fn allocate_with(
+        &self,
+        parts: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<Box<dyn Region>, MemoryError> {
+        match effective_isolation() {
+            Isolation::Page => guarded::GuardedMmap.allocate_with(parts, fill),
+            Isolation::Pool | Isolation::Auto => PoolOrPage.allocate_with(parts, fill),
         }
     }
 

@@ -129,3 +129,46 @@ def test_a_scope_entered_in_a_suspended_generator_is_seen_by_the_caller() -> Non
             next(g)
         after = keycell.SecretKey.generate(16)
     assert (inside.protection.isolation, after.protection.isolation) == ("pool", "page")
+
+
+DERIVED_ISOLATION = """
+import json, keycell
+from keycell import SecretKey, X25519PrivateKey, hkdf, hkdf_extract
+
+def kinds():
+    ikm = SecretKey.generate(32)
+    a, b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    return {
+        "generated": ikm.protection.isolation,
+        "hkdf": hkdf(ikm, length=32, info=b"c").protection.isolation,
+        "extract": hkdf_extract(ikm).protection.isolation,
+        "exchange": a.exchange(b.public_key()).protection.isolation,
+        "long": hkdf(ikm, length=4096).protection.isolation,
+    }
+
+out = {"default": kinds()}
+with keycell.policy(isolation="page"):
+    out["page"] = kinds()
+with keycell.policy(isolation="pool"):
+    out["pool"] = kinds()
+print(json.dumps(out))
+"""
+
+
+def test_derived_keys_are_pooled_by_default_and_follow_an_explicit_policy() -> None:
+    """Issue 21 (9): a key derived per operation (HKDF output, an X25519 shared secret) is
+    pooled under the default "auto" policy, while a generated or loaded key keeps page
+    isolation for the first keys; an explicit policy applies to both; a key too large for
+    a pool slot is page-isolated."""
+    r = run_python(DERIVED_ISOLATION, drop_env=("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_ISOLATION"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["default"] == {
+        "generated": "page",
+        "hkdf": "pool",
+        "extract": "pool",
+        "exchange": "pool",
+        "long": "page",
+    }
+    assert set(out["page"].values()) == {"page"}
+    assert out["pool"] == {**dict.fromkeys(out["pool"], "pool"), "long": "page"}
