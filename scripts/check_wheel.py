@@ -66,7 +66,7 @@ def main() -> int:
             "keycell/_native.pyi",
             "keycell/py.typed",
             "keycell/__init__.py",
-            "keycell/cli.py",
+            "keycell/cli/__init__.py",
             f"{dist_info}/licenses/LICENSE",
             f"{dist_info}/entry_points.txt",
         ):

@@ -1,13 +1,16 @@
 """The layering of ``src/`` holds: no two Rust files need each other (directly or around a
 longer circle), ``unsafe`` stays in the memory layer and the two buffer-protocol glue files,
-and nothing below ``src/py`` imports PyO3."""
+and nothing below ``src/py`` imports PyO3. No two modules of ``python/keycell`` need each
+other either, counting the imports inside functions."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+PY = Path(__file__).resolve().parent.parent / "python" / "keycell"
 
 # Files allowed to contain `unsafe` besides src/memory/.
 UNSAFE_GLUE = {"py/view.rs", "py/buffer_in_place.rs"}
@@ -137,3 +140,44 @@ def test_the_gil_is_released_in_one_place() -> None:
         str(p.relative_to(SRC)) for p in SRC.rglob("*.rs") if ".detach(" in p.read_text()
     )
     assert callers == ["py/isolation_scope.rs"]
+
+
+def _python_module_of(path: Path) -> str:
+    parts = path.relative_to(PY.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _python_imports() -> dict[str, set[str]]:
+    """Module -> the modules of ``python/keycell`` it imports, anywhere in the file (an
+    import inside a function is still a dependency: it is how a circle hides)."""
+    files = {_python_module_of(p): p for p in PY.rglob("*.py")}
+    mods = set(files) | {"keycell._native"}
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in files.items():
+        package = m if path.name == "__init__.py" else m.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    target = alias.name
+                    while target not in mods and "." in target:
+                        target = target.rpartition(".")[0]
+                    edges[m].add(target)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    edges[m].add(sub if sub in mods else base)
+        edges[m] = {t for t in edges[m] if t in mods and t != m}
+    return edges
+
+
+def test_the_python_package_has_no_import_circles() -> None:
+    edges = _python_imports()
+    # Sanity checks: relative imports of modules, of names and from the parent resolve.
+    assert {"keycell.cli.common", "keycell.cli.otp"} <= edges["keycell.cli.keys"]
+    assert {"keycell.audit", "keycell._native"} <= edges["keycell.cli.audit"]
+    assert "keycell" in edges["keycell.cli.common"]
+    assert _cycles(edges) == []

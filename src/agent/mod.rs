@@ -11,7 +11,7 @@
 //! - [`harden`]: not dumpable, no core dumps, no new privileges;
 //! - [`server`]: the accept loop and one thread per connection.
 //!
-//! No Python here: `src/py/agent.rs` binds it, `python/keycell/cli_agent.py` runs it.
+//! No Python here: `src/py/agent.rs` binds it, `python/keycell/cli/agent.py` runs it.
 
 pub mod harden;
 pub mod json;

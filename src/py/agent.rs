@@ -3,7 +3,7 @@
 //! Binding the socket, loading the keys, stopping and waiting for events all run with the
 //! GIL released (through `isolation_scope::detach`, the one place that releases it); the
 //! server's own threads never touch Python. The command line
-//! (`python/keycell/cli_agent.py`) owns signals, logging and the audit log.
+//! (`python/keycell/cli/agent.py`) owns signals, logging and the audit log.
 
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,5 +1,5 @@
-"""The passphrase typed on the terminal leaves no copy behind (python/keycell/cli.py
-``_master``): the confirmation compares the two buffers in place (``compare_digest`` over
+"""The passphrase typed on the terminal leaves no copy behind (python/keycell/cli/common.py
+``master``): the confirmation compares the two buffers in place (``compare_digest`` over
 memoryviews), never as ``bytes`` slices, and both buffers are wiped.
 
 A child interpreter runs ``keycell store init`` in-process with a pseudo-terminal as its

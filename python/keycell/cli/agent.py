@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._native import (
+from .._native import (
     AgentServer,
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -34,10 +34,13 @@ from ._native import (
     agent_check_policy,
     agent_harden,
 )
-from .cli import CliError, _master_options, _open_store, _UsageError
-from .cli_pkcs11 import open_token, token_options
-from .exceptions import AgentPolicyError, KeycellError
-from .pkcs11 import Token
+from ..exceptions import AgentPolicyError, KeycellError
+from ..pkcs11 import Token
+from .common import CliError
+from .common import UsageError as _UsageError
+from .common import master_options as _master_options
+from .common import open_store as _open_store
+from .pkcs11 import open_token, token_options
 
 __all__ = [
     "POLICY_SIGNATURE_CONTEXT",
@@ -183,8 +186,8 @@ class _Audit:
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from . import audit
-        from ._native import SecretKey
+        from .. import audit
+        from .._native import SecretKey
 
         self.signer: Ed25519PrivateKey | None = None
         if args.audit_signer_key_file:

@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any, Literal
 
-from . import audit
-from ._native import Ed25519PublicKey, SecretKey
-from .exceptions import KeycellError
+from .. import audit
+from .._native import Ed25519PublicKey, SecretKey
+from ..exceptions import KeycellError
 
 __all__ = ["register"]
 

@@ -16,7 +16,7 @@ import os
 import urllib.parse
 from typing import Any
 
-from . import pkcs11
+from .. import pkcs11
 
 __all__ = ["MODULE_ENV", "open_token", "register", "token_options"]
 

@@ -1,0 +1,210 @@
+"""What the command families of ``keycell`` share: the two error types :func:`main
+<keycell.cli.main>` turns into exit statuses, the key types and file formats, the
+passphrase prompt and the store master (``--passphrase-file``, ``--master-key-file`` or
+the terminal), and how entry names are shown.
+
+Every command module imports this one; this one imports no command module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import termios
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import keycell
+
+from .._native import KeyStore, Passphrase, SecretKey, compare_digest
+from ..exceptions import KeyFileError
+
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "CliError",
+    "UsageError",
+    "key_class",
+    "load_private",
+    "master",
+    "master_options",
+    "open_store",
+    "shown_name",
+    "wipe",
+]
+
+KINDS = ("secret", "ed25519", "x25519")
+FORMATS = ("raw", "hex", "base64", "pem", "der")
+_KIND_CLASSES = {
+    "secret": "SecretKey",
+    "ed25519": "Ed25519PrivateKey",
+    "x25519": "X25519PrivateKey",
+}
+
+
+class CliError(Exception):
+    """A command failed; the message goes to stderr and the exit status is 1."""
+
+
+class UsageError(Exception):
+    """Bad combination of arguments: exit status 2."""
+
+
+def key_class(kind: str) -> Any:
+    """The key class of a ``KINDS`` name (a :class:`CliError` when this build lacks it)."""
+    cls = getattr(keycell, _KIND_CLASSES[kind], None)
+    if cls is None:
+        raise CliError(f"{kind} keys are not available in this build of keycell")
+    return cls
+
+
+def wipe(buf: bytearray) -> None:
+    """Overwrite ``buf`` with zeros in place."""
+    buf[:] = bytes(len(buf))
+
+
+def _prompt_tty(prompt: str) -> tuple[bytearray, int]:
+    """Read one line from the controlling terminal with echo off, straight into a
+    bytearray."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        raise CliError(
+            "no terminal to ask for the passphrase: use --passphrase-file or --master-key-file"
+        ) from None
+    buf = bytearray(4096)
+    n = 0
+    try:
+        old = termios.tcgetattr(fd)
+        new = list(old)
+        new[3] = new[3] & ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        try:
+            os.write(fd, prompt.encode())
+            view = memoryview(buf)
+            while n < len(buf):
+                got = os.readv(fd, [view[n : n + 1]])
+                if got == 0 or buf[n] == 0x0A:
+                    break
+                n += got
+            view.release()
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+            os.write(fd, b"\n")
+    finally:
+        os.close(fd)
+    if n > 0 and buf[n - 1] == 0x0D:
+        n -= 1
+    buf[n:] = bytes(len(buf) - n)
+    if n == 0:
+        wipe(buf)
+        raise CliError("empty passphrase")
+    return buf, n
+
+
+@contextmanager
+def master(
+    args: argparse.Namespace, *, new: bool = False, confirm: bool = False
+) -> Iterator[Any]:
+    """The master for a store command: a SecretKey from a key file, a Passphrase (guarded
+    memory) from a passphrase file, or a passphrase from the terminal in a bytearray that is
+    wiped on exit."""
+    prefix = "new_" if new else ""
+    key_file = getattr(args, prefix + "master_key_file", None)
+    pass_file = getattr(args, prefix + "passphrase_file", None)
+    if key_file is not None:
+        key = SecretKey.from_file(key_file)
+        try:
+            yield key
+        finally:
+            key.destroy()
+        return
+    if pass_file is not None:
+        from_file = Passphrase.from_file(pass_file)
+        try:
+            yield from_file
+        finally:
+            from_file.destroy()
+        return
+    what = "New passphrase" if new else "Passphrase"
+    buf, n = _prompt_tty(f"{what} for {args.store}: ")
+    if confirm:
+        try:
+            again, m = _prompt_tty("Repeat it: ")
+        except BaseException:
+            wipe(buf)
+            raise
+        try:
+            # In place: slicing the bytearrays would make two copies nobody wipes.
+            with memoryview(buf) as v1, memoryview(again) as v2:
+                with v1[:n] as first, v2[:m] as second:
+                    same = compare_digest(first, second)
+        finally:
+            wipe(again)
+        if not same:
+            wipe(buf)
+            raise CliError("the passphrases do not match")
+    try:
+        with memoryview(buf) as view, view[:n] as passphrase:
+            yield passphrase
+    finally:
+        wipe(buf)
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """Open ``args.store`` under the master its options name (see :func:`master`)."""
+    with master(args) as key:
+        return KeyStore.open(args.store, master=key)
+
+
+def master_options(p: argparse.ArgumentParser, *, new: bool = False) -> None:
+    """Add ``--passphrase-file`` and ``--master-key-file`` (with ``new``: their ``--new-``
+    forms) to ``p``, one of them at most."""
+    prefix = "new-" if new else ""
+    what = "new " if new else ""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        f"--{prefix}passphrase-file",
+        metavar="FILE",
+        help=f"read the {what}passphrase from FILE (mode 0600; one trailing newline dropped)",
+    )
+    g.add_argument(
+        f"--{prefix}master-key-file",
+        metavar="FILE",
+        help=f"use the {what}master key in FILE (a secret key file) instead of a passphrase",
+    )
+
+
+def load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any]:
+    """``(kind, key)`` of a private key file; without ``kind`` the file must be PKCS#8."""
+    if kind is not None:
+        return kind, key_class(kind).from_file(path, format=fmt)
+    # Without --type only self-describing PKCS#8 files can be told apart.
+    if fmt not in (None, "pem", "der"):
+        raise UsageError(f"a {fmt} key file does not say its key type: pass --type")
+    for k in ("ed25519", "x25519"):
+        for f in [fmt] if fmt else ["pem", "der"]:
+            try:
+                return k, key_class(k).from_file(path, format=f)
+            except KeyFileError as exc:
+                if type(exc) is not KeyFileError:
+                    raise
+    raise CliError(
+        f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519 key; "
+        "pass --type ed25519 or --type x25519"
+    )
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def shown_name(name: str) -> str:
+    """An entry name with every control, format (bidi, zero-width) and line/paragraph
+    separator character shown as ``\\u`` and four hex digits: new names cannot hold them, but stores
+    written by earlier versions may."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in _INVISIBLE or c == "\\" else c
+        for c in name
+    )

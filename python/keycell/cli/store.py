@@ -1,0 +1,192 @@
+"""``keycell store init|put|get|list|delete|rotate``: the encrypted key store file
+(``keycell.KeyStore``) under a passphrase or a master key file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .._native import KeyStore, SecretKey
+from .common import (
+    FORMATS,
+    KINDS,
+    CliError,
+    UsageError,
+    key_class,
+    load_private,
+    master,
+    master_options,
+    open_store,
+    shown_name,
+)
+
+__all__ = ["register"]
+
+
+def _kdf_params(args: argparse.Namespace) -> dict[str, int] | None:
+    params = {
+        k: v
+        for k, v in (
+            ("memory_kib", args.kdf_memory_kib),
+            ("iterations", args.kdf_iterations),
+            ("lanes", args.kdf_lanes),
+        )
+        if v is not None
+    }
+    return params or None
+
+
+def _cmd_store_init(args: argparse.Namespace) -> int:
+    with master(args, confirm=True) as key:
+        params = _kdf_params(args) if not args.master_key_file else None
+        KeyStore.create(args.store, master=key, kdf_params=params).close()  # type: ignore[arg-type]
+    print(f"created key store {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_put(args: argparse.Namespace) -> int:
+    if (args.key_file is None) == (args.generate is None):
+        raise UsageError("give exactly one of --key-file FILE or --generate TYPE")
+    if args.key_file is not None:
+        key = None
+        if args.type is None and args.format in (None, "pem", "der"):
+            # A PKCS#8 file says its type; anything else without --type is a secret key.
+            try:
+                _, key = load_private(args.key_file, None, args.format)
+            except CliError:
+                if args.format is not None:
+                    raise
+        if key is None:
+            kind = args.type or "secret"
+            cls = key_class(kind)
+            if kind == "secret":
+                key = cls.from_file(args.key_file, format=args.format, length=args.length)
+            else:
+                key = cls.from_file(args.key_file, format=args.format)
+    else:
+        cls = key_class(args.generate)
+        key = cls.generate(args.length or 32) if args.generate == "secret" else cls.generate()
+    try:
+        with open_store(args) as store:
+            store.put(args.name, key, overwrite=args.overwrite)
+    finally:
+        key.destroy()
+    print(f"stored {args.name!r} in {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_get(args: argparse.Namespace) -> int:
+    if (args.output is None) == (not args.print_secret):
+        raise UsageError("give exactly one of -o FILE or --print-secret")
+    with open_store(args) as store:
+        key = store.get(args.name)
+    try:
+        if args.print_secret:
+            if not isinstance(key, SecretKey):
+                raise CliError(
+                    f"{args.name!r} holds a private key; --print-secret is for secret keys "
+                    "(write it to a file with -o FILE)"
+                )
+            with key.expose() as view:
+                print(view.hex())
+        else:
+            fmt = args.format or ("raw" if isinstance(key, SecretKey) else "pem")
+            key.to_file(args.output, format=fmt, overwrite=args.force)
+            print(f"wrote {args.name!r} to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
+    finally:
+        key.destroy()
+    return 0
+
+
+def _cmd_store_list(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        for name in store.names():
+            print(shown_name(name))
+    return 0
+
+
+def _cmd_store_delete(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        store.delete(args.name)
+    print(f"deleted {args.name!r} from {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_store_rotate(args: argparse.Namespace) -> int:
+    with open_store(args) as store, master(args, new=True, confirm=True) as new_master:
+        params = _kdf_params(args) if not args.new_master_key_file else None
+        store.rotate_master(new_master, kdf_params=params)
+    print(f"re-sealed every entry of {args.store} under the new master", file=sys.stderr)
+    return 0
+
+
+def _kdf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kdf-memory-kib",
+        type=int,
+        metavar="KIB",
+        help="Argon2id memory in KiB (default 65536; minimum 1024; low-memory hosts only)",
+    )
+    p.add_argument("--kdf-iterations", type=int, metavar="N", help="Argon2id passes (3)")
+    p.add_argument("--kdf-lanes", type=int, metavar="N", help="Argon2id lanes (1)")
+
+
+def register(sub: Any) -> None:
+    """Add the ``store`` command and its actions to the ``keycell`` subparsers ``sub``."""
+    store = sub.add_parser(
+        "store",
+        help="manage an encrypted key store",
+        description=(
+            "An encrypted, crash-safe key store file. The master is a passphrase (asked on "
+            "the terminal, or --passphrase-file) or a master key file (--master-key-file)."
+        ),
+    )
+    ssub = store.add_subparsers(dest="store_command", metavar="ACTION")
+    ssub.required = True
+
+    def action(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        p = ssub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        p.add_argument("store", metavar="STORE", help="key store file")
+        master_options(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = action("init", "create a new, empty key store", _cmd_store_init)
+    _kdf_options(p)
+
+    p = action("put", "add a key to the store", _cmd_store_put)
+    p.add_argument("name", metavar="NAME", help="entry name")
+    p.add_argument("--key-file", metavar="FILE", help="read the key from FILE")
+    p.add_argument(
+        "--type",
+        choices=KINDS,
+        help="type of the key in --key-file (default: the type a PKCS#8 file names, else secret)",
+    )
+    p.add_argument("--format", choices=FORMATS, help="format of --key-file (default: detect)")
+    p.add_argument("--generate", choices=KINDS, metavar="TYPE", help="generate a new key")
+    p.add_argument("--length", type=int, metavar="N", help="secret key length")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing entry")
+
+    p = action("get", "write a key from the store to a file", _cmd_store_get)
+    p.add_argument("name", metavar="NAME", help="entry name")
+    p.add_argument("-o", "--output", metavar="FILE", help="key file to create (mode 0600)")
+    p.add_argument(
+        "--format", choices=FORMATS, help="key file format (raw; pem for ed25519/x25519)"
+    )
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--print-secret",
+        action="store_true",
+        help="print the secret key as hex on stdout instead (it will be in your terminal)",
+    )
+
+    action("list", "list the entry names", _cmd_store_list)
+
+    p = action("delete", "remove an entry", _cmd_store_delete)
+    p.add_argument("name", metavar="NAME", help="entry name")
+
+    p = action("rotate", "re-seal every entry under a new master", _cmd_store_rotate)
+    master_options(p, new=True)
+    _kdf_options(p)
