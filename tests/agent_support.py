@@ -12,7 +12,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Any, Literal
 import keycell
 from audit_support import events
 from keycell import Ed25519PrivateKey, KeyStore, SecretKey, audit
-from support import NOBODY
+from support import KEYCELL, NOBODY, run_cli
 
 
 def string(b: bytes) -> bytes:
@@ -171,9 +170,7 @@ class Agent:
         self.socket = socket_path or store.dir / "agent.sock"
         self.log = store.dir / f"agent-{time.monotonic_ns()}.log"
         cmd = [
-            sys.executable,
-            "-m",
-            "keycell",
+            *KEYCELL,
             "agent",
             "serve",
             "--socket",
@@ -322,17 +319,6 @@ def closed_by_peer(s: socket.socket) -> bool:
         return True
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m keycell ARGS``."""
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 class Signer:
     """A policy signing key in files: the private key and its PEM public key."""
 
@@ -346,7 +332,7 @@ class Signer:
 
     def sign(self, policy: Path) -> None:
         """``keycell policy sign POLICY``: writes ``POLICY.sig``."""
-        r = cli("policy", "sign", policy, "--key-file", self.key)
+        r = run_cli("policy", "sign", policy, "--key-file", self.key)
         assert r.returncode == 0, r.stderr
 
 

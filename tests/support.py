@@ -1,5 +1,6 @@
 """Test support: forked children (crashes, fork semantics, resource limits, dropped
-privileges), fresh interpreters, raw memory access through ctypes, key files.
+privileges), fresh interpreters, the ``keycell`` command, raw memory access through
+ctypes, key files.
 
 A forked child runs a function and sends its result (or the exception it raised) back as
 JSON over a pipe; its stderr is captured through another pipe; the parent reports how it
@@ -25,12 +26,13 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "KEYCELL",
     "NOBODY",
     "PAGE",
     "ForkResult",
@@ -38,6 +40,7 @@ __all__ = [
     "libc",
     "mprotect",
     "privilege_drop_reason",
+    "run_cli",
     "run_forked",
     "run_python",
     "view_address",
@@ -280,6 +283,38 @@ def run_python(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
+        env=full,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+#: The ``keycell`` command as this interpreter runs it (``python -m keycell``).
+KEYCELL = (sys.executable, "-m", "keycell")
+
+
+def run_cli(
+    *args: str | Path,
+    command: Sequence[str] = KEYCELL,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    drop_env: tuple[str, ...] = (),
+    timeout: float = 120,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``keycell ARGS`` to completion: ``python -m keycell`` of this interpreter, or
+    ``command`` (the console script), with stdin from ``/dev/null``, ``env`` added to a
+    copy of the environment minus ``drop_env``, and text output captured. ``timeout`` only
+    bounds a hang; ``kwargs`` go to ``subprocess.run`` (``start_new_session``)."""
+    full = {k: v for k, v in os.environ.items() if k not in drop_env}
+    full.update(env or {})
+    return subprocess.run(
+        [*command, *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         env=full,
         timeout=timeout,
         check=False,

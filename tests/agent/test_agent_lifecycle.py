@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from agent_support import Agent, make_store, openssh_line
+from support import run_cli
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -82,11 +82,10 @@ def test_sighup_reloads_the_store(tmp_path: Path) -> None:
 def test_detach(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy",), secrets=())
     sock = st.dir / "bg.sock"
-    cmd = [
-        sys.executable, "-m", "keycell", "agent", "serve", "--detach", "--socket", str(sock),
-        "--store", str(st.path), "--master-key-file", str(st.master),
-    ]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    r = run_cli(
+        "agent", "serve", "--detach", "--socket", sock,
+        "--store", st.path, "--master-key-file", st.master,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     env = dict(
         line.split(";")[0].split("=", 1) for line in r.stdout.splitlines() if "=" in line

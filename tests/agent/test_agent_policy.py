@@ -16,7 +16,6 @@ from agent_support import (
     Agent,
     Signer,
     as_user,
-    cli,
     make_store,
     nobody,
     openssh_line,
@@ -25,7 +24,7 @@ from agent_support import (
     write_policy,
 )
 from keycell.exceptions import AgentRefusedError
-from support import NOBODY
+from support import NOBODY, run_cli
 
 
 def test_sign_and_verify_cli(tmp_path: Path) -> None:
@@ -34,17 +33,17 @@ def test_sign_and_verify_cli(tmp_path: Path) -> None:
     policy = write_policy(st, {"keys": {"deploy": {"max_uses": 3}}})
     signer.sign(policy)
     assert Path(f"{policy}.sig").read_text().startswith("keycell-policy-signature-v1 ed25519 ")
-    assert cli("policy", "verify", policy, "--public-key", signer.pub).returncode == 0
-    r = cli("policy", "verify", policy, "--public-key", other.pub)
+    assert run_cli("policy", "verify", policy, "--public-key", signer.pub).returncode == 0
+    r = run_cli("policy", "verify", policy, "--public-key", other.pub)
     assert r.returncode == 1
     assert "does not verify" in r.stderr
     policy.write_text(policy.read_text().replace("3", "30"))
-    r = cli("policy", "verify", policy, "--public-key", signer.pub)
+    r = run_cli("policy", "verify", policy, "--public-key", signer.pub)
     assert r.returncode == 1
     assert "does not verify" in r.stderr
     # Rules that do not parse are not signed.
     bad = write_policy(st, {"keys": {"deploy": {"max_use": 3}}}, "bad.json")
-    r = cli("policy", "sign", bad, "--key-file", signer.key)
+    r = run_cli("policy", "sign", bad, "--key-file", signer.key)
     assert r.returncode == 1
     assert "unknown member" in r.stderr
     assert not Path(f"{bad}.sig").exists()

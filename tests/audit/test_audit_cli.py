@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from audit_support import Log, leaf, make_log, read_lines, verify_note, write_lines
 from keycell.audit import AuditLog
-from support import write_key_file
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", "audit", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from support import run_cli, write_key_file
 
 
 @pytest.fixture
@@ -39,11 +27,11 @@ def files(log: Log, tmp_path: Path) -> tuple[str, str]:
 
 def test_valid_log(log: Log, files: tuple[str, str]) -> None:
     k, pub = files
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub)
+    p = run_cli("audit", "verify", str(log.path), "--key-file", k, "--public-key", pub)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("valid: 21 records")
     assert "checkpoint of 21 lines" in p.stdout
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
+    p = run_cli("audit", "verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
     doc = json.loads(p.stdout)
     assert p.returncode == 0
     assert doc["valid"]
@@ -57,13 +45,13 @@ def test_tampered_log(log: Log, files: tuple[str, str]) -> None:
     lines = read_lines(log.path)
     del lines[5]
     write_lines(log.path, lines)
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
+    p = run_cli("audit", "verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
     doc = json.loads(p.stdout)
     assert p.returncode == 1
     assert doc["failure"] == {"kind": "deleted", "line": 6, "detail": doc["failure"]["detail"]}
     assert doc["tampered"]
     assert not doc["valid"]
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub)
+    p = run_cli("audit", "verify", str(log.path), "--key-file", k, "--public-key", pub)
     assert p.returncode == 1
     assert p.stdout.startswith("INVALID: deleted at line 6")
 
@@ -72,10 +60,11 @@ def test_torn_tail_and_checkpoint_choice(log: Log, files: tuple[str, str], tmp_p
     k, pub = files
     data = log.path.read_bytes()
     log.path.write_bytes(data[:-30])
-    p = run("verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
+    p = run_cli("audit", "verify", str(log.path), "--key-file", k, "--public-key", pub, "--json")
     assert p.returncode == 1
     assert json.loads(p.stdout)["failure"]["kind"] == "truncated"
-    p = run(
+    p = run_cli(
+        "audit",
         "verify", str(log.path), "--key-file", k, "--public-key", pub, "--no-checkpoint", "--json"
     )
     doc = json.loads(p.stdout)
@@ -84,7 +73,8 @@ def test_torn_tail_and_checkpoint_choice(log: Log, files: tuple[str, str], tmp_p
     assert not doc["tampered"]
     other = tmp_path / "other.checkpoint"
     other.write_text("forged\n1\n" + "A" * 43 + "=\n\n\u2014 forged AAAAAAAA\n")
-    p = run(
+    p = run_cli(
+        "audit",
         "verify", str(log.path), "--key-file", k, "--public-key", pub, "--checkpoint", str(other)
     )
     assert p.returncode == 1
@@ -117,7 +107,7 @@ def test_usage_errors(log: Log, files: tuple[str, str], tmp_path: Path) -> None:
         ("prove", str(log.path), "x"),
     ]
     for args in cases:
-        p = run(*args)
+        p = run_cli("audit", *args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert "error" in p.stderr
 
@@ -126,7 +116,7 @@ def test_prove(log: Log) -> None:
     note = Path(str(log.path) + ".checkpoint").read_bytes()
     _, size, root = verify_note(note, log.public.public_bytes_raw())
     lines = read_lines(log.path)
-    p = run("prove", str(log.path), "7", "--size", str(size), "--json")
+    p = run_cli("audit", "prove", str(log.path), "7", "--size", str(size), "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["record"].encode() == lines[6]
@@ -143,7 +133,7 @@ def test_prove(log: Log) -> None:
         fn, sn = fn >> 1, sn >> 1
     assert sn == 0
     assert r == root
-    p = run("prove", str(log.path), "3")
+    p = run_cli("audit", "prove", str(log.path), "3")
     assert p.returncode == 0
     assert p.stdout.startswith("line 3 of 21")
 
@@ -155,12 +145,14 @@ def test_verify_previous(tmp_path: Path, files: tuple[str, str], log: Log) -> No
         w.append("before rotation")
         w.rotate(archive)
         w.append("after rotation")
-    p = run(
+    p = run_cli(
+        "audit",
         "verify", str(log.path), "--key-file", k, "--public-key", pub, "--previous", str(archive)
     )
     assert p.returncode == 0, p.stdout + p.stderr
     other = make_log(tmp_path, 2, name="other.log", k0_bytes=log.k0_bytes, checkpoint=False)
-    p = run(
+    p = run_cli(
+        "audit",
         "verify", str(other.path), "--key-file", k, "--public-key", pub, "--previous", str(archive)
     )
     assert p.returncode == 1
@@ -182,21 +174,21 @@ def test_a_rotated_file_alone_is_not_a_whole_history(
         first_seq = w.next_seq
         w.append("after rotation")
     base = ("verify", str(log.path), "--key-file", k, "--public-key", pub)
-    p = run(*base)
+    p = run_cli("audit", *base)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "INVALID: deleted at line 1" in p.stdout
     assert "--rotated" in p.stdout
-    p = run(*base, "--rotated")
+    p = run_cli("audit", *base, "--rotated")
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"checked from seq {first_seq - 1}" in p.stdout
-    p = run(*base, "--rotated", "--json")
+    p = run_cli("audit", *base, "--rotated", "--json")
     assert p.returncode == 0
     assert json.loads(p.stdout)["unchecked_before"] == first_seq - 1
-    p = run(*base, "--json")
+    p = run_cli("audit", *base, "--json")
     doc = json.loads(p.stdout)
     assert (doc["valid"], doc["unchecked_before"]) == (False, None)
     assert doc["failure"]["kind"] == "deleted"
     # --rotated is one of the ways to choose what is checked, like --previous.
-    p = run(*base, "--rotated", "--previous", str(archive))
+    p = run_cli("audit", *base, "--rotated", "--previous", str(archive))
     assert p.returncode == 2
     assert "not allowed with" in p.stderr

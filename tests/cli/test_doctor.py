@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,23 @@ import keycell
 import keycell.cli
 import keycell.doctor
 import pytest
-from support import drop_privileges, privilege_drop_reason, run_forked
+from support import KEYCELL, drop_privileges, privilege_drop_reason, run_cli, run_forked
 
 SCRIPT = Path(sys.executable).parent / "keycell"
 
 
-def doctor_commands() -> list[list[str]]:
-    cmds = [[sys.executable, "-m", "keycell", "doctor"]]
+def keycell_commands() -> list[Sequence[str]]:
+    """``python -m keycell`` and the console script."""
+    cmds: list[Sequence[str]] = [KEYCELL]
     script = SCRIPT if SCRIPT.exists() else shutil.which("keycell")
     if script:
-        cmds.append([str(script), "doctor"])
+        cmds.append([str(script)])
     return cmds
 
 
-def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KEYCELL_ON_LOCK_FAILURE"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, env=env)
+def run(*args: str, command: Sequence[str] = KEYCELL) -> subprocess.CompletedProcess[str]:
+    """``keycell ARGS`` under the default policy."""
+    return run_cli(*args, command=command, drop_env=("KEYCELL_ON_LOCK_FAILURE",))
 
 
 def test_console_script_is_installed() -> None:
@@ -42,10 +44,10 @@ def test_console_script_is_installed() -> None:
 
 
 @pytest.mark.parametrize(
-    "cmd", doctor_commands(), ids=lambda c: "script" if "-m" not in c else "module"
+    "cmd", keycell_commands(), ids=lambda c: "script" if "-m" not in c else "module"
 )
-def test_doctor_human_output_and_exit_status(cmd: list[str]) -> None:
-    r = run(cmd)
+def test_doctor_human_output_and_exit_status(cmd: Sequence[str]) -> None:
+    r = run("doctor", command=cmd)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert out.startswith(f"keycell {keycell.__version__} doctor")
@@ -133,10 +135,10 @@ def _check_schema(report: dict[str, Any], *, root: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "cmd", doctor_commands(), ids=lambda c: "script" if "-m" not in c else "module"
+    "cmd", keycell_commands(), ids=lambda c: "script" if "-m" not in c else "module"
 )
-def test_doctor_json(cmd: list[str]) -> None:
-    r = run([*cmd, "--json"])
+def test_doctor_json(cmd: Sequence[str]) -> None:
+    r = run("doctor", "--json", command=cmd)
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads(r.stdout)
     _check_schema(report, root=os.geteuid() == 0)
@@ -162,15 +164,7 @@ def test_doctor_json(cmd: list[str]) -> None:
 
 
 def test_doctor_reports_the_policy() -> None:
-    env = {**os.environ, "KEYCELL_ON_LOCK_FAILURE": "raise"}
-    r = subprocess.run(
-        [sys.executable, "-m", "keycell", "doctor", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    r = run_cli("doctor", "--json", env={"KEYCELL_ON_LOCK_FAILURE": "raise"})
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["policy"] == {
         "on_lock_failure": "raise",
@@ -180,16 +174,16 @@ def test_doctor_reports_the_policy() -> None:
 
 
 def test_cli_usage() -> None:
-    r = run([sys.executable, "-m", "keycell"])
+    r = run()
     assert r.returncode == 2
     assert "usage" in r.stderr
-    r = run([sys.executable, "-m", "keycell", "doctor", "--help"])
+    r = run("doctor", "--help")
     assert r.returncode == 0
     assert "--json" in r.stdout
-    r = run([sys.executable, "-m", "keycell", "--version"])
+    r = run("--version")
     assert r.returncode == 0
     assert r.stdout.strip() == f"keycell {keycell.__version__}"
-    r = run([sys.executable, "-m", "keycell", "doctor", "--bogus"])
+    r = run("doctor", "--bogus")
     assert r.returncode == 2
 
 

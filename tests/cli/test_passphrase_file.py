@@ -5,14 +5,13 @@ on a FIFO, and the passphrase read straight into guarded memory."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keycell._native
 import pytest
 from keycell import KeyStore
 from keycell.exceptions import InsecureKeyFileError, KeyDestroyedError, KeyFileError
+from support import run_cli
 
 FAST = ["--kdf-memory-kib", "1024", "--kdf-iterations", "1"]
 FAST_PARAMS = {"memory_kib": 1024, "iterations": 1, "lanes": 1}
@@ -27,17 +26,6 @@ class Passphrase:
         return keycell._native.Passphrase.from_file(path)
 
 
-def run(*args: str | Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", *map(str, args)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,  # a FIFO that blocks fails here instead of hanging
-        check=False,
-    )
-
-
 def secret_file(path: Path, content: bytes, mode: int = 0o600) -> Path:
     path.write_bytes(content)
     path.chmod(mode)
@@ -47,7 +35,7 @@ def secret_file(path: Path, content: bytes, mode: int = 0o600) -> Path:
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pw"
     os.mkfifo(fifo, 0o600)
-    r = run("store", "init", tmp_path / "s", "--passphrase-file", fifo, *FAST, timeout=20)
+    r = run_cli("store", "init", tmp_path / "s", "--passphrase-file", fifo, *FAST, timeout=20)
     assert r.returncode == 1
     assert "not a regular file" in r.stderr
     assert not (tmp_path / "s").exists()
@@ -59,7 +47,7 @@ def test_symlink_is_refused(tmp_path: Path) -> None:
     target = secret_file(tmp_path / "real", b"secret\n")
     link = tmp_path / "pw"
     link.symlink_to(target)
-    r = run("store", "init", tmp_path / "s", "--passphrase-file", link, *FAST)
+    r = run_cli("store", "init", tmp_path / "s", "--passphrase-file", link, *FAST)
     assert r.returncode == 1
     assert "symbolic link" in r.stderr
     with pytest.raises(InsecureKeyFileError, match="symbolic link"):
@@ -69,7 +57,7 @@ def test_symlink_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
 def test_loose_permissions_are_refused(tmp_path: Path, mode: int) -> None:
     pw = secret_file(tmp_path / "pw", b"secret\n", mode)
-    r = run("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST)
+    r = run_cli("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST)
     assert r.returncode == 1
     assert f"{mode:04o}" in r.stderr
     with pytest.raises(InsecureKeyFileError, match="permissions"):
@@ -87,7 +75,7 @@ def test_file_of_another_user_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content", [b"", b"\n", b"\r\n"])
 def test_empty_passphrase_files_are_refused(tmp_path: Path, content: bytes) -> None:
     pw = secret_file(tmp_path / "pw", content)
-    r = run("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST)
+    r = run_cli("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST)
     assert r.returncode == 1
     assert "empty" in r.stderr
     with pytest.raises(KeyFileError, match="empty"):
@@ -103,7 +91,7 @@ def test_missing_file_has_errno(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n"])
 def test_one_trailing_newline_is_dropped(tmp_path: Path, ending: bytes) -> None:
     pw = secret_file(tmp_path / "pw", b"correct horse" + ending)
-    assert run("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST).returncode == 0
+    assert run_cli("store", "init", tmp_path / "s", "--passphrase-file", pw, *FAST).returncode == 0
     KeyStore.open(tmp_path / "s", master=bytearray(b"correct horse")).close()
     with Passphrase.from_file(pw) as p:
         KeyStore.open(tmp_path / "s", master=p).close()

@@ -19,8 +19,6 @@ import base64
 import hashlib
 import os
 import string
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from keycell.exceptions import (
     KeyFileError,
     KeyStoreError,
 )
+from support import run_cli
 
 # KEYCELL_FUZZ_EXAMPLES raises the count for a longer campaign outside the normal suite.
 FUZZ = settings(
@@ -856,18 +855,6 @@ def test_destroyed_keys_raise(name: str, call: Callable[[], Any]) -> None:
 # ---------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------
-
-
-def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", *map(str, args)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
 
 
 def test_cli_bad_arguments(fdir: Path, key_files: dict[tuple[str, str], bytes]) -> None:

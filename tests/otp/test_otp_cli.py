@@ -5,25 +5,13 @@ request."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 
 import pyotp
+from support import run_cli
 
 SECRET = b"12345678901234567890"
 T = "1111111111"
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", *map(str, args)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
 
 
 def secret_file(path: Path, content: bytes) -> Path:
@@ -36,20 +24,20 @@ def test_code_from_raw_and_base32_files(tmp_path: Path) -> None:
     raw = secret_file(tmp_path / "raw", SECRET)
     b32 = secret_file(tmp_path / "b32", base64.b32encode(SECRET).lower() + b"\n")
     want = pyotp.TOTP(base64.b32encode(SECRET).decode()).at(int(T))
-    r = run("otp", "code", "--key-file", raw, "--key-format", "raw", "--at", T)
+    r = run_cli("otp", "code", "--key-file", raw, "--key-format", "raw", "--at", T)
     assert (r.returncode, r.stdout) == (0, want + "\n"), r.stderr
-    r = run("otp", "code", "--key-file", b32, "--key-format", "base32", "--at", T)
+    r = run_cli("otp", "code", "--key-file", b32, "--key-format", "base32", "--at", T)
     assert (r.returncode, r.stdout) == (0, want + "\n"), r.stderr
-    r = run("otp", "code", "--key-file", raw, "--key-format", "raw", "--hotp", "0")
+    r = run_cli("otp", "code", "--key-file", raw, "--key-format", "raw", "--hotp", "0")
     assert r.stdout == "755224\n", r.stderr
-    r = run("otp", "code", "--key-file", raw, "--key-format", "raw", "--digits", "8", "--at", T)
+    r = run_cli("otp", "code", "--key-file", raw, "--key-format", "raw", "--digits", "8", "--at", T)
     assert r.stdout == "14050471\n", r.stderr
 
 
 def test_base32_file_permissions_are_checked(tmp_path: Path) -> None:
     b32 = secret_file(tmp_path / "b32", base64.b32encode(SECRET))
     b32.chmod(0o644)
-    r = run("otp", "code", "--key-file", b32, "--key-format", "base32")
+    r = run_cli("otp", "code", "--key-file", b32, "--key-format", "base32")
     assert r.returncode == 1
     assert "chmod 600" in r.stderr
 
@@ -59,18 +47,18 @@ def test_verify_and_replay_state(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     code = pyotp.TOTP(base64.b32encode(SECRET).decode()).at(int(T))
     base = ["otp", "verify", "--key-file", raw, "--key-format", "raw", "--at", T]
-    r = run(*base, code, "--state", state)
+    r = run_cli(*base, code, "--state", state)
     assert (r.returncode, r.stdout) == (0, f"{int(T) // 30}\n"), r.stderr
-    r = run(*base, code, "--state", state)
+    r = run_cli(*base, code, "--state", state)
     assert r.returncode == 1
     assert "already used" in r.stderr
     assert r.stdout == ""
     wrong = f"{(int(code) + 1) % 10**6:06d}"
-    assert run(*base, wrong).returncode == 1
-    assert run(*base, "12ab56").returncode == 1
-    r = run("otp", "verify", "--key-file", raw, "--key-format", "raw", "--hotp", "3", "162583")
+    assert run_cli(*base, wrong).returncode == 1
+    assert run_cli(*base, "12ab56").returncode == 1
+    r = run_cli("otp", "verify", "--key-file", raw, "--key-format", "raw", "--hotp", "3", "162583")
     assert r.returncode == 1
-    r = run(
+    r = run_cli(
         "otp", "verify", "--key-file", raw, "--key-format", "raw", "--hotp", "3",
         "--look-ahead", "5", "162583",
     )  # fmt: skip
@@ -78,15 +66,15 @@ def test_verify_and_replay_state(tmp_path: Path) -> None:
 
 
 def test_keygen_otp_prints_uri_only_on_request(tmp_path: Path) -> None:
-    r = run("keygen", "otp", "-o", tmp_path / "k")
+    r = run_cli("keygen", "otp", "-o", tmp_path / "k")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     assert len((tmp_path / "k").read_bytes()) == 20
-    r = run("keygen", "otp", "-o", tmp_path / "k2", "--print-uri", "--issuer", "ACME")
+    r = run_cli("keygen", "otp", "-o", tmp_path / "k2", "--print-uri", "--issuer", "ACME")
     assert r.returncode == 0, r.stderr
     uri = r.stdout.strip()
     assert uri.startswith("otpauth://totp/ACME:keycell?secret=")
     ref = pyotp.parse_uri(uri)
-    mine = run("otp", "code", "--key-file", tmp_path / "k2", "--key-format", "raw", "--at", T)
+    mine = run_cli("otp", "code", "--key-file", tmp_path / "k2", "--key-format", "raw", "--at", T)
     assert mine.stdout.strip() == ref.at(int(T))
-    assert run("keygen", "secret", "-o", tmp_path / "k3", "--print-uri").returncode == 2
+    assert run_cli("keygen", "secret", "-o", tmp_path / "k3", "--print-uri").returncode == 2

@@ -4,25 +4,15 @@ with pkcs11-tool."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from keycell import pkcs11
 from pkcs11_support import Hsm
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycell", "pkcs11", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from support import run_cli
 
 
 def test_keygen_and_list(hsm: Hsm) -> None:
-    r = _cli(
+    r = run_cli(
+        "pkcs11",
         "keygen",
         "ed25519",
         "--module",
@@ -46,12 +36,13 @@ def test_keygen_and_list(hsm: Hsm) -> None:
         uri_key = pkcs11.open_uri(lines["uri"] + f"&pin-source=file:{hsm.pin_file}")
         assert uri_key.public_key() == key.public_key()  # type: ignore[union-attr]
 
-    r = _cli("list", "--module", hsm.module)
+    r = run_cli("pkcs11", "list", "--module", hsm.module)
     assert r.returncode == 0, r.stderr
     assert repr(hsm.label) in r.stdout
     assert repr(hsm.other) in r.stdout
 
-    r = _cli(
+    r = run_cli(
+        "pkcs11",
         "list",
         "--module",
         hsm.module,
@@ -69,14 +60,15 @@ def test_keygen_and_list(hsm: Hsm) -> None:
     assert mine[0]["never_extractable"]
     assert hsm.pin not in r.stdout
 
-    r = _cli("list", "--module", hsm.module, "--token", hsm.label)
+    r = run_cli("pkcs11", "list", "--module", hsm.module, "--token", hsm.label)
     assert r.returncode == 0, r.stderr
     assert "kc-cli-ed" in r.stdout  # the public key object is visible without a PIN
     assert "private" not in r.stdout
 
 
 def test_keygen_secret_and_errors(hsm: Hsm) -> None:
-    r = _cli(
+    r = run_cli(
+        "pkcs11",
         "keygen",
         "secret",
         "--module",
@@ -93,7 +85,8 @@ def test_keygen_secret_and_errors(hsm: Hsm) -> None:
     assert r.returncode == 0, r.stderr
     assert "type=secret-key" in r.stdout
     assert "public key" not in r.stdout
-    r = _cli(
+    r = run_cli(
+        "pkcs11",
         "keygen",
         "secret",
         "--module",
@@ -107,9 +100,9 @@ def test_keygen_secret_and_errors(hsm: Hsm) -> None:
     )
     assert r.returncode == 1
     assert "already has" in r.stderr
-    r = _cli("list", "--module", "/nonexistent/module.so")
+    r = run_cli("pkcs11", "list", "--module", "/nonexistent/module.so")
     assert r.returncode == 1
     assert "keycell: error:" in r.stderr
-    r = _cli("list", "--module", hsm.module, "--token", "no-such-token")
+    r = run_cli("pkcs11", "list", "--module", hsm.module, "--token", "no-such-token")
     assert r.returncode == 1
     assert "no-such-token" in r.stderr
