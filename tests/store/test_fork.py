@@ -18,27 +18,26 @@ from keycell import KeyStore, SecretKey
 
 FORK_WHILE_MUTEX_HELD = """
 import faulthandler, os, signal, sys, tempfile, threading, time, warnings
-faulthandler.dump_traceback_later(60, exit=True)
+faulthandler.dump_traceback_later(100, exit=True)
 warnings.simplefilter("ignore", DeprecationWarning)   # fork() with threads, on purpose
 import keycell
 from keycell import KeyStore, SecretKey
 
-d = tempfile.mkdtemp()
 slow = {"memory_kib": 64 * 1024, "iterations": 8, "lanes": 1}
-store = KeyStore.create(os.path.join(d, "s.kcs"), master=bytearray(b"old pass"),
-                        kdf_params={"memory_kib": 1024, "iterations": 1, "lanes": 1})
-started = threading.Event()
 
-def rotate():                      # holds the handle's mutex for the whole Argon2 run
-    started.set()
-    store.rotate_master(bytearray(b"new pass"), kdf_params=slow)
+def kdf_mappings():
+    # The Argon2 memory of rotate_master (64 MiB, mapped and unmapped inside the store's
+    # mutex): read-write mappings of 64 MiB or more.
+    found = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if hi - lo >= slow["memory_kib"] << 10 and fields[1].startswith("rw"):
+                found.add(fields[0])
+    return found
 
-t = threading.Thread(target=rotate)
-t.start()
-started.wait()
-time.sleep(0.1)
-pid = os.fork()
-if pid == 0:
+def child(store, w):
     signal.signal(signal.SIGALRM, signal.SIG_DFL)   # a blocked child dies of SIGALRM
     signal.alarm(10)        # (not faulthandler: its re-arming blocks in a fork child)
     out = []
@@ -62,10 +61,42 @@ if pid == 0:
     store.close()                  # returns at once
     store.close()
     out.append(store.closed)
-    print(out, flush=True)
+    os.write(w, (repr(out) + "\\n").encode())
     os._exit(0)
-_, status = os.waitpid(pid, 0)
-t.join()
+
+def attempt():
+    # Fork while rotate_master holds the handle's mutex. The KDF's mapping seen before the
+    # fork and still there after it proves the mutex was held at the fork (one rotation,
+    # one hold); when the fork missed it the attempt does not count.
+    d = tempfile.mkdtemp()
+    store = KeyStore.create(os.path.join(d, "s.kcs"), master=bytearray(b"old pass"),
+                            kdf_params={"memory_kib": 1024, "iterations": 1, "lanes": 1})
+    before = kdf_mappings()
+    t = threading.Thread(target=store.rotate_master, args=(bytearray(b"new pass"),),
+                         kwargs={"kdf_params": slow})
+    t.start()
+    while not (seen := kdf_mappings() - before):
+        if not t.is_alive():
+            sys.exit("rotate_master ended before its KDF memory was seen")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        child(store, w)
+    held = bool(seen & kdf_mappings())
+    os.close(w)
+    with os.fdopen(r) as f:
+        reported = f.read()
+    _, status = os.waitpid(pid, 0)
+    t.join()
+    return held, reported, status, store
+
+for _ in range(20):
+    held, reported, status, store = attempt()
+    if held:
+        break
+else:
+    sys.exit("no fork happened while the store's mutex was held")
+sys.stdout.write(reported)
 print("child", os.waitstatus_to_exitcode(status), "parent", store.closed, "forked" in repr(store))
 """
 

@@ -575,7 +575,8 @@ WRITER = textwrap.dedent(
     from keycell import KeyStore, SecretKey
     path, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     store = KeyStore.open(path, master=bytearray(b"correct horse battery staple"))
-    sys.stdin.readline()  # start together
+    print("ready", flush=True)  # the store is open (its KDF has run) ...
+    sys.stdin.readline()  # ... and every writer starts when all are ready
     for i in range(count):
         d = hashlib.sha256(f"{worker}:{i}".encode()).digest()
         store.put(f"w{worker}-{i}", SecretKey.from_buffer(bytearray(d)))
@@ -591,16 +592,22 @@ def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(path), str(w), str(count)],
             stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for w in range(workers)
     ]
-    time.sleep(0.5)
+    for p in procs:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "ready\n"
     for p in procs:
         assert p.stdin is not None
-        p.stdin.write(b"go\n")
+        p.stdin.write("go\n")
         p.stdin.close()
     for p in procs:
         assert p.wait(timeout=120) == 0
+        assert p.stdout is not None
+        p.stdout.close()
     store = KeyStore.open(path, master=pw())
     assert len(store) == workers * count
     for w in range(workers):

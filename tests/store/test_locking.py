@@ -54,21 +54,39 @@ def writer():                      # almost always inside put(), holding the wri
         store.put("k", key, overwrite=True)
         puts += 1
 
+lock_file = os.stat(path + ".lock")
+lock_id = f"{os.major(lock_file.st_dev):02x}:{os.minor(lock_file.st_dev):02x}:{lock_file.st_ino}"
+
+def lock_held():
+    # Whether this process holds its POSIX lock on the lock file (its line in /proc/locks).
+    with open("/proc/locks") as f:
+        return any(
+            line.split()[-4:-2] == [str(os.getpid()), lock_id] and "->" not in line
+            for line in f
+        )
+
 t = threading.Thread(target=writer)
 t.start()
-while puts < 2:
-    time.sleep(0.001)
 children = []
-for i in range(25):
-    time.sleep(0.001)              # the writer releases the GIL as it enters put() ...
-    until = time.monotonic() + 0.0005 * (i % 5 + 1)
-    while time.monotonic() < until:  # ... and takes the lock while this thread spins
-        pass
+verified = 0
+deadline = time.monotonic() + 60    # bounds a failure only
+while verified < 25:
+    if time.monotonic() > deadline:
+        sys.exit(f"only {verified} forks while the writer lock was held")
+    # Only the writer thread takes the lock, once per put(), and it counts a put after it
+    # returns, which needs the GIL. Lock seen held before the fork and after it, with the
+    # count unchanged from before the first look to after the second: one put held it
+    # throughout, so the child was forked while the lock was held.
+    before = puts
+    if not lock_held():
+        continue
     pid = os.fork()
     if pid == 0:
         time.sleep(30)             # a long-lived child that never writes
         os._exit(0)
     children.append(pid)
+    if lock_held() and puts == before:
+        verified += 1
 start = time.monotonic()
 stop = True
 t.join()                           # the writer's last put ...
