@@ -205,45 +205,28 @@ RAW_FORK = pytest.mark.skipif(
 
 FORK_HANG_CHILD = """
 import faulthandler, os, sys, threading, time
-faulthandler.dump_traceback_later(30, exit=True)   # a hang fails loudly
+faulthandler.dump_traceback_later(100, exit=True)   # a hang fails loudly
+import ctypes
 import keycell
 from keycell import Ed25519PrivateKey, SecretKey
 
-MODE = sys.argv[1]
-keys = {"secret": SecretKey.generate(32), "ed25519": Ed25519PrivateKey.generate()}
-key = keys[sys.argv[2]]
+MODE, KIND, HOW = sys.argv[1:4]
 big = b"m" * (256 << 20)
+libc = ctypes.PyDLL(None, use_errno=True)   # PyDLL keeps the GIL across the call
+libc.syscall.restype = ctypes.c_long
 # A thread that waits for the GIL asks its holder to drop it (after the switch interval),
 # and the holder then waits until another thread has taken it. A child made by a raw fork
 # has no other threads: with such a request pending at the fork it would wait forever in
-# the interpreter, whatever keycell does. A long interval means no request is ever made.
+# the interpreter, whatever keycell does. A long interval means no request is ever made,
+# so a thread waiting for the GIL gets it only when its holder releases it on its own (in
+# a call that releases it, or time.sleep(0) in the polling loops below).
 sys.setswitchinterval(1000)
-started = threading.Event()
+cpu = time.thread_time
+# CPU time a call spends outside the key's lock (entering and leaving the call, the GIL
+# handover): microseconds; this bound is far above it and far below the lock's hold.
+OUTSIDE = 0.005
 
-def busy():                       # holds the key's read lock with the GIL released
-    started.set()
-    for _ in range(3):
-        if isinstance(key, SecretKey):
-            key.hmac(big)
-        else:
-            key.sign(big)
-
-threads = [threading.Thread(target=busy)]
-if MODE == "waiting-destroy":
-    threads.append(threading.Thread(target=lambda: (started.wait(), time.sleep(0.05),
-                                                    key.destroy())))
-for t in threads:
-    t.start()
-started.wait()
-time.sleep(0.2)                   # the busy thread is inside its operation now
-if sys.argv[3] == "raw":          # no atfork handlers run; PyDLL keeps the GIL
-    import ctypes
-    libc = ctypes.PyDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    pid = libc.syscall(57)        # SYS_fork on x86_64
-else:
-    pid = os.fork()
-if pid == 0:
+def child(key, w):
     import signal
     signal.alarm(20)              # a child that hangs dies instead of blocking the test
     out = []
@@ -258,15 +241,78 @@ if pid == 0:
             out.append("KeyDestroyedError")
         key.destroy()
         out.append(repr(key))
-        os.write(1, ("CHILD " + "|".join(out) + "\\n").encode())
+        os.write(w, ("CHILD " + "|".join(out) + "\\n").encode())
         os._exit(0)
     except BaseException as e:
-        os.write(1, ("CHILD ERROR " + repr(e) + "\\n").encode())
+        os.write(w, ("CHILD ERROR " + repr(e) + "\\n").encode())
         os._exit(1)
-_, status = os.waitpid(pid, 0)
+
+def attempt():
+    key = SecretKey.generate(32) if KIND == "secret" else Ed25519PrivateKey.generate()
+    use = key.hmac if KIND == "secret" else key.sign
+    calls = []            # (thread CPU time at the start, at the end) of each call
+    current = []          # thread CPU time at the start of the call in progress
+    done = False
+    entering = False
+
+    def busy():           # holds the key's read lock with the GIL released, call after call
+        while not done:
+            current.append(cpu())
+            try:
+                use(big)
+            except keycell.KeyDestroyedError:
+                return
+            calls.append((current[-1], cpu()))
+
+    def destroyer():
+        nonlocal entering
+        entering = True
+        key.destroy()     # waits for the write lock while busy() holds the read lock
+
+    threads = [threading.Thread(target=busy)]
+    threads[0].start()
+    clock = time.pthread_getcpuclockid(threads[0].ident)
+    # busy() is inside a call and has run OUTSIDE seconds of it: it holds the read lock.
+    while not current or time.clock_gettime(clock) - current[-1] < OUTSIDE:
+        time.sleep(0)
+    if MODE == "waiting-destroy":
+        threads.append(threading.Thread(target=destroyer))
+        threads[1].start()
+        while not entering:   # this thread has the GIL back: destroy() released it
+            time.sleep(0)
+        # Not destroyed: destroy() is waiting for the lock (busy() still holds it, checked
+        # below), not done. Destroyed: busy() was between calls; try again.
+        if key.destroyed:
+            for t in threads:
+                t.join()
+            return False, "", 0
+    r, w = os.pipe()
+    before = time.clock_gettime(clock)
+    pid = libc.syscall(57) if HOW == "raw" else os.fork()   # 57: SYS_fork on x86_64
+    if pid == 0:
+        child(key, w)
+    after = time.clock_gettime(clock)
+    os.close(w)
+    with os.fdopen(r) as f:
+        reported = f.read()
+    _, status = os.waitpid(pid, 0)
+    done = True
+    for t in threads:
+        t.join()
+    key.destroy()
+    # The fork fell inside one call, at least OUTSIDE after its start and before its end:
+    # busy() held the read lock at the fork (and destroy() was waiting for it).
+    inside = any(s + OUTSIDE <= before and after + OUTSIDE <= e for s, e in calls)
+    return inside, reported, status
+
+for _ in range(20):
+    ok, reported, status = attempt()
+    if ok:
+        break
+else:
+    sys.exit("the fork never fell inside a call that held the key's lock")
+sys.stdout.write(reported)
 print("STATUS", os.waitstatus_to_exitcode(status))
-for t in threads:
-    t.join()
 """
 
 
@@ -285,7 +331,7 @@ def test_fork_child_never_blocks_on_a_key_lock(how: str, mode: str, kind: str) -
     assert "STATUS 0" in res.stdout, res.stdout + res.stderr
     child = next(line for line in res.stdout.splitlines() if line.startswith("CHILD"))
     parts = child.removeprefix("CHILD ").split("|")
-    assert parts[2] in ("ForkedKeyError", "KeyDestroyedError"), child
+    assert parts[1:3] == ["False", "ForkedKeyError"], child
     assert parts[-1].endswith("destroyed>"), child
 
 

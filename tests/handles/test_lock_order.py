@@ -14,7 +14,7 @@ import sys
 import pytest
 
 DEADLOCK_CHILD = """
-import faulthandler, os, sys, tempfile, threading, time
+import faulthandler, os, sys, tempfile, threading
 faulthandler.dump_traceback_later(40, exit=True)   # a deadlock fails loudly
 import keycell
 from keycell import KeyStore, SecretKey
@@ -27,7 +27,10 @@ for trial in range(30):
     key = SecretKey.generate(32)
     stop = False
 
+    running = [threading.Event(), threading.Event()]
+
     def slow_user():          # holds the key while the GIL is released (file I/O, KDF)
+        running[0].set()
         while not stop:
             try:
                 if MODE == "to_file":
@@ -40,6 +43,7 @@ for trial in range(30):
                 return
 
     def reader():             # takes the key's lock with the GIL held
+        running[1].set()
         while not stop:
             try:
                 key.hmac(b"x")
@@ -49,7 +53,8 @@ for trial in range(30):
     ts = [threading.Thread(target=slow_user), threading.Thread(target=reader)]
     for t in ts:
         t.start()
-    time.sleep(0.005)
+    for r in running:         # destroy() races both users, whatever the interleaving
+        r.wait()
     key.destroy()
     stop = True
     for t in ts:
