@@ -157,3 +157,6 @@ impl Exposure {
         Ok(false)
     }
 }
+
+crate::py::text_refusal::text_refusing!(KeyView);
+crate::py::text_refusal::text_refusing!(Exposure);
