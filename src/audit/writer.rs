@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keyfile::write_atomic;
+use crate::keyfile::{write_atomic, KeyFile};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::MemoryError;
 
@@ -43,20 +43,35 @@ fn intent_path(log: &Path) -> PathBuf {
     suffixed(log, ".rotating")
 }
 
-/// The archive named by an interrupted rotation's intent file, if there is one.
+/// The archive named by an interrupted rotation's intent file, if there is one. The file
+/// is read as key files are (`O_NOFOLLOW`, a regular file of this user, no group or other
+/// permissions): whoever else can write the log's directory must not choose what a
+/// writer links or removes.
 fn read_intent(log: &Path) -> Result<Option<PathBuf>, AuditError> {
     use std::os::unix::ffi::OsStrExt;
-    match std::fs::read(intent_path(log)) {
-        Ok(bytes) if !bytes.is_empty() && !bytes.contains(&0) => {
-            Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))))
-        }
-        Ok(_) => Err(AuditError::State(
-            "the rotation intent file is malformed".to_owned(),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AuditError::io("log", "cannot read the rotation intent", &e)),
+    let path = intent_path(log);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AuditError::io("log", "cannot stat the rotation intent", &e)),
+        Ok(_) => {}
     }
+    let intent = |err| AuditError::File {
+        what: "rotation intent",
+        err,
+    };
+    let mut file = KeyFile::open(&path, MAX_INTENT_LEN).map_err(intent)?;
+    let mut bytes = vec![0u8; file.size()];
+    file.read_into(&mut bytes).map_err(intent)?;
+    if bytes.is_empty() || bytes.contains(&0) || bytes.first() != Some(&b'/') {
+        return Err(AuditError::State(
+            "the rotation intent file is malformed".to_owned(),
+        ));
+    }
+    Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))))
 }
+
+/// The longest rotation intent (an absolute path).
+const MAX_INTENT_LEN: usize = 4096;
 
 /// The sequence number of the first line of the log at `path`, if it parses.
 fn first_seq(path: &Path) -> Option<u64> {
@@ -984,6 +999,55 @@ mod tests {
         }
     }
 
+    /// An intent file that is not this user's private file (another user who can write
+    /// the log's directory planted it) is refused, never followed.
+    #[test]
+    fn a_planted_intent_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let k0 = [9u8; 32];
+        let d = crate::test_dir::fresh("audit-rotate-planted");
+        let path = d.join("a.log");
+        let victim = d.join("victim.checkpoint");
+        std::fs::write(&victim, b"keep").expect("victim");
+        drop(Writer::create(&path, &k0, "t/log", 4, 3600, false).expect("create"));
+        let plant = |mode: u32| {
+            let _ = std::fs::remove_file(intent_path(&path));
+            std::fs::write(
+                intent_path(&path),
+                d.join("victim").as_os_str().as_encoded_bytes(),
+            )
+            .expect("plant");
+            std::fs::set_permissions(intent_path(&path), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        };
+        plant(0o644);
+        assert!(matches!(
+            Writer::open(&path, false),
+            Err(AuditError::File {
+                what: "rotation intent",
+                ..
+            })
+        ));
+        std::fs::remove_file(intent_path(&path)).expect("rm");
+        std::os::unix::fs::symlink(d.join("elsewhere"), intent_path(&path)).expect("symlink");
+        assert!(matches!(
+            Writer::open(&path, false),
+            Err(AuditError::File {
+                what: "rotation intent",
+                ..
+            })
+        ));
+        assert_eq!(std::fs::read(&victim).expect("victim kept"), b"keep");
+        // This user's private intent naming an archive that never came to be is undone.
+        plant(0o600);
+        drop(Writer::open(&path, false).expect("open"));
+        assert!(
+            !victim.exists(),
+            "an owner's intent is trusted: its checkpoint is removed"
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
     /// A writer that had the log open when another crashed mid-rotation (after the `end`
     /// record) finishes the rotation on its next append.
     #[test]
@@ -1005,7 +1069,7 @@ mod tests {
             Writer::open(&path, false),
             Err(AuditError::State(_))
         ));
-        std::fs::write(intent_path(&path), &intent).expect("restore");
+        write_atomic(&intent_path(&path), &intent, false).expect("restore (mode 0600)");
         let (mut w, _) = Writer::open(&path, false).expect("open");
         w.append(b"{\"i\":1}").expect("append");
         drop(w);
