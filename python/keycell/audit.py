@@ -439,6 +439,22 @@ def _last_line(path: str | os.PathLike[str]) -> bytes:
     return lines[-2] if len(lines) >= 2 else b""
 
 
+def _internal_record(line: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header fields (seq, ts, epoch, prev) and the body of an internal record line,
+    or two empty dicts when it is not one (the verifier has checked its MAC)."""
+    head, _, rest = line.partition(b',"audit":')
+    if not rest or b',"mac":"' not in rest:
+        return {}, {}
+    try:
+        fields = json.loads(head + b"}")
+        body = json.loads(rest[: rest.rindex(b',"mac":"')])
+    except ValueError:
+        return {}, {}
+    if not isinstance(fields, dict) or not isinstance(body, dict):
+        return {}, {}
+    return fields, body
+
+
 def verify_rotated(
     archive: str | os.PathLike[str],
     current: str | os.PathLike[str],
@@ -462,17 +478,22 @@ def verify_rotated(
         return new
     with open(current, "rb") as f:
         first = f.readline().rstrip(b"\n")
-    head, _, rest = first.partition(b',"audit":')
-    body = json.loads(rest[: rest.rindex(b',"mac":"')]) if rest else {}
-    prev = json.loads(head + b"}")["prev"] if rest else ""
     last = _last_line(archive)
+    head, body = _internal_record(first)
+    last_head, last_body = _internal_record(last)
+    # The rotate record is in the epoch after the archive's last line (the writer steps to
+    # it for the new file): whoever took the host later holds only later epoch keys and
+    # cannot write it, so cannot rewrite the current file's earlier epochs either.
     checks = (
-        isinstance(body, dict)
-        and body.get("type") == "rotate"
+        body.get("type") == "rotate"
+        and last_body.get("type") == "end"
         and body.get("previous_size") == old.records
         and body.get("previous_root") == base64.b64encode(old.root).decode()
         and new.first_seq == (old.last_seq or 0) + 1
-        and prev == hashlib.sha256(b"\x00" + last).hexdigest()
+        and head.get("prev") == hashlib.sha256(b"\x00" + last).hexdigest()
+        and isinstance(head.get("epoch"), int)
+        and isinstance(last_head.get("epoch"), int)
+        and head["epoch"] == last_head["epoch"] + 1
     )
     if checks:
         return new
@@ -482,7 +503,7 @@ def verify_rotated(
         kind="modified",
         line=1,
         detail="the first record does not continue the archived file (sequence, hash chain, "
-        "size or Merkle root differ)",
+        "epoch, size or Merkle root differ, or the archive does not end with its end record)",
     )
 
 

@@ -528,3 +528,62 @@ def test_events_the_rust_encoder_leaves_to_json(
         with pytest.raises(ValueError):
             log.append({"x": float("inf")})
     assert events(p) == [{"1": "int key", "null": "none key", "t": [1, 2], "e": 1}]
+
+
+def test_a_later_epoch_key_cannot_rewrite_the_file_after_a_rotation(
+    tmp_path: Path, keys: tuple[SecretKey, Ed25519PrivateKey]
+) -> None:
+    """Found by review: who takes the host at epoch n holds E_n (the state file) and could
+    rewrite the whole file after the last rotation, records of epochs e+1..n-1 included,
+    starting with a copy of the rotate record MAC'd at epoch n; verify_rotated said valid.
+    The rotate record must be in the epoch after the archive's last line, which that
+    attacker cannot MAC."""
+    import hashlib
+    import hmac as std_hmac
+
+    from keycell.audit import verify_rotated
+
+    k0, signer = keys
+    p, archive = tmp_path / "a.log", tmp_path / "a.log.1"
+    with AuditLog.create(p, key=k0, signer=signer, origin="o") as log:
+        log.append("boot")
+        log.checkpoint()
+        log.append("epoch 1")
+        log.rotate(archive)
+        log.append({"who": "admin", "did": "deleted user bob"})  # the evidence
+        log.checkpoint()
+        log.append("more")
+        log.checkpoint()
+        log.append("latest")
+    pub = signer.public_key()
+    assert verify_rotated(archive, p, key=k0, public_key=pub).valid
+    # The attacker: the state file's epoch key, the genuine first line's body and links.
+    state = (tmp_path / "a.log.state").read_text()
+    n = int(next(x for x in state.splitlines() if x.startswith("epoch ")).split()[1])
+    e_n = bytes.fromhex(next(x for x in state.splitlines() if x.startswith("key ")).split()[1])
+    first = p.read_bytes().split(b"\n")[0]
+    head = json.loads(first[: first.index(b',"audit":')] + b"}")
+    assert n > head["epoch"], "the attack needs a later epoch than the rotate record's"
+    rotate_body = first[first.index(b',"audit":') + 9 : first.rindex(b',"mac":"')]
+    prev = hashlib.sha256(b"\0" + archive.read_bytes().rstrip(b"\n").split(b"\n")[-1]).digest()
+    forged = []
+    for seq, field, body in (
+        (head["seq"], b'"audit"', rotate_body),
+        (head["seq"] + 1, b'"event"', b'"nothing happened"'),
+    ):
+        prefix = b'{"seq":%d,"ts":"%s","epoch":%d,"prev":"%s",%s:%s' % (
+            seq, head["ts"].encode(), n, prev.hex().encode(), field, body,
+        )  # fmt: skip
+        line = prefix + b',"mac":"' + std_hmac.new(e_n, prefix, "sha256").hexdigest().encode()
+        line += b'"}'
+        prev = hashlib.sha256(b"\0" + line).digest()
+        forged.append(line)
+    p.write_bytes(b"\n".join(forged) + b"\n")
+    (tmp_path / "a.log.checkpoint").unlink()  # the checkpoint beside the log goes too
+    # Each line verifies under K0 on its own terms ...
+    assert verify(p, key=k0, public_key=pub, rotated_ok=True).valid
+    # ... but not as the continuation of the archive.
+    r = verify_rotated(archive, p, key=k0, public_key=pub)
+    assert not r.valid
+    assert (r.kind, r.line) == ("modified", 1)
+    assert "epoch" in (r.detail or "")
