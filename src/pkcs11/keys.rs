@@ -309,8 +309,13 @@ pub fn ec_point_to_ed25519(point: &[u8]) -> Option<[u8; 32]> {
     }
 }
 
-/// The public key of the Ed25519 private key `h`: from its public key object (same
-/// `CKA_ID` when it has one, else the same label).
+/// The public key of the Ed25519 private key `h`: read from the public key objects with
+/// its `CKA_ID` (else its label), and proven to belong to it: the token signs a fresh
+/// random challenge with `h`, and only a candidate under which that signature verifies is
+/// returned. Public objects can be deleted and created by anyone who can open a session,
+/// without the PIN: an object planted with the key's id must not make keycell (or the
+/// agent) report an attacker's public key for the token's private key, and a second object
+/// with the same id must not make the key unusable.
 pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
     let spec = names(token, h)?;
     let by = match (&spec.id, &spec.label) {
@@ -326,32 +331,47 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
             ))
         }
     };
-    let public =
-        find_unchecked(token, ObjectKind::Ed25519Public, &by).map_err(|e| match e.kind {
-            Pkcs11ErrorKind::ObjectNotFound => Pkcs11Error::new(
-                Pkcs11ErrorKind::ObjectNotFound,
-                format!(
-                    "the Ed25519 private key with {} has no public key object on the token \
+    let objects = token.with_session(|s| find_all(s, ObjectKind::Ed25519Public, &by))?;
+    if objects.is_empty() {
+        return Err(Pkcs11Error::new(
+            Pkcs11ErrorKind::ObjectNotFound,
+            format!(
+                "the Ed25519 private key with {} has no public key object on the token \
                  (keycell reads the public key from it)",
-                    spec.describe()
-                ),
+                spec.describe()
             ),
-            _ => e,
+        ));
+    }
+    let mut candidates = Vec::new();
+    for object in objects {
+        let attrs = token.with_session(|s| {
+            s.get_attributes(object, &[AttributeType::EcPoint])
+                .map_err(ck("reading the public key"))
         })?;
-    let point = token.with_session(|s| {
-        s.get_attributes(public, &[AttributeType::EcPoint])
-            .map_err(ck("reading the public key"))
-    })?;
-    point
-        .into_iter()
-        .find_map(|a| match a {
+        candidates.extend(attrs.into_iter().find_map(|a| match a {
             Attribute::EcPoint(p) => ec_point_to_ed25519(&p),
             _ => None,
+        }));
+    }
+    let mut challenge = [0u8; 32];
+    crate::memory::fill_random(&mut challenge)?;
+    let sig = sign_ed25519(token, h, &challenge)?;
+    candidates
+        .into_iter()
+        .find(|point| {
+            crate::crypto::ed25519::public_key_from_bytes(point)
+                .is_ok_and(|vk| crate::crypto::ed25519::verify(&vk, &challenge, &sig).is_ok())
         })
         .ok_or_else(|| {
             Pkcs11Error::new(
-                Pkcs11ErrorKind::Other,
-                "the token's public key object holds no 32-byte Ed25519 point",
+                Pkcs11ErrorKind::Untrusted,
+                format!(
+                    "no public key object with {} on token {:?} belongs to the Ed25519 \
+                     private key (a signature made by the key does not verify under any of \
+                     them): a public object may have been replaced",
+                    by.describe(),
+                    token.info().label
+                ),
             )
         })
 }

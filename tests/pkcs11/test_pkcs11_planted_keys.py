@@ -129,3 +129,65 @@ def test_an_extractable_or_non_sensitive_secret_is_refused(hsm: Hsm) -> None:
                 module=hsm.module,
             )
     assert label in {o["label"] for o in open_token(hsm).objects()}  # still there, unused
+
+
+SWAP_PUBLIC = textwrap.dedent(
+    """
+    import sys
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, ObjectClass
+
+    module, token, label, key_id, point, delete = sys.argv[1:7]
+    lib = pkcs11.lib(module)
+    tok = lib.get_token(token_label=token)
+    with tok.open(rw=True) as s:  # no PIN: public objects only
+        if delete == "1":
+            for o in s.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                                    Attribute.ID: bytes.fromhex(key_id)}):
+                o.destroy()
+        s.create_object({
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: KeyType.EC_EDWARDS,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: False,
+            Attribute.VERIFY: True,
+            Attribute.LABEL: label,
+            Attribute.ID: bytes.fromhex(key_id),
+            Attribute.EC_PARAMS: bytes.fromhex("06032b6570"),
+            Attribute.EC_POINT: b"\\x04\\x20" + bytes.fromhex(point),
+        })
+    """
+)
+
+
+@pytest.mark.parametrize("delete_genuine", [True, False])
+def test_a_planted_public_key_object_is_never_reported(hsm: Hsm, delete_genuine: bool) -> None:
+    """Found by review: public objects can be deleted and created without the PIN. A
+    planted public object with the key's CKA_ID made keycell (and the agent) report the
+    attacker's public key for the token's private key; a second one made the key unusable.
+    Now the public key must verify a signature the token makes with the private key."""
+    from keycell import Ed25519PrivateKey
+
+    attacker = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    label = f"kc-swap-{int(delete_genuine)}"
+    with open_token(hsm) as t:
+        key = t.generate_ed25519(label=label)
+        genuine = key.public_key().public_bytes_raw()
+        key_id = key.id
+    subprocess.run(
+        [sys.executable, "-c", SWAP_PUBLIC, hsm.module, hsm.label, label, key_id.hex(),
+         attacker.hex(), "1" if delete_genuine else "0"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with open_token(hsm) as t:
+        try:
+            if delete_genuine:
+                with pytest.raises(Pkcs11Error, match="belongs to the Ed25519 private key"):
+                    t.ed25519_private_key(label=label)
+            else:
+                k = t.ed25519_private_key(label=label)
+                assert k.public_key().public_bytes_raw() == genuine != attacker
+                k.public_key().verify(k.sign(b"m"), b"m")
+        finally:
+            for kind in ("privkey", "pubkey", "pubkey"):
+                hsm.tool("--delete-object", "--type", kind, "--label", label, check=False)
