@@ -1,23 +1,30 @@
-//! keycell's native core.
+//! keycell's native core, in layers (each only uses the ones below it; the table is in
+//! `tests/test_source_layout.py`, the picture in README.md's layout section):
 //!
-//! - [`memory`]: guarded, locked, wiped regions (the only `unsafe` code, apart from the
-//!   buffer-protocol glue in `py/view.rs` and `py/buffer_in_place.rs`).
-//! - [`crypto`]: algorithms over secret bytes held in those regions.
-//! - [`audit`]: the tamper-evident, forward-secure audit log.
-//! - [`keyfile`]: opening key files safely.
+//! - [`memory`]: guarded, locked, wiped regions.
+//! - [`sys`]: raw system calls that are not about memory (`SO_PEERPIDFD`, the effective uid).
+//! - [`fs`]: safe open of secret files, atomic durable writes, lock files and the one
+//!   deadline-bounded lock wait, the file error.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`json`]: strict JSON (RFC 8259): one scanner, a validator and a tree reader.
+//! - [`crypto`]: algorithms over secret bytes held in those regions.
+//! - [`keyfile`]: key file formats, read into guarded memory and written.
 //! - [`store`]: the encrypted key store file.
+//! - [`audit`]: the tamper-evident, forward-secure audit log.
 //! - [`keyring`]: the Linux kernel keyring as a key source and sink.
 //! - [`otp`]: one-time passwords (HOTP, TOTP) over secrets in guarded regions.
-//! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
 //! - [`pkcs11`]: keys in a PKCS#11 token (HSM), used through the token.
+//! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
+//!
+//! `unsafe` code is allowed only in `memory`, `sys` and the buffer-protocol glue of the
+//! bindings (`py/view.rs`, `py/buffer_in_place.rs`), each block with its `SAFETY` argument.
 
 pub mod agent;
 pub mod audit;
 pub mod crypto;
 pub mod encoding;
+pub mod fs;
 pub mod json;
 pub mod keyfile;
 pub mod keyring;
@@ -27,6 +34,7 @@ pub mod pkcs11;
 #[cfg(feature = "python")]
 mod py;
 pub mod store;
+pub mod sys;
 #[cfg(test)]
 mod test_dir;
 

@@ -18,3 +18,12 @@ pub(crate) fn fresh(what: &str) -> PathBuf {
         .expect("mkdir");
     p
 }
+
+/// Write `data` to a new or truncated file at `path` and set its mode to `mode`.
+pub(crate) fn write_file(path: &std::path::Path, data: &[u8], mode: u32) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = std::fs::File::create(path).expect("create");
+    f.write_all(data).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}

@@ -34,9 +34,10 @@ use _native::audit::{state as audit_state, verify as audit_verify, writer::Write
 use _native::crypto::argon2::Argon2Params;
 use _native::crypto::curve::Algorithm;
 use _native::crypto::ed25519::PrivateKey;
+use _native::crypto::key_kind::KeyKind;
 use _native::crypto::pkcs8;
 use _native::encoding;
-use _native::keyfile::{DecodedKeyFile, Format, KeyKind};
+use _native::keyfile::{DecodedKeyFile, Format};
 use _native::pkcs11::uri as pkcs11_uri;
 use _native::store::format::{self as store, Entry, Identity, MasterType};
 

@@ -16,8 +16,8 @@ use cryptoki::object::ObjectHandle;
 
 use crate::crypto::ed25519;
 use crate::crypto::hmac::HashAlgorithm;
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
-use crate::keyfile::KeyKind;
 use crate::pkcs11::keys::{self as token_keys, ObjectKind, STORE_MASTER_CHALLENGE};
 use crate::pkcs11::{Pkcs11Error, Token};
 use crate::store::{Store, StoreError};

@@ -24,7 +24,7 @@ impl Peer {
     /// The peer of `stream`.
     pub fn of(stream: &UnixStream) -> std::io::Result<Peer> {
         let cred = rustix::net::sockopt::socket_peercred(stream)?;
-        let (pidfd, pidfd_errno) = match crate::memory::sys::peer_pidfd(stream.as_fd()) {
+        let (pidfd, pidfd_errno) = match crate::sys::peer_pidfd(stream.as_fd()) {
             Ok(fd) => (Some(fd), None),
             Err(e) => (None, Some(e)),
         };

@@ -796,7 +796,7 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyfile::KeyKind;
+    use crate::crypto::key_kind::KeyKind;
     use crate::store::{lock::DEFAULT_LOCK_TIMEOUT, Master, Store};
     use std::path::Path;
 

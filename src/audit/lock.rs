@@ -11,17 +11,18 @@
 //! wiped on fork, and the writer checks the process first). Threads of one writer are
 //! serialised by the writer's own mutex before they reach the lock.
 //!
-//! Waiting is bounded like the key store's: non-blocking attempts, polled (1 ms, doubling
-//! to 20 ms) until a deadline.
+//! Waiting is bounded like the key store's, by the one lock wait of `crate::fs`
+//! ([`wait_until`]): non-blocking attempts, polled (1 ms, doubling to 20 ms) until a
+//! deadline.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{flock, FlockOperation};
 
 use super::AuditError;
+use crate::fs::{open_lock_file, wait_until, FileError, LockFileError, WaitError};
 
 /// How long a writer waits for the lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,53 +53,34 @@ impl LockFile {
     /// Open (creating, mode 0600) the lock file of the log at `log`.
     pub fn open(log: &Path) -> Result<LockFile, AuditError> {
         let path = lock_path(log);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| AuditError::io("lock file", "cannot open it", &e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| AuditError::io("lock file", "fstat failed", &e))?;
-        if !meta.is_file() || meta.uid() != crate::memory::sys::effective_uid() {
-            return Err(AuditError::File {
+        let file = open_lock_file(&path).map_err(|e| match e {
+            LockFileError::Open(e) => AuditError::io("lock file", "cannot open it", &e),
+            LockFileError::Fstat(e) => AuditError::io("lock file", "fstat failed", &e),
+            LockFileError::NotOwnedRegularFile => AuditError::File {
                 what: "lock file",
-                err: crate::keyfile::FileError::Insecure(
-                    "it is not a regular file owned by this user".to_owned(),
-                ),
-            });
-        }
+                err: FileError::Insecure("it is not a regular file owned by this user".to_owned()),
+            },
+        })?;
         Ok(LockFile { file, path })
     }
 
     /// Take the lock, waiting at most `timeout`.
     pub fn lock(&self, timeout: Duration) -> Result<Held<'_>, AuditError> {
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match flock(&self.file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(Held(self)),
-                Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    return Err(AuditError::io(
-                        "lock file",
-                        "cannot lock it",
-                        &std::io::Error::from_raw_os_error(e.raw_os_error()),
-                    ))
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(AuditError::Busy {
-                    lock_path: self.path.clone(),
-                    timeout,
-                });
-            }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
+        let attempt = || match flock(&self.file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Held(self))),
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => Ok(None),
+            Err(e) => Err(AuditError::io(
+                "lock file",
+                "cannot lock it",
+                &std::io::Error::from_raw_os_error(e.raw_os_error()),
+            )),
+        };
+        wait_until(Instant::now() + timeout, attempt).map_err(|e| match e {
+            WaitError::Failed(e) => e,
+            WaitError::TimedOut => AuditError::Busy {
+                lock_path: self.path.clone(),
+                timeout,
+            },
+        })
     }
 }

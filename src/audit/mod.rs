@@ -26,7 +26,7 @@ pub mod writer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::keyfile::FileError;
+use crate::fs::FileError;
 use crate::memory::MemoryError;
 
 /// How a log fails verification: the kind of the first failure found.

@@ -20,13 +20,13 @@
 //! ```
 //!
 //! The whole file is encoded in a guarded region and handed to `write(2)` from there, and
-//! read back with `KeyFile` (no symlinks, owner-only) straight into a guarded region; the
+//! read back with `PrivateFile` (no symlinks, owner-only) straight into a guarded region; the
 //! key's hex is decoded from that region into the key's own region. No copy of the key
 //! passes through ordinary memory.
 
 use std::path::Path;
 
-use crate::keyfile::{write_atomic, FileError, KeyFile};
+use crate::fs::{write_atomic, FileError, PrivateFile};
 use crate::memory::{MemoryError, SecretBuf};
 
 use super::epoch::{EpochKey, EPOCH_KEY_LEN};
@@ -150,7 +150,7 @@ pub fn write(path: &Path, s: &Snapshot, key: &EpochKey) -> Result<(), StateError
 
 /// Read and parse the state file at `path`.
 pub fn read(path: &Path) -> Result<(Snapshot, EpochKey), StateError> {
-    let mut file = KeyFile::open(path, MAX_STATE_LEN)?;
+    let mut file = PrivateFile::open(path, MAX_STATE_LEN)?;
     let buf = SecretBuf::new_with(file.size().max(1), |d| {
         if file.size() == 0 {
             return Ok(());

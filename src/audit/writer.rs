@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keyfile::{write_atomic, KeyFile};
+use crate::fs::{write_atomic, PrivateFile};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::MemoryError;
 
@@ -59,7 +59,7 @@ fn read_intent(log: &Path) -> Result<Option<PathBuf>, AuditError> {
         what: "rotation intent",
         err,
     };
-    let mut file = KeyFile::open(&path, MAX_INTENT_LEN).map_err(intent)?;
+    let mut file = PrivateFile::open(&path, MAX_INTENT_LEN).map_err(intent)?;
     let mut bytes = vec![0u8; file.size()];
     file.read_into(&mut bytes).map_err(intent)?;
     if bytes.is_empty() || bytes.contains(&0) || bytes.first() != Some(&b'/') {
@@ -462,7 +462,7 @@ impl Writer {
         if std::fs::symlink_metadata(&archive).is_ok() {
             return Err(AuditError::File {
                 what: "archive",
-                err: crate::keyfile::FileError::Unusable {
+                err: crate::fs::FileError::Unusable {
                     reason: "it already exists".to_owned(),
                     errno: Some(libc::EEXIST),
                 },

@@ -8,6 +8,7 @@ pub mod curve;
 pub mod ed25519;
 pub mod hkdf;
 pub mod hmac;
+pub mod key_kind;
 pub mod pkcs8;
 pub mod scrub;
 pub mod sha1_core;

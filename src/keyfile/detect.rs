@@ -3,10 +3,11 @@
 use std::ops::Range;
 
 use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
+use crate::fs::{unusable, FileError};
 
-use super::format::{Format, KeyKind};
-use super::open::{unusable, FileError};
+use super::format::Format;
 
 /// Whether `content` is text: printable ASCII and whitespace only.
 fn is_text(content: &[u8]) -> bool {

@@ -3,14 +3,14 @@
 use std::path::Path;
 
 use crate::crypto::curve::Algorithm;
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
 use crate::encoding::DecodeError;
+use crate::fs::{unusable, write_atomic};
 use crate::memory::SecretBuf;
 
-use super::atomic_write::write_atomic;
-use super::format::{Format, KeyKind};
+use super::format::Format;
 use super::load::{check_format_allowed, LoadError};
-use super::open::unusable;
 
 /// Encode `key` (of `kind`) as `format` into a guarded scratch region and hand the encoded
 /// bytes to `sink`. Raw keys are handed over directly, without a scratch copy.

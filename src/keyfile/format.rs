@@ -1,66 +1,15 @@
-//! What a key file holds ([`KeyKind`]), how it is encoded ([`Format`]), and the size
-//! limits of key files. Detection of the format is in [`super::detect`].
+//! How a key file is encoded ([`Format`]) and the size limits of key files (what it holds
+//! is a [`KeyKind`], from the crypto layer). Detection of the format is in
+//! [`super::detect`].
 
-use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::key_kind::KeyKind;
 
-/// What a key file (or key store entry) holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// A symmetric secret key of 1 to [`crate::crypto::symmetric::MAX_KEY_LEN`] bytes.
-    Secret,
-    /// An Ed25519 private key (the 32-byte seed).
-    Ed25519,
-    /// An X25519 private key (the 32-byte scalar).
-    X25519,
-}
-
-impl KeyKind {
-    /// Every kind.
-    pub const ALL: [KeyKind; 3] = [KeyKind::Secret, KeyKind::Ed25519, KeyKind::X25519];
-
-    /// `"secret"`, `"ed25519"` or `"x25519"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Secret => "secret",
-            KeyKind::Ed25519 => "ed25519",
-            KeyKind::X25519 => "x25519",
-        }
-    }
-
-    /// Parse a name from [`Self::name`].
-    pub fn from_name(name: &str) -> Option<KeyKind> {
-        KeyKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The fixed length of the key material, or `None` for secret keys (any length).
-    pub fn fixed_len(self) -> Option<usize> {
-        self.algorithm().map(|_| KEY_LEN)
-    }
-
-    /// The RFC 8410 algorithm of an asymmetric kind (`None` for secret keys).
-    pub fn algorithm(self) -> Option<Algorithm> {
-        match self {
-            KeyKind::Secret => None,
-            KeyKind::Ed25519 => Some(Algorithm::Ed25519),
-            KeyKind::X25519 => Some(Algorithm::X25519),
-        }
-    }
-
-    /// The kind of an asymmetric algorithm's private keys.
-    pub fn from_algorithm(alg: Algorithm) -> KeyKind {
-        match alg {
-            Algorithm::Ed25519 => KeyKind::Ed25519,
-            Algorithm::X25519 => KeyKind::X25519,
-        }
-    }
-
-    /// The largest key file read for this kind: [`MAX_KEY_FILE_LEN`] for secret keys,
-    /// [`MAX_PRIVATE_KEY_FILE_LEN`] for Ed25519/X25519.
-    pub fn max_file_len(self) -> usize {
-        match self {
-            KeyKind::Secret => MAX_KEY_FILE_LEN,
-            KeyKind::Ed25519 | KeyKind::X25519 => MAX_PRIVATE_KEY_FILE_LEN,
-        }
+/// The largest key file read for keys of `kind`: [`MAX_KEY_FILE_LEN`] for secret keys,
+/// [`MAX_PRIVATE_KEY_FILE_LEN`] for Ed25519/X25519.
+pub fn max_file_len(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::Secret => MAX_KEY_FILE_LEN,
+        KeyKind::Ed25519 | KeyKind::X25519 => MAX_PRIVATE_KEY_FILE_LEN,
     }
 }
 

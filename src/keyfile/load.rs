@@ -6,12 +6,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
+use crate::fs::{unusable, FileError, PrivateFile};
 use crate::memory::SecretBuf;
 
 use super::detect::{detect, layout};
-use super::format::{Format, KeyKind};
-use super::open::{unusable, FileError, KeyFile};
+use super::format::{max_file_len, Format};
 
 /// A failure reading, decoding or writing a key file.
 #[derive(Debug)]
@@ -145,7 +146,7 @@ pub(super) fn check_format_allowed(format: Format, kind: KeyKind) -> Result<(), 
 /// Open and check `path` (with the size limit of `kind`) and read it into a new guarded
 /// scratch region.
 fn read_into_scratch(path: &Path, kind: KeyKind) -> Result<SecretBuf, LoadError> {
-    let mut file = KeyFile::open(path, kind.max_file_len())?;
+    let mut file = PrivateFile::open(path, max_file_len(kind))?;
     let mut scratch = crate::memory::allocate(file.size())?;
     scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
     Ok(scratch)
@@ -255,12 +256,12 @@ fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
 pub const MAX_PASSPHRASE_FILE_LEN: usize = crate::crypto::symmetric::MAX_KEY_LEN + 2;
 
 /// Read a passphrase file into a guarded region, with the key file checks of
-/// [`KeyFile::open`] (so a FIFO is refused without blocking, and a symlink, a file of
+/// [`PrivateFile::open`] (so a FIFO is refused without blocking, and a symlink, a file of
 /// another user or one that group or others can access is refused as insecure). One
 /// trailing newline (LF or CRLF) is dropped; an empty passphrase is refused. The file is
 /// read into a guarded scratch region and the passphrase copied from it into its own.
 pub fn read_passphrase_file(path: &Path) -> Result<SecretBuf, LoadError> {
-    let mut file = KeyFile::open(path, MAX_PASSPHRASE_FILE_LEN)?;
+    let mut file = PrivateFile::open(path, MAX_PASSPHRASE_FILE_LEN)?;
     let scratch = SecretBuf::new_with(file.size(), |d| file.read_into(d).map_err(LoadError::File))?;
     let content = scratch.bytes()?;
     let mut n = content.len();

@@ -1,33 +1,23 @@
-//! Key files: safe open ([`open`]), what a file holds and how it is encoded ([`format`],
-//! [`detect`]), reading into guarded memory ([`load`]), encoding ([`encode`]) and atomic
-//! writes ([`atomic_write`]). Formats: `docs/key-formats.md`.
+//! Key files: what a file holds and how it is encoded ([`format`], [`detect`]), reading
+//! into guarded memory ([`load`]) and encoding ([`encode`]). Opening files safely and
+//! writing them atomically is `crate::fs`. Formats: `docs/key-formats.md`.
 
-mod atomic_write;
 mod detect;
 mod encode;
 mod format;
 mod load;
-mod open;
 
-pub use atomic_write::{parent_dir, sync_dir, write_atomic};
 pub use encode::{with_encoded, write_key_file};
-pub use format::{Format, KeyKind, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
+pub use format::{max_file_len, Format, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
 pub use load::{read_passphrase_file, DecodedKeyFile, LoadError, MAX_PASSPHRASE_FILE_LEN};
-pub use open::{FileError, KeyFile};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::File;
-    use std::io::Write;
+    use crate::crypto::key_kind::KeyKind;
+    use crate::test_dir::write_file as write;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
-
-    fn write(path: &Path, data: &[u8], mode: u32) {
-        let mut f = File::create(path).expect("create");
-        f.write_all(data).expect("write");
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
 
     fn load(
         path: &Path,
@@ -225,55 +215,6 @@ mod tests {
                 f.name()
             );
         }
-        std::fs::remove_dir_all(&d).expect("cleanup");
-    }
-
-    #[test]
-    fn reads_good_file_and_refuses_bad_ones() {
-        let d = crate::test_dir::fresh("keyfile-test");
-        let good = d.join("good");
-        write(&good, b"0123456789abcdef", 0o600);
-        let mut kf = KeyFile::open(&good, 1024).expect("open");
-        let mut out = vec![0u8; kf.size()];
-        kf.read_into(&mut out).expect("read");
-        assert_eq!(out, b"0123456789abcdef");
-
-        let loose = d.join("loose");
-        write(&loose, b"x", 0o644);
-        assert!(matches!(
-            KeyFile::open(&loose, 1024),
-            Err(FileError::Insecure(_))
-        ));
-
-        let link = d.join("link");
-        std::os::unix::fs::symlink(&good, &link).expect("symlink");
-        assert!(matches!(
-            KeyFile::open(&link, 1024),
-            Err(FileError::Insecure(_))
-        ));
-
-        assert!(matches!(
-            KeyFile::open(&d, 1024),
-            Err(FileError::Insecure(_))
-        ));
-
-        let empty = d.join("empty");
-        write(&empty, b"", 0o600);
-        assert!(matches!(
-            KeyFile::open(&empty, 1024),
-            Err(FileError::Unusable { .. })
-        ));
-        assert!(matches!(
-            KeyFile::open(&good, 4),
-            Err(FileError::Unusable { .. })
-        ));
-        assert!(matches!(
-            KeyFile::open(&d.join("missing"), 4),
-            Err(FileError::Unusable {
-                errno: Some(libc::ENOENT),
-                ..
-            })
-        ));
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

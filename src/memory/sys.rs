@@ -1,5 +1,6 @@
-//! Platform facts and probes: page size, fork detection, resource limits, and live probes
-//! of the protections a region relies on (used by `keycell doctor`).
+//! Platform facts and probes for the allocator: page size, fork detection, resource limits,
+//! and live probes of the protections a region relies on (used by `keycell doctor`).
+//! System calls that are not about memory live in `crate::sys`.
 //!
 //! Every probe performs the real system call on a scratch mapping and reports its result;
 //! nothing here is guessed from kernel versions.
@@ -49,12 +50,6 @@ pub fn fork_generation() -> u64 {
         }
     });
     FORK_GENERATION.load(Ordering::SeqCst)
-}
-
-/// The effective user id of this process.
-pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    unsafe { libc::geteuid() }
 }
 
 /// A resource limit as `(soft, hard)`, `None` meaning unlimited.
@@ -120,40 +115,6 @@ pub fn map_count() -> Option<u64> {
 /// The `errno` of the last failed system call on this thread.
 pub fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// `SO_PEERPIDFD` (Linux >= 6.5, asm-generic value; not yet in `libc`/`rustix`).
-const SO_PEERPIDFD: libc::c_int = 77;
-
-/// A pidfd of the process at the other end of a connected Unix socket (`SO_PEERPIDFD`,
-/// Linux >= 6.5): it pins that process, so a pid reused after the peer exits is never
-/// mistaken for it. `Err(errno)` where the kernel lacks it (`ENOPROTOOPT`) or the call
-/// fails; the caller falls back to the pid of `SO_PEERCRED` and says so. For the agent
-/// (`crate::agent::peer`); it lives here because it needs a raw `getsockopt`.
-pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, i32> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut fd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` and `len` are valid, writable locals of the sizes passed; the socket
-    // descriptor is borrowed and stays open for the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_PEERPIDFD,
-            (&mut fd as *mut libc::c_int).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
-        return Err(libc::EINVAL);
-    }
-    // SAFETY: on success the kernel installed a new descriptor `fd` in our table that
-    // nothing else owns; the OwnedFd takes sole ownership and closes it once.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Result of probing one protection: `Ok(())` or the `errno` it failed with.

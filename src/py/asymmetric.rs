@@ -11,8 +11,8 @@ use pyo3::types::{PyBool, PyBytes};
 
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
-use crate::keyfile::KeyKind;
 
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
@@ -222,7 +222,7 @@ macro_rules! private_key_methods {
                 format: &str,
                 overwrite: bool,
             ) -> $crate::py::errors::Result<()> {
-                let kind = $crate::keyfile::KeyKind::from_algorithm(
+                let kind = $crate::crypto::key_kind::KeyKind::from_algorithm(
                     <$key as $crate::crypto::curve::CurvePrivateKey>::ALGORITHM,
                 );
                 self.cell.to_file(py, &path, kind, format, overwrite)

@@ -189,10 +189,10 @@ fn memory_error(m: MemoryError) -> PyErr {
 fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
     use crate::store::StoreError as S;
     match err {
-        S::File(crate::keyfile::FileError::Insecure(reason)) => {
+        S::File(crate::fs::FileError::Insecure(reason)) => {
             InsecureKeyFileError::new_err(format!("refusing key store {path:?}: {reason}"))
         }
-        S::File(crate::keyfile::FileError::Unusable { reason, errno }) => with_errno(
+        S::File(crate::fs::FileError::Unusable { reason, errno }) => with_errno(
             KeyFileError::new_err(format!("key store {path:?}: {reason}")),
             errno,
         ),
@@ -238,7 +238,7 @@ fn audit_error(e: crate::audit::AuditError) -> PyErr {
             err
         }
         A::File {
-            err: crate::keyfile::FileError::Unusable { errno, .. },
+            err: crate::fs::FileError::Unusable { errno, .. },
             ..
         } => with_errno(AuditError::new_err(msg), errno),
         A::Exists => with_errno(AuditError::new_err(msg), Some(libc::EEXIST)),

@@ -34,9 +34,9 @@ use std::sync::{RwLock, RwLockReadGuard, TryLockError};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
-use crate::keyfile::KeyKind;
 use crate::memory::fork::ProcessStamp;
 use crate::memory::{self, Isolation, MemoryError, SecretBuf};
 

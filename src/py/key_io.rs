@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use crate::crypto::curve::CurvePrivateKey;
-use crate::keyfile::{self, DecodedKeyFile, Format, KeyKind, LoadError};
+use crate::crypto::key_kind::KeyKind;
+use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
 
 use super::errors::{Error, Result};
 
@@ -32,11 +33,11 @@ pub fn load_error(path: &Path, e: LoadError) -> Error {
     let shown = path.display().to_string();
     match e {
         LoadError::Memory(m) => Error::Memory(m),
-        LoadError::File(keyfile::FileError::Insecure(reason)) => Error::InsecureKeyFile {
+        LoadError::File(crate::fs::FileError::Insecure(reason)) => Error::InsecureKeyFile {
             path: shown,
             reason,
         },
-        LoadError::File(keyfile::FileError::Unusable { reason, errno }) => Error::KeyFile {
+        LoadError::File(crate::fs::FileError::Unusable { reason, errno }) => Error::KeyFile {
             path: shown,
             reason,
             errno,

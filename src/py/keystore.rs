@@ -19,9 +19,9 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::crypto::argon2::Argon2Params;
 use crate::crypto::curve::CurvePrivateKey;
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ed25519, x25519};
-use crate::keyfile::KeyKind;
 use crate::memory::fork::ProcessStamp;
 use crate::memory::SecretBuf;
 use crate::store::lock::DEFAULT_LOCK_TIMEOUT;

@@ -9,9 +9,9 @@ use pyo3::types::PyBytes;
 use zeroize::Zeroize;
 
 use crate::crypto::hmac::MAX_DIGEST_LEN;
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::tag::tag_matches;
-use crate::keyfile::KeyKind;
 
 use super::args::{parse_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
 use crate::crypto::argon2::Argon2Params;
-use crate::keyfile::KeyKind;
+use crate::crypto::key_kind::KeyKind;
 
 /// First bytes of every store file. The non-ASCII first byte catches text-mode transfers.
 pub const MAGIC: [u8; 8] = *b"\x89KCSTORE";

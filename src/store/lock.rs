@@ -14,8 +14,8 @@
 //! - closing *any* descriptor of the file releases the process's lock on it: the lock
 //!   file is opened only by the thread holding the claim, once per lock.
 //!
-//! Waiting is bounded: the claim and the file lock are polled (1 ms, doubling to 20 ms)
-//! until a deadline, then [`LockBusy`] says which lock file and how long. Nothing blocks
+//! Waiting is bounded: the claim and the file lock are polled by the one lock wait of
+//! `crate::fs` ([`wait_until`]: 1 ms, doubling to 20 ms) until a deadline, then [`LockBusy`] says which lock file and how long. Nothing blocks
 //! without a deadline, so even a child forked while another thread was inside the
 //! table's critical section gets an error, not a hang.
 //!
@@ -24,16 +24,15 @@
 //! store at the same time.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::keyfile::FileError;
+use crate::fs::{open_lock_file, parent_dir, wait_until, FileError, LockFileError, WaitError};
 use crate::memory::sys::fork_generation;
 
 /// How long a writer waits for the lock by default.
@@ -101,26 +100,10 @@ static CLAIMED: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
 /// The key of a lock file in [`CLAIMED`]: its path with the directory resolved, so two
 /// spellings of one store path share one claim.
 fn claim_key(lock_path: &Path) -> PathBuf {
-    let dir = crate::keyfile::parent_dir(lock_path);
+    let dir = parent_dir(lock_path);
     match (std::fs::canonicalize(dir), lock_path.file_name()) {
         (Ok(d), Some(n)) => d.join(n),
         _ => lock_path.to_owned(),
-    }
-}
-
-/// Polls `attempt` until it yields a value or `deadline` passes.
-fn poll<T>(deadline: Instant, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(v) = attempt() {
-            return Some(v);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -131,25 +114,25 @@ struct Claim {
 }
 
 impl Claim {
-    fn take(key: PathBuf, deadline: Instant) -> Option<Claim> {
-        poll(deadline, || {
+    fn take(key: PathBuf, deadline: Instant) -> Result<Claim, WaitError<std::convert::Infallible>> {
+        wait_until(deadline, || {
             // try_lock, never lock: a child forked inside this critical section must not
             // wait forever for a mutex no thread of its own will release.
             let mut claimed = match CLAIMED.try_lock() {
                 Ok(g) => g,
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return None,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
             };
             let generation = fork_generation();
             claimed.retain(|(_, g)| *g == generation);
             if claimed.iter().any(|(k, _)| *k == key) {
-                return None;
+                return Ok(None);
             }
             claimed.push((key.clone(), generation));
-            Some(Claim {
+            Ok(Some(Claim {
                 key: key.clone(),
                 generation,
-            })
+            }))
         })
     }
 }
@@ -168,34 +151,24 @@ pub struct StoreLock {
     _claim: Claim,
 }
 
-fn open_lock_file(lp: &Path) -> Result<File, FileError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(lp)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                FileError::Insecure("its lock file is a symbolic link".to_owned())
-            } else {
-                FileError::Unusable {
-                    reason: format!("cannot open its lock file: {e}"),
-                    errno: e.raw_os_error(),
-                }
-            }
-        })?;
-    let meta = file.metadata().map_err(|e| FileError::Unusable {
-        reason: format!("fstat of its lock file failed: {e}"),
-        errno: e.raw_os_error(),
-    })?;
-    if !meta.is_file() || meta.uid() != crate::memory::sys::effective_uid() {
-        return Err(FileError::Insecure(
-            "its lock file is not a regular file owned by this user".to_owned(),
-        ));
-    }
-    Ok(file)
+/// Open the lock file at `lp` ([`open_lock_file`]), with the store's messages.
+fn open_store_lock_file(lp: &Path) -> Result<File, FileError> {
+    open_lock_file(lp).map_err(|e| match e {
+        LockFileError::Open(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            FileError::Insecure("its lock file is a symbolic link".to_owned())
+        }
+        LockFileError::Open(e) => FileError::Unusable {
+            reason: format!("cannot open its lock file: {e}"),
+            errno: e.raw_os_error(),
+        },
+        LockFileError::Fstat(e) => FileError::Unusable {
+            reason: format!("fstat of its lock file failed: {e}"),
+            errno: e.raw_os_error(),
+        },
+        LockFileError::NotOwnedRegularFile => {
+            FileError::Insecure("its lock file is not a regular file owned by this user".to_owned())
+        }
+    })
 }
 
 /// Take the writer lock of the store at `path`, waiting at most `timeout`.
@@ -208,34 +181,30 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<StoreLock, LockError> {
             timeout,
         })
     };
-    let claim = Claim::take(claim_key(&lp), deadline).ok_or_else(busy)?;
+    let claim = Claim::take(claim_key(&lp), deadline).map_err(|_| busy())?;
     // Opened once, by the claim holder only: no other descriptor of the lock file exists
     // in this process whose closing could release the lock.
-    let file = open_lock_file(&lp).map_err(LockError::File)?;
-    let mut failure = None;
-    let locked = poll(deadline, || {
+    let file = open_store_lock_file(&lp).map_err(LockError::File)?;
+    let locked = wait_until(deadline, || {
         use rustix::fs::FlockOperation::NonBlockingLockExclusive;
         match rustix::fs::fcntl_lock(&file, NonBlockingLockExclusive) {
-            Ok(()) => Some(true),
+            Ok(()) => Ok(Some(())),
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS | rustix::io::Errno::INTR) => {
-                None
+                Ok(None)
             }
-            Err(e) => {
-                failure = Some(FileError::Unusable {
-                    reason: format!("cannot lock its lock file: {e}"),
-                    errno: Some(e.raw_os_error()),
-                });
-                Some(false)
-            }
+            Err(e) => Err(FileError::Unusable {
+                reason: format!("cannot lock its lock file: {e}"),
+                errno: Some(e.raw_os_error()),
+            }),
         }
     });
-    match (locked, failure) {
-        (Some(true), _) => Ok(StoreLock {
+    match locked {
+        Ok(()) => Ok(StoreLock {
             _file: file,
             _claim: claim,
         }),
-        (_, Some(e)) => Err(LockError::File(e)),
-        (_, None) => Err(busy()),
+        Err(WaitError::Failed(e)) => Err(LockError::File(e)),
+        Err(WaitError::TimedOut) => Err(busy()),
     }
 }
 

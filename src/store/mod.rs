@@ -11,7 +11,7 @@
 //! - Every change: take the writer lock on `PATH.lock` ([`lock`]: a POSIX record lock a
 //!   fork child does not inherit, waited for at most [`Store::set_lock_timeout`]), re-read
 //!   and verify the file, change it, write a new file beside it, `fsync`, `rename`,
-//!   `fsync` the directory ([`crate::keyfile::write_atomic`]). Readers need no lock:
+//!   `fsync` the directory ([`crate::fs::write_atomic`]). Readers need no lock:
 //!   renames are atomic.
 //! - Plaintext keys exist only in guarded regions: the caller's key region, the scratch
 //!   region an entry is sealed or re-sealed in, and the region `get` decrypts into.
@@ -27,8 +27,9 @@ use crate::crypto::argon2::{self, Argon2Params};
 use crate::crypto::ct::ct_eq;
 use crate::crypto::hkdf;
 use crate::crypto::hmac::{self, HashAlgorithm};
+use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
-use crate::keyfile::{self, FileError, KeyFile, KeyKind};
+use crate::fs::{self, FileError, PrivateFile};
 use crate::memory::{MemoryError, SecretBuf};
 
 use format::{Entry, Identity, MasterType, StoreFile, CHECK_LEN, ID_LEN};
@@ -227,7 +228,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
         } => StoreError::Corrupted(reason),
         other => StoreError::File(other),
     };
-    let mut f = KeyFile::open(path, format::MAX_FILE_LEN).map_err(refine)?;
+    let mut f = PrivateFile::open(path, format::MAX_FILE_LEN).map_err(refine)?;
     let mut data = vec![0u8; f.size()];
     f.read_into(&mut data).map_err(refine)?;
     Ok(data)
@@ -415,7 +416,7 @@ impl Store {
         if let Some(e) = mac_err {
             return Err(e);
         }
-        keyfile::write_atomic(&self.path, &data, overwrite).map_err(StoreError::File)?;
+        fs::write_atomic(&self.path, &data, overwrite).map_err(StoreError::File)?;
         self.last_generation = generation;
         Ok(())
     }
@@ -746,7 +747,7 @@ mod tests {
         for (file, master, entries) in cases {
             let path = d.join(file);
             let data = std::fs::read(format!("{dir}/{file}")).expect("vector");
-            keyfile::write_atomic(&path, &data, false).expect("copy");
+            fs::write_atomic(&path, &data, false).expect("copy");
             let mut s = Store::open(&path, master).expect("open");
             for (name, value) in entries {
                 assert_eq!(get(&mut s, name).expect("get"), *value);
@@ -772,7 +773,7 @@ mod tests {
         let good = std::fs::read(&path).expect("read");
         let mut detected = 0;
         let mut check = |data: &[u8]| {
-            keyfile::write_atomic(&path, data, true).expect("write");
+            fs::write_atomic(&path, data, true).expect("write");
             let r = Store::open(&path, Master::Key(&master)).and_then(|mut s| get(&mut s, "k"));
             match r {
                 Ok(k) => panic!("tampering undetected, got {} bytes", k.len()),
@@ -817,7 +818,7 @@ mod tests {
             file_mac(&s1.keys, b).expect("mac")
         })
         .expect("ser");
-        keyfile::write_atomic(&p1, &data, true).expect("w");
+        fs::write_atomic(&p1, &data, true).expect("w");
         assert!(matches!(get(&mut s1, "y"), Err(StoreError::Corrupted(_))));
         // s1's entry placed in s2 (same master, re-MACed with s2's keys): refused.
         let f2 = format::parse(&std::fs::read(&p2).expect("r")).expect("p");
@@ -829,7 +830,7 @@ mod tests {
             |b| file_mac(&s2.keys, b).expect("mac"),
         )
         .expect("ser");
-        keyfile::write_atomic(&p2, &data, true).expect("w");
+        fs::write_atomic(&p2, &data, true).expect("w");
         assert!(matches!(get(&mut s2, "x"), Err(StoreError::Corrupted(_))));
         std::fs::remove_dir_all(&d).expect("cleanup");
     }

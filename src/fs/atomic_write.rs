@@ -1,10 +1,10 @@
-//! Atomic, durable file replacement (key files and the key store).
+//! Atomic, durable file replacement (key files, the key store, the audit log's state).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::open::{unusable, FileError};
+use super::error::{unusable, FileError};
 
 /// Removes a temporary file when dropped, unless disarmed.
 struct TempFile {

@@ -1,8 +1,8 @@
-//! Opening key files safely: no symlinks, regular files only, owned by us, not readable or
-//! writable by group or others, bounded size. The checks run with `fstat` on the open
-//! descriptor, so the file that is checked is the file that is read (no check-then-open
-//! race). Reads go straight into the caller's buffer (a guarded region): no intermediate
-//! copy.
+//! Opening secret files safely (key files, the key store, the audit log's state file): no
+//! symlinks, regular files only, owned by us, not readable or writable by group or others,
+//! bounded size. The checks run with `fstat` on the open descriptor, so the file that is
+//! checked is the file that is read (no check-then-open race). Reads go straight into the
+//! caller's buffer (a guarded region): no intermediate copy.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
@@ -11,36 +11,18 @@ use std::path::Path;
 
 use zeroize::Zeroize;
 
-use crate::memory::sys::effective_uid;
+use super::error::{unusable, FileError};
+use crate::sys::effective_uid;
 
-/// Why a key file was refused or could not be read. Messages never contain key bytes nor
-/// the size of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileError {
-    /// Not safe to read: the message says why.
-    Insecure(String),
-    /// Cannot be used: the message says why; `errno` when an OS call failed.
-    Unusable { reason: String, errno: Option<i32> },
-}
-
-impl FileError {
-    pub(crate) fn io(what: &str, e: &std::io::Error) -> Self {
-        FileError::Unusable {
-            reason: format!("{what}: {e}"),
-            errno: e.raw_os_error(),
-        }
-    }
-}
-
-/// An open, checked key file and its size.
-pub struct KeyFile {
+/// An open, checked secret file and its size.
+pub struct PrivateFile {
     file: File,
     size: usize,
 }
 
-impl KeyFile {
+impl PrivateFile {
     /// Open `path` for reading and check it. `max_len` bounds the size.
-    pub fn open(path: &Path, max_len: usize) -> Result<KeyFile, FileError> {
+    pub fn open(path: &Path, max_len: usize) -> Result<PrivateFile, FileError> {
         let file = open_no_follow(path)?;
         let meta = file
             .metadata()
@@ -48,7 +30,7 @@ impl KeyFile {
         check_regular_file(&meta)?;
         check_owner_and_mode(&meta)?;
         let size = check_size(meta.len(), max_len)?;
-        Ok(KeyFile { file, size })
+        Ok(PrivateFile { file, size })
     }
 
     /// Size of the file in bytes.
@@ -60,10 +42,9 @@ impl KeyFile {
     /// did not grow meanwhile.
     pub fn read_into(&mut self, dst: &mut [u8]) -> Result<(), FileError> {
         if dst.len() != self.size {
-            return Err(FileError::Unusable {
-                reason: "internal error: destination size differs from file size".to_owned(),
-                errno: None,
-            });
+            return Err(unusable(
+                "internal error: destination size differs from file size",
+            ));
         }
         self.file.read_exact(dst).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -86,14 +67,6 @@ impl KeyFile {
             }),
             Err(e) => Err(FileError::io("read failed", &e)),
         }
-    }
-}
-
-/// A [`FileError::Unusable`] without an OS error.
-pub(crate) fn unusable(reason: impl Into<String>) -> FileError {
-    FileError::Unusable {
-        reason: reason.into(),
-        errno: None,
     }
 }
 
@@ -159,4 +132,59 @@ fn check_size(size: u64, max_len: usize) -> Result<usize, FileError> {
         });
     }
     Ok(size as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_dir::write_file as write;
+
+    #[test]
+    fn reads_good_file_and_refuses_bad_ones() {
+        let d = crate::test_dir::fresh("keyfile-test");
+        let good = d.join("good");
+        write(&good, b"0123456789abcdef", 0o600);
+        let mut kf = PrivateFile::open(&good, 1024).expect("open");
+        let mut out = vec![0u8; kf.size()];
+        kf.read_into(&mut out).expect("read");
+        assert_eq!(out, b"0123456789abcdef");
+
+        let loose = d.join("loose");
+        write(&loose, b"x", 0o644);
+        assert!(matches!(
+            PrivateFile::open(&loose, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&good, &link).expect("symlink");
+        assert!(matches!(
+            PrivateFile::open(&link, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        assert!(matches!(
+            PrivateFile::open(&d, 1024),
+            Err(FileError::Insecure(_))
+        ));
+
+        let empty = d.join("empty");
+        write(&empty, b"", 0o600);
+        assert!(matches!(
+            PrivateFile::open(&empty, 1024),
+            Err(FileError::Unusable { .. })
+        ));
+        assert!(matches!(
+            PrivateFile::open(&good, 4),
+            Err(FileError::Unusable { .. })
+        ));
+        assert!(matches!(
+            PrivateFile::open(&d.join("missing"), 4),
+            Err(FileError::Unusable {
+                errno: Some(libc::ENOENT),
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
 }
