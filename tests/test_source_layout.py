@@ -1,20 +1,77 @@
-"""The layering of ``src/`` holds: no two Rust files need each other (directly or around a
-longer circle), ``unsafe`` stays in the memory layer, the system-call module ``src/sys.rs``
-and the two buffer-protocol glue files, and nothing below ``src/py`` imports PyO3. No two
-modules of ``python/keycell`` need each other either, counting the imports inside
-functions."""
+"""The layering of ``src/`` and ``python/keycell/`` holds:
+
+- every import between top-level modules goes in a direction the tables below allow (Rust
+  ``use crate::...`` paths in ``src/``, Python imports in ``python/keycell/``, those inside
+  functions included), so each layer only uses the ones below it; and no two Rust files,
+  nor two Python modules, need each other (directly or around a longer circle);
+- ``unsafe`` code is allowed in ``src/memory/``, ``src/sys.rs`` and the two buffer-protocol
+  glue files of the bindings, and only there (the lints in ``Cargo.toml`` deny it elsewhere
+  and demand a ``SAFETY`` comment on every block);
+- nothing below ``src/py`` imports PyO3.
+"""
 
 from __future__ import annotations
 
 import ast
 import re
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parent.parent / "src"
-PY = Path(__file__).resolve().parent.parent / "python" / "keycell"
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+PY = ROOT / "python" / "keycell"
 
-# Files allowed to contain `unsafe` besides src/memory/: the system calls, the buffer glue.
-UNSAFE_GLUE = {"sys.rs", "py/view.rs", "py/buffer_in_place.rs"}
+# Where `unsafe` is allowed: the memory layer, the system-call module and the buffer glue.
+UNSAFE_DIRS = ("memory/",)
+UNSAFE_FILES = {"sys.rs", "py/view.rs", "py/buffer_in_place.rs"}
+# The files that lift the crate-wide `unsafe_code = "deny"`, each for its whole module.
+UNSAFE_ALLOWED_BY = {"memory/mod.rs", "sys.rs", "py/view.rs", "py/buffer_in_place.rs"}
+
+# Allowed import directions between the top-level modules of `src/` (module -> the modules
+# it may use). Bottom to top: memory; sys, fs, encoding, json (low, plain helpers); crypto
+# over memory; the features over crypto, memory and the low modules; the agent over the
+# features; the bindings (py) over everything, and nothing imports them but lib.rs.
+_LOW = {"sys", "fs", "encoding", "json"}
+_FEATURES = {"keyfile", "store", "audit", "otp", "keyring", "pkcs11"}
+_BELOW_FEATURES = {"crypto", "memory"} | _LOW
+RUST_ALLOWED: dict[str, set[str]] = {
+    "memory": set(),
+    "sys": set(),
+    "encoding": set(),
+    "json": set(),
+    "fs": {"sys"},
+    "crypto": {"memory", "encoding"},
+    **{f: set(_BELOW_FEATURES) for f in _FEATURES},
+    "agent": _FEATURES | _BELOW_FEATURES,
+    "py": _FEATURES | _BELOW_FEATURES | {"agent"},
+    "test_dir": {"memory"},  # the unit tests' temporary directories (cfg(test))
+    "": {"py"},  # lib.rs: the #[pymodule]
+}
+
+# Allowed import directions between the top-level modules of `python/keycell/` (a package
+# such as `cli/` is one row; `__init__` is the package itself). Bottom to top: the compiled
+# module, the exceptions and plain helpers; the key protocols and the isolation scope over
+# the compiled module; the feature modules over those (the agent may use the other
+# features, as in Rust); the package's `__init__` re-exports them; `doctor` and the CLI are
+# programs over the package, and `__main__` runs the CLI.
+_PY_BASE = {"_native", "exceptions", "_smaps", "_text_refusal"}
+_PY_SUPPORT = _PY_BASE | {"_isolation_scope", "key_protocols"}
+_PY_FEATURES = {"audit", "keyring", "otp", "pkcs11"}
+PY_ALLOWED: dict[str, set[str]] = {
+    "_native": set(),
+    "exceptions": set(),
+    "_smaps": set(),
+    "_text_refusal": set(),
+    "_isolation_scope": {"_native", "exceptions"},
+    "key_protocols": {"_native", "exceptions"},
+    **{f: set(_PY_SUPPORT) for f in _PY_FEATURES},
+    "agent": _PY_SUPPORT | _PY_FEATURES,
+    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent"},
+    "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "__init__"},
+    "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "__init__", "doctor"},
+    "__main__": {"cli"},
+}
 
 
 def _module_of(path: Path) -> str:
@@ -112,15 +169,64 @@ def test_the_checker_sees_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
 
 
+def _top(module: str) -> str:
+    return module.split("::")[0]
+
+
+def _violations(
+    edges: dict[str, set[str]],
+    allowed: dict[str, set[str]],
+    top: Callable[[str], str] = _top,
+) -> list[str]:
+    """Every edge between two rows of `allowed` (`top` maps a module to its row) that the
+    table does not list."""
+    found = set()
+    for m, targets in edges.items():
+        for t in targets:
+            a, b = top(m), top(t)
+            if a != b and b not in allowed.get(a, set()):
+                found.add(f"{a} -> {b} ({m} uses {t})")
+    return sorted(found)
+
+
+def test_rust_imports_go_only_in_allowed_directions() -> None:
+    edges = _imports()
+    tops = {_top(m) for m in edges}
+    assert tops == set(RUST_ALLOWED), "every top-level module of src/ has one row in the table"
+    assert _violations(edges, RUST_ALLOWED) == []
+
+
+def test_the_direction_checker_sees_a_wrong_direction() -> None:
+    edges = {"crypto::hmac": {"memory::buf"}, "memory::buf": {"fs::open"}, "fs::open": set()}
+    assert _violations(edges, RUST_ALLOWED) == ["memory -> fs (memory::buf uses fs::open)"]
+    assert _violations({"store": {"py::errors"}}, RUST_ALLOWED) == [
+        "store -> py (store uses py::errors)"
+    ]
+
+
 def test_unsafe_only_in_memory_sys_and_the_buffer_glue() -> None:
     offenders = []
     for path in SRC.rglob("*.rs"):
         rel = path.relative_to(SRC).as_posix()
-        if rel.startswith("memory/") or rel in UNSAFE_GLUE:
+        if rel.startswith(UNSAFE_DIRS) or rel in UNSAFE_FILES:
             continue
         if re.search(r"\bunsafe\b", _code(path)):
             offenders.append(rel)
     assert offenders == []
+
+
+def test_unsafe_is_denied_everywhere_else_and_every_block_is_argued() -> None:
+    lints = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))["lints"]
+    assert lints["rust"]["unsafe_code"] == "deny"
+    assert lints["clippy"]["undocumented_unsafe_blocks"] == "deny"
+    lifted = sorted(
+        p.relative_to(SRC).as_posix()
+        for p in SRC.rglob("*.rs")
+        if "allow(unsafe_code)" in p.read_text(encoding="utf-8")
+    )
+    assert lifted == sorted(UNSAFE_ALLOWED_BY)
+    for rel in lifted:
+        assert rel.startswith(UNSAFE_DIRS) or rel in UNSAFE_FILES, rel
 
 
 def test_no_pyo3_below_the_bindings() -> None:
@@ -182,3 +288,26 @@ def test_the_python_package_has_no_import_circles() -> None:
     assert {"keycell.audit", "keycell._native"} <= edges["keycell.cli.audit"]
     assert "keycell" in edges["keycell.cli.common"]
     assert _cycles(edges) == []
+
+
+def _py_row(module: str) -> str:
+    """The row of the Python table for a module (`keycell.cli.keys` -> `cli`)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_python_imports_go_only_in_allowed_directions() -> None:
+    edges = _python_imports()
+    rows = {_py_row(m) for m in edges}
+    assert rows == set(PY_ALLOWED), "every module of the package has one row in the table"
+    assert _violations(edges, PY_ALLOWED, _py_row) == []
+
+
+def test_the_python_checker_sees_a_wrong_direction() -> None:
+    edges = {
+        "keycell.otp": {"keycell.exceptions", "keycell.cli.common"},
+        "keycell.cli.audit": {"keycell.cli.common", "keycell.audit"},
+    }
+    assert _violations(edges, PY_ALLOWED, _py_row) == [
+        "otp -> cli (keycell.otp uses keycell.cli.common)"
+    ]
