@@ -1,6 +1,5 @@
 //! Cryptography over secret bytes held in [`crate::memory`] regions. No Python here.
 
-pub mod aead;
 pub mod aead_suite;
 pub mod argon2;
 pub mod ct;

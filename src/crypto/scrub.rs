@@ -28,10 +28,9 @@ pub const SCRUB_BYTES: usize = 48 * 1024;
 /// Bytes of stack overwritten by [`scrubbed_deep`], for operations that reach deeper than
 /// the curve operations' [`SCRUB_BYTES`]: an X25519 exchange on the Edwards route
 /// (`x25519.rs`; the AVX2 backend's table of eight vectorised points, about 11.3 KiB in
-/// release builds) and the RustCrypto AEADs (7.2 to 8.8 KiB; tests
-/// `stack_depth_is_covered_and_nothing_is_left` in `aead_suite.rs`,
-/// `seal_and_open_leave_no_key_on_the_stack` in `aead.rs`). Separate from [`SCRUB_BYTES`] so
-/// that signing does not pay for it.
+/// release builds) and the RustCrypto AEADs (7.2 to 8.8 KiB; test
+/// `stack_depth_is_covered_and_nothing_is_left` in `aead_suite.rs`). Separate from
+/// [`SCRUB_BYTES`] so that signing does not pay for it.
 #[cfg(not(debug_assertions))]
 pub const SCRUB_DEEP_BYTES: usize = 16 * 1024;
 /// Bytes of stack overwritten by [`scrubbed_deep`] (unoptimized build).

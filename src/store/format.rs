@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
+use crate::crypto::aead_suite::{TAG_LEN, XCHACHA_NONCE_LEN as NONCE_LEN};
 use crate::crypto::argon2::Argon2Params;
 use crate::crypto::key_kind::KeyKind;
 

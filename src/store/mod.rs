@@ -22,7 +22,7 @@ pub mod lock;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::crypto::aead::{self, NONCE_LEN};
+use crate::crypto::aead_suite::{self, AeadAlgorithm, XCHACHA_NONCE_LEN as NONCE_LEN};
 use crate::crypto::argon2::{self, Argon2Params};
 use crate::crypto::ct::ct_eq;
 use crate::crypto::hkdf;
@@ -164,6 +164,8 @@ const CHECK: std::ops::Range<usize> = 0..32;
 const MAC_KEY: std::ops::Range<usize> = 32..64;
 const AEAD_KEY: std::ops::Range<usize> = 64..96;
 const DERIVED_LEN: usize = 96;
+/// The cipher of the entries (`docs/keystore-format.md`).
+const ENTRY_AEAD: AeadAlgorithm = AeadAlgorithm::XChaCha20Poly1305;
 
 /// Derive the store keys (check | mac key | aead key) into a guarded region, with
 /// [`crate::crypto::hkdf`] (HKDF-SHA256; its PRK lives in a region of its own too).
@@ -569,7 +571,8 @@ fn open_entry_with(keys: &SymmetricKey, entry: &SealedEntry, dst: &mut [u8]) -> 
     }
     let aad = format::entry_aad(&entry.store_id, &e.name, e.kind, e.exportable, dst.len());
     dst.copy_from_slice(&e.ciphertext);
-    aead::open_in_place(&keys.bytes()?[AEAD_KEY], &e.nonce, &aad, dst, &e.tag).map_err(|_| {
+    let key = &keys.bytes()?[AEAD_KEY];
+    aead_suite::open(ENTRY_AEAD, key, &e.nonce, &aad, dst, &e.tag).map_err(|_| {
         StoreError::Corrupted(format!(
             "entry {:?} failed its authentication check: it was modified or moved",
             e.name
@@ -591,11 +594,11 @@ fn seal_entry(
     let nonce: [u8; NONCE_LEN] = random()?;
     let aad = format::entry_aad(store_id, name, kind, exportable, len);
     let key = &keys.bytes()?[AEAD_KEY];
-    let mut tag = [0u8; aead::TAG_LEN];
+    let mut tag = [0u8; aead_suite::TAG_LEN];
     let mut scratch = crate::memory::allocate(len)?;
     scratch.write(|d| -> Result<()> {
         fill(d)?;
-        tag = aead::seal_in_place(key, &nonce, &aad, d)
+        tag = aead_suite::seal(ENTRY_AEAD, key, &nonce, &aad, d)
             .map_err(|_| StoreError::Invalid("encryption failed".to_owned()))?;
         Ok(())
     })?;
