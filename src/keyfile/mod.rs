@@ -89,9 +89,11 @@ mod tests {
             load(&p, KeyKind::Secret, None, Some(16)).expect("len"),
             b"0123456789abcdeg"
         );
-        // Text that is both hex and base64: hex unless told.
+        // Short text that is both hex and base64 (both readings under 16 bytes): refused as
+        // ambiguous unless told by format= or length= (detect.rs `AMBIGUOUS_BELOW`).
         write(&p, b"0123456789abcdef\n", 0o600);
-        assert_eq!(load(&p, KeyKind::Secret, None, None).expect("hex").len(), 8);
+        let e = load(&p, KeyKind::Secret, None, None).expect_err("ambiguous");
+        assert!(e.contains("ambiguous"), "{e}");
         assert_eq!(
             load(&p, KeyKind::Secret, None, Some(8)).expect("hex").len(),
             8
