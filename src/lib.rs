@@ -2,7 +2,7 @@
 //! `tests/test_source_layout.py`, the picture in README.md's layout section):
 //!
 //! - [`memory`]: guarded, locked, wiped regions.
-//! - [`sys`]: raw system calls that are not about memory (`SO_PEERPIDFD`, the effective uid).
+//! - [`sys`]: raw system calls that are not about memory (`SO_PEERPIDFD`).
 //! - [`fs`]: safe open of secret files, atomic durable writes, lock files and the one
 //!   deadline-bounded lock wait, the file error.
 //! - [`encoding`]: hex and base64 over slices (key file formats).

@@ -1,21 +1,15 @@
 //! Raw system calls that are not about memory, in one place: `unsafe` is allowed here (as in
 //! `crate::memory` and the buffer-protocol glue of the bindings), every block with its
-//! `SAFETY` argument, so the layers above (files, the agent) need none. Calls that a crate
-//! already wraps safely go through that crate (`rustix`); only what it lacks is written
-//! here.
+//! `SAFETY` argument, so the layers above (files, the agent) need none. Calls that `rustix`
+//! already wraps safely (`geteuid`, `SO_PEERCRED`, `flock`, `fcntl` locks, `poll`) are
+//! called through it where they are used; only what it lacks is written here:
 //!
-//! - [`effective_uid`]: the owner checks of files (`crate::fs`).
 //! - [`peer_pidfd`]: `SO_PEERPIDFD`, a pidfd of a Unix socket's peer (the agent's
 //!   `agent/peer.rs`). `rustix` 1.1 has no option for it, so it is a raw `getsockopt`.
 
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-/// The effective user id of this process (`geteuid(2)`, through `rustix`: it cannot fail).
-pub fn effective_uid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
 
 /// A pidfd of the process at the other end of a connected Unix socket (`SO_PEERPIDFD`,
 /// Linux >= 6.5): it pins that process, so a pid reused after the peer exits is never
@@ -50,12 +44,6 @@ pub fn peer_pidfd(socket: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
-
-    #[test]
-    fn effective_uid_is_the_processes() {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        assert_eq!(effective_uid(), unsafe { libc::geteuid() });
-    }
 
     #[test]
     fn peer_pidfd_pins_this_process_or_says_why_not() {

@@ -7,8 +7,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::sys::effective_uid;
-
 /// Why a lock file could not be opened; the caller words the message for its file.
 #[derive(Debug)]
 pub enum LockFileError {
@@ -32,7 +30,7 @@ pub fn open_lock_file(path: &Path) -> Result<File, LockFileError> {
         .open(path)
         .map_err(LockFileError::Open)?;
     let meta = file.metadata().map_err(LockFileError::Fstat)?;
-    if !meta.is_file() || meta.uid() != effective_uid() {
+    if !meta.is_file() || meta.uid() != rustix::process::geteuid().as_raw() {
         return Err(LockFileError::NotOwnedRegularFile);
     }
     Ok(file)

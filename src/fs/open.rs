@@ -12,7 +12,6 @@ use std::path::Path;
 use zeroize::Zeroize;
 
 use super::error::{unusable, FileError};
-use crate::sys::effective_uid;
 
 /// An open, checked secret file and its size.
 pub struct PrivateFile {
@@ -101,7 +100,7 @@ fn check_regular_file(meta: &Metadata) -> Result<(), FileError> {
 /// Refuse a file owned by another user than the effective one, or that group or others
 /// can access.
 fn check_owner_and_mode(meta: &Metadata) -> Result<(), FileError> {
-    let euid = effective_uid();
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
         return Err(FileError::Insecure(format!(
             "it is owned by uid {} but this process runs as uid {euid}",
