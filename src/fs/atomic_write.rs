@@ -1,4 +1,9 @@
 //! Atomic, durable file replacement (key files, the key store, the audit log's state).
+//!
+//! Why not the `tempfile` crate (`NamedTempFile::new_in` + `persist`/`persist_noclobber`):
+//! it covers the create and rename steps below, but neither `fsync` (the file's, the
+//! directory's) nor the `errno`-carrying [`FileError`]s; it would be a new dependency to
+//! replace about 40 of these lines, and the steps would still be ours.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;

@@ -3,6 +3,10 @@
 //! bounded size. The checks run with `fstat` on the open descriptor, so the file that is
 //! checked is the file that is read (no check-then-open race). Reads go straight into the
 //! caller's buffer (a guarded region): no intermediate copy.
+//!
+//! No crate here: the checks are `O_NOFOLLOW` on `std`'s `OpenOptions` and a few fields of
+//! `fstat`; capability crates (`cap-std`) confine paths to a directory, which is not the
+//! question asked of a key file.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
