@@ -1,7 +1,7 @@
 """Key files and key stores under long but valid file names (up to NAME_MAX, 255 bytes).
 
 The atomic writer's temporary name and the store's lock file name must fit NAME_MAX
-whatever the target's length (src/keyfile/atomic_write.rs ``write_atomic``, src/store/lock.rs).
+whatever the target's length (src/fs/atomic_write.rs ``write_atomic``, src/store/lock.rs).
 """
 
 from __future__ import annotations
