@@ -82,12 +82,46 @@ pub const ALLOW_UNSAFE_MODULE_ENV: &str = "KEYCELL_PKCS11_ALLOW_UNSAFE_MODULE";
 /// Refuse a module whoever else could have written: loading it runs its code (its
 /// constructors, then every call) in this process, which holds keys, so the file and every
 /// directory above it must be owned by root or by this process's effective user and not
-/// writable by group or others, as OpenSSH's `safe_path` asks of what it runs. `canonical`
-/// has no symlinks (the path that is then loaded), so no component can be swapped.
-pub fn check_module_path(canonical: &Path) -> Result<()> {
+/// writable by group or others, as OpenSSH's `safe_path` asks of what it runs. Checked:
+/// the path as given (so a symlink in a directory others can write, which lets them choose
+/// the library, is refused), its real path `canonical` (what is then loaded, so no
+/// component can be swapped), and every directory of `LD_LIBRARY_PATH` (where the
+/// module's own dependencies are looked for first).
+///
+/// Not checked: the `RUNPATH`/`RPATH` a module names for its dependencies (the ELF
+/// dynamic section is not parsed); modules from a distribution's packages set none.
+pub fn check_module_path(given: &Path, canonical: &Path) -> Result<()> {
+    check_chain(canonical, canonical)?;
+    let given = std::path::absolute(given).map_err(|e| {
+        Pkcs11Error::new(
+            Pkcs11ErrorKind::ModuleNotFound,
+            format!("PKCS#11 module {:?}: {e}", given.display().to_string()),
+        )
+    })?;
+    if let Some(dir) = given.parent() {
+        check_chain(canonical, dir)?;
+    }
+    if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
+        for dir in std::env::split_paths(&paths) {
+            // An empty entry means the current directory.
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            if let Ok(dir) = std::fs::canonicalize(&dir) {
+                check_chain(canonical, &dir)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check `start` and every directory above it for [`check_module_path`].
+fn check_chain(module: &Path, start: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let euid = rustix::process::geteuid().as_raw();
-    let mut current = Some(canonical);
+    let mut current = Some(start);
     while let Some(p) = current {
         let meta = std::fs::metadata(p).map_err(|e| {
             Pkcs11Error::new(
@@ -95,11 +129,7 @@ pub fn check_module_path(canonical: &Path) -> Result<()> {
                 format!("PKCS#11 module path {:?}: {e}", p.display().to_string()),
             )
         })?;
-        let what = if p == canonical {
-            "module"
-        } else {
-            "directory"
-        };
+        let what = if p == module { "module" } else { "directory" };
         let mut problems = Vec::new();
         if meta.uid() != 0 && meta.uid() != euid {
             problems.push(format!(
@@ -125,7 +155,7 @@ pub fn check_module_path(canonical: &Path) -> Result<()> {
                     "refusing to load PKCS#11 module {:?}: the {what} {:?} is {}, so \
                      someone else could replace the code this process would run; fix \
                      the owner or mode, or set {ALLOW_UNSAFE_MODULE_ENV}=1 to load it anyway",
-                    canonical.display().to_string(),
+                    module.display().to_string(),
                     p.display().to_string(),
                     problems.join(" and ")
                 ),
@@ -146,7 +176,7 @@ pub fn load(path: &Path) -> Result<Arc<Module>> {
         )
     })?;
     if std::env::var_os(ALLOW_UNSAFE_MODULE_ENV).is_none_or(|v| v != "1") {
-        check_module_path(&canonical)?;
+        check_module_path(path, &canonical)?;
     }
     let mut modules = lock_registry(&MODULES)?;
     // A fork child leaks the parent's contexts: dropping them could call into the module.

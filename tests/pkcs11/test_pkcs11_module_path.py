@@ -86,3 +86,26 @@ def test_the_override_loads_it_and_a_safe_module_needs_none(hsm: Hsm, tmp_path: 
     # The installed module (root-owned, 0644, in root-owned 0755 directories) loads.
     safe = open_in_child(hsm, Path(hsm.module), {})
     assert safe.returncode == 0, safe.stderr
+
+
+def test_a_symlink_in_a_writable_directory_is_refused(hsm: Hsm, tmp_path: Path) -> None:
+    """Found by review: the check ran on the resolved path only, so a symlink kept in a
+    directory others can write let them choose which (root-owned) library is loaded."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    link = shared / "module.so"
+    link.symlink_to(hsm.module)  # the installed, safe module
+    with pytest.raises(Pkcs11Error, match=f'the directory "{shared}" is writable by others'):
+        pkcs11.Token.open(module=link, token_label=hsm.label, pin=hsm.pin_buf())
+
+
+def test_a_writable_ld_library_path_directory_is_refused(hsm: Hsm, tmp_path: Path) -> None:
+    """Found by review: the module's dependencies are looked for in LD_LIBRARY_PATH first,
+    so a directory there that others can write runs their code when the module loads."""
+    shared = tmp_path / "libs"
+    shared.mkdir()
+    shared.chmod(0o777)
+    r = open_in_child(hsm, Path(hsm.module), {"LD_LIBRARY_PATH": f"/usr/lib:{shared}"})
+    assert r.returncode != 0
+    assert f'the directory "{shared}" is writable by others' in r.stderr
