@@ -248,6 +248,18 @@ pub fn list(target: Target) -> Result<Vec<Description>, KeyringError> {
         .collect())
 }
 
+/// Whether this process's session keyring is the user-session keyring (`_uid_ses.UID`),
+/// as in a shell that no login or service manager gave a session keyring (cron, CI, many
+/// containers). A key stored into "the session keyring" from such a process lands in a new
+/// anonymous session keyring of its own (the kernel joins one when asked to create, rather
+/// than add to the user-session keyring), which dies with the process. Looks up without
+/// creating (the kernel then installs the user-session keyring, as `keyctl show @s` does).
+pub fn session_is_user_session() -> Result<bool, KeyringError> {
+    let ring = KeyRing::from_special_id(KeyRingIdentifier::Session, false)?;
+    let meta = ring.metadata()?;
+    Ok(meta.get_description().starts_with("_uid_ses."))
+}
+
 /// Whether this process can use the keyring: `None` when the session keyring can be
 /// found or created, else the error (e.g. `ENOSYS`/`EPERM` from a seccomp profile).
 pub fn probe() -> Option<KeyringError> {

@@ -300,3 +300,11 @@ pub fn _keyring_probe(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
         }
     }
 }
+
+/// Whether this process's session keyring is the user-session keyring, so that a key
+/// stored in "the session keyring" would go to a new one that dies with the process (see
+/// `keycell keyring put`).
+#[pyfunction]
+pub fn _keyring_session_is_user_session(py: Python<'_>) -> Result<bool> {
+    Ok(detach(py, keyring::session_is_user_session)?)
+}

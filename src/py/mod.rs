@@ -251,6 +251,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_list, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::_keyring_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        keyring::_keyring_session_is_user_session,
+        m
+    )?)?;
     m.add_class::<agent::AgentServer>()?;
     m.add_function(wrap_pyfunction!(agent::agent_harden, m)?)?;
     m.add_function(wrap_pyfunction!(agent::agent_check_policy, m)?)?;

@@ -43,3 +43,41 @@ def test_put_list_get_consume(tmp_path: Path) -> None:
     assert r["left"] == []
     assert out.read_bytes() == data
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_put_never_reports_a_key_that_dies_with_the_command(tmp_path: Path) -> None:
+    """Issue 21 (9): in a shell with no session keyring of its own (its session keyring is
+    the user-session keyring, as in cron, CI and many containers), the kernel gives a
+    storing process a new session keyring that dies with it; `put` printed a serial and
+    exited 0 for a key that was already gone. Now it refuses and says what to do; thread
+    and process keyrings, which die with the command too, are refused as well."""
+    import subprocess
+
+    from support import KEYCELL, write_key_file
+
+    key_file = write_key_file(tmp_path / "in.key", secrets.token_bytes(32))
+    put = (*KEYCELL, "keyring", "put", "kc:gone", "--key-file", str(key_file))
+    user_session = f"_uid_ses.{os.geteuid()}"
+
+    def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+    # `keyctl session NAME` runs the command with that keyring as its session keyring.
+    r = run("keyctl", "session", user_session, *put)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "no session keyring of its own" in r.stderr
+    assert "--keyring user-session" in r.stderr
+    assert r.stdout == ""
+    for ring in ("thread", "process"):
+        r = run("keyctl", "session", "-", *put, "--keyring", ring)
+        assert r.returncode == 1
+        assert "dies when this command exits" in r.stderr
+    # Where the key lasts, put works: the user-session keyring, and a real session.
+    r = run("keyctl", "session", user_session, *put, "--keyring", "user-session", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    serial = r.stdout.split()[0]
+    # It outlived the command (checked from a process that possesses it).
+    assert run("keyctl", "session", user_session, "keyctl", "rdescribe", serial).returncode == 0
+    assert run("keyctl", "session", user_session, "keyctl", "invalidate", serial).returncode == 0
+    r = run("keyctl", "session", "-", *put)
+    assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ from typing import Any
 
 import keycell
 
-from .common import FORMATS, KINDS, key_class, shown_name
+from .common import FORMATS, KINDS, CliError, key_class, shown_name
 
 __all__ = ["register"]
 
@@ -19,7 +19,32 @@ def _keyring_name(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
+#: Keyrings that die with the command that stores into them.
+_GONE_WITH_THE_COMMAND = ("thread", "process")
+
+
+def _check_outlives_the_command(keyring: str | int) -> None:
+    """Refuse a ``put`` whose key would die with this command: a thread or process
+    keyring, or "the session keyring" of a shell that has none of its own (cron, CI, a
+    container's shell), where the kernel would make a new one for this process alone."""
+    if keyring in _GONE_WITH_THE_COMMAND:
+        raise CliError(
+            f"a key put in the {keyring} keyring dies when this command exits; use "
+            "--keyring session (a login or service session), user or user-session"
+        )
+    if keyring == "session" and keycell._native._keyring_session_is_user_session():
+        raise CliError(
+            "this shell has no session keyring of its own (cron, CI and container shells "
+            "often have none), so the key would go to a new session keyring that dies "
+            "when this command exits. Run the command inside a session (keyctl session - "
+            "sh -c '...', or a systemd service, which gets one) or choose a keyring that "
+            "lasts: --keyring user-session or --keyring user (while this user has "
+            "processes)"
+        )
+
+
 def _cmd_keyring_put(args: argparse.Namespace) -> int:
+    _check_outlives_the_command(args.keyring)
     cls = key_class(args.type)
     if args.type == "secret":
         key = cls.from_file(args.key_file, format=args.format, length=args.length)
