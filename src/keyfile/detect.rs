@@ -129,10 +129,17 @@ fn detect_of_len(content: &[u8], len: usize) -> Result<Format, FileError> {
 /// key (22 of the 64 characters, 20 or more of them), and hex keeps its precedence.
 const AMBIGUOUS_BELOW: usize = 16;
 
-/// True when `content` (hex digits and whitespace) also reads as base64, and both readings
-/// give a key shorter than [`AMBIGUOUS_BELOW`] bytes.
+/// True when `content` (hex digits and whitespace) has another reading as plausible as hex
+/// and the hex reading is shorter than [`AMBIGUOUS_BELOW`] bytes: base64 (both readings
+/// short), or the raw token itself when no line break ends it (`to_file` writes raw keys
+/// as they are, and a short random key can be all hex digits: `Fb` is 2 raw bytes or 1 hex
+/// byte; keycell's and `openssl rand -hex`'s hex files end with a newline).
 fn ambiguous_short_text(content: &[u8]) -> bool {
     let len_as = |f| layout(content, f).ok().map(|(_, n)| n);
+    let bare_token = !content.iter().any(|&c| crate::encoding::is_space(c));
+    if bare_token && len_as(Format::Hex).is_none_or(|n| n < AMBIGUOUS_BELOW) {
+        return true;
+    }
     match (len_as(Format::Hex), len_as(Format::Base64)) {
         (Some(hex), Some(b64)) => {
             crate::encoding::looks_base64(content) && hex < AMBIGUOUS_BELOW && b64 < AMBIGUOUS_BELOW
@@ -150,9 +157,10 @@ fn detect_of_unknown_len(content: &[u8]) -> Result<Format, FileError> {
     if crate::encoding::looks_hex(content) {
         if ambiguous_short_text(content) {
             return Err(unusable(format!(
-                "it is ambiguous: the text reads both as hex and as base64 of a key shorter \
-                 than {AMBIGUOUS_BELOW} bytes, and the two readings are different keys; pass \
-                 format=\"hex\" or format=\"base64\" (or length=)"
+                "it is ambiguous: the text reads as hex of a key shorter than \
+                 {AMBIGUOUS_BELOW} bytes and also as base64 or, with no line break, as the \
+                 raw key itself, and the readings are different keys; pass format=\"hex\", \
+                 format=\"base64\" or format=\"raw\" (or length=)"
             )));
         }
         return Ok(Format::Hex);
@@ -191,6 +199,9 @@ mod tests {
             "abcd",
             "0123456789abcdef\n",
             "12345678\n12345678\n",
+            // A bare token of hex digits: raw bytes or a short hex key.
+            "Fb",
+            "abcdef",
         ] {
             let err = unknown(text).expect_err(text);
             assert!(
@@ -203,7 +214,11 @@ mod tests {
     #[test]
     fn hex_that_is_not_base64_or_long_enough_stays_hex() {
         // 6 digits: not a base64 length; 32 digits: base64 would be 24 bytes.
-        for text in ["abcdef\n", "0123456789abcdef0123456789abcdef\n"] {
+        for text in [
+            "abcdef\n",
+            "0123456789abcdef0123456789abcdef\n",
+            "0123456789abcdef0123456789abcdef",
+        ] {
             assert_eq!(unknown(text), Ok(Format::Hex), "{text}");
         }
         // Base64 with a character that is not a hex digit stays base64.

@@ -78,7 +78,7 @@ def test_short_keys_without_length(tmp_path: Path, length: int) -> None:
     write(path, hexable.hex().encode() + b"\n")
     hex_is_base64 = (2 * length) % 4 == 0 and (2 * length) // 4 * 3 < 16
     if hex_is_base64:
-        with pytest.raises(KeyFileError, match=r'ambiguous.*format="hex" or format="base64"'):
+        with pytest.raises(KeyFileError, match=r'ambiguous.*format="hex", format="base64"'):
             SecretKey.from_file(path)
     else:
         assert key_bytes(SecretKey.from_file(path)) == hexable
@@ -234,3 +234,29 @@ def test_file_safety_checks_apply_to_every_format(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError) as info:
         SecretKey.from_file(tmp_path / "missing")
     assert info.value.errno == 2
+
+
+def test_a_short_raw_key_of_hex_digits_is_not_read_as_hex(tmp_path: Path) -> None:
+    """Found by review: ``to_file`` writes raw keys as they are, and a raw key whose bytes
+    are all hex digits (``b"Fb"``) came back from ``from_file()`` as hex at half the length.
+    A bare token of hex digits under 16 bytes of hex is now ambiguous; keycell's and
+    openssl's hex files end with a newline and stay hex."""
+    path = tmp_path / "k"
+    for raw in (b"Fb", b"deadbeef", b"0123456789abcdef01234567890"):
+        key = SecretKey.from_buffer(bytearray(raw))
+        if path.exists():
+            path.unlink()
+        key.to_file(path)
+        assert path.read_bytes() == raw
+        with pytest.raises(KeyFileError, match="ambiguous"):
+            SecretKey.from_file(path)
+        assert key_bytes(SecretKey.from_file(path, format="raw")) == raw
+        assert key_bytes(SecretKey.from_file(path, length=len(raw))) == raw
+    write(path, b"deadbeef\n")  # hex as keycell and openssl write it
+    with pytest.raises(KeyFileError, match="ambiguous"):  # ... but also base64 of 6 bytes
+        SecretKey.from_file(path)
+    write(path, b"deadbeefcafe\n")  # 12 digits: base64 of 9 bytes, hex of 6
+    with pytest.raises(KeyFileError, match="ambiguous"):
+        SecretKey.from_file(path)
+    write(path, b"deadbeefca\n")  # 10 digits: not a base64 length, ends with a newline
+    assert key_bytes(SecretKey.from_file(path)) == bytes.fromhex("deadbeefca")
