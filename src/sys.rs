@@ -6,6 +6,8 @@
 //!
 //! - [`peer_pidfd`]: `SO_PEERPIDFD`, a pidfd of a Unix socket's peer (the agent's
 //!   `agent/peer.rs`). `rustix` 1.1 has no option for it, so it is a raw `getsockopt`.
+//! - [`keyctl_describe`]: `KEYCTL_DESCRIBE`'s raw string, which `linux-keyutils` only
+//!   hands out split on every `;` (so a description containing one came back cut).
 
 #![allow(unsafe_code)]
 
@@ -38,6 +40,36 @@ pub fn peer_pidfd(socket: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
     // SAFETY: on success the kernel installed a new descriptor `fd` in our table that
     // nothing else owns; the OwnedFd takes sole ownership and closes it once.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The raw `KEYCTL_DESCRIBE` string of key `serial` (`type;uid;gid;perm;description`,
+/// without its NUL), or the errno.
+pub fn keyctl_describe(serial: i32) -> Result<Vec<u8>, i32> {
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    let mut buf = vec![0u8; 512];
+    loop {
+        // SAFETY: `buf` is a live, writable allocation of `buf.len()` bytes for the whole
+        // call; the kernel writes at most that many bytes into it and returns the full
+        // length the description needs (NUL included).
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_DESCRIBE,
+                libc::c_long::from(serial),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let n = n as usize;
+        if n <= buf.len() {
+            buf.truncate(n.saturating_sub(1)); // the NUL
+            return Ok(buf);
+        }
+        buf.resize(n, 0);
+    }
 }
 
 #[cfg(test)]

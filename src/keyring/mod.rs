@@ -222,17 +222,31 @@ pub struct Description {
     pub description: String,
 }
 
-/// Describe `key` (view permission needed).
+/// Describe `key` (view permission needed). The kernel's string is split on its first four
+/// `;` only: a description may contain more (keys made by other tools), and
+/// `linux-keyutils` would cut it at the first, listing `prod;x` as `prod`.
 pub fn describe(key: &Key) -> Result<Description, KeyringError> {
-    let m = key.metadata().map_err(KeyringError::from)?;
-    let key_type: &std::ffi::CStr = m.get_type().into();
-    Ok(Description {
-        serial: key.get_id().as_raw_id(),
-        key_type: key_type.to_string_lossy().into_owned(),
-        uid: m.get_uid(),
-        gid: m.get_gid(),
-        perm: m.get_perms().bits(),
-        description: m.get_description().to_owned(),
+    let serial = key.get_id().as_raw_id();
+    let raw = crate::sys::keyctl_describe(serial).map_err(KeyringError::from_errno)?;
+    parse_description(serial, &raw).ok_or_else(|| KeyringError::of(KeyringErrorKind::Other))
+}
+
+/// `type;uid;gid;perm;description` (perm in hex), the description taken whole.
+fn parse_description(serial: i32, raw: &[u8]) -> Option<Description> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut fields = text.splitn(5, ';');
+    let key_type = fields.next()?.to_owned();
+    let uid = fields.next()?.parse().ok()?;
+    let gid = fields.next()?.parse().ok()?;
+    let perm = u32::from_str_radix(fields.next()?, 16).ok()?;
+    let description = fields.next()?.to_owned();
+    Some(Description {
+        serial,
+        key_type,
+        uid,
+        gid,
+        perm,
+        description,
     })
 }
 
@@ -290,6 +304,19 @@ mod tests {
         assert!(check_new_description("prod;x").is_err());
         assert!(check_new_description("kc:a").is_ok());
         assert!(check_new_description("").is_err());
+        let d = parse_description(7, b"user;0;1;3f000000;prod;x;y").expect("parse");
+        assert_eq!(
+            (
+                d.key_type.as_str(),
+                d.uid,
+                d.gid,
+                d.perm,
+                d.description.as_str()
+            ),
+            ("user", 0, 1, 0x3f00_0000, "prod;x;y")
+        );
+        assert!(parse_description(7, b"user;0;1;zz;a").is_none());
+        assert!(parse_description(7, b"user;0;1").is_none());
     }
 
     #[test]

@@ -113,6 +113,21 @@ def test_a_key_made_elsewhere_with_a_semicolon_is_still_read() -> None:
     assert r["read"] is True
 
 
+def test_a_description_with_semicolons_lists_whole() -> None:
+    """Found by review: keys made elsewhere as ``prod;attacker`` listed and described as
+    ``prod``, beside the genuine ``prod`` (the kernel's string was split on every ``;``)."""
+    r = in_session(
+        """
+        keyctl("padd", "user", "prod;attacker", "@s", input=b"x" * 16)
+        keyring.store(SecretKey.generate(16), "prod")
+        done({"list": sorted(d["description"] for d in keyring.list_keys()),
+              "describe": keyring.describe("prod;attacker")["description"]})
+        """
+    )
+    assert r["list"] == ["prod", "prod;attacker"]
+    assert r["describe"] == "prod;attacker"
+
+
 def test_exception_hierarchy() -> None:
     for name in (
         "KeyringKeyNotFoundError",
