@@ -310,6 +310,7 @@ fn scrub_stack_bytes<const WORDS: usize>() {
     std::hint::black_box(&mut area);
     area.fill(0);
     std::hint::black_box(&area);
+    crate::memory::clear_vector_registers();
 }
 
 /// Run `f` outlined, then scrub [`CACHED_SCRUB_BYTES`] of the stack it used.

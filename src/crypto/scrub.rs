@@ -52,6 +52,9 @@ fn scrub<const WORDS: usize>() {
     std::hint::black_box(&mut area);
     area.fill(0);
     std::hint::black_box(&area);
+    // And the vector registers, which code that runs later may store to the stack whole
+    // (`memory::clear_vector_registers`).
+    crate::memory::clear_vector_registers();
 }
 
 /// Run `f`, then scrub the stack it used. `f` must not be inlined into the caller (pass a

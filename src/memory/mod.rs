@@ -62,6 +62,7 @@ pub mod guarded;
 mod guarded_value;
 mod policy;
 pub mod pool;
+mod registers;
 pub mod sys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +75,7 @@ pub use policy::{
     set_backend_policy, set_isolation_policy, set_lock_failure_policy, set_scope_source, Backend,
     Isolation, LockFailurePolicy,
 };
+pub use registers::clear_vector_registers;
 
 /// What protection a region actually has. Every field is measured from the result of the
 /// system call that establishes it, never assumed.

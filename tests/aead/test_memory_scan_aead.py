@@ -118,3 +118,58 @@ def test_aead_key_only_in_locked_pages_and_no_schedule_left(tmp_path: Path) -> N
             assert h.dontdump, (name, summarize(alive))
     for name in ("key", "round keys 2-14", "ghash key"):
         assert after[name] == [], summarize(after)
+
+
+HALVES_CHILD = """
+import gc, sys, threading
+import keycell
+from keycell import SecretKey
+
+key = SecretKey.from_file(sys.argv[1])
+CLASSES = (keycell.AESGCM, keycell.ChaCha20Poly1305, keycell.XChaCha20Poly1305,
+           keycell.AESGCMSIV)
+
+def work():
+    for cls in CLASSES:
+        a = cls(key)
+        n = 24 if cls is keycell.XChaCha20Poly1305 else 12
+        for size in (64, 4096):  # 4096: the GIL is released
+            msg = b"m" * size
+            for i in range(2):  # the first use builds the cipher state, the second uses it
+                nonce = bytes([i]) * n
+                ct = a.encrypt(nonce, msg, b"ad")
+                assert a.decrypt(nonce, ct, b"ad") == msg
+                out = bytearray(len(ct))
+                a.encrypt_into(nonce, msg, b"ad", out)
+                back = bytearray(size)
+                a.decrypt_into(nonce, bytes(out), b"ad", back)
+    assert key.decrypt(key.encrypt(b"easy")) == b"easy"
+    other = SecretKey.generate(32)
+    assert keycell.unwrap_key(key, keycell.wrap_key(key, other)) == other
+
+work()                          # on the main thread
+t = threading.Thread(target=work)
+t.start(); t.join()             # and on another (its stack stays mapped for reuse)
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_no_half_of_the_key_is_left_in_unlocked_memory(tmp_path: Path) -> None:
+    """Issue 21 (2): after the first ``AESGCM(key).encrypt``, the key's first 16 bytes were
+    on the calling thread's stack (unlocked, in core dumps): AES-NI code left them in a
+    vector register and the dynamic linker's lazy-binding trampoline saved the registers on
+    the stack. Each half of the key, for every AEAD class and every path (first and later
+    use, 64 B and 4 KiB, decrypt, ``_into``, key wrapping, the easy API, on the main and on
+    another thread), is only ever in locked pages, and nowhere after ``destroy()``."""
+    key = secrets.token_bytes(32)
+    _write(tmp_path / "key", key)
+    patterns = {"first half": key[:16], "second half": key[16:]}
+    scans, _ = scan_phases(HALVES_CHILD, str(tmp_path / "key"), patterns=patterns)
+    alive, after = scans["alive"], scans["destroyed"]
+    assert alive["first half"], summarize(alive)  # the key itself: found where it lives
+    for name in patterns:
+        assert all(h.locked for h in alive[name]), summarize(alive)
+        assert after[name] == [], summarize(after)
