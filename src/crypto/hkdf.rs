@@ -136,13 +136,15 @@ pub fn derive(
     check_output_len(alg, length)?;
     let zeros = [0u8; MAX_DIGEST_LEN];
     let salt = salt.unwrap_or(&zeros[..alg.digest_len()]);
-    let pads = SecretBuf::new_with(alg.pads_len(), |pads| {
-        let mut prk = [0u8; MAX_DIGEST_LEN];
-        hmac::hmac(alg, salt, ikm, &mut prk[..alg.digest_len()]);
-        hmac::precompute_pads(alg, &prk[..alg.digest_len()], pads);
-        prk.zeroize();
-        Ok::<(), MemoryError>(())
-    })?;
+    // The PRK's pads live for this call only: derived, so pooled under the default policy.
+    let pads =
+        SecretBuf::new_with_in(crate::memory::derived_allocator(), alg.pads_len(), |pads| {
+            let mut prk = [0u8; MAX_DIGEST_LEN];
+            hmac::hmac(alg, salt, ikm, &mut prk[..alg.digest_len()]);
+            hmac::precompute_pads(alg, &prk[..alg.digest_len()], pads);
+            prk.zeroize();
+            Ok::<(), MemoryError>(())
+        })?;
     expand_with_pads(alg, pads.bytes()?, info, length)
 }
 
