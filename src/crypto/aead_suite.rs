@@ -444,6 +444,13 @@ impl CipherCache {
         ring_algorithm(alg, key_len).is_some_and(|(slot, _)| self.slots[slot].get().is_some())
     }
 
+    /// Protection of every region holding cipher state.
+    pub fn protections(&self) -> impl Iterator<Item = crate::memory::Protection> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.get().map(GuardedValue::protection))
+    }
+
     /// Protection of the region holding the cipher state for `alg`, if one is held.
     pub fn protection(
         &self,

@@ -188,9 +188,16 @@ impl SymmetricKey {
         Ok(super::ct::ct_eq(self.bytes()?, other.bytes()?))
     }
 
-    /// The region's protection.
+    /// The protection of every region behind the key, the weakest of each: the key's own,
+    /// its HMAC pads and its cached cipher state, which are allocated later (on first use)
+    /// and may have got less (an `mlock` that failed under `on_lock_failure="warn"`).
     pub fn protection(&self) -> Protection {
-        self.buf.protection()
+        let pads = self
+            .pads
+            .iter()
+            .filter_map(|p| p.get().map(SecretBuf::protection));
+        pads.chain(self.ciphers.protections())
+            .fold(self.buf.protection(), Protection::weakest)
     }
 }
 

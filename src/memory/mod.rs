@@ -104,6 +104,29 @@ impl Protection {
     pub fn complete(&self) -> bool {
         self.locked && self.dontdump && self.wipeonfork && self.guard_pages
     }
+
+    /// What holds for both `self` and `other` (two regions behind one key: the key and
+    /// state derived from it): each flag only if both have it, the pool's isolation if
+    /// either is pooled, the plain allocator's name if either used it.
+    pub fn weakest(self, other: Protection) -> Protection {
+        Protection {
+            locked: self.locked && other.locked,
+            dontdump: self.dontdump && other.dontdump,
+            wipeonfork: self.wipeonfork && other.wipeonfork,
+            guard_pages: self.guard_pages && other.guard_pages,
+            read_only_idle: self.read_only_idle && other.read_only_idle,
+            isolation: if self.isolation == Isolation::Pool {
+                self.isolation
+            } else {
+                other.isolation
+            },
+            backend: if self.backend == guarded::BACKEND_NAME {
+                self.backend
+            } else {
+                other.backend
+            },
+        }
+    }
 }
 
 /// The storage behind one [`SecretBuf`]. Implemented by every backend.
