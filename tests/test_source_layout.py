@@ -52,8 +52,9 @@ RUST_ALLOWED: dict[str, set[str]] = {
 # Allowed import directions between the top-level modules of `python/keycell/` (a package
 # such as `cli/` is one row; `__init__` is the package itself). Bottom to top: the compiled
 # module, the exceptions and plain helpers; the key protocols and the isolation scope over
-# the compiled module; the feature modules over those (the agent may use the other
-# features, as in Rust); the package's `__init__` re-exports them; `doctor` and the CLI are
+# the compiled module; the feature modules over those (the agent, `agent_server` (serve)
+# under `agent` (the client, which re-exports it), may use the other features, as in
+# Rust); the package's `__init__` re-exports them; `doctor` and the CLI are
 # programs over the package, and `__main__` runs the CLI.
 _PY_BASE = {"_native", "exceptions", "_smaps", "_text_refusal"}
 _PY_SUPPORT = _PY_BASE | {"_isolation_scope", "key_protocols"}
@@ -66,10 +67,11 @@ PY_ALLOWED: dict[str, set[str]] = {
     "_isolation_scope": {"_native", "exceptions"},
     "key_protocols": {"_native", "exceptions"},
     **{f: set(_PY_SUPPORT) for f in _PY_FEATURES},
-    "agent": _PY_SUPPORT | _PY_FEATURES,
-    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent"},
-    "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "__init__"},
-    "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "__init__", "doctor"},
+    "agent_server": _PY_SUPPORT | _PY_FEATURES,
+    "agent": _PY_SUPPORT | _PY_FEATURES | {"agent_server"},
+    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
+    "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__"},
+    "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__", "doctor"},
     "__main__": {"cli"},
 }
 

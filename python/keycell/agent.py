@@ -1,4 +1,5 @@
-"""A client of ``keycell agent`` (docs/agent.md): keys that stay in the agent's process.
+"""A client of ``keycell agent`` (docs/agent.md): keys that stay in the agent's process;
+and :func:`serve`, the agent itself embedded in this process (``keycell/agent_server.py``).
 
 >>> import keycell.agent                                  # doctest: +SKIP
 >>> client = keycell.agent.connect()                      # $KEYCELL_AGENT_SOCK
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._native import Ed25519PublicKey
 from ._text_refusal import RefusesText
+from .agent_server import AgentHandle, serve
 from .exceptions import (
     AgentProtocolError,
     AgentRefusedError,
@@ -39,10 +41,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentClient",
     "AgentEd25519Key",
+    "AgentHandle",
     "AgentKeyInfo",
     "AgentProtection",
     "AgentSecretKey",
     "connect",
+    "serve",
 ]
 
 _MAX_REPLY = 256 * 1024

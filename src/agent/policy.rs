@@ -8,7 +8,8 @@
 //! Use counts, rate windows and lifetimes are kept per key name in [`Usage`], by the server,
 //! for the agent's whole life: reloading the store or the policy does not reset them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::json::{self, Value};
@@ -238,6 +239,57 @@ impl Usage {
     /// Allowed uses so far.
     pub fn uses(&self) -> u64 {
         self.uses
+    }
+}
+
+/// Every key's [`Usage`], by name, from the agent's start (reloads keep them).
+#[derive(Debug)]
+pub struct Usages {
+    started: Instant,
+    by_key: Mutex<HashMap<String, Usage>>,
+}
+
+impl Usages {
+    /// An empty book; keys first used later count their lifetime from `started`.
+    pub fn new(started: Instant) -> Self {
+        Usages {
+            started,
+            by_key: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Usage>> {
+        self.by_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`decide`] one use of key `name` under `rule`, counting it when allowed.
+    pub fn decide(
+        &self,
+        name: &str,
+        rule: &Rule,
+        op: Operation,
+        uid: u32,
+    ) -> Result<(), &'static str> {
+        let now = Instant::now();
+        let mut book = self.lock();
+        let u = book
+            .entry(name.to_owned())
+            .or_insert_with(|| Usage::new(self.started));
+        decide(rule, op, uid, u, now)
+    }
+
+    /// [`permitted`]: whether key `name` may be used now (no use counted).
+    pub fn permitted(&self, name: &str, rule: &Rule, op: Operation, uid: u32) -> bool {
+        let book = self.lock();
+        let fresh;
+        let u = match book.get(name) {
+            Some(u) => u,
+            None => {
+                fresh = Usage::new(self.started);
+                &fresh
+            }
+        };
+        permitted(rule, op, uid, u, Instant::now()).is_ok()
     }
 }
 

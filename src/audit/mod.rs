@@ -74,7 +74,7 @@ impl FailureKind {
 }
 
 /// Every failure of the audit layer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AuditError {
     /// A file (`what`: "log", "state file", "checkpoint", "lock file") could not be used.
     File { what: &'static str, err: FileError },

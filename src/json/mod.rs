@@ -6,7 +6,8 @@
 //!   (any RFC 8259 number; the caller bounds the depth);
 //! - [`value`]: a [`value::Value`] tree of a whole document, for configuration: integers
 //!   only (`i64`), no repeated member names, UTF-8, the caller's size and depth limits, and
-//!   a byte offset in every error.
+//!   a byte offset in every error;
+//! - [`write`]: strings written as Python's `json.dumps(..., ensure_ascii=False)` does.
 //!
 //! Callers choose the limits (and the validator's callers check UTF-8 if they need it);
 //! nothing here knows who they are.
@@ -14,6 +15,7 @@
 pub mod scan;
 pub mod validate;
 pub mod value;
+pub mod write;
 
 /// Why a document was refused, with the byte offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,18 +6,26 @@
 //! (`python/keycell/cli/agent.py`) owns signals, logging and the audit log.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::agent::event::Event;
 use crate::agent::harden;
 use crate::agent::keys::{KeySet, LoadError};
+use crate::agent::listener::Admission;
 use crate::agent::policy::Policy;
-use crate::agent::server::{Config, Event, Server};
+use crate::agent::policy_file;
+use crate::agent::record::{AuditRecorder, Recorder};
+use crate::agent::server::{Config, Server};
 use crate::agent::socket::BoundSocket;
 use crate::memory::fork::ProcessStamp;
 
+use super::args::handle;
+use super::audit::AuditWriter;
+use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::keystore::KeyStore;
@@ -104,7 +112,7 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("key", e.key.as_deref())?;
     d.set_item("key_source", e.key_source)?;
     d.set_item("operation", e.operation)?;
-    d.set_item("result", e.result)?;
+    d.set_item("result", e.result.name())?;
     d.set_item("reason", e.reason.as_deref())?;
     Ok(d)
 }
@@ -118,7 +126,11 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
 /// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
 /// once, on threads of its own. A name in both is an `AgentError`. `allowed_uids` may
 /// connect; `policy` is the text of a policy file whose signature the caller has checked.
-/// `stop()` closes every connection, wipes the keys and removes the socket.
+/// With `audit` (a native audit log writer, `keycell.audit.AuditLog`'s), every request,
+/// refused connection and closed connection is recorded there on the connection's thread
+/// before its reply is written; a record that fails refuses that reply and stops the agent
+/// (`failure` says why). `stop()` closes every connection, wipes the keys and removes the
+/// socket.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct AgentServer {
     server: Server,
@@ -142,7 +154,7 @@ impl AgentServer {
     #[new]
     #[pyo3(signature = (
         path, store = None, *, token = None, allowed_uids, mode = 0o600, policy = None,
-        max_connections = 64, frame_timeout = 10.0, audit_required = false
+        max_connections = 64, frame_timeout = 10.0, audit = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -155,7 +167,7 @@ impl AgentServer {
         policy: Option<&Bound<'_, PyBytes>>,
         max_connections: usize,
         frame_timeout: f64,
-        audit_required: bool,
+        audit: Option<&AuditWriter>,
     ) -> Result<AgentServer> {
         if allowed_uids.is_empty() {
             return Err(Error::Value("allowed_uids must not be empty".to_owned()));
@@ -166,11 +178,17 @@ impl AgentServer {
             ));
         }
         let policy = parse_policy(policy.map(|p| p.as_bytes()))?;
+        let recorder = match audit {
+            Some(a) => Some(Arc::new(AuditRecorder(a.shared()?)) as Arc<dyn Recorder>),
+            None => None,
+        };
         let config = Config {
-            allowed_uids,
-            max_connections,
+            admission: Admission {
+                allowed_uids,
+                max_connections,
+            },
             frame_timeout: timeout(frame_timeout, "frame_timeout")?,
-            audit_required,
+            recorder,
         };
         let keys = load_keys(py, store, token)?;
         let socket = detach(py, || BoundSocket::bind(&path, mode)).map_err(|e| agent_error(e.0))?;
@@ -219,10 +237,11 @@ impl AgentServer {
         Ok(())
     }
 
-    /// Wait up to `timeout` seconds for request events; returns `(events, dropped)`: up
-    /// to `max` event dicts (time, connection, uid, gid, pid, pid_pinned, pid_exited,
-    /// pidfd_errno, key, key_source, operation, result, reason, seq) and how many events were dropped
-    /// because the queue was full.
+    /// Wait up to `timeout` seconds for request events (for a log: the audit record does
+    /// not depend on them); returns `(events, dropped)`: up to `max` event dicts (time,
+    /// connection, uid, gid, pid, pid_pinned, pid_exited, pidfd_errno, key, key_source,
+    /// operation, result, reason, seq) and how many events were dropped because the queue
+    /// was full.
     #[pyo3(signature = (timeout = 1.0, max = 1000))]
     fn next_events<'py>(
         &self,
@@ -241,12 +260,25 @@ impl AgentServer {
         Ok((dicts, dropped))
     }
 
-    /// Acknowledge that the events up to `seq` are recorded: with `audit_required`, a
-    /// reply is released only once its event is acknowledged (within `frame_timeout`,
-    /// else it becomes `SSH_AGENT_FAILURE`).
-    #[pyo3(signature = (seq, /))]
-    fn ack(&self, seq: u64) {
-        self.server.ack(seq);
+    /// Wait until the agent is stopping (`stop()` ran, or a record failed), at most
+    /// `timeout` seconds (`None`: no limit); whether it is.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> Result<bool> {
+        self.check_fork()?;
+        let t = timeout
+            .map(Duration::try_from_secs_f64)
+            .transpose()
+            .map_err(|_| Error::Value("timeout must be a finite number >= 0".to_owned()))?;
+        Ok(detach(py, || self.server.wait(t)))
+    }
+
+    /// The exception of the record failure that stopped the agent (an `AuditError`), or
+    /// `None`.
+    #[getter]
+    fn failure(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.server
+            .failure()
+            .map(|e| PyErr::from(Error::Audit(e)).into_value(py).into_any())
     }
 
     /// Counters: connections, requests, refused.
@@ -260,7 +292,7 @@ impl AgentServer {
         Ok(d)
     }
 
-    /// True once `stop()` ran.
+    /// True once the agent is stopping: `stop()` ran, or a record failed.
     #[getter]
     fn stopped(&self) -> bool {
         self.server.stopped()
@@ -305,4 +337,26 @@ pub fn agent_harden(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyo3(signature = (policy, /))]
 pub fn agent_check_policy(policy: &Bound<'_, PyBytes>) -> Result<()> {
     parse_policy(Some(policy.as_bytes())).map(|_| ())
+}
+
+/// Read the policy file `path` and its detached signature (`signature`, by default
+/// `path + ".sig"`), verify the signature with `public_key` (an `Ed25519PublicKey`) and
+/// the rules; returns the exact bytes verified. Raises `AgentPolicyError` naming the
+/// problem (unreadable, unsigned, not a signature, a signature that does not verify,
+/// invalid rules).
+#[pyfunction]
+#[pyo3(signature = (path, public_key, signature = None))]
+pub fn agent_read_policy<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    public_key: &Bound<'py, PyAny>,
+    signature: Option<PathBuf>,
+) -> Result<Bound<'py, PyBytes>> {
+    let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", "")?;
+    let vk = *pk.get().verifying_key();
+    let (data, _) = detach(py, || {
+        policy_file::read_verified(&path, &vk, signature.as_deref())
+    })
+    .map_err(|e| Error::Py(AgentPolicyError::new_err(e.to_string())))?;
+    Ok(PyBytes::new(py, &data))
 }

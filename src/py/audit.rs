@@ -3,13 +3,14 @@
 //! `python/keycell/audit.py`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::audit::writer::Writer;
 use crate::audit::{verify, AuditError};
+use crate::json::write::write_str as write_json_str;
 use crate::memory::fork::ProcessStamp;
 use crate::memory::MemoryError;
 
@@ -24,7 +25,8 @@ use super::secret_key::SecretKey;
 /// serialises the threads of this process; the log's lock file serialises processes.
 #[pyclass(frozen, module = "keycell._native")]
 pub struct AuditWriter {
-    inner: Mutex<Option<Writer>>,
+    /// Shared with an agent that records to this log (`src/agent/record.rs`).
+    inner: Arc<Mutex<Option<Writer>>>,
     repaired: Option<u64>,
     /// Checked before the mutex is touched: a fork child must not wait for a mutex that a
     /// thread of its parent held at the fork.
@@ -70,10 +72,16 @@ impl AuditWriter {
 impl AuditWriter {
     fn new(w: Writer, repaired: Option<u64>) -> Self {
         AuditWriter {
-            inner: Mutex::new(Some(w)),
+            inner: Arc::new(Mutex::new(Some(w))),
             repaired,
             made_in: ProcessStamp::current(),
         }
+    }
+
+    /// The writer, for an agent that records to this log.
+    pub(crate) fn shared(&self) -> Result<Arc<Mutex<Option<Writer>>>> {
+        self.check_process()?;
+        Ok(Arc::clone(&self.inner))
     }
 
     fn check_process(&self) -> Result<()> {
@@ -316,30 +324,6 @@ fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResu
         return Ok(false);
     }
     Ok(true)
-}
-
-/// A JSON string as `json.dumps(..., ensure_ascii=False)` writes it.
-fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for &c in s.as_bytes() {
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            c if c < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(c >> 4) as usize]);
-                out.push(HEX[(c & 15) as usize]);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(b'"');
 }
 
 /// The JSON encoding of `event` as `AuditWriter.append_event` writes it, or `None` when

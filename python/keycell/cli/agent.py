@@ -2,9 +2,11 @@
 
 The agent holds a key store's Ed25519 and secret keys in guarded memory, and/or uses the
 Ed25519 and secret keys of a PKCS#11 token (``--pkcs11-token``; they stay in the token),
-and serves them over a Unix socket in the SSH agent protocol; the server itself is Rust
-(``keycell._native.AgentServer``, its own threads, no GIL). This module owns the process:
-hardening, signals, the policy signature, logging to stderr and the audit log.
+and serves them over a Unix socket in the SSH agent protocol. The agent itself, its
+decisions, its audit records and the policy's signature check, is
+:func:`keycell.agent.serve` (``python/keycell/agent_server.py``, over Rust); this module
+owns the process: the arguments, hardening, detaching, signals, logging to stderr, and
+opening the audit log.
 
 Signals are blocked in every thread before the server starts and taken synchronously by
 the main thread with ``sigwait``: SIGTERM and SIGINT stop the agent (every key wiped, the
@@ -16,8 +18,6 @@ signature does not verify, a store that does not open, a token that fails).
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import os
 import signal
 import sys
@@ -26,15 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._native import (
-    AgentServer,
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-    KeyStore,
-    agent_check_policy,
-    agent_harden,
+from .._native import Ed25519PrivateKey, Ed25519PublicKey, agent_check_policy, agent_harden
+from ..agent_server import (
+    POLICY_SIGNATURE_CONTEXT,
+    AgentHandle,
+    load_public_key,
+    read_verified_policy,
+    serve,
+    sign_policy,
+    signature_path,
 )
-from ..exceptions import AgentPolicyError, KeycellError
+from ..exceptions import KeycellError
 from ..pkcs11 import Token
 from .common import CliError
 from .common import UsageError as _UsageError
@@ -51,10 +53,6 @@ __all__ = [
     "signature_path",
 ]
 
-#: Prefix of the message a policy signature covers (domain separation: a policy signature
-#: is never a valid signature over anything else, nor the other way round).
-POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
-_SIG_HEADER = "keycell-policy-signature-v1 ed25519 "
 _STOP = {signal.SIGTERM, signal.SIGINT}
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
@@ -62,78 +60,6 @@ _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 def _log(msg: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"{stamp} keycell agent[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
-
-
-def signature_path(policy: str | os.PathLike[str]) -> Path:
-    """Where the detached signature of a policy file lives: ``FILE.sig``."""
-    return Path(os.fspath(policy) + ".sig")
-
-
-def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
-    """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
-    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line."""
-    data = Path(path).read_bytes()
-    text = data.decode("ascii", "replace").strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            return Ed25519PublicKey.from_pem(data)
-        if text.startswith("ssh-ed25519 "):
-            blob = base64.b64decode(text.split()[1], validate=True)
-            # string "ssh-ed25519", string key (32 bytes)
-            if len(blob) != 4 + 11 + 4 + 32 or blob[4:15] != b"ssh-ed25519":
-                raise ValueError("not an ssh-ed25519 public key")
-            return Ed25519PublicKey.from_public_bytes(blob[19:])
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
-    except (ValueError, binascii.Error, KeycellError) as exc:
-        raise AgentPolicyError(
-            f"{path}: not an Ed25519 public key (PEM, hex or ssh-ed25519): {exc}"
-        ) from None
-
-
-def sign_policy(policy: bytes, signer: Ed25519PrivateKey) -> str:
-    """The signature file's text for the policy text ``policy``."""
-    sig = signer.sign(POLICY_SIGNATURE_CONTEXT + policy)
-    return _SIG_HEADER + base64.b64encode(sig).decode("ascii") + "\n"
-
-
-def read_verified_policy(
-    path: str | os.PathLike[str],
-    public_key: Ed25519PublicKey,
-    signature: str | os.PathLike[str] | None = None,
-) -> bytes:
-    """Read a policy file and its detached signature (``FILE.sig`` unless ``signature``),
-    verify the signature and the rules, and return the exact bytes verified. Raises
-    :class:`AgentPolicyError` when the signature is missing, malformed or wrong, or the
-    rules are invalid."""
-    sig_path = Path(signature) if signature is not None else signature_path(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AgentPolicyError(f"cannot read policy {path}: {exc.strerror}") from None
-    try:
-        sig_text = sig_path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise AgentPolicyError(
-            f"policy {path} has no signature ({sig_path} is missing): sign it with "
-            "`keycell policy sign`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgentPolicyError(f"cannot read policy signature {sig_path}: {exc}") from None
-    if not sig_text.startswith(_SIG_HEADER) or not sig_text.endswith("\n"):
-        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature")
-    try:
-        sig = base64.b64decode(sig_text[len(_SIG_HEADER) : -1], validate=True)
-    except binascii.Error:
-        raise AgentPolicyError(f"{sig_path} is not a keycell policy signature") from None
-    try:
-        public_key.verify(sig, POLICY_SIGNATURE_CONTEXT + data)
-    except KeycellError:
-        raise AgentPolicyError(
-            f"the signature of policy {path} does not verify with the policy public key: "
-            "the policy was modified or signed by another key"
-        ) from None
-    agent_check_policy(data)
-    return data
 
 
 def _cmd_policy_sign(args: argparse.Namespace) -> int:
@@ -215,10 +141,6 @@ class _Audit:
                 self.signer.destroy()
             raise
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append one record (raises if the log cannot be written)."""
-        self.log.append(record)
-
     def checkpoint(self) -> None:
         """Sign a checkpoint, if there is a signer."""
         if self.signer is not None:
@@ -242,61 +164,14 @@ def _hostname() -> str:
     return name or "localhost"
 
 
-def _record(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "agent." + event["operation"],
-        "result": event["result"],
-        "uid": event["uid"],
-        "gid": event["gid"],
-        "pid": event["pid"],
-        "pid_pinned": event["pid_pinned"],
-        "key": event["key"],
-        "key_source": event["key_source"],
-        "reason": event["reason"],
-        "connection": event["connection"],
-    }
-
-
-def _drain(server: AgentServer, audit: _Audit | None, verbose: bool, failed: list[str]) -> None:
-    """Take the server's events until it stops: every one to the audit log, refusals (and
-    everything with --verbose) to stderr."""
-    warned_pidfd = False
-    while True:
-        events, dropped = server.next_events(0.5)
-        if dropped:
-            _log(f"{dropped} request records were dropped: the event queue was full")
-        for e in events:
-            if not e["pid_pinned"] and not warned_pidfd:
-                warned_pidfd = True
-                _log(
-                    f"SO_PEERPIDFD unavailable (errno {e['pidfd_errno']}): peers are "
-                    "identified by the pid from SO_PEERCRED only, which can be reused"
-                )
-            if audit is not None:
-                try:
-                    audit.append(_record(e))
-                except Exception as exc:  # the log is broken: stop serving (fail closed)
-                    failed.append(f"audit log failed: {exc}")
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
-                server.ack(e["seq"])  # releases the reply (audit_required)
-            if verbose or e["result"] != "allowed":
-                key = f" key {e['key']!r}" if e["key"] is not None else ""
-                if e["key_source"] == "pkcs11":
-                    key += " (pkcs11)"
-                why = f": {e['reason']}" if e["reason"] else ""
-                _log(
-                    f"{e['operation']}{key} by uid {e['uid']} pid {e['pid']}: "
-                    f"{e['result']}{why}"
-                )
-        if not events and server.stopped:
-            return
-
-
-def _load_policy(args: argparse.Namespace) -> bytes | None:
+def _load_policy_key(args: argparse.Namespace) -> Ed25519PublicKey | None:
+    """The policy public key, read once (every reload checks against it), after checking
+    that the policy verifies with it (before --detach: the caller sees the failure)."""
     if args.policy is None:
         return None
-    return read_verified_policy(args.policy, load_public_key(args.policy_public_key))
+    key = load_public_key(args.policy_public_key)
+    read_verified_policy(args.policy, key)
+    return key
 
 
 def _detach() -> None:
@@ -382,7 +257,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--policy and --policy-public-key go together")
     token_wanted = _check_sources(args)
     uids = _uid_list(args)
-    policy = _load_policy(args)
+    policy_key = _load_policy_key(args)
     if args.detach:
         _detach()
     hardening = agent_harden()
@@ -404,39 +279,46 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
-        server = AgentServer(
+        agent = serve(
             args.socket,
-            store,
+            store=store,
             token=token,
-            allowed_uids=uids,
-            mode=args.socket_mode,
-            policy=policy,
+            policy=args.policy,
+            policy_public_key=policy_key,
+            audit=None if audit is None else audit.log,
+            allow_uids=uids,
+            socket_mode=args.socket_mode,
             max_connections=args.max_connections,
             frame_timeout=args.frame_timeout,
-            audit_required=audit is not None,
+            log=_log,
+            verbose=args.verbose,
         )
     except BaseException:
         _close_sources(store, token)
         if audit is not None:
             audit.close()
         raise
-    failed: list[str] = []
-    drain = threading.Thread(
-        target=_drain, args=(server, audit, args.verbose, failed), name="keycell-agent-log"
-    )
-    drain.start()
+    # A failed audit record stops the agent by itself: wake the main thread's sigwait.
+    threading.Thread(
+        target=_stop_on_failure, args=(agent,), name="keycell-agent-watch", daemon=True
+    ).start()
     where = f"; token {token.info['label']!r} (slot {token.info['slot']})" if token else ""
     _log(
         f"serving on {args.socket} for uids {', '.join(map(str, uids))}"
-        f"{'; policy ' + args.policy if args.policy else ''}{where}; keys: {_names(server)}"
+        f"{'; policy ' + args.policy if args.policy else ''}{where}; keys: "
+        f"{agent.describe_keys()}"
     )
     _announce_ready(str(args.socket))
+    failed: list[str] = []
     try:
         while True:
             sig = signal.sigwait(_SIGNALS)
             if sig in _STOP:
                 break
-            _reload(args, server, store, token)
+            try:
+                agent.reload()  # logs what it reloaded and what failed
+            except (KeycellError, OSError):
+                pass
             if audit is not None:
                 try:
                     audit.checkpoint()
@@ -444,8 +326,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 except (KeycellError, OSError) as exc:
                     _log(f"audit checkpoint failed: {exc}")
     finally:
-        removed = server.stop()
-        drain.join()
+        removed = agent.stop()
+        if agent.failure is not None:
+            failed.append(f"audit log failed: {agent.failure}")
         _close_sources(store, token)
         if audit is not None:
             try:
@@ -461,31 +344,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(server: AgentServer) -> str:
-    """The served keys for the log: ``name (kind)``, ``name (kind, pkcs11)`` for a token key."""
-    return (
-        ", ".join(
-            f"{n} ({k}{', pkcs11' if src == 'pkcs11' else ''})" for n, k, src in server.keys()
-        )
-        or "none"
-    )
-
-
-def _reload(
-    args: argparse.Namespace, server: AgentServer, store: KeyStore | None, token: Token | None
-) -> None:
-    try:
-        server.set_policy(_load_policy(args))
-        if args.policy:
-            _log(f"reloaded policy {args.policy}")
-    except (KeycellError, OSError) as exc:
-        _log(f"policy reload failed, keeping the old policy: {exc}")
-    try:
-        server.set_keys(store, token=token)
-        _log("reloaded keys: " + _names(server))
-    except (KeycellError, OSError) as exc:
-        what = "store" if token is None else "token" if store is None else "store/token"
-        _log(f"{what} reload failed, keeping the old keys: {exc}")
+def _stop_on_failure(agent: AgentHandle) -> None:
+    """Send this process SIGTERM when the agent stopped itself (a failed record)."""
+    agent.wait()
+    if agent.failure is not None:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def register(sub: Any) -> None:

@@ -1,0 +1,358 @@
+"""The key agent, embedded: :func:`serve` starts ``keycell agent``'s server in this process
+and returns an :class:`AgentHandle` (docs/agent.md). Re-exported as ``keycell.agent.serve``.
+
+The server is Rust (its own threads, no GIL). It decides every request, records it in the
+audit log (``audit=``) on the connection's thread *before* the reply is written, and
+stops by itself, refusing that reply, when a record cannot be written: no signature or MAC
+leaves without its record, whoever embeds it. The signed policy is read and its Ed25519
+signature checked in Rust too, with the public key read once, at start.
+
+``serve`` installs no signal handlers and does not harden the process (``keycell agent
+serve`` does both: ``python/keycell/cli_agent.py``)::
+
+    with keycell.agent.serve("/run/keys/agent.sock", store=store, audit=log) as agent:
+        ...                      # serving; agent.reload() re-reads policy and keys
+    # stopped: keys wiped, socket removed
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._native import (
+    AgentServer,
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    KeyStore,
+    agent_read_policy,
+)
+from .exceptions import AgentPolicyError, KeycellError
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+    from .pkcs11 import Token
+
+__all__ = [
+    "POLICY_SIGNATURE_CONTEXT",
+    "AgentHandle",
+    "load_public_key",
+    "read_verified_policy",
+    "serve",
+    "sign_policy",
+    "signature_path",
+]
+
+#: Prefix of the message a policy signature covers (domain separation: a policy signature
+#: is never a valid signature over anything else, nor the other way round).
+POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
+_SIG_HEADER = "keycell-policy-signature-v1 ed25519 "
+
+_logger = logging.getLogger("keycell.agent")
+
+
+def signature_path(policy: str | os.PathLike[str]) -> Path:
+    """Where the detached signature of a policy file lives: ``FILE.sig``."""
+    return Path(os.fspath(policy) + ".sig")
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
+    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line."""
+    data = Path(path).read_bytes()
+    text = data.decode("ascii", "replace").strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            return Ed25519PublicKey.from_pem(data)
+        if text.startswith("ssh-ed25519 "):
+            blob = base64.b64decode(text.split()[1], validate=True)
+            # string "ssh-ed25519", string key (32 bytes)
+            if len(blob) != 4 + 11 + 4 + 32 or blob[4:15] != b"ssh-ed25519":
+                raise ValueError("not an ssh-ed25519 public key")
+            return Ed25519PublicKey.from_public_bytes(blob[19:])
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except (ValueError, binascii.Error, KeycellError) as exc:
+        raise AgentPolicyError(
+            f"{path}: not an Ed25519 public key (PEM, hex or ssh-ed25519): {exc}"
+        ) from None
+
+
+def sign_policy(policy: bytes, signer: Ed25519PrivateKey) -> str:
+    """The signature file's text for the policy text ``policy``."""
+    sig = signer.sign(POLICY_SIGNATURE_CONTEXT + policy)
+    return _SIG_HEADER + base64.b64encode(sig).decode("ascii") + "\n"
+
+
+def read_verified_policy(
+    path: str | os.PathLike[str],
+    public_key: Ed25519PublicKey,
+    signature: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Read a policy file and its detached signature (``FILE.sig`` unless ``signature``),
+    verify the signature and the rules (in Rust: ``src/agent/policy_file.rs``), and return
+    the exact bytes verified. Raises :class:`AgentPolicyError` when the policy cannot be
+    read, the signature is missing, malformed or wrong, or the rules are invalid."""
+    return agent_read_policy(path, public_key, signature)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    key = f" key {event['key']!r}" if event["key"] is not None else ""
+    if event["key_source"] == "pkcs11":
+        key += " (pkcs11)"
+    why = f": {event['reason']}" if event["reason"] else ""
+    who = f"by uid {event['uid']} pid {event['pid']}"
+    return f"{event['operation']}{key} {who}: {event['result']}{why}"
+
+
+def _default_log(msg: str) -> None:
+    _logger.info("%s", msg)
+
+
+class AgentHandle:
+    """A running agent, made by :func:`serve`. Thread-safe.
+
+    ``stop()`` (also on leaving a ``with`` block) closes every connection, wipes every key
+    and removes the socket; the agent also stops by itself when a record cannot be written
+    to the audit log, and then ``failure`` holds the :class:`~keycell.exceptions.AuditError`.
+    ``reload()`` re-reads the policy (checked with the public key read at start) and the
+    keys.
+    """
+
+    def __init__(
+        self,
+        server: AgentServer,
+        *,
+        store: Any,
+        owns_store: bool,
+        token: Token | None,
+        policy: Path | None,
+        public_key: Ed25519PublicKey | None,
+        log: Callable[[str], None],
+        verbose: bool,
+    ) -> None:
+        self._server = server
+        self._store = store
+        self._owns_store = owns_store
+        self._token = token
+        self._policy = policy
+        self._public_key = public_key
+        self._log = log
+        self._verbose = verbose
+        self._lock = threading.Lock()
+        self._removed: bool | None = None
+        self._events = threading.Thread(target=self._drain, name="keycell-agent-log", daemon=True)
+        self._events.start()
+
+    @property
+    def path(self) -> Path:
+        """The socket's path."""
+        return self._server.path
+
+    @property
+    def stopped(self) -> bool:
+        """True once the agent is stopping: ``stop()`` ran or a record failed."""
+        return self._server.stopped
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The audit log failure that stopped the agent, or ``None``."""
+        return self._server.failure
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        """``(name, kind, source)`` of every key served."""
+        return self._server.keys()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: connections, requests, refused."""
+        return self._server.stats()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the agent is stopping (``stop()``, or a failed record), at most
+        ``timeout`` seconds; whether it is."""
+        return self._server.wait(timeout)
+
+    def reload(self) -> None:
+        """Re-read the policy (its signature checked with the public key given to
+        :func:`serve`) and the keys (the store's entries, the token's objects). What fails
+        to load is not taken and the old one stays; both are tried, then the first failure
+        is raised."""
+        errors: list[Exception] = []
+        if self._policy is not None and self._public_key is not None:
+            try:
+                self._server.set_policy(read_verified_policy(self._policy, self._public_key))
+                self._log(f"reloaded policy {self._policy}")
+            except (KeycellError, OSError) as exc:
+                self._log(f"policy reload failed, keeping the old policy: {exc}")
+                errors.append(exc)
+        try:
+            self._server.set_keys(self._store, token=self._token)
+            self._log("reloaded keys: " + self.describe_keys())
+        except (KeycellError, OSError) as exc:
+            what = "store/token"
+            if self._token is None or self._store is None:
+                what = "store" if self._token is None else "token"
+            self._log(f"{what} reload failed, keeping the old keys: {exc}")
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def describe_keys(self) -> str:
+        """The served keys for a log line: ``name (kind)``, ``name (kind, pkcs11)``."""
+        return (
+            ", ".join(
+                f"{n} ({k}{', pkcs11' if src == 'pkcs11' else ''})" for n, k, src in self.keys()
+            )
+            or "none"
+        )
+
+    def stop(self) -> bool:
+        """Stop serving: close every connection, wipe every key, remove the socket, close
+        the store if :func:`serve` opened it. Idempotent; returns whether the socket was
+        removed (by the first stop)."""
+        with self._lock:
+            if self._removed is None:
+                self._removed = self._server.stop()
+                if self._owns_store and self._store is not None:
+                    self._store.close()
+            removed = self._removed
+        if threading.current_thread() is not self._events:
+            self._events.join()
+        return removed
+
+    def _drain(self) -> None:
+        """Log the server's events until it stops: refusals (everything with ``verbose``),
+        dropped events, the first peer without a pidfd; stop the agent when a record
+        failed."""
+        warned_pidfd = False
+        while True:
+            events, dropped = self._server.next_events(0.5)
+            if dropped:
+                self._log(f"{dropped} request events were dropped from the log: the queue was full")
+            for e in events:
+                if not e["pid_pinned"] and not warned_pidfd:
+                    warned_pidfd = True
+                    self._log(
+                        f"SO_PEERPIDFD unavailable (errno {e['pidfd_errno']}): peers are "
+                        "identified by the pid from SO_PEERCRED only, which can be reused"
+                    )
+                if self._verbose or e["result"] != "allowed":
+                    self._log(_describe(e))
+            if not events and self._server.stopped:
+                failure = self._server.failure
+                if failure is not None:
+                    self._log(f"audit log failed, stopping: {failure}")
+                    self.stop()
+                return
+
+    def __enter__(self) -> AgentHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<AgentHandle {str(self.path)!r}{' stopped' if self.stopped else ''}>"
+
+
+def serve(
+    socket_path: str | os.PathLike[str],
+    *,
+    store: KeyStore | str | os.PathLike[str] | None = None,
+    passphrase: Any = None,
+    token: Token | None = None,
+    policy: str | os.PathLike[str] | None = None,
+    policy_public_key: Ed25519PublicKey | str | os.PathLike[str] | None = None,
+    audit: AuditLog | None = None,
+    allow_uids: Iterable[int] = (),
+    socket_mode: int = 0o600,
+    max_connections: int = 64,
+    frame_timeout: float = 10.0,
+    log: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> AgentHandle:
+    """Serve the Ed25519 and secret keys of a key store and/or a PKCS#11 token on the Unix
+    socket ``socket_path`` (SSH agent protocol), in this process; returns at once.
+
+    ``store`` is an open :class:`~keycell.KeyStore` (yours to close, after the agent
+    stopped), or a store file's path opened here with ``passphrase`` (its master: a
+    ``Passphrase``, ``SecretKey``, ...) and closed by ``stop()``. ``token`` is an open,
+    logged-in :class:`keycell.pkcs11.Token`. ``policy`` is a policy file, signed
+    (``FILE.sig``), whose signature must verify with ``policy_public_key`` (an
+    :class:`~keycell.Ed25519PublicKey` or a key file; read once, here, and kept for every
+    ``reload()``). With ``audit`` (an open :class:`keycell.audit.AuditLog`, yours to close
+    after the agent stopped), every request, refused connection and closed connection is
+    recorded before its reply is written; a record that cannot be written refuses that
+    reply and stops the agent (``handle.failure``), whatever the log's ``on_error``.
+    ``allow_uids`` may connect besides this process's effective uid; ``socket_mode`` is the
+    socket file's mode (within 0777, including 0600). ``log`` receives one line per
+    refusal (every event with ``verbose``) and per reload (default: the ``keycell.agent``
+    logger). Installs no signal handlers and does not harden the process.
+    """
+    if (policy is None) != (policy_public_key is None):
+        raise ValueError("policy and policy_public_key go together")
+    if isinstance(store, KeyStore) and passphrase is not None:
+        raise ValueError("passphrase opens a store given by path, not an open KeyStore")
+    if store is None and token is None:
+        raise ValueError("give a store, a token or both")
+    if socket_mode & ~0o777 or socket_mode & 0o600 != 0o600:
+        raise ValueError("socket_mode must be within 0o777 and include 0o600")
+    uids = [os.geteuid()]
+    for u in allow_uids:
+        if not 0 <= u <= 0xFFFFFFFF:
+            raise ValueError(f"{u} is not a uid")
+        if u not in uids:
+            uids.append(u)
+    public_key: Ed25519PublicKey | None = None
+    policy_path = None if policy is None else Path(policy)
+    policy_text = None
+    if policy_path is not None:
+        public_key = (
+            policy_public_key
+            if isinstance(policy_public_key, Ed25519PublicKey)
+            else load_public_key(policy_public_key)  # type: ignore[arg-type]
+        )
+        policy_text = read_verified_policy(policy_path, public_key)
+    owns_store = store is not None and not isinstance(store, KeyStore)
+    opened: KeyStore | None
+    if store is None or isinstance(store, KeyStore):
+        opened = store
+    else:
+        opened = KeyStore.open(store, master=passphrase)
+    try:
+        server = AgentServer(
+            socket_path,
+            opened,
+            token=token,
+            allowed_uids=uids,
+            mode=socket_mode,
+            policy=policy_text,
+            max_connections=max_connections,
+            frame_timeout=frame_timeout,
+            audit=None if audit is None else audit._native,
+        )
+    except BaseException:
+        if owns_store and opened is not None:
+            opened.close()
+        raise
+    return AgentHandle(
+        server,
+        store=opened,
+        owns_store=owns_store,
+        token=token,
+        policy=policy_path,
+        public_key=public_key,
+        log=log or _default_log,
+        verbose=verbose,
+    )

@@ -1,0 +1,237 @@
+//! One connection, on its own thread: read a frame (whole within the frame timeout of its
+//! first byte), decide it ([`super::dispatch`]), record it ([`super::record::Journal`]),
+//! and only then write the reply. A stalled, empty, oversized or malformed frame is
+//! recorded and closes the connection; waiting between frames has no deadline (an `ssh`
+//! session keeps its agent connection open).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroize;
+
+use super::dispatch::{dispatch, Context, Outcome};
+use super::event::{Event, Verdict};
+use super::keys::KeySet;
+use super::peer::Peer;
+use super::policy::{Policy, Usages};
+use super::record::Journal;
+use super::stop::StopSignal;
+use super::wire;
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// The keys and policy being served (each swapped as a whole: a request in flight finishes
+/// with the set it started with) and the use counts, which live for the agent's life.
+pub struct Served {
+    keys: RwLock<Arc<KeySet>>,
+    policy: RwLock<Option<Arc<Policy>>>,
+    usages: Usages,
+}
+
+impl Served {
+    /// `keys` and `policy`, use counted from now.
+    pub fn new(keys: KeySet, policy: Option<Policy>) -> Self {
+        Served {
+            keys: RwLock::new(Arc::new(keys)),
+            policy: RwLock::new(policy.map(Arc::new)),
+            usages: Usages::new(Instant::now()),
+        }
+    }
+
+    /// The current keys.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace every key (the old ones are wiped once no request uses them).
+    pub fn set_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    /// Replace the policy.
+    pub fn set_policy(&self, policy: Option<Policy>) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy.map(Arc::new);
+    }
+
+    /// Decide `msg` for `uid` with the current keys and policy.
+    fn dispatch(&self, uid: u32, msg: &[u8]) -> Result<Outcome, wire::Malformed> {
+        let keys = self.keys();
+        let policy = self.policy();
+        let cx = Context {
+            keys: &keys,
+            policy: policy.as_deref(),
+            usages: &self.usages,
+            uid,
+        };
+        dispatch(cx, msg)
+    }
+}
+
+/// What a connection thread is handed.
+pub struct Session {
+    pub served: Arc<Served>,
+    pub journal: Arc<Journal>,
+    pub stop: Arc<StopSignal>,
+    pub stats: Arc<Stats>,
+    /// How long a frame may take to arrive once its first byte came (also the write
+    /// timeout of a reply).
+    pub frame_timeout: Duration,
+}
+
+/// How reading a frame ended.
+enum ReadEnd {
+    /// The buffer was filled.
+    Full,
+    /// The peer closed between frames.
+    Eof,
+    /// The peer closed, stalled or failed mid-frame.
+    Broken(&'static str),
+}
+
+/// Fill `buf`. `deadline` is the frame's (`None` until its first byte arrives): every read
+/// inside a frame waits at most until it, so a frame trickled a byte at a time is cut at
+/// the deadline. Between frames a read waits `idle` at a time, to look at the stop flag.
+fn read_full(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    deadline: &mut Option<Instant>,
+    timeout: Duration,
+    stop: &StopSignal,
+) -> ReadEnd {
+    let mut n = 0;
+    while n < buf.len() {
+        let wait = match *deadline {
+            None => timeout,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return ReadEnd::Broken("frame not completed in time"),
+            },
+        };
+        let _ = stream.set_read_timeout(Some(wait));
+        match stream.read(&mut buf[n..]) {
+            Ok(0) if n == 0 && deadline.is_none() => return ReadEnd::Eof,
+            Ok(0) => return ReadEnd::Broken("connection closed mid-frame"),
+            Ok(k) => {
+                n += k;
+                deadline.get_or_insert_with(|| Instant::now() + timeout);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.is_set() {
+                    return ReadEnd::Broken("agent stopping");
+                }
+            }
+            Err(_) => return ReadEnd::Broken("read error"),
+        }
+    }
+    ReadEnd::Full
+}
+
+/// A "closed" event (the connection ends) for `reason`.
+fn closed(peer: &Peer, id: u64, reason: &str) -> Event {
+    Event::of(peer, id, "frame", Verdict::Closed).because(reason)
+}
+
+/// Serve connection `id` of `peer` until it closes, breaks a rule or the agent stops.
+pub fn serve(s: &Session, mut stream: UnixStream, peer: &Peer, id: u64) {
+    let timeout = s.frame_timeout;
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let mut header = [0u8; 4];
+        let mut deadline = None;
+        match read_full(&mut stream, &mut header, &mut deadline, timeout, &s.stop) {
+            ReadEnd::Full => {}
+            ReadEnd::Eof => break,
+            ReadEnd::Broken(r) => {
+                if !s.stop.is_set() {
+                    s.journal.record(closed(peer, id, r));
+                }
+                break;
+            }
+        }
+        let len = match wire::frame_len(header) {
+            Ok(n) => n,
+            Err(m) => {
+                s.journal.record(closed(peer, id, m.0));
+                break;
+            }
+        };
+        buf.resize(len, 0);
+        let broken = match read_full(&mut stream, &mut buf, &mut deadline, timeout, &s.stop) {
+            ReadEnd::Full => None,
+            // Inside a frame, end of file is a broken frame.
+            ReadEnd::Eof => Some("connection closed mid-frame"),
+            ReadEnd::Broken(r) => Some(r),
+        };
+        if let Some(r) = broken {
+            buf.zeroize();
+            s.journal.record(closed(peer, id, r));
+            break;
+        }
+        s.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let outcome = s.served.dispatch(peer.uid, &buf);
+        // A refused ADD_IDENTITY or LOCK may have carried a private key or a password.
+        buf.zeroize();
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(m) => {
+                s.journal.record(closed(peer, id, m.0));
+                break;
+            }
+        };
+        if !reply(s, &mut stream, peer, id, outcome) {
+            break;
+        }
+    }
+    let _ = rustix::net::shutdown(&stream, rustix::net::Shutdown::Both);
+}
+
+/// Record `o` and write its reply (`SSH_AGENT_FAILURE` when the record was not written);
+/// whether the connection goes on.
+fn reply(s: &Session, stream: &mut UnixStream, peer: &Peer, id: u64, o: Outcome) -> bool {
+    let verdict = if o.refused.is_some() {
+        s.stats.refused.fetch_add(1, Ordering::Relaxed);
+        Verdict::Refused
+    } else {
+        Verdict::Allowed
+    };
+    let mut event = Event::of(peer, id, o.operation, verdict);
+    event.key = o.key;
+    event.key_source = o.key_source;
+    event.reason = o.refused;
+    let mut reply = o.reply;
+    // Counted before the record is written: a stop caused by it (a failing audit log)
+    // finds the reply waiting and lets it go out.
+    let waiting = s.journal.records().then(|| s.journal.waiting());
+    if !s.journal.record(event) {
+        s.stats.refused.fetch_add(1, Ordering::Relaxed);
+        reply.zeroize();
+        reply = wire::status(wire::FAILURE);
+    }
+    let written = stream.write_all(&reply);
+    drop(waiting);
+    written.is_ok()
+}

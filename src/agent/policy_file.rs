@@ -1,0 +1,226 @@
+//! The signed policy file: `FILE` (the rules, [`super::policy`]) and its detached
+//! signature `FILE.sig`, one line `keycell-policy-signature-v1 ed25519 BASE64\n` holding an
+//! Ed25519 signature over [`SIGNATURE_CONTEXT`] followed by the file's exact bytes. The
+//! agent reads and checks both here, so no caller can hand it rules whose signature nobody
+//! checked (`keycell policy sign` writes the line: `python/keycell/_agent_server.py`).
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+
+use super::policy::{Policy, PolicyError};
+use crate::crypto::ed25519;
+use crate::encoding::{base64_decode_into, base64_decoded_len, looks_base64};
+
+/// Prefix of the message a policy signature covers (domain separation: a policy signature
+/// is never a valid signature over anything else, nor the other way round).
+pub const SIGNATURE_CONTEXT: &[u8] = b"keycell policy signature v1\x00";
+/// The signature line's start.
+pub const SIGNATURE_HEADER: &str = "keycell-policy-signature-v1 ed25519 ";
+
+/// Where the detached signature of a policy file lives: `FILE.sig`.
+pub fn signature_path(policy: &Path) -> PathBuf {
+    let mut name = policy.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Why a policy file was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyFileError {
+    /// The policy file cannot be read (`reason`: the OS error).
+    Unreadable { path: PathBuf, reason: String },
+    /// No signature file.
+    Unsigned { path: PathBuf, signature: PathBuf },
+    /// The signature file cannot be read, or is not ASCII.
+    SignatureUnreadable { signature: PathBuf, reason: String },
+    /// The signature file is not a keycell policy signature line.
+    NotASignature { signature: PathBuf },
+    /// The signature does not verify with the policy public key.
+    BadSignature { path: PathBuf },
+    /// The rules are invalid.
+    Rules(PolicyError),
+}
+
+impl std::fmt::Display for PolicyFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyFileError::Unreadable { path, reason } => {
+                write!(f, "cannot read policy {}: {reason}", path.display())
+            }
+            PolicyFileError::Unsigned { path, signature } => write!(
+                f,
+                "policy {} has no signature ({} is missing): sign it with `keycell policy sign`",
+                path.display(),
+                signature.display()
+            ),
+            PolicyFileError::SignatureUnreadable { signature, reason } => write!(
+                f,
+                "cannot read policy signature {}: {reason}",
+                signature.display()
+            ),
+            PolicyFileError::NotASignature { signature } => {
+                write!(
+                    f,
+                    "{} is not a keycell policy signature",
+                    signature.display()
+                )
+            }
+            PolicyFileError::BadSignature { path } => write!(
+                f,
+                "the signature of policy {} does not verify with the policy public key: the \
+                 policy was modified or signed by another key",
+                path.display()
+            ),
+            PolicyFileError::Rules(e) => write!(f, "policy: {e}"),
+        }
+    }
+}
+
+/// The OS's words for `e`, without Rust's " (os error N)".
+fn os_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// The 64 signature bytes of a signature file's text.
+fn parse_signature(text: &[u8], signature: &Path) -> Result<Option<[u8; 64]>, PolicyFileError> {
+    let not = || PolicyFileError::NotASignature {
+        signature: signature.to_owned(),
+    };
+    let body = text
+        .strip_prefix(SIGNATURE_HEADER.as_bytes())
+        .and_then(|t| t.strip_suffix(b"\n"))
+        .ok_or_else(not)?;
+    // Strict base64: the alphabet and padding only (no whitespace, as Python's
+    // `b64decode(validate=True)`), whole quads.
+    if !body.is_empty()
+        && (body.len() % 4 != 0
+            || !looks_base64(body)
+            || body.iter().any(|c| c.is_ascii_whitespace()))
+    {
+        return Err(not());
+    }
+    let Ok(n) = base64_decoded_len(body) else {
+        // An empty body decodes to nothing: a signature that cannot verify.
+        return if body.is_empty() {
+            Ok(None)
+        } else {
+            Err(not())
+        };
+    };
+    let mut raw = vec![0u8; n];
+    base64_decode_into(body, &mut raw).map_err(|_| not())?;
+    Ok(raw.as_slice().try_into().ok())
+}
+
+/// Read the policy at `path` and its signature (`signature`, by default
+/// [`signature_path`]), verify the signature with `public` and parse the rules. Returns
+/// the exact bytes verified and the policy.
+pub fn read_verified(
+    path: &Path,
+    public: &VerifyingKey,
+    signature: Option<&Path>,
+) -> Result<(Vec<u8>, Policy), PolicyFileError> {
+    let sig_path = signature.map_or_else(|| signature_path(path), Path::to_owned);
+    let data = std::fs::read(path).map_err(|e| PolicyFileError::Unreadable {
+        path: path.to_owned(),
+        reason: os_reason(&e),
+    })?;
+    let text = match std::fs::read(&sig_path) {
+        Ok(t) if t.is_ascii() => t,
+        Ok(_) => {
+            return Err(PolicyFileError::SignatureUnreadable {
+                signature: sig_path,
+                reason: "not ASCII text".to_owned(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PolicyFileError::Unsigned {
+                path: path.to_owned(),
+                signature: sig_path,
+            })
+        }
+        Err(e) => {
+            return Err(PolicyFileError::SignatureUnreadable {
+                signature: sig_path,
+                reason: os_reason(&e),
+            })
+        }
+    };
+    let sig = parse_signature(&text, &sig_path)?;
+    let mut msg = SIGNATURE_CONTEXT.to_vec();
+    msg.extend_from_slice(&data);
+    let good = sig.is_some_and(|s| ed25519::verify(public, &msg, &s).is_ok());
+    if !good {
+        return Err(PolicyFileError::BadSignature {
+            path: path.to_owned(),
+        });
+    }
+    let policy = Policy::parse(&data).map_err(PolicyFileError::Rules)?;
+    Ok((data, policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::base64_encode_into;
+
+    fn signature_line(sk: &ed25519::PrivateKey, data: &[u8]) -> Vec<u8> {
+        let sig = sk.sign(&[SIGNATURE_CONTEXT, data].concat()).expect("sign");
+        let mut b64 = vec![0u8; 88];
+        base64_encode_into(&sig, &mut b64).expect("b64");
+        [SIGNATURE_HEADER.as_bytes(), &b64, b"\n"].concat()
+    }
+
+    #[test]
+    fn verifies_and_refuses() {
+        let d = crate::test_dir::fresh("policy-file");
+        let sk = ed25519::PrivateKey::from_seed(&[5u8; 32]).expect("key");
+        let other = ed25519::PrivateKey::from_seed(&[6u8; 32]).expect("key");
+        let path = d.join("p.json");
+        let data = br#"{"keycell_policy": 1, "keys": {"k": {"max_uses": 1}}}"#;
+        std::fs::write(&path, data).expect("write");
+        let err = read_verified(&path, sk.public(), None).expect_err("unsigned");
+        assert!(matches!(err, PolicyFileError::Unsigned { .. }), "{err}");
+        assert!(err.to_string().contains("has no signature"));
+        std::fs::write(signature_path(&path), signature_line(&sk, data)).expect("sig");
+        let (bytes, policy) = read_verified(&path, sk.public(), None).expect("verified");
+        assert_eq!(bytes, data);
+        assert!(policy.rule("k").is_some());
+        let err = read_verified(&path, other.public(), None).expect_err("other key");
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        // Tampered: one byte more.
+        std::fs::write(&path, [&data[..], b" "].concat()).expect("write");
+        let err = read_verified(&path, sk.public(), None).expect_err("tampered");
+        assert!(matches!(err, PolicyFileError::BadSignature { .. }));
+        for bad in [
+            &b"nonsense\n"[..],
+            b"keycell-policy-signature-v1 ed25519 AA AA\n",
+        ] {
+            std::fs::write(signature_path(&path), bad).expect("sig");
+            let err = read_verified(&path, sk.public(), None).expect_err("malformed");
+            assert!(
+                matches!(err, PolicyFileError::NotASignature { .. }),
+                "{err}"
+            );
+        }
+        // Rules that do not parse, signed: refused as rules.
+        std::fs::write(&path, b"{}").expect("write");
+        std::fs::write(signature_path(&path), signature_line(&sk, b"{}")).expect("sig");
+        let err = read_verified(&path, sk.public(), None).expect_err("rules");
+        assert!(matches!(err, PolicyFileError::Rules(_)), "{err}");
+        let err = read_verified(&d.join("none"), sk.public(), None).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read policy {}: No such file or directory",
+                d.join("none").display()
+            )
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
