@@ -235,3 +235,64 @@ fn reply(s: &Session, stream: &mut UnixStream, peer: &Peer, id: u64, o: Outcome)
     drop(waiting);
     written.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::event::Verdict;
+    use crate::agent::stop::StopSignal;
+    use std::os::unix::net::UnixStream;
+
+    fn session(frame_timeout: Duration) -> Session {
+        let stop = Arc::new(StopSignal::new(|| {}));
+        Session {
+            served: Arc::new(Served::new(KeySet::default(), None)),
+            journal: Arc::new(Journal::new(None, stop.clone())),
+            stop,
+            stats: Arc::new(Stats::default()),
+            frame_timeout,
+        }
+    }
+
+    #[test]
+    fn a_trickled_frame_is_cut_at_its_deadline() {
+        // A frame's bytes arrive one at a time, the last just before the deadline: the
+        // connection is closed at the deadline, not a whole frame timeout after that byte
+        // (before: a read armed with the full timeout after each byte, up to twice it).
+        let timeout = Duration::from_secs(2);
+        let s = session(timeout);
+        let (mut client, server_end) = UnixStream::pair().expect("pair");
+        let peer = Peer::of(&server_end).expect("peer");
+        std::thread::scope(|t| {
+            let served = t.spawn(|| {
+                serve(&s, server_end, &peer, 1);
+                Instant::now()
+            });
+            let first = Instant::now();
+            client
+                .write_all(&[0, 0, 0, 9, wire::REQUEST_IDENTITIES])
+                .expect("write");
+            // The stimulus is time itself: the next byte at 80% of the deadline.
+            std::thread::sleep(timeout.mul_f64(0.8));
+            client.write_all(&[0]).expect("write");
+            let closed = served.join().expect("serve");
+            let took = closed.duration_since(first);
+            // Before the fix the close came >= 1.8x the timeout after the first byte.
+            assert!(took < timeout.mul_f64(1.6), "closed after {took:?}");
+            assert!(took >= timeout, "closed early, after {took:?}");
+        });
+        let (events, _) = s.journal.log().take(Duration::ZERO, 10, || true);
+        let got: Vec<_> = events
+            .iter()
+            .map(|e| (e.operation, e.result, e.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                "frame",
+                Verdict::Closed,
+                Some("frame not completed in time")
+            )]
+        );
+    }
+}
