@@ -108,6 +108,8 @@ def _describe(event: dict[str, Any]) -> str:
         key += " (pkcs11)"
     why = f": {event['reason']}" if event["reason"] else ""
     who = f"by uid {event['uid']} pid {event['pid']}"
+    if event.get("count", 1) != 1:
+        why += f" ({event['count']} connections since the last record)"
     return f"{event['operation']}{key} {who}: {event['result']}{why}"
 
 

@@ -55,6 +55,9 @@ pub struct Event {
     pub operation: &'static str,
     pub result: Verdict,
     pub reason: Option<String>,
+    /// How many refused connections this event stands for (1 but for an aggregated
+    /// refusal: [`super::refusals`]).
+    pub count: u64,
 }
 
 impl Event {
@@ -76,6 +79,7 @@ impl Event {
             operation,
             result,
             reason: None,
+            count: 1,
         }
     }
 

@@ -1,20 +1,23 @@
 //! The accept thread: takes each connection, checks the peer (`SO_PEERCRED`,
 //! [`super::peer`]) and the connection cap before anything is read, and starts one thread
 //! per admitted connection ([`super::connection::serve`]), so a slow client stalls nobody
-//! but itself. [`Connections`] keeps the streams and threads for the stop.
+//! but itself. Refusals are recorded aggregated ([`super::refusals`]): a flood of refused
+//! connections costs a record per uid per 10 s, and the accept thread goes on taking the
+//! allowed peers' connections. [`Connections`] keeps the streams and threads for the stop.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::net::Shutdown;
 
 use super::connection::{self, Session};
 use super::event::{Event, Verdict};
 use super::peer::Peer;
+use super::refusals::Refusals;
 use super::socket::BoundSocket;
 
 /// Who may connect, and how many at once.
@@ -66,10 +69,14 @@ pub fn accept_loop(
     session: &Arc<Session>,
     conns: &Arc<Connections>,
 ) {
+    let mut refusals = Refusals::default();
     loop {
         let accepted = socket.listener.accept();
         if session.stop.is_set() {
             break;
+        }
+        for e in refusals.flush(Some(Instant::now())) {
+            session.journal.record(e);
         }
         let stream = match accepted {
             Ok((s, _)) => s,
@@ -86,14 +93,20 @@ pub fn accept_loop(
         let id = conns.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         session.stats.connections.fetch_add(1, Ordering::Relaxed);
         if !admission.allowed_uids.contains(&peer.uid) {
-            refuse(session, &peer, id, "uid not allowed to connect");
+            refuse(
+                session,
+                &mut refusals,
+                &peer,
+                id,
+                "uid not allowed to connect",
+            );
             continue;
         }
         let mut c = conns.lock();
         c.threads.retain(|t| !t.is_finished());
         if c.streams.len() >= admission.max_connections {
             drop(c);
-            refuse(session, &peer, id, "too many connections");
+            refuse(session, &mut refusals, &peer, id, "too many connections");
             continue;
         }
         let Ok(clone) = stream.try_clone() else {
@@ -113,11 +126,18 @@ pub fn accept_loop(
             }
         }
     }
+    // What the windows still count is recorded before the agent's stop goes on.
+    for e in refusals.flush(None) {
+        session.journal.record(e);
+    }
 }
 
-/// Record a refused connection (it is closed when `stream` is dropped).
-fn refuse(session: &Session, peer: &Peer, id: u64, reason: &str) {
-    let e = Event::of(peer, id, "connect", Verdict::Refused).because(reason);
-    session.journal.record(e);
+/// A refused connection (it is closed when its stream is dropped), to be recorded
+/// aggregated.
+fn refuse(session: &Session, refusals: &mut Refusals, peer: &Peer, id: u64, reason: &'static str) {
     session.stats.refused.fetch_add(1, Ordering::Relaxed);
+    let e = Event::of(peer, id, "connect", Verdict::Refused).because(reason);
+    for e in refusals.refused(e, reason, Instant::now()) {
+        session.journal.record(e);
+    }
 }

@@ -15,6 +15,7 @@
 //! - [`stop`]: the stop flag and the failure that set it;
 //! - [`record`]: the record written before each reply (the `Recorder` seam, the audit log);
 //! - [`connection`]: one connection's frames, decisions, records and replies;
+//! - [`refusals`]: refused connections aggregated (one record per uid per 10 s);
 //! - [`listener`]: the accept thread, peer admission, one thread per connection;
 //! - [`server`]: start and stop.
 //!
@@ -32,6 +33,7 @@ pub mod peer;
 pub mod policy;
 pub mod policy_file;
 pub mod record;
+pub mod refusals;
 pub mod server;
 pub mod socket;
 pub mod stop;

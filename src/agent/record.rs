@@ -48,7 +48,7 @@ impl Recorder for AuditRecorder {
 /// `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` of
 /// `{"type": "agent." + operation, "result", "uid", "gid", "pid", "pid_pinned", "key",
 /// "key_source", "reason", "connection"}` (so logs written before and after verify and
-/// read alike; `docs/agent.md` lists the fields).
+/// read alike; `docs/agent.md` lists the fields); an aggregated refusal adds `"count"`.
 pub fn audit_body(e: &Event) -> Vec<u8> {
     fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
         match s {
@@ -73,7 +73,12 @@ pub fn audit_body(e: &Event) -> Vec<u8> {
     opt_str(&mut out, e.key_source);
     out.extend_from_slice(b",\"reason\":");
     opt_str(&mut out, e.reason.as_deref());
-    out.extend_from_slice(format!(",\"connection\":{}}}", e.connection).as_bytes());
+    out.extend_from_slice(format!(",\"connection\":{}", e.connection).as_bytes());
+    if e.count != 1 {
+        // An aggregated refusal (`super::refusals`): how many connections it stands for.
+        out.extend_from_slice(format!(",\"count\":{}", e.count).as_bytes());
+    }
+    out.push(b'}');
     out
 }
 
@@ -187,6 +192,7 @@ mod tests {
             operation: "sign",
             result,
             reason: reason.map(str::to_owned),
+            count: 1,
         }
     }
 

@@ -114,6 +114,7 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("operation", e.operation)?;
     d.set_item("result", e.result.name())?;
     d.set_item("reason", e.reason.as_deref())?;
+    d.set_item("count", e.count)?;
     Ok(d)
 }
 
@@ -240,8 +241,8 @@ impl AgentServer {
     /// Wait up to `timeout` seconds for request events (for a log: the audit record does
     /// not depend on them); returns `(events, dropped)`: up to `max` event dicts (time,
     /// connection, uid, gid, pid, pid_pinned, pid_exited, pidfd_errno, key, key_source,
-    /// operation, result, reason, seq) and how many events were dropped because the queue
-    /// was full.
+    /// operation, result, reason, count, seq; count > 1 for refused connections recorded
+    /// aggregated) and how many events were dropped because the queue was full.
     #[pyo3(signature = (timeout = 1.0, max = 1000))]
     fn next_events<'py>(
         &self,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from agent_support import Agent, as_user, make_store, nobody, openssh_line
+from agent_support import Agent, AuditFiles, as_user, make_store, nobody, openssh_line
 from support import NOBODY
 
 pytestmark = pytest.mark.skipif(
@@ -101,3 +102,54 @@ def test_agent_memory_is_unreadable_by_its_own_uid(world_dir: Path) -> None:
         assert control.stdin is not None
         control.stdin.close()
         control.wait(60)
+
+
+FLOOD = r"""
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.close()
+print("DONE")
+"""
+
+
+def test_a_flood_of_refused_connections_is_aggregated_and_allowed_peers_are_served(
+    world_dir: Path,
+) -> None:
+    """Issue 21 section 7: a uid that may not connect, connecting thousands of times, costs
+    the audit log one record per 10 s with a count (every refused connection is in a
+    count, none is left out), and the owner is served all along."""
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    st.dir.chmod(0o755)
+    audited = AuditFiles(st.dir)
+    n = 3000
+    started = time.monotonic()
+    with Agent(st, "--socket-mode", "0666", *audited.args()) as agent:
+        flood = subprocess.Popen(
+            [*as_user(*nobody()), sys.executable, "-c", FLOOD, str(agent.socket), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        signed = 0
+        with agent.client() as c:
+            key = c.ed25519("deploy")
+            while flood.poll() is None:  # served during the whole flood
+                key.sign(b"during the flood")
+                signed += 1
+            out, _ = flood.communicate(timeout=120)
+            assert flood.returncode == 0
+            assert out.strip() == "DONE"
+            # A new connection after the flood's: served once every refusal is taken.
+            with agent.client() as after:
+                after.ed25519("deploy").sign(b"after")
+        assert agent.stop() == 0
+    assert signed >= 1
+    assert audited.verify().valid
+    refused = [e for e in audited.events() if e["type"] == "agent.connect"]
+    assert all(e["uid"] == nobody()[0] and e["result"] == "refused" for e in refused)
+    assert sum(e.get("count", 1) for e in refused) == n
+    # One at the first refusal, one at the end of each 10 s window, the rest at stop.
+    assert len(refused) <= 2 + int(time.monotonic() - started) // 10, refused
