@@ -33,6 +33,7 @@ from ._native import (
     Ed25519PublicKey,
     KeyStore,
     agent_read_policy,
+    agent_read_public_key_file,
 )
 from .exceptions import AgentPolicyError, KeycellError
 
@@ -65,8 +66,10 @@ def signature_path(policy: str | os.PathLike[str]) -> Path:
 
 def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
-    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line."""
-    data = Path(path).read_bytes()
+    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line. The file is read with
+    the checks of the policy file (no symlink, a regular file owned by this user or root,
+    not writable by group or others): whoever can replace it can replace the policy."""
+    data = agent_read_public_key_file(path)
     text = data.decode("ascii", "replace").strip()
     try:
         if text.startswith("-----BEGIN"):
@@ -163,6 +166,11 @@ class AgentHandle:
         return self._server.stopped
 
     @property
+    def policy_serial(self) -> int | None:
+        """The loaded policy's ``serial`` (0 without one), ``None`` without a policy."""
+        return self._server.policy_serial
+
+    @property
     def failure(self) -> BaseException | None:
         """The audit log failure that stopped the agent, or ``None``."""
         return self._server.failure
@@ -183,13 +191,16 @@ class AgentHandle:
     def reload(self) -> None:
         """Re-read the policy (its signature checked with the public key given to
         :func:`serve`) and the keys (the store's entries, the token's objects). What fails
-        to load is not taken and the old one stays; both are tried, then the first failure
-        is raised."""
+        to load is not taken and the old one stays: a policy whose signature does not
+        verify with that key, or whose ``serial`` is not greater than the loaded one's
+        (unless it is the same policy), so an older signed policy cannot roll permissions
+        back. Both are tried, then the first failure is raised. The policy's outcome is
+        recorded in the audit log (``agent.policy``, with its serial)."""
         errors: list[Exception] = []
         if self._policy is not None and self._public_key is not None:
             try:
                 self._server.set_policy(read_verified_policy(self._policy, self._public_key))
-                self._log(f"reloaded policy {self._policy}")
+                self._log(f"reloaded policy {self._policy} (serial {self.policy_serial})")
             except (KeycellError, OSError) as exc:
                 self._log(f"policy reload failed, keeping the old policy: {exc}")
                 errors.append(exc)
@@ -293,9 +304,11 @@ def serve(
     logged-in :class:`keycell.pkcs11.Token`. ``policy`` is a policy file, signed
     (``FILE.sig``), whose signature must verify with ``policy_public_key`` (an
     :class:`~keycell.Ed25519PublicKey` or a key file; read once, here, and kept for every
-    ``reload()``). With ``audit`` (an open :class:`keycell.audit.AuditLog`, yours to close
-    after the agent stopped), every request, refused connection and closed connection is
-    recorded before its reply is written; a record that cannot be written refuses that
+    ``reload()``); its ``serial`` must grow from one reload to the next, and each load
+    is recorded (``agent.policy``). With ``audit`` (an open
+    :class:`keycell.audit.AuditLog`, yours to close after the agent stopped), every
+    request, refused connection and closed connection is recorded before its reply is
+    written; a record that cannot be written refuses that
     reply and stops the agent (``handle.failure``), whatever the log's ``on_error``.
     ``allow_uids`` may connect besides this process's effective uid; ``socket_mode`` is the
     socket file's mode (within 0777, including 0600). ``log`` receives one line per

@@ -65,9 +65,15 @@ impl Served {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }
 
-    /// Replace the policy.
-    pub fn set_policy(&self, policy: Option<Policy>) {
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy.map(Arc::new);
+    /// Replace the policy, unless the new one may not follow the loaded one
+    /// ([`Policy::may_follow`]: `Err` says why, and the loaded one stays).
+    pub fn set_policy(&self, policy: Option<Policy>) -> Result<(), String> {
+        let mut loaded = self.policy.write().unwrap_or_else(|e| e.into_inner());
+        if let (Some(new), Some(old)) = (&policy, loaded.as_deref()) {
+            new.may_follow(old)?;
+        }
+        *loaded = policy.map(Arc::new);
+        Ok(())
     }
 
     /// Decide `msg` for `uid` with the current keys and policy.

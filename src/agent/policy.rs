@@ -80,6 +80,9 @@ pub struct Policy {
     pub keys: BTreeMap<String, Rule>,
     /// The rule of keys not named in `keys`; `None`: such keys cannot be used.
     pub default: Option<Rule>,
+    /// The policy's `"serial"` (0 without one): a reload must not go back
+    /// ([`Policy::may_follow`]).
+    pub serial: u64,
 }
 
 /// Why a policy file was refused.
@@ -200,6 +203,7 @@ impl Policy {
                     }
                 }
                 "default" => policy.default = Some(parse_rule(v, "default")?),
+                "serial" => policy.serial = int(v, "serial", 0, i64::MAX)? as u64,
                 _ => return err(format!("unknown member {k:?}")),
             }
         }
@@ -210,6 +214,22 @@ impl Policy {
             )),
             None => err("the policy has no \"keycell_policy\": 1 member"),
         }
+    }
+
+    /// Whether this policy may replace `loaded`: its serial is greater, or it is the same
+    /// policy again (a reload of an unchanged file). Two policies without a serial (0)
+    /// replace each other as before serials existed; once a policy has one, an older or
+    /// equal serial with other rules is refused, so a genuine but older signed policy
+    /// cannot roll permissions back. `Err` says why.
+    pub fn may_follow(&self, loaded: &Policy) -> Result<(), String> {
+        if self.serial > loaded.serial || self == loaded || (self.serial == 0 && loaded.serial == 0)
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "serial {} is not greater than the loaded policy's serial {}",
+            self.serial, loaded.serial
+        ))
     }
 
     /// The rule that applies to key `name`.

@@ -4,6 +4,9 @@
 //! agent reads and checks both here, so no caller can hand it rules whose signature nobody
 //! checked (`keycell policy sign` writes the line: `python/keycell/_agent_server.py`).
 
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -17,6 +20,9 @@ use crate::encoding::{base64_decode_into, base64_decoded_len, looks_base64};
 pub const SIGNATURE_CONTEXT: &[u8] = b"keycell policy signature v1\x00";
 /// The signature line's start.
 pub const SIGNATURE_HEADER: &str = "keycell-policy-signature-v1 ed25519 ";
+
+/// Largest policy, signature or public key file read.
+pub const MAX_FILE_LEN: u64 = 1 << 20;
 
 /// Where the detached signature of a policy file lives: `FILE.sig`.
 pub fn signature_path(policy: &Path) -> PathBuf {
@@ -40,6 +46,9 @@ pub enum PolicyFileError {
     BadSignature { path: PathBuf },
     /// The rules are invalid.
     Rules(PolicyError),
+    /// A file that anyone but its owner (this user or root) could have replaced: a
+    /// symlink, not a regular file, another owner, writable by group or others.
+    Insecure { path: PathBuf, reason: &'static str },
 }
 
 impl std::fmt::Display for PolicyFileError {
@@ -73,6 +82,9 @@ impl std::fmt::Display for PolicyFileError {
                 path.display()
             ),
             PolicyFileError::Rules(e) => write!(f, "policy: {e}"),
+            PolicyFileError::Insecure { path, reason } => {
+                write!(f, "refusing {}: {reason}", path.display())
+            }
         }
     }
 }
@@ -84,6 +96,71 @@ fn os_reason(e: &std::io::Error) -> String {
         Some(i) => text[..i].to_owned(),
         None => text,
     }
+}
+
+/// Why [`read_checked`] read nothing.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// Refused by a check (the reason).
+    Insecure(&'static str),
+}
+
+impl ReadError {
+    /// As a [`PolicyFileError`] about `path`: `io` words an OS error.
+    fn about(
+        self,
+        path: &Path,
+        io: impl FnOnce(&std::io::Error) -> PolicyFileError,
+    ) -> PolicyFileError {
+        match self {
+            ReadError::Io(e) => io(&e),
+            ReadError::Insecure(reason) => PolicyFileError::Insecure {
+                path: path.to_owned(),
+                reason,
+            },
+        }
+    }
+}
+
+/// Read a file that decides what the agent allows (the policy, its signature, the policy
+/// public key) with the checks of key files that matter for a public file: no symlink
+/// (`O_NOFOLLOW`), a regular file, owned by this user or root, not writable by group or
+/// others, at most [`MAX_FILE_LEN`] bytes; checked with `fstat` on the descriptor read.
+pub fn read_checked(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let insecure = |reason| Err(ReadError::Insecure(reason));
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return insecure("it is a symlink"),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = File::metadata(&f).map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return insecure("not a regular file");
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return insecure("owned by another user (only this user or root may own it)");
+    }
+    if meta.mode() & 0o022 != 0 {
+        return insecure("writable by group or others");
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return insecure("larger than 1 MiB");
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.by_ref()
+        .take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut data)
+        .map_err(ReadError::Io)?;
+    if data.len() as u64 > MAX_FILE_LEN {
+        return insecure("larger than 1 MiB");
+    }
+    Ok(data)
 }
 
 /// The 64 signature bytes of a signature file's text.
@@ -126,11 +203,13 @@ pub fn read_verified(
     signature: Option<&Path>,
 ) -> Result<(Vec<u8>, Policy), PolicyFileError> {
     let sig_path = signature.map_or_else(|| signature_path(path), Path::to_owned);
-    let data = std::fs::read(path).map_err(|e| PolicyFileError::Unreadable {
-        path: path.to_owned(),
-        reason: os_reason(&e),
+    let data = read_checked(path).map_err(|e| {
+        e.about(path, |e| PolicyFileError::Unreadable {
+            path: path.to_owned(),
+            reason: os_reason(e),
+        })
     })?;
-    let text = match std::fs::read(&sig_path) {
+    let text = match read_checked(&sig_path) {
         Ok(t) if t.is_ascii() => t,
         Ok(_) => {
             return Err(PolicyFileError::SignatureUnreadable {
@@ -138,17 +217,19 @@ pub fn read_verified(
                 reason: "not ASCII text".to_owned(),
             })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PolicyFileError::Unsigned {
                 path: path.to_owned(),
                 signature: sig_path,
             })
         }
         Err(e) => {
-            return Err(PolicyFileError::SignatureUnreadable {
-                signature: sig_path,
-                reason: os_reason(&e),
-            })
+            return Err(
+                e.about(&sig_path, |e| PolicyFileError::SignatureUnreadable {
+                    signature: sig_path.clone(),
+                    reason: os_reason(e),
+                }),
+            )
         }
     };
     let sig = parse_signature(&text, &sig_path)?;
@@ -213,6 +294,23 @@ mod tests {
         std::fs::write(signature_path(&path), signature_line(&sk, b"{}")).expect("sig");
         let err = read_verified(&path, sk.public(), None).expect_err("rules");
         assert!(matches!(err, PolicyFileError::Rules(_)), "{err}");
+        // A policy file others could have replaced is refused before its signature counts.
+        std::fs::write(&path, data).expect("write");
+        std::fs::write(signature_path(&path), signature_line(&sk, data)).expect("sig");
+        assert!(read_verified(&path, sk.public(), None).is_ok());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let err = read_verified(&path, sk.public(), None).expect_err("writable");
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let link = d.join("link.json");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        std::fs::write(signature_path(&link), signature_line(&sk, data)).expect("sig");
+        let err = read_verified(&link, sk.public(), None).expect_err("symlink");
+        assert!(matches!(err, PolicyFileError::Insecure { .. }), "{err}");
         let err = read_verified(&d.join("none"), sk.public(), None).expect_err("missing");
         assert_eq!(
             err.to_string(),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rustix::net::Shutdown;
 
 use super::connection::{Served, Session, Stats};
-use super::event::Event;
+use super::event::{Event, Verdict};
 use super::keys::KeySet;
 use super::listener::{accept_loop, Admission, Connections};
 use super::policy::Policy;
@@ -76,6 +76,12 @@ impl Server {
             stats: Arc::new(Stats::default()),
             frame_timeout: config.frame_timeout,
         });
+        if let Some(p) = session.served.policy() {
+            session.journal.record(policy_event(
+                Verdict::Allowed,
+                format!("loaded serial {}", p.serial),
+            ));
+        }
         let conns = Arc::new(Connections::default());
         let (so, se, co, admission) = (
             socket.clone(),
@@ -100,9 +106,23 @@ impl Server {
         self.session.served.set_keys(keys);
     }
 
-    /// Replace the policy (`None`: no per-key rules).
-    pub fn set_policy(&self, policy: Option<Policy>) {
-        self.session.served.set_policy(policy);
+    /// Replace the policy (`None`: no per-key rules). A policy whose serial goes back is
+    /// refused (`Err` says why; [`Policy::may_follow`]) and the loaded one stays. Either
+    /// way the outcome is recorded (an `agent.policy` event naming the serial).
+    pub fn set_policy(&self, policy: Option<Policy>) -> Result<(), String> {
+        let serial = policy.as_ref().map_or(0, |p| p.serial);
+        let outcome = self.session.served.set_policy(policy);
+        let event = match &outcome {
+            Ok(()) => policy_event(Verdict::Allowed, format!("loaded serial {serial}")),
+            Err(why) => policy_event(Verdict::Refused, why.clone()),
+        };
+        self.session.journal.record(event);
+        outcome
+    }
+
+    /// The loaded policy's serial (`None` without a policy).
+    pub fn policy_serial(&self) -> Option<u64> {
+        self.session.served.policy().map(|p| p.serial)
     }
 
     /// Names, kinds and sources ("store" or "pkcs11") of the keys served.
@@ -170,6 +190,27 @@ impl Server {
         self.set_keys(KeySet::default());
         self.session.journal.log().wake();
         self.socket.remove()
+    }
+}
+
+/// The record of a policy loaded or refused: the agent's own process is the actor.
+fn policy_event(result: Verdict, reason: String) -> Event {
+    Event {
+        seq: 0,
+        time: std::time::SystemTime::now(),
+        connection: 0,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        pid: rustix::process::getpid().as_raw_pid(),
+        pid_pinned: false,
+        pid_exited: None,
+        pidfd_errno: None,
+        key: None,
+        key_source: None,
+        operation: "policy",
+        result,
+        reason: Some(reason),
+        count: 1,
     }
 }
 
@@ -466,6 +507,73 @@ mod tests {
                 assert!(stopping.join().expect("stop"));
             });
         }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    /// Keeps every event it is given.
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<(&'static str, Verdict, Option<String>)>>);
+
+    impl Recorder for Collect {
+        fn record(&self, e: &Event) -> Result<(), AuditError> {
+            let mut v = self.0.lock().expect("lock");
+            v.push((e.operation, e.result, e.reason.clone()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn policy_serials_only_go_forward_and_every_load_is_recorded() {
+        let d = crate::test_dir::fresh("agent-test");
+        let policy = |serial: u64, uses: u64| {
+            Policy::parse(
+                format!(
+                    r#"{{"keycell_policy": 1, "serial": {serial},
+                        "keys": {{"k": {{"max_uses": {uses}}}}}}}"#
+                )
+                .as_bytes(),
+            )
+            .expect("policy")
+        };
+        let collect = Arc::new(Collect::default());
+        let config = Config {
+            admission: Admission {
+                allowed_uids: vec![rustix::process::geteuid().as_raw()],
+                max_connections: 4,
+            },
+            frame_timeout: Duration::from_secs(5),
+            recorder: Some(collect.clone()),
+        };
+        let socket = BoundSocket::bind(&d.join("a.sock"), 0o600).expect("bind");
+        let server =
+            Server::start(socket, config, KeySet::default(), Some(policy(2, 1))).expect("start");
+        assert_eq!(server.policy_serial(), Some(2));
+        // An older policy, genuine or not, cannot roll the rules back.
+        let err = server.set_policy(Some(policy(1, 100))).expect_err("older");
+        assert_eq!(
+            err,
+            "serial 1 is not greater than the loaded policy's serial 2"
+        );
+        // The same serial: only the same rules (a reload of an unchanged file).
+        assert!(server.set_policy(Some(policy(2, 1))).is_ok());
+        assert!(server.set_policy(Some(policy(2, 100))).is_err());
+        assert!(server.set_policy(Some(policy(3, 100))).is_ok());
+        assert_eq!(server.policy_serial(), Some(3));
+        assert!(server.stop());
+        let seen = collect.0.lock().expect("lock").clone();
+        let loaded = |n: u64| {
+            (
+                "policy",
+                Verdict::Allowed,
+                Some(format!("loaded serial {n}")),
+            )
+        };
+        assert_eq!(seen[0], loaded(2), "recorded at start");
+        assert_eq!(seen[1].1, Verdict::Refused);
+        assert_eq!(seen[2], loaded(2));
+        assert_eq!(seen[3].1, Verdict::Refused);
+        assert_eq!(seen[4], loaded(3));
+        assert_eq!(seen.len(), 5);
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

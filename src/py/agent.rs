@@ -194,6 +194,11 @@ impl AgentServer {
         let keys = load_keys(py, store, token)?;
         let socket = detach(py, || BoundSocket::bind(&path, mode)).map_err(|e| agent_error(e.0))?;
         let server = Server::start(socket, config, keys, policy).map_err(|e| agent_error(e.0))?;
+        if let Some(e) = server.failure() {
+            // The policy's record at start could not be written.
+            server.stop();
+            return Err(Error::Audit(e));
+        }
         Ok(AgentServer {
             server,
             made_in: ProcessStamp::current(),
@@ -229,13 +234,22 @@ impl AgentServer {
     }
 
     /// Replace the policy with the text of a (verified) policy file, or remove it
-    /// (`None`). Raises `AgentPolicyError` and keeps the old policy if it does not parse.
+    /// (`None`). Raises `AgentPolicyError` and keeps the old policy if it does not parse,
+    /// or if its `serial` goes back (not greater than the loaded one's, unless it is the
+    /// same policy). Loaded or refused, the outcome is recorded (`agent.policy`).
     #[pyo3(signature = (policy, /))]
     fn set_policy(&self, policy: Option<&Bound<'_, PyBytes>>) -> Result<()> {
         self.check_fork()?;
         let p = parse_policy(policy.map(|p| p.as_bytes()))?;
-        self.server.set_policy(p);
-        Ok(())
+        self.server
+            .set_policy(p)
+            .map_err(|why| Error::Py(AgentPolicyError::new_err(format!("policy refused: {why}"))))
+    }
+
+    /// The loaded policy's `serial` (0 when it has none), or `None` without a policy.
+    #[getter]
+    fn policy_serial(&self) -> Option<u64> {
+        self.server.policy_serial()
     }
 
     /// Wait up to `timeout` seconds for request events (for a log: the audit record does
@@ -338,6 +352,25 @@ pub fn agent_harden(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyo3(signature = (policy, /))]
 pub fn agent_check_policy(policy: &Bound<'_, PyBytes>) -> Result<()> {
     parse_policy(Some(policy.as_bytes())).map(|_| ())
+}
+
+/// The bytes of a policy public key file, read with the checks of `agent_read_policy`
+/// (no symlink, a regular file owned by this user or root, not writable by group or
+/// others). Raises `AgentPolicyError`.
+#[pyfunction]
+#[pyo3(signature = (path, /))]
+pub fn agent_read_public_key_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+) -> Result<Bound<'py, PyBytes>> {
+    let data = detach(py, || policy_file::read_checked(&path)).map_err(|e| {
+        let msg = match e {
+            policy_file::ReadError::Io(e) => format!("cannot read {}: {e}", path.display()),
+            policy_file::ReadError::Insecure(r) => format!("refusing {}: {r}", path.display()),
+        };
+        Error::Py(AgentPolicyError::new_err(msg))
+    })?;
+    Ok(PyBytes::new(py, &data))
 }
 
 /// Read the policy file `path` and its detached signature (`signature`, by default

@@ -259,6 +259,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(agent::agent_harden, m)?)?;
     m.add_function(wrap_pyfunction!(agent::agent_check_policy, m)?)?;
     m.add_function(wrap_pyfunction!(agent::agent_read_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(agent::agent_read_public_key_file, m)?)?;
     m.add_class::<pkcs11::Pkcs11Token>()?;
     m.add_class::<pkcs11::Pkcs11Ed25519PrivateKey>()?;
     m.add_class::<pkcs11::Pkcs11SecretKey>()?;

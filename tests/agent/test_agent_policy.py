@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from agent_support import (
     Agent,
+    AuditFiles,
     Signer,
     as_user,
     make_store,
@@ -186,3 +187,78 @@ def test_per_key_uids(world_dir: Path) -> None:
         )  # fmt: skip
         assert r.stdout.split() == ["5", "14"], r.stderr
         assert agent.stop() == 0
+
+
+def test_the_policy_public_key_is_read_once_and_pinned(tmp_path: Path) -> None:
+    """Issue 21 section 7: replacing the public key file and sending SIGHUP must not install
+    a policy signed with another key (the old agent re-read the key on every reload)."""
+    st = make_store(tmp_path, ed25519=("deploy", "ci"), secrets=())
+    signer = Signer(st.dir)
+    policy = write_policy(st, {"keys": {"deploy": {}}})  # ci: no rule, unusable
+    signer.sign(policy)
+    with Agent(st, *policy_args(policy, signer)) as agent:
+        attacker = Signer(st.dir, "attacker")
+        attacker.pub.replace(signer.pub)  # the file named by --policy-public-key
+        write_policy(st, {"default": {}})
+        attacker.sign(policy)
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("policy reload failed, keeping the old policy")
+        assert "does not verify" in agent.stderr()
+        assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
+            openssh_line(st.ed25519["deploy"], "deploy")
+        ]
+        assert agent.stop() == 0
+
+
+def test_a_policy_file_others_could_replace_is_refused(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    signer = Signer(st.dir)
+    policy = write_policy(st, {"keys": {"deploy": {}}})
+    signer.sign(policy)
+    policy.chmod(0o666)
+    with Agent(st, *policy_args(policy, signer), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "writable by group or others" in agent.stderr()
+    policy.chmod(0o644)
+    signer.pub.chmod(0o646)
+    with Agent(st, *policy_args(policy, signer), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert f"refusing {signer.pub}: writable by group or others" in agent.stderr()
+
+
+def test_a_reload_cannot_roll_the_policy_back_and_serials_are_audited(tmp_path: Path) -> None:
+    """Issue 21 section 7: an older policy with its genuine signature (a lower serial) is
+    refused on reload; the serial loaded at start and at each reload is logged and in the
+    audit log, refusals too."""
+    st = make_store(tmp_path, ed25519=("deploy", "ci"), secrets=())
+    signer = Signer(st.dir)
+    audited = AuditFiles(st.dir)
+    policy = write_policy(st, {"serial": 1, "default": {}})  # every key
+    signer.sign(policy)
+    old = (policy.read_bytes(), Path(f"{policy}.sig").read_bytes())
+    with Agent(st, *policy_args(policy, signer), *audited.args()) as agent:
+        assert f"policy {policy} (serial 1)" in agent.stderr()
+        write_policy(st, {"serial": 2, "keys": {"deploy": {}}})  # ci withdrawn
+        signer.sign(policy)
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("(serial 2)")
+        assert len(agent.ssh("ssh-add", "-L").stdout.splitlines()) == 1
+        # The genuine serial-1 file and signature, put back: refused, serial 2 stays.
+        policy.write_bytes(old[0])
+        Path(f"{policy}.sig").write_bytes(old[1])
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("policy reload failed, keeping the old policy")
+        assert "serial 1 is not greater than the loaded policy's serial 2" in agent.stderr()
+        assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
+            openssh_line(st.ed25519["deploy"], "deploy")
+        ]
+        assert agent.stop() == 0
+    assert audited.verify().valid
+    policy_records = [
+        (e["result"], e["reason"]) for e in audited.events() if e["type"] == "agent.policy"
+    ]
+    assert policy_records == [
+        ("allowed", "loaded serial 1"),
+        ("allowed", "loaded serial 2"),
+        ("refused", "serial 1 is not greater than the loaded policy's serial 2"),
+    ]

@@ -305,7 +305,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     where = f"; token {token.info['label']!r} (slot {token.info['slot']})" if token else ""
     _log(
         f"serving on {args.socket} for uids {', '.join(map(str, uids))}"
-        f"{'; policy ' + args.policy if args.policy else ''}{where}; keys: "
+        f"{f'; policy {args.policy} (serial {agent.policy_serial})' if args.policy else ''}"
+        f"{where}; keys: "
         f"{agent.describe_keys()}"
     )
     _announce_ready(str(args.socket))
