@@ -8,7 +8,7 @@ leaves without its record, whoever embeds it. The signed policy is read and its 
 signature checked in Rust too, with the public key read once, at start.
 
 ``serve`` installs no signal handlers and does not harden the process (``keycell agent
-serve`` does both: ``python/keycell/cli_agent.py``)::
+serve`` does both: ``python/keycell/cli/agent.py``)::
 
     with keycell.agent.serve("/run/keys/agent.sock", store=store, audit=log) as agent:
         ...                      # serving; agent.reload() re-reads policy and keys

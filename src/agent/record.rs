@@ -198,8 +198,9 @@ mod tests {
 
     #[test]
     fn the_record_is_what_the_command_wrote() {
-        // The bytes of `json.dumps(_record(event), ensure_ascii=False,
-        // separators=(",", ":"))` in keycell 0e8345b's `cli_agent.py`.
+        // The bytes `json.dumps(record, ensure_ascii=False, separators=(",", ":"))` gave
+        // when the command's Python loop wrote the records (the same comparison against
+        // Python's json runs in tests/agent/test_agent_serve.py).
         assert_eq!(
             String::from_utf8(audit_body(&event(Some("dé\"p\n"), None, Verdict::Allowed))),
             Ok(
