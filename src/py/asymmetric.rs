@@ -17,8 +17,9 @@ use crate::crypto::pkcs8;
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_cell::{CellKey, KeyCell};
+use super::key_cell::{CellKey, KeyCell, KeyHandle};
 use super::key_io;
+use super::keyring::{load_private, KeyName};
 
 /// A cell around a new private key; `repr` shows the class and the public key.
 pub fn new_cell<K: CurvePrivateKey + CellKey>(
@@ -118,26 +119,78 @@ pub fn pem_bytes<'py>(py: Python<'py>, alg: Algorithm, raw: &[u8; 32]) -> Bound<
     PyBytes::new(py, &pkcs8::spki_pem(alg, raw))
 }
 
-/// The Python methods every private key class has beyond those of every key handle
-/// (`key_handle_methods!`): creation from the CSPRNG, bytes or a key file, and writing a
-/// key file. `$methods` are the class's own methods (signing, exchange, public key). The
-/// class provides `fn from_key(py, key: $key, exportable: bool) -> Result<Self>`.
-///
-/// `$alg` is the `openssl genpkey -algorithm` name, `$what` what the 32 bytes are called.
-macro_rules! private_key_methods {
-    ($cls:ident, $key:ty, $alg:literal, $what:literal, { $($methods:tt)* }) => {
-        impl $cls {
-            /// Wrap a key (from the key store), exportable or not.
-            pub(crate) fn wrap(
-                py: ::pyo3::Python<'_>,
-                key: $key,
-                exportable: bool,
-            ) -> $crate::py::errors::Result<Self> {
-                Self::from_key(py, key, exportable)
-            }
-        }
+/// A private key class: a [`KeyHandle`] over a curve key. Implementing it and invoking
+/// [`private_key_methods!`] (beside [`key_handle_methods!`](super::key_cell::key_handle_methods))
+/// gives the class creation from the CSPRNG, bytes, a key file or the kernel keyring, and
+/// writing a key file.
+pub trait PrivateKeyHandle: KeyHandle<Key: CurvePrivateKey> + Sized {
+    /// Wrap a key, exportable or not (also used by the key store and `unwrap_key`).
+    fn from_key(py: Python<'_>, key: Self::Key, exportable: bool) -> Result<Self>;
+}
 
-        $crate::py::key_cell::key_handle_methods!($cls, $key, {
+/// `generate`: a key from the OS CSPRNG, straight into a guarded region.
+pub fn generate<H: PrivateKeyHandle>(py: Python<'_>, exportable: bool) -> Result<H> {
+    H::from_key(py, H::Key::generate()?, exportable)
+}
+
+/// `from_private_bytes`: see [`key_from_private_bytes`].
+pub fn from_private_bytes<H: PrivateKeyHandle>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    wipe: bool,
+    exportable: bool,
+) -> Result<H> {
+    let key = key_from_private_bytes::<H::Key>(py, data, wipe)?;
+    H::from_key(py, key, exportable)
+}
+
+/// `from_file`: see [`key_from_file`].
+pub fn from_file<H: PrivateKeyHandle>(
+    py: Python<'_>,
+    path: &Path,
+    format: Option<&str>,
+    exportable: bool,
+) -> Result<H> {
+    let key = key_from_file::<H::Key>(py, path, format)?;
+    H::from_key(py, key, exportable)
+}
+
+/// `from_keyring`: the 32 key bytes read from the kernel keyring into a guarded region.
+pub fn from_keyring<H: PrivateKeyHandle>(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    keyring: Option<&Bound<'_, PyAny>>,
+    consume: bool,
+    exportable: bool,
+) -> Result<H> {
+    let name = KeyName::parse_default(key, keyring)?;
+    let key = load_private::<H::Key>(py, &name, consume)?;
+    H::from_key(py, key, exportable)
+}
+
+/// `to_file`: the key as a key file of its algorithm's kind.
+pub fn to_file<H: PrivateKeyHandle>(
+    handle: &H,
+    py: Python<'_>,
+    path: &Path,
+    format: &str,
+    overwrite: bool,
+) -> Result<()> {
+    let kind = KeyKind::from_algorithm(H::Key::ALGORITHM);
+    handle.cell().to_file(py, path, kind, format, overwrite)
+}
+
+/// A second `#[pymethods]` block with the Python methods every private key class has
+/// beyond those of every key handle, each a one-line delegation to a helper above. The
+/// class implements [`PrivateKeyHandle`]; its own methods (signing, exchange, public key)
+/// stay in its own `#[pymethods] impl`.
+///
+/// `$alg` is the `openssl genpkey -algorithm` name, `$what` what the 32 bytes are called
+/// (both only for the docstrings).
+macro_rules! private_key_methods {
+    ($cls:ty, $alg:literal, $what:literal) => {
+        #[::pyo3::pymethods]
+        impl $cls {
             /// Generate a key from the OS CSPRNG, straight into a guarded region. With
             /// `exportable=False` the key can never be written to a key file.
             #[staticmethod]
@@ -146,8 +199,7 @@ macro_rules! private_key_methods {
                 py: ::pyo3::Python<'_>,
                 exportable: bool,
             ) -> $crate::py::errors::Result<Self> {
-                let key = <$key as $crate::crypto::curve::CurvePrivateKey>::generate()?;
-                Self::from_key(py, key, exportable)
+                $crate::py::asymmetric::generate(py, exportable)
             }
 
             #[doc = concat!("Load a key from its 32-byte ", $what, ", any bytes-like object. \
@@ -162,8 +214,7 @@ macro_rules! private_key_methods {
                 wipe: bool,
                 exportable: bool,
             ) -> $crate::py::errors::Result<Self> {
-                let key = $crate::py::asymmetric::key_from_private_bytes::<$key>(py, data, wipe)?;
-                Self::from_key(py, key, exportable)
+                $crate::py::asymmetric::from_private_bytes(py, data, wipe, exportable)
             }
 
             #[doc = concat!("Load a key from a file: the 32-byte ", $what, " raw, in hex or in \
@@ -183,8 +234,7 @@ macro_rules! private_key_methods {
                 format: Option<&str>,
                 exportable: bool,
             ) -> $crate::py::errors::Result<Self> {
-                let key = $crate::py::asymmetric::key_from_file::<$key>(py, &path, format)?;
-                Self::from_key(py, key, exportable)
+                $crate::py::asymmetric::from_file(py, &path, format, exportable)
             }
 
             #[doc = concat!("Read the 32-byte ", $what, " from the Linux kernel keyring straight \
@@ -203,9 +253,7 @@ macro_rules! private_key_methods {
                 consume: bool,
                 exportable: bool,
             ) -> $crate::py::errors::Result<Self> {
-                let name = $crate::py::keyring::KeyName::parse_default(key, keyring)?;
-                let key = $crate::py::keyring::load_private::<$key>(py, &name, consume)?;
-                Self::from_key(py, key, exportable)
+                $crate::py::asymmetric::from_keyring(py, key, keyring, consume, exportable)
             }
 
             #[doc = concat!("Write the key to `path` atomically, like `SecretKey.to_file` \
@@ -222,14 +270,9 @@ macro_rules! private_key_methods {
                 format: &str,
                 overwrite: bool,
             ) -> $crate::py::errors::Result<()> {
-                let kind = $crate::crypto::key_kind::KeyKind::from_algorithm(
-                    <$key as $crate::crypto::curve::CurvePrivateKey>::ALGORITHM,
-                );
-                self.cell.to_file(py, &path, kind, format, overwrite)
+                $crate::py::asymmetric::to_file(self, py, &path, format, overwrite)
             }
-
-            $($methods)*
-        });
+        }
     };
 }
 

@@ -13,10 +13,10 @@ use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
 
 use std::sync::Arc;
 
-use super::asymmetric::{self as common, hex, private_key_methods};
+use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHandle};
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
-use super::key_cell::KeyCell;
+use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 
 /// An Ed25519 private key held outside the Python heap.
 ///
@@ -35,7 +35,16 @@ impl Ed25519PrivateKey {
     pub(crate) fn public_raw(&self) -> [u8; 32] {
         self.public.to_bytes()
     }
+}
 
+impl KeyHandle for Ed25519PrivateKey {
+    type Key = PrivateKey;
+    fn cell(&self) -> &KeyCell<PrivateKey> {
+        &self.cell
+    }
+}
+
+impl PrivateKeyHandle for Ed25519PrivateKey {
     fn from_key(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
         let public = *key.public();
         let cell = common::new_cell(py, "Ed25519PrivateKey", key, exportable)?;
@@ -43,7 +52,11 @@ impl Ed25519PrivateKey {
     }
 }
 
-private_key_methods!(Ed25519PrivateKey, PrivateKey, "ed25519", "seed", {
+key_handle_methods!(Ed25519PrivateKey);
+private_key_methods!(Ed25519PrivateKey, "ed25519", "seed");
+
+#[pymethods]
+impl Ed25519PrivateKey {
     /// Sign `data` (any bytes-like object); returns the 64-byte signature. The GIL is
     /// released for messages of 2 KiB and more.
     fn sign<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>> {
@@ -60,7 +73,7 @@ private_key_methods!(Ed25519PrivateKey, PrivateKey, "ed25519", "seed", {
         self.cell.check_live()?;
         Ok(Ed25519PublicKey { key: self.public })
     }
-});
+}
 
 /// An Ed25519 public key (not secret: ordinary memory, comparable, hashable, picklable).
 #[pyclass(frozen, module = "keycell._native")]

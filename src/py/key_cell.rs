@@ -31,8 +31,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, TryLockError};
 
+use pyo3::basic::CompareOp;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::types::PyBool;
+use pyo3::PyClass;
 
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
@@ -149,9 +153,10 @@ impl<K> LiveKey<'_, K> {
     }
 }
 
-/// A handle class built on a [`KeyCell`] (held in an `Arc`, shared with the views of
-/// `expose()`).
-pub trait KeyHandle {
+/// A handle class built on a [`KeyCell`] (a frozen pyclass; the cell may be held in an
+/// `Arc`, shared with the views of `expose()`). Implementing it and invoking
+/// [`key_handle_methods!`] gives the class every key handle's Python methods.
+pub trait KeyHandle: PyClass<Frozen = True> + Sync {
     /// The key type in the cell.
     type Key: CellKey;
     /// The handle's cell.
@@ -394,21 +399,46 @@ impl<K: CellKey> ViewSource for KeyCell<K> {
     }
 }
 
-/// The Python methods every key handle has, generated once and delegating to the class's
-/// `cell` (a [`KeyCell`]): the export seal, destroy, context manager, protection report,
-/// constant-time `==` (which also leaves the class unhashable: PyO3 sets `__hash__` to
-/// `None` for a class with `__richcmp__` and no `__hash__`), `repr`, and the refusal to
-/// pickle, copy or become text (`text_refusing!`). `$methods` are the
-/// class's own methods, placed in the same `#[pymethods]` block (PyO3 allows one).
-macro_rules! key_handle_methods {
-    ($cls:ident, $key:ty, { $($methods:tt)* }) => {
-        impl $crate::py::key_cell::KeyHandle for $cls {
-            type Key = $key;
-            fn cell(&self) -> &$crate::py::key_cell::KeyCell<$key> {
-                &self.cell
-            }
-        }
+/// `__enter__` of a key handle: the handle itself, or `KeyDestroyedError` /
+/// `ForkedKeyError`.
+pub fn enter<H: KeyHandle>(slf: &Bound<'_, H>) -> Result<Py<H>> {
+    slf.get().cell().check_live()?;
+    Ok(slf.clone().unbind())
+}
 
+/// `__exit__` of a key handle: destroy it and let any exception propagate.
+pub fn exit<H: KeyHandle>(handle: &H, py: Python<'_>) -> Result<bool> {
+    handle.cell().destroy(py)?;
+    Ok(false)
+}
+
+/// `__richcmp__` of a key handle: constant-time `==` / `!=` against a handle of the same
+/// class ([`KeyCell::ct_eq`]); anything else is `NotImplemented`.
+pub fn richcmp<H: KeyHandle>(
+    slf: &Bound<'_, H>,
+    other: &Bound<'_, PyAny>,
+    op: CompareOp,
+) -> Result<Py<PyAny>> {
+    let py = slf.py();
+    let Ok(other) = other.cast::<H>() else {
+        return Ok(py.NotImplemented());
+    };
+    let equal = match op {
+        CompareOp::Eq | CompareOp::Ne => slf.get().cell().ct_eq(other.get().cell())?,
+        _ => return Ok(py.NotImplemented()),
+    };
+    let result = equal == matches!(op, CompareOp::Eq);
+    Ok(PyBool::new(py, result).to_owned().into_any().unbind())
+}
+
+/// A second `#[pymethods]` block with the Python methods every key handle has, each a
+/// one-line delegation to the class's [`KeyHandle::cell`] or a helper above: the export
+/// seal, destroy, context manager, protection report, constant-time `==` (which also
+/// leaves the class unhashable: PyO3 sets `__hash__` to `None` for a class with
+/// `__richcmp__` and no `__hash__`), `repr`, and the refusal to pickle, copy or become
+/// text (`text_refusing!`). The class's own methods stay in its own `#[pymethods] impl`.
+macro_rules! key_handle_methods {
+    ($cls:ty) => {
         $crate::py::text_refusal::text_refusing!($cls);
 
         #[::pyo3::pymethods]
@@ -418,42 +448,39 @@ macro_rules! key_handle_methods {
             /// else, including the key store (which keeps it sealed), and keys derived from
             /// it inherit the seal.
             fn seal_export(&self) -> $crate::py::errors::Result<()> {
-                self.cell.seal_export()
+                $crate::py::key_cell::KeyHandle::cell(self).seal_export()
             }
 
             /// False once the key was created with `exportable=False`, derived from a
             /// sealed key, or sealed with `seal_export()`.
             #[getter]
             fn exportable(&self) -> bool {
-                self.cell.exportable()
+                $crate::py::key_cell::KeyHandle::cell(self).exportable()
             }
 
             /// Wipe, unlock and unmap the key. Idempotent. Waits for operations in progress
             /// on other threads to finish; raises `KeyInUseError` (and frees nothing) while
             /// a view from `expose()` is open.
             fn destroy(&self, py: ::pyo3::Python<'_>) -> $crate::py::errors::Result<()> {
-                self.cell.destroy(py)
+                $crate::py::key_cell::KeyHandle::cell(self).destroy(py)
             }
 
             /// True once `destroy()` has run.
             #[getter]
             fn destroyed(&self) -> bool {
-                self.cell.is_destroyed()
+                $crate::py::key_cell::KeyHandle::cell(self).is_destroyed()
             }
 
             /// The protection the key's memory actually has.
             #[getter]
-            fn protection(
-                &self,
-            ) -> $crate::py::errors::Result<$crate::py::protection::Protection> {
-                self.cell.protection()
+            fn protection(&self) -> $crate::py::errors::Result<$crate::py::protection::Protection> {
+                $crate::py::key_cell::KeyHandle::cell(self).protection()
             }
 
             fn __enter__(
                 slf: &::pyo3::Bound<'_, Self>,
             ) -> $crate::py::errors::Result<::pyo3::Py<Self>> {
-                slf.get().cell.check_live()?;
-                Ok(slf.clone().unbind())
+                $crate::py::key_cell::enter(slf)
             }
 
             #[pyo3(signature = (*_args))]
@@ -462,12 +489,11 @@ macro_rules! key_handle_methods {
                 py: ::pyo3::Python<'_>,
                 _args: &::pyo3::Bound<'_, ::pyo3::types::PyTuple>,
             ) -> $crate::py::errors::Result<bool> {
-                self.cell.destroy(py)?;
-                Ok(false)
+                $crate::py::key_cell::exit(self, py)
             }
 
             fn __repr__(&self) -> String {
-                self.cell.repr()
+                $crate::py::key_cell::KeyHandle::cell(self).repr()
             }
 
             /// Constant-time comparison of the secret bytes with another key of the same
@@ -477,39 +503,23 @@ macro_rules! key_handle_methods {
                 other: &::pyo3::Bound<'_, ::pyo3::PyAny>,
                 op: ::pyo3::basic::CompareOp,
             ) -> $crate::py::errors::Result<::pyo3::Py<::pyo3::PyAny>> {
-                let py = slf.py();
-                let Ok(other) = other.cast::<$cls>() else {
-                    return Ok(py.NotImplemented());
-                };
-                let equal = match op {
-                    ::pyo3::basic::CompareOp::Eq | ::pyo3::basic::CompareOp::Ne => {
-                        slf.get().cell.ct_eq(&other.get().cell)?
-                    }
-                    _ => return Ok(py.NotImplemented()),
-                };
-                let result = equal == matches!(op, ::pyo3::basic::CompareOp::Eq);
-                Ok(::pyo3::types::PyBool::new(py, result)
-                    .to_owned()
-                    .into_any()
-                    .unbind())
+                $crate::py::key_cell::richcmp(slf, other, op)
             }
 
             fn __reduce__(&self) -> ::pyo3::PyResult<()> {
-                Err(self.cell.refuse("pickled"))
+                Err($crate::py::key_cell::KeyHandle::cell(self).refuse("pickled"))
             }
 
             fn __copy__(&self) -> ::pyo3::PyResult<()> {
-                Err(self.cell.refuse("copied"))
+                Err($crate::py::key_cell::KeyHandle::cell(self).refuse("copied"))
             }
 
             fn __deepcopy__(
                 &self,
                 _memo: &::pyo3::Bound<'_, ::pyo3::PyAny>,
             ) -> ::pyo3::PyResult<()> {
-                Err(self.cell.refuse("copied"))
+                Err($crate::py::key_cell::KeyHandle::cell(self).refuse("copied"))
             }
-
-            $($methods)*
         }
     };
 }

@@ -20,6 +20,7 @@ use crate::crypto::{ed25519, x25519};
 use crate::memory::SecretBuf;
 
 use super::args::{handle, type_name};
+use super::asymmetric::PrivateKeyHandle;
 use super::bytes_like::bytes_like;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
@@ -194,12 +195,12 @@ pub fn unwrap_key(
         2 if len == 32 => {
             let k = ed25519::PrivateKey::new_with(fill)?;
             drop(live);
-            Ok(Py::new(py, Ed25519PrivateKey::wrap(py, k, exportable)?)?.into_any())
+            Ok(Py::new(py, Ed25519PrivateKey::from_key(py, k, exportable)?)?.into_any())
         }
         3 if len == 32 => {
             let k = x25519::PrivateKey::new_with(fill)?;
             drop(live);
-            Ok(Py::new(py, X25519PrivateKey::wrap(py, k, exportable)?)?.into_any())
+            Ok(Py::new(py, X25519PrivateKey::from_key(py, k, exportable)?)?.into_any())
         }
         _ => Err(bad()),
     }

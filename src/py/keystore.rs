@@ -27,6 +27,7 @@ use crate::memory::SecretBuf;
 use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::store::{ChangeError, Master, Store, StoreError};
 
+use super::asymmetric::PrivateKeyHandle;
 use super::bytes_like::SecretSource;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
@@ -179,7 +180,17 @@ pub struct Passphrase {
     cell: Arc<KeyCell<SecretBuf>>,
 }
 
-key_handle_methods!(Passphrase, SecretBuf, {
+impl KeyHandle for Passphrase {
+    type Key = SecretBuf;
+    fn cell(&self) -> &KeyCell<SecretBuf> {
+        &self.cell
+    }
+}
+
+key_handle_methods!(Passphrase);
+
+#[pymethods]
+impl Passphrase {
     /// Read the passphrase file at `path` into guarded memory.
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> Result<Passphrase> {
@@ -191,7 +202,7 @@ key_handle_methods!(Passphrase, SecretBuf, {
             cell: Arc::new(KeyCell::new(py, "Passphrase", buf, false, String::new())?),
         })
     }
-});
+}
 
 /// An encrypted, crash-safe file of named keys.
 ///
@@ -441,10 +452,10 @@ impl KeyStore {
         Ok(match key {
             Opened::Secret(k) => Py::new(py, SecretKey::wrap_with(py, k, exportable)?)?.into_any(),
             Opened::Ed25519(k) => {
-                Py::new(py, Ed25519PrivateKey::wrap(py, k, exportable)?)?.into_any()
+                Py::new(py, Ed25519PrivateKey::from_key(py, k, exportable)?)?.into_any()
             }
             Opened::X25519(k) => {
-                Py::new(py, X25519PrivateKey::wrap(py, k, exportable)?)?.into_any()
+                Py::new(py, X25519PrivateKey::from_key(py, k, exportable)?)?.into_any()
             }
         })
     }

@@ -22,7 +22,7 @@ use super::args::{handle, type_name, IntArg};
 use super::buffer_in_place::with_bytes_in_place;
 use super::bytes_like::SecretSource;
 use super::errors::{Error, Result};
-use super::key_cell::{key_handle_methods, CellKey, KeyCell};
+use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
 use super::secret_key::SecretKey;
 
 /// Largest `look_ahead`, `past` or `future`: a bound on the work one `verify` call does.
@@ -304,7 +304,17 @@ impl Hotp {
     }
 }
 
-key_handle_methods!(Hotp, OtpKey, {
+impl KeyHandle for Hotp {
+    type Key = OtpKey;
+    fn cell(&self) -> &KeyCell<OtpKey> {
+        &self.cell
+    }
+}
+
+key_handle_methods!(Hotp);
+
+#[pymethods]
+impl Hotp {
     /// HOTP over the bytes of `key` (a `SecretKey`, read under its lock and copied into
     /// this object's own guarded region with the HMAC pads). `digits` is 6 to 10;
     /// `algorithm` is "sha1" (default), "sha256" or "sha512". Secrets shorter than 128 bits
@@ -436,7 +446,7 @@ key_handle_methods!(Hotp, OtpKey, {
         let extra = format!("&counter={count}");
         provisioning_uri(py, &self.cell, "hotp", account, issuer, self.digits, &extra)
     }
-});
+}
 
 /// TOTP (RFC 6238): time-based one-time passwords whose secret stays in a guarded region,
 /// with a constant-time window check and replay refusal.
@@ -489,7 +499,17 @@ impl Totp {
     }
 }
 
-key_handle_methods!(Totp, OtpKey, {
+impl KeyHandle for Totp {
+    type Key = OtpKey;
+    fn cell(&self) -> &KeyCell<OtpKey> {
+        &self.cell
+    }
+}
+
+key_handle_methods!(Totp);
+
+#[pymethods]
+impl Totp {
     /// TOTP over the bytes of `key` (a `SecretKey`, read under its lock and copied into
     /// this object's own guarded region with the HMAC pads). `digits` is 6 to 10, `period`
     /// the time step in seconds, `t0` the Unix time of step 0; `algorithm` is "sha1"
@@ -659,4 +679,4 @@ key_handle_methods!(Totp, OtpKey, {
         };
         provisioning_uri(py, &self.cell, "totp", account, issuer, self.digits, &extra)
     }
-});
+}

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use cryptoki::object::ObjectHandle;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::PyClass;
 
 use crate::crypto::hmac::MAX_DIGEST_LEN;
 use crate::memory::SecretBuf;
@@ -177,9 +179,43 @@ impl TokenObject {
         self.check(class)?;
         let (t, h) = (Arc::clone(&self.token), self.handle);
         detach(py, || keys::delete(&t, h))?;
-        self.destroyed.store(true, Ordering::SeqCst);
+        self.forget();
         Ok(())
     }
+
+    /// The key's `CKA_ID` (empty when it has none).
+    fn id(&self) -> &[u8] {
+        self.names.id.as_deref().unwrap_or_default()
+    }
+
+    /// Mark the handle destroyed (the key stays in the token). Idempotent.
+    fn forget(&self) {
+        self.destroyed.store(true, Ordering::SeqCst);
+    }
+
+    fn is_destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::SeqCst)
+    }
+
+    fn protection(&self, class: &'static str) -> Result<Protection> {
+        self.check(class)?;
+        Ok(token_protection())
+    }
+}
+
+/// A token key class: a frozen pyclass over a [`TokenObject`]. Implementing it and
+/// invoking [`token_handle_methods!`] gives the class the methods every token key has.
+trait TokenHandle: PyClass<Frozen = True> + Sync {
+    /// The Python class name, for messages.
+    const CLASS: &'static str;
+    /// The token object behind the handle.
+    fn object(&self) -> &TokenObject;
+}
+
+/// `__enter__` of a token key: the handle itself, or `KeyDestroyedError`.
+fn enter<H: TokenHandle>(slf: &Bound<'_, H>) -> Result<Py<H>> {
+    slf.get().object().check(H::CLASS)?;
+    Ok(slf.clone().unbind())
 }
 
 fn refuse(class: &str, what: &str) -> PyErr {
@@ -321,11 +357,26 @@ impl Pkcs11SecretKey {
     }
 }
 
-/// The methods both token handle classes share (as `key_handle_methods!` writes them for
-/// local keys): names, the export seal, destroy, protection, context manager, and the
-/// refusal to pickle, copy or become text. A second `#[pymethods]` block per class.
+impl TokenHandle for Pkcs11Ed25519PrivateKey {
+    const CLASS: &'static str = ED_CLASS;
+    fn object(&self) -> &TokenObject {
+        &self.obj
+    }
+}
+
+impl TokenHandle for Pkcs11SecretKey {
+    const CLASS: &'static str = SK_CLASS;
+    fn object(&self) -> &TokenObject {
+        &self.obj
+    }
+}
+
+/// A second `#[pymethods]` block with the methods both token handle classes share (as
+/// `key_handle_methods!` writes them for local keys), each a one-line delegation to the
+/// class's [`TokenHandle::object`]: names, the export seal, destroy, protection, context
+/// manager, and the refusal to pickle, copy or become text.
 macro_rules! token_handle_methods {
-    ($class:ty, $name:expr, $delete_doc:literal) => {
+    ($class:ty, $delete_doc:literal) => {
         $crate::py::text_refusal::text_refusing!($class);
 
         #[pymethods]
@@ -333,13 +384,13 @@ macro_rules! token_handle_methods {
             /// The key's `CKA_LABEL`.
             #[getter]
             fn label(&self) -> String {
-                self.obj.label()
+                self.object().label()
             }
 
             /// The key's `CKA_ID`.
             #[getter]
             fn id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-                PyBytes::new(py, self.obj.names.id.as_deref().unwrap_or_default())
+                PyBytes::new(py, self.object().id())
             }
 
             /// Always False: a token key is never exported by keycell.
@@ -350,53 +401,51 @@ macro_rules! token_handle_methods {
 
             /// Does nothing: a token key is sealed already.
             fn seal_export(&self) -> Result<()> {
-                self.obj.check($name)
+                self.object().check(Self::CLASS)
             }
 
             /// Forget this handle (the key stays in the token). Idempotent.
             fn destroy(&self) {
-                self.obj.destroyed.store(true, Ordering::SeqCst);
+                self.object().forget()
             }
 
             /// True once `destroy()` or `delete_from_token()` has run.
             #[getter]
             fn destroyed(&self) -> bool {
-                self.obj.destroyed.load(Ordering::SeqCst)
+                self.object().is_destroyed()
             }
 
             #[doc = $delete_doc]
             fn delete_from_token(&self, py: Python<'_>) -> Result<()> {
-                self.obj.delete(py, $name)
+                self.object().delete(py, Self::CLASS)
             }
 
             /// `backend="pkcs11"`, `isolation="token"`: no key byte is in this process.
             #[getter]
             fn protection(&self) -> Result<Protection> {
-                self.obj.check($name)?;
-                Ok(token_protection())
+                self.object().protection(Self::CLASS)
             }
 
             fn __enter__(slf: &Bound<'_, Self>) -> Result<Py<Self>> {
-                slf.get().obj.check($name)?;
-                Ok(slf.clone().unbind())
+                enter(slf)
             }
 
             #[pyo3(signature = (*_args))]
             fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-                self.destroy();
+                self.object().forget();
                 false
             }
 
             fn __reduce__(&self) -> PyResult<()> {
-                Err(refuse($name, "pickled"))
+                Err(refuse(Self::CLASS, "pickled"))
             }
 
             fn __copy__(&self) -> PyResult<()> {
-                Err(refuse($name, "copied"))
+                Err(refuse(Self::CLASS, "copied"))
             }
 
             fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
-                Err(refuse($name, "copied"))
+                Err(refuse(Self::CLASS, "copied"))
             }
         }
     };
@@ -404,12 +453,10 @@ macro_rules! token_handle_methods {
 
 token_handle_methods!(
     Pkcs11Ed25519PrivateKey,
-    ED_CLASS,
     "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
 );
 token_handle_methods!(
     Pkcs11SecretKey,
-    SK_CLASS,
     "Delete the key from the token (`C_DestroyObject`), for good."
 );
 

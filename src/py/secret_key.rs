@@ -17,7 +17,7 @@ use super::args::{parse_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_cell::{key_handle_methods, KeyCell, Label};
+use super::key_cell::{key_handle_methods, KeyCell, KeyHandle, Label};
 use super::key_io;
 use super::view::Exposure;
 
@@ -83,7 +83,17 @@ pub(crate) fn check_hmac_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
     }
 }
 
-key_handle_methods!(SecretKey, SymmetricKey, {
+impl KeyHandle for SecretKey {
+    type Key = SymmetricKey;
+    fn cell(&self) -> &KeyCell<SymmetricKey> {
+        &self.cell
+    }
+}
+
+key_handle_methods!(SecretKey);
+
+#[pymethods]
+impl SecretKey {
     /// Generate a key of `length` bytes from the OS CSPRNG, straight into a guarded region.
     /// With `exportable=False` the key can never be exposed or written to a key file.
     #[staticmethod]
@@ -278,4 +288,4 @@ key_handle_methods!(SecretKey, SymmetricKey, {
     ) -> Result<Bound<'py, PyBytes>> {
         super::aead_calls::easy_decrypt(py, &self.cell, blob, associated_data)
     }
-});
+}

@@ -11,9 +11,9 @@ use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
 use std::sync::Arc;
 
 use super::args::type_name;
-use super::asymmetric::{self as common, hex, private_key_methods};
+use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHandle};
 use super::errors::{Error, Result};
-use super::key_cell::KeyCell;
+use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::secret_key::SecretKey;
 
 /// An X25519 private key held outside the Python heap, in a guarded region.
@@ -26,7 +26,14 @@ pub struct X25519PrivateKey {
     public: [u8; x25519::KEY_LEN],
 }
 
-impl X25519PrivateKey {
+impl KeyHandle for X25519PrivateKey {
+    type Key = PrivateKey;
+    fn cell(&self) -> &KeyCell<PrivateKey> {
+        &self.cell
+    }
+}
+
+impl PrivateKeyHandle for X25519PrivateKey {
     fn from_key(py: Python<'_>, key: PrivateKey, exportable: bool) -> Result<Self> {
         let public = *key.public();
         let cell = common::new_cell(py, "X25519PrivateKey", key, exportable)?;
@@ -34,7 +41,11 @@ impl X25519PrivateKey {
     }
 }
 
-private_key_methods!(X25519PrivateKey, PrivateKey, "x25519", "private key", {
+key_handle_methods!(X25519PrivateKey);
+private_key_methods!(X25519PrivateKey, "x25519", "private key");
+
+#[pymethods]
+impl X25519PrivateKey {
     /// The public key.
     fn public_key(&self) -> Result<X25519PublicKey> {
         self.cell.check_live()?;
@@ -68,7 +79,7 @@ private_key_methods!(X25519PrivateKey, PrivateKey, "x25519", "private key", {
             Err(ExchangeError::Memory(m)) => Err(Error::Memory(m)),
         }
     }
-});
+}
 
 /// An X25519 public key (not secret: ordinary memory, comparable, hashable, picklable).
 ///
