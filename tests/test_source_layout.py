@@ -7,7 +7,8 @@
 - ``unsafe`` code is allowed in ``src/memory/``, ``src/sys.rs`` and the two buffer-protocol
   glue files of the bindings, and only there (the lints in ``Cargo.toml`` deny it elsewhere
   and demand a ``SAFETY`` comment on every block);
-- nothing below ``src/py`` imports PyO3.
+- nothing below ``src/py`` imports PyO3; Python exceptions are imported in
+  ``src/py/exceptions.rs`` and built only in ``src/py/errors.rs``.
 """
 
 from __future__ import annotations
@@ -313,3 +314,20 @@ def test_the_python_checker_sees_a_wrong_direction() -> None:
     assert _violations(edges, PY_ALLOWED, _py_row) == [
         "otp -> cli (keycell.otp uses keycell.cli.common)"
     ]
+
+
+# `import_exception!`, `SomeError::new_err(...)` or `PyErr::new::<...>(...)`.
+_BUILDS_PYTHON_ERROR = re.compile(r"\bimport_exception!|\bnew_err\(|\bPyErr::new\b")
+
+
+def test_python_exceptions_are_built_only_in_errors_rs() -> None:
+    """``src/py/exceptions.rs`` imports every Python exception and ``src/py/errors.rs`` maps
+    every layer's error to one with ``From`` (pyca's ``exceptions.rs`` and ``error.rs``);
+    every other file returns the bindings' ``Error``. Both files must be seen, so the
+    pattern cannot silently stop matching."""
+    builders = sorted(
+        p.relative_to(SRC).as_posix()
+        for p in SRC.rglob("*.rs")
+        if _BUILDS_PYTHON_ERROR.search(_code(p))
+    )
+    assert builders == ["py/errors.rs", "py/exceptions.rs"]

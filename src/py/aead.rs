@@ -146,11 +146,14 @@ macro_rules! aead_class {
                 format!("<{}>", $name)
             }
 
-            fn __reduce__(&self) -> PyResult<()> {
-                Err(pyo3::exceptions::PyTypeError::new_err(concat!(
-                    $name,
-                    " cannot be pickled: its key is kept out of Python memory on purpose"
-                )))
+            fn __reduce__(&self) -> Result<()> {
+                Err(Error::Type(
+                    concat!(
+                        $name,
+                        " cannot be pickled: its key is kept out of Python memory on purpose"
+                    )
+                    .to_owned(),
+                ))
             }
         }
     };

@@ -165,11 +165,9 @@ impl Sealer<'_> {
         // then `data` is encrypted in place and the tag written after it.
         let copy = |job: &mut (dyn FnMut() + Send)| maybe_detach(py, n, job);
         let out = new_bytes_from(py, prefix, data, TAG_LEN, copy, |out| {
-            self.cell
-                .with_key(py, n, |key| {
-                    self.seal_in_place(key, nonce, aad, &mut out[p..], n)
-                })
-                .map_err(PyErr::from)
+            self.cell.with_key(py, n, |key| {
+                self.seal_in_place(key, nonce, aad, &mut out[p..], n)
+            })
         })?;
         Ok(out)
     }
@@ -193,7 +191,6 @@ impl Sealer<'_> {
         let out = new_bytes_from(py, &[], ct, 0, copy, |out| {
             self.cell
                 .with_key(py, n, |key| self.open_in_place(key, nonce, aad, out, &tag))
-                .map_err(PyErr::from)
         })?;
         Ok(out)
     }

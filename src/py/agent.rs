@@ -29,21 +29,15 @@ use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::keystore::KeyStore;
-use super::pkcs11::{pkcs11_error, Pkcs11Token};
-
-pyo3::import_exception!(keycell.exceptions, AgentError);
-pyo3::import_exception!(keycell.exceptions, AgentPolicyError);
-pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
+use super::pkcs11::Pkcs11Token;
 
 fn agent_error(msg: impl Into<String>) -> Error {
-    Error::Py(AgentError::new_err(msg.into()))
+    Error::Agent(msg.into())
 }
 
 fn parse_policy(data: Option<&[u8]>) -> Result<Option<Policy>> {
-    data.map(|d| {
-        Policy::parse(d).map_err(|e| Error::Py(AgentPolicyError::new_err(format!("policy: {e}"))))
-    })
-    .transpose()
+    data.map(|d| Policy::parse(d).map_err(|e| Error::AgentPolicy(e.to_string())))
+        .transpose()
 }
 
 /// The keys of `store` and/or `token` (at least one), as one set: a name in both is an
@@ -81,7 +75,7 @@ fn load_keys(
 
 fn load_error(e: LoadError) -> Error {
     match e {
-        LoadError::Token(e) => pkcs11_error(e),
+        LoadError::Token(e) => Error::Pkcs11(e),
         LoadError::Duplicate(msg) => agent_error(msg),
     }
 }
@@ -143,9 +137,9 @@ impl AgentServer {
         if self.made_in.is_current() {
             Ok(())
         } else {
-            Err(Error::Py(ForkedKeyError::new_err(
-                "this AgentServer belongs to the parent process",
-            )))
+            Err(Error::Forked(
+                "this AgentServer belongs to the parent process".to_owned(),
+            ))
         }
     }
 }

@@ -12,10 +12,11 @@
 use std::mem::MaybeUninit;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyOverflowError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+use super::errors::{Error, Result};
 
 /// Run `f` on the bytes of `buf` in place, with the GIL held.
 ///
@@ -89,14 +90,14 @@ pub fn new_bytes_from<'py>(
     body: &[u8],
     tail: usize,
     run_copy: impl FnOnce(&mut (dyn FnMut() + Send)),
-    f: impl FnOnce(&mut [u8]) -> PyResult<()>,
-) -> PyResult<Bound<'py, PyBytes>> {
+    f: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<Bound<'py, PyBytes>> {
     let len = head
         .len()
         .checked_add(body.len())
         .and_then(|v| v.checked_add(tail))
         .filter(|&v| isize::try_from(v).is_ok())
-        .ok_or_else(|| PyOverflowError::new_err("output too long"))?;
+        .ok_or(Error::Overflow("output too long"))?;
     // SAFETY: PyBytes_FromStringAndSize with a null source allocates an uninitialised
     // `bytes` of `len` bytes (or fails with an exception set, checked by
     // `assume_owned_or_err`); the GIL is held (`py`).

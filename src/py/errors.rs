@@ -1,42 +1,25 @@
 //! The one error type of the bindings and its mapping to the exceptions defined in
-//! `keycell/exceptions.py`. No message carries secret bytes or the length of secret input.
+//! `keycell/exceptions.py` (imported in `exceptions.rs`): every layer's error converts
+//! into [`Error`] with `From`, and [`Error`] into `PyErr`. No other file builds a Python
+//! exception. No message carries secret bytes or the length of secret input.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 use crate::crypto::symmetric::KeyError;
 use crate::memory::MemoryError;
 
-pyo3::import_exception!(keycell.exceptions, KeycellError);
-pyo3::import_exception!(keycell.exceptions, KeyDestroyedError);
-pyo3::import_exception!(keycell.exceptions, KeyInUseError);
-pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
-pyo3::import_exception!(keycell.exceptions, MemoryLockError);
-pyo3::import_exception!(keycell.exceptions, ProtectionError);
-pyo3::import_exception!(keycell.exceptions, KeyFileError);
-pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
-pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
-// Key files and the key store.
-pyo3::import_exception!(keycell.exceptions, KeyNotExportableError);
-pyo3::import_exception!(keycell.exceptions, KeyStoreError);
-pyo3::import_exception!(keycell.exceptions, StoreCorruptedError);
-pyo3::import_exception!(keycell.exceptions, StoreAuthenticationError);
-pyo3::import_exception!(keycell.exceptions, StoreEntryNotFoundError);
-pyo3::import_exception!(keycell.exceptions, StoreEntryExistsError);
-pyo3::import_exception!(keycell.exceptions, InvalidSignature);
-pyo3::import_exception!(keycell.exceptions, AlreadyFinalized);
-// The kernel keyring.
-pyo3::import_exception!(keycell.exceptions, KeyringError);
-pyo3::import_exception!(keycell.exceptions, KeyringKeyNotFoundError);
-pyo3::import_exception!(keycell.exceptions, KeyringKeyExpiredError);
-pyo3::import_exception!(keycell.exceptions, KeyringPermissionError);
-pyo3::import_exception!(keycell.exceptions, KeyringQuotaError);
-pyo3::import_exception!(keycell.exceptions, KeyringUnavailableError);
-pyo3::import_exception!(keycell.exceptions, InvalidCode);
-pyo3::import_exception!(keycell.exceptions, InvalidTag);
-// The audit log.
-pyo3::import_exception!(keycell.exceptions, AuditError);
-pyo3::import_exception!(keycell.exceptions, AuditTamperedError);
+use super::exceptions::{
+    AgentError, AgentPolicyError, AlreadyFinalized, AuditError, AuditTamperedError, ForkedKeyError,
+    InsecureKeyFileError, InvalidCode, InvalidSignature, InvalidTag, KeyDestroyedError,
+    KeyFileError, KeyInUseError, KeyNotExportableError, KeyStoreError, KeyringError,
+    KeyringKeyExpiredError, KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError,
+    KeyringUnavailableError, MemoryLockError, Pkcs11ClosedError, Pkcs11ForkedError,
+    Pkcs11MechanismNotSupportedError, Pkcs11ModuleNotFoundError, Pkcs11NotLoggedInError,
+    Pkcs11ObjectNotFoundError, Pkcs11PinIncorrectError, Pkcs11PinLockedError,
+    Pkcs11TokenNotFoundError, ProtectionError, StoreAuthenticationError, StoreCorruptedError,
+    StoreEntryExistsError, StoreEntryNotFoundError, StoreLockedError,
+};
 
 /// Every failure the bindings report.
 #[derive(Debug)]
@@ -82,6 +65,25 @@ pub enum Error {
     InvalidTag,
     /// The audit log failed.
     Audit(crate::audit::AuditError),
+    /// A change to a key store failed, or its writer lock stayed busy; `path` is the
+    /// store's path.
+    StoreChange {
+        path: String,
+        err: crate::store::ChangeError,
+    },
+    /// A PKCS#11 call failed (its `CK_RV` becomes the exception's `code`).
+    Pkcs11(crate::pkcs11::Pkcs11Error),
+    /// The agent server failed (binding, starting, a key name used twice).
+    Agent(String),
+    /// The agent's policy is invalid; the reason names the problem.
+    AgentPolicy(String),
+    /// A handle that is not a key cell (a key store, an agent server) was used in a fork
+    /// child of the process that made it.
+    Forked(String),
+    /// A buffer export cannot be made or released (`BufferError`).
+    Buffer(&'static str),
+    /// A result would be larger than Python allows (`OverflowError`).
+    Overflow(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -95,6 +97,12 @@ impl From<MemoryError> for Error {
 impl From<crate::audit::AuditError> for Error {
     fn from(e: crate::audit::AuditError) -> Self {
         Error::Audit(e)
+    }
+}
+
+impl From<crate::pkcs11::Pkcs11Error> for Error {
+    fn from(e: crate::pkcs11::Pkcs11Error) -> Self {
+        Error::Pkcs11(e)
     }
 }
 
@@ -162,6 +170,13 @@ impl From<Error> for PyErr {
                 "the authentication tag does not verify (wrong key, nonce or associated data, \
                  or the data was modified or truncated)",
             ),
+            Error::StoreChange { path, err } => store_change_error(&path, err),
+            Error::Pkcs11(e) => pkcs11_error(e),
+            Error::Agent(msg) => AgentError::new_err(msg),
+            Error::AgentPolicy(reason) => AgentPolicyError::new_err(format!("policy: {reason}")),
+            Error::Forked(msg) => ForkedKeyError::new_err(msg),
+            Error::Buffer(msg) => PyBufferError::new_err(msg),
+            Error::Overflow(msg) => PyOverflowError::new_err(msg),
         }
     }
 }
@@ -218,6 +233,44 @@ fn store_error(path: &str, err: crate::store::StoreError) -> PyErr {
         }
         S::Invalid(msg) => PyValueError::new_err(msg),
     }
+}
+
+/// The exception for a failed key store change (`path` is the store's path): a busy
+/// writer lock is `StoreLockedError`, naming the lock file and the timeout.
+fn store_change_error(path: &str, err: crate::store::ChangeError) -> PyErr {
+    use crate::store::ChangeError as C;
+    match err {
+        C::Store(e) => store_error(path, e),
+        C::Busy(b) => StoreLockedError::new_err(format!("key store {path:?}: {b}")),
+    }
+}
+
+/// The exception for a PKCS#11 failure, with its `CK_RV` as `code` (a bad signature and
+/// an invalid argument are `InvalidSignature` and `ValueError`, without one).
+fn pkcs11_error(e: crate::pkcs11::Pkcs11Error) -> PyErr {
+    use crate::pkcs11::Pkcs11ErrorKind as K;
+    let msg = e.message;
+    let err = match e.kind {
+        K::ModuleNotFound => Pkcs11ModuleNotFoundError::new_err(msg),
+        K::TokenNotFound => Pkcs11TokenNotFoundError::new_err(msg),
+        K::PinIncorrect => Pkcs11PinIncorrectError::new_err(msg),
+        K::PinLocked => Pkcs11PinLockedError::new_err(msg),
+        K::ObjectNotFound => Pkcs11ObjectNotFoundError::new_err(msg),
+        K::MechanismNotSupported => Pkcs11MechanismNotSupportedError::new_err(msg),
+        K::Forked => Pkcs11ForkedError::new_err(msg),
+        K::Closed => Pkcs11ClosedError::new_err(msg),
+        K::NotLoggedIn => Pkcs11NotLoggedInError::new_err(msg),
+        K::SignatureInvalid => return InvalidSignature::new_err(msg),
+        K::Invalid => return PyValueError::new_err(msg),
+        K::ObjectAmbiguous | K::Untrusted | K::UnsafeModule | K::Other => {
+            super::exceptions::Pkcs11Error::new_err(msg)
+        }
+    };
+    pyo3::Python::attach(|py| {
+        use pyo3::types::PyAnyMethods;
+        let _ = err.value(py).as_any().setattr("code", e.code);
+    });
+    err
 }
 
 /// The exception for an audit log failure.

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, TryLockError};
 
 use pyo3::basic::CompareOp;
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyBool;
@@ -361,8 +360,8 @@ impl<K: CellKey> KeyCell<K> {
     }
 
     /// The `TypeError` raised by pickling (`what = "pickled"`) or copying.
-    pub fn refuse(&self, what: &str) -> PyErr {
-        PyTypeError::new_err(format!(
+    pub fn refuse(&self, what: &str) -> Error {
+        Error::Type(format!(
             "{} cannot be {what}: its secret is kept out of Python memory on purpose. Keep \
              using the handle, or save it explicitly (KeyStore, to_file)",
             self.class
@@ -506,18 +505,18 @@ macro_rules! key_handle_methods {
                 $crate::py::key_cell::richcmp(slf, other, op)
             }
 
-            fn __reduce__(&self) -> ::pyo3::PyResult<()> {
+            fn __reduce__(&self) -> $crate::py::errors::Result<()> {
                 Err($crate::py::key_cell::KeyHandle::cell(self).refuse("pickled"))
             }
 
-            fn __copy__(&self) -> ::pyo3::PyResult<()> {
+            fn __copy__(&self) -> $crate::py::errors::Result<()> {
                 Err($crate::py::key_cell::KeyHandle::cell(self).refuse("copied"))
             }
 
             fn __deepcopy__(
                 &self,
                 _memo: &::pyo3::Bound<'_, ::pyo3::PyAny>,
-            ) -> ::pyo3::PyResult<()> {
+            ) -> $crate::py::errors::Result<()> {
                 Err($crate::py::key_cell::KeyHandle::cell(self).refuse("copied"))
             }
         }

@@ -38,9 +38,6 @@ use super::pkcs11::Pkcs11SecretKey;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
-pyo3::import_exception!(keycell.exceptions, StoreLockedError);
-pyo3::import_exception!(keycell.exceptions, ForkedKeyError);
-
 /// The master argument: a key handle, or a passphrase copied into a guarded region.
 enum MasterArg {
     Key(Py<SecretKey>),
@@ -237,10 +234,10 @@ impl KeyStore {
     /// `ForkedKeyError` in a fork child. Call before taking any lock.
     fn check_fork(&self) -> Result<()> {
         if self.forked() {
-            return Err(Error::Py(ForkedKeyError::new_err(format!(
+            return Err(Error::Forked(format!(
                 "this KeyStore ({:?}) was opened by the parent process before fork();                  open the store again in this process",
                 self.path.display().to_string()
-            ))));
+            )));
         }
         Ok(())
     }
@@ -303,15 +300,11 @@ fn store_err(path: &std::path::Path, e: StoreError) -> Error {
     }
 }
 
-/// A failed change: a busy writer lock is `StoreLockedError`, naming the lock file and
-/// the timeout.
+/// A failed change (a busy writer lock is `StoreLockedError`, see `errors.rs`).
 fn change_err(path: &std::path::Path, e: ChangeError) -> Error {
-    match e {
-        ChangeError::Store(e) => store_err(path, e),
-        ChangeError::Busy(b) => Error::Py(StoreLockedError::new_err(format!(
-            "key store {:?}: {b}",
-            path.display().to_string()
-        ))),
+    Error::StoreChange {
+        path: path.display().to_string(),
+        err: e,
     }
 }
 
@@ -555,9 +548,7 @@ impl KeyStore {
         format!("<KeyStore {:?}{state}>", self.path.display().to_string())
     }
 
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(pyo3::exceptions::PyTypeError::new_err(
-            "KeyStore cannot be pickled",
-        ))
+    fn __reduce__(&self) -> Result<()> {
+        Err(Error::Type("KeyStore cannot be pickled".to_owned()))
     }
 }

@@ -11,6 +11,7 @@ mod buffer_in_place;
 mod bytes_like;
 mod ed25519;
 mod errors;
+mod exceptions;
 mod hkdf;
 mod hmac;
 mod isolation_scope;

@@ -34,53 +34,6 @@ use super::key_io;
 use super::protection::Protection;
 use super::secret_key::check_hmac_tag;
 
-/// The base exception, in a module of its own (its name is the Rust error type's).
-mod base {
-    pyo3::import_exception!(keycell.exceptions, Pkcs11Error);
-}
-use base::Pkcs11Error as PyPkcs11Error;
-pyo3::import_exception!(keycell.exceptions, Pkcs11ModuleNotFoundError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11TokenNotFoundError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11PinIncorrectError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11PinLockedError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11ObjectNotFoundError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11MechanismNotSupportedError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11ForkedError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11ClosedError);
-pyo3::import_exception!(keycell.exceptions, Pkcs11NotLoggedInError);
-
-/// The exception for a PKCS#11 failure, with its `CK_RV` as `code`.
-pub(crate) fn pkcs11_error(e: Pkcs11Error) -> Error {
-    use Pkcs11ErrorKind as K;
-    let msg = e.message.clone();
-    let err = match e.kind {
-        K::ModuleNotFound => Pkcs11ModuleNotFoundError::new_err(msg),
-        K::TokenNotFound => Pkcs11TokenNotFoundError::new_err(msg),
-        K::PinIncorrect => Pkcs11PinIncorrectError::new_err(msg),
-        K::PinLocked => Pkcs11PinLockedError::new_err(msg),
-        K::ObjectNotFound => Pkcs11ObjectNotFoundError::new_err(msg),
-        K::MechanismNotSupported => Pkcs11MechanismNotSupportedError::new_err(msg),
-        K::Forked => Pkcs11ForkedError::new_err(msg),
-        K::Closed => Pkcs11ClosedError::new_err(msg),
-        K::NotLoggedIn => Pkcs11NotLoggedInError::new_err(msg),
-        K::SignatureInvalid => return Error::InvalidSignature(msg),
-        K::Invalid => return Error::Value(msg),
-        K::ObjectAmbiguous | K::Untrusted | K::UnsafeModule | K::Other => {
-            PyPkcs11Error::new_err(msg)
-        }
-    };
-    Python::attach(|py| {
-        let _ = err.value(py).setattr("code", e.code);
-    });
-    Error::Py(err)
-}
-
-impl From<Pkcs11Error> for Error {
-    fn from(e: Pkcs11Error) -> Self {
-        pkcs11_error(e)
-    }
-}
-
 const PIN_TYPE_ERROR: &str = "pin must be a bytearray (or a writable memoryview): keycell \
     copies it into guarded memory and wipes it. A bytes or str PIN cannot be wiped and stays \
     in Python memory, so it is refused; or pass pin_file=";
@@ -218,8 +171,9 @@ fn enter<H: TokenHandle>(slf: &Bound<'_, H>) -> Result<Py<H>> {
     Ok(slf.clone().unbind())
 }
 
-fn refuse(class: &str, what: &str) -> PyErr {
-    pyo3::exceptions::PyTypeError::new_err(format!(
+/// The `TypeError` for pickling (`what = "pickled"`) or copying a token key.
+fn refuse(class: &str, what: &str) -> Error {
+    Error::Type(format!(
         "{class} cannot be {what}: it names a key inside a PKCS#11 token; open it again from \
          the token"
     ))
@@ -436,15 +390,15 @@ macro_rules! token_handle_methods {
                 false
             }
 
-            fn __reduce__(&self) -> PyResult<()> {
+            fn __reduce__(&self) -> Result<()> {
                 Err(refuse(Self::CLASS, "pickled"))
             }
 
-            fn __copy__(&self) -> PyResult<()> {
+            fn __copy__(&self) -> Result<()> {
                 Err(refuse(Self::CLASS, "copied"))
             }
 
-            fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+            fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Result<()> {
                 Err(refuse(Self::CLASS, "copied"))
             }
         }
@@ -693,10 +647,8 @@ impl Pkcs11Token {
         )
     }
 
-    fn __reduce__(&self) -> PyResult<()> {
-        Err(pyo3::exceptions::PyTypeError::new_err(
-            "Pkcs11Token cannot be pickled",
-        ))
+    fn __reduce__(&self) -> Result<()> {
+        Err(Error::Type("Pkcs11Token cannot be pickled".to_owned()))
     }
 }
 

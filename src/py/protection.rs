@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::errors::ProtectionWarning;
 use super::errors::Result;
+use super::exceptions::ProtectionWarning;
 use crate::memory;
 
 /// What protection a key's memory actually has (measured when it was allocated).

@@ -6,12 +6,13 @@
 //! One mechanism for every such class: [`text_refusing!`] adds a second `#[pymethods]`
 //! block with `__str__` and `__format__`, both built on [`refuse_text`].
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::errors::Error;
+
 /// The `TypeError` for turning a handle of Python class `class` into text.
-pub fn refuse_text(class: &str) -> PyErr {
-    PyTypeError::new_err(format!(
+pub fn refuse_text(class: &str) -> Error {
+    Error::Type(format!(
         "{class} cannot be converted to text: it stands for a secret, and str()/format() \
          would give only its public label, which code expecting a secret string would \
          sign with. Pass the handle itself to keycell (e.g. key.hmac(data), keycell's \
@@ -20,10 +21,10 @@ pub fn refuse_text(class: &str) -> PyErr {
 }
 
 /// `refuse_text` for the class of `slf` (its Python name).
-pub fn refuse_text_for(slf: &Bound<'_, PyAny>) -> PyErr {
+pub fn refuse_text_for(slf: &Bound<'_, PyAny>) -> Error {
     match slf.get_type().name() {
         Ok(name) => refuse_text(&name.to_string()),
-        Err(err) => err,
+        Err(err) => Error::Py(err),
     }
 }
 
@@ -33,7 +34,7 @@ macro_rules! text_refusing {
     ($cls:ty) => {
         #[::pyo3::pymethods]
         impl $cls {
-            fn __str__(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<String> {
+            fn __str__(slf: &::pyo3::Bound<'_, Self>) -> $crate::py::errors::Result<String> {
                 Err($crate::py::text_refusal::refuse_text_for(slf.as_any()))
             }
 
@@ -41,7 +42,7 @@ macro_rules! text_refusing {
             fn __format__(
                 slf: &::pyo3::Bound<'_, Self>,
                 spec: &::pyo3::Bound<'_, ::pyo3::PyAny>,
-            ) -> ::pyo3::PyResult<String> {
+            ) -> $crate::py::errors::Result<String> {
                 let _ = spec;
                 Err($crate::py::text_refusal::refuse_text_for(slf.as_any()))
             }

@@ -24,12 +24,11 @@ use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
 
-use super::errors::Result;
+use super::errors::{Error, Result};
 use super::key_cell::ViewSource;
 
 /// The buffer exporter behind an exposure's `memoryview`. Not public API.
@@ -56,9 +55,9 @@ impl KeyView {
     ) -> PyResult<()> {
         let this = slf.get();
         if !this.open.load(Ordering::SeqCst) {
-            return Err(PyBufferError::new_err(
-                "this view's with-block has ended; use key.expose() again",
-            ));
+            return Err(
+                Error::Buffer("this view's with-block has ended; use key.expose() again").into(),
+            );
         }
         let (ptr, len) = this.source.open_view()?;
         // SAFETY: `view` is the valid Py_buffer CPython passed in; `slf` is a live object
@@ -113,7 +112,7 @@ impl Exposure {
     fn __enter__(&self, py: Python<'_>) -> Result<Py<PyMemoryView>> {
         let mut slot = self.view.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
-            return Err(PyValueError::new_err("this exposure is already open").into());
+            return Err(Error::Value("this exposure is already open".to_owned()));
         }
         self.source.check_exportable()?;
         let exporter = Bound::new(
@@ -148,11 +147,12 @@ impl Exposure {
             return Err(e);
         }
         if exporter.get().exports.load(Ordering::SeqCst) != 0 {
-            return Err(PyBufferError::new_err(
+            return Err(Error::Buffer(
                 "a slice or cast of the view from expose() is still alive after its with-block: \
                  it would keep the key bytes readable; delete it inside the block (the key \
                  cannot be destroyed while it exists)",
-            ));
+            )
+            .into());
         }
         Ok(false)
     }
