@@ -6,17 +6,20 @@
 //!   provisioning URI).
 //! - [`key`]: [`OtpKey`], the region that holds the pads and the secret, and the code
 //!   computation and constant-time window check.
+//! - [`time`]: TOTP time steps ([`TimeStep`]) and the system clock.
 //! - [`truncate`]: RFC 4226 dynamic truncation and the decimal reduction, in constant time.
-//! - [`uri`]: `otpauth://` URIs.
+//! - [`uri`]: `otpauth://` URIs: loading a key and its parameters from one, writing one.
 
 pub mod algorithm;
 pub mod base32;
 pub mod key;
+pub mod time;
 pub mod truncate;
 pub mod uri;
 
 pub use algorithm::OtpAlgorithm;
 pub use key::{Digits, OtpKey};
+pub use time::TimeStep;
 
 use crate::memory::MemoryError;
 
@@ -39,6 +42,14 @@ pub enum OtpError {
     Base32,
     /// The `otpauth://` URI is malformed; the message names the part.
     Uri(&'static str),
+    /// A TOTP period is not a positive number of seconds.
+    Period,
+    /// A time is before the TOTP's `t0`.
+    BeforeT0,
+    /// The system clock reads a time before 1970.
+    ClockBeforeEpoch,
+    /// A time does not fit in 64 bits of seconds.
+    TimeOutOfRange,
     /// The memory layer failed.
     Memory(MemoryError),
 }

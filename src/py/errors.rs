@@ -125,6 +125,30 @@ impl<E: Into<Error>> From<KeyError<E>> for Error {
     }
 }
 
+impl From<crate::otp::OtpError> for Error {
+    fn from(e: crate::otp::OtpError) -> Self {
+        use crate::otp::OtpError as O;
+        match e {
+            O::ShortSecret => Error::Value(
+                "the OTP secret is shorter than 128 bits; pass allow_short_secret=True only \
+                 to interoperate with old (80-bit) secrets"
+                    .to_owned(),
+            ),
+            O::SecretLength => Error::Value(format!(
+                "the OTP secret must be between 1 and {} bytes",
+                crate::otp::MAX_SECRET_LEN
+            )),
+            O::Base32 => Error::Value("the OTP secret is not valid base32".to_owned()),
+            O::Uri(what) => Error::Value(format!("invalid otpauth URI: {what}")),
+            O::Period => Error::Value("period must be a positive number of seconds".to_owned()),
+            O::BeforeT0 => Error::Value("timestamp is before t0".to_owned()),
+            O::ClockBeforeEpoch => Error::Value("the system clock is before 1970".to_owned()),
+            O::TimeOutOfRange => Error::Value("timestamp out of range".to_owned()),
+            O::Memory(m) => Error::Memory(m),
+        }
+    }
+}
+
 impl From<std::convert::Infallible> for Error {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}

@@ -1,6 +1,7 @@
 //! `HOTP` and `TOTP`: one-time passwords over a secret in a guarded region, thin classes
-//! over a [`KeyCell`] (life cycle, locking and fork rules in `key_cell.rs`). The codes and
-//! the constant-time window check are `crate::otp`.
+//! over a [`KeyCell`] (life cycle, locking and fork rules in `key_cell.rs`). This file
+//! parses arguments; the codes, the constant-time window check, TOTP time steps and
+//! `otpauth://` URIs (loading and writing) are `crate::otp`.
 //!
 //! The object owns its own region (`crate::otp::OtpKey`: the HMAC pads of its algorithm and
 //! a copy of the secret), filled either from a `SecretKey`'s bytes, borrowed under that
@@ -8,15 +9,12 @@
 //! becomes a Python `str`, `bytes` or `int`, and destroying the `SecretKey` afterwards does
 //! not affect the OTP object (destroy it too).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyString};
-use zeroize::Zeroizing;
 
 use crate::memory;
-use crate::otp::{base32, uri, Digits, OtpAlgorithm, OtpError, OtpKey};
+use crate::otp::{uri, Digits, OtpAlgorithm, OtpError, OtpKey, TimeStep};
 
 use super::args::{handle, type_name, IntArg};
 use super::buffer_in_place::with_bytes_in_place;
@@ -34,25 +32,6 @@ impl CellKey for OtpKey {
     }
     fn protection(&self) -> memory::Protection {
         OtpKey::protection(self)
-    }
-}
-
-impl From<OtpError> for Error {
-    fn from(e: OtpError) -> Self {
-        match e {
-            OtpError::ShortSecret => Error::Value(
-                "the OTP secret is shorter than 128 bits; pass allow_short_secret=True only \
-                 to interoperate with old (80-bit) secrets"
-                    .to_owned(),
-            ),
-            OtpError::SecretLength => Error::Value(format!(
-                "the OTP secret must be between 1 and {} bytes",
-                crate::otp::MAX_SECRET_LEN
-            )),
-            OtpError::Base32 => Error::Value("the OTP secret is not valid base32".to_owned()),
-            OtpError::Uri(what) => Error::Value(format!("invalid otpauth URI: {what}")),
-            OtpError::Memory(m) => Error::Memory(m),
-        }
     }
 }
 
@@ -125,13 +104,6 @@ fn timestamp(obj: &Bound<'_, PyAny>) -> Result<i64> {
     }
 }
 
-fn now() -> Result<i64> {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| Error::Value("the system clock is before 1970".to_owned()))?;
-    i64::try_from(d.as_secs()).map_err(|_| Error::Value("timestamp out of range".to_owned()))
-}
-
 /// An OTP key from a `SecretKey`'s bytes, borrowed under its lock; and whether that key is
 /// exportable (the OTP object inherits it).
 fn key_from_secret_key(
@@ -184,13 +156,6 @@ fn key_from_base32(
     })
 }
 
-/// The parameters of an `otpauth://` URI besides its secret.
-struct UriConfig {
-    digits: Digits,
-    period: Option<u64>,
-    counter: Option<u64>,
-}
-
 /// An OTP key from the `otpauth://` URI of `kind` in `buf`, its secret decoded straight
 /// into a guarded region, and the URI's other parameters.
 fn key_from_uri(
@@ -199,66 +164,24 @@ fn key_from_uri(
     wipe: bool,
     kind: uri::OtpKind,
     allow_short: bool,
-) -> Result<(OtpKey, UriConfig)> {
-    read_in_place(py, buf, wipe, |text| {
-        let p = uri::parse(text)?;
-        if p.kind != kind {
-            return Err(OtpError::Uri(match kind {
-                uri::OtpKind::Totp => "an otpauth://hotp URI (use HOTP.from_uri)",
-                uri::OtpKind::Hotp => "an otpauth://totp URI (use TOTP.from_uri)",
-            }));
-        }
-        let digits = Digits::new(p.digits.unwrap_or(6))
-            .ok_or(OtpError::Uri("digits must be between 6 and 10"))?;
-        let alg = p.algorithm.unwrap_or(OtpAlgorithm::Sha1);
-        let key = OtpKey::from_base32(alg, p.secret, allow_short)?;
-        Ok((
-            key,
-            UriConfig {
-                digits,
-                period: p.period,
-                counter: p.counter,
-            },
-        ))
-    })
+) -> Result<uri::Loaded> {
+    read_in_place(py, buf, wipe, |text| uri::load(text, kind, allow_short))
 }
 
+/// An `otpauth://` URI for the key of `cell`, as a `str`; `KeyNotExportableError` unless
+/// the object is exportable (the URI is the secret).
 fn provisioning_uri<'py>(
     py: Python<'py>,
     cell: &KeyCell<OtpKey>,
-    kind: &str,
+    what: uri::Provisioned,
     account: &str,
     issuer: Option<&str>,
     digits: Digits,
-    extra: &str,
 ) -> Result<Bound<'py, PyString>> {
     cell.check_exportable()?;
     let live = cell.live()?;
-    let key = live.key();
-    // Everything but the secret first, so the one string that holds the secret is
-    // allocated once at its final size (no reallocation leaves a copy behind) and wiped.
-    let mut label = uri::percent_encode(account);
-    let mut params = String::new();
-    if let Some(issuer) = issuer {
-        label = format!("{}:{label}", uri::percent_encode(issuer));
-        params.push_str(&format!("&issuer={}", uri::percent_encode(issuer)));
-    }
-    if key.algorithm() != OtpAlgorithm::Sha1 {
-        params.push_str(&format!("&algorithm={}", key.algorithm().uri_name()));
-    }
-    if digits.get() != 6 {
-        params.push_str(&format!("&digits={}", digits.get()));
-    }
-    params.push_str(extra);
-    let secret = base32::encode(key.secret()?);
-    let head = format!("otpauth://{kind}/{label}?secret=");
-    let mut out = Zeroizing::new(String::with_capacity(
-        head.len() + secret.len() + params.len(),
-    ));
-    out.push_str(&head);
-    out.push_str(&secret);
-    out.push_str(&params);
-    Ok(PyString::new(py, &out))
+    let text = uri::write(live.key(), what, account, issuer, digits)?;
+    Ok(PyString::new(py, &text))
 }
 
 fn verify_in_window(
@@ -372,9 +295,9 @@ impl Hotp {
         allow_short_secret: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Hotp, allow_short_secret)?;
-        let mut hotp = Hotp::wrap(py, otp, config.digits, exportable)?;
-        hotp.initial_count = config.counter.unwrap_or(0);
+        let loaded = key_from_uri(py, buf, wipe, uri::OtpKind::Hotp, allow_short_secret)?;
+        let mut hotp = Hotp::wrap(py, loaded.key, loaded.digits, exportable)?;
+        hotp.initial_count = loaded.counter.unwrap_or(0);
         Ok(hotp)
     }
 
@@ -442,9 +365,9 @@ impl Hotp {
         issuer: Option<&str>,
         initial_count: IntArg,
     ) -> Result<Bound<'py, PyString>> {
-        let count = parse_u64(initial_count, "initial_count")?;
-        let extra = format!("&counter={count}");
-        provisioning_uri(py, &self.cell, "hotp", account, issuer, self.digits, &extra)
+        let counter = parse_u64(initial_count, "initial_count")?;
+        let what = uri::Provisioned::Hotp { counter };
+        provisioning_uri(py, &self.cell, what, account, issuer, self.digits)
     }
 }
 
@@ -454,8 +377,7 @@ impl Hotp {
 pub struct Totp {
     cell: KeyCell<OtpKey>,
     digits: Digits,
-    period: u64,
-    t0: i64,
+    clock: TimeStep,
 }
 
 impl Totp {
@@ -467,35 +389,20 @@ impl Totp {
         t0: i64,
         exportable: bool,
     ) -> Result<Self> {
-        let period = u64::try_from(period)
-            .ok()
-            .filter(|&p| p >= 1)
-            .ok_or_else(|| Error::Value("period must be a positive number of seconds".into()))?;
-        let label = label(key.algorithm(), digits, Some(period));
+        let clock = TimeStep::new(period, t0)?;
+        let label = label(key.algorithm(), digits, Some(clock.period()));
         Ok(Totp {
             cell: KeyCell::new(py, "TOTP", key, exportable, label)?,
             digits,
-            period,
-            t0,
+            clock,
         })
     }
 
-    /// The time step of `t` seconds since the epoch.
-    fn step(&self, t: i64) -> Result<u64> {
-        let elapsed = i128::from(t) - i128::from(self.t0);
-        if elapsed < 0 {
-            return Err(Error::Value("timestamp is before t0".to_owned()));
-        }
-        // elapsed < 2**64 and period >= 1, so the quotient fits.
-        Ok((elapsed / i128::from(self.period)) as u64)
-    }
-
     fn step_at(&self, at: Option<&Bound<'_, PyAny>>) -> Result<u64> {
-        let t = match at {
-            Some(obj) => timestamp(obj)?,
-            None => now()?,
-        };
-        self.step(t)
+        Ok(match at {
+            Some(obj) => self.clock.step(timestamp(obj)?)?,
+            None => self.clock.step_now()?,
+        })
     }
 }
 
@@ -575,10 +482,10 @@ impl Totp {
         allow_short_secret: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let (otp, config) = key_from_uri(py, buf, wipe, uri::OtpKind::Totp, allow_short_secret)?;
-        let period = i64::try_from(config.period.unwrap_or(30))
+        let loaded = key_from_uri(py, buf, wipe, uri::OtpKind::Totp, allow_short_secret)?;
+        let period = i64::try_from(loaded.period.unwrap_or(30))
             .map_err(|_| Error::Value("invalid otpauth URI: period out of range".into()))?;
-        Totp::wrap(py, otp, config.digits, period, 0, exportable)
+        Totp::wrap(py, loaded.key, loaded.digits, period, 0, exportable)
     }
 
     /// The time step (counter) of `timestamp` (seconds since the epoch, `int` or `float`):
@@ -647,13 +554,13 @@ impl Totp {
     /// The time step in seconds.
     #[getter]
     fn period(&self) -> u64 {
-        self.period
+        self.clock.period()
     }
 
     /// The Unix time of step 0.
     #[getter]
     fn t0(&self) -> i64 {
-        self.t0
+        self.clock.t0()
     }
 
     /// The HMAC hash: "sha1", "sha256" or "sha512".
@@ -672,11 +579,9 @@ impl Totp {
         account: &str,
         issuer: Option<&str>,
     ) -> Result<Bound<'py, PyString>> {
-        let extra = if self.period != 30 {
-            format!("&period={}", self.period)
-        } else {
-            String::new()
+        let what = uri::Provisioned::Totp {
+            period: self.clock.period(),
         };
-        provisioning_uri(py, &self.cell, "totp", account, issuer, self.digits, &extra)
+        provisioning_uri(py, &self.cell, what, account, issuer, self.digits)
     }
 }
