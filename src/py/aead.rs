@@ -7,7 +7,9 @@
 //! `KeyDestroyedError`, and a fork child gets `ForkedKeyError`.
 
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyBytes;
+use pyo3::PyClass;
 
 use crate::crypto::aead_suite::AeadAlgorithm;
 use crate::crypto::symmetric::SymmetricKey;
@@ -18,50 +20,137 @@ use super::errors::{Error, Result};
 use super::key_cell::KeyHandle;
 use super::secret_key::SecretKey;
 
-/// One pyca-shaped AEAD class over a `SecretKey`.
-macro_rules! aead_class {
-    ($cls:ident, $name:literal, $alg:expr, $gen_sig:literal, $default_bits:literal, $doc:literal) => {
-        #[doc = $doc]
-        #[pyclass(frozen, name = $name, module = "keycell._native")]
-        pub struct $cls {
-            key: Py<SecretKey>,
+/// A pyca-shaped AEAD class over a `SecretKey`: its algorithm and the key it holds (its
+/// Python name, for messages and `repr`, is `PyClass::NAME`). Implementing it and invoking
+/// [`aead_methods!`] gives the class its methods, which are the same for every algorithm.
+pub trait AeadClass: PyClass<Frozen = True> + Sync + Sized {
+    /// The algorithm.
+    const ALG: AeadAlgorithm;
+    /// An object over `key` (already checked).
+    fn with_key(key: Py<SecretKey>) -> Self;
+    /// The key.
+    fn key(&self) -> &Py<SecretKey>;
+}
+
+fn sealer<'a, C: AeadClass>(aead: &'a C, py: Python<'a>) -> Sealer<'a> {
+    Sealer {
+        cell: aead.key().bind(py).get().cell(),
+        alg: C::ALG,
+        class: C::NAME,
+    }
+}
+
+/// The constructor: `key` must be a `SecretKey` of a size the algorithm takes.
+pub fn new<C: AeadClass>(key: &Bound<'_, PyAny>) -> Result<C> {
+    let key = handle::<SecretKey>(key, "key", "SecretKey", "")?;
+    check_key(key.get().cell(), C::ALG, C::NAME)?;
+    Ok(C::with_key(key.clone().unbind()))
+}
+
+/// `generate_key`: a new `SecretKey` of `bit_length` bits, if the algorithm takes it.
+pub fn generate_key<C: AeadClass>(py: Python<'_>, bit_length: i64) -> Result<SecretKey> {
+    let bytes = usize::try_from(bit_length / 8).unwrap_or(0);
+    if bit_length % 8 != 0 || !C::ALG.key_len_ok(bytes) {
+        return Err(Error::Value(key_len_message(C::ALG, C::NAME)));
+    }
+    let key = SymmetricKey::generate(bytes)?;
+    SecretKey::wrap_with(py, key, true)
+}
+
+/// `encrypt`: `ciphertext || tag`.
+pub fn encrypt<'py, C: AeadClass>(
+    aead: &C,
+    py: Python<'py>,
+    nonce: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    associated_data: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyBytes>> {
+    let args = AeadArgs::parse(nonce, data, associated_data)?;
+    let (nonce, data, aad) = args.slices();
+    sealer(aead, py).encrypt(py, nonce, data, aad, &[])
+}
+
+/// `decrypt`: the plaintext of `ciphertext || tag`, or `InvalidTag`.
+pub fn decrypt<'py, C: AeadClass>(
+    aead: &C,
+    py: Python<'py>,
+    nonce: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    associated_data: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyBytes>> {
+    let args = AeadArgs::parse(nonce, data, associated_data)?;
+    let (nonce, data, aad) = args.slices();
+    sealer(aead, py).decrypt(py, nonce, data, aad)
+}
+
+/// `encrypt_into`: `ciphertext || tag` written to `buf`; the bytes written.
+pub fn encrypt_into<C: AeadClass>(
+    aead: &C,
+    py: Python<'_>,
+    nonce: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    associated_data: Option<&Bound<'_, PyAny>>,
+    buf: &Bound<'_, PyAny>,
+) -> Result<usize> {
+    let args = AeadArgs::parse(nonce, data, associated_data)?;
+    let (nonce, data, aad) = args.slices();
+    sealer(aead, py).encrypt_into(py, nonce, data, aad, buf)
+}
+
+/// `decrypt_into`: the plaintext written to `buf`; the bytes written.
+pub fn decrypt_into<C: AeadClass>(
+    aead: &C,
+    py: Python<'_>,
+    nonce: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    associated_data: Option<&Bound<'_, PyAny>>,
+    buf: &Bound<'_, PyAny>,
+) -> Result<usize> {
+    let args = AeadArgs::parse(nonce, data, associated_data)?;
+    let (nonce, data, aad) = args.slices();
+    sealer(aead, py).decrypt_into(py, nonce, data, aad, buf)
+}
+
+/// The `TypeError` of pickling an AEAD object.
+pub fn refuse_pickle<C: AeadClass>() -> Error {
+    Error::Type(format!(
+        "{} cannot be pickled: its key is kept out of Python memory on purpose",
+        C::NAME
+    ))
+}
+
+/// [`AeadClass`] for `$cls` (a struct with a field `key: Py<SecretKey>`) with algorithm
+/// `$alg`, and its `#[pymethods]` block (every method is the same for every algorithm),
+/// each a one-line delegation to a helper above, and the refusal to become text
+/// (`text_refusing!`).
+macro_rules! aead_methods {
+    ($cls:ident, $alg:expr) => {
+        impl AeadClass for $cls {
+            const ALG: AeadAlgorithm = $alg;
+            fn with_key(key: Py<SecretKey>) -> Self {
+                $cls { key }
+            }
+            fn key(&self) -> &Py<SecretKey> {
+                &self.key
+            }
         }
 
         $crate::py::text_refusal::text_refusing!($cls);
-
-        impl $cls {
-            fn sealer<'a>(&'a self, py: Python<'a>) -> Sealer<'a> {
-                Sealer {
-                    cell: self.key.bind(py).get().cell(),
-                    alg: $alg,
-                    class: $name,
-                }
-            }
-        }
 
         #[pymethods]
         impl $cls {
             #[new]
             #[pyo3(signature = (key, /))]
             fn new(key: &Bound<'_, PyAny>) -> Result<Self> {
-                let key = handle::<SecretKey>(key, "key", "SecretKey", "")?;
-                check_key(key.get().cell(), $alg, $name)?;
-                Ok($cls {
-                    key: key.clone().unbind(),
-                })
+                new(key)
             }
 
             /// Generate a new key of `bit_length` bits from the OS CSPRNG, straight into a
             /// guarded region, as a `SecretKey`.
             #[staticmethod]
-            #[pyo3(signature = (bit_length = $default_bits), text_signature = $gen_sig)]
+            #[pyo3(signature = (bit_length = 256), text_signature = "(bit_length=256)")]
             fn generate_key(py: Python<'_>, bit_length: i64) -> Result<SecretKey> {
-                let bytes = usize::try_from(bit_length / 8).unwrap_or(0);
-                if bit_length % 8 != 0 || !$alg.key_len_ok(bytes) {
-                    return Err(Error::Value(key_len_message($alg, $name)));
-                }
-                let key = SymmetricKey::generate(bytes)?;
-                SecretKey::wrap_with(py, key, true)
+                generate_key::<Self>(py, bit_length)
             }
 
             /// Encrypt and authenticate `data`, authenticating `associated_data` too;
@@ -76,9 +165,7 @@ macro_rules! aead_class {
                 data: &Bound<'py, PyAny>,
                 associated_data: Option<&Bound<'py, PyAny>>,
             ) -> Result<Bound<'py, PyBytes>> {
-                let args = AeadArgs::parse(nonce, data, associated_data)?;
-                let (nonce, data, aad) = args.slices();
-                self.sealer(py).encrypt(py, nonce, data, aad, &[])
+                encrypt(self, py, nonce, data, associated_data)
             }
 
             /// Authenticate and decrypt `data` (`ciphertext || tag`); raises
@@ -93,9 +180,7 @@ macro_rules! aead_class {
                 data: &Bound<'py, PyAny>,
                 associated_data: Option<&Bound<'py, PyAny>>,
             ) -> Result<Bound<'py, PyBytes>> {
-                let args = AeadArgs::parse(nonce, data, associated_data)?;
-                let (nonce, data, aad) = args.slices();
-                self.sealer(py).decrypt(py, nonce, data, aad)
+                decrypt(self, py, nonce, data, associated_data)
             }
 
             /// Like `encrypt`, but writes `ciphertext || tag` to the start of the writable
@@ -112,9 +197,7 @@ macro_rules! aead_class {
                 associated_data: Option<&Bound<'_, PyAny>>,
                 buf: &Bound<'_, PyAny>,
             ) -> Result<usize> {
-                let args = AeadArgs::parse(nonce, data, associated_data)?;
-                let (nonce, data, aad) = args.slices();
-                self.sealer(py).encrypt_into(py, nonce, data, aad, buf)
+                encrypt_into(self, py, nonce, data, associated_data, buf)
             }
 
             /// Like `decrypt`, but writes the plaintext to the start of the writable
@@ -131,70 +214,61 @@ macro_rules! aead_class {
                 associated_data: Option<&Bound<'_, PyAny>>,
                 buf: &Bound<'_, PyAny>,
             ) -> Result<usize> {
-                let args = AeadArgs::parse(nonce, data, associated_data)?;
-                let (nonce, data, aad) = args.slices();
-                self.sealer(py).decrypt_into(py, nonce, data, aad, buf)
+                decrypt_into(self, py, nonce, data, associated_data, buf)
             }
 
             /// The `SecretKey` this object encrypts with.
             #[getter]
             fn key(&self, py: Python<'_>) -> Py<SecretKey> {
-                self.key.clone_ref(py)
+                AeadClass::key(self).clone_ref(py)
             }
 
             fn __repr__(&self) -> String {
-                format!("<{}>", $name)
+                format!("<{}>", Self::NAME)
             }
 
             fn __reduce__(&self) -> Result<()> {
-                Err(Error::Type(
-                    concat!(
-                        $name,
-                        " cannot be pickled: its key is kept out of Python memory on purpose"
-                    )
-                    .to_owned(),
-                ))
+                Err(refuse_pickle::<Self>())
             }
         }
     };
 }
 
-aead_class!(
-    AesGcm,
-    "AESGCM",
-    AeadAlgorithm::AesGcm,
-    "(bit_length=256)",
-    256,
-    "AES-GCM (128, 192 or 256-bit key, 8 to 128-byte nonce, 12 recommended; 16-byte tag)\n\
-     with a `SecretKey`, shaped like pyca/cryptography's `AESGCM`. The key stays in its\n\
-     guarded region; the key schedule is kept in a guarded region beside it and wiped\n\
-     with the key."
-);
-aead_class!(
-    ChaCha20Poly1305,
-    "ChaCha20Poly1305",
-    AeadAlgorithm::ChaCha20Poly1305,
-    "(bit_length=256)",
-    256,
-    "ChaCha20-Poly1305 (RFC 8439: 256-bit key, 12-byte nonce, 16-byte tag) with a\n\
-     `SecretKey`, shaped like pyca/cryptography's `ChaCha20Poly1305`."
-);
-aead_class!(
-    XChaCha20Poly1305,
-    "XChaCha20Poly1305",
-    AeadAlgorithm::XChaCha20Poly1305,
-    "(bit_length=256)",
-    256,
-    "XChaCha20-Poly1305 (256-bit key, 24-byte nonce, safe to pick at random; 16-byte tag)\n\
-     with a `SecretKey`. Same methods as `ChaCha20Poly1305`."
-);
-aead_class!(
-    AesGcmSiv,
-    "AESGCMSIV",
-    AeadAlgorithm::AesGcmSiv,
-    "(bit_length=256)",
-    256,
-    "AES-GCM-SIV (RFC 8452: 128 or 256-bit key, 12-byte nonce, 16-byte tag) with a\n\
-     `SecretKey`, shaped like pyca/cryptography's `AESGCMSIV`. A repeated nonce reveals\n\
-     only whether two messages (with their associated data) are equal."
-);
+/// AES-GCM (128, 192 or 256-bit key, 8 to 128-byte nonce, 12 recommended; 16-byte tag)
+/// with a `SecretKey`, shaped like pyca/cryptography's `AESGCM`. The key stays in its
+/// guarded region; the key schedule is kept in a guarded region beside it and wiped
+/// with the key.
+#[pyclass(frozen, name = "AESGCM", module = "keycell._native")]
+pub struct AesGcm {
+    key: Py<SecretKey>,
+}
+
+aead_methods!(AesGcm, AeadAlgorithm::AesGcm);
+
+/// ChaCha20-Poly1305 (RFC 8439: 256-bit key, 12-byte nonce, 16-byte tag) with a
+/// `SecretKey`, shaped like pyca/cryptography's `ChaCha20Poly1305`.
+#[pyclass(frozen, name = "ChaCha20Poly1305", module = "keycell._native")]
+pub struct ChaCha20Poly1305 {
+    key: Py<SecretKey>,
+}
+
+aead_methods!(ChaCha20Poly1305, AeadAlgorithm::ChaCha20Poly1305);
+
+/// XChaCha20-Poly1305 (256-bit key, 24-byte nonce, safe to pick at random; 16-byte tag)
+/// with a `SecretKey`. Same methods as `ChaCha20Poly1305`.
+#[pyclass(frozen, name = "XChaCha20Poly1305", module = "keycell._native")]
+pub struct XChaCha20Poly1305 {
+    key: Py<SecretKey>,
+}
+
+aead_methods!(XChaCha20Poly1305, AeadAlgorithm::XChaCha20Poly1305);
+
+/// AES-GCM-SIV (RFC 8452: 128 or 256-bit key, 12-byte nonce, 16-byte tag) with a
+/// `SecretKey`, shaped like pyca/cryptography's `AESGCMSIV`. A repeated nonce reveals
+/// only whether two messages (with their associated data) are equal.
+#[pyclass(frozen, name = "AESGCMSIV", module = "keycell._native")]
+pub struct AesGcmSiv {
+    key: Py<SecretKey>,
+}
+
+aead_methods!(AesGcmSiv, AeadAlgorithm::AesGcmSiv);
