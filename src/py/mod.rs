@@ -1,5 +1,9 @@
 //! The PyO3 bindings: argument parsing, GIL release, error mapping. One file per Python
-//! class family; no cryptography or memory management of their own.
+//! class family; no cryptography or memory management of their own. Each class's methods
+//! are in a plain `#[pymethods] impl`; methods a family shares come from a macro that adds
+//! a second block of one-line delegations (`key_handle_methods!`, `private_key_methods!`,
+//! `aead_methods!`, the token handles', `text_refusing!`). `exceptions.rs` imports every
+//! Python exception and only `errors.rs` builds them.
 
 mod aead;
 mod aead_calls;
