@@ -237,7 +237,7 @@ impl AgentServer {
         let p = parse_policy(policy.map(|p| p.as_bytes()))?;
         self.server
             .set_policy(p)
-            .map_err(|why| Error::Py(AgentPolicyError::new_err(format!("policy refused: {why}"))))
+            .map_err(|why| Error::AgentPolicyRefused(format!("policy refused: {why}")))
     }
 
     /// The loaded policy's `serial` (0 when it has none), or `None` without a policy.
@@ -362,7 +362,7 @@ pub fn agent_read_public_key_file<'py>(
             policy_file::ReadError::Io(e) => format!("cannot read {}: {e}", path.display()),
             policy_file::ReadError::Insecure(r) => format!("refusing {}: {r}", path.display()),
         };
-        Error::Py(AgentPolicyError::new_err(msg))
+        Error::AgentPolicyRefused(msg)
     })?;
     Ok(PyBytes::new(py, &data))
 }
@@ -385,6 +385,6 @@ pub fn agent_read_policy<'py>(
     let (data, _) = detach(py, || {
         policy_file::read_verified(&path, &vk, signature.as_deref())
     })
-    .map_err(|e| Error::Py(AgentPolicyError::new_err(e.to_string())))?;
+    .map_err(|e| Error::AgentPolicyRefused(e.to_string()))?;
     Ok(PyBytes::new(py, &data))
 }

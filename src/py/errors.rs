@@ -77,6 +77,9 @@ pub enum Error {
     Agent(String),
     /// The agent's policy is invalid; the reason names the problem.
     AgentPolicy(String),
+    /// A policy or its files refused (unreadable, insecure, unsigned, a serial that goes
+    /// back): `AgentPolicyError` with the message as it is.
+    AgentPolicyRefused(String),
     /// A handle that is not a key cell (a key store, an agent server) was used in a fork
     /// child of the process that made it.
     Forked(String),
@@ -198,6 +201,7 @@ impl From<Error> for PyErr {
             Error::Pkcs11(e) => pkcs11_error(e),
             Error::Agent(msg) => AgentError::new_err(msg),
             Error::AgentPolicy(reason) => AgentPolicyError::new_err(format!("policy: {reason}")),
+            Error::AgentPolicyRefused(message) => AgentPolicyError::new_err(message),
             Error::Forked(msg) => ForkedKeyError::new_err(msg),
             Error::Buffer(msg) => PyBufferError::new_err(msg),
             Error::Overflow(msg) => PyOverflowError::new_err(msg),
