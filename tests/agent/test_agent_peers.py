@@ -107,11 +107,14 @@ def test_agent_memory_is_unreadable_by_its_own_uid(world_dir: Path) -> None:
 FLOOD = r"""
 import socket, sys
 path, n = sys.argv[1], int(sys.argv[2])
-for _ in range(n):
+for i in range(n):
+    if i == n // 2:  # half way: wait until the owner has been served mid-flood
+        print("HALF", flush=True)
+        sys.stdin.readline()
     s = socket.socket(socket.AF_UNIX)
     s.connect(path)
     s.close()
-print("DONE")
+print("DONE", flush=True)
 """
 
 
@@ -129,14 +132,25 @@ def test_a_flood_of_refused_connections_is_aggregated_and_allowed_peers_are_serv
     with Agent(st, "--socket-mode", "0666", *audited.args()) as agent:
         flood = subprocess.Popen(
             [*as_user(*nobody()), sys.executable, "-c", FLOOD, str(agent.socket), str(n)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd="/",
         )
+        assert flood.stdin is not None and flood.stdout is not None
         signed = 0
         with agent.client() as c:
             key = c.ed25519("deploy")
-            while flood.poll() is None:  # served during the whole flood
+            # Half the flood is in: the owner is served (a new connection and one that
+            # was open all along), then the flood goes on while the owner keeps signing.
+            assert flood.stdout.readline().strip() == "HALF"
+            with agent.client() as mid:
+                mid.ed25519("deploy").sign(b"mid-flood")
+            key.sign(b"during the flood")
+            signed += 1
+            flood.stdin.write("go\n")
+            flood.stdin.flush()
+            while flood.poll() is None:  # served during the rest of the flood
                 key.sign(b"during the flood")
                 signed += 1
             out, _ = flood.communicate(timeout=120)
