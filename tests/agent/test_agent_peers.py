@@ -137,7 +137,8 @@ def test_a_flood_of_refused_connections_is_aggregated_and_allowed_peers_are_serv
             text=True,
             cwd="/",
         )
-        assert flood.stdin is not None and flood.stdout is not None
+        assert flood.stdin is not None
+        assert flood.stdout is not None
         signed = 0
         with agent.client() as c:
             key = c.ed25519("deploy")
