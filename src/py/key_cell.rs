@@ -29,7 +29,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, TryLockError};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, TryLockError, Weak};
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -137,6 +137,23 @@ pub struct KeyCell<K> {
     /// Open views (buffer exports). `destroy()` refuses while it is non-zero.
     views: AtomicUsize,
     export: ExportSeal,
+    /// Objects made from this key that keep state of their own (an OTP object's copy of
+    /// the secret and its pads): `destroy()` destroys them too, so destroying a key
+    /// revokes everything made from it (DESIGN.md invariant 11). Objects that use this
+    /// cell on every call (AEAD, HMAC contexts) need no entry.
+    dependents: Mutex<Vec<Weak<dyn Revoke>>>,
+}
+
+/// Something `destroy()` of the key it was made from must destroy too.
+pub trait Revoke: Send + Sync {
+    /// Destroy it (as its own `destroy()` does).
+    fn revoke(&self, py: Python<'_>) -> Result<()>;
+}
+
+impl<K: CellKey> Revoke for KeyCell<K> {
+    fn revoke(&self, py: Python<'_>) -> Result<()> {
+        self.destroy(py)
+    }
 }
 
 /// A read guard on a live key.
@@ -181,7 +198,29 @@ impl<K: CellKey> KeyCell<K> {
             made_in: ProcessStamp::current(),
             views: AtomicUsize::new(0),
             export: ExportSeal(AtomicBool::new(exportable)),
+            dependents: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Register `dependent` to be destroyed with this key. Call it while holding this
+    /// key's read lock (a [`LiveKey`]): `destroy()` takes the write lock, so it either ran
+    /// before (and the caller got `KeyDestroyedError`) or sees the entry.
+    pub fn add_dependent(&self, dependent: Weak<dyn Revoke>) {
+        let mut list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|d| d.strong_count() > 0);
+        list.push(dependent);
+    }
+
+    /// Destroy every live dependent; the first failure is returned after all were tried.
+    fn revoke_dependents(&self, py: Python<'_>) -> Result<()> {
+        let list = std::mem::take(&mut *self.dependents.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut first = None;
+        for dependent in list.iter().filter_map(Weak::upgrade) {
+            if let Err(e) = dependent.revoke(py) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// `ForkedKeyError` in a fork child of the process that made the cell. Runs before any
@@ -228,6 +267,12 @@ impl<K: CellKey> KeyCell<K> {
     /// a fork child it only marks the handle destroyed: the parent's lock may be held by a
     /// thread that does not exist here, and the memory was wiped on fork.
     pub fn destroy(&self, py: Python<'_>) -> Result<()> {
+        self.destroy_own(py)?;
+        self.revoke_dependents(py)
+    }
+
+    /// [`Self::destroy`] of this key alone.
+    fn destroy_own(&self, py: Python<'_>) -> Result<()> {
         if self.check_process().is_err() {
             self.destroyed.store(true, Ordering::SeqCst);
             return Ok(());

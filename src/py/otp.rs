@@ -6,8 +6,11 @@
 //! The object owns its own region (`crate::otp::OtpKey`: the HMAC pads of its algorithm and
 //! a copy of the secret), filled either from a `SecretKey`'s bytes, borrowed under that
 //! key's lock, or by decoding a caller's base32 buffer straight into it. So the secret never
-//! becomes a Python `str`, `bytes` or `int`, and destroying the `SecretKey` afterwards does
-//! not affect the OTP object (destroy it too).
+//! becomes a Python `str`, `bytes` or `int`. An OTP object made from a `SecretKey` is
+//! registered with the key's cell: destroying the key destroys the object's copy too, and
+//! every later use raises `KeyDestroyedError` (DESIGN.md invariant 11).
+
+use std::sync::Arc;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
@@ -20,7 +23,7 @@ use super::args::{handle, type_name, IntArg};
 use super::buffer_in_place::with_bytes_in_place;
 use super::bytes_like::SecretSource;
 use super::errors::{Error, Result};
-use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
+use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle, Revoke};
 use super::secret_key::SecretKey;
 
 /// Largest `look_ahead`, `past` or `future`: a bound on the work one `verify` call does.
@@ -104,17 +107,24 @@ fn timestamp(obj: &Bound<'_, PyAny>) -> Result<i64> {
     }
 }
 
-/// An OTP key from a `SecretKey`'s bytes, borrowed under its lock; and whether that key is
-/// exportable (the OTP object inherits it).
-fn key_from_secret_key(
+/// The cell of an OTP object over a `SecretKey`'s bytes: the OTP key is built from them,
+/// borrowed under the key's lock, `make` wraps it in a cell (given whether the key is
+/// exportable: the OTP object inherits it), and the cell is registered with the key, still
+/// under its lock, so that destroying the key destroys the OTP object's copy too.
+fn cell_from_secret_key(
     key: &Bound<'_, PyAny>,
     alg: OtpAlgorithm,
     allow_short: bool,
-) -> Result<(OtpKey, bool)> {
+    make: impl FnOnce(OtpKey, bool) -> Result<KeyCell<OtpKey>>,
+) -> Result<Arc<KeyCell<OtpKey>>> {
     let sk = handle::<SecretKey>(key, "key", "SecretKey", " (or use from_base32)")?.get();
     let live = sk.live()?;
     let otp = OtpKey::from_secret(alg, live.key().bytes()?, allow_short)?;
-    Ok((otp, sk.exportable_now()))
+    let cell = Arc::new(make(otp, sk.exportable_now())?);
+    let dependent: Arc<dyn Revoke> = cell.clone();
+    sk.cell().add_dependent(Arc::downgrade(&dependent));
+    drop(live);
+    Ok(cell)
 }
 
 /// Run `f` on the bytes of `buf` where they are (not copied); a writable `buf` is then
@@ -211,19 +221,35 @@ fn label(alg: OtpAlgorithm, digits: Digits, period: Option<u64>) -> String {
 /// region.
 #[pyclass(frozen, module = "keycell._native", name = "HOTP")]
 pub struct Hotp {
-    cell: KeyCell<OtpKey>,
+    cell: Arc<KeyCell<OtpKey>>,
     digits: Digits,
     initial_count: u64,
 }
 
 impl Hotp {
     fn wrap(py: Python<'_>, key: OtpKey, digits: Digits, exportable: bool) -> Result<Self> {
+        Ok(Hotp::of(
+            Arc::new(Hotp::cell_of(py, key, digits, exportable)?),
+            digits,
+        ))
+    }
+
+    fn cell_of(
+        py: Python<'_>,
+        key: OtpKey,
+        digits: Digits,
+        exportable: bool,
+    ) -> Result<KeyCell<OtpKey>> {
         let label = label(key.algorithm(), digits, None);
-        Ok(Hotp {
-            cell: KeyCell::new(py, "HOTP", key, exportable, label)?,
+        KeyCell::new(py, "HOTP", key, exportable, label)
+    }
+
+    fn of(cell: Arc<KeyCell<OtpKey>>, digits: Digits) -> Self {
+        Hotp {
+            cell,
             digits,
             initial_count: 0,
-        })
+        }
     }
 }
 
@@ -254,8 +280,10 @@ impl Hotp {
     ) -> Result<Self> {
         let digits = parse_digits(digits)?;
         let alg = parse_otp_algorithm(algorithm)?;
-        let (otp, exportable) = key_from_secret_key(key, alg, allow_short_secret)?;
-        Hotp::wrap(py, otp, digits, exportable)
+        let cell = cell_from_secret_key(key, alg, allow_short_secret, |otp, exportable| {
+            Hotp::cell_of(py, otp, digits, exportable)
+        })?;
+        Ok(Hotp::of(cell, digits))
     }
 
     /// HOTP over a base32 secret (upper or lower case, padding optional, whitespace
@@ -375,7 +403,7 @@ impl Hotp {
 /// with a constant-time window check and replay refusal.
 #[pyclass(frozen, module = "keycell._native", name = "TOTP")]
 pub struct Totp {
-    cell: KeyCell<OtpKey>,
+    cell: Arc<KeyCell<OtpKey>>,
     digits: Digits,
     clock: TimeStep,
 }
@@ -390,12 +418,23 @@ impl Totp {
         exportable: bool,
     ) -> Result<Self> {
         let clock = TimeStep::new(period, t0)?;
-        let label = label(key.algorithm(), digits, Some(clock.period()));
+        let cell = Totp::cell_of(py, key, digits, &clock, exportable)?;
         Ok(Totp {
-            cell: KeyCell::new(py, "TOTP", key, exportable, label)?,
+            cell: Arc::new(cell),
             digits,
             clock,
         })
+    }
+
+    fn cell_of(
+        py: Python<'_>,
+        key: OtpKey,
+        digits: Digits,
+        clock: &TimeStep,
+        exportable: bool,
+    ) -> Result<KeyCell<OtpKey>> {
+        let label = label(key.algorithm(), digits, Some(clock.period()));
+        KeyCell::new(py, "TOTP", key, exportable, label)
     }
 
     fn step_at(&self, at: Option<&Bound<'_, PyAny>>) -> Result<u64> {
@@ -438,8 +477,15 @@ impl Totp {
     ) -> Result<Self> {
         let digits = parse_digits(digits)?;
         let alg = parse_otp_algorithm(algorithm)?;
-        let (otp, exportable) = key_from_secret_key(key, alg, allow_short_secret)?;
-        Totp::wrap(py, otp, digits, period, t0, exportable)
+        let clock = TimeStep::new(period, t0)?;
+        let cell = cell_from_secret_key(key, alg, allow_short_secret, |otp, exportable| {
+            Totp::cell_of(py, otp, digits, &clock, exportable)
+        })?;
+        Ok(Totp {
+            cell,
+            digits,
+            clock,
+        })
     }
 
     /// TOTP over a base32 secret (upper or lower case, padding optional, whitespace

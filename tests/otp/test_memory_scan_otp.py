@@ -138,3 +138,44 @@ def test_base32_secret_only_in_locked_pages(tmp_path: Path, algorithm: str) -> N
             assert len(alive[name]) == 1, summarize(alive)
             assert all(h.locked and h.dontdump for h in alive[name]), summarize(alive)
             assert after[name] == [], summarize(after)
+
+
+REVOKE_CHILD = """
+import gc, sys
+from keycell import SecretKey
+from keycell.exceptions import KeyDestroyedError
+from keycell.otp import HOTP, TOTP
+
+key = SecretKey.from_file(sys.argv[1])
+totp, hotp = TOTP(key), HOTP(key)
+totp.now(); hotp.at(1)
+phase("alive")
+key.destroy()                   # only the key: the objects made from it go with it
+gc.collect()
+out = []
+for use in (totp.now, lambda: hotp.at(1), lambda: totp.verify("123456", at=59)):
+    try:
+        use()
+        out.append("worked")
+    except KeyDestroyedError:
+        out.append("KeyDestroyedError")
+phase("destroyed")
+print("USES", out, totp.destroyed, hotp.destroyed)
+"""
+
+
+def test_destroying_the_key_revokes_otp_objects_made_from_it(tmp_path: Path) -> None:
+    """Issue 21 (5): ``TOTP(key)`` kept its own copy of the secret and its HMAC midstates,
+    and after ``key.destroy()`` still generated and verified codes. Now destroying the key
+    destroys every OTP object made from it: every use raises ``KeyDestroyedError`` and no
+    copy of the secret or of its midstates is left anywhere in the process."""
+    secret = secrets.token_bytes(20)
+    _write(tmp_path / "key", secret)
+    patterns = {"secret": secret, **hmac_sha1_midstates(secret)}
+    scans, out = scan_phases(REVOKE_CHILD, str(tmp_path / "key"), patterns=patterns)
+    alive, after = scans["alive"], scans["destroyed"]
+    assert len(alive["secret"]) >= 3, summarize(alive)  # the key and the two OTP copies
+    assert len(alive["sha1 inner midstate"]) == 2, summarize(alive)
+    for name in patterns:
+        assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
+    assert "USES ['KeyDestroyedError', 'KeyDestroyedError', 'KeyDestroyedError'] True True" in out

@@ -218,8 +218,16 @@ def test_life_cycle() -> None:
     key = SecretKey.from_buffer(bytearray(SECRET))
     t = TOTP(key)
     code = t.at(T)
-    key.destroy()  # the OTP object has its own region
+    key.destroy()  # destroying the key revokes the OTP objects made from it
+    assert t.destroyed
+    with pytest.raises(KeyDestroyedError):
+        t.at(T)
+    key = SecretKey.from_buffer(bytearray(SECRET))
+    t = TOTP(key)
     assert t.at(T) == code
+    t.destroy()  # destroying the OTP object leaves the key
+    assert not key.destroyed
+    t = TOTP(key)
     assert "sha1, 6 digits, 30 s" in repr(t)
     with pytest.raises(TypeError):
         pickle.dumps(t)

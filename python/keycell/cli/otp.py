@@ -7,6 +7,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import keycell
@@ -56,7 +58,10 @@ def _read_base32_file(path: str) -> bytearray:
         os.close(fd)
 
 
-def _load_otp(args: argparse.Namespace) -> Any:
+@contextmanager
+def _load_otp(args: argparse.Namespace) -> Iterator[Any]:
+    """The OTP object of the command's key file, for a ``with`` block (destroyed after
+    it, with the key it was made from: destroying that key revokes it)."""
     from ..otp import HOTP, TOTP
 
     options: dict[str, Any] = {"digits": args.digits, "algorithm": args.algorithm}
@@ -69,15 +74,15 @@ def _load_otp(args: argparse.Namespace) -> Any:
     if args.key_format == "base32":
         buf = _read_base32_file(args.key_file)
         try:
-            return cls.from_base32(buf, **options)
+            otp = cls.from_base32(buf, **options)
         finally:
             wipe(buf)
+        with otp:
+            yield otp
+        return
     fmt = None if args.key_format is None else args.key_format
-    key = SecretKey.from_file(args.key_file, format=fmt)
-    try:
-        return cls(key, **options)
-    finally:
-        key.destroy()
+    with SecretKey.from_file(args.key_file, format=fmt) as key, cls(key, **options) as otp:
+        yield otp
 
 
 def _cmd_otp_code(args: argparse.Namespace) -> int:
