@@ -11,7 +11,7 @@ use crate::crypto::aead_suite::{
 };
 use crate::crypto::symmetric::SymmetricKey;
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::buffer_in_place::{new_bytes_from, with_writable_in_place};
 use super::bytes_like::{bytes_like, maybe_detach, optional_bytes, writable_buffer, BytesLike};
@@ -223,8 +223,11 @@ impl Sealer<'_> {
 
     /// Authenticate `data` (`ciphertext || tag`) and write its plaintext to the start of
     /// the writable buffer `buf` (at least `len(data) - 16` bytes); returns the bytes
-    /// written. On any failure the plaintext area of `buf` is zeroed: it never holds
-    /// partial or unauthenticated plaintext after the call. Runs with the GIL held.
+    /// written. The message is decrypted in a private scratch buffer (zeroized when
+    /// dropped; large ones with the GIL released) and copied into `buf` only once its tag
+    /// checked: `buf` may be memory another thread or process reads (a `MAP_SHARED`
+    /// mapping), and no unauthenticated plaintext ever appears there, not even during the
+    /// call. When the message does not authenticate the plaintext area of `buf` is zeroed.
     pub fn decrypt_into(
         &self,
         py: Python<'_>,
@@ -243,12 +246,23 @@ impl Sealer<'_> {
         if target.item_count() < n {
             return Err(Error::Value(format!("buf must be at least {n} bytes")));
         }
-        let live = self.cell.live()?;
+        let mut scratch = Zeroizing::new(ct.to_vec());
+        // A key that cannot be used (destroyed, forked) fails here and leaves `buf` alone.
+        let opened = self.cell.with_key(py, n, |key| {
+            Ok(self.open_in_place(key, nonce, aad, &mut scratch, &tag))
+        })?;
         with_writable_in_place(py, &target, |dst| {
             let out = &mut dst[..n];
-            out.copy_from_slice(ct);
-            self.open_in_place(live.key(), nonce, aad, out, &tag)?;
-            Ok(n)
+            match opened {
+                Ok(()) => {
+                    out.copy_from_slice(&scratch);
+                    Ok(n)
+                }
+                Err(e) => {
+                    out.zeroize();
+                    Err(e)
+                }
+            }
         })
     }
 }
