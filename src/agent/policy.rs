@@ -217,13 +217,12 @@ impl Policy {
     }
 
     /// Whether this policy may replace `loaded`: its serial is greater, or it is the same
-    /// policy again (a reload of an unchanged file). Two policies without a serial (0)
-    /// replace each other as before serials existed; once a policy has one, an older or
-    /// equal serial with other rules is refused, so a genuine but older signed policy
-    /// cannot roll permissions back. `Err` says why.
+    /// policy again (a reload of an unchanged file). A policy without a serial counts as
+    /// serial 0, so two different policies without one do not replace each other either:
+    /// an older or equal serial with other rules is refused, and a genuine but older
+    /// signed policy cannot roll permissions back. `Err` says why.
     pub fn may_follow(&self, loaded: &Policy) -> Result<(), String> {
-        if self.serial > loaded.serial || self == loaded || (self.serial == 0 && loaded.serial == 0)
-        {
+        if self.serial > loaded.serial || self == loaded {
             return Ok(());
         }
         Err(format!(
@@ -373,6 +372,22 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_policy_without_a_serial_cannot_replace_another() {
+        let p = |text: &str| Policy::parse(text.as_bytes()).expect("policy");
+        let a = p(r#"{"keycell_policy": 1, "default": {}}"#);
+        let b = p(r#"{"keycell_policy": 1, "keys": {}}"#);
+        // Both count as serial 0: the older genuine one cannot come back, nor go forward.
+        assert!(b.may_follow(&a).is_err());
+        assert!(a.may_follow(&b).is_err());
+        // The same policy again (an unchanged file) and a greater serial are taken.
+        assert!(a.may_follow(&a).is_ok());
+        let c = p(r#"{"keycell_policy": 1, "serial": 1, "keys": {}}"#);
+        assert!(c.may_follow(&a).is_ok());
+        assert!(a.may_follow(&c).is_err());
+    }
+
     use super::*;
 
     const DOC: &str = r#"{

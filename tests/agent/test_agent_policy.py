@@ -75,14 +75,14 @@ def test_good_signature_starts_bad_or_missing_refuses(tmp_path: Path) -> None:
 def test_failed_reload_keeps_the_old_policy(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy", "ci"), secrets=())
     signer = Signer(st.dir)
-    policy = write_policy(st, {"keys": {"deploy": {}}})  # ci: no rule, unusable
+    policy = write_policy(st, {"serial": 1, "keys": {"deploy": {}}})  # ci: no rule, unusable
     signer.sign(policy)
     with Agent(st, *policy_args(policy, signer)) as agent:
         assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
             openssh_line(st.ed25519["deploy"], "deploy")
         ]
         # Tampered (signature no longer matches): refused, the old policy stays.
-        policy.write_text(json.dumps({"keycell_policy": 1, "default": {}}))
+        policy.write_text(json.dumps({"keycell_policy": 1, "serial": 2, "default": {}}))
         agent.signal(signal.SIGHUP)
         agent.wait_log("policy reload failed, keeping the old policy")
         assert agent.ssh("ssh-add", "-L").stdout.splitlines() == [
