@@ -86,8 +86,11 @@ impl SecretBuf {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
-        let allocator = super::allocator_for(self.protection().isolation);
-        Self::new_parts_with_in(allocator, [len], |[buf]| fill(buf))
+        let mine = self.protection();
+        let allocator = super::allocator_for(mine.isolation);
+        let new = Self::new_parts_with_in(allocator, [len], |[buf]| fill(buf))?;
+        super::note_derived(&mine, &new.protection());
+        Ok(new)
     }
 
     /// Allocate a buffer of `len` bytes filled from the OS CSPRNG.

@@ -91,7 +91,10 @@ impl<T> GuardedValue<T> {
         beside: &SecretBuf,
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<Self, E> {
-        Self::new_in(super::allocator_for(beside.protection().isolation), make)
+        let mine = beside.protection();
+        let value = Self::new_in(super::allocator_for(mine.isolation), make)?;
+        super::note_derived(&mine, &value.protection());
+        Ok(value)
     }
 
     /// The value. Fails in a fork child of the allocating process (where the region may

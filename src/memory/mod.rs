@@ -205,6 +205,27 @@ pub fn allocator_for(isolation: Isolation) -> &'static dyn Allocator {
     }
 }
 
+/// Set when state derived from a key (allocated beside it later, on first use) got less
+/// protection than the key's own region: its `mlock` failed under the "warn" policy, say.
+/// The layer above takes it ([`take_derived_shortfall`]) and warns.
+static DERIVED_SHORTFALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Note a region allocated beside a key (`beside`) with protection `new`.
+pub(crate) fn note_derived(beside: &Protection, new: &Protection) {
+    let weaker = (beside.locked && !new.locked)
+        || (beside.dontdump && !new.dontdump)
+        || (beside.wipeonfork && !new.wipeonfork);
+    if weaker {
+        DERIVED_SHORTFALL.store(true, Ordering::Release);
+    }
+}
+
+/// Whether state derived from a key got less protection than the key since the last
+/// call (cleared by the call): one atomic load while nothing happened.
+pub fn take_derived_shortfall() -> bool {
+    DERIVED_SHORTFALL.load(Ordering::Acquire) && DERIVED_SHORTFALL.swap(false, Ordering::AcqRel)
+}
+
 /// The allocator for secrets derived in an operation (HKDF output, Diffie-Hellman shared
 /// secrets): the pool under [`Isolation::Auto`], where [`default_allocator`] would give the
 /// first keys page isolation. A server derives one such key per connection or message and

@@ -47,7 +47,7 @@ use super::bytes_like::maybe_detach;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_io;
-use super::protection::{report_new_region, Protection};
+use super::protection::{report_derived_shortfall, report_new_region, Protection};
 
 /// What a cell needs from the key it holds: the secret bytes (for views, key files, the key
 /// store and diagnostics) and the protection of its memory. Both the crypto layer's key
@@ -256,10 +256,12 @@ impl<K: CellKey> KeyCell<K> {
         len: usize,
         f: impl FnOnce(&K) -> Result<T> + Send,
     ) -> Result<T> {
-        maybe_detach(py, len, || {
+        let out = maybe_detach(py, len, || {
             let live = self.live()?;
             f(live.key())
-        })
+        })?;
+        report_derived_shortfall(py)?;
+        Ok(out)
     }
 
     /// Wipe, unlock and unmap the key. Idempotent. Waits for operations in progress on

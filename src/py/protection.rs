@@ -118,3 +118,27 @@ pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
     )?;
     Ok(())
 }
+
+static WARNED_DERIVED: AtomicBool = AtomicBool::new(false);
+
+/// Called with the GIL after a key was used: when state derived from a key on first use
+/// (HMAC pads, AEAD cipher state) got less protection than the key (under the "warn"
+/// policy; under "raise" that use failed), warn once per process. `key.protection`
+/// reports the weakest region behind the key.
+pub fn report_derived_shortfall(py: Python<'_>) -> Result<()> {
+    if !memory::take_derived_shortfall() || WARNED_DERIVED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let msg = "keycell: state derived from a key on first use (HMAC pads or AEAD cipher \
+               state) got less protection than the key (mlock failed: RLIMIT_MEMLOCK spent?); \
+               key.protection reports the weakest region behind the key. This warning is \
+               shown once per process; set_policy(on_lock_failure=\"raise\") fails instead.";
+    let category = py.get_type::<ProtectionWarning>();
+    PyErr::warn(
+        py,
+        &category,
+        &std::ffi::CString::new(msg).unwrap_or_default(),
+        1,
+    )?;
+    Ok(())
+}

@@ -2,7 +2,7 @@
 from a key later (HMAC pads, the AEAD cipher state) is allocated on first use; when its
 ``mlock`` fails under ``on_lock_failure="warn"`` (the lock budget spent by then), the key's
 own region is locked but the derived state is not, and the key must not report
-``locked=True``. Under a one-page ``RLIMIT_MEMLOCK`` as an unprivileged user (root ignores
+``locked=True``, and a ``ProtectionWarning`` says so. Under a one-page ``RLIMIT_MEMLOCK`` as an unprivileged user (root ignores
 the limit), the key's page takes the whole budget."""
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ def _child(use: str) -> dict[str, Any]:
             AESGCM(key).encrypt(bytes(12), b"x", None)
         out["after"] = key.protection.locked
         out["complete"] = key.protection.complete
-    # (No warning names the derived state yet: the process's one ProtectionWarning is
-    # for a key's own region; issue 21 item 3 keeps that part open.)
     out["warnings"] = [str(w.message) for w in caught]
     return out
 
@@ -45,3 +43,6 @@ def test_unlocked_derived_state_makes_the_key_report_unlocked(use: str) -> None:
     assert out["before"] is True, out
     assert out["after"] is False, out
     assert out["complete"] is False, out
+    # One warning, naming the derived state (the key's own region was locked: no other).
+    assert len(out["warnings"]) == 1, out
+    assert "state derived from a key on first use" in out["warnings"][0], out
