@@ -2,8 +2,8 @@
 from a key later (HMAC pads, the AEAD cipher state) is allocated on first use; when its
 ``mlock`` fails under ``on_lock_failure="warn"`` (the lock budget spent by then), the key's
 own region is locked but the derived state is not, and the key must not report
-``locked=True``, and a ``ProtectionWarning`` says so. Under a one-page ``RLIMIT_MEMLOCK`` as an unprivileged user (root ignores
-the limit), the key's page takes the whole budget."""
+``locked=True``; a ``ProtectionWarning`` says so. Under a one-page ``RLIMIT_MEMLOCK`` as
+an unprivileged user (root ignores the limit), the key's page takes the whole budget."""
 
 from __future__ import annotations
 
