@@ -18,7 +18,7 @@
 //! size limits, reads integers beyond `i64` as floats, and always builds values, where the
 //! audit log checks each event on the append path without allocating; and its writer does
 //! not produce Python's `json.dumps(ensure_ascii=False)` bytes, which the records must match
-//! so existing logs keep verifying. The four files here are ~900 lines, fuzzed
+//! so existing logs keep verifying. The four files here are ~800 lines, fuzzed
 //! (`tests/fuzz_parsers.rs`) and dependency-free, so they stay.
 
 pub mod scan;
