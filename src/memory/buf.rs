@@ -78,17 +78,18 @@ impl SecretBuf {
         })
     }
 
-    /// Allocate a buffer of `len` bytes with the same isolation as `self` (page or pool,
-    /// whatever the policy says now) and fill it with `fill`: state derived from a key
-    /// later (e.g. HMAC pads on first use) is isolated like the key.
+    /// Allocate a buffer of `len` bytes with the same isolation as `self` (page or pool)
+    /// and, pooled, the same backend, whatever the policy says now, and fill it with
+    /// `fill`: state derived from a key later (e.g. HMAC pads on first use) is isolated and
+    /// backed like the key ([`super::allocator_beside`]).
     pub fn new_beside<E: From<MemoryError>>(
         &self,
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
         let mine = self.protection();
-        let allocator = super::allocator_for(mine.isolation);
-        let new = Self::new_parts_with_in(allocator, [len], |[buf]| fill(buf))?;
+        let allocator = super::allocator_beside(&mine);
+        let new = Self::new_parts_with_in(&allocator, [len], |[buf]| fill(buf))?;
         super::note_derived(&mine, &new.protection());
         Ok(new)
     }

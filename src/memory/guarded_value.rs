@@ -85,14 +85,15 @@ impl<T> GuardedValue<T> {
         Self::new_in(super::default_allocator(), make)
     }
 
-    /// [`GuardedValue::new_in`] with the same isolation (page or pool) as `beside`: state
-    /// derived from a key is isolated like the key.
+    /// [`GuardedValue::new_in`] with the same isolation (page or pool) and backend as
+    /// `beside` ([`super::allocator_beside`]): state derived from a key is isolated and
+    /// backed like the key.
     pub fn new_beside<E: From<MemoryError>>(
         beside: &SecretBuf,
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<Self, E> {
         let mine = beside.protection();
-        let value = Self::new_in(super::allocator_for(mine.isolation), make)?;
+        let value = Self::new_in(&super::allocator_beside(&mine), make)?;
         super::note_derived(&mine, &value.protection());
         Ok(value)
     }

@@ -336,6 +336,43 @@ impl Allocator for DerivedByPolicy {
     }
 }
 
+/// The allocator for state derived from a key whose region has protection `key`: the same
+/// isolation and, pooled, arenas of the same backend, whatever the policy says now (a
+/// key in `memfd_secret` arenas keeps its HMAC pads and cipher state there too).
+pub fn allocator_beside(key: &Protection) -> impl Allocator {
+    Beside {
+        isolation: key.isolation,
+        backend: Backend::from_name(key.backend).unwrap_or(Backend::Mmap),
+    }
+}
+
+/// [`allocator_beside`].
+struct Beside {
+    isolation: Isolation,
+    backend: Backend,
+}
+
+impl Allocator for Beside {
+    fn allocate_with(
+        &self,
+        parts: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<Box<dyn Region>, MemoryError> {
+        if self.isolation == Isolation::Page || pool::class_for(parts).is_none() {
+            return guarded::GuardedMmap.allocate_with(parts, fill);
+        }
+        Ok(Box::new(pool::PoolRegion::new_in(
+            parts,
+            self.backend,
+            fill,
+        )?))
+    }
+
+    fn name(&self) -> &'static str {
+        guarded::BACKEND_NAME
+    }
+}
+
 /// The pool, or page isolation for a region too large for it.
 struct PoolOrPage;
 

@@ -46,3 +46,30 @@ def test_unlocked_derived_state_makes_the_key_report_unlocked(use: str) -> None:
     # One warning, naming the derived state (the key's own region was locked: no other).
     assert len(out["warnings"]) == 1, out
     assert "state derived from a key on first use" in out["warnings"][0], out
+
+
+BACKEND_CHILD = """
+import json, keycell
+from keycell import AESGCM, SecretKey
+keycell.set_policy(isolation="pool", backend="memfd_secret")
+key = SecretKey.generate(32)
+keycell.set_policy(backend="mmap")      # the policy changes before the key's first use
+key.hmac(b"x")
+AESGCM(key).encrypt(bytes(12), b"x", None)
+print(json.dumps({"backend": key.protection.backend, "locked": key.protection.locked}))
+"""
+
+
+def test_derived_state_follows_the_keys_backend() -> None:
+    """Issue 21 (3): HMAC pads and the AEAD cipher state of a key in ``memfd_secret`` arenas
+    are allocated there too, even when the policy says ``mmap`` by the key's first use
+    (they took the policy's backend at that time, and ``protection`` said so)."""
+    import json
+
+    from support import run_python
+
+    if keycell._native._probe()["memfd_secret"] is not None:
+        pytest.skip("memfd_secret is not available here")
+    r = run_python(BACKEND_CHILD, drop_env=("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_BACKEND"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"backend": "memfd_secret", "locked": True}
