@@ -205,25 +205,49 @@ pub fn allocator_for(isolation: Isolation) -> &'static dyn Allocator {
     }
 }
 
-/// Set when state derived from a key (allocated beside it later, on first use) got less
-/// protection than the key's own region: its `mlock` failed under the "warn" policy, say.
-/// The layer above takes it ([`take_derived_shortfall`]) and warns.
-static DERIVED_SHORTFALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// What state derived from a key (allocated beside it later, on first use) got less of
+/// than the key's own region, since the layer above last asked
+/// ([`take_derived_shortfall`], which warns): [`SHORTFALL_PROTECTION`] (a lock or
+/// `madvise` that failed under the "warn" policy), [`SHORTFALL_MEMFD`] (a key in
+/// `memfd_secret` memory whose state did not fit a pool slot and went to a guarded mapping).
+static DERIVED_SHORTFALL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// A derived region is not locked, dump-excluded or wiped on fork where its key is.
+pub const SHORTFALL_PROTECTION: u8 = 1;
+/// A derived region is ordinary (guarded) mapped memory where its key is `memfd_secret`.
+pub const SHORTFALL_MEMFD: u8 = 2;
 
 /// Note a region allocated beside a key (`beside`) with protection `new`.
 pub(crate) fn note_derived(beside: &Protection, new: &Protection) {
-    let weaker = (beside.locked && !new.locked)
-        || (beside.dontdump && !new.dontdump)
-        || (beside.wipeonfork && !new.wipeonfork);
-    if weaker {
-        DERIVED_SHORTFALL.store(true, Ordering::Release);
+    let kinds = shortfall(beside, new);
+    if kinds != 0 {
+        DERIVED_SHORTFALL.fetch_or(kinds, Ordering::AcqRel);
     }
 }
 
-/// Whether state derived from a key got less protection than the key since the last
-/// call (cleared by the call): one atomic load while nothing happened.
-pub fn take_derived_shortfall() -> bool {
-    DERIVED_SHORTFALL.load(Ordering::Acquire) && DERIVED_SHORTFALL.swap(false, Ordering::AcqRel)
+/// What `new` lacks of `beside` (bits of `SHORTFALL_*`).
+fn shortfall(beside: &Protection, new: &Protection) -> u8 {
+    let mut kinds = 0;
+    if (beside.locked && !new.locked)
+        || (beside.dontdump && !new.dontdump)
+        || (beside.wipeonfork && !new.wipeonfork)
+    {
+        kinds |= SHORTFALL_PROTECTION;
+    }
+    let memfd = Backend::MemfdSecret.name();
+    if beside.backend == memfd && new.backend != memfd {
+        kinds |= SHORTFALL_MEMFD;
+    }
+    kinds
+}
+
+/// The shortfalls noted since the last call (bits of `SHORTFALL_*`; cleared by the call):
+/// one atomic load while nothing happened.
+pub fn take_derived_shortfall() -> u8 {
+    if DERIVED_SHORTFALL.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
+    DERIVED_SHORTFALL.swap(0, Ordering::AcqRel)
 }
 
 /// The allocator for secrets derived in an operation (HKDF output, Diffie-Hellman shared
@@ -397,4 +421,48 @@ impl Allocator for PoolOrPage {
 /// Allocate a zero-filled [`SecretBuf`] of `len` bytes from the default allocator.
 pub fn allocate(len: usize) -> Result<SecretBuf, MemoryError> {
     SecretBuf::allocate_in(default_allocator(), len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(backend: &'static str, isolation: Isolation) -> Protection {
+        Protection {
+            locked: true,
+            dontdump: true,
+            wipeonfork: true,
+            guard_pages: true,
+            read_only_idle: isolation == Isolation::Page,
+            isolation,
+            backend,
+        }
+    }
+
+    /// Shortfalls of derived state by kind, noted and taken (other tests may note their
+    /// own meanwhile: the state is process-wide, so only what this one noted is checked),
+    /// and `weakest` keeps the weaker of each property.
+    #[test]
+    fn derived_shortfalls_and_the_weakest_protection() {
+        let memfd = full("memfd_secret", Isolation::Pool);
+        let mapped = full(guarded::BACKEND_NAME, Isolation::Page);
+        let unlocked = Protection {
+            locked: false,
+            ..mapped
+        };
+        assert_eq!(shortfall(&memfd, &memfd), 0);
+        assert_eq!(shortfall(&mapped, &mapped), 0);
+        assert_eq!(shortfall(&memfd, &mapped), SHORTFALL_MEMFD);
+        assert_eq!(shortfall(&mapped, &unlocked), SHORTFALL_PROTECTION);
+        assert_eq!(shortfall(&unlocked, &mapped), 0);
+        note_derived(&memfd, &unlocked);
+        let both = SHORTFALL_MEMFD | SHORTFALL_PROTECTION;
+        assert_eq!(take_derived_shortfall() & both, both);
+        let w = memfd.weakest(unlocked);
+        assert!(!w.locked && w.dontdump && !w.read_only_idle);
+        assert_eq!(
+            (w.isolation, w.backend),
+            (Isolation::Pool, guarded::BACKEND_NAME)
+        );
+    }
 }

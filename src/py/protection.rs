@@ -120,25 +120,43 @@ pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
 }
 
 static WARNED_DERIVED: AtomicBool = AtomicBool::new(false);
+static WARNED_MEMFD: AtomicBool = AtomicBool::new(false);
 
 /// Called with the GIL after a key was used: when state derived from a key on first use
 /// (HMAC pads, AEAD cipher state) got less protection than the key (under the "warn"
-/// policy; under "raise" that use failed), warn once per process. `key.protection`
-/// reports the weakest region behind the key.
+/// policy; under "raise" that use failed), or left `memfd_secret` memory because it did
+/// not fit a pool slot, warn, once per process for each. `key.protection` reports the
+/// weakest region behind the key.
 pub fn report_derived_shortfall(py: Python<'_>) -> Result<()> {
-    if !memory::take_derived_shortfall() || WARNED_DERIVED.swap(true, Ordering::SeqCst) {
+    let kinds = memory::take_derived_shortfall();
+    if kinds == 0 {
         return Ok(());
     }
-    let msg = "keycell: state derived from a key on first use (HMAC pads or AEAD cipher \
-               state) got less protection than the key (mlock failed: RLIMIT_MEMLOCK spent?); \
-               key.protection reports the weakest region behind the key. This warning is \
-               shown once per process; set_policy(on_lock_failure=\"raise\") fails instead.";
     let category = py.get_type::<ProtectionWarning>();
-    PyErr::warn(
-        py,
-        &category,
-        &std::ffi::CString::new(msg).unwrap_or_default(),
-        1,
-    )?;
+    if kinds & memory::SHORTFALL_PROTECTION != 0 && !WARNED_DERIVED.swap(true, Ordering::SeqCst) {
+        let msg = "keycell: state derived from a key on first use (HMAC pads or AEAD cipher \
+                   state) got less protection than the key (mlock failed: RLIMIT_MEMLOCK \
+                   spent?); key.protection reports the weakest region behind the key. This \
+                   warning is shown once per process; set_policy(on_lock_failure=\"raise\") \
+                   fails instead.";
+        PyErr::warn(
+            py,
+            &category,
+            &std::ffi::CString::new(msg).unwrap_or_default(),
+            1,
+        )?;
+    }
+    if kinds & memory::SHORTFALL_MEMFD != 0 && !WARNED_MEMFD.swap(true, Ordering::SeqCst) {
+        let msg = "keycell: state derived from a key in memfd_secret memory (HMAC pads or \
+                   AEAD cipher state) was too large for a pool slot and went to a guarded \
+                   mmap region, which /proc/PID/mem and ptrace can read; key.protection \
+                   reports it. This warning is shown once per process.";
+        PyErr::warn(
+            py,
+            &category,
+            &std::ffi::CString::new(msg).unwrap_or_default(),
+            1,
+        )?;
+    }
     Ok(())
 }
