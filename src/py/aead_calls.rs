@@ -196,8 +196,10 @@ impl Sealer<'_> {
     }
 
     /// Write `ciphertext || tag` of `data` to the start of the writable buffer `buf` (at
-    /// least `len(data) + 16` bytes); returns the bytes written. Runs with the GIL held:
-    /// the caller's buffer is written in place.
+    /// least `len(data) + 16` bytes); returns the bytes written. The message is encrypted
+    /// in a private scratch buffer (zeroized when dropped; large ones with the GIL
+    /// released) and only the ciphertext is copied into `buf`: `buf` may be memory another
+    /// process reads (a `MAP_SHARED` mapping), and the plaintext never appears there.
     pub fn encrypt_into(
         &self,
         py: Python<'_>,
@@ -213,10 +215,13 @@ impl Sealer<'_> {
         if target.item_count() < need {
             return Err(Error::Value(format!("buf must be at least {need} bytes")));
         }
-        let live = self.cell.live()?;
+        let mut scratch = Zeroizing::new(vec![0u8; need]);
+        scratch[..n].copy_from_slice(data);
+        self.cell.with_key(py, n, |key| {
+            self.seal_in_place(key, nonce, aad, &mut scratch, n)
+        })?;
         with_writable_in_place(py, &target, |dst| {
-            dst[..n].copy_from_slice(data);
-            self.seal_in_place(live.key(), nonce, aad, dst, n)?;
+            dst[..need].copy_from_slice(&scratch);
             Ok(need)
         })
     }

@@ -144,15 +144,22 @@ pub struct KeyCell<K> {
     dependents: Mutex<Vec<Weak<dyn Revoke>>>,
 }
 
-/// Something `destroy()` of the key it was made from must destroy too.
+/// Something `destroy()` of the key it was made from must destroy too, and its
+/// `seal_export()` seal.
 pub trait Revoke: Send + Sync {
     /// Destroy it (as its own `destroy()` does).
     fn revoke(&self, py: Python<'_>) -> Result<()>;
+    /// Seal it against export, for good (a destroyed one needs nothing).
+    fn seal(&self);
 }
 
 impl<K: CellKey> Revoke for KeyCell<K> {
     fn revoke(&self, py: Python<'_>) -> Result<()> {
         self.destroy(py)
+    }
+
+    fn seal(&self) {
+        self.export.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -348,6 +355,12 @@ impl<K: CellKey> KeyCell<K> {
     pub fn seal_export(&self) -> Result<()> {
         self.check_live()?;
         self.export.0.store(false, Ordering::SeqCst);
+        // Objects made from this key that keep a copy (OTP objects) are sealed with it:
+        // their export (`provisioning_uri`) would give the same secret.
+        let list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
+        for dependent in list.iter().filter_map(Weak::upgrade) {
+            dependent.seal();
+        }
         Ok(())
     }
 

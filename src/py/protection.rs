@@ -85,9 +85,38 @@ impl Protection {
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+static WARNED_MEMFD_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// Under `backend="memfd_secret"`, a region that is not in `memfd_secret` memory (page
+/// isolation, asked for or needed by a key too large for a pool slot, uses guarded mmap,
+/// which `/proc/PID/mem` and ptrace can read): warn once per process.
+fn report_memfd_fallback(py: Python<'_>, p: &memory::Protection) -> Result<()> {
+    let memfd = memory::Backend::MemfdSecret;
+    if memory::backend_policy() != memfd
+        || p.backend == memfd.name()
+        || WARNED_MEMFD_FALLBACK.swap(true, Ordering::SeqCst)
+    {
+        return Ok(());
+    }
+    let msg = "keycell: backend=\"memfd_secret\" backs pool arenas only: this key is \
+               page-isolated (isolation=\"page\", or too large for a pool slot) in guarded \
+               mmap memory, which /proc/PID/mem and ptrace can read; key.protection.backend \
+               says so. This warning is shown once per process.";
+    let category = py.get_type::<ProtectionWarning>();
+    PyErr::warn(
+        py,
+        &category,
+        &std::ffi::CString::new(msg).unwrap_or_default(),
+        1,
+    )?;
+    Ok(())
+}
+
 /// Called for every new region: warns once per process when a protection is missing (the
-/// "warn" policy; under "raise" the allocation has already failed).
+/// "warn" policy; under "raise" the allocation has already failed), and once when the
+/// `memfd_secret` backend was asked for and the region is not in it.
 pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
+    report_memfd_fallback(py, p)?;
     if p.complete() || WARNED.swap(true, Ordering::SeqCst) {
         return Ok(());
     }

@@ -92,3 +92,49 @@ def test_no_unauthenticated_plaintext_in_a_shared_buffer(
     assert shared[-1:] == b"P"
     assert shared.find(b"\0") == -1
     shared.close()
+
+
+# Counts sampled offsets where 8 bytes of plaintext ("P" * 8) sit: ciphertext matches
+# that with probability 2^-64 per sample.
+PLAINTEXT_POLLER = POLLER.replace("if m[off] != 0:", "if m[off:off + 8] == b'PPPPPPPP':")
+
+
+@pytest.mark.parametrize(("cls", "nonce_len"), CLASSES, ids=lambda c: getattr(c, "__name__", ""))
+def test_encrypt_into_never_shows_plaintext_in_a_shared_buffer(
+    tmp_path: Path, cls: Any, nonce_len: int
+) -> None:
+    """Found by review: ``encrypt_into`` copied the plaintext into the caller's buffer and
+    encrypted it there; a process sharing the buffer saw the plaintext during the call."""
+    a = cls(SecretKey.generate(32))
+    nonce = bytes(nonce_len)
+    msg = b"P" * SIZE
+    path = tmp_path / "shared"
+    with open(path, "wb") as f:
+        f.truncate(SIZE + 16)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        shared = mmap.mmap(fd, SIZE + 16, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+    poller = subprocess.Popen(
+        [sys.executable, "-c", PLAINTEXT_POLLER, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert poller.stdout is not None
+        assert poller.stdin is not None
+        assert poller.stdout.readline().strip() == "READY"
+        assert a.encrypt_into(nonce, msg, b"ad", shared) == SIZE + 16
+        poller.stdin.write("stop\n")
+        poller.stdin.flush()
+        out, _ = poller.communicate(timeout=120)
+    finally:
+        if poller.poll() is None:
+            poller.kill()
+            poller.wait()
+    words = out.split()
+    assert words[0] == "SEEN", out
+    assert int(words[3]) >= 1, out
+    assert int(words[1]) == 0, f"the other process saw the plaintext: {out}"
+    assert a.decrypt(nonce, bytes(shared), b"ad") == msg
+    shared.close()

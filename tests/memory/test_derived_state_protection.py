@@ -73,3 +73,40 @@ def test_derived_state_follows_the_keys_backend() -> None:
     r = run_python(BACKEND_CHILD, drop_env=("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_BACKEND"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"backend": "memfd_secret", "locked": True}
+
+
+MEMFD_FALLBACK_CHILD = """
+import json, warnings, keycell
+from keycell import SecretKey
+keycell.set_policy(backend="memfd_secret")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    pooled = SecretKey.generate(32)
+    big = SecretKey.generate(8160)           # too large for a pool slot: page-isolated
+    with keycell.policy(isolation="page"):
+        paged = SecretKey.generate(32)
+print(json.dumps({"backends": [k.protection.backend for k in (pooled, big, paged)],
+                  "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_a_key_outside_memfd_secret_under_that_backend_is_warned_about() -> None:
+    """Issue 21 (3), found again by review: under ``backend="memfd_secret"`` a page-isolated
+    key (asked for, or too large for a pool slot) is in guarded mmap memory that
+    /proc/PID/mem can read; ``protection.backend`` said so, but nothing warned."""
+    import json
+
+    from support import run_python
+
+    if keycell._native._probe()["memfd_secret"] is not None:
+        pytest.skip("memfd_secret is not available here")
+    r = run_python(
+        MEMFD_FALLBACK_CHILD,
+        drop_env=("KEYCELL_ON_LOCK_FAILURE", "KEYCELL_BACKEND", "KEYCELL_ISOLATION"),
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["backends"] == ["memfd_secret", "guarded-mmap", "guarded-mmap"]
+    assert len(out["warnings"]) == 1, out  # once per process
+    assert "memfd_secret" in out["warnings"][0]
+    assert "backs pool arenas only" in out["warnings"][0]

@@ -281,3 +281,20 @@ def test_verifier_tracks_drift() -> None:
     assert v.drift == 0
     with pytest.raises(TypeError):
         TotpVerifier("not a totp")  # type: ignore[arg-type]
+
+
+def test_sealing_the_key_seals_the_otp_objects_made_from_it() -> None:
+    """Found by review: ``key.seal_export()`` after ``TOTP(key)`` left
+    ``totp.provisioning_uri()`` giving the key's secret in base32."""
+    key = SecretKey.from_buffer(bytearray(SECRET))
+    totp, hotp = TOTP(key), HOTP(key)
+    assert totp.exportable
+    assert hotp.exportable
+    key.seal_export()
+    assert not totp.exportable
+    assert not hotp.exportable
+    with pytest.raises(KeyNotExportableError):
+        totp.provisioning_uri("alice")
+    with pytest.raises(KeyNotExportableError):
+        hotp.provisioning_uri("alice")
+    assert totp.at(T) == TOTP(key).at(T)  # still usable
