@@ -83,25 +83,12 @@ impl Protection {
     }
 }
 
-static WARNED: AtomicBool = AtomicBool::new(false);
-
-static WARNED_MEMFD_FALLBACK: AtomicBool = AtomicBool::new(false);
-
-/// Under `backend="memfd_secret"`, a region that is not in `memfd_secret` memory (page
-/// isolation, asked for or needed by a key too large for a pool slot, uses guarded mmap,
-/// which `/proc/PID/mem` and ptrace can read): warn once per process.
-fn report_memfd_fallback(py: Python<'_>, p: &memory::Protection) -> Result<()> {
-    let memfd = memory::Backend::MemfdSecret;
-    if memory::backend_policy() != memfd
-        || p.backend == memfd.name()
-        || WARNED_MEMFD_FALLBACK.swap(true, Ordering::SeqCst)
-    {
+/// One `ProtectionWarning` per process for each kind of shortfall: the first caller that
+/// flips `flag` warns with `msg`.
+fn warn_once(py: Python<'_>, flag: &AtomicBool, msg: &str) -> Result<()> {
+    if flag.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
-    let msg = "keycell: backend=\"memfd_secret\" backs pool arenas only: this key is \
-               page-isolated (isolation=\"page\", or too large for a pool slot) in guarded \
-               mmap memory, which /proc/PID/mem and ptrace can read; key.protection.backend \
-               says so. This warning is shown once per process.";
     let category = py.get_type::<ProtectionWarning>();
     PyErr::warn(
         py,
@@ -112,12 +99,29 @@ fn report_memfd_fallback(py: Python<'_>, p: &memory::Protection) -> Result<()> {
     Ok(())
 }
 
+static WARNED: AtomicBool = AtomicBool::new(false);
+static WARNED_MEMFD_FALLBACK: AtomicBool = AtomicBool::new(false);
+static WARNED_DERIVED: AtomicBool = AtomicBool::new(false);
+static WARNED_MEMFD: AtomicBool = AtomicBool::new(false);
+
 /// Called for every new region: warns once per process when a protection is missing (the
 /// "warn" policy; under "raise" the allocation has already failed), and once when the
-/// `memfd_secret` backend was asked for and the region is not in it.
+/// `memfd_secret` backend was asked for and the region is not in it (page isolation, asked
+/// for or needed by a key too large for a pool slot, uses guarded mmap, which
+/// `/proc/PID/mem` and ptrace can read).
 pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
-    report_memfd_fallback(py, p)?;
-    if p.complete() || WARNED.swap(true, Ordering::SeqCst) {
+    let memfd = memory::Backend::MemfdSecret;
+    if memory::backend_policy() == memfd && p.backend != memfd.name() {
+        warn_once(
+            py,
+            &WARNED_MEMFD_FALLBACK,
+            "keycell: backend=\"memfd_secret\" backs pool arenas only: this key is \
+             page-isolated (isolation=\"page\", or too large for a pool slot) in guarded \
+             mmap memory, which /proc/PID/mem and ptrace can read; key.protection.backend \
+             says so. This warning is shown once per process.",
+        )?;
+    }
+    if p.complete() || WARNED.load(Ordering::SeqCst) {
         return Ok(());
     }
     let mut missing = Vec::new();
@@ -138,18 +142,8 @@ pub fn report_new_region(py: Python<'_>, p: &memory::Protection) -> Result<()> {
          Run `keycell doctor`, or set_policy(on_lock_failure=\"raise\") to fail instead.",
         missing.join("; ")
     );
-    let category = py.get_type::<ProtectionWarning>();
-    PyErr::warn(
-        py,
-        &category,
-        &std::ffi::CString::new(msg).unwrap_or_default(),
-        1,
-    )?;
-    Ok(())
+    warn_once(py, &WARNED, &msg)
 }
-
-static WARNED_DERIVED: AtomicBool = AtomicBool::new(false);
-static WARNED_MEMFD: AtomicBool = AtomicBool::new(false);
 
 /// Called with the GIL after a key was used: when state derived from a key on first use
 /// (HMAC pads, AEAD cipher state) got less protection than the key (under the "warn"
@@ -158,33 +152,24 @@ static WARNED_MEMFD: AtomicBool = AtomicBool::new(false);
 /// weakest region behind the key.
 pub fn report_derived_shortfall(py: Python<'_>) -> Result<()> {
     let kinds = memory::take_derived_shortfall();
-    if kinds == 0 {
-        return Ok(());
-    }
-    let category = py.get_type::<ProtectionWarning>();
-    if kinds & memory::SHORTFALL_PROTECTION != 0 && !WARNED_DERIVED.swap(true, Ordering::SeqCst) {
-        let msg = "keycell: state derived from a key on first use (HMAC pads or AEAD cipher \
-                   state) got less protection than the key (mlock failed: RLIMIT_MEMLOCK \
-                   spent?); key.protection reports the weakest region behind the key. This \
-                   warning is shown once per process; set_policy(on_lock_failure=\"raise\") \
-                   fails instead.";
-        PyErr::warn(
+    if kinds & memory::SHORTFALL_PROTECTION != 0 {
+        warn_once(
             py,
-            &category,
-            &std::ffi::CString::new(msg).unwrap_or_default(),
-            1,
+            &WARNED_DERIVED,
+            "keycell: state derived from a key on first use (HMAC pads or AEAD cipher state) \
+             got less protection than the key (mlock failed: RLIMIT_MEMLOCK spent?); \
+             key.protection reports the weakest region behind the key. This warning is shown \
+             once per process; set_policy(on_lock_failure=\"raise\") fails instead.",
         )?;
     }
-    if kinds & memory::SHORTFALL_MEMFD != 0 && !WARNED_MEMFD.swap(true, Ordering::SeqCst) {
-        let msg = "keycell: state derived from a key in memfd_secret memory (HMAC pads or \
-                   AEAD cipher state) was too large for a pool slot and went to a guarded \
-                   mmap region, which /proc/PID/mem and ptrace can read; key.protection \
-                   reports it. This warning is shown once per process.";
-        PyErr::warn(
+    if kinds & memory::SHORTFALL_MEMFD != 0 {
+        warn_once(
             py,
-            &category,
-            &std::ffi::CString::new(msg).unwrap_or_default(),
-            1,
+            &WARNED_MEMFD,
+            "keycell: state derived from a key in memfd_secret memory (HMAC pads or AEAD \
+             cipher state) was too large for a pool slot and went to a guarded mmap region, \
+             which /proc/PID/mem and ptrace can read; key.protection reports it. This warning \
+             is shown once per process.",
         )?;
     }
     Ok(())
