@@ -47,11 +47,7 @@ use zeroize::Zeroize;
 use crate::memory::{GuardedValue, MemoryError, SecretBuf};
 
 use super::scrub::scrubbed_deep as scrubbed;
-
-#[inline(never)]
-fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
-    f()
-}
+use super::scrub::{run_outlined, scrub_words};
 
 /// Tag length in bytes (every algorithm here).
 pub const TAG_LEN: usize = 16;
@@ -302,22 +298,11 @@ const XCHACHA_SCRUB_BYTES: usize = 8 * 1024;
 #[cfg(debug_assertions)]
 const XCHACHA_SCRUB_BYTES: usize = 48 * 1024;
 
-/// Overwrite `BYTES` of stack below the caller's frame with zeros: a plain `memset` that
-/// `black_box` keeps the compiler from removing.
-#[inline(never)]
-fn scrub_stack_bytes<const WORDS: usize>() {
-    let mut area = [0u64; WORDS];
-    std::hint::black_box(&mut area);
-    area.fill(0);
-    std::hint::black_box(&area);
-    crate::memory::clear_vector_registers();
-}
-
 /// Run `f` outlined, then scrub [`CACHED_SCRUB_BYTES`] of the stack it used.
 #[inline(always)]
 fn scrubbed_cached<T>(f: impl FnOnce() -> T) -> T {
     let out = run_outlined(f);
-    scrub_stack_bytes::<{ CACHED_SCRUB_BYTES / 8 }>();
+    scrub_words::<{ CACHED_SCRUB_BYTES / 8 }>();
     out
 }
 
@@ -325,7 +310,7 @@ fn scrubbed_cached<T>(f: impl FnOnce() -> T) -> T {
 #[inline(always)]
 fn scrubbed_xchacha<T>(f: impl FnOnce() -> T) -> T {
     let out = run_outlined(f);
-    scrub_stack_bytes::<{ XCHACHA_SCRUB_BYTES / 8 }>();
+    scrub_words::<{ XCHACHA_SCRUB_BYTES / 8 }>();
     out
 }
 

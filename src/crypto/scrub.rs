@@ -40,14 +40,14 @@ pub const SCRUB_DEEP_BYTES: usize = 96 * 1024;
 /// Overwrite [`SCRUB_BYTES`] of stack below the caller's frame with zeros.
 #[inline(never)]
 pub fn scrub_stack() {
-    scrub::<{ SCRUB_BYTES / 8 }>();
+    scrub_words::<{ SCRUB_BYTES / 8 }>();
 }
 
 /// Overwrite `WORDS` words of stack below the caller's frame with zeros: a plain `memset`
 /// (fast, vectorised) that `black_box` keeps the compiler from removing, since it must
 /// assume the zeroed area is read afterwards.
 #[inline(never)]
-fn scrub<const WORDS: usize>() {
+pub(crate) fn scrub_words<const WORDS: usize>() {
     let mut area = [0u64; WORDS];
     std::hint::black_box(&mut area);
     area.fill(0);
@@ -71,12 +71,13 @@ pub fn scrubbed<T>(f: impl FnOnce() -> T) -> T {
 #[inline(always)]
 pub fn scrubbed_deep<T>(f: impl FnOnce() -> T) -> T {
     let out = run_outlined(f);
-    scrub::<{ SCRUB_DEEP_BYTES / 8 }>();
+    scrub_words::<{ SCRUB_DEEP_BYTES / 8 }>();
     out
 }
 
+/// Run `f` in a call of its own (never inlined), so that its frames lie below the caller's.
 #[inline(never)]
-fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
