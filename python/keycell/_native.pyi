@@ -571,6 +571,7 @@ class AgentServer:
         policy: bytes | None = None,
         max_connections: int = 64,
         frame_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
         audit: AuditWriter | None = None,
     ) -> AgentServer: ...
     @property

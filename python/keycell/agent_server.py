@@ -292,6 +292,7 @@ def serve(
     socket_mode: int = 0o600,
     max_connections: int = 64,
     frame_timeout: float = 10.0,
+    idle_timeout: float = 60.0,
     log: Callable[[str], None] | None = None,
     verbose: bool = False,
 ) -> AgentHandle:
@@ -311,7 +312,14 @@ def serve(
     written; a record that cannot be written refuses that
     reply and stops the agent (``handle.failure``), whatever the log's ``on_error``.
     ``allow_uids`` may connect besides this process's effective uid; ``socket_mode`` is the
-    socket file's mode (within 0777, including 0600). ``log`` receives one line per
+    socket file's mode (within 0777, including 0600). At most ``max_connections`` are
+    served at once; each uid at most a quarter of them (at least 1), and other uids
+    together leave that many free for this process's own uid, so a peer holding idle
+    connections cannot lock the owner out. ``frame_timeout`` bounds the time a request
+    takes to arrive once it started; a connection that sends nothing for ``idle_timeout``
+    seconds between requests is closed (and recorded). Refused connections are recorded
+    aggregated: one record per uid and reason per 10 s with a count, on record within a
+    second of the window's end. ``log`` receives one line per
     refusal (every event with ``verbose``) and per reload (default: the ``keycell.agent``
     logger). Installs no signal handlers and does not harden the process.
     """
@@ -355,6 +363,7 @@ def serve(
             policy=policy_text,
             max_connections=max_connections,
             frame_timeout=frame_timeout,
+            idle_timeout=idle_timeout,
             audit=None if audit is None else audit._native,
         )
     except BaseException:

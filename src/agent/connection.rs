@@ -1,8 +1,9 @@
 //! One connection, on its own thread: read a frame (whole within the frame timeout of its
 //! first byte), decide it ([`super::dispatch`]), record it ([`super::record::Journal`]),
 //! and only then write the reply. A stalled, empty, oversized or malformed frame is
-//! recorded and closes the connection; waiting between frames has no deadline (an `ssh`
-//! session keeps its agent connection open).
+//! recorded and closes the connection. Waiting between frames is bounded by the idle
+//! timeout: a connection that sends nothing for that long is closed (and recorded), so a
+//! peer cannot keep slots taken by holding idle connections open.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -99,7 +100,13 @@ pub struct Session {
     /// How long a frame may take to arrive once its first byte came (also the write
     /// timeout of a reply).
     pub frame_timeout: Duration,
+    /// How long a connection may wait between frames (from its start or its last reply)
+    /// before it is closed.
+    pub idle_timeout: Duration,
 }
+
+/// The reason recorded when a connection is closed for idling.
+pub const IDLE_CLOSED: &str = "idle for longer than the idle timeout";
 
 /// How reading a frame ended.
 enum ReadEnd {
@@ -111,32 +118,51 @@ enum ReadEnd {
     Broken(&'static str),
 }
 
-/// Fill `buf`. `deadline` is the frame's (`None` until its first byte arrives): every read
-/// inside a frame waits at most until it, so a frame trickled a byte at a time is cut at
-/// the deadline. Between frames a read waits `idle` at a time, to look at the stop flag.
+/// When reads give up: within a frame, its deadline (set when its first byte arrives);
+/// between frames, the idle deadline.
+struct Deadlines {
+    /// The frame's (`None` until its first byte arrives).
+    frame: Option<Instant>,
+    /// When waiting for a frame's first byte ends the connection.
+    idle: Instant,
+}
+
+/// Fill `buf`. Every read inside a frame waits at most until the frame's deadline, so a
+/// frame trickled a byte at a time is cut at the deadline; before a frame's first byte a
+/// read waits at most until the idle deadline, at most `timeout` at a time (to look at the
+/// stop flag).
 fn read_full(
     stream: &mut UnixStream,
     buf: &mut [u8],
-    deadline: &mut Option<Instant>,
+    deadlines: &mut Deadlines,
     timeout: Duration,
     stop: &StopSignal,
 ) -> ReadEnd {
     let mut n = 0;
     while n < buf.len() {
-        let wait = match *deadline {
-            None => timeout,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return ReadEnd::Broken("frame not completed in time"),
+        let left = |d: Instant| {
+            d.checked_duration_since(Instant::now())
+                .filter(|l| !l.is_zero())
+        };
+        let wait = match deadlines.frame {
+            None => match left(deadlines.idle) {
+                Some(l) => l.min(timeout),
+                None => return ReadEnd::Broken(IDLE_CLOSED),
+            },
+            Some(d) => match left(d) {
+                Some(l) => l,
+                None => return ReadEnd::Broken("frame not completed in time"),
             },
         };
         let _ = stream.set_read_timeout(Some(wait));
         match stream.read(&mut buf[n..]) {
-            Ok(0) if n == 0 && deadline.is_none() => return ReadEnd::Eof,
+            Ok(0) if n == 0 && deadlines.frame.is_none() => return ReadEnd::Eof,
             Ok(0) => return ReadEnd::Broken("connection closed mid-frame"),
             Ok(k) => {
                 n += k;
-                deadline.get_or_insert_with(|| Instant::now() + timeout);
+                deadlines
+                    .frame
+                    .get_or_insert_with(|| Instant::now() + timeout);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
@@ -167,8 +193,11 @@ pub fn serve(s: &Session, mut stream: UnixStream, peer: &Peer, id: u64) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let mut header = [0u8; 4];
-        let mut deadline = None;
-        match read_full(&mut stream, &mut header, &mut deadline, timeout, &s.stop) {
+        let mut deadlines = Deadlines {
+            frame: None,
+            idle: Instant::now() + s.idle_timeout,
+        };
+        match read_full(&mut stream, &mut header, &mut deadlines, timeout, &s.stop) {
             ReadEnd::Full => {}
             ReadEnd::Eof => break,
             ReadEnd::Broken(r) => {
@@ -186,7 +215,7 @@ pub fn serve(s: &Session, mut stream: UnixStream, peer: &Peer, id: u64) {
             }
         };
         buf.resize(len, 0);
-        let broken = match read_full(&mut stream, &mut buf, &mut deadline, timeout, &s.stop) {
+        let broken = match read_full(&mut stream, &mut buf, &mut deadlines, timeout, &s.stop) {
             ReadEnd::Full => None,
             // Inside a frame, end of file is a broken frame.
             ReadEnd::Eof => Some("connection closed mid-frame"),
@@ -257,7 +286,55 @@ mod tests {
             stop,
             stats: Arc::new(Stats::default()),
             frame_timeout,
+            idle_timeout: Duration::from_secs(3600),
         }
+    }
+
+    /// The events recorded so far: (operation, result, reason).
+    fn recorded(s: &Session) -> Vec<(&'static str, Verdict, Option<String>)> {
+        let (events, _) = s.journal.log().take(Duration::ZERO, 100, || true);
+        events
+            .iter()
+            .map(|e| (e.operation, e.result, e.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_connection_is_closed_at_the_idle_timeout() {
+        // Between frames a connection may wait the idle timeout, not for ever: a peer
+        // holding connections open without a word cannot keep the agent's slots (before:
+        // no limit between frames). A connection that keeps talking stays open.
+        let mut s = session(Duration::from_secs(5));
+        s.idle_timeout = Duration::from_millis(300);
+        let (mut client, server_end) = UnixStream::pair().expect("pair");
+        let peer = Peer::of(&server_end).expect("peer");
+        std::thread::scope(|t| {
+            let served = t.spawn(|| serve(&s, server_end, &peer, 1));
+            // Requests keep it open past several idle timeouts (each reply starts a new
+            // idle wait). The stimulus is time itself: a request every 100 ms.
+            for _ in 0..9 {
+                std::thread::sleep(Duration::from_millis(100));
+                client
+                    .write_all(&[0, 0, 0, 1, wire::REQUEST_IDENTITIES])
+                    .expect("write");
+                let mut reply = [0u8; 9];
+                client.read_exact(&mut reply).expect("reply");
+                assert_eq!(reply[4], wire::IDENTITIES_ANSWER);
+            }
+            // Then silence: the agent closes it (the read sees end of file; the test's
+            // own bound is the join, which waits only as long as that takes).
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).expect("closed by the agent");
+            assert!(rest.is_empty());
+            served.join().expect("serve");
+        });
+        let got = recorded(&s);
+        let closed: Vec<_> = got.iter().filter(|e| e.0 == "frame").collect();
+        assert_eq!(
+            closed,
+            [&("frame", Verdict::Closed, Some(IDLE_CLOSED.to_owned()))]
+        );
+        assert_eq!(got.iter().filter(|e| e.0 == "identities").count(), 9);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The accept thread: takes each connection, checks the peer (`SO_PEERCRED`,
-//! [`super::peer`]) and the connection cap before anything is read, and starts one thread
-//! per admitted connection ([`super::connection::serve`]), so a slow client stalls nobody
-//! but itself. Refusals are recorded aggregated ([`super::refusals`]): a flood of refused
+//! [`super::peer`]) and the connection caps ([`Admission::admits`]: in all, per uid, and
+//! room kept for the agent's own uid) before anything is read, and starts one thread per
+//! admitted connection ([`super::connection::serve`]), so a slow client stalls nobody but
+//! itself. Refusals are recorded aggregated ([`super::refusals`]): a flood of refused
 //! connections costs a record per uid per 10 s, and the accept thread goes on taking the
-//! allowed peers' connections. [`Connections`] keeps the streams and threads for the stop.
+//! allowed peers' connections. It waits for connections at most [`FLUSH_EVERY`] at a time,
+//! so the counts of refusals are on record within that of their window's end even when no
+//! connection comes (a SIGKILL then loses at most the counts of the last window).
+//! [`Connections`] keeps the streams and threads for the stop.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
@@ -12,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::Shutdown;
 
 use super::connection::{self, Session};
@@ -20,6 +25,10 @@ use super::peer::Peer;
 use super::refusals::Refusals;
 use super::socket::BoundSocket;
 
+/// How long the accept thread waits for a connection before it looks at the refusal
+/// windows (and the stop flag) again.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// Who may connect, and how many at once.
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -27,6 +36,57 @@ pub struct Admission {
     pub allowed_uids: Vec<u32>,
     /// Most connections served at once; more are closed at once (and recorded).
     pub max_connections: usize,
+    /// The agent's own uid, which always has room: connections of other uids leave
+    /// [`Admission::per_uid`] slots free for it.
+    pub owner_uid: u32,
+}
+
+/// Why a connection of an allowed uid is not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Every slot is taken (or every slot that other uids may take).
+    Agent,
+    /// This uid holds its quota.
+    Uid,
+}
+
+impl Full {
+    /// The reason recorded.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Full::Agent => "too many connections",
+            Full::Uid => "too many connections from this uid",
+        }
+    }
+}
+
+impl Admission {
+    /// The most connections one uid may hold at once: a quarter of `max_connections`, at
+    /// least 1.
+    pub fn per_uid(&self) -> usize {
+        (self.max_connections / 4).max(1)
+    }
+
+    /// Whether a new connection of `uid` is admitted while `open` connections are served,
+    /// `of_uid` of them this uid's and `of_owner` the agent's own uid's. A uid holds at most
+    /// [`Self::per_uid`]; other uids together leave that many slots (at most
+    /// `max_connections - 1`) for the agent's own, so one peer holding every slot it can
+    /// get never locks the owner out.
+    pub fn admits(&self, uid: u32, open: usize, of_uid: usize, of_owner: usize) -> Result<(), Full> {
+        if of_uid >= self.per_uid() {
+            return Err(Full::Uid);
+        }
+        if open >= self.max_connections {
+            return Err(Full::Agent);
+        }
+        if uid != self.owner_uid {
+            let reserve = self.per_uid().min(self.max_connections.saturating_sub(1));
+            if open.saturating_sub(of_owner) >= self.max_connections - reserve {
+                return Err(Full::Agent);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The open connections and their threads.
@@ -38,8 +98,16 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Conns {
-    streams: HashMap<u64, UnixStream>,
+    /// Each open connection's stream and peer uid.
+    streams: HashMap<u64, (UnixStream, u32)>,
     threads: Vec<JoinHandle<()>>,
+}
+
+impl Conns {
+    /// How many open connections are `uid`'s.
+    fn of_uid(&self, uid: u32) -> usize {
+        self.streams.values().filter(|(_, u)| *u == uid).count()
+    }
 }
 
 impl Connections {
@@ -51,7 +119,7 @@ impl Connections {
     pub fn close_all(&self) {
         let threads = {
             let mut conns = self.lock();
-            for s in conns.streams.values() {
+            for (s, _) in conns.streams.values() {
                 let _ = rustix::net::shutdown(s, Shutdown::Both);
             }
             std::mem::take(&mut conns.threads)
@@ -71,16 +139,26 @@ pub fn accept_loop(
 ) {
     let mut refusals = Refusals::default();
     loop {
-        let accepted = socket.listener.accept();
+        let ready = wait_readable(socket, FLUSH_EVERY);
         if session.stop.is_set() {
             break;
         }
         for e in refusals.flush(Some(Instant::now())) {
             session.journal.record(e);
         }
-        let stream = match accepted {
+        if !ready {
+            continue;
+        }
+        let stream = match socket.listener.accept() {
             Ok((s, _)) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue
+            }
             Err(_) => {
                 // Out of descriptors or memory: back off, keep serving the others.
                 std::thread::sleep(Duration::from_millis(20));
@@ -104,15 +182,16 @@ pub fn accept_loop(
         }
         let mut c = conns.lock();
         c.threads.retain(|t| !t.is_finished());
-        if c.streams.len() >= admission.max_connections {
+        let (of_uid, of_owner) = (c.of_uid(peer.uid), c.of_uid(admission.owner_uid));
+        if let Err(full) = admission.admits(peer.uid, c.streams.len(), of_uid, of_owner) {
             drop(c);
-            refuse(session, &mut refusals, &peer, id, "too many connections");
+            refuse(session, &mut refusals, &peer, id, full.reason());
             continue;
         }
         let Ok(clone) = stream.try_clone() else {
             continue;
         };
-        c.streams.insert(id, clone);
+        c.streams.insert(id, (clone, peer.uid));
         let (s, registry) = (session.clone(), conns.clone());
         match std::thread::Builder::new()
             .name("keycell-agent-conn".to_owned())
@@ -132,6 +211,21 @@ pub fn accept_loop(
     }
 }
 
+/// Wait up to `timeout` for a connection to accept (or the listening socket shut down by
+/// the stop); whether one may be there.
+fn wait_readable(socket: &BoundSocket, timeout: Duration) -> bool {
+    let t = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(&socket.listener, PollFlags::IN)];
+    match poll(&mut fds, Some(&t)) {
+        Ok(n) => n > 0,
+        // Interrupted: look at the stop flag and the windows, then wait again.
+        Err(_) => false,
+    }
+}
+
 /// A refused connection (it is closed when its stream is dropped), to be recorded
 /// aggregated.
 fn refuse(session: &Session, refusals: &mut Refusals, peer: &Peer, id: u64, reason: &'static str) {
@@ -139,5 +233,41 @@ fn refuse(session: &Session, refusals: &mut Refusals, peer: &Peer, id: u64, reas
     let e = Event::of(peer, id, "connect", Verdict::Refused).because(reason);
     for e in refusals.refused(e, reason, Instant::now()) {
         session.journal.record(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_uid_cannot_take_the_owners_room() {
+        let a = Admission {
+            allowed_uids: vec![1000, 65534],
+            max_connections: 8,
+            owner_uid: 1000,
+        };
+        assert_eq!(a.per_uid(), 2);
+        // A peer uid holds at most its quota.
+        assert_eq!(a.admits(65534, 0, 0, 0), Ok(()));
+        assert_eq!(a.admits(65534, 2, 2, 0), Err(Full::Uid));
+        // Other uids together leave the owner's quota free: 6 of 8 taken by others.
+        assert_eq!(a.admits(7, 5, 0, 0), Ok(()));
+        assert_eq!(a.admits(7, 6, 0, 0), Err(Full::Agent));
+        // The owner gets in then, up to its own quota.
+        assert_eq!(a.admits(1000, 6, 0, 0), Ok(()));
+        assert_eq!(a.admits(1000, 7, 1, 1), Ok(()));
+        assert_eq!(a.admits(1000, 8, 2, 2), Err(Full::Uid));
+        // With the owner's connections open, others still count only their own.
+        assert_eq!(a.admits(7, 7, 0, 2), Ok(()));
+        // One slot in all: the owner's.
+        let one = Admission {
+            max_connections: 1,
+            ..a.clone()
+        };
+        assert_eq!(one.per_uid(), 1);
+        assert_eq!(one.admits(65534, 0, 0, 0), Ok(()));
+        assert_eq!(one.admits(1000, 0, 0, 0), Ok(()));
+        assert_eq!(one.admits(1000, 1, 1, 1), Err(Full::Uid));
     }
 }

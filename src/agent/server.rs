@@ -2,8 +2,11 @@
 //! keys and policy, the journal and its recorder, the accept thread) and [`Server::stop`]
 //! takes them down in order. What each part does:
 //!
-//! - [`super::listener`]: peers checked when they connect, the connection cap;
-//! - [`super::connection`]: frames, their deadline, the reply after its record;
+//! - [`super::listener`]: peers checked when they connect, the connection caps (in all,
+//!   per uid, room for the agent's own uid), refusal counts on record within a second of
+//!   their window's end;
+//! - [`super::connection`]: frames, their deadline, the idle timeout between them, the
+//!   reply after its record;
 //! - [`super::dispatch`]: the decision for one request;
 //! - [`super::record`]: the record written before the reply (`Recorder`), and the queue
 //!   of events for the embedding program's log ([`Server::next_events`]).
@@ -39,6 +42,8 @@ pub struct Config {
     /// How long a frame may take to arrive once its first byte came (also the write
     /// timeout of a reply).
     pub frame_timeout: Duration,
+    /// How long a connection may wait between frames before it is closed.
+    pub idle_timeout: Duration,
     /// Where every event is recorded before its reply is written (`None`: the event queue
     /// only). A failing recorder refuses that reply and stops the agent.
     pub recorder: Option<Arc<dyn Recorder>>,
@@ -75,6 +80,7 @@ impl Server {
             stop,
             stats: Arc::new(Stats::default()),
             frame_timeout: config.frame_timeout,
+            idle_timeout: config.idle_timeout,
         });
         if let Some(p) = session.served.policy() {
             session.journal.record(policy_event(
@@ -231,6 +237,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::path::Path;
     use std::sync::mpsc;
+    use std::time::Instant;
 
     fn request(s: &mut UnixStream, msg: &[u8]) -> Option<Vec<u8>> {
         let mut f = (msg.len() as u32).to_be_bytes().to_vec();
@@ -254,8 +261,10 @@ mod tests {
             admission: Admission {
                 allowed_uids: vec![rustix::process::geteuid().as_raw()],
                 max_connections: 4,
+                owner_uid: rustix::process::geteuid().as_raw(),
             },
             frame_timeout,
+            idle_timeout: Duration::from_secs(3600),
             recorder,
         };
         let socket = BoundSocket::bind(path, 0o600).expect("bind");
@@ -375,8 +384,10 @@ mod tests {
             admission: Admission {
                 allowed_uids: vec![rustix::process::geteuid().as_raw()],
                 max_connections: 4,
+                owner_uid: rustix::process::geteuid().as_raw(),
             },
             frame_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
             recorder: Some(before.clone()),
         };
         let server = Server::start(socket, config, keys, None).expect("start");
@@ -523,6 +534,57 @@ mod tests {
     }
 
     #[test]
+    fn refusal_counts_are_recorded_at_their_windows_end_without_a_new_connection() {
+        // A burst of refused connections and then nothing: the count of those after the
+        // first is on record within a second of the window's end, while the agent runs
+        // (before: only at the next connection or at stop, and a SIGKILL lost it).
+        let d = crate::test_dir::fresh("agent-test");
+        let collect = Arc::new(Collect::default());
+        let me = rustix::process::geteuid().as_raw();
+        let config = Config {
+            admission: Admission {
+                allowed_uids: vec![me.wrapping_add(1)],
+                max_connections: 4,
+                owner_uid: me.wrapping_add(1),
+            },
+            frame_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
+            recorder: Some(collect.clone()),
+        };
+        let path = d.join("a.sock");
+        let socket = BoundSocket::bind(&path, 0o600).expect("bind");
+        let server = Server::start(socket, config, KeySet::default(), None).expect("start");
+        for _ in 0..5 {
+            let mut s = UnixStream::connect(&path).expect("connect");
+            // Refused: the agent closes it without a word.
+            let mut b = Vec::new();
+            let _ = s.read_to_end(&mut b);
+        }
+        // The first refusal at once, the other four in one record once the window is over:
+        // waited for (on the event queue) up to a deadline that only bounds a failure.
+        let deadline = Instant::now() + crate::agent::refusals::WINDOW * 6;
+        let mut counts = Vec::new();
+        while counts.len() < 2 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            let (events, _) = server.next_events(left, 100);
+            counts.extend(
+                events
+                    .iter()
+                    .filter(|e| e.operation == "connect")
+                    .map(|e| e.count),
+            );
+        }
+        assert_eq!(counts, [1, 4], "the window's count was not recorded while running");
+        assert!(!server.stopped());
+        let recorded = collect.0.lock().expect("lock").len();
+        assert_eq!(recorded, 2, "both in the recorder too");
+        assert!(server.stop());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
     fn policy_serials_only_go_forward_and_every_load_is_recorded() {
         let d = crate::test_dir::fresh("agent-test");
         let policy = |serial: u64, uses: u64| {
@@ -540,8 +602,10 @@ mod tests {
             admission: Admission {
                 allowed_uids: vec![rustix::process::geteuid().as_raw()],
                 max_connections: 4,
+                owner_uid: rustix::process::geteuid().as_raw(),
             },
             frame_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
             recorder: Some(collect.clone()),
         };
         let socket = BoundSocket::bind(&d.join("a.sock"), 0o600).expect("bind");

@@ -120,7 +120,10 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
 /// guarded memory and every Ed25519 private key and generic secret of `token` (an open,
 /// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
 /// once, on threads of its own. A name in both is an `AgentError`. `allowed_uids` may
-/// connect; `policy` is the text of a policy file whose signature the caller has checked.
+/// connect, at most `max_connections` at once; each uid at most a quarter of them (at
+/// least 1), and other uids together leave that many free for this process's own uid. A
+/// connection that sends nothing for `idle_timeout` seconds between requests is closed.
+/// `policy` is the text of a policy file whose signature the caller has checked.
 /// With `audit` (a native audit log writer, `keycell.audit.AuditLog`'s), every request,
 /// refused connection and closed connection is recorded there on the connection's thread
 /// before its reply is written; a record that fails refuses that reply and stops the agent
@@ -149,7 +152,7 @@ impl AgentServer {
     #[new]
     #[pyo3(signature = (
         path, store = None, *, token = None, allowed_uids, mode = 0o600, policy = None,
-        max_connections = 64, frame_timeout = 10.0, audit = None
+        max_connections = 64, frame_timeout = 10.0, idle_timeout = 60.0, audit = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -162,6 +165,7 @@ impl AgentServer {
         policy: Option<&Bound<'_, PyBytes>>,
         max_connections: usize,
         frame_timeout: f64,
+        idle_timeout: f64,
         audit: Option<&AuditWriter>,
     ) -> Result<AgentServer> {
         if allowed_uids.is_empty() {
@@ -181,8 +185,10 @@ impl AgentServer {
             admission: Admission {
                 allowed_uids,
                 max_connections,
+                owner_uid: rustix::process::geteuid().as_raw(),
             },
             frame_timeout: timeout(frame_timeout, "frame_timeout")?,
+            idle_timeout: timeout(idle_timeout, "idle_timeout")?,
             recorder,
         };
         let keys = load_keys(py, store, token)?;

@@ -10,13 +10,22 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from agent_support import Agent, AuditFiles, as_user, make_store, nobody, openssh_line
+from agent_support import (
+    Agent,
+    AuditFiles,
+    as_user,
+    closed_by_peer,
+    make_store,
+    nobody,
+    openssh_line,
+)
 from support import NOBODY
 
 pytestmark = pytest.mark.skipif(
@@ -168,3 +177,122 @@ def test_a_flood_of_refused_connections_is_aggregated_and_allowed_peers_are_serv
     assert sum(e.get("count", 1) for e in refused) == n
     # One at the first refusal, one at the end of each 10 s window, the rest at stop.
     assert len(refused) <= 2 + int(time.monotonic() - started) // 10, refused
+
+
+HOLD = r"""
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    held.append(s)
+print("HOLDING", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_peer_holding_every_connection_does_not_lock_the_owner_out(world_dir: Path) -> None:
+    """Issue 21, second review: an allowed peer holding ``--max-connections`` idle
+    connections locked the owner out (no per-uid quota). A uid now holds at most a quarter
+    of the connections and other uids leave that many for the agent's own: the owner signs
+    while the peer holds all it could get, and the peer's surplus is refused and recorded
+    aggregated."""
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    st.dir.chmod(0o755)
+    audited = AuditFiles(st.dir)
+    n = 8
+    args = ("--socket-mode", "0666", "--allow-uid", str(nobody()[0]),
+            "--max-connections", str(n), *audited.args())  # fmt: skip
+    with Agent(st, *args) as agent:
+        peer = subprocess.Popen(
+            [*as_user(*nobody()), sys.executable, "-c", HOLD, str(agent.socket), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        assert peer.stdin is not None
+        assert peer.stdout is not None
+        try:
+            assert peer.stdout.readline().strip() == "HOLDING"
+            # The peer's connections came first (the agent accepts in order): the
+            # owner's arrives with all of them decided.
+            with agent.client() as c:
+                sig = c.ed25519("deploy").sign(b"while the peer holds its connections")
+            assert len(sig) == 64
+        finally:
+            peer.stdin.close()
+            peer.wait(60)
+        assert agent.stop() == 0
+    refused = [e for e in audited.events() if e["type"] == "agent.connect"]
+    assert {(e["uid"], e["reason"]) for e in refused} == {
+        (nobody()[0], "too many connections from this uid")
+    }
+    assert sum(e.get("count", 1) for e in refused) == n - n // 4
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(world_dir: Path) -> None:
+    """Issue 21, second review: waiting between frames had no deadline, so connections held
+    open without a word kept their slots for ever. ``--idle-timeout`` closes them (and the
+    close is logged); the owner then gets its slots back."""
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    with Agent(st, "--max-connections", "4", "--idle-timeout", "1") as agent:
+        held = [agent.raw() for _ in range(4)]  # the owner's quota (a quarter: 1) and more
+        # Each is closed by the agent: the refused at once, the admitted one once idle
+        # (recv waits for it, bounded by the socket's 30 s timeout).
+        assert all(closed_by_peer(s) for s in held)
+        for s in held:
+            s.close()
+        with agent.client() as c:
+            assert len(c.ed25519("deploy").sign(b"after")) == 64
+        assert agent.stop() == 0
+        assert "idle for longer than the idle timeout" in agent.stderr()
+
+
+REFUSED_BURST = r"""
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.recv(1)
+    s.close()
+"""
+
+
+def test_refusal_counts_are_on_record_without_a_stop_or_a_new_connection(
+    world_dir: Path,
+) -> None:
+    """Issue 21, second review: an aggregated refusal count was written only at the next
+    accepted connection or at stop, so a SIGKILL lost it. It is on record within a second
+    of its 10 s window's end: the count is in the log while the agent runs, and survives a
+    SIGKILL."""
+    st = make_store(world_dir, ed25519=("deploy",), secrets=())
+    st.dir.chmod(0o755)
+    audited = AuditFiles(st.dir)
+    n = 20
+    with Agent(st, "--socket-mode", "0666", *audited.args()) as agent:
+        burst = subprocess.run(
+            [*as_user(*nobody()), sys.executable, "-c", REFUSED_BURST, str(agent.socket), str(n)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+        )
+        assert burst.returncode == 0, burst.stderr
+
+        def counted() -> int:
+            return sum(e.get("count", 1) for e in audited.events() if e["type"] == "agent.connect")
+
+        # Waited for up to a deadline that only bounds a failure (the window is 10 s).
+        deadline = time.monotonic() + 60
+        while counted() < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert counted() == n
+        agent.signal(signal.SIGKILL)
+        agent.wait_exit()
+    refused = [e for e in audited.events() if e["type"] == "agent.connect"]
+    assert sum(e.get("count", 1) for e in refused) == n
+    assert len(refused) == 2, refused

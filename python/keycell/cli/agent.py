@@ -290,6 +290,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             socket_mode=args.socket_mode,
             max_connections=args.max_connections,
             frame_timeout=args.frame_timeout,
+            idle_timeout=args.idle_timeout,
             log=_log,
             verbose=args.verbose,
         )
@@ -426,7 +427,12 @@ def register(sub: Any) -> None:
         help="the log's origin in its checkpoints, when it is created (keycell.agent/HOST)",
     )
     p.add_argument(
-        "--max-connections", type=int, default=64, metavar="N", help="connections at once (64)"
+        "--max-connections",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections at once (64); each uid at most a quarter of them, and other uids "
+        "leave that many free for the agent's own uid",
     )
     p.add_argument(
         "--frame-timeout",
@@ -434,6 +440,13 @@ def register(sub: Any) -> None:
         default=10.0,
         metavar="SECONDS",
         help="time a request may take to arrive once it started (10)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="close a connection that sends nothing for this long between requests (60)",
     )
     p.add_argument("--detach", action="store_true", help="run in the background")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
