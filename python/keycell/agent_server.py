@@ -313,8 +313,8 @@ def serve(
     reply and stops the agent (``handle.failure``), whatever the log's ``on_error``.
     ``allow_uids`` may connect besides this process's effective uid; ``socket_mode`` is the
     socket file's mode (within 0777, including 0600). At most ``max_connections`` are
-    served at once; each uid at most a quarter of them (at least 1), and other uids
-    together leave that many free for this process's own uid, so a peer holding idle
+    served at once; each uid other than this process's own at most a quarter of them (at
+    least 1), and together they leave that many free for it, so a peer holding idle
     connections cannot lock the owner out. ``frame_timeout`` bounds the time a request
     takes to arrive once it started; a connection that sends nothing for ``idle_timeout``
     seconds between requests is closed (and recorded). Refused connections are recorded

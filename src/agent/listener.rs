@@ -61,29 +61,30 @@ impl Full {
 }
 
 impl Admission {
-    /// The most connections one uid may hold at once: a quarter of `max_connections`, at
-    /// least 1.
+    /// The most connections one uid other than the agent's own may hold at once: a quarter
+    /// of `max_connections`, at least 1.
     pub fn per_uid(&self) -> usize {
         (self.max_connections / 4).max(1)
     }
 
     /// Whether a new connection of `uid` is admitted while `open` connections are served,
-    /// `of_uid` of them this uid's and `of_owner` the agent's own uid's. A uid holds at most
-    /// [`Self::per_uid`]; other uids together leave that many slots (at most
-    /// `max_connections - 1`) for the agent's own, so one peer holding every slot it can
-    /// get never locks the owner out.
+    /// `of_uid` of them this uid's and `of_owner` the agent's own uid's. The agent's own
+    /// uid may take every slot; another uid holds at most [`Self::per_uid`], and other uids
+    /// together leave that many slots (at most `max_connections - 1`) for the agent's own,
+    /// so one peer holding every connection it can get never locks the owner out.
     pub fn admits(&self, uid: u32, open: usize, of_uid: usize, of_owner: usize) -> Result<(), Full> {
-        if of_uid >= self.per_uid() {
-            return Err(Full::Uid);
-        }
         if open >= self.max_connections {
             return Err(Full::Agent);
         }
-        if uid != self.owner_uid {
-            let reserve = self.per_uid().min(self.max_connections.saturating_sub(1));
-            if open.saturating_sub(of_owner) >= self.max_connections - reserve {
-                return Err(Full::Agent);
-            }
+        if uid == self.owner_uid {
+            return Ok(());
+        }
+        if of_uid >= self.per_uid() {
+            return Err(Full::Uid);
+        }
+        let reserve = self.per_uid().min(self.max_connections.saturating_sub(1));
+        if open.saturating_sub(of_owner) >= self.max_connections - reserve {
+            return Err(Full::Agent);
         }
         Ok(())
     }
@@ -251,23 +252,22 @@ mod tests {
         // A peer uid holds at most its quota.
         assert_eq!(a.admits(65534, 0, 0, 0), Ok(()));
         assert_eq!(a.admits(65534, 2, 2, 0), Err(Full::Uid));
-        // Other uids together leave the owner's quota free: 6 of 8 taken by others.
+        // Other uids together leave the owner's share free: 6 of 8 taken by others.
         assert_eq!(a.admits(7, 5, 0, 0), Ok(()));
         assert_eq!(a.admits(7, 6, 0, 0), Err(Full::Agent));
-        // The owner gets in then, up to its own quota.
+        // The owner gets in then, up to every slot.
         assert_eq!(a.admits(1000, 6, 0, 0), Ok(()));
         assert_eq!(a.admits(1000, 7, 1, 1), Ok(()));
-        assert_eq!(a.admits(1000, 8, 2, 2), Err(Full::Uid));
-        // With the owner's connections open, others still count only their own.
+        assert_eq!(a.admits(1000, 8, 2, 2), Err(Full::Agent));
+        // With the owner's connections open, others count only their own.
         assert_eq!(a.admits(7, 7, 0, 2), Ok(()));
-        // One slot in all: the owner's.
+        assert_eq!(a.admits(7, 7, 0, 1), Err(Full::Agent));
+        // One slot in all: the first comer's.
         let one = Admission {
             max_connections: 1,
             ..a.clone()
         };
-        assert_eq!(one.per_uid(), 1);
         assert_eq!(one.admits(65534, 0, 0, 0), Ok(()));
-        assert_eq!(one.admits(1000, 0, 0, 0), Ok(()));
-        assert_eq!(one.admits(1000, 1, 1, 1), Err(Full::Uid));
+        assert_eq!(one.admits(1000, 1, 0, 0), Err(Full::Agent));
     }
 }

@@ -120,8 +120,8 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
 /// guarded memory and every Ed25519 private key and generic secret of `token` (an open,
 /// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
 /// once, on threads of its own. A name in both is an `AgentError`. `allowed_uids` may
-/// connect, at most `max_connections` at once; each uid at most a quarter of them (at
-/// least 1), and other uids together leave that many free for this process's own uid. A
+/// connect, at most `max_connections` at once; each uid other than this process's own at
+/// most a quarter of them (at least 1), and together they leave that many free for it. A
 /// connection that sends nothing for `idle_timeout` seconds between requests is closed.
 /// `policy` is the text of a policy file whose signature the caller has checked.
 /// With `audit` (a native audit log writer, `keycell.audit.AuditLog`'s), every request,

@@ -223,6 +223,7 @@ def test_a_peer_holding_every_connection_does_not_lock_the_owner_out(world_dir: 
             assert len(sig) == 64
         finally:
             peer.stdin.close()
+            peer.stdout.close()
             peer.wait(60)
         assert agent.stop() == 0
     refused = [e for e in audited.events() if e["type"] == "agent.connect"]
@@ -238,9 +239,9 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(world_dir: Path) ->
     close is logged); the owner then gets its slots back."""
     st = make_store(world_dir, ed25519=("deploy",), secrets=())
     with Agent(st, "--max-connections", "4", "--idle-timeout", "1") as agent:
-        held = [agent.raw() for _ in range(4)]  # the owner's quota (a quarter: 1) and more
-        # Each is closed by the agent: the refused at once, the admitted one once idle
-        # (recv waits for it, bounded by the socket's 30 s timeout).
+        held = [agent.raw() for _ in range(5)]  # every slot, and one more (refused)
+        # Each is closed by the agent: the refused one at once, the others once idle (recv
+        # waits for that, bounded by the socket's 30 s timeout).
         assert all(closed_by_peer(s) for s in held)
         for s in held:
             s.close()

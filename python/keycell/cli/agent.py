@@ -431,8 +431,8 @@ def register(sub: Any) -> None:
         type=int,
         default=64,
         metavar="N",
-        help="connections at once (64); each uid at most a quarter of them, and other uids "
-        "leave that many free for the agent's own uid",
+        help="connections at once (64); each other uid at most a quarter of them, and "
+        "together they leave that many free for the agent's own uid",
     )
     p.add_argument(
         "--frame-timeout",
