@@ -256,6 +256,14 @@ class AuditLog:
         return self._native.epoch
 
     @property
+    def protection(self) -> _native.Protection:
+        """What protection the log's memory actually has: its current epoch key's region,
+        the weakest of the key and its HMAC pads (the shape of ``SecretKey.protection``).
+        Each new epoch's key is a new region; the call that made one with a protection
+        missing warns (``ProtectionWarning``, once per process)."""
+        return self._native.protection
+
+    @property
     def closed(self) -> bool:
         """True after :meth:`close`."""
         return self._native.closed

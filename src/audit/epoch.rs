@@ -15,7 +15,7 @@ use crate::crypto::hkdf::{self, HkdfError};
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
 use crate::crypto::tag::tag_matches;
-use crate::memory::MemoryError;
+use crate::memory::{MemoryError, Protection};
 
 /// Length of an epoch key.
 pub const EPOCH_KEY_LEN: usize = 32;
@@ -96,6 +96,11 @@ impl EpochKey {
             *self = self.next()?;
         }
         Ok(())
+    }
+
+    /// The protection of the key's regions (the weakest of the key and its HMAC pads).
+    pub fn protection(&self) -> Protection {
+        self.key.protection()
     }
 
     /// The epoch number.

@@ -210,6 +210,11 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
+    /// The protection of the regions the writer keeps: its current epoch key's (the
+    /// weakest of the key and its HMAC pads; a new epoch's key is a new region).
+    pub fn protection(&self) -> crate::memory::Protection {
+        self.key.protection()
+    }
     /// Create a new log at `path` (never replacing a file) with its genesis record and state
     /// file. `k0` (at least 32 bytes) is the verification key; only `E_0`, derived from it,
     /// is kept.

@@ -19,6 +19,7 @@ use super::ed25519::{Ed25519PrivateKey, Ed25519PublicKey};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_cell::KeyHandle;
+use super::protection::{report_new_region, Protection};
 use super::secret_key::SecretKey;
 
 /// The native audit log writer (use `keycell.audit.AuditLog`). Thread-safe: one mutex
@@ -34,17 +35,24 @@ pub struct AuditWriter {
 }
 
 impl AuditWriter {
+    /// Run `f` on the writer without the GIL; then, with it, report a missing protection
+    /// of the writer's epoch key (a new epoch's key is allocated by the call that starts
+    /// the epoch: a `ProtectionWarning`, once per process, from that call).
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut Writer) -> std::result::Result<T, AuditError> + Send,
     ) -> Result<T> {
         self.check_process()?;
-        detach(py, || {
+        let (out, protection) = detach(py, || {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let w = g.as_mut().ok_or(AuditError::Closed)?;
-            Ok(f(w)?)
-        })
+            let out = f(w);
+            Ok::<_, Error>((out, w.protection()))
+        })?;
+        let out = out?;
+        report_new_region(py, &protection)?;
+        Ok(out)
     }
 
     /// Run `f` with the signer's live private key and public bytes (the GIL is held: the
@@ -65,17 +73,25 @@ impl AuditWriter {
         let live = sk.cell().live()?;
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let w = g.as_mut().ok_or(AuditError::Closed)?;
-        Ok(f(w, &public, live.key())?)
+        let out = f(w, &public, live.key())?;
+        let protection = w.protection();
+        drop(g);
+        drop(live);
+        report_new_region(signer.py(), &protection)?;
+        Ok(out)
     }
 }
 
 impl AuditWriter {
-    fn new(w: Writer, repaired: Option<u64>) -> Self {
-        AuditWriter {
+    /// A handle around `w`; a missing protection of its epoch key is reported (a
+    /// `ProtectionWarning`, once per process; under `-W error` the writer is closed).
+    fn new(py: Python<'_>, w: Writer, repaired: Option<u64>) -> Result<Self> {
+        report_new_region(py, &w.protection())?;
+        Ok(AuditWriter {
             inner: Arc::new(Mutex::new(Some(w))),
             repaired,
             made_in: ProcessStamp::current(),
-        }
+        })
     }
 
     /// The writer, for an agent that records to this log.
@@ -104,6 +120,7 @@ impl AuditWriter {
     #[staticmethod]
     #[pyo3(signature = (path, *, key, origin, epoch_records, epoch_seconds, sync = false))]
     fn create(
+        py: Python<'_>,
         path: PathBuf,
         key: &Bound<'_, PyAny>,
         origin: &str,
@@ -122,7 +139,7 @@ impl AuditWriter {
             epoch_seconds,
             sync,
         )?;
-        Ok(AuditWriter::new(w, None))
+        AuditWriter::new(py, w, None)
     }
 
     /// Open an existing log to continue it (repairing a torn tail).
@@ -130,7 +147,7 @@ impl AuditWriter {
     #[pyo3(signature = (path, *, sync = false))]
     fn open(py: Python<'_>, path: PathBuf, sync: bool) -> Result<Self> {
         let (w, repair) = detach(py, || Writer::open(&path, sync))?;
-        Ok(AuditWriter::new(w, repair.map(|r| r.torn_bytes)))
+        AuditWriter::new(py, w, repair.map(|r| r.torn_bytes))
     }
 
     /// Append one event, given as the UTF-8 bytes of one JSON value without line breaks.
@@ -210,6 +227,13 @@ impl AuditWriter {
     }
 
     /// True once `close()` ran.
+    /// What protection the writer's memory actually has: its current epoch key's, the
+    /// weakest of the key and its HMAC pads (each new epoch's key is a new region).
+    #[getter]
+    fn protection(&self, py: Python<'_>) -> Result<Protection> {
+        self.with(py, |w| Ok(Protection::from(w.protection())))
+    }
+
     #[getter]
     fn closed(&self) -> bool {
         self.inner

@@ -35,6 +35,7 @@ use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
 use super::key_io;
 use super::pkcs11::Pkcs11SecretKey;
+use super::protection::{report_new_region, Protection};
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -218,12 +219,16 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    fn new(store: Store, path: PathBuf) -> KeyStore {
-        KeyStore {
+    /// A handle around `store`; a missing protection of its derived keys is reported (a
+    /// `ProtectionWarning`, once per process; under `-W error` the handle is dropped and
+    /// the keys wiped).
+    fn new(py: Python<'_>, store: Store, path: PathBuf) -> Result<KeyStore> {
+        report_new_region(py, &store.protection())?;
+        Ok(KeyStore {
             inner: Mutex::new(Some(store)),
             path,
             made_in: ProcessStamp::current(),
-        }
+        })
     }
 
     /// Whether this is a fork child of the process that made the handle.
@@ -344,7 +349,7 @@ impl KeyStore {
         let store = with_master(py, &m, |m| {
             Store::create(&path, m, params, timeout).map_err(|e| change_err(&path, e))
         })?;
-        Ok(KeyStore::new(store, path))
+        KeyStore::new(py, store, path)
     }
 
     /// Open the key store at `path` with its master. `lock_timeout` as for `create`.
@@ -362,7 +367,7 @@ impl KeyStore {
             Store::open(&path, m).map_err(|e| store_err(&path, e))
         })?;
         store.set_lock_timeout(timeout);
-        Ok(KeyStore::new(store, path))
+        KeyStore::new(py, store, path)
     }
 
     /// The store's path.
@@ -488,11 +493,21 @@ impl KeyStore {
         let params = parse_kdf_params(kdf_params)?;
         let m = master_arg(py, new_master)?;
         // The store's mutex and the master's lock are both taken without the GIL.
-        self.with(py, |store| {
+        let protection = self.with(py, |store| {
             borrow_master(&m, |m| {
                 store.rotate(m, params).map_err(|e| self.change_err(e))
-            })
-        })
+            })?;
+            Ok(store.protection())
+        })?;
+        // The new master's keys are new regions.
+        report_new_region(py, &protection)
+    }
+
+    /// What protection the handle's memory actually has: its derived keys' region (the
+    /// weakest of it and any state beside it), as `SecretKey.protection` reports a key's.
+    #[getter]
+    fn protection(&self, py: Python<'_>) -> Result<Protection> {
+        self.with(py, |s| Ok(Protection::from(s.protection())))
     }
 
     /// Forget the derived keys (wiped). Idempotent; later calls raise `KeyDestroyedError`.

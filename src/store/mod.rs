@@ -279,6 +279,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// The protection of the regions the handle keeps: its derived keys' (the weakest of
+    /// the keys and any HMAC pads beside them).
+    pub fn protection(&self) -> crate::memory::Protection {
+        self.keys.protection()
+    }
+
     /// Create a new, empty store at `path` (which must not exist). `kdf` applies to a
     /// passphrase master (default [`Argon2Params::DEFAULT`]).
     /// Waits at most `lock_timeout` for the writer lock.
