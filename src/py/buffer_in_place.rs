@@ -15,6 +15,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use zeroize::Zeroize;
 
 use super::errors::{Error, Result};
 
@@ -82,8 +83,8 @@ fn write_copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
 /// buffer is not zero-filled first (a 1 MiB `memset` is a tenth of a 1 MiB AES-GCM call):
 /// every byte is written exactly once by the copies below before `f` sees it. The copy of
 /// `body` is handed to `run_copy`, which runs it (the caller releases the GIL there for
-/// large inputs, through its one GIL-release helper). If `f` fails, the object is released
-/// unseen.
+/// large inputs, through its one GIL-release helper). If `f` fails, the buffer is wiped
+/// and the object released unseen.
 pub fn new_bytes_from<'py>(
     py: Python<'py>,
     head: &[u8],
@@ -138,6 +139,12 @@ pub fn new_bytes_from<'py>(
     // SAFETY: `head.len() + body.len() + tail == len` bytes were all written just above,
     // so the whole buffer is initialised; `out` is not used again.
     let out: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), len) };
-    f(out)?;
+    if let Err(e) = f(out) {
+        // The `bytes` is never handed out: wipe what `f` left in it (a plaintext whose
+        // call failed after the decryption, e.g. a `ProtectionWarning` under `-W error`)
+        // before CPython frees it.
+        out.zeroize();
+        return Err(e);
+    }
     Ok(obj)
 }

@@ -22,6 +22,7 @@ use super::args::{handle, parse_algorithm};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
+use super::protection::report_derived_shortfall;
 use super::secret_key::{check_hmac_tag, SecretKey};
 
 /// The state of an `HMAC` context.
@@ -79,7 +80,15 @@ impl Hmac {
     }
 
     /// Finish the computation into `out` (full digest) and mark the context finalized.
+    /// State derived from the key in this call (the pads, on the key's first use) that got
+    /// less protection than the key is reported from this call, after the context's lock
+    /// is released (a warning may run Python code).
     fn finish(&self, py: Python<'_>, out: &mut [u8; MAX_DIGEST_LEN]) -> Result<()> {
+        self.finish_locked(py, out)?;
+        report_derived_shortfall(py)
+    }
+
+    fn finish_locked(&self, py: Python<'_>, out: &mut [u8; MAX_DIGEST_LEN]) -> Result<()> {
         let mut ctx = self.lock(py);
         let stream = Self::active(&mut ctx)?;
         let key = self.key.get();
@@ -157,7 +166,10 @@ impl Hmac {
         if let Err(Error::Destroyed(_)) = result {
             *ctx = Ctx::KeyDestroyed;
         }
-        result
+        drop(ctx);
+        result?;
+        // The pads, made in this call on the key's first use, are reported from it.
+        report_derived_shortfall(py)
     }
 
     /// An independent copy of this context (same key, same data absorbed so far).
@@ -183,8 +195,10 @@ impl Hmac {
     /// Finish and return the tag (`digest_size` bytes). The context cannot be used again.
     fn finalize<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyBytes>> {
         let mut out = [0u8; MAX_DIGEST_LEN];
-        self.finish(py, &mut out)?;
-        Ok(PyBytes::new(py, &out[..self.alg.digest_len()]))
+        let done = self.finish(py, &mut out);
+        let tag = done.map(|()| PyBytes::new(py, &out[..self.alg.digest_len()]));
+        out[..].zeroize();
+        tag
     }
 
     /// Finish and compare with `tag` in constant time; raises `InvalidSignature` on a

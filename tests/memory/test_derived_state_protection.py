@@ -12,7 +12,7 @@ from typing import Any
 
 import keycell
 import pytest
-from keycell import AESGCM, SecretKey
+from keycell import AESGCM, HMAC, SecretKey
 from support import PAGE, drop_privileges, privilege_drop_reason, run_forked
 
 
@@ -24,18 +24,30 @@ def _child(use: str) -> dict[str, Any]:
         warnings.simplefilter("always")
         key = SecretKey.generate(32)
         out["before"] = key.protection.locked
+        out["before_call"] = len(caught)
         if use == "hmac":
             key.hmac(b"x")
-        else:
+        elif use == "aead":
             AESGCM(key).encrypt(bytes(12), b"x", None)
+        elif use == "encrypt_into":
+            AESGCM(key).encrypt_into(bytes(12), b"x", None, bytearray(17))
+        else:  # the streaming HMAC: its first block of data needs the pads
+            h = HMAC(key, "sha256")
+            h.update(bytes(64))
+        # Reported by the call that made the state, not at the next keyed call.
+        out["in_call"] = len(caught)
+        if use == "hmac_stream":
+            h.finalize()
         out["after"] = key.protection.locked
         out["complete"] = key.protection.complete
     out["warnings"] = [str(w.message) for w in caught]
     return out
 
 
-@pytest.mark.parametrize("use", ["hmac", "aead"])
+@pytest.mark.parametrize("use", ["hmac", "aead", "encrypt_into", "hmac_stream"])
 def test_unlocked_derived_state_makes_the_key_report_unlocked(use: str) -> None:
+    """Issue 21 (3), and the second review: ``encrypt_into`` and the streaming ``HMAC``
+    reported the shortfall only at the next keyed call (the streaming HMAC never did)."""
     reason = privilege_drop_reason()
     if reason:
         pytest.skip(reason)
@@ -43,6 +55,7 @@ def test_unlocked_derived_state_makes_the_key_report_unlocked(use: str) -> None:
     assert out["before"] is True, out
     assert out["after"] is False, out
     assert out["complete"] is False, out
+    assert (out["before_call"], out["in_call"]) == (0, 1), out
     # One warning, naming the derived state (the key's own region was locked: no other).
     assert len(out["warnings"]) == 1, out
     assert "state derived from a key on first use" in out["warnings"][0], out
