@@ -1,10 +1,12 @@
-//! HMAC-SHA1 with precomputed pads, for one-time passwords only (RFC 4226 and RFC 6238
-//! default to it and most authenticator apps support nothing else).
+//! HMAC-SHA1 with precomputed pads, for legacy protocols: one-time passwords (RFC 4226 and
+//! RFC 6238 default to it and most authenticator apps support nothing else) and the
+//! HMAC-SHA1 signatures of webhooks and signers that predate SHA-2 (GitHub's
+//! `X-Hub-Signature`, Twilio, the default signers of itsdangerous and Django).
 //!
-//! SHA-1 is not a [`super::hmac::HashAlgorithm`]: `SecretKey.hmac` keeps offering SHA-2
-//! only, so no new protocol picks SHA-1 by accident, and `SymmetricKey`'s pad layout and
-//! every algorithm match stay as they are. HMAC-SHA1 itself is not broken by SHA-1's
-//! collisions; it is here for interoperability.
+//! SHA-1 is not a [`super::hmac::HashAlgorithm`] (the SHA-2 hashes that HKDF, the key
+//! store and the audit log use), so nothing else picks it by accident; HMAC takes it as
+//! [`super::hmac::MacAlgorithm::Sha1`], by name only. HMAC-SHA1 itself is not broken by
+//! SHA-1's collisions; it is here for interoperability.
 //!
 //! Like the SHA-2 core (`sha2_core.rs`), it is built on the compression function that the
 //! `sha1` crate exposes (`sha1::compress`), starts from a midstate kept in a guarded region,
@@ -32,16 +34,17 @@ fn compress(state: &mut [u32; 5], data: &[u8]) {
     debug_assert_eq!(caster.get_pos(), 0);
 }
 
-/// A running SHA-1 computation from an arbitrary midstate; wiped on drop.
-struct Running {
+/// A running SHA-1 computation from an arbitrary midstate; wiped on drop. Not `Clone`:
+/// copies are made in place with [`Running::copy_from`].
+pub(super) struct Running {
     state: [u32; 5],
     buf: [u8; BLOCK_LEN],
     buf_len: usize,
     total: u64,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
+impl Zeroize for Running {
+    fn zeroize(&mut self) {
         self.state[..].zeroize();
         self.buf[..].zeroize();
         self.buf_len.zeroize();
@@ -49,8 +52,14 @@ impl Drop for Running {
     }
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
 impl Running {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Running {
             state: IV,
             buf: [0u8; BLOCK_LEN],
@@ -59,17 +68,32 @@ impl Running {
         }
     }
 
-    /// Continue from a midstate serialized by [`store`] (one block already absorbed).
+    /// Continue from a midstate written by [`precompute_pads`] (one block already
+    /// absorbed).
     fn from_pad(pad: &[u8]) -> Self {
         let mut r = Running::new();
-        for (w, b) in r.state.iter_mut().zip(pad.chunks_exact(4)) {
-            *w = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        r.total = BLOCK_LEN as u64;
+        r.load_pad(pad);
         r
     }
 
-    fn update(&mut self, mut data: &[u8]) {
+    /// Continue from a pad, loaded straight into this running state.
+    pub(super) fn load_pad(&mut self, pad: &[u8]) {
+        for (w, b) in self.state.iter_mut().zip(pad.chunks_exact(4)) {
+            *w = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        self.buf_len = 0;
+        self.total = BLOCK_LEN as u64;
+    }
+
+    /// Become an exact copy of `other`, in this value's own memory.
+    pub(super) fn copy_from(&mut self, other: &Running) {
+        self.state.copy_from_slice(&other.state);
+        self.buf.copy_from_slice(&other.buf);
+        self.buf_len = other.buf_len;
+        self.total = other.total;
+    }
+
+    pub(super) fn update(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         if self.buf_len > 0 {
             let take = (BLOCK_LEN - self.buf_len).min(data.len());
@@ -90,7 +114,7 @@ impl Running {
     }
 
     /// Pad, compress and write the 20-byte digest into `out`.
-    fn finalize_into(&mut self, out: &mut [u8]) {
+    pub(super) fn finalize_into(&mut self, out: &mut [u8]) {
         let mut block = [0u8; 2 * BLOCK_LEN];
         block[..self.buf_len].copy_from_slice(&self.buf[..self.buf_len]);
         block[self.buf_len] = 0x80;

@@ -247,6 +247,11 @@ impl Running {
         }
     }
 
+    /// The algorithm.
+    pub(super) fn algorithm(&self) -> HashAlgorithm {
+        self.alg
+    }
+
     /// Become an exact copy of `other`, writing into this value's own memory (no
     /// temporary copy of the state is made).
     pub(super) fn copy_from(&mut self, other: &Running) {

@@ -1,8 +1,8 @@
 //! A symmetric secret key in a guarded region, with its HMAC pads computed on first use.
 //!
 //! The key has a region of its own (one part, behind its canary). The HMAC pads of an
-//! algorithm (the inner and outer hash states: 64 bytes for SHA-256, 128 for SHA-384 and
-//! SHA-512) are computed the first time the key is used with that algorithm, into a
+//! algorithm (the inner and outer hash states: 40 bytes for SHA-1, 64 for SHA-256, 128
+//! for SHA-384 and SHA-512) are computed the first time the key is used with that algorithm, into a
 //! region of their own with the same isolation as the key (page or pool), and kept until
 //! the key is dropped. A key never used for HMAC costs only its own region: 64 bytes of
 //! locked memory for a pooled 32-byte key.
@@ -12,23 +12,17 @@ use std::sync::OnceLock;
 use crate::memory::{MemoryError, Protection, SecretBuf};
 
 use super::aead_suite::{self, AeadAlgorithm, AeadFailure, CipherCache, TAG_LEN};
-use super::hmac::{self, HashAlgorithm};
+use super::hmac::{HashAlgorithm, MacAlgorithm};
 
 /// Largest symmetric key accepted (64 KiB).
 pub const MAX_KEY_LEN: usize = 64 * 1024;
 
-fn pads_len(alg: HashAlgorithm) -> usize {
+fn pads_index(alg: MacAlgorithm) -> usize {
     match alg {
-        HashAlgorithm::Sha256 => 64,
-        HashAlgorithm::Sha384 | HashAlgorithm::Sha512 => 128,
-    }
-}
-
-fn pads_index(alg: HashAlgorithm) -> usize {
-    match alg {
-        HashAlgorithm::Sha256 => 0,
-        HashAlgorithm::Sha384 => 1,
-        HashAlgorithm::Sha512 => 2,
+        MacAlgorithm::Sha2(HashAlgorithm::Sha256) => 0,
+        MacAlgorithm::Sha2(HashAlgorithm::Sha384) => 1,
+        MacAlgorithm::Sha2(HashAlgorithm::Sha512) => 2,
+        MacAlgorithm::Sha1 => 3,
     }
 }
 
@@ -55,7 +49,7 @@ pub struct SymmetricKey {
     buf: SecretBuf,
     len: usize,
     /// HMAC pads per algorithm ([`pads_index`]), computed on first use.
-    pads: [OnceLock<SecretBuf>; 3],
+    pads: [OnceLock<SecretBuf>; 4],
     /// AEAD cipher state (AES round keys and GHASH key, ChaCha20-Poly1305 key), built on
     /// first use into a guarded value beside the key; dropped and wiped with the key.
     ciphers: CipherCache,
@@ -128,14 +122,15 @@ impl SymmetricKey {
 
     /// The HMAC pads for `alg`, computed into a region beside the key on first use (two
     /// threads racing here both compute them; one copy is kept, the other wiped).
-    pub fn pads(&self, alg: HashAlgorithm) -> Result<&[u8], MemoryError> {
+    pub fn pads(&self, alg: impl Into<MacAlgorithm>) -> Result<&[u8], MemoryError> {
+        let alg = alg.into();
         let cell = &self.pads[pads_index(alg)];
         if let Some(pads) = cell.get() {
             return pads.bytes();
         }
         let key = self.bytes()?;
-        let pads = self.buf.new_beside::<MemoryError>(pads_len(alg), |dst| {
-            hmac::precompute_pads(alg, key, dst);
+        let pads = self.buf.new_beside::<MemoryError>(alg.pads_len(), |dst| {
+            alg.precompute_pads(key, dst);
             Ok(())
         })?;
         // A buffer that lost the race is dropped (wiped) here.
@@ -147,8 +142,14 @@ impl SymmetricKey {
     }
 
     /// One-shot HMAC of `msg`; writes `alg.digest_len()` bytes into `out`.
-    pub fn hmac(&self, alg: HashAlgorithm, msg: &[u8], out: &mut [u8]) -> Result<(), MemoryError> {
-        hmac::hmac_with_pads(alg, self.pads(alg)?, msg, out);
+    pub fn hmac(
+        &self,
+        alg: impl Into<MacAlgorithm>,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), MemoryError> {
+        let alg = alg.into();
+        alg.mac_with_pads(self.pads(alg)?, msg, out);
         Ok(())
     }
 
@@ -212,9 +213,18 @@ mod tests {
             let mut a = [0u8; 64];
             let mut b = [0u8; 64];
             key.hmac(alg, b"message", &mut a).expect("hmac");
-            hmac::hmac(alg, b"0123456789abcdef", b"message", &mut b);
+            super::super::hmac::hmac(alg, b"0123456789abcdef", b"message", &mut b);
             assert_eq!(a, b);
         }
+        // HMAC-SHA1 (RFC 2202 test case 2) from the key's own SHA-1 pads.
+        let jefe = SymmetricKey::from_slice(b"Jefe").expect("key");
+        let mut t = [0u8; 20];
+        jefe.hmac(MacAlgorithm::Sha1, b"what do ya want for nothing?", &mut t)
+            .expect("hmac");
+        assert_eq!(
+            t.to_vec(),
+            crate::crypto::unhex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")
+        );
         assert_eq!(key.bytes().expect("bytes"), b"0123456789abcdef");
     }
 

@@ -1,7 +1,6 @@
 //! The HMAC of an OTP key: SHA-1 (the RFC default), SHA-256 or SHA-512 (RFC 6238).
 
-use crate::crypto::hmac::{self, HashAlgorithm};
-use crate::crypto::sha1_core;
+use crate::crypto::hmac::{HashAlgorithm, MacAlgorithm};
 
 /// The hash of an OTP key's HMAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,40 +50,33 @@ impl OtpAlgorithm {
         }
     }
 
-    fn sha2(self) -> Option<HashAlgorithm> {
+    /// The HMAC algorithm.
+    pub fn mac(self) -> MacAlgorithm {
         match self {
-            OtpAlgorithm::Sha1 => None,
-            OtpAlgorithm::Sha256 => Some(HashAlgorithm::Sha256),
-            OtpAlgorithm::Sha512 => Some(HashAlgorithm::Sha512),
+            OtpAlgorithm::Sha1 => MacAlgorithm::Sha1,
+            OtpAlgorithm::Sha256 => MacAlgorithm::Sha2(HashAlgorithm::Sha256),
+            OtpAlgorithm::Sha512 => MacAlgorithm::Sha2(HashAlgorithm::Sha512),
         }
     }
 
     /// Digest length in bytes.
     pub fn digest_len(self) -> usize {
-        self.sha2()
-            .map_or(sha1_core::SHA1_DIGEST_LEN, HashAlgorithm::digest_len)
+        self.mac().digest_len()
     }
 
     /// Bytes of the precomputed pads.
     pub fn pads_len(self) -> usize {
-        self.sha2()
-            .map_or(sha1_core::SHA1_PADS_LEN, HashAlgorithm::pads_len)
+        self.mac().pads_len()
     }
 
     /// Compute the pads of `key` into `out` ([`Self::pads_len`] bytes).
     pub fn precompute_pads(self, key: &[u8], out: &mut [u8]) {
-        match self.sha2() {
-            None => sha1_core::precompute_pads(key, out),
-            Some(alg) => hmac::precompute_pads(alg, key, out),
-        }
+        self.mac().precompute_pads(key, out);
     }
 
     /// HMAC of `msg` with precomputed `pads`; writes [`Self::digest_len`] bytes to `out`.
     pub fn mac_with_pads(self, pads: &[u8], msg: &[u8], out: &mut [u8]) {
-        match self.sha2() {
-            None => sha1_core::hmac_with_pads(pads, msg, out),
-            Some(alg) => hmac::hmac_with_pads(alg, pads, msg, out),
-        }
+        self.mac().mac_with_pads(pads, msg, out);
     }
 }
 
@@ -113,9 +105,9 @@ mod tests {
             let mut a = [0u8; MAX_OTP_DIGEST_LEN];
             alg.mac_with_pads(&pads, b"msg", &mut a);
             let mut b = [0u8; MAX_OTP_DIGEST_LEN];
-            match alg.sha2() {
-                None => sha1_core::hmac(key, b"msg", &mut b),
-                Some(h) => hmac::hmac(h, key, b"msg", &mut b),
+            match alg.mac().sha2() {
+                None => crate::crypto::sha1_core::hmac(key, b"msg", &mut b),
+                Some(h) => crate::crypto::hmac::hmac(h, key, b"msg", &mut b),
             }
             assert_eq!(a, b, "{alg:?}");
         }

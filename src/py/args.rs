@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::PyClass;
 
-use crate::crypto::hmac::HashAlgorithm;
+use crate::crypto::hmac::{HashAlgorithm, MacAlgorithm};
 use crate::crypto::symmetric::MAX_KEY_LEN;
 
 use super::errors::{Error, Result};
@@ -24,6 +24,18 @@ pub fn parse_algorithm(name: &str) -> Result<HashAlgorithm> {
         Error::Value(format!(
             "unsupported hash algorithm {shown:?}: keycell supports \"sha256\", \"sha384\" \
              and \"sha512\""
+        ))
+    })
+}
+
+/// Parse an HMAC algorithm name: a SHA-2 name, or "sha1" (legacy protocols), or fail
+/// with an "unsupported algorithm" `ValueError`.
+pub fn parse_mac_algorithm(name: &str) -> Result<MacAlgorithm> {
+    MacAlgorithm::from_name(name).ok_or_else(|| {
+        let shown: String = name.chars().take(40).collect();
+        Error::Value(format!(
+            "unsupported HMAC algorithm {shown:?}: keycell supports \"sha256\", \"sha384\", \
+             \"sha512\" and, for legacy protocols, \"sha1\""
         ))
     })
 }

@@ -16,9 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use zeroize::Zeroize;
 
-use crate::crypto::hmac::{HashAlgorithm, HmacStream, MAX_DIGEST_LEN};
+use crate::crypto::hmac::{HmacStream, MacAlgorithm, MAX_DIGEST_LEN};
 
-use super::args::{handle, parse_algorithm};
+use super::args::{handle, parse_mac_algorithm};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -50,7 +50,7 @@ enum Ctx {
 #[pyclass(frozen, module = "keycell._native", name = "HMAC")]
 pub struct Hmac {
     key: Py<SecretKey>,
-    alg: HashAlgorithm,
+    alg: MacAlgorithm,
     ctx: Mutex<Ctx>,
 }
 
@@ -108,8 +108,8 @@ impl Hmac {
 
 #[pymethods]
 impl Hmac {
-    /// Start an HMAC with `key` (a `SecretKey`) and `algorithm` ("sha256", "sha384" or
-    /// "sha512").
+    /// Start an HMAC with `key` (a `SecretKey`) and `algorithm` ("sha256", "sha384",
+    /// "sha512", or "sha1" for legacy protocols only).
     #[new]
     #[pyo3(signature = (key, algorithm = "sha256"))]
     fn new(key: &Bound<'_, PyAny>, algorithm: &str) -> Result<Self> {
@@ -119,7 +119,7 @@ impl Hmac {
             "SecretKey",
             "; load raw bytes with SecretKey.from_buffer()",
         )?;
-        let alg = parse_algorithm(algorithm)?;
+        let alg = parse_mac_algorithm(algorithm)?;
         key.get().live()?;
         Ok(Hmac {
             key: key.clone().unbind(),
@@ -128,7 +128,7 @@ impl Hmac {
         })
     }
 
-    /// The hash algorithm's name: "sha256", "sha384" or "sha512".
+    /// The hash algorithm's name: "sha256", "sha384", "sha512" or "sha1".
     #[getter]
     fn algorithm(&self) -> &'static str {
         self.alg.name()

@@ -13,7 +13,7 @@ use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::tag::tag_matches;
 
-use super::args::{parse_algorithm, KeyLength};
+use super::args::{parse_mac_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -62,7 +62,7 @@ impl SecretKey {
         msg: &[u8],
         out: &mut [u8; MAX_DIGEST_LEN],
     ) -> Result<usize> {
-        let alg = parse_algorithm(algorithm)?;
+        let alg = parse_mac_algorithm(algorithm)?;
         self.cell.with_key(py, msg.len(), |key| {
             key.hmac(alg, msg, out)?;
             Ok(())
@@ -220,9 +220,11 @@ impl SecretKey {
 
     /// HMAC of `data` (any bytes-like object) with this key; returns the tag as `bytes`.
     ///
-    /// `algorithm` is "sha256" (default), "sha384" or "sha512". The key-derived inner and
-    /// outer hash states are precomputed in the key's guarded region, so a short message
-    /// costs two hash compressions. Inputs of 2 KiB or more are hashed with the GIL
+    /// `algorithm` is "sha256" (default), "sha384" or "sha512", or "sha1" for legacy
+    /// protocols that require HMAC-SHA1 (GitHub's `X-Hub-Signature`, Twilio, the default
+    /// signers of itsdangerous and Django; new protocols should use SHA-2). The key-derived
+    /// inner and outer hash states are precomputed in the key's guarded region, so a short
+    /// message costs two hash compressions. Inputs of 2 KiB or more are hashed with the GIL
     /// released.
     #[pyo3(signature = (data, algorithm = "sha256"))]
     fn hmac<'py>(
@@ -243,7 +245,7 @@ impl SecretKey {
     /// A tag of the full digest length is compared in full. A shorter (truncated) tag is
     /// compared with the same number of leading bytes of the HMAC, but only when it is at
     /// least 16 bytes long; a tag shorter than 16 bytes or longer than the digest never
-    /// verifies.
+    /// verifies. `algorithm` as for `hmac` ("sha1" for legacy protocols only).
     #[pyo3(signature = (data, tag, algorithm = "sha256"))]
     fn verify_hmac(
         &self,

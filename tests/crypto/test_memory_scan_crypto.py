@@ -1,7 +1,8 @@
 """Memory scan of derived secrets (docs/invariants.md, invariant 6).
 
-A child loads keys from files the parent wrote and uses them: HMAC (SHA-256/384/512,
-one-shot, long, streaming, verify), Ed25519 signing, X25519 exchange. The parent computes
+A child loads keys from files the parent wrote and uses them: HMAC (SHA-256/384/512 and
+the legacy SHA-1, one-shot, long, streaming, verify), Ed25519 signing, X25519 exchange.
+The parent computes
 every secret the algorithms derive from those keys and scans the child's memory for them:
 
 - HMAC: ``K ^ ipad`` and ``K ^ opad`` blocks, and the inner/outer midstates (the hash
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from memscan import Hit, scan_phases, summarize
+from sha1_reference import hmac_sha1_midstates
 
 pytestmark = pytest.mark.slow
 
@@ -201,7 +203,7 @@ from keycell import SecretKey, HMAC
 key = SecretKey.from_file(sys.argv[1])
 with open(sys.argv[2], "rb") as f:
     control = f.read()               # positive control, kept on purpose
-for alg in ("sha256", "sha384", "sha512"):
+for alg in ("sha256", "sha384", "sha512", "sha1"):
     for msg in (b"short", b"m" * 5000):
         tag = key.hmac(msg, alg)
         key.verify_hmac(msg, tag, alg)
@@ -229,6 +231,7 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     patterns["key ^ opad"] = bytes(b ^ 0x5C for b in key)
     for alg in ("sha256", "sha384", "sha512"):
         patterns.update(hmac_midstates(key, alg))
+    patterns.update(hmac_sha1_midstates(key))  # the legacy HMAC-SHA1's pads, same handling
     alive = _scan_alive_and_destroyed(
         "hmac", HMAC_CHILD, [str(tmp_path / "key"), str(tmp_path / "control")], patterns
     )
@@ -236,6 +239,7 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     for alg in ("sha256", "sha384", "sha512"):
         for pad in ("inner", "outer"):
             assert len(alive[f"{alg} {pad} midstate (native)"]) == 1, summarize(alive)
+        assert len(alive[f"sha1 {pad} midstate"]) == 1, summarize(alive)
     assert alive["key ^ ipad"] == alive["key ^ opad"] == [], summarize(alive)
 
 
