@@ -72,7 +72,13 @@ impl Admission {
     /// uid may take every slot; another uid holds at most [`Self::per_uid`], and other uids
     /// together leave that many slots (at most `max_connections - 1`) for the agent's own,
     /// so one peer holding every connection it can get never locks the owner out.
-    pub fn admits(&self, uid: u32, open: usize, of_uid: usize, of_owner: usize) -> Result<(), Full> {
+    pub fn admits(
+        &self,
+        uid: u32,
+        open: usize,
+        of_uid: usize,
+        of_owner: usize,
+    ) -> Result<(), Full> {
         if open >= self.max_connections {
             return Err(Full::Agent);
         }

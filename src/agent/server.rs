@@ -576,7 +576,11 @@ mod tests {
                     .map(|e| e.count),
             );
         }
-        assert_eq!(counts, [1, 4], "the window's count was not recorded while running");
+        assert_eq!(
+            counts,
+            [1, 4],
+            "the window's count was not recorded while running"
+        );
         assert!(!server.stopped());
         let recorded = collect.0.lock().expect("lock").len();
         assert_eq!(recorded, 2, "both in the recorder too");

@@ -385,7 +385,10 @@ mod tests {
             assert_eq!(MacAlgorithm::from_name(bad), None, "{bad}");
         }
         assert_eq!(
-            (MacAlgorithm::Sha1.digest_len(), MacAlgorithm::Sha1.block_len()),
+            (
+                MacAlgorithm::Sha1.digest_len(),
+                MacAlgorithm::Sha1.block_len()
+            ),
             (20, 64)
         );
     }
@@ -395,7 +398,11 @@ mod tests {
         // RFC 2202 test cases 3 and 7 (two blocks of data, a key longer than a block),
         // absorbed a byte at a time.
         let cases: [(&[u8], &[u8], &str); 2] = [
-            (&[0xaa; 20], &[0xdd; 50], "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
+            (
+                &[0xaa; 20],
+                &[0xdd; 50],
+                "125d7342b9ac11cd91a39af48aa17b4f63f175d3",
+            ),
             (
                 &[0xaa; 80],
                 b"Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data",
