@@ -2,9 +2,9 @@
 //! gets at most one record per uid and reason per [`WINDOW`]. The first refusal is
 //! recorded at once, as any event; the ones after it within the window are counted, and
 //! recorded as one event whose `count` says how many it stands for, once the window is
-//! over (seen at the next connection, or at stop). So a flood of refused connections costs
-//! the audit log a line per 10 s instead of a line per connection, and nothing is left out
-//! of it: every refused connection is in a record's count.
+//! over (the accept thread looks at least once a second) or at stop. So a flood of refused
+//! connections costs the audit log a line per 10 s instead of a line per connection, and
+//! nothing is left out of it: every refused connection is in a record's count.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
