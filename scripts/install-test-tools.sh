@@ -12,6 +12,7 @@ need pkcs11-tool opensc  # the PKCS#11 tests' independent client
 command -v ssh-add >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
     || missing="$missing openssh-client"  # the agent tests' independent clients
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"  # the ssh login test's server
+need valgrind valgrind  # the X25519 kernel's constant-time check (memcheck)
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 \
         || { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $missing >/dev/null; } \

@@ -7,6 +7,8 @@
 //!   deadline-bounded lock wait, the file error.
 //! - [`encoding`]: hex and base64 over slices (key file formats).
 //! - [`json`]: strict JSON (RFC 8259): one scanner, a validator and a tree reader.
+//! - [`kernels`]: accelerated arithmetic for one CPU feature set, chosen at run time
+//!   (X25519 on BMI2); `crypto` falls back to its portable code elsewhere.
 //! - [`crypto`]: algorithms over secret bytes held in those regions.
 //! - [`keyfile`]: key file formats, read into guarded memory and written.
 //! - [`store`]: the encrypted key store file.
@@ -17,8 +19,10 @@
 //! - [`agent`]: the key agent (SSH agent protocol over a Unix socket, peer checks, policy).
 //! - `py`: the PyO3 bindings (feature `python`), compiled as `keycell._native`.
 //!
-//! `unsafe` code is allowed only in `memory`, `sys` and the buffer-protocol glue of the
-//! bindings (`py/view.rs`, `py/buffer_in_place.rs`), each block with its `SAFETY` argument.
+//! `unsafe` code is allowed only in `memory`, `sys`, `kernels` (calls into functions
+//! compiled for a CPU feature, after the run-time check) and the buffer-protocol glue of
+//! the bindings (`py/view.rs`, `py/buffer_in_place.rs`), each block with its `SAFETY`
+//! argument.
 
 pub mod agent;
 pub mod audit;
@@ -26,6 +30,7 @@ pub mod crypto;
 pub mod encoding;
 pub mod fs;
 pub mod json;
+pub mod kernels;
 pub mod keyfile;
 pub mod keyring;
 pub mod memory;

@@ -4,8 +4,9 @@
   ``use crate::...`` paths in ``src/``, Python imports in ``python/keycell/``, those inside
   functions included), so each layer only uses the ones below it; and no two Rust files,
   nor two Python modules, need each other (directly or around a longer circle);
-- ``unsafe`` code is allowed in ``src/memory/``, ``src/sys.rs`` and the two buffer-protocol
-  glue files of the bindings, and only there (the lints in ``Cargo.toml`` deny it elsewhere
+- ``unsafe`` code is allowed in ``src/memory/``, ``src/sys.rs``, ``src/kernels/`` (the one
+  module of accelerated kernels) and the two buffer-protocol glue files of the bindings,
+  and only there (the lints in ``Cargo.toml`` deny it elsewhere
   and demand a ``SAFETY`` comment on every block);
 - nothing below ``src/py`` imports PyO3; Python exceptions are imported in
   ``src/py/exceptions.rs`` and built only in ``src/py/errors.rs``.
@@ -23,16 +24,25 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 PY = ROOT / "python" / "keycell"
 
-# Where `unsafe` is allowed: the memory layer, the system-call module and the buffer glue.
-UNSAFE_DIRS = ("memory/",)
+# Where `unsafe` is allowed: the memory layer, the system-call module, the accelerated
+# kernels (calls into code compiled for a CPU feature, after the run-time check) and the
+# buffer glue.
+UNSAFE_DIRS = ("memory/", "kernels/")
 UNSAFE_FILES = {"sys.rs", "py/view.rs", "py/buffer_in_place.rs"}
 # The files that lift the crate-wide `unsafe_code = "deny"`, each for its whole module.
-UNSAFE_ALLOWED_BY = {"memory/mod.rs", "sys.rs", "py/view.rs", "py/buffer_in_place.rs"}
+UNSAFE_ALLOWED_BY = {
+    "memory/mod.rs",
+    "kernels/mod.rs",
+    "sys.rs",
+    "py/view.rs",
+    "py/buffer_in_place.rs",
+}
 
 # Allowed import directions between the top-level modules of `src/` (module -> the modules
-# it may use). Bottom to top: memory; sys, fs, encoding, json (low, plain helpers); crypto
-# over memory; the features over crypto, memory and the low modules; the agent over the
-# features; the bindings (py) over everything, and nothing imports them but lib.rs.
+# it may use). Bottom to top: memory and kernels (accelerated arithmetic, using nothing);
+# sys, fs, encoding, json (low, plain helpers); crypto over memory and kernels; the
+# features over crypto, memory and the low modules; the agent over the features; the
+# bindings (py) over everything, and nothing imports them but lib.rs.
 _LOW = {"sys", "fs", "encoding", "json"}
 _FEATURES = {"keyfile", "store", "audit", "otp", "keyring", "pkcs11"}
 _BELOW_FEATURES = {"crypto", "memory"} | _LOW
@@ -42,7 +52,8 @@ RUST_ALLOWED: dict[str, set[str]] = {
     "encoding": set(),
     "json": set(),
     "fs": {"sys"},
-    "crypto": {"memory", "encoding"},
+    "kernels": set(),  # accelerated arithmetic (X25519 on BMI2/ADX), used by crypto
+    "crypto": {"memory", "encoding", "kernels"},
     **{f: set(_BELOW_FEATURES) for f in _FEATURES},
     "agent": _FEATURES | _BELOW_FEATURES,
     "py": _FEATURES | _BELOW_FEATURES | {"agent"},
