@@ -313,5 +313,39 @@ mod tests {
         clamped[31] &= 127;
         clamped[31] |= 64;
         assert!(!contains(&stack, &clamped), "clamped scalar left");
+        // The kernel's ladder state and inverse, limb by limb (a spilled register holds
+        // one limb): none is left.
+        let limbs = crate::kernels::x25519::ladder_limbs(&clamped, b.public());
+        for (i, fe) in limbs.iter().flatten().enumerate() {
+            for limb in fe {
+                assert!(
+                    !contains(&stack, &limb.to_ne_bytes()),
+                    "a limb of ladder value {i} left"
+                );
+            }
+        }
+    }
+
+    /// The control for the test above: without the scrub, the probe does find limbs of
+    /// the kernel's ladder state on the stack (so not finding them means something).
+    #[test]
+    fn without_the_scrub_ladder_limbs_are_found() {
+        let a = PrivateKey::generate().expect("a");
+        let b = PrivateKey::generate().expect("b");
+        let secret = a.buf.bytes().expect("bytes");
+        let Some(limbs) =
+            crate::kernels::x25519::ladder_limbs(secret.try_into().expect("32 bytes"), b.public())
+        else {
+            return; // no BMI2: the kernel does not run
+        };
+        let (_, stack) = stack_after(|| {
+            std::hint::black_box(exchange_into_key(secret, b.public()).expect("x"));
+        });
+        let found = limbs
+            .iter()
+            .flatten()
+            .filter(|limb| contains(&stack, &limb.to_ne_bytes()))
+            .count();
+        assert!(found > 0, "no limb found without the scrub");
     }
 }

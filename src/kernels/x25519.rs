@@ -80,6 +80,22 @@ pub fn x25519(scalar: &[u8; LEN], u: &[u8; LEN], out: &mut [u8; LEN]) -> bool {
     false
 }
 
+/// Test support: the ladder's last state (x2, z2, x3, z3) and the inverse of z2 that
+/// [`x25519`] computes for these inputs, limb by limb, so that stack tests can search
+/// for them; `None` without BMI2.
+#[cfg(test)]
+pub(crate) fn ladder_limbs(scalar: &[u8; LEN], u: &[u8; LEN]) -> Option<[[u64; 4]; 5]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if available() {
+            // SAFETY: BMI2 is present (checked just above), all `ladder_limbs` needs.
+            return Some(unsafe { bmi2::ladder_limbs(scalar, u) });
+        }
+    }
+    let _ = (scalar, u);
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod bmi2 {
     use core::arch::x86_64::{_addcarry_u64, _subborrow_u64};
@@ -394,6 +410,20 @@ mod bmi2 {
         state.zeroize();
         zi.zeroize();
         r.zeroize();
+    }
+
+    /// [`super::ladder_limbs`] on this CPU: the steps of [`x25519_bmi2`], kept.
+    #[cfg(test)]
+    #[target_feature(enable = "bmi2")]
+    pub(super) fn ladder_limbs(scalar: &[u8; LEN], u: &[u8; LEN]) -> [Fe; 5] {
+        let mut k = *scalar;
+        k[0] &= 248;
+        k[31] &= 127;
+        k[31] |= 64;
+        let mut state = [ZERO; 4];
+        ladder(&k, &decode_u(u), &mut state);
+        let zi = invert(&state[1]);
+        [state[0], state[1], state[2], state[3], zi]
     }
 
     /// The field operations for the tests, compiled for BMI2 as in the ladder and
