@@ -2,10 +2,14 @@
 //! written straight into a new [`SymmetricKey`]'s region.
 //!
 //! The private key region holds the 32 bytes as given (clamping happens inside the
-//! multiplication, as RFC 7748 specifies). The public key is derived once at creation.
-//! `curve25519-dalek`'s Montgomery ladder leaves scalar bits and ladder state in its stack
-//! frames; every operation runs under [`super::scrub::scrubbed`] (the exchange under
-//! [`super::scrub::scrubbed_deep`]), which overwrites them.
+//! multiplication, as RFC 7748 specifies). The public key is derived once at creation
+//! (`curve25519-dalek`'s fixed-base tables). The exchange runs keycell's kernel
+//! (`crate::kernels::x25519`, four 64-bit limbs with MULX) where the CPU has BMI2, and
+//! `curve25519-dalek` elsewhere. Both leave scalar bits and ladder state in their stack
+//! frames (dalek does not zeroize them; the kernel zeroizes its own variables, not what
+//! the compiler spilled); every operation runs under [`super::scrub::scrubbed`] (the
+//! exchange under [`super::scrub::scrubbed_deep`], deep enough for dalek's AVX2 route),
+//! which overwrites them.
 //!
 //! A peer public key of low order gives the all-zero shared secret; like
 //! pyca/cryptography (and RFC 7748 §6.1's optional check), [`PrivateKey::exchange`] refuses
