@@ -4,6 +4,8 @@ pub mod aead_suite;
 pub mod argon2;
 pub mod ct;
 pub mod curve;
+pub mod ec;
+pub mod ec_der;
 pub mod ed25519;
 pub mod hkdf;
 pub mod hmac;
