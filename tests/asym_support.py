@@ -67,3 +67,15 @@ def run_child(script: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+EC_CURVE_OID = {"P-256": "06082a8648ce3d030107", "P-384": "06052b81040022"}
+
+
+def ec_sec1_der(curve: str, d: bytes) -> bytes:
+    """A SEC1 ``ECPrivateKey`` (RFC 5915) built by hand: version 1, the scalar bytes as
+    given, the named curve, no public key."""
+    body = bytes.fromhex("020101") + bytes([0x04, len(d)]) + d
+    params = bytes.fromhex(EC_CURVE_OID[curve])
+    body += bytes([0xA0, len(params)]) + params
+    return bytes([0x30, len(body)]) + body

@@ -206,7 +206,9 @@ impl KeySet {
                         }
                     })?,
                 ),
-                KeyKind::X25519 => continue,
+                // The agent serves Ed25519 and secret keys; X25519 keys cannot sign, and EC
+                // keys are not served yet (skipped, as `ssh-add -L` would not list them).
+                KeyKind::X25519 | KeyKind::EcP256 | KeyKind::EcP384 => continue,
             };
             entries.push(Entry { name, key });
         }

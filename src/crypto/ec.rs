@@ -307,6 +307,17 @@ where
     Ok(())
 }
 
+/// The public point of the scalar `d` (big-endian, the curve's width), computed on a
+/// scrubbed stack (for key files, which encode the public key beside the scalar).
+pub fn public_of_scalar(curve: Curve, d: &[u8]) -> Result<PublicPoint, EcError> {
+    if d.len() != curve.scalar_len() {
+        return Err(EcError::InvalidScalar);
+    }
+    let mut bytes = [0u8; MAX_POINT_LEN];
+    scrubbed_deep(|| with_curve!(curve, derive_public(d, &mut bytes[..curve.point_len()])))?;
+    Ok(PublicPoint { curve, bytes })
+}
+
 /// ECDH: the x-coordinate of `d · peer`, into `dst`.
 #[inline(never)]
 fn diffie_hellman_into<C>(d: &[u8], peer: &[u8], dst: &mut [u8]) -> Result<(), EcError>
@@ -436,13 +447,7 @@ impl PrivateKey {
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Self, E> {
         let buf = SecretBuf::new_with(curve.scalar_len(), fill)?;
-        let d = buf.bytes()?;
-        let mut point = [0u8; MAX_POINT_LEN];
-        scrubbed_deep(|| with_curve!(curve, derive_public(d, &mut point[..curve.point_len()])))?;
-        let public = PublicPoint {
-            curve,
-            bytes: point,
-        };
+        let public = public_of_scalar(curve, buf.bytes()?)?;
         let signer = scrubbed_deep(|| build_signer(curve, &buf, public.uncompressed()))?;
         Ok(PrivateKey {
             curve,

@@ -1,8 +1,9 @@
 //! The kinds of keys keycell holds ([`KeyKind`]), with their names and lengths.
 
 use super::curve::{Algorithm, KEY_LEN};
+use super::ec::Curve;
 
-/// What a key is: a symmetric secret, an Ed25519 or an X25519 private key. Key files, key
+/// What a key is: a symmetric secret, an Ed25519, X25519, P-256 or P-384 private key. Key files, key
 /// store entries, the keyring and the agent all name keys by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -12,18 +13,30 @@ pub enum KeyKind {
     Ed25519,
     /// An X25519 private key (the 32-byte scalar).
     X25519,
+    /// A P-256 (ECDSA/ECDH) private key (the 32-byte big-endian scalar).
+    EcP256,
+    /// A P-384 (ECDSA/ECDH) private key (the 48-byte big-endian scalar).
+    EcP384,
 }
 
 impl KeyKind {
     /// Every kind.
-    pub const ALL: [KeyKind; 3] = [KeyKind::Secret, KeyKind::Ed25519, KeyKind::X25519];
+    pub const ALL: [KeyKind; 5] = [
+        KeyKind::Secret,
+        KeyKind::Ed25519,
+        KeyKind::X25519,
+        KeyKind::EcP256,
+        KeyKind::EcP384,
+    ];
 
-    /// `"secret"`, `"ed25519"` or `"x25519"`.
+    /// `"secret"`, `"ed25519"`, `"x25519"`, `"ec-p256"` or `"ec-p384"`.
     pub fn name(self) -> &'static str {
         match self {
             KeyKind::Secret => "secret",
             KeyKind::Ed25519 => "ed25519",
             KeyKind::X25519 => "x25519",
+            KeyKind::EcP256 => "ec-p256",
+            KeyKind::EcP384 => "ec-p384",
         }
     }
 
@@ -34,13 +47,38 @@ impl KeyKind {
 
     /// The fixed length of the key material, or `None` for secret keys (any length).
     pub fn fixed_len(self) -> Option<usize> {
-        self.algorithm().map(|_| KEY_LEN)
+        match self.ec_curve() {
+            Some(curve) => Some(curve.scalar_len()),
+            None => self.algorithm().map(|_| KEY_LEN),
+        }
     }
 
-    /// The RFC 8410 algorithm of an asymmetric kind (`None` for secret keys).
+    /// Whether keys of this kind are private keys (anything but a secret key).
+    pub fn is_private_key(self) -> bool {
+        self != KeyKind::Secret
+    }
+
+    /// The curve of an EC kind.
+    pub fn ec_curve(self) -> Option<Curve> {
+        match self {
+            KeyKind::EcP256 => Some(Curve::P256),
+            KeyKind::EcP384 => Some(Curve::P384),
+            _ => None,
+        }
+    }
+
+    /// The kind of an EC curve's private keys.
+    pub fn from_ec_curve(curve: Curve) -> KeyKind {
+        match curve {
+            Curve::P256 => KeyKind::EcP256,
+            Curve::P384 => KeyKind::EcP384,
+        }
+    }
+
+    /// The RFC 8410 algorithm of an Ed25519/X25519 kind (`None` for secret and EC keys).
     pub fn algorithm(self) -> Option<Algorithm> {
         match self {
-            KeyKind::Secret => None,
+            KeyKind::Secret | KeyKind::EcP256 | KeyKind::EcP384 => None,
             KeyKind::Ed25519 => Some(Algorithm::Ed25519),
             KeyKind::X25519 => Some(Algorithm::X25519),
         }

@@ -55,12 +55,15 @@ pub(super) fn detect(
     length: Option<usize>,
 ) -> Result<Format, FileError> {
     if pkcs8::looks_like_pem(content) {
-        if kind.algorithm().is_none() {
+        if !kind.is_private_key() {
             return Err(unusable(
-                "it is a PEM file; PEM is only read for ed25519 and x25519 keys",
+                "it is a PEM file; PEM is only read for private keys",
             ));
         }
         return Ok(Format::Pem);
+    }
+    if kind.ec_curve().is_some() {
+        return detect_ec_private_key(content);
     }
     if let Some(alg) = kind.algorithm() {
         return detect_private_key(content, alg);
@@ -87,6 +90,17 @@ fn detect_private_key(content: &[u8], alg: Algorithm) -> Result<Format, FileErro
             alg.name()
         ))
     })
+}
+
+/// The format of an EC private key file that is not PEM: DER (PKCS#8 or SEC1), which
+/// names the curve; a bare scalar does not, and is not read.
+fn detect_ec_private_key(content: &[u8]) -> Result<Format, FileError> {
+    if content.first() == Some(&0x30) && !is_text(content) {
+        return Ok(Format::Der);
+    }
+    Err(unusable(
+        "it is not an EC private key in PEM or DER (PKCS#8 or SEC1 \"EC PRIVATE KEY\")",
+    ))
 }
 
 /// The format of a 32-byte Ed25519/X25519 private key file: the raw key, unless the

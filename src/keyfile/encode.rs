@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use crate::crypto::curve::Algorithm;
+use crate::crypto::ec::{self, Curve};
+use crate::crypto::ec_der;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
 use crate::encoding::DecodeError;
@@ -31,9 +33,10 @@ pub fn with_encoded<T>(
             base64_encode_into(key, d).map_err(encoding_failed)
         })?,
         (Format::Der | Format::Pem, Some(alg)) => encode_pkcs8(alg, format, key)?,
-        (Format::Der | Format::Pem, None) => {
-            return Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
-        }
+        (Format::Der | Format::Pem, None) => match kind.ec_curve() {
+            Some(curve) => encode_ec_pkcs8(curve, format, key)?,
+            None => return Err(unusable("PKCS#8 is only for private keys").into()),
+        },
     };
     sink(scratch.bytes()?)
 }
@@ -62,6 +65,23 @@ fn encode_pkcs8(alg: Algorithm, format: Format, key: &[u8]) -> Result<SecretBuf,
     let der = SecretBuf::new_with(pkcs8::PKCS8_V1_LEN, |d| {
         pkcs8::pkcs8_v1_der_into(alg, key, d).map_err(LoadError::from)
     })?;
+    armor(der, format)
+}
+
+/// Encode the EC scalar `key` as PKCS#8 DER with its public key (derived here, as the
+/// key itself does), as `openssl pkey` writes it; PEM as for [`encode_pkcs8`].
+fn encode_ec_pkcs8(curve: Curve, format: Format, key: &[u8]) -> Result<SecretBuf, LoadError> {
+    let public = ec::public_of_scalar(curve, key)
+        .map_err(|e| LoadError::File(unusable(format!("cannot encode the key: {e}"))))?;
+    let der = SecretBuf::new_with(ec_der::pkcs8_der_len(curve), |d| {
+        ec_der::pkcs8_der_into(curve, key, &public, d).map_err(LoadError::from)
+    })?;
+    armor(der, format)
+}
+
+/// `der` itself for [`Format::Der`], or armored as a PEM "PRIVATE KEY" block in a second
+/// guarded region (`der` is wiped on drop).
+fn armor(der: SecretBuf, format: Format) -> Result<SecretBuf, LoadError> {
     if format == Format::Der {
         return Ok(der);
     }

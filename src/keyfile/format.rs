@@ -5,11 +5,13 @@
 use crate::crypto::key_kind::KeyKind;
 
 /// The largest key file read for keys of `kind`: [`MAX_KEY_FILE_LEN`] for secret keys,
-/// [`MAX_PRIVATE_KEY_FILE_LEN`] for Ed25519/X25519.
+/// [`MAX_PRIVATE_KEY_FILE_LEN`] for private keys.
 pub fn max_file_len(kind: KeyKind) -> usize {
     match kind {
         KeyKind::Secret => MAX_KEY_FILE_LEN,
-        KeyKind::Ed25519 | KeyKind::X25519 => MAX_PRIVATE_KEY_FILE_LEN,
+        KeyKind::Ed25519 | KeyKind::X25519 | KeyKind::EcP256 | KeyKind::EcP384 => {
+            MAX_PRIVATE_KEY_FILE_LEN
+        }
     }
 }
 
@@ -22,10 +24,11 @@ pub enum Format {
     Hex,
     /// Standard padded base64 text (whitespace ignored). Written on one line + newline.
     Base64,
-    /// Unencrypted PKCS#8 in PEM armor (`BEGIN PRIVATE KEY`); Ed25519/X25519 only. Read:
-    /// versions 1 and 2; written: version 1, as OpenSSL writes it.
+    /// Unencrypted PKCS#8 in PEM armor (`BEGIN PRIVATE KEY`); private keys only. Read:
+    /// versions 1 and 2 (and, for EC keys, the SEC1 `BEGIN EC PRIVATE KEY`); written:
+    /// version 1, as OpenSSL writes it.
     Pem,
-    /// Unencrypted PKCS#8 DER; Ed25519/X25519 only. Versions as for [`Format::Pem`].
+    /// Unencrypted PKCS#8 DER (or SEC1 for EC keys); private keys only. Versions as for [`Format::Pem`].
     Der,
 }
 
@@ -55,11 +58,12 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// Whether keys of `kind` can use this format.
+    /// Whether keys of `kind` can use this format (EC keys: PEM and DER only, which name
+    /// their curve).
     pub fn allowed_for(self, kind: KeyKind) -> bool {
         match self {
-            Format::Raw | Format::Hex | Format::Base64 => true,
-            Format::Pem | Format::Der => kind.algorithm().is_some(),
+            Format::Raw | Format::Hex | Format::Base64 => kind.ec_curve().is_none(),
+            Format::Pem | Format::Der => kind.is_private_key(),
         }
     }
 }
@@ -68,6 +72,6 @@ impl Format {
 /// generous whitespace. The whole file is read into a guarded scratch region first.
 pub const MAX_KEY_FILE_LEN: usize = 512 * 1024;
 
-/// The largest Ed25519/X25519 key file read (16 KiB). A PEM PKCS#8 key is 119 bytes;
+/// The largest private key file read (16 KiB). A PEM PKCS#8 key is 119 bytes;
 /// the limit leaves room for attributes and a public key, and refuses anything absurd.
 pub const MAX_PRIVATE_KEY_FILE_LEN: usize = 16 * 1024;

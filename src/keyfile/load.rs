@@ -5,7 +5,9 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::crypto::curve::{Algorithm, KEY_LEN};
+use crate::crypto::curve::Algorithm;
+use crate::crypto::ec::Curve;
+use crate::crypto::ec_der;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
 use crate::fs::{unusable, FileError, PrivateFile};
@@ -54,8 +56,10 @@ pub struct DecodedKeyFile {
     /// PEM: the key bytes in `der`.
     body: Range<usize>,
     key_len: usize,
-    /// The public key a PKCS#8 version 2 file carries.
-    public: Option<[u8; KEY_LEN]>,
+    /// The public key a PKCS#8 version 2 file (or an EC key's SEC1 structure) carries.
+    public: Option<Vec<u8>>,
+    /// The curve of an EC key.
+    ec_curve: Option<Curve>,
 }
 
 impl DecodedKeyFile {
@@ -70,17 +74,65 @@ impl DecodedKeyFile {
         format: Option<Format>,
         length: Option<usize>,
     ) -> Result<DecodedKeyFile, LoadError> {
+        Self::load_as(path, kind, kind.ec_curve(), format, length)
+    }
+
+    /// Like [`Self::load`] for an EC private key of either curve (`curve = None`: the file
+    /// names it; [`Self::ec_curve`] tells which) or of the given one.
+    pub fn load_ec(
+        path: &Path,
+        curve: Option<Curve>,
+        format: Option<Format>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
+        Self::load_as(path, kind, curve, format, None)
+    }
+
+    fn load_as(
+        path: &Path,
+        kind: KeyKind,
+        curve: Option<Curve>,
+        format: Option<Format>,
+        length: Option<usize>,
+    ) -> Result<DecodedKeyFile, LoadError> {
         if let Some(f) = format {
             check_format_allowed(f, kind)?;
         }
-        let length = length.or(kind.fixed_len());
         let scratch = read_into_scratch(path, kind)?;
+        Self::decode_scratch(scratch, kind, curve, format, length)
+    }
+
+    /// An EC private key in PEM or DER that the caller copied into the guarded region
+    /// `scratch` (not from a file): [`Self::load_ec`] on it.
+    pub fn from_ec_buffer(
+        scratch: SecretBuf,
+        curve: Option<Curve>,
+        format: Format,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
+        check_format_allowed(format, kind)?;
+        Self::decode_scratch(scratch, kind, curve, Some(format), None)
+    }
+
+    /// Find the format of the contents in `scratch`, check their structure and locate the
+    /// key in them.
+    fn decode_scratch(
+        scratch: SecretBuf,
+        kind: KeyKind,
+        curve: Option<Curve>,
+        format: Option<Format>,
+        length: Option<usize>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        let length = length.or(kind.fixed_len());
         let content = scratch.bytes()?;
         let format = match format {
             Some(f) => f,
             None => detect(content, kind, length)?,
         };
-        let body = locate_key(content, format, kind, length)?;
+        let body = match kind.ec_curve() {
+            Some(_) => locate_ec_key(content, format, curve)?,
+            None => locate_key(content, format, kind, length)?,
+        };
         check_key_len(body.key_len)?;
         Ok(DecodedKeyFile {
             scratch,
@@ -89,7 +141,13 @@ impl DecodedKeyFile {
             body: body.range,
             key_len: body.key_len,
             public: body.public,
+            ec_curve: body.ec_curve,
         })
+    }
+
+    /// The curve of an EC key.
+    pub fn ec_curve(&self) -> Option<Curve> {
+        self.ec_curve
     }
 
     /// The format the file was read as.
@@ -102,10 +160,10 @@ impl DecodedKeyFile {
         self.key_len
     }
 
-    /// The public key stored beside the private key (PKCS#8 version 2), if any. The
+    /// The public key stored beside the private key (PKCS#8 version 2, SEC1), if any. The
     /// caller checks that it belongs to the private key.
-    pub fn public(&self) -> Option<&[u8; KEY_LEN]> {
-        self.public.as_ref()
+    pub fn public(&self) -> Option<&[u8]> {
+        self.public.as_deref()
     }
 
     /// Decode the key into `dst` (exactly [`Self::key_len`] bytes, a guarded region).
@@ -121,6 +179,13 @@ impl DecodedKeyFile {
             None => &self.scratch.bytes()?[self.body.clone()],
         };
         match self.format {
+            // An EC scalar an encoder wrote without its leading zeros is shorter than the
+            // curve's width: zero-filled in front.
+            Format::Der | Format::Pem if src.len() < dst.len() => {
+                let (zeros, rest) = dst.split_at_mut(dst.len() - src.len());
+                zeros.fill(0);
+                rest.copy_from_slice(src);
+            }
             Format::Raw | Format::Der | Format::Pem => dst.copy_from_slice(src),
             Format::Hex => crate::encoding::hex_decode_into(src, dst).map_err(|e| bad("hex", e))?,
             Format::Base64 => {
@@ -158,10 +223,12 @@ struct KeyBody {
     /// contents or, for PEM, in `der`.
     range: Range<usize>,
     key_len: usize,
-    /// The public key a PKCS#8 version 2 file carries.
-    public: Option<[u8; KEY_LEN]>,
+    /// The public key a PKCS#8 version 2 file (or SEC1 structure) carries.
+    public: Option<Vec<u8>>,
     /// PEM only: the DER decoded from the PEM body (a guarded scratch region).
     der: Option<SecretBuf>,
+    /// The curve of an EC key.
+    ec_curve: Option<Curve>,
 }
 
 /// Find the key in `content` read as `format` and check the structure around it: PKCS#8
@@ -179,13 +246,14 @@ fn locate_key(
             Ok(KeyBody {
                 range: subrange(content, parsed.key),
                 key_len: parsed.key.len(),
-                public: parsed.public,
+                public: parsed.public.map(|p| p.to_vec()),
                 der: None,
+                ec_curve: None,
             })
         }
         (Format::Pem, Some(alg)) => locate_pem_key(content, alg),
         (Format::Der | Format::Pem, None) => {
-            Err(unusable("PKCS#8 is only for ed25519 and x25519 keys").into())
+            Err(unusable("PKCS#8 is only for private keys").into())
         }
         (f, _) => locate_encoded_key(content, f, length),
     }
@@ -204,8 +272,59 @@ fn locate_pem_key(content: &[u8], alg: Algorithm) -> Result<KeyBody, LoadError> 
     Ok(KeyBody {
         range,
         key_len,
-        public,
+        public: public.map(|p| p.to_vec()),
         der: Some(decoded),
+        ec_curve: None,
+    })
+}
+
+/// Find the scalar of an EC private key in `content` (PKCS#8 or SEC1, DER or PEM; a
+/// leading `EC PARAMETERS` block is skipped), of `curve` if given. The PEM body is
+/// decoded into a guarded scratch region and parsed there.
+fn locate_ec_key(
+    content: &[u8],
+    format: Format,
+    curve: Option<Curve>,
+) -> Result<KeyBody, LoadError> {
+    let (der, structure) = match format {
+        Format::Der => (None, None),
+        Format::Pem => {
+            let pem = ec_der::skip_ec_parameters(content);
+            let (label, structure) = if pem
+                .trim_ascii_start()
+                .starts_with(b"-----BEGIN EC PRIVATE KEY-----")
+            {
+                (ec_der::EC_PRIVATE_KEY_LABEL, ec_der::PrivateStructure::Sec1)
+            } else {
+                (pkcs8::PRIVATE_KEY_LABEL, ec_der::PrivateStructure::Pkcs8)
+            };
+            let body = pkcs8::pem_body(pem, label)?;
+            let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
+                pkcs8::pem_der_into(body, d).map_err(LoadError::from)
+            })?;
+            (Some(decoded), Some(structure))
+        }
+        _ => return Err(unusable("EC keys are read from PEM or DER only").into()),
+    };
+    let bytes = match &der {
+        Some(d) => d.bytes()?,
+        None => content,
+    };
+    if structure.is_some_and(|s| ec_der::private_structure(bytes).ok() != Some(s)) {
+        return Err(unusable("the PEM label does not match the key structure inside").into());
+    }
+    let parsed = ec_der::parse_private_der(bytes, curve)?;
+    let (range, found, public) = (
+        subrange(bytes, parsed.scalar),
+        parsed.curve,
+        parsed.public.map(<[u8]>::to_vec),
+    );
+    Ok(KeyBody {
+        range,
+        key_len: found.scalar_len(),
+        public,
+        der,
+        ec_curve: Some(found),
     })
 }
 
@@ -230,6 +349,7 @@ fn locate_encoded_key(
         key_len,
         public: None,
         der: None,
+        ec_curve: None,
     })
 }
 

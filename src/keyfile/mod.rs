@@ -35,7 +35,8 @@ mod tests {
     fn formats_detect_and_round_trip() {
         let d = crate::test_dir::fresh("keyfile-test");
         let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
-        for kind in KeyKind::ALL {
+        // EC keys: their own tests (a scalar must be below the group order).
+        for kind in KeyKind::ALL.into_iter().filter(|k| k.ec_curve().is_none()) {
             for f in [
                 Format::Raw,
                 Format::Hex,
@@ -174,7 +175,10 @@ mod tests {
         v2.extend_from_slice(&[7u8; 32]);
         write(&p, &v2, 0o600);
         let f = DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).expect("v2");
-        assert_eq!((f.format(), f.public()), (Format::Der, Some(&[7u8; 32])));
+        assert_eq!(
+            (f.format(), f.public()),
+            (Format::Der, Some(&[7u8; 32][..]))
+        );
         assert_eq!(load(&p, KeyKind::Ed25519, None, None).expect("v2"), key);
         // Every truncation of a DER or PEM file is refused, never read as another key
         // (a PEM file only loses its optional final newline).

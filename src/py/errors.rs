@@ -109,6 +109,20 @@ impl From<crate::pkcs11::Pkcs11Error> for Error {
     }
 }
 
+impl From<crate::crypto::ec::EcError> for Error {
+    fn from(e: crate::crypto::ec::EcError) -> Self {
+        use crate::crypto::ec::EcError;
+        match e {
+            EcError::InvalidSignature => Error::InvalidSignature(e.to_string()),
+            EcError::Memory(m) => Error::Memory(m),
+            EcError::Random => Error::Memory(MemoryError::Random { code: 0 }),
+            EcError::InvalidScalar | EcError::InvalidPoint | EcError::CurveMismatch { .. } => {
+                Error::Value(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<PyErr> for Error {
     fn from(e: PyErr) -> Self {
         Error::Py(e)

@@ -39,7 +39,7 @@ use pyo3::PyClass;
 
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
-use crate::crypto::{ed25519, x25519};
+use crate::crypto::{ec, ed25519, x25519};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::{self, Isolation, MemoryError, SecretBuf};
 
@@ -84,6 +84,15 @@ impl CellKey for ed25519::PrivateKey {
     }
     fn protection(&self) -> memory::Protection {
         crate::crypto::curve::CurvePrivateKey::protection(self)
+    }
+}
+
+impl CellKey for ec::PrivateKey {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        self.private_bytes()
+    }
+    fn protection(&self) -> memory::Protection {
+        ec::PrivateKey::protection(self)
     }
 }
 

@@ -5,8 +5,10 @@
 use std::path::Path;
 
 use crate::crypto::curve::CurvePrivateKey;
+use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
 use crate::crypto::key_kind::KeyKind;
 use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
+use crate::memory::MemoryError;
 
 use super::errors::{Error, Result};
 
@@ -21,8 +23,14 @@ pub fn parse_format(kind: KeyKind, format: Option<&str>) -> Result<Option<Format
         ))
     })?;
     if !f.allowed_for(kind) {
+        let only = if kind.is_private_key() {
+            "\"pem\" and \"der\""
+        } else {
+            "\"raw\", \"hex\" and \"base64\""
+        };
         return Err(Error::Value(format!(
-            "format {name:?} is only for ed25519 and x25519 keys"
+            "format {name:?} is not available for {} keys (only {only})",
+            kind.name()
         )));
     }
     Ok(Some(f))
@@ -77,6 +85,86 @@ pub fn load_private_key<K: CurvePrivateKey>(path: &Path, format: Option<Format>)
         });
     }
     Ok(key)
+}
+
+/// Why an EC key could not be made from a decoded file: the file (or memory), or the
+/// scalar in it.
+enum EcLoad {
+    Failed(Error),
+    Ec(EcError),
+}
+
+impl From<MemoryError> for EcLoad {
+    fn from(e: MemoryError) -> Self {
+        EcLoad::Failed(Error::Memory(e))
+    }
+}
+
+impl From<EcError> for EcLoad {
+    fn from(e: EcError) -> Self {
+        EcLoad::Ec(e)
+    }
+}
+
+/// Decode the EC key in `file` straight into a new key's region; `path` names the file
+/// in errors (`None`: the key came from a buffer, and its errors are `ValueError`s). A
+/// public key stored beside the scalar must be the one the scalar derives.
+pub fn ec_key_from_decoded(file: &DecodedKeyFile, path: Option<&Path>) -> Result<ec::PrivateKey> {
+    let refuse = |reason: String| match path {
+        Some(p) => Error::KeyFile {
+            path: p.display().to_string(),
+            reason,
+            errno: None,
+        },
+        None => Error::Value(format!("invalid EC private key: {reason}")),
+    };
+    let Some(curve) = file.ec_curve() else {
+        return Err(refuse("it does not hold an EC key".to_owned()));
+    };
+    let made = ec::PrivateKey::new_with(curve, |dst| {
+        file.decode_into(dst).map_err(|e| {
+            EcLoad::Failed(match path {
+                Some(p) => load_error(p, e),
+                None => buffer_error(e),
+            })
+        })
+    });
+    let key = match made {
+        Ok(key) => key,
+        Err(EcLoad::Failed(e)) => return Err(e),
+        Err(EcLoad::Ec(EcError::Memory(m))) => return Err(Error::Memory(m)),
+        Err(EcLoad::Ec(e)) => return Err(refuse(e.to_string())),
+    };
+    if let Some(stored) = file.public() {
+        if PublicPoint::from_sec1(curve, stored).ok().as_ref() != Some(key.public()) {
+            return Err(refuse(format!(
+                "the public key stored with it does not belong to its {} private key",
+                curve.name()
+            )));
+        }
+    }
+    Ok(key)
+}
+
+/// The error of decoding a key from a caller's buffer (no file involved).
+pub fn buffer_error(e: LoadError) -> Error {
+    match e {
+        LoadError::Memory(m) => Error::Memory(m),
+        LoadError::File(
+            crate::fs::FileError::Insecure(reason) | crate::fs::FileError::Unusable { reason, .. },
+        ) => Error::Value(format!("invalid EC private key: {reason}")),
+    }
+}
+
+/// Load an EC private key (of `curve`, or of the curve the file names) from `path` (call
+/// without the GIL).
+pub fn load_ec_private_key(
+    path: &Path,
+    curve: Option<Curve>,
+    format: Option<Format>,
+) -> Result<ec::PrivateKey> {
+    let file = DecodedKeyFile::load_ec(path, curve, format).map_err(|e| load_error(path, e))?;
+    ec_key_from_decoded(&file, Some(path))
 }
 
 /// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).

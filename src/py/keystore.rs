@@ -18,10 +18,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::crypto::argon2::Argon2Params;
-use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
-use crate::crypto::{ed25519, x25519};
+use crate::crypto::{ec, ed25519, x25519};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::SecretBuf;
 use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
@@ -29,6 +28,7 @@ use crate::store::{ChangeError, Master, Store, StoreError};
 
 use super::asymmetric::PrivateKeyHandle;
 use super::bytes_like::SecretSource;
+use super::ec::ECPrivateKey;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -275,23 +275,24 @@ enum Opened {
     Secret(SymmetricKey),
     Ed25519(ed25519::PrivateKey),
     X25519(x25519::PrivateKey),
+    Ec(ec::PrivateKey),
 }
 
 impl KeyStore {
-    /// Seal an Ed25519 or X25519 private key under `name`. The key's lock is taken inside
-    /// the GIL-free section (after the store's mutex: always in that order).
-    fn put_curve<K: CurvePrivateKey + CellKey>(
+    /// Seal a private key (of `kind`) under `name`. The key's lock is taken inside the
+    /// GIL-free section (after the store's mutex: always in that order).
+    fn put_private<K: CellKey>(
         &self,
         py: Python<'_>,
         name: &str,
+        kind: KeyKind,
         cell: &KeyCell<K>,
         overwrite: bool,
     ) -> Result<()> {
-        let kind = KeyKind::from_algorithm(K::ALGORITHM);
         let exportable = cell.exportable();
         self.with(py, |s| {
             let live = cell.live()?;
-            let bytes = live.key().private_bytes()?;
+            let bytes = live.key().secret()?;
             s.put(name, kind, exportable, bytes, overwrite)
                 .map_err(|e| self.change_err(e))
         })
@@ -390,7 +391,8 @@ impl KeyStore {
         Ok(Some(d))
     }
 
-    /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`) into the
+    /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey` or
+    /// `ECPrivateKey`) into the
     /// store under `name` (1 to 255 bytes of UTF-8; no character of Unicode categories Cc,
     /// Cf, Zl or Zp: controls, bidirectional and zero-width characters, BOM). Raises
     /// `StoreEntryExistsError` if `name` exists, unless `overwrite`. The key's type and
@@ -421,20 +423,25 @@ impl KeyStore {
             });
         }
         if let Ok(k) = key.cast::<Ed25519PrivateKey>() {
-            return self.put_curve(py, name, k.get().cell(), overwrite);
+            return self.put_private(py, name, KeyKind::Ed25519, k.get().cell(), overwrite);
         }
         if let Ok(k) = key.cast::<X25519PrivateKey>() {
-            return self.put_curve(py, name, k.get().cell(), overwrite);
+            return self.put_private(py, name, KeyKind::X25519, k.get().cell(), overwrite);
+        }
+        if let Ok(k) = key.cast::<ECPrivateKey>() {
+            let kind = KeyKind::from_ec_curve(k.get().cell().live()?.key().curve());
+            return self.put_private(py, name, kind, k.get().cell(), overwrite);
         }
         Err(Error::Type(format!(
-            "key must be a SecretKey, Ed25519PrivateKey or X25519PrivateKey, not {}",
+            "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey or ECPrivateKey, \
+             not {}",
             key.get_type().name()?
         )))
     }
 
     /// The key stored under `name`, decrypted straight into a new guarded region, as the
-    /// handle type it was stored as (`SecretKey`, `Ed25519PrivateKey` or
-    /// `X25519PrivateKey`), exportable as it was. Raises `StoreEntryNotFoundError` (a
+    /// handle type it was stored as (`SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`
+    /// or `ECPrivateKey`), exportable as it was. Raises `StoreEntryNotFoundError` (a
     /// `KeyError`).
     fn get(&self, py: Python<'_>, name: &str) -> Result<Py<PyAny>> {
         let (key, exportable) = self.with(py, |s| {
@@ -444,6 +451,8 @@ impl KeyStore {
                 KeyKind::Secret => Opened::Secret(SymmetricKey::new_with(entry.len(), fill)?),
                 KeyKind::Ed25519 => Opened::Ed25519(ed25519::PrivateKey::new_with(fill)?),
                 KeyKind::X25519 => Opened::X25519(x25519::PrivateKey::new_with(fill)?),
+                KeyKind::EcP256 => Opened::Ec(ec::PrivateKey::new_with(ec::Curve::P256, fill)?),
+                KeyKind::EcP384 => Opened::Ec(ec::PrivateKey::new_with(ec::Curve::P384, fill)?),
             };
             Ok((key, entry.exportable()))
         })?;
@@ -455,6 +464,7 @@ impl KeyStore {
             Opened::X25519(k) => {
                 Py::new(py, X25519PrivateKey::from_key(py, k, exportable)?)?.into_any()
             }
+            Opened::Ec(k) => Py::new(py, ECPrivateKey::from_key(py, k, exportable)?)?.into_any(),
         })
     }
 

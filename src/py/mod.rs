@@ -13,6 +13,7 @@ mod asymmetric;
 mod audit;
 mod buffer_in_place;
 mod bytes_like;
+mod ec;
 mod ed25519;
 mod errors;
 mod exceptions;
@@ -179,6 +180,9 @@ fn _key_address(key: &Bound<'_, PyAny>) -> Result<usize> {
     if let Ok(k) = key.cast::<x25519::X25519PrivateKey>() {
         return k.get().cell().address();
     }
+    if let Ok(k) = key.cast::<ec::ECPrivateKey>() {
+        return k.get().cell().address();
+    }
     Err(Error::Type(format!(
         "expected a keycell key handle, not {}",
         args::type_name(key)
@@ -236,6 +240,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ed25519::ed25519_verify_batch, m)?)?;
     m.add_class::<x25519::X25519PrivateKey>()?;
     m.add_class::<x25519::X25519PublicKey>()?;
+    m.add_class::<ec::ECPrivateKey>()?;
+    m.add_class::<ec::ECPublicKey>()?;
     m.add_class::<otp::Hotp>()?;
     m.add_class::<otp::Totp>()?;
     m.add_class::<aead::AesGcm>()?;

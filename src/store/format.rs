@@ -101,6 +101,8 @@ pub fn kind_code(kind: KeyKind) -> u8 {
         KeyKind::Secret => 1,
         KeyKind::Ed25519 => 2,
         KeyKind::X25519 => 3,
+        KeyKind::EcP256 => 4,
+        KeyKind::EcP384 => 5,
     }
 }
 
