@@ -267,6 +267,58 @@ def build_cases(only: str | None) -> list[Case]:
                 )
             )
 
+    if hasattr(keycell, "ECPrivateKey"):
+        from cryptography.hazmat.primitives import hashes as pyca_hashes
+        from cryptography.hazmat.primitives import serialization as pyca_ser
+        from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
+
+        msg = os.urandom(32)
+        for curve, pcurve, phash, targets in (
+            ("P-256", pyca_ec.SECP256R1(), pyca_hashes.SHA256(), (1.0, 1.0)),
+            ("P-384", pyca_ec.SECP384R1(), pyca_hashes.SHA384(), (1.0, None)),
+        ):
+            psk = pyca_ec.generate_private_key(pcurve)
+            pem = psk.private_bytes(
+                pyca_ser.Encoding.PEM, pyca_ser.PrivateFormat.PKCS8, pyca_ser.NoEncryption()
+            )
+            sk = keycell.ECPrivateKey.from_pem(bytearray(pem))
+            env = {"sk": sk, "pk": sk.public_key(), "psk": psk, "ppk": psk.public_key()}
+            alg = pyca_ec.ECDSA(phash)
+            env.update({"m": msg, "alg": alg, "sig": psk.sign(msg, alg)})
+            add(
+                Case(
+                    f"ECDSA {curve} sign, 32 B",
+                    Contender("keycell", "sk.sign(m)", env),
+                    [(Contender("pyca/cryptography", "psk.sign(m, alg)", env), targets[0])],
+                )
+            )
+            add(
+                Case(
+                    f"ECDSA {curve} verify, 32 B",
+                    Contender("keycell", "pk.verify(sig, m)", env),
+                    [(Contender("pyca/cryptography", "ppk.verify(sig, m, alg)", env), targets[1])],
+                )
+            )
+        a = keycell.ECPrivateKey.generate("P-256")
+        pa = pyca_ec.generate_private_key(pyca_ec.SECP256R1())
+        peer = pyca_ec.generate_private_key(pyca_ec.SECP256R1()).public_key()
+        point = peer.public_bytes(
+            pyca_ser.Encoding.X962, pyca_ser.PublicFormat.UncompressedPoint
+        )
+        peer_pub = keycell.ECPublicKey.from_public_bytes("P-256", point)
+        env = {"a": a, "peer_pub": peer_pub, "pa": pa, "ppub": peer, "ECDH": pyca_ec.ECDH()}
+        for iso, target in ((None, 1.5), ("page", None), ("pool", 1.5)):
+            add(
+                Case(
+                    f"ECDH P-256 -> SecretKey ({iso or 'default'}) vs bytes (pyca)",
+                    Contender("keycell", "a.exchange(peer_pub).destroy()", env),
+                    [(Contender("pyca/cryptography", "pa.exchange(ECDH, ppub)", env), target)],
+                    note="keycell's time includes allocating and destroying the guarded "
+                    "result; the p256 crate's share: `cargo bench --bench ec_ecdh`",
+                    isolation=iso,
+                )
+            )
+
     if hasattr(keycell, "hkdf"):
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF

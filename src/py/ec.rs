@@ -250,6 +250,9 @@ pub struct ECPublicKey {
     point: PublicPoint,
 }
 
+/// What `__reduce__` returns: `from_public_bytes` and its `(curve, point)` arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (&'static str, Bound<'py, PyBytes>));
+
 fn invalid_point(curve: Curve) -> Error {
     Error::Value(format!(
         "not a valid {} public key: the bytes do not encode a point of the curve \
@@ -369,9 +372,7 @@ impl ECPublicKey {
         )
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (&'static str, Bound<'py, PyBytes>))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         let py = slf.py();
         let ctor = py.get_type::<ECPublicKey>().getattr("from_public_bytes")?;
         let point = slf.get().point;

@@ -61,9 +61,7 @@ def scalar(k: pyca.EllipticCurvePrivateKey, curve: str) -> bytes:
 
 
 def point(k: pyca.EllipticCurvePublicKey) -> bytes:
-    return k.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    return k.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
 def secret_bytes(k: SecretKey) -> bytes:
@@ -569,7 +567,7 @@ def test_threads_sign_while_destroyed() -> None:
                     signed.set()
                 except KeyDestroyedError:
                     return
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -48,7 +48,8 @@ def test_file_inventory() -> None:
 
 def _verify(case: WycheproofCase, encoding: str) -> None:
     curve = CURVE[case.group["publicKey"]["curve"]]
-    pk = ECPublicKey.from_public_bytes(curve, bytes.fromhex(case.group["publicKey"]["uncompressed"]))
+    point = bytes.fromhex(case.group["publicKey"]["uncompressed"])
+    pk = ECPublicKey.from_public_bytes(curve, point)
     assert pk == ECPublicKey.from_der(bytes.fromhex(case.group["publicKeyDer"]))
     sig, msg = case.hex("sig"), case.hex("msg")
     if case.result == "valid":
