@@ -288,3 +288,35 @@ impl KeySet {
         self.entries.iter().find(|e| e.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
+    use crate::store::Master;
+
+    #[test]
+    fn ec_entries_are_skipped_not_served() {
+        let d = crate::test_dir::fresh("agent-keys");
+        let mut store = Store::create(
+            &d.join("s.kcs"),
+            Master::Key(&[6u8; 32]),
+            None,
+            DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("store");
+        store
+            .put("ed", KeyKind::Ed25519, false, &[3u8; 32], false)
+            .expect("put");
+        store
+            .put("p256", KeyKind::EcP256, false, &[1u8; 32], false)
+            .expect("put");
+        store
+            .put("p384", KeyKind::EcP384, false, &[1u8; 48], false)
+            .expect("put");
+        let keys = KeySet::load(&mut store).expect("load");
+        let names: Vec<&str> = keys.entries().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["ed"]);
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
