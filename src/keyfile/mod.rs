@@ -223,4 +223,67 @@ mod tests {
         }
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
+
+    #[test]
+    fn ec_keys_write_detect_and_load() {
+        use crate::crypto::ec::{self, Curve};
+        let d = crate::test_dir::fresh("keyfile-test");
+        for curve in Curve::ALL {
+            let key = ec::PrivateKey::generate(curve).expect("key");
+            let scalar = key.private_bytes().expect("scalar").to_vec();
+            let kind = KeyKind::from_ec_curve(curve);
+            for f in [Format::Pem, Format::Der] {
+                let p = d.join(format!("{}-{}", kind.name(), f.name()));
+                write_key_file(&p, kind, f, &scalar, false).expect("write");
+                for want in [None, Some(curve)] {
+                    let file = DecodedKeyFile::load_ec(&p, want, None).expect("load");
+                    assert_eq!((file.format(), file.ec_curve()), (f, Some(curve)));
+                    assert_eq!(file.public(), Some(key.public().uncompressed()));
+                    let mut out = vec![0u8; file.key_len()];
+                    file.decode_into(&mut out).expect("decode");
+                    assert_eq!(out, scalar);
+                }
+                let other = if curve == Curve::P256 {
+                    Curve::P384
+                } else {
+                    Curve::P256
+                };
+                let e = DecodedKeyFile::load_ec(&p, Some(other), None)
+                    .map(|_| ())
+                    .expect_err("wrong curve");
+                assert!(format!("{e:?}").contains("not a"), "{e:?}");
+                // Raw, hex and base64 name no curve: refused for EC keys.
+                for text in [Format::Raw, Format::Hex, Format::Base64] {
+                    assert!(DecodedKeyFile::load_ec(&p, None, Some(text)).is_err());
+                }
+            }
+        }
+        // `openssl ecparam -name prime256v1 -genkey`: an EC PARAMETERS block, then SEC1.
+        let p = d.join("sec1.pem");
+        write(
+            &p,
+            b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n\
+              -----BEGIN EC PRIVATE KEY-----\n\
+              MHcCAQEEIMmvqdhFunUWa1whV2ex1pNOUMPbNuibEnuKYisSD2choAoGCCqGSM49\n\
+              AwEHoUQDQgAEYP7UuiVanTHJYet0xjVtaMBJuJI7Yfps5mliLmDyn7Z5A/4QCLi8\n\
+              maQa6elWKLxk8vGyDC1+n1F3o8KU1EYimQ==\n-----END EC PRIVATE KEY-----\n",
+            0o600,
+        );
+        let file = DecodedKeyFile::load_ec(&p, None, None).expect("sec1");
+        assert_eq!(file.ec_curve(), Some(Curve::P256));
+        let mut out = [0u8; 32];
+        file.decode_into(&mut out).expect("decode");
+        assert_eq!(
+            out.to_vec(),
+            crate::crypto::unhex(
+                "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721"
+            )
+        );
+        // An Ed25519 PKCS#8 file is not an EC key, and EC files are not Ed25519 keys.
+        let ed = d.join("ed.pem");
+        write_key_file(&ed, KeyKind::Ed25519, Format::Pem, &[7u8; 32], false).expect("ed");
+        assert!(DecodedKeyFile::load_ec(&ed, None, None).is_err());
+        assert!(DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).is_err());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
 }

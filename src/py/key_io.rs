@@ -1,4 +1,4 @@
-//! Shared glue for key files, used by every key handle class (`SecretKey`,
+//! Shared glue for key files, used by every key handle class (`SecretKey`, `ECPrivateKey`,
 //! `Ed25519PrivateKey`, `X25519PrivateKey`): parsing `format=`, loading a file straight
 //! into the key's region, and writing one from it.
 
