@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keycell import (
     ECPrivateKey,
     ECPublicKey,
@@ -621,3 +623,21 @@ def test_backends_without_ec_support_refuse_cleanly() -> None:
         wrap_key(SecretKey.generate(32), k)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected a keycell key handle"):
         keyring.store(k, "keycell-test-ec")  # type: ignore[arg-type]
+
+
+@settings(max_examples=20, deadline=None)
+@given(msg=st.binary(max_size=3000), curve=st.sampled_from(CURVES))
+def test_interop_with_pyca_property(msg: bytes, curve: str) -> None:
+    # Every message: keycell's signatures (both encodings) verify in pyca, pyca's verify
+    # here, and a flipped message is refused by both.
+    theirs = pyca_key(curve)
+    k = ECPrivateKey.from_pem(pkcs8_pem(theirs))
+    algorithm = pyca.ECDSA(HASH[curve])
+    theirs.public_key().verify(k.sign(msg), msg, algorithm)
+    raw = k.sign(msg, encoding="raw")
+    r, s = int.from_bytes(raw[: WIDTH[curve]]), int.from_bytes(raw[WIDTH[curve] :])
+    theirs.public_key().verify(encode_dss_signature(r, s), msg, algorithm)
+    sig = theirs.sign(msg, algorithm)
+    k.public_key().verify(sig, msg)
+    with pytest.raises(InvalidSignature):
+        k.public_key().verify(sig, msg + b"\x00")
