@@ -314,10 +314,11 @@ def serve(
     ``allow_uids`` may connect besides this process's effective uid; ``socket_mode`` is the
     socket file's mode (within 0777, including 0600). At most ``max_connections`` are
     served at once; each uid other than this process's own at most a quarter of them (at
-    least 1), and together they leave that many free for it, so a peer holding idle
-    connections cannot lock the owner out. ``frame_timeout`` bounds the time a request
-    takes to arrive once it started; a connection that sends nothing for ``idle_timeout``
-    seconds between requests is closed (and recorded). Refused connections are recorded
+    least 1), and together they leave that many (at least 1) free for it, so a peer holding
+    idle connections cannot lock the owner out (``max_connections=1``: only this process's
+    uid is served). ``frame_timeout`` bounds the time a request takes to arrive once it
+    started; a connection that sends nothing for ``idle_timeout`` seconds between requests
+    is closed (and recorded); both are at most a day (86400). Refused connections are recorded
     aggregated: one record per uid and reason per 10 s with a count, on record within a
     second of the window's end. ``log`` receives one line per
     refusal (every event with ``verbose``) and per reload (default: the ``keycell.agent``

@@ -127,6 +127,14 @@ struct Deadlines {
     idle: Instant,
 }
 
+/// The instant `d` from now; a `d` too large for an `Instant` gives a century (never a
+/// panic: the bindings cap the timeouts at a day, this holds for every caller).
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Fill `buf`. Every read inside a frame waits at most until the frame's deadline, so a
 /// frame trickled a byte at a time is cut at the deadline; before a frame's first byte a
 /// read waits at most until the idle deadline, at most `timeout` at a time (to look at the
@@ -160,9 +168,7 @@ fn read_full(
             Ok(0) => return ReadEnd::Broken("connection closed mid-frame"),
             Ok(k) => {
                 n += k;
-                deadlines
-                    .frame
-                    .get_or_insert_with(|| Instant::now() + timeout);
+                deadlines.frame.get_or_insert_with(|| after(timeout));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
@@ -195,7 +201,7 @@ pub fn serve(s: &Session, mut stream: UnixStream, peer: &Peer, id: u64) {
         let mut header = [0u8; 4];
         let mut deadlines = Deadlines {
             frame: None,
-            idle: Instant::now() + s.idle_timeout,
+            idle: after(s.idle_timeout),
         };
         match read_full(&mut stream, &mut header, &mut deadlines, timeout, &s.stop) {
             ReadEnd::Full => {}

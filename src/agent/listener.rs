@@ -70,7 +70,8 @@ impl Admission {
     /// Whether a new connection of `uid` is admitted while `open` connections are served,
     /// `of_uid` of them this uid's and `of_owner` the agent's own uid's. The agent's own
     /// uid may take every slot; another uid holds at most [`Self::per_uid`], and other uids
-    /// together leave that many slots (at most `max_connections - 1`) for the agent's own,
+    /// together leave that many slots (at least one; with `max_connections = 1` the only one)
+    /// for the agent's own,
     /// so one peer holding every connection it can get never locks the owner out.
     pub fn admits(
         &self,
@@ -88,7 +89,9 @@ impl Admission {
         if of_uid >= self.per_uid() {
             return Err(Full::Uid);
         }
-        let reserve = self.per_uid().min(self.max_connections.saturating_sub(1));
+        // At least one slot, even when that is every slot (max_connections = 1: only the
+        // agent's own uid is served).
+        let reserve = self.per_uid();
         if open.saturating_sub(of_owner) >= self.max_connections - reserve {
             return Err(Full::Agent);
         }
@@ -114,6 +117,19 @@ impl Conns {
     /// How many open connections are `uid`'s.
     fn of_uid(&self, uid: u32) -> usize {
         self.streams.values().filter(|(_, u)| *u == uid).count()
+    }
+}
+
+/// A served connection's slot: released when its thread ends, however it ends (a panic
+/// in the connection's code unwinds through this drop and frees the slot too).
+struct Slot {
+    registry: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().streams.remove(&self.id);
     }
 }
 
@@ -203,8 +219,8 @@ pub fn accept_loop(
         match std::thread::Builder::new()
             .name("keycell-agent-conn".to_owned())
             .spawn(move || {
+                let _slot = Slot { registry, id };
                 connection::serve(&s, stream, &peer, id);
-                registry.lock().streams.remove(&id);
             }) {
             Ok(t) => c.threads.push(t),
             Err(_) => {
@@ -268,12 +284,13 @@ mod tests {
         // With the owner's connections open, others count only their own.
         assert_eq!(a.admits(7, 7, 0, 2), Ok(()));
         assert_eq!(a.admits(7, 7, 0, 1), Err(Full::Agent));
-        // One slot in all: the first comer's.
+        // One slot in all: the agent's own uid's; no other uid can take it.
         let one = Admission {
             max_connections: 1,
             ..a.clone()
         };
-        assert_eq!(one.admits(65534, 0, 0, 0), Ok(()));
-        assert_eq!(one.admits(1000, 1, 0, 0), Err(Full::Agent));
+        assert_eq!(one.admits(65534, 0, 0, 0), Err(Full::Agent));
+        assert_eq!(one.admits(1000, 0, 0, 0), Ok(()));
+        assert_eq!(one.admits(1000, 1, 1, 1), Err(Full::Agent));
     }
 }

@@ -67,7 +67,8 @@ impl StopSignal {
 
     /// Wait until the flag is set, at most `timeout` (`None`: no limit); whether it is.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline further away than an `Instant` can hold is no limit.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut g = self.lock();
         while !self.is_set() {
             let left = match deadline {

@@ -180,19 +180,21 @@ enum Inner {
 }
 
 impl Inner {
-    /// A running hash of `alg` from its pad `ipad`.
-    fn from_pad(alg: MacAlgorithm, ipad: &[u8]) -> Self {
+    /// A running hash of `alg` holding no key-derived state yet (the initial value);
+    /// [`Inner::load_pad`] then loads the pad into it where it lies, so the key-derived
+    /// state never sits in a temporary that is moved and left behind on the stack.
+    fn blank(alg: MacAlgorithm) -> Self {
         match alg {
-            MacAlgorithm::Sha2(a) => {
-                let mut r = Running::new(a);
-                r.load_pad(ipad);
-                Inner::Sha2(r)
-            }
-            MacAlgorithm::Sha1 => {
-                let mut r = sha1_core::Running::new();
-                r.load_pad(ipad);
-                Inner::Sha1(r)
-            }
+            MacAlgorithm::Sha2(a) => Inner::Sha2(Running::new(a)),
+            MacAlgorithm::Sha1 => Inner::Sha1(sha1_core::Running::new()),
+        }
+    }
+
+    /// Continue from the inner pad `ipad`, loaded in place.
+    fn load_pad(&mut self, ipad: &[u8]) {
+        match self {
+            Inner::Sha2(r) => r.load_pad(ipad),
+            Inner::Sha1(r) => r.load_pad(ipad),
         }
     }
 
@@ -321,7 +323,8 @@ impl HmacStream {
             Some(pads) if self.pending_len + data.len() >= self.alg.block_len() => {
                 let (ipad, _) = split_mac_pads(self.alg, pads);
                 // Built in place: the key-derived state never sits in a temporary.
-                let inner = self.inner.insert(Inner::from_pad(self.alg, ipad));
+                let inner = self.inner.insert(Inner::blank(self.alg));
+                inner.load_pad(ipad);
                 inner.update(&self.pending[..self.pending_len]);
                 inner.update(data);
                 self.pending[..].zeroize();
@@ -340,7 +343,8 @@ impl HmacStream {
     pub fn finalize(&mut self, pads: &[u8], out: &mut [u8]) {
         let (ipad, opad) = split_mac_pads(self.alg, pads);
         if self.inner.is_none() {
-            let inner = self.inner.insert(Inner::from_pad(self.alg, ipad));
+            let inner = self.inner.insert(Inner::blank(self.alg));
+            inner.load_pad(ipad);
             inner.update(&self.pending[..self.pending_len]);
         }
         if let Some(inner) = self.inner.as_mut() {

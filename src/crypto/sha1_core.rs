@@ -68,14 +68,6 @@ impl Running {
         }
     }
 
-    /// Continue from a midstate written by [`precompute_pads`] (one block already
-    /// absorbed).
-    fn from_pad(pad: &[u8]) -> Self {
-        let mut r = Running::new();
-        r.load_pad(pad);
-        r
-    }
-
     /// Continue from a pad, loaded straight into this running state.
     pub(super) fn load_pad(&mut self, pad: &[u8]) {
         for (w, b) in self.state.iter_mut().zip(pad.chunks_exact(4)) {
@@ -166,11 +158,14 @@ pub fn precompute_pads(key: &[u8], out: &mut [u8]) {
 
 /// One-shot HMAC-SHA1 of `msg` with precomputed `pads`; writes 20 bytes to `out`.
 pub fn hmac_with_pads(pads: &[u8], msg: &[u8], out: &mut [u8]) {
-    let mut inner = Running::from_pad(&pads[..STATE_LEN]);
+    // Pads loaded in place (a state returned by value would leave a copy behind).
+    let mut inner = Running::new();
+    inner.load_pad(&pads[..STATE_LEN]);
     inner.update(msg);
     let mut inner_digest = [0u8; SHA1_DIGEST_LEN];
     inner.finalize_into(&mut inner_digest);
-    let mut outer = Running::from_pad(&pads[STATE_LEN..2 * STATE_LEN]);
+    let mut outer = Running::new();
+    outer.load_pad(&pads[STATE_LEN..2 * STATE_LEN]);
     outer.update(&inner_digest);
     outer.finalize_into(out);
     inner_digest[..].zeroize();

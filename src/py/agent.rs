@@ -80,11 +80,18 @@ fn load_error(e: LoadError) -> Error {
     }
 }
 
+/// The longest frame or idle timeout: a day.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 fn timeout(seconds: f64, what: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(seconds)
         .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::Value(format!("{what} must be a finite number of seconds > 0")))
+        .filter(|d| !d.is_zero() && *d <= MAX_TIMEOUT)
+        .ok_or_else(|| {
+            Error::Value(format!(
+                "{what} must be a number of seconds > 0 and at most 86400 (a day)"
+            ))
+        })
 }
 
 fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
@@ -121,8 +128,10 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
 /// logged-in `keycell.pkcs11.Token`; by label, used in the token) and starts serving at
 /// once, on threads of its own. A name in both is an `AgentError`. `allowed_uids` may
 /// connect, at most `max_connections` at once; each uid other than this process's own at
-/// most a quarter of them (at least 1), and together they leave that many free for it. A
-/// connection that sends nothing for `idle_timeout` seconds between requests is closed.
+/// most a quarter of them (at least 1), and together they leave that many (at least 1) free
+/// for it (`max_connections=1`: only this process's uid is served). A connection that sends
+/// nothing for `idle_timeout` seconds between requests is closed; both timeouts are at most
+/// a day.
 /// `policy` is the text of a policy file whose signature the caller has checked.
 /// With `audit` (a native audit log writer, `keycell.audit.AuditLog`'s), every request,
 /// refused connection and closed connection is recorded there on the connection's thread

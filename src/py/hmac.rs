@@ -79,11 +79,24 @@ impl Hmac {
         }
     }
 
+    /// Make the key's pads for this context's hash (when the key is alive) and report a
+    /// shortfall in their protection before the call changes the context: a warning turned
+    /// into an error (`-W error`) then fails a call that absorbed nothing and finished
+    /// nothing, so retrying it is right. Errors of the key (destroyed, ...) are left to
+    /// the call's own path, which reports them as such.
+    fn make_pads_first(&self, py: Python<'_>) -> Result<()> {
+        if let Ok(live) = self.key.get().live() {
+            let _ = live.key().pads(self.alg);
+        }
+        report_derived_shortfall(py)
+    }
+
     /// Finish the computation into `out` (full digest) and mark the context finalized.
     /// State derived from the key in this call (the pads, on the key's first use) that got
     /// less protection than the key is reported from this call, after the context's lock
     /// is released (a warning may run Python code).
     fn finish(&self, py: Python<'_>, out: &mut [u8; MAX_DIGEST_LEN]) -> Result<()> {
+        self.make_pads_first(py)?;
         self.finish_locked(py, out)?;
         report_derived_shortfall(py)
     }
@@ -150,6 +163,10 @@ impl Hmac {
     fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> Result<()> {
         let data = bytes_like(data, "data")?;
         let msg = data.as_slice();
+        let needs_pads = Self::active(&mut self.lock(py))?.needs_pads(msg.len());
+        if needs_pads {
+            self.make_pads_first(py)?;
+        }
         let mut ctx = self.lock(py);
         let stream = Self::active(&mut ctx)?;
         let key = self.key.get();

@@ -243,6 +243,64 @@ def test_hmac_pads_and_midstates_only_in_locked_pages(tmp_path: Path) -> None:
     assert alive["key ^ ipad"] == alive["key ^ opad"] == [], summarize(alive)
 
 
+
+HMAC_WORKER_CHILD = """
+import gc, sys, threading
+from keycell import SecretKey, HMAC
+
+key = SecretKey.from_file(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    control = f.read()
+for alg in ("sha256", "sha384", "sha512", "sha1"):
+    key.hmac(b"warm", alg)          # the pads are made here, on the main thread
+held = threading.Event()
+
+def work(alg, n, done):
+    # One streaming HMAC on a thread of its own whose stack nothing else reuses: whatever
+    # it leaves there stays until the thread ends, after both scans.
+    h = HMAC(key, alg)
+    h.update(b"y" * n)
+    h.finalize()
+    done.set()
+    held.wait()
+
+threads = []
+for alg in ("sha256", "sha384", "sha512", "sha1"):
+    for n in (10, 200):
+        done = threading.Event()
+        t = threading.Thread(target=work, args=(alg, n, done))
+        t.start()
+        done.wait()
+        threads.append(t)
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+held.set()
+for t in threads:
+    t.join()
+"""
+
+
+def test_streaming_hmac_leaves_no_midstate_on_a_worker_threads_stack(tmp_path: Path) -> None:
+    """The running inner hash is built where it lies: a state built in a temporary and
+    moved left the SHA-256/512 inner midstate on the calling thread's stack (unlocked,
+    dumpable, kept after destroy()); the main thread's later calls hid it."""
+    key = secrets.token_bytes(32)
+    control = secrets.token_bytes(32)
+    _write_secret_file(tmp_path / "key", key)
+    _write_secret_file(tmp_path / "control", control)
+    patterns: dict[str, bytes] = {"control": control}
+    for alg in ("sha256", "sha384", "sha512"):
+        patterns.update(hmac_midstates(key, alg))
+    patterns.update(hmac_sha1_midstates(key))
+    _scan_alive_and_destroyed(
+        "hmac worker",
+        HMAC_WORKER_CHILD,
+        [str(tmp_path / "key"), str(tmp_path / "control")],
+        patterns,
+    )
+
 ED25519_CHILD = """
 import gc, sys
 from keycell import Ed25519PrivateKey

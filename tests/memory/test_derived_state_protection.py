@@ -123,3 +123,46 @@ def test_a_key_outside_memfd_secret_under_that_backend_is_warned_about() -> None
     assert len(out["warnings"]) == 1, out  # once per process
     assert "memfd_secret" in out["warnings"][0]
     assert "backs pool arenas only" in out["warnings"][0]
+
+
+def _error_child(call: str) -> dict[str, Any]:
+    import hmac as std_hmac
+
+    drop_privileges(PAGE)
+    keycell.set_policy(on_lock_failure="warn", isolation="page")
+    key_bytes = b"k" * 32
+    key = SecretKey.from_buffer(bytearray(key_bytes))
+    h = HMAC(key, "sha1")
+    out: dict[str, Any] = {"key_locked": key.protection.locked}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", keycell.ProtectionWarning)
+        try:
+            if call == "update":
+                h.update(b"A" * 100)
+            else:
+                h.finalize()
+            out["raised"] = False
+        except keycell.ProtectionWarning:
+            out["raised"] = True
+    # The failed call changed nothing: the same call again succeeds (the warning is once
+    # per process) and the tag covers exactly what was absorbed by calls that returned.
+    if call == "update":
+        h.update(b"A" * 100)
+        out["tag_right"] = h.finalize() == std_hmac.digest(key_bytes, b"A" * 100, "sha1")
+    else:
+        out["tag_right"] = h.finalize() == std_hmac.digest(key_bytes, b"", "sha1")
+    return out
+
+
+@pytest.mark.parametrize("call", ["update", "finalize"])
+def test_a_shortfall_raised_as_an_error_leaves_the_hmac_context_unchanged(call: str) -> None:
+    """Third review: under ``-W error`` the streaming ``HMAC.update`` raised the derived-state
+    warning after absorbing the data, so a caller retrying the failed call got a tag over
+    the data twice (and a failed ``finalize`` had consumed the context)."""
+    reason = privilege_drop_reason()
+    if reason:
+        pytest.skip(reason)
+    out = run_forked(_error_child, call).unwrap()
+    assert out["key_locked"] is True, out
+    assert out["raised"] is True, out
+    assert out["tag_right"] is True, out

@@ -439,14 +439,15 @@ def register(sub: Any) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="time a request may take to arrive once it started (10)",
+        help="time a request may take to arrive once it started (10; at most 86400)",
     )
     p.add_argument(
         "--idle-timeout",
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="close a connection that sends nothing for this long between requests (60)",
+        help="close a connection that sends nothing for this long between requests "
+        "(60; at most 86400)",
     )
     p.add_argument("--detach", action="store_true", help="run in the background")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
