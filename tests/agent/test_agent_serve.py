@@ -155,6 +155,24 @@ def test_argument_checks(tmp_path: Path) -> None:
         agent.serve(sock, store=st.path, policy=st.dir / "p.json")
     with pytest.raises(ValueError, match="socket_mode"):
         agent.serve(sock, store=st.path, passphrase=_master(st), socket_mode=0o400)
+    # Third review: 1e19 s passed the check and panicked every connection thread (an
+    # Instant overflow), each panic keeping its connection slot for good.
+    for name in ("frame_timeout", "idle_timeout"):
+        for bad in (0.0, -1.0, float("nan"), float("inf"), 86400.5, 1e19):
+            with pytest.raises(ValueError, match="at most 86400"):
+                agent.serve(sock, store=st.path, passphrase=_master(st), **{name: bad})
+    handle = agent.serve(sock, store=st.path, passphrase=_master(st), idle_timeout=86400.0,
+                         frame_timeout=86400.0)
+    assert not handle.wait(0.0)
+    with pytest.raises(ValueError, match="timeout"):
+        handle.wait(-1.0)
+    # A wait longer than an Instant can hold is a wait without limit (it panicked).
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(handle.wait(1e19)))
+    waiter.start()
+    handle.stop()
+    waiter.join()
+    assert waited == [True]
     assert not sock.exists()
 
 
