@@ -43,6 +43,11 @@ pub mod sys;
 #[cfg(test)]
 mod test_dir;
 
+/// Rust allocations are the system allocator's, except those a thread makes inside
+/// [`memory::secret_heap::scope`] (RSA limbs), which go to guarded memory.
+#[global_allocator]
+static ALLOCATOR: memory::secret_heap::ScopedHeap = memory::secret_heap::ScopedHeap;
+
 /// The compiled module `keycell._native`.
 #[cfg(feature = "python")]
 #[pyo3::pymodule]

@@ -52,6 +52,13 @@
 //!
 //! Pool arenas are anonymous memory or, under [`Backend::MemfdSecret`], `memfd_secret(2)`
 //! memory (one descriptor per arena, closed once mapped; not mapped in fork children).
+//!
+//! # The secret heap
+//!
+//! Dependencies that keep secrets in heap memory of their own (RSA limbs) run inside
+//! [`secret_heap::scope`]: the crate's global allocator ([`secret_heap::ScopedHeap`])
+//! serves that thread's allocations from one guarded, locked reservation and routes frees
+//! by address. See its module docs.
 
 #![allow(unsafe_code)]
 
@@ -63,6 +70,7 @@ mod guarded_value;
 mod policy;
 pub mod pool;
 mod registers;
+pub mod secret_heap;
 pub mod sys;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,618 @@
+//! The secret heap: while a thread runs inside [`scope`], every Rust heap allocation it
+//! makes is served from one guarded, locked, dump-excluded, wipe-on-fork reservation
+//! instead of the system allocator, and every block is wiped when it is freed.
+//!
+//! Some dependencies keep secrets in heap memory they allocate themselves: RSA key pairs
+//! keep `p`, `q`, `dP`, `dQ`, `qInv` and their Montgomery forms in boxed limbs, bignum
+//! crates allocate every intermediate. Those allocations cannot be pointed at a
+//! [`super::Region`]. So the crate's `#[global_allocator]` is [`ScopedHeap`], a thin
+//! wrapper over the system allocator that asks one question per allocation: is this
+//! thread inside a scope (one thread-local read)? Frees and reallocations are routed by
+//! address (one range check), because a block outlives its scope: a key pair built in a
+//! scope is dropped much later, maybe on another thread. This is what OpenSSL's secure
+//! heap (`CRYPTO_secure_malloc`) does for `BIGNUM`s.
+//!
+//! # Layout
+//!
+//! ```text
+//! | guard page | committed chunks: blocks of 16 B .. 1 MiB ...      | reserved, PROT_NONE |
+//!   PROT_NONE    RW, mlock, MADV_DONTDUMP + MADV_WIPEONFORK (whole reservation)
+//! ```
+//!
+//! One reservation of [`RESERVE`] bytes of address space (`PROT_NONE`, no swap reserved)
+//! is made on first use; chunks of [`CHUNK`] bytes are made writable and locked as the
+//! heap grows. Blocks are power-of-two size classes from 16 bytes to [`MAX_BLOCK`], cut
+//! from a bump pointer and kept on per-class free lists once freed. A freed block is wiped
+//! (volatile) before it goes on its list, so every block handed out is all zeros. There
+//! are no per-block canaries: the heap guards the secrets of dependencies against other
+//! code's reads (swap, dumps, forks, freed memory), not against their own overflows.
+//!
+//! # Soundness of a global allocator
+//!
+//! - It never allocates itself: the state is a static behind a spin lock, the scope depth
+//!   a `const`-initialised thread-local `Cell` (no destructor, no lazy allocation), and the
+//!   only calls it makes are `mmap`, `mprotect`, `madvise`, `mlock`, `getpid` and
+//!   `sched_yield`.
+//! - It cannot deadlock: the lock is held for a bounded list operation or a few system
+//!   calls, never across a call that could allocate or take another lock.
+//! - Fork: the lock word holds the process id of its holder. A fork child (made with or
+//!   without atfork handlers) that finds the lock held by another process id takes it over
+//!   (that holder does not exist in the child), and on its first heap operation retires
+//!   everything allocated so far: `MADV_WIPEONFORK` zeroed those pages, frees of blocks
+//!   below the retirement mark are ignored (their memory stays zeros), and new blocks come
+//!   from chunks above it, locked afresh. A child never reads a parent's secret or free
+//!   list.
+//! - In `cargo test` and the Python extension module alike, code outside a scope pays one
+//!   thread-local read per allocation and one range compare per free.
+//!
+//! Allocations that cannot be served from the heap while in a scope (the reservation is
+//! full, a block above [`MAX_BLOCK`], an alignment above a page, `mmap` failed) go to the
+//! system allocator, and the heap then reports itself unlocked ([`protection`]), as a
+//! failed `mlock` of a chunk does. [`scope`] fails with [`MemoryError::LockFailed`] after
+//! such a scope when the lock-failure policy is "raise"; under "warn" the caller reports
+//! the missing protection and the layer above warns.
+//!
+//! Long-lived allocations that something makes lazily *inside* a scope (a library's
+//! global cache) land in the heap too, and a fork child sees them zeroed; scopes are meant
+//! for the few calls that touch secrets, nothing else.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+
+use super::policy::{lock_failure_policy, LockFailurePolicy};
+use super::sys::page_size;
+use super::{Isolation, MemoryError, Protection};
+
+/// Address space reserved for the heap on first use (256 MiB; only committed chunks cost
+/// memory).
+pub const RESERVE: usize = 256 << 20;
+/// Bytes committed (made writable and locked) at a time.
+pub const CHUNK: usize = 64 << 10;
+/// The largest block the heap serves (1 MiB).
+pub const MAX_BLOCK: usize = 1 << 20;
+/// The smallest block (room for the free-list link).
+const MIN_BLOCK: usize = 16;
+/// Size classes 16 B ..= 1 MiB.
+const CLASSES: usize = 17;
+
+/// The backend name reported in [`Protection::backend`] for the heap.
+pub const BACKEND_NAME: &str = "secret-heap";
+
+thread_local! {
+    /// How deeply this thread is nested in [`scope`].
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Start and end of the reservation (both 0 until it exists); never changes after.
+static BASE: AtomicUsize = AtomicUsize::new(0);
+static END: AtomicUsize = AtomicUsize::new(0);
+/// The process id holding [`STATE`], or 0.
+static LOCK: AtomicI32 = AtomicI32::new(0);
+/// Set when this process put a scoped allocation where the heap could not protect it: a
+/// chunk that could not be locked, or an allocation served by the system allocator.
+static SHORTFALL: AtomicBool = AtomicBool::new(false);
+/// Whether `MADV_DONTDUMP` / `MADV_WIPEONFORK` held for the reservation.
+static DONTDUMP: AtomicBool = AtomicBool::new(false);
+static WIPEONFORK: AtomicBool = AtomicBool::new(false);
+
+struct State {
+    /// The process this state belongs to (0: none yet).
+    pid: i32,
+    /// Blocks below this address belong to an ancestor process: frees are ignored.
+    retired: usize,
+    /// Next unused byte.
+    bump: usize,
+    /// End of the committed (writable) part.
+    committed: usize,
+    /// Heads of the free lists (0: empty); the link is the first word of a free block.
+    free: [usize; CLASSES],
+    /// Bytes of blocks handed out and not yet freed (for tests and `stats`).
+    live: usize,
+}
+
+struct Shared(UnsafeCell<State>);
+// SAFETY: the state is only reached through `with_state`, which holds `LOCK`.
+unsafe impl Sync for Shared {}
+
+static STATE: Shared = Shared(UnsafeCell::new(State {
+    pid: 0,
+    retired: 0,
+    bump: 0,
+    committed: 0,
+    free: [0; CLASSES],
+    live: 0,
+}));
+
+fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Run `f` on the heap state under the lock (see the module docs for the fork rules).
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    let me = getpid();
+    let mut spins = 0u32;
+    loop {
+        match LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(holder) if holder != 0 && holder != me => {
+                // Held by a process that is not this one: we are its fork child, and the
+                // holding thread does not exist here.
+                if LOCK
+                    .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            Err(_) => {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+            }
+        }
+    }
+    // SAFETY: LOCK is held by this thread, so no other reference to the state exists.
+    let state = unsafe { &mut *STATE.0.get() };
+    if state.pid != me {
+        state.adopt(me);
+    }
+    let out = f(state);
+    LOCK.store(0, Ordering::Release);
+    out
+}
+
+impl State {
+    /// Take the heap over for process `me`: a fresh process, or a fork child whose
+    /// inherited blocks were zeroed by `MADV_WIPEONFORK` and are retired.
+    fn adopt(&mut self, me: i32) {
+        let fresh = self.pid == 0;
+        self.pid = me;
+        self.free = [0; CLASSES];
+        self.live = 0;
+        if fresh {
+            return;
+        }
+        // Everything up to the committed end belongs to the parent. Its pages are zeros
+        // here (and not locked: locks are not inherited); give them back to the kernel.
+        // New chunks start above, so no address of the parent's is ever handed out again.
+        let base = BASE.load(Ordering::Relaxed);
+        if self.committed > base {
+            // SAFETY: [base, committed) is inside our reservation; nothing in this process
+            // reads the retired blocks (frees below `retired` are ignored).
+            unsafe {
+                libc::madvise(
+                    base as *mut libc::c_void,
+                    self.committed - base,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+        self.retired = self.committed;
+        self.bump = self.committed;
+        SHORTFALL.store(false, Ordering::Relaxed);
+    }
+
+    /// Reserve the address space (first use in this process lineage).
+    fn reserve(&mut self) -> bool {
+        if BASE.load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        let Ok(base) = super::sys::reserve(RESERVE) else {
+            return false;
+        };
+        let base = base.as_ptr() as usize;
+        // SAFETY: the range is the reservation just made.
+        let dump = unsafe {
+            libc::madvise(
+                base as *mut libc::c_void,
+                RESERVE,
+                libc::MADV_DONTDUMP,
+            )
+        };
+        // SAFETY: as above.
+        let wipe = unsafe {
+            libc::madvise(
+                base as *mut libc::c_void,
+                RESERVE,
+                libc::MADV_WIPEONFORK,
+            )
+        };
+        DONTDUMP.store(dump == 0, Ordering::Relaxed);
+        WIPEONFORK.store(wipe == 0, Ordering::Relaxed);
+        // The first page stays PROT_NONE: a guard in front of the first block.
+        let first = base + page_size();
+        self.retired = first;
+        self.bump = first;
+        self.committed = first;
+        END.store(base + RESERVE, Ordering::Relaxed);
+        BASE.store(base, Ordering::Release);
+        true
+    }
+
+    /// Make the heap writable and locked up to at least `to`; false if it cannot grow.
+    fn commit(&mut self, to: usize) -> bool {
+        // The last page of the reservation stays PROT_NONE as a trailing guard.
+        let limit = END.load(Ordering::Relaxed) - page_size();
+        let new_end = to.next_multiple_of(CHUNK).min(limit);
+        if to > new_end {
+            return false;
+        }
+        let (start, len) = (self.committed, new_end - self.committed);
+        // SAFETY: [committed, new_end) lies inside our reservation.
+        let rc = unsafe {
+            libc::mprotect(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        // SAFETY: as above; the range is now mapped read-write.
+        if unsafe { libc::mlock(start as *const libc::c_void, len) } != 0 {
+            SHORTFALL.store(true, Ordering::Relaxed);
+        }
+        self.committed = new_end;
+        true
+    }
+
+    /// A zeroed block of class `class`, or `None` when the heap cannot serve it.
+    fn alloc(&mut self, class: usize) -> Option<*mut u8> {
+        let size = MIN_BLOCK << class;
+        let head = self.free[class];
+        if head != 0 {
+            let block = head as *mut usize;
+            // SAFETY: `head` is a free block of this class in committed memory, its first
+            // word the link written by `free`; the link is cleared so the block is zeros.
+            unsafe {
+                self.free[class] = block.read();
+                block.write(0);
+            }
+            self.live += size;
+            return Some(head as *mut u8);
+        }
+        if !self.reserve() {
+            return None;
+        }
+        let start = self.bump.next_multiple_of(size.min(page_size()));
+        let end = start.checked_add(size)?;
+        if end > self.committed && !self.commit(end) {
+            return None;
+        }
+        self.bump = end;
+        self.live += size;
+        Some(start as *mut u8)
+    }
+
+    /// Wipe the first `len` bytes of `ptr` (a block of class `class`) and put it on its
+    /// free list; a block of an ancestor process is left alone.
+    fn free(&mut self, ptr: *mut u8, len: usize, class: usize) {
+        if (ptr as usize) < self.retired {
+            return;
+        }
+        // SAFETY: `ptr` is a live block of at least `len` bytes in committed memory that
+        // its owner just gave up; memzero is a volatile write.
+        unsafe { memsec::memzero(ptr, len) };
+        // SAFETY: blocks are at least 16 bytes and aligned to 16, so the link fits.
+        unsafe { (ptr as *mut usize).write(self.free[class]) };
+        self.free[class] = ptr as usize;
+        self.live -= MIN_BLOCK << class;
+    }
+}
+
+/// The size class of `layout`, or `None` when the heap does not serve it.
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.align() > page_size() {
+        return None;
+    }
+    let size = layout.size().max(layout.align()).max(MIN_BLOCK);
+    if size > MAX_BLOCK {
+        return None;
+    }
+    Some((size.next_power_of_two().trailing_zeros() - MIN_BLOCK.trailing_zeros()) as usize)
+}
+
+/// Whether `ptr` lies in the heap's reservation.
+#[inline]
+fn in_heap(ptr: *mut u8) -> bool {
+    let p = ptr as usize;
+    p >= BASE.load(Ordering::Relaxed) && p < END.load(Ordering::Relaxed)
+}
+
+/// Whether this thread is inside a [`scope`].
+#[inline]
+fn in_scope() -> bool {
+    DEPTH.try_with(|d| d.get() != 0).unwrap_or(false)
+}
+
+/// A block for `layout` from the heap, or from the system allocator (noted as a
+/// shortfall) when the heap cannot serve it.
+fn heap_alloc(layout: Layout) -> *mut u8 {
+    if let Some(ptr) = class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
+        return ptr;
+    }
+    SHORTFALL.store(true, Ordering::Relaxed);
+    // SAFETY: `layout` has a non-zero size (GlobalAlloc's contract).
+    unsafe { System.alloc_zeroed(layout) }
+}
+
+/// The crate's global allocator: the system allocator, except inside a [`scope`] (see the
+/// module docs).
+pub struct ScopedHeap;
+
+// SAFETY: every block handed out is either the system allocator's (and returned to it) or
+// a heap block of at least `layout.size()` bytes aligned to `layout.align()` (size classes
+// are powers of two at least as large as the alignment, cut at multiples of their size or
+// of a page), owned by the caller until freed; frees are routed by the address range the
+// block came from.
+unsafe impl GlobalAlloc for ScopedHeap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if in_scope() {
+            return heap_alloc(layout);
+        }
+        // SAFETY: forwarded with the caller's contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if in_scope() {
+            // Heap blocks are handed out zeroed.
+            return heap_alloc(layout);
+        }
+        // SAFETY: forwarded with the caller's contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if in_heap(ptr) {
+            // A heap pointer always has a class: it was allocated with this layout.
+            if let Some(class) = class_of(layout) {
+                with_state(|s| s.free(ptr, layout.size(), class));
+            }
+            return;
+        }
+        if in_scope() {
+            // Possibly a fallback block holding secrets: wipe it before it is reused.
+            // SAFETY: the caller owns `layout.size()` bytes at `ptr`.
+            unsafe { memsec::memzero(ptr, layout.size()) };
+        }
+        // SAFETY: forwarded with the caller's contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let heap = in_heap(ptr);
+        if !heap && !in_scope() {
+            // SAFETY: forwarded with the caller's contract.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // A heap block stays in the heap wherever it grows; a system block that grows
+        // inside a scope moves into it (and the old copy is wiped on the way out).
+        // SAFETY: the caller guarantees `new_size` is valid for `layout.align()`.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new = heap_alloc(new_layout);
+        if !new.is_null() {
+            // SAFETY: both blocks are valid for the copied length and do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            if !heap {
+                // SAFETY: the caller owns `layout.size()` bytes at `ptr`.
+                unsafe { memsec::memzero(ptr, layout.size()) };
+            }
+            // SAFETY: `ptr` was allocated by this allocator with `layout`.
+            unsafe { self.dealloc(ptr, layout) };
+        }
+        new
+    }
+}
+
+/// Restores the scope depth when a scope ends, also by unwinding.
+struct Depth;
+
+impl Drop for Depth {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Run `f` with every Rust heap allocation this thread makes served from the secret heap.
+/// The blocks outlive the scope; whoever drops them later (any thread) frees them into
+/// the heap, wiped. Scopes nest.
+///
+/// Under the "raise" lock-failure policy, fails with [`MemoryError::LockFailed`] (and drops
+/// `f`'s result, which frees its blocks) when the heap could not lock or hold what was
+/// allocated (see [`protection`]); under "warn" the caller reports [`protection`].
+pub fn scope<T>(f: impl FnOnce() -> T) -> Result<T, MemoryError> {
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let out = {
+        let _depth = Depth;
+        f()
+    };
+    if SHORTFALL.load(Ordering::Relaxed) && lock_failure_policy() == LockFailurePolicy::Raise {
+        drop(out);
+        return Err(MemoryError::LockFailed {
+            errno: libc::ENOMEM,
+            bytes: CHUNK,
+        });
+    }
+    Ok(out)
+}
+
+/// What protection the heap's blocks have: locked unless a chunk could not be locked or a
+/// scoped allocation had to go to the system allocator; dump-excluded and wiped on fork as
+/// the reservation's `madvise` calls said; a guard page before the first block and
+/// `PROT_NONE` address space after the committed part, no canaries; writable (pooled).
+pub fn protection() -> Protection {
+    let shortfall = SHORTFALL.load(Ordering::Relaxed);
+    let reserved = BASE.load(Ordering::Acquire) != 0;
+    Protection {
+        locked: reserved && !shortfall,
+        dontdump: reserved && !shortfall && DONTDUMP.load(Ordering::Relaxed),
+        wipeonfork: reserved && !shortfall && WIPEONFORK.load(Ordering::Relaxed),
+        guard_pages: reserved,
+        read_only_idle: false,
+        isolation: Isolation::Pool,
+        backend: BACKEND_NAME,
+    }
+}
+
+/// Bytes of heap blocks in use in this process (diagnostics).
+pub fn stats() -> usize {
+    with_state(|s| s.live)
+}
+
+/// Whether `addr` lies in the heap's reservation (tests, diagnostics).
+pub fn contains(addr: *const u8) -> bool {
+    in_heap(addr as *mut u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The heap is process-wide and other tests allocate in scopes concurrently, so these
+    /// tests check addresses and contents, never global counters.
+    #[test]
+    fn scoped_allocations_are_in_the_heap_and_others_are_not() {
+        let outside = vec![1u8; 100];
+        assert!(!contains(outside.as_ptr()));
+        let inside = scope(|| vec![2u8; 100]).expect("scope");
+        assert!(contains(inside.as_ptr()));
+        assert!(inside.iter().all(|&b| b == 2));
+        let big = scope(|| vec![3u64; 100_000]).expect("scope");
+        assert!(contains(big.as_ptr().cast()));
+        let nested = scope(|| scope(|| Box::new(7u32)).expect("inner")).expect("outer");
+        assert!(contains(std::ptr::from_ref(&*nested).cast()));
+        // After the scope, allocations go to the system allocator again.
+        let after = vec![4u8; 100];
+        assert!(!contains(after.as_ptr()));
+    }
+
+    #[test]
+    fn freed_blocks_are_wiped() {
+        let v = scope(|| vec![0xa5u8; 4000]).expect("scope");
+        let addr = v.as_ptr() as usize;
+        drop(v);
+        // Read the freed block back: everything but the free-list link is zero.
+        // SAFETY: test only: the block lies in committed heap memory, which stays mapped
+        // read-write for the life of the process; nothing else writes it while it is free
+        // except the heap, under its lock (a racing allocation would only write zeros or a
+        // link word).
+        let bytes = unsafe { std::slice::from_raw_parts((addr + 8) as *const u8, 4000 - 8) };
+        assert!(bytes.iter().all(|&b| b != 0xa5));
+    }
+
+    #[test]
+    fn frees_on_another_thread_and_after_the_scope() {
+        let blocks: Vec<Box<[u8; 64]>> =
+            scope(|| (0..100).map(|i| Box::new([i as u8; 64])).collect()).expect("scope");
+        assert!(blocks.iter().all(|b| contains(b.as_ptr())));
+        assert!(contains(blocks.as_ptr().cast()));
+        std::thread::spawn(move || {
+            for (i, b) in blocks.iter().enumerate() {
+                assert!(b.iter().all(|&x| x == i as u8));
+            }
+            drop(blocks);
+        })
+        .join()
+        .expect("thread");
+        // Another thread's scope: its blocks come back to this thread and are freed here.
+        let b = std::thread::spawn(|| scope(|| vec![9u8; 300]).expect("scope"))
+            .join()
+            .expect("thread");
+        assert!(contains(b.as_ptr()));
+        drop(b);
+    }
+
+    #[test]
+    fn realloc_across_the_boundary() {
+        // A system block grown inside a scope moves into the heap, contents kept.
+        let mut v: Vec<u8> = (0..50u8).collect();
+        assert!(!contains(v.as_ptr()));
+        let v = scope(move || {
+            v.extend(50..200u8);
+            v
+        })
+        .expect("scope");
+        assert!(contains(v.as_ptr()));
+        assert_eq!(v, (0..200u8).collect::<Vec<_>>());
+        // A heap block grown or shrunk outside a scope stays in the heap.
+        let mut v = v;
+        v.extend(std::iter::repeat_n(1u8, 5000));
+        assert!(contains(v.as_ptr()));
+        v.truncate(10);
+        v.shrink_to_fit();
+        assert!(contains(v.as_ptr()));
+        assert_eq!(v, (0..10u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_heap_grows_and_reuses_freed_blocks() {
+        // More than one chunk of live blocks at once: the heap commits more.
+        let many: Vec<Vec<u8>> =
+            scope(|| (0..64).map(|_| vec![1u8; 8 * 1024]).collect()).expect("scope");
+        assert!(many.iter().all(|v| contains(v.as_ptr())));
+        let span = many.iter().map(|v| v.as_ptr() as usize).max().unwrap_or(0)
+            - many.iter().map(|v| v.as_ptr() as usize).min().unwrap_or(0);
+        assert!(span >= CHUNK, "{span}");
+        drop(many);
+        // Blocks above the largest class or with page-plus alignment are not served by
+        // the heap: they come from the system allocator (and the heap reports it).
+        let big = scope(|| vec![0u8; MAX_BLOCK + 1]).expect("scope");
+        assert!(!contains(big.as_ptr()));
+        assert!(!protection().locked);
+        // Clear the note again for the other tests of this process.
+        SHORTFALL.store(false, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn size_classes() {
+        let l = |s, a| Layout::from_size_align(s, a).expect("layout");
+        assert_eq!(class_of(l(1, 1)), Some(0));
+        assert_eq!(class_of(l(16, 8)), Some(0));
+        assert_eq!(class_of(l(17, 8)), Some(1));
+        assert_eq!(class_of(l(8, 64)), Some(2));
+        assert_eq!(class_of(l(MAX_BLOCK, 8)), Some(CLASSES - 1));
+        assert_eq!(class_of(l(MAX_BLOCK + 1, 8)), None);
+        assert_eq!(class_of(l(8, 2 * page_size())), None);
+    }
+
+    #[test]
+    fn a_fork_child_retires_the_parents_blocks() {
+        let parent_block = scope(|| vec![0x5au8; 256]).expect("scope");
+        let addr = parent_block.as_ptr() as usize;
+        // SAFETY: fork in a test: the child only allocates through the heap (which the
+        // child handles as described in the module docs), checks memory and exits with
+        // _exit, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // The parent's block reads as zeros here (MADV_WIPEONFORK, then DONTNEED).
+            let zeroed = parent_block.iter().all(|&b| b == 0);
+            // Freeing it is ignored; a new block never reuses its address.
+            drop(parent_block);
+            let fresh = scope(|| vec![1u8; 256]).unwrap_or_default();
+            let ok = zeroed
+                && contains(fresh.as_ptr())
+                && fresh.as_ptr() as usize != addr
+                && fresh.iter().all(|&b| b == 1);
+            // SAFETY: _exit ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the child's checks failed");
+        assert!(parent_block.iter().all(|&b| b == 0x5a));
+    }
+}
