@@ -11,6 +11,7 @@ pub mod hkdf;
 pub mod hmac;
 pub mod key_kind;
 pub mod pkcs8;
+pub mod rsa;
 pub mod scrub;
 pub mod sha1_core;
 pub mod sha2_core;
