@@ -247,6 +247,46 @@ def build_cases(only: str | None) -> list[Case]:
                 )
             )
 
+    if hasattr(keycell, "RSAPrivateKey"):
+        from cryptography.hazmat.primitives import hashes as pyca_hashes
+        from cryptography.hazmat.primitives import serialization as pyca_ser
+        from cryptography.hazmat.primitives.asymmetric import padding as pyca_pad
+        from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
+
+        prsa = pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = prsa.private_bytes(
+            pyca_ser.Encoding.DER, pyca_ser.PrivateFormat.PKCS8, pyca_ser.NoEncryption()
+        )
+        krsa = keycell.RSAPrivateKey.from_der(bytearray(der))
+        msg = os.urandom(32)
+        pss = pyca_pad.PSS(pyca_pad.MGF1(pyca_hashes.SHA256()), pyca_pad.PSS.DIGEST_LENGTH)
+        env = {"k": krsa, "kp": krsa.public_key(), "p": prsa, "pp": prsa.public_key()}
+        env.update({"m": msg, "pss": pss, "sha": pyca_hashes.SHA256()})
+        env["sig"] = prsa.sign(msg, pss, pyca_hashes.SHA256())
+        env.update({"gen": keycell.RSAPrivateKey.generate, "pgen": pyca_rsa.generate_private_key})
+        add(
+            Case(
+                "RSA-2048 PSS-SHA256 sign, 32 B",
+                Contender("keycell", "k.sign(m)", env),
+                [(Contender("pyca/cryptography", "p.sign(m, pss, sha)", env), 1.25)],
+            )
+        )
+        add(
+            Case(
+                "RSA-2048 PSS-SHA256 verify, 32 B",
+                Contender("keycell", "kp.verify(sig, m)", env),
+                [(Contender("pyca/cryptography", "pp.verify(sig, m, pss, sha)", env), 1.25)],
+            )
+        )
+        add(
+            Case(
+                "RSA-3072 generate",
+                Contender("keycell", "gen(3072).destroy()", env),
+                [(Contender("pyca/cryptography", "pgen(65537, 3072)", env), None)],
+                note="report only: prime search time varies from key to key",
+            )
+        )
+
     if hasattr(keycell, "X25519PrivateKey"):
         from cryptography.hazmat.primitives.asymmetric import x25519 as pyca_x
 

@@ -58,7 +58,7 @@ RUST_ALLOWED: dict[str, set[str]] = {
     "agent": _FEATURES | _BELOW_FEATURES,
     "py": _FEATURES | _BELOW_FEATURES | {"agent"},
     "test_dir": {"memory"},  # the unit tests' temporary directories (cfg(test))
-    "": {"py"},  # lib.rs: the #[pymodule]
+    "": {"py", "memory"},  # lib.rs: the #[pymodule] and the global allocator
 }
 
 # Allowed import directions between the top-level modules of `python/keycell/` (a package

@@ -13,6 +13,9 @@ _PrivateKeyFormat = Literal["pem", "der", "raw", "hex", "base64"]
 _ECCurve = Literal["P-256", "P-384"]
 _ECKeyFormat = Literal["pem", "der"]
 _SignatureEncoding = Literal["der", "raw"]
+_RsaKeyFormat = Literal["pem", "der"]
+_RsaPadding = Literal["pss", "pkcs1v15"]
+_RsaHash = Literal["sha256", "sha384", "sha512"]
 
 GIL_RELEASE_THRESHOLD: Final[int]
 MAX_KEY_LEN: Final[int]
@@ -501,6 +504,79 @@ class Ed25519PublicKey:
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
     def __copy__(self) -> Ed25519PublicKey: ...
     def __deepcopy__(self, memo: Any, /) -> Ed25519PublicKey: ...
+
+@final
+class RSAPrivateKey(_KeyHandle):
+    """An RSA private key (2048 to 4096 bits) held outside the Python heap, signing only."""
+
+    @staticmethod
+    def generate(bits: int = 3072, *, exportable: bool = True) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_der(
+        data: Buffer, *, wipe: bool = True, exportable: bool = True
+    ) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_pem(
+        data: str | Buffer, *, wipe: bool = True, exportable: bool = True
+    ) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_file(
+        path: str | PathLike[str],
+        *,
+        format: _RsaKeyFormat | None = None,
+        exportable: bool = True,
+    ) -> RSAPrivateKey: ...
+    def to_file(
+        self,
+        path: str | PathLike[str],
+        *,
+        format: _RsaKeyFormat = "pem",
+        traditional: bool = False,
+        overwrite: bool = False,
+    ) -> None: ...
+    def sign(
+        self, data: Buffer, *, padding: _RsaPadding = "pss", hash: _RsaHash = "sha256"
+    ) -> bytes: ...
+    def public_key(self) -> RSAPublicKey: ...
+    @property
+    def key_size(self) -> int: ...
+
+@final
+class RSAPublicKey:
+    """An RSA public key (ordinary memory; comparable, hashable, picklable)."""
+
+    @staticmethod
+    def from_public_bytes(data: str | Buffer) -> RSAPublicKey: ...
+    @staticmethod
+    def from_der(data: Buffer) -> RSAPublicKey: ...
+    @staticmethod
+    def from_pem(data: str | Buffer) -> RSAPublicKey: ...
+    def public_bytes(
+        self,
+        encoding: Literal["pem", "der"] = "pem",
+        format: Literal["spki", "pkcs1"] = "spki",
+    ) -> bytes: ...
+    def verify(
+        self,
+        signature: Buffer,
+        data: Buffer,
+        *,
+        padding: _RsaPadding = "pss",
+        hash: _RsaHash = "sha256",
+        salt_length: int | Literal["auto"] | None = None,
+    ) -> None: ...
+    @property
+    def key_size(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def e(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+    def __copy__(self) -> RSAPublicKey: ...
+    def __deepcopy__(self, memo: Any, /) -> RSAPublicKey: ...
 
 def ed25519_verify_batch(
     items: Iterable[tuple[Ed25519PublicKey, Buffer, Buffer]],

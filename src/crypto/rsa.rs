@@ -268,7 +268,8 @@ impl RsaPrivateKey {
         } else {
             pem::PRIVATE_KEY_LABEL
         };
-        let bad = |e: pem::Pkcs8Error| RsaError::Invalid(format!("invalid RSA private key PEM: {e}"));
+        let bad =
+            |e: pem::Pkcs8Error| RsaError::Invalid(format!("invalid RSA private key PEM: {e}"));
         let body = pem::pem_body(pem_text, label).map_err(bad)?;
         let der = SecretBuf::new_with(pem::pem_der_len(body).map_err(bad)?, |d| {
             pem::pem_der_into(body, d).map_err(bad)
@@ -545,9 +546,7 @@ impl RsaPublicKey {
 
     /// PKCS#1 `RSAPublicKey` PEM (`RSA PUBLIC KEY`).
     pub fn pkcs1_pem(&self) -> String {
-        self.key
-            .to_pkcs1_pem(LineEnding::LF)
-            .unwrap_or_default()
+        self.key.to_pkcs1_pem(LineEnding::LF).unwrap_or_default()
     }
 
     /// Modulus size in bits.
@@ -682,8 +681,13 @@ mod tests {
                 let sig = k.sign(padding, hash, b"message").expect("sign");
                 assert_eq!(sig.len(), 256);
                 let p = k.public();
-                assert_eq!(p.verify(padding, hash, Salt::HashLen, b"message", &sig), Ok(()));
-                assert!(p.verify(padding, hash, Salt::HashLen, b"massage", &sig).is_err());
+                assert_eq!(
+                    p.verify(padding, hash, Salt::HashLen, b"message", &sig),
+                    Ok(())
+                );
+                assert!(p
+                    .verify(padding, hash, Salt::HashLen, b"massage", &sig)
+                    .is_err());
                 if padding == Padding::Pss {
                     // The slow path agrees with ring for salt = hash length.
                     assert_eq!(p.verify_pss(hash, Salt::Auto, b"message", &sig), Ok(()));
@@ -731,14 +735,20 @@ mod tests {
         assert_eq!(RsaPublicKey::from_der(p.pkcs1_der()).expect("pkcs1"), *p);
         assert_eq!(RsaPublicKey::from_pem(&p.spki_pem()).expect("pem"), *p);
         assert_eq!(RsaPublicKey::from_pem(&p.pkcs1_pem()).expect("pem1"), *p);
-        assert_eq!(RsaPublicKey::from_components(&p.n(), &p.e()).expect("ne"), *p);
+        assert_eq!(
+            RsaPublicKey::from_components(&p.n(), &p.e()).expect("ne"),
+            *p
+        );
     }
 
     #[test]
     fn malformed_keys_are_refused() {
         assert!(RsaPrivateKey::from_der(b"").is_err());
         assert!(RsaPrivateKey::from_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
-        assert!(RsaPrivateKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(RsaPrivateKey::from_pem(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        )
+        .is_err());
         assert!(RsaPublicKey::from_der(b"\x30\x00").is_err());
         // An Ed25519 PKCS#8 key is refused by its algorithm.
         let ed = crate::crypto::unhex(
@@ -753,6 +763,9 @@ mod tests {
         let mut b = [0u8; 9];
         assert_eq!((der_len(5, &mut b), b[0]), (1, 5));
         assert_eq!((der_len(0x80, &mut b), &b[..2]), (2, &[0x81, 0x80][..]));
-        assert_eq!((der_len(0x1234, &mut b), &b[..3]), (3, &[0x82, 0x12, 0x34][..]));
+        assert_eq!(
+            (der_len(0x1234, &mut b), &b[..3]),
+            (3, &[0x82, 0x12, 0x34][..])
+        );
     }
 }

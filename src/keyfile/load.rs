@@ -98,7 +98,7 @@ impl DecodedKeyFile {
         if let Some(f) = format {
             check_format_allowed(f, kind)?;
         }
-        let scratch = read_into_scratch(path, kind)?;
+        let scratch = read_into_scratch(path, max_file_len(kind))?;
         Self::decode_scratch(scratch, kind, curve, format, length)
     }
 
@@ -208,10 +208,10 @@ pub(super) fn check_format_allowed(format: Format, kind: KeyKind) -> Result<(), 
     Ok(())
 }
 
-/// Open and check `path` (with the size limit of `kind`) and read it into a new guarded
-/// scratch region.
-fn read_into_scratch(path: &Path, kind: KeyKind) -> Result<SecretBuf, LoadError> {
-    let mut file = PrivateFile::open(path, max_file_len(kind))?;
+/// Open and check `path` (at most `max_len` bytes) and read it into a new guarded scratch
+/// region.
+pub(super) fn read_into_scratch(path: &Path, max_len: usize) -> Result<SecretBuf, LoadError> {
+    let mut file = PrivateFile::open(path, max_len)?;
     let mut scratch = crate::memory::allocate(file.size())?;
     scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
     Ok(scratch)

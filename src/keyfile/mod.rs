@@ -1,15 +1,19 @@
 //! Key files: what a file holds and how it is encoded ([`format`], [`detect`]), reading
 //! into guarded memory ([`load`]) and encoding ([`encode`]). Opening files safely and
-//! writing them atomically is `crate::fs`. Formats: `docs/key-formats.md`.
+//! writing them atomically is `crate::fs`. RSA private keys (PKCS#1 and PKCS#8, PEM and
+//! DER) are read and written by [`rsa`] through the same file checks and scratch regions.
+//! Formats: `docs/key-formats.md`.
 
 mod detect;
 mod encode;
 mod format;
 mod load;
+mod rsa;
 
 pub use encode::{with_encoded, write_key_file};
 pub use format::{max_file_len, Format, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
 pub use load::{read_passphrase_file, DecodedKeyFile, LoadError, MAX_PASSPHRASE_FILE_LEN};
+pub use rsa::{load_rsa_private_key, write_rsa_private_key};
 
 #[cfg(test)]
 mod tests {

@@ -90,7 +90,9 @@ static END: AtomicUsize = AtomicUsize::new(0);
 /// The process id holding [`STATE`], or 0.
 static LOCK: AtomicI32 = AtomicI32::new(0);
 /// Set when this process put a scoped allocation where the heap could not protect it: a
-/// chunk that could not be locked, or an allocation served by the system allocator.
+/// chunk that could not be locked, or an allocation served by the system allocator. Either
+/// is also noted as a derived-state shortfall ([`super::take_derived_shortfall`]), which
+/// the bindings turn into a `ProtectionWarning` after the key's use.
 static SHORTFALL: AtomicBool = AtomicBool::new(false);
 /// Whether `MADV_DONTDUMP` / `MADV_WIPEONFORK` held for the reservation.
 static DONTDUMP: AtomicBool = AtomicBool::new(false);
@@ -208,21 +210,11 @@ impl State {
         };
         let base = base.as_ptr() as usize;
         // SAFETY: the range is the reservation just made.
-        let dump = unsafe {
-            libc::madvise(
-                base as *mut libc::c_void,
-                RESERVE,
-                libc::MADV_DONTDUMP,
-            )
-        };
+        let dump =
+            unsafe { libc::madvise(base as *mut libc::c_void, RESERVE, libc::MADV_DONTDUMP) };
         // SAFETY: as above.
-        let wipe = unsafe {
-            libc::madvise(
-                base as *mut libc::c_void,
-                RESERVE,
-                libc::MADV_WIPEONFORK,
-            )
-        };
+        let wipe =
+            unsafe { libc::madvise(base as *mut libc::c_void, RESERVE, libc::MADV_WIPEONFORK) };
         DONTDUMP.store(dump == 0, Ordering::Relaxed);
         WIPEONFORK.store(wipe == 0, Ordering::Relaxed);
         // The first page stays PROT_NONE: a guard in front of the first block.
@@ -258,6 +250,9 @@ impl State {
         // SAFETY: as above; the range is now mapped read-write.
         if unsafe { libc::mlock(start as *const libc::c_void, len) } != 0 {
             SHORTFALL.store(true, Ordering::Relaxed);
+            // The layer above warns after the key's use, as for other state derived from
+            // a key that got less protection than the key (one atomic OR).
+            super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
         }
         self.committed = new_end;
         true
@@ -339,6 +334,7 @@ fn heap_alloc(layout: Layout) -> *mut u8 {
         return ptr;
     }
     SHORTFALL.store(true, Ordering::Relaxed);
+    super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
     // SAFETY: `layout` has a non-zero size (GlobalAlloc's contract).
     unsafe { System.alloc_zeroed(layout) }
 }
@@ -570,8 +566,9 @@ mod tests {
         let big = scope(|| vec![0u8; MAX_BLOCK + 1]).expect("scope");
         assert!(!contains(big.as_ptr()));
         assert!(!protection().locked);
-        // Clear the note again for the other tests of this process.
+        // Clear the notes again for the other tests of this process.
         SHORTFALL.store(false, Ordering::Relaxed);
+        super::super::take_derived_shortfall();
     }
 
     #[test]

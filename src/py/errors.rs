@@ -12,7 +12,7 @@ use crate::memory::MemoryError;
 use super::exceptions::{
     AgentError, AgentPolicyError, AlreadyFinalized, AuditError, AuditTamperedError, ForkedKeyError,
     InsecureKeyFileError, InvalidCode, InvalidSignature, InvalidTag, KeyDestroyedError,
-    KeyFileError, KeyInUseError, KeyNotExportableError, KeyStoreError, KeyringError,
+    KeyFileError, KeyInUseError, KeyNotExportableError, KeyStoreError, KeycellError, KeyringError,
     KeyringKeyExpiredError, KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError,
     KeyringUnavailableError, MemoryLockError, Pkcs11ClosedError, Pkcs11ForkedError,
     Pkcs11MechanismNotSupportedError, Pkcs11ModuleNotFoundError, Pkcs11NotLoggedInError,
@@ -32,6 +32,8 @@ pub enum Error {
     Memory(MemoryError),
     /// A bad argument value.
     Value(String),
+    /// A private-key operation failed inside (a fault check, the random generator).
+    Signing(&'static str),
     /// A bad argument type.
     Type(String),
     /// A key file cannot be used (I/O error, wrong size, ...).
@@ -123,6 +125,17 @@ impl From<crate::crypto::ec::EcError> for Error {
     }
 }
 
+impl From<crate::crypto::rsa::RsaError> for Error {
+    fn from(e: crate::crypto::rsa::RsaError) -> Self {
+        use crate::crypto::rsa::RsaError as R;
+        match e {
+            R::Memory(m) => Error::Memory(m),
+            R::Signing => Error::Signing("RSA signing failed (fault check or random generator)"),
+            other => Error::Value(other.to_string()),
+        }
+    }
+}
+
 impl From<PyErr> for Error {
     fn from(e: PyErr) -> Self {
         Error::Py(e)
@@ -181,6 +194,7 @@ impl From<Error> for PyErr {
             Error::InUse(msg) => KeyInUseError::new_err(msg),
             Error::Memory(m) => memory_error(m),
             Error::Value(msg) => PyValueError::new_err(msg),
+            Error::Signing(msg) => KeycellError::new_err(msg),
             Error::Type(msg) => PyTypeError::new_err(msg),
             Error::KeyFile {
                 path,

@@ -105,6 +105,15 @@ impl CellKey for x25519::PrivateKey {
     }
 }
 
+impl CellKey for crate::crypto::rsa::RsaPrivateKey {
+    fn secret(&self) -> std::result::Result<&[u8], MemoryError> {
+        self.pkcs1_der()
+    }
+    fn protection(&self) -> memory::Protection {
+        crate::crypto::rsa::RsaPrivateKey::protection(self)
+    }
+}
+
 /// What `repr` shows after the class name: never secret. A length is kept as a number
 /// and formatted only by `repr`, so making a key allocates no string.
 #[derive(Debug, Clone)]

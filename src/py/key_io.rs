@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
 use crate::crypto::key_kind::KeyKind;
+use crate::crypto::rsa::RsaPrivateKey;
 use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
 use crate::memory::MemoryError;
 
@@ -165,6 +166,37 @@ pub fn load_ec_private_key(
 ) -> Result<ec::PrivateKey> {
     let file = DecodedKeyFile::load_ec(path, curve, format).map_err(|e| load_error(path, e))?;
     ec_key_from_decoded(&file, Some(path))
+}
+
+/// Parse `format=` for an RSA key: "pem" or "der", `None` to detect.
+pub fn parse_rsa_format(format: Option<&str>) -> Result<Option<Format>> {
+    match format {
+        None => Ok(None),
+        Some("pem") => Ok(Some(Format::Pem)),
+        Some("der") => Ok(Some(Format::Der)),
+        Some(other) => Err(Error::Value(format!(
+            "format must be \"pem\" or \"der\" for RSA keys, not {other:?}"
+        ))),
+    }
+}
+
+/// Load an RSA private key from `path` (call without the GIL; see
+/// [`keyfile::load_rsa_private_key`]).
+pub fn load_rsa(path: &Path, format: Option<Format>) -> Result<RsaPrivateKey> {
+    keyfile::load_rsa_private_key(path, format).map_err(|e| load_error(path, e))
+}
+
+/// Write an RSA private key to `path` (call without the GIL; see
+/// [`keyfile::write_rsa_private_key`]).
+pub fn write_rsa(
+    path: &Path,
+    key: &RsaPrivateKey,
+    format: Format,
+    traditional: bool,
+    overwrite: bool,
+) -> Result<()> {
+    keyfile::write_rsa_private_key(path, key, format, traditional, overwrite)
+        .map_err(|e| load_error(path, e))
 }
 
 /// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).

@@ -28,6 +28,7 @@ mod keystore;
 mod otp;
 mod pkcs11;
 mod protection;
+mod rsa;
 mod secret_key;
 mod text_refusal;
 mod view;
@@ -239,6 +240,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ed25519::Ed25519PublicKey>()?;
     m.add_function(wrap_pyfunction!(ed25519::ed25519_verify_batch, m)?)?;
     m.add_class::<x25519::X25519PrivateKey>()?;
+    m.add_class::<rsa::RSAPrivateKey>()?;
+    m.add_class::<rsa::RSAPublicKey>()?;
     m.add_class::<x25519::X25519PublicKey>()?;
     m.add_class::<ec::ECPrivateKey>()?;
     m.add_class::<ec::ECPublicKey>()?;

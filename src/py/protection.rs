@@ -156,8 +156,9 @@ pub fn report_derived_shortfall(py: Python<'_>) -> Result<()> {
         warn_once(
             py,
             &WARNED_DERIVED,
-            "keycell: state derived from a key on first use (HMAC pads or AEAD cipher state) \
-             got less protection than the key (mlock failed: RLIMIT_MEMLOCK spent?); \
+            "keycell: state derived from a key on first use (HMAC pads, AEAD cipher state, \
+             RSA limbs in the secret heap) got less protection than the key (mlock failed: \
+             RLIMIT_MEMLOCK spent?); \
              key.protection reports the weakest region behind the key. This warning is shown \
              once per process; set_policy(on_lock_failure=\"raise\") fails instead.",
         )?;

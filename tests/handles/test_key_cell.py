@@ -26,6 +26,7 @@ import pytest
 from keycell import (
     Ed25519PrivateKey,
     KeyNotExportableError,
+    RSAPrivateKey,
     SecretKey,
     X25519PrivateKey,
     hkdf,
@@ -39,8 +40,9 @@ HANDLES: list[Any] = [
     lambda exportable=True: SecretKey.generate(32, exportable=exportable),
     lambda exportable=True: Ed25519PrivateKey.generate(exportable=exportable),
     lambda exportable=True: X25519PrivateKey.generate(exportable=exportable),
+    lambda exportable=True: RSAPrivateKey.generate(2048, exportable=exportable),
 ]
-HANDLE_IDS = ["SecretKey", "Ed25519PrivateKey", "X25519PrivateKey"]
+HANDLE_IDS = ["SecretKey", "Ed25519PrivateKey", "X25519PrivateKey", "RSAPrivateKey"]
 
 
 # --- one life cycle for every handle ------------------------------------------------------

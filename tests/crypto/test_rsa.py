@@ -1,0 +1,417 @@
+"""RSA signing keys: ``RSAPrivateKey`` / ``RSAPublicKey``.
+
+- generation (2048/3072/4096 only), signing with every padding and hash, verification
+  with every salt-length rule (hash length, ``"auto"``, a fixed length);
+- interop both ways with pyca/cryptography (keys, public keys, signatures) and with the
+  ``openssl`` command line (``genpkey``, ``genrsa -traditional``, ``dgst -sign/-verify``);
+- key files: PKCS#8 and PKCS#1, PEM and DER, read and written, with the export seal;
+- bad input as typed errors: short keys, malformed DER/PEM, wrong names, wrong signature
+  lengths, a destroyed key, wrong types.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asym_support import needs_openssl, openssl, write_key_file
+from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import padding as pad
+from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
+from keycell import (
+    InvalidSignature,
+    KeyDestroyedError,
+    KeyFileError,
+    KeyNotExportableError,
+    RSAPrivateKey,
+    RSAPublicKey,
+)
+
+HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+PADDINGS = ("pss", "pkcs1v15")
+MSG = b"the message signed"
+
+
+def pyca_padding(padding: str, hash_name: str, salt: Any = None) -> Any:
+    if padding == "pkcs1v15":
+        return pad.PKCS1v15()
+    h = HASHES[hash_name]()
+    return pad.PSS(mgf=pad.MGF1(h), salt_length=pad.PSS.DIGEST_LENGTH if salt is None else salt)
+
+
+@pytest.fixture(scope="module")
+def key() -> Iterator[RSAPrivateKey]:
+    k = RSAPrivateKey.generate(2048)
+    yield k
+    k.destroy()
+
+
+@pytest.fixture(scope="module")
+def pyca_key() -> pyca_rsa.RSAPrivateKey:
+    return pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pyca_public(k: RSAPrivateKey) -> Any:
+    der = k.public_key().public_bytes("der", "spki")
+    return serialization.load_der_public_key(der)
+
+
+# --- generation and signing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [3072, 4096])
+def test_generate_sizes(bits: int) -> None:
+    k = RSAPrivateKey.generate(bits)
+    assert k.key_size == bits
+    assert k.public_key().key_size == bits
+    assert k.public_key().e == 65537
+    assert k.public_key().n.bit_length() == bits
+    sig = k.sign(MSG)
+    assert len(sig) == bits // 8
+    k.public_key().verify(sig, MSG)
+    k.destroy()
+
+
+def test_default_size_is_3072() -> None:
+    k = RSAPrivateKey.generate()
+    assert k.key_size == 3072
+    k.destroy()
+
+
+@pytest.mark.parametrize("bits", [0, 512, 1024, 2047, 2049, 3000, 8192, -1])
+def test_other_sizes_are_refused(bits: int) -> None:
+    with pytest.raises((ValueError, OverflowError)):
+        RSAPrivateKey.generate(bits)
+
+
+def test_generate_type_errors() -> None:
+    with pytest.raises(TypeError):
+        RSAPrivateKey.generate("2048")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hash_name", sorted(HASHES))
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_sign_verifies_in_keycell_and_pyca(key: RSAPrivateKey, padding: Any, hash_name: Any) -> None:
+    sig = key.sign(MSG, padding=padding, hash=hash_name)
+    assert len(sig) == 256
+    pub = key.public_key()
+    pub.verify(sig, MSG, padding=padding, hash=hash_name)
+    pyca_public(key).verify(sig, MSG, pyca_padding(padding, hash_name), HASHES[hash_name]())
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, MSG + b"!", padding=padding, hash=hash_name)
+    other = "sha512" if hash_name != "sha512" else "sha256"
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, MSG, padding=padding, hash=other)
+    if padding == "pss":
+        pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length="auto")
+        pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length=HASHES[hash_name].digest_size)
+        with pytest.raises(InvalidSignature):
+            pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length=0)
+        # PSS signatures are randomized: two differ, both verify.
+        assert key.sign(MSG, padding=padding, hash=hash_name) != sig
+    else:
+        assert key.sign(MSG, padding=padding, hash=hash_name) == sig
+        with pytest.raises(InvalidSignature):
+            pub.verify(sig, MSG, padding="pss", hash=hash_name)
+
+
+@pytest.mark.parametrize("hash_name", sorted(HASHES))
+@pytest.mark.parametrize("salt", [0, 20, "max", "digest"])
+def test_pyca_pss_signatures_verify_with_the_right_salt_rule(
+    pyca_key: pyca_rsa.RSAPrivateKey, hash_name: str, salt: Any
+) -> None:
+    h = HASHES[hash_name]()
+    salt_arg = {"max": pad.PSS.MAX_LENGTH, "digest": pad.PSS.DIGEST_LENGTH}.get(salt, salt)
+    sig = pyca_key.sign(MSG, pyca_padding("pss", hash_name, salt_arg), h)
+    pub = RSAPublicKey.from_der(
+        pyca_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    length = {"max": 256 - h.digest_size - 2, "digest": h.digest_size}.get(salt, salt)
+    assert isinstance(length, int)
+    pub.verify(sig, MSG, hash=hash_name, salt_length="auto")
+    pub.verify(sig, MSG, hash=hash_name, salt_length=length)
+    if length == h.digest_size:
+        pub.verify(sig, MSG, hash=hash_name)
+    else:
+        with pytest.raises(InvalidSignature):
+            pub.verify(sig, MSG, hash=hash_name)
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, MSG, hash=hash_name, salt_length=length + 1)
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, MSG + b"x", hash=hash_name, salt_length="auto")
+
+
+@pytest.mark.parametrize("hash_name", sorted(HASHES))
+def test_pyca_pkcs1v15_signatures_verify(pyca_key: pyca_rsa.RSAPrivateKey, hash_name: str) -> None:
+    sig = pyca_key.sign(MSG, pad.PKCS1v15(), HASHES[hash_name]())
+    pem = pyca_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
+    )
+    RSAPublicKey.from_pem(pem).verify(sig, MSG, padding="pkcs1v15", hash=hash_name)
+
+
+def test_large_messages(key: RSAPrivateKey) -> None:
+    big = bytes(range(256)) * 4096
+    sig = key.sign(big)
+    key.public_key().verify(sig, big)
+    pyca_public(key).verify(sig, big, pyca_padding("pss", "sha256"), hashes.SHA256())
+
+
+# --- private key encodings -----------------------------------------------------------------
+
+PYCA_FORMATS = {
+    "pkcs8-pem": (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8),
+    "pkcs8-der": (serialization.Encoding.DER, serialization.PrivateFormat.PKCS8),
+    "pkcs1-pem": (serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL),
+    "pkcs1-der": (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(PYCA_FORMATS))
+def test_pyca_keys_load_every_way(pyca_key: pyca_rsa.RSAPrivateKey, fmt: str, tmp_path: Path) -> None:
+    encoding, private_format = PYCA_FORMATS[fmt]
+    data = pyca_key.private_bytes(encoding, private_format, serialization.NoEncryption())
+    pem = encoding == serialization.Encoding.PEM
+    source = bytearray(data)
+    k = RSAPrivateKey.from_pem(source) if pem else RSAPrivateKey.from_der(source)
+    assert source == bytearray(len(data)), "a writable source is wiped"
+    from_file = RSAPrivateKey.from_file(write_key_file(tmp_path / "k", data))
+    given = RSAPrivateKey.from_file(tmp_path / "k", format="pem" if pem else "der")
+    assert k == from_file == given
+    numbers = pyca_key.public_key().public_numbers()
+    assert (k.public_key().n, k.public_key().e) == (numbers.n, numbers.e)
+    for padding in PADDINGS:
+        sig = k.sign(MSG, padding=padding)
+        pyca_key.public_key().verify(sig, MSG, pyca_padding(padding, "sha256"), hashes.SHA256())
+    if pem:
+        assert RSAPrivateKey.from_pem(data.decode()) == k
+    for x in (k, from_file, given):
+        x.destroy()
+
+
+@pytest.mark.parametrize("fmt", ["pem", "der"])
+@pytest.mark.parametrize("traditional", [False, True])
+def test_to_file_loads_in_pyca(key: RSAPrivateKey, tmp_path: Path, fmt: Any, traditional: bool) -> None:
+    path = tmp_path / "out"
+    key.to_file(path, format=fmt, traditional=traditional)
+    assert path.stat().st_mode & 0o777 == 0o600
+    data = path.read_bytes()
+    if fmt == "pem":
+        label = b"RSA PRIVATE KEY" if traditional else b"PRIVATE KEY"
+        assert data.startswith(b"-----BEGIN " + label + b"-----\n")
+        loaded = serialization.load_pem_private_key(data, None)
+        expected = (serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8)
+    else:
+        loaded = serialization.load_der_private_key(data, None)
+        expected = (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8)
+    assert isinstance(loaded, pyca_rsa.RSAPrivateKey)
+    # Byte for byte what pyca (OpenSSL) writes for the same key.
+    assert loaded.private_bytes(*expected, serialization.NoEncryption()) == data
+    sig = loaded.sign(MSG, pyca_padding("pss", "sha384"), hashes.SHA384())
+    key.public_key().verify(sig, MSG, hash="sha384")
+    assert RSAPrivateKey.from_file(path) == key
+    with pytest.raises(KeyFileError):
+        key.to_file(path, format=fmt, traditional=traditional)
+    key.to_file(path, format=fmt, traditional=traditional, overwrite=True)
+
+
+def test_export_seal(tmp_path: Path) -> None:
+    k = RSAPrivateKey.generate(2048, exportable=False)
+    assert not k.exportable
+    with pytest.raises(KeyNotExportableError):
+        k.to_file(tmp_path / "k")
+    assert not (tmp_path / "k").exists()
+    k.public_key().verify(k.sign(MSG), MSG)
+    k.destroy()
+
+
+# --- openssl command line ------------------------------------------------------------------
+
+OPENSSL_DGST = {"sha256": "-sha256", "sha384": "-sha384", "sha512": "-sha512"}
+
+
+def openssl_sigopts(padding: str, salt: str = "digest") -> list[str]:
+    if padding == "pkcs1v15":
+        return ["-sigopt", "rsa_padding_mode:pkcs1"]
+    return ["-sigopt", "rsa_padding_mode:pss", "-sigopt", f"rsa_pss_saltlen:{salt}"]
+
+
+@needs_openssl
+@pytest.mark.parametrize("how", ["genpkey", "genrsa-traditional"])
+def test_openssl_interop_both_ways(tmp_path: Path, how: str) -> None:
+    keyfile = tmp_path / "key.pem"
+    if how == "genpkey":
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(keyfile))
+        assert keyfile.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    else:
+        openssl("genrsa", "-traditional", "-out", str(keyfile), "2048")
+        assert keyfile.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    keyfile.chmod(0o600)
+    pubfile = tmp_path / "pub.pem"
+    openssl("pkey", "-in", str(keyfile), "-pubout", "-out", str(pubfile))
+    k = RSAPrivateKey.from_file(keyfile)
+    assert RSAPublicKey.from_pem(pubfile.read_bytes()) == k.public_key()
+    data = tmp_path / "data"
+    data.write_bytes(MSG)
+    for hash_name in sorted(HASHES):
+        for padding in PADDINGS:
+            # keycell signs, openssl verifies.
+            sig = tmp_path / "sig"
+            sig.write_bytes(k.sign(MSG, padding=padding, hash=hash_name))
+            out = openssl("dgst", OPENSSL_DGST[hash_name], *openssl_sigopts(padding), "-verify", str(pubfile), "-signature", str(sig), str(data))
+            assert b"Verified OK" in out
+            # openssl signs (PSS with the largest salt, -1 = digest length), keycell verifies.
+            for salt in ("digest", "max") if padding == "pss" else ("digest",):
+                signed = openssl("dgst", OPENSSL_DGST[hash_name], *openssl_sigopts(padding, salt), "-sign", str(keyfile), str(data))
+                rule: Any = "auto" if salt == "max" else None
+                k.public_key().verify(signed, MSG, padding=padding, hash=hash_name, salt_length=rule)
+    # A key keycell wrote is accepted by openssl's key check and signs there.
+    written = tmp_path / "written.pem"
+    k.to_file(written, traditional=how == "genrsa-traditional")
+    assert b"RSA key ok" in openssl("rsa", "-in", str(written), "-check", "-noout")
+    signed = openssl("dgst", "-sha256", *openssl_sigopts("pss"), "-sign", str(written), str(data))
+    k.public_key().verify(signed, MSG)
+    k.destroy()
+
+
+# --- public keys ---------------------------------------------------------------------------
+
+
+def test_public_key_encodings(key: RSAPrivateKey) -> None:
+    pub = key.public_key()
+    pyca = pyca_public(key)
+    for encoding, enc in (("pem", serialization.Encoding.PEM), ("der", serialization.Encoding.DER)):
+        for fmt, pf in (("spki", serialization.PublicFormat.SubjectPublicKeyInfo), ("pkcs1", serialization.PublicFormat.PKCS1)):
+            data = pub.public_bytes(encoding, fmt)  # type: ignore[arg-type]
+            assert data == pyca.public_bytes(enc, pf)
+            assert RSAPublicKey.from_public_bytes(data) == pub
+            if encoding == "pem":
+                assert RSAPublicKey.from_pem(data.decode()) == pub
+                assert RSAPublicKey.from_public_bytes(data.decode()) == pub
+            else:
+                assert RSAPublicKey.from_der(data) == pub
+    assert pub.public_bytes() == pub.public_bytes("pem", "spki")
+    assert pickle.loads(pickle.dumps(pub)) == pub
+    assert hash(pub) == hash(RSAPublicKey.from_der(pub.public_bytes("der")))
+    assert pub != RSAPrivateKey.generate(2048).public_key()
+    assert repr(pub) == "<RSAPublicKey 2048 bits>"
+    assert repr(key) == "<RSAPrivateKey 2048 bits>"
+    with pytest.raises(ValueError, match="encoding"):
+        pub.public_bytes("raw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="format"):
+        pub.public_bytes("der", "openssh")  # type: ignore[arg-type]
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_short_keys_are_refused(tmp_path: Path) -> None:
+    short = pyca_rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    der = short.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with pytest.raises(ValueError, match="smaller than 2048"):
+        RSAPrivateKey.from_der(der)
+    with pytest.raises(KeyFileError, match="smaller than 2048"):
+        RSAPrivateKey.from_file(write_key_file(tmp_path / "short", der))
+    pub = short.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ValueError, match="2048 to 4096 bits"):
+        RSAPublicKey.from_der(pub)
+
+
+def test_malformed_input_is_refused(key: RSAPrivateKey, tmp_path: Path) -> None:
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cases: list[tuple[Any, bytes | str]] = [
+        (RSAPrivateKey.from_der, b""),
+        (RSAPrivateKey.from_der, b"\x30\x03\x02\x01\x00"),
+        (RSAPrivateKey.from_der, b"not der at all"),
+        (RSAPrivateKey.from_pem, b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n"),
+        (RSAPrivateKey.from_pem, "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
+        (RSAPrivateKey.from_pem, b"no pem here"),
+        (RSAPrivateKey.from_pem, ec_pem),
+        (RSAPublicKey.from_der, b"\x30\x00"),
+        (RSAPublicKey.from_pem, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+        (RSAPublicKey.from_public_bytes, b"junk"),
+    ]
+    for parse, data in cases:
+        with pytest.raises(ValueError):
+            parse(data)
+    # A truncated key, and an EC key, from a file.
+    der = tmp_path / "k.der"
+    key.to_file(der, format="der")
+    whole = der.read_bytes()
+    for name, data in (("trunc", whole[:-10]), ("ec", ec_pem)):
+        with pytest.raises(KeyFileError):
+            RSAPrivateKey.from_file(write_key_file(tmp_path / name, data))
+    with pytest.raises(ValueError, match="format"):
+        RSAPrivateKey.from_file(der, format="raw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="format"):
+        key.to_file(tmp_path / "x", format="hex")  # type: ignore[arg-type]
+
+
+def test_wrong_names_lengths_and_types(key: RSAPrivateKey) -> None:
+    pub = key.public_key()
+    sig = key.sign(MSG)
+    with pytest.raises(ValueError, match="padding"):
+        key.sign(MSG, padding="oaep")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hash"):
+        key.sign(MSG, hash="sha1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hash"):
+        pub.verify(sig, MSG, hash="md5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="padding"):
+        pub.verify(sig, MSG, padding="PSS")  # type: ignore[arg-type]
+    for bad_sig in (b"", sig[:-1], sig + b"\x00", b"\x00" + sig, b"\xff" * 256):
+        with pytest.raises(InvalidSignature):
+            pub.verify(bad_sig, MSG)
+        with pytest.raises(InvalidSignature):
+            pub.verify(bad_sig, MSG, salt_length="auto")
+    with pytest.raises(ValueError, match="salt_length"):
+        pub.verify(sig, MSG, salt_length="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        pub.verify(sig, MSG, salt_length=-1)
+    with pytest.raises(TypeError, match="salt_length"):
+        pub.verify(sig, MSG, salt_length=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="salt_length"):
+        pub.verify(sig, MSG, salt_length=True)
+    with pytest.raises(ValueError, match="only for"):
+        pub.verify(key.sign(MSG, padding="pkcs1v15"), MSG, padding="pkcs1v15", salt_length=32)
+    with pytest.raises(TypeError):
+        key.sign("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        pub.verify("sig", MSG)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        RSAPrivateKey.from_der(12)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        RSAPublicKey.from_der("text")  # type: ignore[arg-type]
+
+
+def test_a_destroyed_key_refuses_everything(tmp_path: Path) -> None:
+    k = RSAPrivateKey.generate(2048)
+    pub = k.public_key()
+    sig = k.sign(MSG)
+    k.destroy()
+    for use in (
+        lambda: k.sign(MSG),
+        k.public_key,
+        lambda: k.to_file(tmp_path / "k"),
+        lambda: k.protection,
+    ):
+        with pytest.raises(KeyDestroyedError):
+            use()
+    pub.verify(sig, MSG)  # the public key lives on
+
+
+def test_protection_is_reported(key: RSAPrivateKey) -> None:
+    p = key.protection
+    assert p.dontdump
+    assert p.wipeonfork
+    # Locked unless this machine's RLIMIT_MEMLOCK ran out (then a ProtectionWarning).
+    assert p.locked or not p.complete
+    assert not p.read_only_idle  # the secret heap stays writable
