@@ -210,3 +210,22 @@ def hmac_in_with(k: SecretKey) -> bytes:
 def sign_in_with(k: keycell.Ed25519PrivateKey) -> bytes:
     with k:
         return k.sign(b"x")
+
+
+def use_rsa(path: str) -> None:
+    from keycell import RSAPrivateKey, RSAPublicKey
+
+    with RSAPrivateKey.generate(2048, exportable=True) as key:
+        sig: bytes = key.sign(b"m", padding="pkcs1v15", hash="sha384")
+        public: RSAPublicKey = key.public_key()
+        public.verify(sig, b"m", padding="pkcs1v15", hash="sha384")
+        public.verify(key.sign(b"m"), b"m", salt_length="auto")
+        public.verify(key.sign(b"m"), b"m", salt_length=32)
+        bits: int = key.key_size + public.key_size
+        numbers: tuple[int, int] = (public.n, public.e)
+        der: bytes = public.public_bytes("der", "pkcs1")
+        same: bool = RSAPublicKey.from_public_bytes(der) == public
+        key.to_file(path, format="der", traditional=True, overwrite=True)
+    loaded: RSAPrivateKey = RSAPrivateKey.from_file(path, format="der")
+    loaded.destroy()
+    del bits, numbers, same

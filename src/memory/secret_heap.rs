@@ -478,6 +478,7 @@ mod tests {
     /// The heap is process-wide and other tests allocate in scopes concurrently, so these
     /// tests check addresses and contents, never global counters.
     #[test]
+    #[allow(clippy::useless_vec)] // the heap allocations are the point
     fn scoped_allocations_are_in_the_heap_and_others_are_not() {
         let outside = vec![1u8; 100];
         assert!(!contains(outside.as_ptr()));

@@ -334,7 +334,7 @@ impl RSAPublicKey {
         let (sig, msg) = (sig.as_slice(), msg.as_slice());
         let key = &self.key;
         maybe_detach(py, msg.len(), || key.verify(padding, hash, salt, msg, sig))
-            .map_err(|()| Error::InvalidSignature("the signature does not verify".to_owned()))
+            .map_err(|_| Error::InvalidSignature("the signature does not verify".to_owned()))
     }
 
     /// The modulus size in bits.

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from asym_support import needs_openssl, openssl, write_key_file
-from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import padding as pad
@@ -96,7 +95,9 @@ def test_generate_type_errors() -> None:
 
 @pytest.mark.parametrize("hash_name", sorted(HASHES))
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_sign_verifies_in_keycell_and_pyca(key: RSAPrivateKey, padding: Any, hash_name: Any) -> None:
+def test_sign_verifies_in_keycell_and_pyca(
+    key: RSAPrivateKey, padding: Any, hash_name: Any
+) -> None:
     sig = key.sign(MSG, padding=padding, hash=hash_name)
     assert len(sig) == 256
     pub = key.public_key()
@@ -109,7 +110,9 @@ def test_sign_verifies_in_keycell_and_pyca(key: RSAPrivateKey, padding: Any, has
         pub.verify(sig, MSG, padding=padding, hash=other)
     if padding == "pss":
         pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length="auto")
-        pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length=HASHES[hash_name].digest_size)
+        pub.verify(
+            sig, MSG, padding="pss", hash=hash_name, salt_length=HASHES[hash_name].digest_size
+        )
         with pytest.raises(InvalidSignature):
             pub.verify(sig, MSG, padding="pss", hash=hash_name, salt_length=0)
         # PSS signatures are randomized: two differ, both verify.
@@ -175,7 +178,9 @@ PYCA_FORMATS = {
 
 
 @pytest.mark.parametrize("fmt", sorted(PYCA_FORMATS))
-def test_pyca_keys_load_every_way(pyca_key: pyca_rsa.RSAPrivateKey, fmt: str, tmp_path: Path) -> None:
+def test_pyca_keys_load_every_way(
+    pyca_key: pyca_rsa.RSAPrivateKey, fmt: str, tmp_path: Path
+) -> None:
     encoding, private_format = PYCA_FORMATS[fmt]
     data = pyca_key.private_bytes(encoding, private_format, serialization.NoEncryption())
     pem = encoding == serialization.Encoding.PEM
@@ -198,7 +203,9 @@ def test_pyca_keys_load_every_way(pyca_key: pyca_rsa.RSAPrivateKey, fmt: str, tm
 
 @pytest.mark.parametrize("fmt", ["pem", "der"])
 @pytest.mark.parametrize("traditional", [False, True])
-def test_to_file_loads_in_pyca(key: RSAPrivateKey, tmp_path: Path, fmt: Any, traditional: bool) -> None:
+def test_to_file_loads_in_pyca(
+    key: RSAPrivateKey, tmp_path: Path, fmt: Any, traditional: bool
+) -> None:
     path = tmp_path / "out"
     key.to_file(path, format=fmt, traditional=traditional)
     assert path.stat().st_mode & 0o777 == 0o600
@@ -207,10 +214,20 @@ def test_to_file_loads_in_pyca(key: RSAPrivateKey, tmp_path: Path, fmt: Any, tra
         label = b"RSA PRIVATE KEY" if traditional else b"PRIVATE KEY"
         assert data.startswith(b"-----BEGIN " + label + b"-----\n")
         loaded = serialization.load_pem_private_key(data, None)
-        expected = (serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8)
+        expected = (
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL
+            if traditional
+            else serialization.PrivateFormat.PKCS8,
+        )
     else:
         loaded = serialization.load_der_private_key(data, None)
-        expected = (serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8)
+        expected = (
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL
+            if traditional
+            else serialization.PrivateFormat.PKCS8,
+        )
     assert isinstance(loaded, pyca_rsa.RSAPrivateKey)
     # Byte for byte what pyca (OpenSSL) writes for the same key.
     assert loaded.private_bytes(*expected, serialization.NoEncryption()) == data
@@ -248,7 +265,9 @@ def openssl_sigopts(padding: str, salt: str = "digest") -> list[str]:
 def test_openssl_interop_both_ways(tmp_path: Path, how: str) -> None:
     keyfile = tmp_path / "key.pem"
     if how == "genpkey":
-        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(keyfile))
+        openssl(
+            "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(keyfile)
+        )
         assert keyfile.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     else:
         openssl("genrsa", "-traditional", "-out", str(keyfile), "2048")
@@ -265,13 +284,31 @@ def test_openssl_interop_both_ways(tmp_path: Path, how: str) -> None:
             # keycell signs, openssl verifies.
             sig = tmp_path / "sig"
             sig.write_bytes(k.sign(MSG, padding=padding, hash=hash_name))
-            out = openssl("dgst", OPENSSL_DGST[hash_name], *openssl_sigopts(padding), "-verify", str(pubfile), "-signature", str(sig), str(data))
+            out = openssl(
+                "dgst",
+                OPENSSL_DGST[hash_name],
+                *openssl_sigopts(padding),
+                "-verify",
+                str(pubfile),
+                "-signature",
+                str(sig),
+                str(data),
+            )
             assert b"Verified OK" in out
             # openssl signs (PSS with the largest salt, -1 = digest length), keycell verifies.
             for salt in ("digest", "max") if padding == "pss" else ("digest",):
-                signed = openssl("dgst", OPENSSL_DGST[hash_name], *openssl_sigopts(padding, salt), "-sign", str(keyfile), str(data))
+                signed = openssl(
+                    "dgst",
+                    OPENSSL_DGST[hash_name],
+                    *openssl_sigopts(padding, salt),
+                    "-sign",
+                    str(keyfile),
+                    str(data),
+                )
                 rule: Any = "auto" if salt == "max" else None
-                k.public_key().verify(signed, MSG, padding=padding, hash=hash_name, salt_length=rule)
+                k.public_key().verify(
+                    signed, MSG, padding=padding, hash=hash_name, salt_length=rule
+                )
     # A key keycell wrote is accepted by openssl's key check and signs there.
     written = tmp_path / "written.pem"
     k.to_file(written, traditional=how == "genrsa-traditional")
@@ -288,7 +325,10 @@ def test_public_key_encodings(key: RSAPrivateKey) -> None:
     pub = key.public_key()
     pyca = pyca_public(key)
     for encoding, enc in (("pem", serialization.Encoding.PEM), ("der", serialization.Encoding.DER)):
-        for fmt, pf in (("spki", serialization.PublicFormat.SubjectPublicKeyInfo), ("pkcs1", serialization.PublicFormat.PKCS1)):
+        for fmt, pf in (
+            ("spki", serialization.PublicFormat.SubjectPublicKeyInfo),
+            ("pkcs1", serialization.PublicFormat.PKCS1),
+        ):
             data = pub.public_bytes(encoding, fmt)  # type: ignore[arg-type]
             assert data == pyca.public_bytes(enc, pf)
             assert RSAPublicKey.from_public_bytes(data) == pub
@@ -314,12 +354,16 @@ def test_public_key_encodings(key: RSAPrivateKey) -> None:
 
 def test_short_keys_are_refused(tmp_path: Path) -> None:
     short = pyca_rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    der = short.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    der = short.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(ValueError, match="smaller than 2048"):
         RSAPrivateKey.from_der(der)
     with pytest.raises(KeyFileError, match="smaller than 2048"):
         RSAPrivateKey.from_file(write_key_file(tmp_path / "short", der))
-    pub = short.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pub = short.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     with pytest.raises(ValueError, match="2048 to 4096 bits"):
         RSAPublicKey.from_der(pub)
 
@@ -333,7 +377,10 @@ def test_malformed_input_is_refused(key: RSAPrivateKey, tmp_path: Path) -> None:
         (RSAPrivateKey.from_der, b"\x30\x03\x02\x01\x00"),
         (RSAPrivateKey.from_der, b"not der at all"),
         (RSAPrivateKey.from_pem, b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n"),
-        (RSAPrivateKey.from_pem, "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
+        (
+            RSAPrivateKey.from_pem,
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        ),
         (RSAPrivateKey.from_pem, b"no pem here"),
         (RSAPrivateKey.from_pem, ec_pem),
         (RSAPublicKey.from_der, b"\x30\x00"),
@@ -415,3 +462,16 @@ def test_protection_is_reported(key: RSAPrivateKey) -> None:
     # Locked unless this machine's RLIMIT_MEMLOCK ran out (then a ProtectionWarning).
     assert p.locked or not p.complete
     assert not p.read_only_idle  # the secret heap stays writable
+
+
+def test_backends_that_do_not_hold_rsa_keys_refuse_them(key: RSAPrivateKey, tmp_path: Path) -> None:
+    """The key store, key wrapping and the keyring know no RSA keys yet: a typed
+    ``TypeError`` naming the types they take, never a crash or a silent conversion."""
+    from keycell import KeyStore, SecretKey, wrap_key
+
+    with pytest.raises(TypeError, match="RSAPrivateKey"):
+        wrap_key(SecretKey.generate(32), key)  # type: ignore[arg-type]
+    with KeyStore.create(tmp_path / "s.kcs", master=bytearray(b"correct horse")) as store:
+        with pytest.raises(TypeError, match="RSAPrivateKey"):
+            store.put("rsa", key)  # type: ignore[arg-type]
+        assert "rsa" not in store

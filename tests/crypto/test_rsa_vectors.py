@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 from keycell import InvalidSignature, RSAPublicKey
-from vectors import WycheproofCase, load_wycheproof, result_counts, wycheproof_params
+from vectors import WycheproofCase, result_counts, wycheproof_params
 
 PSS = {
     "rsa_pss_2048_sha256_mgf1_0_test.json": {"valid": 61, "invalid": 42},
