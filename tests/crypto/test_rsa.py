@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asym_support import needs_openssl, openssl, write_key_file
+from asym_support import needs_openssl, openssl, run_child, write_key_file
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import padding as pad
@@ -475,3 +475,44 @@ def test_backends_that_do_not_hold_rsa_keys_refuse_them(key: RSAPrivateKey, tmp_
         with pytest.raises(TypeError, match="RSAPrivateKey"):
             store.put("rsa", key)  # type: ignore[arg-type]
         assert "rsa" not in store
+
+
+@pytest.mark.parametrize("how", ["fork", "raw-fork-syscall"])
+def test_fork_child_cannot_use_the_key_and_makes_its_own(how: str) -> None:
+    """A child cannot use a parent's key (ForkedKeyError), may destroy it, and can make,
+    load and use keys of its own: the secret heap retires the parent's blocks (zeroed by
+    MADV_WIPEONFORK) and serves the child from fresh chunks. Also for a child made by the
+    raw fork system call, which runs no atfork handlers."""
+    fork = "os.fork()" if how == "fork" else "ctypes.CDLL(None).syscall(57)"
+    result = run_child(
+        f"""
+        import ctypes, os
+        from keycell import ForkedKeyError, RSAPrivateKey
+        k = RSAPrivateKey.generate(2048)
+        sig = k.sign(b"m", padding="pkcs1v15")
+        pid = {fork}
+        if pid == 0:
+            code = 0
+            for use in (lambda: k.sign(b"m"), k.public_key, lambda: k.protection):
+                try:
+                    use()
+                    code = 3
+                except ForkedKeyError:
+                    pass
+                except BaseException:
+                    code = 4
+            k.destroy()
+            try:
+                mine = RSAPrivateKey.generate(2048)
+                mine.public_key().verify(mine.sign(b"child"), b"child")
+                mine.destroy()
+            except BaseException:
+                code = 5
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert k.sign(b"m", padding="pkcs1v15") == sig  # the parent's key is intact
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "child 0"
