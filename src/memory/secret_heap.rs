@@ -31,12 +31,13 @@
 //!
 //! - It never allocates itself: the state is a static behind a spin lock, the scope depth
 //!   a `const`-initialised thread-local `Cell` (no destructor, no lazy allocation), and the
-//!   only calls it makes are `mmap`, `mprotect`, `madvise`, `mlock`, `getpid` and
-//!   `sched_yield`.
+//!   only calls it makes are `mmap`, `mprotect`, `madvise`, `mlock` and `sched_yield`
+//!   (and `getpid` where the fork sentinel page is unavailable).
 //! - It cannot deadlock: the lock is held for a bounded list operation or a few system
 //!   calls, never across a call that could allocate or take another lock.
-//! - Fork: the lock word holds the process id of its holder. A fork child (made with or
-//!   without atfork handlers) that finds the lock held by another process id takes it over
+//! - Fork: the lock word holds a token of the holder's process (the wipe-on-fork sentinel
+//!   of `fork.rs`, no system call). A fork child (made with or without atfork handlers)
+//!   that finds the lock held by another process's token takes it over
 //!   (that holder does not exist in the child), and on its first heap operation retires
 //!   everything allocated so far: `MADV_WIPEONFORK` zeroed those pages, frees of blocks
 //!   below the retirement mark are ignored (their memory stays zeros), and new blocks come
@@ -58,7 +59,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::policy::{lock_failure_policy, LockFailurePolicy};
 use super::sys::page_size;
@@ -87,8 +88,8 @@ thread_local! {
 /// Start and end of the reservation (both 0 until it exists); never changes after.
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static END: AtomicUsize = AtomicUsize::new(0);
-/// The process id holding [`STATE`], or 0.
-static LOCK: AtomicI32 = AtomicI32::new(0);
+/// The [`process_token`] of the process whose thread holds [`STATE`], or 0.
+static LOCK: AtomicU64 = AtomicU64::new(0);
 /// Set when this process put a scoped allocation where the heap could not protect it: a
 /// chunk that could not be locked, or an allocation served by the system allocator. Either
 /// is also noted as a derived-state shortfall ([`super::take_derived_shortfall`]), which
@@ -99,8 +100,8 @@ static DONTDUMP: AtomicBool = AtomicBool::new(false);
 static WIPEONFORK: AtomicBool = AtomicBool::new(false);
 
 struct State {
-    /// The process this state belongs to (0: none yet).
-    pid: i32,
+    /// The [`process_token`] of the process this state belongs to (0: none yet).
+    owner: u64,
     /// Blocks below this address belong to an ancestor process: frees are ignored.
     retired: usize,
     /// Next unused byte.
@@ -118,7 +119,7 @@ struct Shared(UnsafeCell<State>);
 unsafe impl Sync for Shared {}
 
 static STATE: Shared = Shared(UnsafeCell::new(State {
-    pid: 0,
+    owner: 0,
     retired: 0,
     bump: 0,
     committed: 0,
@@ -126,14 +127,21 @@ static STATE: Shared = Shared(UnsafeCell::new(State {
     live: 0,
 }));
 
-fn getpid() -> i32 {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    unsafe { libc::getpid() }
+/// A number that differs between this process and any fork child of it, without a
+/// system call: the token of the wipe-on-fork sentinel page (`fork.rs`; a child of any
+/// kind finds the page zeroed and arms it anew), or, where that page is unavailable, the
+/// process id with the top bit set.
+fn process_token() -> u64 {
+    match super::fork::sentinel_token() {
+        Ok(token) => token,
+        // SAFETY: getpid has no preconditions and cannot fail.
+        Err(_) => (unsafe { libc::getpid() } as u64) | (1 << 63),
+    }
 }
 
 /// Run `f` on the heap state under the lock (see the module docs for the fork rules).
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
-    let me = getpid();
+    let me = process_token();
     let mut spins = 0u32;
     loop {
         match LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
@@ -161,7 +169,7 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     }
     // SAFETY: LOCK is held by this thread, so no other reference to the state exists.
     let state = unsafe { &mut *STATE.0.get() };
-    if state.pid != me {
+    if state.owner != me {
         state.adopt(me);
     }
     let out = f(state);
@@ -172,9 +180,9 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
 impl State {
     /// Take the heap over for process `me`: a fresh process, or a fork child whose
     /// inherited blocks were zeroed by `MADV_WIPEONFORK` and are retired.
-    fn adopt(&mut self, me: i32) {
-        let fresh = self.pid == 0;
-        self.pid = me;
+    fn adopt(&mut self, me: u64) {
+        let fresh = self.owner == 0;
+        self.owner = me;
         self.free = [0; CLASSES];
         self.live = 0;
         if fresh {
