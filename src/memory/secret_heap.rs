@@ -95,6 +95,10 @@ static LOCK: AtomicU64 = AtomicU64::new(0);
 /// is also noted as a derived-state shortfall ([`super::take_derived_shortfall`]), which
 /// the bindings turn into a `ProtectionWarning` after the key's use.
 static SHORTFALL: AtomicBool = AtomicBool::new(false);
+/// Set with [`SHORTFALL`] when the shortfall was an allocation served by the system
+/// allocator (not dump-excluded or wiped on fork either; a chunk that failed only its
+/// `mlock` keeps those).
+static SPILLED: AtomicBool = AtomicBool::new(false);
 /// Whether `MADV_DONTDUMP` / `MADV_WIPEONFORK` held for the reservation.
 static DONTDUMP: AtomicBool = AtomicBool::new(false);
 static WIPEONFORK: AtomicBool = AtomicBool::new(false);
@@ -206,6 +210,7 @@ impl State {
         self.retired = self.committed;
         self.bump = self.committed;
         SHORTFALL.store(false, Ordering::Relaxed);
+        SPILLED.store(false, Ordering::Relaxed);
     }
 
     /// Reserve the address space (first use in this process lineage).
@@ -341,6 +346,7 @@ fn heap_alloc(layout: Layout) -> *mut u8 {
     if let Some(ptr) = class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
         return ptr;
     }
+    SPILLED.store(true, Ordering::Relaxed);
     SHORTFALL.store(true, Ordering::Relaxed);
     super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
     // SAFETY: `layout` has a non-zero size (GlobalAlloc's contract).
@@ -453,15 +459,17 @@ pub fn scope<T>(f: impl FnOnce() -> T) -> Result<T, MemoryError> {
 
 /// What protection the heap's blocks have: locked unless a chunk could not be locked or a
 /// scoped allocation had to go to the system allocator; dump-excluded and wiped on fork as
-/// the reservation's `madvise` calls said; a guard page before the first block and
+/// the reservation's `madvise` calls said, unless an allocation went to the system
+/// allocator; a guard page before the first block and
 /// `PROT_NONE` address space after the committed part, no canaries; writable (pooled).
 pub fn protection() -> Protection {
     let shortfall = SHORTFALL.load(Ordering::Relaxed);
+    let spilled = SPILLED.load(Ordering::Relaxed);
     let reserved = BASE.load(Ordering::Acquire) != 0;
     Protection {
         locked: reserved && !shortfall,
-        dontdump: reserved && !shortfall && DONTDUMP.load(Ordering::Relaxed),
-        wipeonfork: reserved && !shortfall && WIPEONFORK.load(Ordering::Relaxed),
+        dontdump: reserved && !spilled && DONTDUMP.load(Ordering::Relaxed),
+        wipeonfork: reserved && !spilled && WIPEONFORK.load(Ordering::Relaxed),
         guard_pages: reserved,
         read_only_idle: false,
         isolation: Isolation::Pool,
@@ -570,14 +578,46 @@ mod tests {
             - many.iter().map(|v| v.as_ptr() as usize).min().unwrap_or(0);
         assert!(span >= CHUNK, "{span}");
         drop(many);
-        // Blocks above the largest class or with page-plus alignment are not served by
-        // the heap: they come from the system allocator (and the heap reports it).
-        let big = scope(|| vec![0u8; MAX_BLOCK + 1]).expect("scope");
-        assert!(!contains(big.as_ptr()));
-        assert!(!protection().locked);
-        // Clear the notes again for the other tests of this process.
-        SHORTFALL.store(false, Ordering::Relaxed);
-        super::super::take_derived_shortfall();
+    }
+
+    /// Run `check` in a forked child (the heap's flags are process-wide: a test that
+    /// changes them must not race the other tests of this process) and assert it passed.
+    fn in_child(check: fn() -> bool) {
+        // SAFETY: fork in a test: the child runs `check` (heap operations and atomics) and
+        // leaves with _exit, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = check();
+            // SAFETY: _exit ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the child's checks failed");
+    }
+
+    #[test]
+    fn what_the_heap_cannot_serve_goes_to_the_system_allocator_and_is_reported() {
+        in_child(|| {
+            let small = scope(|| vec![1u8; 64]).unwrap_or_default();
+            let before = protection();
+            // Blocks above the largest class are not served by the heap: they come from
+            // the system allocator, and the heap reports it (and notes a shortfall for
+            // the layer above to warn about).
+            let big = scope(|| vec![0u8; MAX_BLOCK + 1]).unwrap_or_default();
+            let after = protection();
+            before.locked
+                && before.dontdump
+                && contains(small.as_ptr())
+                && !contains(big.as_ptr())
+                && !after.locked
+                && !after.dontdump
+                && !after.wipeonfork
+                && super::super::take_derived_shortfall() & super::super::SHORTFALL_PROTECTION != 0
+        });
     }
 
     #[test]
