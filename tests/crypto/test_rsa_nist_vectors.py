@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +70,7 @@ def load(name: str) -> list[Case]:
     return cases
 
 
-@functools.cache
-def private_key(n: int, e: int, d: int) -> RSAPrivateKey:
+def make_key(n: int, e: int, d: int) -> RSAPrivateKey:
     p, q = pyca_rsa.rsa_recover_prime_factors(n, e, d)
     numbers = pyca_rsa.RSAPrivateNumbers(
         p,
@@ -90,6 +89,22 @@ def private_key(n: int, e: int, d: int) -> RSAPrivateKey:
     return RSAPrivateKey.from_der(bytearray(der))
 
 
+@pytest.fixture(scope="module")
+def keys() -> Iterator[dict[int, RSAPrivateKey]]:
+    """The loaded keys by modulus, made once per module and destroyed at its end (a live
+    key would stay in the process for every later test)."""
+    made: dict[int, RSAPrivateKey] = {}
+    yield made
+    for key in made.values():
+        key.destroy()
+
+
+def private_key(keys: dict[int, RSAPrivateKey], case: Case) -> RSAPrivateKey:
+    if case.n not in keys:
+        keys[case.n] = make_key(case.n, case.e, case.d)
+    return keys[case.n]
+
+
 PKCS1 = load("SigGen15_186-2.txt")
 PSS = load("SigGenPSS_186-2.txt")
 
@@ -103,8 +118,8 @@ def test_inventory() -> None:
 
 
 @pytest.mark.parametrize("case", PKCS1, ids=lambda c: f"{c.bits}-{c.hash}-{c.msg[:4].hex()}")
-def test_pkcs1v15_signature_is_exact(case: Case) -> None:
-    key = private_key(case.n, case.e, case.d)
+def test_pkcs1v15_signature_is_exact(case: Case, keys: dict[int, RSAPrivateKey]) -> None:
+    key = private_key(keys, case)
     assert key.key_size == case.bits
     assert key.public_key().n == case.n
     assert key.sign(case.msg, padding="pkcs1v15", hash=case.hash) == case.sig  # type: ignore[arg-type]
@@ -112,8 +127,8 @@ def test_pkcs1v15_signature_is_exact(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", PSS, ids=lambda c: f"{c.bits}-{c.hash}-{c.msg[:4].hex()}")
-def test_pss_signature_verifies(case: Case) -> None:
-    key = private_key(case.n, case.e, case.d)
+def test_pss_signature_verifies(case: Case, keys: dict[int, RSAPrivateKey]) -> None:
+    key = private_key(keys, case)
     public = key.public_key()
     h = case.hash
     public.verify(case.sig, case.msg, padding="pss", hash=h, salt_length=20)  # type: ignore[arg-type]
