@@ -261,7 +261,15 @@ impl PublicPoint {
     pub fn from_sec1(curve: Curve, sec1: &[u8]) -> Result<Self, EcError> {
         let n = curve.point_len();
         let compressed = 1 + curve.scalar_len();
-        if sec1.len() != n && sec1.len() != compressed {
+        // X9.62 / SEC 1 forms only: 04 || x || y, or 02/03 || x. The `sec1` crate also
+        // takes its "compact" 05 || x (and its identity 00), which OpenSSL and pyca refuse
+        // and which can decode to the negated point: refused here.
+        let form_ok = match (sec1.first(), sec1.len()) {
+            (Some(4), len) => len == n,
+            (Some(2 | 3), len) => len == compressed,
+            _ => false,
+        };
+        if !form_ok {
             return Err(EcError::InvalidPoint);
         }
         let mut bytes = [0u8; MAX_POINT_LEN];

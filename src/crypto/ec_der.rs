@@ -191,9 +191,11 @@ fn parse_sec1_der(
         return err("the SEC1 EC private key names no curve");
     };
     let curve = check_expected(curve, want)?;
-    if key.private_key.is_empty() || key.private_key.len() > curve.scalar_len() {
+    // RFC 5915: the octet string is exactly the order's length (what OpenSSL writes); a
+    // shorter one is refused, as pyca/OpenSSL 3 do.
+    if key.private_key.len() != curve.scalar_len() {
         return err(format!(
-            "a {} private key must be at most {} bytes",
+            "a {} private key must be exactly {} bytes",
             curve.name(),
             curve.scalar_len()
         ));

@@ -132,9 +132,11 @@ impl ECPrivateKey {
     /// Load a key from PEM bytes: PKCS#8 ("BEGIN PRIVATE KEY", as `openssl genpkey`
     /// writes) or SEC1 ("BEGIN EC PRIVATE KEY", as `openssl ecparam -genkey` writes, an
     /// "EC PARAMETERS" block before it allowed). Named curves only. The data is copied
-    /// into guarded memory and decoded there; a writable source is wiped afterwards when
-    /// `wipe` is true (a `bytes` object cannot be wiped). Raises `ValueError` for
-    /// malformed or unsupported keys.
+    /// into guarded memory and decoded there; once copied, a writable source is wiped when
+    /// `wipe` is true, even if decoding then fails (a `bytes` object cannot be wiped). A
+    /// source refused before the copy (empty, or over 16 KiB) is left as it was, as
+    /// `SecretKey.from_buffer` leaves one. Raises `ValueError` for malformed or
+    /// unsupported keys.
     #[staticmethod]
     #[pyo3(signature = (data, *, wipe = true, exportable = true))]
     fn from_pem(

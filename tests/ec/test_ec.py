@@ -247,7 +247,11 @@ def test_invalid_points_are_refused(curve: str) -> None:
     off_curve = good[:-1] + bytes([good[-1] ^ 1])
     x_too_big = b"\x04" + b"\xff" * (2 * n)
     for bad in (b"", b"\x00", good[:-1], good + b"\x00", off_curve, x_too_big,
-                b"\x05" + good[1:], b"\x02" + b"\xff" * n):  # fmt: skip
+                b"\x05" + good[1:], b"\x02" + b"\xff" * n,
+                # The sec1 crate's "compact" form 05 || x (OpenSSL and pyca refuse it; it
+                # decoded to Q or -Q), and 04/02 prefixes at the other form's length.
+                b"\x05" + good[1 : 1 + n], b"\x04" + good[1 : 1 + n],
+                b"\x02" + good[1:]):  # fmt: skip
         with pytest.raises(ValueError, match=f"not a valid {curve} public key"):
             ECPublicKey.from_public_bytes(curve, bad)
     # The other curve's point has the wrong length.
@@ -363,13 +367,33 @@ def test_invalid_scalars_are_refused(curve: str, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not a valid scalar") as e:
             ECPrivateKey.from_der(ec_sec1_der(curve, bad))
         assert bad.hex() not in str(e.value)
-    # n - 1 is valid; a short scalar (leading zeros dropped) is read zero-filled.
+    # n - 1 is valid; a scalar of any other length than the order's is refused (RFC 5915;
+    # pyca and OpenSSL 3 refuse short ones too), with the length in the message.
     top = ECPrivateKey.from_der(ec_sec1_der(curve, (int(order_hex, 16) - 1).to_bytes(WIDTH[curve])))
     assert top.curve == curve
-    short = ECPrivateKey.from_der(ec_sec1_der(curve, b"\x01\x02"))
-    assert written_scalar(short, tmp_path) == 0x0102
-    with pytest.raises(ValueError, match="at most"):
-        ECPrivateKey.from_der(ec_sec1_der(curve, b"\x01" * (WIDTH[curve] + 1)))
+    assert written_scalar(top, tmp_path) == int(order_hex, 16) - 1
+    for length in (1, 2, WIDTH[curve] - 1, WIDTH[curve] + 1):
+        with pytest.raises(ValueError, match=f"exactly {WIDTH[curve]} bytes"):
+            ECPrivateKey.from_der(ec_sec1_der(curve, b"\x01" * length))
+
+
+@pytest.mark.parametrize("size", [0, 16 * 1024 + 1])
+def test_a_source_refused_before_the_copy_is_left_to_its_owner(size: int) -> None:
+    """As ``SecretKey.from_buffer``: a source refused for its size is not wiped (it is still
+    the caller's only copy); the docs say so (the EC review read them as promising a wipe)."""
+    pem = bytearray(pkcs8_pem(pyca_key("P-256")).ljust(size, b"\n") if size else b"")
+    before = bytes(pem)
+    with pytest.raises(ValueError, match="bytes of PEM"):
+        ECPrivateKey.from_pem(pem)
+    assert pem == before
+
+
+def test_a_source_that_fails_to_decode_after_the_copy_is_wiped() -> None:
+    pem = pkcs8_pem(pyca_key("P-256"))
+    pem[40] ^= 0x01  # breaks the base64 body
+    with pytest.raises(ValueError):
+        ECPrivateKey.from_pem(pem)
+    assert pem == bytearray(len(pem))
 
 
 def test_malformed_private_keys() -> None:

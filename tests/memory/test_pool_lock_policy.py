@@ -71,3 +71,33 @@ def test_raise_refuses_the_unlockable_arena() -> None:
     assert out["all_work"]
     assert out["stats"]["arenas"] >= 1
     assert out["stats"]["locked_bytes"] >= PAGE
+
+
+def _switch_child() -> dict[str, Any]:
+    drop_privileges(PAGE)
+    keycell.set_policy(on_lock_failure="warn", isolation="pool")
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keycell.ProtectionWarning)
+        # The first arena (one page) takes the budget; the next one is made unlocked.
+        warm = [SecretKey.generate(32) for _ in range(FIRST_ARENA_SLOTS + 1)]
+    out["unlocked_under_warn"] = warm[-1].protection.locked is False
+    keycell.set_policy(on_lock_failure="raise")
+    try:
+        key = SecretKey.generate(32)
+        out["under_raise"] = {"locked": key.protection.locked}
+    except MemoryLockError as e:
+        out["under_raise"] = {"error": e.errno}
+    out["old_keys_work"] = all(len(k) == 32 for k in warm)
+    return out
+
+
+def test_raise_never_places_a_key_in_an_arena_made_unlocked_under_warn() -> None:
+    """EC review: after "warn" made an unlocked arena with free slots, switching to
+    "raise" still placed new keys there (``locked=False``, no exception)."""
+    _skip()
+    out = run_forked(_switch_child).unwrap()
+    assert out["unlocked_under_warn"] is True, out
+    assert "error" in out["under_raise"], out
+    assert out["under_raise"]["error"] in (errno.ENOMEM, errno.EPERM, errno.EAGAIN), out
+    assert out["old_keys_work"] is True, out

@@ -35,6 +35,21 @@ pub(super) struct Arena {
 unsafe impl Send for Arena {}
 
 impl Arena {
+    /// Whether the arena has every protection a request for `backend` under the strict
+    /// policy (`on_lock_failure="raise"`) must get: locked, dump-excluded, kept from fork
+    /// children (wiped on fork, or for `memfd_secret` not mapped in them), and from the
+    /// backend asked for. An arena made under "warn" may fall short; strict requests never
+    /// take a slot in it.
+    pub(super) fn meets_strict(&self, backend: Backend) -> bool {
+        let p = &self.protection;
+        let from_fork = p.wipeonfork || self.sentinel != 0;
+        let right_backend = match backend {
+            Backend::Mmap => true,
+            Backend::MemfdSecret => p.backend == "memfd_secret",
+        };
+        p.locked && p.dontdump && from_fork && right_backend
+    }
+
     /// Map, guard, advise and lock a new arena of `pages` data pages for slots of
     /// `slot_size` bytes, backed by `backend`, and write its marker. Every result is
     /// checked; a failed `mlock` or `madvise` follows `policy`.

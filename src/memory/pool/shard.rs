@@ -52,7 +52,17 @@ impl Shard {
         backend: Backend,
         pool: &Pool,
     ) -> Result<Slot, TakeError> {
-        let id = match self.partial.last() {
+        // Under the strict policy a slot comes only from an arena with every protection:
+        // one made earlier under "warn" whose lock failed is passed over (a new arena is
+        // made, and its failure raises).
+        let strict = lock_failure_policy() == LockFailurePolicy::Raise;
+        let usable = |id: &usize| {
+            !strict
+                || self.arenas[*id]
+                    .as_ref()
+                    .is_some_and(|a| a.meets_strict(backend))
+        };
+        let id = match self.partial.iter().rev().find(|id| usable(id)) {
             Some(&id) => id,
             None => self
                 .add_arena(class, backend, pool)
