@@ -375,7 +375,7 @@ fn describe_label(found: &[u8], wanted: &str) -> String {
             "encrypted PKCS#8 keys are not supported: decrypt it first (openssl pkey)".to_owned()
         }
         b"OPENSSH PRIVATE KEY" => {
-            "OpenSSH private keys are not supported: convert to PKCS#8 (ssh-keygen -p -m PKCS8)"
+            "it is an OpenSSH private key: read it with format=\"openssh\" (or format=None)"
                 .to_owned()
         }
         b"PRIVATE KEY" | b"PUBLIC KEY" | b"RSA PRIVATE KEY" | b"EC PRIVATE KEY"

@@ -30,7 +30,7 @@ pub(super) fn layout(content: &[u8], format: Format) -> Result<(Range<usize>, us
         Format::Base64 => crate::encoding::base64_decoded_len(content)
             .map(|n| (all, n))
             .map_err(|e| bad("base64", e)),
-        Format::Raw | Format::Pem | Format::Der => Ok((all, content.len())),
+        Format::Raw | Format::Pem | Format::Der | Format::OpenSsh => Ok((all, content.len())),
     }
 }
 
@@ -54,6 +54,16 @@ pub(super) fn detect(
     kind: KeyKind,
     length: Option<usize>,
 ) -> Result<Format, FileError> {
+    if super::openssh::looks_like_openssh(content) {
+        if !Format::OpenSsh.allowed_for(kind) {
+            return Err(unusable(format!(
+                "it is an OpenSSH private key file; those hold Ed25519 and EC keys, not {} \
+                 keys",
+                kind.name()
+            )));
+        }
+        return Ok(Format::OpenSsh);
+    }
     if pkcs8::looks_like_pem(content) {
         if !kind.is_private_key() {
             return Err(unusable(

@@ -13,6 +13,8 @@ use crate::memory::SecretBuf;
 
 use super::format::Format;
 use super::load::{check_format_allowed, LoadError};
+use super::openssh;
+use super::ssh_public::SshPublicKey;
 
 /// Encode `key` (of `kind`) as `format` into a guarded scratch region and hand the encoded
 /// bytes to `sink`. Raw keys are handed over directly, without a scratch copy.
@@ -26,6 +28,7 @@ pub fn with_encoded<T>(
     check_format_allowed(format, kind)?;
     let scratch = match (format, kind.algorithm()) {
         (Format::Raw, _) => return sink(key),
+        (Format::OpenSsh, _) => encode_openssh(kind, key)?,
         (Format::Hex, _) => encode_text(2 * key.len(), |d| {
             hex_encode_into(key, d).map_err(encoding_failed)
         })?,
@@ -77,6 +80,25 @@ fn encode_ec_pkcs8(curve: Curve, format: Format, key: &[u8]) -> Result<SecretBuf
         ec_der::pkcs8_der_into(curve, key, &public, d).map_err(LoadError::from)
     })?;
     armor(der, format)
+}
+
+/// Encode `key` (an Ed25519 seed or an EC scalar) as an unencrypted OpenSSH private key
+/// file, its public key derived here (`ssh-keygen -y -f` reads it back).
+fn encode_openssh(kind: KeyKind, key: &[u8]) -> Result<SecretBuf, LoadError> {
+    let public = match kind.ec_curve() {
+        Some(curve) => SshPublicKey::Ecdsa(
+            ec::public_of_scalar(curve, key)
+                .map_err(|e| LoadError::File(unusable(format!("cannot encode the key: {e}"))))?,
+        ),
+        None => {
+            let seed: &[u8; 32] = key
+                .try_into()
+                .map_err(|_| LoadError::File(unusable("an Ed25519 seed is 32 bytes")))?;
+            let k = crate::crypto::ed25519::PrivateKey::from_seed(seed)?;
+            SshPublicKey::Ed25519(k.public().to_bytes())
+        }
+    };
+    Ok(openssh::encode(&public, key, "")?)
 }
 
 /// `der` itself for [`Format::Der`], or armored as a PEM "PRIVATE KEY" block in a second

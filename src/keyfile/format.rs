@@ -30,16 +30,21 @@ pub enum Format {
     Pem,
     /// Unencrypted PKCS#8 DER (or SEC1 for EC keys); private keys only. Versions as for [`Format::Pem`].
     Der,
+    /// An OpenSSH private key file (`BEGIN OPENSSH PRIVATE KEY`, `openssh-key-v1`), for
+    /// Ed25519 and EC keys: read unencrypted or encrypted (bcrypt KDF, `aes256-ctr` or
+    /// `aes256-gcm@openssh.com`), written unencrypted (`keyfile::openssh`).
+    OpenSsh,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Raw,
         Format::Hex,
         Format::Base64,
         Format::Pem,
         Format::Der,
+        Format::OpenSsh,
     ];
 
     /// The name used by `format=`.
@@ -50,6 +55,7 @@ impl Format {
             Format::Base64 => "base64",
             Format::Pem => "pem",
             Format::Der => "der",
+            Format::OpenSsh => "openssh",
         }
     }
 
@@ -58,12 +64,13 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// Whether keys of `kind` can use this format (EC keys: PEM and DER only, which name
-    /// their curve).
+    /// Whether keys of `kind` can use this format (EC keys: PEM, DER and OpenSSH only,
+    /// which name their curve; OpenSSH: Ed25519 and EC keys).
     pub fn allowed_for(self, kind: KeyKind) -> bool {
         match self {
             Format::Raw | Format::Hex | Format::Base64 => kind.ec_curve().is_none(),
             Format::Pem | Format::Der => kind.is_private_key(),
+            Format::OpenSsh => kind == KeyKind::Ed25519 || kind.ec_curve().is_some(),
         }
     }
 }

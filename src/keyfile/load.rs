@@ -15,6 +15,7 @@ use crate::memory::SecretBuf;
 
 use super::detect::{detect, layout};
 use super::format::{max_file_len, Format};
+use super::openssh;
 
 /// A failure reading, decoding or writing a key file.
 #[derive(Debug)]
@@ -74,18 +75,31 @@ impl DecodedKeyFile {
         format: Option<Format>,
         length: Option<usize>,
     ) -> Result<DecodedKeyFile, LoadError> {
-        Self::load_as(path, kind, kind.ec_curve(), format, length)
+        Self::load_as(path, kind, kind.ec_curve(), format, length, None)
+    }
+
+    /// [`Self::load`] for an Ed25519 or X25519 private key, with the passphrase of an
+    /// encrypted OpenSSH key file (`None`: the file must not be encrypted).
+    pub fn load_private(
+        path: &Path,
+        kind: KeyKind,
+        format: Option<Format>,
+        passphrase: Option<&[u8]>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        Self::load_as(path, kind, kind.ec_curve(), format, None, passphrase)
     }
 
     /// Like [`Self::load`] for an EC private key of either curve (`curve = None`: the file
     /// names it; [`Self::ec_curve`] tells which) or of the given one.
+    /// `passphrase` is that of an encrypted OpenSSH key file, as for [`Self::load_private`].
     pub fn load_ec(
         path: &Path,
         curve: Option<Curve>,
         format: Option<Format>,
+        passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
         let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
-        Self::load_as(path, kind, curve, format, None)
+        Self::load_as(path, kind, curve, format, None, passphrase)
     }
 
     fn load_as(
@@ -94,24 +108,40 @@ impl DecodedKeyFile {
         curve: Option<Curve>,
         format: Option<Format>,
         length: Option<usize>,
+        passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
         if let Some(f) = format {
             check_format_allowed(f, kind)?;
         }
         let scratch = read_into_scratch(path, max_file_len(kind))?;
-        Self::decode_scratch(scratch, kind, curve, format, length)
+        Self::decode_scratch(scratch, kind, curve, format, length, passphrase)
     }
 
-    /// An EC private key in PEM or DER that the caller copied into the guarded region
-    /// `scratch` (not from a file): [`Self::load_ec`] on it.
+    /// An EC private key in PEM, DER or OpenSSH form that the caller copied into the
+    /// guarded region `scratch` (not from a file): [`Self::load_ec`] on it.
     pub fn from_ec_buffer(
         scratch: SecretBuf,
         curve: Option<Curve>,
         format: Format,
+        passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
         let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
         check_format_allowed(format, kind)?;
-        Self::decode_scratch(scratch, kind, curve, Some(format), None)
+        Self::decode_scratch(scratch, kind, curve, Some(format), None, passphrase)
+    }
+
+    /// An Ed25519 private key in any of its file formats that the caller copied into the
+    /// guarded region `scratch` (not from a file), as [`Self::load_private`] reads it.
+    pub fn from_private_buffer(
+        scratch: SecretBuf,
+        kind: KeyKind,
+        format: Option<Format>,
+        passphrase: Option<&[u8]>,
+    ) -> Result<DecodedKeyFile, LoadError> {
+        if let Some(f) = format {
+            check_format_allowed(f, kind)?;
+        }
+        Self::decode_scratch(scratch, kind, kind.ec_curve(), format, None, passphrase)
     }
 
     /// Find the format of the contents in `scratch`, check their structure and locate the
@@ -122,6 +152,7 @@ impl DecodedKeyFile {
         curve: Option<Curve>,
         format: Option<Format>,
         length: Option<usize>,
+        passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
         let length = length.or(kind.fixed_len());
         let content = scratch.bytes()?;
@@ -129,9 +160,16 @@ impl DecodedKeyFile {
             Some(f) => f,
             None => detect(content, kind, length)?,
         };
-        let body = match kind.ec_curve() {
-            Some(_) => locate_ec_key(content, format, curve)?,
-            None => locate_key(content, format, kind, length)?,
+        if passphrase.is_some() && format != Format::OpenSsh {
+            return Err(unusable(
+                "a passphrase was given, but only encrypted OpenSSH key files take one",
+            )
+            .into());
+        }
+        let body = match (format, kind.ec_curve()) {
+            (Format::OpenSsh, _) => locate_openssh_key(content, kind, curve, passphrase)?,
+            (_, Some(_)) => locate_ec_key(content, format, curve)?,
+            (_, None) => locate_key(content, format, kind, length)?,
         };
         check_key_len(body.key_len)?;
         Ok(DecodedKeyFile {
@@ -181,12 +219,12 @@ impl DecodedKeyFile {
         match self.format {
             // An EC scalar an encoder wrote without its leading zeros is shorter than the
             // curve's width: zero-filled in front.
-            Format::Der | Format::Pem if src.len() < dst.len() => {
+            Format::Der | Format::Pem | Format::OpenSsh if src.len() < dst.len() => {
                 let (zeros, rest) = dst.split_at_mut(dst.len() - src.len());
                 zeros.fill(0);
                 rest.copy_from_slice(src);
             }
-            Format::Raw | Format::Der | Format::Pem => dst.copy_from_slice(src),
+            Format::Raw | Format::Der | Format::Pem | Format::OpenSsh => dst.copy_from_slice(src),
             Format::Hex => crate::encoding::hex_decode_into(src, dst).map_err(|e| bad("hex", e))?,
             Format::Base64 => {
                 crate::encoding::base64_decode_into(src, dst).map_err(|e| bad("base64", e))?
@@ -326,6 +364,56 @@ fn locate_ec_key(
         der,
         ec_curve: Some(found),
     })
+}
+
+/// Find the private key of the OpenSSH key file `content` (decrypting it with
+/// `passphrase`, into a guarded region); it must be a key of `kind` (for EC kinds: of
+/// `curve` if given, else of either curve).
+fn locate_openssh_key(
+    content: &[u8],
+    kind: KeyKind,
+    curve: Option<Curve>,
+    passphrase: Option<&[u8]>,
+) -> Result<KeyBody, LoadError> {
+    let key = openssh::read(content, passphrase)?;
+    let found = key.curve();
+    let matches = match (kind.ec_curve(), found) {
+        (Some(_), Some(f)) => curve.is_none_or(|c| c == f),
+        (None, None) => kind == KeyKind::Ed25519,
+        _ => false,
+    };
+    if !matches {
+        let wanted = match (kind.ec_curve(), curve) {
+            (Some(_), Some(c)) => format!("a {} key", c.name()),
+            (Some(_), None) => "an EC key".to_owned(),
+            (None, _) => format!("an {} key", kind_title(kind)),
+        };
+        return Err(unusable(format!(
+            "it holds an OpenSSH {} key, not {wanted}",
+            key.public.type_name()
+        ))
+        .into());
+    }
+    let public = key.public_raw();
+    Ok(KeyBody {
+        range: key.key.clone(),
+        key_len: kind_len(found),
+        public: Some(public),
+        der: Some(key.section),
+        ec_curve: found,
+    })
+}
+
+fn kind_title(kind: KeyKind) -> &'static str {
+    match kind.algorithm() {
+        Some(alg) => alg.name(),
+        None => kind.name(),
+    }
+}
+
+/// The length of the key an OpenSSH file holds: the curve's scalar width, or 32.
+fn kind_len(curve: Option<Curve>) -> usize {
+    curve.map_or(crate::crypto::curve::KEY_LEN, Curve::scalar_len)
 }
 
 /// The layout of raw, hex or base64 `content`; its key length must match `length` if

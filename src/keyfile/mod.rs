@@ -9,6 +9,8 @@ mod encode;
 mod format;
 mod load;
 mod rsa;
+pub mod openssh;
+pub mod ssh_public;
 
 pub use encode::{with_encoded, write_key_file};
 pub use format::{max_file_len, Format, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
@@ -240,7 +242,7 @@ mod tests {
                 let p = d.join(format!("{}-{}", kind.name(), f.name()));
                 write_key_file(&p, kind, f, &scalar, false).expect("write");
                 for want in [None, Some(curve)] {
-                    let file = DecodedKeyFile::load_ec(&p, want, None).expect("load");
+                    let file = DecodedKeyFile::load_ec(&p, want, None, None).expect("load");
                     assert_eq!((file.format(), file.ec_curve()), (f, Some(curve)));
                     assert_eq!(file.public(), Some(key.public().uncompressed()));
                     let mut out = vec![0u8; file.key_len()];
@@ -252,13 +254,13 @@ mod tests {
                 } else {
                     Curve::P256
                 };
-                let e = DecodedKeyFile::load_ec(&p, Some(other), None)
+                let e = DecodedKeyFile::load_ec(&p, Some(other), None, None)
                     .map(|_| ())
                     .expect_err("wrong curve");
                 assert!(format!("{e:?}").contains("not a"), "{e:?}");
                 // Raw, hex and base64 name no curve: refused for EC keys.
                 for text in [Format::Raw, Format::Hex, Format::Base64] {
-                    assert!(DecodedKeyFile::load_ec(&p, None, Some(text)).is_err());
+                    assert!(DecodedKeyFile::load_ec(&p, None, Some(text), None).is_err());
                 }
             }
         }
@@ -273,7 +275,7 @@ mod tests {
               maQa6elWKLxk8vGyDC1+n1F3o8KU1EYimQ==\n-----END EC PRIVATE KEY-----\n",
             0o600,
         );
-        let file = DecodedKeyFile::load_ec(&p, None, None).expect("sec1");
+        let file = DecodedKeyFile::load_ec(&p, None, None, None).expect("sec1");
         assert_eq!(file.ec_curve(), Some(Curve::P256));
         let mut out = [0u8; 32];
         file.decode_into(&mut out).expect("decode");
@@ -286,7 +288,7 @@ mod tests {
         // An Ed25519 PKCS#8 file is not an EC key, and EC files are not Ed25519 keys.
         let ed = d.join("ed.pem");
         write_key_file(&ed, KeyKind::Ed25519, Format::Pem, &[7u8; 32], false).expect("ed");
-        assert!(DecodedKeyFile::load_ec(&ed, None, None).is_err());
+        assert!(DecodedKeyFile::load_ec(&ed, None, None, None).is_err());
         assert!(DecodedKeyFile::load(&p, KeyKind::Ed25519, None, None).is_err());
         std::fs::remove_dir_all(&d).expect("cleanup");
     }

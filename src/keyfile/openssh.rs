@@ -1,0 +1,738 @@
+//! OpenSSH private key files (`-----BEGIN OPENSSH PRIVATE KEY-----`, the `openssh-key-v1`
+//! format of OpenSSH's `PROTOCOL.key`), read in guarded memory only: the base64 body is
+//! decoded into a guarded region, an encrypted private section is copied into a second
+//! one and decrypted in place there, the bcrypt-pbkdf output (key and IV) and the KDF's
+//! work memory are guarded regions too, and the stack the KDF and the ciphers used is
+//! scrubbed ([`crate::crypto::scrub::scrubbed_deep`]). The caller gets the position of the
+//! private key inside the decrypted section, never a copy.
+//!
+//! Why not the `ssh-key` crate: it decodes into heap types (`Vec`, `Mpint`, `Zeroizing`
+//! buffers it allocates), so the seed or scalar would pass through the process heap; the
+//! format is a few length-prefixed strings, read here on borrowed slices
+//! ([`SshReader`]). The KDF is RustCrypto's `bcrypt-pbkdf` through
+//! `bcrypt_pbkdf_with_memory` (no allocation), the ciphers `aes` + `ctr` and `aes-gcm`.
+//!
+//! Supported: ciphers `none`, `aes256-ctr` (the `ssh-keygen` default) and
+//! `aes256-gcm@openssh.com`; KDF `bcrypt`; key types `ssh-ed25519`,
+//! `ecdsa-sha2-nistp256` and `ecdsa-sha2-nistp384`.
+
+use std::ops::Range;
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+
+use crate::crypto::ec::Curve;
+use crate::fs::{unusable, FileError};
+use crate::memory::SecretBuf;
+
+use super::ssh_public::{curve_id, SshFormatError, SshPublicKey, SshReader, ED25519};
+
+/// The PEM label of OpenSSH private key files.
+pub const LABEL: &str = "OPENSSH PRIVATE KEY";
+
+const MAGIC: &[u8] = b"openssh-key-v1\0";
+
+/// The most bcrypt rounds accepted (`ssh-keygen -a`; the default is 16). A file asking
+/// for more is refused rather than keeping the caller busy for minutes.
+pub const MAX_BCRYPT_ROUNDS: u32 = 1024;
+
+/// True when `content` is an OpenSSH private key file (after leading whitespace).
+pub fn looks_like_openssh(content: &[u8]) -> bool {
+    content
+        .trim_ascii_start()
+        .starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+}
+
+/// The private key found in an OpenSSH key file.
+pub struct OpenSshKey {
+    /// The private section (decrypted), a guarded region.
+    pub section: SecretBuf,
+    /// Where the private key is in `section`: the 32-byte Ed25519 seed, or the EC scalar
+    /// (big-endian, without its mpint sign byte; possibly shorter than the curve's width).
+    pub key: Range<usize>,
+    /// The public key (checked against the private section's own copy).
+    pub public: SshPublicKey,
+}
+
+impl OpenSshKey {
+    /// The curve of an ECDSA key (`None` for Ed25519).
+    pub fn curve(&self) -> Option<Curve> {
+        match &self.public {
+            SshPublicKey::Ecdsa(p) => Some(p.curve()),
+            SshPublicKey::Ed25519(_) => None,
+        }
+    }
+
+    /// The public key's raw form: the 32-byte Ed25519 key or the uncompressed SEC1 point.
+    pub fn public_raw(&self) -> Vec<u8> {
+        match &self.public {
+            SshPublicKey::Ed25519(k) => k.to_vec(),
+            SshPublicKey::Ecdsa(p) => p.uncompressed().to_vec(),
+        }
+    }
+}
+
+fn bad(e: SshFormatError) -> FileError {
+    unusable(format!("invalid OpenSSH private key: {e}"))
+}
+
+/// The cipher of the private section.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cipher {
+    None,
+    Aes256Ctr,
+    Aes256Gcm,
+}
+
+impl Cipher {
+    fn from_name(name: &[u8]) -> Result<Cipher, FileError> {
+        match name {
+            b"none" => Ok(Cipher::None),
+            b"aes256-ctr" => Ok(Cipher::Aes256Ctr),
+            b"aes256-gcm@openssh.com" => Ok(Cipher::Aes256Gcm),
+            _ => Err(unusable(format!(
+                "its private key is encrypted with {}, which keycell does not read \
+                 (aes256-ctr and aes256-gcm@openssh.com are supported; re-encrypt with \
+                 ssh-keygen -p -Z aes256-ctr)",
+                printable_name(name)
+            ))),
+        }
+    }
+
+    fn block_len(self) -> usize {
+        match self {
+            Cipher::None => 8,
+            Cipher::Aes256Ctr | Cipher::Aes256Gcm => 16,
+        }
+    }
+
+    fn iv_len(self) -> usize {
+        match self {
+            Cipher::None => 0,
+            Cipher::Aes256Ctr => 16,
+            Cipher::Aes256Gcm => 12,
+        }
+    }
+
+    fn tag_len(self) -> usize {
+        match self {
+            Cipher::Aes256Gcm => 16,
+            Cipher::None | Cipher::Aes256Ctr => 0,
+        }
+    }
+}
+
+/// A cipher or KDF name for an error message: itself if short and printable.
+fn printable_name(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) if s.len() <= 40 && s.bytes().all(|b| b.is_ascii_graphic()) => format!("{s:?}"),
+        _ => "an unknown cipher".to_owned(),
+    }
+}
+
+/// Decode the OpenSSH private key file `content` (PEM armored) and find its private key,
+/// decrypting the private section with `passphrase` if it is encrypted.
+pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, FileError> {
+    let body = crate::crypto::pkcs8::pem_body(content, LABEL).map_err(|e| unusable(e.0))?;
+    let decoded = SecretBuf::new_with(
+        crate::crypto::pkcs8::pem_der_len(body).map_err(|e| unusable(e.0))?,
+        |d| {
+            crate::crypto::pkcs8::pem_der_into(body, d)
+                .map_err(|e| LoadFailure::File(unusable(e.0)))
+        },
+    )
+    .map_err(LoadFailure::into_file)?;
+    let blob = decoded.bytes().map_err(memory)?;
+    let mut r = SshReader::new(blob);
+    if r.bytes(MAGIC.len()).ok() != Some(MAGIC) {
+        return Err(unusable(
+            "invalid OpenSSH private key: it does not start with \"openssh-key-v1\"",
+        ));
+    }
+    let cipher = Cipher::from_name(r.string().map_err(bad)?)?;
+    let kdf = r.string().map_err(bad)?;
+    let kdf_options = r.string().map_err(bad)?;
+    if r.u32().map_err(bad)? != 1 {
+        return Err(unusable(
+            "invalid OpenSSH private key: it must hold exactly one key",
+        ));
+    }
+    let public = SshPublicKey::from_blob(r.string().map_err(bad)?).map_err(bad)?;
+    let encrypted = r.string().map_err(bad)?;
+    let tag = r.bytes(cipher.tag_len()).map_err(bad)?;
+    r.finish("private section").map_err(bad)?;
+    if encrypted.is_empty() || encrypted.len() % cipher.block_len() != 0 {
+        return Err(unusable(
+            "invalid OpenSSH private key: the private section is not a whole number of \
+             cipher blocks",
+        ));
+    }
+    let section = match (cipher, kdf) {
+        (Cipher::None, b"none") if kdf_options.is_empty() => {
+            if passphrase.is_some() {
+                return Err(unusable(
+                    "the key is not encrypted, but a passphrase was given",
+                ));
+            }
+            copy_section(encrypted)?
+        }
+        (Cipher::None, _) => {
+            return Err(unusable(
+                "invalid OpenSSH private key: an unencrypted key names a KDF",
+            ))
+        }
+        (_, b"bcrypt") => {
+            let Some(passphrase) = passphrase else {
+                return Err(unusable(
+                    "the key is encrypted: pass its passphrase (passphrase=)",
+                ));
+            };
+            decrypt_section(cipher, kdf_options, passphrase, encrypted, tag)?
+        }
+        (_, other) => {
+            return Err(unusable(format!(
+                "its private key is protected with the KDF {}, which keycell does not read \
+                 (bcrypt is supported)",
+                printable_name(other)
+            )))
+        }
+    };
+    let encrypted_key = cipher != Cipher::None;
+    let (key, inner_public) = parse_section(
+        section.bytes().map_err(memory)?,
+        cipher.block_len(),
+        encrypted_key,
+    )?;
+    if inner_public != public {
+        return Err(unusable(
+            "invalid OpenSSH private key: the public key and the private section name \
+             different keys",
+        ));
+    }
+    Ok(OpenSshKey {
+        section,
+        key,
+        public,
+    })
+}
+
+/// What a fill closure can fail with (a memory error or a file error).
+enum LoadFailure {
+    File(FileError),
+    Memory(crate::memory::MemoryError),
+}
+
+impl From<crate::memory::MemoryError> for LoadFailure {
+    fn from(e: crate::memory::MemoryError) -> Self {
+        LoadFailure::Memory(e)
+    }
+}
+
+impl LoadFailure {
+    fn into_file(self) -> FileError {
+        match self {
+            LoadFailure::File(f) => f,
+            LoadFailure::Memory(m) => memory(m),
+        }
+    }
+}
+
+/// A memory failure while reading the key, as a file error (the region could not be
+/// made); the message names the memory layer's reason.
+fn memory(e: crate::memory::MemoryError) -> FileError {
+    unusable(format!("guarded memory for the key could not be used: {e}"))
+}
+
+fn copy_section(src: &[u8]) -> Result<SecretBuf, FileError> {
+    SecretBuf::new_with(src.len(), |d| {
+        d.copy_from_slice(src);
+        Ok::<(), crate::memory::MemoryError>(())
+    })
+    .map_err(memory)
+}
+
+/// Derive the key and IV from `passphrase` with bcrypt-pbkdf (into a guarded region, with
+/// a guarded work area), copy `ciphertext` into a new guarded region and decrypt it there.
+fn decrypt_section(
+    cipher: Cipher,
+    kdf_options: &[u8],
+    passphrase: &[u8],
+    ciphertext: &[u8],
+    tag: &[u8],
+) -> Result<SecretBuf, FileError> {
+    let mut r = SshReader::new(kdf_options);
+    let salt = r.string().map_err(bad)?;
+    let rounds = r.u32().map_err(bad)?;
+    r.finish("bcrypt options").map_err(bad)?;
+    if salt.is_empty() || rounds == 0 {
+        return Err(unusable(
+            "invalid OpenSSH private key: empty bcrypt salt or zero rounds",
+        ));
+    }
+    if rounds > MAX_BCRYPT_ROUNDS {
+        return Err(unusable(format!(
+            "its bcrypt KDF asks for {rounds} rounds, more than the {MAX_BCRYPT_ROUNDS} \
+             keycell accepts"
+        )));
+    }
+    let key_iv_len = 32 + cipher.iv_len();
+    let work_len = key_iv_len.div_ceil(32) * 32;
+    let work = crate::memory::allocate(work_len).map_err(memory)?;
+    let mut work = work;
+    let key_iv = SecretBuf::new_with(key_iv_len, |out| {
+        work.write(|mem| {
+            crate::crypto::scrub::scrubbed_deep(|| {
+                bcrypt_pbkdf::bcrypt_pbkdf_with_memory(passphrase, salt, rounds, out, mem)
+            })
+            .map_err(|_| LoadFailure::File(unusable("the passphrase cannot be used (empty)")))
+        })
+    })
+    .map_err(LoadFailure::into_file)?;
+    drop(work);
+    let key_iv = key_iv.bytes().map_err(memory)?;
+    let (key, iv) = key_iv.split_at(32);
+    let wrong =
+        || unusable("cannot decrypt the private key: wrong passphrase (or a corrupted file)");
+    let section = SecretBuf::new_with(ciphertext.len(), |d| {
+        d.copy_from_slice(ciphertext);
+        let ok = crate::crypto::scrub::scrubbed_deep(|| decrypt_in_place(cipher, key, iv, tag, d));
+        if ok {
+            Ok(())
+        } else {
+            Err(LoadFailure::File(wrong()))
+        }
+    })
+    .map_err(LoadFailure::into_file)?;
+    Ok(section)
+}
+
+/// Decrypt `data` in place; false if the GCM tag does not verify. Runs inside
+/// [`crate::crypto::scrub::scrubbed_deep`]: the AES key schedules live on its stack.
+#[inline(never)]
+fn decrypt_in_place(cipher: Cipher, key: &[u8], iv: &[u8], tag: &[u8], data: &mut [u8]) -> bool {
+    match cipher {
+        Cipher::None => true,
+        Cipher::Aes256Ctr => {
+            let Ok(mut c) = ctr::Ctr128BE::<aes::Aes256>::new_from_slices(key, iv) else {
+                return false;
+            };
+            c.apply_keystream(data);
+            true
+        }
+        Cipher::Aes256Gcm => {
+            let Ok(c) = aes_gcm::Aes256Gcm::new_from_slice(key) else {
+                return false;
+            };
+            c.decrypt_in_place_detached(iv.into(), b"", data, tag.into())
+                .is_ok()
+        }
+    }
+}
+
+/// Check the private section (check integers, key, comment, padding) and find the
+/// private key in it; returns its range and the public key the section holds.
+fn parse_section(
+    section: &[u8],
+    block_len: usize,
+    encrypted: bool,
+) -> Result<(Range<usize>, SshPublicKey), FileError> {
+    let mut r = SshReader::new(section);
+    let check1 = r.u32().map_err(bad)?;
+    let check2 = r.u32().map_err(bad)?;
+    if check1 != check2 {
+        return Err(unusable(if encrypted {
+            "cannot decrypt the private key: wrong passphrase (or a corrupted file)"
+        } else {
+            "invalid OpenSSH private key: its check integers differ (a corrupted file)"
+        }));
+    }
+    let type_name = r.string().map_err(bad)?;
+    let (key, public) = if type_name == ED25519.as_bytes() {
+        let public = SshPublicKey::read_after_type(type_name, &mut r).map_err(bad)?;
+        let secret = r.string().map_err(bad)?;
+        let SshPublicKey::Ed25519(pk) = &public else {
+            return Err(bad(SshFormatError("not an Ed25519 key".to_owned())));
+        };
+        if secret.len() != 64 || secret[32..] != pk[..] {
+            return Err(unusable(
+                "invalid OpenSSH private key: the Ed25519 private key is not seed || public key",
+            ));
+        }
+        (subrange(section, &secret[..32]), public)
+    } else {
+        let public = SshPublicKey::read_after_type(type_name, &mut r).map_err(bad)?;
+        let SshPublicKey::Ecdsa(point) = &public else {
+            return Err(bad(SshFormatError("not an ECDSA key".to_owned())));
+        };
+        let scalar = r.positive_mpint().map_err(bad)?;
+        if scalar.len() > point.curve().scalar_len() {
+            return Err(unusable(format!(
+                "invalid OpenSSH private key: the {} private scalar is too long",
+                curve_id(point.curve())
+            )));
+        }
+        (subrange(section, scalar), public)
+    };
+    let _comment = r.string().map_err(bad)?;
+    let padding = r.rest();
+    let expected = (1..=padding.len()).map(|i| i as u8);
+    if padding.len() >= block_len || !padding.iter().copied().eq(expected) {
+        return Err(unusable(
+            "invalid OpenSSH private key: bad padding after the private key (a corrupted \
+             file)",
+        ));
+    }
+    Ok((key, public))
+}
+
+/// The position of `part`, a sub-slice of `whole`, within it.
+fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// Length of the unencrypted OpenSSH file [`write_into`] writes for `public`'s key with
+/// a `key_len`-byte private key (seed or scalar) and `comment`.
+fn section_len(public: &SshPublicKey, key: &[u8], comment: &[u8]) -> usize {
+    let pub_part = public.blob().len();
+    let private = match public {
+        SshPublicKey::Ed25519(_) => 4 + 64,
+        SshPublicKey::Ecdsa(_) => 4 + mpint_len(key),
+    };
+    let raw = 8 + pub_part + private + 4 + comment.len();
+    raw.div_ceil(8) * 8
+}
+
+/// Bytes of `key` as an mpint's contents (leading zeros dropped, a zero byte added when
+/// the top bit is set).
+fn mpint_len(key: &[u8]) -> usize {
+    let trimmed = trim_zeros(key);
+    trimmed.len() + usize::from(trimmed.first().is_some_and(|b| b & 0x80 != 0))
+}
+
+fn trim_zeros(key: &[u8]) -> &[u8] {
+    let first = key.iter().position(|&b| b != 0).unwrap_or(key.len());
+    &key[first..]
+}
+
+/// Write the unencrypted private section of `key` (seed or scalar) into a guarded
+/// region: check integers (random), the key, `comment`, padding.
+fn private_section(
+    public: &SshPublicKey,
+    key: &[u8],
+    comment: &[u8],
+) -> Result<SecretBuf, FileError> {
+    let len = section_len(public, key, comment);
+    let mut check = [0u8; 4];
+    getrandom::fill(&mut check).map_err(|_| unusable("the OS random number generator failed"))?;
+    SecretBuf::new_with(len, |d| {
+        let mut w = SliceWriter { out: d, at: 0 };
+        w.put(&check);
+        w.put(&check);
+        let blob = public.blob();
+        w.put(&blob);
+        match public {
+            SshPublicKey::Ed25519(pk) => {
+                w.put(&64u32.to_be_bytes());
+                w.put(key);
+                w.put(pk);
+            }
+            SshPublicKey::Ecdsa(_) => {
+                let trimmed = trim_zeros(key);
+                w.put(&(mpint_len(key) as u32).to_be_bytes());
+                if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+                    w.put(&[0]);
+                }
+                w.put(trimmed);
+            }
+        }
+        w.put(&(comment.len() as u32).to_be_bytes());
+        w.put(comment);
+        let mut i = 1u8;
+        while w.at < w.out.len() {
+            w.put(&[i]);
+            i += 1;
+        }
+        Ok::<(), crate::memory::MemoryError>(())
+    })
+    .map_err(memory)
+}
+
+/// Appending into a fixed slice (sized beforehand).
+struct SliceWriter<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl SliceWriter<'_> {
+    fn put(&mut self, b: &[u8]) {
+        self.out[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+}
+
+/// Encode `key` (Ed25519 seed or EC scalar, with its public key `public`) as an
+/// unencrypted OpenSSH private key file (cipher and KDF `none`, as `ssh-keygen -N ''`
+/// writes), PEM armored with 70-character lines, into a guarded region.
+pub fn encode(public: &SshPublicKey, key: &[u8], comment: &str) -> Result<SecretBuf, FileError> {
+    let section = private_section(public, key, comment.as_bytes())?;
+    let section = section.bytes().map_err(memory)?;
+    let blob = public.blob();
+    // Magic, "none" twice, empty options, the key count, the blob, the section length.
+    let header_len = MAGIC.len() + 8 + 8 + 4 + 4 + 4 + blob.len() + 4;
+    let bin = SecretBuf::new_with(header_len + section.len(), |d| {
+        let mut w = SliceWriter { out: d, at: 0 };
+        w.put(MAGIC);
+        for s in [&b"none"[..], b"none", b""] {
+            w.put(&(s.len() as u32).to_be_bytes());
+            w.put(s);
+        }
+        w.put(&1u32.to_be_bytes());
+        w.put(&(blob.len() as u32).to_be_bytes());
+        w.put(&blob);
+        w.put(&(section.len() as u32).to_be_bytes());
+        w.put(section);
+        Ok::<(), crate::memory::MemoryError>(())
+    })
+    .map_err(memory)?;
+    let bin = bin.bytes().map_err(memory)?;
+    let b64_len = crate::encoding::base64_encoded_len(bin.len());
+    let b64 = SecretBuf::new_with(b64_len, |d| {
+        crate::encoding::base64_encode_into(bin, d)
+            .map_err(|_| LoadFailure::File(unusable("internal error: encoding failed")))
+    })
+    .map_err(LoadFailure::into_file)?;
+    let b64 = b64.bytes().map_err(memory)?;
+    let begin = b"-----BEGIN OPENSSH PRIVATE KEY-----\n";
+    let end = b"-----END OPENSSH PRIVATE KEY-----\n";
+    let lines = b64_len.div_ceil(70);
+    SecretBuf::new_with(begin.len() + b64_len + lines + end.len(), |d| {
+        let mut w = SliceWriter { out: d, at: 0 };
+        w.put(begin);
+        for chunk in b64.chunks(70) {
+            w.put(chunk);
+            w.put(b"\n");
+        }
+        w.put(end);
+        Ok::<(), crate::memory::MemoryError>(())
+    })
+    .map_err(memory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DecodedKeyFile, Format};
+    use crate::crypto::ec::Curve;
+    use crate::crypto::key_kind::KeyKind;
+    use crate::keyfile::ssh_public::SshPublicKey;
+    use crate::test_dir::write_file as write;
+
+    /// `ssh-keygen`'s files (tests/vectors/openssh/README.md): the key unencrypted, with
+    /// aes256-ctr and with aes256-gcm@openssh.com, and its public key line.
+    const FILES: [(&str, KeyKind, [&[u8]; 3], &str); 3] = [
+        (
+            "ed25519",
+            KeyKind::Ed25519,
+            [
+                include_bytes!("../../tests/vectors/openssh/ed25519"),
+                include_bytes!("../../tests/vectors/openssh/ed25519-ctr"),
+                include_bytes!("../../tests/vectors/openssh/ed25519-gcm"),
+            ],
+            include_str!("../../tests/vectors/openssh/ed25519.pub"),
+        ),
+        (
+            "p256",
+            KeyKind::EcP256,
+            [
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p256"),
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p256-ctr"),
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p256-gcm"),
+            ],
+            include_str!("../../tests/vectors/openssh/ecdsa-p256.pub"),
+        ),
+        (
+            "p384",
+            KeyKind::EcP384,
+            [
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p384"),
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p384-ctr"),
+                include_bytes!("../../tests/vectors/openssh/ecdsa-p384-gcm"),
+            ],
+            include_str!("../../tests/vectors/openssh/ecdsa-p384.pub"),
+        ),
+    ];
+
+    const PASS: &[u8] = b"correct horse";
+
+    fn load(
+        p: &std::path::Path,
+        kind: KeyKind,
+        pass: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let f = match kind.ec_curve() {
+            Some(_) => DecodedKeyFile::load_ec(p, None, None, pass),
+            None => DecodedKeyFile::load_private(p, kind, None, pass),
+        }
+        .map_err(|e| format!("{e:?}"))?;
+        assert_eq!(f.format(), Format::OpenSsh);
+        assert_eq!(f.ec_curve(), kind.ec_curve());
+        let mut out = vec![0u8; f.key_len()];
+        f.decode_into(&mut out).map_err(|e| format!("{e:?}"))?;
+        Ok((out, f.public().expect("public").to_vec()))
+    }
+
+    fn raw(key: &SshPublicKey) -> Vec<u8> {
+        match key {
+            SshPublicKey::Ed25519(k) => k.to_vec(),
+            SshPublicKey::Ecdsa(p) => p.uncompressed().to_vec(),
+        }
+    }
+
+    #[test]
+    fn ssh_keygen_files_load_encrypted_or_not() {
+        let d = crate::test_dir::fresh("openssh-test");
+        for (name, kind, files, pub_line) in FILES {
+            let (public, comment) = SshPublicKey::from_line(pub_line).expect("pub line");
+            assert_eq!(
+                comment.as_deref(),
+                Some(&*format!(
+                    "keycell-test-{}",
+                    if kind == KeyKind::Ed25519 {
+                        "ed25519".to_owned()
+                    } else {
+                        format!("ecdsa-{name}")
+                    }
+                ))
+            );
+            let mut keys = Vec::new();
+            for (i, data) in files.iter().enumerate() {
+                let p = d.join(format!("{name}-{i}"));
+                write(&p, data, 0o600);
+                let pass = (i > 0).then_some(PASS);
+                let (key, stored) = load(&p, kind, pass).expect(name);
+                assert_eq!(stored, raw(&public), "{name}");
+                keys.push(key);
+                if i > 0 {
+                    let e = load(&p, kind, Some(b"wrong horse")).expect_err("wrong");
+                    assert!(e.contains("wrong passphrase"), "{e}");
+                    let e = load(&p, kind, None).expect_err("none");
+                    assert!(e.contains("encrypted: pass its passphrase"), "{e}");
+                } else {
+                    let e = load(&p, kind, Some(PASS)).expect_err("not encrypted");
+                    assert!(e.contains("not encrypted"), "{e}");
+                }
+            }
+            assert!(keys.iter().all(|k| *k == keys[0]), "{name}");
+            // The key derives the public key in the file.
+            match kind.ec_curve() {
+                Some(c) => assert_eq!(
+                    crate::crypto::ec::public_of_scalar(c, &keys[0])
+                        .expect("scalar")
+                        .uncompressed(),
+                    &raw(&public)[..]
+                ),
+                None => {
+                    let seed: [u8; 32] = keys[0].clone().try_into().expect("seed");
+                    let k = crate::crypto::ed25519::PrivateKey::from_seed(&seed).expect("key");
+                    assert_eq!(k.public().to_bytes().to_vec(), raw(&public));
+                }
+            }
+            // Written back unencrypted, it reads as the same key.
+            let out = d.join(format!("{name}-written"));
+            crate::keyfile::write_key_file(&out, kind, Format::OpenSsh, &keys[0], false)
+                .expect("write");
+            assert_eq!(load(&out, kind, None).expect("reread").0, keys[0]);
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn malformed_files_are_refused() {
+        let d = crate::test_dir::fresh("openssh-test");
+        let p = d.join("k");
+        let (_, kind, files, _) = FILES[2];
+        // Every truncation of the file, plain or encrypted.
+        for (i, data) in files.iter().enumerate().take(2) {
+            let pass = (i > 0).then_some(PASS);
+            for n in (1..data.len() - 1).step_by(7) {
+                write(&p, &data[..n], 0o600);
+                assert!(load(&p, kind, pass).is_err(), "truncated to {n}");
+            }
+        }
+        // Other kinds and curves.
+        write(&p, files[0], 0o600);
+        let e = DecodedKeyFile::load_ec(&p, Some(Curve::P256), None, None)
+            .map(|_| ())
+            .expect_err("curve");
+        assert!(
+            format!("{e:?}").contains("ecdsa-sha2-nistp384 key, not a P-256"),
+            "{e:?}"
+        );
+        let e = load(&p, KeyKind::Ed25519, None).expect_err("kind");
+        assert!(e.contains("not an Ed25519"), "{e}");
+        assert!(DecodedKeyFile::load(&p, KeyKind::X25519, None, None).is_err());
+        assert!(DecodedKeyFile::load(&p, KeyKind::Secret, None, None).is_err());
+        // Decode, alter one thing, re-armor.
+        let body: Vec<u8> = files[0]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.starts_with(b"-----"))
+            .flatten()
+            .copied()
+            .collect();
+        let mut bin = vec![0u8; crate::encoding::base64_decoded_len(&body).expect("len")];
+        crate::encoding::base64_decode_into(&body, &mut bin).expect("b64");
+        let rearmor = |bin: &[u8]| {
+            let mut b64 = vec![0u8; crate::encoding::base64_encoded_len(bin.len())];
+            crate::encoding::base64_encode_into(bin, &mut b64).expect("enc");
+            [
+                &b"-----BEGIN OPENSSH PRIVATE KEY-----\n"[..],
+                &b64,
+                b"\n-----END OPENSSH PRIVATE KEY-----\n",
+            ]
+            .concat()
+        };
+        let find = |needle: &[u8]| {
+            bin.windows(needle.len())
+                .position(|w| w == needle)
+                .expect("needle")
+        };
+        let cases: Vec<(Vec<u8>, &str)> = {
+            let mut out = Vec::new();
+            // Where the private section starts: after magic, cipher, KDF, options, count,
+            // public blob and the section's length.
+            let sec = bin.len() - {
+                // Section length: the last string of the file.
+                let mut r = super::SshReader::new(&bin[15..]);
+                for _ in 0..3 {
+                    r.string().expect("s");
+                }
+                r.u32().expect("n");
+                r.string().expect("pub");
+                r.rest().len() - 4
+            };
+            let mut bad_check = bin.clone();
+            bad_check[sec] ^= 1;
+            out.push((bad_check, "check integers differ"));
+            // Padding is 1, 2, 3, ... up to the block size (this file has some).
+            let last = bin.len() - 1;
+            assert!((1..8).contains(&bin[last]), "no padding in the test file");
+            let mut bad_pad = bin.clone();
+            bad_pad[last] ^= 0x40;
+            out.push((bad_pad, "bad padding"));
+            let mut cipher = bin.clone();
+            let at = find(b"none");
+            cipher[at..at + 4].copy_from_slice(b"nope");
+            out.push((cipher, "which keycell does not read"));
+            let mut magic = bin.clone();
+            magic[0] = b'O';
+            out.push((magic, "openssh-key-v1"));
+            out
+        };
+        for (data, want) in cases {
+            write(&p, &rearmor(&data), 0o600);
+            let e = load(&p, kind, None).expect_err(want);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
