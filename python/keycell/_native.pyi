@@ -11,7 +11,8 @@ from typing_extensions import Buffer
 
 _PrivateKeyFormat = Literal["pem", "der", "raw", "hex", "base64"]
 _ECCurve = Literal["P-256", "P-384"]
-_ECKeyFormat = Literal["pem", "der"]
+_ECKeyFormat = Literal["pem", "der", "openssh"]
+_Ed25519KeyFormat = Literal["pem", "der", "raw", "hex", "base64", "openssh"]
 _SignatureEncoding = Literal["der", "raw"]
 _RsaKeyFormat = Literal["pem", "der"]
 _RsaPadding = Literal["pss", "pkcs1v15"]
@@ -463,7 +464,16 @@ class Ed25519PrivateKey(_KeyHandle):
     def from_file(
         path: str | PathLike[str],
         *,
-        format: _PrivateKeyFormat | None = None,
+        format: _Ed25519KeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
+    ) -> Ed25519PrivateKey: ...
+    @staticmethod
+    def from_openssh(
+        data: Buffer,
+        *,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        wipe: bool = True,
         exportable: bool = True,
     ) -> Ed25519PrivateKey: ...
     @staticmethod
@@ -478,7 +488,7 @@ class Ed25519PrivateKey(_KeyHandle):
         self,
         path: str | PathLike[str],
         *,
-        format: _PrivateKeyFormat = "pem",
+        format: _Ed25519KeyFormat = "pem",
         overwrite: bool = False,
     ) -> None: ...
     def sign(self, data: Buffer) -> bytes: ...
@@ -494,6 +504,9 @@ class Ed25519PublicKey:
     def from_der(data: Buffer) -> Ed25519PublicKey: ...
     @staticmethod
     def from_pem(data: str | Buffer) -> Ed25519PublicKey: ...
+    @staticmethod
+    def from_openssh(data: str | Buffer) -> Ed25519PublicKey: ...
+    def to_openssh(self, comment: str | None = None) -> str: ...
     def public_bytes_raw(self) -> bytes: ...
     def public_bytes_der(self) -> bytes: ...
     def public_bytes_pem(self) -> bytes: ...
@@ -596,6 +609,7 @@ class X25519PrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _PrivateKeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         exportable: bool = True,
     ) -> X25519PrivateKey: ...
     @staticmethod
@@ -653,11 +667,20 @@ class ECPrivateKey(_KeyHandle):
         data: Buffer, *, wipe: bool = True, exportable: bool = True
     ) -> ECPrivateKey: ...
     @staticmethod
+    def from_openssh(
+        data: Buffer,
+        *,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        wipe: bool = True,
+        exportable: bool = True,
+    ) -> ECPrivateKey: ...
+    @staticmethod
     def from_file(
         path: str | PathLike[str],
         *,
         curve: _ECCurve | None = None,
         format: _ECKeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         exportable: bool = True,
     ) -> ECPrivateKey: ...
     def to_file(
@@ -685,6 +708,9 @@ class ECPublicKey:
     def from_der(data: Buffer) -> ECPublicKey: ...
     @staticmethod
     def from_pem(data: str | Buffer) -> ECPublicKey: ...
+    @staticmethod
+    def from_openssh(data: str | Buffer) -> ECPublicKey: ...
+    def to_openssh(self, comment: str | None = None) -> str: ...
     @property
     def curve(self) -> _ECCurve: ...
     @property

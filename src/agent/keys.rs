@@ -1,8 +1,8 @@
 //! The agent's keys, from two sources (docs/agent.md, "Keys"):
 //!
-//! - a key store: every Ed25519 and secret entry, decrypted straight into guarded regions
-//!   ([`crate::store::Store::open_entry`] into the key's own region). X25519 entries are
-//!   not loaded: the agent has no operation for them.
+//! - a key store: every Ed25519, ECDSA (P-256, P-384) and secret entry, decrypted
+//!   straight into guarded regions ([`crate::store::Store::open_entry`] into the key's own
+//!   region). X25519 entries are not loaded: the agent has no operation for them.
 //! - a PKCS#11 token: every Ed25519 private key and generic secret, named by its
 //!   `CKA_LABEL`; the agent keeps the object handle and asks the token to sign or MAC
 //!   ([`crate::pkcs11::keys`]); no key byte enters the process.
@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use cryptoki::object::ObjectHandle;
 
+use crate::crypto::ec::{self, EcError, SignatureEncoding};
 use crate::crypto::ed25519;
+use crate::keyfile::ssh_public::SshPublicKey;
+use crate::memory::MemoryError;
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
@@ -31,6 +34,8 @@ pub enum AgentKey {
         key: ed25519::PrivateKey,
         blob: Vec<u8>,
     },
+    /// An ECDSA P-256 or P-384 private key (guarded memory) and its SSH public key blob.
+    Ec { key: ec::PrivateKey, blob: Vec<u8> },
     /// A secret key (HMAC), in guarded memory.
     Secret(SymmetricKey),
     /// An Ed25519 private key object in a token, its public key and SSH blob.
@@ -64,10 +69,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// "ed25519" or "secret".
+    /// "ed25519", "ec-p256", "ec-p384" or "secret" (the [`KeyKind`] names).
     pub fn kind(&self) -> &'static str {
-        match self.key {
+        match &self.key {
             AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => "ed25519",
+            AgentKey::Ec { key, .. } => KeyKind::from_ec_curve(key.curve()).name(),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => "secret",
         }
     }
@@ -75,24 +81,28 @@ impl Entry {
     /// Where the key lives: "store" or "pkcs11" (the `key_source` of events).
     pub fn source(&self) -> &'static str {
         match self.key {
-            AgentKey::Ed25519 { .. } | AgentKey::Secret(_) => "store",
+            AgentKey::Ed25519 { .. } | AgentKey::Ec { .. } | AgentKey::Secret(_) => "store",
             AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => "pkcs11",
         }
     }
 
-    /// The raw public key of an Ed25519 key (empty for a secret).
+    /// The raw public key of an Ed25519 key, the uncompressed point of an EC key (empty
+    /// for a secret).
     pub fn public(&self) -> &[u8] {
         match &self.key {
             AgentKey::Ed25519 { key, .. } => key.public().as_bytes(),
+            AgentKey::Ec { key, .. } => key.public().uncompressed(),
             AgentKey::TokenEd25519 { public, .. } => public,
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => &[],
         }
     }
 
-    /// The SSH public key blob of an Ed25519 key.
+    /// The SSH public key blob of a signing key.
     pub fn blob(&self) -> Option<&[u8]> {
         match &self.key {
-            AgentKey::Ed25519 { blob, .. } | AgentKey::TokenEd25519 { blob, .. } => Some(blob),
+            AgentKey::Ed25519 { blob, .. }
+            | AgentKey::Ec { blob, .. }
+            | AgentKey::TokenEd25519 { blob, .. } => Some(blob),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => None,
         }
     }
@@ -101,6 +111,7 @@ impl Entry {
     pub fn report(&self) -> Report {
         let p = match &self.key {
             AgentKey::Ed25519 { key, .. } => crate::crypto::curve::CurvePrivateKey::protection(key),
+            AgentKey::Ec { key, .. } => key.protection(),
             AgentKey::Secret(k) => k.protection(),
             AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => {
                 return Report {
@@ -121,14 +132,26 @@ impl Entry {
         }
     }
 
-    /// Sign `data` with an Ed25519 key (in guarded memory or in the token). The error
-    /// names the failure, never a key byte.
-    pub fn sign(&self, data: &[u8]) -> Result<[u8; 64], String> {
+    /// Sign `data` with an Ed25519 or ECDSA key (in guarded memory or in the token);
+    /// returns the SSH signature blob (`string algorithm, string signature`: RFC 8709 for
+    /// Ed25519, RFC 5656 §3.1.2's `mpint r, mpint s` for ECDSA, hashed with SHA-256 or
+    /// SHA-384 by curve). The error names the failure, never a key byte.
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
         match &self.key {
-            AgentKey::Ed25519 { key, .. } => key.sign(data).map_err(|e| e.to_string()),
-            AgentKey::TokenEd25519 { token, handle, .. } => {
-                token_keys::sign_ed25519(token, *handle, data).map_err(token_error)
+            AgentKey::Ed25519 { key, .. } => key
+                .sign(data)
+                .map(|s| wire::ed25519_signature_blob(&s))
+                .map_err(|e| e.to_string()),
+            AgentKey::Ec { key, .. } => {
+                let sig = key
+                    .sign(data, SignatureEncoding::Raw)
+                    .map_err(|e| e.to_string())?;
+                let (r, s) = sig.as_bytes().split_at(key.curve().scalar_len());
+                Ok(wire::ecdsa_signature_blob(key.curve(), r, s))
             }
+            AgentKey::TokenEd25519 { token, handle, .. } => token_keys::sign_ed25519(token, *handle, data)
+                .map(|s| wire::ed25519_signature_blob(&s))
+                .map_err(token_error),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => {
                 Err("not a signing key".to_owned())
             }
@@ -152,7 +175,7 @@ impl Entry {
                 out.copy_from_slice(&tag);
                 Ok(())
             }
-            AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => {
+            AgentKey::Ed25519 { .. } | AgentKey::Ec { .. } | AgentKey::TokenEd25519 { .. } => {
                 Err("not a secret key".to_owned())
             }
         }
@@ -178,6 +201,24 @@ impl From<Pkcs11Error> for LoadError {
     }
 }
 
+/// Why an EC store entry could not be loaded: the store (or memory), or the scalar.
+enum EcLoad {
+    Store(StoreError),
+    Ec(EcError),
+}
+
+impl From<MemoryError> for EcLoad {
+    fn from(m: MemoryError) -> Self {
+        EcLoad::Store(StoreError::Memory(m))
+    }
+}
+
+impl From<EcError> for EcLoad {
+    fn from(e: EcError) -> Self {
+        EcLoad::Ec(e)
+    }
+}
+
 /// Every key the agent serves (replaced as a whole on reload).
 #[derive(Default)]
 pub struct KeySet {
@@ -185,7 +226,8 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Load every Ed25519 and secret entry of `store` (names sorted, as the store keeps them).
+    /// Load every Ed25519, EC and secret entry of `store` (names sorted, as the store keeps
+    /// them).
     pub fn load(store: &mut Store) -> Result<KeySet, StoreError> {
         let mut entries = Vec::new();
         for name in store.names()? {
@@ -206,9 +248,21 @@ impl KeySet {
                         }
                     })?,
                 ),
-                // The agent serves Ed25519 and secret keys; X25519 keys cannot sign, and EC
-                // keys are not served yet (skipped, as `ssh-add -L` would not list them).
-                KeyKind::X25519 | KeyKind::EcP256 | KeyKind::EcP384 => continue,
+                KeyKind::EcP256 | KeyKind::EcP384 => {
+                    let curve = sealed.kind().ec_curve().unwrap_or(ec::Curve::P256);
+                    let key = ec::PrivateKey::new_with(curve, |d| fill(d).map_err(EcLoad::Store))
+                        .map_err(|e| match e {
+                            EcLoad::Store(e) => e,
+                            EcLoad::Ec(e) => StoreError::Corrupted(format!(
+                                "entry {name:?} is not a valid {} key: {e}",
+                                curve.name()
+                            )),
+                        })?;
+                    let blob = SshPublicKey::Ecdsa(*key.public()).blob();
+                    AgentKey::Ec { key, blob }
+                }
+                // X25519 keys cannot sign: the agent has no operation for them.
+                KeyKind::X25519 => continue,
             };
             entries.push(Entry { name, key });
         }
@@ -278,7 +332,7 @@ impl KeySet {
         &self.entries
     }
 
-    /// The Ed25519 entry whose SSH key blob is `blob`.
+    /// The signing entry whose SSH key blob is `blob`.
     pub fn by_blob(&self, blob: &[u8]) -> Option<&Entry> {
         self.entries.iter().find(|e| e.blob() == Some(blob))
     }
@@ -295,8 +349,12 @@ mod tests {
     use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
     use crate::store::Master;
 
+    fn key_type(p: &ec::PublicPoint) -> &'static [u8] {
+        crate::keyfile::ssh_public::ecdsa_name(p.curve()).as_bytes()
+    }
+
     #[test]
-    fn ec_entries_are_skipped_not_served() {
+    fn ec_entries_are_served_x25519_skipped() {
         let d = crate::test_dir::fresh("agent-keys");
         let mut store = Store::create(
             &d.join("s.kcs"),
@@ -314,9 +372,42 @@ mod tests {
         store
             .put("p384", KeyKind::EcP384, false, &[1u8; 48], false)
             .expect("put");
+        store
+            .put("x", KeyKind::X25519, false, &[2u8; 32], false)
+            .expect("put");
         let keys = KeySet::load(&mut store).expect("load");
-        let names: Vec<&str> = keys.entries().iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["ed"]);
+        let names: Vec<(&str, &str)> = keys
+            .entries()
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind()))
+            .collect();
+        assert_eq!(
+            names,
+            [("ed", "ed25519"), ("p256", "ec-p256"), ("p384", "ec-p384")]
+        );
+        // An ECDSA signature blob verifies as (r, s) under the entry's public key.
+        for e in &keys.entries()[1..] {
+            let blob = e.sign(b"msg").expect("sign");
+            let key = SshPublicKey::from_blob(e.blob().expect("blob")).expect("blob");
+            let SshPublicKey::Ecdsa(point) = key else {
+                panic!("not ECDSA")
+            };
+            let mut r = crate::keyfile::ssh_public::SshReader::new(&blob);
+            assert_eq!(r.string().expect("alg"), key_type(&point));
+            let inner = r.string().expect("sig");
+            r.finish("signature").expect("end");
+            let mut r = crate::keyfile::ssh_public::SshReader::new(inner);
+            let n = point.curve().scalar_len();
+            let mut raw = vec![0u8; 2 * n];
+            for half in raw.chunks_mut(n) {
+                let v = r.positive_mpint().expect("mpint");
+                half[n - v.len()..].copy_from_slice(v);
+            }
+            r.finish("signature").expect("end");
+            point
+                .verify(b"msg", &raw, SignatureEncoding::Raw)
+                .expect("verifies");
+        }
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

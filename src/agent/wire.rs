@@ -6,7 +6,9 @@
 //! panic (fuzzed in `tests/fuzz_parsers.rs`). Trailing bytes after a request's fields are
 //! malformed (the draft allows no extension of fixed messages).
 
+use crate::crypto::ec::Curve;
 use crate::crypto::hmac::HashAlgorithm;
+use crate::keyfile::ssh_public::ecdsa_name;
 
 /// Largest message accepted (the length field), as OpenSSH's `AGENT_MAX_LEN`.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
@@ -319,6 +321,20 @@ impl Writer {
         self
     }
 
+    /// Append a non-negative `mpint` of the big-endian magnitude `v` (leading zeros
+    /// dropped, a zero byte added when the top bit is set).
+    pub fn mpint(&mut self, v: &[u8]) -> &mut Self {
+        let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+        let v = &v[first..];
+        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+        self.u32((v.len() + usize::from(pad)) as u32);
+        if pad {
+            self.buf.push(0);
+        }
+        self.buf.extend_from_slice(v);
+        self
+    }
+
     /// The framed reply.
     pub fn finish(mut self) -> Vec<u8> {
         let n = (self.buf.len() - 4) as u32;
@@ -360,14 +376,32 @@ pub fn identities_answer<'a>(ids: impl ExactSizeIterator<Item = (&'a [u8], &'a s
     w.finish()
 }
 
-/// `SSH_AGENT_SIGN_RESPONSE` carrying an Ed25519 signature:
-/// `string (string "ssh-ed25519", string signature)`.
-pub fn sign_response(signature: &[u8; 64]) -> Vec<u8> {
+/// The SSH signature blob of an Ed25519 signature: `string "ssh-ed25519", string
+/// signature` (RFC 8709 §6).
+pub fn ed25519_signature_blob(signature: &[u8; 64]) -> Vec<u8> {
     let mut inner = Writer::new(0);
     inner.string(ED25519.as_bytes()).string(signature);
-    let inner = inner.finish();
+    inner.finish()[5..].to_vec()
+}
+
+/// The SSH signature blob of an ECDSA signature (`r`, `s` big-endian, fixed width):
+/// `string "ecdsa-sha2-nistpNNN", string (mpint r, mpint s)` (RFC 5656 §3.1.2).
+pub fn ecdsa_signature_blob(curve: Curve, r: &[u8], s: &[u8]) -> Vec<u8> {
+    let mut rs = Writer::new(0);
+    rs.mpint(r).mpint(s);
+    let rs = rs.finish();
+    let mut inner = Writer::new(0);
+    inner
+        .string(ecdsa_name(curve).as_bytes())
+        .string(&rs[5..]);
+    inner.finish()[5..].to_vec()
+}
+
+/// `SSH_AGENT_SIGN_RESPONSE` carrying the signature blob `signature` (from
+/// [`ed25519_signature_blob`] or [`ecdsa_signature_blob`]).
+pub fn sign_response(signature: &[u8]) -> Vec<u8> {
     let mut w = Writer::new(SIGN_RESPONSE);
-    w.string(&inner[5..]);
+    w.string(signature);
     w.finish()
 }
 
@@ -485,7 +519,7 @@ mod tests {
     #[test]
     fn replies() {
         assert_eq!(status(FAILURE), [0, 0, 0, 1, FAILURE]);
-        let sig = sign_response(&[1u8; 64]);
+        let sig = sign_response(&ed25519_signature_blob(&[1u8; 64]));
         assert_eq!(&sig[..5], &[0, 0, 0, 88, SIGN_RESPONSE]);
         let blob = ed25519_blob(&[2u8; 32]);
         let ids = identities_answer([(blob.as_slice(), "name")].into_iter());

@@ -13,6 +13,9 @@ use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::curve::{Algorithm, KEY_LEN};
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
+use crate::keyfile::ssh_public::SshPublicKey;
+use crate::keyfile::{DecodedKeyFile, Format};
+use crate::memory::SecretBuf;
 
 use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
 use super::errors::{Error, Result};
@@ -60,9 +63,103 @@ pub fn key_from_file<K: CurvePrivateKey>(
     py: Python<'_>,
     path: &Path,
     format: Option<&str>,
+    passphrase: Option<&Bound<'_, PyAny>>,
 ) -> Result<K> {
     let format = key_io::parse_format(KeyKind::from_algorithm(K::ALGORITHM), format)?;
-    detach(py, || key_io::load_private_key::<K>(path, format))
+    let passphrase = key_io::key_passphrase(py, passphrase)?;
+    detach(py, || {
+        key_io::load_private_key::<K>(path, format, passphrase.as_ref())
+    })
+}
+
+/// Key file bytes the caller holds (`from_pem`, `from_openssh`, ...) copied into a
+/// guarded scratch region; a writable source is wiped afterwards when `wipe`. `str` is
+/// refused (it cannot be wiped), as is more than a key file may hold.
+pub fn copy_key_data(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    format: Format,
+    wipe: bool,
+) -> Result<SecretBuf> {
+    if data.is_instance_of::<pyo3::types::PyString>() {
+        return Err(Error::Type(
+            "data must be bytes-like (a bytearray can be wiped afterwards), not str".to_owned(),
+        ));
+    }
+    let src = SecretSource::new(data, "data")?;
+    if src.len() == 0 || src.len() > crate::keyfile::MAX_PRIVATE_KEY_FILE_LEN {
+        let name = match format {
+            Format::OpenSsh => "an OpenSSH private key file".to_owned(),
+            f => f.name().to_uppercase(),
+        };
+        return Err(Error::Value(format!(
+            "data must be 1 to {} bytes of {name}",
+            crate::keyfile::MAX_PRIVATE_KEY_FILE_LEN,
+        )));
+    }
+    let scratch = SecretBuf::new_with(src.len(), |dst| copy_secret_into(py, &src, dst))?;
+    if wipe && src.writable() {
+        src.wipe(py)?;
+    }
+    Ok(scratch)
+}
+
+/// `from_openssh` of the Ed25519 private key class: an OpenSSH private key file's bytes,
+/// copied into guarded memory ([`copy_key_data`]) and decrypted there with `passphrase`.
+pub fn from_openssh<H: PrivateKeyHandle>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    passphrase: Option<&Bound<'_, PyAny>>,
+    wipe: bool,
+    exportable: bool,
+) -> Result<H> {
+    let kind = KeyKind::from_algorithm(H::Key::ALGORITHM);
+    let passphrase = key_io::key_passphrase(py, passphrase)?;
+    let scratch = copy_key_data(py, data, Format::OpenSsh, wipe)?;
+    let key = detach(py, || {
+        let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
+        let what = format!("{} private key", H::Key::ALGORITHM.name());
+        let file =
+            DecodedKeyFile::from_private_buffer(scratch, kind, Some(Format::OpenSsh), pass)
+                .map_err(|e| key_io::buffer_error_for(&what, e))?;
+        key_io::curve_key_from_decoded::<H::Key>(&file, None)
+    })?;
+    H::from_key(py, key, exportable)
+}
+
+/// An OpenSSH public key line argument (`str` or bytes-like), parsed; `ValueError` if
+/// it is malformed or of another key type than `expected` says.
+pub fn public_from_openssh(
+    data: &Bound<'_, PyAny>,
+    expected: &str,
+    matches: impl Fn(&SshPublicKey) -> bool,
+) -> Result<SshPublicKey> {
+    let text = if let Ok(s) = data.cast::<pyo3::types::PyString>() {
+        s.to_str()?.to_owned()
+    } else {
+        String::from_utf8(bytes_like(data, "data")?.as_slice().to_vec())
+            .map_err(|_| Error::Value("an OpenSSH public key line is ASCII text".to_owned()))?
+    };
+    let (key, _comment) = SshPublicKey::from_line(&text)
+        .map_err(|e| Error::Value(format!("invalid OpenSSH public key: {e}")))?;
+    if !matches(&key) {
+        return Err(Error::Value(format!(
+            "the OpenSSH public key is an {} key, not {expected}",
+            key.type_name()
+        )));
+    }
+    Ok(key)
+}
+
+/// The OpenSSH public key line of `key` (`type base64 [comment]`, no newline); a comment
+/// with a line break is refused.
+pub fn openssh_line(key: &SshPublicKey, comment: Option<&str>) -> Result<String> {
+    if comment.is_some_and(|c| c.contains(['\n', '\r'])) {
+        return Err(Error::Value(
+            "the comment of an OpenSSH public key must not contain a line break".to_owned(),
+        ));
+    }
+    Ok(key.to_line(comment.filter(|c| !c.is_empty())))
 }
 
 /// `__richcmp__` of public keys: `==` / `!=` by `equal`, other comparisons unsupported.
@@ -149,9 +246,10 @@ pub fn from_file<H: PrivateKeyHandle>(
     py: Python<'_>,
     path: &Path,
     format: Option<&str>,
+    passphrase: Option<&Bound<'_, PyAny>>,
     exportable: bool,
 ) -> Result<H> {
-    let key = key_from_file::<H::Key>(py, path, format)?;
+    let key = key_from_file::<H::Key>(py, path, format, passphrase)?;
     H::from_key(py, key, exportable)
 }
 
@@ -219,22 +317,27 @@ macro_rules! private_key_methods {
 
             #[doc = concat!("Load a key from a file: the 32-byte ", $what, " raw, in hex or in \
                 base64, or an unencrypted PKCS#8 key (version 1 or 2) in PEM, as `openssl \
-                genpkey -algorithm ", $alg, "` writes it, or DER. `format` is \"raw\", \"hex\", \
-                \"base64\", \"pem\" or \"der\", or `None` to detect it (docs/key-formats.md). \
-                A public key stored in the file must belong to the private key.")]
+                genpkey -algorithm ", $alg, "` writes it, or DER; for Ed25519 also an OpenSSH \
+                private key file (`ssh-keygen -t ed25519`), encrypted or not. `format` is \
+                \"raw\", \"hex\", \"base64\", \"pem\", \"der\" or \"openssh\", or `None` to \
+                detect it (docs/key-formats.md). A public key stored in the file must belong \
+                to the private key. `passphrase` decrypts an encrypted OpenSSH key: a \
+                `Passphrase` or a writable buffer (copied into guarded memory and wiped); a \
+                wrong one raises `KeyFileError`.")]
             #[doc = ""]
             #[doc = "The file is opened with `O_NOFOLLOW` and checked on the open descriptor \
                 like `SecretKey.from_file` (regular file, owned by this user, no group or \
                 other permissions); it is read and decoded in guarded memory only."]
             #[staticmethod]
-            #[pyo3(signature = (path, *, format = None, exportable = true))]
+            #[pyo3(signature = (path, *, format = None, passphrase = None, exportable = true))]
             fn from_file(
                 py: ::pyo3::Python<'_>,
                 path: ::std::path::PathBuf,
                 format: Option<&str>,
+                passphrase: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
                 exportable: bool,
             ) -> $crate::py::errors::Result<Self> {
-                $crate::py::asymmetric::from_file(py, &path, format, exportable)
+                $crate::py::asymmetric::from_file(py, &path, format, passphrase, exportable)
             }
 
             #[doc = concat!("Read the 32-byte ", $what, " from the Linux kernel keyring straight \

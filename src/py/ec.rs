@@ -15,11 +15,12 @@ use pyo3::types::{PyBytes, PyString};
 use crate::crypto::ec::{Curve, PrivateKey, PublicPoint, SignatureEncoding};
 use crate::crypto::ec_der;
 use crate::crypto::key_kind::KeyKind;
+use crate::keyfile::ssh_public::SshPublicKey;
 use crate::keyfile::{DecodedKeyFile, Format};
 
 use super::args::type_name;
-use super::asymmetric::{compare, hex};
-use super::bytes_like::{bytes_like, copy_secret_into, maybe_detach, SecretSource};
+use super::asymmetric::{compare, copy_key_data, hex, openssh_line, public_from_openssh};
+use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
@@ -79,35 +80,25 @@ impl ECPrivateKey {
         Ok(ECPrivateKey { cell, public })
     }
 
-    /// A key from PEM or DER bytes the caller holds: copied into a guarded scratch region
-    /// (the source wiped afterwards when writable and `wipe`), decoded there.
+    /// A key from PEM, DER or OpenSSH bytes the caller holds: copied into a guarded
+    /// scratch region (the source wiped afterwards when writable and `wipe`), decoded
+    /// (and, for an encrypted OpenSSH key, decrypted with `passphrase`) there.
     fn from_buffer(
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         format: Format,
+        passphrase: Option<&Bound<'_, PyAny>>,
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        if data.is_instance_of::<PyString>() {
-            return Err(Error::Type(
-                "data must be bytes-like (a bytearray can be wiped afterwards), not str".to_owned(),
-            ));
-        }
-        let src = SecretSource::new(data, "data")?;
-        if src.len() == 0 || src.len() > crate::keyfile::MAX_PRIVATE_KEY_FILE_LEN {
-            return Err(Error::Value(format!(
-                "data must be 1 to {} bytes of {}",
-                crate::keyfile::MAX_PRIVATE_KEY_FILE_LEN,
-                format.name().to_uppercase()
-            )));
-        }
-        let scratch =
-            crate::memory::SecretBuf::new_with(src.len(), |dst| copy_secret_into(py, &src, dst))?;
-        if wipe && src.writable() {
-            src.wipe(py)?;
-        }
+        let passphrase = key_io::key_passphrase(py, passphrase)?;
+        let scratch = copy_key_data(py, data, format, wipe)?;
         let key = detach(py, || {
-            let file = DecodedKeyFile::from_ec_buffer(scratch, None, format)
+            let pass = passphrase
+                .as_ref()
+                .map(crate::memory::SecretBuf::bytes)
+                .transpose()?;
+            let file = DecodedKeyFile::from_ec_buffer(scratch, None, format, pass)
                 .map_err(key_io::buffer_error)?;
             key_io::ec_key_from_decoded(&file, None)
         })?;
@@ -145,7 +136,7 @@ impl ECPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        Self::from_buffer(py, data, Format::Pem, wipe, exportable)
+        Self::from_buffer(py, data, Format::Pem, None, wipe, exportable)
     }
 
     /// Load a key from DER bytes (PKCS#8 or SEC1), like `from_pem`.
@@ -157,36 +148,62 @@ impl ECPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        Self::from_buffer(py, data, Format::Der, wipe, exportable)
+        Self::from_buffer(py, data, Format::Der, None, wipe, exportable)
     }
 
-    /// Load a key from a file in PEM or DER (PKCS#8 or SEC1, as `from_pem`); `format` is
-    /// "pem", "der" or `None` to detect it, `curve` the curve the key must be on (`None`:
-    /// the file names it). A public key stored in the file must belong to the private key.
+    /// Load a key from the bytes of an OpenSSH private key file (`BEGIN OPENSSH PRIVATE
+    /// KEY`, as `ssh-keygen -t ecdsa` writes), unencrypted or encrypted (bcrypt KDF with
+    /// aes256-ctr or aes256-gcm@openssh.com): `passphrase` is a `Passphrase` or a writable
+    /// buffer (copied into guarded memory and wiped). The file is decoded and decrypted in
+    /// guarded memory only; a writable `data` is wiped afterwards when `wipe` is true.
+    /// Raises `ValueError` for malformed or unsupported keys and a wrong passphrase.
+    #[staticmethod]
+    #[pyo3(signature = (data, *, passphrase = None, wipe = true, exportable = true))]
+    fn from_openssh(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        Self::from_buffer(py, data, Format::OpenSsh, passphrase, wipe, exportable)
+    }
+
+    /// Load a key from a file in PEM or DER (PKCS#8 or SEC1, as `from_pem`) or an OpenSSH
+    /// private key file (as `from_openssh`; `passphrase` decrypts an encrypted one, a wrong
+    /// one raises `KeyFileError`); `format` is "pem", "der", "openssh" or `None` to detect
+    /// it, `curve` the curve the key must be on (`None`: the file names it). A public key
+    /// stored in the file must belong to the private key.
     ///
     /// The file is opened with `O_NOFOLLOW` and checked on the open descriptor like
     /// `SecretKey.from_file` (regular file, owned by this user, no group or other
     /// permissions); it is read and decoded in guarded memory only.
     #[staticmethod]
-    #[pyo3(signature = (path, *, curve = None, format = None, exportable = true))]
+    #[pyo3(signature = (path, *, curve = None, format = None, passphrase = None, exportable = true))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         curve: Option<&str>,
         format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
         exportable: bool,
     ) -> Result<Self> {
         let curve = curve.map(parse_curve).transpose()?;
         let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
         let format = key_io::parse_format(kind, format)?;
-        let key = detach(py, || key_io::load_ec_private_key(&path, curve, format))?;
+        let passphrase = key_io::key_passphrase(py, passphrase)?;
+        let key = detach(py, || {
+            key_io::load_ec_private_key(&path, curve, format, passphrase.as_ref())
+        })?;
         Self::from_key(py, key, exportable)
     }
 
     /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
     /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`), encoded
     /// in guarded memory only: `format` "pem" or "der", PKCS#8 with the public key, byte
-    /// for byte as `openssl pkey` writes it. Raises `KeyNotExportableError` for a sealed key.
+    /// for byte as `openssl pkey` writes it, or "openssh", an unencrypted OpenSSH private
+    /// key file (`ssh-keygen -y -f` reads it). Raises `KeyNotExportableError` for a sealed
+    /// key.
     #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
     fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
         let kind = KeyKind::from_ec_curve(self.public.curve());
@@ -304,6 +321,26 @@ impl ECPublicKey {
         ec_der::parse_spki_pem(&data, None)
             .map(|point| ECPublicKey { point })
             .map_err(|e| Error::Value(format!("invalid EC public key PEM: {e}")))
+    }
+
+    /// Load a public key from an OpenSSH public key line (`ecdsa-sha2-nistp256 AAAA...
+    /// [comment]`, as in `id_ecdsa.pub` and `authorized_keys`; `str` or bytes-like). Raises
+    /// `ValueError` for a malformed line or another key type.
+    #[staticmethod]
+    fn from_openssh(data: &Bound<'_, PyAny>) -> Result<Self> {
+        match public_from_openssh(data, "an ECDSA key", |k| {
+            matches!(k, SshPublicKey::Ecdsa(_))
+        })? {
+            SshPublicKey::Ecdsa(point) => Ok(ECPublicKey { point }),
+            SshPublicKey::Ed25519(_) => Err(Error::Value("not an ECDSA key".to_owned())),
+        }
+    }
+
+    /// The OpenSSH public key line (`ecdsa-sha2-nistp256 AAAA...`, then ` comment` if
+    /// given), as `ssh-keygen -y` prints it (without the newline).
+    #[pyo3(signature = (comment = None))]
+    fn to_openssh(&self, comment: Option<&str>) -> Result<String> {
+        openssh_line(&SshPublicKey::Ecdsa(self.point), comment)
     }
 
     /// The curve: "P-256" or "P-384".

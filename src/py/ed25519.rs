@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyTuple};
 
 use crate::crypto::curve::Algorithm;
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
+use crate::keyfile::ssh_public::SshPublicKey;
 
 use std::sync::Arc;
 
@@ -57,6 +58,24 @@ private_key_methods!(Ed25519PrivateKey, "ed25519", "seed");
 
 #[pymethods]
 impl Ed25519PrivateKey {
+    /// Load a key from the bytes of an OpenSSH private key file (`BEGIN OPENSSH PRIVATE
+    /// KEY`, as `ssh-keygen -t ed25519` writes), unencrypted or encrypted (bcrypt KDF with
+    /// aes256-ctr or aes256-gcm@openssh.com): `passphrase` is a `Passphrase` or a writable
+    /// buffer (copied into guarded memory and wiped). The file is decoded and decrypted in
+    /// guarded memory only; a writable `data` is wiped afterwards when `wipe` is true.
+    /// Raises `ValueError` for malformed or unsupported keys and a wrong passphrase.
+    #[staticmethod]
+    #[pyo3(signature = (data, *, passphrase = None, wipe = true, exportable = true))]
+    fn from_openssh(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        common::from_openssh(py, data, passphrase, wipe, exportable)
+    }
+
     /// Sign `data` (any bytes-like object); returns the 64-byte signature. The GIL is
     /// released for messages of 2 KiB and more.
     fn sign<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>> {
@@ -123,6 +142,26 @@ impl Ed25519PublicKey {
     #[staticmethod]
     fn from_pem(data: &Bound<'_, PyAny>) -> Result<Self> {
         Self::from_raw(&common::public_from_pem(data, Algorithm::Ed25519)?)
+    }
+
+    /// Load a public key from an OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`,
+    /// as in `id_ed25519.pub` and `authorized_keys`; `str` or bytes-like). Raises
+    /// `ValueError` for a malformed line or another key type.
+    #[staticmethod]
+    fn from_openssh(data: &Bound<'_, PyAny>) -> Result<Self> {
+        match common::public_from_openssh(data, "an Ed25519 key", |k| {
+            matches!(k, SshPublicKey::Ed25519(_))
+        })? {
+            SshPublicKey::Ed25519(raw) => Self::from_raw(&raw),
+            SshPublicKey::Ecdsa(_) => Err(Error::Value("not an Ed25519 key".to_owned())),
+        }
+    }
+
+    /// The OpenSSH public key line (`ssh-ed25519 AAAA...`, then ` comment` if given), as
+    /// `ssh-keygen -y` prints it (without the newline).
+    #[pyo3(signature = (comment = None))]
+    fn to_openssh(&self, comment: Option<&str>) -> Result<String> {
+        common::openssh_line(&SshPublicKey::Ed25519(self.key.to_bytes()), comment)
     }
 
     /// The 32-byte encoding.

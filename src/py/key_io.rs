@@ -4,12 +4,14 @@
 
 use std::path::Path;
 
+use pyo3::prelude::*;
+
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::rsa::RsaPrivateKey;
 use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
-use crate::memory::MemoryError;
+use crate::memory::{MemoryError, SecretBuf};
 
 use super::errors::{Error, Result};
 
@@ -20,11 +22,14 @@ pub fn parse_format(kind: KeyKind, format: Option<&str>) -> Result<Option<Format
     };
     let f = Format::from_name(name).ok_or_else(|| {
         Error::Value(format!(
-            "format must be one of \"raw\", \"hex\", \"base64\", \"pem\", \"der\", not {name:?}"
+            "format must be one of \"raw\", \"hex\", \"base64\", \"pem\", \"der\", \
+             \"openssh\", not {name:?}"
         ))
     })?;
     if !f.allowed_for(kind) {
-        let only = if kind.is_private_key() {
+        let only = if Format::OpenSsh.allowed_for(kind) {
+            "\"pem\", \"der\" and \"openssh\""
+        } else if kind.is_private_key() {
             "\"pem\" and \"der\""
         } else {
             "\"raw\", \"hex\" and \"base64\""
@@ -69,21 +74,42 @@ pub fn load(
 /// read and decoded through [`load`] like a secret key file, the key bytes are decoded
 /// straight into the new key's region, and a public key stored in the file (PKCS#8
 /// version 2) must be the one the private key derives.
-pub fn load_private_key<K: CurvePrivateKey>(path: &Path, format: Option<Format>) -> Result<K> {
-    let file = load(path, KeyKind::from_algorithm(K::ALGORITHM), format, None)?;
-    let key = K::new_with(|dst| file.decode_into(dst).map_err(|e| load_error(path, e)))?;
+pub fn load_private_key<K: CurvePrivateKey>(
+    path: &Path,
+    format: Option<Format>,
+    passphrase: Option<&SecretBuf>,
+) -> Result<K> {
+    let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
+    let file = DecodedKeyFile::load_private(
+        path,
+        KeyKind::from_algorithm(K::ALGORITHM),
+        format,
+        passphrase,
+    )
+    .map_err(|e| load_error(path, e))?;
+    curve_key_from_decoded(&file, Some(path))
+}
+
+/// Decode the Ed25519/X25519 key in `file` straight into a new key's region; `path`
+/// names the file in errors (`None`: the key came from a buffer, and its errors are
+/// `ValueError`s). A public key stored beside it must be the one it derives.
+pub fn curve_key_from_decoded<K: CurvePrivateKey>(
+    file: &DecodedKeyFile,
+    path: Option<&Path>,
+) -> Result<K> {
+    let what = format!("{} private key", K::ALGORITHM.name());
+    let fail = |e: LoadError| match path {
+        Some(p) => load_error(p, e),
+        None => buffer_error_for(&what, e),
+    };
+    let key = K::new_with(|dst| file.decode_into(dst).map_err(fail))?;
     if file
         .public()
         .is_some_and(|stored| stored != key.public_bytes())
     {
-        return Err(Error::KeyFile {
-            path: path.display().to_string(),
-            reason: format!(
-                "the public key stored in the file does not belong to its {} private key",
-                K::ALGORITHM.name()
-            ),
-            errno: None,
-        });
+        return Err(fail(LoadError::File(crate::fs::unusable(format!(
+            "the public key stored in the file does not belong to its {what}"
+        )))));
     }
     Ok(key)
 }
@@ -149,11 +175,16 @@ pub fn ec_key_from_decoded(file: &DecodedKeyFile, path: Option<&Path>) -> Result
 
 /// The error of decoding a key from a caller's buffer (no file involved).
 pub fn buffer_error(e: LoadError) -> Error {
+    buffer_error_for("EC private key", e)
+}
+
+/// [`buffer_error`] for a key called `what`.
+pub fn buffer_error_for(what: &str, e: LoadError) -> Error {
     match e {
         LoadError::Memory(m) => Error::Memory(m),
         LoadError::File(
             crate::fs::FileError::Insecure(reason) | crate::fs::FileError::Unusable { reason, .. },
-        ) => Error::Value(format!("invalid EC private key: {reason}")),
+        ) => Error::Value(format!("invalid {what}: {reason}")),
     }
 }
 
@@ -163,8 +194,11 @@ pub fn load_ec_private_key(
     path: &Path,
     curve: Option<Curve>,
     format: Option<Format>,
+    passphrase: Option<&SecretBuf>,
 ) -> Result<ec::PrivateKey> {
-    let file = DecodedKeyFile::load_ec(path, curve, format).map_err(|e| load_error(path, e))?;
+    let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
+    let file = DecodedKeyFile::load_ec(path, curve, format, passphrase)
+        .map_err(|e| load_error(path, e))?;
     ec_key_from_decoded(&file, Some(path))
 }
 
@@ -197,6 +231,23 @@ pub fn write_rsa(
 ) -> Result<()> {
     keyfile::write_rsa_private_key(path, key, format, traditional, overwrite)
         .map_err(|e| load_error(path, e))
+}
+
+const KEY_PASSPHRASE_TYPE_ERROR: &str = "passphrase must be a keycell.Passphrase or a \
+    writable buffer (bytearray or memoryview of one): keycell copies it into guarded memory \
+    and wipes the buffer. A bytes or str passphrase cannot be wiped and stays in Python \
+    memory, so it is refused";
+
+/// The `passphrase=` argument of an encrypted key file (OpenSSH), copied into a guarded
+/// region (a writable source is wiped): see [`super::keystore::copy_passphrase`].
+pub fn key_passphrase(
+    py: Python<'_>,
+    passphrase: Option<&Bound<'_, PyAny>>,
+) -> Result<Option<SecretBuf>> {
+    passphrase
+        .filter(|p| !p.is_none())
+        .map(|p| super::keystore::copy_passphrase(py, p, KEY_PASSPHRASE_TYPE_ERROR))
+        .transpose()
 }
 
 /// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).

@@ -62,23 +62,35 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
         let k = k.get();
         return Ok(MasterArg::Token(detach(py, || k.store_root())?));
     }
+    Ok(MasterArg::Passphrase(copy_passphrase(
+        py,
+        obj,
+        PASSPHRASE_TYPE_ERROR,
+    )?))
+}
+
+/// A passphrase argument copied into a new guarded region: from a [`Passphrase`] (guarded
+/// region to guarded region) or a writable buffer (wiped afterwards, also when refused
+/// for its length). `bytes` and `str` cannot be wiped and are refused with `type_error`.
+pub(super) fn copy_passphrase(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    type_error: &str,
+) -> Result<SecretBuf> {
     if let Ok(p) = obj.cast::<Passphrase>() {
-        // Guarded region to guarded region.
         let live = p.get().cell.live()?;
         let src = live.key().bytes()?;
-        let copied = SecretBuf::new_with(src.len(), |d| {
+        return Ok(SecretBuf::new_with(src.len(), |d| {
             d.copy_from_slice(src);
             Ok::<(), Error>(())
-        })?;
-        return Ok(MasterArg::Passphrase(copied));
+        })?);
     }
     if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
-        return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
+        return Err(Error::Type(type_error.to_owned()));
     }
-    let src = SecretSource::new(obj, "master")
-        .map_err(|_| Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()))?;
+    let src = SecretSource::new(obj, "passphrase").map_err(|_| Error::Type(type_error.to_owned()))?;
     if !src.writable() {
-        return Err(Error::Type(PASSPHRASE_TYPE_ERROR.to_owned()));
+        return Err(Error::Type(type_error.to_owned()));
     }
     if src.len() == 0 {
         return Err(Error::Value("the passphrase is empty".to_owned()));
@@ -92,7 +104,7 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
     }
     let copied = SecretBuf::new_with(src.len(), |dst| src.copy_into(py, dst));
     src.wipe(py)?;
-    Ok(MasterArg::Passphrase(copied?))
+    copied
 }
 
 /// Run `f` with the master borrowed as [`Master`]. Call without the GIL: a master key's
