@@ -16,11 +16,11 @@ use cryptoki::object::ObjectHandle;
 
 use crate::crypto::ec::{self, EcError, SignatureEncoding};
 use crate::crypto::ed25519;
-use crate::keyfile::ssh_public::SshPublicKey;
-use crate::memory::MemoryError;
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
+use crate::keyfile::ssh_public::SshPublicKey;
+use crate::memory::MemoryError;
 use crate::pkcs11::keys::{self as token_keys, ObjectKind, STORE_MASTER_CHALLENGE};
 use crate::pkcs11::{Pkcs11Error, Token};
 use crate::store::{Store, StoreError};
@@ -149,9 +149,11 @@ impl Entry {
                 let (r, s) = sig.as_bytes().split_at(key.curve().scalar_len());
                 Ok(wire::ecdsa_signature_blob(key.curve(), r, s))
             }
-            AgentKey::TokenEd25519 { token, handle, .. } => token_keys::sign_ed25519(token, *handle, data)
-                .map(|s| wire::ed25519_signature_blob(&s))
-                .map_err(token_error),
+            AgentKey::TokenEd25519 { token, handle, .. } => {
+                token_keys::sign_ed25519(token, *handle, data)
+                    .map(|s| wire::ed25519_signature_blob(&s))
+                    .map_err(token_error)
+            }
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => {
                 Err("not a signing key".to_owned())
             }
@@ -252,12 +254,12 @@ impl KeySet {
                     let curve = sealed.kind().ec_curve().unwrap_or(ec::Curve::P256);
                     let key = ec::PrivateKey::new_with(curve, |d| fill(d).map_err(EcLoad::Store))
                         .map_err(|e| match e {
-                            EcLoad::Store(e) => e,
-                            EcLoad::Ec(e) => StoreError::Corrupted(format!(
-                                "entry {name:?} is not a valid {} key: {e}",
-                                curve.name()
-                            )),
-                        })?;
+                        EcLoad::Store(e) => e,
+                        EcLoad::Ec(e) => StoreError::Corrupted(format!(
+                            "entry {name:?} is not a valid {} key: {e}",
+                            curve.name()
+                        )),
+                    })?;
                     let blob = SshPublicKey::Ecdsa(*key.public()).blob();
                     AgentKey::Ec { key, blob }
                 }

@@ -391,9 +391,7 @@ pub fn ecdsa_signature_blob(curve: Curve, r: &[u8], s: &[u8]) -> Vec<u8> {
     rs.mpint(r).mpint(s);
     let rs = rs.finish();
     let mut inner = Writer::new(0);
-    inner
-        .string(ecdsa_name(curve).as_bytes())
-        .string(&rs[5..]);
+    inner.string(ecdsa_name(curve).as_bytes()).string(&rs[5..]);
     inner.finish()[5..].to_vec()
 }
 

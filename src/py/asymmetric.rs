@@ -119,9 +119,8 @@ pub fn from_openssh<H: PrivateKeyHandle>(
     let key = detach(py, || {
         let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
         let what = format!("{} private key", H::Key::ALGORITHM.name());
-        let file =
-            DecodedKeyFile::from_private_buffer(scratch, kind, Some(Format::OpenSsh), pass)
-                .map_err(|e| key_io::buffer_error_for(&what, e))?;
+        let file = DecodedKeyFile::from_private_buffer(scratch, kind, Some(Format::OpenSsh), pass)
+            .map_err(|e| key_io::buffer_error_for(&what, e))?;
         key_io::curve_key_from_decoded::<H::Key>(&file, None)
     })?;
     H::from_key(py, key, exportable)

@@ -88,7 +88,8 @@ pub(super) fn copy_passphrase(
     if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
         return Err(Error::Type(type_error.to_owned()));
     }
-    let src = SecretSource::new(obj, "passphrase").map_err(|_| Error::Type(type_error.to_owned()))?;
+    let src =
+        SecretSource::new(obj, "passphrase").map_err(|_| Error::Type(type_error.to_owned()))?;
     if !src.writable() {
         return Err(Error::Type(type_error.to_owned()));
     }
