@@ -23,9 +23,9 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._native import Ed25519PublicKey
+from ._native import ECPublicKey, Ed25519PublicKey
 from ._text_refusal import RefusesText
 from .agent_server import AgentHandle, serve
 from .exceptions import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentClient",
+    "AgentECKey",
     "AgentEd25519Key",
     "AgentHandle",
     "AgentKeyInfo",
@@ -54,6 +55,7 @@ _FAILURE, _IDENTITIES_ANSWER, _SIGN_RESPONSE = 5, 12, 14
 _REQUEST_IDENTITIES, _SIGN_REQUEST, _EXTENSION = 11, 13, 27
 _EXTENSION_FAILURE, _EXTENSION_RESPONSE = 28, 29
 _ALGORITHMS = ("sha256", "sha384", "sha512")
+_EC_CURVES: dict[str, Literal["P-256", "P-384"]] = {"ec-p256": "P-256", "ec-p384": "P-384"}
 
 
 def _string(b: bytes) -> bytes:
@@ -126,14 +128,15 @@ class AgentProtection:
 
 @dataclass(frozen=True)
 class AgentKeyInfo:
-    """A key the agent lets this peer use: its name, kind (``"ed25519"`` or ``"secret"``),
-    public key (Ed25519 only), protection and source: ``"store"`` (in the agent's guarded
-    memory) or ``"pkcs11"`` (in a PKCS#11 token the agent uses; ``protection.agent_backend``
-    is ``"pkcs11"`` and ``protection.isolation`` ``"token"`` then)."""
+    """A key the agent lets this peer use: its name, kind (``"ed25519"``, ``"ec-p256"``,
+    ``"ec-p384"`` or ``"secret"``), public key (signing keys only), protection and source:
+    ``"store"`` (in the agent's guarded memory) or ``"pkcs11"`` (in a PKCS#11 token the agent
+    uses; ``protection.agent_backend`` is ``"pkcs11"`` and ``protection.isolation``
+    ``"token"`` then)."""
 
     name: str
     kind: str
-    public_key: Ed25519PublicKey | None
+    public_key: Ed25519PublicKey | ECPublicKey | None
     protection: AgentProtection
     source: str = "store"
 
@@ -243,7 +246,11 @@ class AgentClient:
                 isolation=isolation,
                 agent_backend=backend,
             )
-            pub = Ed25519PublicKey.from_public_bytes(public) if kind == "ed25519" else None
+            pub: Ed25519PublicKey | ECPublicKey | None = None
+            if kind == "ed25519":
+                pub = Ed25519PublicKey.from_public_bytes(public)
+            elif kind in _EC_CURVES:
+                pub = ECPublicKey.from_public_bytes(_EC_CURVES[kind], public)
             source = "pkcs11" if backend == "pkcs11" else "store"
             out.append(AgentKeyInfo(name, kind, pub, prot, source))
         r.end()
@@ -261,6 +268,16 @@ class AgentClient:
         """A handle of the agent's Ed25519 key ``name`` (``AgentRefusedError`` if the agent
         has none this process may use)."""
         return AgentEd25519Key(self, self._info(name, "ed25519"))
+
+    def ec(self, name: str) -> AgentECKey:
+        """A handle of the agent's EC (P-256 or P-384) key ``name`` (``AgentRefusedError``
+        if the agent has none this process may use)."""
+        for k in self.keys():
+            if k.name == name:
+                if k.kind not in _EC_CURVES:
+                    raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not an EC key")
+                return AgentECKey(self, k)
+        raise AgentRefusedError(f"the agent has no EC key {name!r} this process may use")
 
     def secret(self, name: str) -> AgentSecretKey:
         """A handle of the agent's secret key ``name``."""
@@ -295,7 +312,7 @@ class AgentEd25519Key(RefusesText):
     :class:`keycell.Ed25519PrivateKey`."""
 
     def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
-        assert info.public_key is not None
+        assert isinstance(info.public_key, Ed25519PublicKey)
         self._client = client
         self.name = info.name
         self._public = info.public_key
@@ -327,6 +344,81 @@ class AgentEd25519Key(RefusesText):
         if len(sig) != 64:
             raise AgentProtocolError("the agent's Ed25519 signature is not 64 bytes")
         return sig
+
+
+class AgentECKey(RefusesText):
+    """An ECDSA P-256 or P-384 private key held by the agent: ``sign`` and ``public_key``
+    as :class:`keycell.ECPrivateKey` (the agent signs with SHA-256 on P-256, SHA-384 on
+    P-384, and answers with the SSH encoding, ``mpint r, mpint s``, turned into DER or
+    ``r || s`` here)."""
+
+    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+        assert isinstance(info.public_key, ECPublicKey)
+        self._client = client
+        self.name = info.name
+        self._public = info.public_key
+        self.curve = info.public_key.curve
+        self._width = info.public_key.key_size // 8
+        curve_id = b"nistp256" if self.curve == "P-256" else b"nistp384"
+        self._type = b"ecdsa-sha2-" + curve_id
+        self._blob = (
+            _string(self._type)
+            + _string(curve_id)
+            + _string(info.public_key.public_bytes_x962())
+        )
+        self.protection = info.protection
+
+    def __repr__(self) -> str:
+        return f"<AgentECKey {self.name!r} ({self.curve}) at {self._client.path!r}>"
+
+    def public_key(self) -> ECPublicKey:
+        """The public key."""
+        return self._public
+
+    def sign(self, data: Buffer, *, encoding: str = "der") -> bytes:
+        """Sign ``data`` (ECDSA) in the agent; ``encoding`` ``"der"`` (as pyca) or
+        ``"raw"`` (``r || s``, fixed width)."""
+        if encoding not in ("der", "raw"):
+            raise ValueError(f'encoding must be "der" or "raw", not {encoding!r}')
+        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data)) + b"\0\0\0\0"
+        reply = self._client.request(msg)
+        if reply[0] == _FAILURE:
+            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
+        if reply[0] != _SIGN_RESPONSE:
+            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
+        r = _Reader(reply[1:])
+        inner = _Reader(r.string())
+        r.end()
+        if inner.string() != self._type:
+            raise AgentProtocolError("the agent's signature is not of the key's type")
+        rs = _Reader(inner.string())
+        inner.end()
+        ints = [_mpint(rs.string(), self._width) for _ in range(2)]
+        rs.end()
+        if encoding == "raw":
+            return b"".join(v.to_bytes(self._width, "big") for v in ints)
+        return _der_sequence(*(_der_integer(v) for v in ints))
+
+
+def _mpint(b: bytes, width: int) -> int:
+    """A positive SSH mpint of at most ``width`` bytes of magnitude."""
+    if not b or b[0] & 0x80 or len(b.lstrip(b"\0")) > width:
+        raise AgentProtocolError("the agent's ECDSA signature holds a malformed integer")
+    return int.from_bytes(b, "big")
+
+
+def _der_integer(v: int) -> bytes:
+    body = v.to_bytes(v.bit_length() // 8 + 1, "big")
+    return b"\x02" + _der_len(len(body)) + body
+
+
+def _der_len(n: int) -> bytes:
+    return bytes([n]) if n < 0x80 else bytes([0x81, n])
+
+
+def _der_sequence(*parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return b"\x30" + _der_len(len(body)) + body
 
 
 class AgentSecretKey(RefusesText):

@@ -647,6 +647,45 @@ mod tests {
     }
 
     #[test]
+    fn kdf_and_cipher_stacks_are_covered_and_scrubbed() {
+        use crate::crypto::scrub::probe::{contains, stack_after};
+        use crate::crypto::scrub::{scrubbed_deep, SCRUB_DEEP_BYTES};
+        use sha2::Digest;
+        let mut out = [0u8; 48];
+        let mut mem = [0u8; 64];
+        let kdf = |out: &mut [u8], mem: &mut [u8]| {
+            bcrypt_pbkdf::bcrypt_pbkdf_with_memory(&b"passphrase"[..], b"salt", 2, out, mem)
+                .expect("kdf")
+        };
+        let (depth, _) = stack_after(|| kdf(&mut out, &mut mem));
+        println!("bcrypt-pbkdf uses {depth} bytes of stack");
+        assert!(depth < SCRUB_DEEP_BYTES, "bcrypt-pbkdf used {depth} bytes");
+        for cipher in [super::Cipher::Aes256Ctr, super::Cipher::Aes256Gcm] {
+            let mut data = [0u8; 64];
+            let (depth, _) = stack_after(|| {
+                std::hint::black_box(super::decrypt_in_place(
+                    cipher,
+                    &out[..32],
+                    &out[32..32 + cipher.iv_len()],
+                    &[0u8; 16][..cipher.tag_len()],
+                    &mut data,
+                ));
+            });
+            assert!(depth < SCRUB_DEEP_BYTES, "the cipher used {depth} bytes");
+        }
+        // Scrubbed as `decrypt_section` runs it: neither the output nor SHA-512 of the
+        // passphrase (bcrypt-pbkdf's HMAC-like key) is left on the stack.
+        let (_, stack) = stack_after(|| scrubbed_deep(|| kdf(&mut out, &mut mem)));
+        assert!(!contains(&stack, &out[..16]));
+        assert!(!contains(&stack, &out[32..]));
+        let hashed = sha2::Sha512::digest(b"passphrase");
+        assert!(!contains(&stack, &hashed[..16]));
+        // The control: unscrubbed, the hashed passphrase is there.
+        let (_, stack) = stack_after(|| kdf(&mut out, &mut mem));
+        assert!(contains(&stack, &hashed[..16]), "control: nothing to find");
+    }
+
+    #[test]
     fn malformed_files_are_refused() {
         let d = crate::test_dir::fresh("openssh-test");
         let p = d.join("k");

@@ -66,7 +66,7 @@ pub fn key_from_file<K: CurvePrivateKey>(
     passphrase: Option<&Bound<'_, PyAny>>,
 ) -> Result<K> {
     let format = key_io::parse_format(KeyKind::from_algorithm(K::ALGORITHM), format)?;
-    let passphrase = key_io::key_passphrase(py, passphrase)?;
+    let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
     detach(py, || {
         key_io::load_private_key::<K>(path, format, passphrase.as_ref())
     })
@@ -114,7 +114,7 @@ pub fn from_openssh<H: PrivateKeyHandle>(
     exportable: bool,
 ) -> Result<H> {
     let kind = KeyKind::from_algorithm(H::Key::ALGORITHM);
-    let passphrase = key_io::key_passphrase(py, passphrase)?;
+    let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
     let scratch = copy_key_data(py, data, Format::OpenSsh, wipe)?;
     let key = detach(py, || {
         let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;

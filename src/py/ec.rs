@@ -91,7 +91,7 @@ impl ECPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let passphrase = key_io::key_passphrase(py, passphrase)?;
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
         let scratch = copy_key_data(py, data, format, wipe)?;
         let key = detach(py, || {
             let pass = passphrase
@@ -191,7 +191,7 @@ impl ECPrivateKey {
         let curve = curve.map(parse_curve).transpose()?;
         let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
         let format = key_io::parse_format(kind, format)?;
-        let passphrase = key_io::key_passphrase(py, passphrase)?;
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
         let key = detach(py, || {
             key_io::load_ec_private_key(&path, curve, format, passphrase.as_ref())
         })?;

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use pyo3::prelude::*;
-
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
 use crate::crypto::key_kind::KeyKind;
@@ -231,23 +229,6 @@ pub fn write_rsa(
 ) -> Result<()> {
     keyfile::write_rsa_private_key(path, key, format, traditional, overwrite)
         .map_err(|e| load_error(path, e))
-}
-
-const KEY_PASSPHRASE_TYPE_ERROR: &str = "passphrase must be a keycell.Passphrase or a \
-    writable buffer (bytearray or memoryview of one): keycell copies it into guarded memory \
-    and wipes the buffer. A bytes or str passphrase cannot be wiped and stays in Python \
-    memory, so it is refused";
-
-/// The `passphrase=` argument of an encrypted key file (OpenSSH), copied into a guarded
-/// region (a writable source is wiped): see [`super::keystore::copy_passphrase`].
-pub fn key_passphrase(
-    py: Python<'_>,
-    passphrase: Option<&Bound<'_, PyAny>>,
-) -> Result<Option<SecretBuf>> {
-    passphrase
-        .filter(|p| !p.is_none())
-        .map(|p| super::keystore::copy_passphrase(py, p, KEY_PASSPHRASE_TYPE_ERROR))
-        .transpose()
 }
 
 /// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).

@@ -11,11 +11,11 @@
 //! handle without locking, `closed` is true and `repr()` says "forked".
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::PyDict;
 
 use crate::crypto::argon2::Argon2Params;
 use crate::crypto::key_kind::KeyKind;
@@ -27,13 +27,12 @@ use crate::store::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::store::{ChangeError, Master, Store, StoreError};
 
 use super::asymmetric::PrivateKeyHandle;
-use super::bytes_like::SecretSource;
 use super::ec::ECPrivateKey;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle};
-use super::key_io;
+use super::key_cell::{CellKey, KeyCell, KeyHandle};
+use super::passphrase;
 use super::pkcs11::Pkcs11SecretKey;
 use super::protection::{report_new_region, Protection};
 use super::secret_key::SecretKey;
@@ -62,50 +61,11 @@ fn master_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<MasterArg> {
         let k = k.get();
         return Ok(MasterArg::Token(detach(py, || k.store_root())?));
     }
-    Ok(MasterArg::Passphrase(copy_passphrase(
+    Ok(MasterArg::Passphrase(passphrase::copy_passphrase(
         py,
         obj,
         PASSPHRASE_TYPE_ERROR,
     )?))
-}
-
-/// A passphrase argument copied into a new guarded region: from a [`Passphrase`] (guarded
-/// region to guarded region) or a writable buffer (wiped afterwards, also when refused
-/// for its length). `bytes` and `str` cannot be wiped and are refused with `type_error`.
-pub(super) fn copy_passphrase(
-    py: Python<'_>,
-    obj: &Bound<'_, PyAny>,
-    type_error: &str,
-) -> Result<SecretBuf> {
-    if let Ok(p) = obj.cast::<Passphrase>() {
-        let live = p.get().cell.live()?;
-        let src = live.key().bytes()?;
-        return Ok(SecretBuf::new_with(src.len(), |d| {
-            d.copy_from_slice(src);
-            Ok::<(), Error>(())
-        })?);
-    }
-    if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
-        return Err(Error::Type(type_error.to_owned()));
-    }
-    let src =
-        SecretSource::new(obj, "passphrase").map_err(|_| Error::Type(type_error.to_owned()))?;
-    if !src.writable() {
-        return Err(Error::Type(type_error.to_owned()));
-    }
-    if src.len() == 0 {
-        return Err(Error::Value("the passphrase is empty".to_owned()));
-    }
-    if src.len() > crate::crypto::symmetric::MAX_KEY_LEN {
-        src.wipe(py)?;
-        return Err(Error::Value(format!(
-            "a passphrase may be at most {} bytes",
-            crate::crypto::symmetric::MAX_KEY_LEN
-        )));
-    }
-    let copied = SecretBuf::new_with(src.len(), |dst| src.copy_into(py, dst));
-    src.wipe(py)?;
-    copied
 }
 
 /// Run `f` with the master borrowed as [`Master`]. Call without the GIL: a master key's
@@ -176,43 +136,6 @@ fn parse_kdf_params(d: Option<&Bound<'_, PyDict>>) -> Result<Option<Argon2Params
     }
     p.check().map_err(Error::Value)?;
     Ok(Some(p))
-}
-
-/// A passphrase held in guarded memory, for `KeyStore` (as `master=` or `new_master`).
-///
-/// `Passphrase.from_file(path)` reads a passphrase file straight into a guarded region,
-/// with the checks key files get (no symlink, no FIFO or other non-regular file, owned by
-/// this user, no group/other permission bits; `InsecureKeyFileError` / `KeyFileError`
-/// otherwise). One trailing newline (LF or CRLF) is dropped. It is never readable from
-/// Python (never exportable); `destroy()` (or leaving a `with` block) wipes it. Its life
-/// cycle is every key handle's (`key_cell.rs`).
-#[pyclass(frozen, module = "keycell._native")]
-pub struct Passphrase {
-    cell: Arc<KeyCell<SecretBuf>>,
-}
-
-impl KeyHandle for Passphrase {
-    type Key = SecretBuf;
-    fn cell(&self) -> &KeyCell<SecretBuf> {
-        &self.cell
-    }
-}
-
-key_handle_methods!(Passphrase);
-
-#[pymethods]
-impl Passphrase {
-    /// Read the passphrase file at `path` into guarded memory.
-    #[staticmethod]
-    fn from_file(py: Python<'_>, path: PathBuf) -> Result<Passphrase> {
-        let buf = detach(py, || {
-            crate::keyfile::read_passphrase_file(&path).map_err(|e| key_io::load_error(&path, e))
-        })?;
-        // No length in the repr: a passphrase's length is a hint to its guesser.
-        Ok(Passphrase {
-            cell: Arc::new(KeyCell::new(py, "Passphrase", buf, false, String::new())?),
-        })
-    }
 }
 
 /// An encrypted, crash-safe file of named keys.

@@ -26,6 +26,7 @@ mod key_wrap;
 mod keyring;
 mod keystore;
 mod otp;
+mod passphrase;
 mod pkcs11;
 mod protection;
 mod rsa;
@@ -230,7 +231,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::Exposure>()?;
     m.add_class::<view::KeyView>()?;
     m.add_class::<keystore::KeyStore>()?;
-    m.add_class::<keystore::Passphrase>()?;
+    m.add_class::<passphrase::Passphrase>()?;
     m.add_class::<hmac::Hmac>()?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf, m)?)?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import Agent, AuditFiles, Signer, Store, make_store, policy_args, write_policy
-from keycell import ECPrivateKey
+from keycell import AgentRefusedError, ECPrivateKey
 from sshd_support import NEEDS_SSHD, agent_key_line, login, sshd
 
 CURVES = ["P-256", "P-384"]
@@ -26,9 +26,7 @@ def add_ec(st: Store, name: str, curve: str) -> str:
 
 
 def events(audited: AuditFiles, kind: str) -> list[tuple[str | None, str | None, str]]:
-    return [
-        (e["key"], e["key_source"], e["result"]) for e in audited.events() if e["type"] == kind
-    ]
+    return [(e["key"], e["key_source"], e["result"]) for e in audited.events() if e["type"] == kind]
 
 
 @pytest.mark.parametrize("curve", CURVES)
@@ -61,6 +59,29 @@ def test_ssh_add_lists_and_ssh_keygen_signs(tmp_path: Path, curve: str) -> None:
     assert verify(b"release 1.2.4\n").returncode != 0
     assert events(audited, "agent.sign") == [("ecdsa", "store", "allowed")]
     assert audited.verify(checkpoint=None).valid
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_python_client_signs_with_ec_keys(tmp_path: Path, curve: str) -> None:
+    st = make_store(tmp_path, ed25519=(), secrets=("mac",))
+    line = add_ec(st, "ecdsa", curve)
+    with Agent(st) as agent, agent.client() as c:
+        info = {k.name: k for k in c.keys()}["ecdsa"]
+        assert info.kind == f"ec-p{curve[2:]}"
+        key = c.ec("ecdsa")
+        assert key.public_key() == info.public_key
+        assert key.public_key().to_openssh() == line
+        assert key.protection.locked
+        for encoding in ("der", "raw"):
+            msg = b"signed in the agent " + encoding.encode()
+            key.public_key().verify(key.sign(msg, encoding=encoding), msg, encoding=encoding)
+        with pytest.raises(AgentRefusedError, match="not an EC key"):
+            c.ec("mac")
+        with pytest.raises(AgentRefusedError, match="no EC key"):
+            c.ec("missing")
+        with pytest.raises(AgentRefusedError, match="not ed25519"):
+            c.ed25519("ecdsa")
+        assert agent.stop() == 0
 
 
 def test_policy_applies_to_ec_keys(tmp_path: Path) -> None:

@@ -135,7 +135,8 @@ def test_encrypted_openssh_keys_stay_guarded(tmp_path: Path) -> None:
         if name in ("control", "passphrase"):
             continue
         for h in hits:
-            assert h.locked and h.dontdump, f"{name} in unguarded memory:\n{summarize(alive)}"
+            assert h.locked, f"{name} in unlocked memory:\n{summarize(alive)}"
+            assert h.dontdump, f"{name} in dumpable memory:\n{summarize(alive)}"
     assert alive["passphrase"] == [], summarize(alive)
     for name in patterns:
         if name != "control":

@@ -243,7 +243,7 @@ def test_to_file_never_replaces_without_overwrite(tmp_path: Path, kind: Kind) ->
 def test_bad_format_arguments(tmp_path: Path, kind: Kind) -> None:
     key = kind.cls.generate()
     with pytest.raises(ValueError, match="format must be"):
-        key.to_file(tmp_path / "k", format="openssh")
+        key.to_file(tmp_path / "k", format="putty")
     with pytest.raises(ValueError, match="format must be"):
         kind.cls.from_file(tmp_path / "k", format="PEM")
     assert not (tmp_path / "k").exists()
