@@ -359,6 +359,28 @@ def build_cases(only: str | None) -> list[Case]:
                 )
             )
 
+    if hasattr(keycell.ECPublicKey, "to_openssh"):
+        from cryptography.hazmat.primitives import serialization as pyca_ser
+        from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed
+
+        for label, pkey, cls in (
+            ("Ed25519", pyca_ed.Ed25519PrivateKey.generate(), keycell.Ed25519PrivateKey),
+            ("P-256", pyca_ec.generate_private_key(pyca_ec.SECP256R1()), keycell.ECPrivateKey),
+        ):
+            data = pkey.private_bytes(
+                pyca_ser.Encoding.PEM, pyca_ser.PrivateFormat.OpenSSH, pyca_ser.NoEncryption()
+            )
+            env = {"data": data, "cls": cls, "load": pyca_ser.load_ssh_private_key}
+            add(
+                Case(
+                    f"OpenSSH {label} private key load (unencrypted) + destroy",
+                    Contender("keycell", "cls.from_openssh(data, wipe=False).destroy()", env),
+                    [(Contender("pyca/cryptography", "load(data, None)", env), None)],
+                    note="keycell decodes in guarded scratch regions and derives the key state",
+                )
+            )
+
     if hasattr(keycell, "hkdf"):
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF

@@ -262,6 +262,7 @@ fn reply(s: &Session, stream: &mut UnixStream, peer: &Peer, id: u64, o: Outcome)
     let mut event = Event::of(peer, id, o.operation, verdict);
     event.key = o.key;
     event.key_source = o.key_source;
+    event.key_type = o.key_type;
     event.reason = o.refused;
     let mut reply = o.reply;
     // Counted before the record is written: a stop caused by it (a failing audit log)

@@ -17,6 +17,8 @@ pub struct Outcome {
     pub key: Option<String>,
     /// Where the key lives ("store" or "pkcs11"), when a served key is named.
     pub key_source: Option<&'static str>,
+    /// The key's kind ([`Entry::kind`]), when a served key is named.
+    pub key_type: Option<&'static str>,
     pub operation: &'static str,
     /// Why it was refused (`None`: allowed).
     pub refused: Option<String>,
@@ -28,6 +30,7 @@ impl Outcome {
             reply,
             key: key.map(str::to_owned),
             key_source: None,
+            key_type: None,
             operation,
             refused: None,
         }
@@ -38,6 +41,7 @@ impl Outcome {
             reply: wire::status(wire::FAILURE),
             key: key.map(str::to_owned),
             key_source: None,
+            key_type: None,
             operation,
             refused: Some(reason.into()),
         }
@@ -46,6 +50,7 @@ impl Outcome {
     /// The outcome of a request for the served key `e`.
     fn of(mut self, e: &Entry) -> Self {
         self.key_source = Some(e.source());
+        self.key_type = Some(e.kind());
         self
     }
 }

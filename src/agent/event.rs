@@ -52,6 +52,9 @@ pub struct Event {
     pub key: Option<String>,
     /// Where the key lives: "store" or "pkcs11" (`None` when no served key is named).
     pub key_source: Option<&'static str>,
+    /// The key's kind: "ed25519", "ec-p256", "ec-p384" or "secret" (`None` when no served
+    /// key is named).
+    pub key_type: Option<&'static str>,
     pub operation: &'static str,
     pub result: Verdict,
     pub reason: Option<String>,
@@ -76,6 +79,7 @@ impl Event {
             pidfd_errno: peer.pidfd_errno,
             key: None,
             key_source: None,
+            key_type: None,
             operation,
             result,
             reason: None,

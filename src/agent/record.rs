@@ -47,7 +47,7 @@ impl Recorder for AuditRecorder {
 /// The audit record of `e`, byte for byte what the agent's command wrote through
 /// `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` of
 /// `{"type": "agent." + operation, "result", "uid", "gid", "pid", "pid_pinned", "key",
-/// "key_source", "reason", "connection"}` (so logs written before and after verify and
+/// "key_source", "key_type", "reason", "connection"}` (so logs written before and after verify and
 /// read alike; `docs/agent.md` lists the fields); an aggregated refusal adds `"count"`.
 pub fn audit_body(e: &Event) -> Vec<u8> {
     fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -71,6 +71,8 @@ pub fn audit_body(e: &Event) -> Vec<u8> {
     opt_str(&mut out, e.key.as_deref());
     out.extend_from_slice(b",\"key_source\":");
     opt_str(&mut out, e.key_source);
+    out.extend_from_slice(b",\"key_type\":");
+    opt_str(&mut out, e.key_type);
     out.extend_from_slice(b",\"reason\":");
     opt_str(&mut out, e.reason.as_deref());
     out.extend_from_slice(format!(",\"connection\":{}", e.connection).as_bytes());
@@ -189,6 +191,7 @@ mod tests {
             pidfd_errno: None,
             key: key.map(str::to_owned),
             key_source: key.map(|_| "store"),
+            key_type: key.map(|_| "ec-p256"),
             operation: "sign",
             result,
             reason: reason.map(str::to_owned),
@@ -206,7 +209,7 @@ mod tests {
             Ok(
                 "{\"type\":\"agent.sign\",\"result\":\"allowed\",\"uid\":1000,\"gid\":100,\
                 \"pid\":4242,\"pid_pinned\":true,\"key\":\"dé\\\"p\\n\",\"key_source\":\
-                \"store\",\"reason\":null,\"connection\":12}"
+                \"store\",\"key_type\":\"ec-p256\",\"reason\":null,\"connection\":12}"
                     .to_owned()
             )
         );
@@ -219,7 +222,7 @@ mod tests {
             Ok(
                 "{\"type\":\"agent.connect\",\"result\":\"refused\",\"uid\":1000,\"gid\":100,\
                 \"pid\":-1,\"pid_pinned\":false,\"key\":null,\"key_source\":null,\
-                \"reason\":\"uid not allowed to connect\",\"connection\":12}"
+                \"key_type\":null,\"reason\":\"uid not allowed to connect\",\"connection\":12}"
                     .to_owned()
             )
         );

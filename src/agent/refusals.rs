@@ -96,6 +96,7 @@ mod tests {
             pidfd_errno: None,
             key: None,
             key_source: None,
+            key_type: None,
             operation: "connect",
             result: Verdict::Refused,
             reason: Some("uid not allowed to connect".to_owned()),

@@ -213,6 +213,7 @@ fn policy_event(result: Verdict, reason: String) -> Event {
         pidfd_errno: None,
         key: None,
         key_source: None,
+        key_type: None,
         operation: "policy",
         result,
         reason: Some(reason),

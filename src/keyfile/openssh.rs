@@ -680,9 +680,12 @@ mod tests {
         assert!(!contains(&stack, &out[32..]));
         let hashed = sha2::Sha512::digest(b"passphrase");
         assert!(!contains(&stack, &hashed[..16]));
-        // The control: unscrubbed, the hashed passphrase is there.
+        // The control: unscrubbed, an unoptimized build leaves the hashed passphrase there
+        // (the release build keeps it in registers, and bcrypt-pbkdf zeroizes its copy).
         let (_, stack) = stack_after(|| kdf(&mut out, &mut mem));
-        assert!(contains(&stack, &hashed[..16]), "control: nothing to find");
+        if cfg!(debug_assertions) {
+            assert!(contains(&stack, &hashed[..16]), "control: nothing to find");
+        }
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn event_dict<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("pidfd_errno", e.pidfd_errno)?;
     d.set_item("key", e.key.as_deref())?;
     d.set_item("key_source", e.key_source)?;
+    d.set_item("key_type", e.key_type)?;
     d.set_item("operation", e.operation)?;
     d.set_item("result", e.result.name())?;
     d.set_item("reason", e.reason.as_deref())?;
@@ -263,7 +264,7 @@ impl AgentServer {
 
     /// Wait up to `timeout` seconds for request events (for a log: the audit record does
     /// not depend on them); returns `(events, dropped)`: up to `max` event dicts (time,
-    /// connection, uid, gid, pid, pid_pinned, pid_exited, pidfd_errno, key, key_source,
+    /// connection, uid, gid, pid, pid_pinned, pid_exited, pidfd_errno, key, key_source, key_type,
     /// operation, result, reason, count, seq; count > 1 for refused connections recorded
     /// aggregated) and how many events were dropped because the queue was full.
     #[pyo3(signature = (timeout = 1.0, max = 1000))]

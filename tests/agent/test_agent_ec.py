@@ -26,7 +26,7 @@ def add_ec(st: Store, name: str, curve: str) -> str:
 
 
 def events(audited: AuditFiles, kind: str) -> list[tuple[str | None, str | None, str]]:
-    return [(e["key"], e["key_source"], e["result"]) for e in audited.events() if e["type"] == kind]
+    return [(e["key"], e["key_type"], e["result"]) for e in audited.events() if e["type"] == kind]
 
 
 @pytest.mark.parametrize("curve", CURVES)
@@ -57,7 +57,7 @@ def test_ssh_add_lists_and_ssh_keygen_signs(tmp_path: Path, curve: str) -> None:
     good = verify(b"release 1.2.3\n")
     assert good.returncode == 0, good.stderr
     assert verify(b"release 1.2.4\n").returncode != 0
-    assert events(audited, "agent.sign") == [("ecdsa", "store", "allowed")]
+    assert events(audited, "agent.sign") == [("ecdsa", f"ec-p{curve[2:]}", "allowed")]
     assert audited.verify(checkpoint=None).valid
 
 
@@ -116,5 +116,5 @@ def test_ssh_login_with_an_ec_key(tmp_path: Path, curve: str) -> None:
         assert "Accepted publickey for root from 127.0.0.1" in server.stderr()
         assert "ECDSA" in server.stderr()
         assert agent.stop() == 0
-    assert events(audited, "agent.sign") == [("deploy", "store", "allowed")]
+    assert events(audited, "agent.sign") == [("deploy", f"ec-p{curve[2:]}", "allowed")]
     assert audited.verify(checkpoint=None).valid

@@ -65,6 +65,7 @@ def test_records_are_the_bytes_the_command_wrote(tmp_path: Path) -> None:
         "pid_pinned": sign["pid_pinned"],
         "key": 'dé"ploy',
         "key_source": "store",
+        "key_type": "ed25519",
         "reason": None,
         "connection": sign["connection"],
     }
