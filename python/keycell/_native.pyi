@@ -536,7 +536,16 @@ class RSAPrivateKey(_KeyHandle):
     def from_file(
         path: str | PathLike[str],
         *,
-        format: _RsaKeyFormat | None = None,
+        format: _RsaKeyFormat | Literal["openssh"] | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
+    ) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_openssh(
+        data: Buffer,
+        *,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        wipe: bool = True,
         exportable: bool = True,
     ) -> RSAPrivateKey: ...
     def to_file(
@@ -564,6 +573,9 @@ class RSAPublicKey:
     def from_der(data: Buffer) -> RSAPublicKey: ...
     @staticmethod
     def from_pem(data: str | Buffer) -> RSAPublicKey: ...
+    @staticmethod
+    def from_openssh(data: str | Buffer) -> RSAPublicKey: ...
+    def to_openssh(self, comment: str | None = None) -> str: ...
     def public_bytes(
         self,
         encoding: Literal["pem", "der"] = "pem",

@@ -240,6 +240,46 @@ impl RsaPrivateKey {
         Self::from_pkcs1_region(der)
     }
 
+    /// A key from its components as OpenSSH key files hold them (big-endian magnitudes,
+    /// each borrowed from a guarded region): the CRT exponents `d mod (p-1)`, `d mod (q-1)`
+    /// are derived by the `rsa` crate inside the secret heap (its big integers' limbs are
+    /// served from guarded memory and wiped when freed), `iqmp` must be its `q^-1 mod p`,
+    /// and the key is encoded there as PKCS#1 DER and loaded as [`Self::from_der`] does.
+    pub fn from_components(
+        n: &[u8],
+        e: &[u8],
+        d: &[u8],
+        iqmp: &[u8],
+        p: &[u8],
+        q: &[u8],
+    ) -> Result<Self, RsaError> {
+        let doc = secret_heap::scope(|| {
+            scrubbed_deep(|| {
+                let big = BigUint::from_bytes_be;
+                let key = rsa::RsaPrivateKey::from_components(
+                    big(n),
+                    big(e),
+                    big(d),
+                    vec![big(p), big(q)],
+                )
+                .map_err(|_| RsaError::Invalid("inconsistent RSA key components".to_owned()))?;
+                key.validate()
+                    .map_err(|_| RsaError::Invalid("inconsistent RSA key components".to_owned()))?;
+                if key.crt_coefficient() != Some(big(iqmp)) {
+                    return invalid("inconsistent RSA key components (iqmp)");
+                }
+                key.to_pkcs1_der()
+                    .map_err(|_| RsaError::Invalid("RSA key encoding failed".to_owned()))
+            })
+        })??;
+        let der = SecretBuf::new_with(doc.as_bytes().len(), |d| {
+            d.copy_from_slice(doc.as_bytes());
+            Ok::<(), MemoryError>(())
+        })?;
+        drop(doc);
+        Self::from_pkcs1_region(der)
+    }
+
     /// A key from PKCS#1 `RSAPrivateKey` or PKCS#8 DER (told apart by their structure),
     /// copied into a guarded region. `der` should itself be guarded memory.
     pub fn from_der(der: &[u8]) -> Result<Self, RsaError> {

@@ -16,6 +16,7 @@ use crate::memory::SecretBuf;
 use super::detect::{detect, layout};
 use super::format::{max_file_len, Format};
 use super::openssh;
+use super::ssh_public::SshPublicKey;
 
 /// A failure reading, decoding or writing a key file.
 #[derive(Debug)]
@@ -377,9 +378,11 @@ fn locate_openssh_key(
 ) -> Result<KeyBody, LoadError> {
     let key = openssh::read(content, passphrase)?;
     let found = key.curve();
-    let matches = match (kind.ec_curve(), found) {
-        (Some(_), Some(f)) => curve.is_none_or(|c| c == f),
-        (None, None) => kind == KeyKind::Ed25519,
+    let matches = match (&key.public, found) {
+        (SshPublicKey::Ecdsa(_), Some(f)) => {
+            kind.ec_curve().is_some() && curve.is_none_or(|c| c == f)
+        }
+        (SshPublicKey::Ed25519(_), _) => kind == KeyKind::Ed25519,
         _ => false,
     };
     if !matches {

@@ -8,14 +8,14 @@ mod detect;
 mod encode;
 mod format;
 mod load;
-mod rsa;
 pub mod openssh;
+mod rsa;
 pub mod ssh_public;
 
 pub use encode::{with_encoded, write_key_file};
 pub use format::{max_file_len, Format, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
 pub use load::{read_passphrase_file, DecodedKeyFile, LoadError, MAX_PASSPHRASE_FILE_LEN};
-pub use rsa::{load_rsa_private_key, write_rsa_private_key};
+pub use rsa::{load_rsa_private_key, rsa_from_scratch, write_rsa_private_key};
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ use crate::crypto::ec::Curve;
 use crate::fs::{unusable, FileError};
 use crate::memory::SecretBuf;
 
-use super::ssh_public::{curve_id, SshFormatError, SshPublicKey, SshReader, ED25519};
+use super::ssh_public::{curve_id, SshFormatError, SshPublicKey, SshReader, ED25519, RSA};
 
 /// The PEM label of OpenSSH private key files.
 pub const LABEL: &str = "OPENSSH PRIVATE KEY";
@@ -52,6 +52,18 @@ pub struct OpenSshKey {
     pub key: Range<usize>,
     /// The public key (checked against the private section's own copy).
     pub public: SshPublicKey,
+    /// An RSA key's private components in `section` (then `key` is empty).
+    pub rsa: Option<RsaParts>,
+}
+
+/// Where an RSA key's private components are in the private section (big-endian
+/// magnitudes, without mpint sign bytes): `d`, `iqmp` (q^-1 mod p), `p`, `q`.
+#[derive(Clone)]
+pub struct RsaParts {
+    pub d: Range<usize>,
+    pub iqmp: Range<usize>,
+    pub p: Range<usize>,
+    pub q: Range<usize>,
 }
 
 impl OpenSshKey {
@@ -59,15 +71,17 @@ impl OpenSshKey {
     pub fn curve(&self) -> Option<Curve> {
         match &self.public {
             SshPublicKey::Ecdsa(p) => Some(p.curve()),
-            SshPublicKey::Ed25519(_) => None,
+            SshPublicKey::Ed25519(_) | SshPublicKey::Rsa { .. } => None,
         }
     }
 
-    /// The public key's raw form: the 32-byte Ed25519 key or the uncompressed SEC1 point.
+    /// The public key's raw form: the 32-byte Ed25519 key or the uncompressed SEC1 point
+    /// (empty for RSA).
     pub fn public_raw(&self) -> Vec<u8> {
         match &self.public {
             SshPublicKey::Ed25519(k) => k.to_vec(),
             SshPublicKey::Ecdsa(p) => p.uncompressed().to_vec(),
+            SshPublicKey::Rsa { .. } => Vec::new(),
         }
     }
 }
@@ -198,7 +212,7 @@ pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, Fil
         }
     };
     let encrypted_key = cipher != Cipher::None;
-    let (key, inner_public) = parse_section(
+    let (key, rsa, inner_public) = parse_section(
         section.bytes().map_err(memory)?,
         cipher.block_len(),
         encrypted_key,
@@ -213,6 +227,7 @@ pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, Fil
         section,
         key,
         public,
+        rsa,
     })
 }
 
@@ -330,12 +345,13 @@ fn decrypt_in_place(cipher: Cipher, key: &[u8], iv: &[u8], tag: &[u8], data: &mu
 }
 
 /// Check the private section (check integers, key, comment, padding) and find the
-/// private key in it; returns its range and the public key the section holds.
+/// private key in it; returns its range (or an RSA key's components) and the public key
+/// the section holds.
 fn parse_section(
     section: &[u8],
     block_len: usize,
     encrypted: bool,
-) -> Result<(Range<usize>, SshPublicKey), FileError> {
+) -> Result<(Range<usize>, Option<RsaParts>, SshPublicKey), FileError> {
     let mut r = SshReader::new(section);
     let check1 = r.u32().map_err(bad)?;
     let check2 = r.u32().map_err(bad)?;
@@ -347,7 +363,19 @@ fn parse_section(
         }));
     }
     let type_name = r.string().map_err(bad)?;
-    let (key, public) = if type_name == ED25519.as_bytes() {
+    let mut rsa = None;
+    let (key, public) = if type_name == RSA.as_bytes() {
+        // n, e, d, iqmp, p, q (OpenSSH's order; the public blob has e before n).
+        let n = r.positive_mpint().map_err(bad)?.to_vec();
+        let e = r.positive_mpint().map_err(bad)?.to_vec();
+        let mut parts = [0..0, 0..0, 0..0, 0..0];
+        for part in &mut parts {
+            *part = subrange(section, r.positive_mpint().map_err(bad)?);
+        }
+        let [d, iqmp, p, q] = parts;
+        rsa = Some(RsaParts { d, iqmp, p, q });
+        (0..0, SshPublicKey::Rsa { e, n })
+    } else if type_name == ED25519.as_bytes() {
         let public = SshPublicKey::read_after_type(type_name, &mut r).map_err(bad)?;
         let secret = r.string().map_err(bad)?;
         let SshPublicKey::Ed25519(pk) = &public else {
@@ -382,7 +410,7 @@ fn parse_section(
              file)",
         ));
     }
-    Ok((key, public))
+    Ok((key, rsa, public))
 }
 
 /// The position of `part`, a sub-slice of `whole`, within it.
@@ -397,7 +425,7 @@ fn section_len(public: &SshPublicKey, key: &[u8], comment: &[u8]) -> usize {
     let pub_part = public.blob().len();
     let private = match public {
         SshPublicKey::Ed25519(_) => 4 + 64,
-        SshPublicKey::Ecdsa(_) => 4 + mpint_len(key),
+        SshPublicKey::Ecdsa(_) | SshPublicKey::Rsa { .. } => 4 + mpint_len(key),
     };
     let raw = 8 + pub_part + private + 4 + comment.len();
     raw.div_ceil(8) * 8
@@ -437,7 +465,7 @@ fn private_section(
                 w.put(key);
                 w.put(pk);
             }
-            SshPublicKey::Ecdsa(_) => {
+            SshPublicKey::Ecdsa(_) | SshPublicKey::Rsa { .. } => {
                 let trimmed = trim_zeros(key);
                 w.put(&(mpint_len(key) as u32).to_be_bytes());
                 if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
@@ -585,6 +613,7 @@ mod tests {
         match key {
             SshPublicKey::Ed25519(k) => k.to_vec(),
             SshPublicKey::Ecdsa(p) => p.uncompressed().to_vec(),
+            SshPublicKey::Rsa { .. } => Vec::new(),
         }
     }
 

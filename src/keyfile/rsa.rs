@@ -12,6 +12,8 @@ use crate::fs::{unusable, write_atomic};
 
 use super::format::{Format, MAX_PRIVATE_KEY_FILE_LEN};
 use super::load::{read_into_scratch, LoadError};
+use super::openssh::{self, looks_like_openssh};
+use super::ssh_public::SshPublicKey;
 
 impl From<RsaError> for LoadError {
     fn from(e: RsaError) -> Self {
@@ -22,37 +24,84 @@ impl From<RsaError> for LoadError {
     }
 }
 
-/// Refuse formats other than PEM and DER for RSA keys.
-fn check_format(format: Format) -> Result<(), LoadError> {
+/// Refuse formats other than PEM and DER (and, for reading, OpenSSH) for RSA keys.
+fn check_format(format: Format, reading: bool) -> Result<(), LoadError> {
     match format {
         Format::Pem | Format::Der => Ok(()),
+        Format::OpenSsh if reading => Ok(()),
         other => Err(LoadError::File(unusable(format!(
-            "format {:?} is not available for RSA keys (\"pem\" or \"der\")",
-            other.name()
+            "format {:?} is not available for RSA keys (\"pem\" or \"der\"{})",
+            other.name(),
+            if reading {
+                ", or \"openssh\" to read"
+            } else {
+                ""
+            }
         )))),
     }
 }
 
-/// Load an RSA private key from `path` (call without the GIL): PEM when `format` says so
-/// or the file starts with a PEM boundary, else DER.
+/// Load an RSA private key from `path` (call without the GIL): an OpenSSH key file when
+/// `format` says so or the file starts with its boundary (decrypted with `passphrase`),
+/// PEM when `format` says so or the file starts with a PEM boundary, else DER.
 pub fn load_rsa_private_key(
     path: &Path,
     format: Option<Format>,
+    passphrase: Option<&[u8]>,
 ) -> Result<RsaPrivateKey, LoadError> {
     if let Some(f) = format {
-        check_format(f)?;
+        check_format(f, true)?;
     }
     let scratch = read_into_scratch(path, MAX_PRIVATE_KEY_FILE_LEN)?;
-    let content = scratch.bytes()?;
-    let pem = match format {
-        Some(f) => f == Format::Pem,
-        None => looks_like_pem(content),
+    rsa_from_scratch(scratch.bytes()?, format, passphrase)
+}
+
+/// An RSA private key from the key file contents `content` (a guarded region), as
+/// [`load_rsa_private_key`] reads them.
+pub fn rsa_from_scratch(
+    content: &[u8],
+    format: Option<Format>,
+    passphrase: Option<&[u8]>,
+) -> Result<RsaPrivateKey, LoadError> {
+    let format = match format {
+        Some(f) => f,
+        None if looks_like_openssh(content) => Format::OpenSsh,
+        None if looks_like_pem(content) => Format::Pem,
+        None => Format::Der,
     };
-    let key = if pem {
-        RsaPrivateKey::from_pem(content)?
-    } else {
-        RsaPrivateKey::from_der(content)?
+    if passphrase.is_some() && format != Format::OpenSsh {
+        return Err(LoadError::File(unusable(
+            "a passphrase was given, but only encrypted OpenSSH key files take one",
+        )));
+    }
+    let key = match format {
+        Format::OpenSsh => rsa_from_openssh(content, passphrase)?,
+        Format::Pem => RsaPrivateKey::from_pem(content)?,
+        _ => RsaPrivateKey::from_der(content)?,
     };
+    Ok(key)
+}
+
+/// An RSA key from an OpenSSH private key file (decrypted in guarded memory by
+/// [`openssh::read`]); its public key must be the file's.
+fn rsa_from_openssh(content: &[u8], passphrase: Option<&[u8]>) -> Result<RsaPrivateKey, LoadError> {
+    let file = openssh::read(content, passphrase)?;
+    let (SshPublicKey::Rsa { e, n }, Some(parts)) = (&file.public, &file.rsa) else {
+        return Err(LoadError::File(unusable(format!(
+            "it holds an OpenSSH {} key, not an RSA key",
+            file.public.type_name()
+        ))));
+    };
+    let section = file.section.bytes()?;
+    let part = |r: &std::ops::Range<usize>| &section[r.clone()];
+    let key = RsaPrivateKey::from_components(
+        n,
+        e,
+        part(&parts.d),
+        part(&parts.iqmp),
+        part(&parts.p),
+        part(&parts.q),
+    )?;
     Ok(key)
 }
 
@@ -65,7 +114,7 @@ pub fn write_rsa_private_key(
     traditional: bool,
     overwrite: bool,
 ) -> Result<(), LoadError> {
-    check_format(format)?;
+    check_format(format, false)?;
     let encoding = PrivateEncoding {
         pkcs8: !traditional,
         pem: format == Format::Pem,
@@ -88,7 +137,7 @@ mod tests {
                 let p = d.join(format!("{}-{traditional}", format.name()));
                 write_rsa_private_key(&p, &key, format, traditional, false).expect("write");
                 for given in [None, Some(format)] {
-                    let back = load_rsa_private_key(&p, given).expect("load");
+                    let back = load_rsa_private_key(&p, given, None).expect("load");
                     assert_eq!(
                         back.pkcs1_der().expect("der"),
                         key.pkcs1_der().expect("der")
@@ -105,7 +154,7 @@ mod tests {
             0o600,
         );
         assert!(matches!(
-            load_rsa_private_key(&p, None),
+            load_rsa_private_key(&p, None, None),
             Err(LoadError::File(_))
         ));
         std::fs::remove_dir_all(&d).expect("cleanup");

@@ -90,6 +90,22 @@ pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Append a non-negative `mpint` of the big-endian magnitude `v` (leading zeros dropped,
+/// a zero byte added when the top bit is set).
+pub fn put_mpint(out: &mut Vec<u8>, v: &[u8]) {
+    let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+    let v = &v[first..];
+    let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+    out.extend_from_slice(&((v.len() + usize::from(pad)) as u32).to_be_bytes());
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(v);
+}
+
+/// The SSH name of RSA keys (`ssh-rsa`, RFC 4253 §6.6).
+pub const RSA: &str = "ssh-rsa";
+
 /// The SSH name of Ed25519 keys and signatures.
 pub const ED25519: &str = "ssh-ed25519";
 
@@ -123,6 +139,9 @@ pub enum SshPublicKey {
     Ed25519([u8; 32]),
     /// `ecdsa-sha2-nistp256/384`: the uncompressed SEC1 point (validated on the curve).
     Ecdsa(PublicPoint),
+    /// `ssh-rsa`: the public exponent and the modulus (big-endian magnitudes, no leading
+    /// zero; checked as an RSA key by `crypto::rsa` where it is used).
+    Rsa { e: Vec<u8>, n: Vec<u8> },
 }
 
 impl SshPublicKey {
@@ -131,6 +150,7 @@ impl SshPublicKey {
         match self {
             SshPublicKey::Ed25519(_) => ED25519,
             SshPublicKey::Ecdsa(p) => ecdsa_name(p.curve()),
+            SshPublicKey::Rsa { .. } => RSA,
         }
     }
 
@@ -144,6 +164,10 @@ impl SshPublicKey {
             SshPublicKey::Ecdsa(p) => {
                 put_string(&mut out, curve_id(p.curve()).as_bytes());
                 put_string(&mut out, p.uncompressed());
+            }
+            SshPublicKey::Rsa { e, n } => {
+                put_mpint(&mut out, e);
+                put_mpint(&mut out, n);
             }
         }
         out
@@ -161,6 +185,11 @@ impl SshPublicKey {
                 .try_into()
                 .or_else(|_| err("an ssh-ed25519 key is not 32 bytes"))?;
             return Ok(SshPublicKey::Ed25519(key));
+        }
+        if type_name == RSA.as_bytes() {
+            let e = r.positive_mpint()?.to_vec();
+            let n = r.positive_mpint()?.to_vec();
+            return Ok(SshPublicKey::Rsa { e, n });
         }
         if let Some(curve) = curve_of_name(type_name) {
             if r.string()? != curve_id(curve).as_bytes() {
@@ -231,7 +260,6 @@ impl SshPublicKey {
 /// The message for a key type keycell does not read (named only if it is a plain name).
 pub fn unsupported_type(type_name: &[u8]) -> String {
     let known = [
-        "ssh-rsa",
         "ssh-dss",
         "ecdsa-sha2-nistp521",
         "sk-ssh-ed25519@openssh.com",
@@ -242,11 +270,11 @@ pub fn unsupported_type(type_name: &[u8]) -> String {
         .filter(|n| known.contains(n) || n.ends_with("-cert-v01@openssh.com"))
     {
         Some(n) => format!(
-            "{n} keys are not supported (ssh-ed25519, ecdsa-sha2-nistp256 and \
-             ecdsa-sha2-nistp384 are)"
+            "{n} keys are not supported (ssh-ed25519, ecdsa-sha2-nistp256, \
+             ecdsa-sha2-nistp384 and ssh-rsa are)"
         ),
-        None => "an unknown key type (ssh-ed25519, ecdsa-sha2-nistp256 and \
-                 ecdsa-sha2-nistp384 are supported)"
+        None => "an unknown key type (ssh-ed25519, ecdsa-sha2-nistp256, \
+                 ecdsa-sha2-nistp384 and ssh-rsa are supported)"
             .to_owned(),
     }
 }
@@ -278,9 +306,8 @@ mod tests {
         blob.push(0);
         assert!(SshPublicKey::from_blob(&blob).is_err());
         assert!(SshPublicKey::from_blob(&ed.blob()[..20]).is_err());
-        let e =
-            SshPublicKey::from_line("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAAQE=").expect_err("rsa");
-        assert!(e.0.contains("ssh-rsa keys are not supported"), "{e}");
+        let e = SshPublicKey::from_line("ssh-dss AAAAB3NzaC1kc3M=").expect_err("dss");
+        assert!(e.0.contains("ssh-dss keys are not supported"), "{e}");
     }
 
     #[test]

@@ -332,7 +332,7 @@ impl ECPublicKey {
             matches!(k, SshPublicKey::Ecdsa(_))
         })? {
             SshPublicKey::Ecdsa(point) => Ok(ECPublicKey { point }),
-            SshPublicKey::Ed25519(_) => Err(Error::Value("not an ECDSA key".to_owned())),
+            _ => Err(Error::Value("not an ECDSA key".to_owned())),
         }
     }
 

@@ -153,7 +153,7 @@ impl Ed25519PublicKey {
             matches!(k, SshPublicKey::Ed25519(_))
         })? {
             SshPublicKey::Ed25519(raw) => Self::from_raw(&raw),
-            SshPublicKey::Ecdsa(_) => Err(Error::Value("not an Ed25519 key".to_owned())),
+            _ => Err(Error::Value("not an Ed25519 key".to_owned())),
         }
     }
 

@@ -200,22 +200,30 @@ pub fn load_ec_private_key(
     ec_key_from_decoded(&file, Some(path))
 }
 
-/// Parse `format=` for an RSA key: "pem" or "der", `None` to detect.
-pub fn parse_rsa_format(format: Option<&str>) -> Result<Option<Format>> {
+/// Parse `format=` for an RSA key: "pem" or "der" (or, reading, "openssh"), `None` to
+/// detect.
+pub fn parse_rsa_format(format: Option<&str>, reading: bool) -> Result<Option<Format>> {
     match format {
         None => Ok(None),
         Some("pem") => Ok(Some(Format::Pem)),
         Some("der") => Ok(Some(Format::Der)),
+        Some("openssh") if reading => Ok(Some(Format::OpenSsh)),
         Some(other) => Err(Error::Value(format!(
-            "format must be \"pem\" or \"der\" for RSA keys, not {other:?}"
+            "format must be \"pem\" or \"der\"{} for RSA keys, not {other:?}",
+            if reading { " (or \"openssh\")" } else { "" }
         ))),
     }
 }
 
 /// Load an RSA private key from `path` (call without the GIL; see
-/// [`keyfile::load_rsa_private_key`]).
-pub fn load_rsa(path: &Path, format: Option<Format>) -> Result<RsaPrivateKey> {
-    keyfile::load_rsa_private_key(path, format).map_err(|e| load_error(path, e))
+/// [`keyfile::load_rsa_private_key`]), `passphrase` for an encrypted OpenSSH key file.
+pub fn load_rsa(
+    path: &Path,
+    format: Option<Format>,
+    passphrase: Option<&SecretBuf>,
+) -> Result<RsaPrivateKey> {
+    let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
+    keyfile::load_rsa_private_key(path, format, passphrase).map_err(|e| load_error(path, e))
 }
 
 /// Write an RSA private key to `path` (call without the GIL; see

@@ -126,20 +126,49 @@ impl RSAPrivateKey {
         Self::wrap(py, key, exportable)
     }
 
-    /// Load a key from a file: PKCS#8 or PKCS#1, PEM or DER (`format` "pem", "der" or
-    /// `None` to detect). The file is opened with `O_NOFOLLOW` and checked on the open
-    /// descriptor like `SecretKey.from_file` (regular file, owned by this user, no group
-    /// or other permissions); it is read and decoded in guarded memory only.
+    /// Load a key from a file: PKCS#8 or PKCS#1, PEM or DER, or an OpenSSH private key
+    /// file (`ssh-keygen -t rsa`, as `from_openssh`; `passphrase` decrypts an encrypted
+    /// one, a wrong one raises `KeyFileError`); `format` "pem", "der", "openssh" or `None`
+    /// to detect. The file is opened with `O_NOFOLLOW` and checked on the open descriptor
+    /// like `SecretKey.from_file` (regular file, owned by this user, no group or other
+    /// permissions); it is read and decoded in guarded memory only.
     #[staticmethod]
-    #[pyo3(signature = (path, *, format = None, exportable = true))]
+    #[pyo3(signature = (path, *, format = None, passphrase = None, exportable = true))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
         exportable: bool,
     ) -> Result<Self> {
-        let format = key_io::parse_rsa_format(format)?;
-        let key = detach(py, || key_io::load_rsa(&path, format))?;
+        let format = key_io::parse_rsa_format(format, true)?;
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+        let key = detach(py, || key_io::load_rsa(&path, format, passphrase.as_ref()))?;
+        Self::wrap(py, key, exportable)
+    }
+
+    /// Load a key from the bytes of an OpenSSH private key file (`BEGIN OPENSSH PRIVATE
+    /// KEY`, as `ssh-keygen -t rsa` writes), unencrypted or encrypted (bcrypt KDF with
+    /// aes256-ctr or aes256-gcm@openssh.com): `passphrase` is a `Passphrase` or a writable
+    /// buffer (copied into guarded memory and wiped). The file is decoded and decrypted in
+    /// guarded memory, the CRT exponents derived in the secret heap; a writable `data` is
+    /// wiped afterwards when `wipe` is true. Raises `ValueError` for malformed or
+    /// unsupported keys and a wrong passphrase.
+    #[staticmethod]
+    #[pyo3(signature = (data, *, passphrase = None, wipe = true, exportable = true))]
+    fn from_openssh(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+        let key = from_secret_bytes(py, data, wipe, |content| {
+            let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
+            crate::keyfile::rsa_from_scratch(content, Some(crate::keyfile::Format::OpenSsh), pass)
+                .map_err(|e| key_io::buffer_error_for("RSA private key", e))
+        })?;
         Self::wrap(py, key, exportable)
     }
 
@@ -156,7 +185,8 @@ impl RSAPrivateKey {
         traditional: bool,
         overwrite: bool,
     ) -> Result<()> {
-        let format = key_io::parse_rsa_format(Some(format))?.unwrap_or(crate::keyfile::Format::Pem);
+        let format =
+            key_io::parse_rsa_format(Some(format), false)?.unwrap_or(crate::keyfile::Format::Pem);
         self.cell.check_exportable()?;
         let cell = &self.cell;
         detach(py, || {
@@ -253,6 +283,33 @@ impl RSAPublicKey {
             return Self::from_pem(data);
         }
         Self::from_der(data)
+    }
+
+    /// Load a public key from an OpenSSH public key line (`ssh-rsa AAAA... [comment]`, as
+    /// in `id_rsa.pub` and `authorized_keys`; `str` or bytes-like). Raises `ValueError`
+    /// for a malformed line, another key type or a key keycell does not accept.
+    #[staticmethod]
+    fn from_openssh(data: &Bound<'_, PyAny>) -> Result<Self> {
+        use crate::keyfile::ssh_public::SshPublicKey;
+        match common::public_from_openssh(data, "an RSA key", |k| {
+            matches!(k, SshPublicKey::Rsa { .. })
+        })? {
+            SshPublicKey::Rsa { e, n } => Ok(RSAPublicKey {
+                key: RsaPublicKey::from_components(&n, &e)?,
+            }),
+            _ => Err(Error::Value("not an RSA key".to_owned())),
+        }
+    }
+
+    /// The OpenSSH public key line (`ssh-rsa AAAA...`, then ` comment` if given), as
+    /// `ssh-keygen -y` prints it (without the newline).
+    #[pyo3(signature = (comment = None))]
+    fn to_openssh(&self, comment: Option<&str>) -> Result<String> {
+        let key = crate::keyfile::ssh_public::SshPublicKey::Rsa {
+            e: self.key.e(),
+            n: self.key.n(),
+        };
+        common::openssh_line(&key, comment)
     }
 
     /// Load a public key from DER: SubjectPublicKeyInfo or PKCS#1 `RSAPublicKey`.

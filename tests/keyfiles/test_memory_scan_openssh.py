@@ -27,6 +27,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
 from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 from memscan import Hit, PhasedChild, scan_process, summarize
 
 pytestmark = [
@@ -141,3 +142,69 @@ def test_encrypted_openssh_keys_stay_guarded(tmp_path: Path) -> None:
     for name in patterns:
         if name != "control":
             assert after[name] == [], f"{name} left after destroy:\n{summarize(after)}"
+
+
+RSA_CHILD = """
+import gc, sys
+from keycell import RSAPrivateKey
+
+with open(sys.argv[1], "rb", buffering=0) as f:
+    passphrase = bytearray(64)
+    n = f.readinto(passphrase)
+del passphrase[n:]
+key = RSAPrivateKey.from_file(sys.argv[2], passphrase=passphrase)
+for padding in ("pss", "pkcs1v15"):
+    key.public_key().verify(key.sign(b"m", padding=padding), b"m", padding=padding)
+gc.collect()
+phase("alive")
+key.destroy()
+del key
+gc.collect()
+phase("destroyed")
+"""
+
+
+def _rsa_windows(key: pyca_rsa.RSAPrivateKey) -> dict[str, bytes]:
+    """32-byte windows from the middle of each private component, big- and little-endian
+    (as tests/crypto/test_memory_scan_rsa.py searches them)."""
+    nums = key.private_numbers()
+    out = {}
+    for name, value in {
+        "d": nums.d, "p": nums.p, "q": nums.q, "dP": nums.dmp1, "dQ": nums.dmq1,
+        "qInv": nums.iqmp,
+    }.items():  # fmt: skip
+        be = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        mid = len(be) // 2 - 16
+        out[f"{name}.be"] = be[mid : mid + 32]
+        out[f"{name}.le"] = be[::-1][mid : mid + 32]
+    return out
+
+
+def test_rsa_key_from_an_encrypted_openssh_file_stays_guarded(tmp_path: Path) -> None:
+    passphrase = secrets.token_hex(12)
+    plain = _keygen(tmp_path / "rsa", "-t", "rsa", "-b", "2048")
+    enc = _encrypt(plain, tmp_path / "rsa-enc", passphrase, "aes256-ctr")
+    reference = serialization.load_ssh_private_key(plain.read_bytes(), password=None)
+    assert isinstance(reference, pyca_rsa.RSAPrivateKey)
+    plain.unlink()
+    patterns = _rsa_windows(reference) | {"passphrase": passphrase.encode()}
+    pfile = _write_private(tmp_path / "pass", passphrase.encode())
+    with PhasedChild(RSA_CHILD, str(pfile), str(enc), timeout=120) as child:
+        child.wait_phase("alive")
+        alive = scan_process(child.pid, patterns)
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, patterns)
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    print("alive", {n: len(h) for n, h in alive.items()})
+    # The scan sees the key (ring's limbs of p and q in the secret heap, the DER).
+    assert alive["p.le"], summarize(alive)
+    assert alive["d.be"], summarize(alive)
+    for name, hits in alive.items():
+        for h in hits:
+            assert h.locked, f"{name} in unlocked memory:\n{summarize(alive)}"
+            assert h.dontdump, f"{name} in dumpable memory:\n{summarize(alive)}"
+    assert alive["passphrase"] == [], summarize(alive)
+    left = {n: h for n, h in after.items() if h}
+    assert not left, summarize(left)

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
 from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed25519
+from cryptography.hazmat.primitives.asymmetric import padding as pyca_pad
 from keycell import (
     ECPrivateKey,
     ECPublicKey,
@@ -27,6 +28,8 @@ from keycell import (
     Ed25519PublicKey,
     KeyFileError,
     Passphrase,
+    RSAPrivateKey,
+    RSAPublicKey,
     X25519PrivateKey,
 )
 
@@ -209,8 +212,8 @@ def test_public_lines_round_trip_and_refusals() -> None:
         ECPublicKey.from_openssh(ec.to_openssh().replace("nistp384", "nistp256", 1))
     with pytest.raises(ValueError, match="base64"):
         Ed25519PublicKey.from_openssh("ssh-ed25519 !!!!")
-    with pytest.raises(ValueError, match="ssh-rsa keys are not supported"):
-        ECPublicKey.from_openssh("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAAQE=")
+    with pytest.raises(ValueError, match="ssh-dss keys are not supported"):
+        ECPublicKey.from_openssh("ssh-dss AAAAB3NzaC1kc3M=")
 
 
 def test_malformed_and_unsupported_files(tmp_path: Path) -> None:
@@ -244,7 +247,45 @@ def test_malformed_and_unsupported_files(tmp_path: Path) -> None:
         k.to_file(pem)
     with pytest.raises(KeyFileError, match="only encrypted OpenSSH key files"):
         ECPrivateKey.from_file(pem, passphrase=bytearray(PASSPHRASE))
-    # RSA keys (not served by keycell yet) are named.
-    rsa = keygen(tmp_path / "rsa", SshType("rsa", ("-t", "rsa", "-b", "2048"), None, None, None))
-    with pytest.raises(KeyFileError, match="ssh-rsa keys are not supported"):
+    # An RSA key file read as an EC key.
+    rsa = keygen(tmp_path / "rsa", RSA)
+    with pytest.raises(KeyFileError, match="ssh-rsa key, not an EC key"):
         ECPrivateKey.from_file(rsa)
+    with pytest.raises(KeyFileError, match="ssh-rsa key, not an Ed25519 key"):
+        Ed25519PrivateKey.from_file(rsa)
+    with pytest.raises(KeyFileError, match="ecdsa-sha2-nistp256 key, not an RSA key"):
+        RSAPrivateKey.from_file(plain)
+
+
+RSA = SshType("rsa", ("-t", "rsa", "-b", "3072"), None, None, None)
+
+
+@pytest.mark.parametrize("cipher", [None, "aes256-ctr", "aes256-gcm@openssh.com"])
+def test_ssh_keygen_rsa_keys_load_and_sign(tmp_path: Path, cipher: str | None) -> None:
+    plain = keygen(tmp_path / "id", RSA)
+    reference = pyca_key(plain)
+    path = plain if cipher is None else encrypt_copy(plain, tmp_path / "enc", "-Z", cipher)
+    passphrase = bytearray(PASSPHRASE) if cipher else None
+    key = RSAPrivateKey.from_file(path, passphrase=passphrase)
+    if passphrase is not None:
+        assert passphrase == bytearray(len(PASSPHRASE))
+    assert key.key_size == 3072
+    line = (tmp_path / "id.pub").read_text().split()
+    assert key.public_key().to_openssh() == " ".join(line[:2])
+    assert RSAPublicKey.from_openssh(" ".join(line)) == key.public_key()
+    msg = b"signed by an RSA key ssh-keygen made"
+    pss = pyca_pad.PSS(pyca_pad.MGF1(hashes.SHA256()), pyca_pad.PSS.DIGEST_LENGTH)
+    for padding, pyca_padding in (("pss", pss), ("pkcs1v15", pyca_pad.PKCS1v15())):
+        sig = key.sign(msg, padding=padding, hash="sha256")
+        reference.public_key().verify(sig, msg, pyca_padding, hashes.SHA256())
+    again = RSAPrivateKey.from_openssh(
+        bytearray(path.read_bytes()), passphrase=bytearray(PASSPHRASE) if cipher else None
+    )
+    assert again.public_key() == key.public_key()
+    if cipher is not None:
+        with pytest.raises(KeyFileError, match="wrong passphrase"):
+            RSAPrivateKey.from_file(path, passphrase=bytearray(b"wrong"))
+        with pytest.raises(ValueError, match="wrong passphrase"):
+            RSAPrivateKey.from_openssh(path.read_bytes(), passphrase=bytearray(b"wrong"))
+    for k in (key, again):
+        k.destroy()
