@@ -212,11 +212,7 @@ pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, Fil
         }
     };
     let encrypted_key = cipher != Cipher::None;
-    let (key, rsa, inner_public) = parse_section(
-        section.bytes().map_err(memory)?,
-        cipher.block_len(),
-        encrypted_key,
-    )?;
+    let (key, rsa, inner_public) = parse_section(section.bytes().map_err(memory)?, encrypted_key)?;
     if inner_public != public {
         return Err(unusable(
             "invalid OpenSSH private key: the public key and the private section name \
@@ -349,7 +345,6 @@ fn decrypt_in_place(cipher: Cipher, key: &[u8], iv: &[u8], tag: &[u8], data: &mu
 /// the section holds.
 fn parse_section(
     section: &[u8],
-    block_len: usize,
     encrypted: bool,
 ) -> Result<(Range<usize>, Option<RsaParts>, SshPublicKey), FileError> {
     let mut r = SshReader::new(section);
@@ -402,9 +397,12 @@ fn parse_section(
         (subrange(section, scalar), public)
     };
     let _comment = r.string().map_err(bad)?;
+    // Padding: 1, 2, 3, ... (mod 256), as OpenSSH checks it; any length (the section is
+    // a whole number of blocks, checked before): pyca/cryptography pads an aligned
+    // section with a whole block.
     let padding = r.rest();
     let expected = (1..=padding.len()).map(|i| i as u8);
-    if padding.len() >= block_len || !padding.iter().copied().eq(expected) {
+    if !padding.iter().copied().eq(expected) {
         return Err(unusable(
             "invalid OpenSSH private key: bad padding after the private key (a corrupted \
              file)",
@@ -767,20 +765,20 @@ mod tests {
                 .position(|w| w == needle)
                 .expect("needle")
         };
+        let sec = bin.len() - {
+            // Section length: the last string of the file.
+            let mut r = super::SshReader::new(&bin[15..]);
+            for _ in 0..3 {
+                r.string().expect("s");
+            }
+            r.u32().expect("n");
+            r.string().expect("pub");
+            r.rest().len() - 4
+        };
         let cases: Vec<(Vec<u8>, &str)> = {
             let mut out = Vec::new();
             // Where the private section starts: after magic, cipher, KDF, options, count,
             // public blob and the section's length.
-            let sec = bin.len() - {
-                // Section length: the last string of the file.
-                let mut r = super::SshReader::new(&bin[15..]);
-                for _ in 0..3 {
-                    r.string().expect("s");
-                }
-                r.u32().expect("n");
-                r.string().expect("pub");
-                r.rest().len() - 4
-            };
             let mut bad_check = bin.clone();
             bad_check[sec] ^= 1;
             out.push((bad_check, "check integers differ"));
@@ -799,6 +797,18 @@ mod tests {
             out.push((magic, "openssh-key-v1"));
             out
         };
+        // A whole extra block of valid padding (as pyca/cryptography writes an aligned
+        // section) is accepted.
+        {
+            let mut longer = bin.clone();
+            let pad = usize::from(*longer.last().expect("last"));
+            longer.extend((pad + 1..=pad + 8).map(|i| i as u8));
+            let at = sec - 4;
+            let n = u32::from_be_bytes(longer[at..sec].try_into().expect("4")) + 8;
+            longer[at..sec].copy_from_slice(&n.to_be_bytes());
+            write(&p, &rearmor(&longer), 0o600);
+            load(&p, kind, None).expect("a longer padding");
+        }
         for (data, want) in cases {
             write(&p, &rearmor(&data), 0o600);
             let e = load(&p, kind, None).expect_err(want);

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
 from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed25519
 from cryptography.hazmat.primitives.asymmetric import padding as pyca_pad
+from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 from keycell import (
     ECPrivateKey,
     ECPublicKey,
@@ -289,3 +290,37 @@ def test_ssh_keygen_rsa_keys_load_and_sign(tmp_path: Path, cipher: str | None) -
             RSAPrivateKey.from_openssh(path.read_bytes(), passphrase=bytearray(b"wrong"))
     for k in (key, again):
         k.destroy()
+
+
+def test_pyca_written_openssh_keys_load() -> None:
+    """pyca/cryptography's OpenSSH writer (its padding differs from ssh-keygen's: a whole
+    block when the section is aligned) is read for every key type."""
+    pyca_keys: list[tuple[Any, Any]] = [
+        (pyca_ed25519.Ed25519PrivateKey.generate(), Ed25519PrivateKey),
+        (pyca_ec.generate_private_key(pyca_ec.SECP256R1()), ECPrivateKey),
+        (pyca_ec.generate_private_key(pyca_ec.SECP384R1()), ECPrivateKey),
+        (pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048), RSAPrivateKey),
+    ]
+    for _ in range(8):  # several keys of each type: the scalar's length varies the padding
+        for pkey, cls in pyca_keys:
+            data = pkey.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+            ours = cls.from_openssh(bytearray(data))
+            theirs = pkey.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+            assert ours.public_key().to_openssh() == theirs.decode()
+            ours.destroy()
+        pyca_keys = [(type_new(p), c) for p, c in pyca_keys]
+
+
+def type_new(pkey: Any) -> Any:
+    """A new pyca key of the same type as ``pkey``."""
+    if isinstance(pkey, pyca_ed25519.Ed25519PrivateKey):
+        return pyca_ed25519.Ed25519PrivateKey.generate()
+    if isinstance(pkey, pyca_ec.EllipticCurvePrivateKey):
+        return pyca_ec.generate_private_key(pkey.curve)
+    return pkey  # RSA: one key (generation is slow)
