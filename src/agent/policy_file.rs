@@ -1,6 +1,9 @@
 //! The signed policy file: `FILE` (the rules, [`super::policy`]) and its detached
-//! signature `FILE.sig`, one line `keycell-policy-signature-v1 ed25519 BASE64\n` holding an
-//! Ed25519 signature over [`SIGNATURE_CONTEXT`] followed by the file's exact bytes. The
+//! signature `FILE.sig`, one line `keycell-policy-signature-v1 ALG BASE64\n` holding a
+//! signature over [`SIGNATURE_CONTEXT`] followed by the file's exact bytes. `ALG` is
+//! `ed25519` (64 bytes), `ecdsa-p256` (ECDSA with SHA-256, `r || s`, 64 bytes) or
+//! `ecdsa-p384` (SHA-384, 96 bytes), and must be the algorithm of the pinned policy public
+//! key ([`PolicyKey`]): a signature line never chooses how it is checked. The
 //! agent reads and checks both here, so no caller can hand it rules whose signature nobody
 //! checked (`keycell policy sign` writes the line: `python/keycell/_agent_server.py`).
 
@@ -12,14 +15,44 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::policy::{Policy, PolicyError};
+use crate::crypto::ec::{Curve, PublicPoint, SignatureEncoding};
 use crate::crypto::ed25519;
 use crate::encoding::{base64_decode_into, base64_decoded_len, looks_base64};
 
 /// Prefix of the message a policy signature covers (domain separation: a policy signature
 /// is never a valid signature over anything else, nor the other way round).
 pub const SIGNATURE_CONTEXT: &[u8] = b"keycell policy signature v1\x00";
-/// The signature line's start.
-pub const SIGNATURE_HEADER: &str = "keycell-policy-signature-v1 ed25519 ";
+/// The signature line's start, before the algorithm name.
+pub const SIGNATURE_PREFIX: &str = "keycell-policy-signature-v1 ";
+
+/// The public key a policy's signature must verify with (pinned by the agent's owner).
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyKey {
+    Ed25519(VerifyingKey),
+    /// ECDSA on P-256 (SHA-256) or P-384 (SHA-384), raw `r || s` signatures.
+    Ecdsa(PublicPoint),
+}
+
+impl PolicyKey {
+    /// The algorithm name in the signature line.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            PolicyKey::Ed25519(_) => "ed25519",
+            PolicyKey::Ecdsa(p) => match p.curve() {
+                Curve::P256 => "ecdsa-p256",
+                Curve::P384 => "ecdsa-p384",
+            },
+        }
+    }
+
+    /// Whether `sig` is this key's signature over `msg`.
+    fn verifies(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            PolicyKey::Ed25519(k) => sig.len() == 64 && ed25519::verify(k, msg, sig).is_ok(),
+            PolicyKey::Ecdsa(p) => p.verify(msg, sig, SignatureEncoding::Raw).is_ok(),
+        }
+    }
+}
 
 /// Largest policy, signature or public key file read.
 pub const MAX_FILE_LEN: u64 = 1 << 20;
@@ -42,6 +75,12 @@ pub enum PolicyFileError {
     SignatureUnreadable { signature: PathBuf, reason: String },
     /// The signature file is not a keycell policy signature line.
     NotASignature { signature: PathBuf },
+    /// The signature line names another algorithm than the policy public key's.
+    WrongAlgorithm {
+        signature: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
     /// The signature does not verify with the policy public key.
     BadSignature { path: PathBuf },
     /// The rules are invalid.
@@ -75,6 +114,15 @@ impl std::fmt::Display for PolicyFileError {
                     signature.display()
                 )
             }
+            PolicyFileError::WrongAlgorithm {
+                signature,
+                found,
+                expected,
+            } => write!(
+                f,
+                "{} is a {found} signature, but the policy public key is {expected}",
+                signature.display()
+            ),
             PolicyFileError::BadSignature { path } => write!(
                 f,
                 "the signature of policy {} does not verify with the policy public key: the \
@@ -163,15 +211,31 @@ pub fn read_checked(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(data)
 }
 
-/// The 64 signature bytes of a signature file's text.
-fn parse_signature(text: &[u8], signature: &Path) -> Result<Option<[u8; 64]>, PolicyFileError> {
+/// The signature bytes of a signature file's text, whose algorithm must be `key`'s.
+fn parse_signature(
+    text: &[u8],
+    signature: &Path,
+    key: &PolicyKey,
+) -> Result<Vec<u8>, PolicyFileError> {
     let not = || PolicyFileError::NotASignature {
         signature: signature.to_owned(),
     };
-    let body = text
-        .strip_prefix(SIGNATURE_HEADER.as_bytes())
+    let line = text
+        .strip_prefix(SIGNATURE_PREFIX.as_bytes())
         .and_then(|t| t.strip_suffix(b"\n"))
         .ok_or_else(not)?;
+    let space = line.iter().position(|&c| c == b' ').ok_or_else(not)?;
+    let (alg, body) = (&line[..space], &line[space + 1..]);
+    if !matches!(alg, b"ed25519" | b"ecdsa-p256" | b"ecdsa-p384") {
+        return Err(not());
+    }
+    if alg != key.algorithm().as_bytes() {
+        return Err(PolicyFileError::WrongAlgorithm {
+            signature: signature.to_owned(),
+            found: String::from_utf8_lossy(alg).into_owned(),
+            expected: key.algorithm(),
+        });
+    }
     // Strict base64: the alphabet and padding only (no whitespace, as Python's
     // `b64decode(validate=True)`), whole quads.
     if !body.is_empty()
@@ -184,14 +248,14 @@ fn parse_signature(text: &[u8], signature: &Path) -> Result<Option<[u8; 64]>, Po
     let Ok(n) = base64_decoded_len(body) else {
         // An empty body decodes to nothing: a signature that cannot verify.
         return if body.is_empty() {
-            Ok(None)
+            Ok(Vec::new())
         } else {
             Err(not())
         };
     };
     let mut raw = vec![0u8; n];
     base64_decode_into(body, &mut raw).map_err(|_| not())?;
-    Ok(raw.as_slice().try_into().ok())
+    Ok(raw)
 }
 
 /// Read the policy at `path` and its signature (`signature`, by default
@@ -199,7 +263,7 @@ fn parse_signature(text: &[u8], signature: &Path) -> Result<Option<[u8; 64]>, Po
 /// the exact bytes verified and the policy.
 pub fn read_verified(
     path: &Path,
-    public: &VerifyingKey,
+    public: &PolicyKey,
     signature: Option<&Path>,
 ) -> Result<(Vec<u8>, Policy), PolicyFileError> {
     let sig_path = signature.map_or_else(|| signature_path(path), Path::to_owned);
@@ -232,11 +296,10 @@ pub fn read_verified(
             )
         }
     };
-    let sig = parse_signature(&text, &sig_path)?;
+    let sig = parse_signature(&text, &sig_path, public)?;
     let mut msg = SIGNATURE_CONTEXT.to_vec();
     msg.extend_from_slice(&data);
-    let good = sig.is_some_and(|s| ed25519::verify(public, &msg, &s).is_ok());
-    if !good {
+    if !public.verifies(&msg, &sig) {
         return Err(PolicyFileError::BadSignature {
             path: path.to_owned(),
         });
@@ -250,11 +313,107 @@ mod tests {
     use super::*;
     use crate::encoding::base64_encode_into;
 
+    use crate::crypto::ec;
+
+    fn line(alg: &str, sig: &[u8]) -> Vec<u8> {
+        let mut b64 = vec![0u8; sig.len().div_ceil(3) * 4];
+        base64_encode_into(sig, &mut b64).expect("b64");
+        [
+            SIGNATURE_PREFIX.as_bytes(),
+            alg.as_bytes(),
+            b" ",
+            &b64,
+            b"\n",
+        ]
+        .concat()
+    }
+
     fn signature_line(sk: &ed25519::PrivateKey, data: &[u8]) -> Vec<u8> {
         let sig = sk.sign(&[SIGNATURE_CONTEXT, data].concat()).expect("sign");
-        let mut b64 = vec![0u8; 88];
-        base64_encode_into(&sig, &mut b64).expect("b64");
-        [SIGNATURE_HEADER.as_bytes(), &b64, b"\n"].concat()
+        line("ed25519", &sig)
+    }
+
+    fn ec_key(curve: Curve, byte: u8) -> ec::PrivateKey {
+        ec::PrivateKey::new_with(curve, |d: &mut [u8]| -> Result<(), ec::EcError> {
+            d.fill(byte);
+            Ok(())
+        })
+        .expect("scalar")
+    }
+
+    fn ec_signature(sk: &ec::PrivateKey, data: &[u8], enc: SignatureEncoding) -> Vec<u8> {
+        let msg = [SIGNATURE_CONTEXT, data].concat();
+        sk.sign(&msg, enc).expect("sign").as_bytes().to_vec()
+    }
+
+    #[test]
+    fn ecdsa_signatures_verify_with_the_pinned_key_only() {
+        let d = crate::test_dir::fresh("policy-file-ec");
+        let path = d.join("p.json");
+        let data = br#"{"keycell_policy": 1, "keys": {"k": {"max_uses": 1}}}"#;
+        std::fs::write(&path, data).expect("write");
+        let sig_path = signature_path(&path);
+        for (curve, alg) in [(Curve::P256, "ecdsa-p256"), (Curve::P384, "ecdsa-p384")] {
+            let sk = ec_key(curve, 7);
+            let pk = PolicyKey::Ecdsa(*sk.public());
+            assert_eq!(pk.algorithm(), alg);
+            let raw = ec_signature(&sk, data, SignatureEncoding::Raw);
+            assert_eq!(raw.len(), curve.raw_signature_len());
+            std::fs::write(&sig_path, line(alg, &raw)).expect("sig");
+            let (bytes, _) = read_verified(&path, &pk, None).expect("verified");
+            assert_eq!(bytes, data);
+            // Another key of the same curve: a bad signature.
+            let other = PolicyKey::Ecdsa(*ec_key(curve, 9).public());
+            let err = read_verified(&path, &other, None).expect_err("other key");
+            assert!(matches!(err, PolicyFileError::BadSignature { .. }), "{err}");
+            // The policy changed after signing.
+            std::fs::write(&path, [&data[..], b" "].concat()).expect("write");
+            let err = read_verified(&path, &pk, None).expect_err("tampered");
+            assert!(matches!(err, PolicyFileError::BadSignature { .. }), "{err}");
+            std::fs::write(&path, data).expect("write");
+            // DER is not the line's encoding.
+            let der = ec_signature(&sk, data, SignatureEncoding::Der);
+            std::fs::write(&sig_path, line(alg, &der)).expect("sig");
+            let err = read_verified(&path, &pk, None).expect_err("der");
+            assert!(matches!(err, PolicyFileError::BadSignature { .. }), "{err}");
+            // The line cannot choose another algorithm than the pinned key's.
+            let ed = ed25519::PrivateKey::from_seed(&[5u8; 32]).expect("key");
+            std::fs::write(&sig_path, signature_line(&ed, data)).expect("sig");
+            let err = read_verified(&path, &pk, None).expect_err("ed25519 line");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{} is a ed25519 signature, but the policy public key is {alg}",
+                    sig_path.display()
+                )
+            );
+            std::fs::write(&sig_path, line(alg, &raw)).expect("sig");
+            let err = read_verified(&path, &PolicyKey::Ed25519(*ed.public()), None)
+                .expect_err("ecdsa line, ed25519 key");
+            assert!(
+                matches!(err, PolicyFileError::WrongAlgorithm { .. }),
+                "{err}"
+            );
+        }
+        // A P-256 signature against a pinned P-384 key: refused by name.
+        let p256 = ec_key(Curve::P256, 7);
+        let raw = ec_signature(&p256, data, SignatureEncoding::Raw);
+        std::fs::write(&sig_path, line("ecdsa-p256", &raw)).expect("sig");
+        let p384 = PolicyKey::Ecdsa(*ec_key(Curve::P384, 7).public());
+        let err = read_verified(&path, &p384, None).expect_err("curve");
+        assert!(
+            matches!(err, PolicyFileError::WrongAlgorithm { .. }),
+            "{err}"
+        );
+        // Unknown algorithm names are not signatures.
+        std::fs::write(&sig_path, line("ecdsa-p521", &raw)).expect("sig");
+        let pk = PolicyKey::Ecdsa(*p256.public());
+        let err = read_verified(&path, &pk, None).expect_err("unknown");
+        assert!(
+            matches!(err, PolicyFileError::NotASignature { .. }),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 
     #[test]
@@ -262,28 +421,30 @@ mod tests {
         let d = crate::test_dir::fresh("policy-file");
         let sk = ed25519::PrivateKey::from_seed(&[5u8; 32]).expect("key");
         let other = ed25519::PrivateKey::from_seed(&[6u8; 32]).expect("key");
+        let pk = PolicyKey::Ed25519(*sk.public());
+        let other_pk = PolicyKey::Ed25519(*other.public());
         let path = d.join("p.json");
         let data = br#"{"keycell_policy": 1, "keys": {"k": {"max_uses": 1}}}"#;
         std::fs::write(&path, data).expect("write");
-        let err = read_verified(&path, sk.public(), None).expect_err("unsigned");
+        let err = read_verified(&path, &pk, None).expect_err("unsigned");
         assert!(matches!(err, PolicyFileError::Unsigned { .. }), "{err}");
         assert!(err.to_string().contains("has no signature"));
         std::fs::write(signature_path(&path), signature_line(&sk, data)).expect("sig");
-        let (bytes, policy) = read_verified(&path, sk.public(), None).expect("verified");
+        let (bytes, policy) = read_verified(&path, &pk, None).expect("verified");
         assert_eq!(bytes, data);
         assert!(policy.rule("k").is_some());
-        let err = read_verified(&path, other.public(), None).expect_err("other key");
+        let err = read_verified(&path, &other_pk, None).expect_err("other key");
         assert!(err.to_string().contains("does not verify"), "{err}");
         // Tampered: one byte more.
         std::fs::write(&path, [&data[..], b" "].concat()).expect("write");
-        let err = read_verified(&path, sk.public(), None).expect_err("tampered");
+        let err = read_verified(&path, &pk, None).expect_err("tampered");
         assert!(matches!(err, PolicyFileError::BadSignature { .. }));
         for bad in [
             &b"nonsense\n"[..],
             b"keycell-policy-signature-v1 ed25519 AA AA\n",
         ] {
             std::fs::write(signature_path(&path), bad).expect("sig");
-            let err = read_verified(&path, sk.public(), None).expect_err("malformed");
+            let err = read_verified(&path, &pk, None).expect_err("malformed");
             assert!(
                 matches!(err, PolicyFileError::NotASignature { .. }),
                 "{err}"
@@ -292,15 +453,15 @@ mod tests {
         // Rules that do not parse, signed: refused as rules.
         std::fs::write(&path, b"{}").expect("write");
         std::fs::write(signature_path(&path), signature_line(&sk, b"{}")).expect("sig");
-        let err = read_verified(&path, sk.public(), None).expect_err("rules");
+        let err = read_verified(&path, &pk, None).expect_err("rules");
         assert!(matches!(err, PolicyFileError::Rules(_)), "{err}");
         // A policy file others could have replaced is refused before its signature counts.
         std::fs::write(&path, data).expect("write");
         std::fs::write(signature_path(&path), signature_line(&sk, data)).expect("sig");
-        assert!(read_verified(&path, sk.public(), None).is_ok());
+        assert!(read_verified(&path, &pk, None).is_ok());
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-        let err = read_verified(&path, sk.public(), None).expect_err("writable");
+        let err = read_verified(&path, &pk, None).expect_err("writable");
         assert!(
             err.to_string().contains("writable by group or others"),
             "{err}"
@@ -309,9 +470,9 @@ mod tests {
         let link = d.join("link.json");
         std::os::unix::fs::symlink(&path, &link).expect("symlink");
         std::fs::write(signature_path(&link), signature_line(&sk, data)).expect("sig");
-        let err = read_verified(&link, sk.public(), None).expect_err("symlink");
+        let err = read_verified(&link, &pk, None).expect_err("symlink");
         assert!(matches!(err, PolicyFileError::Insecure { .. }), "{err}");
-        let err = read_verified(&d.join("none"), sk.public(), None).expect_err("missing");
+        let err = read_verified(&d.join("none"), &pk, None).expect_err("missing");
         assert_eq!(
             err.to_string(),
             format!(

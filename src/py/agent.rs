@@ -25,6 +25,7 @@ use crate::memory::fork::ProcessStamp;
 
 use super::args::handle;
 use super::audit::AuditWriter;
+use super::ec::ECPublicKey;
 use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -384,7 +385,8 @@ pub fn agent_read_public_key_file<'py>(
 }
 
 /// Read the policy file `path` and its detached signature (`signature`, by default
-/// `path + ".sig"`), verify the signature with `public_key` (an `Ed25519PublicKey`) and
+/// `path + ".sig"`), verify the signature with `public_key` (an `Ed25519PublicKey`, or an
+/// `ECPublicKey` for ECDSA P-256/P-384 signatures) and
 /// the rules; returns the exact bytes verified. Raises `AgentPolicyError` naming the
 /// problem (unreadable, unsigned, not a signature, a signature that does not verify,
 /// invalid rules).
@@ -396,8 +398,13 @@ pub fn agent_read_policy<'py>(
     public_key: &Bound<'py, PyAny>,
     signature: Option<PathBuf>,
 ) -> Result<Bound<'py, PyBytes>> {
-    let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", "")?;
-    let vk = *pk.get().verifying_key();
+    let vk = if let Ok(ec) = public_key.cast::<ECPublicKey>() {
+        policy_file::PolicyKey::Ecdsa(*ec.get().point())
+    } else {
+        let hint = " or keycell.ECPublicKey";
+        let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", hint)?;
+        policy_file::PolicyKey::Ed25519(*pk.get().verifying_key())
+    };
     let (data, _) = detach(py, || {
         policy_file::read_verified(&path, &vk, signature.as_deref())
     })

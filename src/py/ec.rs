@@ -198,6 +198,31 @@ impl ECPrivateKey {
         Self::from_key(py, key, exportable)
     }
 
+    /// Read the scalar (big-endian: 32 bytes for P-256, 48 for P-384, as
+    /// `keycell.keyring.store` stores it) from the Linux kernel keyring straight into a
+    /// guarded region, like `SecretKey.from_keyring`: `key` is a description or a serial,
+    /// the payload size is checked first (it names the curve when `curve` is `None`), and
+    /// `consume=True` invalidates the kernel key after the read. A scalar that is zero or
+    /// not below the group order raises `ValueError`.
+    #[staticmethod]
+    #[pyo3(
+        signature = (key, *, curve = None, keyring = None, consume = false, exportable = true),
+        text_signature = "(key, *, curve=None, keyring='session', consume=False, exportable=True)"
+    )]
+    fn from_keyring(
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        curve: Option<&str>,
+        keyring: Option<&Bound<'_, PyAny>>,
+        consume: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let curve = curve.map(parse_curve).transpose()?;
+        let name = super::keyring::KeyName::parse_default(key, keyring)?;
+        let key = super::keyring::load_ec(py, &name, consume, curve)?;
+        Self::from_key(py, key, exportable)
+    }
+
     /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
     /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`), encoded
     /// in guarded memory only: `format` "pem" or "der", PKCS#8 with the public key, byte
@@ -274,6 +299,13 @@ impl ECPrivateKey {
 #[pyclass(frozen, module = "keycell._native")]
 pub struct ECPublicKey {
     point: PublicPoint,
+}
+
+impl ECPublicKey {
+    /// The point (for the agent's policy key).
+    pub(crate) fn point(&self) -> &PublicPoint {
+        &self.point
+    }
 }
 
 /// What `__reduce__` returns: `from_public_bytes` and its `(curve, point)` arguments.

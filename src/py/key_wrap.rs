@@ -3,18 +3,22 @@
 //! the same handle type. The blob (docs/aead.md, "Key wrapping"):
 //!
 //! ```text
-//! "KCW1" | kind (1: SecretKey, 2: Ed25519, 3: X25519) | flags (bit 0: exportable)
+//! "KCW1" | kind (1: SecretKey, 2: Ed25519, 3: X25519, 4: EC P-256, 5: EC P-384)
+//!        | flags (bit 0: exportable)
 //!        | key length (4, big-endian) | nonce (24) | ciphertext | tag (16)
 //! ```
 //!
 //! The first 10 bytes are the associated data, so the type, the export flag and the length
-//! are authenticated with the key.
+//! are authenticated with the key. An EC key's secret is its scalar (big-endian, the
+//! curve's width: 32 or 48 bytes), the kind names the curve; the public point is derived
+//! again when it is unwrapped.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
 use crate::crypto::curve::CurvePrivateKey;
+use crate::crypto::ec::{self, Curve};
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::{ed25519, x25519};
 use crate::memory::SecretBuf;
@@ -22,6 +26,7 @@ use crate::memory::SecretBuf;
 use super::args::{handle, type_name};
 use super::asymmetric::PrivateKeyHandle;
 use super::bytes_like::bytes_like;
+use super::ec::ECPrivateKey;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
 use super::key_cell::KeyHandle;
@@ -32,6 +37,14 @@ const MAGIC: &[u8; 4] = b"KCW1";
 const HEADER_LEN: usize = 10;
 const NONCE_LEN: usize = 24;
 const ALG: AeadAlgorithm = AeadAlgorithm::XChaCha20Poly1305;
+
+/// The blob's kind byte of an EC key on `curve`.
+fn ec_kind(curve: Curve) -> u8 {
+    match curve {
+        Curve::P256 => 4,
+        Curve::P384 => 5,
+    }
+}
 
 fn header(kind: u8, exportable: bool, len: usize) -> Result<[u8; HEADER_LEN]> {
     let len = u32::try_from(len).map_err(|_| Error::Value("key too long to wrap".to_owned()))?;
@@ -63,8 +76,8 @@ fn aead_err(e: AeadFailure) -> Error {
 /// here, next to the format, so `secret_key.rs` need not know the other handle types.
 #[pymethods]
 impl SecretKey {
-    /// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey` or
-    /// `X25519PrivateKey`) under this 32-byte key; the same as
+    /// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey`,
+    /// `X25519PrivateKey` or `ECPrivateKey`) under this 32-byte key; the same as
     /// `keycell.wrap_key(self, key)`. `SecretKey.unwrap_key` returns the same handle type.
     #[pyo3(signature = (key, /))]
     fn wrap_key<'py>(
@@ -83,8 +96,8 @@ impl SecretKey {
     }
 }
 
-/// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey` or `X25519PrivateKey`)
-/// under `wrapping_key` (a 32-byte `SecretKey`) with XChaCha20-Poly1305 and a random
+/// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey` or
+/// `ECPrivateKey`: its scalar) under `wrapping_key` (a 32-byte `SecretKey`) with XChaCha20-Poly1305 and a random
 /// nonce. The blob records and authenticates the key's type, length and export seal;
 /// `unwrap_key` returns the same handle type. A sealed key (`exportable=False`) can be
 /// wrapped and stays sealed when unwrapped.
@@ -144,8 +157,14 @@ pub fn wrap_key<'py>(
         let live = cell.live()?;
         return seal(3, cell.exportable(), live.key().private_bytes()?);
     }
+    if let Ok(k) = key.cast::<ECPrivateKey>() {
+        let cell = k.get().cell();
+        let live = cell.live()?;
+        let kind = ec_kind(live.key().curve());
+        return seal(kind, cell.exportable(), live.key().private_bytes()?);
+    }
     Err(Error::Type(format!(
-        "key must be a SecretKey, Ed25519PrivateKey or X25519PrivateKey, not {}",
+        "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey or ECPrivateKey, not {}",
         type_name(key)
     )))
 }
@@ -201,6 +220,15 @@ pub fn unwrap_key(
             let k = x25519::PrivateKey::new_with(fill)?;
             drop(live);
             Ok(Py::new(py, X25519PrivateKey::from_key(py, k, exportable)?)?.into_any())
+        }
+        4 | 5 => {
+            let curve = if kind == 4 { Curve::P256 } else { Curve::P384 };
+            if len != curve.scalar_len() {
+                return Err(bad());
+            }
+            let k = ec::PrivateKey::new_with(curve, fill)?;
+            drop(live);
+            Ok(Py::new(py, ECPrivateKey::from_key(py, k, exportable)?)?.into_any())
         }
         _ => Err(bad()),
     }

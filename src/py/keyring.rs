@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
 use crate::crypto::curve::{Algorithm, CurvePrivateKey, KEY_LEN};
+use crate::crypto::ec::{self, Curve};
 use crate::crypto::symmetric::SymmetricKey;
 use crate::keyring::{self, KeyringError, KeyringErrorKind, Lookup, Target};
 
@@ -180,6 +181,43 @@ pub fn load_private<K: CurvePrivateKey>(
                 }
             },
             |key, _| K::new_with(|dst| keyring::read_into(key, dst).map_err(Error::from)),
+        )
+    })
+}
+
+/// `ECPrivateKey.from_keyring`: a scalar (big-endian, 32 bytes for P-256, 48 for P-384)
+/// read from the keyring into a new region. Without `curve` the payload's length names
+/// it; with it, a payload of another length is refused before any region exists.
+pub fn load_ec(
+    py: Python<'_>,
+    name: &KeyName,
+    consume: bool,
+    curve: Option<Curve>,
+) -> Result<ec::PrivateKey> {
+    let curve_of = |len: usize| -> Result<Curve> {
+        let found = [Curve::P256, Curve::P384]
+            .into_iter()
+            .find(|c| c.scalar_len() == len && curve.is_none_or(|want| want == *c));
+        found.ok_or_else(|| {
+            let what = match curve {
+                Some(c) => format!("exactly {} bytes (a {} scalar)", c.scalar_len(), c.name()),
+                None => "32 bytes (a P-256 scalar) or 48 bytes (a P-384 scalar)".to_owned(),
+            };
+            Error::Value(format!(
+                "the key in the keyring is not an EC private key: it must be {what}"
+            ))
+        })
+    };
+    detach(py, || {
+        load(
+            name,
+            consume,
+            |len| curve_of(len).map(|_| ()),
+            |key, len| {
+                ec::PrivateKey::new_with(curve_of(len)?, |dst| {
+                    keyring::read_into(key, dst).map_err(Error::from)
+                })
+            },
         )
     })
 }
