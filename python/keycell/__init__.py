@@ -85,7 +85,7 @@ from .exceptions import (
     StoreEntryNotFoundError,
     StoreLockedError,
 )
-from .key_protocols import Ed25519Signer, HmacKey
+from .key_protocols import ECSigner, Ed25519Signer, HmacKey
 
 try:
     __version__ = version("keycell")
@@ -109,6 +109,7 @@ __all__ = [
     "ChaCha20Poly1305",
     "ECPrivateKey",
     "ECPublicKey",
+    "ECSigner",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "Ed25519Signer",

@@ -17,6 +17,9 @@ _SignatureEncoding = Literal["der", "raw"]
 _RsaKeyFormat = Literal["pem", "der"]
 _RsaPadding = Literal["pss", "pkcs1v15"]
 _RsaHash = Literal["sha256", "sha384", "sha512"]
+# The keys wrap_key and the keyring take (their secret bytes leave guarded memory only
+# encrypted, or to the kernel).
+_WrappableKey = SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey
 
 GIL_RELEASE_THRESHOLD: Final[int]
 MAX_KEY_LEN: Final[int]
@@ -132,8 +135,8 @@ class SecretKey(_KeyHandle):
     def verify_hmac(self, data: Buffer, tag: Buffer, algorithm: str = "sha256") -> None: ...
     def encrypt(self, plaintext: Buffer, *, associated_data: Buffer | None = None) -> bytes: ...
     def decrypt(self, blob: Buffer, *, associated_data: Buffer | None = None) -> bytes: ...
-    def wrap_key(self, key: SecretKey | Ed25519PrivateKey | X25519PrivateKey, /) -> bytes: ...
-    def unwrap_key(self, blob: Buffer, /) -> SecretKey | Ed25519PrivateKey | X25519PrivateKey: ...
+    def wrap_key(self, key: _WrappableKey, /) -> bytes: ...
+    def unwrap_key(self, blob: Buffer, /) -> _WrappableKey: ...
 
 @final
 class HOTP(_KeyHandle):
@@ -410,12 +413,8 @@ def hkdf_expand(
     prk: SecretKey, *, length: int, info: Buffer = b"", algorithm: str = "sha256"
 ) -> SecretKey: ...
 def compare_digest(a: Buffer, b: Buffer, /) -> bool: ...
-def wrap_key(
-    wrapping_key: SecretKey, key: SecretKey | Ed25519PrivateKey | X25519PrivateKey, /
-) -> bytes: ...
-def unwrap_key(
-    wrapping_key: SecretKey, blob: Buffer, /
-) -> SecretKey | Ed25519PrivateKey | X25519PrivateKey: ...
+def wrap_key(wrapping_key: SecretKey, key: _WrappableKey, /) -> bytes: ...
+def unwrap_key(wrapping_key: SecretKey, blob: Buffer, /) -> _WrappableKey: ...
 def set_policy(
     *,
     on_lock_failure: Literal["warn", "raise"] | None = None,
@@ -438,7 +437,7 @@ class _KeyringDescription(TypedDict):
     description: str
 
 def keyring_store(
-    key: SecretKey | Ed25519PrivateKey | X25519PrivateKey,
+    key: _WrappableKey,
     description: str,
     *,
     keyring: str | int = "session",
@@ -695,6 +694,15 @@ class ECPrivateKey(_KeyHandle):
         passphrase: Passphrase | bytearray | memoryview | None = None,
         exportable: bool = True,
     ) -> ECPrivateKey: ...
+    @staticmethod
+    def from_keyring(
+        key: str | int,
+        *,
+        curve: _ECCurve | None = None,
+        keyring: str | int = "session",
+        consume: bool = False,
+        exportable: bool = True,
+    ) -> ECPrivateKey: ...
     def to_file(
         self,
         path: str | PathLike[str],
@@ -786,7 +794,7 @@ def agent_check_policy(policy: bytes, /) -> None: ...
 def agent_read_public_key_file(path: str | PathLike[str], /) -> bytes: ...
 def agent_read_policy(
     path: str | PathLike[str],
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | ECPublicKey,
     signature: str | PathLike[str] | None = None,
 ) -> bytes: ...
 

@@ -4,8 +4,9 @@ and returns an :class:`AgentHandle` (docs/agent.md). Re-exported as ``keycell.ag
 The server is Rust (its own threads, no GIL). It decides every request, records it in the
 audit log (``audit=``) on the connection's thread *before* the reply is written, and
 stops by itself, refusing that reply, when a record cannot be written: no signature or MAC
-leaves without its record, whoever embeds it. The signed policy is read and its Ed25519
-signature checked in Rust too, with the public key read once, at start.
+leaves without its record, whoever embeds it. The signed policy is read and its Ed25519 or
+ECDSA (P-256, P-384) signature checked in Rust too, with the public key read once, at
+start.
 
 ``serve`` installs no signal handlers and does not harden the process (``keycell agent
 serve`` does both: ``python/keycell/cli/agent.py``)::
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._native import (
     AgentServer,
+    ECPrivateKey,
+    ECPublicKey,
     Ed25519PrivateKey,
     Ed25519PublicKey,
     KeyStore,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "POLICY_SIGNATURE_CONTEXT",
     "AgentHandle",
+    "PolicyPublicKey",
     "load_public_key",
     "read_verified_policy",
     "serve",
@@ -54,7 +58,13 @@ __all__ = [
 #: Prefix of the message a policy signature covers (domain separation: a policy signature
 #: is never a valid signature over anything else, nor the other way round).
 POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
-_SIG_HEADER = "keycell-policy-signature-v1 ed25519 "
+_SIG_PREFIX = "keycell-policy-signature-v1 "
+
+#: The keys a policy may be signed with: Ed25519, or ECDSA on P-256 (SHA-256) or P-384
+#: (SHA-384); the signature line names the algorithm, which must be the pinned key's.
+PolicyPublicKey = Ed25519PublicKey | ECPublicKey
+
+_SSH_EC_CURVES = {b"nistp256": "P-256", b"nistp384": "P-384"}
 
 _logger = logging.getLogger("keycell.agent")
 
@@ -64,38 +74,87 @@ def signature_path(policy: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(policy) + ".sig")
 
 
-def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
-    """An Ed25519 public key from a file: PEM (``keycell pubkey --pem``), 64 hex digits
-    (``keycell pubkey``) or an OpenSSH ``ssh-ed25519 AAAA...`` line. The file is read with
-    the checks of the policy file (no symlink, a regular file owned by this user or root,
-    not writable by group or others): whoever can replace it can replace the policy."""
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The SSH wire ``string`` fields of a public key blob (RFC 4251)."""
+    out = []
+    while blob:
+        if len(blob) < 4:
+            raise ValueError("truncated key blob")
+        n = int.from_bytes(blob[:4], "big")
+        if len(blob) < 4 + n:
+            raise ValueError("truncated key blob")
+        out.append(blob[4 : 4 + n])
+        blob = blob[4 + n :]
+    return out
+
+
+def _ssh_public_key(text: str) -> PolicyPublicKey:
+    """An ``ssh-ed25519`` or ``ecdsa-sha2-nistp256/384`` OpenSSH public key line."""
+    name, b64 = (text.split() + [""])[:2]
+    fields = _ssh_strings(base64.b64decode(b64, validate=True))
+    if name == "ssh-ed25519":
+        # string "ssh-ed25519", string key (32 bytes)
+        if len(fields) != 2 or fields[0] != b"ssh-ed25519" or len(fields[1]) != 32:
+            raise ValueError("not an ssh-ed25519 public key")
+        return Ed25519PublicKey.from_public_bytes(fields[1])
+    # string "ecdsa-sha2-nistp256", string "nistp256", string Q (RFC 5656)
+    curve = _SSH_EC_CURVES.get(fields[1]) if len(fields) == 3 else None
+    if curve is None or fields[0].decode("ascii", "replace") != name:
+        raise ValueError(f"not an {name} public key")
+    return ECPublicKey.from_public_bytes(curve, fields[2])
+
+
+def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
+    """A policy public key from a file: an Ed25519 or EC (P-256, P-384) key as PEM
+    (``keycell pubkey --pem``), hex (``keycell pubkey``: 64 digits for Ed25519, the
+    uncompressed point for EC) or an OpenSSH line (``ssh-ed25519``,
+    ``ecdsa-sha2-nistp256``, ``ecdsa-sha2-nistp384``). The file is read with the checks
+    of the policy file (no symlink, a regular file owned by this user or root, not
+    writable by group or others): whoever can replace it can replace the policy."""
     data = agent_read_public_key_file(path)
     text = data.decode("ascii", "replace").strip()
     try:
         if text.startswith("-----BEGIN"):
-            return Ed25519PublicKey.from_pem(data)
-        if text.startswith("ssh-ed25519 "):
-            blob = base64.b64decode(text.split()[1], validate=True)
-            # string "ssh-ed25519", string key (32 bytes)
-            if len(blob) != 4 + 11 + 4 + 32 or blob[4:15] != b"ssh-ed25519":
-                raise ValueError("not an ssh-ed25519 public key")
-            return Ed25519PublicKey.from_public_bytes(blob[19:])
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+            try:
+                return Ed25519PublicKey.from_pem(data)
+            except ValueError:
+                return ECPublicKey.from_pem(data)
+        if text.startswith(("ssh-ed25519 ", "ecdsa-sha2-")):
+            return _ssh_public_key(text)
+        raw = bytes.fromhex(text)
+        if len(raw) == 32:
+            return Ed25519PublicKey.from_public_bytes(raw)
+        for curve in ("P-256", "P-384"):
+            if len(raw) == 1 + 2 * (32 if curve == "P-256" else 48):
+                return ECPublicKey.from_public_bytes(curve, raw)
+        raise ValueError(f"{len(raw)} bytes is no Ed25519 key or uncompressed EC point")
     except (ValueError, binascii.Error, KeycellError) as exc:
         raise AgentPolicyError(
-            f"{path}: not an Ed25519 public key (PEM, hex or ssh-ed25519): {exc}"
+            f"{path}: not an Ed25519 or EC public key (PEM, hex or OpenSSH line): {exc}"
         ) from None
 
 
-def sign_policy(policy: bytes, signer: Ed25519PrivateKey) -> str:
-    """The signature file's text for the policy text ``policy``."""
-    sig = signer.sign(POLICY_SIGNATURE_CONTEXT + policy)
-    return _SIG_HEADER + base64.b64encode(sig).decode("ascii") + "\n"
+def sign_policy(policy: bytes, signer: Ed25519PrivateKey | ECPrivateKey) -> str:
+    """The signature file's text for the policy text ``policy``: an Ed25519 signature, or
+    an ECDSA one (``r || s``) for a P-256 or P-384 key."""
+    message = POLICY_SIGNATURE_CONTEXT + policy
+    if isinstance(signer, ECPrivateKey):
+        alg = "ecdsa-p256" if signer.curve == "P-256" else "ecdsa-p384"
+        sig = signer.sign(message, encoding="raw")
+    elif isinstance(signer, Ed25519PrivateKey):
+        alg = "ed25519"
+        sig = signer.sign(message)
+    else:
+        raise TypeError(
+            "signer must be an Ed25519PrivateKey or ECPrivateKey, not "
+            f"{type(signer).__name__}"
+        )
+    return f"{_SIG_PREFIX}{alg} {base64.b64encode(sig).decode('ascii')}\n"
 
 
 def read_verified_policy(
     path: str | os.PathLike[str],
-    public_key: Ed25519PublicKey,
+    public_key: PolicyPublicKey,
     signature: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """Read a policy file and its detached signature (``FILE.sig`` unless ``signature``),
@@ -138,7 +197,7 @@ class AgentHandle:
         owns_store: bool,
         token: Token | None,
         policy: Path | None,
-        public_key: Ed25519PublicKey | None,
+        public_key: PolicyPublicKey | None,
         log: Callable[[str], None],
         verbose: bool,
     ) -> None:
@@ -286,7 +345,7 @@ def serve(
     passphrase: Any = None,
     token: Token | None = None,
     policy: str | os.PathLike[str] | None = None,
-    policy_public_key: Ed25519PublicKey | str | os.PathLike[str] | None = None,
+    policy_public_key: PolicyPublicKey | str | os.PathLike[str] | None = None,
     audit: AuditLog | None = None,
     allow_uids: Iterable[int] = (),
     socket_mode: int = 0o600,
@@ -304,7 +363,8 @@ def serve(
     ``Passphrase``, ``SecretKey``, ...) and closed by ``stop()``. ``token`` is an open,
     logged-in :class:`keycell.pkcs11.Token`. ``policy`` is a policy file, signed
     (``FILE.sig``), whose signature must verify with ``policy_public_key`` (an
-    :class:`~keycell.Ed25519PublicKey` or a key file; read once, here, and kept for every
+    :class:`~keycell.Ed25519PublicKey`, an :class:`~keycell.ECPublicKey` (P-256 or P-384:
+    ECDSA signatures) or a key file; read once, here, and kept for every
     ``reload()``); its ``serial`` must grow from one reload to the next, and each load
     is recorded (``agent.policy``). With ``audit`` (an open
     :class:`keycell.audit.AuditLog`, yours to close after the agent stopped), every
@@ -338,14 +398,14 @@ def serve(
             raise ValueError(f"{u} is not a uid")
         if u not in uids:
             uids.append(u)
-    public_key: Ed25519PublicKey | None = None
+    public_key: PolicyPublicKey | None = None
     policy_path = None if policy is None else Path(policy)
     policy_text = None
     if policy_path is not None:
         public_key = (
             policy_public_key
-            if isinstance(policy_public_key, Ed25519PublicKey)
-            else load_public_key(policy_public_key)  # type: ignore[arg-type]
+            if isinstance(policy_public_key, Ed25519PublicKey | ECPublicKey)
+            else load_public_key(policy_public_key)
         )
         policy_text = read_verified_policy(policy_path, public_key)
     owns_store = store is not None and not isinstance(store, KeyStore)

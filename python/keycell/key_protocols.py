@@ -16,20 +16,29 @@ True
 >>> len(sign_release(key, b"sha256:..."))
 64
 
-The protocols are ``runtime_checkable``: ``isinstance`` checks that the methods exist (not
-their signatures; a type checker checks those).
+:class:`ECSigner` is the sibling for ECDSA keys (P-256, P-384): a local
+:class:`~keycell.ECPrivateKey` today, and token and agent EC keys as they come, with the
+same methods. It is a protocol of its own rather than one generic ``Signer`` because the
+calls differ: an ECDSA signature has two encodings (``encoding="der"`` or ``"raw"``), and
+the public keys are different classes that a caller verifies with different arguments.
+
+The protocols are ``runtime_checkable``: ``isinstance`` checks that the methods and
+attributes exist (not their signatures; a type checker checks those). ``ECSigner`` also
+requires ``curve``, so an Ed25519 key is not taken for one; an ``ECPrivateKey`` has
+``sign`` and ``public_key`` too, so ``isinstance(ec_key, Ed25519Signer)`` is true at run
+time: check for ``ECSigner`` first, or rely on the type checker.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._native import Ed25519PublicKey
+    from ._native import ECPublicKey, Ed25519PublicKey
 
-__all__ = ["Ed25519Signer", "HmacKey"]
+__all__ = ["ECSigner", "Ed25519Signer", "HmacKey"]
 
 
 @runtime_checkable
@@ -42,6 +51,25 @@ class Ed25519Signer(Protocol):
 
     def public_key(self) -> Ed25519PublicKey:
         """The matching public key (an ordinary local ``Ed25519PublicKey``)."""
+        ...
+
+
+@runtime_checkable
+class ECSigner(Protocol):
+    """An ECDSA private key (P-256 or P-384) that signs where it lives."""
+
+    @property
+    def curve(self) -> str:
+        """The curve: "P-256" or "P-384"."""
+        ...
+
+    def sign(self, data: Buffer, *, encoding: Literal["der", "raw"] = "der") -> bytes:
+        """The ECDSA signature of ``data`` with SHA-256 (P-256) or SHA-384 (P-384):
+        ``encoding="der"`` (X.509, TLS) or ``"raw"`` (``r || s``: JOSE, WebAuthn)."""
+        ...
+
+    def public_key(self) -> ECPublicKey:
+        """The matching public key (an ordinary local ``ECPublicKey``)."""
         ...
 
 

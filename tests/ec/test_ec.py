@@ -637,18 +637,6 @@ def test_fork_child_cannot_use_key() -> None:
     assert result.stdout.strip() == "child 0"
 
 
-def test_backends_without_ec_support_refuse_cleanly() -> None:
-    # Key wrapping and the kernel keyring do not take EC keys yet: a TypeError naming the
-    # accepted types, before anything is written.
-    from keycell import keyring, wrap_key
-
-    k = ECPrivateKey.generate()
-    with pytest.raises(TypeError, match="key must be a SecretKey"):
-        wrap_key(SecretKey.generate(32), k)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="expected a keycell key handle"):
-        keyring.store(k, "keycell-test-ec")  # type: ignore[arg-type]
-
-
 @settings(max_examples=20, deadline=None)
 @given(msg=st.binary(max_size=3000), curve=st.sampled_from(CURVES))
 def test_interop_with_pyca_property(msg: bytes, curve: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 
@@ -247,3 +248,86 @@ def test_nobody_cannot_read_a_stored_key() -> None:
     assert r["read"]["type"] in ("KeyringPermissionError", "KeyringKeyNotFoundError")
     assert r["read"]["keycell"]
     assert r["view"]["type"] in ("KeyringPermissionError", "KeyringKeyNotFoundError")
+
+
+def test_ec_keys_move_as_their_scalar() -> None:
+    # An EC key's keyring payload is its scalar, big-endian, the curve's width (what
+    # keyctl pipe shows and what keyctl padd gives); the length names the curve.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curves = {"P-256": (ec.SECP256R1(), 32), "P-384": (ec.SECP384R1(), 48)}
+    scalars = {"P-256": 0x1234_5678 << 200 | 0xABCDEF, "P-384": 0x9876_5432 << 330 | 0x1F}
+    pems, points = {}, {}
+    for curve, (pyca_curve, _) in curves.items():
+        theirs = ec.derive_private_key(scalars[curve], pyca_curve)
+        pems[curve] = theirs.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).hex()
+        points[curve] = (
+            theirs.public_key()
+            .public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            .hex()
+        )
+    r = in_session(
+        """
+        from keycell import ECPrivateKey
+        pems = json.loads(sys.argv[1])
+        scalars = json.loads(sys.argv[2])
+        out = {}
+        for curve, pem in pems.items():
+            k = ECPrivateKey.from_pem(bytearray(bytes.fromhex(pem)))
+            s = keyring.store(k, "kc:stored-" + curve)
+            int(keyctl("padd", "user", "kc:padd-" + curve, "@s",
+                       input=bytes.fromhex(scalars[curve])).stdout)
+            back = ECPrivateKey.from_keyring("kc:padd-" + curve, exportable=False)
+            other = "P-384" if curve == "P-256" else "P-256"
+            out[curve] = {
+                "pipe": keyctl("pipe", str(s)).stdout.hex(),
+                "perm": keyctl("rdescribe", str(s)).stdout.decode(),
+                "curve": back.curve,
+                "point": back.public_key().public_bytes_x962().hex(),
+                "exportable": back.exportable,
+                "stored_back": ECPrivateKey.from_keyring(s).public_key()
+                    .public_bytes_x962().hex(),
+                "wrong_curve": error(ECPrivateKey.from_keyring, "kc:padd-" + curve,
+                                     curve=other),
+                "sealed": error(keyring.store, back, "kc:sealed"),
+            }
+        keyctl("padd", "user", "kc:short", "@s", input=b"\\x01" * 31)
+        keyctl("padd", "user", "kc:zero", "@s", input=bytes(32))
+        keyctl("padd", "user", "kc:order", "@s", input=b"\\xff" * 48)
+        keyctl("padd", "user", "kc:consume", "@s", input=bytes.fromhex(scalars["P-256"]))
+        consumed = ECPrivateKey.from_keyring("kc:consume", curve="P-256", consume=True)
+        done({"curves": out,
+              "short": error(ECPrivateKey.from_keyring, "kc:short"),
+              "zero": error(ECPrivateKey.from_keyring, "kc:zero"),
+              "order": error(ECPrivateKey.from_keyring, "kc:order"),
+              "bad_curve": error(ECPrivateKey.from_keyring, "kc:zero", curve="P-521"),
+              "consumed": consumed.public_key().public_bytes_x962().hex(),
+              "gone": error(ECPrivateKey.from_keyring, "kc:consume")})
+        """,
+        json.dumps(pems),
+        json.dumps({c: scalars[c].to_bytes(n).hex() for c, (_, n) in curves.items()}),
+    )
+    for curve, (_, width) in curves.items():
+        got = r["curves"][curve]
+        assert got["pipe"] == scalars[curve].to_bytes(width).hex()
+        assert ";3f000000;" in got["perm"]
+        assert got["curve"] == curve
+        assert got["point"] == points[curve]
+        assert got["stored_back"] == points[curve]
+        assert got["exportable"] is False
+        assert got["wrong_curve"]["type"] == "ValueError"
+        assert "must be exactly" in got["wrong_curve"]["message"]
+        assert got["sealed"]["type"] == "KeyNotExportableError"
+    assert r["short"]["type"] == "ValueError"
+    assert "32 bytes (a P-256 scalar) or 48 bytes" in r["short"]["message"]
+    for name in ("zero", "order", "bad_curve"):
+        assert r[name]["type"] == "ValueError", r[name]
+    assert r["consumed"] == points["P-256"]
+    assert r["gone"]["type"] == "KeyringKeyNotFoundError"

@@ -26,10 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._native import Ed25519PrivateKey, Ed25519PublicKey, agent_check_policy, agent_harden
+from .._native import (
+    ECPrivateKey,
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    agent_check_policy,
+    agent_harden,
+)
 from ..agent_server import (
     POLICY_SIGNATURE_CONTEXT,
     AgentHandle,
+    PolicyPublicKey,
     load_public_key,
     read_verified_policy,
     serve,
@@ -38,7 +45,7 @@ from ..agent_server import (
 )
 from ..exceptions import KeycellError
 from ..pkcs11 import Token
-from .common import CliError
+from .common import CliError, load_private
 from .common import UsageError as _UsageError
 from .common import master_options as _master_options
 from .common import open_store as _open_store
@@ -65,7 +72,10 @@ def _log(msg: str) -> None:
 def _cmd_policy_sign(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     agent_check_policy(data)
-    signer = Ed25519PrivateKey.from_file(args.key_file)
+    kind, signer = load_private(args.key_file, None, None)
+    if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey):
+        signer.destroy()
+        raise CliError(f"{args.key_file}: a {kind} key cannot sign; use an ed25519 or ec key")
     try:
         text = sign_policy(data, signer)
     finally:
@@ -164,7 +174,7 @@ def _hostname() -> str:
     return name or "localhost"
 
 
-def _load_policy_key(args: argparse.Namespace) -> Ed25519PublicKey | None:
+def _load_policy_key(args: argparse.Namespace) -> PolicyPublicKey | None:
     """The policy public key, read once (every reload checks against it), after checking
     that the policy verifies with it (before --detach: the caller sees the failure)."""
     if args.policy is None:
@@ -405,7 +415,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--policy-public-key",
         metavar="PUB",
-        help="the Ed25519 public key the policy's signature (FILE.sig) must verify with",
+        help="the Ed25519 or EC (P-256/P-384) public key the policy's signature (FILE.sig) "
+        "must verify with",
     )
     p.add_argument(
         "--audit-log", metavar="LOG", help="record every request to this keycell.audit log"
@@ -456,17 +467,30 @@ def register(sub: Any) -> None:
     policy = sub.add_parser(
         "policy",
         help="sign or verify an agent policy file",
-        description="Detached Ed25519 signatures of agent policy files (docs/agent.md).",
+        description=(
+            "Detached Ed25519 or ECDSA (P-256, P-384) signatures of agent policy files "
+            "(docs/agent.md)."
+        ),
     )
     psub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
     psub.required = True
     s = psub.add_parser("sign", help="sign a policy file (writes FILE.sig)")
     s.add_argument("file", metavar="FILE", help="policy file (JSON)")
-    s.add_argument("--key-file", required=True, metavar="SIGNER", help="Ed25519 private key")
+    s.add_argument(
+        "--key-file",
+        required=True,
+        metavar="SIGNER",
+        help="Ed25519 or EC (P-256/P-384) private key file (PKCS#8, or SEC1 for EC)",
+    )
     s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
     s.set_defaults(func=_cmd_policy_sign)
     v = psub.add_parser("verify", help="verify a policy file's signature and rules")
     v.add_argument("file", metavar="FILE", help="policy file (JSON)")
-    v.add_argument("--public-key", required=True, metavar="PUB", help="Ed25519 public key")
+    v.add_argument(
+        "--public-key",
+        required=True,
+        metavar="PUB",
+        help="Ed25519 or EC public key (PEM, hex or OpenSSH line)",
+    )
     v.add_argument("--signature", metavar="SIG", help="signature file (default FILE.sig)")
     v.set_defaults(func=_cmd_policy_verify)

@@ -1,13 +1,15 @@
 """``keycell keygen`` and ``keycell pubkey``: a new key into a file, the public key of a
-private key file."""
+private key file (hex, SubjectPublicKeyInfo PEM or a JWK)."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import sys
 from typing import Any
 
-from .common import FORMATS, KINDS, CliError, UsageError, key_class, load_private
+from .common import CURVES, FORMATS, KINDS, UsageError, generate, load_private
 from .otp import keygen_otp
 
 __all__ = ["register"]
@@ -24,14 +26,10 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         return keygen_otp(args)
     if args.print_uri:
         raise UsageError("--print-uri is for otp keys")
-    cls = key_class(args.kind)
     fmt = args.format or ("raw" if args.kind == "secret" else "pem")
-    if args.kind == "secret":
-        key = cls.generate(32 if args.length is None else args.length)
-    else:
-        if args.length is not None and args.length != 32:
-            raise CliError(f"{args.kind} keys are 32 bytes; --length does not apply")
-        key = cls.generate()
+    if args.kind == "ec" and fmt not in ("pem", "der"):
+        raise UsageError("ec key files are PKCS#8: --format pem or der")
+    key = generate(args.kind, args.length, args.curve)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)
     finally:
@@ -40,12 +38,37 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwk(kind: str, pub: Any) -> dict[str, str]:
+    """The public JSON Web Key of ``pub`` (a ``kind`` key's public key): RFC 7518 ``EC``
+    with ``crv``, ``x``, ``y``, or RFC 8037 ``OKP`` with ``crv`` and ``x``."""
+    if kind == "ec":
+        point = pub.public_bytes_x962()
+        n = (len(point) - 1) // 2
+        return {
+            "crv": pub.curve,
+            "kty": "EC",
+            "x": _b64url(point[1 : 1 + n]),
+            "y": _b64url(point[1 + n :]),
+        }
+    crv = {"ed25519": "Ed25519", "x25519": "X25519"}[kind]
+    return {"crv": crv, "kty": "OKP", "x": _b64url(pub.public_bytes_raw())}
+
+
 def _cmd_pubkey(args: argparse.Namespace) -> int:
-    _, key = load_private(args.file, args.type, args.format)
+    kind, key = load_private(args.file, args.type, args.format)
     try:
         pub = key.public_key()
         if args.pem:
             sys.stdout.write(pub.public_bytes_pem().decode("ascii"))
+        elif args.jwk:
+            # Members in RFC 7638 order (sorted): the text a JWK thumbprint hashes.
+            print(json.dumps(jwk(kind, pub), separators=(",", ":"), sort_keys=True))
+        elif kind == "ec":
+            print(pub.public_bytes_x962().hex())
         else:
             print(pub.public_bytes_raw().hex())
     finally:
@@ -60,12 +83,14 @@ def _add_keygen(sub: Any) -> None:
         description=(
             "Generate a key from the OS CSPRNG into guarded memory and write it to FILE "
             "atomically (mode 0600; never replaces an existing file unless --force). "
-            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519."
+            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519/ec "
+            "(ec: PEM or DER only; --curve P-256 or P-384, default P-256)."
         ),
     )
     p.add_argument("kind", choices=(*KINDS, "otp"), help="key type (otp: a 20-byte secret)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to create")
     p.add_argument("--length", type=int, metavar="N", help="secret key length in bytes (32)")
+    p.add_argument("--curve", choices=CURVES, help="ec: the curve (P-256)")
     p.add_argument("--format", choices=FORMATS, help="file format")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
@@ -75,21 +100,25 @@ def _add_keygen(sub: Any) -> None:
     )
     p.add_argument("--account", default="keycell", help="otp: account name in the URI")
     p.add_argument("--issuer", help="otp: issuer in the URI")
-    p.set_defaults(func=_cmd_keygen, length=None)
+    p.set_defaults(func=_cmd_keygen, length=None, curve=None)
 
 
 def _add_pubkey(sub: Any) -> None:
     p = sub.add_parser(
         "pubkey",
-        help="print the public key of an ed25519/x25519 private key file",
+        help="print the public key of an ed25519/x25519/ec private key file",
         description=(
-            "Load a private key file into guarded memory and print its public key: raw hex "
-            "(default) or SubjectPublicKeyInfo PEM (--pem). PKCS#8 files carry their type; "
-            "raw, hex and base64 files need --type."
+            "Load a private key file into guarded memory and print its public key: hex "
+            "(default; ec: the uncompressed X9.62 point), SubjectPublicKeyInfo PEM (--pem) "
+            "or a JSON Web Key (--jwk: RFC 7518 EC with crv, x, y; RFC 8037 OKP for "
+            "ed25519/x25519). PKCS#8 (and SEC1 EC) files carry their type; raw, hex and "
+            "base64 files need --type."
         ),
     )
     p.add_argument("file", metavar="FILE", help="private key file")
-    p.add_argument("--type", choices=("ed25519", "x25519"), help="key type")
+    p.add_argument("--type", choices=("ed25519", "x25519", "ec"), help="key type")
     p.add_argument("--format", choices=FORMATS, help="file format (default: detect)")
-    p.add_argument("--pem", action="store_true", help="print PEM instead of hex")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--pem", action="store_true", help="print PEM instead of hex")
+    out.add_argument("--jwk", action="store_true", help="print a JWK (one line of JSON)")
     p.set_defaults(func=_cmd_pubkey)

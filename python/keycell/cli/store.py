@@ -10,10 +10,12 @@ from typing import Any
 
 from .._native import KeyStore, SecretKey
 from .common import (
+    CURVES,
     FORMATS,
     KINDS,
     CliError,
     UsageError,
+    generate,
     key_class,
     load_private,
     master,
@@ -49,6 +51,8 @@ def _cmd_store_init(args: argparse.Namespace) -> int:
 def _cmd_store_put(args: argparse.Namespace) -> int:
     if (args.key_file is None) == (args.generate is None):
         raise UsageError("give exactly one of --key-file FILE or --generate TYPE")
+    if args.curve is not None and args.generate is None:
+        raise UsageError("--curve is for --generate ec (a key file says its curve)")
     if args.key_file is not None:
         key = None
         if args.type is None and args.format in (None, "pem", "der"):
@@ -66,8 +70,7 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
             else:
                 key = cls.from_file(args.key_file, format=args.format)
     else:
-        cls = key_class(args.generate)
-        key = cls.generate(args.length or 32) if args.generate == "secret" else cls.generate()
+        key = generate(args.generate, args.length, args.curve)
     try:
         with open_store(args) as store:
             store.put(args.name, key, overwrite=args.overwrite)
@@ -162,18 +165,20 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--type",
         choices=KINDS,
-        help="type of the key in --key-file (default: the type a PKCS#8 file names, else secret)",
+        help="type of the key in --key-file (default: the type a PKCS#8 or SEC1 file "
+        "names, else secret)",
     )
     p.add_argument("--format", choices=FORMATS, help="format of --key-file (default: detect)")
     p.add_argument("--generate", choices=KINDS, metavar="TYPE", help="generate a new key")
     p.add_argument("--length", type=int, metavar="N", help="secret key length")
+    p.add_argument("--curve", choices=CURVES, help="--generate ec: the curve (P-256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing entry")
 
     p = action("get", "write a key from the store to a file", _cmd_store_get)
     p.add_argument("name", metavar="NAME", help="entry name")
     p.add_argument("-o", "--output", metavar="FILE", help="key file to create (mode 0600)")
     p.add_argument(
-        "--format", choices=FORMATS, help="key file format (raw; pem for ed25519/x25519)"
+        "--format", choices=FORMATS, help="key file format (raw; pem for private keys)"
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
