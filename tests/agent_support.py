@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import keycell
 from audit_support import events
-from keycell import Ed25519PrivateKey, KeyStore, SecretKey, audit
+from keycell import ECPrivateKey, Ed25519PrivateKey, KeyStore, SecretKey, audit
 from support import KEYCELL, NOBODY, run_cli
 
 
@@ -320,12 +320,15 @@ def closed_by_peer(s: socket.socket) -> bool:
 
 
 class Signer:
-    """A policy signing key in files: the private key and its PEM public key."""
+    """A policy signing key in files: the private key and its PEM public key (Ed25519, or
+    ECDSA on ``curve``)."""
 
-    def __init__(self, d: Path, name: str = "signer") -> None:
+    def __init__(
+        self, d: Path, name: str = "signer", curve: Literal["P-256", "P-384"] | None = None
+    ) -> None:
         self.key = d / f"{name}.pem"
         self.pub = d / f"{name}.pub"
-        k = Ed25519PrivateKey.generate()
+        k = Ed25519PrivateKey.generate() if curve is None else ECPrivateKey.generate(curve)
         k.to_file(self.key)
         self.pub.write_bytes(k.public_key().public_bytes_pem())
         k.destroy()

@@ -120,7 +120,7 @@ impl std::fmt::Display for PolicyFileError {
                 expected,
             } => write!(
                 f,
-                "{} is a {found} signature, but the policy public key is {expected}",
+                "{} is signed with {found}, but the policy public key is an {expected} key",
                 signature.display()
             ),
             PolicyFileError::BadSignature { path } => write!(
@@ -383,7 +383,7 @@ mod tests {
             assert_eq!(
                 err.to_string(),
                 format!(
-                    "{} is a ed25519 signature, but the policy public key is {alg}",
+                    "{} is signed with ed25519, but the policy public key is an {alg} key",
                     sig_path.display()
                 )
             );

@@ -5,11 +5,13 @@ uses, rate) are enforced and every refusal is logged."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from agent_support import (
@@ -24,6 +26,8 @@ from agent_support import (
     user_env,
     write_policy,
 )
+from keycell import X25519PrivateKey
+from keycell.agent_server import POLICY_SIGNATURE_CONTEXT
 from keycell.exceptions import AgentRefusedError
 from support import NOBODY, run_cli
 
@@ -262,3 +266,84 @@ def test_a_reload_cannot_roll_the_policy_back_and_serials_are_audited(tmp_path: 
         ("allowed", "loaded serial 2"),
         ("refused", "serial 1 is not greater than the loaded policy's serial 2"),
     ]
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384"])
+def test_ecdsa_signed_policy(tmp_path: Path, curve: Literal["P-256", "P-384"]) -> None:
+    """``keycell policy sign --key-file ec.pem``: an ECDSA line pyca verifies; a line pyca
+    signed verifies here; the agent starts with it; the pinned key decides the algorithm."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    signer = Signer(st.dir, "ec", curve=curve)
+    ed = Signer(st.dir, "ed")
+    alg, width = ("ecdsa-p256", 32) if curve == "P-256" else ("ecdsa-p384", 48)
+    digest = hashes.SHA256() if curve == "P-256" else hashes.SHA384()
+    policy = write_policy(st, {"keys": {"deploy": {"max_uses": 3}}})
+    signer.sign(policy)
+    line = Path(f"{policy}.sig").read_text()
+    assert line.startswith(f"keycell-policy-signature-v1 {alg} ")
+    raw = base64.b64decode(line.split()[2], validate=True)
+    assert len(raw) == 2 * width
+    pub = serialization.load_pem_public_key(signer.pub.read_bytes())
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    message = POLICY_SIGNATURE_CONTEXT + policy.read_bytes()
+    sig = encode_dss_signature(int.from_bytes(raw[:width]), int.from_bytes(raw[width:]))
+    pub.verify(sig, message, ec.ECDSA(digest))
+    assert run_cli("policy", "verify", policy, "--public-key", signer.pub).returncode == 0
+    # The same key as hex (keycell pubkey) and as an OpenSSH line.
+    hex_pub, ssh_pub = st.dir / "ec.hex", st.dir / "ec.ssh"
+    r = run_cli("pubkey", signer.key)
+    assert r.returncode == 0, r.stderr
+    hex_pub.write_text(r.stdout)
+    ssh_pub.write_bytes(
+        pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    for p in (hex_pub, ssh_pub):
+        assert run_cli("policy", "verify", policy, "--public-key", p).returncode == 0, p
+    # An Ed25519 key pinned: the ECDSA line is refused by name, and the other way round.
+    r = run_cli("policy", "verify", policy, "--public-key", ed.pub)
+    assert r.returncode == 1
+    assert f"is signed with {alg}, but the policy public key is an ed25519 key" in r.stderr
+    ed.sign(policy)
+    r = run_cli("policy", "verify", policy, "--public-key", signer.pub)
+    assert r.returncode == 1
+    assert f"is signed with ed25519, but the policy public key is an {alg} key" in r.stderr
+    # A line made by pyca (DER converted to r || s) verifies here.
+    theirs = serialization.load_pem_private_key(signer.key.read_bytes(), None)
+    assert isinstance(theirs, ec.EllipticCurvePrivateKey)
+    r_int, s_int = decode_dss_signature(theirs.sign(message, ec.ECDSA(digest)))
+    ours = r_int.to_bytes(width) + s_int.to_bytes(width)
+    text = f"keycell-policy-signature-v1 {alg} {base64.b64encode(ours).decode()}\n"
+    Path(f"{policy}.sig").write_text(text)
+    assert run_cli("policy", "verify", policy, "--public-key", signer.pub).returncode == 0
+    # The agent starts with the ECDSA-signed policy and enforces it.
+    with Agent(st, *policy_args(policy, signer)) as agent, agent.client() as c:
+        key = c.ed25519("deploy")
+        for _ in range(3):
+            key.sign(b"m")
+        with pytest.raises(AgentRefusedError):
+            key.sign(b"m")
+        assert agent.stop() == 0
+    # Tampered after signing: the agent refuses to start.
+    policy.write_text(policy.read_text().replace("3", "30"))
+    with Agent(st, *policy_args(policy, signer), expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert "does not verify" in agent.stderr()
+
+
+def test_policy_sign_refuses_keys_that_cannot_sign(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    policy = write_policy(st, {"keys": {"deploy": {}}})
+    x = st.dir / "x.pem"
+    with X25519PrivateKey.generate() as k:
+        k.to_file(x)
+    r = run_cli("policy", "sign", policy, "--key-file", x)
+    assert r.returncode == 1
+    assert "x25519 keys cannot sign policies; use an ed25519 or ec key" in r.stderr
+    assert not Path(f"{policy}.sig").exists()

@@ -75,7 +75,7 @@ def _cmd_policy_sign(args: argparse.Namespace) -> int:
     kind, signer = load_private(args.key_file, None, None)
     if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey):
         signer.destroy()
-        raise CliError(f"{args.key_file}: a {kind} key cannot sign; use an ed25519 or ec key")
+        raise CliError(f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519 or ec key")
     try:
         text = sign_policy(data, signer)
     finally:
