@@ -193,11 +193,17 @@ def use_key_protocols(token: keycell.pkcs11.Token, client: keycell.agent.AgentCl
         token.secret_key("webhook"),
         client.secret("webhook"),
     ]
+    ec_signers: list[keycell.ECSigner] = [
+        keycell.ECPrivateKey.generate("P-384"),
+    ]
+    ec_public: keycell.ECPublicKey = ec_signers[0].public_key()
+    ec_public.verify(ec_signers[0].sign(b"m", encoding="raw"), b"m", encoding="raw")
+    curve: str = ec_signers[0].curve
     public: keycell.Ed25519PublicKey = signers[0].public_key()
     sig: bytes = signers[1].sign(b"m")
     tag: bytes = macs[2].hmac(b"m", "sha512")
     macs[0].verify_hmac(b"m", tag, algorithm="sha512")
-    del public, sig
+    del public, sig, curve
 
 
 def hmac_in_with(k: SecretKey) -> bytes:

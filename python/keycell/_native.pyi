@@ -17,9 +17,6 @@ _SignatureEncoding = Literal["der", "raw"]
 _RsaKeyFormat = Literal["pem", "der"]
 _RsaPadding = Literal["pss", "pkcs1v15"]
 _RsaHash = Literal["sha256", "sha384", "sha512"]
-# The keys wrap_key and the keyring take (their secret bytes leave guarded memory only
-# encrypted, or to the kernel).
-_WrappableKey = SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey
 
 GIL_RELEASE_THRESHOLD: Final[int]
 MAX_KEY_LEN: Final[int]
@@ -975,3 +972,7 @@ def audit_prove(path: str | PathLike[str], line: int, size: int) -> dict[str, An
 def audit_verify_inclusion(
     leaf_hash: bytes, index: int, size: int, proof: list[bytes], root: bytes
 ) -> bool: ...
+
+# The keys wrap_key and the keyring take (their secret bytes leave guarded memory only
+# encrypted, or to the kernel).
+_WrappableKey = SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey

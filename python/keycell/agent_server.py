@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._native import (
     AgentServer,
@@ -64,7 +64,10 @@ _SIG_PREFIX = "keycell-policy-signature-v1 "
 #: (SHA-384); the signature line names the algorithm, which must be the pinned key's.
 PolicyPublicKey = Ed25519PublicKey | ECPublicKey
 
-_SSH_EC_CURVES = {b"nistp256": "P-256", b"nistp384": "P-384"}
+_SSH_EC_CURVES: dict[bytes, Literal["P-256", "P-384"]] = {
+    b"nistp256": "P-256",
+    b"nistp384": "P-384",
+}
 
 _logger = logging.getLogger("keycell.agent")
 
@@ -90,7 +93,8 @@ def _ssh_strings(blob: bytes) -> list[bytes]:
 
 def _ssh_public_key(text: str) -> PolicyPublicKey:
     """An ``ssh-ed25519`` or ``ecdsa-sha2-nistp256/384`` OpenSSH public key line."""
-    name, b64 = (text.split() + [""])[:2]
+    parts = text.split()
+    name, b64 = parts[0], parts[1] if len(parts) > 1 else ""
     fields = _ssh_strings(base64.b64decode(b64, validate=True))
     if name == "ssh-ed25519":
         # string "ssh-ed25519", string key (32 bytes)
@@ -124,9 +128,10 @@ def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
         raw = bytes.fromhex(text)
         if len(raw) == 32:
             return Ed25519PublicKey.from_public_bytes(raw)
-        for curve in ("P-256", "P-384"):
-            if len(raw) == 1 + 2 * (32 if curve == "P-256" else 48):
-                return ECPublicKey.from_public_bytes(curve, raw)
+        if len(raw) == 65:
+            return ECPublicKey.from_public_bytes("P-256", raw)
+        if len(raw) == 97:
+            return ECPublicKey.from_public_bytes("P-384", raw)
         raise ValueError(f"{len(raw)} bytes is no Ed25519 key or uncompressed EC point")
     except (ValueError, binascii.Error, KeycellError) as exc:
         raise AgentPolicyError(
@@ -405,7 +410,7 @@ def serve(
         public_key = (
             policy_public_key
             if isinstance(policy_public_key, Ed25519PublicKey | ECPublicKey)
-            else load_public_key(policy_public_key)
+            else load_public_key(policy_public_key)  # type: ignore[arg-type]
         )
         policy_text = read_verified_policy(policy_path, public_key)
     owns_store = store is not None and not isinstance(store, KeyStore)

@@ -10,7 +10,7 @@ from pathlib import Path
 import keycell
 import pytest
 from agent_support import Agent, make_store
-from keycell import Ed25519Signer, HmacKey, InvalidSignature, pkcs11
+from keycell import ECSigner, Ed25519Signer, HmacKey, InvalidSignature, pkcs11
 from pkcs11_support import Hsm
 
 
@@ -75,6 +75,29 @@ def test_agent_keys(tmp_path: Path) -> None:
         sign_and_check(ed)
         mac_and_check(secret)
         assert agent.stop() == 0
+
+
+def ec_sign_and_check(signer: ECSigner) -> None:
+    """Code written against ECSigner: both encodings verify with the public key."""
+    for encoding in ("der", "raw"):
+        sig = signer.sign(b"release 1.2.3", encoding=encoding)
+        signer.public_key().verify(sig, b"release 1.2.3", encoding=encoding)
+        with pytest.raises(InvalidSignature):
+            signer.public_key().verify(sig, b"release 1.2.4", encoding=encoding)
+
+
+def test_local_ec_keys() -> None:
+    for curve in ("P-256", "P-384"):
+        k = keycell.ECPrivateKey.generate(curve)
+        assert isinstance(k, ECSigner)
+        assert not isinstance(k, HmacKey)
+        assert k.curve == curve
+        ec_sign_and_check(k)
+        k.destroy()
+    ed = keycell.Ed25519PrivateKey.generate()
+    others = (ed, keycell.X25519PrivateKey.generate(), keycell.SecretKey.generate(32))
+    for other in (*others, keycell.ECPrivateKey.generate().public_key(), b"key"):
+        assert not isinstance(other, ECSigner), other
 
 
 def test_the_module_example_runs() -> None:

@@ -29,7 +29,6 @@ from typing import Any
 from .._native import (
     ECPrivateKey,
     Ed25519PrivateKey,
-    Ed25519PublicKey,
     agent_check_policy,
     agent_harden,
 )
@@ -75,7 +74,9 @@ def _cmd_policy_sign(args: argparse.Namespace) -> int:
     kind, signer = load_private(args.key_file, None, None)
     if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey):
         signer.destroy()
-        raise CliError(f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519 or ec key")
+        raise CliError(
+            f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519 or ec key"
+        )
     try:
         text = sign_policy(data, signer)
     finally:
