@@ -195,6 +195,8 @@ def use_key_protocols(token: keycell.pkcs11.Token, client: keycell.agent.AgentCl
     ]
     ec_signers: list[keycell.ECSigner] = [
         keycell.ECPrivateKey.generate("P-384"),
+        token.ec_private_key(label="release"),
+        token.generate_ec(label="new", curve="P-256"),
     ]
     ec_public: keycell.ECPublicKey = ec_signers[0].public_key()
     ec_public.verify(ec_signers[0].sign(b"m", encoding="raw"), b"m", encoding="raw")

@@ -435,8 +435,10 @@ fn put_der_uint(v: &[u8], out: &mut [u8], at: &mut usize) {
     *at += v.len();
 }
 
-/// `r || s` as DER `Ecdsa-Sig-Value` (every length is below 128: short form).
-fn raw_to_der(raw: &[u8]) -> Signature {
+/// `r || s` as DER `Ecdsa-Sig-Value` (every length is below 128: short form). `raw` is
+/// two scalars of one curve's width (at most [`MAX_SCALAR_LEN`] each), as a PKCS#11
+/// token's `CKM_ECDSA` returns them; longer input panics.
+pub fn raw_to_der(raw: &[u8]) -> Signature {
     let (r, s) = raw.split_at(raw.len() / 2);
     let mut bytes = [0u8; MAX_DER_SIGNATURE_LEN];
     let mut at = 2;

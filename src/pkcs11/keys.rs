@@ -1,5 +1,6 @@
 //! Key objects in a token: finding them, generating them (sensitive, never extractable),
 //! and the operations keycell runs inside the token: Ed25519 signatures (`CKM_EDDSA`),
+//! ECDSA P-256/P-384 signatures (`CKM_ECDSA` over a SHA-256/384 digest computed here),
 //! HMAC (`CKM_SHA256_HMAC` etc.), and the derivation of a key store master.
 
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
@@ -10,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::error::{Pkcs11Error, Pkcs11ErrorKind, Result};
 use super::token::Token;
+use crate::crypto::ec::{self, Curve, PublicPoint, SignatureEncoding};
 use crate::crypto::hmac::HashAlgorithm;
 
 /// The HMAC-SHA256 challenge a token key store master answers (docs/keystore-format.md):
@@ -20,6 +22,27 @@ pub const STORE_MASTER_CHALLENGE: &[u8] = b"keycell-store v1 pkcs11 master\0";
 /// DER of the Ed25519 curve OID 1.3.101.112 (RFC 8410), `CKA_EC_PARAMS` for new keys.
 pub const ED25519_OID_DER: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
 
+/// DER of the P-256 curve OID 1.2.840.10045.3.1.7 (prime256v1), `CKA_EC_PARAMS`.
+pub const P256_OID_DER: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the P-384 curve OID 1.3.132.0.34 (secp384r1), `CKA_EC_PARAMS`.
+pub const P384_OID_DER: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// `CKA_EC_PARAMS` of `curve` (a named curve OID).
+pub fn ec_params(curve: Curve) -> &'static [u8] {
+    match curve {
+        Curve::P256 => &P256_OID_DER,
+        Curve::P384 => &P384_OID_DER,
+    }
+}
+
+/// The curve named by `CKA_EC_PARAMS` (named curves only; explicit parameters are not
+/// taken).
+pub fn ec_curve(params: &[u8]) -> Option<Curve> {
+    [Curve::P256, Curve::P384]
+        .into_iter()
+        .find(|c| ec_params(*c) == params)
+}
+
 /// The kinds of key object keycell uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -27,6 +50,10 @@ pub enum ObjectKind {
     Ed25519Private,
     /// An Ed25519 public key.
     Ed25519Public,
+    /// An ECDSA private key (`CKO_PRIVATE_KEY`, `CKK_EC`), P-256 or P-384.
+    EcPrivate,
+    /// An ECDSA public key.
+    EcPublic,
     /// A generic secret (`CKO_SECRET_KEY`, `CKK_GENERIC_SECRET`): HMAC keys and store masters.
     Secret,
 }
@@ -42,6 +69,14 @@ impl ObjectKind {
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::KeyType(KeyType::EC_EDWARDS),
             ],
+            ObjectKind::EcPrivate => vec![
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC),
+            ],
+            ObjectKind::EcPublic => vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC),
+            ],
             ObjectKind::Secret => vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -52,13 +87,15 @@ impl ObjectKind {
     /// Whether objects of this kind hold a secret (searched for with `CKA_PRIVATE=true`
     /// and checked by [`check_trust`] before use).
     fn is_secret(self) -> bool {
-        !matches!(self, ObjectKind::Ed25519Public)
+        !matches!(self, ObjectKind::Ed25519Public | ObjectKind::EcPublic)
     }
 
     fn name(self) -> &'static str {
         match self {
             ObjectKind::Ed25519Private => "Ed25519 private key",
             ObjectKind::Ed25519Public => "Ed25519 public key",
+            ObjectKind::EcPrivate => "EC private key",
+            ObjectKind::EcPublic => "EC public key",
             ObjectKind::Secret => "secret key",
         }
     }
@@ -205,7 +242,7 @@ pub fn check_trust(
         format!(
             "the {} with {} on token {:?} is not safe to use: {}; its value may be known \
              to whoever made it. Generate keys in the token (generate_secret, \
-             generate_ed25519, wrapping_key(create=True))",
+             generate_ed25519, generate_ec, wrapping_key(create=True))",
             kind.name(),
             spec.describe(),
             token.info().label,
@@ -317,6 +354,30 @@ pub fn ec_point_to_ed25519(point: &[u8]) -> Option<[u8; 32]> {
 /// agent) report an attacker's public key for the token's private key, and a second object
 /// with the same id must not make the key unusable.
 pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
+    let (by, candidates) = public_candidates(token, h, ObjectKind::Ed25519Public, |p| {
+        ec_point_to_ed25519(p)
+    })?;
+    let mut challenge = [0u8; 32];
+    crate::memory::fill_random(&mut challenge)?;
+    let sig = sign_ed25519(token, h, &challenge)?;
+    candidates
+        .into_iter()
+        .find(|point| {
+            crate::crypto::ed25519::public_key_from_bytes(point)
+                .is_ok_and(|vk| crate::crypto::ed25519::verify(&vk, &challenge, &sig).is_ok())
+        })
+        .ok_or_else(|| no_public_belongs(token, &by, "Ed25519"))
+}
+
+/// The public key objects of `kind` named like the private key `h` (its `CKA_ID`, else
+/// its label), each `CKA_EC_POINT` read by `parse` (those it cannot read left out): the
+/// candidates a signature by `h` must choose from, and how they were searched for.
+fn public_candidates<T>(
+    token: &Token,
+    h: ObjectHandle,
+    kind: ObjectKind,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> Result<(ObjectSpec, Vec<T>)> {
     let spec = names(token, h)?;
     let by = match (&spec.id, &spec.label) {
         (Some(id), _) if !id.is_empty() => ObjectSpec {
@@ -331,14 +392,15 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
             ))
         }
     };
-    let objects = token.with_session(|s| find_all(s, ObjectKind::Ed25519Public, &by))?;
+    let objects = token.with_session(|s| find_all(s, kind, &by))?;
     if objects.is_empty() {
         return Err(Pkcs11Error::new(
             Pkcs11ErrorKind::ObjectNotFound,
             format!(
-                "the Ed25519 private key with {} has no public key object on the token \
-                 (keycell reads the public key from it)",
-                spec.describe()
+                "the private key with {} has no {} object on the token (keycell reads the \
+                 public key from it)",
+                spec.describe(),
+                kind.name()
             ),
         ));
     }
@@ -349,31 +411,123 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
                 .map_err(ck("reading the public key"))
         })?;
         candidates.extend(attrs.into_iter().find_map(|a| match a {
-            Attribute::EcPoint(p) => ec_point_to_ed25519(&p),
+            Attribute::EcPoint(p) => parse(&p),
             _ => None,
         }));
     }
-    let mut challenge = [0u8; 32];
-    crate::memory::fill_random(&mut challenge)?;
-    let sig = sign_ed25519(token, h, &challenge)?;
-    candidates
+    Ok((by, candidates))
+}
+
+/// The refusal when no public key object proves to belong to the private key.
+fn no_public_belongs(token: &Token, by: &ObjectSpec, what: &str) -> Pkcs11Error {
+    Pkcs11Error::new(
+        Pkcs11ErrorKind::Untrusted,
+        format!(
+            "no public key object with {} on token {:?} belongs to the {what} private key \
+             (a signature made by the key does not verify under any of them): a public \
+             object may have been replaced",
+            by.describe(),
+            token.info().label
+        ),
+    )
+}
+
+/// The uncompressed SEC1 point of a `CKA_EC_POINT` on `curve`: the DER OCTET STRING
+/// PKCS#11 prescribes (`04 len || point`), or the bare point some modules store; the
+/// point is checked to be on the curve.
+pub fn ec_point(curve: Curve, attr: &[u8]) -> Option<PublicPoint> {
+    let wrapped = match attr {
+        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && *len < 0x80 => Some(rest),
+        [0x04, 0x81, len, rest @ ..] if usize::from(*len) == rest.len() => Some(rest),
+        _ => None,
+    };
+    // A bare uncompressed point also starts with 0x04: when the unwrapped bytes are no
+    // point, the attribute itself is tried.
+    wrapped
+        .and_then(|p| PublicPoint::from_sec1(curve, p).ok())
+        .or_else(|| PublicPoint::from_sec1(curve, attr).ok())
+}
+
+/// The curve of the EC private key `h` (its `CKA_EC_PARAMS`): P-256 or P-384, else an
+/// `Unsupported` error.
+pub fn ec_key_curve(token: &Token, h: ObjectHandle) -> Result<Curve> {
+    let attrs = token.with_session(|s| {
+        s.get_attributes(h, &[AttributeType::EcParams])
+            .map_err(ck("reading the key's curve"))
+    })?;
+    attrs
         .into_iter()
-        .find(|point| {
-            crate::crypto::ed25519::public_key_from_bytes(point)
-                .is_ok_and(|vk| crate::crypto::ed25519::verify(&vk, &challenge, &sig).is_ok())
+        .find_map(|a| match a {
+            Attribute::EcParams(p) => ec_curve(&p),
+            _ => None,
         })
         .ok_or_else(|| {
             Pkcs11Error::new(
-                Pkcs11ErrorKind::Untrusted,
-                format!(
-                    "no public key object with {} on token {:?} belongs to the Ed25519 \
-                     private key (a signature made by the key does not verify under any of \
-                     them): a public object may have been replaced",
-                    by.describe(),
-                    token.info().label
-                ),
+                Pkcs11ErrorKind::Other,
+                "the EC key is not on P-256 or P-384 (CKA_EC_PARAMS names another curve or \
+                 explicit parameters)",
             )
         })
+}
+
+/// The public key of the EC private key `h` on `curve`, proven to belong to it as
+/// [`ed25519_public`] proves it: an ECDSA signature by `h` over a fresh random challenge
+/// must verify under the one returned.
+pub fn ec_public(token: &Token, h: ObjectHandle, curve: Curve) -> Result<PublicPoint> {
+    let (by, candidates) =
+        public_candidates(token, h, ObjectKind::EcPublic, |p| ec_point(curve, p))?;
+    let mut challenge = [0u8; 32];
+    crate::memory::fill_random(&mut challenge)?;
+    let sig = sign_ec(token, h, curve, &challenge)?;
+    candidates
+        .into_iter()
+        .find(|point| {
+            point
+                .verify(&challenge, &sig, SignatureEncoding::Raw)
+                .is_ok()
+        })
+        .ok_or_else(|| no_public_belongs(token, &by, "EC"))
+}
+
+/// ECDSA-sign `data` with the EC key `h` on `curve` in the token: the SHA-256 (P-256) or
+/// SHA-384 (P-384) digest is computed here and signed with `CKM_ECDSA`; returns `r || s`,
+/// each the curve's width (as `ECPrivateKey.sign(..., encoding="raw")`).
+pub fn sign_ec(token: &Token, h: ObjectHandle, curve: Curve, data: &[u8]) -> Result<Vec<u8>> {
+    use sha2::Digest;
+    let digest = match curve {
+        Curve::P256 => sha2::Sha256::digest(data).to_vec(),
+        Curve::P384 => sha2::Sha384::digest(data).to_vec(),
+    };
+    let sig = token.with_session(|s| {
+        s.sign(&Mechanism::Ecdsa, h, &digest)
+            .map_err(ck("signing (CKM_ECDSA)"))
+    })?;
+    if sig.len() != 2 * curve.scalar_len() {
+        return Err(Pkcs11Error::new(
+            Pkcs11ErrorKind::Other,
+            format!(
+                "the token returned a {}-byte ECDSA signature, not {} bytes",
+                sig.len(),
+                2 * curve.scalar_len()
+            ),
+        ));
+    }
+    Ok(sig)
+}
+
+/// [`sign_ec`] in `encoding`: `r || s`, or DER `Ecdsa-Sig-Value`.
+pub fn sign_ec_encoded(
+    token: &Token,
+    h: ObjectHandle,
+    curve: Curve,
+    data: &[u8],
+    encoding: SignatureEncoding,
+) -> Result<Vec<u8>> {
+    let raw = sign_ec(token, h, curve, data)?;
+    Ok(match encoding {
+        SignatureEncoding::Raw => raw,
+        SignatureEncoding::Der => ec::raw_to_der(&raw).as_bytes().to_vec(),
+    })
 }
 
 /// Sign `data` with the Ed25519 key `h` in the token (`CKM_EDDSA`, pure Ed25519).
@@ -499,6 +653,58 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
         .ok_or_else(|| {
             Pkcs11Error::new(Pkcs11ErrorKind::Other, "no Ed25519 point in the new key")
         })?;
+    Ok((private, pk))
+}
+
+/// Generate an ECDSA key pair on `curve` in the token (`CKM_EC_KEY_PAIR_GEN` with the
+/// curve's OID): the private key a token object, private, sensitive and never
+/// extractable, usable only to sign (derive, decrypt and unwrap switched off: no ECDH
+/// with it in the token). Returns the private key's handle and the public point.
+pub fn generate_ec(
+    token: &Token,
+    label: &str,
+    curve: Curve,
+) -> Result<(ObjectHandle, PublicPoint)> {
+    check_new_label(token, ObjectKind::EcPrivate, label)?;
+    let id = random_id()?;
+    let public_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
+        Attribute::EcParams(ec_params(curve).to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.clone()),
+    ];
+    let private_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ];
+    let (public, private) = token.with_session(|s| {
+        s.generate_key_pair(&Mechanism::EccKeyPairGen, &public_t, &private_t)
+            .map_err(ck("generating an EC key pair (CKM_EC_KEY_PAIR_GEN)"))
+    })?;
+    let point = token.with_session(|s| {
+        s.get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(ck("reading the public key"))
+    })?;
+    let pk = point
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcPoint(p) => ec_point(curve, &p),
+            _ => None,
+        })
+        .ok_or_else(|| Pkcs11Error::new(Pkcs11ErrorKind::Other, "no EC point in the new key"))?;
     Ok((private, pk))
 }
 
@@ -658,6 +864,45 @@ mod tests {
         assert_eq!(ec_point_to_ed25519(&[9u8; 32]), Some([9u8; 32]));
         assert_eq!(ec_point_to_ed25519(&der[..33]), None);
         assert_eq!(ec_point_to_ed25519(&[]), None);
+    }
+
+    #[test]
+    fn ec_params_and_points() {
+        assert_eq!(ec_curve(&P256_OID_DER), Some(Curve::P256));
+        assert_eq!(ec_curve(&P384_OID_DER), Some(Curve::P384));
+        assert_eq!(ec_curve(&ED25519_OID_DER), None);
+        assert_eq!(ec_curve(&[]), None);
+        for curve in [Curve::P256, Curve::P384] {
+            let key = ec::PrivateKey::new_with(
+                curve,
+                |d: &mut [u8]| -> std::result::Result<(), ec::EcError> {
+                    d.fill(3);
+                    Ok(())
+                },
+            )
+            .expect("key");
+            let point = key.public().uncompressed().to_vec();
+            let n = point.len();
+            assert!(n < 0x80);
+            let mut der = vec![0x04, n as u8];
+            der.extend(&point);
+            assert_eq!(ec_point(curve, &der), Some(*key.public()));
+            assert_eq!(ec_point(curve, &point), Some(*key.public()));
+            // A wrong length byte, a truncated point, the other curve, a point off the
+            // curve: none is taken.
+            der[1] += 1;
+            assert_eq!(ec_point(curve, &der), None);
+            assert_eq!(ec_point(curve, &point[..n - 1]), None);
+            let other = if curve == Curve::P256 {
+                Curve::P384
+            } else {
+                Curve::P256
+            };
+            assert_eq!(ec_point(other, &point), None);
+            let mut off = point.clone();
+            off[n - 1] ^= 1;
+            assert_eq!(ec_point(curve, &off), None);
+        }
     }
 
     #[test]

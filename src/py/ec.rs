@@ -32,7 +32,7 @@ use super::secret_key::SecretKey;
 const ALWAYS_RELEASE_GIL: usize = usize::MAX;
 
 /// A curve name argument.
-fn parse_curve(name: &str) -> Result<Curve> {
+pub(crate) fn parse_curve(name: &str) -> Result<Curve> {
     Curve::from_name(name).ok_or_else(|| {
         Error::Value(format!(
             "curve must be \"P-256\" or \"P-384\", not {name:?}"
@@ -41,7 +41,7 @@ fn parse_curve(name: &str) -> Result<Curve> {
 }
 
 /// An `encoding=` argument of `sign`/`verify`.
-fn parse_encoding(name: &str) -> Result<SignatureEncoding> {
+pub(crate) fn parse_encoding(name: &str) -> Result<SignatureEncoding> {
     SignatureEncoding::from_name(name)
         .ok_or_else(|| Error::Value(format!("encoding must be \"der\" or \"raw\", not {name:?}")))
 }
@@ -305,6 +305,11 @@ impl ECPublicKey {
     /// The point (for the agent's policy key).
     pub(crate) fn point(&self) -> &PublicPoint {
         &self.point
+    }
+
+    /// The public key of a point checked already (a token key's).
+    pub(crate) fn from_point(point: PublicPoint) -> Self {
+        ECPublicKey { point }
     }
 }
 

@@ -1,7 +1,8 @@
-//! `Pkcs11Token`, `Pkcs11Ed25519PrivateKey`, `Pkcs11SecretKey`: keys in a PKCS#11 token
-//! ([`crate::pkcs11`]), with the method names of the local handles (`sign`,
-//! `public_key`, `hmac`, `verify_hmac`, `destroy`, `destroyed`, `protection`, `exportable`)
-//! so that code written for an `Ed25519PrivateKey` or a `SecretKey` works unchanged.
+//! `Pkcs11Token`, `Pkcs11Ed25519PrivateKey`, `Pkcs11ECPrivateKey`, `Pkcs11SecretKey`: keys
+//! in a PKCS#11 token ([`crate::pkcs11`]), with the method names of the local handles
+//! (`sign`, `public_key`, `hmac`, `verify_hmac`, `destroy`, `destroyed`, `protection`,
+//! `exportable`) so that code written for an `Ed25519PrivateKey`, an `ECPrivateKey` or a
+//! `SecretKey` works unchanged.
 //!
 //! These handles hold no secret bytes, so they are not built on `KeyCell` (whose life
 //! cycle is that of a guarded region): each holds the shared token, the object handle
@@ -19,6 +20,7 @@ use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::PyClass;
 
+use crate::crypto::ec::{Curve, PublicPoint};
 use crate::crypto::hmac::MAX_DIGEST_LEN;
 use crate::memory::SecretBuf;
 use crate::pkcs11::keys::{self, ObjectKind, ObjectSpec, STORE_MASTER_CHALLENGE};
@@ -27,6 +29,7 @@ use crate::pkcs11::{token, Pkcs11Error, Pkcs11ErrorKind, Token, TokenSpec};
 
 use super::args::parse_algorithm;
 use super::bytes_like::{bytes_like, SecretSource};
+use super::ec::{parse_curve, parse_encoding, ECPublicKey};
 use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -238,6 +241,95 @@ impl Pkcs11Ed25519PrivateKey {
     }
 }
 
+/// A P-256 or P-384 ECDSA private key inside a PKCS#11 token: signs there (`CKM_ECDSA`
+/// over the SHA-256/384 digest computed in this process); the key never enters this
+/// process. Same signing methods as `ECPrivateKey` (no ECDH: token keys are made with
+/// `CKA_DERIVE` off).
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Pkcs11ECPrivateKey {
+    obj: TokenObject,
+    public: PublicPoint,
+}
+
+impl Pkcs11ECPrivateKey {
+    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
+        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
+        let t = Arc::clone(token);
+        let public = detach(py, || {
+            let curve = keys::ec_key_curve(&t, handle)?;
+            keys::ec_public(&t, handle, curve)
+        })?;
+        Ok(Pkcs11ECPrivateKey { obj, public })
+    }
+
+    fn curve_of(&self) -> Curve {
+        self.public.curve()
+    }
+}
+
+const EC_CLASS: &str = "Pkcs11ECPrivateKey";
+
+#[pymethods]
+impl Pkcs11ECPrivateKey {
+    /// ECDSA-sign `data` in the token: SHA-256 (P-256) or SHA-384 (P-384) computed here,
+    /// the digest signed with `CKM_ECDSA`. `encoding="der"` gives the DER
+    /// `Ecdsa-Sig-Value`, `"raw"` gives `r || s`, as `ECPrivateKey.sign`. The GIL is
+    /// released for the call.
+    #[pyo3(signature = (data, *, encoding = "der"))]
+    fn sign<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        encoding: &str,
+    ) -> Result<Bound<'py, PyBytes>> {
+        self.obj.check(EC_CLASS)?;
+        let encoding = parse_encoding(encoding)?;
+        let msg = bytes_like(data, "data")?;
+        let msg = msg.as_slice();
+        let (t, h, curve) = (
+            Arc::clone(&self.obj.token),
+            self.obj.handle,
+            self.curve_of(),
+        );
+        let sig = detach(py, || keys::sign_ec_encoded(&t, h, curve, msg, encoding))?;
+        Ok(PyBytes::new(py, &sig))
+    }
+
+    /// The public key, an ordinary `ECPublicKey` (read from the token's public key object
+    /// when the handle was opened, and proven by a signature over a random challenge).
+    fn public_key(&self) -> Result<ECPublicKey> {
+        self.obj.check(EC_CLASS)?;
+        Ok(ECPublicKey::from_point(self.public))
+    }
+
+    /// The curve: "P-256" or "P-384".
+    #[getter]
+    fn curve(&self) -> &'static str {
+        self.curve_of().name()
+    }
+
+    /// The size of the curve's order in bits (256 or 384).
+    #[getter]
+    fn key_size(&self) -> usize {
+        8 * self.curve_of().scalar_len()
+    }
+
+    /// Refuses with `KeyNotExportableError`: the key stays in the token.
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn to_file(
+        &self,
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> Result<()> {
+        Err(not_exportable(EC_CLASS))
+    }
+
+    fn __repr__(&self) -> String {
+        let extra = format!(" curve={}", self.curve_of().name());
+        self.obj.repr(EC_CLASS, &extra)
+    }
+}
+
 /// A generic secret inside a PKCS#11 token: HMAC is computed there (`CKM_SHA256_HMAC`,
 /// `CKM_SHA384_HMAC`, `CKM_SHA512_HMAC`). Same HMAC methods as `SecretKey`; as a
 /// `KeyStore` master (`token.wrapping_key(...)`) it derives the store's root key.
@@ -313,6 +405,13 @@ impl Pkcs11SecretKey {
 
 impl TokenHandle for Pkcs11Ed25519PrivateKey {
     const CLASS: &'static str = ED_CLASS;
+    fn object(&self) -> &TokenObject {
+        &self.obj
+    }
+}
+
+impl TokenHandle for Pkcs11ECPrivateKey {
+    const CLASS: &'static str = EC_CLASS;
     fn object(&self) -> &TokenObject {
         &self.obj
     }
@@ -407,6 +506,10 @@ macro_rules! token_handle_methods {
 
 token_handle_methods!(
     Pkcs11Ed25519PrivateKey,
+    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
+);
+token_handle_methods!(
+    Pkcs11ECPrivateKey,
     "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
 );
 token_handle_methods!(
@@ -513,6 +616,36 @@ impl Pkcs11Token {
         let t = Arc::clone(&self.token);
         let (h, _) = detach(py, || keys::generate_ed25519(&t, &label))?;
         Pkcs11Ed25519PrivateKey::open(py, &self.token, h)
+    }
+
+    /// The P-256 or P-384 ECDSA private key named by `label` and/or `id` (its public key
+    /// object must be on the token too; the curve is the key's `CKA_EC_PARAMS`).
+    #[pyo3(signature = (*, label = None, id = None))]
+    fn ec_private_key(
+        &self,
+        py: Python<'_>,
+        label: Option<String>,
+        id: Option<&Bound<'_, PyAny>>,
+    ) -> Result<Pkcs11ECPrivateKey> {
+        let spec = object_spec(label, id)?;
+        let h = self.find(py, ObjectKind::EcPrivate, &spec)?;
+        Pkcs11ECPrivateKey::open(py, &self.token, h)
+    }
+
+    /// Generate an ECDSA key pair on `curve` ("P-256" or "P-384") in the token
+    /// (`CKM_EC_KEY_PAIR_GEN`), the private key sensitive and never extractable, under
+    /// `label` (which must be new).
+    #[pyo3(signature = (*, label, curve = "P-256"))]
+    fn generate_ec(
+        &self,
+        py: Python<'_>,
+        label: String,
+        curve: &str,
+    ) -> Result<Pkcs11ECPrivateKey> {
+        let curve = parse_curve(curve)?;
+        let t = Arc::clone(&self.token);
+        let (h, _) = detach(py, || keys::generate_ec(&t, &label, curve))?;
+        Pkcs11ECPrivateKey::open(py, &self.token, h)
     }
 
     /// The generic secret (HMAC key) labelled `label`.
@@ -713,12 +846,28 @@ pub fn pkcs11_open_uri<'py>(
             .into_any()
         }
         None | Some(ObjectType::Private) => {
-            let h = token.find(py, ObjectKind::Ed25519Private, &u.object)?;
-            Py::new(py, Pkcs11Ed25519PrivateKey::open(py, &token.token, h)?)?.into_any()
+            // An Ed25519 key, else an EC key: the URI names the object, not its key type.
+            match token.find(py, ObjectKind::Ed25519Private, &u.object) {
+                Ok(h) => {
+                    Py::new(py, Pkcs11Ed25519PrivateKey::open(py, &token.token, h)?)?.into_any()
+                }
+                Err(Error::Pkcs11(e)) if e.kind == Pkcs11ErrorKind::ObjectNotFound => {
+                    match token.find(py, ObjectKind::EcPrivate, &u.object) {
+                        Ok(h) => {
+                            Py::new(py, Pkcs11ECPrivateKey::open(py, &token.token, h)?)?.into_any()
+                        }
+                        Err(Error::Pkcs11(e2)) if e2.kind == Pkcs11ErrorKind::ObjectNotFound => {
+                            return Err(Error::Pkcs11(e))
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(other) => return Err(other),
+            }
         }
         Some(_) => {
             return Err(Error::Value(
-                "keycell opens type=private (Ed25519) and type=secret-key objects".to_owned(),
+                "keycell opens type=private (Ed25519 or EC) and type=secret-key objects".to_owned(),
             ))
         }
     };

@@ -86,6 +86,17 @@ def ec_sign_and_check(signer: ECSigner) -> None:
             signer.public_key().verify(sig, b"release 1.2.4", encoding=encoding)
 
 
+def test_token_ec_keys(hsm: Hsm) -> None:
+    with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as token:
+        key = token.generate_ec(label="protocol-ec", curve="P-384")
+        try:
+            assert isinstance(key, ECSigner)
+            assert not isinstance(key, HmacKey)
+            ec_sign_and_check(key)
+        finally:
+            key.delete_from_token()
+
+
 def test_local_ec_keys() -> None:
     for curve in ("P-256", "P-384"):
         k = keycell.ECPrivateKey.generate(curve)
