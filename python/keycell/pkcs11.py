@@ -65,8 +65,9 @@ def open_uri(
     ``pkcs11:token=prod;object=release;type=private?module-path=/usr/lib/x.so&pin-source=file:/run/pin``.
 
     ``type=private`` (or no type) opens an Ed25519 private key, or when there is none by
-    that name an EC (P-256/P-384) one; ``type=secret-key`` a generic secret. The PIN comes from ``pin-source`` (a file) or ``pin`` (a
-    ``bytearray``, wiped); ``pin-value`` is refused. ``module`` overrides ``module-path``,
+    that name an EC (P-256/P-384) one; ``type=secret-key`` a generic secret. The PIN
+    comes from ``pin-source`` (a file) or ``pin`` (a ``bytearray``, wiped); ``pin-value``
+    is refused. ``module`` overrides ``module-path``,
     which overrides ``module-name`` (looked for in the usual library directories).
     The token stays open while the key is referenced.
     """
