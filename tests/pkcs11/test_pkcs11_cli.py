@@ -106,3 +106,26 @@ def test_keygen_secret_and_errors(hsm: Hsm) -> None:
     r = run_cli("pkcs11", "list", "--module", hsm.module, "--token", "no-such-token")
     assert r.returncode == 1
     assert "no-such-token" in r.stderr
+
+
+def test_keygen_ec(hsm: Hsm) -> None:
+    token_args = ("--module", hsm.module, "--token", hsm.label, "--pin-file", str(hsm.pin_file))
+    r = run_cli("pkcs11", "keygen", "ec", *token_args, "--label", "kc-cli-ec", "--curve", "P-384")
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    assert (lines["label"], lines["curve"]) == ("kc-cli-ec", "P-384")
+    assert "-----BEGIN PUBLIC KEY-----" in r.stdout
+    try:
+        with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as t:
+            key = t.ec_private_key(label="kc-cli-ec")
+            assert key.id.hex() == lines["id"]
+            assert key.public_key().public_bytes_x962().hex() == lines["public key"]
+            uri_key = pkcs11.open_uri(lines["uri"] + f"&pin-source=file:{hsm.pin_file}")
+            assert isinstance(uri_key, pkcs11.Pkcs11ECPrivateKey)
+            assert uri_key.public_key() == key.public_key()
+    finally:
+        for kind in ("privkey", "pubkey"):
+            hsm.tool("--delete-object", "--type", kind, "--label", "kc-cli-ec", check=False)
+    r = run_cli("pkcs11", "keygen", "ed25519", *token_args, "--label", "x", "--curve", "P-256")
+    assert r.returncode == 2
+    assert "--curve is for ec keys" in r.stderr

@@ -2,10 +2,10 @@
 
 ``list`` never shows a key value (a token refuses to read a sensitive one anyway); with
 ``--token`` it lists the key objects of that token, the private ones only with
-``--pin-file``. ``keygen ed25519`` and ``keygen secret`` create a key inside the token,
-sensitive and never extractable, and print its label, id, RFC 7512 URI and (Ed25519) its
-public key. The PIN comes from a 0600 file (``--pin-file``), never from the command line.
-``--module`` defaults to ``$KEYCELL_PKCS11_MODULE``.
+``--pin-file``. ``keygen ed25519``, ``keygen ec`` and ``keygen secret`` create a key
+inside the token, sensitive and never extractable, and print its label, id, RFC 7512 URI
+and (Ed25519, EC) its public key. The PIN comes from a 0600 file (``--pin-file``), never
+from the command line. ``--module`` defaults to ``$KEYCELL_PKCS11_MODULE``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Any
 
 from .. import pkcs11
+from .common import CURVES, UsageError
 
 __all__ = ["MODULE_ENV", "open_token", "register", "token_options"]
 
@@ -50,14 +51,16 @@ def register(sub: Any) -> None:
         "keygen",
         help="generate a key in the token (sensitive, never extractable)",
         description=(
-            "ed25519: CKM_EC_EDWARDS_KEY_PAIR_GEN; secret: a generic secret for HMAC "
+            "ed25519: CKM_EC_EDWARDS_KEY_PAIR_GEN; ec: CKM_EC_KEY_PAIR_GEN on --curve "
+            "(P-256 or P-384); secret: a generic secret for HMAC "
             "(CKM_GENERIC_SECRET_KEY_GEN). Prints the label, id, URI and public key."
         ),
     )
-    kg.add_argument("kind", choices=("ed25519", "secret"), help="key type")
+    kg.add_argument("kind", choices=("ed25519", "ec", "secret"), help="key type")
     token_options(kg, pin_required=True)
     kg.add_argument("--label", required=True, help="CKA_LABEL of the new key (must be new)")
     kg.add_argument("--length", type=int, default=32, help="secret: length in bytes (32)")
+    kg.add_argument("--curve", choices=CURVES, help="ec: the curve (P-256)")
     kg.set_defaults(func=_cmd_keygen)
 
 
@@ -154,11 +157,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
+    if args.curve is not None and args.kind != "ec":
+        raise UsageError("--curve is for ec keys")
+    key: pkcs11.Pkcs11Ed25519PrivateKey | pkcs11.Pkcs11ECPrivateKey | pkcs11.Pkcs11SecretKey
     with open_token(args) as token:
         if args.kind == "ed25519":
-            key: pkcs11.Pkcs11Ed25519PrivateKey | pkcs11.Pkcs11SecretKey = token.generate_ed25519(
-                label=args.label
-            )
+            key = token.generate_ed25519(label=args.label)
+            uri = _uri(token, args.label, "private")
+        elif args.kind == "ec":
+            key = token.generate_ec(label=args.label, curve=args.curve or "P-256")
             uri = _uri(token, args.label, "private")
         else:
             key = token.generate_secret(args.label, args.length)
@@ -168,5 +175,9 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         print(f"uri: {uri}")
         if isinstance(key, pkcs11.Pkcs11Ed25519PrivateKey):
             print(f"public key: {key.public_key().public_bytes_raw().hex()}")
+            print(key.public_key().public_bytes_pem().decode().rstrip())
+        elif isinstance(key, pkcs11.Pkcs11ECPrivateKey):
+            print(f"curve: {key.curve}")
+            print(f"public key: {key.public_key().public_bytes_x962().hex()}")
             print(key.public_key().public_bytes_pem().decode().rstrip())
     return 0
