@@ -3,8 +3,9 @@
 A child loads a P-256 key and a P-384 key from files the parent wrote (PKCS#8 and the
 traditional SEC1 form), generates one key of each curve (and writes it with ``to_file``,
 encoded in guarded memory, so that the parent learns the scalar), signs with every key in
-both encodings, and runs ECDH with each loaded key (the shared secrets stay
-``SecretKey``s). The parent searches the child's memory for each private scalar in
+both encodings, runs ECDH with each loaded key (the shared secrets stay
+``SecretKey``s), and wraps and unwraps each loaded key (``wrap_key``: the scalar is
+encrypted from guarded memory and decrypted into a new key's region). The parent searches the child's memory for each private scalar in
 big-endian and little-endian byte order, the scalar in the Montgomery form ring keeps
 (``d * 2^(64 * limbs) mod n``, little-endian limbs), and the shared secrets:
 
@@ -40,7 +41,7 @@ PYCA = {"P-256": pyca.SECP256R1(), "P-384": pyca.SECP384R1()}
 
 CHILD = """
 import gc, sys
-from keycell import ECPrivateKey, ECPublicKey
+from keycell import ECPrivateKey, ECPublicKey, SecretKey, unwrap_key, wrap_key
 
 a256 = ECPrivateKey.from_file(sys.argv[1])
 a384 = ECPrivateKey.from_file(sys.argv[2])
@@ -60,8 +61,12 @@ for k in keys:
             k.public_key().verify(k.sign(msg, encoding=enc), msg, encoding=enc)
 s256 = a256.exchange(peer256)
 s384 = a384.exchange(peer384)
+kek = SecretKey.generate(32)
+unwrapped = [unwrap_key(kek, wrap_key(kek, k)) for k in (a256, a384)]
+for u in unwrapped:
+    u.public_key().verify(u.sign(b"unwrapped"), b"unwrapped")
 phase("alive")
-for k in keys + [s256, s384]:
+for k in keys + unwrapped + [s256, s384, kek]:
     k.destroy()
 del keys
 gc.collect()
