@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from agent_support import AuditFiles, Signer, Store, make_store, write_policy
 from audit_support import read_lines
-from keycell import Ed25519PrivateKey, SecretKey, agent, audit
+from keycell import ECPrivateKey, Ed25519PrivateKey, SecretKey, agent, audit
 from keycell.agent_server import sign_policy
 from keycell.exceptions import AgentPolicyError, AgentRefusedError, AuditTamperedError
 
@@ -126,6 +126,43 @@ def test_policy_is_checked_with_the_key_given_at_start(tmp_path: Path) -> None:
         assert any("policy reload failed, keeping the old policy" in m for m in lines)
         with agent.connect(sock) as c, pytest.raises(AgentRefusedError):
             c.ed25519("deploy").sign(b"three")
+
+
+def test_policy_signed_with_an_ec_key_given_as_an_object(tmp_path: Path) -> None:
+    """``policy_public_key`` may be an ``ECPublicKey``; a reload signed by the pinned
+    curve's other key, or by an Ed25519 key, is refused and the old policy stays."""
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    policy = write_policy(st, {"keys": {"deploy": {"max_uses": 1}}})
+    signer = ECPrivateKey.generate("P-384")
+    sig_path = policy.with_name(policy.name + ".sig")
+    sig_path.write_text(sign_policy(policy.read_bytes(), signer))
+    assert sig_path.read_text().startswith("keycell-policy-signature-v1 ecdsa-p384 ")
+    sock = st.dir / "a.sock"
+    with agent.serve(sock, store=st.path, passphrase=_master(st), policy=policy,
+                     policy_public_key=signer.public_key()) as handle:  # fmt: skip
+        with agent.connect(sock) as c:
+            key = c.ed25519("deploy")
+            key.sign(b"one")
+            with pytest.raises(AgentRefusedError):
+                key.sign(b"two")  # max_uses 1
+        write_policy(st, {"serial": 2, "keys": {"deploy": {"max_uses": 5}}})
+        for other, match in (
+            (ECPrivateKey.generate("P-384"), "does not verify"),
+            (Ed25519PrivateKey.generate(), "is signed with ed25519"),
+        ):
+            sig_path.write_text(sign_policy(policy.read_bytes(), other))
+            other.destroy()
+            with pytest.raises(AgentPolicyError, match=match):
+                handle.reload()
+        with agent.connect(sock) as c, pytest.raises(AgentRefusedError):
+            c.ed25519("deploy").sign(b"three")
+        sig_path.write_text(sign_policy(policy.read_bytes(), signer))
+        handle.reload()
+        with agent.connect(sock) as c:
+            c.ed25519("deploy").sign(b"four")
+    with pytest.raises(TypeError, match="Ed25519PrivateKey or ECPrivateKey"):
+        sign_policy(b"{}", SecretKey.generate(32))  # type: ignore[arg-type]
+    signer.destroy()
 
 
 def test_serve_installs_no_signal_handlers_and_stops_from_any_thread(tmp_path: Path) -> None:
