@@ -5,8 +5,8 @@ traditional SEC1 form), generates one key of each curve (and writes it with ``to
 encoded in guarded memory, so that the parent learns the scalar), signs with every key in
 both encodings, runs ECDH with each loaded key (the shared secrets stay
 ``SecretKey``s), and wraps and unwraps each loaded key (``wrap_key``: the scalar is
-encrypted from guarded memory and decrypted into a new key's region). The parent searches the child's memory for each private scalar in
-big-endian and little-endian byte order, the scalar in the Montgomery form ring keeps
+encrypted from guarded memory and decrypted into a new key's region). The parent
+searches the child's memory for each private scalar in big-endian and little-endian byte order, the scalar in the Montgomery form ring keeps
 (``d * 2^(64 * limbs) mod n``, little-endian limbs), and the shared secrets:
 
 - while the keys are alive, every copy lies in locked, dump-excluded memory;
