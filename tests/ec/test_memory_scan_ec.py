@@ -3,11 +3,12 @@
 A child loads a P-256 key and a P-384 key from files the parent wrote (PKCS#8 and the
 traditional SEC1 form), generates one key of each curve (and writes it with ``to_file``,
 encoded in guarded memory, so that the parent learns the scalar), signs with every key in
-both encodings, runs ECDH with each loaded key (the shared secrets stay
-``SecretKey``s), and wraps and unwraps each loaded key (``wrap_key``: the scalar is
-encrypted from guarded memory and decrypted into a new key's region). The parent
-searches the child's memory for each private scalar in big-endian and little-endian byte order, the scalar in the Montgomery form ring keeps
-(``d * 2^(64 * limbs) mod n``, little-endian limbs), and the shared secrets:
+both encodings, runs ECDH with each loaded key (the shared secrets stay ``SecretKey``s),
+and wraps and unwraps each loaded key (``wrap_key``: the scalar is encrypted from guarded
+memory and decrypted into a new key's region). The parent searches the child's memory for
+each private scalar in big-endian and little-endian byte order, the scalar in the
+Montgomery form ring keeps (``d * 2^(64 * limbs) mod n``, little-endian limbs), and the
+shared secrets:
 
 - while the keys are alive, every copy lies in locked, dump-excluded memory;
 - after ``destroy()`` of every key and shared secret, no copy is left anywhere.
