@@ -91,3 +91,35 @@ def test_put_never_reports_a_key_that_dies_with_the_command(tmp_path: Path) -> N
     assert run("keyctl", "session", user_session, "keyctl", "invalidate", serial).returncode == 0
     r = run("keyctl", "session", "-", *put)
     assert r.returncode == 0, r.stderr
+
+
+def test_put_and_get_an_ec_key(tmp_path: Path) -> None:
+    # keyring put --type ec stores the scalar; get --type ec writes it back as PKCS#8.
+    from keycell import ECPrivateKey
+
+    key_file = tmp_path / "ec.pem"
+    original = ECPrivateKey.generate("P-384")
+    original.to_file(key_file)
+    out = tmp_path / "out.pem"
+    r = in_session(
+        """
+        from keycell.cli import main
+        import contextlib, io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            put = main(["keyring", "put", "kc:ec", "--type", "ec", "--key-file", sys.argv[1],
+                        "--timeout", "60"])
+        serial = int(buf.getvalue().split()[0])
+        payload = keyctl("pipe", str(serial)).stdout
+        get = main(["keyring", "get", "kc:ec", "--type", "ec", "-o", sys.argv[2]])
+        done({"rc": [put, get], "len": len(payload)})
+        """,
+        str(key_file),
+        str(out),
+        timeout=120,
+    )
+    assert r["rc"] == [0, 0]
+    assert r["len"] == 48  # the P-384 scalar
+    assert out.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert ECPrivateKey.from_file(out).public_key() == original.public_key()
+    original.destroy()
