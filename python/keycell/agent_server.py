@@ -103,7 +103,7 @@ def _ssh_public_key(text: str) -> PolicyPublicKey:
         return Ed25519PublicKey.from_public_bytes(fields[1])
     # string "ecdsa-sha2-nistp256", string "nistp256", string Q (RFC 5656)
     curve = _SSH_EC_CURVES.get(fields[1]) if len(fields) == 3 else None
-    if curve is None or fields[0].decode("ascii", "replace") != name:
+    if curve is None or fields[0] != b"ecdsa-sha2-" + fields[1] or name != fields[0].decode():
         raise ValueError(f"not an {name} public key")
     return ECPublicKey.from_public_bytes(curve, fields[2])
 

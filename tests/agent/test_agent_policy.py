@@ -347,3 +347,50 @@ def test_policy_sign_refuses_keys_that_cannot_sign(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "x25519 keys cannot sign policies; use an ed25519 or ec key" in r.stderr
     assert not Path(f"{policy}.sig").exists()
+
+
+# RFC 8032 test 1's public key.
+ED25519_HEX = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
+
+def test_policy_public_key_files(tmp_path: Path) -> None:
+    """The forms ``--policy-public-key`` takes for EC keys, and OpenSSH lines whose parts
+    disagree refused."""
+    from keycell import ECPrivateKey, ECPublicKey, Ed25519PublicKey
+    from keycell.agent_server import load_public_key
+    from keycell.exceptions import AgentPolicyError
+
+    def ssh(name: bytes, curve: bytes, point: bytes) -> str:
+        blob = b"".join(len(f).to_bytes(4, "big") + f for f in (name, curve, point))
+        return f"{name.decode()} {base64.b64encode(blob).decode()} comment\n"
+
+    k256, k384 = ECPrivateKey.generate("P-256"), ECPrivateKey.generate("P-384")
+    p256, p384 = k256.public_key(), k384.public_key()
+    path = tmp_path / "pub"
+    good = {
+        p256.public_bytes_pem().decode(): p256,
+        p384.public_bytes_x962().hex() + "\n": p384,
+        ssh(b"ecdsa-sha2-nistp256", b"nistp256", p256.public_bytes_x962()): p256,
+        ssh(b"ecdsa-sha2-nistp384", b"nistp384", p384.public_bytes_x962()): p384,
+    }
+    for text, want in good.items():
+        path.write_text(text)
+        got = load_public_key(path)
+        assert isinstance(got, ECPublicKey)
+        assert got == want, text
+    bad = [
+        ssh(b"ecdsa-sha2-nistp256", b"nistp384", p384.public_bytes_x962()),
+        ssh(b"ecdsa-sha2-nistp384", b"nistp384", p256.public_bytes_x962()),
+        ssh(b"ecdsa-sha2-nistp521", b"nistp521", p256.public_bytes_x962()),
+        p256.public_bytes_x962()[:-1].hex(),
+        "04" + "00" * 64,
+    ]
+    for text in bad:
+        path.write_text(text)
+        with pytest.raises(AgentPolicyError, match="not an Ed25519 or EC public key"):
+            load_public_key(path)
+    # An Ed25519 key's 64 hex digits are still an Ed25519 key.
+    path.write_text(ED25519_HEX)
+    assert isinstance(load_public_key(path), Ed25519PublicKey)
+    k256.destroy()
+    k384.destroy()
