@@ -201,11 +201,16 @@ def use_key_protocols(token: keycell.pkcs11.Token, client: keycell.agent.AgentCl
     ec_public: keycell.ECPublicKey = ec_signers[0].public_key()
     ec_public.verify(ec_signers[0].sign(b"m", encoding="raw"), b"m", encoding="raw")
     curve: str = ec_signers[0].curve
+    rsa_signer: keycell.RSASigner = keycell.RSAPrivateKey.generate(2048)
+    rsa_public: keycell.RSAPublicKey = rsa_signer.public_key()
+    rsa_public.verify(rsa_signer.sign(b"m", padding="pkcs1v15", hash="sha384"), b"m",
+                      padding="pkcs1v15", hash="sha384")  # fmt: skip
+    bits: int = rsa_signer.key_size
     public: keycell.Ed25519PublicKey = signers[0].public_key()
     sig: bytes = signers[1].sign(b"m")
     tag: bytes = macs[2].hmac(b"m", "sha512")
     macs[0].verify_hmac(b"m", tag, algorithm="sha512")
-    del public, sig, curve
+    del public, sig, curve, bits
 
 
 def hmac_in_with(k: SecretKey) -> bytes:

@@ -85,7 +85,7 @@ from .exceptions import (
     StoreEntryNotFoundError,
     StoreLockedError,
 )
-from .key_protocols import ECSigner, Ed25519Signer, HmacKey
+from .key_protocols import ECSigner, Ed25519Signer, HmacKey, RSASigner
 
 try:
     __version__ = version("keycell")
@@ -141,6 +141,7 @@ __all__ = [
     "ProtectionWarning",
     "RSAPrivateKey",
     "RSAPublicKey",
+    "RSASigner",
     "SecretKey",
     "StoreAuthenticationError",
     "StoreCorruptedError",

@@ -544,6 +544,14 @@ class RSAPrivateKey(_KeyHandle):
         wipe: bool = True,
         exportable: bool = True,
     ) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_keyring(
+        key: str | int,
+        *,
+        keyring: str | int = "session",
+        consume: bool = False,
+        exportable: bool = True,
+    ) -> RSAPrivateKey: ...
     def to_file(
         self,
         path: str | PathLike[str],
@@ -791,7 +799,7 @@ def agent_check_policy(policy: bytes, /) -> None: ...
 def agent_read_public_key_file(path: str | PathLike[str], /) -> bytes: ...
 def agent_read_policy(
     path: str | PathLike[str],
-    public_key: Ed25519PublicKey | ECPublicKey,
+    public_key: Ed25519PublicKey | ECPublicKey | RSAPublicKey,
     signature: str | PathLike[str] | None = None,
 ) -> bytes: ...
 
@@ -1017,4 +1025,6 @@ def audit_verify_inclusion(
 
 # The keys wrap_key and the keyring take (their secret bytes leave guarded memory only
 # encrypted, or to the kernel).
-_WrappableKey = SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey
+_WrappableKey = (
+    SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey
+)

@@ -4,9 +4,9 @@ and returns an :class:`AgentHandle` (docs/agent.md). Re-exported as ``keycell.ag
 The server is Rust (its own threads, no GIL). It decides every request, records it in the
 audit log (``audit=``) on the connection's thread *before* the reply is written, and
 stops by itself, refusing that reply, when a record cannot be written: no signature or MAC
-leaves without its record, whoever embeds it. The signed policy is read and its Ed25519 or
-ECDSA (P-256, P-384) signature checked in Rust too, with the public key read once, at
-start.
+leaves without its record, whoever embeds it. The signed policy is read and its Ed25519,
+ECDSA (P-256, P-384) or RSA-PSS-SHA256 signature checked in Rust too, with the public key
+read once, at start.
 
 ``serve`` installs no signal handlers and does not harden the process (``keycell agent
 serve`` does both: ``python/keycell/cli/agent.py``)::
@@ -35,6 +35,8 @@ from ._native import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
     KeyStore,
+    RSAPrivateKey,
+    RSAPublicKey,
     agent_read_policy,
     agent_read_public_key_file,
 )
@@ -60,9 +62,10 @@ __all__ = [
 POLICY_SIGNATURE_CONTEXT = b"keycell policy signature v1\x00"
 _SIG_PREFIX = "keycell-policy-signature-v1 "
 
-#: The keys a policy may be signed with: Ed25519, or ECDSA on P-256 (SHA-256) or P-384
-#: (SHA-384); the signature line names the algorithm, which must be the pinned key's.
-PolicyPublicKey = Ed25519PublicKey | ECPublicKey
+#: The keys a policy may be signed with: Ed25519, ECDSA on P-256 (SHA-256) or P-384
+#: (SHA-384), or RSA (RSASSA-PSS, SHA-256, 32-byte salt); the signature line names the
+#: algorithm, which must be the pinned key's.
+PolicyPublicKey = Ed25519PublicKey | ECPublicKey | RSAPublicKey
 
 _SSH_EC_CURVES: dict[bytes, Literal["P-256", "P-384"]] = {
     b"nistp256": "P-256",
@@ -109,12 +112,13 @@ def _ssh_public_key(text: str) -> PolicyPublicKey:
 
 
 def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
-    """A policy public key from a file: an Ed25519 or EC (P-256, P-384) key as PEM
-    (``keycell pubkey --pem``), hex (``keycell pubkey``: 64 digits for Ed25519, the
-    uncompressed point for EC) or an OpenSSH line (``ssh-ed25519``,
-    ``ecdsa-sha2-nistp256``, ``ecdsa-sha2-nistp384``). The file is read with the checks
-    of the policy file (no symlink, a regular file owned by this user or root, not
-    writable by group or others): whoever can replace it can replace the policy."""
+    """A policy public key from a file: an Ed25519, EC (P-256, P-384) or RSA key as
+    PEM (``keycell pubkey --pem``; RSA keys as SPKI or PKCS#1 PEM only), hex (``keycell
+    pubkey``: 64 digits for Ed25519, the uncompressed point for EC) or an OpenSSH line
+    (``ssh-ed25519``, ``ecdsa-sha2-nistp256``, ``ecdsa-sha2-nistp384``). The file is read
+    with the checks of the policy file (no symlink, a regular file owned by this user or
+    root, not writable by group or others): whoever can replace it can replace the
+    policy."""
     data = agent_read_public_key_file(path)
     text = data.decode("ascii", "replace").strip()
     try:
@@ -122,7 +126,11 @@ def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
             try:
                 return Ed25519PublicKey.from_pem(data)
             except ValueError:
+                pass
+            try:
                 return ECPublicKey.from_pem(data)
+            except ValueError:
+                return RSAPublicKey.from_pem(data)
         if text.startswith(("ssh-ed25519 ", "ecdsa-sha2-")):
             return _ssh_public_key(text)
         raw = bytes.fromhex(text)
@@ -135,15 +143,21 @@ def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
         raise ValueError(f"{len(raw)} bytes is no Ed25519 key or uncompressed EC point")
     except (ValueError, binascii.Error, KeycellError) as exc:
         raise AgentPolicyError(
-            f"{path}: not an Ed25519 or EC public key (PEM, hex or OpenSSH line): {exc}"
+            f"{path}: not an Ed25519, EC or RSA public key (PEM, hex or OpenSSH line): {exc}"
         ) from None
 
 
-def sign_policy(policy: bytes, signer: Ed25519PrivateKey | ECPrivateKey) -> str:
-    """The signature file's text for the policy text ``policy``: an Ed25519 signature, or
-    an ECDSA one (``r || s``) for a P-256 or P-384 key."""
+def sign_policy(
+    policy: bytes, signer: Ed25519PrivateKey | ECPrivateKey | RSAPrivateKey
+) -> str:
+    """The signature file's text for the policy text ``policy``: an Ed25519 signature, an
+    ECDSA one (``r || s``) for a P-256 or P-384 key, or RSASSA-PSS with SHA-256 (salt of
+    32 bytes) for an RSA key."""
     message = POLICY_SIGNATURE_CONTEXT + policy
-    if isinstance(signer, ECPrivateKey):
+    if isinstance(signer, RSAPrivateKey):
+        alg = "rsa-pss-sha256"
+        sig = signer.sign(message, padding="pss", hash="sha256")
+    elif isinstance(signer, ECPrivateKey):
         alg = "ecdsa-p256" if signer.curve == "P-256" else "ecdsa-p384"
         sig = signer.sign(message, encoding="raw")
     elif isinstance(signer, Ed25519PrivateKey):
@@ -151,7 +165,7 @@ def sign_policy(policy: bytes, signer: Ed25519PrivateKey | ECPrivateKey) -> str:
         sig = signer.sign(message)
     else:
         raise TypeError(
-            "signer must be an Ed25519PrivateKey or ECPrivateKey, not "
+            "signer must be an Ed25519PrivateKey, ECPrivateKey or RSAPrivateKey, not "
             f"{type(signer).__name__}"
         )
     return f"{_SIG_PREFIX}{alg} {base64.b64encode(sig).decode('ascii')}\n"
@@ -369,9 +383,9 @@ def serve(
     logged-in :class:`keycell.pkcs11.Token`. ``policy`` is a policy file, signed
     (``FILE.sig``), whose signature must verify with ``policy_public_key`` (an
     :class:`~keycell.Ed25519PublicKey`, an :class:`~keycell.ECPublicKey` (P-256 or P-384:
-    ECDSA signatures) or a key file; read once, here, and kept for every
-    ``reload()``); its ``serial`` must grow from one reload to the next, and each load
-    is recorded (``agent.policy``). With ``audit`` (an open
+    ECDSA signatures), an :class:`~keycell.RSAPublicKey` (RSA-PSS-SHA256) or a key file;
+    read once, here, and kept for every ``reload()``); its ``serial`` must grow from one
+    reload to the next, and each load is recorded (``agent.policy``). With ``audit`` (an open
     :class:`keycell.audit.AuditLog`, yours to close after the agent stopped), every
     request, refused connection and closed connection is recorded before its reply is
     written; a record that cannot be written refuses that
@@ -409,7 +423,7 @@ def serve(
     if policy_path is not None:
         public_key = (
             policy_public_key
-            if isinstance(policy_public_key, Ed25519PublicKey | ECPublicKey)
+            if isinstance(policy_public_key, Ed25519PublicKey | ECPublicKey | RSAPublicKey)
             else load_public_key(policy_public_key)  # type: ignore[arg-type]
         )
         policy_text = read_verified_policy(policy_path, public_key)

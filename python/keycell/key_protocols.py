@@ -17,16 +17,21 @@ True
 64
 
 :class:`ECSigner` is the sibling for ECDSA keys (P-256, P-384): a local
-:class:`~keycell.ECPrivateKey` today, and token and agent EC keys as they come, with the
-same methods. It is a protocol of its own rather than one generic ``Signer`` because the
-calls differ: an ECDSA signature has two encodings (``encoding="der"`` or ``"raw"``), and
-the public keys are different classes that a caller verifies with different arguments.
+:class:`~keycell.ECPrivateKey` or a token key (``token.ec_private_key(...)``), and agent EC
+keys as they come, with the same methods; :class:`RSASigner` the one for RSA signing keys
+(a local :class:`~keycell.RSAPrivateKey` today). They are protocols of their own rather
+than one generic ``Signer`` because the calls differ: an ECDSA signature has two encodings
+(``encoding="der"`` or ``"raw"``), an RSA one a padding and a hash, and the public keys
+are different classes that a caller verifies with different arguments.
 
 The protocols are ``runtime_checkable``: ``isinstance`` checks that the methods and
 attributes exist (not their signatures; a type checker checks those). ``ECSigner`` also
-requires ``curve``, so an Ed25519 key is not taken for one; an ``ECPrivateKey`` has
-``sign`` and ``public_key`` too, so ``isinstance(ec_key, Ed25519Signer)`` is true at run
-time: check for ``ECSigner`` first, or rely on the type checker.
+requires ``curve``, so an Ed25519 or RSA key is not taken for one, and ``RSASigner``
+requires ``key_size``, which Ed25519 keys lack. An ``ECPrivateKey`` has ``sign``,
+``public_key`` and ``key_size`` too, so ``isinstance(ec_key, Ed25519Signer)`` and
+``isinstance(ec_key, RSASigner)`` are true at run time, as is ``isinstance(rsa_key,
+Ed25519Signer)``: check for ``ECSigner`` first, then ``RSASigner``, or rely on the type
+checker.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._native import ECPublicKey, Ed25519PublicKey
+    from ._native import ECPublicKey, Ed25519PublicKey, RSAPublicKey
 
-__all__ = ["ECSigner", "Ed25519Signer", "HmacKey"]
+__all__ = ["ECSigner", "Ed25519Signer", "HmacKey", "RSASigner"]
 
 
 @runtime_checkable
@@ -70,6 +75,30 @@ class ECSigner(Protocol):
 
     def public_key(self) -> ECPublicKey:
         """The matching public key (an ordinary local ``ECPublicKey``)."""
+        ...
+
+
+@runtime_checkable
+class RSASigner(Protocol):
+    """An RSA private key that signs where it lives."""
+
+    @property
+    def key_size(self) -> int:
+        """The modulus size in bits (2048 to 4096)."""
+        ...
+
+    def sign(
+        self,
+        data: Buffer,
+        *,
+        padding: Literal["pss", "pkcs1v15"] = "pss",
+        hash: Literal["sha256", "sha384", "sha512"] = "sha256",
+    ) -> bytes:
+        """The RSASSA-PSS (salt: the hash's length) or PKCS#1 v1.5 signature of ``data``."""
+        ...
+
+    def public_key(self) -> RSAPublicKey:
+        """The matching public key (an ordinary local ``RSAPublicKey``)."""
         ...
 
 

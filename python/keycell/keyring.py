@@ -4,7 +4,7 @@ Keys move between keycell's guarded memory and the kernel keyring (``keyrings(7)
 without a Python object ever holding the bytes: :func:`store` hands the payload to
 ``add_key(2)`` straight from the key's region, and ``SecretKey.from_keyring`` (and
 ``Ed25519PrivateKey.from_keyring`` / ``X25519PrivateKey.from_keyring`` /
-``ECPrivateKey.from_keyring``) read it with
+``ECPrivateKey.from_keyring`` / ``RSAPrivateKey.from_keyring``) read it with
 ``KEYCTL_READ`` straight into a new region, after asking for its size.
 
 Keys are stored as type ``user`` with possessor-only permissions, ``0x3f000000``: only
@@ -36,7 +36,13 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from . import _native
-from ._native import ECPrivateKey, Ed25519PrivateKey, SecretKey, X25519PrivateKey
+from ._native import (
+    ECPrivateKey,
+    Ed25519PrivateKey,
+    RSAPrivateKey,
+    SecretKey,
+    X25519PrivateKey,
+)
 
 __all__ = [
     "POSSESSOR_ONLY",
@@ -64,7 +70,7 @@ class KeyDescription(TypedDict):
 
 
 def store(
-    key: SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey,
+    key: SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey,
     description: str,
     *,
     keyring: str | int = "session",
@@ -73,7 +79,7 @@ def store(
     """Store ``key`` in the kernel keyring as a ``user`` key; return its serial.
 
     The payload (the key bytes, the Ed25519 seed, the X25519 scalar or the EC scalar,
-    big-endian: 32 bytes for P-256, 48 for P-384) is passed to
+    big-endian: 32 bytes for P-256, 48 for P-384; an RSA key's PKCS#1 DER) is passed to
     ``add_key`` straight from the key's guarded region. The key gets possessor-only
     permissions (``0x3f000000``) and, with ``timeout`` (seconds, at least 1), an expiry
     before it is linked into ``keyring`` (see the module docs for the exact order); a key

@@ -2,8 +2,10 @@
 //! signature `FILE.sig`, one line `keycell-policy-signature-v1 ALG BASE64\n` holding a
 //! signature over [`SIGNATURE_CONTEXT`] followed by the file's exact bytes. `ALG` is
 //! `ed25519` (64 bytes), `ecdsa-p256` (ECDSA with SHA-256, `r || s`, 64 bytes) or
-//! `ecdsa-p384` (SHA-384, 96 bytes), and must be the algorithm of the pinned policy public
-//! key ([`PolicyKey`]): a signature line never chooses how it is checked. The
+//! `ecdsa-p384` (SHA-384, 96 bytes) or `rsa-pss-sha256` (RSASSA-PSS with SHA-256, MGF1
+//! and a 32-byte salt, as AWS KMS's `RSASSA_PSS_SHA_256`), and must be the algorithm of
+//! the pinned policy public key ([`PolicyKey`]): a signature line never chooses how it is
+//! checked. The
 //! agent reads and checks both here, so no caller can hand it rules whose signature nobody
 //! checked (`keycell policy sign` writes the line: `python/keycell/_agent_server.py`).
 
@@ -17,6 +19,7 @@ use ed25519_dalek::VerifyingKey;
 use super::policy::{Policy, PolicyError};
 use crate::crypto::ec::{Curve, PublicPoint, SignatureEncoding};
 use crate::crypto::ed25519;
+use crate::crypto::rsa::{self, RsaPublicKey};
 use crate::encoding::{base64_decode_into, base64_decoded_len, looks_base64};
 
 /// Prefix of the message a policy signature covers (domain separation: a policy signature
@@ -26,11 +29,13 @@ pub const SIGNATURE_CONTEXT: &[u8] = b"keycell policy signature v1\x00";
 pub const SIGNATURE_PREFIX: &str = "keycell-policy-signature-v1 ";
 
 /// The public key a policy's signature must verify with (pinned by the agent's owner).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum PolicyKey {
     Ed25519(VerifyingKey),
     /// ECDSA on P-256 (SHA-256) or P-384 (SHA-384), raw `r || s` signatures.
     Ecdsa(PublicPoint),
+    /// RSASSA-PSS with SHA-256 and a salt of the hash's length.
+    RsaPss(RsaPublicKey),
 }
 
 impl PolicyKey {
@@ -42,6 +47,7 @@ impl PolicyKey {
                 Curve::P256 => "ecdsa-p256",
                 Curve::P384 => "ecdsa-p384",
             },
+            PolicyKey::RsaPss(_) => "rsa-pss-sha256",
         }
     }
 
@@ -50,6 +56,15 @@ impl PolicyKey {
         match self {
             PolicyKey::Ed25519(k) => sig.len() == 64 && ed25519::verify(k, msg, sig).is_ok(),
             PolicyKey::Ecdsa(p) => p.verify(msg, sig, SignatureEncoding::Raw).is_ok(),
+            PolicyKey::RsaPss(k) => k
+                .verify(
+                    rsa::Padding::Pss,
+                    rsa::Hash::Sha256,
+                    rsa::Salt::HashLen,
+                    msg,
+                    sig,
+                )
+                .is_ok(),
         }
     }
 }
@@ -226,7 +241,10 @@ fn parse_signature(
         .ok_or_else(not)?;
     let space = line.iter().position(|&c| c == b' ').ok_or_else(not)?;
     let (alg, body) = (&line[..space], &line[space + 1..]);
-    if !matches!(alg, b"ed25519" | b"ecdsa-p256" | b"ecdsa-p384") {
+    if !matches!(
+        alg,
+        b"ed25519" | b"ecdsa-p256" | b"ecdsa-p384" | b"rsa-pss-sha256"
+    ) {
         return Err(not());
     }
     if alg != key.algorithm().as_bytes() {
@@ -344,6 +362,48 @@ mod tests {
     fn ec_signature(sk: &ec::PrivateKey, data: &[u8], enc: SignatureEncoding) -> Vec<u8> {
         let msg = [SIGNATURE_CONTEXT, data].concat();
         sk.sign(&msg, enc).expect("sign").as_bytes().to_vec()
+    }
+
+    #[test]
+    fn rsa_pss_signatures_verify_with_the_pinned_key_only() {
+        let d = crate::test_dir::fresh("policy-file-rsa");
+        let path = d.join("p.json");
+        let data = br#"{"keycell_policy": 1, "keys": {"k": {"max_uses": 1}}}"#;
+        std::fs::write(&path, data).expect("write");
+        let sig_path = signature_path(&path);
+        let sk = rsa::RsaPrivateKey::generate(2048).expect("generate");
+        let pk = PolicyKey::RsaPss(sk.public().clone());
+        assert_eq!(pk.algorithm(), "rsa-pss-sha256");
+        let msg = [SIGNATURE_CONTEXT, data].concat();
+        let pss = sk
+            .sign(rsa::Padding::Pss, rsa::Hash::Sha256, &msg)
+            .expect("sign");
+        std::fs::write(&sig_path, line("rsa-pss-sha256", &pss)).expect("sig");
+        let (bytes, _) = read_verified(&path, &pk, None).expect("verified");
+        assert_eq!(bytes, data);
+        // PKCS#1 v1.5 or PSS over SHA-384 under the same name: not this algorithm.
+        for (padding, hash) in [
+            (rsa::Padding::Pkcs1v15, rsa::Hash::Sha256),
+            (rsa::Padding::Pss, rsa::Hash::Sha384),
+        ] {
+            let other = sk.sign(padding, hash, &msg).expect("sign");
+            std::fs::write(&sig_path, line("rsa-pss-sha256", &other)).expect("sig");
+            let err = read_verified(&path, &pk, None).expect_err("other scheme");
+            assert!(matches!(err, PolicyFileError::BadSignature { .. }), "{err}");
+        }
+        // Tampered, and the line naming another algorithm.
+        std::fs::write(&sig_path, line("rsa-pss-sha256", &pss)).expect("sig");
+        std::fs::write(&path, [&data[..], b" "].concat()).expect("write");
+        let err = read_verified(&path, &pk, None).expect_err("tampered");
+        assert!(matches!(err, PolicyFileError::BadSignature { .. }), "{err}");
+        std::fs::write(&path, data).expect("write");
+        std::fs::write(&sig_path, line("ed25519", &pss[..64])).expect("sig");
+        let err = read_verified(&path, &pk, None).expect_err("ed25519 line");
+        assert!(
+            matches!(err, PolicyFileError::WrongAlgorithm { .. }),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 
     #[test]

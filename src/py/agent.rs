@@ -31,6 +31,7 @@ use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::keystore::KeyStore;
 use super::pkcs11::Pkcs11Token;
+use super::rsa::RSAPublicKey;
 
 fn agent_error(msg: impl Into<String>) -> Error {
     Error::Agent(msg.into())
@@ -385,8 +386,9 @@ pub fn agent_read_public_key_file<'py>(
 }
 
 /// Read the policy file `path` and its detached signature (`signature`, by default
-/// `path + ".sig"`), verify the signature with `public_key` (an `Ed25519PublicKey`, or an
-/// `ECPublicKey` for ECDSA P-256/P-384 signatures) and
+/// `path + ".sig"`), verify the signature with `public_key` (an `Ed25519PublicKey`, an
+/// `ECPublicKey` for ECDSA P-256/P-384 signatures or an `RSAPublicKey` for RSA-PSS-SHA256
+/// ones) and
 /// the rules; returns the exact bytes verified. Raises `AgentPolicyError` naming the
 /// problem (unreadable, unsigned, not a signature, a signature that does not verify,
 /// invalid rules).
@@ -400,8 +402,10 @@ pub fn agent_read_policy<'py>(
 ) -> Result<Bound<'py, PyBytes>> {
     let vk = if let Ok(ec) = public_key.cast::<ECPublicKey>() {
         policy_file::PolicyKey::Ecdsa(*ec.get().point())
+    } else if let Ok(rsa) = public_key.cast::<RSAPublicKey>() {
+        policy_file::PolicyKey::RsaPss(rsa.get().key().clone())
     } else {
-        let hint = " or keycell.ECPublicKey";
+        let hint = ", keycell.ECPublicKey or keycell.RSAPublicKey";
         let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", hint)?;
         policy_file::PolicyKey::Ed25519(*pk.get().verifying_key())
     };

@@ -3,7 +3,7 @@
 //! the same handle type. The blob (docs/aead.md, "Key wrapping"):
 //!
 //! ```text
-//! "KCW1" | kind (1: SecretKey, 2: Ed25519, 3: X25519, 4: EC P-256, 5: EC P-384)
+//! "KCW1" | kind (1: SecretKey, 2: Ed25519, 3: X25519, 4: EC P-256, 5: EC P-384, 6: RSA)
 //!        | flags (bit 0: exportable)
 //!        | key length (4, big-endian) | nonce (24) | ciphertext | tag (16)
 //! ```
@@ -11,7 +11,8 @@
 //! The first 10 bytes are the associated data, so the type, the export flag and the length
 //! are authenticated with the key. An EC key's secret is its scalar (big-endian, the
 //! curve's width: 32 or 48 bytes), the kind names the curve; the public point is derived
-//! again when it is unwrapped.
+//! again when it is unwrapped. An RSA key's secret is its PKCS#1 `RSAPrivateKey` DER,
+//! decoded from a guarded region on unwrap.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -19,6 +20,7 @@ use pyo3::types::PyBytes;
 use crate::crypto::aead_suite::{self, AeadAlgorithm, AeadFailure, TAG_LEN};
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve};
+use crate::crypto::rsa::RsaPrivateKey;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::{ed25519, x25519};
 use crate::memory::SecretBuf;
@@ -30,6 +32,8 @@ use super::ec::ECPrivateKey;
 use super::ed25519::Ed25519PrivateKey;
 use super::errors::{Error, Result};
 use super::key_cell::KeyHandle;
+use super::keyring::MAX_RSA_DER_LEN;
+use super::rsa::RSAPrivateKey;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -77,7 +81,7 @@ fn aead_err(e: AeadFailure) -> Error {
 #[pymethods]
 impl SecretKey {
     /// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey`,
-    /// `X25519PrivateKey` or `ECPrivateKey`) under this 32-byte key; the same as
+    /// `X25519PrivateKey`, `ECPrivateKey` or `RSAPrivateKey`) under this 32-byte key; the same as
     /// `keycell.wrap_key(self, key)`. `SecretKey.unwrap_key` returns the same handle type.
     #[pyo3(signature = (key, /))]
     fn wrap_key<'py>(
@@ -96,8 +100,8 @@ impl SecretKey {
     }
 }
 
-/// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey` or
-/// `ECPrivateKey`: its scalar) under `wrapping_key` (a 32-byte `SecretKey`) with XChaCha20-Poly1305 and a random
+/// Encrypt the secret of `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`,
+/// `ECPrivateKey`: its scalar, or `RSAPrivateKey`: its PKCS#1 DER) under `wrapping_key` (a 32-byte `SecretKey`) with XChaCha20-Poly1305 and a random
 /// nonce. The blob records and authenticates the key's type, length and export seal;
 /// `unwrap_key` returns the same handle type. A sealed key (`exportable=False`) can be
 /// wrapped and stays sealed when unwrapped.
@@ -163,8 +167,14 @@ pub fn wrap_key<'py>(
         let kind = ec_kind(live.key().curve());
         return seal(kind, cell.exportable(), live.key().private_bytes()?);
     }
+    if let Ok(k) = key.cast::<RSAPrivateKey>() {
+        let cell = k.get().cell();
+        let live = cell.live()?;
+        return seal(6, cell.exportable(), live.key().pkcs1_der()?);
+    }
     Err(Error::Type(format!(
-        "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey or ECPrivateKey, not {}",
+        "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey, ECPrivateKey or \
+         RSAPrivateKey, not {}",
         type_name(key)
     )))
 }
@@ -229,6 +239,12 @@ pub fn unwrap_key(
             let k = ec::PrivateKey::new_with(curve, fill)?;
             drop(live);
             Ok(Py::new(py, ECPrivateKey::from_key(py, k, exportable)?)?.into_any())
+        }
+        6 if (1..=MAX_RSA_DER_LEN).contains(&len) => {
+            let der = SecretBuf::new_with(len, fill)?;
+            drop(live);
+            let k = RsaPrivateKey::from_der(der.bytes()?)?;
+            Ok(Py::new(py, RSAPrivateKey::wrap(py, k, exportable)?)?.into_any())
         }
         _ => Err(bad()),
     }

@@ -8,8 +8,10 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
 use crate::crypto::curve::{Algorithm, CurvePrivateKey, KEY_LEN};
 use crate::crypto::ec::{self, Curve};
+use crate::crypto::rsa::RsaPrivateKey;
 use crate::crypto::symmetric::SymmetricKey;
 use crate::keyring::{self, KeyringError, KeyringErrorKind, Lookup, Target};
+use crate::memory::SecretBuf;
 
 use super::args::type_name;
 use super::errors::{Error, Result};
@@ -217,6 +219,37 @@ pub fn load_ec(
                 ec::PrivateKey::new_with(curve_of(len)?, |dst| {
                     keyring::read_into(key, dst).map_err(Error::from)
                 })
+            },
+        )
+    })
+}
+
+/// The largest PKCS#1 DER of an RSA key taken from the keyring or a wrapped blob (a
+/// 4096-bit key's is about 2.4 KB).
+pub const MAX_RSA_DER_LEN: usize = 8192;
+
+/// `RSAPrivateKey.from_keyring`: PKCS#1 `RSAPrivateKey` DER read from the keyring into a
+/// guarded region and decoded there.
+pub fn load_rsa(py: Python<'_>, name: &KeyName, consume: bool) -> Result<RsaPrivateKey> {
+    detach(py, || {
+        load(
+            name,
+            consume,
+            |len| {
+                if (1..=MAX_RSA_DER_LEN).contains(&len) {
+                    Ok(())
+                } else {
+                    Err(Error::Value(format!(
+                        "the key in the keyring is not an RSA private key: it must be 1 to \
+                         {MAX_RSA_DER_LEN} bytes of PKCS#1 DER"
+                    )))
+                }
+            },
+            |key, len| {
+                let der = SecretBuf::new_with(len, |dst| {
+                    keyring::read_into(key, dst).map_err(Error::from)
+                })?;
+                Ok(RsaPrivateKey::from_der(der.bytes()?)?)
             },
         )
     })

@@ -221,9 +221,12 @@ fn keyring_store(
     if let Ok(k) = key.cast::<ec::ECPrivateKey>() {
         return keyring::store_cell(py, k.get().cell(), description, target, timeout);
     }
+    if let Ok(k) = key.cast::<rsa::RSAPrivateKey>() {
+        return keyring::store_cell(py, k.get().cell(), description, target, timeout);
+    }
     Err(Error::Type(format!(
         "expected a keycell key handle (SecretKey, Ed25519PrivateKey, X25519PrivateKey, \
-         ECPrivateKey), not {}",
+         ECPrivateKey, RSAPrivateKey), not {}",
         args::type_name(key)
     )))
 }

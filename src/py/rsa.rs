@@ -39,7 +39,7 @@ impl KeyHandle for RSAPrivateKey {
 }
 
 impl RSAPrivateKey {
-    fn wrap(py: Python<'_>, key: RsaPrivateKey, exportable: bool) -> Result<Self> {
+    pub(crate) fn wrap(py: Python<'_>, key: RsaPrivateKey, exportable: bool) -> Result<Self> {
         let public = key.public().clone();
         let label = format!("{} bits", public.bits());
         let cell = KeyCell::new(py, "RSAPrivateKey", key, exportable, label)?;
@@ -87,6 +87,27 @@ impl RSAPrivateKey {
             )));
         }
         let key = detach(py, || RsaPrivateKey::generate(bits))?;
+        Self::wrap(py, key, exportable)
+    }
+
+    /// Read the key's PKCS#1 `RSAPrivateKey` DER (as `keycell.keyring.store` stores it)
+    /// from the Linux kernel keyring straight into a guarded region, like
+    /// `SecretKey.from_keyring`: `key` is a description or a serial, the payload size is
+    /// checked first, and `consume=True` invalidates the kernel key after the read.
+    #[staticmethod]
+    #[pyo3(
+        signature = (key, *, keyring = None, consume = false, exportable = true),
+        text_signature = "(key, *, keyring='session', consume=False, exportable=True)"
+    )]
+    fn from_keyring(
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        keyring: Option<&Bound<'_, PyAny>>,
+        consume: bool,
+        exportable: bool,
+    ) -> Result<Self> {
+        let name = super::keyring::KeyName::parse_default(key, keyring)?;
+        let key = super::keyring::load_rsa(py, &name, consume)?;
         Self::wrap(py, key, exportable)
     }
 
@@ -237,6 +258,13 @@ impl RSAPrivateKey {
 #[pyclass(frozen, module = "keycell._native")]
 pub struct RSAPublicKey {
     key: RsaPublicKey,
+}
+
+impl RSAPublicKey {
+    /// The key (for the agent's policy key).
+    pub(crate) fn key(&self) -> &RsaPublicKey {
+        &self.key
+    }
 }
 
 /// `salt_length=`: `None` (the hash length), `"auto"` (any) or a non-negative int.

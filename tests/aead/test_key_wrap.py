@@ -4,15 +4,17 @@ a wrong wrapping key, a flipped bit or a truncated blob is refused with a typed 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keycell
 import pytest
-from keycell import ECPrivateKey, Ed25519PrivateKey, SecretKey, X25519PrivateKey
+from keycell import ECPrivateKey, Ed25519PrivateKey, RSAPrivateKey, SecretKey, X25519PrivateKey
 
 
 def _same(a: object, b: object) -> bool:
     if isinstance(a, SecretKey):
         return a == b
-    assert isinstance(a, (Ed25519PrivateKey, X25519PrivateKey, ECPrivateKey))
+    assert isinstance(a, (Ed25519PrivateKey, X25519PrivateKey, ECPrivateKey, RSAPrivateKey))
     assert isinstance(b, type(a))
     if isinstance(a, ECPrivateKey):
         assert isinstance(b, ECPrivateKey)
@@ -118,6 +120,36 @@ def test_ec_blob_holds_the_scalar_and_names_the_curve() -> None:
     blob[4] = 4
     with pytest.raises(keycell.InvalidTag):
         keycell.unwrap_key(kek, bytes(blob))
+
+
+def test_rsa_keys_wrap_as_their_pkcs1_der(tmp_path: Path) -> None:
+    # Kind 6, the body the PKCS#1 DER (what to_file(format="der", traditional=True)
+    # writes); the unwrapped key signs for the original public key; sealed stays sealed.
+    kek = SecretKey.generate(32)
+    key = RSAPrivateKey.generate(2048)
+    key.to_file(tmp_path / "k.der", format="der", traditional=True)
+    der = (tmp_path / "k.der").read_bytes()
+    blob = keycell.wrap_key(kek, key)
+    assert (blob[4], blob[5]) == (6, 1)
+    assert int.from_bytes(blob[6:10]) == len(der)
+    assert len(blob) == 10 + 24 + len(der) + 16
+    assert der not in blob
+    back = keycell.unwrap_key(kek, blob)
+    assert isinstance(back, RSAPrivateKey)
+    assert back.public_key() == key.public_key()
+    key.public_key().verify(back.sign(b"m"), b"m")
+    sealed = RSAPrivateKey.from_der(bytearray(der), exportable=False)
+    again = keycell.unwrap_key(kek, keycell.wrap_key(kek, sealed))
+    assert isinstance(again, RSAPrivateKey)
+    assert not again.exportable
+    # Not DER inside, with a genuine tag: refused as a key, not a crash.
+    junk = SecretKey.from_buffer(bytearray(b"\x30\x03\x02\x01\x00" * 10))
+    relabelled = bytearray(keycell.wrap_key(kek, junk))
+    relabelled[4] = 6
+    with pytest.raises(keycell.InvalidTag):
+        keycell.unwrap_key(kek, bytes(relabelled))
+    for k in (key, back, sealed, again):
+        k.destroy()
 
 
 @pytest.mark.parametrize(

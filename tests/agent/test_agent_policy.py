@@ -345,7 +345,7 @@ def test_policy_sign_refuses_keys_that_cannot_sign(tmp_path: Path) -> None:
         k.to_file(x)
     r = run_cli("policy", "sign", policy, "--key-file", x)
     assert r.returncode == 1
-    assert "x25519 keys cannot sign policies; use an ed25519 or ec key" in r.stderr
+    assert "x25519 keys cannot sign policies; use an ed25519, ec or rsa key" in r.stderr
     assert not Path(f"{policy}.sig").exists()
 
 
@@ -387,10 +387,56 @@ def test_policy_public_key_files(tmp_path: Path) -> None:
     ]
     for text in bad:
         path.write_text(text)
-        with pytest.raises(AgentPolicyError, match="not an Ed25519 or EC public key"):
+        with pytest.raises(AgentPolicyError, match="not an Ed25519, EC or RSA public key"):
             load_public_key(path)
     # An Ed25519 key's 64 hex digits are still an Ed25519 key.
     path.write_text(ED25519_HEX)
     assert isinstance(load_public_key(path), Ed25519PublicKey)
     k256.destroy()
     k384.destroy()
+
+
+def test_rsa_pss_signed_policy(tmp_path: Path) -> None:
+    """``keycell policy sign --key-file rsa.pem``: an RSASSA-PSS-SHA256 line (salt 32)
+    pyca verifies; a line pyca signed verifies here; the agent enforces the policy."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from keycell import RSAPrivateKey
+
+    st = make_store(tmp_path, ed25519=("deploy",), secrets=())
+    key_file, pub_file = st.dir / "rsa.pem", st.dir / "rsa.pub"
+    with RSAPrivateKey.generate(2048) as k:
+        k.to_file(key_file)
+        pub_file.write_bytes(k.public_key().public_bytes())
+    policy = write_policy(st, {"keys": {"deploy": {"max_uses": 1}}})
+    r = run_cli("policy", "sign", policy, "--key-file", key_file)
+    assert r.returncode == 0, r.stderr
+    line = Path(f"{policy}.sig").read_text()
+    assert line.startswith("keycell-policy-signature-v1 rsa-pss-sha256 ")
+    sig = base64.b64decode(line.split()[2], validate=True)
+    pub = serialization.load_pem_public_key(pub_file.read_bytes())
+    assert isinstance(pub, rsa.RSAPublicKey)
+    message = POLICY_SIGNATURE_CONTEXT + policy.read_bytes()
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    pub.verify(sig, message, pss, hashes.SHA256())
+    assert run_cli("policy", "verify", policy, "--public-key", pub_file).returncode == 0
+    theirs = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(theirs, rsa.RSAPrivateKey)
+    for their_sig, good in (
+        (theirs.sign(message, pss, hashes.SHA256()), True),
+        (theirs.sign(message, padding.PKCS1v15(), hashes.SHA256()), False),
+        (theirs.sign(message, padding.PSS(pss.mgf, 20), hashes.SHA256()), False),
+    ):
+        b64 = base64.b64encode(their_sig).decode()
+        text = f"keycell-policy-signature-v1 rsa-pss-sha256 {b64}\n"
+        Path(f"{policy}.sig").write_text(text)
+        r = run_cli("policy", "verify", policy, "--public-key", pub_file)
+        assert r.returncode == (0 if good else 1), r.stderr
+    r = run_cli("policy", "sign", policy, "--key-file", key_file)
+    assert r.returncode == 0, r.stderr
+    with Agent(st, "--policy", str(policy), "--policy-public-key", str(pub_file)) as agent:
+        with agent.client() as c:
+            c.ed25519("deploy").sign(b"m")
+            with pytest.raises(AgentRefusedError):
+                c.ed25519("deploy").sign(b"m")
+        assert agent.stop() == 0

@@ -160,7 +160,7 @@ def test_policy_signed_with_an_ec_key_given_as_an_object(tmp_path: Path) -> None
         handle.reload()
         with agent.connect(sock) as c:
             c.ed25519("deploy").sign(b"four")
-    with pytest.raises(TypeError, match="Ed25519PrivateKey or ECPrivateKey"):
+    with pytest.raises(TypeError, match="Ed25519PrivateKey, ECPrivateKey or RSAPrivateKey"):
         sign_policy(b"{}", SecretKey.generate(32))  # type: ignore[arg-type]
     signer.destroy()
 

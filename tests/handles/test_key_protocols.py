@@ -10,7 +10,7 @@ from pathlib import Path
 import keycell
 import pytest
 from agent_support import Agent, make_store
-from keycell import ECSigner, Ed25519Signer, HmacKey, InvalidSignature, pkcs11
+from keycell import ECSigner, Ed25519Signer, HmacKey, InvalidSignature, RSASigner, pkcs11
 from pkcs11_support import Hsm
 
 
@@ -109,6 +109,21 @@ def test_local_ec_keys() -> None:
     others = (ed, keycell.X25519PrivateKey.generate(), keycell.SecretKey.generate(32))
     for other in (*others, keycell.ECPrivateKey.generate().public_key(), b"key"):
         assert not isinstance(other, ECSigner), other
+
+
+def test_local_rsa_keys() -> None:
+    k = keycell.RSAPrivateKey.generate(2048)
+    assert isinstance(k, RSASigner)
+    assert not isinstance(k, (ECSigner, HmacKey))
+    signer: RSASigner = k
+    for padding, hash in (("pss", "sha256"), ("pkcs1v15", "sha512")):
+        sig = signer.sign(b"release", padding=padding, hash=hash)  # type: ignore[arg-type]
+        signer.public_key().verify(sig, b"release", padding=padding, hash=hash)  # type: ignore[arg-type]
+        with pytest.raises(InvalidSignature):
+            signer.public_key().verify(sig, b"releasE", padding=padding, hash=hash)  # type: ignore[arg-type]
+    for other in (keycell.Ed25519PrivateKey.generate(), keycell.SecretKey.generate(32)):
+        assert not isinstance(other, RSASigner), other
+    k.destroy()
 
 
 def test_the_module_example_runs() -> None:

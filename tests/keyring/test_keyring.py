@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 from keyring_session import in_session, requires_keyring
@@ -331,3 +332,44 @@ def test_ec_keys_move_as_their_scalar() -> None:
         assert r[name]["type"] == "ValueError", r[name]
     assert r["consumed"] == points["P-256"]
     assert r["gone"]["type"] == "KeyringKeyNotFoundError"
+
+
+def test_rsa_keys_move_as_their_pkcs1_der(tmp_path: Path) -> None:
+    # An RSA key's keyring payload is its PKCS#1 DER; from_keyring decodes it in guarded
+    # memory; a payload that is no RSA key is refused with ValueError.
+    from keycell import RSAPrivateKey
+
+    key = RSAPrivateKey.generate(2048)
+    key.to_file(tmp_path / "k.der", format="der", traditional=True)
+    der = (tmp_path / "k.der").read_bytes()
+    key.to_file(tmp_path / "k.pem")
+    r = in_session(
+        """
+        from keycell import RSAPrivateKey
+        k = RSAPrivateKey.from_file(sys.argv[1])
+        s = keyring.store(k, "kc:rsa")
+        back = RSAPrivateKey.from_keyring("kc:rsa", consume=True)
+        keyctl("padd", "user", "kc:junk", "@s", input=b"\\x30\\x03\\x02\\x01\\x00")
+        done({"pipe_len": len(keyctl("pipe", str(s)).stdout),
+              "same": back.public_key() == k.public_key(),
+              "verifies": error(k.public_key().verify, back.sign(b"m"), b"m"),
+              "junk": error(RSAPrivateKey.from_keyring, "kc:junk"),
+              "gone": error(RSAPrivateKey.from_keyring, "kc:rsa")})
+        """,
+        str(tmp_path / "k.pem"),
+    )
+    assert r["pipe_len"] == 0  # consumed
+    assert r["same"] is True
+    assert r["verifies"] is None
+    assert r["junk"]["type"] == "ValueError", r["junk"]
+    assert r["gone"]["type"] == "KeyringKeyNotFoundError"
+    r = in_session(
+        """
+        from keycell import RSAPrivateKey
+        s = keyring.store(RSAPrivateKey.from_file(sys.argv[1]), "kc:rsa")
+        done({"pipe": keyctl("pipe", str(s)).stdout.hex()})
+        """,
+        str(tmp_path / "k.pem"),
+    )
+    assert r["pipe"] == der.hex()
+    key.destroy()

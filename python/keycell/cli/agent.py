@@ -29,6 +29,7 @@ from typing import Any
 from .._native import (
     ECPrivateKey,
     Ed25519PrivateKey,
+    RSAPrivateKey,
     agent_check_policy,
     agent_harden,
 )
@@ -72,10 +73,10 @@ def _cmd_policy_sign(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     agent_check_policy(data)
     kind, signer = load_private(args.key_file, None, None)
-    if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey):
+    if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey | RSAPrivateKey):
         signer.destroy()
         raise CliError(
-            f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519 or ec key"
+            f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519, ec or rsa key"
         )
     try:
         text = sign_policy(data, signer)
@@ -416,8 +417,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--policy-public-key",
         metavar="PUB",
-        help="the Ed25519 or EC (P-256/P-384) public key the policy's signature (FILE.sig) "
-        "must verify with",
+        help="the Ed25519, EC (P-256/P-384) or RSA public key the policy's signature "
+        "(FILE.sig) must verify with",
     )
     p.add_argument(
         "--audit-log", metavar="LOG", help="record every request to this keycell.audit log"
@@ -469,8 +470,8 @@ def register(sub: Any) -> None:
         "policy",
         help="sign or verify an agent policy file",
         description=(
-            "Detached Ed25519 or ECDSA (P-256, P-384) signatures of agent policy files "
-            "(docs/agent.md)."
+            "Detached Ed25519, ECDSA (P-256, P-384) or RSA-PSS-SHA256 signatures of agent "
+            "policy files (docs/agent.md)."
         ),
     )
     psub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
@@ -481,7 +482,8 @@ def register(sub: Any) -> None:
         "--key-file",
         required=True,
         metavar="SIGNER",
-        help="Ed25519 or EC (P-256/P-384) private key file (PKCS#8, or SEC1 for EC)",
+        help="Ed25519, EC (P-256/P-384) or RSA private key file (PKCS#8; SEC1 for EC, "
+        "PKCS#1 for RSA)",
     )
     s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
     s.set_defaults(func=_cmd_policy_sign)
@@ -491,7 +493,7 @@ def register(sub: Any) -> None:
         "--public-key",
         required=True,
         metavar="PUB",
-        help="Ed25519 or EC public key (PEM, hex or OpenSSH line)",
+        help="Ed25519, EC or RSA public key (PEM; hex or OpenSSH line for Ed25519/EC)",
     )
     v.add_argument("--signature", metavar="SIG", help="signature file (default FILE.sig)")
     v.set_defaults(func=_cmd_policy_verify)

@@ -25,6 +25,7 @@ __all__ = [
     "CURVES",
     "FORMATS",
     "KINDS",
+    "RSA_BITS",
     "CliError",
     "UsageError",
     "generate",
@@ -37,15 +38,18 @@ __all__ = [
     "wipe",
 ]
 
-KINDS = ("secret", "ed25519", "x25519", "ec")
+KINDS = ("secret", "ed25519", "x25519", "ec", "rsa")
 FORMATS = ("raw", "hex", "base64", "pem", "der")
 #: The curves of ``ec`` keys (``--curve``).
 CURVES = ("P-256", "P-384")
+#: The sizes of new ``rsa`` keys (``--bits``).
+RSA_BITS = (2048, 3072, 4096)
 _KIND_CLASSES = {
     "secret": "SecretKey",
     "ed25519": "Ed25519PrivateKey",
     "x25519": "X25519PrivateKey",
     "ec": "ECPrivateKey",
+    "rsa": "RSAPrivateKey",
 }
 
 
@@ -182,30 +186,37 @@ def master_options(p: argparse.ArgumentParser, *, new: bool = False) -> None:
     )
 
 
-def generate(kind: str, length: int | None, curve: str | None) -> Any:
+def generate(
+    kind: str, length: int | None, curve: str | None, bits: int | None = None
+) -> Any:
     """A new key of ``kind`` (``length``: a secret key's bytes; ``curve``: an ec key's
-    curve, P-256 unless given)."""
+    curve, P-256 unless given; ``bits``: an rsa key's size, 3072 unless given)."""
     if curve is not None and kind != "ec":
         raise UsageError("--curve is for ec keys")
+    if bits is not None and kind != "rsa":
+        raise UsageError("--bits is for rsa keys")
     cls = key_class(kind)
     if kind == "secret":
         return cls.generate(32 if length is None else length)
-    if length is not None and (kind == "ec" or length != 32):
+    if length is not None and (kind in ("ec", "rsa") or length != 32):
         raise CliError(f"{kind} keys have a fixed length; --length does not apply")
     if kind == "ec":
         return cls.generate(curve or "P-256")
+    if kind == "rsa":
+        return cls.generate(3072 if bits is None else bits)
     return cls.generate()
 
 
 def load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any]:
     """``(kind, key)`` of a private key file; without ``kind`` the file must say its type
-    (PKCS#8, or for EC keys SEC1 ``EC PRIVATE KEY`` as openssl writes it)."""
+    (PKCS#8, or SEC1 ``EC PRIVATE KEY`` / PKCS#1 ``RSA PRIVATE KEY`` as openssl writes
+    them)."""
     if kind is not None:
         return kind, key_class(kind).from_file(path, format=fmt)
     # Without --type only self-describing PKCS#8 (and SEC1) files can be told apart.
     if fmt not in (None, "pem", "der"):
         raise UsageError(f"a {fmt} key file does not say its key type: pass --type")
-    for k in ("ed25519", "x25519", "ec"):
+    for k in ("ed25519", "x25519", "ec", "rsa"):
         for f in [fmt] if fmt else ["pem", "der"]:
             try:
                 return k, key_class(k).from_file(path, format=f)
@@ -213,8 +224,8 @@ def load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any
                 if type(exc) is not KeyFileError:
                     raise
     raise CliError(
-        f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519 or EC "
-        "key; pass --type"
+        f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519, EC or "
+        "RSA key; pass --type"
     )
 
 

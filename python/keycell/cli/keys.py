@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from .common import CURVES, FORMATS, KINDS, UsageError, generate, load_private
+from .common import CURVES, FORMATS, KINDS, RSA_BITS, UsageError, generate, load_private
 from .otp import keygen_otp
 
 __all__ = ["register"]
@@ -27,9 +27,9 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if args.print_uri:
         raise UsageError("--print-uri is for otp keys")
     fmt = args.format or ("raw" if args.kind == "secret" else "pem")
-    if args.kind == "ec" and fmt not in ("pem", "der"):
-        raise UsageError("ec key files are PKCS#8: --format pem or der")
-    key = generate(args.kind, args.length, args.curve)
+    if args.kind in ("ec", "rsa") and fmt not in ("pem", "der"):
+        raise UsageError(f"{args.kind} key files are PKCS#8: --format pem or der")
+    key = generate(args.kind, args.length, args.curve, args.bits)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)
     finally:
@@ -44,7 +44,15 @@ def _b64url(data: bytes) -> str:
 
 def jwk(kind: str, pub: Any) -> dict[str, str]:
     """The public JSON Web Key of ``pub`` (a ``kind`` key's public key): RFC 7518 ``EC``
-    with ``crv``, ``x``, ``y``, or RFC 8037 ``OKP`` with ``crv`` and ``x``."""
+    with ``crv``, ``x``, ``y`` or ``RSA`` with ``n``, ``e``, or RFC 8037 ``OKP`` with
+    ``crv`` and ``x``."""
+    if kind == "rsa":
+        n, e = pub.n, pub.e
+        return {
+            "e": _b64url(e.to_bytes((e.bit_length() + 7) // 8, "big")),
+            "kty": "RSA",
+            "n": _b64url(n.to_bytes((n.bit_length() + 7) // 8, "big")),
+        }
     if kind == "ec":
         point = pub.public_bytes_x962()
         n = (len(point) - 1) // 2
@@ -62,7 +70,10 @@ def _cmd_pubkey(args: argparse.Namespace) -> int:
     kind, key = load_private(args.file, args.type, args.format)
     try:
         pub = key.public_key()
-        if args.pem:
+        if kind == "rsa" and not args.jwk:
+            # An RSA key has no short raw form: PEM (SubjectPublicKeyInfo) is its default.
+            sys.stdout.write(pub.public_bytes().decode("ascii"))
+        elif args.pem:
             sys.stdout.write(pub.public_bytes_pem().decode("ascii"))
         elif args.jwk:
             # Members in RFC 7638 order (sorted): the text a JWK thumbprint hashes.
@@ -83,14 +94,16 @@ def _add_keygen(sub: Any) -> None:
         description=(
             "Generate a key from the OS CSPRNG into guarded memory and write it to FILE "
             "atomically (mode 0600; never replaces an existing file unless --force). "
-            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519/ec "
-            "(ec: PEM or DER only; --curve P-256 or P-384, default P-256)."
+            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519/ec/rsa "
+            "(ec, rsa: PEM or DER only; --curve P-256 or P-384, default P-256; --bits "
+            "2048, 3072 or 4096, default 3072)."
         ),
     )
     p.add_argument("kind", choices=(*KINDS, "otp"), help="key type (otp: a 20-byte secret)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to create")
     p.add_argument("--length", type=int, metavar="N", help="secret key length in bytes (32)")
     p.add_argument("--curve", choices=CURVES, help="ec: the curve (P-256)")
+    p.add_argument("--bits", type=int, choices=RSA_BITS, help="rsa: the key size (3072)")
     p.add_argument("--format", choices=FORMATS, help="file format")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
@@ -100,23 +113,23 @@ def _add_keygen(sub: Any) -> None:
     )
     p.add_argument("--account", default="keycell", help="otp: account name in the URI")
     p.add_argument("--issuer", help="otp: issuer in the URI")
-    p.set_defaults(func=_cmd_keygen, length=None, curve=None)
+    p.set_defaults(func=_cmd_keygen, length=None, curve=None, bits=None)
 
 
 def _add_pubkey(sub: Any) -> None:
     p = sub.add_parser(
         "pubkey",
-        help="print the public key of an ed25519/x25519/ec private key file",
+        help="print the public key of an ed25519/x25519/ec/rsa private key file",
         description=(
             "Load a private key file into guarded memory and print its public key: hex "
-            "(default; ec: the uncompressed X9.62 point), SubjectPublicKeyInfo PEM (--pem) "
-            "or a JSON Web Key (--jwk: RFC 7518 EC with crv, x, y; RFC 8037 OKP for "
-            "ed25519/x25519). PKCS#8 (and SEC1 EC) files carry their type; raw, hex and "
-            "base64 files need --type."
+            "(default; ec: the uncompressed X9.62 point; rsa: PEM), SubjectPublicKeyInfo "
+            "PEM (--pem) or a JSON Web Key (--jwk: RFC 7518 EC with crv, x, y and RSA with "
+            "n, e; RFC 8037 OKP for ed25519/x25519). PKCS#8 (and SEC1 EC, PKCS#1 RSA) "
+            "files carry their type; raw, hex and base64 files need --type."
         ),
     )
     p.add_argument("file", metavar="FILE", help="private key file")
-    p.add_argument("--type", choices=("ed25519", "x25519", "ec"), help="key type")
+    p.add_argument("--type", choices=("ed25519", "x25519", "ec", "rsa"), help="key type")
     p.add_argument("--format", choices=FORMATS, help="file format (default: detect)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--pem", action="store_true", help="print PEM instead of hex")

@@ -13,6 +13,7 @@ from .common import (
     CURVES,
     FORMATS,
     KINDS,
+    RSA_BITS,
     CliError,
     UsageError,
     generate,
@@ -53,6 +54,8 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --key-file FILE or --generate TYPE")
     if args.curve is not None and args.generate is None:
         raise UsageError("--curve is for --generate ec (a key file says its curve)")
+    if args.bits is not None and args.generate is None:
+        raise UsageError("--bits is for --generate rsa")
     if args.key_file is not None:
         key = None
         if args.type is None and args.format in (None, "pem", "der"):
@@ -70,7 +73,7 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
             else:
                 key = cls.from_file(args.key_file, format=args.format)
     else:
-        key = generate(args.generate, args.length, args.curve)
+        key = generate(args.generate, args.length, args.curve, args.bits)
     try:
         with open_store(args) as store:
             store.put(args.name, key, overwrite=args.overwrite)
@@ -172,6 +175,7 @@ def register(sub: Any) -> None:
     p.add_argument("--generate", choices=KINDS, metavar="TYPE", help="generate a new key")
     p.add_argument("--length", type=int, metavar="N", help="secret key length")
     p.add_argument("--curve", choices=CURVES, help="--generate ec: the curve (P-256)")
+    p.add_argument("--bits", type=int, choices=RSA_BITS, help="--generate rsa: key size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing entry")
 
     p = action("get", "write a key from the store to a file", _cmd_store_get)
