@@ -2,8 +2,8 @@
 during a private-key operation are served from guarded memory).
 
 A child loads a key from a file the parent wrote (pyca/cryptography, PKCS#8 PEM), loads a
-second one written as PKCS#1 DER, generates a third, and signs with each (every padding and
-hash). The parent knows every component of the loaded keys; the generated key is written
+second one written as PKCS#1 DER, generates a third, wraps and unwraps the first
+(``wrap_key``), and signs with each (every padding and hash). The parent knows every component of the loaded keys; the generated key is written
 to a file by the child (``to_file``) and read by the parent. For each key the parent
 searches for ``d``, ``p``, ``q``, ``dP``, ``dQ`` and ``qInv``, each as a 32-byte window
 from the middle of its big-endian and of its little-endian encoding (ring keeps limbs as
@@ -34,24 +34,27 @@ WINDOW = 32
 CHILD = """
 import gc, sys
 from cryptography.hazmat.primitives import serialization
-from keycell import RSAPrivateKey
+from keycell import RSAPrivateKey, SecretKey, unwrap_key, wrap_key
 
 loaded = RSAPrivateKey.from_file(sys.argv[1])
 loaded_der = RSAPrivateKey.from_file(sys.argv[2], format="der")
 generated = RSAPrivateKey.generate(2048)
 generated.to_file(sys.argv[3])
+# Wrapped and unwrapped (the PKCS#1 DER encrypted from and decrypted into guarded memory).
+kek = SecretKey.generate(32)
+unwrapped = unwrap_key(kek, wrap_key(kek, loaded))
 with open(sys.argv[4], "rb") as f:
     control = serialization.load_pem_private_key(f.read(), None)   # positive control
 msg = b"m" * 3000
-for key in (loaded, loaded_der, generated):
+for key in (loaded, loaded_der, generated, unwrapped):
     for padding in ("pss", "pkcs1v15"):
         for hash in ("sha256", "sha384", "sha512"):
             key.public_key().verify(key.sign(msg, padding=padding, hash=hash), msg,
                                     padding=padding, hash=hash)
 phase("alive")
-for key in (loaded, loaded_der, generated):
+for key in (loaded, loaded_der, generated, unwrapped, kek):
     key.destroy()
-del loaded, loaded_der, generated, key
+del loaded, loaded_der, generated, unwrapped, key
 gc.collect()
 phase("destroyed")
 """
