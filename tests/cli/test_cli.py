@@ -37,7 +37,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    for args in (["frobnicate"], ["keygen", "rsa", "-o", "x"], ["keygen", "secret"], ["store"]):
+    for args in (["frobnicate"], ["keygen", "dsa", "-o", "x"], ["keygen", "secret"], ["store"]):
         r = run_cli(*args)
         assert r.returncode == 2, args
         assert r.stdout == ""
