@@ -201,7 +201,12 @@ def use_key_protocols(token: keycell.pkcs11.Token, client: keycell.agent.AgentCl
     ec_public: keycell.ECPublicKey = ec_signers[0].public_key()
     ec_public.verify(ec_signers[0].sign(b"m", encoding="raw"), b"m", encoding="raw")
     curve: str = ec_signers[0].curve
-    rsa_signer: keycell.RSASigner = keycell.RSAPrivateKey.generate(2048)
+    rsa_signers: list[keycell.RSASigner] = [
+        keycell.RSAPrivateKey.generate(2048),
+        token.rsa_private_key(label="rsa"),
+        token.generate_rsa(label="rsa-2", bits=3072),
+    ]
+    rsa_signer = rsa_signers[0]
     rsa_public: keycell.RSAPublicKey = rsa_signer.public_key()
     rsa_public.verify(rsa_signer.sign(b"m", padding="pkcs1v15", hash="sha384"), b"m",
                       padding="pkcs1v15", hash="sha384")  # fmt: skip

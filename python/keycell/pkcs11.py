@@ -1,14 +1,16 @@
 """Keys in a PKCS#11 token (an HSM, a smart card, SoftHSM2), as the same handles as local keys.
 
 A token key never enters this process: keycell asks the token to sign (``CKM_EDDSA``;
-``CKM_ECDSA`` over a SHA-256/384 digest computed here for P-256/P-384 keys) or to compute
-an HMAC (``CKM_SHA256_HMAC`` ...). The handles have the method names of the local ones
-(``sign``, ``public_key()`` returning an ordinary :class:`keycell.Ed25519PublicKey` or
-:class:`keycell.ECPublicKey`, ``hmac``, ``verify_hmac``, ``destroy``, ``destroyed``,
-``protection`` with ``backend == "pkcs11"``), so code written for an
+``CKM_ECDSA`` over a SHA-256/384 digest computed here for P-256/P-384 keys;
+``CKM_RSA_PKCS_PSS`` or ``CKM_RSA_PKCS`` over a digest computed here for RSA keys) or to
+compute an HMAC (``CKM_SHA256_HMAC`` ...). The handles have the method names of the local
+ones (``sign``, ``public_key()`` returning an ordinary :class:`keycell.Ed25519PublicKey`,
+:class:`keycell.ECPublicKey` or :class:`keycell.RSAPublicKey`, ``hmac``, ``verify_hmac``,
+``destroy``, ``destroyed``, ``protection`` with ``backend == "pkcs11"``), so code written for an
 :class:`keycell.Ed25519PrivateKey` or :class:`keycell.ECPrivateKey` signs with a token
 key unchanged (``token.ec_private_key(label=...)``, ``token.generate_ec(label=...,
-curve="P-384")``)::
+curve="P-384")``; ``token.rsa_private_key(...)``, ``token.generate_rsa(label=...,
+bits=3072)`` for :class:`keycell.RSAPrivateKey`'s methods)::
 
     from keycell import pkcs11
 
@@ -36,12 +38,18 @@ from __future__ import annotations
 from os import PathLike
 
 from . import _native
-from ._native import Pkcs11ECPrivateKey, Pkcs11Ed25519PrivateKey, Pkcs11SecretKey
+from ._native import (
+    Pkcs11ECPrivateKey,
+    Pkcs11Ed25519PrivateKey,
+    Pkcs11RSAPrivateKey,
+    Pkcs11SecretKey,
+)
 from ._native import Pkcs11Token as Token
 
 __all__ = [
     "Pkcs11ECPrivateKey",
     "Pkcs11Ed25519PrivateKey",
+    "Pkcs11RSAPrivateKey",
     "Pkcs11SecretKey",
     "Token",
     "list_tokens",
@@ -60,15 +68,15 @@ def open_uri(
     *,
     module: str | PathLike[str] | None = None,
     pin: bytearray | memoryview | None = None,
-) -> Pkcs11Ed25519PrivateKey | Pkcs11ECPrivateKey | Pkcs11SecretKey:
+) -> Pkcs11Ed25519PrivateKey | Pkcs11ECPrivateKey | Pkcs11RSAPrivateKey | Pkcs11SecretKey:
     """The key an RFC 7512 URI names, e.g.
     ``pkcs11:token=prod;object=release;type=private?module-path=/usr/lib/x.so&pin-source=file:/run/pin``.
 
     ``type=private`` (or no type) opens an Ed25519 private key, or when there is none by
-    that name an EC (P-256/P-384) one; ``type=secret-key`` a generic secret. The PIN
-    comes from ``pin-source`` (a file) or ``pin`` (a ``bytearray``, wiped); ``pin-value``
-    is refused. ``module`` overrides ``module-path``,
-    which overrides ``module-name`` (looked for in the usual library directories).
+    that name an EC (P-256/P-384) one, else an RSA one; ``type=secret-key`` a generic
+    secret. The PIN comes from ``pin-source`` (a file) or ``pin`` (a ``bytearray``,
+    wiped); ``pin-value`` is refused. ``module`` overrides ``module-path``, which
+    overrides ``module-name`` (looked for in the usual library directories).
     The token stays open while the key is referenced.
     """
     _token, key = _native.pkcs11_open_uri(uri, module=module, pin=pin)

@@ -1,10 +1,12 @@
 //! Key objects in a token: finding them, generating them (sensitive, never extractable),
 //! and the operations keycell runs inside the token: Ed25519 signatures (`CKM_EDDSA`),
 //! ECDSA P-256/P-384 signatures (`CKM_ECDSA` over a SHA-256/384 digest computed here),
+//! RSA signatures (`CKM_RSA_PKCS_PSS` and `CKM_RSA_PKCS` over a digest computed here),
 //! HMAC (`CKM_SHA256_HMAC` etc.), and the derivation of a key store master.
 
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
@@ -13,6 +15,7 @@ use super::error::{Pkcs11Error, Pkcs11ErrorKind, Result};
 use super::token::Token;
 use crate::crypto::ec::{self, Curve, PublicPoint, SignatureEncoding};
 use crate::crypto::hmac::HashAlgorithm;
+use crate::crypto::rsa::{self, RsaPublicKey};
 
 /// The HMAC-SHA256 challenge a token key store master answers (docs/keystore-format.md):
 /// the store's root key is the token's HMAC of it, so whoever may MAC this exact message
@@ -54,6 +57,10 @@ pub enum ObjectKind {
     EcPrivate,
     /// An ECDSA public key.
     EcPublic,
+    /// An RSA private key (`CKO_PRIVATE_KEY`, `CKK_RSA`).
+    RsaPrivate,
+    /// An RSA public key.
+    RsaPublic,
     /// A generic secret (`CKO_SECRET_KEY`, `CKK_GENERIC_SECRET`): HMAC keys and store masters.
     Secret,
 }
@@ -77,6 +84,14 @@ impl ObjectKind {
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::KeyType(KeyType::EC),
             ],
+            ObjectKind::RsaPrivate => vec![
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::RSA),
+            ],
+            ObjectKind::RsaPublic => vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+            ],
             ObjectKind::Secret => vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -87,7 +102,10 @@ impl ObjectKind {
     /// Whether objects of this kind hold a secret (searched for with `CKA_PRIVATE=true`
     /// and checked by [`check_trust`] before use).
     fn is_secret(self) -> bool {
-        !matches!(self, ObjectKind::Ed25519Public | ObjectKind::EcPublic)
+        !matches!(
+            self,
+            ObjectKind::Ed25519Public | ObjectKind::EcPublic | ObjectKind::RsaPublic
+        )
     }
 
     fn name(self) -> &'static str {
@@ -96,6 +114,8 @@ impl ObjectKind {
             ObjectKind::Ed25519Public => "Ed25519 public key",
             ObjectKind::EcPrivate => "EC private key",
             ObjectKind::EcPublic => "EC public key",
+            ObjectKind::RsaPrivate => "RSA private key",
+            ObjectKind::RsaPublic => "RSA public key",
             ObjectKind::Secret => "secret key",
         }
     }
@@ -242,7 +262,7 @@ pub fn check_trust(
         format!(
             "the {} with {} on token {:?} is not safe to use: {}; its value may be known \
              to whoever made it. Generate keys in the token (generate_secret, \
-             generate_ed25519, generate_ec, wrapping_key(create=True))",
+             generate_ed25519, generate_ec, generate_rsa, wrapping_key(create=True))",
             kind.name(),
             spec.describe(),
             token.info().label,
@@ -354,9 +374,12 @@ pub fn ec_point_to_ed25519(point: &[u8]) -> Option<[u8; 32]> {
 /// agent) report an attacker's public key for the token's private key, and a second object
 /// with the same id must not make the key unusable.
 pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
-    let (by, candidates) = public_candidates(token, h, ObjectKind::Ed25519Public, |p| {
-        ec_point_to_ed25519(p)
-    })?;
+    let (by, candidates) = public_candidates(
+        token,
+        h,
+        ObjectKind::Ed25519Public,
+        ec_attr(|p| ec_point_to_ed25519(p)),
+    )?;
     let mut challenge = [0u8; 32];
     crate::memory::fill_random(&mut challenge)?;
     let sig = sign_ed25519(token, h, &challenge)?;
@@ -369,15 +392,32 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
         .ok_or_else(|| no_public_belongs(token, &by, "Ed25519"))
 }
 
+/// A reader of public key objects by their `CKA_EC_POINT`.
+fn ec_attr<T>(
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> (
+    &'static [AttributeType],
+    impl Fn(Vec<Attribute>) -> Option<T>,
+) {
+    (&[AttributeType::EcPoint], move |attrs: Vec<Attribute>| {
+        attrs.into_iter().find_map(|a| match a {
+            Attribute::EcPoint(p) => parse(&p),
+            _ => None,
+        })
+    })
+}
+
 /// The public key objects of `kind` named like the private key `h` (its `CKA_ID`, else
-/// its label), each `CKA_EC_POINT` read by `parse` (those it cannot read left out): the
-/// candidates a signature by `h` must choose from, and how they were searched for.
+/// its label), each read by `reader` (the attributes it wants, and how to make a key of
+/// them; objects it cannot read left out): the candidates a signature by `h` must choose
+/// from, and how they were searched for.
 fn public_candidates<T>(
     token: &Token,
     h: ObjectHandle,
     kind: ObjectKind,
-    parse: impl Fn(&[u8]) -> Option<T>,
+    reader: (&[AttributeType], impl Fn(Vec<Attribute>) -> Option<T>),
 ) -> Result<(ObjectSpec, Vec<T>)> {
+    let (wanted, parse) = reader;
     let spec = names(token, h)?;
     let by = match (&spec.id, &spec.label) {
         (Some(id), _) if !id.is_empty() => ObjectSpec {
@@ -407,13 +447,10 @@ fn public_candidates<T>(
     let mut candidates = Vec::new();
     for object in objects {
         let attrs = token.with_session(|s| {
-            s.get_attributes(object, &[AttributeType::EcPoint])
+            s.get_attributes(object, wanted)
                 .map_err(ck("reading the public key"))
         })?;
-        candidates.extend(attrs.into_iter().find_map(|a| match a {
-            Attribute::EcPoint(p) => parse(&p),
-            _ => None,
-        }));
+        candidates.extend(parse(attrs));
     }
     Ok((by, candidates))
 }
@@ -474,8 +511,12 @@ pub fn ec_key_curve(token: &Token, h: ObjectHandle) -> Result<Curve> {
 /// [`ed25519_public`] proves it: an ECDSA signature by `h` over a fresh random challenge
 /// must verify under the one returned.
 pub fn ec_public(token: &Token, h: ObjectHandle, curve: Curve) -> Result<PublicPoint> {
-    let (by, candidates) =
-        public_candidates(token, h, ObjectKind::EcPublic, |p| ec_point(curve, p))?;
+    let (by, candidates) = public_candidates(
+        token,
+        h,
+        ObjectKind::EcPublic,
+        ec_attr(|p| ec_point(curve, p)),
+    )?;
     let mut challenge = [0u8; 32];
     crate::memory::fill_random(&mut challenge)?;
     let sig = sign_ec(token, h, curve, &challenge)?;
@@ -653,6 +694,156 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
         .ok_or_else(|| {
             Pkcs11Error::new(Pkcs11ErrorKind::Other, "no Ed25519 point in the new key")
         })?;
+    Ok((private, pk))
+}
+
+/// An RSA public key of its `CKA_MODULUS` and `CKA_PUBLIC_EXPONENT`.
+fn rsa_of(attrs: Vec<Attribute>) -> Option<RsaPublicKey> {
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    RsaPublicKey::from_components(&n?, &e?).ok()
+}
+
+const RSA_PUBLIC_ATTRS: &[AttributeType] = &[AttributeType::Modulus, AttributeType::PublicExponent];
+
+/// The public key of the RSA private key `h`, proven to belong to it as
+/// [`ed25519_public`] proves it: an RSA-PSS-SHA256 signature by `h` over a fresh random
+/// challenge must verify under the one returned.
+pub fn rsa_public(token: &Token, h: ObjectHandle) -> Result<RsaPublicKey> {
+    let (by, candidates) =
+        public_candidates(token, h, ObjectKind::RsaPublic, (RSA_PUBLIC_ATTRS, rsa_of))?;
+    let mut challenge = [0u8; 32];
+    crate::memory::fill_random(&mut challenge)?;
+    let sig = sign_rsa(token, h, rsa::Padding::Pss, rsa::Hash::Sha256, &challenge)?;
+    candidates
+        .into_iter()
+        .find(|k| {
+            k.verify(
+                rsa::Padding::Pss,
+                rsa::Hash::Sha256,
+                rsa::Salt::HashLen,
+                &challenge,
+                &sig,
+            )
+            .is_ok()
+        })
+        .ok_or_else(|| no_public_belongs(token, &by, "RSA"))
+}
+
+/// The DER `DigestInfo` prefix of `hash` (RFC 8017 §9.2, note 1): PKCS#1 v1.5 signs
+/// prefix || digest.
+fn digest_info_prefix(hash: rsa::Hash) -> &'static [u8] {
+    match hash {
+        rsa::Hash::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        rsa::Hash::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        rsa::Hash::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+/// Sign `data` with the RSA key `h` in the token: the digest is computed here, then
+/// signed with `CKM_RSA_PKCS_PSS` (MGF1 of the same hash, salt = the hash length, as
+/// `RSAPrivateKey.sign`) or `CKM_RSA_PKCS` (over the `DigestInfo`).
+pub fn sign_rsa(
+    token: &Token,
+    h: ObjectHandle,
+    padding: rsa::Padding,
+    hash: rsa::Hash,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    use sha2::Digest;
+    let digest = match hash {
+        rsa::Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+        rsa::Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+        rsa::Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+    };
+    let (hash_alg, mgf) = match hash {
+        rsa::Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        rsa::Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        rsa::Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    };
+    let (mech, input) = match padding {
+        rsa::Padding::Pss => (
+            Mechanism::RsaPkcsPss(PkcsPssParams {
+                hash_alg,
+                mgf,
+                s_len: (digest.len() as u64).into(),
+            }),
+            digest,
+        ),
+        rsa::Padding::Pkcs1v15 => (
+            Mechanism::RsaPkcs,
+            [digest_info_prefix(hash), &digest].concat(),
+        ),
+    };
+    token.with_session(|s| {
+        s.sign(&mech, h, &input)
+            .map_err(ck("signing (CKM_RSA_PKCS_PSS / CKM_RSA_PKCS)"))
+    })
+}
+
+/// Generate an RSA key pair of `bits` (2048, 3072 or 4096; exponent 65537) in the token
+/// (`CKM_RSA_PKCS_KEY_PAIR_GEN`): the private key a token object, private, sensitive and
+/// never extractable, usable only to sign. Returns its handle and the public key.
+pub fn generate_rsa(
+    token: &Token,
+    label: &str,
+    bits: usize,
+) -> Result<(ObjectHandle, RsaPublicKey)> {
+    if !rsa::GENERATE_BITS.contains(&bits) {
+        return Err(Pkcs11Error::invalid(format!(
+            "bits must be 2048, 3072 or 4096, not {bits}"
+        )));
+    }
+    check_new_label(token, ObjectKind::RsaPrivate, label)?;
+    let id = random_id()?;
+    let public_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::ModulusBits((bits as u64).into()),
+        Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.clone()),
+    ];
+    let private_t = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ];
+    let (public, private) = token.with_session(|s| {
+        s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public_t, &private_t)
+            .map_err(ck("generating an RSA key pair (CKM_RSA_PKCS_KEY_PAIR_GEN)"))
+    })?;
+    let attrs = token.with_session(|s| {
+        s.get_attributes(public, RSA_PUBLIC_ATTRS)
+            .map_err(ck("reading the public key"))
+    })?;
+    let pk = rsa_of(attrs)
+        .ok_or_else(|| Pkcs11Error::new(Pkcs11ErrorKind::Other, "no RSA modulus in the new key"))?;
     Ok((private, pk))
 }
 

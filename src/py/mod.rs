@@ -285,6 +285,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pkcs11::Pkcs11Token>()?;
     m.add_class::<pkcs11::Pkcs11Ed25519PrivateKey>()?;
     m.add_class::<pkcs11::Pkcs11ECPrivateKey>()?;
+    m.add_class::<pkcs11::Pkcs11RSAPrivateKey>()?;
     m.add_class::<pkcs11::Pkcs11SecretKey>()?;
     m.add_function(wrap_pyfunction!(pkcs11::pkcs11_list_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(pkcs11::pkcs11_open_uri, m)?)?;

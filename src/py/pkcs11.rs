@@ -1,5 +1,5 @@
-//! `Pkcs11Token`, `Pkcs11Ed25519PrivateKey`, `Pkcs11ECPrivateKey`, `Pkcs11SecretKey`: keys
-//! in a PKCS#11 token ([`crate::pkcs11`]), with the method names of the local handles
+//! `Pkcs11Token`, `Pkcs11Ed25519PrivateKey`, `Pkcs11ECPrivateKey`, `Pkcs11RSAPrivateKey`,
+//! `Pkcs11SecretKey`: keys in a PKCS#11 token ([`crate::pkcs11`]), with the method names of the local handles
 //! (`sign`, `public_key`, `hmac`, `verify_hmac`, `destroy`, `destroyed`, `protection`,
 //! `exportable`) so that code written for an `Ed25519PrivateKey`, an `ECPrivateKey` or a
 //! `SecretKey` works unchanged.
@@ -22,6 +22,7 @@ use pyo3::PyClass;
 
 use crate::crypto::ec::{Curve, PublicPoint};
 use crate::crypto::hmac::MAX_DIGEST_LEN;
+use crate::crypto::rsa::{Hash, Padding, RsaPublicKey};
 use crate::memory::SecretBuf;
 use crate::pkcs11::keys::{self, ObjectKind, ObjectSpec, STORE_MASTER_CHALLENGE};
 use crate::pkcs11::uri::{self, ObjectType};
@@ -35,6 +36,7 @@ use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_io;
 use super::protection::Protection;
+use super::rsa::RSAPublicKey;
 use super::secret_key::check_hmac_tag;
 
 const PIN_TYPE_ERROR: &str = "pin must be a bytearray (or a writable memoryview): keycell \
@@ -330,6 +332,79 @@ impl Pkcs11ECPrivateKey {
     }
 }
 
+/// An RSA private key inside a PKCS#11 token: signs there (`CKM_RSA_PKCS_PSS` or
+/// `CKM_RSA_PKCS` over the digest computed in this process); the key never enters this
+/// process. Same signing methods as `RSAPrivateKey`.
+#[pyclass(frozen, module = "keycell._native")]
+pub struct Pkcs11RSAPrivateKey {
+    obj: TokenObject,
+    public: RsaPublicKey,
+}
+
+impl Pkcs11RSAPrivateKey {
+    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
+        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
+        let t = Arc::clone(token);
+        let public = detach(py, || keys::rsa_public(&t, handle))?;
+        Ok(Pkcs11RSAPrivateKey { obj, public })
+    }
+}
+
+const RSA_CLASS: &str = "Pkcs11RSAPrivateKey";
+
+#[pymethods]
+impl Pkcs11RSAPrivateKey {
+    /// Sign `data` in the token: the digest ("sha256", "sha384" or "sha512") is computed
+    /// here and signed with `CKM_RSA_PKCS_PSS` (`padding="pss"`: MGF1 of the same hash,
+    /// salt = the hash length) or `CKM_RSA_PKCS` (`"pkcs1v15"`), as `RSAPrivateKey.sign`.
+    /// The GIL is released for the call.
+    #[pyo3(signature = (data, *, padding = "pss", hash = "sha256"))]
+    fn sign<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        padding: &str,
+        hash: &str,
+    ) -> Result<Bound<'py, PyBytes>> {
+        self.obj.check(RSA_CLASS)?;
+        let padding = Padding::from_name(padding)?;
+        let hash = Hash::from_name(hash)?;
+        let msg = bytes_like(data, "data")?;
+        let msg = msg.as_slice();
+        let (t, h) = (Arc::clone(&self.obj.token), self.obj.handle);
+        let sig = detach(py, || keys::sign_rsa(&t, h, padding, hash, msg))?;
+        Ok(PyBytes::new(py, &sig))
+    }
+
+    /// The public key, an ordinary `RSAPublicKey` (read from the token's public key object
+    /// when the handle was opened, and proven by a signature over a random challenge).
+    fn public_key(&self) -> Result<RSAPublicKey> {
+        self.obj.check(RSA_CLASS)?;
+        Ok(RSAPublicKey::from_key(self.public.clone()))
+    }
+
+    /// The modulus size in bits.
+    #[getter]
+    fn key_size(&self) -> usize {
+        self.public.bits()
+    }
+
+    /// Refuses with `KeyNotExportableError`: the key stays in the token.
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn to_file(
+        &self,
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> Result<()> {
+        Err(not_exportable(RSA_CLASS))
+    }
+
+    fn __repr__(&self) -> String {
+        let extra = format!(" bits={}", self.public.bits());
+        self.obj.repr(RSA_CLASS, &extra)
+    }
+}
+
 /// A generic secret inside a PKCS#11 token: HMAC is computed there (`CKM_SHA256_HMAC`,
 /// `CKM_SHA384_HMAC`, `CKM_SHA512_HMAC`). Same HMAC methods as `SecretKey`; as a
 /// `KeyStore` master (`token.wrapping_key(...)`) it derives the store's root key.
@@ -412,6 +487,13 @@ impl TokenHandle for Pkcs11Ed25519PrivateKey {
 
 impl TokenHandle for Pkcs11ECPrivateKey {
     const CLASS: &'static str = EC_CLASS;
+    fn object(&self) -> &TokenObject {
+        &self.obj
+    }
+}
+
+impl TokenHandle for Pkcs11RSAPrivateKey {
+    const CLASS: &'static str = RSA_CLASS;
     fn object(&self) -> &TokenObject {
         &self.obj
     }
@@ -510,6 +592,10 @@ token_handle_methods!(
 );
 token_handle_methods!(
     Pkcs11ECPrivateKey,
+    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
+);
+token_handle_methods!(
+    Pkcs11RSAPrivateKey,
     "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
 );
 token_handle_methods!(
@@ -646,6 +732,35 @@ impl Pkcs11Token {
         let t = Arc::clone(&self.token);
         let (h, _) = detach(py, || keys::generate_ec(&t, &label, curve))?;
         Pkcs11ECPrivateKey::open(py, &self.token, h)
+    }
+
+    /// The RSA private key named by `label` and/or `id` (its public key object must be
+    /// on the token too).
+    #[pyo3(signature = (*, label = None, id = None))]
+    fn rsa_private_key(
+        &self,
+        py: Python<'_>,
+        label: Option<String>,
+        id: Option<&Bound<'_, PyAny>>,
+    ) -> Result<Pkcs11RSAPrivateKey> {
+        let spec = object_spec(label, id)?;
+        let h = self.find(py, ObjectKind::RsaPrivate, &spec)?;
+        Pkcs11RSAPrivateKey::open(py, &self.token, h)
+    }
+
+    /// Generate an RSA key pair of `bits` (2048, 3072 or 4096; exponent 65537) in the
+    /// token (`CKM_RSA_PKCS_KEY_PAIR_GEN`), the private key sensitive and never
+    /// extractable, under `label` (which must be new).
+    #[pyo3(signature = (*, label, bits = 3072))]
+    fn generate_rsa(
+        &self,
+        py: Python<'_>,
+        label: String,
+        bits: usize,
+    ) -> Result<Pkcs11RSAPrivateKey> {
+        let t = Arc::clone(&self.token);
+        let (h, _) = detach(py, || keys::generate_rsa(&t, &label, bits))?;
+        Pkcs11RSAPrivateKey::open(py, &self.token, h)
     }
 
     /// The generic secret (HMAC key) labelled `label`.
@@ -846,28 +961,47 @@ pub fn pkcs11_open_uri<'py>(
             .into_any()
         }
         None | Some(ObjectType::Private) => {
-            // An Ed25519 key, else an EC key: the URI names the object, not its key type.
-            match token.find(py, ObjectKind::Ed25519Private, &u.object) {
-                Ok(h) => {
-                    Py::new(py, Pkcs11Ed25519PrivateKey::open(py, &token.token, h)?)?.into_any()
-                }
-                Err(Error::Pkcs11(e)) if e.kind == Pkcs11ErrorKind::ObjectNotFound => {
-                    match token.find(py, ObjectKind::EcPrivate, &u.object) {
-                        Ok(h) => {
-                            Py::new(py, Pkcs11ECPrivateKey::open(py, &token.token, h)?)?.into_any()
-                        }
-                        Err(Error::Pkcs11(e2)) if e2.kind == Pkcs11ErrorKind::ObjectNotFound => {
-                            return Err(Error::Pkcs11(e))
-                        }
-                        Err(other) => return Err(other),
+            // An Ed25519 key, else an EC key, else an RSA key: the URI names the object,
+            // not its key type. The first "not found" is the error when none is found.
+            let mut first_missing = None;
+            let mut opened = None;
+            for kind in [
+                ObjectKind::Ed25519Private,
+                ObjectKind::EcPrivate,
+                ObjectKind::RsaPrivate,
+            ] {
+                match token.find(py, kind, &u.object) {
+                    Ok(h) => {
+                        opened = Some(match kind {
+                            ObjectKind::Ed25519Private => {
+                                Py::new(py, Pkcs11Ed25519PrivateKey::open(py, &token.token, h)?)?
+                                    .into_any()
+                            }
+                            ObjectKind::EcPrivate => {
+                                Py::new(py, Pkcs11ECPrivateKey::open(py, &token.token, h)?)?
+                                    .into_any()
+                            }
+                            _ => Py::new(py, Pkcs11RSAPrivateKey::open(py, &token.token, h)?)?
+                                .into_any(),
+                        });
+                        break;
                     }
+                    Err(Error::Pkcs11(e)) if e.kind == Pkcs11ErrorKind::ObjectNotFound => {
+                        first_missing.get_or_insert(e);
+                    }
+                    Err(other) => return Err(other),
                 }
-                Err(other) => return Err(other),
+            }
+            match (opened, first_missing) {
+                (Some(key), _) => key,
+                (None, Some(e)) => return Err(Error::Pkcs11(e)),
+                (None, None) => unreachable!("every kind was searched"),
             }
         }
         Some(_) => {
             return Err(Error::Value(
-                "keycell opens type=private (Ed25519 or EC) and type=secret-key objects".to_owned(),
+                "keycell opens type=private (Ed25519, EC or RSA) and type=secret-key objects"
+                    .to_owned(),
             ))
         }
     };

@@ -265,6 +265,11 @@ impl RSAPublicKey {
     pub(crate) fn key(&self) -> &RsaPublicKey {
         &self.key
     }
+
+    /// The public key of a checked key (a token key's).
+    pub(crate) fn from_key(key: RsaPublicKey) -> Self {
+        RSAPublicKey { key }
+    }
 }
 
 /// `salt_length=`: `None` (the hash length), `"auto"` (any) or a non-negative int.
