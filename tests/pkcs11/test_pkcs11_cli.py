@@ -129,3 +129,22 @@ def test_keygen_ec(hsm: Hsm) -> None:
     r = run_cli("pkcs11", "keygen", "ed25519", *token_args, "--label", "x", "--curve", "P-256")
     assert r.returncode == 2
     assert "--curve is for ec keys" in r.stderr
+
+
+def test_keygen_rsa(hsm: Hsm) -> None:
+    token_args = ("--module", hsm.module, "--token", hsm.label, "--pin-file", str(hsm.pin_file))
+    r = run_cli("pkcs11", "keygen", "rsa", *token_args, "--label", "kc-cli-rsa", "--bits", "2048")
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    assert (lines["label"], lines["bits"]) == ("kc-cli-rsa", "2048")
+    try:
+        with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as t:
+            key = t.rsa_private_key(label="kc-cli-rsa")
+            assert key.id.hex() == lines["id"]
+            assert key.public_key().public_bytes().decode() in r.stdout
+    finally:
+        for kind in ("privkey", "pubkey"):
+            hsm.tool("--delete-object", "--type", kind, "--label", "kc-cli-rsa", check=False)
+    r = run_cli("pkcs11", "keygen", "ec", *token_args, "--label", "x", "--bits", "2048")
+    assert r.returncode == 2
+    assert "--bits is for rsa keys" in r.stderr

@@ -2,10 +2,11 @@
 
 ``list`` never shows a key value (a token refuses to read a sensitive one anyway); with
 ``--token`` it lists the key objects of that token, the private ones only with
-``--pin-file``. ``keygen ed25519``, ``keygen ec`` and ``keygen secret`` create a key
-inside the token, sensitive and never extractable, and print its label, id, RFC 7512 URI
-and (Ed25519, EC) its public key. The PIN comes from a 0600 file (``--pin-file``), never
-from the command line. ``--module`` defaults to ``$KEYCELL_PKCS11_MODULE``.
+``--pin-file``. ``keygen ed25519``, ``keygen ec``, ``keygen rsa`` and ``keygen secret``
+create a key inside the token, sensitive and never extractable, and print its label, id,
+RFC 7512 URI and (Ed25519, EC, RSA) its public key. The PIN comes from a 0600 file
+(``--pin-file``), never from the command line. ``--module`` defaults to
+``$KEYCELL_PKCS11_MODULE``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import urllib.parse
 from typing import Any
 
 from .. import pkcs11
-from .common import CURVES, UsageError
+from .common import CURVES, RSA_BITS, UsageError
 
 __all__ = ["MODULE_ENV", "open_token", "register", "token_options"]
 
@@ -52,15 +53,17 @@ def register(sub: Any) -> None:
         help="generate a key in the token (sensitive, never extractable)",
         description=(
             "ed25519: CKM_EC_EDWARDS_KEY_PAIR_GEN; ec: CKM_EC_KEY_PAIR_GEN on --curve "
-            "(P-256 or P-384); secret: a generic secret for HMAC "
+            "(P-256 or P-384); rsa: CKM_RSA_PKCS_KEY_PAIR_GEN of --bits (3072); secret: a "
+            "generic secret for HMAC "
             "(CKM_GENERIC_SECRET_KEY_GEN). Prints the label, id, URI and public key."
         ),
     )
-    kg.add_argument("kind", choices=("ed25519", "ec", "secret"), help="key type")
+    kg.add_argument("kind", choices=("ed25519", "ec", "rsa", "secret"), help="key type")
     token_options(kg, pin_required=True)
     kg.add_argument("--label", required=True, help="CKA_LABEL of the new key (must be new)")
     kg.add_argument("--length", type=int, default=32, help="secret: length in bytes (32)")
     kg.add_argument("--curve", choices=CURVES, help="ec: the curve (P-256)")
+    kg.add_argument("--bits", type=int, choices=RSA_BITS, help="rsa: the key size (3072)")
     kg.set_defaults(func=_cmd_keygen)
 
 
@@ -159,13 +162,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_keygen(args: argparse.Namespace) -> int:
     if args.curve is not None and args.kind != "ec":
         raise UsageError("--curve is for ec keys")
-    key: pkcs11.Pkcs11Ed25519PrivateKey | pkcs11.Pkcs11ECPrivateKey | pkcs11.Pkcs11SecretKey
+    if args.bits is not None and args.kind != "rsa":
+        raise UsageError("--bits is for rsa keys")
+    key: (
+        pkcs11.Pkcs11Ed25519PrivateKey
+        | pkcs11.Pkcs11ECPrivateKey
+        | pkcs11.Pkcs11RSAPrivateKey
+        | pkcs11.Pkcs11SecretKey
+    )
     with open_token(args) as token:
         if args.kind == "ed25519":
             key = token.generate_ed25519(label=args.label)
             uri = _uri(token, args.label, "private")
         elif args.kind == "ec":
             key = token.generate_ec(label=args.label, curve=args.curve or "P-256")
+            uri = _uri(token, args.label, "private")
+        elif args.kind == "rsa":
+            key = token.generate_rsa(label=args.label, bits=args.bits or 3072)
             uri = _uri(token, args.label, "private")
         else:
             key = token.generate_secret(args.label, args.length)
@@ -180,4 +193,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
             print(f"curve: {key.curve}")
             print(f"public key: {key.public_key().public_bytes_x962().hex()}")
             print(key.public_key().public_bytes_pem().decode().rstrip())
+        elif isinstance(key, pkcs11.Pkcs11RSAPrivateKey):
+            print(f"bits: {key.key_size}")
+            print(key.public_key().public_bytes().decode().rstrip())
     return 0
