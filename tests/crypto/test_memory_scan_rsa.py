@@ -6,10 +6,10 @@ second one written as PKCS#1 DER, generates a third, wraps and unwraps the first
 (``wrap_key``), and signs with each (every padding and hash). The parent knows every
 component of the loaded keys; the generated key is written to a file by the child
 (``to_file``) and read by the parent. For each key the parent searches for ``d``, ``p``,
-``q``, ``dP``, ``dQ`` and ``qInv``, each as a 32-byte window from the middle of its big-
-endian and of its little-endian encoding (ring keeps limbs as little-endian words). While
-the keys are alive every hit must lie in locked, dump-excluded memory (the guarded regions
-and the secret heap); after ``destroy()`` there must be none anywhere.
+``q``, ``dP``, ``dQ`` and ``qInv``, each as a 32-byte window from the middle of its
+big-endian and of its little-endian encoding (ring keeps limbs as little-endian words).
+While the keys are alive every hit must lie in locked, dump-excluded memory (the guarded
+regions and the secret heap); after ``destroy()`` there must be none anywhere.
 
 Positive control: the child also holds a pyca/cryptography RSA key loaded from a third
 file; its components must be found in unlocked memory (the scan sees RSA limbs in the
