@@ -378,7 +378,7 @@ pub fn ed25519_public(token: &Token, h: ObjectHandle) -> Result<[u8; 32]> {
         token,
         h,
         ObjectKind::Ed25519Public,
-        ec_attr(|p| ec_point_to_ed25519(p)),
+        ec_attr(ec_point_to_ed25519),
     )?;
     let mut challenge = [0u8; 32];
     crate::memory::fill_random(&mut challenge)?;
