@@ -113,9 +113,10 @@ def _ssh_public_key(text: str) -> PolicyPublicKey:
 
 def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
     """A policy public key from a file: an Ed25519, EC (P-256, P-384) or RSA key as
-    PEM (``keycell pubkey --pem``; RSA keys as SPKI or PKCS#1 PEM only), hex (``keycell
+    PEM (``keycell pubkey --pem``; RSA keys as SPKI or PKCS#1 PEM), hex (``keycell
     pubkey``: 64 digits for Ed25519, the uncompressed point for EC) or an OpenSSH line
-    (``ssh-ed25519``, ``ecdsa-sha2-nistp256``, ``ecdsa-sha2-nistp384``). The file is read
+    (``ssh-ed25519``, ``ecdsa-sha2-nistp256``, ``ecdsa-sha2-nistp384``, ``ssh-rsa``:
+    ``keycell pubkey --ssh``). The file is read
     with the checks of the policy file (no symlink, a regular file owned by this user or
     root, not writable by group or others): whoever can replace it can replace the
     policy."""
@@ -133,6 +134,8 @@ def load_public_key(path: str | os.PathLike[str]) -> PolicyPublicKey:
                 return RSAPublicKey.from_pem(data)
         if text.startswith(("ssh-ed25519 ", "ecdsa-sha2-")):
             return _ssh_public_key(text)
+        if text.startswith("ssh-rsa "):
+            return RSAPublicKey.from_openssh(text)
         raw = bytes.fromhex(text)
         if len(raw) == 32:
             return Ed25519PublicKey.from_public_bytes(raw)

@@ -389,6 +389,14 @@ def test_policy_public_key_files(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(AgentPolicyError, match="not an Ed25519, EC or RSA public key"):
             load_public_key(path)
+    # An ssh-rsa line (keycell pubkey --ssh) is an RSA key.
+    from keycell import RSAPrivateKey, RSAPublicKey
+
+    with RSAPrivateKey.generate(2048) as rk:
+        path.write_text(rk.public_key().to_openssh("ci") + "\n")
+        got_rsa = load_public_key(path)
+        assert isinstance(got_rsa, RSAPublicKey)
+        assert got_rsa == rk.public_key()
     # An Ed25519 key's 64 hex digits are still an Ed25519 key.
     path.write_text(ED25519_HEX)
     assert isinstance(load_public_key(path), Ed25519PublicKey)

@@ -175,3 +175,22 @@ def test_store_put_ec_key_files(tmp_path: Path) -> None:
     assert ours == got["sec1"].public_key().public_bytes_pem()
     for k in got.values():
         k.destroy()
+
+
+def test_pubkey_ssh_lines(tmp_path: Path) -> None:
+    # keycell pubkey --ssh: the authorized_keys line pyca writes for the same key.
+    for kind, extra in (("ec", ["--curve", "P-384"]), ("ed25519", []), ("rsa", ["--bits", "2048"])):
+        path = tmp_path / f"{kind}.pem"
+        assert run_cli("keygen", kind, *extra, "-o", path).returncode == 0
+        theirs = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        want = theirs.public_key().public_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        r = run_cli("pubkey", path, "--ssh", "--comment", "me@host")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.decode() + " me@host\n", kind
+    x = tmp_path / "x.pem"
+    assert run_cli("keygen", "x25519", "-o", x).returncode == 0
+    r = run_cli("pubkey", x, "--ssh")
+    assert r.returncode == 1
+    assert "no OpenSSH form" in r.stderr

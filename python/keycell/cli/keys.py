@@ -9,7 +9,16 @@ import json
 import sys
 from typing import Any
 
-from .common import CURVES, FORMATS, KINDS, RSA_BITS, UsageError, generate, load_private
+from .common import (
+    CURVES,
+    FORMATS,
+    KINDS,
+    RSA_BITS,
+    CliError,
+    UsageError,
+    generate,
+    load_private,
+)
 from .otp import keygen_otp
 
 __all__ = ["register"]
@@ -70,7 +79,11 @@ def _cmd_pubkey(args: argparse.Namespace) -> int:
     kind, key = load_private(args.file, args.type, args.format)
     try:
         pub = key.public_key()
-        if kind == "rsa" and not args.jwk:
+        if args.ssh:
+            if kind == "x25519":
+                raise CliError("x25519 keys have no OpenSSH form (ssh signs with its keys)")
+            print(pub.to_openssh(args.comment))
+        elif kind == "rsa" and not args.jwk:
             # An RSA key has no short raw form: PEM (SubjectPublicKeyInfo) is its default.
             sys.stdout.write(pub.public_bytes().decode("ascii"))
         elif args.pem:
@@ -124,7 +137,8 @@ def _add_pubkey(sub: Any) -> None:
             "Load a private key file into guarded memory and print its public key: hex "
             "(default; ec: the uncompressed X9.62 point; rsa: PEM), SubjectPublicKeyInfo "
             "PEM (--pem) or a JSON Web Key (--jwk: RFC 7518 EC with crv, x, y and RSA with "
-            "n, e; RFC 8037 OKP for ed25519/x25519). PKCS#8 (and SEC1 EC, PKCS#1 RSA) "
+            "n, e; RFC 8037 OKP for ed25519/x25519) or an OpenSSH line (--ssh). PKCS#8 "
+            "(and SEC1 EC, PKCS#1 RSA) "
             "files carry their type; raw, hex and base64 files need --type."
         ),
     )
@@ -134,4 +148,8 @@ def _add_pubkey(sub: Any) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--pem", action="store_true", help="print PEM instead of hex")
     out.add_argument("--jwk", action="store_true", help="print a JWK (one line of JSON)")
+    out.add_argument(
+        "--ssh", action="store_true", help="print an OpenSSH public key (authorized_keys) line"
+    )
+    p.add_argument("--comment", help="--ssh: the line's comment")
     p.set_defaults(func=_cmd_pubkey)
