@@ -83,6 +83,10 @@ pub const BACKEND_NAME: &str = "secret-heap";
 thread_local! {
     /// How deeply this thread is nested in [`scope`].
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Whether this thread holds the heap's lock: an allocation it makes then (nothing
+    /// under the lock should allocate; this is the safeguard) goes to the system allocator
+    /// instead of spinning on the lock it holds.
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Start and end of the reservation (both 0 until it exists); never changes after.
@@ -99,6 +103,11 @@ static SHORTFALL: AtomicBool = AtomicBool::new(false);
 /// allocator (not dump-excluded or wiped on fork either; a chunk that failed only its
 /// `mlock` keeps those).
 static SPILLED: AtomicBool = AtomicBool::new(false);
+/// Set for good once any scoped allocation went to the system allocator in this process
+/// (or an ancestor): from then on every system block is wiped when freed, wherever and
+/// whenever it is freed (a spilled key's limbs are freed at `destroy()`, outside any
+/// scope). Until then frees pay one relaxed load.
+static EVER_SPILLED: AtomicBool = AtomicBool::new(false);
 /// Whether `MADV_DONTDUMP` / `MADV_WIPEONFORK` held for the reservation.
 static DONTDUMP: AtomicBool = AtomicBool::new(false);
 static WIPEONFORK: AtomicBool = AtomicBool::new(false);
@@ -173,10 +182,12 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     }
     // SAFETY: LOCK is held by this thread, so no other reference to the state exists.
     let state = unsafe { &mut *STATE.0.get() };
+    let _ = HOLDING.try_with(|h| h.set(true));
     if state.owner != me {
         state.adopt(me);
     }
     let out = f(state);
+    let _ = HOLDING.try_with(|h| h.set(false));
     LOCK.store(0, Ordering::Release);
     out
 }
@@ -218,7 +229,9 @@ impl State {
         if BASE.load(Ordering::Relaxed) != 0 {
             return true;
         }
-        let Ok(base) = super::sys::reserve(RESERVE) else {
+        // Nothing under the heap's lock may allocate (an allocation would come back here):
+        // the bare errno, not a `MemoryError`.
+        let Ok(base) = super::sys::reserve_errno(RESERVE) else {
             return false;
         };
         let base = base.as_ptr() as usize;
@@ -343,9 +356,13 @@ fn in_scope() -> bool {
 /// A block for `layout` from the heap, or from the system allocator (noted as a
 /// shortfall) when the heap cannot serve it.
 fn heap_alloc(layout: Layout) -> *mut u8 {
-    if let Some(ptr) = class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
-        return ptr;
+    let holding = HOLDING.try_with(Cell::get).unwrap_or(false);
+    if !holding {
+        if let Some(ptr) = class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
+            return ptr;
+        }
     }
+    EVER_SPILLED.store(true, Ordering::Relaxed);
     SPILLED.store(true, Ordering::Relaxed);
     SHORTFALL.store(true, Ordering::Relaxed);
     super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
@@ -391,7 +408,7 @@ unsafe impl GlobalAlloc for ScopedHeap {
             }
             return;
         }
-        if in_scope() {
+        if in_scope() || EVER_SPILLED.load(Ordering::Relaxed) {
             // Possibly a fallback block holding secrets: wipe it before it is reused.
             // SAFETY: the caller owns `layout.size()` bytes at `ptr`.
             unsafe { memsec::memzero(ptr, layout.size()) };
@@ -443,11 +460,10 @@ impl Drop for Depth {
 /// allocated (see [`protection`]); under "warn" the caller reports [`protection`].
 pub fn scope<T>(f: impl FnOnce() -> T) -> Result<T, MemoryError> {
     DEPTH.with(|d| d.set(d.get() + 1));
-    let out = {
-        let _depth = Depth;
-        f()
-    };
+    let _depth = Depth;
+    let out = f();
     if SHORTFALL.load(Ordering::Relaxed) && lock_failure_policy() == LockFailurePolicy::Raise {
+        // Dropped inside the scope: its blocks are freed (and wiped) as scoped ones.
         drop(out);
         return Err(MemoryError::LockFailed {
             errno: libc::ENOMEM,

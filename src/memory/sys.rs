@@ -138,6 +138,12 @@ struct ScratchPage {
 /// swap reserved): the guard pages and the not-yet-opened data pages of a region or an
 /// arena. The caller owns the mapping and unmaps it.
 pub(super) fn reserve(len: usize) -> Result<std::ptr::NonNull<u8>, super::MemoryError> {
+    reserve_errno(len).map_err(|errno| super::MemoryError::system_call("mmap", errno))
+}
+
+/// [`reserve`] with the bare errno as its error: allocates nothing, for the secret heap,
+/// which runs inside the global allocator (building a `MemoryError` reads files).
+pub(super) fn reserve_errno(len: usize) -> Result<std::ptr::NonNull<u8>, i32> {
     // SAFETY: a fresh anonymous private mapping with no address hint; the result is
     // checked against MAP_FAILED before use.
     let base = unsafe {
@@ -151,10 +157,9 @@ pub(super) fn reserve(len: usize) -> Result<std::ptr::NonNull<u8>, super::Memory
         )
     };
     if base == libc::MAP_FAILED {
-        return Err(super::MemoryError::system_call("mmap", last_errno()));
+        return Err(last_errno());
     }
-    std::ptr::NonNull::new(base.cast::<u8>())
-        .ok_or_else(|| super::MemoryError::system_call("mmap", 0))
+    std::ptr::NonNull::new(base.cast::<u8>()).ok_or(0)
 }
 
 /// Map one private, anonymous, read-write page; `Err(errno)` when `mmap` fails. The caller

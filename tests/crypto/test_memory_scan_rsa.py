@@ -128,3 +128,59 @@ def test_rsa_components_stay_in_guarded_memory(tmp_path: Path) -> None:
     assert not leaks, summarize(leaks)
     left = {n: after[n] for n in ours if after[n]}
     assert not left, summarize(left)
+
+
+SPILL_CHILD = """
+import gc, resource, sys, warnings
+import keycell
+from keycell import RSAPrivateKey
+
+keycell.set_policy(on_lock_failure="warn")
+# Address space for everything but the secret heap's 256 MiB reservation, made before the
+# first RSA operation: the heap cannot exist, and every scoped allocation goes to the
+# system allocator (the first version spun forever on its own lock here: building the
+# mmap error allocated).
+with open("/proc/self/status") as f:
+    vm = next(int(l.split()[1]) for l in f if l.startswith("VmSize")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (128 << 20), resource.RLIM_INFINITY))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    key = RSAPrivateKey.from_file(sys.argv[1])
+    key.public_key().verify(key.sign(b"m"), b"m")
+    locked = key.protection.locked
+print("locked", locked, "warned", len(caught), file=sys.stderr, flush=True)
+phase("alive")
+key.destroy()
+del key
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_without_its_reservation_the_heap_spills_reports_and_wipes(tmp_path: Path) -> None:
+    """RSA review: with no address space for the heap's reservation the first RSA
+    operation hung; and blocks spilled to the system allocator were freed unwiped at
+    destroy() (outside any scope), leaving ring's limbs of p and q in the heap."""
+    key = pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = write_key_file(tmp_path / "k.pem", pem)
+    pats = patterns("spilled", key)
+    with PhasedChild(SPILL_CHILD, str(path), timeout=120) as child:
+        child.wait_phase("alive")
+        alive = scan_process(child.pid, pats)
+        child.advance()
+        child.wait_phase("destroyed")
+        after = scan_process(child.pid, pats)
+        rc, _, err = child.finish()
+    assert rc == 0, err
+    assert "locked False warned" in err, err
+    assert not err.strip().endswith("warned 0"), err
+    # The limbs were in the (unlocked) system heap while the key lived: the scan sees
+    # them, and the protection report said so; after destroy() none is left.
+    assert alive["spilled.p.le"] and alive["spilled.q.le"], summarize(alive)
+    left = {n: after[n] for n in pats if after[n]}
+    assert not left, summarize(left)
