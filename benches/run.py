@@ -354,7 +354,7 @@ def build_cases(only: str | None) -> list[Case]:
                     Contender("keycell", "a.exchange(peer_pub).destroy()", env),
                     [(Contender("pyca/cryptography", "pa.exchange(ECDH, ppub)", env), target)],
                     note="keycell's time includes allocating and destroying the guarded "
-                    "result; the p256 crate's share: `cargo bench --bench ec_ecdh`",
+                    "result; ring's share of it: `cargo bench --bench ec_ecdh`",
                     isolation=iso,
                 )
             )
