@@ -526,7 +526,7 @@ class RSAPrivateKey(_KeyHandle):
     ) -> RSAPrivateKey: ...
     @staticmethod
     def from_pem(
-        data: str | Buffer, *, wipe: bool = True, exportable: bool = True
+        data: Buffer, *, wipe: bool = True, exportable: bool = True
     ) -> RSAPrivateKey: ...
     @staticmethod
     def from_file(

@@ -406,13 +406,22 @@ pub struct PrivateEncoding {
 /// The message for a key ring refused (its reasons are fixed identifiers).
 fn rejected(reason: &str) -> String {
     let why = match reason {
-        "TooSmall" => "the modulus is smaller than 2048 bits",
-        "TooLarge" => "the modulus is larger than 4096 bits",
-        "InvalidEncoding" => "malformed PKCS#1 RSAPrivateKey DER",
+        // ring says TooSmall/TooLarge of the modulus and of the public exponent alike.
+        "TooSmall" => {
+            "the modulus or the public exponent is too small (2048 bits and e >= 65537 at least)"
+        }
+        "TooLarge" => {
+            "the modulus or the public exponent is too large (4096 bits and e < 2^33 at most)"
+        }
+        "InvalidEncoding" => "malformed RSAPrivateKey DER",
         "InconsistentComponents" => "its components are inconsistent",
+        "InvalidComponent" => "a component is out of range (an even modulus or exponent?)",
+        "PrivateModulusLenNotMultipleOf512Bits" => {
+            "the modulus length is not a multiple of 512 bits (ring signs only with those)"
+        }
         "VersionNotSupported" => "multi-prime keys are not supported",
         "UnexpectedError" => "an unexpected error",
-        other => other,
+        _ => "rejected by the RSA implementation",
     };
     format!("not a usable RSA private key: {why}")
 }

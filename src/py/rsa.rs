@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
 
 use crate::crypto::rsa::{Hash, Padding, RsaPrivateKey, RsaPublicKey, Salt, GENERATE_BITS};
+use crate::keyfile::Format;
 use crate::memory::SecretBuf;
 
 use super::asymmetric::{self as common};
-use super::bytes_like::{bytes_like, maybe_detach, SecretSource};
+use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
@@ -52,24 +53,17 @@ impl RSAPrivateKey {
 
 key_handle_methods!(RSAPrivateKey);
 
-/// Copy a bytes-like source into a guarded scratch region (wiping a writable source
-/// afterwards when `wipe`) and run `f` on the copy without the GIL.
+/// Copy a bytes-like source into a guarded scratch region ([`common::copy_key_data`]: a
+/// `str` refused, at most a key file's size, a writable source wiped after the copy when
+/// `wipe`) and run `f` on the copy without the GIL.
 fn from_secret_bytes(
     py: Python<'_>,
     data: &Bound<'_, PyAny>,
+    format: Format,
     wipe: bool,
     f: impl FnOnce(&[u8]) -> Result<RsaPrivateKey> + Send,
 ) -> Result<RsaPrivateKey> {
-    let src = SecretSource::new(data, "data")?;
-    if src.len() == 0 {
-        return Err(Error::Value(
-            "an RSA private key cannot be empty".to_owned(),
-        ));
-    }
-    let scratch = SecretBuf::new_with(src.len(), |d| src.copy_into(py, d))?;
-    if wipe && src.writable() {
-        src.wipe(py)?;
-    }
+    let scratch = common::copy_key_data(py, data, format, wipe)?;
     detach(py, || f(scratch.bytes().map_err(Error::from)?))
 }
 
@@ -122,14 +116,16 @@ impl RSAPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let key = from_secret_bytes(py, data, wipe, |der| Ok(RsaPrivateKey::from_der(der)?))?;
+        let key = from_secret_bytes(py, data, Format::Der, wipe, |der| {
+            Ok(RsaPrivateKey::from_der(der)?)
+        })?;
         Self::wrap(py, key, exportable)
     }
 
     /// Load a key from PEM: `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1, as
-    /// `openssl genrsa -traditional` writes), a `str` or bytes-like object. Bytes are
-    /// copied into guarded memory (a writable source wiped afterwards when `wipe`); the
-    /// body is decoded into guarded memory. A `str` cannot be wiped: prefer `from_file`.
+    /// `openssl genrsa -traditional` writes), any bytes-like object (not a `str`, which
+    /// cannot be wiped). The bytes are copied into guarded memory (a writable source wiped
+    /// afterwards when `wipe`); the body is decoded into guarded memory.
     #[staticmethod]
     #[pyo3(signature = (data, *, wipe = true, exportable = true))]
     fn from_pem(
@@ -138,12 +134,9 @@ impl RSAPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let key = if let Ok(text) = data.cast::<PyString>() {
-            let text = text.to_str()?;
-            detach(py, || RsaPrivateKey::from_pem(text.as_bytes()))?
-        } else {
-            from_secret_bytes(py, data, wipe, |pem| Ok(RsaPrivateKey::from_pem(pem)?))?
-        };
+        let key = from_secret_bytes(py, data, Format::Pem, wipe, |pem| {
+            Ok(RsaPrivateKey::from_pem(pem)?)
+        })?;
         Self::wrap(py, key, exportable)
     }
 
@@ -185,7 +178,7 @@ impl RSAPrivateKey {
         exportable: bool,
     ) -> Result<Self> {
         let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-        let key = from_secret_bytes(py, data, wipe, |content| {
+        let key = from_secret_bytes(py, data, Format::OpenSsh, wipe, |content| {
             let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
             crate::keyfile::rsa_from_scratch(content, Some(crate::keyfile::Format::OpenSsh), pass)
                 .map_err(|e| key_io::buffer_error_for("RSA private key", e))
