@@ -645,24 +645,25 @@ pub fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`): the private
-/// key is a token object, private, sensitive and never extractable, usable only to sign
-/// (decrypt, unwrap and derive are switched off explicitly).
-/// Returns the private key's handle and the public key.
-pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8; 32])> {
-    check_new_label(token, ObjectKind::Ed25519Private, label)?;
-    let id = random_id()?;
-    let public_t = vec![
+/// The templates of a signing key pair generated in the token: the public key a token
+/// object that only verifies (with the algorithm's own attributes, `public_key`); the
+/// private key a token object, private, sensitive and never extractable, usable only to
+/// sign (decrypt, unwrap and derive switched off explicitly); both under `label` and `id`.
+fn signing_pair_templates(
+    label: &str,
+    id: Vec<u8>,
+    public_key: Vec<Attribute>,
+) -> (Vec<Attribute>, Vec<Attribute>) {
+    let mut public_t = vec![
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
         Attribute::Encrypt(false),
         Attribute::Wrap(false),
-        Attribute::Derive(false),
-        Attribute::EcParams(ED25519_OID_DER.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id.clone()),
     ];
+    public_t.extend(public_key);
+    public_t.push(Attribute::Label(label.as_bytes().to_vec()));
+    public_t.push(Attribute::Id(id.clone()));
     let private_t = vec![
         Attribute::Token(true),
         Attribute::Private(true),
@@ -675,6 +676,23 @@ pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id),
     ];
+    (public_t, private_t)
+}
+
+/// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`): the private
+/// key is a token object, private, sensitive and never extractable, usable only to sign
+/// (decrypt, unwrap and derive are switched off explicitly).
+/// Returns the private key's handle and the public key.
+pub fn generate_ed25519(token: &Token, label: &str) -> Result<(ObjectHandle, [u8; 32])> {
+    check_new_label(token, ObjectKind::Ed25519Private, label)?;
+    let (public_t, private_t) = signing_pair_templates(
+        label,
+        random_id()?,
+        vec![
+            Attribute::Derive(false),
+            Attribute::EcParams(ED25519_OID_DER.to_vec()),
+        ],
+    );
     let (public, private) = token.with_session(|s| {
         s.generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public_t, &private_t)
             .map_err(ck(
@@ -810,30 +828,14 @@ pub fn generate_rsa(
         )));
     }
     check_new_label(token, ObjectKind::RsaPrivate, label)?;
-    let id = random_id()?;
-    let public_t = vec![
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-        Attribute::ModulusBits((bits as u64).into()),
-        Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id.clone()),
-    ];
-    let private_t = vec![
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Derive(false),
-        Attribute::Decrypt(false),
-        Attribute::Unwrap(false),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id),
-    ];
+    let (public_t, private_t) = signing_pair_templates(
+        label,
+        random_id()?,
+        vec![
+            Attribute::ModulusBits((bits as u64).into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        ],
+    );
     let (public, private) = token.with_session(|s| {
         s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public_t, &private_t)
             .map_err(ck("generating an RSA key pair (CKM_RSA_PKCS_KEY_PAIR_GEN)"))
@@ -857,30 +859,14 @@ pub fn generate_ec(
     curve: Curve,
 ) -> Result<(ObjectHandle, PublicPoint)> {
     check_new_label(token, ObjectKind::EcPrivate, label)?;
-    let id = random_id()?;
-    let public_t = vec![
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-        Attribute::Derive(false),
-        Attribute::EcParams(ec_params(curve).to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id.clone()),
-    ];
-    let private_t = vec![
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Derive(false),
-        Attribute::Decrypt(false),
-        Attribute::Unwrap(false),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id),
-    ];
+    let (public_t, private_t) = signing_pair_templates(
+        label,
+        random_id()?,
+        vec![
+            Attribute::Derive(false),
+            Attribute::EcParams(ec_params(curve).to_vec()),
+        ],
+    );
     let (public, private) = token.with_session(|s| {
         s.generate_key_pair(&Mechanism::EccKeyPairGen, &public_t, &private_t)
             .map_err(ck("generating an EC key pair (CKM_EC_KEY_PAIR_GEN)"))
