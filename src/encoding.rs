@@ -14,6 +14,8 @@
 //! - base64: the standard alphabet (RFC 4648 §4, `+` and `/`), padded with `=` to a
 //!   multiple of 4 characters, padding only at the end, unused trailing bits zero
 //!   (canonical encoding); whitespace anywhere is ignored. URL-safe base64 is refused.
+//!   [`Padding::Optional`] (Standard Webhooks secrets, which are written both ways) also
+//!   accepts the same text without its `=` padding.
 
 use zeroize::Zeroize;
 
@@ -167,8 +169,19 @@ pub fn hex_encode_into(src: &[u8], dst: &mut [u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// The significant characters of base64 text: count (including padding) and padding.
-fn b64_layout(src: &[u8]) -> Result<(usize, usize), DecodeError> {
+/// Whether base64 text must be padded to a multiple of 4 characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// `=` padding required (RFC 4648 section 4; key files, PEM).
+    Required,
+    /// Padded or not: text whose length leaves 2 or 3 characters in its last group is
+    /// read as if the missing `=` were there.
+    Optional,
+}
+
+/// The significant characters of base64 text: count (including padding, the implied
+/// padding of unpadded text under [`Padding::Optional`] too) and padding.
+fn b64_layout(src: &[u8], padding: Padding) -> Result<(usize, usize), DecodeError> {
     let mut count = 0usize;
     let mut pad = 0usize;
     for &c in src {
@@ -182,6 +195,10 @@ fn b64_layout(src: &[u8]) -> Result<(usize, usize), DecodeError> {
             return Err(DecodeError::InvalidCharacter);
         }
         count += 1;
+    }
+    if padding == Padding::Optional && pad == 0 && matches!(count % 4, 2 | 3) {
+        pad = 4 - count % 4;
+        count += pad;
     }
     if count == 0 || count % 4 != 0 || pad > 2 {
         return Err(DecodeError::InvalidLength);
@@ -205,7 +222,12 @@ pub fn looks_base64(src: &[u8]) -> bool {
 
 /// Number of bytes `src` decodes to as base64 (layout check only).
 pub fn base64_decoded_len(src: &[u8]) -> Result<usize, DecodeError> {
-    let (count, pad) = b64_layout(src)?;
+    base64_decoded_len_with(src, Padding::Required)
+}
+
+/// [`base64_decoded_len`] with the padding rule `padding`.
+pub fn base64_decoded_len_with(src: &[u8], padding: Padding) -> Result<usize, DecodeError> {
+    let (count, pad) = b64_layout(src, padding)?;
     let len = count / 4 * 3 - pad;
     if len == 0 {
         return Err(DecodeError::InvalidLength);
@@ -216,7 +238,17 @@ pub fn base64_decoded_len(src: &[u8]) -> Result<usize, DecodeError> {
 /// Decode base64 `src` into `dst` (exactly [`base64_decoded_len`] bytes). On error `dst`
 /// may hold partial output: the caller wipes it.
 pub fn base64_decode_into(src: &[u8], dst: &mut [u8]) -> Result<(), DecodeError> {
-    let (count, pad) = b64_layout(src)?;
+    base64_decode_into_with(src, dst, Padding::Required)
+}
+
+/// [`base64_decode_into`] with the padding rule `padding` (`dst` has exactly
+/// [`base64_decoded_len_with`] bytes).
+pub fn base64_decode_into_with(
+    src: &[u8],
+    dst: &mut [u8],
+    padding: Padding,
+) -> Result<(), DecodeError> {
+    let (count, pad) = b64_layout(src, padding)?;
     if count / 4 * 3 - pad != dst.len() {
         return Err(DecodeError::OutputLength);
     }
@@ -407,6 +439,32 @@ mod tests {
         assert!(!looks_hex(b"00fg"));
         assert!(looks_base64(b"Zm9v+/==\n"));
         assert!(!looks_base64(b"Zm9v-"));
+    }
+
+    #[test]
+    fn optional_padding() {
+        let dec = |src: &[u8]| -> Result<Vec<u8>, DecodeError> {
+            let mut v = vec![0u8; base64_decoded_len_with(src, Padding::Optional)?];
+            base64_decode_into_with(src, &mut v, Padding::Optional)?;
+            Ok(v)
+        };
+        for (plain, padded, bare) in [
+            (&b"f"[..], &b"Zg=="[..], &b"Zg"[..]),
+            (b"fo", b"Zm8=", b"Zm8"),
+            (b"foo", b"Zm9v", b"Zm9v"),
+            (b"fooba", b"Zm9vYmE=", b"Zm9vYmE"),
+        ] {
+            assert_eq!(dec(padded).expect("padded"), plain);
+            assert_eq!(dec(bare).expect("bare"), plain);
+        }
+        // Unpadded text is still refused where padding is required.
+        assert_eq!(dec_b64(b"Zm8"), Err(DecodeError::InvalidLength));
+        // One character left over is never valid; nor is half the padding, or a
+        // non-canonical final character.
+        assert_eq!(dec(b"Zm9vY"), Err(DecodeError::InvalidLength));
+        assert_eq!(dec(b"Zg="), Err(DecodeError::InvalidLength));
+        assert_eq!(dec(b"Zh"), Err(DecodeError::NonCanonical));
+        assert_eq!(dec(b"Zm-"), Err(DecodeError::InvalidCharacter));
     }
 
     #[test]

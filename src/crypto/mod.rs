@@ -15,6 +15,7 @@ pub mod rsa;
 pub mod scrub;
 pub mod sha1_core;
 pub mod sha2_core;
+pub mod signer_keys;
 pub mod symmetric;
 pub mod tag;
 pub mod x25519;

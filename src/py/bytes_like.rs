@@ -190,6 +190,33 @@ impl SecretSource {
     }
 }
 
+/// Run `f` on the secret text in `buf` where it is (not copied: e.g. an encoded key,
+/// decoded by `f` straight into a guarded region); a writable `buf` is then zeroed when
+/// `wipe` is true, whether or not `f` succeeded (the text may be a secret with a typo).
+/// `str` is refused: it cannot be wiped.
+pub fn read_secret_in_place<T, E: Into<Error>>(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    wipe: bool,
+    f: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
+) -> Result<T> {
+    if buf.is_instance_of::<PyString>() {
+        return Err(Error::Type(
+            "buf must be a bytearray (or another bytes-like object), not str: a str cannot \
+             be wiped"
+                .to_owned(),
+        ));
+    }
+    let source = SecretSource::new(buf, "buf")?;
+    let view = PyBuffer::<u8>::get(buf)?;
+    let result = with_bytes_in_place(py, &view, f);
+    drop(view);
+    if wipe && source.writable() {
+        source.wipe(py)?;
+    }
+    result.map_err(Into::into)
+}
+
 /// Copy the secret in `obj` straight into `dst`.
 pub fn copy_secret_into(py: Python<'_>, src: &SecretSource, dst: &mut [u8]) -> Result<()> {
     src.copy_into(py, dst)

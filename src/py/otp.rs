@@ -12,16 +12,14 @@
 
 use std::sync::Arc;
 
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyString};
 
 use crate::memory;
-use crate::otp::{uri, Digits, OtpAlgorithm, OtpError, OtpKey, TimeStep};
+use crate::otp::{uri, Digits, OtpAlgorithm, OtpKey, TimeStep};
 
 use super::args::{handle, type_name, IntArg};
-use super::buffer_in_place::with_bytes_in_place;
-use super::bytes_like::SecretSource;
+use super::bytes_like::read_secret_in_place;
 use super::errors::{Error, Result};
 use super::key_cell::{key_handle_methods, CellKey, KeyCell, KeyHandle, Revoke};
 use super::secret_key::SecretKey;
@@ -127,32 +125,6 @@ fn cell_from_secret_key(
     Ok(cell)
 }
 
-/// Run `f` on the bytes of `buf` where they are (not copied); a writable `buf` is then
-/// zeroed when `wipe` is true, whether or not `f` succeeded (the text may be a secret with
-/// a typo). `str` is refused: it cannot be wiped.
-fn read_in_place<T>(
-    py: Python<'_>,
-    buf: &Bound<'_, PyAny>,
-    wipe: bool,
-    f: impl FnOnce(&[u8]) -> std::result::Result<T, OtpError>,
-) -> Result<T> {
-    if buf.is_instance_of::<PyString>() {
-        return Err(Error::Type(
-            "buf must be a bytearray (or another bytes-like object), not str: a str cannot \
-             be wiped"
-                .to_owned(),
-        ));
-    }
-    let source = SecretSource::new(buf, "buf")?;
-    let view = PyBuffer::<u8>::get(buf)?;
-    let result = with_bytes_in_place(py, &view, f);
-    drop(view);
-    if wipe && source.writable() {
-        source.wipe(py)?;
-    }
-    Ok(result?)
-}
-
 /// An OTP key decoded from the base32 text in `buf` straight into a guarded region.
 fn key_from_base32(
     py: Python<'_>,
@@ -161,7 +133,7 @@ fn key_from_base32(
     alg: OtpAlgorithm,
     allow_short: bool,
 ) -> Result<OtpKey> {
-    read_in_place(py, buf, wipe, |text| {
+    read_secret_in_place(py, buf, wipe, |text| {
         OtpKey::from_base32(alg, text, allow_short)
     })
 }
@@ -175,7 +147,7 @@ fn key_from_uri(
     kind: uri::OtpKind,
     allow_short: bool,
 ) -> Result<uri::Loaded> {
-    read_in_place(py, buf, wipe, |text| uri::load(text, kind, allow_short))
+    read_secret_in_place(py, buf, wipe, |text| uri::load(text, kind, allow_short))
 }
 
 /// An `otpauth://` URI for the key of `cell`, as a `str`; `KeyNotExportableError` unless

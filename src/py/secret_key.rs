@@ -10,14 +10,16 @@ use zeroize::Zeroize;
 
 use crate::crypto::hmac::MAX_DIGEST_LEN;
 use crate::crypto::key_kind::KeyKind;
+use crate::crypto::signer_keys;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::tag::tag_matches;
+use crate::encoding::{self, DecodeError, Padding};
 
 use super::args::{parse_mac_algorithm, KeyLength};
-use super::bytes_like::{bytes_like, copy_secret_into, SecretSource};
+use super::bytes_like::{bytes_like, copy_secret_into, read_secret_in_place, SecretSource};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_cell::{key_handle_methods, KeyCell, KeyHandle, Label};
+use super::key_cell::{key_handle_methods, KeyCell, KeyHandle, Label, Revoke};
 use super::key_io;
 use super::view::Exposure;
 
@@ -71,6 +73,31 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// A key derived from this one by `derive` (run under this key's lock), bound to it:
+    /// it inherits the export seal and is destroyed (and sealed) with this key, like every
+    /// object made from a key (DESIGN.md invariant 11). It is registered while the lock
+    /// is held, so a concurrent `destroy()` either ran before (`KeyDestroyedError`) or
+    /// sees it.
+    fn derive_bound(
+        &self,
+        py: Python<'_>,
+        derive: impl FnOnce(&SymmetricKey) -> Result<SymmetricKey>,
+    ) -> Result<SecretKey> {
+        let live = self.cell.live()?;
+        let derived = SecretKey::wrap_with(py, derive(live.key())?, self.cell.exportable())?;
+        let dependent: Arc<dyn Revoke> = derived.cell.clone();
+        self.cell.add_dependent(Arc::downgrade(&dependent));
+        drop(live);
+        Ok(derived)
+    }
+}
+
+/// The `ValueError` of base64 key text that cannot be decoded (no key bytes, no length).
+fn base64_error(e: DecodeError) -> Error {
+    Error::Value(format!("the base64 key is not valid: {e}"))
+}
+
 /// `InvalidSignature` unless `tag` matches the full HMAC `expected` under the tag rule of
 /// `crate::crypto::tag` (full length, or truncated to at least 16 bytes).
 pub(crate) fn check_hmac_tag(expected: &[u8], tag: &[u8]) -> Result<()> {
@@ -121,6 +148,43 @@ impl SecretKey {
         if wipe && src.writable() {
             src.wipe(py)?;
         }
+        SecretKey::wrap_with(py, key, exportable)
+    }
+
+    /// Decode a key from standard base64 text (RFC 4648 section 4, padded or not; ASCII
+    /// whitespace ignored; URL-safe base64 refused) straight into a guarded region.
+    ///
+    /// `buf` is a bytes-like object (a `bytearray` read from a file or an environment
+    /// variable); `str` is refused because it cannot be wiped. It is read where it is,
+    /// never copied, and a writable `buf` is zeroed afterwards when `wipe` is true,
+    /// whether or not it decoded. `prefix` (e.g. `b"whsec_"`, the Standard Webhooks
+    /// secret prefix) is skipped when the text starts with it. Malformed text raises
+    /// `ValueError` without showing it.
+    #[staticmethod]
+    #[pyo3(signature = (buf, *, prefix = None, wipe = true, exportable = true))]
+    fn from_base64(
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        prefix: Option<&Bound<'_, PyAny>>,
+        wipe: bool,
+        exportable: bool,
+    ) -> Result<SecretKey> {
+        let prefix = super::bytes_like::optional_bytes(prefix, "prefix")?;
+        let prefix = prefix.as_ref().map_or(&[][..], |p| p.as_slice());
+        let key = read_secret_in_place(py, buf, wipe, |text| -> Result<SymmetricKey> {
+            let body = text.strip_prefix(prefix).unwrap_or(text);
+            let len =
+                encoding::base64_decoded_len_with(body, Padding::Optional).map_err(base64_error)?;
+            if len > MAX_KEY_LEN {
+                return Err(Error::Value(format!(
+                    "key length must be between 1 and {MAX_KEY_LEN} bytes"
+                )));
+            }
+            Ok(SymmetricKey::new_with(len, |dst| {
+                encoding::base64_decode_into_with(body, dst, Padding::Optional)
+                    .map_err(base64_error)
+            })?)
+        })?;
         SecretKey::wrap_with(py, key, exportable)
     }
 
@@ -262,6 +326,49 @@ impl SecretKey {
             .and_then(|n| check_hmac_tag(&expected[..n], tag.as_slice()));
         expected[..].zeroize();
         result
+    }
+
+    /// A new key that is the hash of `prefix || key`, computed inside keycell: the
+    /// derivation of itsdangerous's `concat` and `django-concat` signers and of Django's
+    /// `salted_hmac` (`sha1(key_salt + secret)`). `algorithm` is "sha1" (those formats'
+    /// default), "sha256", "sha384" or "sha512"; the new key has the digest's length.
+    ///
+    /// The running hash state is wiped before the call returns and the digest is written
+    /// straight into the new key's guarded region. The new key is bound to this one: it
+    /// is sealed when this key is, and destroyed with it. Not a modern KDF: use `hkdf`
+    /// for new designs.
+    #[pyo3(signature = (prefix, algorithm = "sha256"))]
+    fn derive_digest(
+        &self,
+        py: Python<'_>,
+        prefix: &Bound<'_, PyAny>,
+        algorithm: &str,
+    ) -> Result<SecretKey> {
+        let alg = parse_mac_algorithm(algorithm)?;
+        let prefix = bytes_like(prefix, "prefix")?;
+        self.derive_bound(py, |key| {
+            Ok(signer_keys::digest_key(alg, prefix.as_slice(), key)?)
+        })
+    }
+
+    /// A new key that is the HMAC of `data` under this key, computed inside keycell: the
+    /// `hmac` derivation of itsdangerous's signers. Returns a `SecretKey` of the digest's
+    /// length, never `bytes` (use `hmac()` for a tag). `algorithm` as for `hmac`.
+    ///
+    /// The new key is bound to this one: it is sealed when this key is, and destroyed with
+    /// it.
+    #[pyo3(signature = (data, algorithm = "sha256"))]
+    fn hmac_key(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        algorithm: &str,
+    ) -> Result<SecretKey> {
+        let alg = parse_mac_algorithm(algorithm)?;
+        let data = bytes_like(data, "data")?;
+        self.derive_bound(py, |key| {
+            Ok(signer_keys::hmac_key(alg, key, data.as_slice())?)
+        })
     }
 
     /// Encrypt `plaintext` with XChaCha20-Poly1305 under a fresh random 24-byte nonce
