@@ -81,6 +81,8 @@ PY_ALLOWED: dict[str, set[str]] = {
     **{f: set(_PY_SUPPORT) for f in _PY_FEATURES},
     "agent_server": _PY_SUPPORT | _PY_FEATURES,
     "agent": _PY_SUPPORT | _PY_FEATURES | {"agent_server"},
+    "compat": set(_PY_SUPPORT),  # token formats of other libraries (itsdangerous, Django)
+    "webhooks": set(_PY_SUPPORT),
     "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
     "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__"},
     "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__", "doctor"},

@@ -1,0 +1,6 @@
+"""Compatibility layers: keycell keys behind the APIs and token formats of other libraries.
+
+Each module imports the library it stands in for only where it needs it (most need none at
+run time): ``keycell.compat.itsdangerous`` and ``keycell.compat.django`` issue and verify
+the same tokens as itsdangerous and ``django.core.signing`` with the key in guarded memory.
+"""
