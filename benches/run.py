@@ -117,6 +117,19 @@ def add_pkcs11_cases(add: Any) -> None:
         add(case)
 
 
+def add_signer_cases(add: Any) -> None:
+    """The token-signer and webhook cases of benches/signers.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_signers", HERE / "signers.py")
+    if spec is None or spec.loader is None:
+        return
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for case in mod.build_cases(Case, Contender):
+        add(case)
+
+
 def _fmt_time(s: float) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
@@ -507,6 +520,7 @@ def build_cases(only: str | None) -> list[Case]:
             )
         )
     add_pkcs11_cases(add)
+    add_signer_cases(add)
     return cases
 
 
