@@ -29,6 +29,8 @@ def use() -> None:
     signer_key: SecretKey = key.derive_digest(b"salt" + b"signer", "sha1")
     hmac_key: SecretKey = key.hmac_key(bytearray(b"salt"), "sha256")
     whsec: SecretKey = SecretKey.from_base64(bytearray(b"whsec_QUJD"), prefix=b"whsec_")
+    assert signer_key != hmac_key
+    assert len(whsec) == 3
     totp: keycell.TOTP = keycell.otp.TOTP(key, digits=8, algorithm="sha256")
     step: int = totp.verify(totp.at(1_700_000_000), at=1_700_000_000, last_counter=None)
     verifier = keycell.otp.TotpVerifier(totp, last_counter=step)

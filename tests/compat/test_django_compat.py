@@ -161,6 +161,18 @@ def test_bad_signatures() -> None:
         kc.Signer(key=_key(), sep="abc")
 
 
+def test_timestamp_signer_refuses_a_value_without_a_timestamp() -> None:
+    """A plain Signer's token, valid under the TimestampSigner's salt, has no timestamp:
+    BadSignature, not the ValueError of an unpacking."""
+    key = _key()
+    plain = kc.Signer(key=key, salt="django.core.signing.TimestampSigner").sign("v")
+    with pytest.raises(kc.BadSignature, match="Timestamp missing"):
+        kc.TimestampSigner(key=key).unsign(plain)
+    stamped = kc.Signer(key=key, salt="django.core.signing.TimestampSigner").sign("v:!!")
+    with pytest.raises(kc.BadSignature, match="Malformed timestamp"):
+        kc.TimestampSigner(key=key).unsign(stamped)
+
+
 def test_destroying_the_key_revokes_the_signer() -> None:
     key = _key()
     ours = kc.Signer(key=key)

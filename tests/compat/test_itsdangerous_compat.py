@@ -125,6 +125,16 @@ def test_serializers_both_ways(name: str, timed: bool, derivation: str, digest: 
         assert theirs.loads(token) == obj
 
 
+def test_dump_and_load_files(tmp_path: Any) -> None:
+    ours = kc.URLSafeSerializer(_key())
+    path = tmp_path / "token"
+    with open(path, "w") as f:
+        ours.dump({"a": 1}, f)
+    assert path.read_text() == its.URLSafeSerializer(SECRET).dumps({"a": 1})
+    with open(path) as f:
+        assert ours.load(f) == {"a": 1}
+
+
 def test_default_salts_are_itsdangerous_literals() -> None:
     assert kc.Signer(_key()).salt == its.Signer(SECRET).salt == b"itsdangerous.Signer"
     assert kc.URLSafeSerializer(_key()).dumps({"a": 1}) == its.URLSafeSerializer(SECRET).dumps(

@@ -317,6 +317,8 @@ class TimestampSigner(Signer):
         """The value of a signed value; :class:`SignatureExpired` when it is older than
         ``max_age`` (seconds or a ``timedelta``)."""
         result = super().unsign(value)
+        if self.sep not in result:
+            raise BadSignature("Timestamp missing")
         value, stamp = result.rsplit(self.sep, 1)
         try:
             ts = b62_decode(stamp)

@@ -30,7 +30,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from .._native import SecretKey
 from ..exceptions import InvalidSignature, KeycellError
@@ -438,6 +438,14 @@ class Serializer:
         payload = _want_bytes(self.dump_payload(obj))
         rv = self.make_signer(salt).sign(payload)
         return rv.decode("utf-8") if self.is_text_serializer else rv
+
+    def dump(self, obj: Any, f: IO[Any], salt: str | bytes | None = None) -> None:
+        """Write the token of ``obj`` to the file ``f``."""
+        f.write(self.dumps(obj, salt))
+
+    def load(self, f: IO[Any], salt: str | bytes | None = None) -> Any:
+        """Verify and deserialize the token read from the file ``f``."""
+        return self.loads(f.read(), salt)
 
     def loads(self, s: str | bytes, salt: str | bytes | None = None, **kwargs: Any) -> Any:
         """Verify and deserialize a token; :class:`BadSignature` if no signer verifies it."""
