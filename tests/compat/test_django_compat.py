@@ -13,6 +13,8 @@ import textwrap
 
 import keycell
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from keycell import KeyDestroyedError, SecretKey
 from keycell.compat import django as kc
 
@@ -213,3 +215,18 @@ def test_tokens_of_a_configured_django_app() -> None:
     assert loaded == "{'from': 'keycell'}"
     assert kc.loads(dumped, _key()) == {"from": "django"}
     assert kc.Signer(key=_key()).unsign(signed) == "plain"
+
+
+@given(
+    secret=st.binary(min_size=1, max_size=200),
+    salt=st.text(max_size=80),
+    value=st.binary(max_size=300),
+    algorithm=st.sampled_from(["sha1", "sha256", "sha384", "sha512"]),
+)
+def test_salted_hmac_for_any_input(secret: bytes, salt: str, value: bytes, algorithm: str) -> None:
+    """Django's force_bytes passes bytes secrets through: any secret, salt and value give
+    Django's digest."""
+    key = SecretKey.from_buffer(secret)
+    ours = kc.salted_hmac(salt, value, key, algorithm=algorithm).digest()
+    assert ours == salted_hmac(salt, value, secret, algorithm=algorithm).digest()
+    key.destroy()

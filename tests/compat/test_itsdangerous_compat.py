@@ -13,6 +13,8 @@ from typing import Any
 
 import keycell
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from keycell import KeyDestroyedError, SecretKey
 from keycell.compat import itsdangerous as kc
 
@@ -213,3 +215,26 @@ def test_destroying_the_key_revokes_the_signer() -> None:
         signer.sign(b"v")
     with pytest.raises(KeyDestroyedError):
         signer.unsign(token)
+
+
+@given(
+    secret=st.binary(min_size=1, max_size=200),
+    salt=st.binary(max_size=100),
+    value=st.binary(max_size=300),
+    derivation=st.sampled_from(DERIVATIONS),
+    digest=st.sampled_from(["sha1", "sha256", "sha384", "sha512"]),
+)
+def test_any_secret_salt_and_value(
+    secret: bytes, salt: bytes, value: bytes, derivation: str, digest: str
+) -> None:
+    """For any secret (shorter or longer than a hash block), salt and value, the token is
+    itsdangerous's, and each side verifies the other's."""
+    theirs = its.Signer(
+        secret, salt=salt, key_derivation=derivation, digest_method=getattr(hashlib, digest)
+    )
+    key = SecretKey.from_buffer(secret)
+    ours = kc.Signer(key, salt=salt, key_derivation=derivation, digest_method=digest)
+    token = ours.sign(value)
+    assert token == theirs.sign(value)
+    assert theirs.unsign(token) == value
+    key.destroy()
