@@ -1,11 +1,13 @@
 """Webhook signatures with the shared secret in guarded memory: GitHub, Stripe, Slack and
 Standard Webhooks, for receivers (``verify_*``) and senders (``sign_*``).
 
-Every ``verify_*`` function computes the HMAC inside keycell and compares it with each
-signature the request carries in constant time (:meth:`keycell.HMAC.verify`); only
-full-length signatures count. A failure raises a subclass of
-:class:`WebhookVerificationError` (itself a :class:`keycell.InvalidSignature`) that says
-which check failed: :class:`WebhookHeaderError` (a header is missing or malformed),
+Every ``verify_*`` function checks each signature the request carries with the key's
+constant-time :meth:`~keycell.SecretKey.verify_hmac`; only full-length signatures count.
+``key`` is any :class:`keycell.HmacKey`: a local :class:`keycell.SecretKey`, or a secret
+key in a PKCS#11 token or in the agent, whose HMAC runs where the key lives. A failure
+raises a subclass of :class:`WebhookVerificationError` (itself a
+:class:`keycell.InvalidSignature`) that says which check failed:
+:class:`WebhookHeaderError` (a header is missing or malformed),
 :class:`WebhookTimestampError` (the signed time is outside ``tolerance`` seconds of now)
 or :class:`WebhookSignatureError` (no signature matched). No message contains the
 expected signature.
@@ -27,8 +29,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._native import HMAC, SecretKey
+from ._native import SecretKey
 from .exceptions import InvalidSignature
+from .key_protocols import HmacKey
 
 __all__ = [
     "WebhookHeaderError",
@@ -76,11 +79,15 @@ def _body(body: Any) -> bytes | bytearray | memoryview:
     raise TypeError(f"body must be bytes (the raw request body), not {type(body).__name__}")
 
 
-def _key(key: Any) -> SecretKey:
-    if not isinstance(key, SecretKey):
+def _key(key: Any) -> HmacKey:
+    # The common case first: a Protocol isinstance check costs microseconds.
+    if isinstance(key, SecretKey):
+        return key
+    if not isinstance(key, HmacKey):
         raise TypeError(
-            f"key must be a keycell.SecretKey, not {type(key).__name__}: load the secret "
-            "with SecretKey.from_buffer(), from_file() or load_standard_secret()"
+            f"key must be a keycell key that computes HMACs (a SecretKey, a token or agent "
+            f"secret key), not {type(key).__name__}: load the secret with "
+            "SecretKey.from_buffer(), from_file() or load_standard_secret()"
         )
     return key
 
@@ -96,26 +103,30 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _mac(key: SecretKey, algorithm: str, *parts: Any) -> HMAC:
-    mac = HMAC(_key(key), algorithm)
-    for part in parts:
-        mac.update(part)
-    return mac
+def _signed(*parts: Any) -> bytes:
+    """The signed message: a public prefix and the body, as one ``bytes``."""
+    return b"".join(bytes(p) for p in parts)
 
 
-def _matches_any(mac: HMAC, candidates: list[bytes]) -> bool:
-    """Whether any full-length candidate is the tag of ``mac`` (each compared in constant
-    time; all are tried, so the time does not say which one matched)."""
+def _matches_any(key: Any, algorithm: str, msg: bytes, candidates: list[bytes]) -> bool:
+    """Whether any full-length candidate is the HMAC of ``msg`` under ``key``, each checked
+    in constant time by the key (:meth:`keycell.SecretKey.verify_hmac`, or a token's or
+    agent's); all are tried, so the time does not say which one matched."""
+    mac_key = _key(key)
     found = False
     for tag in candidates:
-        if len(tag) != mac.digest_size:
+        if len(tag) != _DIGEST_SIZE[algorithm]:
             continue
         try:
-            mac.copy().verify(tag)
+            mac_key.verify_hmac(msg, tag, algorithm)
         except InvalidSignature:
             continue
         found = True
     return found
+
+
+def _tag(key: Any, algorithm: str, msg: bytes) -> bytes:
+    return _key(key).hmac(msg, algorithm)
 
 
 def _lower_hex(text: str) -> bytes | None:
@@ -146,16 +157,16 @@ def _check_time(signed_at: int, tolerance: float, now: float | None) -> None:
 # X-Hub-Signature: sha1=<hex HMAC-SHA1>.
 
 
-def sign_github(key: SecretKey, body: Any, *, algorithm: str = "sha256") -> str:
+def sign_github(key: HmacKey, body: Any, *, algorithm: str = "sha256") -> str:
     """The value of GitHub's ``X-Hub-Signature-256`` header (``sha256=`` and the hex
     HMAC-SHA256 of ``body``), or of the legacy ``X-Hub-Signature`` with
     ``algorithm="sha1"``."""
     if algorithm not in _DIGEST_SIZE:
         raise ValueError('algorithm must be "sha256" or "sha1"')
-    return f"{algorithm}={_mac(key, algorithm, _body(body)).finalize().hex()}"
+    return f"{algorithm}={_tag(key, algorithm, _signed(_body(body))).hex()}"
 
 
-def verify_github(key: SecretKey, body: Any, header: Any) -> None:
+def verify_github(key: HmacKey, body: Any, header: Any) -> None:
     """Verify a GitHub delivery: ``header`` is the ``X-Hub-Signature-256`` value
     (``sha256=<hex>``) or the legacy ``X-Hub-Signature`` (``sha1=<hex>``); ``body`` the raw
     request body. Raises :class:`WebhookHeaderError` or :class:`WebhookSignatureError`."""
@@ -168,23 +179,23 @@ def verify_github(key: SecretKey, body: Any, header: Any) -> None:
     tag = _lower_hex(hexsig)
     if tag is None or len(tag) != _DIGEST_SIZE[algorithm]:
         raise WebhookHeaderError("the signature is not a lowercase hex digest of the right length")
-    if not _matches_any(_mac(key, algorithm, _body(body)), [tag]):
+    if not _matches_any(key, algorithm, _signed(_body(body)), [tag]):
         raise WebhookSignatureError("the signature does not match the body")
 
 
 # Stripe: Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">[,v1=...][,v0=...]
 
 
-def sign_stripe(key: SecretKey, body: Any, *, timestamp: int | None = None) -> str:
+def sign_stripe(key: HmacKey, body: Any, *, timestamp: int | None = None) -> str:
     """A ``Stripe-Signature`` header for ``body``: ``t=<timestamp>,v1=<hex HMAC-SHA256 of
     "<timestamp>." + body>`` (``timestamp`` defaults to now)."""
     ts = int(time.time()) if timestamp is None else int(timestamp)
-    mac = _mac(key, "sha256", f"{ts}.".encode(), _body(body))
-    return f"t={ts},v1={mac.finalize().hex()}"
+    tag = _tag(key, "sha256", _signed(f"{ts}.".encode(), _body(body)))
+    return f"t={ts},v1={tag.hex()}"
 
 
 def verify_stripe(
-    key: SecretKey,
+    key: HmacKey,
     body: Any,
     header: Any,
     tolerance: float = 300,
@@ -216,8 +227,8 @@ def verify_stripe(
     signed_at = _timestamp(stamps[0], "Stripe-Signature timestamp")
     if not candidates:
         raise WebhookHeaderError("the Stripe-Signature header has no v1 signature")
-    mac = _mac(key, "sha256", f"{stamps[0]}.".encode(), _body(body))
-    if not _matches_any(mac, candidates):
+    msg = _signed(f"{stamps[0]}.".encode(), _body(body))
+    if not _matches_any(key, "sha256", msg, candidates):
         raise WebhookSignatureError("no v1 signature matches the body")
     _check_time(signed_at, tolerance, now)
     return signed_at
@@ -227,16 +238,16 @@ def verify_stripe(
 # "v0:<timestamp>:<body>">.
 
 
-def sign_slack(key: SecretKey, body: Any, *, timestamp: int | None = None) -> tuple[str, str]:
+def sign_slack(key: HmacKey, body: Any, *, timestamp: int | None = None) -> tuple[str, str]:
     """The ``X-Slack-Request-Timestamp`` and ``X-Slack-Signature`` header values for
     ``body`` (``timestamp`` defaults to now)."""
     ts = int(time.time()) if timestamp is None else int(timestamp)
-    mac = _mac(key, "sha256", f"v0:{ts}:".encode(), _body(body))
-    return str(ts), f"v0={mac.finalize().hex()}"
+    tag = _tag(key, "sha256", _signed(f"v0:{ts}:".encode(), _body(body)))
+    return str(ts), f"v0={tag.hex()}"
 
 
 def verify_slack(
-    key: SecretKey,
+    key: HmacKey,
     body: Any,
     *,
     timestamp: Any,
@@ -259,8 +270,8 @@ def verify_slack(
     if version != "v0" or not sep or tag is None or len(tag) != 32:
         raise WebhookHeaderError('the X-Slack-Signature header must be "v0=" and 64 hex digits')
     _check_time(signed_at, tolerance, now)
-    mac = _mac(key, "sha256", f"v0:{stamp}:".encode(), _body(body))
-    if not _matches_any(mac, [tag]):
+    msg = _signed(f"v0:{stamp}:".encode(), _body(body))
+    if not _matches_any(key, "sha256", msg, [tag]):
         raise WebhookSignatureError("the signature does not match the body")
 
 
@@ -277,12 +288,12 @@ def load_standard_secret(buf: Any, *, wipe: bool = True, exportable: bool = True
     return SecretKey.from_base64(buf, prefix=b"whsec_", wipe=wipe, exportable=exportable)
 
 
-def _standard_mac(key: SecretKey, msg_id: str, stamp: str, body: Any) -> HMAC:
-    return _mac(key, "sha256", f"{msg_id}.{stamp}.".encode(), _body(body))
+def _standard_msg(msg_id: str, stamp: str, body: Any) -> bytes:
+    return _signed(f"{msg_id}.{stamp}.".encode(), _body(body))
 
 
 def sign_standard(
-    key: SecretKey, body: Any, *, msg_id: str, timestamp: int | None = None
+    key: HmacKey, body: Any, *, msg_id: str, timestamp: int | None = None
 ) -> dict[str, str]:
     """The Standard Webhooks headers for ``body``: ``webhook-id`` (``msg_id``),
     ``webhook-timestamp`` (``timestamp``, default now) and ``webhook-signature``
@@ -290,7 +301,7 @@ def sign_standard(
     if not msg_id or not isinstance(msg_id, str):
         raise ValueError("msg_id must be a non-empty str")
     ts = str(int(time.time()) if timestamp is None else int(timestamp))
-    tag = _standard_mac(key, msg_id, ts, body).finalize()
+    tag = _tag(key, "sha256", _standard_msg(msg_id, ts, body))
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": ts,
@@ -299,7 +310,7 @@ def sign_standard(
 
 
 def verify_standard(
-    key: SecretKey,
+    key: HmacKey,
     body: Any,
     headers: Mapping[str, Any],
     tolerance: float = 300,
@@ -331,6 +342,6 @@ def verify_standard(
             continue
     if not candidates:
         raise WebhookHeaderError("the webhook-signature header has no v1 signature")
-    mac = _standard_mac(key, values["webhook-id"], values["webhook-timestamp"], body)
-    if not _matches_any(mac, candidates):
+    msg = _standard_msg(values["webhook-id"], values["webhook-timestamp"], body)
+    if not _matches_any(key, "sha256", msg, candidates):
         raise WebhookSignatureError("no v1 signature matches the body")

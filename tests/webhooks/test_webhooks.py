@@ -9,12 +9,15 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import keycell
 import pytest
-from keycell import SecretKey
+from agent_support import Agent, make_store
+from keycell import SecretKey, pkcs11
 from keycell import webhooks as wh
+from pkcs11_support import Hsm
 
 T0 = 1_700_000_000
 
@@ -253,3 +256,39 @@ def test_standard_failures() -> None:
     short = "v1," + base64.b64encode(base64.b64decode(SW_SIGNATURE[3:])[:16]).decode()
     with pytest.raises(wh.WebhookSignatureError):
         wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": short}, now=SW_TS)
+
+
+# Keys that live elsewhere ------------------------------------------------------------
+
+
+def _round_trip(key: Any) -> None:
+    """Sign and verify every scheme with a key whose HMAC runs where it lives."""
+    body = b'{"id": 1}'
+    gh = wh.sign_github(key, body)
+    assert gh == "sha256=" + key.hmac(body, "sha256").hex()
+    wh.verify_github(key, body, gh)
+    with pytest.raises(wh.WebhookSignatureError):
+        wh.verify_github(key, body + b" ", gh)
+    wh.verify_stripe(key, body, wh.sign_stripe(key, body, timestamp=T0), now=T0)
+    ts, sig = wh.sign_slack(key, body, timestamp=T0)
+    wh.verify_slack(key, body, timestamp=ts, signature=sig, now=T0)
+    headers = wh.sign_standard(key, body, msg_id="msg_1", timestamp=T0)
+    wh.verify_standard(key, body, headers, now=T0)
+    with pytest.raises(wh.WebhookSignatureError):
+        wh.verify_standard(key, body + b" ", headers, now=T0)
+
+
+def test_a_token_secret_key(hsm: Hsm) -> None:
+    with pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin=hsm.pin_buf()) as token:
+        secret = token.generate_secret("webhook-mac")
+        try:
+            _round_trip(secret)
+        finally:
+            secret.delete_from_token()
+
+
+def test_an_agent_secret_key(tmp_path: Path) -> None:
+    st = make_store(tmp_path, secrets=("webhook",))
+    with Agent(st) as agent, agent.client() as client:
+        _round_trip(client.secret("webhook"))
+        assert agent.stop() == 0
