@@ -11,6 +11,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from keycell import KeyDestroyedError, KeyNotExportableError, SecretKey
 
 KEY = bytes(range(100, 150))
@@ -112,3 +114,30 @@ def test_from_base64_refusals() -> None:
     assert not SecretKey.from_base64(bytearray(b"QUJD"), exportable=False).exportable
     # Read-only sources decode too (they cannot be wiped).
     assert _bytes(SecretKey.from_base64(b"QUJD")) == b"ABC"
+
+
+@given(raw=st.binary(min_size=1, max_size=300), pad=st.booleans())
+def test_from_base64_matches_the_stdlib(raw: bytes, pad: bool) -> None:
+    text = base64.b64encode(raw)
+    if not pad:
+        text = text.rstrip(b"=")
+    assert _bytes(SecretKey.from_base64(bytearray(text))) == raw
+
+
+@given(text=st.binary(max_size=60))
+def test_from_base64_accepts_what_strict_stdlib_accepts(text: bytes) -> None:
+    """Arbitrary input decodes exactly when the stdlib's validating decoder (with the
+    padding added back, whitespace removed) decodes it canonically, to the same bytes;
+    otherwise ValueError."""
+    body = bytes(c for c in text if c not in b" \t\r\n")
+    try:
+        want = base64.b64decode(body + b"=" * (-len(body) % 4), validate=True)
+        if not want or base64.b64encode(want).rstrip(b"=") != body.rstrip(b"="):
+            want = None
+    except ValueError:
+        want = None
+    try:
+        got = _bytes(SecretKey.from_base64(bytearray(text)))
+    except ValueError:
+        got = None
+    assert got == want
