@@ -94,7 +94,11 @@ impl Context<'_> {
 pub fn dispatch(cx: Context<'_>, msg: &[u8]) -> Result<Outcome, Malformed> {
     Ok(match wire::parse_request(msg)? {
         Request::RequestIdentities => identities(cx),
-        Request::Sign { key_blob, data, .. } => sign(cx, key_blob, data),
+        Request::Sign {
+            key_blob,
+            data,
+            flags,
+        } => sign(cx, key_blob, data, flags),
         Request::Extension(ext) => extension(cx, ext),
         Request::Refused(r) => Outcome::refused(None, r.name(), "not allowed over the socket"),
         Request::Unknown(t) => {
@@ -103,7 +107,7 @@ pub fn dispatch(cx: Context<'_>, msg: &[u8]) -> Result<Outcome, Malformed> {
     })
 }
 
-/// `REQUEST_IDENTITIES`: the Ed25519 keys this peer may sign with.
+/// `REQUEST_IDENTITIES`: the signing keys (Ed25519, ECDSA, RSA) this peer may sign with.
 fn identities(cx: Context<'_>) -> Outcome {
     let ids: Vec<(&[u8], &str)> = cx
         .keys
@@ -115,15 +119,20 @@ fn identities(cx: Context<'_>) -> Outcome {
     Outcome::allowed(wire::identities_answer(ids.into_iter()), None, "identities")
 }
 
-/// `SIGN_REQUEST`. Flags select RSA hashes; they do not apply to Ed25519 and are ignored.
-fn sign(cx: Context<'_>, key_blob: &[u8], data: &[u8]) -> Outcome {
+/// `SIGN_REQUEST`. Flags select an RSA key's hash (RFC 8332: `rsa-sha2-256` or
+/// `rsa-sha2-512`; neither, a SHA-1 `ssh-rsa` signature, is refused before the policy
+/// counts a use); they do not apply to Ed25519 and ECDSA keys and are ignored there.
+fn sign(cx: Context<'_>, key_blob: &[u8], data: &[u8], flags: u32) -> Outcome {
     let Some(entry) = cx.keys.by_blob(key_blob) else {
         return Outcome::refused(None, "sign", "no such key");
     };
+    if let Err(r) = entry.check_sign_flags(flags) {
+        return Outcome::refused(Some(&entry.name), "sign", r).of(entry);
+    }
     if let Err(r) = cx.decide(entry, Operation::Sign) {
         return Outcome::refused(Some(&entry.name), "sign", r).of(entry);
     }
-    match entry.sign(data) {
+    match entry.sign(data, flags) {
         Ok(sig) => Outcome::allowed(wire::sign_response(&sig), Some(&entry.name), "sign"),
         Err(e) => Outcome::refused(Some(&entry.name), "sign", e),
     }

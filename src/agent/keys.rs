@@ -1,8 +1,10 @@
 //! The agent's keys, from two sources (docs/agent.md, "Keys"):
 //!
-//! - a key store: every Ed25519, ECDSA (P-256, P-384) and secret entry, decrypted
+//! - a key store: every Ed25519, ECDSA (P-256, P-384), RSA and secret entry, decrypted
 //!   straight into guarded regions ([`crate::store::Store::open_entry`] into the key's own
-//!   region). X25519 entries are not loaded: the agent has no operation for them.
+//!   region; an RSA entry's PKCS#1 DER into a guarded scratch region, decoded from there
+//!   as [`crate::crypto::rsa`] describes). X25519 entries are not loaded: the agent has no
+//!   operation for them.
 //! - a PKCS#11 token: every Ed25519 private key and generic secret, named by its
 //!   `CKA_LABEL`; the agent keeps the object handle and asks the token to sign or MAC
 //!   ([`crate::pkcs11::keys`]); no key byte enters the process.
@@ -18,9 +20,10 @@ use crate::crypto::ec::{self, EcError, SignatureEncoding};
 use crate::crypto::ed25519;
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::key_kind::KeyKind;
+use crate::crypto::rsa::{self, RsaPrivateKey};
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
 use crate::keyfile::ssh_public::SshPublicKey;
-use crate::memory::MemoryError;
+use crate::memory::{MemoryError, SecretBuf};
 use crate::pkcs11::keys::{self as token_keys, ObjectKind, STORE_MASTER_CHALLENGE};
 use crate::pkcs11::{Pkcs11Error, Token};
 use crate::store::{Store, StoreError};
@@ -36,6 +39,8 @@ pub enum AgentKey {
     },
     /// An ECDSA P-256 or P-384 private key (guarded memory) and its SSH public key blob.
     Ec { key: ec::PrivateKey, blob: Vec<u8> },
+    /// An RSA private key (guarded memory and the secret heap) and its `ssh-rsa` blob.
+    Rsa { key: RsaPrivateKey, blob: Vec<u8> },
     /// A secret key (HMAC), in guarded memory.
     Secret(SymmetricKey),
     /// An Ed25519 private key object in a token, its public key and SSH blob.
@@ -69,11 +74,12 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// "ed25519", "ec-p256", "ec-p384" or "secret" (the [`KeyKind`] names).
+    /// "ed25519", "ec-p256", "ec-p384", "rsa" or "secret" (the [`KeyKind`] names).
     pub fn kind(&self) -> &'static str {
         match &self.key {
             AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => "ed25519",
             AgentKey::Ec { key, .. } => KeyKind::from_ec_curve(key.curve()).name(),
+            AgentKey::Rsa { .. } => KeyKind::Rsa.name(),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => "secret",
         }
     }
@@ -81,17 +87,21 @@ impl Entry {
     /// Where the key lives: "store" or "pkcs11" (the `key_source` of events).
     pub fn source(&self) -> &'static str {
         match self.key {
-            AgentKey::Ed25519 { .. } | AgentKey::Ec { .. } | AgentKey::Secret(_) => "store",
+            AgentKey::Ed25519 { .. }
+            | AgentKey::Ec { .. }
+            | AgentKey::Rsa { .. }
+            | AgentKey::Secret(_) => "store",
             AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => "pkcs11",
         }
     }
 
-    /// The raw public key of an Ed25519 key, the uncompressed point of an EC key (empty
-    /// for a secret).
+    /// The raw public key of an Ed25519 key, the uncompressed point of an EC key, the
+    /// PKCS#1 `RSAPublicKey` DER of an RSA key (empty for a secret).
     pub fn public(&self) -> &[u8] {
         match &self.key {
             AgentKey::Ed25519 { key, .. } => key.public().as_bytes(),
             AgentKey::Ec { key, .. } => key.public().uncompressed(),
+            AgentKey::Rsa { key, .. } => key.public().pkcs1_der(),
             AgentKey::TokenEd25519 { public, .. } => public,
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => &[],
         }
@@ -102,8 +112,20 @@ impl Entry {
         match &self.key {
             AgentKey::Ed25519 { blob, .. }
             | AgentKey::Ec { blob, .. }
+            | AgentKey::Rsa { blob, .. }
             | AgentKey::TokenEd25519 { blob, .. } => Some(blob),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => None,
+        }
+    }
+
+    /// Whether a sign request's `flags` can be served by this key: an RSA key signs only
+    /// `rsa-sha2-256` ([`wire::RSA_SHA2_256`]) or `rsa-sha2-512` ([`wire::RSA_SHA2_512`])
+    /// and refuses a request with neither, which asks for a SHA-1 `ssh-rsa` signature
+    /// (RFC 8332; OpenSSH stopped accepting them in 8.8). Other keys ignore the flags.
+    pub fn check_sign_flags(&self, flags: u32) -> Result<(), &'static str> {
+        match self.key {
+            AgentKey::Rsa { .. } if rsa_signature(flags).is_none() => Err(SHA1_REFUSED),
+            _ => Ok(()),
         }
     }
 
@@ -112,6 +134,7 @@ impl Entry {
         let p = match &self.key {
             AgentKey::Ed25519 { key, .. } => crate::crypto::curve::CurvePrivateKey::protection(key),
             AgentKey::Ec { key, .. } => key.protection(),
+            AgentKey::Rsa { key, .. } => key.protection(),
             AgentKey::Secret(k) => k.protection(),
             AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => {
                 return Report {
@@ -132,12 +155,20 @@ impl Entry {
         }
     }
 
-    /// Sign `data` with an Ed25519 or ECDSA key (in guarded memory or in the token);
-    /// returns the SSH signature blob (`string algorithm, string signature`: RFC 8709 for
-    /// Ed25519, RFC 5656 §3.1.2's `mpint r, mpint s` for ECDSA, hashed with SHA-256 or
-    /// SHA-384 by curve). The error names the failure, never a key byte.
-    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+    /// Sign `data` with an Ed25519, ECDSA or RSA key (in guarded memory or in the
+    /// token); returns the SSH signature blob (`string algorithm, string signature`: RFC
+    /// 8709 for Ed25519, RFC 5656 §3.1.2's `mpint r, mpint s` for ECDSA, hashed with
+    /// SHA-256 or SHA-384 by curve; RFC 8332 for RSA, RSASSA-PKCS1-v1_5 with the hash
+    /// `flags` select, see [`Self::check_sign_flags`]). The error names the failure, never
+    /// a key byte.
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, String> {
         match &self.key {
+            AgentKey::Rsa { key, .. } => {
+                let (name, hash) = rsa_signature(flags).ok_or(SHA1_REFUSED)?;
+                key.sign(rsa::Padding::Pkcs1v15, hash, data)
+                    .map(|s| wire::rsa_signature_blob(name, &s))
+                    .map_err(|e| e.to_string())
+            }
             AgentKey::Ed25519 { key, .. } => key
                 .sign(data)
                 .map(|s| wire::ed25519_signature_blob(&s))
@@ -177,10 +208,27 @@ impl Entry {
                 out.copy_from_slice(&tag);
                 Ok(())
             }
-            AgentKey::Ed25519 { .. } | AgentKey::Ec { .. } | AgentKey::TokenEd25519 { .. } => {
-                Err("not a secret key".to_owned())
-            }
+            AgentKey::Ed25519 { .. }
+            | AgentKey::Ec { .. }
+            | AgentKey::Rsa { .. }
+            | AgentKey::TokenEd25519 { .. } => Err("not a secret key".to_owned()),
         }
+    }
+}
+
+/// Why an RSA key refuses a sign request with neither RFC 8332 flag.
+const SHA1_REFUSED: &str = "SHA-1 ssh-rsa signatures are refused: the request asks for \
+    neither rsa-sha2-256 nor rsa-sha2-512 (flags 2 or 4)";
+
+/// The RFC 8332 signature name and hash a sign request's `flags` select for an RSA key
+/// (SHA-256 when both flags are set, as OpenSSH's agent does); `None` for neither.
+fn rsa_signature(flags: u32) -> Option<(&'static str, rsa::Hash)> {
+    if flags & wire::RSA_SHA2_256 != 0 {
+        Some((wire::RSA_SHA2_256_NAME, rsa::Hash::Sha256))
+    } else if flags & wire::RSA_SHA2_512 != 0 {
+        Some((wire::RSA_SHA2_512_NAME, rsa::Hash::Sha512))
+    } else {
+        None
     }
 }
 
@@ -228,7 +276,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Load every Ed25519, EC and secret entry of `store` (names sorted, as the store keeps
+    /// Load every Ed25519, EC, RSA and secret entry of `store` (names sorted, as the store keeps
     /// them).
     pub fn load(store: &mut Store) -> Result<KeySet, StoreError> {
         let mut entries = Vec::new();
@@ -262,6 +310,23 @@ impl KeySet {
                     })?;
                     let blob = SshPublicKey::Ecdsa(*key.public()).blob();
                     AgentKey::Ec { key, blob }
+                }
+                KeyKind::Rsa => {
+                    let der = SecretBuf::new_with(sealed.len(), fill)?;
+                    let key = RsaPrivateKey::from_der(der.bytes()?).map_err(|e| match e {
+                        rsa::RsaError::Memory(m) => StoreError::Memory(m),
+                        e => StoreError::Corrupted(format!(
+                            "entry {name:?} is not a usable RSA key: {e}"
+                        )),
+                    })?;
+                    drop(der);
+                    let public = key.public();
+                    let blob = SshPublicKey::Rsa {
+                        e: public.e(),
+                        n: public.n(),
+                    }
+                    .blob();
+                    AgentKey::Rsa { key, blob }
                 }
                 // X25519 keys cannot sign: the agent has no operation for them.
                 KeyKind::X25519 => continue,
@@ -389,7 +454,7 @@ mod tests {
         );
         // An ECDSA signature blob verifies as (r, s) under the entry's public key.
         for e in &keys.entries()[1..] {
-            let blob = e.sign(b"msg").expect("sign");
+            let blob = e.sign(b"msg", 0).expect("sign");
             let key = SshPublicKey::from_blob(e.blob().expect("blob")).expect("blob");
             let SshPublicKey::Ecdsa(point) = key else {
                 panic!("not ECDSA")

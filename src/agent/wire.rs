@@ -38,6 +38,16 @@ pub const EXTENSION_RESPONSE: u8 = 29;
 /// The key type name of Ed25519 keys and signatures.
 pub const ED25519: &str = "ssh-ed25519";
 
+/// `SSH_AGENT_RSA_SHA2_256`: the flag of a sign request asking an RSA key for an
+/// `rsa-sha2-256` signature (RFC 8332 §3.1).
+pub const RSA_SHA2_256: u32 = 2;
+/// `SSH_AGENT_RSA_SHA2_512`: asking for `rsa-sha2-512`.
+pub const RSA_SHA2_512: u32 = 4;
+/// The signature names of RFC 8332 (RSASSA-PKCS1-v1_5 with SHA-256 and SHA-512).
+pub const RSA_SHA2_256_NAME: &str = "rsa-sha2-256";
+/// See [`RSA_SHA2_256_NAME`].
+pub const RSA_SHA2_512_NAME: &str = "rsa-sha2-512";
+
 /// keycell's extensions (docs/agent.md has their wire formats).
 pub const EXT_QUERY: &str = "query";
 pub const EXT_LIST: &str = "list@keycell";
@@ -395,8 +405,16 @@ pub fn ecdsa_signature_blob(curve: Curve, r: &[u8], s: &[u8]) -> Vec<u8> {
     inner.finish()[5..].to_vec()
 }
 
+/// The SSH signature blob of an RSA signature: `string "rsa-sha2-256" or "rsa-sha2-512",
+/// string signature` (RFC 8332 §3; the signature is the modulus's length).
+pub fn rsa_signature_blob(name: &str, signature: &[u8]) -> Vec<u8> {
+    let mut inner = Writer::new(0);
+    inner.string(name.as_bytes()).string(signature);
+    inner.finish()[5..].to_vec()
+}
+
 /// `SSH_AGENT_SIGN_RESPONSE` carrying the signature blob `signature` (from
-/// [`ed25519_signature_blob`] or [`ecdsa_signature_blob`]).
+/// [`ed25519_signature_blob`], [`ecdsa_signature_blob`] or [`rsa_signature_blob`]).
 pub fn sign_response(signature: &[u8]) -> Vec<u8> {
     let mut w = Writer::new(SIGN_RESPONSE);
     w.string(signature);

@@ -3,8 +3,8 @@
 use super::curve::{Algorithm, KEY_LEN};
 use super::ec::Curve;
 
-/// What a key is: a symmetric secret, an Ed25519, X25519, P-256 or P-384 private key. Key files, key
-/// store entries, the keyring and the agent all name keys by it.
+/// What a key is: a symmetric secret, an Ed25519, X25519, P-256, P-384 or RSA private key.
+/// Key files, key store entries, the keyring and the agent all name keys by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     /// A symmetric secret key of 1 to [`crate::crypto::symmetric::MAX_KEY_LEN`] bytes.
@@ -17,19 +17,27 @@ pub enum KeyKind {
     EcP256,
     /// A P-384 (ECDSA/ECDH) private key (the 48-byte big-endian scalar).
     EcP384,
+    /// An RSA private key (its PKCS#1 `RSAPrivateKey` DER, 1 to [`MAX_RSA_DER_LEN`]
+    /// bytes).
+    Rsa,
 }
+
+/// The longest PKCS#1 `RSAPrivateKey` DER taken as an RSA key's material (a 4096-bit
+/// key's is about 2.4 KiB).
+pub const MAX_RSA_DER_LEN: usize = 8192;
 
 impl KeyKind {
     /// Every kind.
-    pub const ALL: [KeyKind; 5] = [
+    pub const ALL: [KeyKind; 6] = [
         KeyKind::Secret,
         KeyKind::Ed25519,
         KeyKind::X25519,
         KeyKind::EcP256,
         KeyKind::EcP384,
+        KeyKind::Rsa,
     ];
 
-    /// `"secret"`, `"ed25519"`, `"x25519"`, `"ec-p256"` or `"ec-p384"`.
+    /// `"secret"`, `"ed25519"`, `"x25519"`, `"ec-p256"`, `"ec-p384"` or `"rsa"`.
     pub fn name(self) -> &'static str {
         match self {
             KeyKind::Secret => "secret",
@@ -37,6 +45,7 @@ impl KeyKind {
             KeyKind::X25519 => "x25519",
             KeyKind::EcP256 => "ec-p256",
             KeyKind::EcP384 => "ec-p384",
+            KeyKind::Rsa => "rsa",
         }
     }
 
@@ -45,11 +54,23 @@ impl KeyKind {
         KeyKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// The fixed length of the key material, or `None` for secret keys (any length).
+    /// The fixed length of the key material, or `None` for secret and RSA keys (any
+    /// length within [`Self::valid_len`]).
     pub fn fixed_len(self) -> Option<usize> {
         match self.ec_curve() {
             Some(curve) => Some(curve.scalar_len()),
             None => self.algorithm().map(|_| KEY_LEN),
+        }
+    }
+
+    /// Whether `len` bytes can be a key of this kind: its fixed length, 1 to
+    /// [`crate::crypto::symmetric::MAX_KEY_LEN`] for a secret key, 1 to
+    /// [`MAX_RSA_DER_LEN`] for an RSA key's DER.
+    pub fn valid_len(self, len: usize) -> bool {
+        match (self, self.fixed_len()) {
+            (_, Some(n)) => len == n,
+            (KeyKind::Rsa, None) => (1..=MAX_RSA_DER_LEN).contains(&len),
+            (_, None) => (1..=crate::crypto::symmetric::MAX_KEY_LEN).contains(&len),
         }
     }
 
@@ -75,10 +96,11 @@ impl KeyKind {
         }
     }
 
-    /// The RFC 8410 algorithm of an Ed25519/X25519 kind (`None` for secret and EC keys).
+    /// The RFC 8410 algorithm of an Ed25519/X25519 kind (`None` for secret, EC and RSA
+    /// keys).
     pub fn algorithm(self) -> Option<Algorithm> {
         match self {
-            KeyKind::Secret | KeyKind::EcP256 | KeyKind::EcP384 => None,
+            KeyKind::Secret | KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::Rsa => None,
             KeyKind::Ed25519 => Some(Algorithm::Ed25519),
             KeyKind::X25519 => Some(Algorithm::X25519),
         }

@@ -18,17 +18,29 @@ use super::ssh_public::SshPublicKey;
 
 /// Encode `key` (of `kind`) as `format` into a guarded scratch region and hand the encoded
 /// bytes to `sink`. Raw keys are handed over directly, without a scratch copy.
+/// `passphrase` encrypts an OpenSSH key file (the only format that takes one). An RSA
+/// key's `key` is its PKCS#1 DER; its PEM and DER files are `super::rsa`'s.
 pub fn with_encoded<T>(
     kind: KeyKind,
     format: Format,
     key: &[u8],
+    passphrase: Option<&[u8]>,
     sink: impl FnOnce(&[u8]) -> Result<T, LoadError>,
 ) -> Result<T, LoadError> {
     use crate::encoding::{base64_encode_into, base64_encoded_len, hex_encode_into};
     check_format_allowed(format, kind)?;
+    if passphrase.is_some() && format != Format::OpenSsh {
+        return Err(unusable(
+            "a passphrase encrypts only OpenSSH key files (format \"openssh\")",
+        )
+        .into());
+    }
     let scratch = match (format, kind.algorithm()) {
         (Format::Raw, _) => return sink(key),
-        (Format::OpenSsh, _) => encode_openssh(kind, key)?,
+        (Format::OpenSsh, _) => encode_openssh(kind, key, passphrase)?,
+        (Format::Der | Format::Pem, None) if kind == KeyKind::Rsa => {
+            return Err(unusable("internal error: RSA key files are written by keyfile::rsa").into())
+        }
         (Format::Hex, _) => encode_text(2 * key.len(), |d| {
             hex_encode_into(key, d).map_err(encoding_failed)
         })?,
@@ -82,14 +94,20 @@ fn encode_ec_pkcs8(curve: Curve, format: Format, key: &[u8]) -> Result<SecretBuf
     armor(der, format)
 }
 
-/// Encode `key` (an Ed25519 seed or an EC scalar) as an unencrypted OpenSSH private key
-/// file, its public key derived here (`ssh-keygen -y -f` reads it back).
-fn encode_openssh(kind: KeyKind, key: &[u8]) -> Result<SecretBuf, LoadError> {
+/// Encode `key` (an Ed25519 seed, an EC scalar or an RSA key's PKCS#1 DER) as an OpenSSH
+/// private key file, encrypted under `passphrase` if given, its public key derived here
+/// (`ssh-keygen -y -f` reads it back).
+fn encode_openssh(
+    kind: KeyKind,
+    key: &[u8],
+    passphrase: Option<&[u8]>,
+) -> Result<SecretBuf, LoadError> {
     let public = match kind.ec_curve() {
         Some(curve) => SshPublicKey::Ecdsa(
             ec::public_of_scalar(curve, key)
                 .map_err(|e| LoadError::File(unusable(format!("cannot encode the key: {e}"))))?,
         ),
+        None if kind == KeyKind::Rsa => rsa_public(key)?,
         None => {
             let seed: &[u8; 32] = key
                 .try_into()
@@ -98,7 +116,18 @@ fn encode_openssh(kind: KeyKind, key: &[u8]) -> Result<SecretBuf, LoadError> {
             SshPublicKey::Ed25519(k.public().to_bytes())
         }
     };
-    Ok(openssh::encode(&public, key, "")?)
+    Ok(openssh::encode(&public, key, "", passphrase)?)
+}
+
+/// The `ssh-rsa` public key of the PKCS#1 `RSAPrivateKey` DER `der` (read in place).
+fn rsa_public(der: &[u8]) -> Result<SshPublicKey, LoadError> {
+    use rsa::pkcs1::der::Decode;
+    let k = rsa::pkcs1::RsaPrivateKey::from_der(der)
+        .map_err(|_| unusable("cannot encode the key: malformed RSAPrivateKey DER"))?;
+    Ok(SshPublicKey::Rsa {
+        e: k.public_exponent.as_bytes().to_vec(),
+        n: k.modulus.as_bytes().to_vec(),
+    })
 }
 
 /// `der` itself for [`Format::Der`], or armored as a PEM "PRIVATE KEY" block in a second
@@ -122,7 +151,19 @@ pub fn write_key_file(
     key: &[u8],
     overwrite: bool,
 ) -> Result<(), LoadError> {
-    with_encoded(kind, format, key, |data| {
+    write_key_file_with(path, kind, format, key, None, overwrite)
+}
+
+/// [`write_key_file`] with the `passphrase` of an encrypted OpenSSH key file.
+pub fn write_key_file_with(
+    path: &Path,
+    kind: KeyKind,
+    format: Format,
+    key: &[u8],
+    passphrase: Option<&[u8]>,
+    overwrite: bool,
+) -> Result<(), LoadError> {
+    with_encoded(kind, format, key, passphrase, |data| {
         write_atomic(path, data, overwrite).map_err(LoadError::File)
     })
 }

@@ -9,7 +9,11 @@ use crate::crypto::key_kind::KeyKind;
 pub fn max_file_len(kind: KeyKind) -> usize {
     match kind {
         KeyKind::Secret => MAX_KEY_FILE_LEN,
-        KeyKind::Ed25519 | KeyKind::X25519 | KeyKind::EcP256 | KeyKind::EcP384 => {
+        KeyKind::Ed25519
+        | KeyKind::X25519
+        | KeyKind::EcP256
+        | KeyKind::EcP384
+        | KeyKind::Rsa => {
             MAX_PRIVATE_KEY_FILE_LEN
         }
     }
@@ -31,8 +35,9 @@ pub enum Format {
     /// Unencrypted PKCS#8 DER (or SEC1 for EC keys); private keys only. Versions as for [`Format::Pem`].
     Der,
     /// An OpenSSH private key file (`BEGIN OPENSSH PRIVATE KEY`, `openssh-key-v1`), for
-    /// Ed25519 and EC keys: read unencrypted or encrypted (bcrypt KDF, `aes256-ctr` or
-    /// `aes256-gcm@openssh.com`), written unencrypted (`keyfile::openssh`).
+    /// Ed25519, EC and RSA keys: read unencrypted or encrypted (bcrypt KDF, `aes256-ctr`
+    /// or `aes256-gcm@openssh.com`), written unencrypted or encrypted (bcrypt KDF,
+    /// `aes256-ctr`, as `ssh-keygen` writes) (`keyfile::openssh`).
     OpenSsh,
 }
 
@@ -64,13 +69,17 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// Whether keys of `kind` can use this format (EC keys: PEM, DER and OpenSSH only,
-    /// which name their curve; OpenSSH: Ed25519 and EC keys).
+    /// Whether keys of `kind` can use this format (EC and RSA keys: PEM, DER and OpenSSH
+    /// only, which say what the key is; OpenSSH: Ed25519, EC and RSA keys).
     pub fn allowed_for(self, kind: KeyKind) -> bool {
         match self {
-            Format::Raw | Format::Hex | Format::Base64 => kind.ec_curve().is_none(),
+            Format::Raw | Format::Hex | Format::Base64 => {
+                kind.ec_curve().is_none() && kind != KeyKind::Rsa
+            }
             Format::Pem | Format::Der => kind.is_private_key(),
-            Format::OpenSsh => kind == KeyKind::Ed25519 || kind.ec_curve().is_some(),
+            Format::OpenSsh => {
+                matches!(kind, KeyKind::Ed25519 | KeyKind::Rsa) || kind.ec_curve().is_some()
+            }
         }
     }
 }

@@ -155,6 +155,10 @@ impl DecodedKeyFile {
         length: Option<usize>,
         passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
+        if kind == KeyKind::Rsa {
+            // An RSA key has no single byte string to locate: `super::rsa` reads its files.
+            return Err(unusable("internal error: RSA key files are read by keyfile::rsa").into());
+        }
         let length = length.or(kind.fixed_len());
         let content = scratch.bytes()?;
         let format = match format {

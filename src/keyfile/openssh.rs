@@ -14,7 +14,12 @@
 //!
 //! Supported: ciphers `none`, `aes256-ctr` (the `ssh-keygen` default) and
 //! `aes256-gcm@openssh.com`; KDF `bcrypt`; key types `ssh-ed25519`,
-//! `ecdsa-sha2-nistp256` and `ecdsa-sha2-nistp384`.
+//! `ecdsa-sha2-nistp256`, `ecdsa-sha2-nistp384` and `ssh-rsa`.
+//!
+//! Writing ([`encode`]) is the reverse, in guarded memory too: the private section is
+//! built in a guarded region (an RSA key's components are read in place from its PKCS#1
+//! DER, itself in the key's region), encrypted there with `aes256-ctr` under a passphrase
+//! (bcrypt-pbkdf, 16 rounds, as `ssh-keygen`), and armored in further guarded regions.
 
 use std::ops::Range;
 
@@ -286,20 +291,7 @@ fn decrypt_section(
              keycell accepts"
         )));
     }
-    let key_iv_len = 32 + cipher.iv_len();
-    let work_len = key_iv_len.div_ceil(32) * 32;
-    let work = crate::memory::allocate(work_len).map_err(memory)?;
-    let mut work = work;
-    let key_iv = SecretBuf::new_with(key_iv_len, |out| {
-        work.write(|mem| {
-            crate::crypto::scrub::scrubbed_deep(|| {
-                bcrypt_pbkdf::bcrypt_pbkdf_with_memory(passphrase, salt, rounds, out, mem)
-            })
-            .map_err(|_| LoadFailure::File(unusable("the passphrase cannot be used (empty)")))
-        })
-    })
-    .map_err(LoadFailure::into_file)?;
-    drop(work);
+    let key_iv = derive_key_iv(cipher, passphrase, salt, rounds)?;
     let key_iv = key_iv.bytes().map_err(memory)?;
     let (key, iv) = key_iv.split_at(32);
     let wrong =
@@ -315,6 +307,28 @@ fn decrypt_section(
     })
     .map_err(LoadFailure::into_file)?;
     Ok(section)
+}
+
+/// The cipher's key and IV from `passphrase` with bcrypt-pbkdf, into a guarded region
+/// (the KDF's work area a guarded region too, its stack scrubbed).
+fn derive_key_iv(
+    cipher: Cipher,
+    passphrase: &[u8],
+    salt: &[u8],
+    rounds: u32,
+) -> Result<SecretBuf, FileError> {
+    let key_iv_len = 32 + cipher.iv_len();
+    let work_len = key_iv_len.div_ceil(32) * 32;
+    let mut work = crate::memory::allocate(work_len).map_err(memory)?;
+    SecretBuf::new_with(key_iv_len, |out| {
+        work.write(|mem| {
+            crate::crypto::scrub::scrubbed_deep(|| {
+                bcrypt_pbkdf::bcrypt_pbkdf_with_memory(passphrase, salt, rounds, out, mem)
+            })
+            .map_err(|_| LoadFailure::File(unusable("the passphrase cannot be used (empty)")))
+        })
+    })
+    .map_err(LoadFailure::into_file)
 }
 
 /// Decrypt `data` in place; false if the GCM tag does not verify. Runs inside
@@ -417,16 +431,75 @@ fn subrange(whole: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Length of the unencrypted OpenSSH file [`write_into`] writes for `public`'s key with
-/// a `key_len`-byte private key (seed or scalar) and `comment`.
-fn section_len(public: &SshPublicKey, key: &[u8], comment: &[u8]) -> usize {
-    let pub_part = public.blob().len();
-    let private = match public {
-        SshPublicKey::Ed25519(_) => 4 + 64,
-        SshPublicKey::Ecdsa(_) | SshPublicKey::Rsa { .. } => 4 + mpint_len(key),
-    };
-    let raw = 8 + pub_part + private + 4 + comment.len();
-    raw.div_ceil(8) * 8
+/// The bcrypt rounds of files keycell writes (`ssh-keygen`'s default, `-a 16`).
+pub const WRITE_BCRYPT_ROUNDS: u32 = 16;
+
+/// Length of the salt of files keycell writes (as `ssh-keygen`).
+const WRITE_SALT_LEN: usize = 16;
+
+/// The private key as the private section holds it: the Ed25519 seed, the EC scalar, or
+/// an RSA key's components borrowed from its PKCS#1 DER (in the key's guarded region).
+enum PrivatePart<'a> {
+    Ed25519 { seed: &'a [u8], public: &'a [u8; 32] },
+    Ecdsa { scalar: &'a [u8] },
+    Rsa(rsa::pkcs1::RsaPrivateKey<'a>),
+}
+
+impl<'a> PrivatePart<'a> {
+    /// `key` for `public`: the 32-byte seed, the scalar, or the PKCS#1 `RSAPrivateKey`
+    /// DER (decoded in place: the `pkcs1` crate's integers borrow from `key`).
+    fn new(public: &'a SshPublicKey, key: &'a [u8]) -> Result<Self, FileError> {
+        Ok(match public {
+            SshPublicKey::Ed25519(pk) => PrivatePart::Ed25519 {
+                seed: key,
+                public: pk,
+            },
+            SshPublicKey::Ecdsa(_) => PrivatePart::Ecdsa { scalar: key },
+            SshPublicKey::Rsa { .. } => {
+                use rsa::pkcs1::der::Decode;
+                let k = rsa::pkcs1::RsaPrivateKey::from_der(key)
+                    .map_err(|_| unusable("cannot encode the key: malformed RSAPrivateKey DER"))?;
+                if k.other_prime_infos.is_some() {
+                    return Err(unusable(
+                        "cannot encode the key: multi-prime RSA keys have no OpenSSH form",
+                    ));
+                }
+                PrivatePart::Rsa(k)
+            }
+        })
+    }
+
+    /// The mpints after the type name: OpenSSH's `n, e, d, iqmp, p, q` for RSA (the
+    /// public blob has `e` before `n`), the scalar for ECDSA.
+    fn mpints(&self) -> Vec<&'a [u8]> {
+        match self {
+            PrivatePart::Ed25519 { .. } => Vec::new(),
+            PrivatePart::Ecdsa { scalar } => vec![*scalar],
+            PrivatePart::Rsa(k) => vec![
+                k.modulus.as_bytes(),
+                k.public_exponent.as_bytes(),
+                k.private_exponent.as_bytes(),
+                k.coefficient.as_bytes(),
+                k.prime1.as_bytes(),
+                k.prime2.as_bytes(),
+            ],
+        }
+    }
+}
+
+/// Length of the private section [`private_section`] writes: check integers, the key,
+/// `comment`, padding to `block` bytes.
+fn section_len(public: &SshPublicKey, part: &PrivatePart<'_>, comment: &[u8], block: usize) -> usize {
+    let key = match part {
+        // The public blob (type, key), then `string seed || public`.
+        PrivatePart::Ed25519 { .. } => public.blob().len() + 4 + 64,
+        // The public blob (type, curve, point), then the scalar.
+        PrivatePart::Ecdsa { .. } => public.blob().len(),
+        // The type, then the six mpints.
+        PrivatePart::Rsa(_) => 4 + RSA.len(),
+    } + part.mpints().iter().map(|m| 4 + mpint_len(m)).sum::<usize>();
+    let raw = 8 + key + 4 + comment.len();
+    raw.div_ceil(block) * block
 }
 
 /// Bytes of `key` as an mpint's contents (leading zeros dropped, a zero byte added when
@@ -441,39 +514,35 @@ fn trim_zeros(key: &[u8]) -> &[u8] {
     &key[first..]
 }
 
-/// Write the unencrypted private section of `key` (seed or scalar) into a guarded
-/// region: check integers (random), the key, `comment`, padding.
+/// Write the private section of `part` into a guarded region (plaintext): check integers
+/// (random), the key, `comment`, padding 1, 2, 3, ... to a whole number of `block`s.
 fn private_section(
     public: &SshPublicKey,
-    key: &[u8],
+    part: &PrivatePart<'_>,
     comment: &[u8],
+    block: usize,
 ) -> Result<SecretBuf, FileError> {
-    let len = section_len(public, key, comment);
+    let len = section_len(public, part, comment, block);
     let mut check = [0u8; 4];
     getrandom::fill(&mut check).map_err(|_| unusable("the OS random number generator failed"))?;
     SecretBuf::new_with(len, |d| {
         let mut w = SliceWriter { out: d, at: 0 };
         w.put(&check);
         w.put(&check);
-        let blob = public.blob();
-        w.put(&blob);
-        match public {
-            SshPublicKey::Ed25519(pk) => {
+        match part {
+            PrivatePart::Ed25519 { seed, public: pk } => {
+                w.put(&public.blob());
                 w.put(&64u32.to_be_bytes());
-                w.put(key);
-                w.put(pk);
+                w.put(seed);
+                w.put(&pk[..]);
             }
-            SshPublicKey::Ecdsa(_) | SshPublicKey::Rsa { .. } => {
-                let trimmed = trim_zeros(key);
-                w.put(&(mpint_len(key) as u32).to_be_bytes());
-                if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
-                    w.put(&[0]);
-                }
-                w.put(trimmed);
-            }
+            PrivatePart::Ecdsa { .. } => w.put(&public.blob()),
+            PrivatePart::Rsa(_) => w.string(RSA.as_bytes()),
         }
-        w.put(&(comment.len() as u32).to_be_bytes());
-        w.put(comment);
+        for m in part.mpints() {
+            w.mpint(m);
+        }
+        w.string(comment);
         let mut i = 1u8;
         while w.at < w.out.len() {
             w.put(&[i]);
@@ -495,29 +564,92 @@ impl SliceWriter<'_> {
         self.out[self.at..self.at + b.len()].copy_from_slice(b);
         self.at += b.len();
     }
+
+    /// An SSH `string`: `uint32 length || bytes`.
+    fn string(&mut self, b: &[u8]) {
+        self.put(&(b.len() as u32).to_be_bytes());
+        self.put(b);
+    }
+
+    /// An SSH `mpint` of the big-endian magnitude `v` ([`mpint_len`] bytes of contents).
+    fn mpint(&mut self, v: &[u8]) {
+        let trimmed = trim_zeros(v);
+        self.put(&(mpint_len(v) as u32).to_be_bytes());
+        if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+            self.put(&[0]);
+        }
+        self.put(trimmed);
+    }
 }
 
-/// Encode `key` (Ed25519 seed or EC scalar, with its public key `public`) as an
-/// unencrypted OpenSSH private key file (cipher and KDF `none`, as `ssh-keygen -N ''`
-/// writes), PEM armored with 70-character lines, into a guarded region.
-pub fn encode(public: &SshPublicKey, key: &[u8], comment: &str) -> Result<SecretBuf, FileError> {
-    let section = private_section(public, key, comment.as_bytes())?;
+/// Encode `key` (the Ed25519 seed, the EC scalar or the RSA key's PKCS#1 DER, with its
+/// public key `public`) as an OpenSSH private key file, PEM armored with 70-character
+/// lines, into a guarded region. Without `passphrase` the private section is in the clear
+/// (cipher and KDF `none`, as `ssh-keygen -N ''` writes); with one it is encrypted as
+/// `ssh-keygen` encrypts it: `aes256-ctr` under a key and IV from bcrypt-pbkdf of the
+/// passphrase with a random 16-byte salt and [`WRITE_BCRYPT_ROUNDS`] rounds. The section
+/// is built and encrypted in a guarded region; the KDF output and work area are guarded
+/// regions and the stack the KDF and cipher used is scrubbed, as when reading.
+pub fn encode(
+    public: &SshPublicKey,
+    key: &[u8],
+    comment: &str,
+    passphrase: Option<&[u8]>,
+) -> Result<SecretBuf, FileError> {
+    let part = PrivatePart::new(public, key)?;
+    let cipher = if passphrase.is_some() {
+        Cipher::Aes256Ctr
+    } else {
+        Cipher::None
+    };
+    let mut section = private_section(public, &part, comment.as_bytes(), cipher.block_len())?;
+    drop(part);
+    let mut kdf_options = Vec::new();
+    if let Some(passphrase) = passphrase {
+        let mut salt = [0u8; WRITE_SALT_LEN];
+        getrandom::fill(&mut salt)
+            .map_err(|_| unusable("the OS random number generator failed"))?;
+        let key_iv = derive_key_iv(cipher, passphrase, &salt, WRITE_BCRYPT_ROUNDS)?;
+        let key_iv = key_iv.bytes().map_err(memory)?;
+        let (k, iv) = key_iv.split_at(32);
+        section
+            .write(|d| {
+                // CTR: encrypting is applying the same keystream.
+                crate::crypto::scrub::scrubbed_deep(|| decrypt_in_place(cipher, k, iv, &[], d));
+                Ok::<(), crate::memory::MemoryError>(())
+            })
+            .map_err(memory)?;
+        kdf_options.extend_from_slice(&(salt.len() as u32).to_be_bytes());
+        kdf_options.extend_from_slice(&salt);
+        kdf_options.extend_from_slice(&WRITE_BCRYPT_ROUNDS.to_be_bytes());
+    }
     let section = section.bytes().map_err(memory)?;
+    let (cipher_name, kdf_name): (&[u8], &[u8]) = match cipher {
+        Cipher::None => (b"none", b"none"),
+        _ => (b"aes256-ctr", b"bcrypt"),
+    };
     let blob = public.blob();
-    // Magic, "none" twice, empty options, the key count, the blob, the section length.
-    let header_len = MAGIC.len() + 8 + 8 + 4 + 4 + 4 + blob.len() + 4;
+    // Magic, cipher, KDF, options, the key count, the blob, the section.
+    let header_len = MAGIC.len()
+        + 4
+        + cipher_name.len()
+        + 4
+        + kdf_name.len()
+        + 4
+        + kdf_options.len()
+        + 4
+        + 4
+        + blob.len()
+        + 4;
     let bin = SecretBuf::new_with(header_len + section.len(), |d| {
         let mut w = SliceWriter { out: d, at: 0 };
         w.put(MAGIC);
-        for s in [&b"none"[..], b"none", b""] {
-            w.put(&(s.len() as u32).to_be_bytes());
-            w.put(s);
-        }
+        w.string(cipher_name);
+        w.string(kdf_name);
+        w.string(&kdf_options);
         w.put(&1u32.to_be_bytes());
-        w.put(&(blob.len() as u32).to_be_bytes());
-        w.put(&blob);
-        w.put(&(section.len() as u32).to_be_bytes());
-        w.put(section);
+        w.string(&blob);
+        w.string(section);
         Ok::<(), crate::memory::MemoryError>(())
     })
     .map_err(memory)?;

@@ -24,19 +24,13 @@ impl From<RsaError> for LoadError {
     }
 }
 
-/// Refuse formats other than PEM and DER (and, for reading, OpenSSH) for RSA keys.
-fn check_format(format: Format, reading: bool) -> Result<(), LoadError> {
+/// Refuse formats other than PEM, DER and OpenSSH for RSA keys.
+fn check_format(format: Format) -> Result<(), LoadError> {
     match format {
-        Format::Pem | Format::Der => Ok(()),
-        Format::OpenSsh if reading => Ok(()),
+        Format::Pem | Format::Der | Format::OpenSsh => Ok(()),
         other => Err(LoadError::File(unusable(format!(
-            "format {:?} is not available for RSA keys (\"pem\" or \"der\"{})",
+            "format {:?} is not available for RSA keys (\"pem\", \"der\" or \"openssh\")",
             other.name(),
-            if reading {
-                ", or \"openssh\" to read"
-            } else {
-                ""
-            }
         )))),
     }
 }
@@ -50,7 +44,7 @@ pub fn load_rsa_private_key(
     passphrase: Option<&[u8]>,
 ) -> Result<RsaPrivateKey, LoadError> {
     if let Some(f) = format {
-        check_format(f, true)?;
+        check_format(f)?;
     }
     let scratch = read_into_scratch(path, MAX_PRIVATE_KEY_FILE_LEN)?;
     rsa_from_scratch(scratch.bytes()?, format, passphrase)
@@ -106,15 +100,37 @@ fn rsa_from_openssh(content: &[u8], passphrase: Option<&[u8]>) -> Result<RsaPriv
 }
 
 /// Write `key` to `path` as PKCS#8 or, with `traditional`, PKCS#1, in `format` (PEM or
-/// DER), atomically; the encoding is made in guarded memory.
+/// DER), or as an OpenSSH private key file (encrypted under `passphrase` if given;
+/// [`super::openssh::encode`]), atomically; the encoding is made in guarded memory.
 pub fn write_rsa_private_key(
     path: &Path,
     key: &RsaPrivateKey,
     format: Format,
     traditional: bool,
+    passphrase: Option<&[u8]>,
     overwrite: bool,
 ) -> Result<(), LoadError> {
-    check_format(format, false)?;
+    check_format(format)?;
+    if format == Format::OpenSsh {
+        if traditional {
+            return Err(unusable("traditional is for PEM and DER files, not OpenSSH ones").into());
+        }
+        let der = key.pkcs1_der()?;
+        return super::write_key_file_with(
+            path,
+            crate::crypto::key_kind::KeyKind::Rsa,
+            format,
+            der,
+            passphrase,
+            overwrite,
+        );
+    }
+    if passphrase.is_some() {
+        return Err(unusable(
+            "a passphrase encrypts only OpenSSH key files (format \"openssh\")",
+        )
+        .into());
+    }
     let encoding = PrivateEncoding {
         pkcs8: !traditional,
         pem: format == Format::Pem,
@@ -135,7 +151,7 @@ mod tests {
         for format in [Format::Pem, Format::Der] {
             for traditional in [false, true] {
                 let p = d.join(format!("{}-{traditional}", format.name()));
-                write_rsa_private_key(&p, &key, format, traditional, false).expect("write");
+                write_rsa_private_key(&p, &key, format, traditional, None, false).expect("write");
                 for given in [None, Some(format)] {
                     let back = load_rsa_private_key(&p, given, None).expect("load");
                     assert_eq!(
@@ -143,11 +159,11 @@ mod tests {
                         key.pkcs1_der().expect("der")
                     );
                 }
-                assert!(write_rsa_private_key(&p, &key, format, traditional, false).is_err());
+                assert!(write_rsa_private_key(&p, &key, format, traditional, None, false).is_err());
             }
         }
         let p = d.join("hex");
-        assert!(write_rsa_private_key(&p, &key, Format::Hex, false, false).is_err());
+        assert!(write_rsa_private_key(&p, &key, Format::Hex, false, None, false).is_err());
         crate::test_dir::write_file(
             &p,
             b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n",

@@ -265,16 +265,22 @@ pub fn from_keyring<H: PrivateKeyHandle>(
     H::from_key(py, key, exportable)
 }
 
-/// `to_file`: the key as a key file of its algorithm's kind.
+/// `to_file`: the key as a key file of its algorithm's kind; an OpenSSH one encrypted
+/// under `passphrase` (a `Passphrase` or a writable buffer, copied into guarded memory
+/// and wiped) if given.
 pub fn to_file<H: PrivateKeyHandle>(
     handle: &H,
     py: Python<'_>,
     path: &Path,
     format: &str,
+    passphrase: Option<&Bound<'_, PyAny>>,
     overwrite: bool,
 ) -> Result<()> {
     let kind = KeyKind::from_algorithm(H::Key::ALGORITHM);
-    handle.cell().to_file(py, path, kind, format, overwrite)
+    let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+    handle
+        .cell()
+        .to_file(py, path, kind, format, passphrase.as_ref(), overwrite)
 }
 
 /// A second `#[pymethods]` block with the Python methods every private key class has
@@ -362,17 +368,21 @@ macro_rules! private_key_methods {
                 (mode 0600, `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory \
                 `fsync`), encoded in guarded memory only. `format` is \"pem\" (PKCS#8 \
                 version 1, byte for byte as OpenSSL writes it), \"der\", or the ", $what,
-                " as \"raw\", \"hex\" or \"base64\". Raises `KeyNotExportableError` for a \
-                sealed key.")]
-            #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
+                " as \"raw\", \"hex\" or \"base64\"; for Ed25519 also \"openssh\", an \
+                OpenSSH private key file, encrypted as `ssh-keygen` does (bcrypt-pbkdf, 16 \
+                rounds, aes256-ctr) when `passphrase` is given (a `Passphrase` or a writable \
+                buffer, copied into guarded memory and wiped; other formats refuse one). \
+                Raises `KeyNotExportableError` for a sealed key.")]
+            #[pyo3(signature = (path, *, format = "pem", passphrase = None, overwrite = false))]
             fn to_file(
                 &self,
                 py: ::pyo3::Python<'_>,
                 path: ::std::path::PathBuf,
                 format: &str,
+                passphrase: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
                 overwrite: bool,
             ) -> $crate::py::errors::Result<()> {
-                $crate::py::asymmetric::to_file(self, py, &path, format, overwrite)
+                $crate::py::asymmetric::to_file(self, py, &path, format, passphrase, overwrite)
             }
         }
     };

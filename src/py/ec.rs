@@ -226,13 +226,24 @@ impl ECPrivateKey {
     /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
     /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`), encoded
     /// in guarded memory only: `format` "pem" or "der", PKCS#8 with the public key, byte
-    /// for byte as `openssl pkey` writes it, or "openssh", an unencrypted OpenSSH private
-    /// key file (`ssh-keygen -y -f` reads it). Raises `KeyNotExportableError` for a sealed
-    /// key.
-    #[pyo3(signature = (path, *, format = "pem", overwrite = false))]
-    fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
+    /// for byte as `openssl pkey` writes it, or "openssh", an OpenSSH private key file
+    /// (`ssh-keygen -y -f` reads it), encrypted as `ssh-keygen` does (bcrypt-pbkdf, 16
+    /// rounds, aes256-ctr) when `passphrase` is given (a `Passphrase` or a writable buffer,
+    /// copied into guarded memory and wiped; other formats refuse one). Raises
+    /// `KeyNotExportableError` for a sealed key.
+    #[pyo3(signature = (path, *, format = "pem", passphrase = None, overwrite = false))]
+    fn to_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        format: &str,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        overwrite: bool,
+    ) -> Result<()> {
         let kind = KeyKind::from_ec_curve(self.public.curve());
-        self.cell.to_file(py, &path, kind, format, overwrite)
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+        self.cell
+            .to_file(py, &path, kind, format, passphrase.as_ref(), overwrite)
     }
 
     /// The curve: "P-256" or "P-384".

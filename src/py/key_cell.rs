@@ -383,19 +383,21 @@ impl<K: CellKey> KeyCell<K> {
     }
 
     /// Write the secret bytes to `path` as a key file of `kind` (see `to_file` in the
-    /// stubs); refuses a sealed key. The lock is taken without the GIL.
+    /// stubs), an OpenSSH one encrypted under `passphrase` (a guarded copy) if given;
+    /// refuses a sealed key. The lock is taken without the GIL.
     pub fn to_file(
         &self,
         py: Python<'_>,
         path: &Path,
         kind: KeyKind,
         format: &str,
+        passphrase: Option<&SecretBuf>,
         overwrite: bool,
     ) -> Result<()> {
         self.check_exportable()?;
         detach(py, || {
             let live = self.live()?;
-            key_io::write(path, kind, format, live.key().secret()?, overwrite)
+            key_io::write(path, kind, format, live.key().secret()?, passphrase, overwrite)
         })
     }
 

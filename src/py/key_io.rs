@@ -200,19 +200,29 @@ pub fn load_ec_private_key(
     ec_key_from_decoded(&file, Some(path))
 }
 
-/// Parse `format=` for an RSA key: "pem" or "der" (or, reading, "openssh"), `None` to
-/// detect.
-pub fn parse_rsa_format(format: Option<&str>, reading: bool) -> Result<Option<Format>> {
+/// Parse `format=` for an RSA key: "pem", "der" or "openssh", `None` to detect.
+pub fn parse_rsa_format(format: Option<&str>) -> Result<Option<Format>> {
     match format {
         None => Ok(None),
         Some("pem") => Ok(Some(Format::Pem)),
         Some("der") => Ok(Some(Format::Der)),
-        Some("openssh") if reading => Ok(Some(Format::OpenSsh)),
+        Some("openssh") => Ok(Some(Format::OpenSsh)),
         Some(other) => Err(Error::Value(format!(
-            "format must be \"pem\" or \"der\"{} for RSA keys, not {other:?}",
-            if reading { " (or \"openssh\")" } else { "" }
+            "format must be \"pem\", \"der\" or \"openssh\" for RSA keys, not {other:?}"
         ))),
     }
+}
+
+/// A `passphrase=` given to `to_file` with a format other than "openssh": refused (only
+/// OpenSSH key files are written encrypted).
+pub fn check_write_passphrase(format: Format, passphrase: Option<&SecretBuf>) -> Result<()> {
+    if passphrase.is_some() && format != Format::OpenSsh {
+        return Err(Error::Value(format!(
+            "passphrase is only for format=\"openssh\" (keycell writes {} files unencrypted)",
+            format.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Load an RSA private key from `path` (call without the GIL; see
@@ -227,20 +237,39 @@ pub fn load_rsa(
 }
 
 /// Write an RSA private key to `path` (call without the GIL; see
-/// [`keyfile::write_rsa_private_key`]).
+/// [`keyfile::write_rsa_private_key`]), an OpenSSH file encrypted under `passphrase`.
 pub fn write_rsa(
     path: &Path,
     key: &RsaPrivateKey,
     format: Format,
     traditional: bool,
+    passphrase: Option<&SecretBuf>,
     overwrite: bool,
 ) -> Result<()> {
-    keyfile::write_rsa_private_key(path, key, format, traditional, overwrite)
+    if traditional && format == Format::OpenSsh {
+        return Err(Error::Value(
+            "traditional is for \"pem\" and \"der\" files, not \"openssh\"".to_owned(),
+        ));
+    }
+    check_write_passphrase(format, passphrase)?;
+    let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
+    keyfile::write_rsa_private_key(path, key, format, traditional, passphrase, overwrite)
         .map_err(|e| load_error(path, e))
 }
 
-/// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL).
-pub fn write(path: &Path, kind: KeyKind, format: &str, key: &[u8], overwrite: bool) -> Result<()> {
+/// Write `key` (of `kind`) to `path` as the format named `format` (call without the GIL),
+/// an OpenSSH file encrypted under `passphrase` if given.
+pub fn write(
+    path: &Path,
+    kind: KeyKind,
+    format: &str,
+    key: &[u8],
+    passphrase: Option<&SecretBuf>,
+    overwrite: bool,
+) -> Result<()> {
     let format = parse_format(kind, Some(format))?.unwrap_or(Format::Raw);
-    keyfile::write_key_file(path, kind, format, key, overwrite).map_err(|e| load_error(path, e))
+    check_write_passphrase(format, passphrase)?;
+    let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
+    keyfile::write_key_file_with(path, kind, format, key, passphrase, overwrite)
+        .map_err(|e| load_error(path, e))
 }

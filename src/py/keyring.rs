@@ -224,9 +224,9 @@ pub fn load_ec(
     })
 }
 
-/// The largest PKCS#1 DER of an RSA key taken from the keyring or a wrapped blob (a
-/// 4096-bit key's is about 2.4 KB).
-pub const MAX_RSA_DER_LEN: usize = 8192;
+/// The largest PKCS#1 DER of an RSA key taken from the keyring or a wrapped blob (the
+/// key store's limit too).
+pub use crate::crypto::key_kind::MAX_RSA_DER_LEN;
 
 /// `RSAPrivateKey.from_keyring`: PKCS#1 `RSAPrivateKey` DER read from the keyring into a
 /// guarded region and decoded there.

@@ -20,6 +20,7 @@ use pyo3::types::PyDict;
 use crate::crypto::argon2::Argon2Params;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::symmetric::SymmetricKey;
+use crate::crypto::rsa::RsaPrivateKey;
 use crate::crypto::{ec, ed25519, x25519};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::SecretBuf;
@@ -35,6 +36,7 @@ use super::key_cell::{CellKey, KeyCell, KeyHandle};
 use super::passphrase;
 use super::pkcs11::Pkcs11SecretKey;
 use super::protection::{report_new_region, Protection};
+use super::rsa::RSAPrivateKey;
 use super::secret_key::SecretKey;
 use super::x25519::X25519PrivateKey;
 
@@ -212,6 +214,7 @@ enum Opened {
     Ed25519(ed25519::PrivateKey),
     X25519(x25519::PrivateKey),
     Ec(ec::PrivateKey),
+    Rsa(RsaPrivateKey),
 }
 
 impl KeyStore {
@@ -327,9 +330,8 @@ impl KeyStore {
         Ok(Some(d))
     }
 
-    /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey` or
-    /// `ECPrivateKey`) into the
-    /// store under `name` (1 to 255 bytes of UTF-8; no character of Unicode categories Cc,
+    /// Seal `key` (a `SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`, `ECPrivateKey`
+    /// or `RSAPrivateKey`) into the store under `name` (1 to 255 bytes of UTF-8; no character of Unicode categories Cc,
     /// Cf, Zl or Zp: controls, bidirectional and zero-width characters, BOM). Raises
     /// `StoreEntryExistsError` if `name` exists, unless `overwrite`. The key's type and
     /// export flag are stored with it: `get` returns the same handle type, sealed for a
@@ -368,16 +370,20 @@ impl KeyStore {
             let kind = KeyKind::from_ec_curve(k.get().cell().live()?.key().curve());
             return self.put_private(py, name, kind, k.get().cell(), overwrite);
         }
+        if let Ok(k) = key.cast::<RSAPrivateKey>() {
+            // The entry holds the key's PKCS#1 DER, sealed from its guarded region.
+            return self.put_private(py, name, KeyKind::Rsa, k.get().cell(), overwrite);
+        }
         Err(Error::Type(format!(
-            "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey or ECPrivateKey, \
-             not {}",
+            "key must be a SecretKey, Ed25519PrivateKey, X25519PrivateKey, ECPrivateKey or \
+             RSAPrivateKey, not {}",
             key.get_type().name()?
         )))
     }
 
     /// The key stored under `name`, decrypted straight into a new guarded region, as the
-    /// handle type it was stored as (`SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`
-    /// or `ECPrivateKey`), exportable as it was. Raises `StoreEntryNotFoundError` (a
+    /// handle type it was stored as (`SecretKey`, `Ed25519PrivateKey`, `X25519PrivateKey`,
+    /// `ECPrivateKey` or `RSAPrivateKey`), exportable as it was. Raises `StoreEntryNotFoundError` (a
     /// `KeyError`).
     fn get(&self, py: Python<'_>, name: &str) -> Result<Py<PyAny>> {
         let (key, exportable) = self.with(py, |s| {
@@ -389,6 +395,11 @@ impl KeyStore {
                 KeyKind::X25519 => Opened::X25519(x25519::PrivateKey::new_with(fill)?),
                 KeyKind::EcP256 => Opened::Ec(ec::PrivateKey::new_with(ec::Curve::P256, fill)?),
                 KeyKind::EcP384 => Opened::Ec(ec::PrivateKey::new_with(ec::Curve::P384, fill)?),
+                KeyKind::Rsa => {
+                    // Decrypted into a guarded scratch region, decoded from there.
+                    let der = SecretBuf::new_with(entry.len(), fill)?;
+                    Opened::Rsa(RsaPrivateKey::from_der(der.bytes()?)?)
+                }
             };
             Ok((key, entry.exportable()))
         })?;
@@ -401,6 +412,7 @@ impl KeyStore {
                 Py::new(py, X25519PrivateKey::from_key(py, k, exportable)?)?.into_any()
             }
             Opened::Ec(k) => Py::new(py, ECPrivateKey::from_key(py, k, exportable)?)?.into_any(),
+            Opened::Rsa(k) => Py::new(py, RSAPrivateKey::wrap(py, k, exportable)?)?.into_any(),
         })
     }
 

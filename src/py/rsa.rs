@@ -155,7 +155,7 @@ impl RSAPrivateKey {
         passphrase: Option<&Bound<'_, PyAny>>,
         exportable: bool,
     ) -> Result<Self> {
-        let format = key_io::parse_rsa_format(format, true)?;
+        let format = key_io::parse_rsa_format(format)?;
         let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
         let key = detach(py, || key_io::load_rsa(&path, format, passphrase.as_ref()))?;
         Self::wrap(py, key, exportable)
@@ -188,24 +188,37 @@ impl RSAPrivateKey {
 
     /// Write the key to `path` atomically, like `SecretKey.to_file` (mode 0600,
     /// `O_EXCL | O_NOFOLLOW` temporary file, `fsync`, rename, directory `fsync`), encoded
-    /// in guarded memory only. `format` is "pem" or "der"; PKCS#8 unless `traditional`
-    /// (PKCS#1 `RSA PRIVATE KEY`). Raises `KeyNotExportableError` for a sealed key.
-    #[pyo3(signature = (path, *, format = "pem", traditional = false, overwrite = false))]
+    /// in guarded memory only. `format` is "pem" or "der", PKCS#8 unless `traditional`
+    /// (PKCS#1 `RSA PRIVATE KEY`), or "openssh", an OpenSSH private key file (`ssh-keygen
+    /// -y -f` reads it), encrypted as `ssh-keygen` does (bcrypt-pbkdf, 16 rounds,
+    /// aes256-ctr) when `passphrase` is given (a `Passphrase` or a writable buffer, copied
+    /// into guarded memory and wiped; other formats refuse one). Raises
+    /// `KeyNotExportableError` for a sealed key.
+    #[pyo3(signature = (path, *, format = "pem", traditional = false, passphrase = None, overwrite = false))]
     fn to_file(
         &self,
         py: Python<'_>,
         path: PathBuf,
         format: &str,
         traditional: bool,
+        passphrase: Option<&Bound<'_, PyAny>>,
         overwrite: bool,
     ) -> Result<()> {
         let format =
-            key_io::parse_rsa_format(Some(format), false)?.unwrap_or(crate::keyfile::Format::Pem);
+            key_io::parse_rsa_format(Some(format))?.unwrap_or(crate::keyfile::Format::Pem);
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
         self.cell.check_exportable()?;
         let cell = &self.cell;
         detach(py, || {
             let live = cell.live()?;
-            key_io::write_rsa(&path, live.key(), format, traditional, overwrite)
+            key_io::write_rsa(
+                &path,
+                live.key(),
+                format,
+                traditional,
+                passphrase.as_ref(),
+                overwrite,
+            )
         })
     }
 

@@ -263,7 +263,7 @@ impl SecretKey {
     #[pyo3(signature = (path, *, format = "raw", overwrite = false))]
     fn to_file(&self, py: Python<'_>, path: PathBuf, format: &str, overwrite: bool) -> Result<()> {
         self.cell
-            .to_file(py, &path, KeyKind::Secret, format, overwrite)
+            .to_file(py, &path, KeyKind::Secret, format, None, overwrite)
     }
 
     /// The key length in bytes. Raises `KeyDestroyedError` after `destroy()`, like every

@@ -103,6 +103,7 @@ pub fn kind_code(kind: KeyKind) -> u8 {
         KeyKind::X25519 => 3,
         KeyKind::EcP256 => 4,
         KeyKind::EcP384 => 5,
+        KeyKind::Rsa => 6,
     }
 }
 
@@ -112,10 +113,7 @@ fn kind_from_code(code: u8) -> Option<KeyKind> {
 
 /// Whether `len` is a valid key length for `kind`.
 pub fn valid_key_len(kind: KeyKind, len: usize) -> bool {
-    match kind.fixed_len() {
-        Some(n) => len == n,
-        None => (1..=crate::crypto::symmetric::MAX_KEY_LEN).contains(&len),
-    }
+    kind.valid_len(len)
 }
 
 /// Check a new entry name: 1 to 255 bytes of UTF-8, and no character of the Unicode
