@@ -477,4 +477,58 @@ mod tests {
         }
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
+
+    /// An RSA entry is served as `ssh-rsa`: flags 2 and 4 give `rsa-sha2-256` and
+    /// `rsa-sha2-512` PKCS#1 v1.5 signatures under its public key; no flag (SHA-1) is
+    /// refused.
+    #[test]
+    fn rsa_entries_sign_sha2_and_refuse_sha1() {
+        use crate::crypto::rsa::{Hash, Padding, Salt};
+        let d = crate::test_dir::fresh("agent-keys");
+        let mut store = Store::create(
+            &d.join("s.kcs"),
+            Master::Key(&[6u8; 32]),
+            None,
+            DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("store");
+        let rsa = RsaPrivateKey::generate(2048).expect("rsa");
+        store
+            .put("r", KeyKind::Rsa, false, rsa.pkcs1_der().expect("der"), false)
+            .expect("put");
+        let keys = KeySet::load(&mut store).expect("load");
+        let e = &keys.entries()[0];
+        assert_eq!((e.name.as_str(), e.kind(), e.source()), ("r", "rsa", "store"));
+        assert_eq!(e.public(), rsa.public().pkcs1_der());
+        let key = SshPublicKey::from_blob(e.blob().expect("blob")).expect("blob");
+        assert_eq!(
+            key,
+            SshPublicKey::Rsa {
+                e: rsa.public().e(),
+                n: rsa.public().n()
+            }
+        );
+        for (flags, name, hash) in [
+            (wire::RSA_SHA2_256, "rsa-sha2-256", Hash::Sha256),
+            (wire::RSA_SHA2_512, "rsa-sha2-512", Hash::Sha512),
+            (wire::RSA_SHA2_256 | wire::RSA_SHA2_512, "rsa-sha2-256", Hash::Sha256),
+        ] {
+            e.check_sign_flags(flags).expect("flags");
+            let blob = e.sign(b"msg", flags).expect("sign");
+            let mut r = crate::keyfile::ssh_public::SshReader::new(&blob);
+            assert_eq!(r.string().expect("alg"), name.as_bytes());
+            let sig = r.string().expect("sig");
+            r.finish("signature").expect("end");
+            assert_eq!(sig.len(), 256);
+            rsa.public()
+                .verify(Padding::Pkcs1v15, hash, Salt::HashLen, b"msg", sig)
+                .expect("verifies");
+        }
+        for flags in [0, 1, 8] {
+            let why = e.check_sign_flags(flags).expect_err("sha1");
+            assert!(why.contains("SHA-1"), "{why}");
+            assert!(e.sign(b"msg", flags).is_err());
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
 }

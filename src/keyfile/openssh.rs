@@ -805,6 +805,124 @@ mod tests {
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 
+    /// Written encrypted (bcrypt-pbkdf, aes256-ctr) and unencrypted, every key type reads
+    /// back as the same key with the passphrase and only with it; the file names the
+    /// cipher and KDF `ssh-keygen` uses, with 16 rounds and a 16-byte salt.
+    #[test]
+    fn written_files_encrypted_or_not_read_back() {
+        use crate::crypto::rsa::RsaPrivateKey;
+        let d = crate::test_dir::fresh("openssh-write");
+        let rsa = RsaPrivateKey::generate(2048).expect("rsa");
+        let (_, _, ed_files, _) = FILES[0];
+        let ed_seed = load_from(d.join("ed").as_path(), ed_files[0], KeyKind::Ed25519);
+        let (_, _, ec_files, _) = FILES[1];
+        let ec_scalar = load_from(d.join("ec").as_path(), ec_files[0], KeyKind::EcP256);
+        let der = rsa.pkcs1_der().expect("der").to_vec();
+        let cases: [(KeyKind, &[u8]); 3] = [
+            (KeyKind::Ed25519, &ed_seed),
+            (KeyKind::EcP256, &ec_scalar),
+            (KeyKind::Rsa, &der),
+        ];
+        for (kind, key) in cases {
+            for pass in [None, Some(PASS)] {
+                let p = d.join(format!("{}-{}", kind.name(), pass.is_some()));
+                crate::keyfile::write_key_file_with(&p, kind, Format::OpenSsh, key, pass, false)
+                    .expect("write");
+                let text = std::fs::read(&p).expect("read");
+                let file = super::read(&text, pass).expect("reads back");
+                let header = decoded(&text);
+                let names: &[&[u8]] = if pass.is_some() {
+                    &[b"aes256-ctr", b"bcrypt"]
+                } else {
+                    &[b"none", b"none"]
+                };
+                let mut r = super::SshReader::new(&header[15..]);
+                assert_eq!(r.string().expect("cipher"), names[0]);
+                assert_eq!(r.string().expect("kdf"), names[1]);
+                let options = r.string().expect("options");
+                if pass.is_some() {
+                    let mut o = super::SshReader::new(options);
+                    assert_eq!(o.string().expect("salt").len(), 16);
+                    assert_eq!(o.u32().expect("rounds"), super::WRITE_BCRYPT_ROUNDS);
+                    assert_eq!(super::WRITE_BCRYPT_ROUNDS, 16);
+                    let e = super::read(&text, Some(b"wrong horse")).err().expect("wrong");
+                    assert!(format!("{e:?}").contains("wrong passphrase"), "{e:?}");
+                    assert!(super::read(&text, None).is_err());
+                } else {
+                    assert!(options.is_empty());
+                }
+                let section = file.section.bytes().expect("section");
+                match kind {
+                    KeyKind::Rsa => {
+                        let parts = file.rsa.as_ref().expect("rsa parts");
+                        let SshPublicKey::Rsa { e, n } = &file.public else {
+                            panic!("not RSA")
+                        };
+                        let back = RsaPrivateKey::from_components(
+                            n,
+                            e,
+                            &section[parts.d.clone()],
+                            &section[parts.iqmp.clone()],
+                            &section[parts.p.clone()],
+                            &section[parts.q.clone()],
+                        )
+                        .expect("components");
+                        assert_eq!(back.pkcs1_der().expect("der"), &der[..]);
+                    }
+                    _ => assert_eq!(&section[file.key.clone()], key),
+                }
+            }
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    fn load_from(p: &std::path::Path, data: &[u8], kind: KeyKind) -> Vec<u8> {
+        write(p, data, 0o600);
+        load(p, kind, None).expect("load").0
+    }
+
+    /// The binary body of an armored OpenSSH file.
+    fn decoded(text: &[u8]) -> Vec<u8> {
+        let body: Vec<u8> = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.starts_with(b"-----"))
+            .flatten()
+            .copied()
+            .collect();
+        let mut bin = vec![0u8; crate::encoding::base64_decoded_len(&body).expect("len")];
+        crate::encoding::base64_decode_into(&body, &mut bin).expect("b64");
+        bin
+    }
+
+    /// A passphrase with another format, and formats OpenSSH files do not take, are
+    /// refused when writing.
+    #[test]
+    fn a_passphrase_only_encrypts_openssh_files() {
+        let d = crate::test_dir::fresh("openssh-write");
+        let p = d.join("k");
+        let e = crate::keyfile::write_key_file_with(
+            &p,
+            KeyKind::Ed25519,
+            Format::Pem,
+            &[7u8; 32],
+            Some(PASS),
+            false,
+        )
+        .expect_err("pem with a passphrase");
+        assert!(format!("{e:?}").contains("only OpenSSH"), "{e:?}");
+        assert!(!p.exists());
+        assert!(crate::keyfile::write_key_file_with(
+            &p,
+            KeyKind::X25519,
+            Format::OpenSsh,
+            &[7u8; 32],
+            Some(PASS),
+            false
+        )
+        .is_err());
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
     #[test]
     fn kdf_and_cipher_stacks_are_covered_and_scrubbed() {
         use crate::crypto::scrub::probe::{contains, stack_after};
