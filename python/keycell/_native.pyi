@@ -14,7 +14,7 @@ _ECCurve = Literal["P-256", "P-384"]
 _ECKeyFormat = Literal["pem", "der", "openssh"]
 _Ed25519KeyFormat = Literal["pem", "der", "raw", "hex", "base64", "openssh"]
 _SignatureEncoding = Literal["der", "raw"]
-_RsaKeyFormat = Literal["pem", "der"]
+_RsaKeyFormat = Literal["pem", "der", "openssh"]
 _RsaPadding = Literal["pss", "pkcs1v15"]
 _RsaHash = Literal["sha256", "sha384", "sha512"]
 
@@ -273,13 +273,13 @@ class KeyStore:
     def put(
         self,
         name: str,
-        key: SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey,
+        key: SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey,
         *,
         overwrite: bool = False,
     ) -> None: ...
     def get(
         self, name: str
-    ) -> SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey: ...
+    ) -> SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey: ...
     def delete(self, name: str) -> None: ...
     def names(self) -> list[str]: ...
     def __contains__(self, name: object, /) -> bool: ...
@@ -430,6 +430,7 @@ def _effective_isolation() -> str: ...
 def _pool_stats() -> dict[str, int]: ...
 def _probe() -> dict[str, Any]: ...
 def _key_address(key: SecretKey | Ed25519PrivateKey | X25519PrivateKey) -> int: ...
+def _openssh_key_type(path: str | PathLike[str]) -> tuple[str, bool] | None: ...
 
 class _KeyringDescription(TypedDict):
     serial: int
@@ -491,6 +492,7 @@ class Ed25519PrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _Ed25519KeyFormat = "pem",
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         overwrite: bool = False,
     ) -> None: ...
     def sign(self, data: Buffer) -> bytes: ...
@@ -538,7 +540,7 @@ class RSAPrivateKey(_KeyHandle):
     def from_file(
         path: str | PathLike[str],
         *,
-        format: _RsaKeyFormat | Literal["openssh"] | None = None,
+        format: _RsaKeyFormat | None = None,
         passphrase: Passphrase | bytearray | memoryview | None = None,
         exportable: bool = True,
     ) -> RSAPrivateKey: ...
@@ -564,6 +566,7 @@ class RSAPrivateKey(_KeyHandle):
         *,
         format: _RsaKeyFormat = "pem",
         traditional: bool = False,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         overwrite: bool = False,
     ) -> None: ...
     def sign(
@@ -647,6 +650,7 @@ class X25519PrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _PrivateKeyFormat = "pem",
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         overwrite: bool = False,
     ) -> None: ...
     def public_key(self) -> X25519PublicKey: ...
@@ -719,6 +723,7 @@ class ECPrivateKey(_KeyHandle):
         path: str | PathLike[str],
         *,
         format: _ECKeyFormat = "pem",
+        passphrase: Passphrase | bytearray | memoryview | None = None,
         overwrite: bool = False,
     ) -> None: ...
     @property

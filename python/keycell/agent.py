@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._native import ECPublicKey, Ed25519PublicKey
+from ._native import ECPublicKey, Ed25519PublicKey, RSAPublicKey
 from ._text_refusal import RefusesText
 from .agent_server import AgentHandle, serve
 from .exceptions import (
@@ -129,14 +129,15 @@ class AgentProtection:
 @dataclass(frozen=True)
 class AgentKeyInfo:
     """A key the agent lets this peer use: its name, kind (``"ed25519"``, ``"ec-p256"``,
-    ``"ec-p384"`` or ``"secret"``), public key (signing keys only), protection and source:
+    ``"ec-p384"``, ``"rsa"`` or ``"secret"``), public key (signing keys only), protection
+    and source:
     ``"store"`` (in the agent's guarded memory) or ``"pkcs11"`` (in a PKCS#11 token the agent
     uses; ``protection.agent_backend`` is ``"pkcs11"`` and ``protection.isolation``
     ``"token"`` then)."""
 
     name: str
     kind: str
-    public_key: Ed25519PublicKey | ECPublicKey | None
+    public_key: Ed25519PublicKey | ECPublicKey | RSAPublicKey | None
     protection: AgentProtection
     source: str = "store"
 
@@ -246,11 +247,14 @@ class AgentClient:
                 isolation=isolation,
                 agent_backend=backend,
             )
-            pub: Ed25519PublicKey | ECPublicKey | None = None
+            pub: Ed25519PublicKey | ECPublicKey | RSAPublicKey | None = None
             if kind == "ed25519":
                 pub = Ed25519PublicKey.from_public_bytes(public)
             elif kind in _EC_CURVES:
                 pub = ECPublicKey.from_public_bytes(_EC_CURVES[kind], public)
+            elif kind == "rsa":
+                # The PKCS#1 RSAPublicKey DER.
+                pub = RSAPublicKey.from_der(public)
             source = "pkcs11" if backend == "pkcs11" else "store"
             out.append(AgentKeyInfo(name, kind, pub, prot, source))
         r.end()

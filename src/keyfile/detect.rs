@@ -57,7 +57,7 @@ pub(super) fn detect(
     if super::openssh::looks_like_openssh(content) {
         if !Format::OpenSsh.allowed_for(kind) {
             return Err(unusable(format!(
-                "it is an OpenSSH private key file; those hold Ed25519 and EC keys, not {} \
+                "it is an OpenSSH private key file; those hold Ed25519, EC and RSA keys, not {} \
                  keys",
                 kind.name()
             )));

@@ -15,7 +15,7 @@ pub mod ssh_public;
 pub use encode::{with_encoded, write_key_file, write_key_file_with};
 pub use format::{max_file_len, Format, MAX_KEY_FILE_LEN, MAX_PRIVATE_KEY_FILE_LEN};
 pub use load::{read_passphrase_file, DecodedKeyFile, LoadError, MAX_PASSPHRASE_FILE_LEN};
-pub use rsa::{load_rsa_private_key, rsa_from_scratch, write_rsa_private_key};
+pub use rsa::{load_rsa_private_key, openssh_key_type, rsa_from_scratch, write_rsa_private_key};
 
 #[cfg(test)]
 mod tests {

@@ -232,6 +232,40 @@ pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, Fil
     })
 }
 
+/// The public key an OpenSSH private key file (`content`, PEM armored) names in its
+/// unencrypted header, and whether its private section is encrypted, without decrypting
+/// or parsing that section: what kind of key a file holds, before its passphrase is
+/// asked for. The body is decoded in a guarded region (it holds the private section too).
+pub fn header(content: &[u8]) -> Result<(SshPublicKey, bool), FileError> {
+    let body = crate::crypto::pkcs8::pem_body(content, LABEL).map_err(|e| unusable(e.0))?;
+    let decoded = SecretBuf::new_with(
+        crate::crypto::pkcs8::pem_der_len(body).map_err(|e| unusable(e.0))?,
+        |d| {
+            crate::crypto::pkcs8::pem_der_into(body, d)
+                .map_err(|e| LoadFailure::File(unusable(e.0)))
+        },
+    )
+    .map_err(LoadFailure::into_file)?;
+    let blob = decoded.bytes().map_err(memory)?;
+    let mut r = SshReader::new(blob);
+    if r.bytes(MAGIC.len()).ok() != Some(MAGIC) {
+        return Err(unusable(
+            "invalid OpenSSH private key: it does not start with \"openssh-key-v1\"",
+        ));
+    }
+    let encrypted = r.string().map_err(bad)? != b"none";
+    for _ in 0..2 {
+        r.string().map_err(bad)?;
+    }
+    if r.u32().map_err(bad)? != 1 {
+        return Err(unusable(
+            "invalid OpenSSH private key: it must hold exactly one key",
+        ));
+    }
+    let public = SshPublicKey::from_blob(r.string().map_err(bad)?).map_err(bad)?;
+    Ok((public, encrypted))
+}
+
 /// What a fill closure can fail with (a memory error or a file error).
 enum LoadFailure {
     File(FileError),

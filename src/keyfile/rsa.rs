@@ -35,6 +35,20 @@ fn check_format(format: Format) -> Result<(), LoadError> {
     }
 }
 
+/// The SSH key type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ...) of the OpenSSH
+/// private key file at `path` and whether it is encrypted, read with the key file checks
+/// into a guarded scratch region; `None` when the file is not an OpenSSH private key
+/// file. Its private section is not decrypted (see [`openssh::header`]).
+pub fn openssh_key_type(path: &Path) -> Result<Option<(&'static str, bool)>, LoadError> {
+    let scratch = read_into_scratch(path, MAX_PRIVATE_KEY_FILE_LEN)?;
+    let content = scratch.bytes()?;
+    if !looks_like_openssh(content) {
+        return Ok(None);
+    }
+    let (public, encrypted) = openssh::header(content)?;
+    Ok(Some((public.type_name(), encrypted)))
+}
+
 /// Load an RSA private key from `path` (call without the GIL): an OpenSSH key file when
 /// `format` says so or the file starts with its boundary (decrypted with `passphrase`),
 /// PEM when `format` says so or the file starts with a PEM boundary, else DER.

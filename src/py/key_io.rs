@@ -2,7 +2,7 @@
 //! `Ed25519PrivateKey`, `X25519PrivateKey`): parsing `format=`, loading a file straight
 //! into the key's region, and writing one from it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
@@ -11,7 +11,10 @@ use crate::crypto::rsa::RsaPrivateKey;
 use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
 use crate::memory::{MemoryError, SecretBuf};
 
+use pyo3::prelude::*;
+
 use super::errors::{Error, Result};
+use super::isolation_scope::detach;
 
 /// Parse `format=` for `kind`; `None` means "detect".
 pub fn parse_format(kind: KeyKind, format: Option<&str>) -> Result<Option<Format>> {
@@ -198,6 +201,19 @@ pub fn load_ec_private_key(
     let file = DecodedKeyFile::load_ec(path, curve, format, passphrase)
         .map_err(|e| load_error(path, e))?;
     ec_key_from_decoded(&file, Some(path))
+}
+
+/// `(key type, encrypted)` of an OpenSSH private key file: the SSH key type
+/// (`"ssh-ed25519"`, `"ecdsa-sha2-nistp256"`, `"ecdsa-sha2-nistp384"`, `"ssh-rsa"`) its
+/// unencrypted header names and whether its private section is encrypted; `None` for
+/// another file. Tells the command line which class loads it and whether to ask for its
+/// passphrase. The file is read with the key file checks (a missing file raises
+/// `KeyFileError`) into guarded memory; its private section is not decrypted.
+#[pyfunction]
+pub fn _openssh_key_type(py: Python<'_>, path: PathBuf) -> Result<Option<(&'static str, bool)>> {
+    detach(py, || {
+        keyfile::openssh_key_type(&path).map_err(|e| load_error(&path, e))
+    })
 }
 
 /// Parse `format=` for an RSA key: "pem", "der" or "openssh", `None` to detect.

@@ -268,6 +268,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_effective_isolation, m)?)?;
     m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
     m.add_function(wrap_pyfunction!(_key_address, m)?)?;
+    m.add_function(wrap_pyfunction!(key_io::_openssh_key_type, m)?)?;
     m.add_function(wrap_pyfunction!(keyring_store, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_invalidate, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;

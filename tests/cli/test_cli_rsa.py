@@ -1,5 +1,5 @@
 """RSA keys on the command line: ``keycell keygen rsa --bits``, ``keycell pubkey`` (PEM,
-JWK) checked against pyca, openssl's PKCS#1 files detected, and the key store's refusal."""
+JWK) checked against pyca, openssl's PKCS#1 files detected and stored in the key store."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_keygen_rsa_refusals(tmp_path: Path) -> None:
     assert "invalid choice" in r.stderr
     r = run_cli("keygen", "rsa", "-o", tmp_path / "raw", "--format", "hex")
     assert r.returncode == 2
-    assert "rsa key files are PKCS#8: --format pem or der" in r.stderr
+    assert "rsa key files are PKCS#8 or OpenSSH: --format pem, der or openssh" in r.stderr
     r = run_cli("keygen", "ec", "--bits", "2048", "-o", tmp_path / "ec")
     assert r.returncode == 2
     assert "--bits is for rsa keys" in r.stderr
@@ -60,7 +60,7 @@ def test_keygen_rsa_refusals(tmp_path: Path) -> None:
 
 
 @needs_openssl
-def test_openssl_pkcs1_files_are_detected_and_the_store_refuses_rsa(tmp_path: Path) -> None:
+def test_openssl_pkcs1_files_are_detected_and_stored(tmp_path: Path) -> None:
     pkcs1 = tmp_path / "trad.pem"
     subprocess.run(
         ["openssl", "genrsa", "-traditional", "-out", str(pkcs1), "2048"],
@@ -81,6 +81,9 @@ def test_openssl_pkcs1_files_are_detected_and_the_store_refuses_rsa(tmp_path: Pa
     m = ["--master-key-file", master]
     assert run_cli("store", "init", store, *m).returncode == 0
     r = run_cli("store", "put", store, "rsa", "--key-file", pkcs1, *m)
-    assert r.returncode == 1
-    assert "RSAPrivateKey" in r.stderr
-    assert run_cli("store", "list", store, *m).stdout == ""
+    assert r.returncode == 0, r.stderr
+    assert run_cli("store", "list", store, *m).stdout == "rsa\n"
+    out = tmp_path / "out.pem"
+    r = run_cli("store", "get", store, "rsa", "-o", out, *m)
+    assert r.returncode == 0, r.stderr
+    assert run_cli("pubkey", out).stdout.encode() == ours

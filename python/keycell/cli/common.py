@@ -18,7 +18,7 @@ from typing import Any
 
 import keycell
 
-from .._native import KeyStore, Passphrase, SecretKey, compare_digest
+from .._native import KeyStore, Passphrase, SecretKey, _openssh_key_type, compare_digest
 from ..exceptions import KeyFileError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "KINDS",
     "RSA_BITS",
     "CliError",
+    "UnknownKeyTypeError",
     "UsageError",
     "generate",
     "key_class",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 KINDS = ("secret", "ed25519", "x25519", "ec", "rsa")
-FORMATS = ("raw", "hex", "base64", "pem", "der")
+FORMATS = ("raw", "hex", "base64", "pem", "der", "openssh")
 #: The curves of ``ec`` keys (``--curve``).
 CURVES = ("P-256", "P-384")
 #: The sizes of new ``rsa`` keys (``--bits``).
@@ -61,6 +62,11 @@ class UsageError(Exception):
     """Bad combination of arguments: exit status 2."""
 
 
+class UnknownKeyTypeError(CliError):
+    """:func:`load_private` could not tell the type of a key file (``store put`` then reads
+    it as a secret key)."""
+
+
 def key_class(kind: str) -> Any:
     """The key class of a ``KINDS`` name (a :class:`CliError` when this build lacks it)."""
     cls = getattr(keycell, _KIND_CLASSES[kind], None)
@@ -74,15 +80,15 @@ def wipe(buf: bytearray) -> None:
     buf[:] = bytes(len(buf))
 
 
-def _prompt_tty(prompt: str) -> tuple[bytearray, int]:
+def _prompt_tty(
+    prompt: str, instead: str = "--passphrase-file or --master-key-file"
+) -> tuple[bytearray, int]:
     """Read one line from the controlling terminal with echo off, straight into a
-    bytearray."""
+    bytearray (``instead`` names the options to use when there is no terminal)."""
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        raise CliError(
-            "no terminal to ask for the passphrase: use --passphrase-file or --master-key-file"
-        ) from None
+        raise CliError(f"no terminal to ask for the passphrase: use {instead}") from None
     buf = bytearray(4096)
     n = 0
     try:
@@ -207,10 +213,60 @@ def generate(
     return cls.generate()
 
 
-def load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any]:
-    """``(kind, key)`` of a private key file; without ``kind`` the file must say its type
-    (PKCS#8, or SEC1 ``EC PRIVATE KEY`` / PKCS#1 ``RSA PRIVATE KEY`` as openssl writes
-    them)."""
+#: The key type of each OpenSSH key type name.
+_SSH_KINDS = {
+    "ssh-ed25519": "ed25519",
+    "ecdsa-sha2-nistp256": "ec",
+    "ecdsa-sha2-nistp384": "ec",
+    "ssh-rsa": "rsa",
+}
+
+
+@contextmanager
+def _key_passphrase(path: str, encrypted: bool, passphrase_file: str | None) -> Iterator[Any]:
+    """The passphrase of an OpenSSH key file: from ``passphrase_file`` (read by the Rust
+    core into guarded memory), else, for an encrypted file, from the terminal (a bytearray,
+    wiped on exit); ``None`` for an unencrypted file without one."""
+    if passphrase_file is not None:
+        from_file = Passphrase.from_file(passphrase_file)
+        try:
+            yield from_file
+        finally:
+            from_file.destroy()
+        return
+    if not encrypted:
+        yield None
+        return
+    buf, n = _prompt_tty(f"Passphrase for the key file {path}: ", "--key-passphrase-file")
+    try:
+        with memoryview(buf) as view, view[:n] as passphrase:
+            yield passphrase
+    finally:
+        wipe(buf)
+
+
+def load_private(
+    path: str, kind: str | None, fmt: str | None, passphrase_file: str | None = None
+) -> tuple[str, Any]:
+    """``(kind, key)`` of a private key file; without ``kind`` the file must say its type:
+    an OpenSSH private key file (``ssh-keygen``; its header names the type, and an
+    encrypted one is decrypted with the passphrase in ``passphrase_file`` or asked for on
+    the terminal), PKCS#8, or SEC1 ``EC PRIVATE KEY`` / PKCS#1 ``RSA PRIVATE KEY`` as
+    openssl writes them. A missing or unsafe file raises ``KeyFileError``."""
+    if fmt in (None, "openssh"):
+        found = _openssh_key_type(path)
+        if found is not None:
+            ssh_type, encrypted = found
+            found_kind = _SSH_KINDS[ssh_type]
+            if kind is not None and kind != found_kind:
+                raise CliError(f"{path} holds an OpenSSH {ssh_type} key, not a {kind} key")
+            with _key_passphrase(path, encrypted, passphrase_file) as passphrase:
+                cls = key_class(found_kind)
+                return found_kind, cls.from_file(path, format="openssh", passphrase=passphrase)
+        if fmt == "openssh":
+            raise CliError(f"{path} is not an OpenSSH private key file")
+    if passphrase_file is not None:
+        raise UsageError("--key-passphrase-file is for encrypted OpenSSH key files")
     if kind is not None:
         return kind, key_class(kind).from_file(path, format=fmt)
     # Without --type only self-describing PKCS#8 (and SEC1) files can be told apart.
@@ -223,9 +279,9 @@ def load_private(path: str, kind: str | None, fmt: str | None) -> tuple[str, Any
             except KeyFileError as exc:
                 if type(exc) is not KeyFileError:
                     raise
-    raise CliError(
-        f"cannot tell the key type of {path}: it is not a PKCS#8 Ed25519/X25519, EC or "
-        "RSA key; pass --type"
+    raise UnknownKeyTypeError(
+        f"cannot tell the key type of {path}: it is not an OpenSSH or PKCS#8 "
+        "Ed25519/X25519, EC or RSA key; pass --type"
     )
 
 

@@ -36,8 +36,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if args.print_uri:
         raise UsageError("--print-uri is for otp keys")
     fmt = args.format or ("raw" if args.kind == "secret" else "pem")
-    if args.kind in ("ec", "rsa") and fmt not in ("pem", "der"):
-        raise UsageError(f"{args.kind} key files are PKCS#8: --format pem or der")
+    if args.kind in ("ec", "rsa") and fmt not in ("pem", "der", "openssh"):
+        raise UsageError(f"{args.kind} key files are PKCS#8 or OpenSSH: --format pem, der or openssh")
     key = generate(args.kind, args.length, args.curve, args.bits)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)
@@ -108,8 +108,8 @@ def _add_keygen(sub: Any) -> None:
             "Generate a key from the OS CSPRNG into guarded memory and write it to FILE "
             "atomically (mode 0600; never replaces an existing file unless --force). "
             "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519/ec/rsa "
-            "(ec, rsa: PEM or DER only; --curve P-256 or P-384, default P-256; --bits "
-            "2048, 3072 or 4096, default 3072)."
+            "(ec, rsa: PEM, DER or an unencrypted OpenSSH file; --curve P-256 or P-384, "
+            "default P-256; --bits 2048, 3072 or 4096, default 3072)."
         ),
     )
     p.add_argument("kind", choices=(*KINDS, "otp"), help="key type (otp: a 20-byte secret)")

@@ -15,6 +15,7 @@ from .common import (
     KINDS,
     RSA_BITS,
     CliError,
+    UnknownKeyTypeError,
     UsageError,
     generate,
     key_class,
@@ -56,22 +57,27 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
         raise UsageError("--curve is for --generate ec (a key file says its curve)")
     if args.bits is not None and args.generate is None:
         raise UsageError("--bits is for --generate rsa")
+    if args.key_passphrase_file is not None and args.key_file is None:
+        raise UsageError("--key-passphrase-file is for --key-file")
     if args.key_file is not None:
         key = None
-        if args.type is None and args.format in (None, "pem", "der"):
-            # A PKCS#8 file says its type; anything else without --type is a secret key.
+        pass_file = args.key_passphrase_file
+        if args.type is None and args.format in (None, "pem", "der", "openssh"):
+            # An OpenSSH or PKCS#8 file (or SEC1, PKCS#1 PEM) says its type; anything else
+            # without --type is a secret key. A missing or unsafe file raises here.
             try:
-                _, key = load_private(args.key_file, None, args.format)
-            except CliError:
-                if args.format is not None:
+                _, key = load_private(args.key_file, None, args.format, pass_file)
+            except UnknownKeyTypeError:
+                if args.format is not None or pass_file is not None:
                     raise
+        elif args.type not in (None, "secret"):
+            _, key = load_private(args.key_file, args.type, args.format, pass_file)
         if key is None:
-            kind = args.type or "secret"
-            cls = key_class(kind)
-            if kind == "secret":
-                key = cls.from_file(args.key_file, format=args.format, length=args.length)
-            else:
-                key = cls.from_file(args.key_file, format=args.format)
+            if pass_file is not None:
+                raise UsageError("--key-passphrase-file is for encrypted OpenSSH key files")
+            key = key_class("secret").from_file(
+                args.key_file, format=args.format, length=args.length
+            )
     else:
         key = generate(args.generate, args.length, args.curve, args.bits)
     try:
@@ -164,12 +170,25 @@ def register(sub: Any) -> None:
 
     p = action("put", "add a key to the store", _cmd_store_put)
     p.add_argument("name", metavar="NAME", help="entry name")
-    p.add_argument("--key-file", metavar="FILE", help="read the key from FILE")
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="read the key from FILE (an OpenSSH private key file such as ~/.ssh/id_ed25519, "
+        "~/.ssh/id_ecdsa or ~/.ssh/id_rsa, PKCS#8, SEC1 or PKCS#1 PEM or DER, or a secret key "
+        "file)",
+    )
+    p.add_argument(
+        "--key-passphrase-file",
+        metavar="FILE",
+        help="the passphrase of an encrypted OpenSSH --key-file (mode 0600; one trailing "
+        "newline dropped; asked on the terminal when not given); --passphrase-file stays the "
+        "store's",
+    )
     p.add_argument(
         "--type",
         choices=KINDS,
-        help="type of the key in --key-file (default: the type a PKCS#8 or SEC1 file "
-        "names, else secret)",
+        help="type of the key in --key-file (default: the type an OpenSSH, PKCS#8, SEC1 or "
+        "PKCS#1 file names, else secret)",
     )
     p.add_argument("--format", choices=FORMATS, help="format of --key-file (default: detect)")
     p.add_argument("--generate", choices=KINDS, metavar="TYPE", help="generate a new key")
