@@ -494,11 +494,20 @@ mod tests {
         .expect("store");
         let rsa = RsaPrivateKey::generate(2048).expect("rsa");
         store
-            .put("r", KeyKind::Rsa, false, rsa.pkcs1_der().expect("der"), false)
+            .put(
+                "r",
+                KeyKind::Rsa,
+                false,
+                rsa.pkcs1_der().expect("der"),
+                false,
+            )
             .expect("put");
         let keys = KeySet::load(&mut store).expect("load");
         let e = &keys.entries()[0];
-        assert_eq!((e.name.as_str(), e.kind(), e.source()), ("r", "rsa", "store"));
+        assert_eq!(
+            (e.name.as_str(), e.kind(), e.source()),
+            ("r", "rsa", "store")
+        );
         assert_eq!(e.public(), rsa.public().pkcs1_der());
         let key = SshPublicKey::from_blob(e.blob().expect("blob")).expect("blob");
         assert_eq!(
@@ -511,7 +520,11 @@ mod tests {
         for (flags, name, hash) in [
             (wire::RSA_SHA2_256, "rsa-sha2-256", Hash::Sha256),
             (wire::RSA_SHA2_512, "rsa-sha2-512", Hash::Sha512),
-            (wire::RSA_SHA2_256 | wire::RSA_SHA2_512, "rsa-sha2-256", Hash::Sha256),
+            (
+                wire::RSA_SHA2_256 | wire::RSA_SHA2_512,
+                "rsa-sha2-256",
+                Hash::Sha256,
+            ),
         ] {
             e.check_sign_flags(flags).expect("flags");
             let blob = e.sign(b"msg", flags).expect("sign");

@@ -30,16 +30,17 @@ pub fn with_encoded<T>(
     use crate::encoding::{base64_encode_into, base64_encoded_len, hex_encode_into};
     check_format_allowed(format, kind)?;
     if passphrase.is_some() && format != Format::OpenSsh {
-        return Err(unusable(
-            "a passphrase encrypts only OpenSSH key files (format \"openssh\")",
-        )
-        .into());
+        return Err(
+            unusable("a passphrase encrypts only OpenSSH key files (format \"openssh\")").into(),
+        );
     }
     let scratch = match (format, kind.algorithm()) {
         (Format::Raw, _) => return sink(key),
         (Format::OpenSsh, _) => encode_openssh(kind, key, passphrase)?,
         (Format::Der | Format::Pem, None) if kind == KeyKind::Rsa => {
-            return Err(unusable("internal error: RSA key files are written by keyfile::rsa").into())
+            return Err(
+                unusable("internal error: RSA key files are written by keyfile::rsa").into(),
+            )
         }
         (Format::Hex, _) => encode_text(2 * key.len(), |d| {
             hex_encode_into(key, d).map_err(encoding_failed)

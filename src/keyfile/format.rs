@@ -9,11 +9,7 @@ use crate::crypto::key_kind::KeyKind;
 pub fn max_file_len(kind: KeyKind) -> usize {
     match kind {
         KeyKind::Secret => MAX_KEY_FILE_LEN,
-        KeyKind::Ed25519
-        | KeyKind::X25519
-        | KeyKind::EcP256
-        | KeyKind::EcP384
-        | KeyKind::Rsa => {
+        KeyKind::Ed25519 | KeyKind::X25519 | KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::Rsa => {
             MAX_PRIVATE_KEY_FILE_LEN
         }
     }

@@ -474,8 +474,13 @@ const WRITE_SALT_LEN: usize = 16;
 /// The private key as the private section holds it: the Ed25519 seed, the EC scalar, or
 /// an RSA key's components borrowed from its PKCS#1 DER (in the key's guarded region).
 enum PrivatePart<'a> {
-    Ed25519 { seed: &'a [u8], public: &'a [u8; 32] },
-    Ecdsa { scalar: &'a [u8] },
+    Ed25519 {
+        seed: &'a [u8],
+        public: &'a [u8; 32],
+    },
+    Ecdsa {
+        scalar: &'a [u8],
+    },
     Rsa(rsa::pkcs1::RsaPrivateKey<'a>),
 }
 
@@ -523,7 +528,12 @@ impl<'a> PrivatePart<'a> {
 
 /// Length of the private section [`private_section`] writes: check integers, the key,
 /// `comment`, padding to `block` bytes.
-fn section_len(public: &SshPublicKey, part: &PrivatePart<'_>, comment: &[u8], block: usize) -> usize {
+fn section_len(
+    public: &SshPublicKey,
+    part: &PrivatePart<'_>,
+    comment: &[u8],
+    block: usize,
+) -> usize {
     let key = match part {
         // The public blob (type, key), then `string seed || public`.
         PrivatePart::Ed25519 { .. } => public.blob().len() + 4 + 64,
@@ -531,7 +541,11 @@ fn section_len(public: &SshPublicKey, part: &PrivatePart<'_>, comment: &[u8], bl
         PrivatePart::Ecdsa { .. } => public.blob().len(),
         // The type, then the six mpints.
         PrivatePart::Rsa(_) => 4 + RSA.len(),
-    } + part.mpints().iter().map(|m| 4 + mpint_len(m)).sum::<usize>();
+    } + part
+        .mpints()
+        .iter()
+        .map(|m| 4 + mpint_len(m))
+        .sum::<usize>();
     let raw = 8 + key + 4 + comment.len();
     raw.div_ceil(block) * block
 }
@@ -879,7 +893,9 @@ mod tests {
                     assert_eq!(o.string().expect("salt").len(), 16);
                     assert_eq!(o.u32().expect("rounds"), super::WRITE_BCRYPT_ROUNDS);
                     assert_eq!(super::WRITE_BCRYPT_ROUNDS, 16);
-                    let e = super::read(&text, Some(b"wrong horse")).err().expect("wrong");
+                    let e = super::read(&text, Some(b"wrong horse"))
+                        .err()
+                        .expect("wrong");
                     assert!(format!("{e:?}").contains("wrong passphrase"), "{e:?}");
                     assert!(super::read(&text, None).is_err());
                 } else {

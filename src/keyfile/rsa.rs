@@ -140,10 +140,9 @@ pub fn write_rsa_private_key(
         );
     }
     if passphrase.is_some() {
-        return Err(unusable(
-            "a passphrase encrypts only OpenSSH key files (format \"openssh\")",
-        )
-        .into());
+        return Err(
+            unusable("a passphrase encrypts only OpenSSH key files (format \"openssh\")").into(),
+        );
     }
     let encoding = PrivateEncoding {
         pkcs8: !traditional,

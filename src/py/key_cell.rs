@@ -397,7 +397,14 @@ impl<K: CellKey> KeyCell<K> {
         self.check_exportable()?;
         detach(py, || {
             let live = self.live()?;
-            key_io::write(path, kind, format, live.key().secret()?, passphrase, overwrite)
+            key_io::write(
+                path,
+                kind,
+                format,
+                live.key().secret()?,
+                passphrase,
+                overwrite,
+            )
         })
     }
 

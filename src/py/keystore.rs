@@ -19,8 +19,8 @@ use pyo3::types::PyDict;
 
 use crate::crypto::argon2::Argon2Params;
 use crate::crypto::key_kind::KeyKind;
-use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::rsa::RsaPrivateKey;
+use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::{ec, ed25519, x25519};
 use crate::memory::fork::ProcessStamp;
 use crate::memory::SecretBuf;

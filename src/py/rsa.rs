@@ -204,8 +204,7 @@ impl RSAPrivateKey {
         passphrase: Option<&Bound<'_, PyAny>>,
         overwrite: bool,
     ) -> Result<()> {
-        let format =
-            key_io::parse_rsa_format(Some(format))?.unwrap_or(crate::keyfile::Format::Pem);
+        let format = key_io::parse_rsa_format(Some(format))?.unwrap_or(crate::keyfile::Format::Pem);
         let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
         self.cell.check_exportable()?;
         let cell = &self.cell;

@@ -705,12 +705,20 @@ mod tests {
     fn rsa_entries_round_trip() {
         let d = crate::test_dir::fresh("store-test");
         let path = d.join("r.kcs");
-        let mut s = Store::create(&path, Master::Key(&[8u8; 32]), None, lock::DEFAULT_LOCK_TIMEOUT)
-            .expect("create");
+        let mut s = Store::create(
+            &path,
+            Master::Key(&[8u8; 32]),
+            None,
+            lock::DEFAULT_LOCK_TIMEOUT,
+        )
+        .expect("create");
         let der = vec![0x30u8; 1200];
         s.put("r", KeyKind::Rsa, false, &der, false).expect("put");
         let e = s.get("r").expect("get");
-        assert_eq!((e.kind(), e.exportable(), e.len()), (KeyKind::Rsa, false, 1200));
+        assert_eq!(
+            (e.kind(), e.exportable(), e.len()),
+            (KeyKind::Rsa, false, 1200)
+        );
         assert_eq!(get(&mut s, "r").expect("r"), der);
         let file = format::parse(&std::fs::read(&path).expect("read")).expect("parse");
         assert_eq!(format::kind_code(file.entries[0].kind), 6);

@@ -8,13 +8,24 @@ work through the agent; the policy applies to RSA keys as to the others."""
 
 from __future__ import annotations
 
-import json
+import base64
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
-from agent_support import Agent, AuditFiles, Signer, Store, frame, make_store, policy_args
-from agent_support import recv_reply, string, write_policy
+from agent_support import (
+    Agent,
+    AuditFiles,
+    Signer,
+    Store,
+    frame,
+    make_store,
+    policy_args,
+    recv_reply,
+    string,
+    write_policy,
+)
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -36,8 +47,6 @@ def add_rsa(st: Store, name: str, *, exportable: bool = True) -> str:
 
 
 def blob_of(line: str) -> bytes:
-    import base64
-
     return base64.b64decode(line.split()[1])
 
 
@@ -96,8 +105,9 @@ def test_wire_flags_select_the_hash_and_sha1_is_refused(tmp_path: Path) -> None:
         assert parse_signature(reply)[0] == b"rsa-sha2-512"
         agent.wait_log("SHA-1 ssh-rsa signatures are refused")
     signs = events(audited, "agent.sign")
+    allowed, refused = ("rsa", "rsa", "allowed"), ("rsa", "rsa", "refused")
     assert [(e["key"], e["key_type"], e["result"]) for e in signs] == (
-        [("rsa", "rsa", "allowed")] * 3 + [("rsa", "rsa", "refused")] * 3 + [("rsa", "rsa", "allowed")]
+        [allowed] * 3 + [refused] * 3 + [allowed]
     )
     for e in signs[3:6]:
         assert "SHA-1 ssh-rsa signatures are refused" in str(e["reason"])
@@ -105,8 +115,6 @@ def test_wire_flags_select_the_hash_and_sha1_is_refused(tmp_path: Path) -> None:
 
 
 def test_ssh_add_lists_and_ssh_keygen_signs(tmp_path: Path) -> None:
-    import subprocess
-
     st = make_store(tmp_path, ed25519=("ed",), secrets=())
     line = add_rsa(st, "rsa")
     assert line.startswith("ssh-rsa ")
@@ -201,4 +209,3 @@ def test_ssh_login_with_an_rsa_key(tmp_path: Path) -> None:
     signs = [(e["key"], e["key_type"], e["result"]) for e in events(audited, "agent.sign")]
     assert signs == [("deploy", "rsa", "allowed")]
     assert audited.verify(checkpoint=None).valid
-    print(json.dumps(signs))

@@ -477,17 +477,6 @@ def test_protection_is_reported(key: RSAPrivateKey) -> None:
     assert not p.read_only_idle  # the secret heap stays writable
 
 
-def test_backends_that_do_not_hold_rsa_keys_refuse_them(key: RSAPrivateKey, tmp_path: Path) -> None:
-    """The key store knows no RSA keys yet (its entry format has no RSA type): a typed
-    ``TypeError`` naming the types it takes, never a crash or a silent conversion."""
-    from keycell import KeyStore
-
-    with KeyStore.create(tmp_path / "s.kcs", master=bytearray(b"correct horse")) as store:
-        with pytest.raises(TypeError, match="RSAPrivateKey"):
-            store.put("rsa", key)  # type: ignore[arg-type]
-        assert "rsa" not in store
-
-
 @pytest.mark.parametrize("how", ["fork", "raw-fork-syscall"])
 def test_fork_child_cannot_use_the_key_and_makes_its_own(how: str) -> None:
     """A child cannot use a parent's key (ForkedKeyError), may destroy it, and can make,

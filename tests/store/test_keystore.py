@@ -174,7 +174,7 @@ def test_put_refuses_other_objects_and_destroyed_keys(tmp_path: Path) -> None:
     ed = Ed25519PrivateKey.generate()
     pem = ed.public_key().public_bytes_pem()
     for bad in (ed.public_key(), Ed25519PublicKey.from_pem(pem), b"\x00" * 32, None):
-        with pytest.raises(TypeError, match="X25519PrivateKey or ECPrivateKey"):
+        with pytest.raises(TypeError, match="ECPrivateKey or RSAPrivateKey"):
             store.put("k", bad)
     for key in (ed, X25519PrivateKey.generate()):
         key.destroy()

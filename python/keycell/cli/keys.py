@@ -37,7 +37,9 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         raise UsageError("--print-uri is for otp keys")
     fmt = args.format or ("raw" if args.kind == "secret" else "pem")
     if args.kind in ("ec", "rsa") and fmt not in ("pem", "der", "openssh"):
-        raise UsageError(f"{args.kind} key files are PKCS#8 or OpenSSH: --format pem, der or openssh")
+        raise UsageError(
+            f"{args.kind} key files are PKCS#8 or OpenSSH: --format pem, der or openssh"
+        )
     key = generate(args.kind, args.length, args.curve, args.bits)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)
