@@ -165,3 +165,28 @@ def test_an_unencrypted_openssh_file_with_a_passphrase_is_refused(
                 *m)  # fmt: skip
     assert r.returncode == 2
     assert "--key-passphrase-file is for --key-file" in r.stderr
+
+
+def test_keygen_and_store_get_write_openssh_files(
+    tmp_path: Path, store: tuple[Path, list[str]]
+) -> None:
+    """``keycell keygen rsa|ec --format openssh`` and ``store get --format openssh`` write
+    OpenSSH files ``ssh-keygen -y`` reads, and ``store put`` takes them back."""
+    path, m = store
+    for kind, extra in (("rsa", ["--bits", "2048"]), ("ec", ["--curve", "P-384"])):
+        f = tmp_path / f"id_{kind}"
+        r = run_cli("keygen", kind, *extra, "--format", "openssh", "-o", f)
+        assert r.returncode == 0, r.stderr
+        r1 = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(f)], capture_output=True, text=True, check=False
+        )
+        assert r1.returncode == 0, r1.stderr
+        assert run_cli("store", "put", path, kind, "--key-file", f, *m).returncode == 0
+        out = tmp_path / f"out_{kind}"
+        r = run_cli("store", "get", path, kind, "-o", out, "--format", "openssh", *m)
+        assert r.returncode == 0, r.stderr
+        r2 = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(out)], capture_output=True, text=True, check=False
+        )
+        assert r2.returncode == 0, r2.stderr
+        assert r2.stdout.split()[:2] == r1.stdout.split()[:2]
