@@ -18,6 +18,7 @@ its connection), reconnects once when the agent closed the connection, and raise
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import struct
@@ -45,6 +46,7 @@ __all__ = [
     "AgentHandle",
     "AgentKeyInfo",
     "AgentProtection",
+    "AgentRSAKey",
     "AgentSecretKey",
     "connect",
     "serve",
@@ -283,6 +285,11 @@ class AgentClient:
                 return AgentECKey(self, k)
         raise AgentRefusedError(f"the agent has no EC key {name!r} this process may use")
 
+    def rsa(self, name: str) -> AgentRSAKey:
+        """A handle of the agent's RSA key ``name`` (``AgentRefusedError`` if the agent has
+        none this process may use)."""
+        return AgentRSAKey(self, self._info(name, "rsa"))
+
     def secret(self, name: str) -> AgentSecretKey:
         """A handle of the agent's secret key ``name``."""
         return AgentSecretKey(self, self._info(name, "secret"))
@@ -423,6 +430,73 @@ def _der_len(n: int) -> bytes:
 def _der_sequence(*parts: bytes) -> bytes:
     body = b"".join(parts)
     return b"\x30" + _der_len(len(body)) + body
+
+
+#: The sign request flags of RFC 8332's RSA signatures, by hash.
+_RSA_FLAGS = {"sha256": (2, b"rsa-sha2-256"), "sha512": (4, b"rsa-sha2-512")}
+
+
+class AgentRSAKey(RefusesText):
+    """An RSA private key held by the agent: ``sign``, ``public_key`` and ``key_size`` as
+    :class:`keycell.RSAPrivateKey` (so it is a :class:`keycell.RSASigner`), for the
+    signatures an SSH agent makes: RSASSA-PKCS1-v1_5 with SHA-256 or SHA-512 (RFC 8332's
+    ``rsa-sha2-256`` and ``rsa-sha2-512``). Pass ``padding="pkcs1v15"``: PSS (the default of
+    local keys) and SHA-384 raise ``ValueError``, as the SSH agent protocol has no request
+    for them."""
+
+    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+        assert isinstance(info.public_key, RSAPublicKey)
+        self._client = client
+        self.name = info.name
+        self._public = info.public_key
+        self._blob = base64.b64decode(info.public_key.to_openssh().split()[1])
+        self.protection = info.protection
+
+    def __repr__(self) -> str:
+        return f"<AgentRSAKey {self.name!r} ({self.key_size} bits) at {self._client.path!r}>"
+
+    @property
+    def key_size(self) -> int:
+        """The modulus size in bits."""
+        return self._public.key_size
+
+    def public_key(self) -> RSAPublicKey:
+        """The public key."""
+        return self._public
+
+    def sign(
+        self,
+        data: Buffer,
+        *,
+        padding: Literal["pss", "pkcs1v15"] = "pss",
+        hash: Literal["sha256", "sha384", "sha512"] = "sha256",
+    ) -> bytes:
+        """Sign ``data`` in the agent: ``padding="pkcs1v15"`` with ``hash`` "sha256" or
+        "sha512"; returns the signature (the modulus length)."""
+        if padding != "pkcs1v15":
+            raise ValueError(
+                'an agent RSA key signs with padding="pkcs1v15" only (the SSH agent protocol '
+                f"asks for rsa-sha2-256 or rsa-sha2-512), not {padding!r}"
+            )
+        if hash not in _RSA_FLAGS:
+            raise ValueError(f'an agent RSA key signs with "sha256" or "sha512", not {hash!r}')
+        flags, name = _RSA_FLAGS[hash]
+        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data))
+        reply = self._client.request(msg + struct.pack(">I", flags))
+        if reply[0] == _FAILURE:
+            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
+        if reply[0] != _SIGN_RESPONSE:
+            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
+        r = _Reader(reply[1:])
+        inner = _Reader(r.string())
+        r.end()
+        if inner.string() != name:
+            raise AgentProtocolError(f"the agent's signature is not an {name.decode()} one")
+        sig = inner.string()
+        inner.end()
+        if len(sig) != (self.key_size + 7) // 8:
+            raise AgentProtocolError("the agent's RSA signature is not the modulus length")
+        return sig
 
 
 class AgentSecretKey(RefusesText):

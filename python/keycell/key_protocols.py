@@ -19,8 +19,9 @@ True
 :class:`ECSigner` is the sibling for ECDSA keys (P-256, P-384): a local
 :class:`~keycell.ECPrivateKey` or a token key (``token.ec_private_key(...)``), and agent EC
 keys as they come, with the same methods; :class:`RSASigner` the one for RSA signing keys
-(a local :class:`~keycell.RSAPrivateKey` today). They are protocols of their own rather
-than one generic ``Signer`` because the calls differ: an ECDSA signature has two encodings
+(a local :class:`~keycell.RSAPrivateKey`, a token key, or an agent RSA key, which signs
+``padding="pkcs1v15"`` with SHA-256 or SHA-512 only, as the SSH agent protocol asks).
+They are protocols of their own rather than one generic ``Signer`` because the calls differ: an ECDSA signature has two encodings
 (``encoding="der"`` or ``"raw"``), an RSA one a padding and a hash, and the public keys
 are different classes that a caller verifies with different arguments.
 

@@ -4,7 +4,8 @@ lines (the ones ``RSAPublicKey.to_openssh()`` writes); a sign request with
 ``rsa-sha2-512`` signature (RSASSA-PKCS1-v1_5, RFC 8332) that pyca verifies; one with
 neither flag (a SHA-1 ``ssh-rsa`` signature) gets ``SSH_AGENT_FAILURE`` and an audit record
 saying why, without using up a policy's count; ``ssh-keygen -Y sign`` and an ``ssh`` login
-work through the agent; the policy applies to RSA keys as to the others."""
+work through the agent; the policy applies to RSA keys as to the others; the Python client
+lists them and signs with them (``client.rsa(name)``, an ``RSASigner``)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from keycell import RSAPrivateKey, RSAPublicKey
+from keycell import AgentRefusedError, RSAPrivateKey, RSAPublicKey, RSASigner
 from sshd_support import NEEDS_SSHD, agent_key_line, login, sshd
 
 FAILURE, SIGN_RESPONSE = 5, 14
@@ -143,8 +144,8 @@ def test_ssh_add_lists_and_ssh_keygen_signs(tmp_path: Path) -> None:
     assert verify(b"release 1.2.4\n").returncode != 0
 
 
-def test_list_reports_rsa_keys(tmp_path: Path) -> None:
-    st = make_store(tmp_path, ed25519=(), secrets=())
+def test_the_python_client_lists_and_signs_with_rsa_keys(tmp_path: Path) -> None:
+    st = make_store(tmp_path, ed25519=(), secrets=("mac",))
     line = add_rsa(st, "rsa", exportable=False)
     with Agent(st) as agent, agent.client() as c:
         info = {k.name: k for k in c.keys()}["rsa"]
@@ -153,6 +154,23 @@ def test_list_reports_rsa_keys(tmp_path: Path) -> None:
         assert info.public_key.to_openssh() == line
         assert info.source == "store"
         assert info.protection.locked
+        key = c.rsa("rsa")
+        assert isinstance(key, RSASigner)
+        assert key.public_key() == info.public_key
+        assert key.key_size == 2048
+        for hash_ in ("sha256", "sha512"):
+            sig = key.sign(b"signed in the agent", padding="pkcs1v15", hash=hash_)
+            key.public_key().verify(sig, b"signed in the agent", padding="pkcs1v15", hash=hash_)
+        with pytest.raises(ValueError, match='padding="pkcs1v15" only'):
+            key.sign(b"m")
+        with pytest.raises(ValueError, match="sha256"):
+            key.sign(b"m", padding="pkcs1v15", hash="sha384")
+        with pytest.raises(AgentRefusedError, match="not rsa"):
+            c.rsa("mac")
+        with pytest.raises(AgentRefusedError, match="no rsa key"):
+            c.rsa("missing")
+        with pytest.raises(TypeError):
+            str(key)
         assert agent.stop() == 0
 
 
