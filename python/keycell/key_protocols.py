@@ -21,9 +21,10 @@ True
 keys as they come, with the same methods; :class:`RSASigner` the one for RSA signing keys
 (a local :class:`~keycell.RSAPrivateKey`, a token key, or an agent RSA key, which signs
 ``padding="pkcs1v15"`` with SHA-256 or SHA-512 only, as the SSH agent protocol asks).
-They are protocols of their own rather than one generic ``Signer`` because the calls differ: an ECDSA signature has two encodings
-(``encoding="der"`` or ``"raw"``), an RSA one a padding and a hash, and the public keys
-are different classes that a caller verifies with different arguments.
+They are protocols of their own rather than one generic ``Signer`` because the calls
+differ: an ECDSA signature has two encodings (``encoding="der"`` or ``"raw"``), an RSA one
+a padding and a hash, and the public keys are different classes that a caller verifies
+with different arguments.
 
 The protocols are ``runtime_checkable``: ``isinstance`` checks that the methods and
 attributes exist (not their signatures; a type checker checks those). ``ECSigner`` also
