@@ -152,22 +152,8 @@ fn printable_name(name: &[u8]) -> String {
 /// Decode the OpenSSH private key file `content` (PEM armored) and find its private key,
 /// decrypting the private section with `passphrase` if it is encrypted.
 pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, FileError> {
-    let body = crate::crypto::pkcs8::pem_body(content, LABEL).map_err(|e| unusable(e.0))?;
-    let decoded = SecretBuf::new_with(
-        crate::crypto::pkcs8::pem_der_len(body).map_err(|e| unusable(e.0))?,
-        |d| {
-            crate::crypto::pkcs8::pem_der_into(body, d)
-                .map_err(|e| LoadFailure::File(unusable(e.0)))
-        },
-    )
-    .map_err(LoadFailure::into_file)?;
-    let blob = decoded.bytes().map_err(memory)?;
-    let mut r = SshReader::new(blob);
-    if r.bytes(MAGIC.len()).ok() != Some(MAGIC) {
-        return Err(unusable(
-            "invalid OpenSSH private key: it does not start with \"openssh-key-v1\"",
-        ));
-    }
+    let decoded = decode_body(content)?;
+    let mut r = binary_reader(&decoded)?;
     let cipher = Cipher::from_name(r.string().map_err(bad)?)?;
     let kdf = r.string().map_err(bad)?;
     let kdf_options = r.string().map_err(bad)?;
@@ -237,22 +223,8 @@ pub fn read(content: &[u8], passphrase: Option<&[u8]>) -> Result<OpenSshKey, Fil
 /// or parsing that section: what kind of key a file holds, before its passphrase is
 /// asked for. The body is decoded in a guarded region (it holds the private section too).
 pub fn header(content: &[u8]) -> Result<(SshPublicKey, bool), FileError> {
-    let body = crate::crypto::pkcs8::pem_body(content, LABEL).map_err(|e| unusable(e.0))?;
-    let decoded = SecretBuf::new_with(
-        crate::crypto::pkcs8::pem_der_len(body).map_err(|e| unusable(e.0))?,
-        |d| {
-            crate::crypto::pkcs8::pem_der_into(body, d)
-                .map_err(|e| LoadFailure::File(unusable(e.0)))
-        },
-    )
-    .map_err(LoadFailure::into_file)?;
-    let blob = decoded.bytes().map_err(memory)?;
-    let mut r = SshReader::new(blob);
-    if r.bytes(MAGIC.len()).ok() != Some(MAGIC) {
-        return Err(unusable(
-            "invalid OpenSSH private key: it does not start with \"openssh-key-v1\"",
-        ));
-    }
+    let decoded = decode_body(content)?;
+    let mut r = binary_reader(&decoded)?;
     let encrypted = r.string().map_err(bad)? != b"none";
     for _ in 0..2 {
         r.string().map_err(bad)?;
@@ -264,6 +236,30 @@ pub fn header(content: &[u8]) -> Result<(SshPublicKey, bool), FileError> {
     }
     let public = SshPublicKey::from_blob(r.string().map_err(bad)?).map_err(bad)?;
     Ok((public, encrypted))
+}
+
+/// The base64 body of the armored file `content`, decoded into a guarded region.
+fn decode_body(content: &[u8]) -> Result<SecretBuf, FileError> {
+    let body = crate::crypto::pkcs8::pem_body(content, LABEL).map_err(|e| unusable(e.0))?;
+    SecretBuf::new_with(
+        crate::crypto::pkcs8::pem_der_len(body).map_err(|e| unusable(e.0))?,
+        |d| {
+            crate::crypto::pkcs8::pem_der_into(body, d)
+                .map_err(|e| LoadFailure::File(unusable(e.0)))
+        },
+    )
+    .map_err(LoadFailure::into_file)
+}
+
+/// A reader over the decoded body, past its `openssh-key-v1` magic.
+fn binary_reader(decoded: &SecretBuf) -> Result<SshReader<'_>, FileError> {
+    let mut r = SshReader::new(decoded.bytes().map_err(memory)?);
+    if r.bytes(MAGIC.len()).ok() != Some(MAGIC) {
+        return Err(unusable(
+            "invalid OpenSSH private key: it does not start with \"openssh-key-v1\"",
+        ));
+    }
+    Ok(r)
 }
 
 /// What a fill closure can fail with (a memory error or a file error).
@@ -942,6 +938,23 @@ mod tests {
         let mut bin = vec![0u8; crate::encoding::base64_decoded_len(&body).expect("len")];
         crate::encoding::base64_decode_into(&body, &mut bin).expect("b64");
         bin
+    }
+
+    /// The header names the key type and whether the file is encrypted, without the
+    /// passphrase; a file that is not OpenSSH is refused.
+    #[test]
+    fn the_header_tells_the_key_type_and_encryption() {
+        for (name, _, files, pub_line) in FILES {
+            let (public, _) = SshPublicKey::from_line(pub_line).expect("pub line");
+            for (i, data) in files.iter().enumerate() {
+                let (found, encrypted) = super::header(data).expect(name);
+                assert_eq!((found, encrypted), (public.clone(), i > 0), "{name}");
+            }
+        }
+        assert!(
+            super::header(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
     }
 
     /// A passphrase with another format, and formats OpenSSH files do not take, are
