@@ -190,3 +190,15 @@ def test_keygen_and_store_get_write_openssh_files(
         )
         assert r2.returncode == 0, r2.stderr
         assert r2.stdout.split()[:2] == r1.stdout.split()[:2]
+
+
+def test_pubkey_reads_encrypted_openssh_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_rsa"
+    line = ssh_keygen(key_file, ["-t", "rsa", "-b", "2048"], PASS)
+    pf = write_private(tmp_path / "pf", PASS.encode() + b"\n")
+    r = run_cli("pubkey", key_file, "--ssh", "--key-passphrase-file", pf)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == line
+    r = run_cli("pubkey", key_file, "--ssh", start_new_session=True)
+    assert r.returncode == 1
+    assert "--key-passphrase-file" in r.stderr

@@ -78,7 +78,7 @@ def jwk(kind: str, pub: Any) -> dict[str, str]:
 
 
 def _cmd_pubkey(args: argparse.Namespace) -> int:
-    kind, key = load_private(args.file, args.type, args.format)
+    kind, key = load_private(args.file, args.type, args.format, args.key_passphrase_file)
     try:
         pub = key.public_key()
         if args.ssh:
@@ -139,14 +139,21 @@ def _add_pubkey(sub: Any) -> None:
             "Load a private key file into guarded memory and print its public key: hex "
             "(default; ec: the uncompressed X9.62 point; rsa: PEM), SubjectPublicKeyInfo "
             "PEM (--pem) or a JSON Web Key (--jwk: RFC 7518 EC with crv, x, y and RSA with "
-            "n, e; RFC 8037 OKP for ed25519/x25519) or an OpenSSH line (--ssh). PKCS#8 "
-            "(and SEC1 EC, PKCS#1 RSA) "
-            "files carry their type; raw, hex and base64 files need --type."
+            "n, e; RFC 8037 OKP for ed25519/x25519) or an OpenSSH line (--ssh). OpenSSH "
+            "private key files (ssh-keygen; encrypted ones with --key-passphrase-file or a "
+            "terminal prompt), PKCS#8 (and SEC1 EC, PKCS#1 RSA) files carry their type; raw, "
+            "hex and base64 files need --type."
         ),
     )
     p.add_argument("file", metavar="FILE", help="private key file")
     p.add_argument("--type", choices=("ed25519", "x25519", "ec", "rsa"), help="key type")
     p.add_argument("--format", choices=FORMATS, help="file format (default: detect)")
+    p.add_argument(
+        "--key-passphrase-file",
+        metavar="FILE",
+        help="the passphrase of an encrypted OpenSSH FILE (asked on the terminal when not "
+        "given)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--pem", action="store_true", help="print PEM instead of hex")
     out.add_argument("--jwk", action="store_true", help="print a JWK (one line of JSON)")
