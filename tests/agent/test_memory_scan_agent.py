@@ -1,7 +1,7 @@
 """Memory scans of the agent (tests/memscan.py): after serving signatures and HMACs, the
-agent's copies of every key (the Ed25519 seed and its expanded secret, the secret keys) lie
-only in locked, dump-excluded memory; after ``stop()`` (what SIGTERM runs) none is left
-anywhere in the process."""
+agent's copies of every key (the Ed25519 seed and its expanded secret, the secret keys, an
+RSA key's private components) lie only in locked, dump-excluded memory; after ``stop()``
+(what SIGTERM runs) none is left anywhere in the process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from agent_support import Agent, Store, make_store
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 from memscan import PhasedChild, scan_process, summarize
 
 pytestmark = pytest.mark.slow
@@ -120,3 +122,62 @@ def test_a_refused_add_identity_leaves_no_copy_of_its_key(tmp_path: Path) -> Non
             hits = scan_process(agent.pid, {"private": private})
         assert hits["private"] == [], summarize(hits)
         assert agent.stop() == 0
+
+
+def _rsa_windows(key: pyca_rsa.RSAPrivateKey) -> dict[str, bytes]:
+    """32-byte windows from the middle of each private component, big- and little-endian
+    (as tests/crypto/test_memory_scan_rsa.py searches them)."""
+    nums = key.private_numbers()
+    out = {}
+    for name, value in {
+        "d": nums.d, "p": nums.p, "q": nums.q, "dP": nums.dmp1, "dQ": nums.dmq1,
+        "qInv": nums.iqmp,
+    }.items():  # fmt: skip
+        be = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        mid = len(be) // 2 - 16
+        out[f"rsa.{name}.be"] = be[mid : mid + 32]
+        out[f"rsa.{name}.le"] = be[::-1][mid : mid + 32]
+    return out
+
+
+def test_rsa_keys_served_stay_guarded_and_stop_wipes_them(tmp_path: Path) -> None:
+    """An RSA store entry served by the agent (signatures of both RFC 8332 hashes): every
+    private component (ring's limbs in the secret heap, the DER in its region) only in
+    locked, dump-excluded memory; none left after ``stop()``."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the in-process server allows uid 0 only")
+    import keycell.agent
+    from keycell import RSAPrivateKey
+
+    st = make_store(tmp_path, ed25519=(), secrets=())
+    theirs = pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = bytearray(
+        theirs.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with RSAPrivateKey.from_der(der) as key, st.open() as s:
+        s.put("rsa", key)
+    pats = _rsa_windows(theirs)
+    sock = st.dir / "inproc.sock"
+    with PhasedChild(SERVER, str(sock), str(st.path), str(st.master)) as child:
+        child.wait_phase("serving")
+        with keycell.agent.connect(sock) as c:
+            k = c.rsa("rsa")
+            for hash_ in ("sha256", "sha512"):
+                sig = k.sign(b"m", padding="pkcs1v15", hash=hash_)
+                k.public_key().verify(sig, b"m", padding="pkcs1v15", hash=hash_)
+        hits = scan_process(child.pid, pats)
+        assert hits["rsa.p.le"], summarize(hits)
+        assert hits["rsa.d.be"], summarize(hits)
+        assert all(h.locked and h.dontdump for hs in hits.values() for h in hs), summarize(hits)
+        child.advance()
+        child.wait_phase("stopped")
+        after = scan_process(child.pid, pats)
+        assert all(not hs for hs in after.values()), summarize(after)
+        rc, _, err = child.finish()
+        assert rc == 0, err
