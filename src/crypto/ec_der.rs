@@ -32,7 +32,7 @@ const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 /// The PEM label of the traditional SEC1 key.
 pub const EC_PRIVATE_KEY_LABEL: &str = "EC PRIVATE KEY";
 /// The PEM label of the block of curve parameters `openssl ecparam -genkey` writes before
-/// the key (skipped: the key names its curve itself).
+/// the key (its curve must be the key's).
 pub const EC_PARAMETERS_LABEL: &str = "EC PARAMETERS";
 
 fn err<T>(msg: impl Into<String>) -> Result<T, Pkcs8Error> {
@@ -345,17 +345,37 @@ pub fn spki_pem(public: &PublicPoint) -> Vec<u8> {
 }
 
 /// `content` without a leading `EC PARAMETERS` PEM block (and the whitespace after it),
-/// as `openssl ecparam -genkey` writes before the key; other content unchanged.
-pub fn skip_ec_parameters(content: &[u8]) -> &[u8] {
+/// as `openssl ecparam -genkey` writes before the key, and the curve the block names
+/// (`None` without a block; other content unchanged). The caller refuses a key on another
+/// curve ([`check_parameters`]). The block is public data, decoded on the heap.
+pub fn split_ec_parameters(content: &[u8]) -> Result<(&[u8], Option<Curve>), Pkcs8Error> {
     let text = content.trim_ascii_start();
     let begin = b"-----BEGIN EC PARAMETERS-----";
     let end = b"-----END EC PARAMETERS-----";
     if !text.starts_with(begin) {
-        return content;
+        return Ok((content, None));
     }
-    match text.windows(end.len()).position(|w| w == end) {
-        Some(i) => text[i + end.len()..].trim_ascii_start(),
-        None => content,
+    let Some(at) = text.windows(end.len()).position(|w| w == end) else {
+        return err("the EC PARAMETERS block has no END line");
+    };
+    let (block, rest) = text.split_at(at + end.len());
+    let body = super::pkcs8::pem_body(block, EC_PARAMETERS_LABEL)?;
+    let mut der = vec![0u8; super::pkcs8::pem_der_len(body)?];
+    super::pkcs8::pem_der_into(body, &mut der)?;
+    let params =
+        AnyRef::from_der(&der).map_err(|_| Pkcs8Error("malformed EC PARAMETERS".to_owned()))?;
+    Ok((rest.trim_ascii_start(), Some(curve_of_parameters(params)?)))
+}
+
+/// Refuse a key on another curve than its file's `EC PARAMETERS` block names.
+pub fn check_parameters(key: Curve, parameters: Option<Curve>) -> Result<(), Pkcs8Error> {
+    match parameters {
+        Some(named) if named != key => err(format!(
+            "the EC PARAMETERS block names {}, but the key is a {} key",
+            named.name(),
+            key.name()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -421,5 +441,41 @@ mod tests {
         explicit[at + 2] = 0x30;
         let e = parse_private_der(&explicit, None).expect_err("explicit");
         assert!(e.0.contains("explicit curve parameters"), "{e}");
+    }
+
+    #[test]
+    fn ec_parameters_blocks() {
+        let p256 =
+            b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n\
+                     -----BEGIN EC PRIVATE KEY-----\n";
+        let (rest, named) = split_ec_parameters(p256).expect("p256");
+        assert_eq!(named, Some(Curve::P256));
+        assert!(rest.starts_with(b"-----BEGIN EC PRIVATE KEY-----"));
+        let p384 =
+            b"\n-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\nrest";
+        assert_eq!(
+            split_ec_parameters(p384).expect("p384"),
+            (&b"rest"[..], Some(Curve::P384))
+        );
+        let plain = b"-----BEGIN EC PRIVATE KEY-----\n";
+        assert_eq!(
+            split_ec_parameters(plain).expect("none"),
+            (&plain[..], None)
+        );
+        for bad in [
+            &b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n"[..],
+            b"-----BEGIN EC PARAMETERS-----\n!!!!\n-----END EC PARAMETERS-----\n",
+            // secp256k1
+            b"-----BEGIN EC PARAMETERS-----\nBgUrgQQACg==\n-----END EC PARAMETERS-----\n",
+        ] {
+            assert!(split_ec_parameters(bad).is_err());
+        }
+        assert!(check_parameters(Curve::P256, Some(Curve::P256)).is_ok());
+        assert!(check_parameters(Curve::P256, None).is_ok());
+        let e = check_parameters(Curve::P256, Some(Curve::P384)).expect_err("mismatch");
+        assert_eq!(
+            e.0,
+            "the EC PARAMETERS block names P-384, but the key is a P-256 key"
+        );
     }
 }

@@ -73,6 +73,8 @@ pub enum RsaError {
     /// Malformed or unsupported input (an encoding, a name, a length); the message says
     /// which.
     Invalid(String),
+    /// A private key whose components do not fit together: which one is wrong.
+    Inconsistent(Component),
     /// The memory layer failed.
     Memory(MemoryError),
     /// Signing failed (the fault check or the RNG).
@@ -87,9 +89,38 @@ impl std::fmt::Display for RsaError {
                 "RSA key size must be 2048, 3072 or 4096 bits, not {bits}"
             ),
             RsaError::Invalid(msg) => f.write_str(msg),
+            RsaError::Inconsistent(c) => write!(f, "inconsistent RSA private key: {c}"),
             RsaError::Memory(e) => write!(f, "{e}"),
             RsaError::Signing => f.write_str("RSA signing failed"),
         }
+    }
+}
+
+/// The component of a private key that does not fit the others (checked in this order:
+/// a later one is only named when the earlier ones fit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// `p * q` is not the modulus `n` (or a prime is below 2).
+    Primes,
+    /// `d * e` is not 1 modulo `lcm(p-1, q-1)`.
+    D,
+    /// `dP` (exponent1) is not `d mod (p-1)`.
+    DP,
+    /// `dQ` (exponent2) is not `d mod (q-1)`.
+    DQ,
+    /// `qInv` (coefficient) is not `q^-1 mod p`.
+    QInv,
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Component::Primes => "the primes p and q do not multiply to the modulus n",
+            Component::D => "the private exponent d is not the inverse of e modulo lcm(p-1, q-1)",
+            Component::DP => "dP (exponent1) is not d mod (p-1)",
+            Component::DQ => "dQ (exponent2) is not d mod (q-1)",
+            Component::QInv => "qInv (coefficient) is not the inverse of q modulo p",
+        })
     }
 }
 
@@ -209,6 +240,8 @@ fn verification_params(padding: Padding, hash: Hash) -> &'static rs::RsaParamete
 pub struct RsaPrivateKey {
     der: SecretBuf,
     pair: Box<RsaKeyPair>,
+    /// What the secret heap gave the key pair's blocks when it was built.
+    heap: Protection,
     public: RsaPublicKey,
 }
 
@@ -283,13 +316,23 @@ impl RsaPrivateKey {
     /// A key from PKCS#1 `RSAPrivateKey` or PKCS#8 DER (told apart by their structure),
     /// copied into a guarded region. `der` should itself be guarded memory.
     pub fn from_der(der: &[u8]) -> Result<Self, RsaError> {
-        let pkcs1 = match pkcs8_inner(der)? {
-            Some(inner) => inner,
-            None => der,
-        };
-        if pkcs1.is_empty() {
-            return invalid("not an RSA private key: empty");
+        Self::from_der_as(der, None)
+    }
+
+    /// [`Self::from_der`], the structure told by a PEM label when `expected` is given.
+    fn from_der_as(der: &[u8], expected: Option<Structure>) -> Result<Self, RsaError> {
+        let structure = Structure::of(der)?;
+        if expected.is_some_and(|e| e != structure) {
+            return invalid(format!(
+                "not an RSA private key: the PEM label says {}, the DER inside is {}",
+                expected.map_or("", Structure::name),
+                structure.name()
+            ));
         }
+        let pkcs1 = match structure {
+            Structure::Pkcs8 => pkcs8_inner(der)?,
+            Structure::Pkcs1 => der,
+        };
         let region = SecretBuf::new_with(pkcs1.len(), |d| {
             d.copy_from_slice(pkcs1);
             Ok::<(), MemoryError>(())
@@ -300,13 +343,13 @@ impl RsaPrivateKey {
     /// A key from a PEM block: `RSA PRIVATE KEY` (PKCS#1) or `PRIVATE KEY` (PKCS#8). The
     /// body is decoded into a guarded scratch region.
     pub fn from_pem(pem_text: &[u8]) -> Result<Self, RsaError> {
-        let label = if pem_text
+        let (label, structure) = if pem_text
             .trim_ascii_start()
             .starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
         {
-            PKCS1_PRIVATE_LABEL
+            (PKCS1_PRIVATE_LABEL, Structure::Pkcs1)
         } else {
-            pem::PRIVATE_KEY_LABEL
+            (pem::PRIVATE_KEY_LABEL, Structure::Pkcs8)
         };
         let bad =
             |e: pem::Pkcs8Error| RsaError::Invalid(format!("invalid RSA private key PEM: {e}"));
@@ -314,21 +357,29 @@ impl RsaPrivateKey {
         let der = SecretBuf::new_with(pem::pem_der_len(body).map_err(bad)?, |d| {
             pem::pem_der_into(body, d).map_err(bad)
         })?;
-        Self::from_der(der.bytes()?)
+        Self::from_der_as(der.bytes()?, Some(structure))
     }
 
-    /// Hand the PKCS#1 DER in `der` to ring, inside the secret heap.
+    /// Check the PKCS#1 DER in `der` ([`check_components`]) and hand it to ring, inside
+    /// the secret heap.
     fn from_pkcs1_region(der: SecretBuf) -> Result<Self, RsaError> {
-        let pair = secret_heap::scope(|| {
+        let (pair, heap) = secret_heap::scope_with_protection(|| {
             scrubbed_deep(|| -> Result<Box<RsaKeyPair>, RsaError> {
                 let bytes = der.bytes()?;
+                check_components(bytes)?;
                 RsaKeyPair::from_der(bytes)
                     .map(Box::new)
                     .map_err(|e| RsaError::Invalid(rejected(&e.to_string())))
             })
-        })??;
+        })?;
+        let pair = pair?;
         let public = RsaPublicKey::from_ring(pair.public())?;
-        Ok(RsaPrivateKey { der, pair, public })
+        Ok(RsaPrivateKey {
+            der,
+            pair,
+            heap,
+            public,
+        })
     }
 
     /// The PKCS#1 `RSAPrivateKey` DER, borrowed from the guarded region (fails in a fork
@@ -388,9 +439,10 @@ impl RsaPrivateKey {
         &self.public
     }
 
-    /// The protection of the key's memory: the weaker of its region and the secret heap.
+    /// The protection of the key's memory: the weaker of its region and the secret-heap
+    /// blocks of its key pair.
     pub fn protection(&self) -> Protection {
-        self.der.protection().weakest(secret_heap::protection())
+        self.der.protection().weakest(self.heap)
     }
 }
 
@@ -413,7 +465,7 @@ fn rejected(reason: &str) -> String {
         "TooLarge" => {
             "the modulus or the public exponent is too large (4096 bits and e < 2^33 at most)"
         }
-        "InvalidEncoding" => "malformed RSAPrivateKey DER",
+        "InvalidEncoding" => "malformed PKCS#1 RSAPrivateKey DER",
         "InconsistentComponents" => "its components are inconsistent",
         "InvalidComponent" => "a component is out of range (an even modulus or exponent?)",
         "PrivateModulusLenNotMultipleOf512Bits" => {
@@ -426,16 +478,119 @@ fn rejected(reason: &str) -> String {
     format!("not a usable RSA private key: {why}")
 }
 
-/// For PKCS#8 DER: the PKCS#1 key inside (after checking the algorithm); `None` when the
-/// DER is not PKCS#8 (a PKCS#1 key: its second element is an INTEGER, not a SEQUENCE).
-fn pkcs8_inner(der: &[u8]) -> Result<Option<&[u8]>, RsaError> {
+/// The structure of a private key's DER.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Structure {
+    /// PKCS#8 `PrivateKeyInfo`: an AlgorithmIdentifier `SEQUENCE` after the version.
+    Pkcs8,
+    /// PKCS#1 `RSAPrivateKey`: the modulus, an `INTEGER`, after the version.
+    Pkcs1,
+}
+
+impl Structure {
+    /// Tell the two apart by the element after the version (so that a malformed key of
+    /// either kind is reported as what it is). Only the first headers are read: a
+    /// truncated key is still told apart.
+    fn of(der: &[u8]) -> Result<Structure, RsaError> {
+        use pkcs8::der::{Decode, Header, Reader, SliceReader, Tag};
+        let malformed = || {
+            RsaError::Invalid(
+                "not an RSA private key: malformed DER (neither PKCS#8 PrivateKeyInfo nor \
+                 PKCS#1 RSAPrivateKey)"
+                    .to_owned(),
+            )
+        };
+        if der.is_empty() {
+            return invalid("not an RSA private key: empty");
+        }
+        let mut reader = SliceReader::new(der).map_err(|_| malformed())?;
+        let outer = Header::decode(&mut reader).map_err(|_| malformed())?;
+        let version = Header::decode(&mut reader).map_err(|_| malformed())?;
+        match (outer.tag, version.tag) {
+            (Tag::Sequence, Tag::Sequence) => {
+                return invalid(
+                    "encrypted PKCS#8 keys are not supported: decrypt it first (openssl pkey)",
+                )
+            }
+            (Tag::Sequence, Tag::Integer) => {}
+            _ => return Err(malformed()),
+        }
+        reader.read_slice(version.length).map_err(|_| malformed())?;
+        match reader.peek_tag().map_err(|_| malformed())? {
+            Tag::Sequence => Ok(Structure::Pkcs8),
+            Tag::Integer => Ok(Structure::Pkcs1),
+            _ => Err(malformed()),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Structure::Pkcs8 => "PKCS#8 PrivateKeyInfo",
+            Structure::Pkcs1 => "PKCS#1 RSAPrivateKey",
+        }
+    }
+}
+
+/// The PKCS#1 key inside PKCS#8 DER (after checking the algorithm).
+fn pkcs8_inner(der: &[u8]) -> Result<&[u8], RsaError> {
     let Ok(info) = pkcs8::PrivateKeyInfo::try_from(der) else {
-        return Ok(None);
+        return invalid("not an RSA private key: malformed PKCS#8 PrivateKeyInfo DER");
     };
     if info.algorithm.oid != pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1") {
         return invalid("not an RSA private key: the PKCS#8 algorithm is not rsaEncryption");
     }
-    Ok(Some(info.private_key))
+    if info.private_key.is_empty() {
+        return invalid("not an RSA private key: the PKCS#8 key holds an empty RSAPrivateKey");
+    }
+    Ok(info.private_key)
+}
+
+/// Check that the components of the PKCS#1 `RSAPrivateKey` in `der` fit together, naming
+/// the first one that does not ([`Component`]): `p * q = n`, `d * e = 1 mod (p-1)` and
+/// `mod (q-1)` (that is, modulo their lcm), `dP = d mod (p-1)`, `dQ = d mod (q-1)`,
+/// `qInv * q = 1 mod p`. ring checks `p * q`, `qInv` and the sizes itself but not `d`,
+/// `dP` or `dQ` (a wrong CRT exponent fails every signature at its fault check; a wrong
+/// `d` would be written to key files that other tools use).
+///
+/// Run it inside the secret heap and a scrubbed stack: the big integers are the `rsa`
+/// crate's (`num-bigint-dig`), whose limbs are heap allocations. That arithmetic is not
+/// constant time; it runs once per load, on no input an attacker chooses (SECURITY.md,
+/// "RSA keys and the secret heap"). A DER that does not parse is left to ring's parser,
+/// which names the problem.
+fn check_components(der: &[u8]) -> Result<(), RsaError> {
+    let Ok(key) = rsa::pkcs1::RsaPrivateKey::try_from(der) else {
+        return Ok(());
+    };
+    if key.other_prime_infos.is_some() {
+        // Multi-prime: ring refuses it by name.
+        return Ok(());
+    }
+    let big = |u: rsa::pkcs1::UintRef<'_>| BigUint::from_bytes_be(u.as_bytes());
+    let (n, e, d) = (
+        big(key.modulus),
+        big(key.public_exponent),
+        big(key.private_exponent),
+    );
+    let (p, q) = (big(key.prime1), big(key.prime2));
+    let one = BigUint::from(1u8);
+    if p <= one || q <= one || &p * &q != n {
+        return Err(RsaError::Inconsistent(Component::Primes));
+    }
+    let (p1, q1) = (&p - &one, &q - &one);
+    let de = &d * &e;
+    if &de % &p1 != &one % &p1 || &de % &q1 != &one % &q1 {
+        return Err(RsaError::Inconsistent(Component::D));
+    }
+    if big(key.exponent1) != &d % &p1 {
+        return Err(RsaError::Inconsistent(Component::DP));
+    }
+    if big(key.exponent2) != &d % &q1 {
+        return Err(RsaError::Inconsistent(Component::DQ));
+    }
+    if (big(key.coefficient) * &q) % &p != one {
+        return Err(RsaError::Inconsistent(Component::QInv));
+    }
+    Ok(())
 }
 
 /// DER length octets of `len`.

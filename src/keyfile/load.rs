@@ -322,17 +322,17 @@ fn locate_pem_key(content: &[u8], alg: Algorithm) -> Result<KeyBody, LoadError> 
 }
 
 /// Find the scalar of an EC private key in `content` (PKCS#8 or SEC1, DER or PEM; a
-/// leading `EC PARAMETERS` block is skipped), of `curve` if given. The PEM body is
-/// decoded into a guarded scratch region and parsed there.
+/// leading `EC PARAMETERS` block must name the key's curve), of `curve` if given. The
+/// PEM body is decoded into a guarded scratch region and parsed there.
 fn locate_ec_key(
     content: &[u8],
     format: Format,
     curve: Option<Curve>,
 ) -> Result<KeyBody, LoadError> {
-    let (der, structure) = match format {
-        Format::Der => (None, None),
+    let (der, structure, parameters) = match format {
+        Format::Der => (None, None, None),
         Format::Pem => {
-            let pem = ec_der::skip_ec_parameters(content);
+            let (pem, parameters) = ec_der::split_ec_parameters(content)?;
             let (label, structure) = if pem
                 .trim_ascii_start()
                 .starts_with(b"-----BEGIN EC PRIVATE KEY-----")
@@ -345,7 +345,7 @@ fn locate_ec_key(
             let decoded = SecretBuf::new_with(pkcs8::pem_der_len(body)?, |d| {
                 pkcs8::pem_der_into(body, d).map_err(LoadError::from)
             })?;
-            (Some(decoded), Some(structure))
+            (Some(decoded), Some(structure), parameters)
         }
         _ => return Err(unusable("EC keys are read from PEM or DER only").into()),
     };
@@ -357,6 +357,7 @@ fn locate_ec_key(
         return Err(unusable("the PEM label does not match the key structure inside").into());
     }
     let parsed = ec_der::parse_private_der(bytes, curve)?;
+    ec_der::check_parameters(parsed.curve, parameters)?;
     let (range, found, public) = (
         subrange(bytes, parsed.scalar),
         parsed.curve,

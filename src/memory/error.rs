@@ -17,6 +17,9 @@ pub enum MemoryError {
     },
     /// `mlock` failed and the process policy is to raise.
     LockFailed { errno: i32, bytes: usize },
+    /// The secret heap could not lock or hold what a scope allocated, and the process
+    /// policy is to raise; the shortfall says why.
+    SecretHeap(super::secret_heap::HeapShortfall),
     /// `madvise` failed and the process policy is to raise.
     AdviseFailed { advice: &'static str, errno: i32 },
     /// The region was allocated by another process: this is a `fork()` child, and the
@@ -54,6 +57,7 @@ impl MemoryError {
             MemoryError::SystemCall { errno, .. }
             | MemoryError::LockFailed { errno, .. }
             | MemoryError::AdviseFailed { errno, .. } => Some(*errno),
+            MemoryError::SecretHeap(s) => s.errno(),
             _ => None,
         }
     }
@@ -83,6 +87,7 @@ impl fmt::Display for MemoryError {
                 "mlock of {bytes} bytes failed: {} (RLIMIT_MEMLOCK too low? see `keycell doctor`)",
                 errno_name(*errno)
             ),
+            MemoryError::SecretHeap(s) => write!(f, "{s}"),
             MemoryError::AdviseFailed { advice, errno } => {
                 write!(f, "madvise({advice}) failed: {}", errno_name(*errno))
             }

@@ -47,11 +47,15 @@
 //!   thread-local read per allocation and one range compare per free.
 //!
 //! Allocations that cannot be served from the heap while in a scope (the reservation is
-//! full, a block above [`MAX_BLOCK`], an alignment above a page, `mmap` failed) go to the
-//! system allocator, and the heap then reports itself unlocked ([`protection`]), as a
-//! failed `mlock` of a chunk does. [`scope`] fails with [`MemoryError::LockFailed`] after
-//! such a scope when the lock-failure policy is "raise"; under "warn" the caller reports
-//! the missing protection and the layer above warns.
+//! full, a block above [`MAX_BLOCK`], an alignment above a page, `mmap` or `mprotect`
+//! failed) go to the system allocator; a chunk whose `mlock` failed serves blocks that are
+//! not locked (its `mlock` is tried again when a later scope is handed a block in it, so
+//! the heap recovers once `RLIMIT_MEMLOCK` allows). Either is a [`HeapShortfall`] of the
+//! scope in which it happened, and only of that scope: it is kept per thread and per scope,
+//! with its real cause. [`scope`] fails with [`MemoryError::SecretHeap`] after such a scope
+//! when the lock-failure policy is "raise"; under "warn" it notes a derived-state
+//! shortfall (the layer above warns) and [`scope_with_protection`] reports what the
+//! scope's blocks got.
 //!
 //! Long-lived allocations that something makes lazily *inside* a scope (a library's
 //! global cache) land in the heap too, and a fork child sees them zeroed; scopes are meant
@@ -59,10 +63,11 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::policy::{lock_failure_policy, LockFailurePolicy};
-use super::sys::page_size;
+use super::sys::{last_errno, page_size};
 use super::{Isolation, MemoryError, Protection};
 
 /// Address space reserved for the heap on first use (256 MiB; only committed chunks cost
@@ -76,6 +81,9 @@ pub const MAX_BLOCK: usize = 1 << 20;
 const MIN_BLOCK: usize = 16;
 /// Size classes 16 B ..= 1 MiB.
 const CLASSES: usize = 17;
+/// Words of the bitmap of chunks whose `mlock` failed: one bit per [`CHUNK`]-aligned
+/// chunk the reservation touches (it need not start on a chunk boundary).
+const UNLOCKED_WORDS: usize = (RESERVE / CHUNK + 1).div_ceil(64);
 
 /// The backend name reported in [`Protection::backend`] for the heap.
 pub const BACKEND_NAME: &str = "secret-heap";
@@ -87,6 +95,136 @@ thread_local! {
     /// under the lock should allocate; this is the safeguard) goes to the system allocator
     /// instead of spinning on the lock it holds.
     static HOLDING: Cell<bool> = const { Cell::new(false) };
+    /// What the innermost [`scope`] of this thread could not protect so far (`None`: all
+    /// of it). Outside a scope it stays `None`.
+    static SCOPE_SHORTFALL: Cell<Option<HeapShortfall>> = const { Cell::new(None) };
+}
+
+/// Why the heap could not give an allocation made in a scope its full protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapShortfall {
+    /// A chunk of `bytes` could not be locked: `mlock` failed with `errno` (its blocks are
+    /// still dump-excluded and wiped on fork).
+    Unlocked { errno: i32, bytes: usize },
+    /// The allocation went to the system allocator: not locked, dump-excluded or wiped on
+    /// fork (wiped when freed all the same).
+    Spilled(Spill),
+}
+
+/// Why an allocation in a scope went to the system allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spill {
+    /// The reservation's `mmap` failed with `errno` (no address space: `RLIMIT_AS`).
+    Reserve { errno: i32 },
+    /// `mprotect` of a new chunk failed with `errno`.
+    Commit { errno: i32 },
+    /// The reservation ([`RESERVE`] bytes) is full.
+    Full,
+    /// A block of `size` bytes, above [`MAX_BLOCK`].
+    TooLarge { size: usize },
+    /// An alignment of `align` bytes, above a page.
+    Aligned { align: usize },
+    /// An allocation made while this thread held the heap's lock (the safeguard).
+    Reentrant,
+}
+
+impl HeapShortfall {
+    /// The `errno` of the failed system call, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match *self {
+            HeapShortfall::Unlocked { errno, .. }
+            | HeapShortfall::Spilled(Spill::Reserve { errno } | Spill::Commit { errno }) => {
+                Some(errno)
+            }
+            HeapShortfall::Spilled(_) => None,
+        }
+    }
+
+    /// The more serious of `self` and `other` (a spill loses more than a failed `mlock`);
+    /// the first one of a kind is kept.
+    fn or(self, other: HeapShortfall) -> HeapShortfall {
+        match (self, other) {
+            (HeapShortfall::Unlocked { .. }, HeapShortfall::Spilled(_)) => other,
+            _ => self,
+        }
+    }
+}
+
+fn errno_text(f: &mut fmt::Formatter<'_>, call: &str, errno: i32) -> fmt::Result {
+    write!(
+        f,
+        "{call} failed: {}",
+        std::io::Error::from_raw_os_error(errno)
+    )
+}
+
+impl fmt::Display for HeapShortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let spill = match *self {
+            HeapShortfall::Unlocked { errno, bytes } => {
+                write!(
+                    f,
+                    "the secret heap could not lock a chunk of {bytes} bytes: "
+                )?;
+                errno_text(f, "mlock", errno)?;
+                if errno == libc::ENOMEM || errno == libc::EPERM {
+                    f.write_str(" (RLIMIT_MEMLOCK too low? see `keycell doctor`)")?;
+                }
+                return Ok(());
+            }
+            HeapShortfall::Spilled(spill) => spill,
+        };
+        match spill {
+            Spill::Reserve { errno } => {
+                write!(
+                    f,
+                    "the secret heap could not reserve its {} MiB of address space: ",
+                    RESERVE >> 20
+                )?;
+                errno_text(f, "mmap", errno)?;
+                if errno == libc::ENOMEM {
+                    f.write_str(" (an address-space limit, RLIMIT_AS?)")?;
+                }
+            }
+            Spill::Commit { errno } => {
+                write!(f, "the secret heap could not make a chunk of {CHUNK} bytes writable: ")?;
+                errno_text(f, "mprotect", errno)?;
+            }
+            Spill::Full => write!(f, "the secret heap's {} MiB reservation is full", RESERVE >> 20)?,
+            Spill::TooLarge { size } => write!(
+                f,
+                "an allocation of {size} bytes is larger than the secret heap's largest block ({} KiB)",
+                MAX_BLOCK >> 10
+            )?,
+            Spill::Aligned { align } => write!(
+                f,
+                "an allocation aligned to {align} bytes needs more than the page alignment the secret heap serves"
+            )?,
+            Spill::Reentrant => {
+                f.write_str("an allocation was made while the secret heap's lock was held")?
+            }
+        }
+        f.write_str(
+            "; it went to the process heap, which is not locked, dump-excluded or wiped on fork",
+        )
+    }
+}
+
+/// Note `s` for this thread's scope; outside a scope (a heap block that grows later) only
+/// the layer above's warning can say it.
+fn note(s: HeapShortfall) {
+    if in_scope() {
+        let _ = SCOPE_SHORTFALL.try_with(|c| c.set(Some(c.get().map_or(s, |old| old.or(s)))));
+    } else {
+        super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
+    }
+}
+
+/// Whether this thread's scope already has a shortfall.
+fn scope_has_shortfall() -> bool {
+    SCOPE_SHORTFALL
+        .try_with(|c| c.get().is_some())
+        .unwrap_or(true)
 }
 
 /// Start and end of the reservation (both 0 until it exists); never changes after.
@@ -94,15 +232,6 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 static END: AtomicUsize = AtomicUsize::new(0);
 /// The [`process_token`] of the process whose thread holds [`STATE`], or 0.
 static LOCK: AtomicU64 = AtomicU64::new(0);
-/// Set when this process put a scoped allocation where the heap could not protect it: a
-/// chunk that could not be locked, or an allocation served by the system allocator. Either
-/// is also noted as a derived-state shortfall ([`super::take_derived_shortfall`]), which
-/// the bindings turn into a `ProtectionWarning` after the key's use.
-static SHORTFALL: AtomicBool = AtomicBool::new(false);
-/// Set with [`SHORTFALL`] when the shortfall was an allocation served by the system
-/// allocator (not dump-excluded or wiped on fork either; a chunk that failed only its
-/// `mlock` keeps those).
-static SPILLED: AtomicBool = AtomicBool::new(false);
 /// Set for good once any scoped allocation went to the system allocator in this process
 /// (or an ancestor): from then on every system block is wiped when freed, wherever and
 /// whenever it is freed (a spilled key's limbs are freed at `destroy()`, outside any
@@ -125,6 +254,10 @@ struct State {
     free: [usize; CLASSES],
     /// Bytes of blocks handed out and not yet freed (for tests and `stats`).
     live: usize,
+    /// Chunks whose `mlock` failed (bit `i`: the `i`-th [`CHUNK`]-aligned chunk from the
+    /// one holding the reservation's base), tried again when a scope is handed a block in
+    /// one of them.
+    unlocked: [u64; UNLOCKED_WORDS],
 }
 
 struct Shared(UnsafeCell<State>);
@@ -138,6 +271,7 @@ static STATE: Shared = Shared(UnsafeCell::new(State {
     committed: 0,
     free: [0; CLASSES],
     live: 0,
+    unlocked: [0; UNLOCKED_WORDS],
 }));
 
 /// A number that differs between this process and any fork child of it, without a
@@ -200,6 +334,8 @@ impl State {
         self.owner = me;
         self.free = [0; CLASSES];
         self.live = 0;
+        // Locks are not inherited; the parent's chunks are retired below.
+        self.unlocked = [0; UNLOCKED_WORDS];
         if fresh {
             return;
         }
@@ -220,20 +356,17 @@ impl State {
         }
         self.retired = self.committed;
         self.bump = self.committed;
-        SHORTFALL.store(false, Ordering::Relaxed);
-        SPILLED.store(false, Ordering::Relaxed);
     }
 
-    /// Reserve the address space (first use in this process lineage).
-    fn reserve(&mut self) -> bool {
+    /// Reserve the address space (first use in this process lineage; tried again by the
+    /// next allocation when it failed).
+    fn reserve(&mut self) -> Result<(), Spill> {
         if BASE.load(Ordering::Relaxed) != 0 {
-            return true;
+            return Ok(());
         }
         // Nothing under the heap's lock may allocate (an allocation would come back here):
         // the bare errno, not a `MemoryError`.
-        let Ok(base) = super::sys::reserve_errno(RESERVE) else {
-            return false;
-        };
+        let base = super::sys::reserve_errno(RESERVE).map_err(|errno| Spill::Reserve { errno })?;
         let base = base.as_ptr() as usize;
         // SAFETY: the range is the reservation just made.
         let dump =
@@ -250,16 +383,17 @@ impl State {
         self.committed = first;
         END.store(base + RESERVE, Ordering::Relaxed);
         BASE.store(base, Ordering::Release);
-        true
+        Ok(())
     }
 
-    /// Make the heap writable and locked up to at least `to`; false if it cannot grow.
-    fn commit(&mut self, to: usize) -> bool {
+    /// Make the heap writable and locked up to at least `to`. A failed `mlock` leaves the
+    /// new chunks writable but marked unlocked ([`Self::relock`] tries again).
+    fn commit(&mut self, to: usize) -> Result<(), Spill> {
         // The last page of the reservation stays PROT_NONE as a trailing guard.
         let limit = END.load(Ordering::Relaxed) - page_size();
         let new_end = to.next_multiple_of(CHUNK).min(limit);
         if to > new_end {
-            return false;
+            return Err(Spill::Full);
         }
         let (start, len) = (self.committed, new_end - self.committed);
         // SAFETY: [committed, new_end) lies inside our reservation.
@@ -271,24 +405,66 @@ impl State {
             )
         };
         if rc != 0 {
-            return false;
+            return Err(Spill::Commit {
+                errno: last_errno(),
+            });
         }
         // SAFETY: as above; the range is now mapped read-write.
         if unsafe { libc::mlock(start as *const libc::c_void, len) } != 0 {
-            SHORTFALL.store(true, Ordering::Relaxed);
-            // The layer above warns after the key's use, as for other state derived from
-            // a key that got less protection than the key (one atomic OR).
-            super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
+            let errno = last_errno();
+            self.mark_unlocked(start, new_end);
+            note(HeapShortfall::Unlocked { errno, bytes: len });
         }
         self.committed = new_end;
-        true
+        Ok(())
     }
 
-    /// A zeroed block of class `class`, or `None` when the heap cannot serve it.
-    fn alloc(&mut self, class: usize) -> Option<*mut u8> {
+    /// Bit index in [`State::unlocked`] of the chunk holding `addr`.
+    fn chunk_index(addr: usize) -> usize {
+        addr / CHUNK - BASE.load(Ordering::Relaxed) / CHUNK
+    }
+
+    /// Mark the chunks of `[start, end)` (committed just now) as not locked.
+    fn mark_unlocked(&mut self, start: usize, end: usize) {
+        for i in Self::chunk_index(start)..=Self::chunk_index(end - 1) {
+            self.unlocked[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    /// Before a block `[start, end)` is handed to a scope: lock the chunks under it whose
+    /// `mlock` failed before, if the limit allows it now, else note the shortfall (once a
+    /// scope has one, it is not tried again in that scope).
+    fn relock(&mut self, start: usize, end: usize) {
+        for i in Self::chunk_index(start)..=Self::chunk_index(end - 1) {
+            if self.unlocked[i / 64] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            if scope_has_shortfall() {
+                // This scope already has a shortfall at least as serious; a retry of the
+                // `mlock` would fail as the last one did.
+                return;
+            }
+            let base = BASE.load(Ordering::Relaxed);
+            let lo = (base / CHUNK + i) * CHUNK;
+            let (lo, hi) = (lo.max(base + page_size()), (lo + CHUNK).min(self.committed));
+            // SAFETY: [lo, hi) is committed (read-write) memory of the reservation.
+            if unsafe { libc::mlock(lo as *const libc::c_void, hi - lo) } == 0 {
+                self.unlocked[i / 64] &= !(1 << (i % 64));
+            } else {
+                note(HeapShortfall::Unlocked {
+                    errno: last_errno(),
+                    bytes: hi - lo,
+                });
+                return;
+            }
+        }
+    }
+
+    /// A zeroed block of class `class`, or why the heap cannot serve it.
+    fn alloc(&mut self, class: usize) -> Result<*mut u8, Spill> {
         let size = MIN_BLOCK << class;
         let head = self.free[class];
-        if head != 0 {
+        let start = if head != 0 {
             let block = head as *mut usize;
             // SAFETY: `head` is a free block of this class in committed memory, its first
             // word the link written by `free`; the link is cleared so the block is zeros.
@@ -296,20 +472,20 @@ impl State {
                 self.free[class] = block.read();
                 block.write(0);
             }
-            self.live += size;
-            return Some(head as *mut u8);
-        }
-        if !self.reserve() {
-            return None;
-        }
-        let start = self.bump.next_multiple_of(size.min(page_size()));
-        let end = start.checked_add(size)?;
-        if end > self.committed && !self.commit(end) {
-            return None;
-        }
-        self.bump = end;
+            head
+        } else {
+            self.reserve()?;
+            let start = self.bump.next_multiple_of(size.min(page_size()));
+            let end = start.checked_add(size).ok_or(Spill::Full)?;
+            if end > self.committed {
+                self.commit(end)?;
+            }
+            self.bump = end;
+            start
+        };
+        self.relock(start, start + size);
         self.live += size;
-        Some(start as *mut u8)
+        Ok(start as *mut u8)
     }
 
     /// Wipe the first `len` bytes of `ptr` (a block of class `class`) and put it on its
@@ -328,16 +504,20 @@ impl State {
     }
 }
 
-/// The size class of `layout`, or `None` when the heap does not serve it.
-fn class_of(layout: Layout) -> Option<usize> {
+/// The size class of `layout`, or why the heap does not serve it.
+fn class_of(layout: Layout) -> Result<usize, Spill> {
     if layout.align() > page_size() {
-        return None;
+        return Err(Spill::Aligned {
+            align: layout.align(),
+        });
     }
     let size = layout.size().max(layout.align()).max(MIN_BLOCK);
     if size > MAX_BLOCK {
-        return None;
+        return Err(Spill::TooLarge {
+            size: layout.size(),
+        });
     }
-    Some((size.next_power_of_two().trailing_zeros() - MIN_BLOCK.trailing_zeros()) as usize)
+    Ok((size.next_power_of_two().trailing_zeros() - MIN_BLOCK.trailing_zeros()) as usize)
 }
 
 /// Whether `ptr` lies in the heap's reservation.
@@ -354,18 +534,19 @@ fn in_scope() -> bool {
 }
 
 /// A block for `layout` from the heap, or from the system allocator (noted as a
-/// shortfall) when the heap cannot serve it.
+/// shortfall of the scope, with its cause) when the heap cannot serve it.
 fn heap_alloc(layout: Layout) -> *mut u8 {
     let holding = HOLDING.try_with(Cell::get).unwrap_or(false);
-    if !holding {
-        if let Some(ptr) = class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
-            return ptr;
+    let spill = if holding {
+        Spill::Reentrant
+    } else {
+        match class_of(layout).and_then(|c| with_state(|s| s.alloc(c))) {
+            Ok(ptr) => return ptr,
+            Err(spill) => spill,
         }
-    }
+    };
     EVER_SPILLED.store(true, Ordering::Relaxed);
-    SPILLED.store(true, Ordering::Relaxed);
-    SHORTFALL.store(true, Ordering::Relaxed);
-    super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
+    note(HeapShortfall::Spilled(spill));
     // SAFETY: `layout` has a non-zero size (GlobalAlloc's contract).
     unsafe { System.alloc_zeroed(layout) }
 }
@@ -403,7 +584,7 @@ unsafe impl GlobalAlloc for ScopedHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if in_heap(ptr) {
             // A heap pointer always has a class: it was allocated with this layout.
-            if let Some(class) = class_of(layout) {
+            if let Ok(class) = class_of(layout) {
                 with_state(|s| s.free(ptr, layout.size(), class));
             }
             return;
@@ -442,12 +623,26 @@ unsafe impl GlobalAlloc for ScopedHeap {
     }
 }
 
-/// Restores the scope depth when a scope ends, also by unwinding.
-struct Depth;
+/// Ends a scope, also by unwinding: restores the depth, and hands the scope's shortfall
+/// on to the enclosing scope (what an inner scope could not protect, the outer one did not
+/// get either).
+struct ScopeGuard {
+    outer: Option<HeapShortfall>,
+}
 
-impl Drop for Depth {
+impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+        let depth = DEPTH.with(|d| {
+            d.set(d.get() - 1);
+            d.get()
+        });
+        SCOPE_SHORTFALL.with(|c| {
+            let merged = match (self.outer, c.get()) {
+                (Some(outer), Some(inner)) => Some(outer.or(inner)),
+                (outer, inner) => outer.or(inner),
+            };
+            c.set(if depth == 0 { None } else { merged });
+        });
     }
 }
 
@@ -455,38 +650,51 @@ impl Drop for Depth {
 /// The blocks outlive the scope; whoever drops them later (any thread) frees them into
 /// the heap, wiped. Scopes nest.
 ///
-/// Under the "raise" lock-failure policy, fails with [`MemoryError::LockFailed`] (and drops
-/// `f`'s result, which frees its blocks) when the heap could not lock or hold what was
-/// allocated (see [`protection`]); under "warn" the caller reports [`protection`].
+/// Under the "raise" lock-failure policy, fails with [`MemoryError::SecretHeap`] (and
+/// drops `f`'s result, which frees its blocks) when the heap could not lock or hold what
+/// this scope allocated; the error names the cause. Only this scope fails: the next one
+/// starts afresh (a chunk that could not be locked is tried again). Under "warn" a
+/// shortfall is noted for the layer above to warn about, and the result is returned.
 pub fn scope<T>(f: impl FnOnce() -> T) -> Result<T, MemoryError> {
-    DEPTH.with(|d| d.set(d.get() + 1));
-    let _depth = Depth;
-    let out = f();
-    if SHORTFALL.load(Ordering::Relaxed) && lock_failure_policy() == LockFailurePolicy::Raise {
-        // Dropped inside the scope: its blocks are freed (and wiped) as scoped ones.
-        drop(out);
-        return Err(MemoryError::LockFailed {
-            errno: libc::ENOMEM,
-            bytes: CHUNK,
-        });
-    }
-    Ok(out)
+    scope_with_protection(f).map(|(out, _)| out)
 }
 
-/// What protection the heap's blocks have: locked unless a chunk could not be locked or a
-/// scoped allocation had to go to the system allocator; dump-excluded and wiped on fork as
-/// the reservation's `madvise` calls said, unless an allocation went to the system
-/// allocator; a guard page before the first block and
-/// `PROT_NONE` address space after the committed part, no canaries; writable (pooled).
-pub fn protection() -> Protection {
-    let shortfall = SHORTFALL.load(Ordering::Relaxed);
-    let spilled = SPILLED.load(Ordering::Relaxed);
+/// [`scope`], with the protection the blocks allocated in the scope got (what a key that
+/// keeps them reports).
+pub fn scope_with_protection<T>(f: impl FnOnce() -> T) -> Result<(T, Protection), MemoryError> {
+    let outer = SCOPE_SHORTFALL.with(|c| c.replace(None));
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let guard = ScopeGuard { outer };
+    let out = f();
+    let shortfall = SCOPE_SHORTFALL.with(Cell::get);
+    if let Some(shortfall) = shortfall {
+        if lock_failure_policy() == LockFailurePolicy::Raise {
+            // Dropped inside the scope: its blocks are freed (and wiped) as scoped ones.
+            drop(out);
+            drop(guard);
+            return Err(MemoryError::SecretHeap(shortfall));
+        }
+        // The layer above warns after the key's use, as for other state derived from a
+        // key that got less protection than the key (one atomic OR).
+        super::DERIVED_SHORTFALL.fetch_or(super::SHORTFALL_PROTECTION, Ordering::AcqRel);
+    }
+    drop(guard);
+    Ok((out, protection_of(shortfall)))
+}
+
+/// The protection of blocks allocated with `shortfall`: locked unless a chunk could not be
+/// locked; dump-excluded and wiped on fork as the reservation's `madvise` calls said; a
+/// guard page before the first block and `PROT_NONE` address space after the committed
+/// part, no canaries; writable (pooled). Blocks that went to the system allocator have
+/// none of it.
+fn protection_of(shortfall: Option<HeapShortfall>) -> Protection {
     let reserved = BASE.load(Ordering::Acquire) != 0;
+    let in_heap = reserved && !matches!(shortfall, Some(HeapShortfall::Spilled(_)));
     Protection {
-        locked: reserved && !shortfall,
-        dontdump: reserved && !spilled && DONTDUMP.load(Ordering::Relaxed),
-        wipeonfork: reserved && !spilled && WIPEONFORK.load(Ordering::Relaxed),
-        guard_pages: reserved,
+        locked: in_heap && shortfall.is_none(),
+        dontdump: in_heap && DONTDUMP.load(Ordering::Relaxed),
+        wipeonfork: in_heap && WIPEONFORK.load(Ordering::Relaxed),
+        guard_pages: in_heap,
         read_only_idle: false,
         isolation: Isolation::Pool,
         backend: BACKEND_NAME,
@@ -618,13 +826,15 @@ mod tests {
     #[test]
     fn what_the_heap_cannot_serve_goes_to_the_system_allocator_and_is_reported() {
         in_child(|| {
-            let small = scope(|| vec![1u8; 64]).unwrap_or_default();
-            let before = protection();
+            let Ok((small, before)) = scope_with_protection(|| vec![1u8; 64]) else {
+                return false;
+            };
             // Blocks above the largest class are not served by the heap: they come from
-            // the system allocator, and the heap reports it (and notes a shortfall for
+            // the system allocator, and the scope reports it (and notes a shortfall for
             // the layer above to warn about).
-            let big = scope(|| vec![0u8; MAX_BLOCK + 1]).unwrap_or_default();
-            let after = protection();
+            let Ok((big, after)) = scope_with_protection(|| vec![0u8; MAX_BLOCK + 1]) else {
+                return false;
+            };
             before.locked
                 && before.dontdump
                 && contains(small.as_ptr())
@@ -636,16 +846,128 @@ mod tests {
         });
     }
 
+    /// RSA review: the shortfall was one process-wide flag, set for good, and reported as
+    /// `mlock of 65536 bytes failed: ENOMEM (RLIMIT_MEMLOCK too low?)` whatever happened.
+    /// Now it is the scope's own, with its cause; the next scope starts afresh.
+    #[test]
+    fn a_shortfall_fails_its_own_scope_only_and_names_its_cause() {
+        in_child(|| {
+            super::super::set_lock_failure_policy(LockFailurePolicy::Raise);
+            let err = scope(|| vec![0u8; MAX_BLOCK + 1]).err();
+            let want = MemoryError::SecretHeap(HeapShortfall::Spilled(Spill::TooLarge {
+                size: MAX_BLOCK + 1,
+            }));
+            let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
+            // Nested: the inner scope's shortfall fails the outer one too.
+            let outer = scope(|| scope(|| vec![0u8; MAX_BLOCK + 1]).is_err()).err();
+            // Afterwards, and on another thread meanwhile, scopes succeed.
+            let other = std::thread::spawn(|| scope(|| vec![1u8; 64]).is_ok())
+                .join()
+                .unwrap_or(false);
+            let after = scope_with_protection(|| vec![2u8; 64]);
+            err == Some(want.clone())
+                && err.as_ref().and_then(MemoryError::errno).is_none()
+                && message.contains("larger than the secret heap's largest block (1024 KiB)")
+                && message.contains("went to the process heap")
+                && !message.contains("RLIMIT_MEMLOCK")
+                && outer == Some(want)
+                && other
+                && after.is_ok_and(|(v, p)| contains(v.as_ptr()) && p.locked && p.dontdump)
+        });
+    }
+
+    /// A chunk whose `mlock` failed is tried again when a later scope is handed a block in
+    /// it: the heap recovers once the limit allows it (root's `mlock` succeeds here; the
+    /// failure side runs as `nobody` in tests/memory/test_secret_heap.py).
+    #[test]
+    fn an_unlocked_chunk_is_locked_again_when_it_can_be() {
+        in_child(|| {
+            super::super::set_lock_failure_policy(LockFailurePolicy::Raise);
+            let block = scope(|| vec![1u8; 64]).unwrap_or_default();
+            let addr = block.as_ptr() as usize;
+            drop(block);
+            with_state(|s| s.mark_unlocked(addr, addr + 64));
+            let marked = with_state(|s| s.unlocked.iter().any(|&w| w != 0));
+            // The freed block is handed out again: its chunk is locked before it is.
+            let again = scope_with_protection(|| vec![2u8; 64]);
+            let reused = again
+                .as_ref()
+                .is_ok_and(|(v, p)| v.as_ptr() as usize == addr && p.locked);
+            marked && reused && with_state(|s| s.unlocked.iter().all(|&w| w == 0))
+        });
+    }
+
+    #[test]
+    fn shortfall_messages_name_the_cause() {
+        let text = |s: HeapShortfall| s.to_string();
+        let m = text(HeapShortfall::Unlocked {
+            errno: libc::ENOMEM,
+            bytes: CHUNK,
+        });
+        assert!(
+            m.starts_with(
+                "the secret heap could not lock a chunk of 65536 bytes: mlock failed: Cannot \
+                 allocate memory"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("RLIMIT_MEMLOCK"), "{m}");
+        let m = text(HeapShortfall::Unlocked {
+            errno: libc::EAGAIN,
+            bytes: 4096,
+        });
+        assert!(!m.contains("RLIMIT_MEMLOCK"), "{m}");
+        let m = text(HeapShortfall::Spilled(Spill::Reserve {
+            errno: libc::ENOMEM,
+        }));
+        assert!(
+            m.starts_with(
+                "the secret heap could not reserve its 256 MiB of address space: mmap failed: \
+                 Cannot allocate memory"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("(an address-space limit, RLIMIT_AS?)"), "{m}");
+        assert!(!m.contains("RLIMIT_MEMLOCK"), "{m}");
+        let m = text(HeapShortfall::Spilled(Spill::Commit {
+            errno: libc::EACCES,
+        }));
+        assert!(m.contains("mprotect failed: Permission denied"), "{m}");
+        assert!(text(HeapShortfall::Spilled(Spill::Full)).contains("reservation is full"));
+        assert!(text(HeapShortfall::Spilled(Spill::Aligned { align: 8192 }))
+            .contains("aligned to 8192 bytes"));
+        assert!(text(HeapShortfall::Spilled(Spill::Reentrant)).contains("lock was held"));
+        // A spill outranks a failed mlock; the first of a kind is kept.
+        let unlocked = HeapShortfall::Unlocked { errno: 1, bytes: 1 };
+        let spilled = HeapShortfall::Spilled(Spill::Full);
+        assert_eq!(unlocked.or(spilled), spilled);
+        assert_eq!(spilled.or(unlocked), spilled);
+        assert_eq!(
+            unlocked.or(HeapShortfall::Unlocked { errno: 2, bytes: 2 }),
+            unlocked
+        );
+    }
+
     #[test]
     fn size_classes() {
         let l = |s, a| Layout::from_size_align(s, a).expect("layout");
-        assert_eq!(class_of(l(1, 1)), Some(0));
-        assert_eq!(class_of(l(16, 8)), Some(0));
-        assert_eq!(class_of(l(17, 8)), Some(1));
-        assert_eq!(class_of(l(8, 64)), Some(2));
-        assert_eq!(class_of(l(MAX_BLOCK, 8)), Some(CLASSES - 1));
-        assert_eq!(class_of(l(MAX_BLOCK + 1, 8)), None);
-        assert_eq!(class_of(l(8, 2 * page_size())), None);
+        assert_eq!(class_of(l(1, 1)), Ok(0));
+        assert_eq!(class_of(l(16, 8)), Ok(0));
+        assert_eq!(class_of(l(17, 8)), Ok(1));
+        assert_eq!(class_of(l(8, 64)), Ok(2));
+        assert_eq!(class_of(l(MAX_BLOCK, 8)), Ok(CLASSES - 1));
+        assert_eq!(
+            class_of(l(MAX_BLOCK + 1, 8)),
+            Err(Spill::TooLarge {
+                size: MAX_BLOCK + 1
+            })
+        );
+        assert_eq!(
+            class_of(l(8, 2 * page_size())),
+            Err(Spill::Aligned {
+                align: 2 * page_size()
+            })
+        );
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl ECPrivateKey {
 
     /// Load a key from PEM bytes: PKCS#8 ("BEGIN PRIVATE KEY", as `openssl genpkey`
     /// writes) or SEC1 ("BEGIN EC PRIVATE KEY", as `openssl ecparam -genkey` writes, an
-    /// "EC PARAMETERS" block before it allowed). Named curves only. The data is copied
+    /// "EC PARAMETERS" block before it allowed if it names the key's curve). Named curves
+    /// only. The data is copied
     /// into guarded memory and decoded there; once copied, a writable source is wiped when
     /// `wipe` is true, even if decoding then fails (a `bytes` object cannot be wiped). A
     /// source refused before the copy (empty, or over 16 KiB) is left as it was, as

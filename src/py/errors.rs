@@ -246,6 +246,13 @@ fn memory_error(m: MemoryError) -> PyErr {
             set_errno(&err, errno);
             err
         }
+        MemoryError::SecretHeap(shortfall) => {
+            let err = MemoryLockError::new_err(m.to_string());
+            if let Some(errno) = shortfall.errno() {
+                set_errno(&err, errno);
+            }
+            err
+        }
         MemoryError::InvalidLength { .. } => PyValueError::new_err(m.to_string()),
         MemoryError::AdviseFailed { errno, .. } | MemoryError::SystemCall { errno, .. } => {
             let err = ProtectionError::new_err(m.to_string());

@@ -291,10 +291,16 @@ fn parse_salt(salt: Option<&Bound<'_, PyAny>>) -> Result<Salt> {
         };
     }
     if salt.cast::<PyInt>().is_ok() && !salt.is_instance_of::<pyo3::types::PyBool>() {
-        return match salt.extract::<usize>() {
-            Ok(n) => Ok(Salt::Len(n)),
-            Err(_) => Err(Error::Value("salt_length must not be negative".to_owned())),
-        };
+        if salt.lt(0)? {
+            return Err(Error::Value("salt_length must not be negative".to_owned()));
+        }
+        // A salt is shorter than the modulus (at most 512 bytes here): a number that does
+        // not even fit a machine word is a mistake, not a salt length to try.
+        return salt.extract::<usize>().map(Salt::Len).map_err(|_| {
+            Error::Value(
+                "salt_length is too large: a PSS salt is shorter than the modulus".to_owned(),
+            )
+        });
     }
     Err(Error::Type(
         "salt_length must be None, \"auto\" or an int".to_owned(),

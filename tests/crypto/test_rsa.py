@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -416,6 +418,91 @@ def test_malformed_input_is_refused(key: RSAPrivateKey, tmp_path: Path) -> None:
         key.to_file(tmp_path / "x", format="hex")  # type: ignore[arg-type]
 
 
+def _der_int(v: int) -> bytes:
+    body = v.to_bytes((v.bit_length() + 8) // 8, "big")
+    return b"\x02" + _der_len(len(body)) + body
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def pkcs1_der(n: int, e: int, d: int, p: int, q: int, dp: int, dq: int, qinv: int) -> bytes:
+    """A PKCS#1 ``RSAPrivateKey`` of these components, whatever they are."""
+    body = b"".join(_der_int(v) for v in (0, n, e, d, p, q, dp, dq, qinv))
+    return b"\x30" + _der_len(len(body)) + body
+
+
+INCONSISTENT = {
+    "p": "the primes p and q do not multiply to the modulus n",
+    "d": "the private exponent d is not the inverse of e modulo lcm(p-1, q-1)",
+    "dP": "dP (exponent1) is not d mod (p-1)",
+    "dQ": "dQ (exponent2) is not d mod (q-1)",
+    "qInv": "qInv (coefficient) is not the inverse of q modulo p",
+}
+
+
+def test_inconsistent_private_keys_are_refused_at_load(
+    pyca_key: pyca_rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """RSA review: wrong CRT values loaded and then failed at every sign (ring checks them
+    only by its fault check); a wrong d loaded and signed, and went into key files."""
+    nums = pyca_key.private_numbers()
+    n, e = nums.public_numbers.n, nums.public_numbers.e
+    d, p, q, dp, dq, qinv = nums.d, nums.p, nums.q, nums.dmp1, nums.dmq1, nums.iqmp
+    other = pyca_rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    wrong = {
+        "p": (n, e, d, other.p, q, dp, dq, qinv),
+        "d": (n, e, d + 2, p, q, dp, dq, qinv),
+        "dP": (n, e, d, p, q, (dp + 2) % (p - 1), dq, qinv),
+        "dQ": (n, e, d, p, q, dp, (dq + 2) % (q - 1), qinv),
+        "qInv": (n, e, d, p, q, dp, dq, (qinv + 1) % p),
+    }
+    for name, parts in wrong.items():
+        der = pkcs1_der(*parts)
+        message = f"inconsistent RSA private key: {INCONSISTENT[name]}"
+        with pytest.raises(ValueError, match=re.escape(message)) as caught:
+            RSAPrivateKey.from_der(der)
+        assert str(caught.value) == message  # nothing of the key in it
+        pem = b"-----BEGIN RSA PRIVATE KEY-----\n" + base64.encodebytes(der)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            RSAPrivateKey.from_pem(pem + b"-----END RSA PRIVATE KEY-----\n")
+        path = write_key_file(tmp_path / f"{name}.der", der)
+        with pytest.raises(KeyFileError, match=re.escape(message)):
+            RSAPrivateKey.from_file(path)
+    # The consistent key loads, and so does one whose d is e^-1 mod (p-1)(q-1) (older
+    # OpenSSL) rather than mod lcm(p-1, q-1): both are right.
+    for d_any in (d, pow(e, -1, (p - 1) * (q - 1))):
+        k = RSAPrivateKey.from_der(pkcs1_der(n, e, d_any, p, q, dp, dq, qinv))
+        k.public_key().verify(k.sign(MSG), MSG)
+
+
+def test_parse_errors_name_the_format_tried(pyca_key: pyca_rsa.RSAPrivateKey) -> None:
+    """RSA review: a malformed PKCS#8 key was reported as a malformed PKCS#1 one."""
+    nope = serialization.NoEncryption()
+    pkcs8 = pyca_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, nope
+    )
+    pkcs1 = pyca_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, nope
+    )
+    with pytest.raises(ValueError) as caught:
+        RSAPrivateKey.from_der(pkcs8[:-10])
+    assert "malformed PKCS#8 PrivateKeyInfo DER" in str(caught.value)
+    assert "RSAPrivateKey" not in str(caught.value)
+    with pytest.raises(ValueError, match="malformed PKCS#1 RSAPrivateKey DER"):
+        RSAPrivateKey.from_der(pkcs1[:-10])
+    # A PEM label and the structure inside it must agree.
+    pem = b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(pkcs1)
+    with pytest.raises(ValueError, match="the PEM label says PKCS#8 PrivateKeyInfo, the DER"):
+        RSAPrivateKey.from_pem(pem + b"-----END PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match="neither PKCS#8 PrivateKeyInfo nor PKCS#1"):
+        RSAPrivateKey.from_der(b"\x04\x03abc")
+
+
 def test_wrong_names_lengths_and_types(key: RSAPrivateKey) -> None:
     pub = key.public_key()
     sig = key.sign(MSG)
@@ -436,6 +523,11 @@ def test_wrong_names_lengths_and_types(key: RSAPrivateKey) -> None:
         pub.verify(sig, MSG, salt_length="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="negative"):
         pub.verify(sig, MSG, salt_length=-1)
+    with pytest.raises(ValueError, match="negative"):
+        pub.verify(sig, MSG, salt_length=-(2**70))
+    # RSA review: a number too large for a machine word was reported as negative.
+    with pytest.raises(ValueError, match="salt_length is too large"):
+        pub.verify(sig, MSG, salt_length=2**70)
     with pytest.raises(TypeError, match="salt_length"):
         pub.verify(sig, MSG, salt_length=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="salt_length"):

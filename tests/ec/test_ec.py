@@ -489,6 +489,36 @@ def test_stored_public_key_must_match(tmp_path: Path) -> None:
         ECPrivateKey.from_file(path)
 
 
+#: ``EC PARAMETERS`` blocks as ``openssl ecparam -genkey`` writes them before the key.
+EC_PARAMETERS = {
+    "P-256": b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n",
+    "P-384": b"-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\n",
+}
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_an_ec_parameters_block_must_name_the_keys_curve(curve: str, tmp_path: Path) -> None:
+    """EC review: a block naming another curve than the key's was ignored."""
+    other = "P-384" if curve == "P-256" else "P-256"
+    k = pyca_key(curve)
+    for fmt in (serialization.PrivateFormat.TraditionalOpenSSL, serialization.PrivateFormat.PKCS8):
+        pem = k.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+        ours = ECPrivateKey.from_pem(EC_PARAMETERS[curve] + pem)
+        assert ours.public_key() == ECPublicKey.from_public_bytes(curve, point(k.public_key()))
+        message = f"the EC PARAMETERS block names {other}, but the key is a {curve} key"
+        with pytest.raises(ValueError, match=message):
+            ECPrivateKey.from_pem(EC_PARAMETERS[other] + pem)
+        path = write_key_file(tmp_path / "mixed.pem", EC_PARAMETERS[other] + pem)
+        with pytest.raises(KeyFileError, match=message):
+            ECPrivateKey.from_file(path)
+    # A block naming an unsupported curve, or not closed, is refused too.
+    secp256k1 = b"-----BEGIN EC PARAMETERS-----\nBgUrgQQACg==\n-----END EC PARAMETERS-----\n"
+    with pytest.raises(ValueError, match="secp256k1"):
+        ECPrivateKey.from_pem(secp256k1 + pem)
+    with pytest.raises(ValueError, match="no END line"):
+        ECPrivateKey.from_pem(b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n" + pem)
+
+
 # ---- openssl interop ------------------------------------------------------------------
 
 
