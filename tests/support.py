@@ -40,6 +40,7 @@ __all__ = [
     "libc",
     "mprotect",
     "privilege_drop_reason",
+    "run_as_nobody",
     "run_cli",
     "run_forked",
     "run_python",
@@ -265,6 +266,34 @@ def drop_privileges(memlock: int | None = None) -> None:
         os.setuid(uid)
         if os.geteuid() == 0 or os.getuid() == 0:
             raise RuntimeError("still root after setuid")
+
+
+def _dropped(memlock: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    drop_privileges(memlock)
+    return fn(*args)
+
+
+def run_as_nobody(
+    fn: Callable[..., Any],
+    *args: Any,
+    memlock: int | None = PAGE,
+    world_dir: Path | None = None,
+    timeout: int = 60,
+) -> Any:
+    """Run ``fn(*args)`` in a forked child under an ``RLIMIT_MEMLOCK`` of ``memlock``
+    bytes (one page unless told), as ``nobody`` when this is root (root ignores the
+    limit); return what it returned, failing with its traceback if it raised. Skips the
+    test where privileges cannot be dropped. ``world_dir`` (the fixture) is given to
+    ``nobody`` first, for a child that writes files there."""
+    import pytest
+
+    reason = privilege_drop_reason()
+    if reason:
+        pytest.skip(reason)
+    if world_dir is not None and os.geteuid() == 0:
+        assert NOBODY is not None
+        os.chown(world_dir, *NOBODY)
+    return run_forked(_dropped, memlock, fn, *args, timeout=timeout).unwrap()
 
 
 def run_python(

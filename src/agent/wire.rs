@@ -8,7 +8,7 @@
 
 use crate::crypto::ec::Curve;
 use crate::crypto::hmac::HashAlgorithm;
-use crate::keyfile::ssh_public::ecdsa_name;
+use crate::keyfile::ssh_public::{ecdsa_name, SshReader};
 
 /// Largest message accepted (the length field), as OpenSSH's `AGENT_MAX_LEN`.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
@@ -147,51 +147,39 @@ pub enum Request<'a> {
     Unknown(u8),
 }
 
-/// A cursor over a message, reading SSH wire types.
-pub struct Reader<'a> {
-    data: &'a [u8],
-}
+/// A cursor over a message, reading SSH wire types: the key files' [`SshReader`] (one
+/// implementation of the wire types), with the agent's reasons for what it refuses.
+pub struct Reader<'a>(SshReader<'a>);
+
+const TRUNCATED: Malformed = Malformed("truncated message");
 
 impl<'a> Reader<'a> {
     /// A reader over `data`.
     pub fn new(data: &'a [u8]) -> Self {
-        Reader { data }
+        Reader(SshReader::new(data))
     }
 
     /// Bytes not read yet.
     pub fn rest(&self) -> &'a [u8] {
-        self.data
+        self.0.rest()
     }
 
     /// One byte.
     pub fn u8(&mut self) -> Result<u8, Malformed> {
-        let (&b, rest) = self
-            .data
-            .split_first()
-            .ok_or(Malformed("truncated message"))?;
-        self.data = rest;
-        Ok(b)
+        self.0.u8().map_err(|_| TRUNCATED)
     }
 
     /// A big-endian `uint32`.
     pub fn u32(&mut self) -> Result<u32, Malformed> {
-        if self.data.len() < 4 {
-            return Err(Malformed("truncated message"));
-        }
-        let (head, rest) = self.data.split_at(4);
-        self.data = rest;
-        Ok(u32::from_be_bytes([head[0], head[1], head[2], head[3]]))
+        self.0.u32().map_err(|_| TRUNCATED)
     }
 
     /// A `string` (bytes).
     pub fn string(&mut self) -> Result<&'a [u8], Malformed> {
         let n = self.u32()? as usize;
-        if n > self.data.len() {
-            return Err(Malformed("string length beyond the message"));
-        }
-        let (s, rest) = self.data.split_at(n);
-        self.data = rest;
-        Ok(s)
+        self.0
+            .bytes(n)
+            .map_err(|_| Malformed("string length beyond the message"))
     }
 
     /// A `string` that must be UTF-8 text.
@@ -201,11 +189,9 @@ impl<'a> Reader<'a> {
 
     /// Fail unless everything was read.
     pub fn finish(&self) -> Result<(), Malformed> {
-        if self.data.is_empty() {
-            Ok(())
-        } else {
-            Err(Malformed("trailing bytes after the request"))
-        }
+        self.0
+            .finish("request")
+            .map_err(|_| Malformed("trailing bytes after the request"))
     }
 }
 

@@ -47,6 +47,12 @@ impl<'a> SshReader<'a> {
         Ok(head)
     }
 
+    /// One `byte`.
+    pub fn u8(&mut self) -> Result<u8, SshFormatError> {
+        let b = self.bytes(1)?;
+        Ok(b[0])
+    }
+
     /// A big-endian `uint32`.
     pub fn u32(&mut self) -> Result<u32, SshFormatError> {
         let b = self.bytes(4)?;

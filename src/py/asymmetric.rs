@@ -75,7 +75,7 @@ pub fn key_from_file<K: CurvePrivateKey>(
 /// Key file bytes the caller holds (`from_pem`, `from_openssh`, ...) copied into a
 /// guarded scratch region; a writable source is wiped afterwards when `wipe`. `str` is
 /// refused (it cannot be wiped), as is more than a key file may hold.
-pub fn copy_key_data(
+fn copy_key_data(
     py: Python<'_>,
     data: &Bound<'_, PyAny>,
     format: Format,
@@ -104,8 +104,28 @@ pub fn copy_key_data(
     Ok(scratch)
 }
 
+/// The private key constructors from bytes the caller holds (`from_pem`, `from_der`,
+/// `from_openssh` of every private key class): `data` copied into a guarded scratch
+/// region ([`copy_key_data`]), the passphrase (a `Passphrase` or a writable buffer, if
+/// given) into guarded memory, and `decode` run on both without the GIL.
+pub fn decode_key_data<K: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    format: Format,
+    passphrase: Option<&Bound<'_, PyAny>>,
+    wipe: bool,
+    decode: impl FnOnce(SecretBuf, Option<&[u8]>) -> Result<K> + Send,
+) -> Result<K> {
+    let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+    let scratch = copy_key_data(py, data, format, wipe)?;
+    detach(py, || {
+        let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
+        decode(scratch, pass)
+    })
+}
+
 /// `from_openssh` of the Ed25519 private key class: an OpenSSH private key file's bytes,
-/// copied into guarded memory ([`copy_key_data`]) and decrypted there with `passphrase`.
+/// decrypted with `passphrase` in guarded memory ([`decode_key_data`]).
 pub fn from_openssh<H: PrivateKeyHandle>(
     py: Python<'_>,
     data: &Bound<'_, PyAny>,
@@ -114,15 +134,20 @@ pub fn from_openssh<H: PrivateKeyHandle>(
     exportable: bool,
 ) -> Result<H> {
     let kind = KeyKind::from_algorithm(H::Key::ALGORITHM);
-    let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-    let scratch = copy_key_data(py, data, Format::OpenSsh, wipe)?;
-    let key = detach(py, || {
-        let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
-        let what = format!("{} private key", H::Key::ALGORITHM.name());
-        let file = DecodedKeyFile::from_private_buffer(scratch, kind, Some(Format::OpenSsh), pass)
-            .map_err(|e| key_io::buffer_error_for(&what, e))?;
-        key_io::curve_key_from_decoded::<H::Key>(&file, None)
-    })?;
+    let key = decode_key_data(
+        py,
+        data,
+        Format::OpenSsh,
+        passphrase,
+        wipe,
+        |scratch, pass| {
+            let what = format!("{} private key", H::Key::ALGORITHM.name());
+            let file =
+                DecodedKeyFile::from_private_buffer(scratch, kind, Some(Format::OpenSsh), pass)
+                    .map_err(|e| key_io::buffer_error_for(&what, e))?;
+            key_io::curve_key_from_decoded::<H::Key>(&file, None)
+        },
+    )?;
     H::from_key(py, key, exportable)
 }
 

@@ -19,7 +19,7 @@ use crate::keyfile::ssh_public::SshPublicKey;
 use crate::keyfile::{DecodedKeyFile, Format};
 
 use super::args::type_name;
-use super::asymmetric::{compare, copy_key_data, hex, openssh_line, public_from_openssh};
+use super::asymmetric::{compare, decode_key_data, hex, openssh_line, public_from_openssh};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
@@ -91,13 +91,7 @@ impl ECPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-        let scratch = copy_key_data(py, data, format, wipe)?;
-        let key = detach(py, || {
-            let pass = passphrase
-                .as_ref()
-                .map(crate::memory::SecretBuf::bytes)
-                .transpose()?;
+        let key = decode_key_data(py, data, format, passphrase, wipe, |scratch, pass| {
             let file = DecodedKeyFile::from_ec_buffer(scratch, None, format, pass)
                 .map_err(key_io::buffer_error)?;
             key_io::ec_key_from_decoded(&file, None)
@@ -123,12 +117,11 @@ impl ECPrivateKey {
     /// Load a key from PEM bytes: PKCS#8 ("BEGIN PRIVATE KEY", as `openssl genpkey`
     /// writes) or SEC1 ("BEGIN EC PRIVATE KEY", as `openssl ecparam -genkey` writes, an
     /// "EC PARAMETERS" block before it allowed if it names the key's curve). Named curves
-    /// only. The data is copied
-    /// into guarded memory and decoded there; once copied, a writable source is wiped when
-    /// `wipe` is true, even if decoding then fails (a `bytes` object cannot be wiped). A
-    /// source refused before the copy (empty, or over 16 KiB) is left as it was, as
-    /// `SecretKey.from_buffer` leaves one. Raises `ValueError` for malformed or
-    /// unsupported keys.
+    /// only. The data is copied into guarded memory and decoded there; once copied, a
+    /// writable source is wiped when `wipe` is true, even if decoding then fails (a
+    /// `bytes` object cannot be wiped). A source refused before the copy (empty, or over
+    /// 16 KiB) is left as it was, as `SecretKey.from_buffer` leaves one. Raises
+    /// `ValueError` for malformed or unsupported keys.
     #[staticmethod]
     #[pyo3(signature = (data, *, wipe = true, exportable = true))]
     fn from_pem(

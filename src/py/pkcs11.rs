@@ -170,6 +170,27 @@ trait TokenHandle: PyClass<Frozen = True> + Sync {
     fn object(&self) -> &TokenObject;
 }
 
+/// A private key class in the token: the kind of object it opens, and the public key read
+/// from the token (and proven where the key type allows) when it is opened.
+trait TokenPrivateKey: TokenHandle + Sized {
+    /// The kind of token object the class opens.
+    const KIND: ObjectKind;
+    /// The public key the handle keeps.
+    type Public: Send;
+    /// Read the public key of the private key `handle` (without the GIL).
+    fn read_public(token: &Token, handle: ObjectHandle) -> Result<Self::Public>;
+    /// The handle over `obj` with its public key.
+    fn from_parts(obj: TokenObject, public: Self::Public) -> Self;
+
+    /// Open the private key `handle` of `token`.
+    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
+        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
+        let t = Arc::clone(token);
+        let public = detach(py, || Self::read_public(&t, handle))?;
+        Ok(Self::from_parts(obj, public))
+    }
+}
+
 /// `__enter__` of a token key: the handle itself, or `KeyDestroyedError`.
 fn enter<H: TokenHandle>(slf: &Bound<'_, H>) -> Result<Py<H>> {
     slf.get().object().check(H::CLASS)?;
@@ -196,12 +217,14 @@ pub struct Pkcs11Ed25519PrivateKey {
     public: [u8; 32],
 }
 
-impl Pkcs11Ed25519PrivateKey {
-    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
-        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
-        let t = Arc::clone(token);
-        let public = detach(py, || keys::ed25519_public(&t, handle))?;
-        Ok(Pkcs11Ed25519PrivateKey { obj, public })
+impl TokenPrivateKey for Pkcs11Ed25519PrivateKey {
+    const KIND: ObjectKind = ObjectKind::Ed25519Private;
+    type Public = [u8; 32];
+    fn read_public(token: &Token, handle: ObjectHandle) -> Result<[u8; 32]> {
+        Ok(keys::ed25519_public(token, handle)?)
+    }
+    fn from_parts(obj: TokenObject, public: [u8; 32]) -> Self {
+        Pkcs11Ed25519PrivateKey { obj, public }
     }
 }
 
@@ -227,16 +250,6 @@ impl Pkcs11Ed25519PrivateKey {
         Ed25519PublicKey::from_raw(&self.public)
     }
 
-    /// Refuses with `KeyNotExportableError`: the key stays in the token.
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn to_file(
-        &self,
-        _args: &Bound<'_, pyo3::types::PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> Result<()> {
-        Err(not_exportable(ED_CLASS))
-    }
-
     fn __repr__(&self) -> String {
         let public: String = self.public.iter().map(|b| format!("{b:02x}")).collect();
         self.obj.repr(ED_CLASS, &format!(" public={public}"))
@@ -253,17 +266,19 @@ pub struct Pkcs11ECPrivateKey {
     public: PublicPoint,
 }
 
-impl Pkcs11ECPrivateKey {
-    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
-        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
-        let t = Arc::clone(token);
-        let public = detach(py, || {
-            let curve = keys::ec_key_curve(&t, handle)?;
-            keys::ec_public(&t, handle, curve)
-        })?;
-        Ok(Pkcs11ECPrivateKey { obj, public })
+impl TokenPrivateKey for Pkcs11ECPrivateKey {
+    const KIND: ObjectKind = ObjectKind::EcPrivate;
+    type Public = PublicPoint;
+    fn read_public(token: &Token, handle: ObjectHandle) -> Result<PublicPoint> {
+        let curve = keys::ec_key_curve(token, handle)?;
+        Ok(keys::ec_public(token, handle, curve)?)
     }
+    fn from_parts(obj: TokenObject, public: PublicPoint) -> Self {
+        Pkcs11ECPrivateKey { obj, public }
+    }
+}
 
+impl Pkcs11ECPrivateKey {
     fn curve_of(&self) -> Curve {
         self.public.curve()
     }
@@ -316,16 +331,6 @@ impl Pkcs11ECPrivateKey {
         8 * self.curve_of().scalar_len()
     }
 
-    /// Refuses with `KeyNotExportableError`: the key stays in the token.
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn to_file(
-        &self,
-        _args: &Bound<'_, pyo3::types::PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> Result<()> {
-        Err(not_exportable(EC_CLASS))
-    }
-
     fn __repr__(&self) -> String {
         let extra = format!(" curve={}", self.curve_of().name());
         self.obj.repr(EC_CLASS, &extra)
@@ -341,12 +346,14 @@ pub struct Pkcs11RSAPrivateKey {
     public: RsaPublicKey,
 }
 
-impl Pkcs11RSAPrivateKey {
-    fn open(py: Python<'_>, token: &Arc<Token>, handle: ObjectHandle) -> Result<Self> {
-        let obj = TokenObject::new(py, Arc::clone(token), handle)?;
-        let t = Arc::clone(token);
-        let public = detach(py, || keys::rsa_public(&t, handle))?;
-        Ok(Pkcs11RSAPrivateKey { obj, public })
+impl TokenPrivateKey for Pkcs11RSAPrivateKey {
+    const KIND: ObjectKind = ObjectKind::RsaPrivate;
+    type Public = RsaPublicKey;
+    fn read_public(token: &Token, handle: ObjectHandle) -> Result<RsaPublicKey> {
+        Ok(keys::rsa_public(token, handle)?)
+    }
+    fn from_parts(obj: TokenObject, public: RsaPublicKey) -> Self {
+        Pkcs11RSAPrivateKey { obj, public }
     }
 }
 
@@ -387,16 +394,6 @@ impl Pkcs11RSAPrivateKey {
     #[getter]
     fn key_size(&self) -> usize {
         self.public.bits()
-    }
-
-    /// Refuses with `KeyNotExportableError`: the key stays in the token.
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn to_file(
-        &self,
-        _args: &Bound<'_, pyo3::types::PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> Result<()> {
-        Err(not_exportable(RSA_CLASS))
     }
 
     fn __repr__(&self) -> String {
@@ -586,18 +583,32 @@ macro_rules! token_handle_methods {
     };
 }
 
-token_handle_methods!(
-    Pkcs11Ed25519PrivateKey,
-    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
-);
-token_handle_methods!(
-    Pkcs11ECPrivateKey,
-    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
-);
-token_handle_methods!(
-    Pkcs11RSAPrivateKey,
-    "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
-);
+/// [`token_handle_methods!`] for a private key class, and the `to_file` that refuses.
+macro_rules! token_private_key_methods {
+    ($class:ty) => {
+        token_handle_methods!(
+            $class,
+            "Delete the key pair's private key from the token (`C_DestroyObject`), for good."
+        );
+
+        #[pymethods]
+        impl $class {
+            /// Refuses with `KeyNotExportableError`: the key stays in the token.
+            #[pyo3(signature = (*_args, **_kwargs))]
+            fn to_file(
+                &self,
+                _args: &Bound<'_, pyo3::types::PyTuple>,
+                _kwargs: Option<&Bound<'_, PyDict>>,
+            ) -> Result<()> {
+                Err(not_exportable(Self::CLASS))
+            }
+        }
+    };
+}
+
+token_private_key_methods!(Pkcs11Ed25519PrivateKey);
+token_private_key_methods!(Pkcs11ECPrivateKey);
+token_private_key_methods!(Pkcs11RSAPrivateKey);
 token_handle_methods!(
     Pkcs11SecretKey,
     "Delete the key from the token (`C_DestroyObject`), for good."
@@ -647,6 +658,18 @@ impl Pkcs11Token {
         &self.token
     }
 
+    /// The private key of class `H` named by `label` and/or `id`.
+    fn private_key<H: TokenPrivateKey>(
+        &self,
+        py: Python<'_>,
+        label: Option<String>,
+        id: Option<&Bound<'_, PyAny>>,
+    ) -> Result<H> {
+        let spec = object_spec(label, id)?;
+        let h = self.find(py, H::KIND, &spec)?;
+        H::open(py, &self.token, h)
+    }
+
     fn find(&self, py: Python<'_>, kind: ObjectKind, spec: &ObjectSpec) -> Result<ObjectHandle> {
         let t = Arc::clone(&self.token);
         Ok(detach(py, || keys::find(&t, kind, spec, keys::Trust::Key))?)
@@ -690,9 +713,7 @@ impl Pkcs11Token {
         label: Option<String>,
         id: Option<&Bound<'_, PyAny>>,
     ) -> Result<Pkcs11Ed25519PrivateKey> {
-        let spec = object_spec(label, id)?;
-        let h = self.find(py, ObjectKind::Ed25519Private, &spec)?;
-        Pkcs11Ed25519PrivateKey::open(py, &self.token, h)
+        self.private_key(py, label, id)
     }
 
     /// Generate an Ed25519 key pair in the token (`CKM_EC_EDWARDS_KEY_PAIR_GEN`), the
@@ -713,9 +734,7 @@ impl Pkcs11Token {
         label: Option<String>,
         id: Option<&Bound<'_, PyAny>>,
     ) -> Result<Pkcs11ECPrivateKey> {
-        let spec = object_spec(label, id)?;
-        let h = self.find(py, ObjectKind::EcPrivate, &spec)?;
-        Pkcs11ECPrivateKey::open(py, &self.token, h)
+        self.private_key(py, label, id)
     }
 
     /// Generate an ECDSA key pair on `curve` ("P-256" or "P-384") in the token
@@ -743,9 +762,7 @@ impl Pkcs11Token {
         label: Option<String>,
         id: Option<&Bound<'_, PyAny>>,
     ) -> Result<Pkcs11RSAPrivateKey> {
-        let spec = object_spec(label, id)?;
-        let h = self.find(py, ObjectKind::RsaPrivate, &spec)?;
-        Pkcs11RSAPrivateKey::open(py, &self.token, h)
+        self.private_key(py, label, id)
     }
 
     /// Generate an RSA key pair of `bits` (2048, 3072 or 4096; exponent 65537) in the

@@ -12,7 +12,6 @@ use pyo3::types::{PyBytes, PyInt, PyString};
 
 use crate::crypto::rsa::{Hash, Padding, RsaPrivateKey, RsaPublicKey, Salt, GENERATE_BITS};
 use crate::keyfile::Format;
-use crate::memory::SecretBuf;
 
 use super::asymmetric::{self as common};
 use super::bytes_like::{bytes_like, maybe_detach};
@@ -52,20 +51,6 @@ impl RSAPrivateKey {
 }
 
 key_handle_methods!(RSAPrivateKey);
-
-/// Copy a bytes-like source into a guarded scratch region ([`common::copy_key_data`]: a
-/// `str` refused, at most a key file's size, a writable source wiped after the copy when
-/// `wipe`) and run `f` on the copy without the GIL.
-fn from_secret_bytes(
-    py: Python<'_>,
-    data: &Bound<'_, PyAny>,
-    format: Format,
-    wipe: bool,
-    f: impl FnOnce(&[u8]) -> Result<RsaPrivateKey> + Send,
-) -> Result<RsaPrivateKey> {
-    let scratch = common::copy_key_data(py, data, format, wipe)?;
-    detach(py, || f(scratch.bytes().map_err(Error::from)?))
-}
 
 #[pymethods]
 impl RSAPrivateKey {
@@ -116,8 +101,8 @@ impl RSAPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let key = from_secret_bytes(py, data, Format::Der, wipe, |der| {
-            Ok(RsaPrivateKey::from_der(der)?)
+        let key = common::decode_key_data(py, data, Format::Der, None, wipe, |der, _| {
+            Ok(RsaPrivateKey::from_der(der.bytes()?)?)
         })?;
         Self::wrap(py, key, exportable)
     }
@@ -134,8 +119,8 @@ impl RSAPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let key = from_secret_bytes(py, data, Format::Pem, wipe, |pem| {
-            Ok(RsaPrivateKey::from_pem(pem)?)
+        let key = common::decode_key_data(py, data, Format::Pem, None, wipe, |pem, _| {
+            Ok(RsaPrivateKey::from_pem(pem.bytes()?)?)
         })?;
         Self::wrap(py, key, exportable)
     }
@@ -177,12 +162,17 @@ impl RSAPrivateKey {
         wipe: bool,
         exportable: bool,
     ) -> Result<Self> {
-        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-        let key = from_secret_bytes(py, data, Format::OpenSsh, wipe, |content| {
-            let pass = passphrase.as_ref().map(SecretBuf::bytes).transpose()?;
-            crate::keyfile::rsa_from_scratch(content, Some(crate::keyfile::Format::OpenSsh), pass)
-                .map_err(|e| key_io::buffer_error_for("RSA private key", e))
-        })?;
+        let key = common::decode_key_data(
+            py,
+            data,
+            Format::OpenSsh,
+            passphrase,
+            wipe,
+            |content, pass| {
+                crate::keyfile::rsa_from_scratch(content.bytes()?, Some(Format::OpenSsh), pass)
+                    .map_err(|e| key_io::buffer_error_for("RSA private key", e))
+            },
+        )?;
         Self::wrap(py, key, exportable)
     }
 

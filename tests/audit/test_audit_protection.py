@@ -5,20 +5,17 @@ whole budget, so the epoch keys cannot be locked."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import keycell
-import pytest
 from keycell import ProtectionWarning, SecretKey
 from keycell.audit import AuditLog
-from support import NOBODY, PAGE, drop_privileges, privilege_drop_reason, run_forked
+from support import run_as_nobody
 
 
 def _child(d: str) -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     out: dict[str, Any] = {}
     k0 = SecretKey.generate(32)  # locked: the one page of the budget
@@ -44,13 +41,7 @@ def _child(d: str) -> dict[str, Any]:
 
 
 def test_a_log_whose_epoch_key_is_not_locked_warns_and_reports_it(world_dir: Path) -> None:
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    if os.geteuid() == 0:
-        assert NOBODY is not None
-        os.chown(world_dir, *NOBODY)
-    out = run_forked(_child, str(world_dir)).unwrap()
+    out = run_as_nobody(_child, str(world_dir), world_dir=world_dir)
     assert out["k0_locked"] is True, out
     assert out["is_protection"] is True, out
     assert out["created"] == [False, False, True], out
@@ -65,7 +56,6 @@ def test_a_log_whose_epoch_key_is_not_locked_warns_and_reports_it(world_dir: Pat
 
 
 def _strict_child(d: str) -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     k0 = SecretKey.generate(32)
     with warnings.catch_warnings():
@@ -78,13 +68,7 @@ def _strict_child(d: str) -> dict[str, Any]:
 
 
 def test_under_w_error_creating_such_a_log_raises(world_dir: Path) -> None:
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    if os.geteuid() == 0:
-        assert NOBODY is not None
-        os.chown(world_dir, *NOBODY)
-    out = run_forked(_strict_child, str(world_dir)).unwrap()
+    out = run_as_nobody(_strict_child, str(world_dir), world_dir=world_dir)
     assert out["raised"] is not None, out
     assert "mlock failed" in out["raised"], out
 

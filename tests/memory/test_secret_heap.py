@@ -20,13 +20,11 @@ import warnings
 from typing import Any
 
 import keycell
-import pytest
 from keycell import MemoryLockError, RSAPrivateKey
-from support import PAGE, drop_privileges, privilege_drop_reason, run_forked, run_python
+from support import PAGE, run_as_nobody, run_python
 
 
 def _child() -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     out: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
@@ -47,10 +45,7 @@ def _child() -> dict[str, Any]:
 
 
 def test_an_unlocked_heap_is_reported_or_refused() -> None:
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    out = run_forked(_child, timeout=120).unwrap()
+    out = run_as_nobody(_child, timeout=120)
     assert out["locked"] is False, out
     assert out["dontdump"] is True, out
     assert any("mlock failed" in w for w in out["warnings"]), out
@@ -61,7 +56,6 @@ def _recovery_child() -> dict[str, Any]:
     # The soft limit is one page, the hard one as it was: this user may raise it later.
     hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (PAGE, hard))
-    drop_privileges()
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     out: dict[str, Any] = {}
     with warnings.catch_warnings(record=True):
@@ -94,10 +88,8 @@ def _recovery_child() -> dict[str, Any]:
 def test_a_heap_shortfall_is_the_operations_own_and_names_its_cause() -> None:
     """RSA review: after one shortfall every later RSA operation under "raise" failed,
     and the message blamed RLIMIT_MEMLOCK with a fixed errno whatever the cause."""
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    out = run_forked(_recovery_child, timeout=120).unwrap()
+    # The child sets its own soft limit below the hard one, before dropping privileges.
+    out = run_as_nobody(_recovery_child, memlock=None, timeout=120)
     assert out["early_locked"] is False, out
     assert out["low"].startswith("the secret heap could not lock a chunk of "), out
     assert "mlock failed: Cannot allocate memory" in out["low"], out

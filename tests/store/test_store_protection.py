@@ -5,19 +5,16 @@ takes the whole budget, so the store's keys cannot be locked."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import keycell
-import pytest
 from keycell import KeyStore, ProtectionWarning, SecretKey
-from support import NOBODY, PAGE, drop_privileges, privilege_drop_reason, run_forked
+from support import run_as_nobody
 
 
 def _child(d: str) -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     out: dict[str, Any] = {}
     master = SecretKey.generate(32)  # locked: the one page of the budget
@@ -47,13 +44,7 @@ def _child(d: str) -> dict[str, Any]:
 
 
 def test_a_store_whose_keys_are_not_locked_warns_and_reports_it(world_dir: Path) -> None:
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    if os.geteuid() == 0:
-        assert NOBODY is not None
-        os.chown(world_dir, *NOBODY)
-    out = run_forked(_child, str(world_dir)).unwrap()
+    out = run_as_nobody(_child, str(world_dir), world_dir=world_dir)
     assert out["master_locked"] is True, out
     assert out["is_protection"] is True, out
     assert (out["locked"], out["complete"], out["dontdump"]) == (False, False, True), out
