@@ -158,7 +158,7 @@ pub fn report_derived_shortfall(py: Python<'_>) -> Result<()> {
             &WARNED_DERIVED,
             "keycell: state derived from a key on first use (HMAC pads, AEAD cipher state, \
              RSA limbs in the secret heap) got less protection than the key (mlock failed: \
-             RLIMIT_MEMLOCK spent?); \
+             RLIMIT_MEMLOCK spent?, or the secret heap could not hold RSA limbs); \
              key.protection reports the weakest region behind the key. This warning is shown \
              once per process; set_policy(on_lock_failure=\"raise\") fails instead.",
         )?;
