@@ -1000,6 +1000,13 @@ mod tests {
             "parsing used {depth} bytes of stack"
         );
         let (depth, _) = stack_after(|| {
+            std::hint::black_box(check_components(&der)).expect("consistent");
+        });
+        assert!(
+            depth < SCRUB_DEEP_BYTES,
+            "the component check used {depth} bytes of stack"
+        );
+        let (depth, _) = stack_after(|| {
             let mut rng = OsRng { failed: None };
             let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("generate");
             std::hint::black_box(key.to_pkcs1_der().expect("der"));
@@ -1016,6 +1023,77 @@ mod tests {
         });
         let windows: Vec<&[u8]> = der[16..].chunks_exact(16).collect();
         assert!(!windows.iter().any(|w| contains(&stack, w)));
+    }
+
+    #[test]
+    fn the_component_check_names_the_wrong_one() {
+        use rsa::pkcs1::der::Encode;
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::traits::PrivateKeyParts;
+        let der = key().pkcs1_der().expect("der").to_vec();
+        assert_eq!(check_components(&der), Ok(()));
+        let k = rsa::RsaPrivateKey::from_pkcs1_der(&der).expect("parse");
+        let one = BigUint::from(1u8);
+        let (p, q) = (&k.primes()[0], &k.primes()[1]);
+        let (n, e, d) = (k.n().clone(), k.e().clone(), k.d().clone());
+        let dp = d.clone() % (p - &one);
+        let dq = d.clone() % (q - &one);
+        let qinv = k.crt_coefficient().expect("qinv");
+        // PKCS#1 of the given components, whatever they are.
+        let encode = |parts: [&BigUint; 8]| {
+            let [n, e, d, p, q, dp, dq, qinv] = parts.map(|v| v.to_bytes_be());
+            fn u(b: &[u8]) -> rsa::pkcs1::UintRef<'_> {
+                rsa::pkcs1::UintRef::new(b).expect("uint")
+            }
+            rsa::pkcs1::RsaPrivateKey {
+                modulus: u(&n),
+                public_exponent: u(&e),
+                private_exponent: u(&d),
+                prime1: u(&p),
+                prime2: u(&q),
+                exponent1: u(&dp),
+                exponent2: u(&dq),
+                coefficient: u(&qinv),
+                other_prime_infos: None,
+            }
+            .to_der()
+            .expect("encode")
+        };
+        assert_eq!(
+            encode([&n, &e, &d, p, q, &dp, &dq, &qinv]),
+            der,
+            "the encoder writes what generation wrote"
+        );
+        let two = BigUint::from(2u8);
+        let cases = [
+            (
+                encode([&n, &e, &d, q, q, &dp, &dq, &qinv]),
+                Component::Primes,
+            ),
+            (
+                encode([&n, &e, &(&d + &two), p, q, &dp, &dq, &qinv]),
+                Component::D,
+            ),
+            (
+                encode([&n, &e, &d, p, q, &((&dp + &two) % (p - &one)), &dq, &qinv]),
+                Component::DP,
+            ),
+            (
+                encode([&n, &e, &d, p, q, &dp, &((&dq + &two) % (q - &one)), &qinv]),
+                Component::DQ,
+            ),
+            (
+                encode([&n, &e, &d, p, q, &dp, &dq, &((&qinv + &one) % p)]),
+                Component::QInv,
+            ),
+        ];
+        for (bad, which) in cases {
+            assert_eq!(check_components(&bad), Err(RsaError::Inconsistent(which)));
+            assert!(matches!(
+                RsaPrivateKey::from_der(&bad),
+                Err(RsaError::Inconsistent(w)) if w == which
+            ));
+        }
     }
 
     #[test]
