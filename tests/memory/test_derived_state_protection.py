@@ -13,11 +13,10 @@ from typing import Any
 import keycell
 import pytest
 from keycell import AESGCM, HMAC, SecretKey
-from support import PAGE, drop_privileges, privilege_drop_reason, run_forked
+from support import run_as_nobody
 
 
 def _child(use: str) -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     out: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
@@ -48,10 +47,7 @@ def _child(use: str) -> dict[str, Any]:
 def test_unlocked_derived_state_makes_the_key_report_unlocked(use: str) -> None:
     """Issue 21 (3), and the second review: ``encrypt_into`` and the streaming ``HMAC``
     reported the shortfall only at the next keyed call (the streaming HMAC never did)."""
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    out = run_forked(_child, use).unwrap()
+    out = run_as_nobody(_child, use)
     assert out["before"] is True, out
     assert out["after"] is False, out
     assert out["complete"] is False, out
@@ -128,7 +124,6 @@ def test_a_key_outside_memfd_secret_under_that_backend_is_warned_about() -> None
 def _error_child(call: str) -> dict[str, Any]:
     import hmac as std_hmac
 
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="page")
     key_bytes = b"k" * 32
     key = SecretKey.from_buffer(bytearray(key_bytes))
@@ -159,10 +154,7 @@ def test_a_shortfall_raised_as_an_error_leaves_the_hmac_context_unchanged(call: 
     """Third review: under ``-W error`` the streaming ``HMAC.update`` raised the derived-state
     warning after absorbing the data, so a caller retrying the failed call got a tag over
     the data twice (and a failed ``finalize`` had consumed the context)."""
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-    out = run_forked(_error_child, call).unwrap()
+    out = run_as_nobody(_error_child, call)
     assert out["key_locked"] is True, out
     assert out["raised"] is True, out
     assert out["tag_right"] is True, out

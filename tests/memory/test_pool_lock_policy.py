@@ -12,16 +12,14 @@ import warnings
 from typing import Any
 
 import keycell
-import pytest
 from keycell import MemoryLockError, SecretKey
-from support import PAGE, drop_privileges, privilege_drop_reason, run_forked
+from support import PAGE, run_as_nobody
 
 SLOT = 64  # a 32-byte key: canary 16 + key 32 + canary 16
 FIRST_ARENA_SLOTS = (PAGE - 16) // SLOT
 
 
 def _child(policy: str) -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure=policy, isolation="pool")  # type: ignore[arg-type]
     out: dict[str, Any] = {"locked": [], "error": None}
     keys = []
@@ -40,15 +38,8 @@ def _child(policy: str) -> dict[str, Any]:
     return out
 
 
-def _skip() -> None:
-    reason = privilege_drop_reason()
-    if reason:
-        pytest.skip(reason)
-
-
 def test_warn_reports_unlocked_arena() -> None:
-    _skip()
-    out = run_forked(_child, "warn").unwrap()
+    out = run_as_nobody(_child, "warn")
     assert out["error"] is None
     assert out["all_work"]
     locked = out["locked"]
@@ -60,8 +51,7 @@ def test_warn_reports_unlocked_arena() -> None:
 
 
 def test_raise_refuses_the_unlockable_arena() -> None:
-    _skip()
-    out = run_forked(_child, "raise").unwrap()
+    out = run_as_nobody(_child, "raise")
     assert out["locked"] == [True] * FIRST_ARENA_SLOTS
     assert out["error"] is not None
     assert out["error"]["errno"] in (errno.ENOMEM, errno.EPERM, errno.EAGAIN)
@@ -74,7 +64,6 @@ def test_raise_refuses_the_unlockable_arena() -> None:
 
 
 def _switch_child() -> dict[str, Any]:
-    drop_privileges(PAGE)
     keycell.set_policy(on_lock_failure="warn", isolation="pool")
     out: dict[str, Any] = {}
     with warnings.catch_warnings():
@@ -95,8 +84,7 @@ def _switch_child() -> dict[str, Any]:
 def test_raise_never_places_a_key_in_an_arena_made_unlocked_under_warn() -> None:
     """EC review: after "warn" made an unlocked arena with free slots, switching to
     "raise" still placed new keys there (``locked=False``, no exception)."""
-    _skip()
-    out = run_forked(_switch_child).unwrap()
+    out = run_as_nobody(_switch_child)
     assert out["unlocked_under_warn"] is True, out
     assert "error" in out["under_raise"], out
     assert out["under_raise"]["error"] in (errno.ENOMEM, errno.EPERM, errno.EAGAIN), out
