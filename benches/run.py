@@ -291,6 +291,17 @@ def build_cases(only: str | None) -> list[Case]:
                 [(Contender("pyca/cryptography", "pp.verify(sig, m, pss, sha)", env), 1.25)],
             )
         )
+        env.update({"der": der, "load": keycell.RSAPrivateKey.from_der})
+        env["pload"] = pyca_ser.load_der_private_key
+        add(
+            Case(
+                "RSA-2048 load, PKCS#8 DER",
+                Contender("keycell", "load(der).destroy()", env),
+                [(Contender("pyca/cryptography", "pload(der, None)", env), None)],
+                note="report only: keycell checks every component (d, dP, dQ, qInv) in the "
+                "secret heap before ring parses the key; pyca runs OpenSSL's key check",
+            )
+        )
         add(
             Case(
                 "RSA-3072 generate",
