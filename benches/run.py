@@ -33,7 +33,7 @@ from keycell import SecretKey
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE))  # the benches beside this one (pool.py, audit.py, agent.py)
+sys.path.insert(0, str(HERE))  # the benches beside this one (pool.py, audit.py, agent.py, aio.py)
 
 import pool as pool_bench  # noqa: E402
 
@@ -754,6 +754,12 @@ def main(argv: list[str] | None = None) -> int:
         from agent import bench as agent_bench  # benches/agent.py: keycell agent vs ssh-agent
 
         report += agent_bench()
+    if args.only is None or "aio" in args.only:
+        # The event loop's stalls under keycell.aio (benches/aio.py).
+        import aio as aio_bench
+
+        print("running: asyncio stalls", file=sys.stderr, flush=True)
+        report += aio_bench.report()
     if args.only is None or "audit" in args.only:
         # The audit log's own benchmarks (benches/audit.py).
         import audit as audit_bench

@@ -83,7 +83,9 @@ PY_ALLOWED: dict[str, set[str]] = {
     "agent": _PY_SUPPORT | _PY_FEATURES | {"agent_server"},
     "compat": set(_PY_SUPPORT),  # token formats of other libraries (itsdangerous, Django)
     "webhooks": set(_PY_SUPPORT),
-    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
+    "_lazy": {"_text_refusal"},  # keycell.lazy: a key loaded once per process
+    "aio": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},  # asyncio
+    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "_lazy"},
     "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__"},
     "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__", "doctor"},
     "__main__": {"cli"},

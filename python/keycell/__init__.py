@@ -18,6 +18,7 @@ from typing import Literal
 
 from . import agent, audit, exceptions, key_protocols, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
+from ._lazy import LazyKey, lazy
 from ._native import (
     AESGCM,
     AESGCMSIV,
@@ -133,6 +134,7 @@ __all__ = [
     "KeyringPermissionError",
     "KeyringQuotaError",
     "KeyringUnavailableError",
+    "LazyKey",
     "MemoryLockError",
     "Passphrase",
     "Pkcs11Error",
@@ -163,6 +165,7 @@ __all__ = [
     "hkdf_extract",
     "key_protocols",
     "keyring",
+    "lazy",
     "otp",
     "pkcs11",
     "policy",

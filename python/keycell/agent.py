@@ -144,6 +144,106 @@ class AgentKeyInfo:
     source: str = "store"
 
 
+# The wire encoding and decoding, shared by this client and the asyncio client
+# (keycell.aio): each request is a message built here, sent by the client's own transport,
+# and its reply parsed here.
+_LIST = "list@keycell"
+
+
+def _frame(message: bytes) -> bytes:
+    """A message with its length prefix."""
+    return struct.pack(">I", len(message)) + message
+
+
+def _reply_length(header: bytes) -> int:
+    """The length of a reply from its 4-byte header (``AgentProtocolError`` if invalid)."""
+    (n,) = struct.unpack(">I", header)
+    if n == 0 or n > _MAX_REPLY:
+        raise AgentProtocolError(f"the agent sent a reply of invalid length {n}")
+    return int(n)
+
+
+def _extension_message(name: str, body: bytes) -> bytes:
+    return bytes([_EXTENSION]) + _string(name.encode()) + body
+
+
+def _extension_reply(reply: bytes, name: str) -> _Reader:
+    if reply[0] in (_FAILURE, _EXTENSION_FAILURE):
+        raise AgentRefusedError(f"the agent refused {name}")
+    if reply[0] != _EXTENSION_RESPONSE:
+        raise AgentProtocolError(f"unexpected reply type {reply[0]} to {name}")
+    r = _Reader(reply[1:])
+    if r.text() != name:
+        raise AgentProtocolError(f"the agent answered {name} for another extension")
+    return r
+
+
+def _identities_reply(reply: bytes) -> list[tuple[bytes, str]]:
+    if reply[0] != _IDENTITIES_ANSWER:
+        raise AgentRefusedError("the agent refused to list identities")
+    r = _Reader(reply[1:])
+    out = [(r.string(), r.text()) for _ in range(r.u32())]
+    r.end()
+    return out
+
+
+def _keys_reply(r: _Reader) -> list[AgentKeyInfo]:
+    out = []
+    for _ in range(r.u32()):
+        name, kind, public, bits = r.text(), r.text(), r.string(), r.u32()
+        isolation, backend = r.text(), r.text()
+        prot = AgentProtection(
+            locked=bool(bits & 1),
+            dontdump=bool(bits & 2),
+            wipeonfork=bool(bits & 4),
+            guard_pages=bool(bits & 8),
+            read_only_idle=bool(bits & 16),
+            isolation=isolation,
+            agent_backend=backend,
+        )
+        pub: Ed25519PublicKey | ECPublicKey | RSAPublicKey | None = None
+        if kind == "ed25519":
+            pub = Ed25519PublicKey.from_public_bytes(public)
+        elif kind in _EC_CURVES:
+            pub = ECPublicKey.from_public_bytes(_EC_CURVES[kind], public)
+        elif kind == "rsa":
+            # The PKCS#1 RSAPublicKey DER.
+            pub = RSAPublicKey.from_der(public)
+        source = "pkcs11" if backend == "pkcs11" else "store"
+        out.append(AgentKeyInfo(name, kind, pub, prot, source))
+    r.end()
+    return out
+
+
+def _pick(infos: list[AgentKeyInfo], name: str, kind: str) -> AgentKeyInfo:
+    """The key ``name`` of ``kind`` (``"ec"``: either curve) among ``infos``."""
+    for k in infos:
+        if k.name == name:
+            if kind == "ec" and k.kind not in _EC_CURVES:
+                raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not an EC key")
+            if kind != "ec" and k.kind != kind:
+                raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not {kind}")
+            return k
+    label = "EC" if kind == "ec" else kind
+    raise AgentRefusedError(f"the agent has no {label} key {name!r} this process may use")
+
+
+def _sign_message(blob: bytes, data: Buffer, flags: int = 0) -> bytes:
+    return bytes([_SIGN_REQUEST]) + _string(blob) + _string(bytes(data)) + struct.pack(">I", flags)
+
+
+def _signature_reply(reply: bytes, name: str) -> _Reader:
+    """The signature blob of a ``SIGN_RESPONSE`` (a reader at its start)."""
+    if reply[0] == _FAILURE:
+        raise AgentRefusedError(f"the agent refused to sign with {name!r}")
+    if reply[0] != _SIGN_RESPONSE:
+        raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
+    r = _Reader(reply[1:])
+    inner = _Reader(r.string())
+    r.end()
+    return inner
+
+
 class AgentClient:
     """A connection to a keycell agent (see :func:`connect`)."""
 
@@ -176,10 +276,7 @@ class AgentClient:
             header = _recv_exact(s, 4)
             if header is None:
                 return None
-            (n,) = struct.unpack(">I", header)
-            if n == 0 or n > _MAX_REPLY:
-                raise AgentProtocolError(f"the agent sent a reply of invalid length {n}")
-            body = _recv_exact(s, n)
+            body = _recv_exact(s, _reply_length(header))
         except (BrokenPipeError, ConnectionResetError):
             return None
         except TimeoutError:
@@ -195,7 +292,7 @@ class AgentClient:
     def request(self, message: bytes) -> bytes:
         """Send one message (type byte and contents) and return the reply's (type byte and
         contents). Reconnects once if the agent had closed the connection."""
-        frame = struct.pack(">I", len(message)) + message
+        frame = _frame(message)
         with self._lock:
             if self._pid != os.getpid():  # a fork child never shares the parent's socket
                 self._sock, self._pid = None, os.getpid()
@@ -213,86 +310,34 @@ class AgentClient:
         raise AgentUnavailableError(f"the keycell agent at {self.path} closed the connection")
 
     def _extension(self, name: str, body: bytes) -> _Reader:
-        reply = self.request(bytes([_EXTENSION]) + _string(name.encode()) + body)
-        if reply[0] in (_FAILURE, _EXTENSION_FAILURE):
-            raise AgentRefusedError(f"the agent refused {name}")
-        if reply[0] != _EXTENSION_RESPONSE:
-            raise AgentProtocolError(f"unexpected reply type {reply[0]} to {name}")
-        r = _Reader(reply[1:])
-        if r.text() != name:
-            raise AgentProtocolError(f"the agent answered {name} for another extension")
-        return r
+        return _extension_reply(self.request(_extension_message(name, body)), name)
 
     def identities(self) -> list[tuple[bytes, str]]:
         """``REQUEST_IDENTITIES``: ``(SSH public key blob, comment)`` pairs."""
-        reply = self.request(bytes([_REQUEST_IDENTITIES]))
-        if reply[0] != _IDENTITIES_ANSWER:
-            raise AgentRefusedError("the agent refused to list identities")
-        r = _Reader(reply[1:])
-        out = [(r.string(), r.text()) for _ in range(r.u32())]
-        r.end()
-        return out
+        return _identities_reply(self.request(bytes([_REQUEST_IDENTITIES])))
 
     def keys(self) -> list[AgentKeyInfo]:
         """Every key the agent lets this peer use (``list@keycell``)."""
-        r = self._extension("list@keycell", b"")
-        out = []
-        for _ in range(r.u32()):
-            name, kind, public, bits = r.text(), r.text(), r.string(), r.u32()
-            isolation, backend = r.text(), r.text()
-            prot = AgentProtection(
-                locked=bool(bits & 1),
-                dontdump=bool(bits & 2),
-                wipeonfork=bool(bits & 4),
-                guard_pages=bool(bits & 8),
-                read_only_idle=bool(bits & 16),
-                isolation=isolation,
-                agent_backend=backend,
-            )
-            pub: Ed25519PublicKey | ECPublicKey | RSAPublicKey | None = None
-            if kind == "ed25519":
-                pub = Ed25519PublicKey.from_public_bytes(public)
-            elif kind in _EC_CURVES:
-                pub = ECPublicKey.from_public_bytes(_EC_CURVES[kind], public)
-            elif kind == "rsa":
-                # The PKCS#1 RSAPublicKey DER.
-                pub = RSAPublicKey.from_der(public)
-            source = "pkcs11" if backend == "pkcs11" else "store"
-            out.append(AgentKeyInfo(name, kind, pub, prot, source))
-        r.end()
-        return out
-
-    def _info(self, name: str, kind: str) -> AgentKeyInfo:
-        for k in self.keys():
-            if k.name == name:
-                if k.kind != kind:
-                    raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not {kind}")
-                return k
-        raise AgentRefusedError(f"the agent has no {kind} key {name!r} this process may use")
+        return _keys_reply(self._extension(_LIST, b""))
 
     def ed25519(self, name: str) -> AgentEd25519Key:
         """A handle of the agent's Ed25519 key ``name`` (``AgentRefusedError`` if the agent
         has none this process may use)."""
-        return AgentEd25519Key(self, self._info(name, "ed25519"))
+        return AgentEd25519Key(self, _pick(self.keys(), name, "ed25519"))
 
     def ec(self, name: str) -> AgentECKey:
         """A handle of the agent's EC (P-256 or P-384) key ``name`` (``AgentRefusedError``
         if the agent has none this process may use)."""
-        for k in self.keys():
-            if k.name == name:
-                if k.kind not in _EC_CURVES:
-                    raise AgentRefusedError(f"agent key {name!r} is a {k.kind} key, not an EC key")
-                return AgentECKey(self, k)
-        raise AgentRefusedError(f"the agent has no EC key {name!r} this process may use")
+        return AgentECKey(self, _pick(self.keys(), name, "ec"))
 
     def rsa(self, name: str) -> AgentRSAKey:
         """A handle of the agent's RSA key ``name`` (``AgentRefusedError`` if the agent has
         none this process may use)."""
-        return AgentRSAKey(self, self._info(name, "rsa"))
+        return AgentRSAKey(self, _pick(self.keys(), name, "rsa"))
 
     def secret(self, name: str) -> AgentSecretKey:
         """A handle of the agent's secret key ``name``."""
-        return AgentSecretKey(self, self._info(name, "secret"))
+        return AgentSecretKey(self, _pick(self.keys(), name, "secret"))
 
     def close(self) -> None:
         """Close the connection (a later request opens a new one)."""
@@ -318,11 +363,11 @@ def _recv_exact(s: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-class AgentEd25519Key(RefusesText):
-    """An Ed25519 private key held by the agent: ``sign`` and ``public_key`` as
-    :class:`keycell.Ed25519PrivateKey`."""
+class _Ed25519Wire(RefusesText):
+    """What the sync and asyncio Ed25519 handles share: the key's blob, the sign request
+    and the parsing of its reply."""
 
-    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+    def __init__(self, client: Any, info: AgentKeyInfo) -> None:
         assert isinstance(info.public_key, Ed25519PublicKey)
         self._client = client
         self.name = info.name
@@ -331,23 +376,14 @@ class AgentEd25519Key(RefusesText):
         self.protection = info.protection
 
     def __repr__(self) -> str:
-        return f"<AgentEd25519Key {self.name!r} at {self._client.path!r}>"
+        return f"<{type(self).__name__} {self.name!r} at {self._client.path!r}>"
 
     def public_key(self) -> Ed25519PublicKey:
         """The public key."""
         return self._public
 
-    def sign(self, data: Buffer) -> bytes:
-        """Sign ``data`` (Ed25519, RFC 8032) in the agent; returns the 64-byte signature."""
-        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data)) + b"\0\0\0\0"
-        reply = self._client.request(msg)
-        if reply[0] == _FAILURE:
-            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
-        if reply[0] != _SIGN_RESPONSE:
-            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
-        r = _Reader(reply[1:])
-        inner = _Reader(r.string())
-        r.end()
+    def _signature(self, reply: bytes) -> bytes:
+        inner = _signature_reply(reply, self.name)
         if inner.string() != b"ssh-ed25519":
             raise AgentProtocolError("the agent's signature is not an ssh-ed25519 signature")
         sig = inner.string()
@@ -357,13 +393,19 @@ class AgentEd25519Key(RefusesText):
         return sig
 
 
-class AgentECKey(RefusesText):
-    """An ECDSA P-256 or P-384 private key held by the agent: ``sign`` and ``public_key``
-    as :class:`keycell.ECPrivateKey` (the agent signs with SHA-256 on P-256, SHA-384 on
-    P-384, and answers with the SSH encoding, ``mpint r, mpint s``, turned into DER or
-    ``r || s`` here)."""
+class AgentEd25519Key(_Ed25519Wire):
+    """An Ed25519 private key held by the agent: ``sign`` and ``public_key`` as
+    :class:`keycell.Ed25519PrivateKey`."""
 
-    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+    def sign(self, data: Buffer) -> bytes:
+        """Sign ``data`` (Ed25519, RFC 8032) in the agent; returns the 64-byte signature."""
+        return self._signature(self._client.request(_sign_message(self._blob, data)))
+
+
+class _ECWire(RefusesText):
+    """What the sync and asyncio EC handles share (see :class:`AgentECKey`)."""
+
+    def __init__(self, client: Any, info: AgentKeyInfo) -> None:
         assert isinstance(info.public_key, ECPublicKey)
         self._client = client
         self.name = info.name
@@ -380,26 +422,19 @@ class AgentECKey(RefusesText):
         self.protection = info.protection
 
     def __repr__(self) -> str:
-        return f"<AgentECKey {self.name!r} ({self.curve}) at {self._client.path!r}>"
+        return f"<{type(self).__name__} {self.name!r} ({self.curve}) at {self._client.path!r}>"
 
     def public_key(self) -> ECPublicKey:
         """The public key."""
         return self._public
 
-    def sign(self, data: Buffer, *, encoding: str = "der") -> bytes:
-        """Sign ``data`` (ECDSA) in the agent; ``encoding`` ``"der"`` (as pyca) or
-        ``"raw"`` (``r || s``, fixed width)."""
+    @staticmethod
+    def _check_encoding(encoding: str) -> None:
         if encoding not in ("der", "raw"):
             raise ValueError(f'encoding must be "der" or "raw", not {encoding!r}')
-        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data)) + b"\0\0\0\0"
-        reply = self._client.request(msg)
-        if reply[0] == _FAILURE:
-            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
-        if reply[0] != _SIGN_RESPONSE:
-            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
-        r = _Reader(reply[1:])
-        inner = _Reader(r.string())
-        r.end()
+
+    def _signature(self, reply: bytes, encoding: str) -> bytes:
+        inner = _signature_reply(reply, self.name)
         if inner.string() != self._type:
             raise AgentProtocolError("the agent's signature is not of the key's type")
         rs = _Reader(inner.string())
@@ -409,6 +444,20 @@ class AgentECKey(RefusesText):
         if encoding == "raw":
             return b"".join(v.to_bytes(self._width, "big") for v in ints)
         return _der_sequence(*(_der_integer(v) for v in ints))
+
+
+class AgentECKey(_ECWire):
+    """An ECDSA P-256 or P-384 private key held by the agent: ``sign`` and ``public_key``
+    as :class:`keycell.ECPrivateKey` (the agent signs with SHA-256 on P-256, SHA-384 on
+    P-384, and answers with the SSH encoding, ``mpint r, mpint s``, turned into DER or
+    ``r || s`` here)."""
+
+    def sign(self, data: Buffer, *, encoding: str = "der") -> bytes:
+        """Sign ``data`` (ECDSA) in the agent; ``encoding`` ``"der"`` (as pyca) or
+        ``"raw"`` (``r || s``, fixed width)."""
+        self._check_encoding(encoding)
+        reply = self._client.request(_sign_message(self._blob, data))
+        return self._signature(reply, encoding)
 
 
 def _mpint(b: bytes, width: int) -> int:
@@ -436,15 +485,10 @@ def _der_sequence(*parts: bytes) -> bytes:
 _RSA_FLAGS = {"sha256": (2, b"rsa-sha2-256"), "sha512": (4, b"rsa-sha2-512")}
 
 
-class AgentRSAKey(RefusesText):
-    """An RSA private key held by the agent: ``sign``, ``public_key`` and ``key_size`` as
-    :class:`keycell.RSAPrivateKey` (so it is a :class:`keycell.RSASigner`), for the
-    signatures an SSH agent makes: RSASSA-PKCS1-v1_5 with SHA-256 or SHA-512 (RFC 8332's
-    ``rsa-sha2-256`` and ``rsa-sha2-512``). Pass ``padding="pkcs1v15"``: PSS (the default of
-    local keys) and SHA-384 raise ``ValueError``, as the SSH agent protocol has no request
-    for them."""
+class _RSAWire(RefusesText):
+    """What the sync and asyncio RSA handles share (see :class:`AgentRSAKey`)."""
 
-    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+    def __init__(self, client: Any, info: AgentKeyInfo) -> None:
         assert isinstance(info.public_key, RSAPublicKey)
         self._client = client
         self.name = info.name
@@ -453,7 +497,10 @@ class AgentRSAKey(RefusesText):
         self.protection = info.protection
 
     def __repr__(self) -> str:
-        return f"<AgentRSAKey {self.name!r} ({self.key_size} bits) at {self._client.path!r}>"
+        return (
+            f"<{type(self).__name__} {self.name!r} ({self.key_size} bits) "
+            f"at {self._client.path!r}>"
+        )
 
     @property
     def key_size(self) -> int:
@@ -464,15 +511,8 @@ class AgentRSAKey(RefusesText):
         """The public key."""
         return self._public
 
-    def sign(
-        self,
-        data: Buffer,
-        *,
-        padding: Literal["pss", "pkcs1v15"] = "pss",
-        hash: Literal["sha256", "sha384", "sha512"] = "sha256",
-    ) -> bytes:
-        """Sign ``data`` in the agent: ``padding="pkcs1v15"`` with ``hash`` "sha256" or
-        "sha512"; returns the signature (the modulus length)."""
+    def _request(self, data: Buffer, padding: str, hash: str) -> tuple[bytes, bytes]:
+        """The sign request and the signature type its reply must hold."""
         if padding != "pkcs1v15":
             raise ValueError(
                 'an agent RSA key signs with padding="pkcs1v15" only (the SSH agent protocol '
@@ -481,15 +521,10 @@ class AgentRSAKey(RefusesText):
         if hash not in _RSA_FLAGS:
             raise ValueError(f'an agent RSA key signs with "sha256" or "sha512", not {hash!r}')
         flags, name = _RSA_FLAGS[hash]
-        msg = bytes([_SIGN_REQUEST]) + _string(self._blob) + _string(bytes(data))
-        reply = self._client.request(msg + struct.pack(">I", flags))
-        if reply[0] == _FAILURE:
-            raise AgentRefusedError(f"the agent refused to sign with {self.name!r}")
-        if reply[0] != _SIGN_RESPONSE:
-            raise AgentProtocolError(f"unexpected reply type {reply[0]} to a sign request")
-        r = _Reader(reply[1:])
-        inner = _Reader(r.string())
-        r.end()
+        return _sign_message(self._blob, data, flags), name
+
+    def _signature(self, reply: bytes, name: bytes) -> bytes:
+        inner = _signature_reply(reply, self.name)
         if inner.string() != name:
             raise AgentProtocolError(f"the agent's signature is not an {name.decode()} one")
         sig = inner.string()
@@ -499,52 +534,96 @@ class AgentRSAKey(RefusesText):
         return sig
 
 
-class AgentSecretKey(RefusesText):
-    """A secret key held by the agent: ``hmac`` and ``verify_hmac`` as
-    :class:`keycell.SecretKey`."""
+class AgentRSAKey(_RSAWire):
+    """An RSA private key held by the agent: ``sign``, ``public_key`` and ``key_size`` as
+    :class:`keycell.RSAPrivateKey` (so it is a :class:`keycell.RSASigner`), for the
+    signatures an SSH agent makes: RSASSA-PKCS1-v1_5 with SHA-256 or SHA-512 (RFC 8332's
+    ``rsa-sha2-256`` and ``rsa-sha2-512``). Pass ``padding="pkcs1v15"``: PSS (the default of
+    local keys) and SHA-384 raise ``ValueError``, as the SSH agent protocol has no request
+    for them."""
 
-    def __init__(self, client: AgentClient, info: AgentKeyInfo) -> None:
+    def sign(
+        self,
+        data: Buffer,
+        *,
+        padding: Literal["pss", "pkcs1v15"] = "pss",
+        hash: Literal["sha256", "sha384", "sha512"] = "sha256",
+    ) -> bytes:
+        """Sign ``data`` in the agent: ``padding="pkcs1v15"`` with ``hash`` "sha256" or
+        "sha512"; returns the signature (the modulus length)."""
+        message, name = self._request(data, padding, hash)
+        return self._signature(self._client.request(message), name)
+
+
+class _SecretWire(RefusesText):
+    """What the sync and asyncio secret-key handles share: the ``hmac@keycell`` and
+    ``verify-hmac@keycell`` request bodies and the parsing of their replies."""
+
+    def __init__(self, client: Any, info: AgentKeyInfo) -> None:
         self._client = client
         self.name = info.name
         self.protection = info.protection
 
     def __repr__(self) -> str:
-        return f"<AgentSecretKey {self.name!r} at {self._client.path!r}>"
+        return f"<{type(self).__name__} {self.name!r} at {self._client.path!r}>"
 
-    @staticmethod
-    def _algorithm(algorithm: str) -> bytes:
+    def _head(self, algorithm: str) -> bytes:
         if algorithm not in _ALGORITHMS:
             raise ValueError("algorithm must be 'sha256', 'sha384' or 'sha512'")
-        return algorithm.encode()
+        return _string(self.name.encode()) + _string(algorithm.encode())
 
-    def hmac(self, data: Buffer, algorithm: str = "sha256") -> bytes:
-        """HMAC of ``data`` computed in the agent (``hmac@keycell``)."""
-        body = _string(self.name.encode()) + _string(self._algorithm(algorithm))
-        r = self._client._extension("hmac@keycell", body + _string(bytes(data)))
+    def _hmac_body(self, data: Buffer, algorithm: str) -> bytes:
+        return self._head(algorithm) + _string(bytes(data))
+
+    def _verify_body(self, data: Buffer, tag: Buffer, algorithm: str) -> bytes:
+        return self._head(algorithm) + _string(bytes(data)) + _string(bytes(tag))
+
+    @staticmethod
+    def _tag(r: _Reader) -> bytes:
         tag = r.string()
         r.end()
         return tag
 
-    def verify_hmac(self, data: Buffer, tag: Buffer, algorithm: str = "sha256") -> None:
-        """Check ``tag`` over ``data`` in the agent, in constant time there
-        (``verify-hmac@keycell``); raises :class:`~keycell.exceptions.InvalidSignature`."""
-        body = _string(self.name.encode()) + _string(self._algorithm(algorithm))
-        body += _string(bytes(data)) + _string(bytes(tag))
-        r = self._client._extension("verify-hmac@keycell", body)
+    @staticmethod
+    def _verified(r: _Reader) -> None:
         ok = r.take(1)
         r.end()
         if ok != b"\x01":
             raise InvalidSignature("the HMAC tag does not verify")
 
 
-def connect(path: str | os.PathLike[str] | None = None, *, timeout: float = 10.0) -> AgentClient:
-    """A client of the keycell agent at ``path`` (default ``$KEYCELL_AGENT_SOCK``). The
-    connection is opened by the first request. Raises
-    :class:`~keycell.exceptions.AgentUnavailableError` without a path."""
+_HMAC, _VERIFY_HMAC = "hmac@keycell", "verify-hmac@keycell"
+
+
+class AgentSecretKey(_SecretWire):
+    """A secret key held by the agent: ``hmac`` and ``verify_hmac`` as
+    :class:`keycell.SecretKey`."""
+
+    def hmac(self, data: Buffer, algorithm: str = "sha256") -> bytes:
+        """HMAC of ``data`` computed in the agent (``hmac@keycell``)."""
+        body = self._hmac_body(data, algorithm)
+        return self._tag(self._client._extension(_HMAC, body))
+
+    def verify_hmac(self, data: Buffer, tag: Buffer, algorithm: str = "sha256") -> None:
+        """Check ``tag`` over ``data`` in the agent, in constant time there
+        (``verify-hmac@keycell``); raises :class:`~keycell.exceptions.InvalidSignature`."""
+        body = self._verify_body(data, tag, algorithm)
+        self._verified(self._client._extension(_VERIFY_HMAC, body))
+
+
+def _socket_path(path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """``path``, or ``$KEYCELL_AGENT_SOCK`` (``AgentUnavailableError`` without either)."""
     if path is None:
         path = os.environ.get("KEYCELL_AGENT_SOCK")
         if not path:
             raise AgentUnavailableError(
                 "no agent socket: pass a path or set KEYCELL_AGENT_SOCK"
             )
-    return AgentClient(path, timeout=timeout)
+    return path
+
+
+def connect(path: str | os.PathLike[str] | None = None, *, timeout: float = 10.0) -> AgentClient:
+    """A client of the keycell agent at ``path`` (default ``$KEYCELL_AGENT_SOCK``). The
+    connection is opened by the first request. Raises
+    :class:`~keycell.exceptions.AgentUnavailableError` without a path."""
+    return AgentClient(_socket_path(path), timeout=timeout)
