@@ -252,3 +252,31 @@ def use_rsa(path: str) -> None:
     loaded: RSAPrivateKey = RSAPrivateKey.from_file(path, format="der")
     loaded.destroy()
     del bits, numbers, same
+
+
+def use_lazy() -> None:
+    lazy_key: keycell.LazyKey[SecretKey] = keycell.lazy(lambda: SecretKey.generate(32))
+    handle: SecretKey = lazy_key.get()
+    loaded: bool = lazy_key.loaded
+    tag: bytes = lazy_key.get().hmac(b"m")
+    del handle, loaded, tag
+
+
+async def use_aio(path: str) -> None:
+    from keycell import aio
+
+    client: aio.AsyncAgentClient = await aio.connect(path, timeout=5.0)
+    key: aio.AsyncAgentEd25519Key = await client.ed25519("deploy")
+    sig: bytes = await key.sign(b"m")
+    key.public_key().verify(sig, b"m")
+    mac: aio.AsyncAgentSecretKey = await client.secret("mac")
+    await mac.verify_hmac(b"m", await mac.hmac(b"m", "sha384"), "sha384")
+    ec: aio.AsyncAgentECKey = await client.ec("p256")
+    raw: bytes = await ec.sign(b"m", encoding="raw")
+    client.close()
+    with SecretKey.generate(32) as master:
+        store: aio.KeyStore = await aio.KeyStore.open(path, master=master)
+    names: list[str] = await store.names()
+    await store.close()
+    loaded: SecretKey = await aio.run(SecretKey.from_file, path)
+    del raw, names, loaded
