@@ -29,7 +29,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from . import _native
 from .agent import (
@@ -47,6 +47,7 @@ from .agent import (
     _keys_reply,
     _pick,
     _reply_length,
+    _RSAWire,
     _SecretWire,
     _sign_message,
     _socket_path,
@@ -62,12 +63,22 @@ __all__ = [
     "AsyncAgentClient",
     "AsyncAgentECKey",
     "AsyncAgentEd25519Key",
+    "AsyncAgentRSAKey",
     "AsyncAgentSecretKey",
     "KeyStore",
     "append",
     "connect",
     "run",
 ]
+
+#: The kinds of key a store holds.
+_StoredKey = (
+    _native.SecretKey
+    | _native.Ed25519PrivateKey
+    | _native.X25519PrivateKey
+    | _native.ECPrivateKey
+    | _native.RSAPrivateKey
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -179,26 +190,14 @@ class KeyStore:
         )
         return cls(store)
 
-    async def get(
-        self, name: str
-    ) -> (
-        _native.SecretKey
-        | _native.Ed25519PrivateKey
-        | _native.X25519PrivateKey
-        | _native.ECPrivateKey
-    ):
+    async def get(self, name: str) -> _StoredKey:
         """:meth:`keycell.KeyStore.get`, off the loop (a cancelled get destroys the key)."""
         return await run(self.sync.get, name)
 
     async def put(
         self,
         name: str,
-        key: (
-            _native.SecretKey
-            | _native.Ed25519PrivateKey
-            | _native.X25519PrivateKey
-            | _native.ECPrivateKey
-        ),
+        key: _StoredKey,
         *,
         overwrite: bool = False,
     ) -> None:
@@ -337,6 +336,10 @@ class AsyncAgentClient:
         """A handle of the agent's EC (P-256 or P-384) key ``name``."""
         return AsyncAgentECKey(self, _pick(await self.keys(), name, "ec"))
 
+    async def rsa(self, name: str) -> AsyncAgentRSAKey:
+        """A handle of the agent's RSA key ``name``."""
+        return AsyncAgentRSAKey(self, _pick(await self.keys(), name, "rsa"))
+
     async def secret(self, name: str) -> AsyncAgentSecretKey:
         """A handle of the agent's secret key ``name``."""
         return AsyncAgentSecretKey(self, _pick(await self.keys(), name, "secret"))
@@ -370,6 +373,22 @@ class AsyncAgentECKey(_ECWire):
         self._check_encoding(encoding)
         reply = await self._client.request(_sign_message(self._blob, data))
         return self._signature(reply, encoding)
+
+
+class AsyncAgentRSAKey(_RSAWire):
+    """An RSA key held by the agent (as :class:`keycell.agent.AgentRSAKey`), with
+    ``sign`` awaited (``padding="pkcs1v15"``, ``hash`` "sha256" or "sha512")."""
+
+    async def sign(
+        self,
+        data: Buffer,
+        *,
+        padding: Literal["pss", "pkcs1v15"] = "pss",
+        hash: Literal["sha256", "sha384", "sha512"] = "sha256",
+    ) -> bytes:
+        """Sign ``data`` in the agent (RSASSA-PKCS1-v1_5); returns the signature."""
+        message, name = self._request(data, padding, hash)
+        return self._signature(await self._client.request(message), name)
 
 
 class AsyncAgentSecretKey(_SecretWire):

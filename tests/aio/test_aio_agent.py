@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import Agent, make_store
-from keycell import ECPrivateKey, aio
+from keycell import ECPrivateKey, RSAPrivateKey, aio
 from keycell.exceptions import (
     AgentProtocolError,
     AgentRefusedError,
@@ -26,13 +26,15 @@ def _string(b: bytes) -> bytes:
 def test_async_handles_match_the_sync_client(tmp_path: Path) -> None:
     st = make_store(tmp_path, ed25519=("deploy",), secrets=("mac",))
     ec = ECPrivateKey.generate("P-256")
+    rsa = RSAPrivateKey.generate(2048)
     with st.open() as s:
         s.put("p256", ec)
+        s.put("rsa", rsa)
 
     async def main() -> None:
         async with await aio.connect(agent.socket) as c:
             infos = {k.name: k for k in await c.keys()}
-            assert set(infos) == {"deploy", "mac", "p256"}
+            assert set(infos) == {"deploy", "mac", "p256", "rsa"}
             assert [k.name for k in await c.keys()] == [k.name for k in sync.keys()]
             ids = await c.identities()
             assert ids == sync.identities()
@@ -48,6 +50,17 @@ def test_async_handles_match_the_sync_client(tmp_path: Path) -> None:
             assert len(raw) == 64
             with pytest.raises(ValueError, match="encoding"):
                 await eck.sign(b"m", encoding="pem")
+            rk = await c.rsa("rsa")
+            assert rk.key_size == 2048
+            for h in ("sha256", "sha512"):
+                rsig = await rk.sign(b"m", padding="pkcs1v15", hash=h)
+                rsa.public_key().verify(rsig, b"m", padding="pkcs1v15", hash=h)
+                # PKCS#1 v1.5 is deterministic: the same bytes as the sync client's.
+                assert rsig == sync.rsa("rsa").sign(b"m", padding="pkcs1v15", hash=h)
+            with pytest.raises(ValueError, match="pkcs1v15"):
+                await rk.sign(b"m")
+            with pytest.raises(ValueError, match="sha256"):
+                await rk.sign(b"m", padding="pkcs1v15", hash="sha384")
             mac = await c.secret("mac")
             for alg in ("sha256", "sha384", "sha512"):
                 tag = await mac.hmac(b"data", algorithm=alg)
@@ -75,6 +88,7 @@ def test_async_handles_match_the_sync_client(tmp_path: Path) -> None:
     with Agent(st) as agent, agent.client() as sync:
         asyncio.run(main())
     ec.destroy()
+    rsa.destroy()
 
 
 def test_connect_errors_are_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
