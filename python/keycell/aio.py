@@ -129,14 +129,36 @@ async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     If the await is cancelled, a call not started yet never runs; a call already running
     finishes, and the keycell handle it returns (or each one in a returned list or tuple)
     is destroyed, or closed (a store, a token, a log), at once."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
     ctx = contextvars.copy_context()
     cf = _pool().submit(ctx.run, functools.partial(fn, *args, **kwargs))
+
+    def relay(done: concurrent.futures.Future[T]) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, waiter, done)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    cf.add_done_callback(relay)
     try:
-        return await asyncio.shield(asyncio.wrap_future(cf))
+        return await waiter
     except asyncio.CancelledError:
-        if not cf.cancel():
+        if not cf.cancel():  # running or done: its handle is disposed of when it is done
             cf.add_done_callback(_dispose_done)
         raise
+
+
+def _settle(waiter: asyncio.Future[T], done: concurrent.futures.Future[T]) -> None:
+    """Pass the worker's outcome to the awaiting task (unless it was cancelled)."""
+    if waiter.done():
+        return
+    if done.cancelled():
+        waiter.cancel()
+    elif (exc := done.exception()) is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(done.result())
 
 
 async def append(log: AuditLog, event: dict[str, Any] | str) -> int | None:
