@@ -88,20 +88,39 @@ def test_pickles_unloaded() -> None:
     assert copy.hmac(b"x") == LAZY.hmac(b"x")
 
 
+class CountingLock:
+    """A lock that counts the threads that tried to take it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tries = 0
+        self.cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self.cond:
+            self.tries += 1
+            self.cond.notify_all()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 def test_racing_first_uses_load_once() -> None:
     n = 8
     calls: list[int] = []
-    arrived = threading.Semaphore(0)
+    lock = CountingLock()
 
     def loader() -> SecretKey:
         calls.append(1)
-        # Hold the load until every thread has passed the barrier and is calling get().
-        for _ in range(n):
-            if not arrived.acquire(timeout=DEADLINE):
-                raise AssertionError("threads did not arrive")
+        # The load holds until every thread is at the lock: all of them race this load.
+        with lock.cond:
+            if not lock.cond.wait_for(lambda: lock.tries == n, DEADLINE):
+                raise AssertionError("not every first use reached the lock")
         return _load()
 
     k = keycell.lazy(loader)
+    k._lock = lock  # type: ignore[assignment]
     barrier = threading.Barrier(n)
     got: list[SecretKey] = []
     errors: list[BaseException] = []
@@ -109,7 +128,6 @@ def test_racing_first_uses_load_once() -> None:
     def use() -> None:
         try:
             barrier.wait(DEADLINE)
-            arrived.release()
             got.append(k.get())
         except BaseException as e:
             errors.append(e)
