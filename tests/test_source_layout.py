@@ -81,7 +81,9 @@ PY_ALLOWED: dict[str, set[str]] = {
     **{f: set(_PY_SUPPORT) for f in _PY_FEATURES},
     "agent_server": _PY_SUPPORT | _PY_FEATURES,
     "agent": _PY_SUPPORT | _PY_FEATURES | {"agent_server"},
-    "compat": set(_PY_SUPPORT),  # token formats of other libraries (itsdangerous, Django)
+    # Adapters to other libraries (token formats of itsdangerous and Django, pyca objects,
+    # joserfc keys), each over the compiled module and the exceptions.
+    "compat": set(_PY_SUPPORT),
     "webhooks": set(_PY_SUPPORT),
     "_lazy": {"_text_refusal"},  # keycell.lazy: a key loaded once per process
     "aio": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},  # asyncio

@@ -22,9 +22,11 @@ use super::args::type_name;
 use super::asymmetric::{compare, decode_key_data, hex, openssh_line, public_from_openssh};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
+use super::export::private_export_methods;
 use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::key_io;
+use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 use super::secret_key::SecretKey;
 
 /// The `len` argument of [`KeyCell::with_key`] for EC operations: they take 30 µs to
@@ -101,6 +103,9 @@ impl ECPrivateKey {
 }
 
 key_handle_methods!(ECPrivateKey);
+private_export_methods!(ECPrivateKey, false);
+cryptography_private_methods!(ECPrivateKey);
+cryptography_public_methods!(ECPublicKey);
 
 #[pymethods]
 impl ECPrivateKey {

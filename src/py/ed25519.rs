@@ -17,7 +17,9 @@ use std::sync::Arc;
 use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHandle};
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
+use super::export::private_export_methods;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
+use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 
 /// An Ed25519 private key held outside the Python heap.
 ///
@@ -55,6 +57,9 @@ impl PrivateKeyHandle for Ed25519PrivateKey {
 
 key_handle_methods!(Ed25519PrivateKey);
 private_key_methods!(Ed25519PrivateKey, "ed25519", "seed");
+private_export_methods!(Ed25519PrivateKey, true);
+cryptography_private_methods!(Ed25519PrivateKey);
+cryptography_public_methods!(Ed25519PublicKey);
 
 #[pymethods]
 impl Ed25519PrivateKey {

@@ -16,9 +16,11 @@ use crate::keyfile::Format;
 use super::asymmetric::{self as common};
 use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
+use super::export::private_export_methods;
 use super::isolation_scope::detach;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::key_io;
+use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 
 /// An RSA private key (2048 to 4096 bits) held outside the Python heap, for signing only.
 ///
@@ -51,6 +53,9 @@ impl RSAPrivateKey {
 }
 
 key_handle_methods!(RSAPrivateKey);
+private_export_methods!(RSAPrivateKey, false);
+cryptography_private_methods!(RSAPrivateKey);
+cryptography_public_methods!(RSAPublicKey);
 
 #[pymethods]
 impl RSAPrivateKey {

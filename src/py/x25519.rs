@@ -13,7 +13,9 @@ use std::sync::Arc;
 use super::args::type_name;
 use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHandle};
 use super::errors::{Error, Result};
+use super::export::private_export_methods;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
+use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 use super::secret_key::SecretKey;
 
 /// An X25519 private key held outside the Python heap, in a guarded region.
@@ -43,6 +45,9 @@ impl PrivateKeyHandle for X25519PrivateKey {
 
 key_handle_methods!(X25519PrivateKey);
 private_key_methods!(X25519PrivateKey, "x25519", "private key");
+private_export_methods!(X25519PrivateKey, true);
+cryptography_private_methods!(X25519PrivateKey);
+cryptography_public_methods!(X25519PublicKey);
 
 #[pymethods]
 impl X25519PrivateKey {
