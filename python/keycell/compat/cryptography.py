@@ -145,9 +145,7 @@ def public_key_from_cryptography(cls: type, key: object) -> Any:
     if isinstance(key, ec.EllipticCurvePublicKey):
         curve = _CURVE_NAMES.get(key.curve.name)
         if curve is None:
-            raise ValueError(
-                f"keycell's EC keys are on P-256 or P-384, not {key.curve.name}"
-            )
+            raise ValueError(f"keycell's EC keys are on P-256 or P-384, not {key.curve.name}")
         point = key.public_bytes(_Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return ECPublicKey.from_public_bytes(curve, point)
     assert isinstance(key, rsa.RSAPublicKey)  # narrowed by _PYCA_PUBLIC
@@ -339,9 +337,7 @@ class CryptographyECPrivateKey(_Adapter, ec.EllipticCurvePrivateKey):
         """The size of the curve's order in bits."""
         return int(self._key.key_size)
 
-    def sign(
-        self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
-    ) -> bytes:
+    def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """The DER ECDSA signature of ``data``, made by keycell. ``signature_algorithm``
         must be ``ec.ECDSA(hash)`` with the curve's hash (SHA-256 on P-256, SHA-384 on
         P-384) and without ``deterministic_signing``; anything else raises
