@@ -33,7 +33,7 @@ The module needs the ``cryptography`` package; importing it without raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 try:
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -76,7 +76,8 @@ _Encoding = serialization.Encoding
 _PrivateFormat = serialization.PrivateFormat
 
 # keycell's curve name -> pyca's curve class, and back by pyca's curve name.
-_CURVES: dict[str, type[ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1}
+_Curve = Literal["P-256", "P-384"]
+_CURVES: dict[_Curve, type[ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1}
 _CURVE_NAMES = {curve().name: name for name, curve in _CURVES.items()}
 # The hash ECDSA uses on each curve: keycell's keys fix it.
 _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
