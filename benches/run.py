@@ -130,6 +130,64 @@ def add_signer_cases(add: Any) -> None:
         add(case)
 
 
+def add_pyca_adapter_cases(add: Any) -> None:
+    """``key.to_cryptography()``: the adapter's overhead over the handle (a Python method
+    call and the argument checks), and pyca's x509 CSR builder signing with a keycell key
+    versus with pyca's own key of the same algorithm."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec as pyca_ec
+    from cryptography.hazmat.primitives.asymmetric import ed25519 as pyca_ed
+    from cryptography.x509.oid import NameOID
+
+    ed = keycell.Ed25519PrivateKey.generate()
+    p256 = keycell.ECPrivateKey.generate("P-256")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    env: dict[str, Any] = {
+        "ed": ed,
+        "eda": ed.to_cryptography(),
+        "ped": pyca_ed.Ed25519PrivateKey.generate(),
+        "p256": p256,
+        "p256a": p256.to_cryptography(),
+        "pp256": pyca_ec.generate_private_key(pyca_ec.SECP256R1()),
+        "ecdsa": pyca_ec.ECDSA(hashes.SHA256()),
+        "sha256": hashes.SHA256(),
+        "m": os.urandom(32),
+        "csr": x509.CertificateSigningRequestBuilder().subject_name(name),
+    }
+    add(
+        Case(
+            "pyca adapter: Ed25519 sign, 32 B",
+            Contender("keycell adapter", "eda.sign(m)", env),
+            [
+                (Contender("keycell handle", "ed.sign(m)", env), None),
+                (Contender("pyca/cryptography", "ped.sign(m)", env), None),
+            ],
+        )
+    )
+    add(
+        Case(
+            "pyca adapter: ECDSA P-256 sign, 32 B",
+            Contender("keycell adapter", "p256a.sign(m, ecdsa)", env),
+            [
+                (Contender("keycell handle", "p256.sign(m)", env), None),
+                (Contender("pyca/cryptography", "pp256.sign(m, ecdsa)", env), None),
+            ],
+        )
+    )
+    for label, ours, theirs, alg in (
+        ("Ed25519", "eda", "ped", "None"),
+        ("ECDSA P-256", "p256a", "pp256", "sha256"),
+    ):
+        add(
+            Case(
+                f"pyca x509 CSR sign, {label}",
+                Contender("keycell adapter", f"csr.sign({ours}, {alg})", env),
+                [(Contender("pyca key", f"csr.sign({theirs}, {alg})", env), None)],
+            )
+        )
+
+
 def _fmt_time(s: float) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
@@ -510,6 +568,9 @@ def build_cases(only: str | None) -> list[Case]:
                 ),
             )
         add(Case("easy key.encrypt, 64 B", Contender("keycell", "key.encrypt(m)", env), refs))
+
+    if hasattr(keycell.Ed25519PrivateKey, "to_cryptography"):
+        add_pyca_adapter_cases(add)
 
     env = {"SecretKey": SecretKey, "urandom": os.urandom, "zero": bytes(32)}
     for iso, target in (("page", None), ("pool", 1.5)):
