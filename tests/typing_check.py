@@ -280,3 +280,21 @@ async def use_aio(path: str) -> None:
     await store.close()
     loaded: SecretKey = await aio.run(SecretKey.from_file, path)
     del raw, names, loaded
+def use_pyca_adapters() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from keycell import ECPrivateKey, ECPublicKey, Ed25519PrivateKey, Ed25519PublicKey
+
+    signer: ed25519.Ed25519PrivateKey = Ed25519PrivateKey.generate().to_cryptography()
+    pub: ed25519.Ed25519PublicKey = signer.public_key()
+    back: Ed25519PublicKey = Ed25519PublicKey.from_cryptography(pub)
+    ecdsa: ec.EllipticCurvePrivateKey = ECPrivateKey.generate().to_cryptography(
+        allow_export=False
+    )
+    sig: bytes = ecdsa.sign(b"m", ec.ECDSA(hashes.SHA256()))
+    ours: ECPublicKey = ECPublicKey.from_cryptography(ecdsa.public_key())
+    theirs: ec.EllipticCurvePublicKey = ours.to_cryptography()
+    with ECPrivateKey.generate().expose(format="pem") as view:
+        first: int = view[0]
+        del view
+    del back, sig, theirs, first

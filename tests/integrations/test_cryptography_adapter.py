@@ -339,3 +339,18 @@ def test_without_pyca_the_error_says_what_is_missing() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "need the 'cryptography' package (pip install cryptography)" in proc.stdout
     assert keycell.Ed25519PrivateKey.generate().sign(MSG)
+
+
+def test_public_names_have_docstrings() -> None:
+    from keycell.compat import cryptography as adapters
+    from keycell.compat import joserfc as joserfc_compat
+
+    for module in (adapters, joserfc_compat):
+        assert module.__doc__
+        for name in module.__all__:
+            obj = getattr(module, name)
+            assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
+            if isinstance(obj, type):
+                for attr, value in vars(obj).items():
+                    if not attr.startswith("_"):
+                        assert value.__doc__, f"{name}.{attr} has no docstring"
