@@ -6,10 +6,13 @@
 //! adapter's `private_bytes` copies from it when the caller allowed export). The encoding
 //! is made in guarded memory (the encoders of `keyfile/` and `crypto/rsa.rs`); the view
 //! counts against the key's cell, so `destroy()` raises `KeyInUseError` while it is open,
-//! and a sealed key (`exportable=False`, `seal_export()`) refuses both the encoding and
-//! every view of it.
+//! `destroy()` wipes the encoded copy (even while its `Exposure` object lives on), and a
+//! sealed key (`exportable=False`, `seal_export()`) refuses both the encoding and every
+//! view of it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+
+use pyo3::Python;
 
 use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::key_kind::KeyKind;
@@ -19,7 +22,7 @@ use crate::keyfile::{with_encoded, Format, LoadError};
 use crate::memory::SecretBuf;
 
 use super::errors::{Error, Result};
-use super::key_cell::{CellKey, KeyCell, ViewSource};
+use super::key_cell::{CellKey, KeyCell, Revoke, ViewSource};
 use super::key_io::buffer_error_for;
 
 /// A private key that can be encoded for export.
@@ -96,10 +99,12 @@ pub fn parse_export_format(name: &str, raw: bool) -> Result<Format> {
     }
 }
 
-/// The encoded key behind an `Exposure`: a view of it is counted as a view of the key.
+/// The encoded key behind an `Exposure`: a view of it is counted as a view of the key, and
+/// destroying the key wipes it (DESIGN.md invariant 11), even while the `Exposure` lives.
 struct Encoded<K> {
     cell: Arc<KeyCell<K>>,
-    buf: SecretBuf,
+    /// `None` once the key was destroyed.
+    buf: Mutex<Option<SecretBuf>>,
 }
 
 impl<K: CellKey> ViewSource for Encoded<K> {
@@ -108,14 +113,22 @@ impl<K: CellKey> ViewSource for Encoded<K> {
     }
 
     fn open_view(&self) -> Result<(*const u8, usize)> {
-        // Counted (and checked: live, exportable) by the key's cell, so the key cannot
-        // be destroyed while the encoded copy is readable.
+        // Counted (and checked: live, exportable) by the key's cell, so the key, and with
+        // it this copy, cannot be destroyed while the view is open.
         self.cell.open_view()?;
-        match self.buf.bytes() {
-            Ok(bytes) => Ok((bytes.as_ptr(), bytes.len())),
-            Err(e) => {
+        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        match buf.as_ref().map(SecretBuf::bytes) {
+            Some(Ok(bytes)) => Ok((bytes.as_ptr(), bytes.len())),
+            Some(Err(e)) => {
                 self.cell.close_view();
                 Err(e.into())
+            }
+            None => {
+                // Only after the key's destroy(), which the cell reports.
+                self.cell.close_view();
+                Err(self.cell.check_live().err().unwrap_or_else(|| {
+                    Error::Value("the key of this exposure was destroyed".to_owned())
+                }))
             }
         }
     }
@@ -125,20 +138,35 @@ impl<K: CellKey> ViewSource for Encoded<K> {
     }
 }
 
-/// The view source of `expose(format=...)`: the key encoded now, in guarded memory.
+impl<K: CellKey> Revoke for Encoded<K> {
+    /// Called by the key's `destroy()` once the key is gone, which it never is while a
+    /// view is open (the views are counted by the key's cell): the copy is unreachable.
+    fn revoke(&self, _py: Python<'_>) -> Result<()> {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+
+    /// The key's seal governs every view (`check_exportable` asks the key's cell).
+    fn seal(&self) {}
+}
+
+/// The view source of `expose(format=...)`: the key encoded now, in guarded memory, and
+/// registered with the key so that `destroy()` wipes it.
 pub fn encoded_view<K: ExportEncode>(
     cell: &Arc<KeyCell<K>>,
     format: Format,
 ) -> Result<Arc<dyn ViewSource>> {
     cell.check_exportable()?;
-    let buf = {
-        let live = cell.live()?;
-        live.key().encode(format)?
-    };
-    Ok(Arc::new(Encoded {
+    let live = cell.live()?;
+    let encoded = Arc::new(Encoded {
         cell: cell.clone(),
-        buf,
-    }))
+        buf: Mutex::new(Some(live.key().encode(format)?)),
+    });
+    // Registered under the read lock (see `KeyCell::add_dependent`).
+    let weak: Weak<dyn Revoke> = Arc::downgrade(&(encoded.clone() as Arc<dyn Revoke>));
+    cell.add_dependent(weak);
+    drop(live);
+    Ok(encoded)
 }
 
 /// A `#[pymethods]` block with `expose(format=...)` for a private key class whose

@@ -263,9 +263,12 @@ def test_expose_formats_and_the_view_pins_the_key() -> None:
         with pytest.raises(KeyInUseError):
             key.destroy()
         del der, pem
+    held = key.expose(format="pem")
     key.destroy()
     with pytest.raises(KeyDestroyedError):
         key.expose()
+    with pytest.raises(KeyDestroyedError), held:
+        pass
     with pytest.raises(ValueError, match=r"format must be \"der\" or \"pem\""):
         ECPrivateKey.generate().expose(format="raw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\"der\", \"pem\" or \"raw\""):

@@ -1,16 +1,17 @@
 """Memory scan of keys used through the pyca/cryptography adapter and joserfc
-(DESIGN.md invariants 1, 4 and 10).
+(DESIGN.md invariants 1, 4, 10 and 11).
 
 A child loads an Ed25519 key (raw seed), a P-256 key (PKCS#8 PEM) and an RSA key (PKCS#8
 PEM) from files the parent wrote, converts each with ``to_cryptography()``, builds a
-self-signed certificate and a CSR with pyca's x509 builders, and signs a JWT with joserfc
-(``keycell.compat.joserfc.import_key``). The parent searches the child's memory for the
-Ed25519 seed and its expanded secret scalar, the EC scalar, and 32-byte windows of the RSA
-key's ``d``, ``p`` and ``q`` (both byte orders):
+self-signed certificate and a CSR with pyca's x509 builders, signs a JWT with joserfc
+(``keycell.compat.joserfc.import_key``), and keeps an ``Exposure`` of the Ed25519 key's
+PKCS#8 encoding (made, never entered) across ``destroy()``. The parent searches the
+child's memory for the Ed25519 seed and its expanded secret scalar, the EC scalar, and
+32-byte windows of the RSA key's ``d``, ``p`` and ``q`` (both byte orders):
 
 - after the certificates and tokens exist, every copy lies in locked, dump-excluded memory
   (the adapter and the libraries it serves never see a key byte);
-- after ``destroy()``, no copy is left anywhere.
+- after ``destroy()``, no copy is left anywhere, the kept encoding included.
 
 A ``bytes`` copy of another secret is the positive control.
 """
@@ -59,6 +60,8 @@ for key, alg, jose in ((ed, None, "Ed25519"), (p256, hashes.SHA256(), "ES256"),
     assert csr.is_signature_valid
     token = jwt.encode({"alg": jose}, {"sub": "scan"}, import_key(key), algorithms=[jose])
     made += [cert, csr, token]
+# An encoding of the seed made for export and kept: destroy() must wipe it too.
+held = ed.expose(format="der")
 phase("alive")
 for key in (ed, p256, rsa):
     key.destroy()
