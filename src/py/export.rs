@@ -181,9 +181,9 @@ macro_rules! private_export_methods {
             /// "raw" (the 32 bytes). Use it as `with key.expose(format="der") as view:`;
             /// the view is valid only inside the block, and `destroy()` raises
             /// `KeyInUseError` while it is open. The encoding is made in guarded memory
-            /// and wiped when the `Exposure` is freed; copying the view (`bytes(view)`)
-            /// puts the key on the Python heap, where it cannot be wiped. Raises
-            /// `KeyNotExportableError` for a sealed key.
+            /// and wiped when the `Exposure` is freed or the key destroyed; copying the
+            /// view (`bytes(view)`) puts the key on the Python heap, where it cannot be
+            /// wiped. Raises `KeyNotExportableError` for a sealed key.
             #[pyo3(signature = (*, format = "der"))]
             fn expose(
                 &self,
