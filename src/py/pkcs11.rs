@@ -36,6 +36,7 @@ use super::errors::{Error, Result};
 use super::isolation_scope::detach;
 use super::key_io;
 use super::protection::Protection;
+use super::pyca::cryptography_private_methods;
 use super::rsa::RSAPublicKey;
 use super::secret_key::check_hmac_tag;
 
@@ -609,6 +610,9 @@ macro_rules! token_private_key_methods {
 token_private_key_methods!(Pkcs11Ed25519PrivateKey);
 token_private_key_methods!(Pkcs11ECPrivateKey);
 token_private_key_methods!(Pkcs11RSAPrivateKey);
+cryptography_private_methods!(Pkcs11Ed25519PrivateKey);
+cryptography_private_methods!(Pkcs11ECPrivateKey);
+cryptography_private_methods!(Pkcs11RSAPrivateKey);
 token_handle_methods!(
     Pkcs11SecretKey,
     "Delete the key from the token (`C_DestroyObject`), for good."

@@ -4,10 +4,11 @@
 :class:`~keycell.X25519PrivateKey`, :class:`~keycell.ECPrivateKey` or
 :class:`~keycell.RSAPrivateKey` returns an instance of pyca's abstract private key class
 for the algorithm (``ed25519.Ed25519PrivateKey``, ``x25519.X25519PrivateKey``,
-``ec.EllipticCurvePrivateKey``, ``rsa.RSAPrivateKey``), so code written for pyca (x509
-builders, JOSE libraries, protocol code) signs and exchanges with a key that stays in
-guarded memory. ``sign`` and ``exchange`` run in keycell; ``public_key()`` is a real pyca
-public key.
+``ec.EllipticCurvePrivateKey``, ``rsa.RSAPrivateKey``); so does a key in a PKCS#11 token
+(``keycell.pkcs11``: it signs in the token, never exports, and its EC keys do no ECDH).
+Code written for pyca (x509 builders, JOSE libraries, protocol code) then signs and
+exchanges with a key that stays in guarded memory or in the token. ``sign`` and
+``exchange`` run in keycell; ``public_key()`` is a real pyca public key.
 
 What crosses into Python, and when:
 
@@ -51,6 +52,9 @@ from .._native import (
     ECPublicKey,
     Ed25519PrivateKey,
     Ed25519PublicKey,
+    Pkcs11ECPrivateKey,
+    Pkcs11Ed25519PrivateKey,
+    Pkcs11RSAPrivateKey,
     RSAPrivateKey,
     RSAPublicKey,
     X25519PrivateKey,
@@ -178,6 +182,10 @@ class _Adapter(RefusesText):
         return self._public
 
     def _check_export(self, what: str) -> None:
+        if not hasattr(self._key, "expose"):
+            raise KeyNotExportableError(
+                f"{what}() refused: the key is in a PKCS#11 token, which never lets it out"
+            )
         if not self._allow_export:
             raise KeyNotExportableError(
                 f"{what}() of a keycell-backed key copies the private key onto the Python "
@@ -369,6 +377,8 @@ class CryptographyECPrivateKey(_Adapter, ec.EllipticCurvePrivateKey):
         ``SecretKey``."""
         if not isinstance(algorithm, ec.ECDH):
             _unsupported(f"keycell's EC keys exchange with ECDH only, not {algorithm!r}")
+        if not hasattr(self._key, "exchange"):
+            _unsupported("this EC key (in a PKCS#11 token) signs only: it does no ECDH")
         peer = ECPublicKey.from_cryptography(peer_public_key)
         if peer.curve != self._key.curve:
             raise ValueError(
@@ -492,6 +502,10 @@ _ADAPTERS: dict[type, Any] = {
     X25519PrivateKey: CryptographyX25519PrivateKey,
     ECPrivateKey: CryptographyECPrivateKey,
     RSAPrivateKey: CryptographyRSAPrivateKey,
+    # Keys in a PKCS#11 token: the same methods, signing in the token; never exported.
+    Pkcs11Ed25519PrivateKey: CryptographyEd25519PrivateKey,
+    Pkcs11ECPrivateKey: CryptographyECPrivateKey,
+    Pkcs11RSAPrivateKey: CryptographyRSAPrivateKey,
 }
 
 
