@@ -357,9 +357,35 @@ pub fn base64_encode_into(src: &[u8], dst: &mut [u8]) -> Result<(), DecodeError>
     Ok(())
 }
 
+/// Unpadded base64url (RFC 4648 §5, as JOSE writes it: RFC 7515 §2) of public bytes, for
+/// JSON Web Keys. Not for secrets: the result is an ordinary `String`.
+pub fn base64url_encode(src: &[u8]) -> String {
+    let mut out = vec![0u8; base64_encoded_len(src.len())];
+    // The length is the one `base64_encode_into` requires, so it cannot fail.
+    if base64_encode_into(src, &mut out).is_err() {
+        return String::new();
+    }
+    out.iter()
+        .filter(|&&c| c != b'=')
+        .map(|&c| match c {
+            b'+' => '-',
+            b'/' => '_',
+            c => char::from(c),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64url_is_unpadded_with_the_url_alphabet() {
+        assert_eq!(base64url_encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url_encode(&[1, 0, 1]), "AQAB");
+        assert_eq!(base64url_encode(&[0xff]), "_w");
+        assert_eq!(base64url_encode(&[]), "");
+    }
 
     fn enc_hex(src: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; hex_encoded_len(src.len())];

@@ -66,8 +66,9 @@ RUST_ALLOWED: dict[str, set[str]] = {
 # module, the exceptions and plain helpers; the key protocols and the isolation scope over
 # the compiled module; the feature modules over those (the agent, `agent_server` (serve)
 # under `agent` (the client, which re-exports it), may use the other features, as in
-# Rust); the package's `__init__` re-exports them; `doctor` and the CLI are
-# programs over the package, and `__main__` runs the CLI.
+# Rust); `jose` (JWS, JWT, JWK) over the keys of all of them; the package's `__init__`
+# re-exports them; `doctor` and the CLI are programs over the package, and `__main__`
+# runs the CLI.
 _PY_BASE = {"_native", "exceptions", "_smaps", "_text_refusal"}
 _PY_SUPPORT = _PY_BASE | {"_isolation_scope", "key_protocols"}
 _PY_FEATURES = {"audit", "keyring", "otp", "pkcs11"}
@@ -90,6 +91,8 @@ PY_ALLOWED: dict[str, set[str]] = {
     "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "_lazy"},
     "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__"},
     "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__", "doctor"},
+    # JOSE over the keys (local, token and agent ones): signing and MACs run in keycell.
+    "jose": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
     "__main__": {"cli"},
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::crypto::ec::{Curve, PrivateKey, PublicPoint, SignatureEncoding};
 use crate::crypto::ec_der;
@@ -24,6 +24,7 @@ use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::export::private_export_methods;
 use super::isolation_scope::detach;
+use super::jwk;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::key_io;
 use super::pyca::{cryptography_private_methods, cryptography_public_methods};
@@ -400,6 +401,12 @@ impl ECPublicKey {
     #[getter]
     fn key_size(&self) -> usize {
         8 * self.point.curve().scalar_len()
+    }
+
+    /// The public JSON Web Key as a dict of its required members (RFC 7638 order):
+    /// `{"crv": "P-256", "kty": "EC", "x": ..., "y": ...}` (RFC 7518 §6.2).
+    fn to_jwk<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
+        jwk::ec(py, self.point.curve().name(), self.point.uncompressed())
     }
 
     /// The X9.62 point: uncompressed (`04 || x || y`, 65 or 97 bytes) or, with

@@ -6,7 +6,7 @@
 use ed25519_dalek::VerifyingKey;
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use crate::crypto::curve::Algorithm;
 use crate::crypto::ed25519::{self, PrivateKey, VerifyError};
@@ -18,6 +18,7 @@ use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHand
 use super::bytes_like::{bytes_like, maybe_detach, BytesLike};
 use super::errors::{Error, Result};
 use super::export::private_export_methods;
+use super::jwk;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 
@@ -167,6 +168,12 @@ impl Ed25519PublicKey {
     #[pyo3(signature = (comment = None))]
     fn to_openssh(&self, comment: Option<&str>) -> Result<String> {
         common::openssh_line(&SshPublicKey::Ed25519(self.key.to_bytes()), comment)
+    }
+
+    /// The public JSON Web Key as a dict of its required members (RFC 7638 order):
+    /// `{"crv": "Ed25519", "kty": "OKP", "x": ...}` (RFC 8037).
+    fn to_jwk<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
+        jwk::okp(py, "Ed25519", self.key.as_bytes())
     }
 
     /// The 32-byte encoding.

@@ -21,6 +21,7 @@ mod export;
 mod hkdf;
 mod hmac;
 mod isolation_scope;
+mod jwk;
 mod key_cell;
 mod key_io;
 mod key_wrap;

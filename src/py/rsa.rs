@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 
 use crate::crypto::rsa::{Hash, Padding, RsaPrivateKey, RsaPublicKey, Salt, GENERATE_BITS};
 use crate::keyfile::Format;
@@ -18,6 +18,7 @@ use super::bytes_like::{bytes_like, maybe_detach};
 use super::errors::{Error, Result};
 use super::export::private_export_methods;
 use super::isolation_scope::detach;
+use super::jwk;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::key_io;
 use super::pyca::{cryptography_private_methods, cryptography_public_methods};
@@ -437,6 +438,12 @@ impl RSAPublicKey {
     #[getter]
     fn key_size(&self) -> usize {
         self.key.bits()
+    }
+
+    /// The public JSON Web Key as a dict of its required members (RFC 7638 order):
+    /// `{"e": ..., "kty": "RSA", "n": ...}` (RFC 7518 §6.3).
+    fn to_jwk<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
+        jwk::rsa(py, &self.key.n(), &self.key.e())
     }
 
     /// The modulus `n`.

@@ -3,7 +3,7 @@
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::crypto::curve::Algorithm;
 use crate::crypto::x25519::{self, ExchangeError, PrivateKey};
@@ -14,6 +14,7 @@ use super::args::type_name;
 use super::asymmetric::{self as common, hex, private_key_methods, PrivateKeyHandle};
 use super::errors::{Error, Result};
 use super::export::private_export_methods;
+use super::jwk;
 use super::key_cell::{key_handle_methods, KeyCell, KeyHandle};
 use super::pyca::{cryptography_private_methods, cryptography_public_methods};
 use super::secret_key::SecretKey;
@@ -119,6 +120,12 @@ impl X25519PublicKey {
         Ok(X25519PublicKey {
             key: common::public_from_pem(data, Algorithm::X25519)?,
         })
+    }
+
+    /// The public JSON Web Key as a dict of its required members (RFC 7638 order):
+    /// `{"crv": "X25519", "kty": "OKP", "x": ...}` (RFC 8037).
+    fn to_jwk<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
+        jwk::okp(py, "X25519", &self.key)
     }
 
     /// The 32 bytes.

@@ -4,7 +4,6 @@ private key file (hex, SubjectPublicKeyInfo PEM or a JWK)."""
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from typing import Any
@@ -49,34 +48,6 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def jwk(kind: str, pub: Any) -> dict[str, str]:
-    """The public JSON Web Key of ``pub`` (a ``kind`` key's public key): RFC 7518 ``EC``
-    with ``crv``, ``x``, ``y`` or ``RSA`` with ``n``, ``e``, or RFC 8037 ``OKP`` with
-    ``crv`` and ``x``."""
-    if kind == "rsa":
-        n, e = pub.n, pub.e
-        return {
-            "e": _b64url(e.to_bytes((e.bit_length() + 7) // 8, "big")),
-            "kty": "RSA",
-            "n": _b64url(n.to_bytes((n.bit_length() + 7) // 8, "big")),
-        }
-    if kind == "ec":
-        point = pub.public_bytes_x962()
-        n = (len(point) - 1) // 2
-        return {
-            "crv": pub.curve,
-            "kty": "EC",
-            "x": _b64url(point[1 : 1 + n]),
-            "y": _b64url(point[1 + n :]),
-        }
-    crv = {"ed25519": "Ed25519", "x25519": "X25519"}[kind]
-    return {"crv": crv, "kty": "OKP", "x": _b64url(pub.public_bytes_raw())}
-
-
 def _cmd_pubkey(args: argparse.Namespace) -> int:
     kind, key = load_private(args.file, args.type, args.format, args.key_passphrase_file)
     try:
@@ -91,8 +62,9 @@ def _cmd_pubkey(args: argparse.Namespace) -> int:
         elif args.pem:
             sys.stdout.write(pub.public_bytes_pem().decode("ascii"))
         elif args.jwk:
-            # Members in RFC 7638 order (sorted): the text a JWK thumbprint hashes.
-            print(json.dumps(jwk(kind, pub), separators=(",", ":"), sort_keys=True))
+            # The key's own JWK (the encoder keycell.jose uses), members in RFC 7638
+            # order (sorted): the text a JWK thumbprint hashes.
+            print(json.dumps(pub.to_jwk(), separators=(",", ":"), sort_keys=True))
         elif kind == "ec":
             print(pub.public_bytes_x962().hex())
         else:

@@ -1,0 +1,322 @@
+"""JSON Web Keys (RFC 7517) and JWK Sets of public keys, with RFC 7638 thumbprints.
+
+The encoding of a key is its own ``to_jwk()`` (``Ed25519PublicKey``, ``X25519PublicKey``,
+``ECPublicKey``, ``RSAPublicKey``): the one JWK encoder, which ``keycell pubkey --jwk``
+prints too. Parsing takes public keys only: a JWK with a private member (``d``, ``p``,
+``q``, ``dp``, ``dq``, ``qi``, ``oth``) or a symmetric one (``kty: oct``, member ``k``) is
+refused, as keycell never loads secret keys from JSON text (a string in the Python heap
+that nothing can wipe); load those with the key classes' ``from_file`` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal, TypeAlias
+
+from .._native import (
+    ECPublicKey,
+    Ed25519PublicKey,
+    RSAPublicKey,
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from . import _algorithms
+from ._codec import b64url_decode, b64url_encode, loads_object
+from .errors import DecodeError
+
+__all__ = ["JWK", "JWKS", "thumbprint"]
+
+JWKPublicKey: TypeAlias = Ed25519PublicKey | X25519PublicKey | ECPublicKey | RSAPublicKey
+
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_EC_WIDTH = {"P-256": 32, "P-384": 48}
+_MAX_JWKS_BYTES = 1024 * 1024
+
+
+def _public_of(key: object) -> JWKPublicKey:
+    if isinstance(key, (Ed25519PublicKey, X25519PublicKey, ECPublicKey, RSAPublicKey)):
+        return key
+    if isinstance(key, _algorithms.HMAC_KEYS):
+        raise TypeError(
+            "an HMAC key has no public JWK: keycell never writes secret keys as JSON text"
+        )
+    if isinstance(
+        key,
+        (
+            *_algorithms.ED25519_SIGNERS,
+            *_algorithms.EC_SIGNERS,
+            *_algorithms.RSA_SIGNERS,
+            X25519PrivateKey,
+        ),
+    ):
+        pub: JWKPublicKey = key.public_key()
+        return pub
+    raise TypeError(f"not a keycell key with a public JWK: {type(key).__name__}")
+
+
+def thumbprint(key: object, hash: Literal["sha256", "sha384", "sha512"] = "sha256") -> str:
+    """The RFC 7638 thumbprint of a public key (or a private key's public key), base64url:
+    the hash of the required members as JSON with sorted names and no whitespace."""
+    if hash not in ("sha256", "sha384", "sha512"):
+        raise ValueError("hash must be 'sha256', 'sha384' or 'sha512'")
+    members = _public_of(key).to_jwk()
+    text = json.dumps(members, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return b64url_encode(hashlib.new(hash, text).digest())
+
+
+def _member(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"the JWK has no {name!r} string member")
+    return value
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _der_uint(value: int) -> bytes:
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return b"\x02" + _der_length(len(body)) + body
+
+
+def _decode(obj: Mapping[str, Any], name: str) -> bytes:
+    try:
+        return b64url_decode(_member(obj, name), f"JWK member {name!r}")
+    except DecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
+    found = [m for m in _PRIVATE_MEMBERS if m in obj]
+    kty = obj.get("kty")
+    if found or kty == "oct":
+        raise ValueError(
+            "the JWK holds private or secret key material "
+            f"({', '.join(found) or 'kty oct'}): keycell never loads secret keys from JSON "
+            "text; load them with the key classes' from_file instead"
+        )
+    if kty == "OKP":
+        crv = _member(obj, "crv")
+        x = _decode(obj, "x")
+        if crv == "Ed25519":
+            return Ed25519PublicKey.from_public_bytes(x)
+        if crv == "X25519":
+            return X25519PublicKey.from_public_bytes(x)
+        raise ValueError(f"unsupported OKP curve {crv!r} (Ed25519 and X25519 are)")
+    if kty == "EC":
+        crv = _member(obj, "crv")
+        width = _EC_WIDTH.get(crv)
+        if width is None:
+            raise ValueError(f"unsupported EC curve {crv!r} (P-256 and P-384 are)")
+        x, y = _decode(obj, "x"), _decode(obj, "y")
+        if len(x) != width or len(y) != width:
+            raise ValueError(f"the JWK's x and y must be {width} bytes each on {crv}")
+        return ECPublicKey.from_public_bytes(crv, b"\x04" + x + y)  # type: ignore[arg-type]
+    if kty == "RSA":
+        n = int.from_bytes(_decode(obj, "n"), "big")
+        e = int.from_bytes(_decode(obj, "e"), "big")
+        body = _der_uint(n) + _der_uint(e)
+        return RSAPublicKey.from_der(b"\x30" + _der_length(len(body)) + body)
+    raise ValueError(f"unsupported JWK key type {kty!r} (OKP, EC and RSA are)")
+
+
+class JWK:
+    """A public JSON Web Key: a keycell public key with the optional ``kid``, ``alg`` and
+    ``use`` members.
+
+    ``JWK(key)`` takes a public key or a private key (whose public key it keeps; never
+    the private part); ``kid`` defaults to the RFC 7638 thumbprint. ``alg``, when given,
+    binds the key to that one algorithm in verification. ``JWK.from_dict``/``from_json``
+    parse public JWKs only (see the module docstring).
+    """
+
+    __slots__ = ("_alg", "_key", "_kid", "_use")
+
+    def __init__(
+        self,
+        key: object,
+        *,
+        kid: str | None = None,
+        alg: str | None = None,
+        use: str | None = None,
+    ) -> None:
+        self._key = _public_of(key)
+        if kid is not None and not isinstance(kid, str):
+            raise TypeError("kid must be a str")
+        if alg is not None:
+            spec = _algorithms.algorithm_named(alg)
+            if not _algorithms.fits(spec, self._key):
+                raise ValueError(f"algorithm {alg!r} does not fit this {type(self._key).__name__}")
+        if use is not None and not isinstance(use, str):
+            raise TypeError("use must be a str")
+        self._kid = kid if kid is not None else thumbprint(self._key)
+        self._alg = alg
+        self._use = use
+
+    @property
+    def key(self) -> JWKPublicKey:
+        """The public key."""
+        return self._key
+
+    @property
+    def kid(self) -> str:
+        """The key ID (the RFC 7638 thumbprint unless another was given)."""
+        return self._kid
+
+    @property
+    def alg(self) -> str | None:
+        """The one algorithm this key is for, or ``None`` (any that fits the key)."""
+        return self._alg
+
+    @property
+    def use(self) -> str | None:
+        """The intended use (``"sig"``, ``"enc"``) or ``None``."""
+        return self._use
+
+    def thumbprint(self, hash: Literal["sha256", "sha384", "sha512"] = "sha256") -> str:
+        """The RFC 7638 thumbprint of the key."""
+        return thumbprint(self._key, hash)
+
+    def fits(self, algorithm: str) -> bool:
+        """Whether this key may verify tokens of ``algorithm`` (its type, its ``alg``
+        member and its ``use`` agree)."""
+        if self._use not in (None, "sig"):
+            return False
+        # ``EdDSA`` and RFC 9864's ``Ed25519`` name one algorithm for Ed25519 keys.
+        same = {self._alg, algorithm} == {"EdDSA", "Ed25519"}
+        if self._alg is not None and self._alg != algorithm and not same:
+            return False
+        spec = _algorithms.ALGORITHMS.get(algorithm)
+        return spec is not None and _algorithms.fits(spec, self._key)
+
+    def to_dict(self) -> dict[str, str]:
+        """The JWK as a dict: the key's members, then ``kid`` and ``alg``/``use`` if set."""
+        out: dict[str, str] = dict(self._key.to_jwk())
+        out["kid"] = self._kid
+        if self._alg is not None:
+            out["alg"] = self._alg
+        if self._use is not None:
+            out["use"] = self._use
+        return out
+
+    def to_json(self) -> str:
+        """The JWK as compact JSON text."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> JWK:
+        """Parse a public JWK from a mapping; ``ValueError`` for private or secret key
+        material, an unsupported key type or curve, or malformed members."""
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"a JWK must be a mapping, not {type(obj).__name__}")
+        key = _parse_key(obj)
+        kid, alg, use = obj.get("kid"), obj.get("alg"), obj.get("use")
+        for name, value in (("kid", kid), ("alg", alg), ("use", use)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"the JWK's {name!r} member must be a string")
+        return cls(key, kid=kid, alg=alg, use=use)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JWK:
+        """Parse a public JWK from JSON text (see :meth:`from_dict`)."""
+        return cls.from_dict(_load_json(text, "JWK"))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JWK):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"<JWK {self._key.to_jwk()['kty']} kid={self._kid!r}>"
+
+
+def _load_json(text: str | bytes, what: str) -> dict[str, Any]:
+    if isinstance(text, str):
+        data = text.encode("utf-8")
+    elif isinstance(text, (bytes, bytearray)):
+        data = bytes(text)
+    else:
+        raise TypeError(f"a {what} must be JSON text (str or bytes)")
+    try:
+        return loads_object(data, what, _MAX_JWKS_BYTES)
+    except DecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+class JWKS:
+    """A JSON Web Key Set (RFC 7517 §5) of public keys, to publish (``to_json()``) or to
+    verify tokens with (``jose.jws.verify(token, jwks, ...)``, ``jose.jwt.decode``).
+
+    ``JWKS(keys)`` takes :class:`JWK` objects or keys (each wrapped in a ``JWK`` with its
+    thumbprint as ``kid``). Key IDs must be unique within the set. A token naming a
+    ``kid`` is verified with that entry only; a token without one only if exactly one
+    entry fits its algorithm.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[object]) -> None:
+        entries = [k if isinstance(k, JWK) else JWK(k) for k in keys]
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.kid in seen:
+                raise ValueError(f"two keys of the JWK Set have the kid {entry.kid!r}")
+            seen.add(entry.kid)
+        self._keys = tuple(entries)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> JWKS:
+        """Parse ``{"keys": [...]}``; every entry as :meth:`JWK.from_dict`."""
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"a JWK Set must be a mapping, not {type(obj).__name__}")
+        keys = obj.get("keys")
+        if not isinstance(keys, list):
+            raise ValueError("a JWK Set needs a 'keys' array")
+        return cls(JWK.from_dict(k) for k in keys)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JWKS:
+        """Parse a JWK Set from JSON text (at most 1 MiB)."""
+        return cls.from_dict(_load_json(text, "JWK Set"))
+
+    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+        """``{"keys": [...]}``."""
+        return {"keys": [k.to_dict() for k in self._keys]}
+
+    def to_json(self) -> str:
+        """The set as compact JSON text (what a ``jwks_uri`` serves)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def get(self, kid: str) -> JWK | None:
+        """The entry with key ID ``kid``, or ``None``."""
+        for k in self._keys:
+            if k.kid == kid:
+                return k
+        return None
+
+    def __getitem__(self, kid: str) -> JWK:
+        found = self.get(kid)
+        if found is None:
+            raise KeyError(kid)
+        return found
+
+    def __contains__(self, kid: object) -> bool:
+        return any(k.kid == kid for k in self._keys)
+
+    def __iter__(self) -> Iterator[JWK]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"<JWKS of {len(self._keys)} keys>"
