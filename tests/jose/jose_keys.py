@@ -10,7 +10,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
 from keycell import ECPrivateKey, Ed25519PrivateKey, RSAPrivateKey, SecretKey
 
 ALGS = [

@@ -10,7 +10,6 @@ import json
 
 import pytest
 from jose_keys import ALGS, pair
-
 from keycell import ECPrivateKey, Ed25519PrivateKey, RSAPrivateKey, SecretKey
 from keycell.exceptions import InvalidSignature, KeycellError
 from keycell.jose import (
@@ -58,7 +57,7 @@ def test_round_trip_every_algorithm(alg: str) -> None:
     if not alg.startswith("HS"):
         assert jws.verify(token, JWK(p.public), algorithms=[alg]) == b"payload \x00\xff"
         assert jws.verify(token, JWKS([p.public]), algorithms=[alg]) == b"payload \x00\xff"
-    head, body, sig = token.split(".")
+    head, _, sig = token.split(".")
     forged = ".".join([head, b64(b"payload \x00\xfe"), sig])
     with pytest.raises(InvalidSignatureError):
         jws.verify(forged, p.public, algorithms=[alg])
@@ -173,11 +172,18 @@ def test_alg_none_is_never_accepted(alg: str) -> None:
 
 def _public_texts(p: object) -> list[bytes]:
     pub = p.public  # type: ignore[attr-defined]
-    texts = [json.dumps(pub.to_jwk()).encode(), json.dumps(pub.to_jwk(), separators=(",", ":")).encode()]
+    texts = [
+        json.dumps(pub.to_jwk()).encode(),
+        json.dumps(pub.to_jwk(), separators=(",", ":")).encode(),
+    ]
     if hasattr(pub, "public_bytes_pem"):
         texts += [pub.public_bytes_pem(), pub.public_bytes_der()]
     else:
-        texts += [pub.public_bytes("pem"), pub.public_bytes("der"), pub.public_bytes("pem", "pkcs1")]
+        texts += [
+            pub.public_bytes("pem"),
+            pub.public_bytes("der"),
+            pub.public_bytes("pem", "pkcs1"),
+        ]
     return texts
 
 
@@ -228,7 +234,10 @@ def test_crit_and_unencoded_payloads_are_refused() -> None:
             jws.verify(hs256_token(key, header, b"x"), key, algorithms=["HS256"])
     with pytest.raises(InvalidHeaderError, match="kid"):
         jws.verify(hs256_token(key, {"alg": "HS256", "kid": 7}, b"x"), key, algorithms=["HS256"])
-    assert jws.verify(hs256_token(key, {"alg": "HS256", "b64": True}, b"x"), key, algorithms=["HS256"]) == b"x"
+    assert (
+        jws.verify(hs256_token(key, {"alg": "HS256", "b64": True}, b"x"), key, algorithms=["HS256"])
+        == b"x"
+    )
 
 
 @pytest.mark.parametrize(
@@ -261,7 +270,9 @@ def test_base64url_is_strict() -> None:
         f"{head}.YWJjZA==.{sig}",  # padding
         f"{head}.YWJjZB.{sig}",  # non-canonical trailing bits (decodes to the same bytes)
         f"{head}.YWJj ZA.{sig}",  # whitespace
-        f"{head}.{body}.{sig.replace('-', '+').replace('_', '/')}" if ("-" in sig or "_" in sig) else f"{head}.YW+jZA.{sig}",
+        f"{head}.{body}.{sig.replace('-', '+').replace('_', '/')}"
+        if ("-" in sig or "_" in sig)
+        else f"{head}.YW+jZA.{sig}",
         f"{head}.YWJjZ.{sig}",  # a length no encoding produces
         f"{head}.{body}.{sig}=",
     ]

@@ -186,7 +186,11 @@ def _split(token: str | bytes) -> tuple[str, str, str]:
     if len(parts) != 3:
         raise DecodeError(
             "a compact JWS has three dot-separated parts"
-            + (" (this looks like a JWE, which keycell.jose does not decrypt)" if len(parts) == 5 else "")
+            + (
+                " (this looks like a JWE, which keycell.jose does not decrypt)"
+                if len(parts) == 5
+                else ""
+            )
         )
     return parts[0], parts[1], parts[2]
 
@@ -216,9 +220,7 @@ def verify_compact(
     allowed = allowed_algorithms(algorithms)
     _check_key_fits_some(key_or_jwks, allowed)
     header_b64, payload_b64, signature_b64 = _split(token)
-    header = loads_object(
-        b64url_decode(header_b64, "header"), "protected header", MAX_HEADER_BYTES
-    )
+    header = loads_object(b64url_decode(header_b64, "header"), "protected header", MAX_HEADER_BYTES)
     alg = _check_header(header, allowed)
     key = _select(key_or_jwks, alg, header)
     payload = b64url_decode(payload_b64, "payload")

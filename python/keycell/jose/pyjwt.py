@@ -29,6 +29,7 @@ Keys never pass through PyJWT as bytes: PyJWT calls ``prepare_key``, ``sign`` an
 
 from __future__ import annotations
 
+import json
 import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -101,9 +102,7 @@ def _wrapper_class() -> type[Algorithm]:
             if not _algorithms.is_keycell_key(key):
                 return self.original.verify(msg, key, sig)
             try:
-                _algorithms.verify(
-                    self.keycell_spec, _algorithms.verifying_key(key), msg, sig
-                )
+                _algorithms.verify(self.keycell_spec, _algorithms.verifying_key(key), msg, sig)
             except InvalidSignatureError:
                 return False
             return True
@@ -129,9 +128,12 @@ def _wrapper_class() -> type[Algorithm]:
 
         def to_jwk(self, key_obj: Any, as_dict: bool = False) -> Any:  # type: ignore[override]
             if not _algorithms.is_keycell_key(key_obj):
-                return self.original.to_jwk(key_obj, as_dict=as_dict)
-            jwk = JWK(key_obj)
-            return jwk.to_dict() if as_dict else jwk.to_json()
+                if as_dict:
+                    return self.original.to_jwk(key_obj, as_dict=True)
+                return self.original.to_jwk(key_obj)
+            # The key's members, as PyJWT's own to_jwk writes them (no kid).
+            members = JWK(key_obj).key.to_jwk()
+            return members if as_dict else json.dumps(members, separators=(",", ":"))
 
         def from_jwk(self, jwk: Any) -> Any:  # type: ignore[override]
             return self.original.from_jwk(jwk)
