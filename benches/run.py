@@ -104,24 +104,19 @@ def _run_case(case: Case, rounds: int, budget_s: float) -> Result:
     return Result(case, medians, ratios)
 
 
-def add_pkcs11_cases(add: Any) -> None:
-    """The PKCS#11 token cases of benches/pkcs11.py (nothing without SoftHSM2)."""
+# The cases of the benches beside this one: each module's build_cases(Case, Contender).
+BENCH_MODULES = (
+    "pkcs11.py",  # PKCS#11 token keys (nothing without SoftHSM2)
+    "signers.py",  # itsdangerous, Django signing and webhooks against the originals
+    "jose.py",  # JWTs with keycell.jose against PyJWT (nothing without PyJWT)
+)
+
+
+def add_module_cases(add: Any, filename: str) -> None:
+    """Add the cases of ``benches/<filename>`` (its ``build_cases(Case, Contender)``)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_pkcs11", HERE / "pkcs11.py")
-    if spec is None or spec.loader is None:
-        return
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    for case in mod.build_cases(Case, Contender):
-        add(case)
-
-
-def add_signer_cases(add: Any) -> None:
-    """The token-signer and webhook cases of benches/signers.py."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_signers", HERE / "signers.py")
+    spec = importlib.util.spec_from_file_location(f"bench_{filename[:-3]}", HERE / filename)
     if spec is None or spec.loader is None:
         return
     mod = importlib.util.module_from_spec(spec)
@@ -591,8 +586,8 @@ def build_cases(only: str | None) -> list[Case]:
                 isolation=iso,
             )
         )
-    add_pkcs11_cases(add)
-    add_signer_cases(add)
+    for filename in BENCH_MODULES:
+        add_module_cases(add, filename)
     return cases
 
 
@@ -705,6 +700,12 @@ def _versions() -> dict[str, str]:
         import nacl
 
         v["pynacl"] = nacl.__version__
+    except ImportError:
+        pass
+    try:
+        import jwt
+
+        v["pyjwt"] = jwt.__version__
     except ImportError:
         pass
     v["openssl (stdlib)"] = ssl.OPENSSL_VERSION

@@ -122,7 +122,7 @@ def sign(
     return _sign(_payload_bytes(payload), key, algorithm, kid, headers, None)
 
 
-def allowed_algorithms(algorithms: Iterable[str]) -> tuple[Algorithm, ...]:
+def _allowed_algorithms(algorithms: Iterable[str]) -> tuple[Algorithm, ...]:
     """The caller's ``algorithms`` list, checked: a non-empty list of supported names."""
     if isinstance(algorithms, (str, bytes)) or not isinstance(algorithms, Iterable):
         raise TypeError("algorithms must be a list of algorithm names, e.g. ['EdDSA']")
@@ -213,11 +213,11 @@ def _check_header(header: Mapping[str, Any], allowed: tuple[Algorithm, ...]) -> 
     raise InvalidAlgorithmError("the token's algorithm is not in the allowed algorithms")
 
 
-def verify_compact(
+def _verify_compact(
     token: str | bytes, key_or_jwks: object, algorithms: Iterable[str]
 ) -> tuple[dict[str, Any], bytes]:
     """Check a compact JWS; its protected header and payload (see :func:`verify`)."""
-    allowed = allowed_algorithms(algorithms)
+    allowed = _allowed_algorithms(algorithms)
     _check_key_fits_some(key_or_jwks, allowed)
     header_b64, payload_b64, signature_b64 = _split(token)
     header = loads_object(b64url_decode(header_b64, "header"), "protected header", MAX_HEADER_BYTES)
@@ -245,4 +245,4 @@ def verify(token: str | bytes, key_or_jwks: KeyOrJWKS, *, algorithms: Iterable[s
     one that does not fit the key), ``InvalidHeaderError`` (``crit``, ``b64: false``),
     ``KeySelectionError`` or ``InvalidSignatureError``.
     """
-    return verify_compact(token, key_or_jwks, algorithms)[1]
+    return _verify_compact(token, key_or_jwks, algorithms)[1]

@@ -28,7 +28,7 @@ from .errors import (
     InvalidIssuerError,
     MissingRequiredClaimError,
 )
-from .jws import KeyOrJWKS, _sign, verify_compact
+from .jws import KeyOrJWKS, _sign, _verify_compact
 
 __all__ = ["decode", "encode"]
 
@@ -173,7 +173,7 @@ def decode(
     expected_aud = _names(audience, "audience")
     expected_iss = _names(issuer, "issuer")
 
-    _, payload = verify_compact(token, key_or_jwks, algorithms)
+    _, payload = _verify_compact(token, key_or_jwks, algorithms)
     claims = loads_object(payload, "claims", MAX_TOKEN_LENGTH)
     for name in required:
         if name not in claims:
