@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import inspect
 
-import pytest
-
 import keycell
+import pytest
 from keycell import jose
 from keycell.jose import errors, jwk, jws, jwt, pyjwt
 
