@@ -56,7 +56,11 @@ def test_token_keys_sign_jwts(token: pkcs11.Token, kind: str, algs: list[str]) -
             finally:
                 adapter.uninstall()
         if kind == "secret":
-            ed = jws.sign(b"x", token.generate_ed25519(label="kc-jose-ed-2"))
+            ed_key = token.generate_ed25519(label="kc-jose-ed-2")
+            try:
+                ed = jws.sign(b"x", ed_key)
+            finally:
+                ed_key.delete_from_token()
             with pytest.raises(InvalidAlgorithmError):
                 jws.verify(ed, key, algorithms=["HS256", "EdDSA"])
     finally:
