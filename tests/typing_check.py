@@ -298,3 +298,28 @@ def use_pyca_adapters() -> None:
         first: int = view[0]
         del view
     del back, sig, theirs, first
+
+
+def use_jose() -> None:
+    from typing import Any
+
+    from keycell import ECPrivateKey, Ed25519PrivateKey
+    from keycell.jose import JWK, JWKS, InvalidTokenError, jws, jwt, pyjwt, thumbprint
+
+    key = ECPrivateKey.generate("P-256")
+    token: str = jwt.encode({"sub": "a"}, key, kid=True, headers={"typ": "at+jwt"})
+    claims: dict[str, Any] = jwt.decode(
+        token, key.public_key(), algorithms=["ES256"], leeway=5, require=("sub",), now=1.0
+    )
+    members: dict[str, str] = key.public_key().to_jwk()
+    entry: JWK = JWK.from_dict(members)
+    kid: str = thumbprint(key) + entry.kid
+    keys: JWKS = JWKS([entry, Ed25519PrivateKey.generate()])
+    text: str = keys.to_json()
+    found: JWK | None = keys.get(kid)
+    try:
+        payload: bytes = jws.verify(jws.sign(b"x", key), keys, algorithms=["ES256"])
+    except InvalidTokenError:
+        payload = b""
+    pyjwt.install()
+    del claims, text, found, payload
