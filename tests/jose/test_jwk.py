@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jose_keys import pair
 from keycell import ECPrivateKey, ECPublicKey, Ed25519PrivateKey, SecretKey, X25519PrivateKey
@@ -183,3 +183,37 @@ def test_cli_pubkey_jwk_is_to_jwk(tmp_path: Path, kind: str) -> None:
         r.stdout
         == json.dumps(key.public_key().to_jwk(), separators=(",", ":"), sort_keys=True) + "\n"
     )
+
+
+def test_a_third_partys_set_with_keys_keycell_does_not_take() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    n = small.public_numbers().n
+    entries = [
+        {"kty": "OKP", "crv": "Ed448", "x": "AAAA", "kid": "ed448"},
+        {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521"},
+        {
+            "kty": "RSA",
+            "n": base64.urlsafe_b64encode(n.to_bytes(128, "big")).rstrip(b"=").decode(),
+            "e": "AQAB",
+            "kid": "rsa1024",
+        },
+        {**pair("ES256").public.to_jwk(), "kid": "enc", "use": "enc", "alg": "ECDH-ES"},
+        {**pair("EdDSA").public.to_jwk(), "kid": "sig"},
+    ]
+    for entry in entries[:3]:
+        with pytest.raises(ValueError):
+            JWKS.from_dict({"keys": [entry]})
+    jwks = JWKS.from_json(json.dumps({"keys": entries}), skip_unsupported=True)
+    assert [k.kid for k in jwks] == ["enc", "sig"]
+    # The JWE key is kept with its alg and never verifies a signature.
+    assert jwks["enc"].alg == "ECDH-ES"
+    assert not jwks["enc"].fits("ES256")
+    # Private material is refused even when skipping.
+    with pytest.raises(ValueError, match="never loads"):
+        JWKS.from_dict({"keys": [{**entries[0], "d": "AAAA"}]}, skip_unsupported=True)
+    # A known algorithm that does not fit the key is a malformed entry, not skipped.
+    with pytest.raises(ValueError, match="does not fit"):
+        JWKS.from_dict({"keys": [{**entries[4], "alg": "HS256"}]}, skip_unsupported=True)
+    # In code, an unknown algorithm is a mistake.
+    with pytest.raises(ValueError, match="unsupported"):
+        JWK(pair("EdDSA").public, alg="ECDH-ES")

@@ -92,6 +92,10 @@ def _decode(obj: Mapping[str, Any], name: str) -> bytes:
         raise ValueError(str(e)) from None
 
 
+class _Unsupported(ValueError):
+    """A well-formed public JWK of a type, curve or size keycell does not take."""
+
+
 def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
     found = [m for m in _PRIVATE_MEMBERS if m in obj]
     kty = obj.get("kty")
@@ -108,12 +112,12 @@ def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
             return Ed25519PublicKey.from_public_bytes(x)
         if crv == "X25519":
             return X25519PublicKey.from_public_bytes(x)
-        raise ValueError(f"unsupported OKP curve {crv!r} (Ed25519 and X25519 are)")
+        raise _Unsupported(f"unsupported OKP curve {crv!r} (Ed25519 and X25519 are)")
     if kty == "EC":
         crv = _member(obj, "crv")
         width = _EC_WIDTH.get(crv)
         if width is None:
-            raise ValueError(f"unsupported EC curve {crv!r} (P-256 and P-384 are)")
+            raise _Unsupported(f"unsupported EC curve {crv!r} (P-256 and P-384 are)")
         x, y = _decode(obj, "x"), _decode(obj, "y")
         if len(x) != width or len(y) != width:
             raise ValueError(f"the JWK's x and y must be {width} bytes each on {crv}")
@@ -122,8 +126,11 @@ def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
         n = int.from_bytes(_decode(obj, "n"), "big")
         e = int.from_bytes(_decode(obj, "e"), "big")
         body = _der_uint(n) + _der_uint(e)
-        return RSAPublicKey.from_der(b"\x30" + _der_length(len(body)) + body)
-    raise ValueError(f"unsupported JWK key type {kty!r} (OKP, EC and RSA are)")
+        try:
+            return RSAPublicKey.from_der(b"\x30" + _der_length(len(body)) + body)
+        except ValueError as e:
+            raise _Unsupported(f"an RSA key keycell does not take: {e}") from None
+    raise _Unsupported(f"unsupported JWK key type {kty!r} (OKP, EC and RSA are)")
 
 
 class JWK:
@@ -146,10 +153,17 @@ class JWK:
         alg: str | None = None,
         use: str | None = None,
     ) -> None:
-        self._key = _public_of(key)
+        self._init(_public_of(key), kid, alg, use, strict=True)
+
+    def _init(
+        self, key: JWKPublicKey, kid: str | None, alg: str | None, use: str | None, strict: bool
+    ) -> None:
+        self._key = key
         if kid is not None and not isinstance(kid, str):
             raise TypeError("kid must be a str")
-        if alg is not None:
+        # A parsed JWK may name an algorithm keycell lacks (a JWE one, say): kept, it then
+        # fits no JWS algorithm. One given in code must be known.
+        if alg is not None and (strict or alg in _algorithms.ALGORITHMS):
             spec = _algorithms.algorithm_named(alg)
             if not _algorithms.fits(spec, self._key):
                 raise ValueError(f"algorithm {alg!r} does not fit this {type(self._key).__name__}")
@@ -220,7 +234,9 @@ class JWK:
         for name, value in (("kid", kid), ("alg", alg), ("use", use)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the JWK's {name!r} member must be a string")
-        return cls(key, kid=kid, alg=alg, use=use)
+        jwk = cls.__new__(cls)
+        jwk._init(key, kid, alg, use, strict=False)
+        return jwk
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JWK:
@@ -274,19 +290,33 @@ class JWKS:
         self._keys = tuple(entries)
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> JWKS:
-        """Parse ``{"keys": [...]}``; every entry as :meth:`JWK.from_dict`."""
+    def from_dict(cls, obj: Mapping[str, Any], *, skip_unsupported: bool = False) -> JWKS:
+        """Parse ``{"keys": [...]}``; every entry as :meth:`JWK.from_dict`.
+
+        ``skip_unsupported=True`` leaves out entries that are well-formed public keys of a
+        type, curve or size keycell does not take (``Ed448``, ``P-521``, a 1024-bit RSA
+        key) instead of refusing the set, as a verifier of a third party's ``jwks_uri``
+        may need. Private or secret key material and malformed entries are refused
+        either way."""
         if not isinstance(obj, Mapping):
             raise TypeError(f"a JWK Set must be a mapping, not {type(obj).__name__}")
         keys = obj.get("keys")
         if not isinstance(keys, list):
             raise ValueError("a JWK Set needs a 'keys' array")
-        return cls(JWK.from_dict(k) for k in keys)
+        entries = []
+        for k in keys:
+            try:
+                entries.append(JWK.from_dict(k))
+            except _Unsupported:
+                if not skip_unsupported:
+                    raise
+        return cls(entries)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> JWKS:
-        """Parse a JWK Set from JSON text (at most 1 MiB)."""
-        return cls.from_dict(_load_json(text, "JWK Set"))
+    def from_json(cls, text: str | bytes, *, skip_unsupported: bool = False) -> JWKS:
+        """Parse a JWK Set from JSON text (at most 1 MiB; ``skip_unsupported`` as
+        :meth:`from_dict`)."""
+        return cls.from_dict(_load_json(text, "JWK Set"), skip_unsupported=skip_unsupported)
 
     def to_dict(self) -> dict[str, list[dict[str, str]]]:
         """``{"keys": [...]}``."""
