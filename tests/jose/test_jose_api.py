@@ -3,6 +3,7 @@ error hierarchy as documented."""
 
 from __future__ import annotations
 
+import doctest
 import inspect
 
 import keycell
@@ -50,3 +51,13 @@ def test_public_keys_have_to_jwk() -> None:
         keycell.RSAPublicKey,
     ):
         assert cls.to_jwk.__doc__
+
+
+@pytest.mark.parametrize("module", [jose, jws, jwt, pyjwt])
+def test_docstring_examples_run(module: object) -> None:
+    try:
+        result = doctest.testmod(module, raise_on_error=False)  # type: ignore[arg-type]
+    finally:
+        pyjwt.uninstall()
+    assert result.attempted > 0
+    assert result.failed == 0
