@@ -88,9 +88,9 @@ PY_ALLOWED: dict[str, set[str]] = {
     "webhooks": set(_PY_SUPPORT),
     "_lazy": {"_text_refusal"},  # keycell.lazy: a key loaded once per process
     "aio": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},  # asyncio
-    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "_lazy"},
-    "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__"},
-    "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "__init__", "doctor"},
+    "__init__": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "_lazy", "jose"},
+    "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "jose", "__init__"},
+    "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "jose", "__init__", "doctor"},
     # JOSE over the keys (local, token and agent ones): signing and MACs run in keycell.
     "jose": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
     "__main__": {"cli"},

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
-from . import agent, audit, exceptions, key_protocols, keyring, otp, pkcs11
+from . import agent, audit, exceptions, jose, key_protocols, keyring, otp, pkcs11
 from ._isolation_scope import IsolationScope
 from ._lazy import LazyKey, lazy
 from ._native import (
@@ -163,6 +163,7 @@ __all__ = [
     "hkdf",
     "hkdf_expand",
     "hkdf_extract",
+    "jose",
     "key_protocols",
     "keyring",
     "lazy",
