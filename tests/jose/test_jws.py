@@ -371,3 +371,16 @@ def test_pkcs1_rsa_keys_sign_every_rsa_algorithm() -> None:
     # PKCS#1 v1.5 is deterministic: the same input signs the same way.
     assert tokens["RS256"] == jws.sign(b"x", key, algorithm="RS256")
     assert len(set(tokens.values())) == 3
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_signatures_of_another_length_are_refused(alg: str) -> None:
+    """Truncated MACs included: keycell's verify_hmac takes tags truncated to 16 bytes or
+    more (RFC 2104 §5), a JWS takes the full HMAC output only (RFC 7518 §3.2), so a token
+    has one spelling."""
+    p = pair(alg)
+    head, body, sig = jws.sign(b"x", p.keycell, algorithm=alg).split(".")
+    raw = unb64(sig)
+    for bad in (b"", raw[:16], raw[: len(raw) // 2], raw[:-1], raw + b"\0", raw + raw):
+        with pytest.raises(InvalidSignatureError):
+            jws.verify(f"{head}.{body}.{b64(bad)}", p.public, algorithms=[alg])

@@ -142,3 +142,14 @@ def test_short_hmac_keys_warn_as_pyjwt_does() -> None:
     short = SecretKey.generate(16)
     with pytest.warns(InsecureKeyLengthWarning, match="HMAC key is shorter"):
         jwt.encode(CLAIMS, short, algorithm="HS256")
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+@pytest.mark.usefixtures("installed")
+def test_truncated_macs_are_refused(alg: str) -> None:
+    key = pair(alg).keycell
+    token = jwt.encode(CLAIMS, key, algorithm=alg)
+    head, body, sig = token.split(".")
+    short = jwt.utils.base64url_encode(jwt.utils.base64url_decode(sig)[:16]).decode()
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(f"{head}.{body}.{short}", key, algorithms=[alg])

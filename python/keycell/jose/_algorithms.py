@@ -105,6 +105,9 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
+_DIGEST_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
 def is_keycell_key(key: object) -> bool:
     """Whether ``key`` is one of keycell's signing, MAC or public key handles."""
     return isinstance(key, (*HMAC_KEYS, *ED25519_SIGNERS, *EC_SIGNERS, *RSA_SIGNERS, *PUBLIC_KEYS))
@@ -206,6 +209,11 @@ def verify(alg: Algorithm, key: Any, data: bytes, signature: Buffer) -> None:
     to fit ``alg``); :class:`InvalidSignatureError` if it does not verify."""
     try:
         if alg.family == "hmac":
+            # A JWS MAC is the full HMAC output (RFC 7518 §3.2). verify_hmac also takes
+            # truncated tags (RFC 2104 §5), which would give a token a second, shorter
+            # spelling that verifies: refuse any other length first (lengths are public).
+            if len(memoryview(signature)) != _DIGEST_SIZE[alg.hash]:
+                raise InvalidSignature("the MAC is not the full HMAC output")
             key.verify_hmac(data, signature, alg.hash)
         elif alg.family == "ec":
             key.verify(signature, data, encoding="raw")
