@@ -1,11 +1,12 @@
-"""Memory scan after JOSE use with an HMAC key (issue 24: no key bytes outside guarded
+"""Memory scans after JOSE use (issue 24: no key bytes outside guarded
 memory after use).
 
 A child loads an HMAC key from a file into a ``SecretKey`` and signs and verifies HS256,
 HS384 and HS512 tokens with ``keycell.jose`` (JWS and JWT) and, through the adapter, with
 PyJWT. While the key is alive every copy of it lies in locked, dump-excluded pages and the
 ``K ^ ipad``/``K ^ opad`` blocks are nowhere; after ``destroy()`` no copy is left. A
-``bytes`` copy of another secret is the positive control.
+``bytes`` copy of another secret is the positive control. The same for an Ed25519 key's
+seed after EdDSA tokens (keycell.jose, a JWKS of the key, PyJWT).
 """
 
 from __future__ import annotations
@@ -65,3 +66,35 @@ def test_hmac_key_only_in_locked_pages_after_jose_use(tmp_path: Path) -> None:
     assert alive["key ^ ipad"] == alive["key ^ opad"] == [], summarize(alive)
     assert after["key"] == [], summarize(after)
     assert after["key ^ ipad"] == after["key ^ opad"] == [], summarize(after)
+
+
+ED_CHILD = """
+import gc, sys
+import jwt as pyjwt_module
+from keycell import Ed25519PrivateKey
+from keycell.jose import JWKS, jwt, pyjwt
+
+key = Ed25519PrivateKey.from_file(sys.argv[1], format="raw")
+jwks = JWKS([key])
+pyjwt.install()
+for i in range(20):
+    token = jwt.encode({"n": i}, key, kid=True)
+    assert jwt.decode(token, jwks, algorithms=["EdDSA"]) == {"n": i}
+    other = pyjwt_module.encode({"n": i}, key, algorithm="EdDSA")
+    assert pyjwt_module.decode(other, key.public_key(), algorithms=["EdDSA"]) == {"n": i}
+phase("alive")
+key.destroy()
+gc.collect()
+phase("destroyed")
+"""
+
+
+def test_ed25519_seed_only_in_locked_pages_after_jose_use(tmp_path: Path) -> None:
+    seed = secrets.token_bytes(32)
+    (tmp_path / "ed").write_bytes(seed)
+    (tmp_path / "ed").chmod(0o600)
+    scans, _ = scan_phases(ED_CHILD, str(tmp_path / "ed"), patterns={"seed": seed})
+    alive, after = scans["alive"], scans["destroyed"]
+    assert alive["seed"], summarize(alive)
+    assert all(h.locked and h.dontdump for h in alive["seed"]), summarize(alive)
+    assert after["seed"] == [], summarize(after)
