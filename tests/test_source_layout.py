@@ -92,7 +92,7 @@ PY_ALLOWED: dict[str, set[str]] = {
     "doctor": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "jose", "__init__"},
     "cli": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server", "jose", "__init__", "doctor"},
     # JOSE over the keys (local, token and agent ones): signing and MACs run in keycell.
-    "jose": _PY_SUPPORT | _PY_FEATURES | {"agent", "agent_server"},
+    "jose": _PY_SUPPORT | {"agent"},
     "__main__": {"cli"},
 }
 
