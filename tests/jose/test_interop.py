@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
-from jose_keys import ALGS, Pair, pair
+from jose_support import ALGS, Pair, pair
 from joserfc import jwk as rfc_jwk
 from joserfc import jwt as rfc_jwt
 from joserfc.errors import SecurityWarning

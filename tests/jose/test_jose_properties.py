@@ -9,7 +9,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jose_keys import pair
+from jose_support import pair
 from keycell.jose import InvalidTokenError, jws, jwt
 from keycell.jose._codec import b64url_decode, b64url_encode
 

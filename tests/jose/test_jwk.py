@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from jose_keys import pair
+from jose_support import pair
 from keycell import ECPrivateKey, ECPublicKey, Ed25519PrivateKey, SecretKey, X25519PrivateKey
 from keycell.jose import JWK, JWKS, thumbprint
 from support import run_cli

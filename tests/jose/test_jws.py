@@ -9,7 +9,7 @@ import hmac
 import json
 
 import pytest
-from jose_keys import ALGS, pair
+from jose_support import ALGS, pair
 from keycell import ECPrivateKey, Ed25519PrivateKey, RSAPrivateKey, SecretKey
 from keycell.exceptions import InvalidSignature, KeycellError
 from keycell.jose import (

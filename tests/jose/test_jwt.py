@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from jose_keys import pair
+from jose_support import pair
 from keycell.jose import (
     DecodeError,
     ExpiredSignatureError,

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose_keys import ALGS, pair
+from jose_support import ALGS, pair
 from jwt.algorithms import get_default_algorithms
 from jwt.warnings import InsecureKeyLengthWarning
 from keycell import ECPrivateKey, SecretKey
