@@ -59,6 +59,16 @@ def test_install_into_a_pyjws_object() -> None:
     assert restricted.decode(token, key, algorithms=["HS256"]) == b"payload"
     with pytest.raises(TypeError):
         adapter.install(object())  # type: ignore[arg-type]
+    own = jwt.PyJWT()
+    adapter.install(own)
+    try:
+        assert adapter.installed(own)
+        assert not adapter.installed()
+        token = own.encode({"sub": "a"}, key, algorithm="HS256")
+        assert own.decode(token, key, algorithms=["HS256"]) == {"sub": "a"}
+    finally:
+        adapter.uninstall(own)
+    assert not adapter.installed(own)
 
 
 @pytest.mark.parametrize("alg", ALGS)

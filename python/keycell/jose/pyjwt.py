@@ -12,10 +12,10 @@ verify with keycell keys and hand every other key to PyJWT's own implementation.
 
 PyJWT keeps its algorithms per ``PyJWS`` object, and ``jwt.encode``/``jwt.decode`` use
 one module-wide object: :func:`install` wraps each algorithm registered there (or in the
-``PyJWS`` given) that keycell implements (``HS*``, ``ES256``, ``ES384``, ``RS*``,
-``PS*``, ``EdDSA``). The wrapper looks at the key only: a keycell key (``SecretKey``,
-Ed25519/EC/RSA private and public keys, token and agent keys, a
-:class:`keycell.jose.JWK`) is signed or checked inside keycell, after checking that it
+``PyJWS`` given, or the one a ``PyJWT`` object made for itself) that keycell implements
+(``HS*``, ``ES256``, ``ES384``, ``RS*``, ``PS*``, ``EdDSA``). The wrapper looks at the
+key only: a keycell key (``SecretKey``, Ed25519/EC/RSA private and public keys, token and
+agent keys, a :class:`keycell.jose.JWK`) is signed or checked inside keycell, after checking that it
 fits the algorithm (an HMAC key never verifies ``RS256``, a public key is never an HMAC
 secret: PyJWT's ``InvalidKeyError``); any other key (``bytes``, ``str``, pyca keys, PyJWT's
 ``PyJWK``) goes to PyJWT's own algorithm object unchanged, so code that does not use
@@ -42,6 +42,7 @@ from .jwk import JWK
 if TYPE_CHECKING:
     from jwt.algorithms import Algorithm
     from jwt.api_jws import PyJWS
+    from jwt.api_jwt import PyJWT
 
 __all__ = ["install", "installed", "uninstall"]
 
@@ -49,15 +50,21 @@ _LOCK = threading.Lock()
 _NAMES = tuple(n for n in _algorithms.ALGORITHMS if n != "Ed25519")
 
 
-def _jws_object(jws: PyJWS | None) -> PyJWS:
+def _jws_object(jws: PyJWS | PyJWT | None) -> PyJWS:
     try:
-        from jwt import api_jws
+        from jwt import api_jws, api_jwt
     except ImportError:
         raise ImportError("keycell.jose.pyjwt needs PyJWT: pip install PyJWT") from None
     if jws is None:
         return api_jws._jws_global_obj
+    if isinstance(jws, api_jwt.PyJWT):
+        # A PyJWT object signs through the PyJWS object it made for itself.
+        inner: PyJWS = jws._jws
+        return inner
     if not isinstance(jws, api_jws.PyJWS):
-        raise TypeError("jws must be a jwt.PyJWS object (or None for PyJWT's module-wide one)")
+        raise TypeError(
+            "jws must be a jwt.PyJWS or jwt.PyJWT object (or None for PyJWT's module-wide one)"
+        )
     return jws
 
 
@@ -148,9 +155,10 @@ def _wrapper_class() -> type[Algorithm]:
     return KeycellAlgorithm
 
 
-def install(jws: PyJWS | None = None) -> None:
-    """Let PyJWT's ``jwt.encode``/``jwt.decode`` (or the given ``jwt.PyJWS`` object) take
-    keycell keys; other keys keep PyJWT's own behaviour."""
+def install(jws: PyJWS | PyJWT | None = None) -> None:
+    """Let PyJWT's ``jwt.encode``/``jwt.decode`` (or the given ``jwt.PyJWS`` or
+    ``jwt.PyJWT`` object, which has algorithms of its own) take keycell keys; other keys
+    keep PyJWT's own behaviour."""
     target = _jws_object(jws)
     cls = _wrapper_class()
     with _LOCK:
@@ -165,7 +173,7 @@ def install(jws: PyJWS | None = None) -> None:
             target.register_algorithm(name, cls(name, current))  # type: ignore[call-arg]
 
 
-def uninstall(jws: PyJWS | None = None) -> None:
+def uninstall(jws: PyJWS | PyJWT | None = None) -> None:
     """Put PyJWT's own algorithm objects back (undo :func:`install`)."""
     target = _jws_object(jws)
     cls = _wrapper_class()
@@ -180,7 +188,7 @@ def uninstall(jws: PyJWS | None = None) -> None:
                 target.register_algorithm(name, current.original)  # type: ignore[attr-defined]
 
 
-def installed(jws: PyJWS | None = None) -> bool:
+def installed(jws: PyJWS | PyJWT | None = None) -> bool:
     """Whether :func:`install` is in effect for PyJWT's module-wide object (or ``jws``)."""
     target = _jws_object(jws)
     cls = _wrapper_class()
