@@ -1,11 +1,11 @@
 """Keys for the JOSE tests: one keycell signing key and its verifying key per algorithm,
-and the pyca/cryptography twin of each (for the other libraries), made once per session."""
+and the pyca/cryptography twin of each (for the other libraries), made once per test
+module and destroyed after it (``tests/jose/conftest.py``)."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -45,23 +45,36 @@ def _pkcs8(key: Any) -> bytearray:
     )
 
 
-@cache
-def _rsa() -> Pair:
-    pk = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return Pair(RSAPrivateKey.from_der(_pkcs8(pk)), pk)
+_CACHE: dict[str, Pair] = {}
 
 
-@cache
 def pair(alg: str) -> Pair:
-    """The session's key for ``alg``."""
+    """The key for ``alg``, made once per test module (``destroy_all`` ends them)."""
+    family = "RSA" if alg[:2] in ("RS", "PS") else "Ed25519" if alg == "EdDSA" else alg
+    if family not in _CACHE:
+        _CACHE[family] = _make(family)
+    return _CACHE[family]
+
+
+def destroy_all() -> None:
+    """Destroy the keys :func:`pair` made (tests that fork count live keys)."""
+    for p in _CACHE.values():
+        p.keycell.destroy()
+    _CACHE.clear()
+
+
+def _make(alg: str) -> Pair:
+    if alg == "RSA":
+        pk = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return Pair(RSAPrivateKey.from_der(_pkcs8(pk)), pk)
     if alg.startswith("HS"):
         secret = secrets.token_bytes(64)
         return Pair(SecretKey.from_buffer(bytearray(secret)), secret)
-    if alg in ("EdDSA", "Ed25519"):
+    if alg == "Ed25519":
         pk = ed25519.Ed25519PrivateKey.generate()
         return Pair(Ed25519PrivateKey.from_private_bytes(bytearray(pk.private_bytes_raw())), pk)
     if alg in ("ES256", "ES384"):
         curve = ec.SECP256R1() if alg == "ES256" else ec.SECP384R1()
         pk = ec.generate_private_key(curve)
         return Pair(ECPrivateKey.from_der(_pkcs8(pk)), pk)
-    return _rsa()
+    raise ValueError(alg)
