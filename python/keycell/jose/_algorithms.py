@@ -29,7 +29,7 @@ from .._native import (
     RSAPublicKey,
     SecretKey,
 )
-from ..agent import AgentECKey, AgentEd25519Key, AgentSecretKey
+from ..agent import AgentECKey, AgentEd25519Key, AgentRSAKey, AgentSecretKey
 from ..exceptions import InvalidSignature
 from .errors import InvalidSignatureError
 
@@ -55,7 +55,9 @@ _Family = Literal["hmac", "ed25519", "ec", "rsa"]
 HMAC_KEYS = (SecretKey, Pkcs11SecretKey, AgentSecretKey)
 ED25519_SIGNERS = (Ed25519PrivateKey, Pkcs11Ed25519PrivateKey, AgentEd25519Key)
 EC_SIGNERS = (ECPrivateKey, Pkcs11ECPrivateKey, AgentECKey)
-RSA_SIGNERS = (RSAPrivateKey, Pkcs11RSAPrivateKey)
+# An agent RSA key signs RS256 and RS512 only (the SSH agent protocol's two requests);
+# other RSA algorithms raise its ValueError.
+RSA_SIGNERS = (RSAPrivateKey, Pkcs11RSAPrivateKey, AgentRSAKey)
 PUBLIC_KEYS = (Ed25519PublicKey, ECPublicKey, RSAPublicKey)
 
 HmacKeyType: TypeAlias = SecretKey | Pkcs11SecretKey | AgentSecretKey
@@ -69,6 +71,7 @@ SigningKey: TypeAlias = (
     | AgentECKey
     | RSAPrivateKey
     | Pkcs11RSAPrivateKey
+    | AgentRSAKey
 )
 PublicKey: TypeAlias = Ed25519PublicKey | ECPublicKey | RSAPublicKey
 VerifyingKey: TypeAlias = SigningKey | PublicKey
