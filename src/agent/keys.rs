@@ -377,19 +377,37 @@ impl KeySet {
         Ok(self)
     }
 
-    fn check_unique(&self, what: &str) -> Result<(), LoadError> {
+    /// Refuse a name used twice, and one signing key held under two names (`what` says
+    /// where the keys came from).
+    pub fn check_unique(&self, what: &str) -> Result<(), LoadError> {
         let mut names: Vec<(&str, &str)> = self
             .entries
             .iter()
             .map(|e| (e.name.as_str(), e.source()))
             .collect();
         names.sort_unstable();
-        match names.windows(2).find(|w| w[0].0 == w[1].0) {
-            None => Ok(()),
-            Some(w) => Err(LoadError::Duplicate(format!(
+        if let Some(w) = names.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(LoadError::Duplicate(format!(
                 "the key name {:?} is used twice ({} and {}; {what}): rename one of them, \
                  the agent never lets one key shadow another",
                 w[0].0, w[0].1, w[1].1
+            )));
+        }
+        // A sign request names its key by public key blob, so one key under two names
+        // would be signed with under whichever name came first, whatever the policy says
+        // of the other: refuse the pair, as for a name used twice.
+        let mut blobs: Vec<(&[u8], &str)> = self
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.blob()?, e.name.as_str())))
+            .collect();
+        blobs.sort_unstable();
+        match blobs.windows(2).find(|w| w[0].0 == w[1].0) {
+            None => Ok(()),
+            Some(w) => Err(LoadError::Duplicate(format!(
+                "the same signing key is held under two names ({:?} and {:?}; {what}): a sign \
+                 request names a key by its public key, so remove one of them",
+                w[0].1, w[1].1
             ))),
         }
     }

@@ -165,6 +165,15 @@ impl DecodedKeyFile {
             Some(f) => f,
             None => detect(content, kind, length)?,
         };
+        if kind == KeyKind::Secret && format == Format::Raw && is_private_key_armor(content) {
+            // Even when named raw: a private key file taken as a secret's bytes would make
+            // the armored private key an HMAC key (outside review).
+            return Err(unusable(
+                "it is a PEM or OpenSSH private key file, not the bytes of a secret key: \
+                 load it with the private key class (or `--type` in the CLI)",
+            )
+            .into());
+        }
         if passphrase.is_some() && format != Format::OpenSsh {
             return Err(unusable(
                 "a passphrase was given, but only encrypted OpenSSH key files take one",
@@ -501,4 +510,14 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretBuf, LoadError> {
         d.copy_from_slice(&content[..n]);
         Ok::<(), LoadError>(())
     })
+}
+
+/// True when `content` starts (after whitespace) with the BEGIN line of a PEM private key
+/// block (PKCS#8, encrypted PKCS#8, SEC1, PKCS#1, OpenSSH).
+fn is_private_key_armor(content: &[u8]) -> bool {
+    let Some(rest) = content.trim_ascii_start().strip_prefix(b"-----BEGIN ") else {
+        return false;
+    };
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+    line.trim_ascii_end().ends_with(b"PRIVATE KEY-----")
 }

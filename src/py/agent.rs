@@ -59,7 +59,10 @@ fn load_keys(
         None => None,
     };
     let Some(token) = token else {
-        return from_store.ok_or_else(|| Error::Value("give a store, a token or both".to_owned()));
+        let keys =
+            from_store.ok_or_else(|| Error::Value("give a store, a token or both".to_owned()))?;
+        keys.check_unique("the store").map_err(load_error)?;
+        return Ok(keys);
     };
     let t = token.shared();
     let from_token = detach(py, || KeySet::load_token(t)).map_err(load_error)?;

@@ -227,3 +227,15 @@ def test_ssh_login_with_an_rsa_key(tmp_path: Path) -> None:
     signs = [(e["key"], e["key_type"], e["result"]) for e in events(audited, "agent.sign")]
     assert signs == [("deploy", "rsa", "allowed")]
     assert audited.verify(checkpoint=None).valid
+
+
+def test_one_key_under_two_names_refuses_the_start(tmp_path: Path) -> None:
+    # A sign request names its key by public key: served under two names, the first name's
+    # policy rule would decide for the other (outside review). The agent refuses the pair.
+    st = make_store(tmp_path, ed25519=(), secrets=())
+    with RSAPrivateKey.generate(2048) as key, st.open() as s:
+        s.put("a", key)
+        s.put("b", key)
+    with Agent(st, expect_start=False) as agent:
+        assert agent.wait_exit() == 1
+        assert 'the same signing key is held under two names ("a" and "b"' in agent.stderr()

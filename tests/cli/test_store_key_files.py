@@ -15,7 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from keycell import ECPrivateKey, Ed25519PrivateKey, KeyStore, RSAPrivateKey, SecretKey
+from keycell import (
+    ECPrivateKey,
+    Ed25519PrivateKey,
+    KeyFileError,
+    KeyStore,
+    RSAPrivateKey,
+    SecretKey,
+)
 from support import run_cli
 
 pytestmark = pytest.mark.skipif(
@@ -148,6 +155,26 @@ def test_a_missing_key_file_is_reported_as_missing(
         assert "id_missing" in r.stderr
         assert "No such file or directory" in r.stderr, (extra, r.stderr)
     assert run_cli("store", "list", path, *m).stdout == ""
+
+
+def test_a_private_key_file_is_never_stored_as_a_secret(
+    tmp_path: Path, store: tuple[Path, list[str]]
+) -> None:
+    # Outside review: with --format raw the armored private key became an HMAC key.
+    path, m = store
+    key_file = tmp_path / "id_rsa"
+    ssh_keygen(key_file, ["-t", "rsa", "-b", "2048"])
+    pem = tmp_path / "k.pem"
+    with ECPrivateKey.generate() as k:
+        k.to_file(pem, format="pem")
+    for f in (key_file, pem):
+        for extra in (["--format", "raw"], ["--type", "secret", "--format", "raw"]):
+            r = run_cli("store", "put", path, "k", "--key-file", f, *extra, *m)
+            assert r.returncode == 1, (f, extra, r.stderr)
+            assert "not the bytes of a secret key" in r.stderr, r.stderr
+    assert run_cli("store", "list", path, *m).stdout == ""
+    with pytest.raises(KeyFileError, match="not the bytes of a secret key"):
+        SecretKey.from_file(pem, format="raw")
 
 
 def test_an_unencrypted_openssh_file_with_a_passphrase_is_refused(
