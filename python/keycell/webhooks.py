@@ -1,10 +1,14 @@
 """Webhook signatures with the shared secret in guarded memory: GitHub, Stripe, Slack and
 Standard Webhooks, for receivers (``verify_*``) and senders (``sign_*``).
 
-Every ``verify_*`` function checks each signature the request carries with the key's
-constant-time :meth:`~keycell.SecretKey.verify_hmac`; only full-length signatures count.
-``key`` is any :class:`keycell.HmacKey`: a local :class:`keycell.SecretKey`, or a secret
-key in a PKCS#11 token or in the agent, whose HMAC runs where the key lives. A failure
+Every ``verify_*`` function computes the HMAC of the signed message once with the key
+(:meth:`~keycell.SecretKey.hmac`) and compares each signature the request carries (at
+most :data:`MAX_SIGNATURES`) with it by :func:`hmac.compare_digest`; only full-length
+signatures in the provider's canonical spelling count (lowercase hex; Standard Webhooks:
+padded base64 as ``base64.b64encode`` writes it), as in the providers' own verifiers,
+which compare the text. ``key`` is any :class:`keycell.HmacKey`: a local
+:class:`keycell.SecretKey`, or a secret key in a PKCS#11 token or in the agent, whose HMAC
+runs where the key lives (one call per request). A failure
 raises a subclass of :class:`WebhookVerificationError` (itself a
 :class:`keycell.InvalidSignature`) that says which check failed:
 :class:`WebhookHeaderError` (a header is missing or malformed),
@@ -13,7 +17,9 @@ or :class:`WebhookSignatureError` (no signature matched). No message contains th
 expected signature.
 
 Time: the functions that check a timestamp take ``now`` (seconds since the epoch;
-default :func:`time.time`), so a caller (or a test) can pin it.
+default :func:`time.time`), so a caller (or a test) can pin it. A timestamp header is a
+whole number of seconds of at most :data:`MAX_TIMESTAMP_DIGITS` digits; anything else is
+a :class:`WebhookHeaderError`.
 
 Secrets: GitHub's, Stripe's (``whsec_...``, used as text, prefix included) and Slack's
 signing secrets are the bytes of the text, loaded with :meth:`keycell.SecretKey.from_buffer`
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +42,8 @@ from .exceptions import InvalidSignature
 from .key_protocols import HmacKey
 
 __all__ = [
+    "MAX_SIGNATURES",
+    "MAX_TIMESTAMP_DIGITS",
     "WebhookHeaderError",
     "WebhookSignatureError",
     "WebhookTimestampError",
@@ -50,6 +60,15 @@ __all__ = [
 ]
 
 _DIGEST_SIZE = {"sha1": 20, "sha256": 32}
+
+MAX_SIGNATURES = 16
+"""The most signatures one request may carry (more is a :class:`WebhookHeaderError`):
+providers send one, or a few while a secret is rolled."""
+
+MAX_TIMESTAMP_DIGITS = 15
+"""The most digits a timestamp header may have (Unix time has ten until the year 2286)."""
+
+_LOWER_HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 
 class WebhookVerificationError(InvalidSignature):
@@ -109,19 +128,24 @@ def _signed(*parts: Any) -> bytes:
 
 
 def _matches_any(key: Any, algorithm: str, msg: bytes, candidates: list[bytes]) -> bool:
-    """Whether any full-length candidate is the HMAC of ``msg`` under ``key``, each checked
-    in constant time by the key (:meth:`keycell.SecretKey.verify_hmac`, or a token's or
-    agent's); all are tried, so the time does not say which one matched."""
+    """Whether any full-length candidate is the HMAC of ``msg`` under ``key``: the HMAC is
+    computed once (by the key: locally, or in the token or agent) and compared with each
+    candidate by :func:`hmac.compare_digest`; all are compared, so the time does not say
+    which one matched. An algorithm the key cannot compute (an agent or token key has no
+    HMAC-SHA1) is a :class:`WebhookHeaderError`."""
+    if len(candidates) > MAX_SIGNATURES:
+        raise WebhookHeaderError(f"the request carries more than {MAX_SIGNATURES} signatures")
     mac_key = _key(key)
+    try:
+        expected = mac_key.hmac(msg, algorithm)
+    except ValueError:
+        raise WebhookHeaderError(
+            f"the signature's algorithm ({algorithm}) is not one this key computes"
+        ) from None
     found = False
     for tag in candidates:
-        if len(tag) != _DIGEST_SIZE[algorithm]:
-            continue
-        try:
-            mac_key.verify_hmac(msg, tag, algorithm)
-        except InvalidSignature:
-            continue
-        found = True
+        if len(tag) == _DIGEST_SIZE[algorithm] and hmac.compare_digest(expected, tag):
+            found = True
     return found
 
 
@@ -130,18 +154,35 @@ def _tag(key: Any, algorithm: str, msg: bytes) -> bytes:
 
 
 def _lower_hex(text: str) -> bytes | None:
-    """The bytes of lowercase hex ``text`` (the form every provider sends), else None."""
-    if text != text.lower():
+    """The bytes of lowercase hex ``text`` (the form every provider sends, and the only
+    one their verifiers, which compare the text, accept: no upper case, no whitespace),
+    else None."""
+    if _LOWER_HEX.fullmatch(text) is None:
         return None
+    return bytes.fromhex(text)
+
+
+def _canonical_b64(text: str) -> bytes | None:
+    """The bytes of ``text`` if it is padded base64 exactly as ``base64.b64encode`` writes
+    it (the Standard Webhooks reference compares the text; unused trailing bits must be
+    zero), else None."""
     try:
-        return bytes.fromhex(text)
-    except ValueError:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
         return None
+    return raw if base64.b64encode(raw).decode("ascii") == text else None
 
 
 def _timestamp(text: str, what: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise WebhookHeaderError(f"the {what} is not a whole number of seconds")
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or not 0 < len(text) <= MAX_TIMESTAMP_DIGITS
+    ):
+        raise WebhookHeaderError(
+            f"the {what} is not a whole number of seconds of at most "
+            f"{MAX_TIMESTAMP_DIGITS} digits"
+        )
     return int(text)
 
 
@@ -166,16 +207,24 @@ def sign_github(key: HmacKey, body: Any, *, algorithm: str = "sha256") -> str:
     return f"{algorithm}={_tag(key, algorithm, _signed(_body(body))).hex()}"
 
 
-def verify_github(key: HmacKey, body: Any, header: Any) -> None:
+def verify_github(key: HmacKey, body: Any, header: Any, *, allow_sha1: bool = False) -> None:
     """Verify a GitHub delivery: ``header`` is the ``X-Hub-Signature-256`` value
-    (``sha256=<hex>``) or the legacy ``X-Hub-Signature`` (``sha1=<hex>``); ``body`` the raw
-    request body. Raises :class:`WebhookHeaderError` or :class:`WebhookSignatureError`."""
+    (``sha256=<hex>``); ``body`` the raw request body. The legacy ``X-Hub-Signature``
+    (``sha1=<hex>``, HMAC-SHA1) is accepted only with ``allow_sha1=True`` (and only by a
+    key that computes HMAC-SHA1: not an agent or token key). Raises
+    :class:`WebhookHeaderError` (also for a ``sha1=`` value without ``allow_sha1``) or
+    :class:`WebhookSignatureError`."""
     if header is None:
         raise WebhookHeaderError("the X-Hub-Signature-256 header is missing")
     text = _text(header, "X-Hub-Signature-256")
     algorithm, sep, hexsig = text.partition("=")
     if not sep or algorithm not in _DIGEST_SIZE:
-        raise WebhookHeaderError('the signature header must start with "sha256=" or "sha1="')
+        raise WebhookHeaderError('the signature header must start with "sha256="')
+    if algorithm == "sha1" and not allow_sha1:
+        raise WebhookHeaderError(
+            'a "sha1=" signature is refused: pass the X-Hub-Signature-256 header '
+            "(sha256=...), or allow_sha1=True for the legacy X-Hub-Signature"
+        )
     tag = _lower_hex(hexsig)
     if tag is None or len(tag) != _DIGEST_SIZE[algorithm]:
         raise WebhookHeaderError("the signature is not a lowercase hex digest of the right length")
@@ -336,10 +385,9 @@ def verify_standard(
         version, sep, b64 = item.partition(",")
         if version != "v1" or not sep:
             continue
-        try:
-            candidates.append(base64.b64decode(b64, validate=True))
-        except (binascii.Error, ValueError):
-            continue
+        tag = _canonical_b64(b64)
+        if tag is not None:
+            candidates.append(tag)
     if not candidates:
         raise WebhookHeaderError("the webhook-signature header has no v1 signature")
     msg = _standard_msg(values["webhook-id"], values["webhook-timestamp"], body)

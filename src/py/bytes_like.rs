@@ -207,14 +207,49 @@ pub fn read_secret_in_place<T, E: Into<Error>>(
                 .to_owned(),
         ));
     }
-    let source = SecretSource::new(buf, "buf")?;
-    let view = PyBuffer::<u8>::get(buf)?;
-    let result = with_bytes_in_place(py, &view, f);
-    drop(view);
+    let source = match SecretSource::new(buf, "buf") {
+        Ok(source) => source,
+        Err(e) => {
+            // Refused (a non-contiguous view, ...): the text may still be a secret.
+            if wipe {
+                wipe_refused(py, buf);
+            }
+            return Err(e);
+        }
+    };
+    // The raw bytes of any item format (`array('b')`, `array('I')`), read where they are.
+    let result = with_bytes_in_place(py, &source.buf, f);
     if wipe && source.writable() {
         source.wipe(py)?;
     }
     result.map_err(Into::into)
+}
+
+/// Zero a writable buffer that was refused as a secret source (e.g. a non-contiguous
+/// view), best effort, before the refusal is raised: a byte buffer of any layout
+/// (`memoryview(bytearray)[::2]`, a strided 2-D view) through its strides, and a 1-D
+/// buffer of wider items (`memoryview(array('I'))[::2]`) by assigning zeros of its
+/// format. Read-only buffers, and non-contiguous multi-dimensional buffers of items wider
+/// than a byte, are left as they are (nothing to do for the first; Python cannot write
+/// the second through a memoryview).
+fn wipe_refused(py: Python<'_>, obj: &Bound<'_, PyAny>) {
+    if let Ok(bytes) = PyBuffer::<u8>::get(obj) {
+        if !bytes.readonly() {
+            let _ = bytes.copy_from_slice(py, &vec![0u8; bytes.item_count()]);
+        }
+        return;
+    }
+    let _ = (|| -> PyResult<()> {
+        let mv = PyMemoryView::from(obj)?;
+        if mv.getattr("readonly")?.is_truthy()? || mv.getattr("ndim")?.extract::<usize>()? != 1 {
+            return Ok(());
+        }
+        let nbytes: usize = mv.getattr("nbytes")?.extract()?;
+        let format = mv.getattr("format")?;
+        let zeros = PyMemoryView::from(&pyo3::types::PyByteArray::new(py, &vec![0u8; nbytes]))?
+            .call_method1("cast", (format,))?;
+        mv.set_item(pyo3::types::PySlice::full(py), zeros)
+    })();
 }
 
 /// Copy the secret in `obj` straight into `dst`.

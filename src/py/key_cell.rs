@@ -167,7 +167,8 @@ pub struct KeyCell<K> {
 pub trait Revoke: Send + Sync {
     /// Destroy it (as its own `destroy()` does).
     fn revoke(&self, py: Python<'_>) -> Result<()>;
-    /// Seal it against export, for good (a destroyed one needs nothing).
+    /// Seal it against export, for good (a destroyed one needs nothing), and its own
+    /// dependents with it.
     fn seal(&self);
 }
 
@@ -177,7 +178,7 @@ impl<K: CellKey> Revoke for KeyCell<K> {
     }
 
     fn seal(&self) {
-        self.export.0.store(false, Ordering::SeqCst);
+        self.seal_with_dependents();
     }
 }
 
@@ -230,10 +231,31 @@ impl<K: CellKey> KeyCell<K> {
     /// Register `dependent` to be destroyed with this key. Call it while holding this
     /// key's read lock (a [`LiveKey`]): `destroy()` takes the write lock, so it either ran
     /// before (and the caller got `KeyDestroyedError`) or sees the entry.
+    ///
+    /// A dependent added after this key was sealed is sealed at once: the seal and the
+    /// list are updated under the same mutex, so a `seal_export()` racing with the
+    /// derivation cannot miss it.
     pub fn add_dependent(&self, dependent: Weak<dyn Revoke>) {
         let mut list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|d| d.strong_count() > 0);
+        if !self.exportable() {
+            if let Some(d) = dependent.upgrade() {
+                d.seal();
+            }
+        }
         list.push(dependent);
+    }
+
+    /// Seal this key and, through [`Revoke::seal`], every dependent and their own
+    /// dependents (the seal cascades as `destroy()` does). The export flag is cleared
+    /// under the dependents' mutex (see [`Self::add_dependent`]). The graph is acyclic: a
+    /// dependent is always made after the key it is registered with.
+    fn seal_with_dependents(&self) {
+        let list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
+        self.export.0.store(false, Ordering::SeqCst);
+        for dependent in list.iter().filter_map(Weak::upgrade) {
+            dependent.seal();
+        }
     }
 
     /// Destroy every live dependent; the first failure is returned after all were tried.
@@ -372,13 +394,10 @@ impl<K: CellKey> KeyCell<K> {
     /// Seal the key against export, for good.
     pub fn seal_export(&self) -> Result<()> {
         self.check_live()?;
-        self.export.0.store(false, Ordering::SeqCst);
-        // Objects made from this key that keep a copy (OTP objects) are sealed with it:
-        // their export (`provisioning_uri`) would give the same secret.
-        let list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
-        for dependent in list.iter().filter_map(Weak::upgrade) {
-            dependent.seal();
-        }
+        // Objects made from this key (derived keys, OTP objects, which keep a copy: their
+        // export would give the same or a derived secret) are sealed with it, and so are
+        // the objects made from those, transitively.
+        self.seal_with_dependents();
         Ok(())
     }
 

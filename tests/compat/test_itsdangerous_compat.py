@@ -238,3 +238,48 @@ def test_any_secret_salt_and_value(
     assert token == theirs.sign(value)
     assert theirs.unsign(token) == value
     key.destroy()
+
+
+def test_other_salts_do_not_pile_up_derived_keys() -> None:
+    """Found by review: the serializer kept a signer and a locked derived key for every
+    salt ever passed to ``loads``/``dumps`` (bogus tokens included), so chosen salts
+    could exhaust RLIMIT_MEMLOCK. Now only the serializer's own salt's signers are kept;
+    another salt's derived keys are destroyed when the call returns."""
+    made: list[SecretKey] = []
+
+    class Recording(kc.Signer):
+        def derive_key(self, secret_key: SecretKey | None = None) -> SecretKey:
+            derived = super().derive_key(secret_key)
+            if not any(derived is d for d in made):
+                made.append(derived)
+            return derived
+
+    old, new = _key(), _key(bytes(range(60, 100)))
+    ser = kc.URLSafeSerializer([old, new], signer=Recording)
+    token = ser.dumps({"u": 1})
+    assert ser.loads(token) == {"u": 1}
+    assert ser.loads(token) == {"u": 1}
+    own = list(made)
+    assert len(own) == 1  # the newest key's, derived once and kept
+    other = ser.dumps({"u": 2}, salt="user-1")
+    for i in range(50):
+        with pytest.raises(kc.BadSignature):
+            ser.loads(token, salt=f"user-{i}")
+    assert ser.loads(other, salt="user-1") == {"u": 2}
+    others = made[len(own):]
+    assert len(others) >= 50
+    assert all(d.destroyed for d in others)
+    assert not any(d.destroyed for d in own)
+    assert ser.loads(token) == {"u": 1}
+    assert len(made) == len(own) + len(others)  # the kept one was not derived again
+    # A signer handed out by make_signer() for another salt is the caller's: it works,
+    # and its keys are not destroyed under it.
+    signer = ser.make_signer("user-1")
+    assert signer.unsign(signer.sign(b"v")) == b"v"
+    assert not signer.derive_key().destroyed
+    # key_derivation="none" uses the secret key itself: never destroyed.
+    plain = kc.Serializer(new, signer_kwargs={"key_derivation": "none"})
+    with pytest.raises(kc.BadSignature):
+        plain.loads("1.AAAA", salt="x")
+    assert not new.destroyed
+    assert plain.loads(plain.dumps(1, salt="x"), salt="x") == 1

@@ -80,6 +80,41 @@ def test_derived_keys_are_bound_to_their_source() -> None:
     assert other.hmac(b"m") == hmac.new(KEY, b"m", "sha256").digest()
 
 
+def test_sealing_cascades_through_every_generation() -> None:
+    """Found by review: ``seal_export()`` sealed the keys derived from a key but not the
+    keys derived from those (``Signer(k.hmac_key(...)).derive_key()``), nor the OTP
+    objects made from a derived key; destroy cascaded, the seal did not."""
+    from keycell.otp import TOTP
+
+    root = _key()
+    child = root.hmac_key(b"tokens", "sha256")
+    grandchild = child.derive_digest(b"signer", "sha1")
+    great = grandchild.hmac_key(b"deeper")
+    totp = TOTP(child)
+    for handle in (child, grandchild, great, totp):
+        assert handle.exportable
+    root.seal_export()
+    for derived in (child, grandchild, great):
+        assert not derived.exportable
+        with pytest.raises(KeyNotExportableError):
+            derived.expose()
+    assert not totp.exportable
+    with pytest.raises(KeyNotExportableError):
+        totp.provisioning_uri("alice")
+    # Made after the seal: sealed from the start, at every depth.
+    assert not child.hmac_key(b"later").hmac_key(b"again").exportable
+    # Sealing a middle generation seals below it, not above.
+    other = _key()
+    mid = other.hmac_key(b"m")
+    low = mid.hmac_key(b"l")
+    mid.seal_export()
+    assert not low.exportable
+    assert other.exportable
+    root.destroy()
+    for handle in (child, grandchild, great):
+        assert handle.destroyed
+
+
 @pytest.mark.parametrize("length", [1, 2, 3, 16, 32, 33, 64])
 def test_from_base64_padded_and_unpadded(length: int) -> None:
     raw = bytes((i * 37 + 5) % 256 for i in range(length))
@@ -124,15 +159,44 @@ def test_from_base64_matches_the_stdlib(raw: bytes, pad: bool) -> None:
     assert _bytes(SecretKey.from_base64(bytearray(text))) == raw
 
 
-@given(text=st.binary(max_size=60))
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+@st.composite
+def _mutated_base64(draw: st.DrawFn) -> bytes:
+    """Mostly valid base64 (padded or not), then none or a few mutations: a character
+    replaced (by another of the alphabet, ``=``, whitespace or any byte), deleted or
+    inserted, so that both acceptance and each refusal are reached often."""
+    text = bytearray(base64.b64encode(draw(st.binary(max_size=45))))
+    if draw(st.booleans()):
+        text = bytearray(text.rstrip(b"="))
+    pool = st.sampled_from(list(_B64_ALPHABET + b"= \t\r\n-_.")) | st.integers(0, 255)
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["replace", "delete", "insert"]))
+        at = draw(st.integers(0, len(text)))
+        if op == "insert":
+            text.insert(at, draw(pool))
+        elif text and at < len(text):
+            if op == "replace":
+                text[at] = draw(pool)
+            else:
+                del text[at]
+    return bytes(text)
+
+
+@given(text=_mutated_base64() | st.binary(max_size=60))
 def test_from_base64_accepts_what_strict_stdlib_accepts(text: bytes) -> None:
-    """Arbitrary input decodes exactly when the stdlib's validating decoder (with the
-    padding added back, whitespace removed) decodes it canonically, to the same bytes;
-    otherwise ValueError."""
+    """Input decodes exactly when the stdlib's validating decoder (with the padding added
+    back, whitespace removed) decodes it canonically, to the same bytes; otherwise
+    ValueError. The input is mostly valid base64 with mutations (random bytes are rarely
+    valid base64). Padding is added back only to unpadded text: padded text must be
+    padded exactly as ``b64encode`` pads it (``AAAAAA=``, ``AAAA==`` are refused)."""
     body = bytes(c for c in text if c not in b" \t\r\n")
     try:
-        want = base64.b64decode(body + b"=" * (-len(body) % 4), validate=True)
-        if not want or base64.b64encode(want).rstrip(b"=") != body.rstrip(b"="):
+        padded = body if b"=" in body else body + b"=" * (-len(body) % 4)
+        want = base64.b64decode(padded, validate=True)
+        canonical = base64.b64encode(want)
+        if not want or (canonical if b"=" in body else canonical.rstrip(b"=")) != body:
             want = None
     except ValueError:
         want = None
@@ -141,3 +205,42 @@ def test_from_base64_accepts_what_strict_stdlib_accepts(text: bytes) -> None:
     except ValueError:
         got = None
     assert got == want
+
+
+_WHSEC = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_from_base64_wipes_every_writable_buffer_it_reads_or_refuses() -> None:
+    """Found by review: ``array('b')`` and ``array('I')`` (item formats other than
+    unsigned bytes) and a non-contiguous writable view were refused and left holding
+    the secret text. Now the first two are read where they are and wiped, and a
+    refused writable buffer is wiped before the refusal."""
+    import array
+
+    signed = array.array("b", _WHSEC)
+    assert _bytes(SecretKey.from_base64(signed, prefix=b"whsec_")) == base64.b64decode(
+        _WHSEC[6:] + b"=="
+    )
+    assert not any(signed.tobytes())
+    wide = array.array("I", b"QUJD" * 10)  # 40 bytes: ten 4-byte items
+    assert _bytes(SecretKey.from_base64(wide)) == b"ABC" * 10
+    assert not any(wide.tobytes())
+    typo = array.array("I", _WHSEC + b"==")  # read, refused (too much padding), wiped
+    with pytest.raises(ValueError, match="not valid"):
+        SecretKey.from_base64(typo, prefix=b"whsec_")
+    assert not any(typo.tobytes())
+    doubled = bytearray(b"".join(bytes([c, c]) for c in _WHSEC))
+    with pytest.raises(ValueError, match="contiguous"):
+        SecretKey.from_base64(memoryview(doubled)[::2], prefix=b"whsec_")
+    assert doubled[::2] == bytearray(len(_WHSEC)), "the viewed bytes are wiped"
+    assert doubled[1::2] == bytearray(_WHSEC), "bytes outside the view are left alone"
+    wide_source = array.array("I", bytes(range(1, 41)))
+    with pytest.raises(ValueError, match="contiguous"):
+        SecretKey.from_base64(memoryview(wide_source)[::2])
+    assert wide_source[::2].tolist() == [0] * 5
+    assert wide_source[1::2] == array.array("I", bytes(range(1, 41)))[1::2]
+    # wipe=False leaves a refused buffer as it is.
+    kept = bytearray(b"QUJD" * 2)
+    with pytest.raises(ValueError, match="contiguous"):
+        SecretKey.from_base64(memoryview(kept)[::2], wipe=False)
+    assert kept == bytearray(b"QUJD" * 2)

@@ -38,7 +38,19 @@ def test_github_documented_example() -> None:
     wh.verify_github(key, "Hello, World!", header.encode())
     legacy = "sha1=" + hmac.new(b"It's a Secret to Everybody", b"Hello, World!", "sha1").hexdigest()
     assert wh.sign_github(key, b"Hello, World!", algorithm="sha1") == legacy
-    wh.verify_github(key, bytearray(b"Hello, World!"), legacy)
+    wh.verify_github(key, bytearray(b"Hello, World!"), legacy, allow_sha1=True)
+
+
+def test_github_sha1_needs_opt_in() -> None:
+    """Found by review: a ``sha1=`` value passed where ``X-Hub-Signature-256`` was meant
+    verified as HMAC-SHA1; now it takes ``allow_sha1=True``."""
+    key = _key(b"It's a Secret to Everybody")
+    legacy = wh.sign_github(key, b"Hello, World!", algorithm="sha1")
+    with pytest.raises(wh.WebhookHeaderError, match="allow_sha1"):
+        wh.verify_github(key, b"Hello, World!", legacy)
+    wh.verify_github(key, b"Hello, World!", legacy, allow_sha1=True)
+    with pytest.raises(wh.WebhookSignatureError):
+        wh.verify_github(key, b"other", legacy, allow_sha1=True)
 
 
 def test_github_failures() -> None:
@@ -56,6 +68,11 @@ def test_github_failures() -> None:
         "sha256=xyz",
         "sha256=" + "ab" * 16,
         "sha256=" + good.split("=")[1].upper(),
+        # Found by review: hex with whitespace (bytes.fromhex skips it) verified; GitHub
+        # sends lowercase hex and compares the text.
+        "sha256=" + good[7:9] + " " + good[9:],
+        "sha256=" + good[7:] + " ",
+        "sha256=" + good[7:9] + "\n" + good[9:],
     ):
         with pytest.raises(wh.WebhookHeaderError):
             wh.verify_github(key, b"body", bad)
@@ -258,6 +275,98 @@ def test_standard_failures() -> None:
         wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": short}, now=SW_TS)
 
 
+def test_standard_refuses_non_canonical_base64() -> None:
+    """Found by review: base64 with non-zero unused trailing bits (the same bytes,
+    another text) verified; the reference verifier compares the canonical text."""
+    key = wh.load_standard_secret(bytearray(SW_SECRET.encode()))
+    headers = wh.sign_standard(key, SW_BODY, msg_id=SW_ID, timestamp=SW_TS)
+    b64 = headers["webhook-signature"][3:]
+    assert b64.endswith("=") and not b64.endswith("==")  # 32 bytes: 2 unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    tweaked = b64[:-2] + alphabet[alphabet.index(b64[-2]) ^ 1] + "="
+    assert base64.b64decode(tweaked) == base64.b64decode(b64)
+    for bad in (tweaked, b64.rstrip("="), " " + b64):
+        with pytest.raises(wh.WebhookVerificationError):
+            wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": "v1," + bad}, now=SW_TS)
+    # The canonical one next to a non-canonical one still verifies.
+    both = f"v1,{tweaked} v1,{b64}"
+    wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": both}, now=SW_TS)
+
+
+@pytest.mark.parametrize("digits", [16, 400, 5000])
+def test_huge_timestamps_are_header_errors(digits: int) -> None:
+    """Found by review: a timestamp of hundreds of digits raised OverflowError (int to
+    float), of more than 4300 digits ValueError (int parsing limit), not a typed error."""
+    key = _key(b"shared-secret-for-tests-0123456789")
+    big = "9" * digits
+    fake = "0" * 64
+    with pytest.raises(wh.WebhookHeaderError, match="digits"):
+        wh.verify_slack(key, b"{}", timestamp=big, signature="v0=" + fake, now=T0)
+    with pytest.raises(wh.WebhookHeaderError, match="digits"):
+        wh.verify_standard(
+            key,
+            b"{}",
+            {"webhook-id": "m", "webhook-timestamp": big, "webhook-signature": "v1,AAAA"},
+            now=T0,
+        )
+    with pytest.raises(wh.WebhookHeaderError, match="digits"):
+        wh.verify_stripe(key, b"{}", f"t={big},v1={fake}", now=T0)
+    # The largest allowed timestamp is a timestamp error, not a crash.
+    with pytest.raises(wh.WebhookTimestampError):
+        wh.verify_slack(
+            key, b"{}", timestamp="9" * wh.MAX_TIMESTAMP_DIGITS, signature="v0=" + fake, now=T0
+        )
+
+
+class _CountingKey:
+    """A local key that counts the HMACs computed with it (as an agent or token key
+    would count round trips)."""
+
+    def __init__(self, key: SecretKey) -> None:
+        self.key = key
+        self.macs = 0
+
+    def hmac(self, data: Any, algorithm: str = "sha256") -> bytes:
+        self.macs += 1
+        return self.key.hmac(data, algorithm)
+
+    def verify_hmac(self, data: Any, tag: Any, algorithm: str = "sha256") -> None:
+        self.macs += 1
+        self.key.verify_hmac(data, tag, algorithm)
+
+
+def test_one_mac_per_request_and_a_cap_on_signatures() -> None:
+    """Found by review: every candidate signature re-hashed the body, with no cap. Now
+    the HMAC is computed once and each candidate compared with it; more than
+    MAX_SIGNATURES candidates is a header error (before any HMAC)."""
+    local = _key(STRIPE_SECRET)
+    key = _CountingKey(local)
+    body = b"x" * 4096
+    n = wh.MAX_SIGNATURES
+    zero = "00" * 32
+    good = wh.sign_stripe(local, body, timestamp=T0)
+    header = good + "".join(f",v1={zero}" for _ in range(n - 1))
+    assert wh.verify_stripe(key, body, header, now=T0) == T0
+    assert key.macs == 1
+    key.macs = 0
+    with pytest.raises(wh.WebhookSignatureError):
+        wh.verify_stripe(key, body, f"t={T0}" + f",v1={zero}" * n, now=T0)
+    assert key.macs == 1
+    key.macs = 0
+    with pytest.raises(wh.WebhookHeaderError, match="more than"):
+        wh.verify_stripe(key, body, good + f",v1={zero}" * n, now=T0)
+    one = "v1," + base64.b64encode(bytes(32)).decode()
+    headers = {"webhook-id": "m", "webhook-timestamp": str(T0)}
+    with pytest.raises(wh.WebhookHeaderError, match="more than"):
+        wh.verify_standard(
+            key, body, {**headers, "webhook-signature": " ".join([one] * (n + 1))}, now=T0
+        )
+    assert key.macs == 0
+    with pytest.raises(wh.WebhookSignatureError):
+        wh.verify_standard(key, body, {**headers, "webhook-signature": " ".join([one] * n)}, now=T0)
+    assert key.macs == 1
+
+
 # Keys that live elsewhere ------------------------------------------------------------
 
 
@@ -276,6 +385,10 @@ def _round_trip(key: Any) -> None:
     wh.verify_standard(key, body, headers, now=T0)
     with pytest.raises(wh.WebhookSignatureError):
         wh.verify_standard(key, body + b" ", headers, now=T0)
+    # These keys compute no HMAC-SHA1: a typed header error, allowed or not.
+    for allow in (False, True):
+        with pytest.raises(wh.WebhookHeaderError):
+            wh.verify_github(key, body, "sha1=" + "00" * 20, allow_sha1=allow)
 
 
 def test_a_token_secret_key(hsm: Hsm) -> None:

@@ -25,6 +25,7 @@ only full-length signatures, as itsdangerous does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zlib
@@ -177,6 +178,14 @@ class Signer:
         if any(k is secret_key for k in self.secret_keys):
             self._derived[id(secret_key)] = derived
         return derived
+
+    def _release(self) -> None:
+        """Destroy the derived keys this signer made (not its secret keys, which
+        ``key_derivation="none"`` uses as they are); a later use derives them again."""
+        derived, self._derived = self._derived, {}
+        for key in derived.values():
+            if not any(key is k for k in self.secret_keys):
+                key.destroy()
 
     def get_signature(self, value: str | bytes) -> bytes:
         """The signature of ``value`` (URL-safe base64, no padding) under the newest key."""
@@ -404,14 +413,36 @@ class Serializer:
     def _signer(
         self, cls: type[Signer], keys: list[SecretKey], salt: bytes | None, kwargs: dict[str, Any]
     ) -> Signer:
-        # Signers are kept per (class, keys, salt, arguments): their derived keys are made
-        # once, not per token.
-        cache_key = (cls, tuple(id(k) for k in keys), salt, repr(sorted(kwargs.items())))
+        # The signers of this serializer's own salt are kept per (class, keys, arguments):
+        # their derived keys are made once, not per token, and there are as many as the
+        # configured signers. A signer for any other salt (which a caller may take from a
+        # request) is made per call and its derived keys are destroyed after it
+        # (`_signers`), so salts cannot pile up locked memory.
+        if salt != self.salt:
+            return cls(keys, salt=salt, **kwargs)
+        cache_key = (cls, tuple(id(k) for k in keys), repr(sorted(kwargs.items())))
         found = self._signer_cache.get(cache_key)
         if found is None:
-            found = cls(keys, salt=salt, **kwargs)
-            self._signer_cache[cache_key] = found
+            found = self._signer_cache.setdefault(cache_key, cls(keys, salt=salt, **kwargs))
         return found
+
+    @contextlib.contextmanager
+    def _signers(self, salt: str | bytes | None) -> Iterator[Iterator[Signer]]:
+        """:meth:`iter_unsigners`, destroying on exit the derived keys of every signer
+        that is not kept (another salt's)."""
+        made: list[Signer] = []
+
+        def signers() -> Iterator[Signer]:
+            for signer in self.iter_unsigners(salt):
+                if not any(signer is kept for kept in self._signer_cache.values()):
+                    made.append(signer)
+                yield signer
+
+        try:
+            yield signers()
+        finally:
+            for signer in made:
+                signer._release()
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         """The signer for ``salt`` (default: this serializer's)."""
@@ -436,7 +467,8 @@ class Serializer:
     def dumps(self, obj: Any, salt: str | bytes | None = None) -> Any:
         """Serialize and sign ``obj``: ``str`` for a text serializer, else ``bytes``."""
         payload = _want_bytes(self.dump_payload(obj))
-        rv = self.make_signer(salt).sign(payload)
+        with self._signers(salt) as signers:
+            rv = next(signers).sign(payload)
         return rv.decode("utf-8") if self.is_text_serializer else rv
 
     def dump(self, obj: Any, f: IO[Any], salt: str | bytes | None = None) -> None:
@@ -451,11 +483,12 @@ class Serializer:
         """Verify and deserialize a token; :class:`BadSignature` if no signer verifies it."""
         s = _want_bytes(s)
         last: BadSignature | None = None
-        for signer in self.iter_unsigners(salt):
-            try:
-                return self.load_payload(signer.unsign(s, **kwargs))
-            except BadSignature as err:
-                last = err
+        with self._signers(salt) as signers:
+            for signer in signers:
+                try:
+                    return self.load_payload(signer.unsign(s, **kwargs))
+                except BadSignature as err:
+                    last = err
         assert last is not None
         raise last
 
@@ -477,16 +510,17 @@ class TimedSerializer(Serializer):
         :class:`SignatureExpired` (not trying other signers) when it is too old."""
         s = _want_bytes(s)
         last: BadSignature | None = None
-        for signer in self.iter_unsigners(salt):
-            try:
-                timed = cast(TimestampSigner, signer)
-                base64d, timestamp = timed.unsign(s, max_age=max_age, return_timestamp=True)
-                payload = self.load_payload(base64d)
-                return (payload, timestamp) if return_timestamp else payload
-            except SignatureExpired:
-                raise
-            except BadSignature as err:
-                last = err
+        with self._signers(salt) as signers:
+            for signer in signers:
+                try:
+                    timed = cast(TimestampSigner, signer)
+                    base64d, timestamp = timed.unsign(s, max_age=max_age, return_timestamp=True)
+                    payload = self.load_payload(base64d)
+                    return (payload, timestamp) if return_timestamp else payload
+                except SignatureExpired:
+                    raise
+                except BadSignature as err:
+                    last = err
         assert last is not None
         raise last
 
