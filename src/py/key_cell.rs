@@ -550,8 +550,9 @@ macro_rules! key_handle_methods {
         impl $cls {
             /// Seal the key against export, for good: afterwards every export (key files,
             /// views) raises `KeyNotExportableError`. The key still works for everything
-            /// else, including the key store (which keeps it sealed), and keys derived from
-            /// it inherit the seal.
+            /// else, including the key store (which keeps it sealed). Everything made from
+            /// it is sealed with it, transitively (derived keys, the keys derived from
+            /// those, OTP objects made from any of them), and so is what is made later.
             fn seal_export(&self) -> $crate::py::errors::Result<()> {
                 $crate::py::key_cell::KeyHandle::cell(self).seal_export()
             }

@@ -156,8 +156,9 @@ impl SecretKey {
     ///
     /// `buf` is a bytes-like object (a `bytearray` read from a file or an environment
     /// variable); `str` is refused because it cannot be wiped. It is read where it is,
-    /// never copied, and a writable `buf` is zeroed afterwards when `wipe` is true,
-    /// whether or not it decoded. `prefix` (e.g. `b"whsec_"`, the Standard Webhooks
+    /// never copied (whatever its item format: `array('b')`, `array('I')`), and a writable
+    /// `buf` is zeroed afterwards when `wipe` is true, whether or not it decoded; one refused
+    /// for its layout (a non-contiguous view: `ValueError`) is zeroed before the refusal. `prefix` (e.g. `b"whsec_"`, the Standard Webhooks
     /// secret prefix) is skipped when the text starts with it. Malformed text raises
     /// `ValueError` without showing it.
     #[staticmethod]

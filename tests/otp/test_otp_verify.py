@@ -283,6 +283,17 @@ def test_verifier_tracks_drift() -> None:
         TotpVerifier("not a totp")  # type: ignore[arg-type]
 
 
+def test_from_base32_wipes_a_refused_writable_buffer() -> None:
+    """Found by review (``read_secret_in_place``, shared with ``from_base64``): a
+    non-contiguous writable view was refused and left holding the secret."""
+    secret = base64.b32encode(SECRET)
+    doubled = bytearray(b"".join(bytes([c, c]) for c in secret))
+    with pytest.raises(ValueError, match="contiguous"):
+        TOTP.from_base32(memoryview(doubled)[::2])
+    assert doubled[::2] == bytearray(len(secret))
+    assert doubled[1::2] == bytearray(secret)
+
+
 def test_sealing_the_key_seals_the_otp_objects_made_from_it() -> None:
     """Found by review: ``key.seal_export()`` after ``TOTP(key)`` left
     ``totp.provisioning_uri()`` giving the key's secret in base32."""

@@ -281,13 +281,16 @@ def test_standard_refuses_non_canonical_base64() -> None:
     key = wh.load_standard_secret(bytearray(SW_SECRET.encode()))
     headers = wh.sign_standard(key, SW_BODY, msg_id=SW_ID, timestamp=SW_TS)
     b64 = headers["webhook-signature"][3:]
-    assert b64.endswith("=") and not b64.endswith("==")  # 32 bytes: 2 unused bits
+    assert b64.endswith("=")  # 32 bytes: one pad, 2 unused bits
+    assert not b64.endswith("==")
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     tweaked = b64[:-2] + alphabet[alphabet.index(b64[-2]) ^ 1] + "="
     assert base64.b64decode(tweaked) == base64.b64decode(b64)
     for bad in (tweaked, b64.rstrip("="), " " + b64):
         with pytest.raises(wh.WebhookVerificationError):
-            wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": "v1," + bad}, now=SW_TS)
+            wh.verify_standard(
+                key, SW_BODY, {**headers, "webhook-signature": "v1," + bad}, now=SW_TS
+            )
     # The canonical one next to a non-canonical one still verifies.
     both = f"v1,{tweaked} v1,{b64}"
     wh.verify_standard(key, SW_BODY, {**headers, "webhook-signature": both}, now=SW_TS)

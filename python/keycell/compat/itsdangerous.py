@@ -13,7 +13,10 @@ The derived signing key (``H(salt + key)``, ``H(salt + b"signer" + key)`` or
 ``HMAC(key, salt)``) is computed inside keycell into a guarded region
 (:meth:`keycell.SecretKey.derive_digest`, :meth:`keycell.SecretKey.hmac_key`), bound to the
 key it came from: destroying the key revokes every signer made from it
-(:class:`keycell.KeyDestroyedError`).
+(:class:`keycell.KeyDestroyedError`), sealing it seals them. A serializer keeps the
+signers of its own salt; those of a ``salt=`` passed to one call are made for that call and
+their derived keys destroyed when it returns (salts taken from requests cannot pile up
+locked memory).
 
 itsdangerous itself is not needed at run time. The exceptions are keycell's own classes
 with itsdangerous's names and attributes (``payload``, ``date_signed``,
@@ -158,7 +161,9 @@ class Signer:
 
     def derive_key(self, secret_key: SecretKey | None = None) -> SecretKey:
         """The signing key derived from ``secret_key`` (default: the newest), as a
-        :class:`keycell.SecretKey` bound to it. Derived once per key and kept."""
+        :class:`keycell.SecretKey` bound to it. Derived once per key and kept (a
+        :class:`Serializer` destroys the keys of a signer made for a call's own ``salt``
+        when the call returns)."""
         if secret_key is None:
             secret_key = self.secret_keys[-1]
         found = self._derived.get(id(secret_key))
