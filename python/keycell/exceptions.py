@@ -16,6 +16,7 @@ __all__ = [
     "AlreadyFinalized",
     "AuditError",
     "AuditTamperedError",
+    "CredentialUnavailableError",
     "ForkedKeyError",
     "InsecureKeyFileError",
     "InvalidCode",
@@ -98,6 +99,12 @@ class KeyFileError(KeycellError):
 class InsecureKeyFileError(KeyFileError):
     """A key file is not safe to read: a symlink, not a regular file, owned by another
     user, or accessible to group or others."""
+
+
+class CredentialUnavailableError(KeyFileError):
+    """``from_credential`` was called outside a systemd unit with credentials:
+    ``$CREDENTIALS_DIRECTORY`` is not set (``LoadCredential=``,
+    ``LoadCredentialEncrypted=`` and ``SetCredential=`` set it)."""
 
 
 class InvalidSignature(KeycellError):

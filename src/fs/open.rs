@@ -16,6 +16,7 @@ use std::path::Path;
 use zeroize::Zeroize;
 
 use super::error::{unusable, FileError};
+use super::trust::{check_platform_file, open_platform_file, SecretPath, Trust};
 
 /// An open, checked secret file and its size.
 pub struct PrivateFile {
@@ -24,16 +25,28 @@ pub struct PrivateFile {
 }
 
 impl PrivateFile {
-    /// Open `path` for reading and check it. `max_len` bounds the size.
+    /// Open `path` for reading and check it ([`Trust::Owner`]). `max_len` bounds the size.
     pub fn open(path: &Path, max_len: usize) -> Result<PrivateFile, FileError> {
-        let file = open_no_follow(path)?;
-        let meta = file
+        Self::open_trusted(SecretPath::from(path), max_len)
+    }
+
+    /// Open `file.path` for reading and check it under `file.trust` (see
+    /// [`super::trust`]). `max_len` bounds the size.
+    pub fn open_trusted(file: SecretPath<'_>, max_len: usize) -> Result<PrivateFile, FileError> {
+        let handle = match file.trust {
+            Trust::Owner => open_no_follow(file.path)?,
+            Trust::Mount | Trust::Credential => open_platform_file(file.path, file.trust)?,
+        };
+        let meta = handle
             .metadata()
             .map_err(|e| FileError::io("fstat failed", &e))?;
         check_regular_file(&meta)?;
-        check_owner_and_mode(&meta)?;
+        match file.trust {
+            Trust::Owner => check_owner_and_mode(&meta)?,
+            Trust::Mount | Trust::Credential => check_platform_file(&handle)?,
+        }
         let size = check_size(meta.len(), max_len)?;
-        Ok(PrivateFile { file, size })
+        Ok(PrivateFile { file: handle, size })
     }
 
     /// Size of the file in bytes.

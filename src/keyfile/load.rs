@@ -10,7 +10,7 @@ use crate::crypto::ec::Curve;
 use crate::crypto::ec_der;
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
-use crate::fs::{unusable, FileError, PrivateFile};
+use crate::fs::{unusable, FileError, PrivateFile, SecretPath};
 use crate::memory::SecretBuf;
 
 use super::detect::{detect, layout};
@@ -70,41 +70,41 @@ impl DecodedKeyFile {
     ///
     /// `format = None` detects it (rules in `docs/key-formats.md`); `length` is the
     /// expected key length (always 32 for Ed25519/X25519).
-    pub fn load(
-        path: &Path,
+    pub fn load<'p>(
+        path: impl Into<SecretPath<'p>>,
         kind: KeyKind,
         format: Option<Format>,
         length: Option<usize>,
     ) -> Result<DecodedKeyFile, LoadError> {
-        Self::load_as(path, kind, kind.ec_curve(), format, length, None)
+        Self::load_as(path.into(), kind, kind.ec_curve(), format, length, None)
     }
 
     /// [`Self::load`] for an Ed25519 or X25519 private key, with the passphrase of an
     /// encrypted OpenSSH key file (`None`: the file must not be encrypted).
-    pub fn load_private(
-        path: &Path,
+    pub fn load_private<'p>(
+        path: impl Into<SecretPath<'p>>,
         kind: KeyKind,
         format: Option<Format>,
         passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
-        Self::load_as(path, kind, kind.ec_curve(), format, None, passphrase)
+        Self::load_as(path.into(), kind, kind.ec_curve(), format, None, passphrase)
     }
 
     /// Like [`Self::load`] for an EC private key of either curve (`curve = None`: the file
     /// names it; [`Self::ec_curve`] tells which) or of the given one.
     /// `passphrase` is that of an encrypted OpenSSH key file, as for [`Self::load_private`].
-    pub fn load_ec(
-        path: &Path,
+    pub fn load_ec<'p>(
+        path: impl Into<SecretPath<'p>>,
         curve: Option<Curve>,
         format: Option<Format>,
         passphrase: Option<&[u8]>,
     ) -> Result<DecodedKeyFile, LoadError> {
         let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
-        Self::load_as(path, kind, curve, format, None, passphrase)
+        Self::load_as(path.into(), kind, curve, format, None, passphrase)
     }
 
     fn load_as(
-        path: &Path,
+        path: SecretPath<'_>,
         kind: KeyKind,
         curve: Option<Curve>,
         format: Option<Format>,
@@ -260,10 +260,13 @@ pub(super) fn check_format_allowed(format: Format, kind: KeyKind) -> Result<(), 
     Ok(())
 }
 
-/// Open and check `path` (at most `max_len` bytes) and read it into a new guarded scratch
-/// region.
-pub(super) fn read_into_scratch(path: &Path, max_len: usize) -> Result<SecretBuf, LoadError> {
-    let mut file = PrivateFile::open(path, max_len)?;
+/// Open and check `path` under its trust (at most `max_len` bytes) and read it into a new
+/// guarded scratch region.
+pub(super) fn read_into_scratch(
+    path: SecretPath<'_>,
+    max_len: usize,
+) -> Result<SecretBuf, LoadError> {
+    let mut file = PrivateFile::open_trusted(path, max_len)?;
     let mut scratch = crate::memory::allocate(file.size())?;
     scratch.write(|dst| file.read_into(dst).map_err(LoadError::File))?;
     Ok(scratch)

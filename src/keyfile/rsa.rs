@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::crypto::pkcs8::looks_like_pem;
 use crate::crypto::rsa::{PrivateEncoding, RsaError, RsaPrivateKey};
-use crate::fs::{unusable, write_atomic};
+use crate::fs::{unusable, write_atomic, SecretPath};
 
 use super::format::{Format, MAX_PRIVATE_KEY_FILE_LEN};
 use super::load::{read_into_scratch, LoadError};
@@ -40,7 +40,7 @@ fn check_format(format: Format) -> Result<(), LoadError> {
 /// into a guarded scratch region; `None` when the file is not an OpenSSH private key
 /// file. Its private section is not decrypted (see [`openssh::header`]).
 pub fn openssh_key_type(path: &Path) -> Result<Option<(&'static str, bool)>, LoadError> {
-    let scratch = read_into_scratch(path, MAX_PRIVATE_KEY_FILE_LEN)?;
+    let scratch = read_into_scratch(path.into(), MAX_PRIVATE_KEY_FILE_LEN)?;
     let content = scratch.bytes()?;
     if !looks_like_openssh(content) {
         return Ok(None);
@@ -52,15 +52,15 @@ pub fn openssh_key_type(path: &Path) -> Result<Option<(&'static str, bool)>, Loa
 /// Load an RSA private key from `path` (call without the GIL): an OpenSSH key file when
 /// `format` says so or the file starts with its boundary (decrypted with `passphrase`),
 /// PEM when `format` says so or the file starts with a PEM boundary, else DER.
-pub fn load_rsa_private_key(
-    path: &Path,
+pub fn load_rsa_private_key<'p>(
+    path: impl Into<SecretPath<'p>>,
     format: Option<Format>,
     passphrase: Option<&[u8]>,
 ) -> Result<RsaPrivateKey, LoadError> {
     if let Some(f) = format {
         check_format(f)?;
     }
-    let scratch = read_into_scratch(path, MAX_PRIVATE_KEY_FILE_LEN)?;
+    let scratch = read_into_scratch(path.into(), MAX_PRIVATE_KEY_FILE_LEN)?;
     rsa_from_scratch(scratch.bytes()?, format, passphrase)
 }
 

@@ -13,6 +13,7 @@ use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::curve::{Algorithm, KEY_LEN};
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::pkcs8;
+use crate::fs::SecretPath;
 use crate::keyfile::ssh_public::SshPublicKey;
 use crate::keyfile::{DecodedKeyFile, Format};
 use crate::memory::SecretBuf;
@@ -61,7 +62,7 @@ pub fn key_from_private_bytes<K: CurvePrivateKey>(
 /// released.
 pub fn key_from_file<K: CurvePrivateKey>(
     py: Python<'_>,
-    path: &Path,
+    path: SecretPath<'_>,
     format: Option<&str>,
     passphrase: Option<&Bound<'_, PyAny>>,
 ) -> Result<K> {
@@ -265,10 +266,10 @@ pub fn from_private_bytes<H: PrivateKeyHandle>(
     H::from_key(py, key, exportable)
 }
 
-/// `from_file`: see [`key_from_file`].
+/// `from_file` and `from_credential`: see [`key_from_file`].
 pub fn from_file<H: PrivateKeyHandle>(
     py: Python<'_>,
-    path: &Path,
+    path: SecretPath<'_>,
     format: Option<&str>,
     passphrase: Option<&Bound<'_, PyAny>>,
     exportable: bool,
@@ -357,17 +358,41 @@ macro_rules! private_key_methods {
             #[doc = ""]
             #[doc = "The file is opened with `O_NOFOLLOW` and checked on the open descriptor \
                 like `SecretKey.from_file` (regular file, owned by this user, no group or \
-                other permissions); it is read and decoded in guarded memory only."]
+                other permissions; or, with `trust=\"mount\"`, where Kubernetes or Docker \
+                put it, as `SecretKey.from_file` describes); it is read and decoded in \
+                guarded memory only."]
             #[staticmethod]
-            #[pyo3(signature = (path, *, format = None, passphrase = None, exportable = true))]
+            #[pyo3(signature = (
+                path, *, format = None, passphrase = None, exportable = true, trust = "owner"
+            ))]
             fn from_file(
                 py: ::pyo3::Python<'_>,
                 path: ::std::path::PathBuf,
                 format: Option<&str>,
                 passphrase: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
                 exportable: bool,
+                trust: &str,
             ) -> $crate::py::errors::Result<Self> {
-                $crate::py::asymmetric::from_file(py, &path, format, passphrase, exportable)
+                let file = $crate::py::key_io::file_path(&path, trust)?;
+                $crate::py::asymmetric::from_file(py, file, format, passphrase, exportable)
+            }
+
+            #[doc = "Read the systemd credential `name` from `$CREDENTIALS_DIRECTORY` \
+                straight into guarded memory, as `from_file` reads a key file, with the \
+                checks of `SecretKey.from_credential` (`CredentialUnavailableError` outside \
+                a unit with credentials)."]
+            #[staticmethod]
+            #[pyo3(signature = (name, *, format = None, passphrase = None, exportable = true))]
+            fn from_credential(
+                py: ::pyo3::Python<'_>,
+                name: &str,
+                format: Option<&str>,
+                passphrase: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
+                exportable: bool,
+            ) -> $crate::py::errors::Result<Self> {
+                let path = $crate::py::key_io::credential_path(name)?;
+                let file = $crate::py::key_io::credential_file(&path);
+                $crate::py::asymmetric::from_file(py, file, format, passphrase, exportable)
             }
 
             #[doc = concat!("Read the 32-byte ", $what, " from the Linux kernel keyring straight \

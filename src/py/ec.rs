@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use crate::crypto::ec::{Curve, PrivateKey, PublicPoint, SignatureEncoding};
 use crate::crypto::ec_der;
 use crate::crypto::key_kind::KeyKind;
+use crate::fs::SecretPath;
 use crate::keyfile::ssh_public::SshPublicKey;
 use crate::keyfile::{DecodedKeyFile, Format};
 
@@ -101,6 +102,25 @@ impl ECPrivateKey {
         })?;
         Self::from_key(py, key, exportable)
     }
+
+    /// `from_file` and `from_credential`: the key in `file`, of `curve` if given.
+    fn load(
+        py: Python<'_>,
+        file: SecretPath<'_>,
+        curve: Option<&str>,
+        format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        exportable: bool,
+    ) -> Result<Self> {
+        let curve = curve.map(parse_curve).transpose()?;
+        let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
+        let format = key_io::parse_format(kind, format)?;
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+        let key = detach(py, || {
+            key_io::load_ec_private_key(file, curve, format, passphrase.as_ref())
+        })?;
+        Self::from_key(py, key, exportable)
+    }
 }
 
 key_handle_methods!(ECPrivateKey);
@@ -177,9 +197,13 @@ impl ECPrivateKey {
     ///
     /// The file is opened with `O_NOFOLLOW` and checked on the open descriptor like
     /// `SecretKey.from_file` (regular file, owned by this user, no group or other
-    /// permissions); it is read and decoded in guarded memory only.
+    /// permissions; or, with `trust="mount"`, where Kubernetes or Docker put it, as
+    /// `SecretKey.from_file` describes); it is read and decoded in guarded memory only.
     #[staticmethod]
-    #[pyo3(signature = (path, *, curve = None, format = None, passphrase = None, exportable = true))]
+    #[pyo3(signature = (
+        path, *, curve = None, format = None, passphrase = None, exportable = true,
+        trust = "owner"
+    ))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
@@ -187,15 +211,29 @@ impl ECPrivateKey {
         format: Option<&str>,
         passphrase: Option<&Bound<'_, PyAny>>,
         exportable: bool,
+        trust: &str,
     ) -> Result<Self> {
-        let curve = curve.map(parse_curve).transpose()?;
-        let kind = KeyKind::from_ec_curve(curve.unwrap_or(Curve::P256));
-        let format = key_io::parse_format(kind, format)?;
-        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-        let key = detach(py, || {
-            key_io::load_ec_private_key(&path, curve, format, passphrase.as_ref())
-        })?;
-        Self::from_key(py, key, exportable)
+        let file = key_io::file_path(&path, trust)?;
+        Self::load(py, file, curve, format, passphrase, exportable)
+    }
+
+    /// Read the systemd credential `name` from `$CREDENTIALS_DIRECTORY` straight into
+    /// guarded memory, as `from_file` reads a key file, with the checks of
+    /// `SecretKey.from_credential` (`CredentialUnavailableError` outside a unit with
+    /// credentials).
+    #[staticmethod]
+    #[pyo3(signature = (name, *, curve = None, format = None, passphrase = None, exportable = true))]
+    fn from_credential(
+        py: Python<'_>,
+        name: &str,
+        curve: Option<&str>,
+        format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        exportable: bool,
+    ) -> Result<Self> {
+        let path = key_io::credential_path(name)?;
+        let file = key_io::credential_file(&path);
+        Self::load(py, file, curve, format, passphrase, exportable)
     }
 
     /// Read the scalar (big-endian: 32 bytes for P-256, 48 for P-384, as

@@ -10,7 +10,8 @@ use crate::crypto::symmetric::KeyError;
 use crate::memory::MemoryError;
 
 use super::exceptions::{
-    AgentError, AgentPolicyError, AlreadyFinalized, AuditError, AuditTamperedError, ForkedKeyError,
+    AgentError, AgentPolicyError, AlreadyFinalized, AuditError, AuditTamperedError,
+    CredentialUnavailableError, ForkedKeyError,
     InsecureKeyFileError, InvalidCode, InvalidSignature, InvalidTag, KeyDestroyedError,
     KeyFileError, KeyInUseError, KeyNotExportableError, KeyStoreError, KeycellError, KeyringError,
     KeyringKeyExpiredError, KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError,
@@ -44,6 +45,8 @@ pub enum Error {
     },
     /// A key file is not safe to read (symlink, not regular, foreign owner, loose mode).
     InsecureKeyFile { path: String, reason: String },
+    /// `from_credential` outside a systemd unit with credentials.
+    CredentialUnavailable(String),
     /// An exception already raised by Python code (e.g. the buffer protocol).
     Py(PyErr),
     /// The key's export is sealed (`seal_export()` or `exportable=False`).
@@ -179,6 +182,15 @@ impl From<crate::otp::OtpError> for Error {
     }
 }
 
+impl From<crate::fs::CredentialError> for Error {
+    fn from(e: crate::fs::CredentialError) -> Self {
+        match e {
+            crate::fs::CredentialError::NotInUnit => Error::CredentialUnavailable(e.to_string()),
+            crate::fs::CredentialError::BadName(_) => Error::Value(e.to_string()),
+        }
+    }
+}
+
 impl From<std::convert::Infallible> for Error {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}
@@ -207,6 +219,7 @@ impl From<Error> for PyErr {
             Error::InsecureKeyFile { path, reason } => {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
+            Error::CredentialUnavailable(msg) => CredentialUnavailableError::new_err(msg),
             Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::Py(err) => err,
             Error::NotExportable(what) => KeyNotExportableError::new_err(format!(

@@ -17,6 +17,7 @@ pyo3::import_exception!(keycell.exceptions, ProtectionWarning);
 // Key files.
 pyo3::import_exception!(keycell.exceptions, KeyFileError);
 pyo3::import_exception!(keycell.exceptions, InsecureKeyFileError);
+pyo3::import_exception!(keycell.exceptions, CredentialUnavailableError);
 // Verification.
 pyo3::import_exception!(keycell.exceptions, InvalidSignature);
 pyo3::import_exception!(keycell.exceptions, InvalidCode);

@@ -8,6 +8,7 @@ use crate::crypto::curve::CurvePrivateKey;
 use crate::crypto::ec::{self, Curve, EcError, PublicPoint};
 use crate::crypto::key_kind::KeyKind;
 use crate::crypto::rsa::RsaPrivateKey;
+use crate::fs::{SecretPath, Trust};
 use crate::keyfile::{self, DecodedKeyFile, Format, LoadError};
 use crate::memory::{MemoryError, SecretBuf};
 
@@ -43,6 +44,33 @@ pub fn parse_format(kind: KeyKind, format: Option<&str>) -> Result<Option<Format
     Ok(Some(f))
 }
 
+/// Parse `trust=` of every `from_file`: "owner" (the rule every key file has: owned by
+/// this user, no group or other access, no symlink) or "mount" (a file where Kubernetes or
+/// Docker put it; see `crate::fs::Trust`).
+pub fn parse_trust(name: &str) -> Result<Trust> {
+    Trust::from_name(name).ok_or_else(|| {
+        Error::Value(format!(
+            "trust must be \"owner\" or \"mount\", not {name:?}"
+        ))
+    })
+}
+
+/// `from_file`'s `path` and `trust`.
+pub fn file_path<'a>(path: &'a Path, trust: &str) -> Result<SecretPath<'a>> {
+    Ok(SecretPath::new(path, parse_trust(trust)?))
+}
+
+/// `from_credential`'s `name`: the path of the systemd credential, read under
+/// [`Trust::Credential`] with [`credential_file`].
+pub fn credential_path(name: &str) -> Result<PathBuf> {
+    Ok(crate::fs::credential_path(name)?)
+}
+
+/// The credential at `path` (from [`credential_path`]) as a file to read.
+pub fn credential_file(path: &Path) -> SecretPath<'_> {
+    SecretPath::new(path, Trust::Credential)
+}
+
 /// Map a key file failure to the bindings' error, naming `path`.
 pub fn load_error(path: &Path, e: LoadError) -> Error {
     let shown = path.display().to_string();
@@ -63,12 +91,12 @@ pub fn load_error(path: &Path, e: LoadError) -> Error {
 /// Open, check and read `path` into a guarded scratch region and find its format (call
 /// without the GIL). Decode with [`DecodedKeyFile::decode_into`] into the key's region.
 pub fn load(
-    path: &Path,
+    file: SecretPath<'_>,
     kind: KeyKind,
     format: Option<Format>,
     length: Option<usize>,
 ) -> Result<DecodedKeyFile> {
-    DecodedKeyFile::load(path, kind, format, length).map_err(|e| load_error(path, e))
+    DecodedKeyFile::load(file, kind, format, length).map_err(|e| load_error(file.path, e))
 }
 
 /// Load an Ed25519 or X25519 private key from `path` (call without the GIL): the file is
@@ -76,7 +104,7 @@ pub fn load(
 /// straight into the new key's region, and a public key stored in the file (PKCS#8
 /// version 2) must be the one the private key derives.
 pub fn load_private_key<K: CurvePrivateKey>(
-    path: &Path,
+    path: SecretPath<'_>,
     format: Option<Format>,
     passphrase: Option<&SecretBuf>,
 ) -> Result<K> {
@@ -87,8 +115,8 @@ pub fn load_private_key<K: CurvePrivateKey>(
         format,
         passphrase,
     )
-    .map_err(|e| load_error(path, e))?;
-    curve_key_from_decoded(&file, Some(path))
+    .map_err(|e| load_error(path.path, e))?;
+    curve_key_from_decoded(&file, Some(path.path))
 }
 
 /// Decode the Ed25519/X25519 key in `file` straight into a new key's region; `path`
@@ -192,15 +220,15 @@ pub fn buffer_error_for(what: &str, e: LoadError) -> Error {
 /// Load an EC private key (of `curve`, or of the curve the file names) from `path` (call
 /// without the GIL).
 pub fn load_ec_private_key(
-    path: &Path,
+    path: SecretPath<'_>,
     curve: Option<Curve>,
     format: Option<Format>,
     passphrase: Option<&SecretBuf>,
 ) -> Result<ec::PrivateKey> {
     let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
     let file = DecodedKeyFile::load_ec(path, curve, format, passphrase)
-        .map_err(|e| load_error(path, e))?;
-    ec_key_from_decoded(&file, Some(path))
+        .map_err(|e| load_error(path.path, e))?;
+    ec_key_from_decoded(&file, Some(path.path))
 }
 
 /// `(key type, encrypted)` of an OpenSSH private key file: the SSH key type
@@ -244,12 +272,12 @@ pub fn check_write_passphrase(format: Format, passphrase: Option<&SecretBuf>) ->
 /// Load an RSA private key from `path` (call without the GIL; see
 /// [`keyfile::load_rsa_private_key`]), `passphrase` for an encrypted OpenSSH key file.
 pub fn load_rsa(
-    path: &Path,
+    path: SecretPath<'_>,
     format: Option<Format>,
     passphrase: Option<&SecretBuf>,
 ) -> Result<RsaPrivateKey> {
     let passphrase = passphrase.map(SecretBuf::bytes).transpose()?;
-    keyfile::load_rsa_private_key(path, format, passphrase).map_err(|e| load_error(path, e))
+    keyfile::load_rsa_private_key(path, format, passphrase).map_err(|e| load_error(path.path, e))
 }
 
 /// Write an RSA private key to `path` (call without the GIL; see

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 
 use crate::crypto::rsa::{Hash, Padding, RsaPrivateKey, RsaPublicKey, Salt, GENERATE_BITS};
+use crate::fs::SecretPath;
 use crate::keyfile::Format;
 
 use super::asymmetric::{self as common};
@@ -42,6 +43,20 @@ impl KeyHandle for RSAPrivateKey {
 }
 
 impl RSAPrivateKey {
+    /// `from_file` and `from_credential`: the key in `file`.
+    fn load(
+        py: Python<'_>,
+        file: SecretPath<'_>,
+        format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        exportable: bool,
+    ) -> Result<Self> {
+        let format = key_io::parse_rsa_format(format)?;
+        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
+        let key = detach(py, || key_io::load_rsa(file, format, passphrase.as_ref()))?;
+        Self::wrap(py, key, exportable)
+    }
+
     pub(crate) fn wrap(py: Python<'_>, key: RsaPrivateKey, exportable: bool) -> Result<Self> {
         let public = key.public().clone();
         let label = format!("{} bits", public.bits());
@@ -136,20 +151,39 @@ impl RSAPrivateKey {
     /// one, a wrong one raises `KeyFileError`); `format` "pem", "der", "openssh" or `None`
     /// to detect. The file is opened with `O_NOFOLLOW` and checked on the open descriptor
     /// like `SecretKey.from_file` (regular file, owned by this user, no group or other
-    /// permissions); it is read and decoded in guarded memory only.
+    /// permissions; or, with `trust="mount"`, where Kubernetes or Docker put it, as
+    /// `SecretKey.from_file` describes); it is read and decoded in guarded memory only.
     #[staticmethod]
-    #[pyo3(signature = (path, *, format = None, passphrase = None, exportable = true))]
+    #[pyo3(signature = (
+        path, *, format = None, passphrase = None, exportable = true, trust = "owner"
+    ))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         format: Option<&str>,
         passphrase: Option<&Bound<'_, PyAny>>,
         exportable: bool,
+        trust: &str,
     ) -> Result<Self> {
-        let format = key_io::parse_rsa_format(format)?;
-        let passphrase = super::passphrase::key_passphrase(py, passphrase)?;
-        let key = detach(py, || key_io::load_rsa(&path, format, passphrase.as_ref()))?;
-        Self::wrap(py, key, exportable)
+        let file = key_io::file_path(&path, trust)?;
+        Self::load(py, file, format, passphrase, exportable)
+    }
+
+    /// Read the systemd credential `name` from `$CREDENTIALS_DIRECTORY` straight into
+    /// guarded memory, as `from_file` reads a key file, with the checks of
+    /// `SecretKey.from_credential` (`CredentialUnavailableError` outside a unit with
+    /// credentials).
+    #[staticmethod]
+    #[pyo3(signature = (name, *, format = None, passphrase = None, exportable = true))]
+    fn from_credential(
+        py: Python<'_>,
+        name: &str,
+        format: Option<&str>,
+        passphrase: Option<&Bound<'_, PyAny>>,
+        exportable: bool,
+    ) -> Result<Self> {
+        let path = key_io::credential_path(name)?;
+        Self::load(py, key_io::credential_file(&path), format, passphrase, exportable)
     }
 
     /// Load a key from the bytes of an OpenSSH private key file (`BEGIN OPENSSH PRIVATE

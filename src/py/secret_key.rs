@@ -14,6 +14,7 @@ use crate::crypto::signer_keys;
 use crate::crypto::symmetric::{SymmetricKey, MAX_KEY_LEN};
 use crate::crypto::tag::tag_matches;
 use crate::encoding::{self, DecodeError, Padding};
+use crate::fs::SecretPath;
 
 use super::args::{parse_mac_algorithm, KeyLength};
 use super::bytes_like::{bytes_like, copy_secret_into, read_secret_in_place, SecretSource};
@@ -44,6 +45,34 @@ impl SecretKey {
         Ok(SecretKey {
             cell: Arc::new(KeyCell::new(py, "SecretKey", key, exportable, label)?),
         })
+    }
+
+    /// `from_file` and `from_credential`: `file` read straight into a new key's region.
+    fn load(
+        py: Python<'_>,
+        file: SecretPath<'_>,
+        length: Option<KeyLength>,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<SecretKey> {
+        let length = length.map(|l| l.0);
+        if let Some(l) = length {
+            if l == 0 || l > MAX_KEY_LEN {
+                return Err(Error::Value(format!(
+                    "length must be between 1 and {MAX_KEY_LEN} bytes"
+                )));
+            }
+        }
+        let format = key_io::parse_format(KeyKind::Secret, format)?;
+        let key = detach(py, || -> Result<SymmetricKey> {
+            let decoded = key_io::load(file, KeyKind::Secret, format, length)?;
+            Ok(SymmetricKey::new_with(decoded.key_len(), |dst| {
+                decoded
+                    .decode_into(dst)
+                    .map_err(|e| key_io::load_error(file.path, e))
+            })?)
+        })?;
+        SecretKey::wrap_with(py, key, exportable)
     }
 
     /// Read access to the live key, or `KeyDestroyedError` / `ForkedKeyError`.
@@ -196,36 +225,49 @@ impl SecretKey {
     /// permissions, and not empty. It is read into a guarded scratch region and decoded
     /// from there straight into the key's region.
     ///
+    /// `trust="mount"` accepts, instead, a secret where Kubernetes or Docker put it: a
+    /// regular file of mode at most 0644 that is on a read-only mount or owned by root (or
+    /// this user), reached through links only inside its directory (Kubernetes' `name ->
+    /// ..data/name`, `..data -> ..<timestamp>`), every directory on the way on a read-only
+    /// mount or owned by root or this user and not writable by group or others. Each
+    /// component is opened with `openat(O_NOFOLLOW)` and checked on its descriptor.
+    ///
     /// `format` is `"raw"`, `"hex"` or `"base64"`, or `None` to detect it: with `length`
     /// given, the one encoding that yields exactly `length` bytes (raw when the file has
     /// exactly `length` bytes); without it, binary content is raw and hex text is hex, and
     /// any other text must be named with `format` (see docs/key-formats.md).
     #[staticmethod]
-    #[pyo3(signature = (path, *, length = None, format = None, exportable = true))]
+    #[pyo3(signature = (path, *, length = None, format = None, exportable = true, trust = "owner"))]
     fn from_file(
         py: Python<'_>,
         path: PathBuf,
         length: Option<KeyLength>,
         format: Option<&str>,
         exportable: bool,
+        trust: &str,
     ) -> Result<SecretKey> {
-        let length = length.map(|l| l.0);
-        if let Some(l) = length {
-            if l == 0 || l > MAX_KEY_LEN {
-                return Err(Error::Value(format!(
-                    "length must be between 1 and {MAX_KEY_LEN} bytes"
-                )));
-            }
-        }
-        let format = key_io::parse_format(KeyKind::Secret, format)?;
-        let key = detach(py, || -> Result<SymmetricKey> {
-            let file = key_io::load(&path, KeyKind::Secret, format, length)?;
-            Ok(SymmetricKey::new_with(file.key_len(), |dst| {
-                file.decode_into(dst)
-                    .map_err(|e| key_io::load_error(&path, e))
-            })?)
-        })?;
-        SecretKey::wrap_with(py, key, exportable)
+        let file = key_io::file_path(&path, trust)?;
+        SecretKey::load(py, file, length, format, exportable)
+    }
+
+    /// Read the systemd credential `name` (`LoadCredential=`, `LoadCredentialEncrypted=`,
+    /// `SetCredential=`) from `$CREDENTIALS_DIRECTORY` straight into a guarded region, as
+    /// `from_file` reads a key file (`length` and `format` the same). The directory must be
+    /// owned by root or this user and read-only, as systemd makes it; the file is opened
+    /// with `O_NOFOLLOW`, its mode at most 0644. `name` is a file name: no `/`, not `.` or
+    /// `..` (`ValueError`). Raises `CredentialUnavailableError` when
+    /// `$CREDENTIALS_DIRECTORY` is not set (not inside a unit with credentials).
+    #[staticmethod]
+    #[pyo3(signature = (name, *, length = None, format = None, exportable = true))]
+    fn from_credential(
+        py: Python<'_>,
+        name: &str,
+        length: Option<KeyLength>,
+        format: Option<&str>,
+        exportable: bool,
+    ) -> Result<SecretKey> {
+        let path = key_io::credential_path(name)?;
+        SecretKey::load(py, key_io::credential_file(&path), length, format, exportable)
     }
 
     /// Read a key from the Linux kernel keyring straight into a guarded region.
