@@ -19,6 +19,7 @@ _ECKeyFormat = Literal["pem", "der", "openssh"]
 _Ed25519KeyFormat = Literal["pem", "der", "raw", "hex", "base64", "openssh"]
 _SignatureEncoding = Literal["der", "raw"]
 _RsaKeyFormat = Literal["pem", "der", "openssh"]
+_Trust = Literal["owner", "mount"]
 _RsaPadding = Literal["pss", "pkcs1v15"]
 _RsaHash = Literal["sha256", "sha384", "sha512"]
 _ExportFormat = Literal["der", "pem"]
@@ -114,6 +115,15 @@ class SecretKey(_KeyHandle):
     @staticmethod
     def from_file(
         path: str | PathLike[str],
+        *,
+        length: int | None = None,
+        format: Literal["raw", "hex", "base64"] | None = None,
+        exportable: bool = True,
+        trust: _Trust = "owner",
+    ) -> SecretKey: ...
+    @staticmethod
+    def from_credential(
+        name: str,
         *,
         length: int | None = None,
         format: Literal["raw", "hex", "base64"] | None = None,
@@ -287,6 +297,7 @@ class KeyStore:
     ) -> SecretKey | Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey: ...
     def delete(self, name: str) -> None: ...
     def names(self) -> list[str]: ...
+    def kinds(self) -> list[tuple[str, str]]: ...
     def __contains__(self, name: object, /) -> bool: ...
     def __len__(self) -> int: ...
     def rotate_master(
@@ -420,6 +431,7 @@ def hkdf_extract(
 def hkdf_expand(
     prk: SecretKey, *, length: int, info: Buffer = b"", algorithm: str = "sha256"
 ) -> SecretKey: ...
+def passphrase_weakness(passphrase: Passphrase | Buffer, /) -> str | None: ...
 def compare_digest(a: Buffer, b: Buffer, /) -> bool: ...
 def wrap_key(wrapping_key: SecretKey, key: _WrappableKey, /) -> bytes: ...
 def unwrap_key(wrapping_key: SecretKey, blob: Buffer, /) -> _WrappableKey: ...
@@ -471,6 +483,15 @@ class Ed25519PrivateKey(_KeyHandle):
     @staticmethod
     def from_file(
         path: str | PathLike[str],
+        *,
+        format: _Ed25519KeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
+        trust: _Trust = "owner",
+    ) -> Ed25519PrivateKey: ...
+    @staticmethod
+    def from_credential(
+        name: str,
         *,
         format: _Ed25519KeyFormat | None = None,
         passphrase: Passphrase | bytearray | memoryview | None = None,
@@ -550,6 +571,15 @@ class RSAPrivateKey(_KeyHandle):
     @staticmethod
     def from_file(
         path: str | PathLike[str],
+        *,
+        format: _RsaKeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
+        trust: _Trust = "owner",
+    ) -> RSAPrivateKey: ...
+    @staticmethod
+    def from_credential(
+        name: str,
         *,
         format: _RsaKeyFormat | None = None,
         passphrase: Passphrase | bytearray | memoryview | None = None,
@@ -653,6 +683,15 @@ class X25519PrivateKey(_KeyHandle):
         format: _PrivateKeyFormat | None = None,
         passphrase: Passphrase | bytearray | memoryview | None = None,
         exportable: bool = True,
+        trust: _Trust = "owner",
+    ) -> X25519PrivateKey: ...
+    @staticmethod
+    def from_credential(
+        name: str,
+        *,
+        format: _PrivateKeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
     ) -> X25519PrivateKey: ...
     @staticmethod
     def from_keyring(
@@ -726,6 +765,16 @@ class ECPrivateKey(_KeyHandle):
     @staticmethod
     def from_file(
         path: str | PathLike[str],
+        *,
+        curve: _ECCurve | None = None,
+        format: _ECKeyFormat | None = None,
+        passphrase: Passphrase | bytearray | memoryview | None = None,
+        exportable: bool = True,
+        trust: _Trust = "owner",
+    ) -> ECPrivateKey: ...
+    @staticmethod
+    def from_credential(
+        name: str,
         *,
         curve: _ECCurve | None = None,
         format: _ECKeyFormat | None = None,
@@ -1105,7 +1154,7 @@ def audit_verify(
     path: str | PathLike[str],
     *,
     key: SecretKey,
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | None = None,
     checkpoint: bytes | None = None,
     rotated_ok: bool = False,
 ) -> dict[str, Any]: ...

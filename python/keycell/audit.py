@@ -381,7 +381,7 @@ def verify(
     path: str | os.PathLike[str],
     *,
     key: SecretKey,
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | None = None,
     checkpoint: str | os.PathLike[str] | bytes | Literal[False] | None = None,
     rotated_ok: bool = False,
 ) -> VerifyResult:
@@ -396,7 +396,9 @@ def verify(
     :func:`verify_rotated`, which also checks the archive and the link.
 
     ``checkpoint`` is a signed note (``bytes``) or the path of one; ``None`` uses
-    ``<path>.checkpoint`` when it exists; ``False`` checks none. A checkpoint kept apart
+    ``<path>.checkpoint`` when it exists; ``False`` checks none. ``public_key`` (the
+    checkpoint signer's) is needed when a checkpoint is checked, and only then
+    (``ValueError`` without it). A checkpoint kept apart
     from the log (sent to a witness, say) is what makes a truncated tail detectable: the
     file beside the log can be deleted with the tail.
 

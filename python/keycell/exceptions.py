@@ -42,6 +42,7 @@ __all__ = [
     "Pkcs11ModuleNotFoundError",
     "Pkcs11NotLoggedInError",
     "Pkcs11ObjectNotFoundError",
+    "Pkcs11PinFileError",
     "Pkcs11PinIncorrectError",
     "Pkcs11PinLockedError",
     "Pkcs11TokenNotFoundError",
@@ -272,6 +273,12 @@ class Pkcs11PinIncorrectError(Pkcs11Error):
 
 class Pkcs11PinLockedError(Pkcs11Error):
     """The PIN is locked or expired (``CKR_PIN_LOCKED``, ``CKR_PIN_EXPIRED``)."""
+
+
+class Pkcs11PinFileError(Pkcs11Error, KeyFileError):
+    """The PIN file (``pin_file=``, ``--pin-file``) is missing, unreadable or refused (a
+    symlink, another user's, readable by group or others, empty): the token was not
+    asked. ``errno`` is set when an OS call failed."""
 
 
 class Pkcs11ObjectNotFoundError(Pkcs11Error):

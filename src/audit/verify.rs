@@ -128,8 +128,9 @@ fn open(path: &Path) -> Result<File, AuditError> {
     File::open(path).map_err(|e| AuditError::io("log", "cannot open it", &e))
 }
 
-/// Verify the log at `path` under `K0` = `k0` and, when `checkpoint` is given, the signed
-/// checkpoint under `public`. I/O errors are `Err`; findings are in the report.
+/// Verify the log at `path` under `K0` = `k0` and, when `checkpoint` is given, that signed
+/// checkpoint under its signer's public key. I/O errors are `Err`; findings are in the
+/// report.
 ///
 /// A log must begin with its genesis record: a first line that is a `rotate` record is
 /// [`FailureKind::Deleted`] unless `rotated_ok` declares the file one that follows a
@@ -140,8 +141,7 @@ fn open(path: &Path) -> Result<File, AuditError> {
 pub fn verify_file(
     path: &Path,
     k0: &[u8],
-    public: &VerifyingKey,
-    checkpoint: Option<&[u8]>,
+    checkpoint: Option<(&[u8], &VerifyingKey)>,
     rotated_ok: bool,
 ) -> Result<Report, AuditError> {
     if k0.len() < MIN_K0_LEN {
@@ -151,7 +151,7 @@ pub fn verify_file(
     }
     let mut report = Report::default();
     let cp = match checkpoint
-        .map(|c| checkpoint::verify(c, public))
+        .map(|(c, public)| checkpoint::verify(c, public))
         .transpose()
     {
         Ok(cp) => cp,
@@ -513,7 +513,7 @@ mod tests {
         let good = std::fs::read(&path).expect("log");
         let run = |data: &[u8], key: &[u8]| {
             std::fs::write(&path, data).expect("write");
-            verify_file(&path, key, sk.public(), Some(&cp), false).expect("verify")
+            verify_file(&path, key, Some((&cp, sk.public())), false).expect("verify")
         };
         let r = run(&good, &k0);
         assert!(r.failure.is_none(), "{:?}", r.failure);
@@ -535,7 +535,7 @@ mod tests {
             kind(run(&good, &[6u8; 32])),
             Some((FailureKind::WrongKey, 1))
         );
-        assert!(verify_file(&path, &[1u8; 16], sk.public(), None, false).is_err());
+        assert!(verify_file(&path, &[1u8; 16], None, false).is_err());
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

@@ -974,7 +974,7 @@ mod tests {
             assert!(!intent_path(&path).exists(), "{step:?}: the intent is left");
             let check = |file: &Path, rotated: bool| {
                 let cp = std::fs::read(checkpoint_path(file)).expect("checkpoint file");
-                let r = verify_file(file, &k0, sk.public(), Some(&cp), rotated).expect("verify");
+                let r = verify_file(file, &k0, Some((&cp, sk.public())), rotated).expect("verify");
                 assert!(r.failure.is_none(), "{step:?} {file:?}: {:?}", r.failure);
                 assert_eq!(r.unchecked_before.is_some(), rotated, "{step:?}");
             };

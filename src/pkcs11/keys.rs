@@ -119,6 +119,12 @@ impl ObjectKind {
             ObjectKind::Secret => "secret key",
         }
     }
+
+    /// [`Self::name`] with its article: "an Ed25519 private key", "a secret key".
+    fn a_name(self) -> String {
+        let article = if self == ObjectKind::Secret { "a" } else { "an" };
+        format!("{article} {}", self.name())
+    }
 }
 
 /// How a key object is named: by `CKA_LABEL`, `CKA_ID`, or both.
@@ -629,8 +635,8 @@ fn check_new_label(token: &Token, kind: ObjectKind, label: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Pkcs11Error::invalid(format!(
-            "the token already has a {} labelled {label:?}",
-            kind.name()
+            "the token already has {} labelled {label:?}",
+            kind.a_name()
         )))
     }
 }

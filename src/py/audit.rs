@@ -364,22 +364,38 @@ pub fn _audit_encode<'py>(
 
 /// Verify the log at `path`: MACs under `key` (K0, a `SecretKey`), the chain, the
 /// sequence, and, with `checkpoint` (the signed note's bytes), its signature under
-/// `public_key` and the Merkle root; a file that begins with a rotate record only with
-/// `rotated_ok`. Returns a dict (see `keycell.audit.verify`).
+/// `public_key` (needed then, and only then) and the Merkle root; a file that begins with
+/// a rotate record only with `rotated_ok`. Returns a dict (see `keycell.audit.verify`).
 #[pyfunction]
-#[pyo3(signature = (path, *, key, public_key, checkpoint = None, rotated_ok = false))]
+#[pyo3(signature = (path, *, key, public_key = None, checkpoint = None, rotated_ok = false))]
 pub fn audit_verify<'py>(
     py: Python<'py>,
     path: PathBuf,
     key: &Bound<'py, PyAny>,
-    public_key: &Bound<'py, PyAny>,
+    public_key: Option<&Bound<'py, PyAny>>,
     checkpoint: Option<&[u8]>,
     rotated_ok: bool,
 ) -> Result<Bound<'py, PyDict>> {
     let k = k0_of(key)?;
-    let pk = handle::<Ed25519PublicKey>(public_key, "public_key", "Ed25519PublicKey", "")?;
-    let vk = *pk.get().verifying_key();
-    let cp = checkpoint.map(<[u8]>::to_vec);
+    let vk = match public_key {
+        Some(p) => Some(
+            *handle::<Ed25519PublicKey>(p, "public_key", "Ed25519PublicKey", "")?
+                .get()
+                .verifying_key(),
+        ),
+        None => None,
+    };
+    let cp = match (checkpoint, vk) {
+        (Some(c), Some(vk)) => Some((c.to_vec(), vk)),
+        (Some(_), None) => {
+            return Err(Error::Value(
+                "checking a checkpoint needs public_key (the checkpoint signer's \
+                 Ed25519PublicKey)"
+                    .to_owned(),
+            ))
+        }
+        (None, _) => None,
+    };
     // A guarded copy of K0, so the GIL can be released for the whole pass.
     let k0 = {
         let live = k.get().live()?;
@@ -389,8 +405,7 @@ pub fn audit_verify<'py>(
         Ok(verify::verify_file(
             &path,
             k0.bytes()?,
-            &vk,
-            cp.as_deref(),
+            cp.as_ref().map(|(c, vk)| (c.as_slice(), vk)),
             rotated_ok,
         )?)
     })?;

@@ -17,7 +17,7 @@ use super::exceptions::{
     KeyringKeyExpiredError, KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError,
     KeyringUnavailableError, MemoryLockError, Pkcs11ClosedError, Pkcs11ForkedError,
     Pkcs11MechanismNotSupportedError, Pkcs11ModuleNotFoundError, Pkcs11NotLoggedInError,
-    Pkcs11ObjectNotFoundError, Pkcs11PinIncorrectError, Pkcs11PinLockedError,
+    Pkcs11ObjectNotFoundError, Pkcs11PinFileError, Pkcs11PinIncorrectError, Pkcs11PinLockedError,
     Pkcs11TokenNotFoundError, ProtectionError, StoreAuthenticationError, StoreCorruptedError,
     StoreEntryExistsError, StoreEntryNotFoundError, StoreLockedError,
 };
@@ -45,6 +45,12 @@ pub enum Error {
     },
     /// A key file is not safe to read (symlink, not regular, foreign owner, loose mode).
     InsecureKeyFile { path: String, reason: String },
+    /// A PIN file could not be read or was refused (the token was not asked).
+    PinFile {
+        path: String,
+        reason: String,
+        errno: Option<i32>,
+    },
     /// `from_credential` outside a systemd unit with credentials.
     CredentialUnavailable(String),
     /// An exception already raised by Python code (e.g. the buffer protocol).
@@ -220,6 +226,14 @@ impl From<Error> for PyErr {
                 InsecureKeyFileError::new_err(format!("refusing key file {path:?}: {reason}"))
             }
             Error::CredentialUnavailable(msg) => CredentialUnavailableError::new_err(msg),
+            Error::PinFile {
+                path,
+                reason,
+                errno,
+            } => with_errno(
+                Pkcs11PinFileError::new_err(format!("PIN file {path:?}: {reason}")),
+                errno,
+            ),
             Error::InvalidSignature(msg) => InvalidSignature::new_err(msg),
             Error::Py(err) => err,
             Error::NotExportable(what) => KeyNotExportableError::new_err(format!(

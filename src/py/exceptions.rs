@@ -47,6 +47,7 @@ pyo3::import_exception!(keycell.exceptions, Pkcs11ModuleNotFoundError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11TokenNotFoundError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11PinIncorrectError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11PinLockedError);
+pyo3::import_exception!(keycell.exceptions, Pkcs11PinFileError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11ObjectNotFoundError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11MechanismNotSupportedError);
 pyo3::import_exception!(keycell.exceptions, Pkcs11NotLoggedInError);

@@ -426,6 +426,17 @@ impl KeyStore {
         self.with(py, |s| s.names().map_err(|e| self.err(e)))
     }
 
+    /// `(name, kind)` of every entry, sorted by name, without opening any: the kind is
+    /// "secret", "ed25519", "x25519", "ec-p256" or "ec-p384", as the file records it (the
+    /// entry's authentication covers it, and `get` checks it).
+    fn kinds(&self, py: Python<'_>) -> Result<Vec<(String, &'static str)>> {
+        self.with(py, |s| {
+            s.kinds()
+                .map(|v| v.into_iter().map(|(n, k)| (n, k.name())).collect())
+                .map_err(|e| self.err(e))
+        })
+    }
+
     fn __contains__(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> Result<bool> {
         let Ok(name) = name.extract::<String>() else {
             return Ok(false);

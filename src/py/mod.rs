@@ -242,6 +242,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::KeyView>()?;
     m.add_class::<keystore::KeyStore>()?;
     m.add_class::<passphrase::Passphrase>()?;
+    m.add_function(wrap_pyfunction!(passphrase::passphrase_weakness, m)?)?;
     m.add_class::<hmac::Hmac>()?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf, m)?)?;
     m.add_function(wrap_pyfunction!(hkdf::hkdf_extract, m)?)?;

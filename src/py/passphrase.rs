@@ -107,3 +107,26 @@ pub fn key_passphrase(
         .map(|p| copy_passphrase(py, p, KEY_PASSPHRASE_TYPE_ERROR))
         .transpose()
 }
+
+/// Why a store master passphrase (a `Passphrase`, or a bytes-like object, read in place and
+/// not wiped) is weak: shorter than 12 characters, one character repeated, or one of the
+/// most common passwords; `None` when it is none of these. The message names neither the
+/// passphrase nor its length. `keycell store init` warns with it.
+#[pyfunction]
+#[pyo3(signature = (passphrase, /))]
+pub fn passphrase_weakness(
+    py: Python<'_>,
+    passphrase: &Bound<'_, PyAny>,
+) -> Result<Option<String>> {
+    use crate::store::weak_passphrase::weakness;
+    if let Ok(p) = passphrase.cast::<Passphrase>() {
+        let live = p.get().cell.live()?;
+        return Ok(weakness(live.key().bytes()?).map(|w| w.message()));
+    }
+    let src = SecretSource::new(passphrase, "passphrase")?;
+    // A guarded copy (wiped when dropped), so the check reads no mutable Python memory.
+    let copy = SecretBuf::new_with(src.len().max(1), |dst| {
+        src.copy_into(py, &mut dst[..src.len()])
+    })?;
+    Ok(weakness(&copy.bytes()?[..src.len()]).map(|w| w.message()))
+}

@@ -34,7 +34,6 @@ use super::ec::{parse_curve, parse_encoding, ECPublicKey};
 use super::ed25519::Ed25519PublicKey;
 use super::errors::{Error, Result};
 use super::isolation_scope::detach;
-use super::key_io;
 use super::protection::Protection;
 use super::pyca::cryptography_private_methods;
 use super::rsa::RSAPublicKey;
@@ -43,6 +42,28 @@ use super::secret_key::check_hmac_tag;
 const PIN_TYPE_ERROR: &str = "pin must be a bytearray (or a writable memoryview): keycell \
     copies it into guarded memory and wipes it. A bytes or str PIN cannot be wiped and stays \
     in Python memory, so it is refused; or pass pin_file=";
+
+/// Why the PIN file `path` could not be used: a PIN error (`Pkcs11PinFileError`, also a
+/// `KeyFileError`), not a key file's.
+fn pin_file_error(path: &std::path::Path, e: crate::keyfile::LoadError) -> Error {
+    use crate::fs::FileError;
+    let path = path.display().to_string();
+    match e {
+        crate::keyfile::LoadError::Memory(m) => Error::Memory(m),
+        crate::keyfile::LoadError::File(FileError::Insecure(why)) => Error::PinFile {
+            path,
+            reason: format!("refusing it: {why}"),
+            errno: None,
+        },
+        crate::keyfile::LoadError::File(FileError::Unusable { reason, errno }) => {
+            Error::PinFile {
+                path,
+                reason,
+                errno,
+            }
+        }
+    }
+}
 
 /// The PIN from `pin` (a writable buffer, copied into a guarded region and wiped) or
 /// `pin_file` (read straight into a guarded region).
@@ -56,7 +77,7 @@ fn read_pin(
         (None, None) => Ok(None),
         (None, Some(path)) => detach(py, || crate::keyfile::read_passphrase_file(&path))
             .map(Some)
-            .map_err(|e| key_io::load_error(&path, e)),
+            .map_err(|e| pin_file_error(&path, e)),
         (Some(obj), None) => {
             if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>() {
                 return Err(Error::Type(PIN_TYPE_ERROR.to_owned()));

@@ -18,6 +18,7 @@
 
 pub mod format;
 pub mod lock;
+pub mod weak_passphrase;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -438,6 +439,17 @@ impl Store {
     /// Names of the entries, sorted.
     pub fn names(&mut self) -> Result<Vec<String>> {
         Ok(self.read()?.entries.into_iter().map(|e| e.name).collect())
+    }
+
+    /// Names and kinds of the entries, sorted by name. The kind is the one the file
+    /// records for the entry (it is authenticated with the entry when the entry is opened).
+    pub fn kinds(&mut self) -> Result<Vec<(String, KeyKind)>> {
+        Ok(self
+            .read()?
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect())
     }
 
     /// Whether an entry `name` exists.

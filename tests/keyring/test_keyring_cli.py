@@ -123,3 +123,42 @@ def test_put_and_get_an_ec_key(tmp_path: Path) -> None:
     assert out.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
     assert ECPrivateKey.from_file(out).public_key() == original.public_key()
     original.destroy()
+
+
+def test_get_writes_the_format_the_name_says_and_reports_it(tmp_path: Path) -> None:
+    """The keyring holds the bare key, not the file it came from: `keyring get -o`
+    writes the format `--format` or the file's suffix names, else the default, and says
+    which."""
+    data = secrets.token_bytes(32)
+    src = tmp_path / "in.hex"
+    src.write_text(data.hex())
+    src.chmod(0o600)
+    r = in_session(
+        """
+        import contextlib, io
+        from keycell.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            put = main(["keyring", "put", "kc:fmt", "--key-file", sys.argv[1],
+                        "--timeout", "60"])
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rcs = [main(["keyring", "get", "kc:fmt", "-o", sys.argv[2] + "/" + name])
+                   for name in ("out.hex", "out.b64", "out")]
+            rcs.append(main(["keyring", "get", "kc:fmt", "-o", sys.argv[2] + "/x.hex",
+                             "--format", "raw"]))
+        done({"rc": [put, *rcs], "err": err.getvalue()})
+        """,
+        str(src),
+        str(tmp_path),
+        timeout=120,
+    )
+    assert r["rc"] == [0, 0, 0, 0, 0]
+    assert (tmp_path / "out.hex").read_text().strip() == data.hex()
+    assert (tmp_path / "out").read_bytes() == data
+    assert (tmp_path / "x.hex").read_bytes() == data
+    assert "(hex, as its .hex name says; mode 0600)" in r["err"]
+    assert "(base64, as its .b64 name says; mode 0600)" in r["err"]
+    assert "(raw, the default: --format or a .pem/.der/.hex/.b64 name chooses another" in (
+        r["err"]
+    )
+    assert "(raw; mode 0600)" in r["err"]

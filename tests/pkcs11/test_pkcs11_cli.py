@@ -3,9 +3,13 @@ with pkcs11-tool."""
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
+import pytest
 from keycell import pkcs11
+from keycell.exceptions import KeyFileError, Pkcs11PinFileError
 from pkcs11_support import Hsm
 from support import run_cli
 
@@ -99,7 +103,7 @@ def test_keygen_secret_and_errors(hsm: Hsm) -> None:
         "kc-cli-mac",
     )
     assert r.returncode == 1
-    assert "already has" in r.stderr
+    assert "the token already has a secret key labelled \"kc-cli-mac\"" in r.stderr
     r = run_cli("pkcs11", "list", "--module", "/nonexistent/module.so")
     assert r.returncode == 1
     assert "keycell: error:" in r.stderr
@@ -148,3 +152,38 @@ def test_keygen_rsa(hsm: Hsm) -> None:
     r = run_cli("pkcs11", "keygen", "ec", *token_args, "--label", "x", "--bits", "2048")
     assert r.returncode == 2
     assert "--bits is for rsa keys" in r.stderr
+
+
+def test_keygen_names_an_existing_key_with_its_article(hsm: Hsm) -> None:
+    token_args = ("--module", hsm.module, "--token", hsm.label, "--pin-file", str(hsm.pin_file))
+    gen = ("pkcs11", "keygen", "ed25519", *token_args, "--label", "kc-cli-article")
+    try:
+        assert run_cli(*gen).returncode == 0
+        r = run_cli(*gen)
+        assert r.returncode == 1
+        assert "already has an Ed25519 private key labelled \"kc-cli-article\"" in r.stderr
+    finally:
+        for kind in ("privkey", "pubkey"):
+            hsm.tool("--delete-object", "--type", kind, "--label", "kc-cli-article", check=False)
+
+
+def test_a_missing_pin_file_is_a_pin_error(hsm: Hsm, tmp_path: Path) -> None:
+    """A PIN file that is missing or refused is reported as the PIN file's problem
+    (`Pkcs11PinFileError`, also a `KeyFileError`), not as a key file's."""
+    missing = tmp_path / "no-pin"
+    r = run_cli(
+        "pkcs11", "list", "--module", hsm.module, "--token", hsm.label, "--pin-file", missing
+    )
+    assert r.returncode == 1
+    assert f'keycell: error: PIN file "{missing}": cannot open' in r.stderr
+    assert "No such file" in r.stderr
+    assert "key file" not in r.stderr
+    with pytest.raises(Pkcs11PinFileError, match="PIN file") as e:
+        pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin_file=missing)
+    assert e.value.errno == errno.ENOENT
+    assert isinstance(e.value, KeyFileError)
+    loose = tmp_path / "loose-pin"
+    loose.write_text(hsm.pin)
+    loose.chmod(0o644)
+    with pytest.raises(Pkcs11PinFileError, match="refusing it: its permissions 0644"):
+        pkcs11.Token.open(module=hsm.module, token_label=hsm.label, pin_file=loose)

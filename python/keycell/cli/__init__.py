@@ -52,21 +52,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` ran (``keycell store get``, say), so that a
+    usage error shows that command's usage, not the top level's."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or chosen not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
+#: Library messages name Python keywords; on the command line they name the flag, the
+#: first of these that the running command has.
+_KEYWORD_FLAGS = {
+    "pass overwrite=True": ("--overwrite", "--force"),
+    "pass allow_short_secret=True": ("--short-secret",),
+}
+
+
+def _in_flags(message: str, command: argparse.ArgumentParser) -> str:
+    """``message`` with each Python keyword hint in :data:`_KEYWORD_FLAGS` replaced by
+    the running command's flag ("pass overwrite=True" -> "use --force")."""
+    options = {o for a in command._actions for o in a.option_strings}
+    for keyword, flags in _KEYWORD_FLAGS.items():
+        flag = next((f for f in flags if f in options), None)
+        if flag is not None:
+            message = message.replace(keyword, f"use {flag}")
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = _command_parser(parser, args)
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:
         return 130
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"keycell: error: {exc}", file=sys.stderr)
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         if isinstance(exc, KeycellError | CliError | OSError | ValueError | TypeError):
-            print(f"keycell: error: {exc}", file=sys.stderr)
+            print(f"keycell: error: {_in_flags(str(exc), command)}", file=sys.stderr)
             return 1
         raise
     return rc

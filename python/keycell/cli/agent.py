@@ -45,7 +45,7 @@ from ..agent_server import (
 )
 from ..exceptions import KeycellError
 from ..pkcs11 import Token
-from .common import CliError, load_private
+from .common import CliError, a_key, load_private
 from .common import UsageError as _UsageError
 from .common import master_options as _master_options
 from .common import open_store as _open_store
@@ -72,18 +72,23 @@ def _log(msg: str) -> None:
 def _cmd_policy_sign(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     agent_check_policy(data)
+    out = Path(args.output) if args.output else signature_path(args.file)
+    if not args.force and os.path.lexists(out):
+        raise CliError(f"{out} already exists (use --force to replace it)")
     kind, signer = load_private(args.key_file, None, None)
     if not isinstance(signer, Ed25519PrivateKey | ECPrivateKey | RSAPrivateKey):
         signer.destroy()
         raise CliError(
-            f"{args.key_file}: {kind} keys cannot sign policies; use an ed25519, ec or rsa key"
+            f"{args.key_file}: {a_key(kind)} cannot sign policies; use an Ed25519, EC or "
+            "RSA key"
         )
     try:
         text = sign_policy(data, signer)
     finally:
         signer.destroy()
-    out = Path(args.output) if args.output else signature_path(args.file)
-    out.write_text(text, encoding="ascii")
+    # "x" refuses a file that appeared since the check above.
+    with open(out, "w" if args.force else "x", encoding="ascii") as f:
+        f.write(text)
     print(f"wrote the signature of {args.file} to {out}", file=sys.stderr)
     return 0
 
@@ -486,6 +491,7 @@ def register(sub: Any) -> None:
         "PKCS#1 for RSA)",
     )
     s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
+    s.add_argument("--force", action="store_true", help="replace SIG if it exists")
     s.set_defaults(func=_cmd_policy_sign)
     v = psub.add_parser("verify", help="verify a policy file's signature and rules")
     v.add_argument("file", metavar="FILE", help="policy file (JSON)")

@@ -1,9 +1,10 @@
 """``keycell audit``: verify an audit log, prove a line's inclusion.
 
 ``keycell audit verify PATH --key-file K0 --public-key PUB.pem [--checkpoint FILE]
-[--json]`` exits 0 when the log verifies, 1 when it does not (tampered, or a torn tail),
-2 on a usage error (bad arguments, unreadable key or log files). ``keycell audit prove PATH
-LINE`` prints an RFC 6962 inclusion proof of a line.
+[--json]`` (``--no-checkpoint`` instead of ``--public-key``: no checkpoint is checked, so
+no signer's key is needed) exits 0 when the log verifies, 1 when it does not (tampered,
+or a torn tail), 2 on a usage error (bad arguments, unreadable key or log files).
+``keycell audit prove PATH LINE`` prints an RFC 6962 inclusion proof of a line.
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ def register(sub: Any) -> None:
     v.add_argument("--key-file", required=True, metavar="K0", help="the verification key K0")
     v.add_argument(
         "--public-key",
-        required=True,
         metavar="PUB.pem",
-        help="the checkpoint signer's public key (PEM)",
+        help="the checkpoint signer's public key (PEM; not needed with --no-checkpoint)",
     )
     cp = v.add_mutually_exclusive_group()
     cp.add_argument(
@@ -93,19 +93,27 @@ def _usage(msg: str) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.public_key is None and not args.no_checkpoint:
+        return _usage(
+            "--public-key PUB.pem is needed to check the log's signed checkpoint "
+            "(or pass --no-checkpoint to check the log without one)"
+        )
     try:
         key = SecretKey.from_file(args.key_file)
     except (KeycellError, OSError, ValueError) as exc:
         return _usage(f"cannot read the key file: {exc}")
-    try:
-        with open(args.public_key, "rb") as f:
-            public = Ed25519PublicKey.from_pem(f.read())
-    except (KeycellError, OSError, ValueError) as exc:
-        return _usage(f"cannot read the public key: {exc}")
+    public = None
+    if args.public_key is not None:
+        try:
+            with open(args.public_key, "rb") as f:
+                public = Ed25519PublicKey.from_pem(f.read())
+        except (KeycellError, OSError, ValueError) as exc:
+            return _usage(f"cannot read the public key: {exc}")
     checkpoint: str | Literal[False] | None = False if args.no_checkpoint else args.checkpoint
     try:
         with key:
-            if args.previous:
+            # --previous excludes --no-checkpoint: it always has the public key.
+            if args.previous and public is not None:
                 result = audit.verify_rotated(args.previous, args.path, key=key, public_key=public)
             else:
                 result = audit.verify(

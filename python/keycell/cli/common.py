@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import termios
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import keycell
@@ -29,13 +31,17 @@ __all__ = [
     "CliError",
     "UnknownKeyTypeError",
     "UsageError",
+    "a_key",
     "generate",
     "key_class",
     "load_private",
     "master",
     "master_options",
     "open_store",
+    "output_format",
+    "progress",
     "shown_name",
+    "warn",
     "wipe",
 ]
 
@@ -52,6 +58,70 @@ _KIND_CLASSES = {
     "ec": "ECPrivateKey",
     "rsa": "RSAPrivateKey",
 }
+
+
+#: "a secret key", "an Ed25519 key"...: a key type in a sentence.
+_A_KEY = {
+    "secret": "a secret key",
+    "ed25519": "an Ed25519 key",
+    "x25519": "an X25519 key",
+    "ec": "an EC key",
+    "ec-p256": "an EC P-256 key",
+    "ec-p384": "an EC P-384 key",
+    "rsa": "an RSA key",
+}
+
+
+def a_key(kind: str) -> str:
+    """``kind`` (a ``KINDS`` name or a store's kind) in a sentence, with its article:
+    "an Ed25519 key", never "a ed25519 key"."""
+    return _A_KEY.get(kind, f"a {kind} key")
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (the command goes on)."""
+    print(f"keycell: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def progress(what: str) -> Iterator[None]:
+    """Show ``what...`` on stderr while a slow step runs (Argon2id, RSA generation), and
+    erase it afterwards; only when stderr is a terminal (a log or a pipe gets nothing)."""
+    shown = sys.stderr.isatty()
+    if shown:
+        sys.stderr.write(f"keycell: {what}...")
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        if shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+#: Output formats a file name's suffix names.
+_SUFFIX_FORMATS = {
+    ".pem": "pem",
+    ".der": "der",
+    ".hex": "hex",
+    ".b64": "base64",
+    ".base64": "base64",
+    ".raw": "raw",
+    ".bin": "raw",
+}
+
+
+def output_format(path: str, explicit: str | None, kind: str) -> tuple[str, str]:
+    """The format to write ``path`` in, and why: ``explicit`` (``--format``), else the
+    one its suffix names (``key.hex`` -> hex), else the default of ``kind`` (raw for
+    secret keys, PEM otherwise)."""
+    if explicit is not None:
+        return explicit, ""
+    by_suffix = _SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    if by_suffix is not None:
+        return by_suffix, f", as its {Path(path).suffix} name says"
+    default = "raw" if kind == "secret" else "pem"
+    return default, ", the default: --format or a .pem/.der/.hex/.b64 name chooses another"
 
 
 class CliError(Exception):
@@ -169,9 +239,13 @@ def master(
 
 
 def open_store(args: argparse.Namespace) -> Any:
-    """Open ``args.store`` under the master its options name (see :func:`master`)."""
+    """Open ``args.store`` under the master its options name (see :func:`master`); a
+    passphrase's Argon2id derivation shows a progress line on a terminal."""
     with master(args) as key:
-        return KeyStore.open(args.store, master=key)
+        if isinstance(key, SecretKey):
+            return KeyStore.open(args.store, master=key)
+        with progress("deriving the store key from the passphrase (Argon2id)"):
+            return KeyStore.open(args.store, master=key)
 
 
 def master_options(p: argparse.ArgumentParser, *, new: bool = False) -> None:
@@ -209,7 +283,9 @@ def generate(
     if kind == "ec":
         return cls.generate(curve or "P-256")
     if kind == "rsa":
-        return cls.generate(3072 if bits is None else bits)
+        bits = 3072 if bits is None else bits
+        with progress(f"generating a {bits}-bit RSA key"):
+            return cls.generate(bits)
     return cls.generate()
 
 
@@ -277,7 +353,9 @@ def load_private(
             try:
                 return k, key_class(k).from_file(path, format=f)
             except KeyFileError as exc:
-                if type(exc) is not KeyFileError:
+                # An OS error (unreadable...) or a refused file is about the file, not
+                # its type: say so rather than "cannot tell the key type".
+                if type(exc) is not KeyFileError or exc.errno is not None:
                     raise
     raise UnknownKeyTypeError(
         f"cannot tell the key type of {path}: it is not an OpenSSH or PKCS#8 "

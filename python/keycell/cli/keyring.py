@@ -9,7 +9,7 @@ from typing import Any
 
 import keycell
 
-from .common import FORMATS, KINDS, CliError, key_class, shown_name
+from .common import FORMATS, KINDS, CliError, key_class, output_format, shown_name
 
 __all__ = ["register"]
 
@@ -70,12 +70,16 @@ def _cmd_keyring_get(args: argparse.Namespace) -> int:
     name = int(args.name) if args.name.isdigit() else args.name
     key = cls.from_keyring(name, keyring=args.keyring, consume=args.consume)
     try:
-        fmt = args.format or ("raw" if args.type == "secret" else "pem")
+        # The keyring holds the bare key, not the file it came from: the format is
+        # --format's, the one the file name says, or the default, and is reported.
+        fmt, why = output_format(args.output, args.format, args.type)
         key.to_file(args.output, format=fmt, overwrite=args.force)
     finally:
         key.destroy()
     gone = "; the kernel key was invalidated" if args.consume else ""
-    print(f"wrote {args.name!r} to {args.output} ({fmt}, mode 0600){gone}", file=sys.stderr)
+    print(
+        f"wrote {args.name!r} to {args.output} ({fmt}{why}; mode 0600){gone}", file=sys.stderr
+    )
     return 0
 
 
@@ -125,7 +129,10 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="key file to create")
     p.add_argument("--type", choices=KINDS, default="secret", help="key type (secret)")
     p.add_argument(
-        "--format", choices=FORMATS, help="key file format (raw; pem for ed25519/x25519)"
+        "--format",
+        choices=FORMATS,
+        help="key file format (default: the one a .pem/.der/.hex/.b64/.raw name says, else "
+        "raw for secret keys and pem for the others)",
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(

@@ -15,8 +15,10 @@ from .common import (
     RSA_BITS,
     CliError,
     UsageError,
+    a_key,
     generate,
     load_private,
+    output_format,
 )
 from .otp import keygen_otp
 
@@ -34,17 +36,18 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         return keygen_otp(args)
     if args.print_uri:
         raise UsageError("--print-uri is for otp keys")
-    fmt = args.format or ("raw" if args.kind == "secret" else "pem")
+    fmt, why = output_format(args.output, args.format, args.kind)
     if args.kind in ("ec", "rsa") and fmt not in ("pem", "der", "openssh"):
         raise UsageError(
-            f"{args.kind} key files are PKCS#8 or OpenSSH: --format pem, der or openssh"
+            f"{a_key(args.kind)} file is PKCS#8 or OpenSSH: --format pem, der or openssh "
+            f"(not {fmt}{why})"
         )
     key = generate(args.kind, args.length, args.curve, args.bits)
     try:
         key.to_file(args.output, format=fmt, overwrite=args.force)
     finally:
         key.destroy()
-    print(f"wrote {args.kind} key to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
+    print(f"wrote {a_key(args.kind)} to {args.output} ({fmt}{why}; mode 0600)", file=sys.stderr)
     return 0
 
 

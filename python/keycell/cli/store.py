@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from .._native import KeyStore, SecretKey
+from .._native import KeyStore, SecretKey, passphrase_weakness
 from .common import (
     CURVES,
     FORMATS,
@@ -23,7 +24,10 @@ from .common import (
     master,
     master_options,
     open_store,
+    output_format,
+    progress,
     shown_name,
+    warn,
 )
 
 __all__ = ["register"]
@@ -45,7 +49,12 @@ def _kdf_params(args: argparse.Namespace) -> dict[str, int] | None:
 def _cmd_store_init(args: argparse.Namespace) -> int:
     with master(args, confirm=True) as key:
         params = _kdf_params(args) if not args.master_key_file else None
-        KeyStore.create(args.store, master=key, kdf_params=params).close()  # type: ignore[arg-type]
+        if not isinstance(key, SecretKey):
+            weakness = passphrase_weakness(key)
+            if weakness is not None:
+                warn(weakness)
+        with progress("deriving the store key from the passphrase (Argon2id)"):
+            KeyStore.create(args.store, master=key, kdf_params=params).close()  # type: ignore[arg-type]
     print(f"created key store {args.store}", file=sys.stderr)
     return 0
 
@@ -90,32 +99,58 @@ def _cmd_store_put(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_get(args: argparse.Namespace) -> int:
-    if (args.output is None) == (not args.print_secret):
-        raise UsageError("give exactly one of -o FILE or --print-secret")
+    if args.output is None and not args.print_secret:
+        raise UsageError(
+            "say where the key goes: -o FILE writes it to a new key file (mode 0600), or "
+            "--print-secret prints a secret key as hex on stdout (it will be in your "
+            "terminal); give exactly one of -o FILE or --print-secret"
+        )
+    if args.output is not None and args.print_secret:
+        raise UsageError("give exactly one of -o FILE or --print-secret, not both")
     with open_store(args) as store:
         key = store.get(args.name)
     try:
         if args.print_secret:
             if not isinstance(key, SecretKey):
                 raise CliError(
-                    f"{args.name!r} holds a private key; --print-secret is for secret keys "
-                    "(write it to a file with -o FILE)"
+                    f"{args.name!r} holds a private key, not a secret key; --print-secret "
+                    "is for secret keys (write it to a file with -o FILE)"
                 )
             with key.expose() as view:
                 print(view.hex())
         else:
-            fmt = args.format or ("raw" if isinstance(key, SecretKey) else "pem")
+            kind = "secret" if isinstance(key, SecretKey) else "private"
+            fmt, why = output_format(args.output, args.format, kind)
             key.to_file(args.output, format=fmt, overwrite=args.force)
-            print(f"wrote {args.name!r} to {args.output} ({fmt}, mode 0600)", file=sys.stderr)
+            print(
+                f"wrote {args.name!r} to {args.output} ({fmt}{why}; mode 0600)",
+                file=sys.stderr,
+            )
     finally:
         key.destroy()
     return 0
 
 
+#: The store's kinds as the CLI names them: (--type, curve).
+_STORE_KINDS = {"ec-p256": ("ec", "P-256"), "ec-p384": ("ec", "P-384")}
+
+
 def _cmd_store_list(args: argparse.Namespace) -> int:
     with open_store(args) as store:
-        for name in store.names():
-            print(shown_name(name))
+        entries = store.kinds()
+    if args.json:
+        out = []
+        for name, kind in entries:
+            key_type, curve = _STORE_KINDS.get(kind, (kind, None))
+            entry = {"name": name, "type": key_type}
+            if curve is not None:
+                entry["curve"] = curve
+            out.append(entry)
+        print(json.dumps(out, indent=2))
+        return 0
+    for name, kind in entries:
+        key_type, curve = _STORE_KINDS.get(kind, (kind, None))
+        print(f"{shown_name(name)}\t{key_type}" + (f" {curve}" if curve else ""))
     return 0
 
 
@@ -129,7 +164,12 @@ def _cmd_store_delete(args: argparse.Namespace) -> int:
 def _cmd_store_rotate(args: argparse.Namespace) -> int:
     with open_store(args) as store, master(args, new=True, confirm=True) as new_master:
         params = _kdf_params(args) if not args.new_master_key_file else None
-        store.rotate_master(new_master, kdf_params=params)
+        if not isinstance(new_master, SecretKey):
+            weakness = passphrase_weakness(new_master)
+            if weakness is not None:
+                warn(f"the new master: {weakness}")
+        with progress("re-sealing every entry under the new master (Argon2id)"):
+            store.rotate_master(new_master, kdf_params=params)
     print(f"re-sealed every entry of {args.store} under the new master", file=sys.stderr)
     return 0
 
@@ -210,7 +250,12 @@ def register(sub: Any) -> None:
         help="print the secret key as hex on stdout instead (it will be in your terminal)",
     )
 
-    action("list", "list the entry names", _cmd_store_list)
+    p = action("list", "list the entries: name and key type, one per line", _cmd_store_list)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print a JSON list of {"name", "type"} objects ("curve" for ec keys)',
+    )
 
     p = action("delete", "remove an entry", _cmd_store_delete)
     p.add_argument("name", metavar="NAME", help="entry name")
