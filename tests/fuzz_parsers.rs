@@ -838,8 +838,8 @@ fn target_audit_verify(dir: &Path, d: &[u8]) -> usize {
     let cp = std::fs::read(dir.join("corpus.log.checkpoint")).expect("checkpoint");
     let mut accepted = 0;
     for note in [None, Some(&cp[..])] {
-        let r =
-            audit_verify::verify_file(&path, &AUDIT_K0, sk.public(), note, false).expect("verify");
+        let checkpoint = note.map(|n| (n, sk.public()));
+        let r = audit_verify::verify_file(&path, &AUDIT_K0, checkpoint, false).expect("verify");
         if r.failure.is_none() {
             accepted += 1;
             // A log that verifies has no partial line and starts with its genesis record.

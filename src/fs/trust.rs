@@ -125,8 +125,7 @@ pub(super) fn open_platform_file(path: &Path, trust: Trust) -> Result<File, File
                 let target = read_link(&dir, &component, last)?;
                 if trust == Trust::Credential {
                     return Err(FileError::Insecure(
-                        "it is a symbolic link (credentials are opened with O_NOFOLLOW)"
-                            .to_owned(),
+                        "it is a symbolic link (credentials are opened with O_NOFOLLOW)".to_owned(),
                     ));
                 }
                 links += 1;
@@ -135,7 +134,10 @@ pub(super) fn open_platform_file(path: &Path, trust: Trust) -> Result<File, File
                         "it is reached through more than {MAX_LINKS} symbolic links"
                     )));
                 }
-                for (i, part) in link_components(&component, &target)?.into_iter().enumerate() {
+                for (i, part) in link_components(&component, &target)?
+                    .into_iter()
+                    .enumerate()
+                {
                     pending.insert(i, part);
                 }
             }
@@ -450,8 +452,7 @@ mod tests {
         write(&creds.join("api"), b"0123456789abcdef", 0o400);
         symlink("api", creds.join("link")).expect("symlink");
         let set = |mode: u32| {
-            std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode))
-                .expect("chmod")
+            std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode)).expect("chmod")
         };
         set(0o700);
         assert!(insecure(read(&creds.join("api"), Trust::Credential)).contains("writable"));

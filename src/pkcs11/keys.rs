@@ -122,7 +122,11 @@ impl ObjectKind {
 
     /// [`Self::name`] with its article: "an Ed25519 private key", "a secret key".
     fn a_name(self) -> String {
-        let article = if self == ObjectKind::Secret { "a" } else { "an" };
+        let article = if self == ObjectKind::Secret {
+            "a"
+        } else {
+            "an"
+        };
         format!("{article} {}", self.name())
     }
 }

@@ -11,15 +11,15 @@ use crate::memory::MemoryError;
 
 use super::exceptions::{
     AgentError, AgentPolicyError, AlreadyFinalized, AuditError, AuditTamperedError,
-    CredentialUnavailableError, ForkedKeyError,
-    InsecureKeyFileError, InvalidCode, InvalidSignature, InvalidTag, KeyDestroyedError,
-    KeyFileError, KeyInUseError, KeyNotExportableError, KeyStoreError, KeycellError, KeyringError,
-    KeyringKeyExpiredError, KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError,
-    KeyringUnavailableError, MemoryLockError, Pkcs11ClosedError, Pkcs11ForkedError,
-    Pkcs11MechanismNotSupportedError, Pkcs11ModuleNotFoundError, Pkcs11NotLoggedInError,
-    Pkcs11ObjectNotFoundError, Pkcs11PinFileError, Pkcs11PinIncorrectError, Pkcs11PinLockedError,
-    Pkcs11TokenNotFoundError, ProtectionError, StoreAuthenticationError, StoreCorruptedError,
-    StoreEntryExistsError, StoreEntryNotFoundError, StoreLockedError,
+    CredentialUnavailableError, ForkedKeyError, InsecureKeyFileError, InvalidCode,
+    InvalidSignature, InvalidTag, KeyDestroyedError, KeyFileError, KeyInUseError,
+    KeyNotExportableError, KeyStoreError, KeycellError, KeyringError, KeyringKeyExpiredError,
+    KeyringKeyNotFoundError, KeyringPermissionError, KeyringQuotaError, KeyringUnavailableError,
+    MemoryLockError, Pkcs11ClosedError, Pkcs11ForkedError, Pkcs11MechanismNotSupportedError,
+    Pkcs11ModuleNotFoundError, Pkcs11NotLoggedInError, Pkcs11ObjectNotFoundError,
+    Pkcs11PinFileError, Pkcs11PinIncorrectError, Pkcs11PinLockedError, Pkcs11TokenNotFoundError,
+    ProtectionError, StoreAuthenticationError, StoreCorruptedError, StoreEntryExistsError,
+    StoreEntryNotFoundError, StoreLockedError,
 };
 
 /// Every failure the bindings report.

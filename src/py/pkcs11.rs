@@ -55,13 +55,11 @@ fn pin_file_error(path: &std::path::Path, e: crate::keyfile::LoadError) -> Error
             reason: format!("refusing it: {why}"),
             errno: None,
         },
-        crate::keyfile::LoadError::File(FileError::Unusable { reason, errno }) => {
-            Error::PinFile {
-                path,
-                reason,
-                errno,
-            }
-        }
+        crate::keyfile::LoadError::File(FileError::Unusable { reason, errno }) => Error::PinFile {
+            path,
+            reason,
+            errno,
+        },
     }
 }
 

@@ -183,7 +183,13 @@ impl RSAPrivateKey {
         exportable: bool,
     ) -> Result<Self> {
         let path = key_io::credential_path(name)?;
-        Self::load(py, key_io::credential_file(&path), format, passphrase, exportable)
+        Self::load(
+            py,
+            key_io::credential_file(&path),
+            format,
+            passphrase,
+            exportable,
+        )
     }
 
     /// Load a key from the bytes of an OpenSSH private key file (`BEGIN OPENSSH PRIVATE

@@ -267,7 +267,13 @@ impl SecretKey {
         exportable: bool,
     ) -> Result<SecretKey> {
         let path = key_io::credential_path(name)?;
-        SecretKey::load(py, key_io::credential_file(&path), length, format, exportable)
+        SecretKey::load(
+            py,
+            key_io::credential_file(&path),
+            length,
+            format,
+            exportable,
+        )
     }
 
     /// Read a key from the Linux kernel keyring straight into a guarded region.

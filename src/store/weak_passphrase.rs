@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn weak_and_strong() {
         assert_eq!(weakness(b"PassWord"), Some(Weakness::Common));
-        assert_eq!(weakness(b"correct horse battery staple"), Some(Weakness::Common));
+        assert_eq!(
+            weakness(b"correct horse battery staple"),
+            Some(Weakness::Common)
+        );
         assert_eq!(weakness(b"aaaaaaaaaaaaaaaa"), Some(Weakness::Repeated));
         assert_eq!(weakness(b"short pw"), Some(Weakness::Short));
         assert_eq!(weakness("ünïcödé pässwörd".as_bytes()), None);
