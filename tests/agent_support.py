@@ -334,8 +334,9 @@ class Signer:
         k.destroy()
 
     def sign(self, policy: Path) -> None:
-        """``keycell policy sign POLICY``: writes ``POLICY.sig``."""
-        r = run_cli("policy", "sign", policy, "--key-file", self.key)
+        """``keycell policy sign POLICY --force``: writes ``POLICY.sig``, replacing the
+        signature of an earlier version (the tests edit and re-sign their policies)."""
+        r = run_cli("policy", "sign", policy, "--key-file", self.key, "--force")
         assert r.returncode == 0, r.stderr
 
 

@@ -345,7 +345,7 @@ def test_policy_sign_refuses_keys_that_cannot_sign(tmp_path: Path) -> None:
         k.to_file(x)
     r = run_cli("policy", "sign", policy, "--key-file", x)
     assert r.returncode == 1
-    assert "x25519 keys cannot sign policies; use an ed25519, ec or rsa key" in r.stderr
+    assert "an X25519 key cannot sign policies; use an Ed25519, EC or RSA key" in r.stderr
     assert not Path(f"{policy}.sig").exists()
 
 
@@ -440,7 +440,7 @@ def test_rsa_pss_signed_policy(tmp_path: Path) -> None:
         Path(f"{policy}.sig").write_text(text)
         r = run_cli("policy", "verify", policy, "--public-key", pub_file)
         assert r.returncode == (0 if good else 1), r.stderr
-    r = run_cli("policy", "sign", policy, "--key-file", key_file)
+    r = run_cli("policy", "sign", policy, "--key-file", key_file, "--force")
     assert r.returncode == 0, r.stderr
     with Agent(st, "--policy", str(policy), "--policy-public-key", str(pub_file)) as agent:
         with agent.client() as c:

@@ -76,7 +76,7 @@ def test_keygen_and_store_workflow(tmp_path: Path) -> None:
     r = run_cli("store", "put", store, "gen", "--generate", "secret", "--passphrase-file", pw)
     assert r.returncode == 0, r.stderr
     r = run_cli("store", "list", store, "--passphrase-file", pw)
-    assert (r.returncode, r.stdout) == (0, "api\ngen\n")
+    assert (r.returncode, r.stdout) == (0, "api\tsecret\ngen\tsecret\n")
 
     out = tmp_path / "out.key"
     r = run_cli("store", "get", store, "api", "-o", out, "--passphrase-file", pw)

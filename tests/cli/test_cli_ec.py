@@ -74,7 +74,7 @@ def test_keygen_ec_defaults_and_refusals(tmp_path: Path) -> None:
     assert ECPrivateKey.from_file(path).curve == "P-256"
     r = run_cli("keygen", "ec", "-o", tmp_path / "raw", "--format", "raw")
     assert r.returncode == 2
-    assert "ec key files are PKCS#8 or OpenSSH: --format pem, der or openssh" in r.stderr
+    assert "an EC key file is PKCS#8 or OpenSSH: --format pem, der or openssh" in r.stderr
     r = run_cli("keygen", "ed25519", "-o", tmp_path / "ed", "--curve", "P-256")
     assert r.returncode == 2
     assert "--curve is for ec keys" in r.stderr

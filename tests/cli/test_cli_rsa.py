@@ -51,7 +51,7 @@ def test_keygen_rsa_refusals(tmp_path: Path) -> None:
     assert "invalid choice" in r.stderr
     r = run_cli("keygen", "rsa", "-o", tmp_path / "raw", "--format", "hex")
     assert r.returncode == 2
-    assert "rsa key files are PKCS#8 or OpenSSH: --format pem, der or openssh" in r.stderr
+    assert "an RSA key file is PKCS#8 or OpenSSH: --format pem, der or openssh" in r.stderr
     r = run_cli("keygen", "ec", "--bits", "2048", "-o", tmp_path / "ec")
     assert r.returncode == 2
     assert "--bits is for rsa keys" in r.stderr
