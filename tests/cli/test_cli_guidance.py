@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from keycell import Ed25519PrivateKey, SecretKey, audit
+from keycell import ECPrivateKey, Ed25519PrivateKey, SecretKey, audit
 from support import KEYCELL, run_cli
 
 FAST = ["--kdf-memory-kib", "1024", "--kdf-iterations", "1"]
@@ -88,7 +88,7 @@ def test_key_types_take_their_article(tmp_path: Path) -> None:
     assert "wrote an Ed25519 key to" in r.stderr
     r = run_cli("keygen", "secret", "-o", tmp_path / "s.key")
     assert "wrote a secret key to" in r.stderr
-    r = run_cli("keygen", "ec", "-o", tmp_path / "e.hex")
+    r = run_cli("keygen", "ec", "-o", tmp_path / "e.key", "--format", "hex")
     assert r.returncode == 2
     assert "an EC key file is PKCS#8" in r.stderr
     policy = tmp_path / "policy.json"
@@ -210,6 +210,11 @@ def test_output_format_follows_the_name_and_is_reported(tmp_path: Path) -> None:
     r = run_cli("store", "get", store, "a", "-o", out, "--passphrase-file", pw)
     assert "(base64, as its .b64 name says; mode 0600)" in r.stderr
     assert SecretKey.from_file(out, format="base64") == SecretKey.from_file(src)
+    # A suffix that names a format the key cannot have is not taken for one.
+    r = run_cli("keygen", "ec", "-o", tmp_path / "ec.hex")
+    assert r.returncode == 0, r.stderr
+    assert "(pem, the default" in r.stderr
+    assert ECPrivateKey.from_file(tmp_path / "ec.hex", format="pem").curve == "P-256"
     plain = tmp_path / "a"
     r = run_cli("store", "get", store, "a", "-o", plain, "--passphrase-file", pw)
     assert "(raw, the default: --format or a .pem/.der/.hex/.b64 name chooses another" in (

@@ -34,6 +34,7 @@ __all__ = [
     "a_key",
     "generate",
     "key_class",
+    "kind_of",
     "load_private",
     "master",
     "master_options",
@@ -111,17 +112,32 @@ _SUFFIX_FORMATS = {
 }
 
 
+#: The formats a key of each kind can be written in (ed25519 and x25519: all of them).
+_KIND_FORMATS = {
+    "secret": ("raw", "hex", "base64"),
+    "ec": ("pem", "der", "openssh"),
+    "rsa": ("pem", "der", "openssh"),
+}
+
+
 def output_format(path: str, explicit: str | None, kind: str) -> tuple[str, str]:
-    """The format to write ``path`` in, and why: ``explicit`` (``--format``), else the
-    one its suffix names (``key.hex`` -> hex), else the default of ``kind`` (raw for
-    secret keys, PEM otherwise)."""
+    """The format to write a ``kind`` key to ``path`` in, and why (for the message):
+    ``explicit`` (``--format``), else the one the file name's suffix names when ``kind``
+    has it (``key.hex`` -> hex), else the default (raw for secret keys, PEM otherwise)."""
     if explicit is not None:
         return explicit, ""
-    by_suffix = _SUFFIX_FORMATS.get(Path(path).suffix.lower())
-    if by_suffix is not None:
-        return by_suffix, f", as its {Path(path).suffix} name says"
+    suffix = Path(path).suffix
+    by_suffix = _SUFFIX_FORMATS.get(suffix.lower())
+    if by_suffix is not None and by_suffix in _KIND_FORMATS.get(kind, FORMATS):
+        return by_suffix, f", as its {suffix} name says"
     default = "raw" if kind == "secret" else "pem"
     return default, ", the default: --format or a .pem/.der/.hex/.b64 name chooses another"
+
+
+def kind_of(key: Any) -> str:
+    """The ``KINDS`` name of a key handle (``"secret"`` for a ``SecretKey``...)."""
+    name = type(key).__name__
+    return next((k for k, cls in _KIND_CLASSES.items() if cls == name), "secret")
 
 
 class CliError(Exception):

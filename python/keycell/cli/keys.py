@@ -84,9 +84,10 @@ def _add_keygen(sub: Any) -> None:
         description=(
             "Generate a key from the OS CSPRNG into guarded memory and write it to FILE "
             "atomically (mode 0600; never replaces an existing file unless --force). "
-            "Default formats: raw for secret keys, PKCS#8 PEM for ed25519/x25519/ec/rsa "
-            "(ec, rsa: PEM, DER or an unencrypted OpenSSH file; --curve P-256 or P-384, "
-            "default P-256; --bits 2048, 3072 or 4096, default 3072)."
+            "Default formats: the one FILE's suffix names (.pem, .der, .hex, .b64, .raw) "
+            "when the key type has it, else raw for secret keys, PKCS#8 PEM for "
+            "ed25519/x25519/ec/rsa (ec, rsa: PEM, DER or an unencrypted OpenSSH file; "
+            "--curve P-256 or P-384, default P-256; --bits 2048, 3072 or 4096, default 3072)."
         ),
     )
     p.add_argument("kind", choices=(*KINDS, "otp"), help="key type (otp: a 20-byte secret)")
@@ -94,7 +95,12 @@ def _add_keygen(sub: Any) -> None:
     p.add_argument("--length", type=int, metavar="N", help="secret key length in bytes (32)")
     p.add_argument("--curve", choices=CURVES, help="ec: the curve (P-256)")
     p.add_argument("--bits", type=int, choices=RSA_BITS, help="rsa: the key size (3072)")
-    p.add_argument("--format", choices=FORMATS, help="file format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="file format (default: the one a .pem/.der/.hex/.b64/.raw name says, else raw "
+        "for secret keys and pem for the others)",
+    )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
         "--print-uri",

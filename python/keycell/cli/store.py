@@ -20,6 +20,7 @@ from .common import (
     UsageError,
     generate,
     key_class,
+    kind_of,
     load_private,
     master,
     master_options,
@@ -119,8 +120,7 @@ def _cmd_store_get(args: argparse.Namespace) -> int:
             with key.expose() as view:
                 print(view.hex())
         else:
-            kind = "secret" if isinstance(key, SecretKey) else "private"
-            fmt, why = output_format(args.output, args.format, kind)
+            fmt, why = output_format(args.output, args.format, kind_of(key))
             key.to_file(args.output, format=fmt, overwrite=args.force)
             print(
                 f"wrote {args.name!r} to {args.output} ({fmt}{why}; mode 0600)",
@@ -241,7 +241,10 @@ def register(sub: Any) -> None:
     p.add_argument("name", metavar="NAME", help="entry name")
     p.add_argument("-o", "--output", metavar="FILE", help="key file to create (mode 0600)")
     p.add_argument(
-        "--format", choices=FORMATS, help="key file format (raw; pem for private keys)"
+        "--format",
+        choices=FORMATS,
+        help="key file format (default: the one a .pem/.der/.hex/.b64/.raw name says, else "
+        "raw for secret keys and pem for the others)",
     )
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
