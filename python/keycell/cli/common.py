@@ -351,7 +351,7 @@ def load_private(
             ssh_type, encrypted = found
             found_kind = _SSH_KINDS[ssh_type]
             if kind is not None and kind != found_kind:
-                raise CliError(f"{path} holds an OpenSSH {ssh_type} key, not a {kind} key")
+                raise CliError(f"{path} holds an OpenSSH {ssh_type} key, not {a_key(kind)}")
             with _key_passphrase(path, encrypted, passphrase_file) as passphrase:
                 cls = key_class(found_kind)
                 return found_kind, cls.from_file(path, format="openssh", passphrase=passphrase)
