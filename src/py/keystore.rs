@@ -427,8 +427,8 @@ impl KeyStore {
     }
 
     /// `(name, kind)` of every entry, sorted by name, without opening any: the kind is
-    /// "secret", "ed25519", "x25519", "ec-p256", "ec-p384" or "rsa", as the file records it (the
-    /// entry's authentication covers it, and `get` checks it).
+    /// "secret", "ed25519", "x25519", "ec-p256", "ec-p384" or "rsa", as the file records
+    /// it (the entry's authentication covers it, and `get` checks it).
     fn kinds(&self, py: Python<'_>) -> Result<Vec<(String, &'static str)>> {
         self.with(py, |s| {
             s.kinds()
