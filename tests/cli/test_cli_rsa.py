@@ -82,7 +82,7 @@ def test_openssl_pkcs1_files_are_detected_and_stored(tmp_path: Path) -> None:
     assert run_cli("store", "init", store, *m).returncode == 0
     r = run_cli("store", "put", store, "rsa", "--key-file", pkcs1, *m)
     assert r.returncode == 0, r.stderr
-    assert run_cli("store", "list", store, *m).stdout == "rsa\n"
+    assert run_cli("store", "list", store, *m).stdout == "rsa\trsa\n"
     out = tmp_path / "out.pem"
     r = run_cli("store", "get", store, "rsa", "-o", out, *m)
     assert r.returncode == 0, r.stderr

@@ -98,7 +98,7 @@ def test_ssh_keygen_files_are_detected_and_stored(
     wrong = "ed25519" if kind != "ed25519" else "rsa"
     r = run_cli("store", "put", path, "k3", "--key-file", key_file, "--type", wrong, *extra, *m)
     assert r.returncode == 1
-    assert "not a" in r.stderr
+    assert f"not {'an Ed25519' if wrong == 'ed25519' else 'an RSA'} key" in r.stderr
     if encrypted:
         # Without the passphrase and without a terminal: the option is named.
         r = run_cli("store", "put", path, "k4", "--key-file", key_file, *m,
@@ -111,8 +111,8 @@ def test_ssh_keygen_files_are_detected_and_stored(
         assert r.returncode == 1
         assert "wrong passphrase" in r.stderr
         assert PASS not in r.stderr
-    names = run_cli("store", "list", path, *m).stdout.split()
-    assert names == ["k", "k2"]
+    listing = run_cli("store", "list", path, *m).stdout.splitlines()
+    assert [line.split("\t")[0] for line in listing] == ["k", "k2"]
 
 
 def test_pkcs8_sec1_and_pkcs1_files_are_detected(
