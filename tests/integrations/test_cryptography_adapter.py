@@ -357,3 +357,28 @@ def test_public_names_have_docstrings() -> None:
                 for attr, value in vars(obj).items():
                     if not attr.startswith("_"):
                         assert value.__doc__, f"{name}.{attr} has no docstring"
+
+
+def test_adapters_are_fixed_when_made_and_wrap_only_their_key_types() -> None:
+    # Outside review: the export choice could be flipped after the adapter was made, a
+    # constructor took any truthy allow_export, and an EC key could pose as Ed25519.
+    with Ed25519PrivateKey.generate() as ed, ECPrivateKey.generate("P-256") as p256:
+        adapter = ed.to_cryptography()
+        with pytest.raises(AttributeError, match="immutable"):
+            adapter._allow_export = True  # type: ignore[misc]
+        with pytest.raises(AttributeError, match="immutable"):
+            del adapter._key
+        with pytest.raises(KeyNotExportableError):
+            adapter.private_bytes_raw()
+        with pytest.raises(TypeError, match="allow_export must be a bool"):
+            CryptographyEd25519PrivateKey(ed, allow_export="no")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="wraps Ed25519PrivateKey"):
+            CryptographyEd25519PrivateKey(p256)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not Ed25519PrivateKey"):
+            CryptographyECPrivateKey(ed)  # type: ignore[arg-type]
+
+
+def test_rsa_sign_without_a_padding_object_is_unsupported(rsa_key: RSAPrivateKey) -> None:
+    adapter = rsa_key.to_cryptography()
+    with pytest.raises(UnsupportedAlgorithm, match="PKCS1v15 or PSS padding, not NoneType"):
+        adapter.sign(b"m", None, hashes.SHA256())  # type: ignore[arg-type]

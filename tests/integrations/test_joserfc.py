@@ -153,3 +153,16 @@ def test_joserfc_hmac_needs_the_raw_key_bytes() -> None:
 
     assert isinstance(OctKey.import_key(b"k" * 32).raw_value, bytes)
     assert "hmac.new(op_key" in inspect.getsource(HMACAlgorithm.sign)
+
+
+def test_parameters_cannot_replace_the_keys_own_members() -> None:
+    # Outside review: parameters={"x": other.x, "y": ..., "d": ...} published another key's
+    # point (and a "d") under this key.
+    with ECPrivateKey.generate("P-256") as key, ECPrivateKey.generate("P-256") as other:
+        theirs = other.public_key().to_jwk()
+        for bad in ({"x": theirs["x"], "y": theirs["y"]}, {"d": "AAAA"}, {"kty": "oct"}):
+            with pytest.raises(ValueError, match="may not set the key's own JWK members"):
+                import_key(key, bad)
+        jwk = import_key(key, {"kid": "k1", "use": "sig"})
+        assert jwk.as_dict()["x"] == key.public_key().to_jwk()["x"]
+        assert "d" not in jwk.as_dict(private=True)

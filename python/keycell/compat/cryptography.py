@@ -168,9 +168,27 @@ class _Adapter(RefusesText):
     _public: Any
 
     def _setup(self, key: object, allow_export: bool) -> None:
-        self._key = key
-        self._allow_export = allow_export
-        self._public = public_key_to_cryptography(self._key.public_key())
+        if _ADAPTERS.get(type(key)) is not type(self):
+            raise TypeError(
+                f"{type(self).__name__} wraps {self._wraps()}, not {type(key).__name__}"
+            )
+        if not isinstance(allow_export, bool):
+            raise TypeError("allow_export must be a bool")
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_allow_export", allow_export)
+        object.__setattr__(self, "_public", public_key_to_cryptography(key.public_key()))  # type: ignore[attr-defined]
+
+    def _wraps(self) -> str:
+        return " or ".join(k.__name__ for k, a in _ADAPTERS.items() if a is type(self))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        # The handle and the export choice are fixed when the adapter is made (a guard
+        # against accidents: code in this process can always reach the handle itself,
+        # whose exportable flag and seal are the boundary).
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     @property
     def keycell_key(self) -> Any:
@@ -416,7 +434,10 @@ def _rsa_padding(pad: padding.AsymmetricPadding, hash_name: str, digest_size: in
     if isinstance(pad, padding.PKCS1v15):
         return "pkcs1v15"
     if not isinstance(pad, padding.PSS):
-        _unsupported(f"keycell's RSA keys sign with PKCS1v15 or PSS padding, not {pad.name}")
+        _unsupported(
+            "keycell's RSA keys sign with PKCS1v15 or PSS padding, not "
+            f"{getattr(pad, 'name', type(pad).__name__)}"
+        )
     mgf = pad.mgf
     mgf_hash = getattr(mgf, "_algorithm", None)
     if not isinstance(mgf, padding.MGF1) or getattr(mgf_hash, "name", None) != hash_name:

@@ -43,6 +43,13 @@ _KEY_CLASSES: dict[type, type[Any]] = {
 }
 
 
+# The members a JWK's key material is made of (RFC 7517/7518/8037): never taken from
+# ``parameters``.
+_KEY_MEMBERS = frozenset(
+    {"kty", "crv", "x", "y", "n", "e", "d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+)
+
+
 def import_key(
     key: Ed25519PrivateKey | X25519PrivateKey | ECPrivateKey | RSAPrivateKey,
     parameters: dict[str, Any] | None = None,
@@ -64,6 +71,14 @@ def import_key(
         )
     if parameters is not None and not isinstance(parameters, dict):
         raise TypeError("parameters must be a dict of JWK members")
+    key_members = sorted(_KEY_MEMBERS.intersection(parameters or ()))
+    if key_members:
+        # They would replace the key's own JWK members: publish another key's point, or
+        # a private member, under this key (outside review).
+        raise ValueError(
+            f"parameters may not set the key's own JWK members ({', '.join(key_members)}); "
+            "they come from the key"
+        )
     adapter = key.to_cryptography()
     public_jwk = cls.import_key(adapter.public_key()).as_dict()
     # joserfc keeps a dict given as the key's original value as its JWK, and the pyca
