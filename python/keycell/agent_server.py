@@ -377,8 +377,9 @@ def serve(
     log: Callable[[str], None] | None = None,
     verbose: bool = False,
 ) -> AgentHandle:
-    """Serve the Ed25519 and secret keys of a key store and/or a PKCS#11 token on the Unix
-    socket ``socket_path`` (SSH agent protocol), in this process; returns at once.
+    """Serve the Ed25519, ECDSA (P-256, P-384), RSA and secret keys of a key store and/or a
+    PKCS#11 token on the Unix socket ``socket_path`` (SSH agent protocol), in this process;
+    returns at once.
 
     ``store`` is an open :class:`~keycell.KeyStore` (yours to close, after the agent
     stopped), or a store file's path opened here with ``passphrase`` (its master: a

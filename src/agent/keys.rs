@@ -5,9 +5,12 @@
 //!   region; an RSA entry's PKCS#1 DER into a guarded scratch region, decoded from there
 //!   as [`crate::crypto::rsa`] describes). X25519 entries are not loaded: the agent has no
 //!   operation for them.
-//! - a PKCS#11 token: every Ed25519 private key and generic secret, named by its
-//!   `CKA_LABEL`; the agent keeps the object handle and asks the token to sign or MAC
-//!   ([`crate::pkcs11::keys`]); no key byte enters the process.
+//! - a PKCS#11 token: every Ed25519, ECDSA (P-256, P-384) and RSA private key and every
+//!   generic secret, named by its `CKA_LABEL`; the agent keeps the object handle, proves
+//!   which public key belongs to it (a signature over a fresh challenge) and asks the token
+//!   to sign or MAC ([`crate::pkcs11::keys`], the code behind `keycell.pkcs11`'s handles);
+//!   no key byte enters the process. An EC key on another curve is skipped, as X25519
+//!   store entries are: the agent has no operation for it.
 //!
 //! Names are unique in a [`KeySet`]: a name found twice (in the store and the token, or
 //! twice in the token) refuses the whole set, so one key never silently shadows another.
@@ -20,7 +23,7 @@ use crate::crypto::ec::{self, EcError, SignatureEncoding};
 use crate::crypto::ed25519;
 use crate::crypto::hmac::HashAlgorithm;
 use crate::crypto::key_kind::KeyKind;
-use crate::crypto::rsa::{self, RsaPrivateKey};
+use crate::crypto::rsa::{self, RsaPrivateKey, RsaPublicKey};
 use crate::crypto::symmetric::{KeyError, SymmetricKey};
 use crate::keyfile::ssh_public::SshPublicKey;
 use crate::memory::{MemoryError, SecretBuf};
@@ -48,6 +51,21 @@ pub enum AgentKey {
         token: Arc<Token>,
         handle: ObjectHandle,
         public: [u8; 32],
+        blob: Vec<u8>,
+    },
+    /// An ECDSA P-256 or P-384 private key object in a token, its proven public point and
+    /// SSH blob.
+    TokenEc {
+        token: Arc<Token>,
+        handle: ObjectHandle,
+        public: ec::PublicPoint,
+        blob: Vec<u8>,
+    },
+    /// An RSA private key object in a token, its proven public key and `ssh-rsa` blob.
+    TokenRsa {
+        token: Arc<Token>,
+        handle: ObjectHandle,
+        public: RsaPublicKey,
         blob: Vec<u8>,
     },
     /// A generic secret object in a token (HMAC in the token).
@@ -79,7 +97,8 @@ impl Entry {
         match &self.key {
             AgentKey::Ed25519 { .. } | AgentKey::TokenEd25519 { .. } => "ed25519",
             AgentKey::Ec { key, .. } => KeyKind::from_ec_curve(key.curve()).name(),
-            AgentKey::Rsa { .. } => KeyKind::Rsa.name(),
+            AgentKey::TokenEc { public, .. } => KeyKind::from_ec_curve(public.curve()).name(),
+            AgentKey::Rsa { .. } | AgentKey::TokenRsa { .. } => KeyKind::Rsa.name(),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => "secret",
         }
     }
@@ -91,7 +110,10 @@ impl Entry {
             | AgentKey::Ec { .. }
             | AgentKey::Rsa { .. }
             | AgentKey::Secret(_) => "store",
-            AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => "pkcs11",
+            AgentKey::TokenEd25519 { .. }
+            | AgentKey::TokenEc { .. }
+            | AgentKey::TokenRsa { .. }
+            | AgentKey::TokenSecret { .. } => "pkcs11",
         }
     }
 
@@ -103,6 +125,8 @@ impl Entry {
             AgentKey::Ec { key, .. } => key.public().uncompressed(),
             AgentKey::Rsa { key, .. } => key.public().pkcs1_der(),
             AgentKey::TokenEd25519 { public, .. } => public,
+            AgentKey::TokenEc { public, .. } => public.uncompressed(),
+            AgentKey::TokenRsa { public, .. } => public.pkcs1_der(),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => &[],
         }
     }
@@ -113,7 +137,9 @@ impl Entry {
             AgentKey::Ed25519 { blob, .. }
             | AgentKey::Ec { blob, .. }
             | AgentKey::Rsa { blob, .. }
-            | AgentKey::TokenEd25519 { blob, .. } => Some(blob),
+            | AgentKey::TokenEd25519 { blob, .. }
+            | AgentKey::TokenEc { blob, .. }
+            | AgentKey::TokenRsa { blob, .. } => Some(blob),
             AgentKey::Secret(_) | AgentKey::TokenSecret { .. } => None,
         }
     }
@@ -124,7 +150,9 @@ impl Entry {
     /// (RFC 8332; OpenSSH stopped accepting them in 8.8). Other keys ignore the flags.
     pub fn check_sign_flags(&self, flags: u32) -> Result<(), &'static str> {
         match self.key {
-            AgentKey::Rsa { .. } if rsa_signature(flags).is_none() => Err(SHA1_REFUSED),
+            AgentKey::Rsa { .. } | AgentKey::TokenRsa { .. } if rsa_signature(flags).is_none() => {
+                Err(SHA1_REFUSED)
+            }
             _ => Ok(()),
         }
     }
@@ -136,7 +164,10 @@ impl Entry {
             AgentKey::Ec { key, .. } => key.protection(),
             AgentKey::Rsa { key, .. } => key.protection(),
             AgentKey::Secret(k) => k.protection(),
-            AgentKey::TokenEd25519 { .. } | AgentKey::TokenSecret { .. } => {
+            AgentKey::TokenEd25519 { .. }
+            | AgentKey::TokenEc { .. }
+            | AgentKey::TokenRsa { .. }
+            | AgentKey::TokenSecret { .. } => {
                 return Report {
                     bits: 0b11111,
                     isolation: "token",
@@ -159,8 +190,10 @@ impl Entry {
     /// token); returns the SSH signature blob (`string algorithm, string signature`: RFC
     /// 8709 for Ed25519, RFC 5656 §3.1.2's `mpint r, mpint s` for ECDSA, hashed with
     /// SHA-256 or SHA-384 by curve; RFC 8332 for RSA, RSASSA-PKCS1-v1_5 with the hash
-    /// `flags` select, see [`Self::check_sign_flags`]). The error names the failure, never
-    /// a key byte.
+    /// `flags` select, see [`Self::check_sign_flags`]). A token key signs in the token:
+    /// `CKM_ECDSA` over the digest, `CKM_RSA_PKCS` over the `DigestInfo`
+    /// ([`token_keys::sign_ec`], [`token_keys::sign_rsa`]). The error names the failure,
+    /// never a key byte.
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, String> {
         match &self.key {
             AgentKey::Rsa { key, .. } => {
@@ -177,8 +210,21 @@ impl Entry {
                 let sig = key
                     .sign(data, SignatureEncoding::Raw)
                     .map_err(|e| e.to_string())?;
-                let (r, s) = sig.as_bytes().split_at(key.curve().scalar_len());
-                Ok(wire::ecdsa_signature_blob(key.curve(), r, s))
+                Ok(ecdsa_blob(key.curve(), sig.as_bytes()))
+            }
+            AgentKey::TokenEc {
+                token,
+                handle,
+                public,
+                ..
+            } => token_keys::sign_ec(token, *handle, public.curve(), data)
+                .map(|raw| ecdsa_blob(public.curve(), &raw))
+                .map_err(token_error),
+            AgentKey::TokenRsa { token, handle, .. } => {
+                let (name, hash) = rsa_signature(flags).ok_or(SHA1_REFUSED)?;
+                token_keys::sign_rsa(token, *handle, rsa::Padding::Pkcs1v15, hash, data)
+                    .map(|s| wire::rsa_signature_blob(name, &s))
+                    .map_err(token_error)
             }
             AgentKey::TokenEd25519 { token, handle, .. } => {
                 token_keys::sign_ed25519(token, *handle, data)
@@ -211,9 +257,18 @@ impl Entry {
             AgentKey::Ed25519 { .. }
             | AgentKey::Ec { .. }
             | AgentKey::Rsa { .. }
-            | AgentKey::TokenEd25519 { .. } => Err("not a secret key".to_owned()),
+            | AgentKey::TokenEd25519 { .. }
+            | AgentKey::TokenEc { .. }
+            | AgentKey::TokenRsa { .. } => Err("not a secret key".to_owned()),
         }
     }
+}
+
+/// The RFC 5656 §3.1.2 signature blob of a raw `r || s` ECDSA signature on `curve`
+/// (each half the curve's width), local or from a token.
+fn ecdsa_blob(curve: ec::Curve, raw: &[u8]) -> Vec<u8> {
+    let (r, s) = raw.split_at(curve.scalar_len());
+    wire::ecdsa_signature_blob(curve, r, s)
 }
 
 /// Why an RSA key refuses a sign request with neither RFC 8332 flag.
@@ -336,11 +391,48 @@ impl KeySet {
         Ok(KeySet { entries })
     }
 
-    /// Every Ed25519 private key and generic secret of `token`, named by `CKA_LABEL`
-    /// (sorted by name). An object without a label is skipped (it has no name to ask
-    /// for); an Ed25519 key without its public key object, or a label used twice, fails.
+    /// Every Ed25519, ECDSA (P-256, P-384) and RSA private key and generic secret of
+    /// `token`, named by `CKA_LABEL` (sorted by name). An object without a label is
+    /// skipped (it has no name to ask for), as is an EC key on another curve (the agent
+    /// has no operation for it); a private key whose public key object is missing or
+    /// does not belong to it (proven by a signature over a fresh challenge, as
+    /// `keycell.pkcs11` handles are), or a label used twice, fails.
     pub fn load_token(token: &Arc<Token>) -> Result<KeySet, LoadError> {
         let mut entries = Vec::new();
+        for (handle, names) in token_keys::find_every(token, ObjectKind::EcPrivate)? {
+            let Some(name) = names.label.filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let Some(curve) = token_keys::ec_key_curve_served(token, handle)? else {
+                continue;
+            };
+            let public = token_keys::ec_public(token, handle, curve)?;
+            let key = AgentKey::TokenEc {
+                token: Arc::clone(token),
+                handle,
+                public,
+                blob: SshPublicKey::Ecdsa(public).blob(),
+            };
+            entries.push(Entry { name, key });
+        }
+        for (handle, names) in token_keys::find_every(token, ObjectKind::RsaPrivate)? {
+            let Some(name) = names.label.filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let public = token_keys::rsa_public(token, handle)?;
+            let blob = SshPublicKey::Rsa {
+                e: public.e(),
+                n: public.n(),
+            }
+            .blob();
+            let key = AgentKey::TokenRsa {
+                token: Arc::clone(token),
+                handle,
+                public,
+                blob,
+            };
+            entries.push(Entry { name, key });
+        }
         for (handle, names) in token_keys::find_every(token, ObjectKind::Ed25519Private)? {
             let Some(name) = names.label.filter(|l| !l.is_empty()) else {
                 continue;

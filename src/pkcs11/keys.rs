@@ -495,26 +495,29 @@ pub fn ec_point(curve: Curve, attr: &[u8]) -> Option<PublicPoint> {
         .or_else(|| PublicPoint::from_sec1(curve, attr).ok())
 }
 
-/// The curve of the EC private key `h` (its `CKA_EC_PARAMS`): P-256 or P-384, else an
-/// `Unsupported` error.
-pub fn ec_key_curve(token: &Token, h: ObjectHandle) -> Result<Curve> {
+/// The curve of the EC private key `h` (its `CKA_EC_PARAMS`) when it is P-256 or P-384,
+/// `None` for another curve or explicit parameters.
+pub fn ec_key_curve_served(token: &Token, h: ObjectHandle) -> Result<Option<Curve>> {
     let attrs = token.with_session(|s| {
         s.get_attributes(h, &[AttributeType::EcParams])
             .map_err(ck("reading the key's curve"))
     })?;
-    attrs
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::EcParams(p) => ec_curve(&p),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            Pkcs11Error::new(
-                Pkcs11ErrorKind::Other,
-                "the EC key is not on P-256 or P-384 (CKA_EC_PARAMS names another curve or \
+    Ok(attrs.into_iter().find_map(|a| match a {
+        Attribute::EcParams(p) => ec_curve(&p),
+        _ => None,
+    }))
+}
+
+/// The curve of the EC private key `h` (its `CKA_EC_PARAMS`): P-256 or P-384, else an
+/// `Unsupported` error.
+pub fn ec_key_curve(token: &Token, h: ObjectHandle) -> Result<Curve> {
+    ec_key_curve_served(token, h)?.ok_or_else(|| {
+        Pkcs11Error::new(
+            Pkcs11ErrorKind::Other,
+            "the EC key is not on P-256 or P-384 (CKA_EC_PARAMS names another curve or \
                  explicit parameters)",
-            )
-        })
+        )
+    })
 }
 
 /// The public key of the EC private key `h` on `curve`, proven to belong to it as

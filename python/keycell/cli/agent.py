@@ -384,8 +384,9 @@ def register(sub: Any) -> None:
         "serve",
         help="serve until SIGTERM/SIGINT; SIGHUP reloads the keys and the policy",
         description=(
-            "Load the Ed25519 and secret keys of STORE into guarded memory, and/or use the "
-            "Ed25519 private keys and generic secrets of a PKCS#11 token (they never leave "
+            "Load the Ed25519, ECDSA, RSA and secret keys of STORE into guarded memory, and/or "
+            "use the Ed25519, ECDSA (P-256, P-384) and RSA private keys and generic secrets of "
+            "a PKCS#11 token (they never leave "
             "it: the token signs and MACs), and serve them on a Unix socket in the SSH agent "
             "protocol (ssh-add -L, ssh, ssh-keygen -Y sign work unchanged). Give --store, a "
             "token, or both. A key's name is its store entry name or its token object's "
@@ -400,8 +401,9 @@ def register(sub: Any) -> None:
     _master_options(p)
     tok = p.add_argument_group(
         "PKCS#11 token",
-        "serve a token's Ed25519 private keys and generic secrets by CKA_LABEL (the options "
-        "of `keycell pkcs11`, prefixed; a token is served when any of them is given)",
+        "serve a token's Ed25519, ECDSA and RSA private keys and generic secrets by CKA_LABEL "
+        "(the options of `keycell pkcs11`, prefixed; a token is served when any of them is "
+        "given)",
     )
     token_options(tok, pin_required=True, prefix="pkcs11-", optional=True)
     p.add_argument(
