@@ -207,3 +207,26 @@ def test_a_token_ec_or_rsa_label_also_in_the_store_refuses_the_start(
             assert agent.wait_exit() == 1
             assert f'the key name "{label}" is used twice' in agent.stderr()
             assert not agent.socket.exists()
+
+
+def test_a_token_ec_key_on_another_curve_is_skipped(hsm: Hsm, tmp_path: Path) -> None:
+    # A P-521 key (sensitive, never extractable: a key the agent would serve if it could)
+    # made by pkcs11-tool: the agent has no operation for it, so it starts, lists and
+    # serves the token's other keys and leaves this one out.
+    other = f"p521-{os.urandom(4).hex()}"
+    hsm.tool("--keypairgen", "--key-type", "EC:secp521r1", "--label", other,
+             "--usage-sign", token=hsm.agent)  # fmt: skip
+    st = make_store(tmp_path, ed25519=(), secrets=())
+    try:
+        with token_key(hsm, "ec", "P-256") as (label, line):
+            with Agent(st, *hsm.agent_args(), serve_store=False) as agent:
+                assert agent_key_line(agent, label) == f"{line} {label}\n"
+                r = agent.ssh("ssh-add", "-L")
+                assert r.returncode == 0, r.stderr
+                assert other not in r.stdout
+                with agent.client() as c:
+                    assert other not in {k.name for k in c.keys()}
+                assert agent.stop() == 0
+    finally:
+        for kind in ("privkey", "pubkey"):
+            hsm.tool("--delete-object", "--type", kind, "--label", other, token=hsm.agent)
