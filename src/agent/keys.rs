@@ -9,8 +9,9 @@
 //!   generic secret, named by its `CKA_LABEL`; the agent keeps the object handle, proves
 //!   which public key belongs to it (a signature over a fresh challenge) and asks the token
 //!   to sign or MAC ([`crate::pkcs11::keys`], the code behind `keycell.pkcs11`'s handles);
-//!   no key byte enters the process. An EC key on another curve is skipped, as X25519
-//!   store entries are: the agent has no operation for it.
+//!   no key byte enters the process. An EC key on another curve, or an RSA key outside
+//!   2048 to 4096 bits, is skipped, as X25519 store entries are: the agent has no
+//!   operation for it.
 //!
 //! Names are unique in a [`KeySet`]: a name found twice (in the store and the token, or
 //! twice in the token) refuses the whole set, so one key never silently shadows another.
@@ -393,8 +394,8 @@ impl KeySet {
 
     /// Every Ed25519, ECDSA (P-256, P-384) and RSA private key and generic secret of
     /// `token`, named by `CKA_LABEL` (sorted by name). An object without a label is
-    /// skipped (it has no name to ask for), as is an EC key on another curve (the agent
-    /// has no operation for it); a private key whose public key object is missing or
+    /// skipped (it has no name to ask for), as is an EC key on another curve or an RSA key
+    /// outside 2048 to 4096 bits (the agent has no operation for it); a private key whose public key object is missing or
     /// does not belong to it (proven by a signature over a fresh challenge, as
     /// `keycell.pkcs11` handles are), or a label used twice, fails.
     pub fn load_token(token: &Arc<Token>) -> Result<KeySet, LoadError> {
@@ -419,6 +420,10 @@ impl KeySet {
             let Some(name) = names.label.filter(|l| !l.is_empty()) else {
                 continue;
             };
+            let bits = token_keys::rsa_key_bits(token, handle)?;
+            if bits.is_some_and(|b| !(rsa::MIN_BITS..=rsa::MAX_BITS).contains(&b)) {
+                continue;
+            }
             let public = token_keys::rsa_public(token, handle)?;
             let blob = SshPublicKey::Rsa {
                 e: public.e(),

@@ -743,6 +743,23 @@ fn rsa_of(attrs: Vec<Attribute>) -> Option<RsaPublicKey> {
 
 const RSA_PUBLIC_ATTRS: &[AttributeType] = &[AttributeType::Modulus, AttributeType::PublicExponent];
 
+/// The modulus size in bits of the RSA private key `h` (its `CKA_MODULUS`, a public
+/// attribute of the private key object), `None` when the token does not give it.
+pub fn rsa_key_bits(token: &Token, h: ObjectHandle) -> Result<Option<usize>> {
+    let attrs = token.with_session(|s| {
+        s.get_attributes(h, &[AttributeType::Modulus])
+            .map_err(ck("reading the key's modulus"))
+    })?;
+    Ok(attrs.into_iter().find_map(|a| match a {
+        Attribute::Modulus(n) => {
+            let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+            let top = n.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
+            Some(n.len().saturating_sub(1) * 8 + top)
+        }
+        _ => None,
+    }))
+}
+
 /// The public key of the RSA private key `h`, proven to belong to it as
 /// [`ed25519_public`] proves it: an RSA-PSS-SHA256 signature by `h` over a fresh random
 /// challenge must verify under the one returned.

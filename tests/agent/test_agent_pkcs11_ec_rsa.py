@@ -209,24 +209,31 @@ def test_a_token_ec_or_rsa_label_also_in_the_store_refuses_the_start(
             assert not agent.socket.exists()
 
 
-def test_a_token_ec_key_on_another_curve_is_skipped(hsm: Hsm, tmp_path: Path) -> None:
-    # A P-521 key (sensitive, never extractable: a key the agent would serve if it could)
-    # made by pkcs11-tool: the agent has no operation for it, so it starts, lists and
-    # serves the token's other keys and leaves this one out.
-    other = f"p521-{os.urandom(4).hex()}"
-    hsm.tool("--keypairgen", "--key-type", "EC:secp521r1", "--label", other,
-             "--usage-sign", token=hsm.agent)  # fmt: skip
+def test_token_keys_the_agent_cannot_serve_are_skipped(hsm: Hsm, tmp_path: Path) -> None:
+    # A P-521 key and a 1024-bit RSA key (sensitive, never extractable: keys the agent
+    # would serve if it could) made by pkcs11-tool: the agent has no operation for them,
+    # so it starts, lists and serves the token's other keys and leaves these out.
+    unserved = {f"p521-{os.urandom(4).hex()}": "EC:secp521r1",
+                f"rsa1024-{os.urandom(4).hex()}": "rsa:1024"}  # fmt: skip
     st = make_store(tmp_path, ed25519=(), secrets=())
     try:
+        for label, key_type in unserved.items():
+            hsm.tool("--keypairgen", "--key-type", key_type, "--label", label,
+                     "--usage-sign", token=hsm.agent)  # fmt: skip
         with token_key(hsm, "ec", "P-256") as (label, line):
             with Agent(st, *hsm.agent_args(), serve_store=False) as agent:
                 assert agent_key_line(agent, label) == f"{line} {label}\n"
                 r = agent.ssh("ssh-add", "-L")
                 assert r.returncode == 0, r.stderr
-                assert other not in r.stdout
                 with agent.client() as c:
-                    assert other not in {k.name for k in c.keys()}
+                    names = {k.name for k in c.keys()}
+                assert label in names
+                for other in unserved:
+                    assert other not in r.stdout
+                    assert other not in names
                 assert agent.stop() == 0
     finally:
-        for kind in ("privkey", "pubkey"):
-            hsm.tool("--delete-object", "--type", kind, "--label", other, token=hsm.agent)
+        for other in unserved:
+            for kind in ("privkey", "pubkey"):
+                hsm.tool("--delete-object", "--type", kind, "--label", other,
+                         token=hsm.agent, check=False)  # fmt: skip
