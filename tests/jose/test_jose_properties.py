@@ -13,6 +13,7 @@ from jose_support import pair
 from keycell.jose import InvalidTokenError, jws, jwt
 from keycell.jose._codec import b64url_decode, b64url_encode
 
+CLAIM_NAMES = ["exp", "nbf", "iat", "aud", "iss", "sub"]
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -65,8 +66,16 @@ def test_mutated_tokens_are_refused_with_a_token_error(data: st.DataObject) -> N
 @settings(max_examples=200)
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        # Integers beyond a float's range (the time claims once raised OverflowError).
+        | st.sampled_from([10**400, -(10**400), 2**1024])
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(CLAIM_NAMES) | st.text(max_size=3), inner)
+        ),
         max_leaves=20,
     )
 )

@@ -35,8 +35,8 @@ MAX_HEADER_BYTES = 8 * 1024
 MAX_JSON_DEPTH = 32
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKET = re.compile(r"[\[\]{}]")
+# The characters the depth scan looks at (the regex engine skips the rest); see _depth.
+_SCAN = re.compile(r'[\\"\[\]{}]')
 
 
 def b64url_encode(data: bytes) -> str:
@@ -57,11 +57,31 @@ def b64url_decode(text: str, what: str) -> bytes:
 
 
 def _depth(text: str) -> int:
-    skeleton = _JSON_STRING.sub("", text)
+    """The deepest nesting of ``[``/``{`` outside JSON strings, in one left-to-right pass.
+
+    Linear by construction: each match of ``_SCAN`` is visited once and the state is
+    just "inside a string" and "the next character is escaped". (A regex that matches
+    whole strings backtracks quadratically on an unterminated string of ``\\"``.)
+    """
     depth = deepest = 0
-    for m in _BRACKET.finditer(skeleton):
-        depth += 1 if m.group() in "[{" else -1
-        deepest = max(deepest, depth)
+    in_string = False
+    escaped_at = -1
+    for m in _SCAN.finditer(text):
+        c, at = m.group(), m.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if c == "\\":
+                escaped_at = at + 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
     return deepest
 
 

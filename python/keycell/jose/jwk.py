@@ -33,6 +33,9 @@ JWKPublicKey: TypeAlias = Ed25519PublicKey | X25519PublicKey | ECPublicKey | RSA
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _EC_WIDTH = {"P-256": 32, "P-384": 48}
 _MAX_JWKS_BYTES = 1024 * 1024
+# The RSA keys keycell takes (as the Rust core: RSAPublicKey.from_der).
+_RSA_MIN_BITS, _RSA_MAX_BITS = 2048, 4096
+_RSA_MIN_E, _RSA_MAX_E = 65537, 1 << 33
 
 
 def _public_of(key: object) -> JWKPublicKey:
@@ -96,9 +99,45 @@ class _Unsupported(ValueError):
     """A well-formed public JWK of a type, curve or size keycell does not take."""
 
 
+def _rsa_integer(obj: Mapping[str, Any], name: str) -> int:
+    """RFC 7518 §6.3.1: a positive integer as its shortest big-endian bytes."""
+    data = _decode(obj, name)
+    if not data:
+        raise ValueError(f"the RSA JWK's {name!r} is empty")
+    if data[0] == 0:
+        raise ValueError(
+            f"the RSA JWK's {name!r} has leading zero bytes (RFC 7518 §6.3.1 forbids them)"
+        )
+    return int.from_bytes(data, "big")
+
+
+def _parse_rsa(obj: Mapping[str, Any]) -> RSAPublicKey:
+    n, e = _rsa_integer(obj, "n"), _rsa_integer(obj, "e")
+    # What no RSA key has is malformed; a real key of a size keycell does not do is
+    # unsupported (skip_unsupported may leave it out).
+    if n < 3 or n % 2 == 0:
+        raise ValueError("the RSA JWK's modulus n is not an odd number above 2")
+    if e < 3 or e % 2 == 0 or e >= n:
+        raise ValueError("the RSA JWK's exponent e is not an odd number from 3 to n - 1")
+    if not _RSA_MIN_BITS <= n.bit_length() <= _RSA_MAX_BITS:
+        raise _Unsupported(
+            f"an RSA key of {n.bit_length()} bits (keycell takes {_RSA_MIN_BITS} to "
+            f"{_RSA_MAX_BITS})"
+        )
+    if not _RSA_MIN_E <= e < _RSA_MAX_E:
+        raise _Unsupported("an RSA public exponent keycell does not take (65537 to 2^33 - 1)")
+    body = _der_uint(n) + _der_uint(e)
+    try:
+        return RSAPublicKey.from_der(b"\x30" + _der_length(len(body)) + body)
+    except ValueError as err:
+        raise ValueError(f"the RSA JWK is not a valid key: {err}") from None
+
+
 def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
     found = [m for m in _PRIVATE_MEMBERS if m in obj]
     kty = obj.get("kty")
+    if not isinstance(kty, str):
+        raise ValueError("the JWK has no 'kty' string member")
     if found or kty == "oct":
         raise ValueError(
             "the JWK holds private or secret key material "
@@ -123,27 +162,24 @@ def _parse_key(obj: Mapping[str, Any]) -> JWKPublicKey:
             raise ValueError(f"the JWK's x and y must be {width} bytes each on {crv}")
         return ECPublicKey.from_public_bytes(crv, b"\x04" + x + y)  # type: ignore[arg-type]
     if kty == "RSA":
-        n = int.from_bytes(_decode(obj, "n"), "big")
-        e = int.from_bytes(_decode(obj, "e"), "big")
-        body = _der_uint(n) + _der_uint(e)
-        try:
-            return RSAPublicKey.from_der(b"\x30" + _der_length(len(body)) + body)
-        except ValueError as e:
-            raise _Unsupported(f"an RSA key keycell does not take: {e}") from None
+        return _parse_rsa(obj)
     raise _Unsupported(f"unsupported JWK key type {kty!r} (OKP, EC and RSA are)")
 
 
 class JWK:
-    """A public JSON Web Key: a keycell public key with the optional ``kid``, ``alg`` and
-    ``use`` members.
+    """A public JSON Web Key: a keycell public key with the optional ``kid``, ``alg``,
+    ``use`` and ``key_ops`` members.
 
     ``JWK(key)`` takes a public key or a private key (whose public key it keeps; never
     the private part); ``kid`` defaults to the RFC 7638 thumbprint. ``alg``, when given,
-    binds the key to that one algorithm in verification. ``JWK.from_dict``/``from_json``
+    binds the key to that one algorithm in verification; ``use`` other than ``"sig"``, or
+    ``key_ops`` (RFC 7517 §4.3, a list of distinct strings) without ``"verify"``, keeps it
+    from verifying anything. (A JWK here is always a public key, so ``"sign"`` has no
+    effect.) ``JWK.from_dict``/``from_json``
     parse public JWKs only (see the module docstring).
     """
 
-    __slots__ = ("_alg", "_key", "_kid", "_use")
+    __slots__ = ("_alg", "_key", "_key_ops", "_kid", "_use")
 
     def __init__(
         self,
@@ -152,11 +188,23 @@ class JWK:
         kid: str | None = None,
         alg: str | None = None,
         use: str | None = None,
+        key_ops: Iterable[str] | None = None,
     ) -> None:
-        self._init(_public_of(key), kid, alg, use, strict=True)
+        if isinstance(key_ops, str):
+            raise TypeError("key_ops must be a list of str, not one str")
+        ops = None if key_ops is None else list(key_ops)
+        if ops is not None and not all(isinstance(op, str) for op in ops):
+            raise TypeError("key_ops must be a list of str")
+        self._init(_public_of(key), kid, alg, use, ops, strict=True)
 
     def _init(
-        self, key: JWKPublicKey, kid: str | None, alg: str | None, use: str | None, strict: bool
+        self,
+        key: JWKPublicKey,
+        kid: str | None,
+        alg: str | None,
+        use: str | None,
+        key_ops: list[str] | None,
+        strict: bool,
     ) -> None:
         self._key = key
         if kid is not None and not isinstance(kid, str):
@@ -169,6 +217,9 @@ class JWK:
                 raise ValueError(f"algorithm {alg!r} does not fit this {type(self._key).__name__}")
         if use is not None and not isinstance(use, str):
             raise TypeError("use must be a str")
+        if key_ops is not None and len(set(key_ops)) != len(key_ops):
+            raise ValueError("key_ops must not repeat a value (RFC 7517 §4.3)")
+        self._key_ops = None if key_ops is None else tuple(key_ops)
         self._kid = kid if kid is not None else thumbprint(self._key)
         self._alg = alg
         self._use = use
@@ -193,14 +244,21 @@ class JWK:
         """The intended use (``"sig"``, ``"enc"``) or ``None``."""
         return self._use
 
+    @property
+    def key_ops(self) -> tuple[str, ...] | None:
+        """The permitted operations (``key_ops``), or ``None`` when not given."""
+        return self._key_ops
+
     def thumbprint(self, hash: Literal["sha256", "sha384", "sha512"] = "sha256") -> str:
         """The RFC 7638 thumbprint of the key."""
         return thumbprint(self._key, hash)
 
     def fits(self, algorithm: str) -> bool:
         """Whether this key may verify tokens of ``algorithm`` (its type, its ``alg``
-        member and its ``use`` agree)."""
+        member, its ``use`` and its ``key_ops`` agree)."""
         if self._use not in (None, "sig"):
+            return False
+        if self._key_ops is not None and "verify" not in self._key_ops:
             return False
         # ``EdDSA`` and RFC 9864's ``Ed25519`` name one algorithm for Ed25519 keys.
         same = {self._alg, algorithm} == {"EdDSA", "Ed25519"}
@@ -209,14 +267,17 @@ class JWK:
         spec = _algorithms.ALGORITHMS.get(algorithm)
         return spec is not None and _algorithms.fits(spec, self._key)
 
-    def to_dict(self) -> dict[str, str]:
-        """The JWK as a dict: the key's members, then ``kid`` and ``alg``/``use`` if set."""
-        out: dict[str, str] = dict(self._key.to_jwk())
+    def to_dict(self) -> dict[str, Any]:
+        """The JWK as a dict: the key's members, then ``kid`` and ``alg``/``use``/``key_ops``
+        if set."""
+        out: dict[str, Any] = dict(self._key.to_jwk())
         out["kid"] = self._kid
         if self._alg is not None:
             out["alg"] = self._alg
         if self._use is not None:
             out["use"] = self._use
+        if self._key_ops is not None:
+            out["key_ops"] = list(self._key_ops)
         return out
 
     def to_json(self) -> str:
@@ -226,7 +287,8 @@ class JWK:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> JWK:
         """Parse a public JWK from a mapping; ``ValueError`` for private or secret key
-        material, an unsupported key type or curve, or malformed members."""
+        material, an unsupported key type, curve or size, or malformed members (no
+        ``kty`` string, an RSA ``n``/``e`` empty or with leading zero bytes, ...)."""
         if not isinstance(obj, Mapping):
             raise TypeError(f"a JWK must be a mapping, not {type(obj).__name__}")
         key = _parse_key(obj)
@@ -234,8 +296,13 @@ class JWK:
         for name, value in (("kid", kid), ("alg", alg), ("use", use)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the JWK's {name!r} member must be a string")
+        key_ops = obj.get("key_ops")
+        if key_ops is not None and (
+            not isinstance(key_ops, list) or not all(isinstance(op, str) for op in key_ops)
+        ):
+            raise ValueError("the JWK's 'key_ops' member must be an array of strings")
         jwk = cls.__new__(cls)
-        jwk._init(key, kid, alg, use, strict=False)
+        jwk._init(key, kid, alg, use, key_ops, strict=False)
         return jwk
 
     @classmethod
@@ -295,9 +362,10 @@ class JWKS:
 
         ``skip_unsupported=True`` leaves out entries that are well-formed public keys of a
         type, curve or size keycell does not take (``Ed448``, ``P-521``, a 1024-bit RSA
-        key) instead of refusing the set, as a verifier of a third party's ``jwks_uri``
-        may need. Private or secret key material and malformed entries are refused
-        either way."""
+        key, an exponent of 3) instead of refusing the set, as a verifier of a third party's
+        ``jwks_uri`` may need. Private or secret key material and malformed entries (not
+        an object, no ``kty`` string, bad members) are refused (``ValueError``) either
+        way."""
         if not isinstance(obj, Mapping):
             raise TypeError(f"a JWK Set must be a mapping, not {type(obj).__name__}")
         keys = obj.get("keys")
@@ -305,6 +373,8 @@ class JWKS:
             raise ValueError("a JWK Set needs a 'keys' array")
         entries = []
         for k in keys:
+            if not isinstance(k, Mapping):
+                raise ValueError(f"a JWK Set entry is not a JSON object: {type(k).__name__}")
             try:
                 entries.append(JWK.from_dict(k))
             except _Unsupported:
@@ -318,7 +388,7 @@ class JWKS:
         :meth:`from_dict`)."""
         return cls.from_dict(_load_json(text, "JWK Set"), skip_unsupported=skip_unsupported)
 
-    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         """``{"keys": [...]}``."""
         return {"keys": [k.to_dict() for k in self._keys]}
 

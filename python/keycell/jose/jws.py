@@ -45,6 +45,17 @@ KeyOrJWKS: TypeAlias = "_algorithms.VerifyingKey | JWK | JWKS"
 # Header members a caller may not set through ``headers=``: the algorithm comes from the
 # key, and keycell understands no ``crit`` extension and never writes unencoded payloads.
 _RESERVED = ("alg", "crit", "b64")
+# Registered header members whose value must be a string (RFC 7515 §4.1), checked the same
+# way on headers keycell writes (``kid=``, ``headers=``) and on headers it reads.
+_STRING_MEMBERS = ("kid", "typ", "cty")
+
+
+def _string_members_problem(header: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``header``'s string members, or ``None``."""
+    for name in _STRING_MEMBERS:
+        if name in header and not isinstance(header[name], str):
+            return f"the header member {name!r} must be a string"
+    return None
 
 
 def _header(
@@ -76,6 +87,9 @@ def _header(
             if name == "kid" and "kid" in header:
                 raise ValueError("kid given twice (kid= and headers=)")
             header[name] = value
+    problem = _string_members_problem(header)
+    if problem is not None:
+        raise TypeError(problem)
     return header
 
 
@@ -116,7 +130,8 @@ def sign(
     fixed by the curve) or an RSA private key (``RS256``...``PS512``, required).
     ``kid``: a key ID for the header, or ``True`` for the RFC 7638 thumbprint of the
     public key. ``headers``: extra protected header members (not ``alg``, ``crit``,
-    ``b64``). ``ValueError`` if the algorithm does not fit the key; ``TypeError`` for
+    ``b64``; ``kid``, ``typ`` and ``cty`` must be strings, as :func:`verify` requires:
+    ``TypeError``). ``ValueError`` if the algorithm does not fit the key; ``TypeError`` for
     something that is not a keycell signing key (``bytes`` included).
     """
     return _sign(_payload_bytes(payload), key, algorithm, kid, headers, None)
@@ -205,8 +220,9 @@ def _check_header(header: Mapping[str, Any], allowed: tuple[Algorithm, ...]) -> 
         )
     if "b64" in header and header["b64"] is not True:
         raise InvalidHeaderError("unencoded payloads (b64: false, RFC 7797) are not accepted")
-    if "kid" in header and not isinstance(header["kid"], str):
-        raise InvalidHeaderError("the token's kid is not a string")
+    problem = _string_members_problem(header)
+    if problem is not None:
+        raise InvalidHeaderError(problem.replace("the header", "the token's header", 1))
     for spec in allowed:
         if spec.name == name:
             return spec
@@ -242,7 +258,8 @@ def verify(token: str | bytes, key_or_jwks: KeyOrJWKS, *, algorithms: Iterable[s
     (malformed, non-canonical base64url, repeated JSON member names, over
     :data:`~keycell.jose.MAX_TOKEN_LENGTH` characters, a header over 8 KiB or JSON nested
     deeper than 32), ``InvalidAlgorithmError`` (an ``alg`` not in the list, ``none``, or
-    one that does not fit the key), ``InvalidHeaderError`` (``crit``, ``b64: false``),
+    one that does not fit the key), ``InvalidHeaderError`` (``crit``, ``b64: false``,
+    a ``kid``, ``typ`` or ``cty`` that is not a string),
     ``KeySelectionError`` or ``InvalidSignatureError``.
     """
     return _verify_compact(token, key_or_jwks, algorithms)[1]

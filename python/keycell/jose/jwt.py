@@ -13,6 +13,7 @@ is a JSON object of claims; :func:`decode` checks the signature first, then the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from .errors import (
     ImmatureSignatureError,
     InvalidAudienceError,
     InvalidClaimError,
+    InvalidHeaderError,
     InvalidIssuerError,
     MissingRequiredClaimError,
 )
@@ -70,7 +72,15 @@ def _seconds(value: float | timedelta, what: str) -> float:
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds or a timedelta")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        # NaN compares false with everything and an infinite leeway or clock accepts
+        # every exp: either would switch the time checks off without saying so.
+        raise ValueError(f"{what} must be a finite number of seconds")
+    return seconds
 
 
 def _names(value: str | Iterable[str] | None, what: str) -> tuple[str, ...] | None:
@@ -86,7 +96,11 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidClaimError(f"the {name!r} claim must be a number (NumericDate)")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        # An integer beyond a float's range (10**400): no real time, and float() fails.
+        raise InvalidClaimError(f"the {name!r} claim is out of range for a NumericDate") from None
 
 
 def _check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
@@ -115,6 +129,21 @@ def _check_audience(claims: Mapping[str, Any], expected: tuple[str, ...] | None)
         raise InvalidAudienceError("the token is not for the expected audience")
 
 
+def _media_type(value: str) -> str:
+    """RFC 7515 §4.1.9: compared case-insensitively, ``application/`` may be left out."""
+    lowered = value.lower()
+    return lowered if "/" in lowered else "application/" + lowered
+
+
+def _check_typ(header: Mapping[str, Any], expected: str | None) -> None:
+    if expected is None or "typ" not in header:
+        # RFC 7519 §5.1: typ is optional; a token without one is not refused (a caller who
+        # needs explicit typing, RFC 8725 §3.11, passes require_typ=True).
+        return
+    if _media_type(header["typ"]) != _media_type(expected):
+        raise InvalidHeaderError(f"the token's typ is not {expected!r}")
+
+
 def _check_issuer(claims: Mapping[str, Any], expected: tuple[str, ...] | None) -> None:
     if expected is None:
         return
@@ -134,6 +163,8 @@ def decode(
     leeway: float | timedelta = 0,
     require: Iterable[str] = (),
     now: float | datetime | None = None,
+    typ: str | None = None,
+    require_typ: bool = False,
 ) -> dict[str, Any]:
     """Verify a JWT and return its claims.
 
@@ -149,11 +180,23 @@ def decode(
     - ``issuer`` (a str or a list): ``iss`` must be one of them;
     - ``require``: claim names that must be present (``MissingRequiredClaimError``).
 
+    ``typ``: the header ``typ`` expected (e.g. ``"JWT"``, or ``"at+jwt"`` for RFC 9068
+    access tokens), compared as RFC 7515 §4.1.9 says (case-insensitively, with or without
+    ``application/``); a token with another ``typ`` raises ``InvalidHeaderError``. A token
+    without ``typ`` passes unless ``require_typ=True`` (RFC 8725 §3.11 explicit typing).
+    The default ``typ=None`` checks nothing beyond ``typ`` being a string, so a signed
+    JWS of another kind whose payload is a JSON object is read as claims: pass ``typ``
+    when one key signs more than one kind of token.
+
     ``leeway``: seconds (or a ``timedelta``) of clock skew allowed. ``now``: the time to
     check against (POSIX seconds or an aware ``datetime``) instead of the system clock, for
     tests that must not depend on when they run and for checking a token as of a recorded
     time; production code leaves it ``None``.
     """
+    if typ is not None and not isinstance(typ, str):
+        raise TypeError("typ must be a str or None")
+    if require_typ and typ is None:
+        raise ValueError("require_typ=True needs typ=")
     leeway_s = _seconds(leeway, "leeway")
     if leeway_s < 0:
         raise ValueError("leeway must not be negative")
@@ -173,7 +216,10 @@ def decode(
     expected_aud = _names(audience, "audience")
     expected_iss = _names(issuer, "issuer")
 
-    _, payload = _verify_compact(token, key_or_jwks, algorithms)
+    header, payload = _verify_compact(token, key_or_jwks, algorithms)
+    if require_typ and "typ" not in header:
+        raise InvalidHeaderError("the token's header has no typ")
+    _check_typ(header, typ)
     claims = loads_object(payload, "claims", MAX_TOKEN_LENGTH)
     for name in required:
         if name not in claims:

@@ -98,16 +98,23 @@ def _wrapper_class() -> type[Algorithm]:
             found = self._keycell_key(key)
             return self.original.prepare_key(key) if found is None else found
 
+        # PyJWT calls prepare_key before sign/verify, but an algorithm object may be used
+        # directly (get_algorithm_by_name(...).sign(msg, key)): sign and verify check the
+        # key against the algorithm themselves, through the same _keycell_key.
         def sign(self, msg: bytes, key: Any) -> bytes:
-            if not _algorithms.is_keycell_key(key):
+            found = self._keycell_key(key)
+            if found is None:
                 return self.original.sign(msg, key)
+            key = found
             if isinstance(key, _algorithms.PUBLIC_KEYS):
                 raise InvalidKeyError(f"{type(key).__name__} is a public key: it cannot sign")
             return _algorithms.sign(self.keycell_spec, key, msg)
 
         def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
-            if not _algorithms.is_keycell_key(key):
+            found = self._keycell_key(key)
+            if found is None:
                 return self.original.verify(msg, key, sig)
+            key = found
             try:
                 _algorithms.verify(self.keycell_spec, _algorithms.verifying_key(key), msg, sig)
             except InvalidSignatureError:
@@ -118,7 +125,9 @@ def _wrapper_class() -> type[Algorithm]:
             if not _algorithms.is_keycell_key(key):
                 return self.original.check_key_length(key)
             # RSA keys are 2048 bits or more by construction; HMAC keys as PyJWT's own
-            # check (RFC 7518 §3.2: at least the hash output's size).
+            # check (RFC 7518 §3.2: at least the hash output's size) where the length is
+            # known: a SecretKey's. A PKCS#11 token or agent secret key does not reveal its
+            # length, so it is not checked here (the token or agent decides what it holds).
             minimum = {"sha256": 32, "sha384": 48, "sha512": 64}[self.keycell_spec.hash]
             if isinstance(key, SecretKey) and len(key) < minimum:
                 return (
