@@ -141,7 +141,7 @@ def _check_typ(header: Mapping[str, Any], expected: str | None) -> None:
         # needs explicit typing, RFC 8725 §3.11, passes require_typ=True).
         return
     if _media_type(header["typ"]) != _media_type(expected):
-        raise InvalidHeaderError(f"the token's typ is not {expected!r}")
+        raise InvalidHeaderError("the token's typ is not the expected one")
 
 
 def _check_issuer(claims: Mapping[str, Any], expected: tuple[str, ...] | None) -> None:

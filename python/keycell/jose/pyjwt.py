@@ -24,7 +24,14 @@ EdDSA when pyca/cryptography is absent) are not added. :func:`uninstall` restore
 originals. Both are idempotent and thread-safe.
 
 Keys never pass through PyJWT as bytes: PyJWT calls ``prepare_key``, ``sign`` and
-``verify`` on the wrapper, which calls the keycell key's own methods.
+``verify`` on the wrapper, which calls the keycell key's own methods; ``sign`` and
+``verify`` check the key against the algorithm again, for algorithm objects used directly.
+``check_key_length`` checks a ``SecretKey``'s length (a token or agent secret key does not
+reveal its length and is not checked).
+
+The adapter decides the key side only. Parsing and claim checks stay PyJWT's: it accepts
+``=``-padded base64url, repeated header members and ``b64: false``, which
+:mod:`keycell.jose` refuses.
 """
 
 from __future__ import annotations
