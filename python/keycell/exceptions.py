@@ -105,7 +105,8 @@ class InsecureKeyFileError(KeyFileError):
 class CredentialUnavailableError(KeyFileError):
     """``from_credential`` was called outside a systemd unit with credentials:
     ``$CREDENTIALS_DIRECTORY`` is not set (``LoadCredential=``,
-    ``LoadCredentialEncrypted=`` and ``SetCredential=`` set it)."""
+    ``LoadCredentialEncrypted=`` and ``SetCredential=`` set it), or is a relative path
+    (systemd always sets an absolute one, so such a value is not systemd's)."""
 
 
 class InvalidSignature(KeycellError):

@@ -4,13 +4,17 @@
 //! [`super::Trust::Credential`] (the directory read-only and owned by root or the service's
 //! user, no link followed).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a credential's path could not be formed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialError {
     /// `$CREDENTIALS_DIRECTORY` is unset or empty: not running in a unit with credentials.
     NotInUnit,
+    /// `$CREDENTIALS_DIRECTORY` is a relative path: systemd always sets an absolute one, so
+    /// this value was not set by systemd (and would be resolved against the working
+    /// directory).
+    NotAbsolute,
     /// The name is not a credential name: the message says why.
     BadName(&'static str),
 }
@@ -22,6 +26,11 @@ impl std::fmt::Display for CredentialError {
                 "$CREDENTIALS_DIRECTORY is not set: systemd credentials are read inside a \
                  unit that has them (LoadCredential=, LoadCredentialEncrypted=, \
                  SetCredential=); outside one, load the key with from_file",
+            ),
+            CredentialError::NotAbsolute => f.write_str(
+                "$CREDENTIALS_DIRECTORY is not an absolute path: systemd always sets an \
+                 absolute one, so this value was not set by systemd (a relative one would \
+                 be resolved against the working directory)",
             ),
             CredentialError::BadName(why) => write!(f, "a credential name {why}"),
         }
@@ -47,12 +56,15 @@ pub fn check_name(name: &str) -> Result<(), CredentialError> {
     Err(CredentialError::BadName(why))
 }
 
-/// The path of the credential `name`: `$CREDENTIALS_DIRECTORY/name`.
+/// The path of the credential `name`: `$CREDENTIALS_DIRECTORY/name`, which must be set
+/// and absolute.
 pub fn credential_path(name: &str) -> Result<PathBuf, CredentialError> {
     check_name(name)?;
     match std::env::var_os("CREDENTIALS_DIRECTORY") {
-        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join(name)),
-        _ => Err(CredentialError::NotInUnit),
+        Some(dir) if dir.is_empty() => Err(CredentialError::NotInUnit),
+        Some(dir) if !Path::new(&dir).is_absolute() => Err(CredentialError::NotAbsolute),
+        Some(dir) => Ok(PathBuf::from(dir).join(name)),
+        None => Err(CredentialError::NotInUnit),
     }
 }
 

@@ -6,26 +6,37 @@
 //! symlink, owned by this user, no group or other access. Platforms write secrets that
 //! break it on purpose: Docker's are mode 0444 and owned by root, Kubernetes' are 0644 and
 //! reached through its atomic writer's links (`dir/name -> ..data/name`, `dir/..data ->
-//! ..<timestamp>`). What makes them safe to read is the platform's guarantee, not the
-//! file's mode: the volume is mounted read-only, or only root can write there. So
-//! [`Trust::Mount`] accepts such a file only where nobody but root or this user can change
-//! what is read:
+//! ..<timestamp>`, in a directory `drwxrwxrwt root`). [`Trust::Mount`] accepts such a file
+//! only where nobody but root or this user can change what is read, judged by ownership
+//! and modes alone:
 //!
-//! - the file's directory and every directory reached below it are on a read-only mount, or
-//!   owned by root or this user and not writable by group or others (a link in a directory
-//!   someone else can write could be swapped);
+//! - the named directory, every directory reached below it, every symbolic link followed
+//!   and the file itself are owned by root or by this process's effective uid (never by
+//!   the overflow uid, `/proc/sys/kernel/overflowuid`, 65534 by default: in a user
+//!   namespace every unmapped owner shows as it, so it stands for "someone else" even when
+//!   this process runs as it);
+//! - a directory writable by group or others is accepted only with the sticky bit: then
+//!   nobody else can rename or replace the entries in it, which are all owned by root or
+//!   this user;
 //! - links are followed only inside that directory: a link's target must be relative and
 //!   must not contain `..` (so it cannot climb out), and at most [`MAX_LINKS`] are followed;
-//! - the file is regular, its mode at most 0644 (no write or execute bit for group or
-//!   others, no set-id bit), and it is on a read-only mount or owned by root or this user.
+//! - the file is regular and its mode at most 0644 (no write or execute bit for group or
+//!   others, no set-id or sticky bit).
+//!
+//! A read-only mount is neither checked nor relied on: any user can make one with contents
+//! of their choosing in a user namespace, and a read-only bind mount says nothing about
+//! who can write the directory underneath.
 //!
 //! Every step opens one component with `openat(dirfd, name, O_NOFOLLOW)` from the
-//! descriptor of the directory checked before it, and every check is an `fstat`/`fstatvfs`
-//! of an open descriptor: what is checked is what is read, and nothing is resolved twice.
+//! descriptor of the directory checked before it, and every check is an `fstat` of an
+//! open descriptor (an `fstatat(AT_SYMLINK_NOFOLLOW)` of a link in a directory already
+//! checked, before its target is read): what is checked is what is read, and nothing is
+//! resolved twice.
 //!
 //! [`Trust::Credential`] is systemd's layout (`$CREDENTIALS_DIRECTORY`): the directory is
-//! owned by root or this user and read-only (a read-only mount, or no write bit in its
-//! mode), the file sits directly in it (no link is followed), with the file rules above.
+//! owned by root or this user (not the overflow uid) and read-only (a read-only mount, or
+//! no write bit in its mode), the file sits directly in it (no link is followed), with the
+//! file rules above (owner and mode).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -128,6 +139,7 @@ pub(super) fn open_platform_file(path: &Path, trust: Trust) -> Result<File, File
                         "it is a symbolic link (credentials are opened with O_NOFOLLOW)".to_owned(),
                     ));
                 }
+                check_link_owner(&dir, &component)?;
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(FileError::Insecure(format!(
@@ -253,27 +265,68 @@ fn owner_and_mode(fd: impl AsFd) -> Result<(u32, u32), FileError> {
     Ok((st.st_uid, st.st_mode))
 }
 
-/// Root or this process's effective user.
+/// The overflow uid: the owner every unmapped uid shows as in a user namespace
+/// (`/proc/sys/kernel/overflowuid`, 65534 when it cannot be read).
+fn overflow_uid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(65534)
+    })
+}
+
+/// Root or this process's effective user, and never the overflow uid (which stands for
+/// any owner not mapped into this user namespace, even when this process runs as it).
 fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == rustix::process::geteuid().as_raw()
+    uid != overflow_uid() && (uid == 0 || uid == rustix::process::geteuid().as_raw())
+}
+
+/// Why `uid` is not a trusted owner, for messages.
+fn untrusted_owner(uid: u32) -> String {
+    let euid = rustix::process::geteuid().as_raw();
+    if uid == overflow_uid() {
+        format!(
+            "uid {uid}, the overflow uid (an owner not mapped into this user namespace), \
+             which is never trusted"
+        )
+    } else {
+        format!("uid {uid}, not by root or this process's uid {euid}")
+    }
+}
+
+/// Refuse the symbolic link `name` in `dir` unless it is owned by root or this user.
+fn check_link_owner(dir: &OwnedFd, name: &OsString) -> Result<(), FileError> {
+    let st = rustix::fs::statat(dir, name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| {
+            FileError::io(
+                "cannot stat a symbolic link on its path",
+                &std::io::Error::from_raw_os_error(e.raw_os_error()),
+            )
+        })?;
+    if !trusted_owner(st.st_uid) {
+        return Err(FileError::Insecure(format!(
+            "the symbolic link {name:?} on its path is owned by {}",
+            untrusted_owner(st.st_uid)
+        )));
+    }
+    Ok(())
 }
 
 /// Refuse a directory on the way that someone but root or this user could change: one
-/// not on a read-only mount that is owned by another user or writable by group or others;
-/// under [`Trust::Credential`], one that is not read-only (mount or mode) or is owned by
-/// another user.
+/// owned by another user, or writable by group or others without the sticky bit; under
+/// [`Trust::Credential`], one owned by another user or not read-only (mount or mode).
 fn check_dir(fd: &OwnedFd, shown: &Path, trust: Trust) -> Result<(), FileError> {
-    let read_only = on_read_only_mount(fd)?;
     let (uid, mode) = owner_and_mode(fd)?;
-    let euid = rustix::process::geteuid().as_raw();
     if trust == Trust::Credential {
         if !trusted_owner(uid) {
             return Err(FileError::Insecure(format!(
-                "the credentials directory is owned by uid {uid}, not by root or this \
-                 process's uid {euid}"
+                "the credentials directory is owned by {}",
+                untrusted_owner(uid)
             )));
         }
-        if !read_only && mode & 0o222 != 0 {
+        if mode & 0o222 != 0 && !on_read_only_mount(fd)? {
             return Err(FileError::Insecure(format!(
                 "the credentials directory is writable (mode {:04o}, not on a read-only \
                  mount), which systemd never makes it",
@@ -282,19 +335,16 @@ fn check_dir(fd: &OwnedFd, shown: &Path, trust: Trust) -> Result<(), FileError> 
         }
         return Ok(());
     }
-    if read_only {
-        return Ok(());
-    }
     if !trusted_owner(uid) {
         return Err(FileError::Insecure(format!(
-            "the directory {shown:?} on its path is owned by uid {uid}, not by root or this \
-             process's uid {euid}, and is not on a read-only mount"
+            "the directory {shown:?} on its path is owned by {}",
+            untrusted_owner(uid)
         )));
     }
-    if mode & 0o022 != 0 {
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
         return Err(FileError::Insecure(format!(
-            "the directory {shown:?} on its path is writable by group or others (mode {:04o}) \
-             and is not on a read-only mount",
+            "the directory {shown:?} on its path is writable by group or others without \
+             the sticky bit (mode {:04o}): its entries could be renamed or replaced",
             mode & 0o7777
         )));
     }
@@ -302,7 +352,7 @@ fn check_dir(fd: &OwnedFd, shown: &Path, trust: Trust) -> Result<(), FileError> 
 }
 
 /// The file rules of [`Trust::Mount`] and [`Trust::Credential`] on the open file: mode
-/// at most 0644, and on a read-only mount or owned by root or this user. (The caller has
+/// at most 0644 and owned by root or this user (not the overflow uid). (The caller has
 /// checked that it is a regular file.)
 pub(super) fn check_platform_file(file: &File) -> Result<(), FileError> {
     let (uid, mode) = owner_and_mode(file)?;
@@ -313,11 +363,10 @@ pub(super) fn check_platform_file(file: &File) -> Result<(), FileError> {
              written by its owner only and executed by nobody)"
         )));
     }
-    if !trusted_owner(uid) && !on_read_only_mount(file)? {
+    if !trusted_owner(uid) {
         return Err(FileError::Insecure(format!(
-            "it is owned by uid {uid} but this process runs as uid {}, and it is not owned \
-             by root nor on a read-only mount",
-            rustix::process::geteuid().as_raw()
+            "it is owned by {}",
+            untrusted_owner(uid)
         )));
     }
     Ok(())
@@ -441,6 +490,39 @@ mod tests {
                 ..
             })
         ));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn sticky_directories_are_accepted_and_other_owners_refused() {
+        let d = crate::test_dir::fresh("trust-owners");
+        let vol = kubernetes_layout(&d);
+        // Kubernetes' volume directory is drwxrwxrwt: writable by all, with the sticky bit.
+        std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        assert!(read(&vol.join("api-key"), Trust::Mount).is_ok());
+        if rustix::process::geteuid().is_root() {
+            let ts = vol.join("..2026_12_08_01_00_00.123");
+            // Another user, and the overflow uid, as owner of the file, of a directory on
+            // the way, of a link followed: each refused, whatever the mount.
+            for uid in [4242, overflow_uid()] {
+                for (path, what) in [
+                    (ts.join("api-key"), "it is owned by uid"),
+                    (ts.clone(), "directory"),
+                    (vol.clone(), "directory"),
+                    (vol.join("..data"), "symbolic link"),
+                    (vol.join("api-key"), "symbolic link"),
+                ] {
+                    std::os::unix::fs::lchown(&path, Some(uid), None).expect("chown");
+                    let m = insecure(read(&vol.join("api-key"), Trust::Mount));
+                    assert!(
+                        m.contains(what) && m.contains(&format!("uid {uid}")),
+                        "{path:?} {uid}: {m}"
+                    );
+                    std::os::unix::fs::lchown(&path, Some(0), None).expect("chown");
+                }
+            }
+            assert!(read(&vol.join("api-key"), Trust::Mount).is_ok());
+        }
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
 

@@ -191,7 +191,9 @@ impl From<crate::otp::OtpError> for Error {
 impl From<crate::fs::CredentialError> for Error {
     fn from(e: crate::fs::CredentialError) -> Self {
         match e {
-            crate::fs::CredentialError::NotInUnit => Error::CredentialUnavailable(e.to_string()),
+            crate::fs::CredentialError::NotInUnit | crate::fs::CredentialError::NotAbsolute => {
+                Error::CredentialUnavailable(e.to_string())
+            }
             crate::fs::CredentialError::BadName(_) => Error::Value(e.to_string()),
         }
     }

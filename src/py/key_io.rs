@@ -244,6 +244,21 @@ pub fn _openssh_key_type(py: Python<'_>, path: PathBuf) -> Result<Option<(&'stat
     })
 }
 
+/// Write `data` to `path` atomically, with the steps of every keycell writer (a temporary
+/// file in the same directory created `O_EXCL | O_NOFOLLOW`, mode 0600, written and
+/// `fsync`ed, renamed over `path`, the directory `fsync`ed): a link planted at `path` is
+/// replaced, never followed. Without `overwrite` an existing `path` is never replaced.
+/// Failures raise `KeyFileError` naming `path`. For the CLI's own files (signatures,
+/// state), which hold no key.
+#[pyfunction]
+#[pyo3(signature = (path, data, *, overwrite))]
+pub fn _write_atomic(py: Python<'_>, path: PathBuf, data: Vec<u8>, overwrite: bool) -> Result<()> {
+    detach(py, || {
+        crate::fs::write_atomic(&path, &data, overwrite)
+            .map_err(|e| load_error(&path, LoadError::File(e)))
+    })
+}
+
 /// Parse `format=` for an RSA key: "pem", "der" or "openssh", `None` to detect.
 pub fn parse_rsa_format(format: Option<&str>) -> Result<Option<Format>> {
     match format {

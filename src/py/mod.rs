@@ -273,6 +273,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
     m.add_function(wrap_pyfunction!(_key_address, m)?)?;
     m.add_function(wrap_pyfunction!(key_io::_openssh_key_type, m)?)?;
+    m.add_function(wrap_pyfunction!(key_io::_write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(keyring_store, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_invalidate, m)?)?;
     m.add_function(wrap_pyfunction!(keyring::keyring_describe, m)?)?;

@@ -109,8 +109,9 @@ pub fn key_passphrase(
 }
 
 /// Why a store master passphrase (a `Passphrase`, or a bytes-like object, read in place and
-/// not wiped) is weak: shorter than 12 characters, one character repeated, or one of the
-/// most common passwords; `None` when it is none of these. The message names neither the
+/// not wiped) is weak: shorter than 12 characters, one character or a sequence of fewer
+/// than 12 characters repeated (counted in UTF-8 characters), or one of the most common
+/// passwords; `None` when it is none of these. The message names neither the
 /// passphrase nor its length. `keycell store init` warns with it.
 #[pyfunction]
 #[pyo3(signature = (passphrase, /))]

@@ -226,11 +226,13 @@ impl SecretKey {
     /// from there straight into the key's region.
     ///
     /// `trust="mount"` accepts, instead, a secret where Kubernetes or Docker put it: a
-    /// regular file of mode at most 0644 that is on a read-only mount or owned by root (or
-    /// this user), reached through links only inside its directory (Kubernetes' `name ->
-    /// ..data/name`, `..data -> ..<timestamp>`), every directory on the way on a read-only
-    /// mount or owned by root or this user and not writable by group or others. Each
-    /// component is opened with `openat(O_NOFOLLOW)` and checked on its descriptor.
+    /// regular file of mode at most 0644 owned by root (or this user), reached through
+    /// links owned by root or this user only inside its directory (Kubernetes' `name ->
+    /// ..data/name`, `..data -> ..<timestamp>`), every directory on the way owned by root
+    /// or this user and not writable by group or others unless it has the sticky bit. The
+    /// overflow uid (65534) is never trusted as an owner, and whether the mount is
+    /// read-only is not looked at. Each component is opened with `openat(O_NOFOLLOW)` and
+    /// checked on its descriptor.
     ///
     /// `format` is `"raw"`, `"hex"` or `"base64"`, or `None` to detect it: with `length`
     /// given, the one encoding that yields exactly `length` bytes (raw when the file has

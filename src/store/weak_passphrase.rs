@@ -1,5 +1,6 @@
 //! Whether a store's master passphrase is weak ([`weakness`]): shorter than
-//! [`MIN_PASSPHRASE_LEN`] characters, one character repeated, or one of the passwords that
+//! [`MIN_PASSPHRASE_LEN`] characters, a short unit repeated (one character, "ab" * 8,
+//! "passwordpassword"), or one of the passwords that
 //! lead every leaked-password list. Argon2id makes each guess expensive; it cannot make a
 //! passphrase that is guessed first safe. `keycell store init` warns with it (it does not
 //! refuse: the choice is the user's). Nothing here copies the passphrase.
@@ -12,7 +13,8 @@ pub const MIN_PASSPHRASE_LEN: usize = 12;
 pub enum Weakness {
     /// Fewer than [`MIN_PASSPHRASE_LEN`] characters.
     Short,
-    /// One character repeated.
+    /// A unit of fewer than [`MIN_PASSPHRASE_LEN`] characters repeated (one character,
+    /// "abababab...", "passwordpassword"): it is no stronger than its unit.
     Repeated,
     /// One of [`COMMON`] (ignoring ASCII case).
     Common,
@@ -26,9 +28,10 @@ impl Weakness {
                 "the passphrase is shorter than {MIN_PASSPHRASE_LEN} characters: a guesser \
                  tries short ones first (use several random words)"
             ),
-            Weakness::Repeated => {
-                "the passphrase is one character repeated: a guesser tries those first".to_owned()
-            }
+            Weakness::Repeated => "the passphrase is one character or a short sequence \
+                                   repeated: it is no stronger than what is repeated, and a \
+                                   guesser tries those first"
+                .to_owned(),
             Weakness::Common => "the passphrase is one of the most common passwords: every \
                                  guesser tries it first"
                 .to_owned(),
@@ -79,12 +82,12 @@ const COMMON: &[&[u8]] = &[
     b"keycell123",
 ];
 
-/// Why `passphrase` is weak, if it is. Length is counted in UTF-8 characters (bytes when
-/// it is not UTF-8).
+/// Why `passphrase` is weak, if it is. Length and repetition are counted in UTF-8
+/// characters (bytes when it is not UTF-8).
 pub fn weakness(passphrase: &[u8]) -> Option<Weakness> {
-    let chars = match std::str::from_utf8(passphrase) {
-        Ok(s) => s.chars().count(),
-        Err(_) => passphrase.len(),
+    let units: Vec<u32> = match std::str::from_utf8(passphrase) {
+        Ok(s) => s.chars().map(u32::from).collect(),
+        Err(_) => passphrase.iter().map(|&b| u32::from(b)).collect(),
     };
     if COMMON
         .iter()
@@ -92,13 +95,19 @@ pub fn weakness(passphrase: &[u8]) -> Option<Weakness> {
     {
         return Some(Weakness::Common);
     }
-    if chars > 1 && passphrase.iter().all(|&b| b == passphrase[0]) {
+    if repeated_unit(&units).is_some_and(|unit| unit < MIN_PASSPHRASE_LEN) {
         return Some(Weakness::Repeated);
     }
-    if chars < MIN_PASSPHRASE_LEN {
+    if units.len() < MIN_PASSPHRASE_LEN {
         return Some(Weakness::Short);
     }
     None
+}
+
+/// The length of the shortest unit that `units` is two or more copies of, if any.
+fn repeated_unit(units: &[u32]) -> Option<usize> {
+    let n = units.len();
+    (1..=n / 2).find(|&k| n % k == 0 && units[k..] == units[..n - k])
 }
 
 #[cfg(test)]
@@ -113,6 +122,32 @@ mod tests {
             Some(Weakness::Common)
         );
         assert_eq!(weakness(b"aaaaaaaaaaaaaaaa"), Some(Weakness::Repeated));
+        // Characters, not bytes: a repeated multi-byte character.
+        assert_eq!(
+            weakness("é".repeat(13).as_bytes()),
+            Some(Weakness::Repeated)
+        );
+        assert_eq!(
+            weakness("€".repeat(12).as_bytes()),
+            Some(Weakness::Repeated)
+        );
+        // A short unit repeated.
+        assert_eq!(
+            weakness("ab".repeat(8).as_bytes()),
+            Some(Weakness::Repeated)
+        );
+        assert_eq!(weakness(b"passwordpassword"), Some(Weakness::Repeated));
+        assert_eq!(
+            weakness("äöü".repeat(5).as_bytes()),
+            Some(Weakness::Repeated)
+        );
+        // Not a whole number of copies, or a unit as long as a good passphrase: not flagged.
+        assert_eq!(weakness(b"abababababababa"), None);
+        assert_eq!(weakness(b"tulip oxygen crane tulip oxygen crane "), None);
+        assert_eq!(
+            weakness(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+            Some(Weakness::Repeated)
+        );
         assert_eq!(weakness(b"short pw"), Some(Weakness::Short));
         assert_eq!(weakness("ünïcödé pässwörd".as_bytes()), None);
         assert_eq!(weakness("ünïcödé".as_bytes()), Some(Weakness::Short));

@@ -148,8 +148,8 @@ def test_audit_verify_without_a_checkpoint_needs_no_public_key(tmp_path: Path) -
         w.close()
     r = run_cli("audit", "verify", log, "--key-file", k0, "--no-checkpoint")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("valid: 1 records") or r.stdout.startswith("valid:"), r.stdout
-    assert "no checkpoint" in r.stdout
+    # The genesis record and the one appended.
+    assert r.stdout == "valid: 2 records (seq 0..1), 1 epochs, no checkpoint\n", r.stdout
     r = run_cli("audit", "verify", log, "--key-file", k0)
     assert r.returncode == 2
     assert "--public-key PUB.pem is needed" in r.stderr
@@ -159,6 +159,76 @@ def test_audit_verify_without_a_checkpoint_needs_no_public_key(tmp_path: Path) -
         assert audit.verify(log, key=key, checkpoint=False).valid
         with pytest.raises(ValueError, match="needs public_key"):
             audit.verify(log, key=key, checkpoint=b"note")
+
+
+def test_audit_verify_with_a_public_key_needs_the_checkpoint(tmp_path: Path) -> None:
+    """The outside review's PoC 07: the tail cut and the checkpoint file deleted with it
+    is not "valid, no checkpoint" when --public-key asks for the checkpoint."""
+    k0 = tmp_path / "k0"
+    signer = tmp_path / "signer.pem"
+    pub = tmp_path / "pub.pem"
+    assert run_cli("keygen", "secret", "-o", k0).returncode == 0
+    assert run_cli("keygen", "ed25519", "-o", signer).returncode == 0
+    r = run_cli("pubkey", signer, "--pem")
+    assert r.returncode == 0, r.stderr
+    pub.write_text(r.stdout)
+    log = tmp_path / "audit.log"
+    with SecretKey.from_file(k0) as key, Ed25519PrivateKey.from_file(signer) as sig:
+        w = audit.AuditLog.create(log, key=key, origin="test.example/log", signer=sig)
+        for i in range(5):
+            w.append({"event": i})
+        w.checkpoint()
+        w.close()
+    r = run_cli("audit", "verify", log, "--key-file", k0, "--public-key", pub)
+    assert r.returncode == 0, r.stderr
+    assert "checkpoint of" in r.stdout
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:3]))
+    Path(f"{log}.checkpoint").unlink()
+    for extra in ([], ["--json"], ["--rotated"]):
+        r = run_cli("audit", "verify", log, "--key-file", k0, "--public-key", pub, *extra)
+        assert r.returncode == 1, (extra, r.stdout, r.stderr)
+        assert f"the checkpoint {log}.checkpoint is missing" in r.stderr
+        assert "valid" not in r.stdout
+    # Asked for explicitly, checking without a checkpoint still works.
+    r = run_cli("audit", "verify", log, "--key-file", k0, "--no-checkpoint")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("valid: 3 records (seq "), r.stdout
+
+
+def test_policy_sign_force_replaces_a_planted_link_without_following_it(
+    tmp_path: Path,
+) -> None:
+    """The outside review's PoC 08: a symlink planted at FILE.sig is replaced by
+    --force (written atomically), never written through."""
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"keycell_policy": 1}')
+    signer = tmp_path / "signer.pem"
+    assert run_cli("keygen", "ed25519", "-o", signer).returncode == 0
+    victim = tmp_path / "victim"
+    victim.write_text("precious content\n")
+    sig = tmp_path / "policy.json.sig"
+    sig.symlink_to(victim)
+    r = run_cli("policy", "sign", policy, "--key-file", signer)
+    assert r.returncode != 0
+    assert "already exists" in r.stderr
+    r = run_cli("policy", "sign", policy, "--key-file", signer, "--force")
+    assert r.returncode == 0, r.stderr
+    assert victim.read_text() == "precious content\n"
+    assert not sig.is_symlink()
+    assert sig.is_file()
+    # Ed25519 signatures are deterministic: the same as one written to a fresh path.
+    fresh = tmp_path / "fresh.sig"
+    r = run_cli("policy", "sign", policy, "--key-file", signer, "-o", fresh)
+    assert r.returncode == 0, r.stderr
+    assert sig.read_bytes() == fresh.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fresh.sig",
+        "policy.json",
+        "policy.json.sig",
+        "signer.pem",
+        "victim",
+    ]
 
 
 def test_policy_sign_never_replaces_a_signature_without_force(tmp_path: Path) -> None:
@@ -252,7 +322,10 @@ def test_store_init_warns_about_a_weak_passphrase(tmp_path: Path) -> None:
     for content, warning in [
         (b"Password1\n", "one of the most common passwords"),
         (b"short pw\n", "shorter than 12 characters"),
-        (b"zzzzzzzzzzzzzzzzzz\n", "one character repeated"),
+        (b"zzzzzzzzzzzzzzzzzz\n", "one character or a short sequence repeated"),
+        (("é" * 13 + "\n").encode(), "one character or a short sequence repeated"),
+        (b"passwordpassword\n", "one character or a short sequence repeated"),
+        (b"ab" * 8 + b"\n", "one character or a short sequence repeated"),
     ]:
         pw = secret_file(tmp_path / "pw", content)
         store = tmp_path / "s.kcs"

@@ -99,6 +99,20 @@ def test_outside_a_unit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert issubclass(CredentialUnavailableError, KeyFileError)
 
 
+def test_a_relative_credentials_directory_is_not_systemds(
+    creds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd always sets an absolute $CREDENTIALS_DIRECTORY; a relative one would be
+    resolved against the working directory, so it is refused though it names the right
+    directory from here."""
+    monkeypatch.chdir(creds.parent)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", creds.name)
+    with pytest.raises(CredentialUnavailableError, match="not an absolute path"):
+        SecretKey.from_credential("api-key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert contents(SecretKey.from_credential("api-key")) == KEY
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

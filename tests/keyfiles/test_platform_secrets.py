@@ -1,13 +1,12 @@
 """`from_file(..., trust="mount")`: secrets where Kubernetes and Docker put them.
 
-Accepted: a regular file of mode at most 0644, on a read-only mount or owned by root or
-this user, reached through links that stay inside its directory (Kubernetes' atomic
+Accepted: a regular file of mode at most 0644 owned by root or this user, reached through
+links owned by root or this user that stay inside its directory (Kubernetes' atomic
 writer: `dir/name -> ..data/name`, `dir/..data -> ..<timestamp>`), every directory on the
-way on a read-only mount or owned by root or this user and not writable by group or
-others. Everything else is refused as before. The read-only cases use real read-only bind
-mounts in a private mount namespace (`unshare -m`, as root): a test that cannot make one
-fails, it is not skipped.
-"""
+way owned by root or this user and not writable by group or others unless it has the
+sticky bit. The overflow uid is never a trusted owner. A read-only mount changes nothing:
+the read-only cases use real read-only bind mounts in a private mount namespace
+(`unshare -m`, as root) to show that; a test that cannot make one fails, it is not skipped."""
 
 from __future__ import annotations
 
@@ -130,18 +129,22 @@ def test_links_that_leave_the_directory_are_refused(tmp_path: Path) -> None:
 def test_writable_directories_on_the_way_are_refused(tmp_path: Path) -> None:
     vol = atomic_writer_layout(tmp_path / "secret", {"api-key": KEY})
     stamp = next(vol.glob("..2026*"))
-    for d, mode in [(vol, 0o777), (vol, 0o775), (stamp, 0o757), (vol, 0o1777)]:
+    for d, mode in [(vol, 0o777), (vol, 0o775), (stamp, 0o757)]:
         os.chmod(d, mode)
         with pytest.raises(InsecureKeyFileError, match="writable by group or others"):
             SecretKey.from_file(vol / "api-key", trust="mount")
         os.chmod(d, 0o755)
     assert contents(SecretKey.from_file(vol / "api-key", trust="mount")) == KEY
+    # With the sticky bit (Kubernetes' volume directory is drwxrwxrwt root) nobody else
+    # can rename or replace the entries, all owned by root or this user: accepted.
+    for d in (vol, stamp):
+        os.chmod(d, 0o1777)
+        assert contents(SecretKey.from_file(vol / "api-key", trust="mount")) == KEY
+        os.chmod(d, 0o755)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
-def test_other_users_files_and_directories_are_refused_off_a_read_only_mount(
-    tmp_path: Path,
-) -> None:
+def test_other_users_files_directories_and_links_are_refused(tmp_path: Path) -> None:
     vol = atomic_writer_layout(tmp_path / "secret", {"api-key": KEY})
     stamp = next(vol.glob("..2026*"))
     os.chown(stamp / "api-key", OTHER_UID, OTHER_UID)
@@ -150,6 +153,10 @@ def test_other_users_files_and_directories_are_refused_off_a_read_only_mount(
     os.chown(stamp / "api-key", 0, 0)
     os.chown(stamp, OTHER_UID, OTHER_UID)
     with pytest.raises(InsecureKeyFileError, match=f"owned by uid {OTHER_UID}"):
+        SecretKey.from_file(vol / "api-key", trust="mount")
+    os.chown(stamp, 0, 0)
+    os.lchown(vol / "api-key", OTHER_UID, OTHER_UID)
+    with pytest.raises(InsecureKeyFileError, match=f"symbolic link .* uid {OTHER_UID}"):
         SecretKey.from_file(vol / "api-key", trust="mount")
 
 
@@ -261,12 +268,18 @@ def test_read_only_bind_mounts(tmp_path: Path) -> None:
         mnt, docker, foreign_dir / "key", vol / "api-key", loose, mnt / "escape", writable / "key"
     )
     ok = ["ok", KEY.decode()]
-    # Owned by another user, but nobody can write a read-only mount: accepted.
-    assert got[str(docker)] == [*ok, "InsecureKeyFileError"]
-    assert got[str(foreign_dir / "key")] == [*ok, "InsecureKeyFileError"]
+    # Root's files through Kubernetes' layout: accepted (as off the mount).
     assert got[str(vol / "api-key")] == [*ok, "InsecureKeyFileError"]
-    # A directory writable by all is harmless on a read-only mount.
-    assert got[str(writable / "key")] == [*ok, "InsecureKeyFileError"]
+    # A read-only mount is no substitute for ownership: another user's file or directory
+    # is refused on it as off it.
+    assert got[str(docker)][0] == "InsecureKeyFileError"
+    assert f"owned by uid {OTHER_UID}" in got[str(docker)][1]
+    assert got[str(foreign_dir / "key")][0] == "InsecureKeyFileError"
+    assert f"owned by uid {OTHER_UID}" in got[str(foreign_dir / "key")][1]
+    # A directory writable by all (no sticky bit) is refused on a read-only mount too:
+    # the directory underneath a read-only bind mount may be writable elsewhere.
+    assert got[str(writable / "key")][0] == "InsecureKeyFileError"
+    assert "without the sticky bit" in got[str(writable / "key")][1]
     # Still refused: a mode beyond 0644, a link out of the mount.
     assert got[str(loose)][0] == "InsecureKeyFileError"
     assert "go beyond 0644" in got[str(loose)][1]
@@ -279,6 +292,136 @@ def test_read_only_bind_mounts(tmp_path: Path) -> None:
             SecretKey.from_file(path, trust="mount")
     with pytest.raises(InsecureKeyFileError, match="writable by group or others"):
         SecretKey.from_file(writable / "key", trust="mount")
+    os.chown(docker, 0, 0)
+    assert contents(SecretKey.from_file(docker, trust="mount")) == KEY
+
+
+@pytest.mark.skipif(NOBODY is None or os.geteuid() != 0, reason="needs root and 'nobody'")
+def test_read_only_bind_mount_of_a_directory_another_user_writes(tmp_path: Path) -> None:
+    """The outside review's PoC 02: a read-only bind mount of a sticky world-writable
+    directory in which another user made Kubernetes' layout. Kubernetes' own volume
+    directory is `drwxrwxrwt root` and accepted; the other user's entries are not."""
+    assert NOBODY is not None
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    vol = atomic_writer_layout(shared / "vol", {"hmac": KEY})
+    got = in_read_only_mount(shared, vol / "hmac")
+    assert got[str(vol / "hmac")][:2] == ["ok", KEY.decode()]  # all root's: accepted
+    stamp = vol / "..2026_12_08_01_23_45.678901234"
+    # Another user owns, in turn, the link farm's link, the timestamped directory and the
+    # file: each is refused though everything sits on a read-only mount.
+    for path, what in [
+        (vol / "..data", "symbolic link"),
+        (stamp, "directory"),
+        (stamp / "hmac", "it is owned by"),
+    ]:
+        os.lchown(path, NOBODY[0], NOBODY[1])
+        got = in_read_only_mount(shared, vol / "hmac")
+        assert got[str(vol / "hmac")][0] == "InsecureKeyFileError", path
+        assert what in got[str(vol / "hmac")][1], got
+        assert f"uid {NOBODY[0]}" in got[str(vol / "hmac")][1], got
+        os.lchown(path, 0, 0)
+    # The sticky world-writable directory itself, owned by another user: refused.
+    os.chown(shared / "vol", NOBODY[0], NOBODY[1])
+    os.chmod(shared / "vol", 0o1777)
+    got = in_read_only_mount(shared, vol / "hmac")
+    assert got[str(vol / "hmac")][0] == "InsecureKeyFileError"
+    os.chown(shared / "vol", 0, 0)
+    assert contents(SecretKey.from_file(vol / "hmac", trust="mount")) == KEY
+
+
+@pytest.mark.skipif(NOBODY is None or os.geteuid() != 0, reason="needs root and 'nobody'")
+def test_a_read_only_mount_forged_in_a_user_namespace(world_dir: Path) -> None:
+    """The outside review's PoC 03: an unprivileged user makes a read-only tmpfs with a key
+    of their choosing in their own user and mount namespace; root reaches it through
+    /proc/PID/root. It is refused: its owner is that user, whatever the mount says."""
+    assert NOBODY is not None
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        pytest.fail("unshare(1) and setpriv(1) are needed for this test")
+    mnt = world_dir / "evil"
+    mnt.mkdir()
+    os.chown(mnt, NOBODY[0], NOBODY[1])
+    script = (
+        'mount -t tmpfs -o mode=0755 none "$1" && printf %s "$2" > "$1/hmac" && '
+        'chmod 0644 "$1/hmac" && mount -o remount,bind,ro "$1" && echo ready && exec cat'
+    )
+    attacker = subprocess.Popen(
+        [
+            "setpriv", "--reuid", str(NOBODY[0]), "--regid", str(NOBODY[1]),
+            "--clear-groups", "unshare", "--user", "--map-root-user", "--mount",
+            "sh", "-c", script, "sh", str(mnt), KEY.decode(),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert attacker.stdout is not None
+        line = attacker.stdout.readline()  # blocks until the mount is made or sh exits
+        assert line == "ready\n", attacker.stderr.read() if attacker.stderr else line
+        forged = Path(f"/proc/{attacker.pid}/root") / str(mnt).lstrip("/") / "hmac"
+        assert os.statvfs(forged.parent).f_flag & os.ST_RDONLY
+        with pytest.raises(InsecureKeyFileError, match=f"owned by uid {NOBODY[0]}"):
+            SecretKey.from_file(forged, trust="mount")
+    finally:
+        attacker.communicate(timeout=60)  # closes stdin: cat ends
+
+
+OVERFLOW_CHILD = r"""
+import json, os, sys
+from keycell import SecretKey, InsecureKeyFileError
+assert os.geteuid() == 65534, os.geteuid()
+out = []
+try:
+    SecretKey.from_file(sys.argv[1], trust="mount")
+    out.append("accepted")
+except InsecureKeyFileError as e:
+    out.append(str(e))
+os.environ["CREDENTIALS_DIRECTORY"] = sys.argv[2]
+try:
+    SecretKey.from_credential("hmac")
+    out.append("accepted")
+except InsecureKeyFileError as e:
+    out.append(str(e))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_the_overflow_uid_is_never_a_trusted_owner(world_dir: Path) -> None:
+    """The outside review's PoC 01: in a user namespace where this process runs as 65534,
+    every owner not mapped into it shows as 65534 too. Another user's file and directory
+    are refused under trust="mount" and from_credential though their owner equals euid."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare(1) is needed for this test")
+    overflow = int(Path("/proc/sys/kernel/overflowuid").read_text())
+    assert overflow == 65534  # the PoC's setting: --map-user=65534 below
+    d = world_dir / "ovf"
+    d.mkdir(mode=0o755)
+    write_key_file(d / "hmac", KEY, 0o644)
+    creds = world_dir / "creds"
+    creds.mkdir()
+    write_key_file(creds / "hmac", KEY, 0o444)
+    os.chmod(creds, 0o555)
+    for p in (d, d / "hmac", creds, creds / "hmac"):
+        os.chown(p, OTHER_UID, OTHER_UID)
+    proc = subprocess.run(
+        [
+            "unshare", "--user", "--map-user=65534", "--map-group=65534",
+            sys.executable, "-c", OVERFLOW_CHILD, str(d / "hmac"), str(creds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    mount_msg, cred_msg = json.loads(proc.stdout)
+    assert "uid 65534, the overflow uid" in mount_msg
+    assert "uid 65534, the overflow uid" in cred_msg
 
 
 @pytest.mark.skipif(NOBODY is None or os.geteuid() != 0, reason="needs root and 'nobody'")

@@ -30,6 +30,7 @@ from .._native import (
     ECPrivateKey,
     Ed25519PrivateKey,
     RSAPrivateKey,
+    _write_atomic,
     agent_check_policy,
     agent_harden,
 )
@@ -43,7 +44,7 @@ from ..agent_server import (
     sign_policy,
     signature_path,
 )
-from ..exceptions import KeycellError
+from ..exceptions import KeycellError, KeyFileError
 from ..pkcs11 import Token
 from .common import CliError, a_key, load_private
 from .common import UsageError as _UsageError
@@ -86,9 +87,12 @@ def _cmd_policy_sign(args: argparse.Namespace) -> int:
         text = sign_policy(data, signer)
     finally:
         signer.destroy()
-    # "x" refuses a file that appeared since the check above.
-    with open(out, "w" if args.force else "x", encoding="ascii") as f:
-        f.write(text)
+    # Atomic, as every keycell writer: a link planted at `out` is replaced, never followed;
+    # without --force a file that appeared since the check above is not replaced.
+    try:
+        _write_atomic(out, text.encode("ascii"), overwrite=args.force)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
     print(f"wrote the signature of {args.file} to {out}", file=sys.stderr)
     return 0
 
@@ -493,7 +497,11 @@ def register(sub: Any) -> None:
         "PKCS#1 for RSA)",
     )
     s.add_argument("-o", "--output", metavar="SIG", help="signature file (default FILE.sig)")
-    s.add_argument("--force", action="store_true", help="replace SIG if it exists")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="replace SIG if it exists (atomically: a link at SIG is replaced, never followed)",
+    )
     s.set_defaults(func=_cmd_policy_sign)
     v = psub.add_parser("verify", help="verify a policy file's signature and rules")
     v.add_argument("file", metavar="FILE", help="policy file (JSON)")

@@ -3,7 +3,10 @@
 ``keycell audit verify PATH --key-file K0 --public-key PUB.pem [--checkpoint FILE]
 [--json]`` (``--no-checkpoint`` instead of ``--public-key``: no checkpoint is checked, so
 no signer's key is needed) exits 0 when the log verifies, 1 when it does not (tampered,
-or a torn tail), 2 on a usage error (bad arguments, unreadable key or log files).
+a torn tail, or the checkpoint missing: with ``--public-key`` and without
+``--no-checkpoint`` the checkpoint, ``PATH.checkpoint`` unless ``--checkpoint`` names
+another, must exist, since a cut tail is deleted with it), 2 on a usage error (bad
+arguments, unreadable key or log files).
 ``keycell audit prove PATH LINE`` prints an RFC 6962 inclusion proof of a line.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Literal
 
@@ -54,7 +58,7 @@ def register(sub: Any) -> None:
     cp.add_argument(
         "--checkpoint",
         metavar="FILE",
-        help="a signed checkpoint (default: PATH.checkpoint when it exists)",
+        help="a signed checkpoint (default: PATH.checkpoint, which must exist)",
     )
     cp.add_argument("--no-checkpoint", action="store_true", help="check no checkpoint")
     cp.add_argument(
@@ -67,8 +71,8 @@ def register(sub: Any) -> None:
         "--rotated",
         action="store_true",
         help="PATH is a file after a rotation (it begins with a rotate record): check it from "
-        "that record on (against PATH.checkpoint when it exists); without this or --previous, "
-        "a log must begin with its genesis",
+        "that record on (against PATH.checkpoint, which must exist); without this or "
+        "--previous, a log must begin with its genesis",
     )
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=_cmd_verify)
@@ -110,6 +114,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         except (KeycellError, OSError, ValueError) as exc:
             return _usage(f"cannot read the public key: {exc}")
     checkpoint: str | Literal[False] | None = False if args.no_checkpoint else args.checkpoint
+    if checkpoint is None and not args.previous:
+        # The library checks PATH.checkpoint only when it exists; here the public key says
+        # a checkpoint is to be checked, and one deleted along with a cut tail must not
+        # turn into "valid, no checkpoint".
+        checkpoint = args.path + ".checkpoint"
+        if not os.path.exists(checkpoint):
+            print(
+                f"keycell audit: error: the checkpoint {checkpoint} is missing (a truncated "
+                "log loses its tail and checkpoint together); name it with --checkpoint "
+                "FILE, or pass --no-checkpoint to check the log without one",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
     try:
         with key:
             # --previous excludes --no-checkpoint: it always has the public key.

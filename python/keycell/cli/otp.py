@@ -13,7 +13,7 @@ from typing import Any
 
 import keycell
 
-from .._native import SecretKey
+from .._native import SecretKey, _write_atomic
 from .common import CliError, UsageError, wipe
 
 __all__ = ["keygen_otp", "register"]
@@ -127,13 +127,12 @@ def _read_state(path: str) -> int | None:
 
 
 def _write_state(path: str, counter: int) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        json.dump({"last_counter": counter}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Atomic, as every keycell writer (a link at `path` is replaced, never followed).
+    data = json.dumps({"last_counter": counter}).encode("ascii")
+    try:
+        _write_atomic(path, data, overwrite=True)
+    except keycell.KeyFileError as exc:
+        raise CliError(str(exc)) from None
 
 
 def register(sub: Any) -> None:
