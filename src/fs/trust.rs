@@ -288,8 +288,8 @@ fn untrusted_owner(uid: u32) -> String {
     let euid = rustix::process::geteuid().as_raw();
     if uid == overflow_uid() {
         format!(
-            "uid {uid}, the overflow uid (an owner not mapped into this user namespace), \
-             which is never trusted"
+            "uid {uid}, the overflow uid, which is never trusted (in a user namespace every \
+             owner not mapped into it shows as this uid)"
         )
     } else {
         format!("uid {uid}, not by root or this process's uid {euid}")
