@@ -107,15 +107,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run  # benches/run.py
 
-    for case in build_cases(run.Case, run.Contender):
-        r = run.run_case(case, rounds=21, budget_s=0.02)
-        print(f"{case.name}: keycell.jose {run._fmt_time(r.medians[case.keycell.name])}")
-        for ref, _ in case.references:
-            print(
-                f"    vs {ref.name}: {run._fmt_time(r.medians[ref.name])}, "
-                f"paired ratio (keycell / it) {r.ratios[ref.name]:.2f}"
-            )
-    return 0
+    return int(run.run_module_alone(build_cases, "keycell.jose"))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,20 @@ def add_module_cases(add: Any, filename: str) -> None:
         add(case)
 
 
+def run_module_alone(build: Any, label: str = "keycell") -> int:
+    """``python benches/<module>.py``: run that module's cases (``build(Case, Contender)``)
+    alone and print each one's median and paired ratios."""
+    for case in build(Case, Contender):
+        r = run_case(case, rounds=21, budget_s=0.02)
+        print(f"{case.name}: {label} {_fmt_time(r.medians[case.keycell.name])}")
+        for ref, _ in case.references:
+            print(
+                f"    vs {ref.name}: {_fmt_time(r.medians[ref.name])}, "
+                f"paired ratio (keycell / it) {r.ratios[ref.name]:.2f}"
+            )
+    return 0
+
+
 def add_pyca_adapter_cases(add: Any) -> None:
     """``key.to_cryptography()``: the adapter's overhead over the handle (a Python method
     call and the argument checks), and pyca's x509 CSR builder signing with a keycell key
