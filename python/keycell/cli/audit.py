@@ -119,7 +119,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         # a checkpoint is to be checked, and one deleted along with a cut tail must not
         # turn into "valid, no checkpoint".
         checkpoint = args.path + ".checkpoint"
-        if not os.path.exists(checkpoint):
+        # (A missing log itself stays the usage error the verification below reports.)
+        if os.path.exists(args.path) and not os.path.exists(checkpoint):
             print(
                 f"keycell audit: error: the checkpoint {checkpoint} is missing (a truncated "
                 "log loses its tail and checkpoint together); name it with --checkpoint "
