@@ -13,6 +13,8 @@ command -v ssh-add >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
     || missing="$missing openssh-client"  # the agent tests' independent clients
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"  # the ssh login test's server
 need valgrind valgrind  # the X25519 kernel's constant-time check (memcheck)
+need openssl openssl  # the x509/CSR, key format and EC/RSA interop tests' independent reference
+need unshare util-linux  # the platform-secret tests' private mount and user namespaces
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 \
         || { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $missing >/dev/null; } \
